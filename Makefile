@@ -1,0 +1,60 @@
+# Stowage — run `make help` for the targets.
+SHELL := /bin/bash
+CARGO ?= cargo
+# The AWS emulator (moto + tests/fakeaws) lives in a venv outside the checkout so clones share it.
+VENV ?= $(HOME)/.cache/stowage/venv
+PYTHON := $(VENV)/bin/python
+export STOWAGE_FAKEAWS_PYTHON := $(PYTHON)
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: test
+test: fmt-check clippy unit ## Everything CI runs: fmt check, clippy -D warnings, all tests.
+
+.PHONY: fmt-check
+fmt-check: ## cargo fmt --check.
+	$(CARGO) fmt --all -- --check
+
+.PHONY: fmt
+fmt: ## Format the code.
+	$(CARGO) fmt --all
+
+.PHONY: clippy
+clippy: ## Clippy on every crate and target, warnings denied.
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: lint
+lint: fmt-check clippy ## fmt check + clippy.
+
+.PHONY: unit
+unit: $(PYTHON) ## All tests (unit, integration against the AWS emulator, end to end).
+	$(CARGO) test --workspace --all-targets
+
+$(PYTHON): tests/fakeaws/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/fakeaws/requirements.txt
+	touch $(PYTHON)
+
+.PHONY: venv
+venv: $(PYTHON) ## Create the venv with the AWS emulator (moto) used by the tests.
+
+.PHONY: crds
+crds: ## Regenerate charts/stowage/crds from the Rust types.
+	$(CARGO) run --quiet -p stowage -- crds --out-dir charts/stowage/crds
+
+.PHONY: bench
+bench: ## Solver benchmarks (release): the 20,000-pod diverse and generic runs.
+	$(CARGO) run --release -p stowage-bench -- solve --pods 20000 --types 400 --mix diverse
+	$(CARGO) run --release -p stowage-bench -- solve --pods 20000 --types 400 --mix generic
+
+.PHONY: demo
+demo: ## Run the quickstart simulation (the README's first command).
+	$(CARGO) run --quiet -p stowage -- simulate
+
+.PHONY: seed
+seed: ## Run the seed scenario (1,000+ nodes) in release mode with an HTML report.
+	$(CARGO) run --release -p stowage -- simulate --scenario seed --report report.html

@@ -1,0 +1,218 @@
+//! The domain model the cloud provider fills in and the solver reads: resources in integer units,
+//! instance types with their overhead and offerings. This is the contract between `stowage-cloud`
+//! (and `stowage-aws`) and the solver; keep it plain data.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use stowage_api::CapacityType;
+
+/// Resource names with a fixed meaning.
+pub mod resource {
+    /// Millicores.
+    pub const CPU: &str = "cpu";
+    /// Bytes.
+    pub const MEMORY: &str = "memory";
+    /// Bytes.
+    pub const EPHEMERAL_STORAGE: &str = "ephemeral-storage";
+    /// Count.
+    pub const PODS: &str = "pods";
+}
+
+/// Resource quantities in integer units: `cpu` in millicores, `memory` and `ephemeral-storage` in
+/// bytes, `pods` and every extended resource (`nvidia.com/gpu`, `habana.ai/gaudi`, ...) as counts.
+/// Absent names are zero. Ordered so output that lists resources is deterministic.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Resources(pub BTreeMap<String, i64>);
+
+impl Resources {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Builder-style setter: `Resources::new().with("cpu", 2000)`.
+    pub fn with(mut self, name: impl Into<String>, value: i64) -> Self {
+        self.set(name, value);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> i64 {
+        self.0.get(name).copied().unwrap_or(0)
+    }
+
+    /// Sets a quantity; zero removes the entry so equal resources compare equal.
+    pub fn set(&mut self, name: impl Into<String>, value: i64) {
+        let name = name.into();
+        if value == 0 {
+            self.0.remove(&name);
+        } else {
+            self.0.insert(name, value);
+        }
+    }
+
+    pub fn cpu_millis(&self) -> i64 {
+        self.get(resource::CPU)
+    }
+
+    pub fn memory_bytes(&self) -> i64 {
+        self.get(resource::MEMORY)
+    }
+
+    pub fn pods(&self) -> i64 {
+        self.get(resource::PODS)
+    }
+
+    /// Adds every quantity of `other` (saturating).
+    pub fn add(&mut self, other: &Resources) {
+        for (k, v) in &other.0 {
+            let cur = self.get(k);
+            self.set(k.clone(), cur.saturating_add(*v));
+        }
+    }
+
+    /// Subtracts every quantity of `other` (saturating; may go negative).
+    pub fn sub(&mut self, other: &Resources) {
+        for (k, v) in &other.0 {
+            let cur = self.get(k);
+            self.set(k.clone(), cur.saturating_sub(*v));
+        }
+    }
+
+    /// Element-wise maximum.
+    pub fn max_with(&mut self, other: &Resources) {
+        for (k, v) in &other.0 {
+            if *v > self.get(k) {
+                self.set(k.clone(), *v);
+            }
+        }
+    }
+
+    /// True when every quantity requested here is available in `available`.
+    pub fn fits_in(&self, available: &Resources) -> bool {
+        self.0.iter().all(|(k, v)| *v <= available.get(k))
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.0.values().all(|v| *v == 0)
+    }
+}
+
+/// What the node reserves before pods get anything. Allocatable = capacity - all three.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overhead {
+    pub kube_reserved: Resources,
+    pub system_reserved: Resources,
+    pub eviction_threshold: Resources,
+}
+
+impl Overhead {
+    pub fn total(&self) -> Resources {
+        let mut t = self.kube_reserved.clone();
+        t.add(&self.system_reserved);
+        t.add(&self.eviction_threshold);
+        t
+    }
+}
+
+/// One place and way an instance type can be bought.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Offering {
+    pub zone: String,
+    pub capacity_type: CapacityType,
+    /// USD per hour. Reserved offerings carry a token price (already paid for).
+    pub price_per_hour: f64,
+    /// False when the insufficient-capacity cache (or the catalogue) says it cannot be had now.
+    pub available: bool,
+    /// For reserved offerings: how many more instances the reservation can still launch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation_capacity: Option<u32>,
+    /// For reserved offerings: the capacity reservation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reservation_id: Option<String>,
+}
+
+/// An instance type as the solver sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceType {
+    /// e.g. `m5.large`.
+    pub name: String,
+    /// The requirements it satisfies, as single-valued labels (`kubernetes.io/arch`,
+    /// `node.kubernetes.io/instance-type`, `aws.stowage.dev/instance-family`, ...). Zone and
+    /// capacity type are not here: they vary per offering.
+    pub labels: BTreeMap<String, String>,
+    pub capacity: Resources,
+    pub overhead: Overhead,
+    pub offerings: Vec<Offering>,
+}
+
+impl InstanceType {
+    /// Capacity minus overhead, never negative.
+    pub fn allocatable(&self) -> Resources {
+        let mut a = self.capacity.clone();
+        a.sub(&self.overhead.total());
+        for v in a.0.values_mut() {
+            if *v < 0 {
+                *v = 0;
+            }
+        }
+        a.0.retain(|_, v| *v != 0);
+        a
+    }
+
+    /// True when the type offers an accelerator resource (GPU, Neuron, Gaudi).
+    pub fn is_exotic(&self) -> bool {
+        stowage_api::labels::ACCELERATOR_RESOURCES
+            .iter()
+            .any(|r| self.capacity.get(r) > 0)
+    }
+
+    /// The cheapest available offering, if any (ties broken by zone name for determinism).
+    pub fn cheapest_available(&self) -> Option<&Offering> {
+        self.offerings
+            .iter()
+            .filter(|o| o.available)
+            .min_by(|a, b| {
+                a.price_per_hour
+                    .total_cmp(&b.price_per_hour)
+                    .then_with(|| a.zone.cmp(&b.zone))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocatable_subtracts_overhead_and_clamps() {
+        let it = InstanceType {
+            name: "m5.large".into(),
+            labels: BTreeMap::new(),
+            capacity: Resources::new().with("cpu", 2000).with("memory", 8 << 30).with("pods", 29),
+            overhead: Overhead {
+                kube_reserved: Resources::new().with("cpu", 70).with("memory", 574 << 20),
+                system_reserved: Resources::new(),
+                eviction_threshold: Resources::new().with("memory", 100 << 20).with("ephemeral-storage", 1),
+            },
+            offerings: vec![],
+        };
+        let a = it.allocatable();
+        assert_eq!(a.cpu_millis(), 1930);
+        assert_eq!(a.memory_bytes(), (8 << 30) - (674 << 20));
+        assert_eq!(a.pods(), 29);
+        assert_eq!(a.get("ephemeral-storage"), 0);
+        assert!(!it.is_exotic());
+    }
+
+    #[test]
+    fn resources_arithmetic() {
+        let mut a = Resources::new().with("cpu", 100);
+        a.add(&Resources::new().with("cpu", 50).with("nvidia.com/gpu", 1));
+        assert_eq!(a.get("cpu"), 150);
+        assert!(Resources::new().with("cpu", 150).fits_in(&a));
+        assert!(!Resources::new().with("nvidia.com/gpu", 2).fits_in(&a));
+        a.sub(&Resources::new().with("nvidia.com/gpu", 1));
+        assert_eq!(a, Resources::new().with("cpu", 150));
+    }
+}

@@ -1,0 +1,8 @@
+//! `stowage sim`.
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {}
+
+pub async fn run(command: Command) -> anyhow::Result<()> {
+    match command {}
+}

@@ -1,0 +1,53 @@
+//! The `stowage` binary: CLI, settings, telemetry and wiring. The only crate that uses `anyhow`.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+/// Stowage: a Kubernetes node provisioner for AWS.
+#[derive(Debug, Parser)]
+#[command(name = "stowage", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the controllers in a cluster (leader-elected; provisions, terminates, collects garbage).
+    Run(cmd::run::Args),
+    /// Run the real controllers against a simulated cluster in virtual time and report.
+    Simulate(cmd::simulate::Args),
+    /// Print what would be bought for a set of pending pods, offline.
+    Plan(cmd::plan::Args),
+    /// Print every CustomResourceDefinition Stowage serves, as multi-document YAML.
+    Crds(cmd::crds::Args),
+    /// The simulated cluster on its own.
+    #[command(subcommand)]
+    Sim(cmd::sim::Command),
+    /// Instance catalogue tools (regenerate the embedded snapshot from the EC2 API).
+    #[command(subcommand)]
+    Catalog(cmd::catalog::Command),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    // One TLS crypto provider for the whole process (kube and the AWS SDK both use rustls/ring).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => cmd::run::run(args).await,
+        Command::Simulate(args) => cmd::simulate::run(args).await,
+        Command::Plan(args) => cmd::plan::run(args).await,
+        Command::Crds(args) => cmd::crds::run(args).await,
+        Command::Sim(command) => cmd::sim::run(command).await,
+        Command::Catalog(command) => cmd::catalog::run(command).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
