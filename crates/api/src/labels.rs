@@ -106,7 +106,17 @@ pub const ACCELERATOR_RESOURCES: &[&str] = &[
 /// How an instance is paid for. The declaration order is the solver's preference order:
 /// reserved capacity (already paid) before spot before on-demand.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
 )]
 pub enum CapacityType {
     #[serde(rename = "reserved")]
@@ -118,8 +128,11 @@ pub enum CapacityType {
 }
 
 impl CapacityType {
-    pub const ALL: [CapacityType; 3] =
-        [CapacityType::Reserved, CapacityType::Spot, CapacityType::OnDemand];
+    pub const ALL: [CapacityType; 3] = [
+        CapacityType::Reserved,
+        CapacityType::Spot,
+        CapacityType::OnDemand,
+    ];
 
     /// The label value (`reserved`, `spot`, `on-demand`).
     pub fn as_str(self) -> &'static str {

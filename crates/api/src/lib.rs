@@ -4,7 +4,28 @@
 //! Key decision: this crate holds data and pure functions only (no client, no I/O), so the solver,
 //! the controllers and the simulator share one definition of every object and every rule.
 
+pub mod conditions;
+pub mod duration;
+pub mod ec2nodeclass;
 pub mod labels;
+pub mod nodeclaim;
+pub mod nodepool;
 pub mod quantity;
+pub mod requirements;
 
+pub use conditions::{Condition, ConditionStatus};
+pub use duration::{Duration, NillableDuration};
+pub use ec2nodeclass::{
+    AmiFamily, AmiSelectorTerm, BlockDevice, BlockDeviceMapping, CapacityReservationSelectorTerm,
+    EC2NodeClass, EC2NodeClassSpec, EC2NodeClassStatus, KubeletConfiguration, MetadataOptions,
+    SecurityGroupSelectorTerm, SubnetSelectorTerm,
+};
 pub use labels::CapacityType;
+pub use nodeclaim::{
+    NodeClaim, NodeClaimSpec, NodeClaimStatus, NodeClassRef, ResourceRequirements,
+};
+pub use nodepool::{
+    Budget, CapacityMix, ConsolidationPolicy, Disruption, DisruptionReason, NodeClaimTemplate,
+    NodeClaimTemplateSpec, NodePool, NodePoolSpec, NodePoolStatus, TemplateMetadata,
+};
+pub use requirements::{Operator, Requirement};

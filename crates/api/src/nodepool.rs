@@ -1,0 +1,419 @@
+//! `stowage.dev/v1` NodePool: a template for nodes plus the limits, disruption rules and
+//! capacity mix that govern them.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Taint;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::conditions::{Condition, impl_condition_helpers};
+use crate::duration::{Duration, NillableDuration};
+use crate::nodeclaim::{DEFAULT_EXPIRE_AFTER, NodeClassRef, default_expire_after};
+use crate::requirements::Requirement;
+
+/// Labels and annotations every node of the pool gets.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TemplateMetadata {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The NodeClaim spec a pool stamps out (without resources: those come from the pods).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeClaimTemplateSpec {
+    /// Requirements every node satisfies (instance types, zones, capacity types, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requirements: Vec<Requirement>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub taints: Vec<Taint>,
+    /// Taints present at boot that a daemon removes; pods need not tolerate them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub startup_taints: Vec<Taint>,
+    /// Nodes are replaced this long after creation (`Never` disables expiry). Default 720h.
+    #[serde(default = "default_expire_after")]
+    pub expire_after: NillableDuration,
+    /// The longest a drain may take before pods are deleted regardless of PDBs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_grace_period: Option<Duration>,
+    pub node_class_ref: NodeClassRef,
+}
+
+impl Default for NodeClaimTemplateSpec {
+    fn default() -> Self {
+        NodeClaimTemplateSpec {
+            requirements: Vec::new(),
+            taints: Vec::new(),
+            startup_taints: Vec::new(),
+            expire_after: DEFAULT_EXPIRE_AFTER,
+            termination_grace_period: None,
+            node_class_ref: NodeClassRef::default(),
+        }
+    }
+}
+
+/// `spec.template`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeClaimTemplate {
+    #[serde(default)]
+    pub metadata: TemplateMetadata,
+    pub spec: NodeClaimTemplateSpec,
+}
+
+/// Which nodes consolidation may remove or replace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum ConsolidationPolicy {
+    /// Only nodes without (non-daemon) pods.
+    WhenEmpty,
+    /// Empty nodes and nodes whose pods fit elsewhere or on a cheaper replacement.
+    #[default]
+    WhenEmptyOrUnderutilized,
+}
+
+/// Why a node is voluntarily disrupted (what a budget may be limited to).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+pub enum DisruptionReason {
+    Underutilized,
+    Empty,
+    Drifted,
+}
+
+impl DisruptionReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DisruptionReason::Underutilized => "Underutilized",
+            DisruptionReason::Empty => "Empty",
+            DisruptionReason::Drifted => "Drifted",
+        }
+    }
+}
+
+/// The pattern of `budgets[].nodes`: a percentage `0%..100%` or a node count.
+pub const BUDGET_NODES_PATTERN: &str = "^((100|[0-9]{1,2})%|[0-9]+)$";
+/// The pattern of `budgets[].schedule`: a macro or five cron fields.
+pub const BUDGET_SCHEDULE_PATTERN: &str = "^(@(annually|yearly|monthly|weekly|daily|midnight|hourly))|((.+)\\s(.+)\\s(.+)\\s(.+)\\s(.+))$";
+
+fn default_budget_nodes() -> String {
+    "10%".to_string()
+}
+
+/// How many nodes may be disrupted at once (optionally only during a schedule, for some reasons).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Budget {
+    /// `"10%"` of the pool's nodes (rounded up) or a count such as `"5"`. Default `10%`.
+    #[serde(default = "default_budget_nodes")]
+    pub nodes: String,
+    /// When the budget starts being active: cron (UTC, 5 fields) or `@hourly`, `@daily`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// How long the budget stays active after each `schedule` start (`1h`, `1h30m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Duration>,
+    /// The disruption reasons the budget applies to (all when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<DisruptionReason>,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            nodes: default_budget_nodes(),
+            schedule: None,
+            duration: None,
+            reasons: Vec::new(),
+        }
+    }
+}
+
+/// The error for a budget `nodes` value that is neither `N%` nor `N`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid budget nodes {0:?}: expected a percentage like \"10%\" or a count like \"5\"")]
+pub struct ParseBudgetNodesError(pub String);
+
+impl Budget {
+    /// A budget allowing `nodes` (e.g. `"10%"` or `"3"`) at all times for all reasons.
+    pub fn nodes(nodes: &str) -> Self {
+        Budget {
+            nodes: nodes.to_string(),
+            ..Budget::default()
+        }
+    }
+
+    /// Whether the budget applies to disruptions for `reason`.
+    pub fn applies_to(&self, reason: DisruptionReason) -> bool {
+        self.reasons.is_empty() || self.reasons.contains(&reason)
+    }
+
+    /// How many of `total` nodes this budget allows to be disrupted at once (percentages round
+    /// up, like Karpenter). Schedules are not considered here.
+    pub fn allowed_disruptions(&self, total: u32) -> Result<u32, ParseBudgetNodesError> {
+        let err = || ParseBudgetNodesError(self.nodes.clone());
+        if let Some(percent) = self.nodes.strip_suffix('%') {
+            if percent.is_empty()
+                || percent.len() > 3
+                || !percent.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(err());
+            }
+            let p: u64 = percent.parse().map_err(|_| err())?;
+            if p > 100 {
+                return Err(err());
+            }
+            let allowed = (u64::from(total) * p).div_ceil(100);
+            Ok(u32::try_from(allowed).unwrap_or(u32::MAX))
+        } else {
+            if self.nodes.is_empty() || !self.nodes.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(err());
+            }
+            self.nodes.parse().map_err(|_| err())
+        }
+    }
+}
+
+fn default_consolidate_after() -> NillableDuration {
+    NillableDuration::ZERO
+}
+
+fn default_budgets() -> Vec<Budget> {
+    vec![Budget::default()]
+}
+
+/// `spec.disruption`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Disruption {
+    /// Default `WhenEmptyOrUnderutilized`.
+    #[serde(default)]
+    pub consolidation_policy: ConsolidationPolicy,
+    /// How long a node must go without pod changes before consolidation considers it (`Never`
+    /// disables consolidation). Default `0s`.
+    #[serde(default = "default_consolidate_after")]
+    pub consolidate_after: NillableDuration,
+    /// Limits on concurrent voluntary disruption. Default `[{nodes: 10%}]`.
+    #[serde(default = "default_budgets")]
+    pub budgets: Vec<Budget>,
+}
+
+impl Default for Disruption {
+    fn default() -> Self {
+        Disruption {
+            consolidation_policy: ConsolidationPolicy::default(),
+            consolidate_after: default_consolidate_after(),
+            budgets: default_budgets(),
+        }
+    }
+}
+
+fn default_on_demand_percent_above_base() -> i32 {
+    100
+}
+
+/// Beyond Karpenter: how much on-demand capacity the pool may hold relative to spot.
+///
+/// `onDemandBase` vCPUs may always be on-demand; above it at most `onDemandPercentAboveBase`
+/// percent of the pool's vCPUs may be on-demand (100 = no cap). "On-demand at most 5 % of spot"
+/// is `{onDemandBase: "0", onDemandPercentAboveBase: 5}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityMix {
+    /// vCPUs always allowed on-demand (a CPU quantity, e.g. `"16"` or `"500m"`). Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_demand_base: Option<Quantity>,
+    /// Percentage (0..100) of vCPUs above the base that may be on-demand. Default 100.
+    #[serde(default = "default_on_demand_percent_above_base")]
+    pub on_demand_percent_above_base: i32,
+    /// How long on-demand capacity bought as a fallback stays before consolidation tries spot
+    /// again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_spot_after: Option<Duration>,
+}
+
+impl Default for CapacityMix {
+    fn default() -> Self {
+        CapacityMix {
+            on_demand_base: None,
+            on_demand_percent_above_base: default_on_demand_percent_above_base(),
+            restore_spot_after: None,
+        }
+    }
+}
+
+/// A pool of nodes: the template they are made from and the rules they live by.
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "stowage.dev",
+    version = "v1",
+    kind = "NodePool",
+    plural = "nodepools",
+    singular = "nodepool",
+    status = "NodePoolStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    category = "stowage",
+    doc = "A template for nodes plus the limits, disruption rules and capacity mix that govern them.",
+    printcolumn = r#"{"name": "NodeClass", "type": "string", "jsonPath": ".spec.template.spec.nodeClassRef.name"}"#,
+    printcolumn = r#"{"name": "Nodes", "type": "integer", "jsonPath": ".status.nodes"}"#,
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Weight", "type": "integer", "jsonPath": ".spec.weight"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name": "CPU", "type": "string", "jsonPath": ".status.resources.cpu", "priority": 1}"#,
+    printcolumn = r#"{"name": "Memory", "type": "string", "jsonPath": ".status.resources.memory", "priority": 1}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePoolSpec {
+    pub template: NodeClaimTemplate,
+    #[serde(default)]
+    pub disruption: Disruption,
+    /// Caps on the pool's total resources (`cpu`, `memory`, `nodes`, extended resources).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, Quantity>,
+    /// Pools with a higher weight (1..100) are tried first; unset counts as 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<i32>,
+    /// How much on-demand capacity the pool may hold relative to spot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_mix: Option<CapacityMix>,
+}
+
+/// What the pool currently holds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePoolStatus {
+    /// Summed capacity of the pool's nodes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub resources: BTreeMap<String, Quantity>,
+    /// Number of nodes (NodeClaims) in the pool.
+    #[serde(default)]
+    pub nodes: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+impl_condition_helpers!(NodePoolStatus);
+
+impl NodePool {
+    /// The weight, 0 when unset.
+    pub fn weight(&self) -> i32 {
+        self.spec.weight.unwrap_or(0)
+    }
+
+    /// The condition of `type_`, if the pool has a status and the condition is set.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.status.as_ref().and_then(|s| s.condition(type_))
+    }
+
+    /// Whether the condition of `type_` is `True`.
+    pub fn is_true(&self, type_: &str) -> bool {
+        self.condition(type_).is_some_and(Condition::is_true)
+    }
+
+    /// The status, created empty if absent.
+    pub fn status_mut(&mut self) -> &mut NodePoolStatus {
+        self.status.get_or_insert_with(NodePoolStatus::default)
+    }
+
+    /// The capacity mix, defaulted when unset (no on-demand cap).
+    pub fn capacity_mix(&self) -> CapacityMix {
+        self.spec.capacity_mix.clone().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::requirements::Operator;
+
+    #[test]
+    fn minimal_manifest_gets_karpenter_defaults() {
+        let pool: NodePool = serde_saphyr::from_str(
+            r#"
+apiVersion: stowage.dev/v1
+kind: NodePool
+metadata: {name: default}
+spec:
+  template:
+    spec:
+      nodeClassRef: {group: aws.stowage.dev, kind: EC2NodeClass, name: default}
+      requirements:
+        - {key: stowage.dev/capacity-type, operator: In, values: [spot], minValues: 1}
+"#,
+        )
+        .unwrap();
+        let spec = &pool.spec;
+        assert_eq!(
+            spec.template.spec.expire_after,
+            NillableDuration::from_hours(720)
+        );
+        assert_eq!(
+            spec.disruption.consolidation_policy,
+            ConsolidationPolicy::WhenEmptyOrUnderutilized
+        );
+        assert_eq!(spec.disruption.consolidate_after, NillableDuration::ZERO);
+        assert_eq!(spec.disruption.budgets, vec![Budget::nodes("10%")]);
+        assert_eq!(spec.template.spec.requirements[0].operator, Operator::In);
+        assert_eq!(spec.template.spec.requirements[0].min_values, Some(1));
+        assert_eq!(pool.weight(), 0);
+        assert_eq!(pool.capacity_mix().on_demand_percent_above_base, 100);
+        // The defaults match what `Default` builds, so tests and manifests agree.
+        assert_eq!(spec.disruption, Disruption::default());
+    }
+
+    #[test]
+    fn capacity_mix_and_never_parse() {
+        let spec: NodePoolSpec = serde_json::from_value(serde_json::json!({
+            "template": {"spec": {"nodeClassRef": {"group": "aws.stowage.dev", "kind": "EC2NodeClass", "name": "x"},
+                                   "expireAfter": "Never"}},
+            "disruption": {"consolidateAfter": "30s", "budgets": [{"nodes": "0", "schedule": "@daily", "duration": "8h", "reasons": ["Drifted"]}]},
+            "capacityMix": {"onDemandBase": "16", "onDemandPercentAboveBase": 5, "restoreSpotAfter": "1h"},
+            "weight": 10,
+        }))
+        .unwrap();
+        assert!(spec.template.spec.expire_after.is_never());
+        let mix = spec.capacity_mix.unwrap();
+        assert_eq!(mix.on_demand_percent_above_base, 5);
+        assert_eq!(mix.restore_spot_after, Some(Duration::from_hours(1)));
+        assert_eq!(
+            spec.disruption.budgets[0].duration,
+            Some(Duration::from_hours(8))
+        );
+        assert!(spec.disruption.budgets[0].applies_to(DisruptionReason::Drifted));
+        assert!(!spec.disruption.budgets[0].applies_to(DisruptionReason::Empty));
+    }
+
+    #[test]
+    fn budget_allowed_disruptions_rounds_percentages_up() {
+        let cases = [
+            ("10%", 0, 0),
+            ("10%", 1, 1),
+            ("10%", 10, 1),
+            ("10%", 11, 2),
+            ("100%", 7, 7),
+            ("0%", 50, 0),
+            ("5", 3, 5),
+            ("0", 9, 0),
+        ];
+        for (nodes, total, want) in cases {
+            assert_eq!(
+                Budget::nodes(nodes).allowed_disruptions(total),
+                Ok(want),
+                "{nodes} of {total}"
+            );
+        }
+        for bad in ["", "%", "101%", "1000%", "-1", "10 %", "x"] {
+            assert!(
+                Budget::nodes(bad).allowed_disruptions(10).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
+}
