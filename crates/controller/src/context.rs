@@ -1,0 +1,148 @@
+//! `Context`: what every controller shares — the kube client, the cloud provider, the clock, the
+//! settings, metrics, the event recorder, the cluster state, leadership and per-object backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use kube::Client;
+use stowage_cloud::{CapacityType, CloudProvider, SharedClock};
+use tokio::sync::watch;
+
+use crate::events::Recorder;
+use crate::metrics::Metrics;
+use crate::settings::Settings;
+use crate::state::ClusterState;
+
+/// Price key: (instance type, zone, capacity type).
+pub type PriceKey = (String, String, CapacityType);
+
+/// Shared by every controller. Cheap to clone behind an `Arc`.
+pub struct Context {
+    pub client: Client,
+    pub cloud: Arc<dyn CloudProvider>,
+    pub clock: SharedClock,
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    state: RwLock<ClusterState>,
+    /// Carries [`ClusterState::provisionable_seq`]; the batcher waits on it.
+    pending_tx: watch::Sender<u64>,
+    /// Carries the synced flag.
+    synced_tx: watch::Sender<bool>,
+    /// True while this replica may provision and disrupt.
+    leader_tx: watch::Sender<bool>,
+    backoff: Mutex<HashMap<String, u32>>,
+    prices: RwLock<HashMap<PriceKey, f64>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// A context; leadership starts `false` (see [`Context::set_leader`]).
+    pub fn new(client: Client, cloud: Arc<dyn CloudProvider>, clock: SharedClock, settings: Settings) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            clock.clone(),
+            "stowage",
+            settings.namespace.clone(),
+            settings.event_dedupe,
+        );
+        Self {
+            client,
+            cloud,
+            clock,
+            settings,
+            metrics: Arc::new(Metrics::new()),
+            recorder,
+            state: RwLock::new(ClusterState::new()),
+            pending_tx: watch::channel(0).0,
+            synced_tx: watch::channel(false).0,
+            leader_tx: watch::channel(false).0,
+            backoff: Mutex::new(HashMap::new()),
+            prices: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// Read access to the cluster state (never hold across an await).
+    pub fn state(&self) -> RwLockReadGuard<'_, ClusterState> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Write access to the cluster state; notifies the batcher and the synced flag afterwards.
+    pub fn update_state<R>(&self, f: impl FnOnce(&mut ClusterState) -> R) -> R {
+        let (r, seq, synced) = {
+            let mut s: RwLockWriteGuard<'_, ClusterState> = self.state.write().unwrap_or_else(|e| e.into_inner());
+            let r = f(&mut s);
+            (r, s.provisionable_seq(), s.is_synced())
+        };
+        self.pending_tx.send_if_modified(|v| {
+            let changed = *v != seq;
+            *v = seq;
+            changed
+        });
+        self.synced_tx.send_if_modified(|v| {
+            let changed = *v != synced;
+            *v = synced;
+            changed
+        });
+        r
+    }
+
+    pub fn subscribe_pending(&self) -> watch::Receiver<u64> {
+        self.pending_tx.subscribe()
+    }
+
+    pub fn subscribe_synced(&self) -> watch::Receiver<bool> {
+        self.synced_tx.subscribe()
+    }
+
+    pub fn subscribe_leader(&self) -> watch::Receiver<bool> {
+        self.leader_tx.subscribe()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        *self.leader_tx.borrow()
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.metrics.leader.set(i64::from(leader));
+        self.leader_tx.send_if_modified(|v| {
+            let changed = *v != leader;
+            *v = leader;
+            changed
+        });
+    }
+
+    /// Records a failure of `key` and returns how long to wait before retrying: 1 s doubling to
+    /// 5 min.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let mut m = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        let secs = 1u64 << (*n - 1).min(9);
+        Duration::from_secs(secs.min(300))
+    }
+
+    /// Forgets the failures of `key` (it succeeded).
+    pub fn reset_backoff(&self, key: &str) {
+        let mut m = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
+        m.remove(key);
+    }
+
+    /// Records offering prices seen in the catalogue (for the cost metric).
+    pub fn record_prices(&self, prices: impl IntoIterator<Item = (PriceKey, f64)>) {
+        let mut p = self.prices.write().unwrap_or_else(|e| e.into_inner());
+        p.extend(prices);
+    }
+
+    /// The last known price of an offering.
+    pub fn price(&self, instance_type: &str, zone: &str, ct: CapacityType) -> Option<f64> {
+        let p = self.prices.read().unwrap_or_else(|e| e.into_inner());
+        p.get(&(instance_type.to_string(), zone.to_string(), ct)).copied()
+    }
+}

@@ -1,0 +1,126 @@
+//! Controller settings: batch windows, lifecycle timeouts, garbage-collection grace, the cluster
+//! name. Defaults follow the behaviour Karpenter users know (batch idle 1 s / max 10 s, launch
+//! timeout 5 min, registration timeout 15 min).
+
+use std::time::Duration;
+
+/// Why a settings value was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("invalid setting {field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+}
+
+/// Everything the controllers read that an operator may change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// The cluster this controller manages; instances are tagged with it.
+    pub cluster_name: String,
+    /// A batch closes when no new pending pod arrives for this long.
+    pub batch_idle: Duration,
+    /// A batch closes at the latest this long after it opened.
+    pub batch_max: Duration,
+    /// A NodeClaim not launched within this long is deleted.
+    pub launch_timeout: Duration,
+    /// A launched NodeClaim whose Node has not registered within this long is deleted.
+    pub registration_timeout: Duration,
+    /// How long pods stay nominated to in-flight capacity before they may be bought for again.
+    pub nomination_window: Duration,
+    /// An instance of this cluster without a NodeClaim for this long is terminated.
+    pub gc_grace: Duration,
+    /// How often garbage collection and NodePool status run.
+    pub gc_interval: Duration,
+    /// How long to wait before retrying an eviction refused by a PodDisruptionBudget.
+    pub eviction_retry: Duration,
+    /// The most instance types written on one NodeClaim.
+    pub max_instance_types: usize,
+    /// Fraction of memory the hypervisor takes (passed to the cloud provider's catalogue).
+    pub vm_memory_overhead_percent: f64,
+    /// The interruption queue name, if interruption handling is enabled.
+    pub interruption_queue: Option<String>,
+    /// The Lease used for leader election.
+    pub lease_name: String,
+    /// The namespace of the Lease and of Events on cluster-scoped objects.
+    pub namespace: String,
+    /// This replica's identity in leader election.
+    pub identity: String,
+    /// Events about the same object and reason are not re-sent within this window.
+    pub event_dedupe: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            cluster_name: "stowage".to_string(),
+            batch_idle: Duration::from_secs(1),
+            batch_max: Duration::from_secs(10),
+            launch_timeout: Duration::from_secs(5 * 60),
+            registration_timeout: Duration::from_secs(15 * 60),
+            nomination_window: Duration::from_secs(20),
+            gc_grace: Duration::from_secs(2 * 60),
+            gc_interval: Duration::from_secs(30),
+            eviction_retry: Duration::from_secs(5),
+            max_instance_types: 600,
+            vm_memory_overhead_percent: 0.075,
+            interruption_queue: None,
+            lease_name: "stowage-leader".to_string(),
+            namespace: "kube-system".to_string(),
+            identity: "stowage".to_string(),
+            event_dedupe: Duration::from_secs(5 * 60),
+        }
+    }
+}
+
+impl Settings {
+    /// Checks values that would make the controllers misbehave.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |field, reason: &str| {
+            Err(SettingsError::Invalid { field, reason: reason.to_string() })
+        };
+        if self.cluster_name.trim().is_empty() {
+            return invalid("cluster-name", "must not be empty");
+        }
+        if self.batch_idle.is_zero() {
+            return invalid("batch-idle-duration", "must be greater than zero");
+        }
+        if self.batch_max < self.batch_idle {
+            return invalid("batch-max-duration", "must be at least the batch idle duration");
+        }
+        if !(0.0..1.0).contains(&self.vm_memory_overhead_percent) {
+            return invalid("vm-memory-overhead-percent", "must be in [0, 1)");
+        }
+        if self.max_instance_types == 0 {
+            return invalid("max-instance-types", "must be at least 1");
+        }
+        if self.identity.is_empty() {
+            return invalid("identity", "must not be empty");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_documented_windows() {
+        let s = Settings::default();
+        s.validate().unwrap();
+        assert_eq!(s.batch_idle, Duration::from_secs(1));
+        assert_eq!(s.batch_max, Duration::from_secs(10));
+        assert_eq!(s.launch_timeout, Duration::from_secs(300));
+        assert_eq!(s.registration_timeout, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let s = Settings { batch_max: Duration::from_millis(10), ..Settings::default() };
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("batch-max-duration"), "{err}");
+        let s = Settings { cluster_name: " ".into(), ..Settings::default() };
+        assert!(s.validate().unwrap_err().to_string().contains("cluster-name"));
+        let s = Settings { vm_memory_overhead_percent: 1.5, ..Settings::default() };
+        assert!(s.validate().unwrap_err().to_string().contains("vm-memory"));
+    }
+}

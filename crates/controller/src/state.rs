@@ -1,0 +1,479 @@
+//! `ClusterState`: the controllers' synchronous, in-memory view of the cluster — pods, nodes,
+//! NodeClaims, NodePools, EC2NodeClasses, DaemonSets and PodDisruptionBudgets — plus what only
+//! Stowage knows: which pods are nominated to in-flight capacity.
+//!
+//! It is fed by watchers (see [`crate::watch`]) through `apply`/`delete`/`replace`, and can be
+//! driven the same way directly in tests, without an API server. Nothing here blocks or awaits;
+//! callers hold the lock only for the duration of one call.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::{Resource, ResourceExt};
+use stowage_api::{EC2NodeClass, NodeClaim, NodePool, conditions};
+
+/// The kinds the state tracks; the state is synced once each has completed its first list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Pod,
+    Node,
+    NodeClaim,
+    NodePool,
+    NodeClass,
+    DaemonSet,
+    Pdb,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 7] =
+        [Kind::Pod, Kind::Node, Kind::NodeClaim, Kind::NodePool, Kind::NodeClass, Kind::DaemonSet, Kind::Pdb];
+}
+
+/// A pod's key: `namespace/name`.
+pub fn pod_key(pod: &Pod) -> String {
+    format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any())
+}
+
+/// Pods nominated to a NodeClaim that is not a Node yet, until `until`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Nomination {
+    pub claim: String,
+    pub until: Timestamp,
+}
+
+/// The state. See the module docs.
+#[derive(Debug, Default)]
+pub struct ClusterState {
+    pods: BTreeMap<String, Arc<Pod>>,
+    pods_by_node: HashMap<String, BTreeSet<String>>,
+    provisionable: BTreeSet<String>,
+    nodes: BTreeMap<String, Arc<Node>>,
+    node_by_provider: HashMap<String, String>,
+    claims: BTreeMap<String, Arc<NodeClaim>>,
+    claim_by_provider: HashMap<String, String>,
+    nodepools: BTreeMap<String, Arc<NodePool>>,
+    nodeclasses: BTreeMap<String, Arc<EC2NodeClass>>,
+    daemonsets: BTreeMap<String, Arc<DaemonSet>>,
+    pdbs: BTreeMap<String, Arc<PodDisruptionBudget>>,
+    nominations: HashMap<String, Nomination>,
+    synced: BTreeSet<Kind>,
+    /// Bumped whenever a pod becomes provisionable that was not before (batcher trigger).
+    provisionable_seq: u64,
+}
+
+/// True for a pod the provisioner should buy capacity for: the scheduler marked it
+/// `PodScheduled=False/Unschedulable`, it is not bound, not terminating, not preempting (no
+/// nominated node), not finished, and neither a DaemonSet pod nor a static/mirror pod.
+pub fn is_provisionable(pod: &Pod) -> bool {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return false;
+    }
+    let Some(spec) = pod.spec.as_ref() else { return false };
+    if spec.node_name.as_deref().is_some_and(|n| !n.is_empty()) {
+        return false;
+    }
+    if is_daemonset_pod(pod) || is_static_pod(pod) {
+        return false;
+    }
+    let Some(status) = pod.status.as_ref() else { return false };
+    if status.nominated_node_name.as_deref().is_some_and(|n| !n.is_empty()) {
+        return false;
+    }
+    if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+        return false;
+    }
+    status.conditions.iter().flatten().any(|c| {
+        c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable")
+    })
+}
+
+/// Owned by a DaemonSet.
+pub fn is_daemonset_pod(pod: &Pod) -> bool {
+    pod.owner_references().iter().any(|o| o.kind == "DaemonSet")
+}
+
+/// A static (mirror) pod: owned by its Node or carrying the mirror annotation.
+pub fn is_static_pod(pod: &Pod) -> bool {
+    pod.owner_references().iter().any(|o| o.kind == "Node")
+        || pod.annotations().contains_key("kubernetes.io/config.mirror")
+}
+
+/// A pod that no longer holds resources on its node.
+pub fn is_terminal(pod: &Pod) -> bool {
+    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+}
+
+fn strip<K: Resource>(mut obj: K) -> K {
+    obj.meta_mut().managed_fields = None;
+    obj
+}
+
+impl ClusterState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    // --- sync -----------------------------------------------------------------------------------
+
+    pub fn mark_synced(&mut self, kind: Kind) {
+        self.synced.insert(kind);
+    }
+
+    /// True once every kind completed its initial list.
+    pub fn is_synced(&self) -> bool {
+        Kind::ALL.iter().all(|k| self.synced.contains(k))
+    }
+
+    /// Changes whenever a new pod became provisionable.
+    pub fn provisionable_seq(&self) -> u64 {
+        self.provisionable_seq
+    }
+
+    // --- pods -----------------------------------------------------------------------------------
+
+    pub fn apply_pod(&mut self, pod: Pod) {
+        let pod = strip(pod);
+        let key = pod_key(&pod);
+        self.unindex_pod(&key);
+        if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()) {
+            self.pods_by_node.entry(node).or_default().insert(key.clone());
+            self.nominations.remove(&key);
+        }
+        if is_provisionable(&pod) {
+            if self.provisionable.insert(key.clone()) {
+                self.provisionable_seq += 1;
+            }
+        } else {
+            self.provisionable.remove(&key);
+        }
+        self.pods.insert(key, Arc::new(pod));
+    }
+
+    fn unindex_pod(&mut self, key: &str) {
+        if let Some(old) = self.pods.get(key)
+            && let Some(node) = old.spec.as_ref().and_then(|s| s.node_name.as_deref())
+            && let Some(set) = self.pods_by_node.get_mut(node)
+        {
+            set.remove(key);
+            if set.is_empty() {
+                self.pods_by_node.remove(node);
+            }
+        }
+    }
+
+    pub fn delete_pod(&mut self, key: &str) {
+        self.unindex_pod(key);
+        self.pods.remove(key);
+        self.provisionable.remove(key);
+        self.nominations.remove(key);
+    }
+
+    pub fn replace_pods(&mut self, pods: Vec<Pod>) {
+        self.pods.clear();
+        self.pods_by_node.clear();
+        self.provisionable.clear();
+        for p in pods {
+            self.apply_pod(p);
+        }
+        let pods = &self.pods;
+        self.nominations.retain(|k, _| pods.contains_key(k));
+    }
+
+    pub fn pod(&self, key: &str) -> Option<Arc<Pod>> {
+        self.pods.get(key).cloned()
+    }
+
+    pub fn pods(&self) -> impl Iterator<Item = &Arc<Pod>> {
+        self.pods.values()
+    }
+
+    pub fn pod_count(&self) -> usize {
+        self.pods.len()
+    }
+
+    /// Pods bound to `node` (any phase).
+    pub fn pods_on_node(&self, node: &str) -> Vec<Arc<Pod>> {
+        self.pods_by_node
+            .get(node)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.pods.get(k).cloned())
+            .collect()
+    }
+
+    /// Every provisionable pod, nominated or not.
+    pub fn provisionable_pods(&self) -> Vec<Arc<Pod>> {
+        self.provisionable.iter().filter_map(|k| self.pods.get(k).cloned()).collect()
+    }
+
+    /// Provisionable pods that are not nominated to a live in-flight NodeClaim at `now`: the ones
+    /// the next batch must buy for.
+    pub fn pending_pods(&self, now: Timestamp) -> Vec<Arc<Pod>> {
+        self.provisionable
+            .iter()
+            .filter(|k| !self.is_nominated(k, now))
+            .filter_map(|k| self.pods.get(k).cloned())
+            .collect()
+    }
+
+    /// Number of provisionable pods.
+    pub fn provisionable_count(&self) -> usize {
+        self.provisionable.len()
+    }
+
+    // --- nominations ----------------------------------------------------------------------------
+
+    /// Records that `pods` are expected to land on `claim` until `until`.
+    pub fn nominate(&mut self, pods: impl IntoIterator<Item = String>, claim: &str, until: Timestamp) {
+        for p in pods {
+            self.nominations.insert(p, Nomination { claim: claim.to_string(), until });
+        }
+    }
+
+    /// Extends every nomination to `claim` (it made progress: launched, registered).
+    pub fn extend_nominations(&mut self, claim: &str, until: Timestamp) {
+        for n in self.nominations.values_mut() {
+            if n.claim == claim && n.until < until {
+                n.until = until;
+            }
+        }
+    }
+
+    /// Drops nominations to `claim` (it failed or was deleted), so its pods are bought for again.
+    pub fn clear_nominations(&mut self, claim: &str) {
+        self.nominations.retain(|_, n| n.claim != claim);
+    }
+
+    /// True when `pod_key` is nominated to a claim that still exists and the window is open.
+    pub fn is_nominated(&self, pod_key: &str, now: Timestamp) -> bool {
+        self.nominations.get(pod_key).is_some_and(|n| {
+            n.until > now
+                && self.claims.get(&n.claim).is_some_and(|c| c.metadata.deletion_timestamp.is_none())
+        })
+    }
+
+    pub fn nomination(&self, pod_key: &str) -> Option<&Nomination> {
+        self.nominations.get(pod_key)
+    }
+
+    /// Pod keys nominated to `claim`.
+    pub fn nominated_to(&self, claim: &str) -> Vec<String> {
+        let mut v: Vec<String> =
+            self.nominations.iter().filter(|(_, n)| n.claim == claim).map(|(k, _)| k.clone()).collect();
+        v.sort();
+        v
+    }
+
+    // --- nodes ----------------------------------------------------------------------------------
+
+    pub fn apply_node(&mut self, node: Node) {
+        let node = strip(node);
+        let name = node.name_any();
+        if let Some(old) = self.nodes.get(&name)
+            && let Some(pid) = old.spec.as_ref().and_then(|s| s.provider_id.as_deref())
+        {
+            self.node_by_provider.remove(pid);
+        }
+        if let Some(pid) = node.spec.as_ref().and_then(|s| s.provider_id.clone()) {
+            self.node_by_provider.insert(pid, name.clone());
+        }
+        self.nodes.insert(name, Arc::new(node));
+    }
+
+    pub fn delete_node(&mut self, name: &str) {
+        if let Some(old) = self.nodes.remove(name)
+            && let Some(pid) = old.spec.as_ref().and_then(|s| s.provider_id.as_deref())
+        {
+            self.node_by_provider.remove(pid);
+        }
+    }
+
+    pub fn replace_nodes(&mut self, nodes: Vec<Node>) {
+        self.nodes.clear();
+        self.node_by_provider.clear();
+        for n in nodes {
+            self.apply_node(n);
+        }
+    }
+
+    pub fn node(&self, name: &str) -> Option<Arc<Node>> {
+        self.nodes.get(name).cloned()
+    }
+
+    pub fn nodes(&self) -> impl Iterator<Item = &Arc<Node>> {
+        self.nodes.values()
+    }
+
+    pub fn node_by_provider_id(&self, provider_id: &str) -> Option<Arc<Node>> {
+        self.node_by_provider.get(provider_id).and_then(|n| self.nodes.get(n)).cloned()
+    }
+
+    // --- nodeclaims -----------------------------------------------------------------------------
+
+    pub fn apply_claim(&mut self, claim: NodeClaim) {
+        let claim = strip(claim);
+        let name = claim.name_any();
+        if let Some(old) = self.claims.get(&name)
+            && let Some(pid) = old.provider_id()
+        {
+            self.claim_by_provider.remove(pid);
+        }
+        if let Some(pid) = claim.provider_id() {
+            self.claim_by_provider.insert(pid.to_string(), name.clone());
+        }
+        self.claims.insert(name, Arc::new(claim));
+    }
+
+    pub fn delete_claim(&mut self, name: &str) {
+        if let Some(old) = self.claims.remove(name)
+            && let Some(pid) = old.provider_id()
+        {
+            self.claim_by_provider.remove(pid);
+        }
+        self.clear_nominations(name);
+    }
+
+    pub fn replace_claims(&mut self, claims: Vec<NodeClaim>) {
+        self.claims.clear();
+        self.claim_by_provider.clear();
+        for c in claims {
+            self.apply_claim(c);
+        }
+        let claims = &self.claims;
+        self.nominations.retain(|_, n| claims.contains_key(&n.claim));
+    }
+
+    pub fn claim(&self, name: &str) -> Option<Arc<NodeClaim>> {
+        self.claims.get(name).cloned()
+    }
+
+    pub fn claims(&self) -> impl Iterator<Item = &Arc<NodeClaim>> {
+        self.claims.values()
+    }
+
+    pub fn claim_by_provider_id(&self, provider_id: &str) -> Option<Arc<NodeClaim>> {
+        self.claim_by_provider.get(provider_id).and_then(|n| self.claims.get(n)).cloned()
+    }
+
+    /// The claim a node belongs to (by provider id).
+    pub fn claim_for_node(&self, node: &Node) -> Option<Arc<NodeClaim>> {
+        node.spec.as_ref().and_then(|s| s.provider_id.as_deref()).and_then(|p| self.claim_by_provider_id(p))
+    }
+
+    /// The Node of a claim, if one with its provider id exists.
+    pub fn claim_node(&self, claim: &NodeClaim) -> Option<Arc<Node>> {
+        claim.provider_id().and_then(|p| self.node_by_provider_id(p))
+    }
+
+    /// Claims not being deleted that have no initialized Node yet: capacity on the way.
+    pub fn in_flight_claims(&self) -> Vec<Arc<NodeClaim>> {
+        self.claims
+            .values()
+            .filter(|c| c.metadata.deletion_timestamp.is_none() && !c.is_true(conditions::INITIALIZED))
+            .cloned()
+            .collect()
+    }
+
+    // --- nodepools, nodeclasses, daemonsets, pdbs -----------------------------------------------
+
+    pub fn apply_nodepool(&mut self, pool: NodePool) {
+        let pool = strip(pool);
+        self.nodepools.insert(pool.name_any(), Arc::new(pool));
+    }
+
+    pub fn delete_nodepool(&mut self, name: &str) {
+        self.nodepools.remove(name);
+    }
+
+    pub fn replace_nodepools(&mut self, pools: Vec<NodePool>) {
+        self.nodepools.clear();
+        for p in pools {
+            self.apply_nodepool(p);
+        }
+    }
+
+    pub fn nodepool(&self, name: &str) -> Option<Arc<NodePool>> {
+        self.nodepools.get(name).cloned()
+    }
+
+    pub fn nodepools(&self) -> impl Iterator<Item = &Arc<NodePool>> {
+        self.nodepools.values()
+    }
+
+    pub fn apply_nodeclass(&mut self, class: EC2NodeClass) {
+        let class = strip(class);
+        self.nodeclasses.insert(class.name_any(), Arc::new(class));
+    }
+
+    pub fn delete_nodeclass(&mut self, name: &str) {
+        self.nodeclasses.remove(name);
+    }
+
+    pub fn replace_nodeclasses(&mut self, classes: Vec<EC2NodeClass>) {
+        self.nodeclasses.clear();
+        for c in classes {
+            self.apply_nodeclass(c);
+        }
+    }
+
+    pub fn nodeclass(&self, name: &str) -> Option<Arc<EC2NodeClass>> {
+        self.nodeclasses.get(name).cloned()
+    }
+
+    pub fn nodeclasses(&self) -> impl Iterator<Item = &Arc<EC2NodeClass>> {
+        self.nodeclasses.values()
+    }
+
+    fn ns_key<K: Resource>(obj: &K) -> String {
+        format!("{}/{}", obj.meta().namespace.clone().unwrap_or_default(), obj.meta().name.clone().unwrap_or_default())
+    }
+
+    pub fn apply_daemonset(&mut self, ds: DaemonSet) {
+        let ds = strip(ds);
+        self.daemonsets.insert(Self::ns_key(&ds), Arc::new(ds));
+    }
+
+    pub fn delete_daemonset(&mut self, key: &str) {
+        self.daemonsets.remove(key);
+    }
+
+    pub fn replace_daemonsets(&mut self, dss: Vec<DaemonSet>) {
+        self.daemonsets.clear();
+        for d in dss {
+            self.apply_daemonset(d);
+        }
+    }
+
+    pub fn daemonsets(&self) -> impl Iterator<Item = &Arc<DaemonSet>> {
+        self.daemonsets.values()
+    }
+
+    pub fn apply_pdb(&mut self, pdb: PodDisruptionBudget) {
+        let pdb = strip(pdb);
+        self.pdbs.insert(Self::ns_key(&pdb), Arc::new(pdb));
+    }
+
+    pub fn delete_pdb(&mut self, key: &str) {
+        self.pdbs.remove(key);
+    }
+
+    pub fn replace_pdbs(&mut self, pdbs: Vec<PodDisruptionBudget>) {
+        self.pdbs.clear();
+        for p in pdbs {
+            self.apply_pdb(p);
+        }
+    }
+
+    pub fn pdbs(&self) -> impl Iterator<Item = &Arc<PodDisruptionBudget>> {
+        self.pdbs.values()
+    }
+
+    /// Generic key of a namespaced object (`namespace/name`).
+    pub fn key_of<K: Resource>(obj: &K) -> String {
+        Self::ns_key(obj)
+    }
+}
