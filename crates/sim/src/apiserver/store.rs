@@ -1,0 +1,1362 @@
+//! The object store behind the API server: every kind as JSON in a `BTreeMap`, one global
+//! resourceVersion counter, per-kind bounded watch history, watchers with label/field filters,
+//! and the write semantics controllers depend on (optimistic concurrency, finalizers, graceful
+//! pod deletion, owner-reference garbage collection, bindings, PDB-aware evictions).
+//!
+//! Key decision: one `Mutex` around everything. Every write happens under it and fans out to the
+//! watchers' channels before the lock is released, so watch streams see events in resourceVersion
+//! order and a list's resourceVersion is always a consistent point to watch from.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+use stowage_cloud::SharedClock;
+use tokio::sync::mpsc;
+
+use super::kinds::KindInfo;
+use super::patch::{PatchKind, apply_patch};
+use super::selector::{FieldSelector, LabelSelector};
+use super::status::{ApiError, ApiResult};
+
+/// Index of a kind in the server's registration table.
+pub type KindId = usize;
+
+/// What kind of change a watch event reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Serialized watch lines, computed at most once per event and type however many watchers see it.
+#[derive(Debug, Default)]
+pub struct LineCache([OnceLock<Bytes>; 3]);
+
+impl LineCache {
+    pub fn line(&self, etype: EventType, obj: &Value) -> Bytes {
+        self.0[etype.index()]
+            .get_or_init(|| {
+                let mut s = format!("{{\"type\":\"{}\",\"object\":", etype.as_str());
+                s.push_str(&serde_json::to_string(obj).unwrap_or_else(|_| "null".into()));
+                s.push_str("}\n");
+                Bytes::from(s)
+            })
+            .clone()
+    }
+}
+
+/// One message on a watch channel.
+#[derive(Clone, Debug)]
+pub enum WatchMsg {
+    Event {
+        etype: EventType,
+        object: Arc<Value>,
+        cache: Arc<LineCache>,
+    },
+    /// A bookmark at this resourceVersion; `initial_events_end` marks the end of initial events.
+    Bookmark { rv: u64, initial_events_end: bool },
+    /// An error `Status` (410 Expired); the stream ends after it.
+    Error(Value),
+}
+
+#[derive(Debug)]
+struct HistEvent {
+    rv: u64,
+    etype: EventType,
+    old: Option<Arc<Value>>,
+    new: Arc<Value>,
+    cache: Arc<LineCache>,
+}
+
+/// Which objects a list or watch selects.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub namespace: Option<String>,
+    pub labels: LabelSelector,
+    pub fields: FieldSelector,
+}
+
+impl Filter {
+    pub fn matches(&self, obj: &Value) -> bool {
+        if let Some(ns) = &self.namespace
+            && obj
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                != ns
+        {
+            return false;
+        }
+        self.labels.matches(obj) && self.fields.matches(obj)
+    }
+}
+
+struct Watcher {
+    id: u64,
+    filter: Filter,
+    tx: mpsc::UnboundedSender<WatchMsg>,
+}
+
+#[derive(Default)]
+struct KindState {
+    objects: BTreeMap<(String, String), Arc<Value>>,
+    history: VecDeque<HistEvent>,
+    /// The resourceVersion of the newest event dropped from `history` (watching from an older
+    /// version is `410 Gone`).
+    compacted_rv: u64,
+    watchers: Vec<Watcher>,
+}
+
+struct Inner {
+    rv: u64,
+    kinds: Vec<KindState>,
+    next_id: u64,
+    /// owner uid -> dependents, for garbage collection.
+    dependents: HashMap<String, BTreeSet<(KindId, String, String)>>,
+    /// Owners waiting for their dependents before their `foregroundDeletion` finalizer goes.
+    foreground: BTreeSet<(KindId, String, String)>,
+}
+
+/// Options of a delete call (`DeleteOptions` body plus query parameters).
+#[derive(Clone, Debug, Default)]
+pub struct DeleteOpts {
+    pub grace_period_seconds: Option<i64>,
+    /// `Background` (default), `Foreground` or `Orphan`.
+    pub propagation_policy: Option<String>,
+    pub precondition_uid: Option<String>,
+    pub precondition_rv: Option<String>,
+}
+
+/// Which part of an object a write may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sub {
+    /// The main resource: everything but `status` when the kind has a status subresource.
+    Main,
+    /// The `status` subresource: only `status`.
+    Status,
+    /// Internal writers (the simulated kubelet and scheduler): spec and status together.
+    All,
+}
+
+/// A page of a list.
+#[derive(Clone, Debug)]
+pub struct ListResult {
+    pub items: Vec<Arc<Value>>,
+    pub resource_version: u64,
+    pub continue_token: Option<String>,
+}
+
+type ObjIter<'a> = Box<dyn Iterator<Item = (&'a (String, String), &'a Arc<Value>)> + 'a>;
+
+/// The store. Cheap to share behind an `Arc`.
+pub struct Store {
+    kinds: Vec<KindInfo>,
+    inner: Mutex<Inner>,
+    clock: SharedClock,
+    history_limit: usize,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("kinds", &self.kinds.len())
+            .finish_non_exhaustive()
+    }
+}
+
+const NAME_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+fn meta(obj: &Value, field: &str) -> Option<String> {
+    obj.get("metadata")
+        .and_then(|m| m.get(field))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// `v` as a JSON object, replacing anything else with an empty object.
+pub(crate) fn as_map(v: &mut Value) -> &mut serde_json::Map<String, Value> {
+    if !v.is_object() {
+        *v = Value::Object(serde_json::Map::new());
+    }
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!("the value was just made an object"),
+    }
+}
+
+fn meta_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
+    as_map(as_map(obj).entry("metadata").or_insert(Value::Null))
+}
+
+fn finalizers(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn owner_uids(obj: &Value) -> Vec<String> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn without(obj: &Value, keys: &[&str]) -> Value {
+    let mut v = obj.clone();
+    if let Some(o) = v.as_object_mut() {
+        for k in keys {
+            o.remove(*k);
+        }
+    }
+    v
+}
+
+fn same_ignoring_rv(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
+fn pod_is_healthy(pod: &Value) -> bool {
+    if pod
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|v| !v.is_null())
+    {
+        return false;
+    }
+    if pod.pointer("/status/phase").and_then(Value::as_str) != Some("Running") {
+        return false;
+    }
+    let ready = pod
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .and_then(|cs| {
+            cs.iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+        });
+    match ready {
+        Some(c) => c.get("status").and_then(Value::as_str) == Some("True"),
+        None => true,
+    }
+}
+
+fn int_or_percent(v: &Value, total: i64, round_up: bool) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => {
+            if let Some(p) = s.strip_suffix('%') {
+                let p: i64 = p.trim().parse().ok()?;
+                let scaled = p * total;
+                Some(if round_up {
+                    (scaled + 99) / 100
+                } else {
+                    scaled / 100
+                })
+            } else {
+                s.parse().ok()
+            }
+        }
+        _ => None,
+    }
+}
+
+impl Store {
+    pub fn new(kinds: Vec<KindInfo>, clock: SharedClock, history_limit: usize) -> Self {
+        let states = kinds.iter().map(|_| KindState::default()).collect();
+        Self {
+            kinds,
+            inner: Mutex::new(Inner {
+                rv: 1,
+                kinds: states,
+                next_id: 0,
+                dependents: HashMap::new(),
+                foreground: BTreeSet::new(),
+            }),
+            clock,
+            history_limit: history_limit.max(1),
+        }
+    }
+
+    pub fn kinds(&self) -> &[KindInfo] {
+        &self.kinds
+    }
+
+    pub fn kind(&self, id: KindId) -> &KindInfo {
+        &self.kinds[id]
+    }
+
+    /// The id of a kind by group and kind name (`("", "Pod")`, `("stowage.dev", "NodeClaim")`).
+    pub fn kind_id(&self, group: &str, kind: &str) -> Option<KindId> {
+        self.kinds
+            .iter()
+            .position(|k| k.group == group && k.kind == kind)
+    }
+
+    /// The id of a kind by group, version and plural (as in a URL).
+    pub fn kind_by_plural(&self, group: &str, version: &str, plural: &str) -> Option<KindId> {
+        self.kinds
+            .iter()
+            .position(|k| k.group == group && k.version == version && k.plural == plural)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current global resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.lock().rv
+    }
+
+    /// The clock's current time.
+    pub fn now(&self) -> jiff::Timestamp {
+        self.clock.now()
+    }
+
+    fn now_string(&self) -> String {
+        self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    }
+
+    fn key(&self, kind: KindId, ns: &str, name: &str) -> (String, String) {
+        if self.kinds[kind].namespaced {
+            (ns.to_string(), name.to_string())
+        } else {
+            (String::new(), name.to_string())
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Reads
+
+    pub fn get(&self, kind: KindId, ns: &str, name: &str) -> ApiResult<Arc<Value>> {
+        let key = self.key(kind, ns, name);
+        self.lock().kinds[kind]
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&self.kinds[kind], name))
+    }
+
+    /// Lists objects in key order, a page at a time when `limit` is set.
+    pub fn list(
+        &self,
+        kind: KindId,
+        filter: &Filter,
+        limit: Option<usize>,
+        continue_token: Option<&str>,
+    ) -> ApiResult<ListResult> {
+        let inner = self.lock();
+        let (rv, start) = match continue_token.filter(|t| !t.is_empty()) {
+            Some(tok) => {
+                let mut parts = tok.splitn(3, '|');
+                let rv = parts.next().and_then(|r| r.parse::<u64>().ok());
+                match (rv, parts.next(), parts.next()) {
+                    (Some(rv), Some(ns), Some(name)) => {
+                        (rv, Some((ns.to_string(), name.to_string())))
+                    }
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "continue key is not valid: {tok:?}"
+                        )));
+                    }
+                }
+            }
+            None => (inner.rv, None),
+        };
+        let objects = &inner.kinds[kind].objects;
+        let range: ObjIter<'_> = match (&start, &filter.namespace) {
+            (Some(s), _) => Box::new(objects.range((
+                std::ops::Bound::Excluded(s.clone()),
+                std::ops::Bound::Unbounded,
+            ))),
+            (None, Some(ns)) if self.kinds[kind].namespaced => {
+                Box::new(objects.range((ns.clone(), String::new())..))
+            }
+            _ => Box::new(objects.iter()),
+        };
+        let namespaced = self.kinds[kind].namespaced;
+        let mut items = Vec::new();
+        let mut continue_token = None;
+        for (key, obj) in range {
+            if namespaced
+                && let Some(ns) = &filter.namespace
+                && &key.0 != ns
+            {
+                if key.0.as_str() > ns.as_str() {
+                    break;
+                }
+                continue;
+            }
+            if !filter.matches(obj) {
+                continue;
+            }
+            if let Some(l) = limit
+                && l > 0
+                && items.len() == l
+            {
+                if let Some(last) = items.last().map(|o: &Arc<Value>| {
+                    (
+                        meta(o, "namespace").unwrap_or_default(),
+                        meta(o, "name").unwrap_or_default(),
+                    )
+                }) {
+                    continue_token = Some(format!("{}|{}|{}", rv, last.0, last.1));
+                }
+                break;
+            }
+            items.push(obj.clone());
+        }
+        Ok(ListResult {
+            items,
+            resource_version: rv,
+            continue_token,
+        })
+    }
+
+    /// Every object of a kind (internal callers).
+    pub fn all(&self, kind: KindId) -> Vec<Arc<Value>> {
+        self.lock().kinds[kind].objects.values().cloned().collect()
+    }
+
+    /// Number of objects of a kind.
+    pub fn count(&self, kind: KindId) -> usize {
+        self.lock().kinds[kind].objects.len()
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Watches
+
+    /// Opens a watch. `from`: `None` = synthetic ADDED events for the current state first
+    /// (resourceVersion unset or `0`), `Some(rv)` = every change after `rv` (410 when compacted).
+    pub fn watch(
+        &self,
+        kind: KindId,
+        filter: Filter,
+        from: Option<u64>,
+        send_initial_events_end: bool,
+    ) -> (u64, mpsc::UnboundedReceiver<WatchMsg>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut inner = self.lock();
+        let id = inner.next_id;
+        inner.next_id += 1;
+        let cur = inner.rv;
+        let state = &mut inner.kinds[kind];
+        match from {
+            None => {
+                for obj in state.objects.values() {
+                    if filter.matches(obj) {
+                        let _ = tx.send(WatchMsg::Event {
+                            etype: EventType::Added,
+                            object: obj.clone(),
+                            cache: Arc::new(LineCache::default()),
+                        });
+                    }
+                }
+                if send_initial_events_end {
+                    let _ = tx.send(WatchMsg::Bookmark {
+                        rv: cur,
+                        initial_events_end: true,
+                    });
+                }
+            }
+            Some(rv) if rv < state.compacted_rv => {
+                let _ = tx.send(WatchMsg::Error(
+                    ApiError::gone(format!(
+                        "too old resource version: {} ({})",
+                        rv,
+                        state.compacted_rv + 1
+                    ))
+                    .to_status(),
+                ));
+                return (id, rx);
+            }
+            Some(rv) => {
+                for ev in state.history.iter().filter(|e| e.rv > rv) {
+                    if let Some(msg) = translate(ev, &filter) {
+                        let _ = tx.send(msg);
+                    }
+                }
+            }
+        }
+        state.watchers.push(Watcher { id, filter, tx });
+        (id, rx)
+    }
+
+    /// Sends a bookmark at the current resourceVersion to one watcher (ordered after every event
+    /// already sent to it).
+    pub fn bookmark(&self, kind: KindId, watcher: u64) {
+        let inner = self.lock();
+        let rv = inner.rv;
+        if let Some(w) = inner.kinds[kind].watchers.iter().find(|w| w.id == watcher) {
+            let _ = w.tx.send(WatchMsg::Bookmark {
+                rv,
+                initial_events_end: false,
+            });
+        }
+    }
+
+    /// Drops a watcher (its stream ended).
+    pub fn unwatch(&self, kind: KindId, watcher: u64) {
+        self.lock().kinds[kind].watchers.retain(|w| w.id != watcher);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Writes
+
+    fn next_id(inner: &mut Inner) -> u64 {
+        inner.next_id += 1;
+        inner.next_id
+    }
+
+    fn commit(
+        &self,
+        inner: &mut Inner,
+        kind: KindId,
+        old: Option<Arc<Value>>,
+        new: Option<Value>,
+    ) -> Arc<Value> {
+        inner.rv += 1;
+        let rv = inner.rv;
+        let (etype, key, mut obj) = match (&old, new) {
+            (_, Some(n)) => {
+                let key = self.key(
+                    kind,
+                    &meta(&n, "namespace").unwrap_or_default(),
+                    &meta(&n, "name").unwrap_or_default(),
+                );
+                (
+                    if old.is_some() {
+                        EventType::Modified
+                    } else {
+                        EventType::Added
+                    },
+                    key,
+                    n,
+                )
+            }
+            (Some(o), None) => {
+                let key = self.key(
+                    kind,
+                    &meta(o, "namespace").unwrap_or_default(),
+                    &meta(o, "name").unwrap_or_default(),
+                );
+                (EventType::Deleted, key, (**o).clone())
+            }
+            (None, None) => return Arc::new(Value::Null),
+        };
+        meta_mut(&mut obj).insert("resourceVersion".into(), Value::String(rv.to_string()));
+        let obj = Arc::new(obj);
+        // Owner index.
+        let old_owners = old.as_deref().map(owner_uids).unwrap_or_default();
+        let new_owners = if etype == EventType::Deleted {
+            Vec::new()
+        } else {
+            owner_uids(&obj)
+        };
+        if old_owners != new_owners {
+            for uid in &old_owners {
+                if let Some(set) = inner.dependents.get_mut(uid) {
+                    set.remove(&(kind, key.0.clone(), key.1.clone()));
+                    if set.is_empty() {
+                        inner.dependents.remove(uid);
+                    }
+                }
+            }
+            for uid in &new_owners {
+                inner.dependents.entry(uid.clone()).or_default().insert((
+                    kind,
+                    key.0.clone(),
+                    key.1.clone(),
+                ));
+            }
+        }
+        let state = &mut inner.kinds[kind];
+        if etype == EventType::Deleted {
+            state.objects.remove(&key);
+        } else {
+            state.objects.insert(key, obj.clone());
+        }
+        let ev = HistEvent {
+            rv,
+            etype,
+            old,
+            new: obj.clone(),
+            cache: Arc::new(LineCache::default()),
+        };
+        state.watchers.retain(|w| match translate(&ev, &w.filter) {
+            Some(msg) => w.tx.send(msg).is_ok(),
+            None => !w.tx.is_closed(),
+        });
+        state.history.push_back(ev);
+        while state.history.len() > self.history_limit {
+            if let Some(e) = state.history.pop_front() {
+                state.compacted_rv = e.rv;
+            }
+        }
+        obj
+    }
+
+    /// Creates an object (POST).
+    pub fn create(&self, kind: KindId, ns: &str, mut obj: Value) -> ApiResult<Arc<Value>> {
+        let info = &self.kinds[kind];
+        if !obj.is_object() {
+            return Err(ApiError::bad_request(
+                "the body of the request must be an object",
+            ));
+        }
+        if let Some(k) = obj.get("kind").and_then(Value::as_str)
+            && k != info.kind
+        {
+            return Err(ApiError::bad_request(format!(
+                "the server rejected our request: kind {k} does not match {}",
+                info.kind
+            )));
+        }
+        obj["kind"] = json!(info.kind);
+        obj["apiVersion"] = json!(info.api_version());
+        let mut inner = self.lock();
+        if info.namespaced {
+            if let Some(body_ns) = meta(&obj, "namespace")
+                && !body_ns.is_empty()
+                && body_ns != ns
+            {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            if let Some(ns_kind) = self.kind_id("", "Namespace")
+                && !inner.kinds[ns_kind]
+                    .objects
+                    .contains_key(&(String::new(), ns.to_string()))
+            {
+                return Err(ApiError::namespace_not_found(ns));
+            }
+            meta_mut(&mut obj).insert("namespace".into(), json!(ns));
+        } else {
+            meta_mut(&mut obj).remove("namespace");
+        }
+        let name = match meta(&obj, "name").filter(|n| !n.is_empty()) {
+            Some(n) => n,
+            None => match meta(&obj, "generateName").filter(|n| !n.is_empty()) {
+                Some(prefix) => loop {
+                    let mut x = Self::next_id(&mut inner).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    let mut suffix = String::new();
+                    for _ in 0..5 {
+                        suffix
+                            .push(NAME_ALPHABET[(x % NAME_ALPHABET.len() as u64) as usize] as char);
+                        x /= NAME_ALPHABET.len() as u64;
+                    }
+                    let candidate = format!("{prefix}{suffix}");
+                    if !inner.kinds[kind]
+                        .objects
+                        .contains_key(&self.key(kind, ns, &candidate))
+                    {
+                        break candidate;
+                    }
+                },
+                None => {
+                    return Err(ApiError::invalid(
+                        info,
+                        "",
+                        "metadata.name",
+                        "Required value: name or generateName is required",
+                    ));
+                }
+            },
+        };
+        if inner.kinds[kind]
+            .objects
+            .contains_key(&self.key(kind, ns, &name))
+        {
+            return Err(ApiError::already_exists(info, &name));
+        }
+        let uid_n = Self::next_id(&mut inner);
+        let now = self.now_string();
+        {
+            let m = meta_mut(&mut obj);
+            m.insert("name".into(), json!(name));
+            m.insert(
+                "uid".into(),
+                json!(format!(
+                    "{:08x}-5eed-4000-8000-{:012x}",
+                    (uid_n >> 48) as u32,
+                    uid_n
+                )),
+            );
+            m.insert("creationTimestamp".into(), json!(now));
+            m.insert("generation".into(), json!(1));
+            m.remove("resourceVersion");
+            m.remove("deletionTimestamp");
+            m.remove("deletionGracePeriodSeconds");
+            m.remove("managedFields");
+        }
+        if info.custom
+            && info.has_subresource("status")
+            && let Some(o) = obj.as_object_mut()
+        {
+            o.remove("status");
+        }
+        match (info.group, info.kind) {
+            ("", "Pod") => default_pod(&mut obj),
+            ("", "Namespace") => obj["status"] = json!({ "phase": "Active" }),
+            _ => {}
+        }
+        Ok(self.commit(&mut inner, kind, None, Some(obj)))
+    }
+
+    /// Replaces an object (PUT) or its status (PUT .../status); `Sub::All` for internal writers.
+    pub fn update(
+        &self,
+        kind: KindId,
+        ns: &str,
+        name: &str,
+        body: Value,
+        sub: Sub,
+    ) -> ApiResult<Arc<Value>> {
+        let mut inner = self.lock();
+        self.update_locked(&mut inner, kind, ns, name, body, sub, true)
+    }
+
+    fn update_locked(
+        &self,
+        inner: &mut Inner,
+        kind: KindId,
+        ns: &str,
+        name: &str,
+        mut body: Value,
+        sub: Sub,
+        check_rv: bool,
+    ) -> ApiResult<Arc<Value>> {
+        let info = &self.kinds[kind];
+        let key = self.key(kind, ns, name);
+        let old = inner.kinds[kind]
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(info, name))?;
+        if !body.is_object() {
+            return Err(ApiError::bad_request(
+                "the body of the request must be an object",
+            ));
+        }
+        if let Some(n) = meta(&body, "name")
+            && n != name
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
+        }
+        if check_rv
+            && let Some(rv) = meta(&body, "resourceVersion").filter(|r| !r.is_empty())
+            && Some(rv) != meta(&old, "resourceVersion")
+        {
+            return Err(ApiError::conflict(info, name));
+        }
+        let has_status = info.has_subresource("status");
+        let mut new = match sub {
+            Sub::Status => {
+                let mut n = (*old).clone();
+                n["status"] = body.get("status").cloned().unwrap_or(Value::Null);
+                if n["status"].is_null()
+                    && let Some(o) = n.as_object_mut()
+                {
+                    o.remove("status");
+                }
+                n
+            }
+            Sub::Main | Sub::All => {
+                body["kind"] = json!(info.kind);
+                body["apiVersion"] = json!(info.api_version());
+                if sub == Sub::Main && has_status {
+                    match old.get("status") {
+                        Some(s) => body["status"] = s.clone(),
+                        None => {
+                            if let Some(o) = body.as_object_mut() {
+                                o.remove("status");
+                            }
+                        }
+                    }
+                }
+                let old_meta = old.get("metadata").cloned().unwrap_or_default();
+                let m = meta_mut(&mut body);
+                for k in [
+                    "uid",
+                    "creationTimestamp",
+                    "deletionTimestamp",
+                    "deletionGracePeriodSeconds",
+                    "namespace",
+                    "generation",
+                ] {
+                    match old_meta.get(k) {
+                        Some(v) => m.insert(k.into(), v.clone()),
+                        None => m.remove(k),
+                    };
+                }
+                m.insert("name".into(), json!(name));
+                body
+            }
+        };
+        // Terminating objects accept no new finalizers.
+        let terminating = old
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null());
+        let new_finalizers = finalizers(&new);
+        if terminating {
+            let old_finalizers = finalizers(&old);
+            if new_finalizers.iter().any(|f| !old_finalizers.contains(f)) {
+                return Err(ApiError::invalid(
+                    info,
+                    name,
+                    "metadata.finalizers",
+                    "Forbidden: no new finalizers can be added if the object is being deleted",
+                ));
+            }
+        }
+        if without(&new, &["metadata", "status"]) != without(&old, &["metadata", "status"]) {
+            let g = old
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            meta_mut(&mut new).insert("generation".into(), json!(g + 1));
+        }
+        if same_ignoring_rv(&new, &old) {
+            return Ok(old);
+        }
+        if terminating && new_finalizers.is_empty() && !self.waits_for_pod_termination(kind, &new) {
+            self.commit(inner, kind, Some(old.clone()), Some(new));
+            let cur = inner.kinds[kind].objects.get(&key).cloned();
+            return Ok(self.remove_locked(inner, kind, cur.unwrap_or(old)));
+        }
+        Ok(self.commit(inner, kind, Some(old), Some(new)))
+    }
+
+    /// A bound pod with a deletion grace period stays until its kubelet confirms it stopped.
+    fn waits_for_pod_termination(&self, kind: KindId, obj: &Value) -> bool {
+        let info = &self.kinds[kind];
+        info.group.is_empty()
+            && info.kind == "Pod"
+            && obj
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                > 0
+    }
+
+    /// Read-modify-write under the lock (internal writers); `f` returns false to leave it alone.
+    pub fn modify(
+        &self,
+        kind: KindId,
+        ns: &str,
+        name: &str,
+        f: impl FnOnce(&mut Value) -> bool,
+    ) -> ApiResult<Arc<Value>> {
+        let mut inner = self.lock();
+        let key = self.key(kind, ns, name);
+        let old = inner.kinds[kind]
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(&self.kinds[kind], name))?;
+        let mut new = (*old).clone();
+        if !f(&mut new) {
+            return Ok(old);
+        }
+        self.update_locked(&mut inner, kind, ns, name, new, Sub::All, false)
+    }
+
+    /// Patches an object or its status. Apply patches create the object when it is absent.
+    pub fn patch(
+        &self,
+        kind: KindId,
+        ns: &str,
+        name: &str,
+        patch_kind: &PatchKind,
+        body: &[u8],
+        sub: Sub,
+    ) -> ApiResult<Arc<Value>> {
+        let info = &self.kinds[kind];
+        if *patch_kind == PatchKind::Strategic && info.custom {
+            return Err(ApiError::unsupported_media_type(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+            ));
+        }
+        let mut inner = self.lock();
+        let key = self.key(kind, ns, name);
+        let Some(old) = inner.kinds[kind].objects.get(&key).cloned() else {
+            if *patch_kind == PatchKind::Apply {
+                drop(inner);
+                let mut obj = super::patch::parse_body(body)?;
+                meta_mut(&mut obj).insert("name".into(), json!(name));
+                let status = obj.get("status").cloned();
+                let created = self.create(kind, ns, obj)?;
+                if sub == Sub::Status
+                    && let Some(s) = status
+                {
+                    let mut with = (*created).clone();
+                    with["status"] = s;
+                    return self.update(kind, ns, name, with, Sub::Status);
+                }
+                return Ok(created);
+            }
+            return Err(ApiError::not_found(info, name));
+        };
+        let mut new = (*old).clone();
+        apply_patch(patch_kind, &mut new, body)?;
+        if meta(&new, "resourceVersion") != meta(&old, "resourceVersion") {
+            return Err(ApiError::conflict(info, name));
+        }
+        self.update_locked(&mut inner, kind, ns, name, new, sub, false)
+    }
+
+    /// Deletes an object. Objects with finalizers, and bound pods with a grace period, get a
+    /// `deletionTimestamp` and stay; everything else goes now. Returns the object's last state.
+    pub fn delete(
+        &self,
+        kind: KindId,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOpts,
+    ) -> ApiResult<Arc<Value>> {
+        let mut inner = self.lock();
+        self.delete_locked(&mut inner, kind, ns, name, opts)
+    }
+
+    fn delete_locked(
+        &self,
+        inner: &mut Inner,
+        kind: KindId,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOpts,
+    ) -> ApiResult<Arc<Value>> {
+        let info = &self.kinds[kind];
+        let key = self.key(kind, ns, name);
+        let old = inner.kinds[kind]
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(info, name))?;
+        if let Some(uid) = &opts.precondition_uid
+            && Some(uid) != meta(&old, "uid").as_ref()
+        {
+            return Err(ApiError::conflict_message(
+                info,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {}, UID in object meta: {}",
+                    uid,
+                    meta(&old, "uid").unwrap_or_default()
+                ),
+            ));
+        }
+        if let Some(rv) = &opts.precondition_rv
+            && Some(rv) != meta(&old, "resourceVersion").as_ref()
+        {
+            return Err(ApiError::conflict(info, name));
+        }
+        let uid = meta(&old, "uid").unwrap_or_default();
+        let policy = opts.propagation_policy.as_deref().unwrap_or("Background");
+        if policy == "Orphan" {
+            self.orphan_dependents(inner, &uid);
+        }
+        let is_pod = info.group.is_empty() && info.kind == "Pod";
+        let mut grace = 0;
+        if is_pod {
+            let bound = old
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .is_some_and(|n| !n.is_empty());
+            let phase = old
+                .pointer("/status/phase")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let terminal = phase == "Succeeded" || phase == "Failed";
+            let default = old
+                .pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(30);
+            grace = opts.grace_period_seconds.unwrap_or(default).max(0);
+            if !bound || terminal {
+                grace = 0;
+            }
+        }
+        let mut fins = finalizers(&old);
+        if policy == "Foreground"
+            && !fins.iter().any(|f| f == "foregroundDeletion")
+            && inner.dependents.contains_key(&uid)
+        {
+            fins.push("foregroundDeletion".into());
+        }
+        let terminating = old
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null());
+        if fins.is_empty() && grace == 0 {
+            let removed = self.remove_locked(inner, kind, old);
+            return Ok(removed);
+        }
+        if terminating {
+            // Only a shorter grace period changes anything for an object already terminating.
+            let cur = old
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if is_pod && grace < cur {
+                let mut new = (*old).clone();
+                let ts = self.clock.now() + jiff::SignedDuration::from_secs(grace);
+                let m = meta_mut(&mut new);
+                m.insert(
+                    "deletionTimestamp".into(),
+                    json!(ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+                );
+                m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+                return Ok(self.commit(inner, kind, Some(old), Some(new)));
+            }
+            return Ok(old);
+        }
+        let mut new = (*old).clone();
+        let ts = self.clock.now() + jiff::SignedDuration::from_secs(grace);
+        {
+            let m = meta_mut(&mut new);
+            m.insert(
+                "deletionTimestamp".into(),
+                json!(ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()),
+            );
+            m.insert("deletionGracePeriodSeconds".into(), json!(grace));
+            m.insert("finalizers".into(), json!(fins));
+            if fins.is_empty() {
+                m.remove("finalizers");
+            }
+        }
+        let obj = self.commit(inner, kind, Some(old), Some(new));
+        if policy == "Foreground" {
+            inner
+                .foreground
+                .insert((kind, key.0.clone(), key.1.clone()));
+            self.delete_dependents(inner, &uid);
+            self.settle_foreground(inner);
+        }
+        Ok(inner.kinds[kind].objects.get(&key).cloned().unwrap_or(obj))
+    }
+
+    fn remove_locked(&self, inner: &mut Inner, kind: KindId, obj: Arc<Value>) -> Arc<Value> {
+        let uid = meta(&obj, "uid").unwrap_or_default();
+        let removed = self.commit(inner, kind, Some(obj), None);
+        // Background garbage collection of dependents.
+        self.delete_dependents(inner, &uid);
+        if !inner.foreground.is_empty() {
+            self.settle_foreground(inner);
+        }
+        removed
+    }
+
+    fn delete_dependents(&self, inner: &mut Inner, owner_uid: &str) {
+        let deps: Vec<_> = inner
+            .dependents
+            .get(owner_uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        for (k, ns, name) in deps {
+            let _ = self.delete_locked(inner, k, &ns, &name, &DeleteOpts::default());
+        }
+    }
+
+    fn orphan_dependents(&self, inner: &mut Inner, owner_uid: &str) {
+        let deps: Vec<_> = inner
+            .dependents
+            .get(owner_uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        for (k, ns, name) in deps {
+            let Some(old) = inner.kinds[k]
+                .objects
+                .get(&(ns.clone(), name.clone()))
+                .cloned()
+            else {
+                continue;
+            };
+            let mut new = (*old).clone();
+            if let Some(refs) = new
+                .pointer_mut("/metadata/ownerReferences")
+                .and_then(Value::as_array_mut)
+            {
+                refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid));
+            }
+            self.commit(inner, k, Some(old), Some(new));
+        }
+    }
+
+    /// Removes `foregroundDeletion` from owners whose dependents are all gone.
+    fn settle_foreground(&self, inner: &mut Inner) {
+        let pending: Vec<_> = inner.foreground.iter().cloned().collect();
+        for (k, ns, name) in pending {
+            let Some(old) = inner.kinds[k]
+                .objects
+                .get(&(ns.clone(), name.clone()))
+                .cloned()
+            else {
+                inner.foreground.remove(&(k, ns, name));
+                continue;
+            };
+            let uid = meta(&old, "uid").unwrap_or_default();
+            if inner.dependents.get(&uid).is_some_and(|d| !d.is_empty()) {
+                continue;
+            }
+            inner.foreground.remove(&(k, ns.clone(), name.clone()));
+            let mut new = (*old).clone();
+            if let Some(f) = new
+                .pointer_mut("/metadata/finalizers")
+                .and_then(Value::as_array_mut)
+            {
+                f.retain(|x| x != "foregroundDeletion");
+            }
+            let _ = self.update_locked(inner, k, &ns, &name, new, Sub::All, false);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Pod subresources
+
+    /// `POST pods/<name>/binding`: assigns the pod to a node.
+    pub fn bind(
+        &self,
+        pod_kind: KindId,
+        ns: &str,
+        name: &str,
+        node: &str,
+    ) -> ApiResult<Arc<Value>> {
+        let info = &self.kinds[pod_kind];
+        let mut inner = self.lock();
+        let key = self.key(pod_kind, ns, name);
+        let old = inner.kinds[pod_kind]
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(info, name))?;
+        if let Some(cur) = old
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+        {
+            return Err(ApiError::conflict_message(
+                info,
+                name,
+                &format!("pod {name} is already assigned to node \"{cur}\""),
+            ));
+        }
+        if old
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null())
+        {
+            return Err(ApiError::conflict_message(
+                info,
+                name,
+                "pod is being deleted, cannot be assigned to a host",
+            ));
+        }
+        let mut new = (*old).clone();
+        as_map(as_map(&mut new).entry("spec").or_insert(Value::Null))
+            .insert("nodeName".into(), json!(node));
+        let now = self.now_string();
+        super::patch::strategic_merge(
+            &mut new,
+            &json!({ "status": { "conditions": [{ "type": "PodScheduled", "status": "True", "lastTransitionTime": now, "lastProbeTime": null }] } }),
+        );
+        if let Some(c) = new
+            .pointer_mut("/status/conditions")
+            .and_then(Value::as_array_mut)
+            && let Some(ps) = c
+                .iter_mut()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some("PodScheduled"))
+            && let Some(o) = ps.as_object_mut()
+        {
+            o.remove("reason");
+            o.remove("message");
+        }
+        Ok(self.commit(&mut inner, pod_kind, Some(old), Some(new)))
+    }
+
+    /// `POST pods/<name>/eviction`: deletes the pod unless that would break its
+    /// PodDisruptionBudget (429 with the budget's numbers, like the real API server).
+    pub fn evict(
+        &self,
+        pod_kind: KindId,
+        pdb_kind: Option<KindId>,
+        ns: &str,
+        name: &str,
+        opts: &DeleteOpts,
+    ) -> ApiResult<Arc<Value>> {
+        let info = &self.kinds[pod_kind];
+        let mut inner = self.lock();
+        let key = self.key(pod_kind, ns, name);
+        let pod = inner.kinds[pod_kind]
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(info, name))?;
+        let phase = pod
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let terminating = pod
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null());
+        if terminating
+            || phase == "Succeeded"
+            || phase == "Failed"
+            || phase == "Pending"
+            || phase.is_empty()
+        {
+            return self.delete_locked(&mut inner, pod_kind, ns, name, opts);
+        }
+        if let Some(pdb_kind) = pdb_kind {
+            let pdbs: Vec<Arc<Value>> = inner.kinds[pdb_kind]
+                .objects
+                .range((ns.to_string(), String::new())..)
+                .take_while(|(k, _)| k.0 == ns)
+                .map(|(_, v)| v.clone())
+                .filter(|pdb| {
+                    pdb.pointer("/spec/selector")
+                        .and_then(LabelSelector::from_object)
+                        .is_some_and(|s| !s.is_empty() && s.matches(&pod))
+                })
+                .collect();
+            if pdbs.len() > 1 {
+                return Err(ApiError::internal(
+                    "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.",
+                ));
+            }
+            if let Some(pdb) = pdbs.first() {
+                let Some(sel) = pdb
+                    .pointer("/spec/selector")
+                    .and_then(LabelSelector::from_object)
+                else {
+                    return self.delete_locked(&mut inner, pod_kind, ns, name, opts);
+                };
+                let (healthy, expected) = inner.kinds[pod_kind]
+                    .objects
+                    .range((ns.to_string(), String::new())..)
+                    .take_while(|(k, _)| k.0 == ns)
+                    .filter(|(_, p)| sel.matches(p))
+                    .fold((0i64, 0i64), |(h, e), (_, p)| {
+                        let ph = p
+                            .pointer("/status/phase")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default();
+                        let counts = ph != "Succeeded" && ph != "Failed";
+                        (h + i64::from(pod_is_healthy(p)), e + i64::from(counts))
+                    });
+                let desired = if let Some(min) = pdb.pointer("/spec/minAvailable") {
+                    int_or_percent(min, expected, true).unwrap_or(0)
+                } else if let Some(max) = pdb.pointer("/spec/maxUnavailable") {
+                    (expected - int_or_percent(max, expected, true).unwrap_or(0)).max(0)
+                } else {
+                    0
+                };
+                let pdb_name = meta(pdb, "name").unwrap_or_default();
+                let allowed = if pod_is_healthy(&pod) {
+                    healthy - desired > 0
+                } else {
+                    healthy >= desired
+                };
+                if !allowed {
+                    return Err(ApiError::too_many_requests(
+                        "Cannot evict pod as it would violate the pod's disruption budget.",
+                    )
+                    .with_details(json!({
+                        "causes": [{
+                            "reason": "DisruptionBudget",
+                            "message": format!("The disruption budget {pdb_name} needs {desired} healthy pods and has {healthy} currently"),
+                        }]
+                    })));
+                }
+            }
+        }
+        self.delete_locked(&mut inner, pod_kind, ns, name, opts)
+    }
+}
+
+/// What a watcher with `filter` sees of a history event (transitions in and out of the filter
+/// become ADDED and DELETED, as with the real watch cache).
+fn translate(ev: &HistEvent, filter: &Filter) -> Option<WatchMsg> {
+    let new_m = filter.matches(&ev.new);
+    let old_m = ev.old.as_deref().is_some_and(|o| filter.matches(o));
+    let etype = match ev.etype {
+        EventType::Added => new_m.then_some(EventType::Added)?,
+        EventType::Deleted => (old_m || new_m).then_some(EventType::Deleted)?,
+        EventType::Modified => match (old_m, new_m) {
+            (true, true) => EventType::Modified,
+            (false, true) => EventType::Added,
+            (true, false) => EventType::Deleted,
+            (false, false) => return None,
+        },
+    };
+    Some(WatchMsg::Event {
+        etype,
+        object: ev.new.clone(),
+        cache: ev.cache.clone(),
+    })
+}
+
+fn default_pod(obj: &mut Value) {
+    if !obj.get("spec").is_some_and(Value::is_object) {
+        obj["spec"] = json!({});
+    }
+    let spec = &mut obj["spec"];
+    for (k, v) in [
+        ("schedulerName", json!("default-scheduler")),
+        ("terminationGracePeriodSeconds", json!(30)),
+        ("restartPolicy", json!("Always")),
+        ("dnsPolicy", json!("ClusterFirst")),
+        ("priority", json!(0)),
+    ] {
+        if spec.get(k).is_none_or(Value::is_null) {
+            spec[k] = v;
+        }
+    }
+    let mut status = json!({ "phase": "Pending" });
+    let requests_any = obj
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter().any(|c| {
+                c.pointer("/resources/requests")
+                    .is_some_and(|r| r.as_object().is_some_and(|o| !o.is_empty()))
+            })
+        });
+    status["qosClass"] = json!(if requests_any {
+        "Burstable"
+    } else {
+        "BestEffort"
+    });
+    obj["status"] = status;
+}

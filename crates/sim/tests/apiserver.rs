@@ -1,0 +1,736 @@
+//! Conformance of the simulated API server, driven through the real `kube::Client`.
+// Test helpers outside #[test] functions unwrap too: a failure there is a test failure.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{
+    Api, DeleteParams, DynamicObject, EvictParams, ListParams, Patch, PatchParams, PostParams,
+    WatchEvent, WatchParams,
+};
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::json;
+use stowage_cloud::{SharedClock, TokioClock};
+use stowage_sim::{ApiServer, ApiServerOptions};
+
+fn clock() -> SharedClock {
+    Arc::new(TokioClock::starting_at(
+        "2026-01-01T00:00:00Z".parse().unwrap(),
+    ))
+}
+
+fn server() -> ApiServer {
+    ApiServer::new(clock())
+}
+
+/// A pod builder: `pod("web").label("app", "web").node("n1")`.
+struct PodB(serde_json::Value);
+fn pod(name: &str) -> PodB {
+    PodB(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": { "name": name, "labels": {} },
+        "spec": { "containers": [{ "name": "c", "image": "busybox", "resources": { "requests": { "cpu": "100m" } } }] }
+    }))
+}
+impl PodB {
+    fn label(mut self, k: &str, v: &str) -> Self {
+        self.0["metadata"]["labels"][k] = json!(v);
+        self
+    }
+    fn node(mut self, n: &str) -> Self {
+        self.0["spec"]["nodeName"] = json!(n);
+        self
+    }
+    fn owner(mut self, rs: &ReplicaSet) -> Self {
+        self.0["metadata"]["ownerReferences"] = json!([{
+            "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs.metadata.name, "uid": rs.metadata.uid, "controller": true
+        }]);
+        self
+    }
+    fn build(self) -> Pod {
+        serde_json::from_value(self.0).unwrap()
+    }
+}
+
+fn api_err(e: kube::Error) -> Box<kube::core::Status> {
+    match e {
+        kube::Error::Api(s) => s,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+async fn run_pod(pods: &Api<Pod>, name: &str) {
+    pods.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": { "phase": "Running", "conditions": [{ "type": "Ready", "status": "True" }] } })),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn crud_generate_name_and_errors() {
+    let client = server().client();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let created = pods
+        .create(&PostParams::default(), &pod("web").build())
+        .await
+        .unwrap();
+    assert!(created.metadata.uid.is_some());
+    assert_eq!(
+        created
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .unwrap()
+            .0
+            .to_string(),
+        "2026-01-01T00:00:00Z"
+    );
+    assert_eq!(
+        created.status.as_ref().unwrap().phase.as_deref(),
+        Some("Pending")
+    );
+    assert_eq!(created.metadata.namespace.as_deref(), Some("default"));
+
+    let err = api_err(
+        pods.create(&PostParams::default(), &pod("web").build())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "AlreadyExists"));
+    assert_eq!(err.message, "pods \"web\" already exists");
+
+    let mut generated = pod("").build();
+    generated.metadata.name = None;
+    generated.metadata.generate_name = Some("worker-".into());
+    let g = pods
+        .create(&PostParams::default(), &generated)
+        .await
+        .unwrap();
+    let gname = g.metadata.name.unwrap();
+    assert!(
+        gname.starts_with("worker-") && gname.len() == "worker-".len() + 5,
+        "{gname}"
+    );
+
+    let err = api_err(pods.get("missing").await.unwrap_err());
+    assert_eq!(
+        (err.code, err.reason.as_str(), err.message.as_str()),
+        (404, "NotFound", "pods \"missing\" not found")
+    );
+
+    let other: Api<Pod> = Api::namespaced(client.clone(), "nope");
+    let err = api_err(
+        other
+            .create(&PostParams::default(), &pod("x").build())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (err.code, err.message.as_str()),
+        (404, "namespaces \"nope\" not found")
+    );
+
+    assert_eq!(
+        pods.list(&ListParams::default()).await.unwrap().items.len(),
+        2
+    );
+    let gone = pods.delete("web", &DeleteParams::default()).await.unwrap();
+    assert!(gone.is_left(), "an unbound pod is removed at once");
+    assert!(pods.get_opt("web").await.unwrap().is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_update_is_a_conflict() {
+    let client = server().client();
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let v1 = pods
+        .create(&PostParams::default(), &pod("web").build())
+        .await
+        .unwrap();
+    let mut a = v1.clone();
+    a.metadata.labels = Some([("x".to_string(), "1".to_string())].into());
+    let v2 = pods
+        .replace("web", &PostParams::default(), &a)
+        .await
+        .unwrap();
+    assert_ne!(v2.metadata.resource_version, v1.metadata.resource_version);
+    let mut stale = v1.clone();
+    stale.metadata.labels = Some([("x".to_string(), "2".to_string())].into());
+    let err = api_err(
+        pods.replace("web", &PostParams::default(), &stale)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((err.code, err.reason.as_str()), (409, "Conflict"));
+    assert!(
+        err.message.contains("the object has been modified"),
+        "{}",
+        err.message
+    );
+    // A merge patch carrying a stale resourceVersion is a conflict too.
+    let p = json!({ "metadata": { "resourceVersion": v1.metadata.resource_version, "labels": { "y": "1" } } });
+    let err = api_err(
+        pods.patch("web", &PatchParams::default(), &Patch::Merge(p))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 409);
+}
+
+#[tokio::test(start_paused = true)]
+async fn watch_resumes_from_a_version_and_expires_old_ones() {
+    let srv = ApiServer::with_options(
+        clock(),
+        ApiServerOptions {
+            history_per_kind: 4,
+            ..Default::default()
+        },
+    );
+    let pods: Api<Pod> = Api::namespaced(srv.client(), "default");
+    let first = pods
+        .create(&PostParams::default(), &pod("a").build())
+        .await
+        .unwrap();
+    let rv0 = first.metadata.resource_version.unwrap();
+    pods.create(&PostParams::default(), &pod("b").build())
+        .await
+        .unwrap();
+    pods.create(&PostParams::default(), &pod("c").label("app", "x").build())
+        .await
+        .unwrap();
+
+    // Resume right after `a`: we see b and c, then live events.
+    let mut stream = pods
+        .watch(&WatchParams::default(), &rv0)
+        .await
+        .unwrap()
+        .boxed();
+    let names: Vec<String> = (&mut stream)
+        .take(2)
+        .map(|e| match e.unwrap() {
+            WatchEvent::Added(p) => p.metadata.name.unwrap(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+        .await;
+    assert_eq!(names, ["b", "c"]);
+    pods.delete("a", &DeleteParams::default()).await.unwrap();
+    match stream.next().await.unwrap().unwrap() {
+        WatchEvent::Deleted(p) => assert_eq!(p.metadata.name.as_deref(), Some("a")),
+        other => panic!("unexpected {other:?}"),
+    }
+
+    // A filtered watch sees an object leave its selector as DELETED.
+    let latest = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut sel = pods
+        .watch(&WatchParams::default().labels("app=x"), &latest)
+        .await
+        .unwrap()
+        .boxed();
+    pods.patch(
+        "c",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "metadata": { "labels": { "app": "y" } } })),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        sel.next().await.unwrap().unwrap(),
+        WatchEvent::Deleted(_)
+    ));
+
+    // Push the history past rv0: watching from it is now 410 Gone.
+    for i in 0..6 {
+        pods.create(&PostParams::default(), &pod(&format!("n{i}")).build())
+            .await
+            .unwrap();
+    }
+    let mut old = pods
+        .watch(&WatchParams::default(), &rv0)
+        .await
+        .unwrap()
+        .boxed();
+    match old.next().await.unwrap() {
+        Ok(WatchEvent::Error(s)) => assert_eq!((s.code, s.reason.as_str()), (410, "Expired")),
+        Err(kube::Error::Api(s)) => assert_eq!((s.code, s.reason.as_str()), (410, "Expired")),
+        other => panic!("expected 410, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn bookmarks_and_timeouts_in_virtual_time() {
+    let pods: Api<Pod> = Api::namespaced(server().client(), "default");
+    let rv = pods
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut wp = WatchParams::default().timeout(150);
+    wp.bookmarks = true;
+    let events: Vec<_> = pods
+        .watch(&wp, &rv)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    // 150 s of silence: two bookmarks (60 s, 120 s), then the server ends the watch.
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| matches!(e, WatchEvent::Bookmark(_))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn kube_runtime_watcher_syncs() {
+    let client = server().client();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &pod("a").build())
+        .await
+        .unwrap();
+    let (reader, writer) = kube::runtime::reflector::store::<Pod>();
+    let rf = kube::runtime::reflector(
+        writer,
+        kube::runtime::watcher(pods.clone(), Default::default()),
+    );
+    let handle = tokio::spawn(rf.for_each(|_| async {}));
+    reader.wait_until_ready().await.unwrap();
+    assert_eq!(reader.len(), 1);
+    pods.create(&PostParams::default(), &pod("b").build())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    assert_eq!(reader.len(), 2);
+    handle.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn finalizers_hold_deletion_until_removed() {
+    let nodes: Api<Node> = Api::all(server().client());
+    let node: Node = serde_json::from_value(json!({
+        "metadata": { "name": "n1", "finalizers": ["stowage.dev/termination"] }
+    }))
+    .unwrap();
+    nodes.create(&PostParams::default(), &node).await.unwrap();
+    nodes.delete("n1", &DeleteParams::default()).await.unwrap();
+    let n = nodes.get("n1").await.unwrap();
+    assert!(n.metadata.deletion_timestamp.is_some());
+    // No new finalizers on a terminating object.
+    let err = api_err(
+        nodes
+            .patch(
+                "n1",
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({ "metadata": { "finalizers": ["stowage.dev/termination", "x"] } }),
+                ),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    nodes
+        .patch(
+            "n1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
+        )
+        .await
+        .unwrap();
+    assert!(nodes.get_opt("n1").await.unwrap().is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn bound_pods_terminate_gracefully() {
+    let pods: Api<Pod> = Api::namespaced(server().client(), "default");
+    pods.create(&PostParams::default(), &pod("a").node("n1").build())
+        .await
+        .unwrap();
+    pods.delete("a", &DeleteParams::default()).await.unwrap();
+    let p = pods.get("a").await.unwrap();
+    assert_eq!(p.metadata.deletion_grace_period_seconds, Some(30));
+    assert_eq!(
+        p.metadata.deletion_timestamp.unwrap().0.to_string(),
+        "2026-01-01T00:00:30Z"
+    );
+    pods.delete("a", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    assert!(pods.get_opt("a").await.unwrap().is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn eviction_is_blocked_by_a_pdb() {
+    let client = server().client();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    for n in ["a", "b"] {
+        pods.create(
+            &PostParams::default(),
+            &pod(n).label("app", "web").node("n1").build(),
+        )
+        .await
+        .unwrap();
+        run_pod(&pods, n).await;
+    }
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
+    let pdb = serde_json::from_value(json!({
+        "metadata": { "name": "web" }, "spec": { "minAvailable": 2, "selector": { "matchLabels": { "app": "web" } } }
+    }))
+    .unwrap();
+    pdbs.create(&PostParams::default(), &pdb).await.unwrap();
+    let err = api_err(pods.evict("a", &EvictParams::default()).await.unwrap_err());
+    assert_eq!((err.code, err.reason.as_str()), (429, "TooManyRequests"));
+    assert_eq!(
+        err.message,
+        "Cannot evict pod as it would violate the pod's disruption budget."
+    );
+    let cause = &err.details.as_ref().unwrap().causes[0];
+    assert_eq!(cause.reason, "DisruptionBudget");
+    assert_eq!(
+        cause.message,
+        "The disruption budget web needs 2 healthy pods and has 2 currently"
+    );
+
+    pods.create(
+        &PostParams::default(),
+        &pod("c").label("app", "web").node("n1").build(),
+    )
+    .await
+    .unwrap();
+    run_pod(&pods, "c").await;
+    pods.evict("a", &EvictParams::default()).await.unwrap();
+    assert!(
+        pods.get("a")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    // a is terminating, so b cannot go either.
+    assert_eq!(
+        api_err(pods.evict("b", &EvictParams::default()).await.unwrap_err()).code,
+        429
+    );
+}
+
+fn nodeclaims(client: kube::Client) -> Api<DynamicObject> {
+    let ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("stowage.dev", "v1", "NodeClaim"),
+        "nodeclaims",
+    );
+    Api::all_with(client, &ar)
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_subresource_and_custom_resources() {
+    let claims = nodeclaims(server().client());
+    let obj: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "stowage.dev/v1", "kind": "NodeClaim",
+        "metadata": { "name": "c1" }, "spec": { "nodeClassRef": { "name": "default" } },
+        "status": { "providerID": "ignored" }
+    }))
+    .unwrap();
+    let created = claims.create(&PostParams::default(), &obj).await.unwrap();
+    assert!(
+        created.data.get("status").is_none(),
+        "status is dropped on create"
+    );
+    let patched = claims
+        .patch_status(
+            "c1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": { "providerID": "fake://i-1" }, "spec": { "x": 1 } })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.data["status"]["providerID"], "fake://i-1");
+    assert!(
+        patched.data["spec"].get("x").is_none(),
+        "the status subresource changes only status"
+    );
+    let main = claims
+        .patch(
+            "c1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": { "providerID": "nope" }, "spec": { "y": 2 } })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        main.data["status"]["providerID"], "fake://i-1",
+        "the main resource ignores status"
+    );
+    assert_eq!(main.data["spec"]["y"], 2);
+    assert_eq!(main.metadata.generation, Some(2));
+    let err = api_err(
+        claims
+            .patch(
+                "c1",
+                &PatchParams::default(),
+                &Patch::Strategic(json!({ "spec": { "z": 1 } })),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        err.code, 415,
+        "strategic merge is refused for custom resources"
+    );
+    let applied = claims
+        .patch(
+            "c2",
+            &PatchParams::apply("test"),
+            &Patch::Apply(json!({ "apiVersion": "stowage.dev/v1", "kind": "NodeClaim", "metadata": { "name": "c2" }, "spec": {} })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.metadata.name.as_deref(), Some("c2"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn selectors_and_pagination() {
+    let pods: Api<Pod> = Api::namespaced(server().client(), "default");
+    for (n, app, node) in [
+        ("a", "web", "n1"),
+        ("b", "web", ""),
+        ("c", "db", "n2"),
+        ("d", "cache", ""),
+        ("e", "web", "n1"),
+    ] {
+        let mut p = pod(n).label("app", app);
+        if !node.is_empty() {
+            p = p.node(node);
+        }
+        pods.create(&PostParams::default(), &p.build())
+            .await
+            .unwrap();
+    }
+    let names = |l: kube::core::ObjectList<Pod>| {
+        l.items
+            .into_iter()
+            .map(|p| p.metadata.name.unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(
+            pods.list(&ListParams::default().labels("app in (web,db)"))
+                .await
+                .unwrap()
+        ),
+        ["a", "b", "c", "e"]
+    );
+    assert_eq!(
+        names(
+            pods.list(&ListParams::default().labels("app!=web"))
+                .await
+                .unwrap()
+        ),
+        ["c", "d"]
+    );
+    assert_eq!(
+        names(
+            pods.list(&ListParams::default().fields("spec.nodeName="))
+                .await
+                .unwrap()
+        ),
+        ["b", "d"]
+    );
+    assert_eq!(
+        names(
+            pods.list(&ListParams::default().fields("spec.nodeName=n1,status.phase=Pending"))
+                .await
+                .unwrap()
+        ),
+        ["a", "e"]
+    );
+    let err = api_err(
+        pods.list(&ListParams::default().labels("app in (web"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 400);
+
+    let mut seen = Vec::new();
+    let mut lp = ListParams::default().limit(2);
+    loop {
+        let page = pods.list(&lp).await.unwrap();
+        let token = page.metadata.continue_.clone();
+        seen.extend(names(page));
+        match token {
+            Some(t) if !t.is_empty() => lp = lp.continue_token(&t),
+            _ => break,
+        }
+    }
+    assert_eq!(seen, ["a", "b", "c", "d", "e"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn binding_and_strategic_merge_of_conditions() {
+    let client = server().client();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &pod("a").build())
+        .await
+        .unwrap();
+    pods.patch_status(
+        "a",
+        &PatchParams::default(),
+        &Patch::Strategic(json!({ "status": { "conditions": [{ "type": "PodScheduled", "status": "False", "reason": "Unschedulable" }] } })),
+    )
+    .await
+    .unwrap();
+    let req = http::Request::post("/api/v1/namespaces/default/pods/a/binding")
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&json!({ "apiVersion": "v1", "kind": "Binding", "metadata": { "name": "a" }, "target": { "kind": "Node", "name": "n1" } })).unwrap())
+        .unwrap();
+    client.request_text(req).await.unwrap();
+    let p = pods.get("a").await.unwrap();
+    assert_eq!(p.spec.unwrap().node_name.as_deref(), Some("n1"));
+    let conds = p.status.unwrap().conditions.unwrap();
+    assert_eq!(conds.len(), 1);
+    assert_eq!(
+        (conds[0].type_.as_str(), conds[0].status.as_str()),
+        ("PodScheduled", "True")
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn owner_references_drive_garbage_collection() {
+    let client = server().client();
+    let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let rs_spec = |n: &str| -> ReplicaSet {
+        serde_json::from_value(json!({ "metadata": { "name": n }, "spec": { "selector": { "matchLabels": { "a": "b" } } } })).unwrap()
+    };
+    let rs1 = rss
+        .create(&PostParams::default(), &rs_spec("one"))
+        .await
+        .unwrap();
+    let rs2 = rss
+        .create(&PostParams::default(), &rs_spec("two"))
+        .await
+        .unwrap();
+    pods.create(&PostParams::default(), &pod("p1").owner(&rs1).build())
+        .await
+        .unwrap();
+    pods.create(&PostParams::default(), &pod("p2").owner(&rs2).build())
+        .await
+        .unwrap();
+    rss.delete("one", &DeleteParams::background())
+        .await
+        .unwrap();
+    assert!(
+        pods.get_opt("p1").await.unwrap().is_none(),
+        "background deletion removes dependents"
+    );
+    rss.delete("two", &DeleteParams::orphan()).await.unwrap();
+    let p2 = pods.get("p2").await.unwrap();
+    assert!(
+        p2.metadata.owner_references.unwrap_or_default().is_empty(),
+        "orphaned dependents lose the reference"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn discovery_finds_every_kind() {
+    let client = server().client();
+    let discovery = kube::discovery::Discovery::new(client.clone())
+        .run()
+        .await
+        .unwrap();
+    let mut kinds: Vec<String> = discovery
+        .groups()
+        .flat_map(|g| {
+            g.recommended_resources()
+                .into_iter()
+                .map(|(ar, _)| format!("{}/{}", ar.group, ar.kind))
+        })
+        .collect();
+    kinds.sort();
+    for want in [
+        "/Pod",
+        "/Node",
+        "stowage.dev/NodeClaim",
+        "stowage.dev/NodePool",
+        "aws.stowage.dev/EC2NodeClass",
+        "policy/PodDisruptionBudget",
+        "coordination.k8s.io/Lease",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == want),
+            "{want} missing from {kinds:?}"
+        );
+    }
+    let v = client.apiserver_version().await.unwrap();
+    assert_eq!(v.minor, "33");
+    let nss: Api<Namespace> = Api::all(client);
+    assert_eq!(
+        nss.list(&ListParams::default()).await.unwrap().items.len(),
+        4
+    );
+}
+
+#[tokio::test]
+async fn http_transport_serves_kube_clients() {
+    let srv = ApiServer::new(Arc::new(stowage_cloud::SystemClock));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let serving = srv.clone();
+    let task = tokio::spawn(async move { serving.serve(listener).await });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    ApiServer::write_kubeconfig(&url, &path).unwrap();
+    let kc = kube::config::Kubeconfig::read_from(&path).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({ "metadata": { "name": "n1" } })).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        nodes
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+    let rv = nodes
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut w = nodes
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    nodes.delete("n1", &DeleteParams::default()).await.unwrap();
+    assert!(matches!(
+        w.next().await.unwrap().unwrap(),
+        WatchEvent::Deleted(_)
+    ));
+    task.abort();
+}
