@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use kube::Client;
+use stowage_cloud::metered::Metered;
 use stowage_cloud::{CapacityType, CloudProvider, SharedClock};
 use tokio::sync::watch;
 
@@ -20,7 +21,9 @@ pub type PriceKey = (String, String, CapacityType);
 /// Shared by every controller. Cheap to clone behind an `Arc`.
 pub struct Context {
     pub client: Client,
+    /// The provider, metered (calls and errors per operation feed `/metrics`).
     pub cloud: Arc<dyn CloudProvider>,
+    metered: Arc<Metered<Arc<dyn CloudProvider>>>,
     pub clock: SharedClock,
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
@@ -43,8 +46,10 @@ impl std::fmt::Debug for Context {
 }
 
 impl Context {
-    /// A context; leadership starts `false` (see [`Context::set_leader`]).
+    /// A context; leadership starts `false` (see [`Context::set_leader`]). The provider is
+    /// wrapped in [`Metered`].
     pub fn new(client: Client, cloud: Arc<dyn CloudProvider>, clock: SharedClock, settings: Settings) -> Self {
+        let metered = Arc::new(Metered::new(cloud));
         let recorder = Recorder::new(
             client.clone(),
             clock.clone(),
@@ -54,7 +59,8 @@ impl Context {
         );
         Self {
             client,
-            cloud,
+            cloud: metered.clone(),
+            metered,
             clock,
             settings,
             metrics: Arc::new(Metrics::new()),
@@ -132,6 +138,20 @@ impl Context {
     pub fn reset_backoff(&self, key: &str) {
         let mut m = self.backoff.lock().unwrap_or_else(|e| e.into_inner());
         m.remove(key);
+    }
+
+    /// The metrics in Prometheus text format, cloud call counters refreshed first.
+    pub fn render_metrics(&self) -> String {
+        let snapshot = self.metered.snapshot();
+        let calls: Vec<(&str, u64)> =
+            snapshot.iter().filter_map(|s| s.operation.map(|op| (op.as_str(), s.calls))).collect();
+        let errors: Vec<(&str, &str, u64)> = snapshot
+            .iter()
+            .filter_map(|s| s.operation.map(|op| (op, s)))
+            .flat_map(|(op, s)| s.errors.iter().map(move |(kind, n)| (op.as_str(), *kind, *n)))
+            .collect();
+        self.metrics.set_cloud_calls(calls, errors);
+        self.metrics.encode()
     }
 
     /// Records offering prices seen in the catalogue (for the cost metric).

@@ -8,14 +8,22 @@
 //! in-memory API server of `stowage-sim` and the fake cloud.
 
 pub mod context;
+pub mod error;
 pub mod events;
+pub mod housekeeping;
 pub mod leader;
+pub mod lifecycle;
 pub mod metrics;
+pub mod provisioning;
+pub mod runner;
 pub mod settings;
+pub mod snapshot;
 pub mod state;
+pub mod termination;
 pub mod watch;
 
 pub use context::Context;
 pub use metrics::Metrics;
+pub use runner::{Leadership, Running, start};
 pub use settings::Settings;
 pub use state::ClusterState;

@@ -244,8 +244,18 @@ impl ClusterState {
     }
 
     /// Drops nominations to `claim` (it failed or was deleted), so its pods are bought for again.
+    /// Pods that lost their nomination become pending again, which triggers a batch.
     pub fn clear_nominations(&mut self, claim: &str) {
+        let before = self.nominations.len();
         self.nominations.retain(|_, n| n.claim != claim);
+        if self.nominations.len() != before {
+            self.provisionable_seq += 1;
+        }
+    }
+
+    /// Asks for a new batch even though no new pod arrived (a NodePool changed, a claim failed).
+    pub fn retrigger(&mut self) {
+        self.provisionable_seq += 1;
     }
 
     /// True when `pod_key` is nominated to a claim that still exists and the window is open.

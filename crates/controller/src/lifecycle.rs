@@ -1,0 +1,401 @@
+//! The NodeClaim lifecycle reconciler (a kube-rs `Controller` over NodeClaims that also watches
+//! Nodes). Each reconcile is staged and idempotent; it does the first stage not yet done and
+//! returns:
+//!
+//! 1. **Finalizer**: a claim without `stowage.dev/termination` gets it (so its instance is always
+//!    released). A claim being deleted goes to [`crate::termination`].
+//! 2. **Launch**: `CloudProvider::create` (idempotent per claim), then the instance's labels
+//!    (instance type, zone, capacity type) go onto the claim and `providerID`, capacity,
+//!    allocatable and `Launched=True` onto its status. `InsufficientCapacity` and
+//!    `NodeClassNotReady` delete the claim so its pods are solved again against what is left;
+//!    other errors retry with per-claim backoff. Not launched within the launch timeout: deleted.
+//! 3. **Registered**: a Node with the claim's `providerID` appears. Its labels and taints are
+//!    synced from the claim (startup taints added once), the unregistered taint removed, the
+//!    termination finalizer and an owner reference to the claim added; then `Registered=True` and
+//!    `status.nodeName`. Not registered within the registration timeout: deleted.
+//! 4. **Initialized**: the Node is `Ready`, the claim's startup taints and the known ephemeral
+//!    taints are gone, and every extended resource the claim requested is advertised. Then the
+//!    Node is labelled initialized and the claim gets `Initialized=True` and `Ready=True`.
+//!
+//! A Node deleted by hand deletes its claim, which then takes the termination path.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Taint};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use stowage_api::conditions::{INITIALIZED, LAUNCHED, READY, REGISTERED};
+use stowage_api::labels;
+use stowage_api::quantity::parse_resource;
+use stowage_api::{NodeClaim, NodeClaimStatus};
+use stowage_cloud::Error as CloudError;
+
+use crate::context::Context;
+use crate::error::{Error, Result, is_not_found};
+use crate::termination;
+
+/// Taints a node carries while it is coming up; initialization waits for them to go.
+pub const EPHEMERAL_TAINTS: &[&str] = &[
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+    "node.cloudprovider.kubernetes.io/uninitialized",
+    labels::UNREGISTERED_TAINT_KEY,
+];
+
+/// Resource names that are not extended resources.
+const CORE_RESOURCES: &[&str] = &["cpu", "memory", "ephemeral-storage", "pods"];
+
+/// How often an unfinished stage is looked at again when no watch event arrives.
+const POLL: Duration = Duration::from_secs(5);
+
+/// Runs the lifecycle controller while this replica is leader; stops it when leadership is lost.
+pub async fn run(ctx: Arc<Context>) {
+    let mut leader = ctx.subscribe_leader();
+    loop {
+        while !*leader.borrow_and_update() {
+            if leader.changed().await.is_err() {
+                return;
+            }
+        }
+        let controller = controller(ctx.clone());
+        tokio::select! {
+            () = controller => {}
+            () = async {
+                loop {
+                    if leader.changed().await.is_err() || !*leader.borrow() {
+                        break;
+                    }
+                }
+            } => tracing::info!("lost leadership; lifecycle controller stopped"),
+        }
+    }
+}
+
+async fn controller(ctx: Arc<Context>) {
+    let claims: Api<NodeClaim> = Api::all(ctx.client.clone());
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let mapper_ctx = ctx.clone();
+    Controller::new(claims, watcher::Config::default())
+        .watches(nodes, watcher::Config::default(), move |node: Node| {
+            let name = node
+                .labels()
+                .get(labels::NODECLAIM)
+                .cloned()
+                .or_else(|| mapper_ctx.state().claim_for_node(&node).map(|c| c.name_any()));
+            name.map(|n| ObjectRef::<NodeClaim>::new(&n))
+        })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(err) = res {
+                tracing::debug!(%err, "nodeclaim reconcile");
+            }
+        })
+        .await;
+}
+
+/// Requeues a failed claim with per-claim exponential backoff.
+pub fn error_policy(claim: Arc<NodeClaim>, err: &Error, ctx: Arc<Context>) -> Action {
+    let wait = ctx.backoff(&format!("nodeclaim/{}", claim.name_any()));
+    tracing::warn!(claim = %claim.name_any(), %err, retry_in = ?wait, "nodeclaim reconcile failed");
+    Action::requeue(wait)
+}
+
+fn pool_of(claim: &NodeClaim) -> String {
+    claim.nodepool_name().unwrap_or("").to_string()
+}
+
+/// One reconcile of one claim; see the module docs for the stages.
+pub async fn reconcile(claim: Arc<NodeClaim>, ctx: Arc<Context>) -> Result<Action> {
+    let name = claim.name_any();
+    let api: Api<NodeClaim> = Api::all(ctx.client.clone());
+    if claim.metadata.deletion_timestamp.is_some() {
+        return termination::finalize(&claim, &ctx).await;
+    }
+    if !claim.finalizers().iter().any(|f| f == labels::TERMINATION_FINALIZER) {
+        let mut finalizers = claim.finalizers().to_vec();
+        finalizers.push(labels::TERMINATION_FINALIZER.to_string());
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})))
+            .await
+            .map_err(Error::kube("add finalizer to nodeclaim", &name))?;
+        return Ok(Action::requeue(Duration::ZERO));
+    }
+    let mut claim = (*claim).clone();
+    if !claim.is_true(LAUNCHED) {
+        if let Some(action) = launch(&mut claim, &ctx).await? {
+            return Ok(action);
+        }
+    }
+    if !claim.is_true(REGISTERED) {
+        if let Some(action) = register(&mut claim, &ctx).await? {
+            return Ok(action);
+        }
+    }
+    if !claim.is_true(INITIALIZED) {
+        if let Some(action) = initialize(&mut claim, &ctx).await? {
+            return Ok(action);
+        }
+    }
+    // A Node deleted by hand takes its claim (and so the termination path) with it.
+    let node = ctx.state().claim_node(&claim);
+    if let Some(node) = node
+        && node.metadata.deletion_timestamp.is_some()
+    {
+        delete_claim(&ctx, &claim, "node_deleted").await?;
+        return Ok(Action::requeue(Duration::ZERO));
+    }
+    ctx.reset_backoff(&format!("nodeclaim/{name}"));
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// Deletes a claim (its finalizer then releases the instance) and forgets its nominations.
+pub async fn delete_claim(ctx: &Context, claim: &NodeClaim, reason: &str) -> Result<()> {
+    let name = claim.name_any();
+    let api: Api<NodeClaim> = Api::all(ctx.client.clone());
+    tracing::info!(claim = %name, reason, "deleting nodeclaim");
+    match api.delete(&name, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(e) if is_not_found(&e) => {}
+        Err(e) => return Err(Error::kube("delete nodeclaim", &name)(e)),
+    }
+    ctx.update_state(|s| s.clear_nominations(&name));
+    Ok(())
+}
+
+fn age(ctx: &Context, since: Option<jiff::Timestamp>) -> Duration {
+    since
+        .map(|t| ctx.clock.now().duration_since(t))
+        .and_then(|d| Duration::try_from(d).ok())
+        .unwrap_or(Duration::ZERO)
+}
+
+async fn launch(claim: &mut NodeClaim, ctx: &Context) -> Result<Option<Action>> {
+    let name = claim.name_any();
+    let pool = pool_of(claim);
+    let created_at = claim.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    if age(ctx, created_at) > ctx.settings.launch_timeout {
+        ctx.metrics.nodeclaim_terminated(&pool, "launch_timeout");
+        ctx.recorder
+            .publish(claim, crate::events::EventType::Warning, "LaunchTimeout", "instance was not launched in time")
+            .await;
+        delete_claim(ctx, claim, "launch timeout").await?;
+        return Ok(Some(Action::await_change()));
+    }
+    let launched = match ctx.cloud.create(claim).await {
+        Ok(c) => c,
+        Err(err @ (CloudError::InsufficientCapacity { .. } | CloudError::NodeClassNotReady { .. })) => {
+            ctx.metrics.launch_error(&pool, err.kind());
+            let reason = match err {
+                CloudError::InsufficientCapacity { .. } => "InsufficientCapacity",
+                _ => "NodeClassNotReady",
+            };
+            ctx.recorder.publish(claim, crate::events::EventType::Warning, reason, &err.to_string()).await;
+            ctx.metrics.nodeclaim_terminated(&pool, "launch_failed");
+            delete_claim(ctx, claim, reason).await?;
+            return Ok(Some(Action::await_change()));
+        }
+        Err(err) => {
+            ctx.metrics.launch_error(&pool, err.kind());
+            return Err(Error::cloud(&name)(err));
+        }
+    };
+    let api: Api<NodeClaim> = Api::all(ctx.client.clone());
+    // Labels resolved by the launch (instance type, zone, capacity type, ...).
+    let mut new_labels = claim.labels().clone();
+    for (k, v) in launched.labels() {
+        new_labels.insert(k.clone(), v.clone());
+    }
+    if &new_labels != claim.labels() {
+        let patched = api
+            .patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": new_labels}})))
+            .await
+            .map_err(Error::kube("label nodeclaim", &name))?;
+        claim.metadata = patched.metadata;
+    }
+    let from = launched.status.clone().unwrap_or_default();
+    let now = ctx.clock.now();
+    let status = claim.status_mut();
+    status.provider_id = from.provider_id.clone();
+    status.image_id = from.image_id.clone().or(status.image_id.take());
+    if !from.capacity.is_empty() {
+        status.capacity = from.capacity.clone();
+    }
+    if !from.allocatable.is_empty() {
+        status.allocatable = from.allocatable.clone();
+    }
+    status.set_true(LAUNCHED, "Launched", now);
+    patch_status(&api, &name, claim).await?;
+    ctx.metrics.nodeclaim_launched(&pool);
+    let until = now + signed(ctx.settings.registration_timeout);
+    ctx.update_state(|s| {
+        s.apply_claim(claim.clone());
+        s.extend_nominations(&name, until);
+    });
+    Ok(None)
+}
+
+fn signed(d: Duration) -> jiff::SignedDuration {
+    jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX)
+}
+
+async fn patch_status(api: &Api<NodeClaim>, name: &str, claim: &mut NodeClaim) -> Result<()> {
+    let status = claim.status.clone().unwrap_or_default();
+    let patched = api
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+        .await
+        .map_err(Error::kube("update nodeclaim status", name))?;
+    claim.metadata = patched.metadata;
+    Ok(())
+}
+
+fn has_taint(taints: &[Taint], t: &Taint) -> bool {
+    taints.iter().any(|x| x.key == t.key && x.effect == t.effect)
+}
+
+async fn register(claim: &mut NodeClaim, ctx: &Context) -> Result<Option<Action>> {
+    let name = claim.name_any();
+    let pool = pool_of(claim);
+    let node = ctx.state().claim_node(claim);
+    let Some(node) = node else {
+        let launched_at = claim.condition(LAUNCHED).and_then(|c| c.last_transition());
+        let waited = age(ctx, launched_at);
+        if waited > ctx.settings.registration_timeout {
+            ctx.metrics.nodeclaim_terminated(&pool, "registration_timeout");
+            ctx.recorder
+                .publish(
+                    claim,
+                    crate::events::EventType::Warning,
+                    "RegistrationTimeout",
+                    "node did not register in time",
+                )
+                .await;
+            delete_claim(ctx, claim, "registration timeout").await?;
+            return Ok(Some(Action::await_change()));
+        }
+        let left = ctx.settings.registration_timeout.saturating_sub(waited);
+        return Ok(Some(Action::requeue(left.min(Duration::from_secs(60)) + Duration::from_millis(100))));
+    };
+    let node_name = node.name_any();
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let mut node_labels: BTreeMap<String, String> = node.labels().clone();
+    for (k, v) in claim.labels() {
+        node_labels.insert(k.clone(), v.clone());
+    }
+    node_labels.insert(labels::REGISTERED.to_string(), "true".to_string());
+    node_labels.insert(labels::NODECLAIM.to_string(), name.clone());
+    let mut taints: Vec<Taint> = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| t.key != labels::UNREGISTERED_TAINT_KEY)
+        .collect();
+    for t in claim.spec.taints.iter().chain(claim.spec.startup_taints.iter()) {
+        if !has_taint(&taints, t) {
+            taints.push(t.clone());
+        }
+    }
+    let mut finalizers = node.finalizers().to_vec();
+    if !finalizers.iter().any(|f| f == labels::TERMINATION_FINALIZER) {
+        finalizers.push(labels::TERMINATION_FINALIZER.to_string());
+    }
+    let mut owners: Vec<OwnerReference> = node.owner_references().to_vec();
+    if !owners.iter().any(|o| o.kind == "NodeClaim") {
+        owners.push(OwnerReference {
+            api_version: NodeClaim::api_version(&()).into_owned(),
+            kind: NodeClaim::kind(&()).into_owned(),
+            name: name.clone(),
+            uid: claim.uid().unwrap_or_default(),
+            block_owner_deletion: Some(true),
+            controller: None,
+        });
+    }
+    let patch = json!({
+        "metadata": {"labels": node_labels, "finalizers": finalizers, "ownerReferences": owners},
+        "spec": {"taints": taints},
+    });
+    nodes
+        .patch(&node_name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map_err(Error::kube("register node", &node_name))?;
+    let now = ctx.clock.now();
+    let status: &mut NodeClaimStatus = claim.status_mut();
+    status.node_name = Some(node_name);
+    status.set_true(REGISTERED, "Registered", now);
+    let api: Api<NodeClaim> = Api::all(ctx.client.clone());
+    patch_status(&api, &name, claim).await?;
+    ctx.metrics.nodeclaim_registered(&pool);
+    ctx.update_state(|s| s.apply_claim(claim.clone()));
+    Ok(None)
+}
+
+/// Why a registered node is not initialized yet, or `None` when it is.
+pub fn not_initialized_reason(claim: &NodeClaim, node: &Node) -> Option<String> {
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True");
+    if !ready {
+        return Some("node is not ready".to_string());
+    }
+    let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    if let Some(t) = claim.spec.startup_taints.iter().find(|t| has_taint(&taints, t)) {
+        return Some(format!("startup taint {} is still present", t.key));
+    }
+    if let Some(t) = taints.iter().find(|t| EPHEMERAL_TAINTS.contains(&t.key.as_str())) {
+        return Some(format!("taint {} is still present", t.key));
+    }
+    let allocatable = node.status.as_ref().and_then(|s| s.allocatable.clone()).unwrap_or_default();
+    for (res, q) in &claim.spec.resources.requests {
+        if CORE_RESOURCES.contains(&res.as_str()) {
+            continue;
+        }
+        let requested = parse_resource(res, &q.0).unwrap_or(0);
+        let have = allocatable.get(res).and_then(|q| parse_resource(res, &q.0).ok()).unwrap_or(0);
+        if requested > 0 && have <= 0 {
+            return Some(format!("extended resource {res} is not advertised yet"));
+        }
+    }
+    None
+}
+
+async fn initialize(claim: &mut NodeClaim, ctx: &Context) -> Result<Option<Action>> {
+    let name = claim.name_any();
+    let node = ctx.state().claim_node(claim);
+    let Some(node) = node else {
+        return Ok(Some(Action::requeue(POLL)));
+    };
+    if let Some(reason) = not_initialized_reason(claim, &node) {
+        tracing::debug!(claim = %name, reason, "waiting for initialization");
+        return Ok(Some(Action::requeue(POLL)));
+    }
+    let node_name = node.name_any();
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    nodes
+        .patch(
+            &node_name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {labels::INITIALIZED: "true"}}})),
+        )
+        .await
+        .map_err(Error::kube("label node initialized", &node_name))?;
+    let now = ctx.clock.now();
+    let status = claim.status_mut();
+    status.set_true(INITIALIZED, "Initialized", now);
+    status.set_true(READY, "Ready", now);
+    let api: Api<NodeClaim> = Api::all(ctx.client.clone());
+    patch_status(&api, &name, claim).await?;
+    ctx.metrics.nodeclaim_initialized(&pool_of(claim));
+    ctx.update_state(|s| s.apply_claim(claim.clone()));
+    Ok(None)
+}

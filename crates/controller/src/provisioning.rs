@@ -1,0 +1,303 @@
+//! Provisioning, a leader-only singleton: pending pods are gathered by the [`Batcher`] (a batch
+//! closes after `batch_idle` without a new pod, or `batch_max` after it opened), then one solve
+//! over a snapshot of the cluster — pending pods, existing nodes with their pods, in-flight
+//! NodeClaims with the pods nominated to them, NodePools with their usage and instance types,
+//! DaemonSets — turns into NodeClaims. Pods placed on a new or in-flight claim are nominated to
+//! it, so the next batch does not buy for them again; pods the solve cannot place get an Event
+//! carrying the solver's reason.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, PostParams};
+use kube::{Resource, ResourceExt};
+use stowage_api::conditions::{LAUNCHED, READY};
+use stowage_api::labels;
+use stowage_api::quantity::{format_resource, parse_resource};
+use stowage_api::requirements::{Operator, Requirement};
+use stowage_api::{NodeClaim, NodeClaimSpec, NodePool, ResourceRequirements};
+use stowage_cloud::CapacityType;
+use stowage_solver::{Plan, Resources, SolveOptions};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::events::EventType;
+use crate::state::pod_key;
+
+/// How often still-pending pods are solved again when nothing changed.
+pub const RECHECK: Duration = Duration::from_secs(30);
+
+/// What one batch looked like.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    pub opened: Instant,
+    pub duration: Duration,
+}
+
+/// Gathers pending-pod arrivals into batches.
+pub struct Batcher {
+    idle: Duration,
+    max: Duration,
+    rx: watch::Receiver<u64>,
+}
+
+impl std::fmt::Debug for Batcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher").field("idle", &self.idle).field("max", &self.max).finish_non_exhaustive()
+    }
+}
+
+impl Batcher {
+    pub fn new(idle: Duration, max: Duration, rx: watch::Receiver<u64>) -> Self {
+        Self { idle, max, rx }
+    }
+
+    /// Waits for the first trigger (or `recheck` to pass), then until no new trigger arrived for
+    /// `idle` or `max` has passed since the first.
+    pub async fn wait(&mut self, recheck: Duration) -> Batch {
+        tokio::select! {
+            r = self.rx.changed() => { let _ = r; }
+            () = tokio::time::sleep(recheck) => {}
+        }
+        let opened = Instant::now();
+        let max_deadline = opened + self.max;
+        loop {
+            let idle_deadline = (Instant::now() + self.idle).min(max_deadline);
+            tokio::select! {
+                r = self.rx.changed() => {
+                    if r.is_err() || Instant::now() >= max_deadline {
+                        break;
+                    }
+                }
+                () = tokio::time::sleep_until(idle_deadline) => break,
+            }
+        }
+        self.rx.borrow_and_update();
+        Batch { opened, duration: opened.elapsed() }
+    }
+}
+
+/// Runs the provisioning loop while this replica is leader.
+pub async fn run(ctx: Arc<Context>) {
+    let mut batcher = Batcher::new(ctx.settings.batch_idle, ctx.settings.batch_max, ctx.subscribe_pending());
+    let mut leader = ctx.subscribe_leader();
+    let mut synced = ctx.subscribe_synced();
+    // The first batch may start at once if pods are already pending.
+    let mut recheck = Duration::ZERO;
+    loop {
+        while !*leader.borrow_and_update() {
+            if leader.changed().await.is_err() {
+                return;
+            }
+        }
+        while !*synced.borrow_and_update() {
+            if synced.changed().await.is_err() {
+                return;
+            }
+        }
+        let batch = batcher.wait(recheck).await;
+        recheck = RECHECK;
+        if !ctx.is_leader() {
+            continue;
+        }
+        let pending = ctx.state().pending_pods(ctx.clock.now()).len();
+        if pending == 0 {
+            continue;
+        }
+        ctx.metrics.batch_size.observe(pending as f64);
+        ctx.metrics.batch_duration_seconds.observe(batch.duration.as_secs_f64());
+        match provision(&ctx).await {
+            Ok(result) => tracing::info!(
+                pods = pending,
+                claims = result.created.len(),
+                unschedulable = result.unschedulable,
+                batch_secs = batch.duration.as_secs_f64(),
+                "provisioned"
+            ),
+            Err(err) => tracing::warn!(%err, "provisioning failed"),
+        }
+    }
+}
+
+/// What one provisioning pass did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProvisionResult {
+    /// Names of the NodeClaims created.
+    pub created: Vec<String>,
+    /// Pods nominated to claims that already existed.
+    pub nominated_in_flight: usize,
+    pub unschedulable: usize,
+}
+
+/// One solve over the current state, and the NodeClaims it calls for.
+pub async fn provision(ctx: &Context) -> Result<ProvisionResult> {
+    let now = ctx.clock.now();
+    let pools: Vec<Arc<NodePool>> = ctx
+        .state()
+        .nodepools()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.condition(READY).is_none_or(|c| !c.is_false()))
+        .cloned()
+        .collect();
+    // Instance types per pool, from the provider (which caches them).
+    let mut types = BTreeMap::new();
+    for pool in &pools {
+        match ctx.cloud.instance_types(pool).await {
+            Ok(list) => {
+                ctx.record_prices(list.iter().flat_map(|it| {
+                    it.offerings
+                        .iter()
+                        .map(|o| ((it.name.clone(), o.zone.clone(), o.capacity_type), o.price_per_hour))
+                }));
+                types.insert(pool.name_any(), list);
+            }
+            Err(err) => tracing::warn!(pool = %pool.name_any(), %err, "no instance types for nodepool"),
+        }
+    }
+    let (input, pod_objects) = {
+        let state = ctx.state();
+        crate::snapshot::build(&state, &pools, types, now)
+    };
+    if input.pods.is_empty() {
+        return Ok(ProvisionResult::default());
+    }
+    ctx.metrics.pending_pods.set(input.pods.len() as i64);
+    let options = SolveOptions { max_instance_types: ctx.settings.max_instance_types, ..SolveOptions::default() };
+    let started = std::time::Instant::now();
+    let plan = stowage_solver::solve(&input, &options);
+    ctx.metrics.solve_duration_seconds.observe(started.elapsed().as_secs_f64());
+    apply_plan(ctx, &plan, &pools, &pod_objects).await
+}
+
+async fn apply_plan(
+    ctx: &Context,
+    plan: &Plan,
+    pools: &[Arc<NodePool>],
+    pods: &BTreeMap<String, Arc<Pod>>,
+) -> Result<ProvisionResult> {
+    let now = ctx.clock.now();
+    let window = jiff::SignedDuration::try_from(ctx.settings.nomination_window).unwrap_or(jiff::SignedDuration::MAX);
+    let api: Api<NodeClaim> = Api::all(ctx.client.clone());
+    let mut result = ProvisionResult::default();
+    for new in &plan.new_claims {
+        let Some(pool) = pools.iter().find(|p| p.name_any() == new.nodepool) else { continue };
+        let claim = claim_for(pool, new);
+        let created = api.create(&PostParams::default(), &claim).await.map_err(Error::kube("create nodeclaim", &new.name))?;
+        let name = created.name_any();
+        ctx.metrics.nodeclaim_created(&new.nodepool, "provisioning");
+        ctx.update_state(|s| {
+            s.apply_claim(created.clone());
+            s.nominate(new.pods.iter().cloned(), &name, now + window);
+        });
+        for key in &new.pods {
+            if let Some(pod) = pods.get(key) {
+                ctx.recorder
+                    .publish(pod.as_ref(), EventType::Normal, "Nominated", &format!("Pod should schedule on: nodeclaim/{name}"))
+                    .await;
+            }
+        }
+        result.created.push(name);
+    }
+    // Pods placed on in-flight claims wait for them.
+    let in_flight: Vec<String> = ctx.state().in_flight_claims().iter().map(|c| c.name_any()).collect();
+    for (pod, target) in &plan.existing_placements {
+        if in_flight.iter().any(|c| c == target) {
+            ctx.update_state(|s| s.nominate([pod.clone()], target, now + window));
+            result.nominated_in_flight += 1;
+        }
+    }
+    result.unschedulable = plan.unschedulable.len();
+    ctx.metrics.unschedulable_pods.set(plan.unschedulable.len() as i64);
+    for (key, reason) in &plan.unschedulable {
+        if let Some(pod) = pods.get(key) {
+            ctx.recorder
+                .publish(pod.as_ref(), EventType::Warning, "FailedScheduling", &format!("Failed to schedule pod, {reason}"))
+                .await;
+        }
+    }
+    Ok(result)
+}
+
+/// The NodeClaim object for a claim of the plan.
+pub fn claim_for(pool: &NodePool, new: &stowage_solver::NewClaim) -> NodeClaim {
+    let template = &pool.spec.template;
+    let mut claim_labels: BTreeMap<String, String> = template.metadata.labels.clone();
+    claim_labels.insert(labels::NODEPOOL.to_string(), pool.name_any());
+    let mut requirements: Vec<Requirement> = Vec::new();
+    let mut min_values = None;
+    for r in &new.requirements {
+        if r.key == labels::INSTANCE_TYPE && r.operator == Operator::In {
+            min_values = r.min_values;
+            continue;
+        }
+        requirements.push(r.clone());
+    }
+    if !new.instance_type_options.is_empty() {
+        let mut it = Requirement::in_(labels::INSTANCE_TYPE, new.instance_type_options.iter().map(String::as_str));
+        it.min_values = min_values;
+        requirements.push(it);
+    }
+    let requests: BTreeMap<String, Quantity> =
+        new.requests.0.iter().map(|(k, v)| (k.clone(), Quantity(format_resource(k, *v)))).collect();
+    NodeClaim {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-", pool.name_any())),
+            labels: Some(claim_labels),
+            annotations: (!template.metadata.annotations.is_empty()).then(|| template.metadata.annotations.clone()),
+            finalizers: Some(vec![labels::TERMINATION_FINALIZER.to_string()]),
+            owner_references: Some(vec![OwnerReference {
+                api_version: NodePool::api_version(&()).into_owned(),
+                kind: NodePool::kind(&()).into_owned(),
+                name: pool.name_any(),
+                uid: pool.uid().unwrap_or_default(),
+                block_owner_deletion: Some(true),
+                controller: None,
+            }]),
+            ..Default::default()
+        },
+        spec: NodeClaimSpec {
+            requirements,
+            resources: ResourceRequirements { requests },
+            taints: template.spec.taints.clone(),
+            startup_taints: template.spec.startup_taints.clone(),
+            node_class_ref: template.spec.node_class_ref.clone(),
+            expire_after: template.spec.expire_after,
+            termination_grace_period: template.spec.termination_grace_period,
+        },
+        status: None,
+    }
+}
+
+/// A claim's resources: its instance's capacity once launched, its requests before.
+pub fn claim_resources(claim: &NodeClaim) -> Resources {
+    let launched = claim.is_true(LAUNCHED);
+    let src = if launched {
+        claim.status.as_ref().map(|s| &s.capacity).filter(|c| !c.is_empty())
+    } else {
+        None
+    }
+    .unwrap_or(&claim.spec.resources.requests);
+    let mut r = Resources::new();
+    for (k, q) in src {
+        if let Ok(v) = parse_resource(k, &q.0) {
+            r.set(k.clone(), v);
+        }
+    }
+    r
+}
+
+/// The capacity type a claim resolved to (or was limited to).
+pub fn claim_capacity_type(claim: &NodeClaim) -> Option<CapacityType> {
+    claim.label(labels::CAPACITY_TYPE).and_then(|v| v.parse().ok())
+}
+
+/// Keys of pods in a set of pod objects.
+pub fn keys(pods: &[Arc<Pod>]) -> Vec<String> {
+    pods.iter().map(|p| pod_key(p)).collect()
+}

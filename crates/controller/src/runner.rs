@@ -1,0 +1,69 @@
+//! Starts every controller on one [`Context`]: the watchers feeding the state (every replica),
+//! leadership (a Lease, or always-leader for a single in-process replica), and the leader-only
+//! loops — provisioning, the NodeClaim lifecycle (with termination) and housekeeping.
+
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+
+use crate::context::Context;
+use crate::leader::{LeaderElector, LeaseConfig};
+
+/// How this replica becomes leader.
+#[derive(Clone, Debug)]
+pub enum Leadership {
+    /// Always the leader (one replica: tests, the simulator).
+    Always,
+    /// Leader while holding the Lease.
+    Lease(LeaseConfig),
+}
+
+/// The running controllers; dropping it stops them.
+#[derive(Debug)]
+pub struct Running {
+    pub ctx: Arc<Context>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops every task (as a crash would: nothing is cleaned up).
+    pub fn abort(&self) {
+        for h in &self.handles {
+            h.abort();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+/// Spawns every controller (must be called inside a tokio runtime).
+pub fn start(ctx: Arc<Context>, leadership: Leadership) -> Running {
+    let mut handles = crate::watch::spawn_all(&ctx);
+    match leadership {
+        Leadership::Always => ctx.set_leader(true),
+        Leadership::Lease(config) => {
+            let elector = LeaderElector::new(ctx.client.clone(), config, ctx.clock.clone());
+            let mut rx = elector.subscribe();
+            handles.push(tokio::spawn(elector.run()));
+            let c = ctx.clone();
+            handles.push(tokio::spawn(async move {
+                loop {
+                    let leader = *rx.borrow_and_update();
+                    c.set_leader(leader);
+                    if rx.changed().await.is_err() {
+                        c.set_leader(false);
+                        return;
+                    }
+                }
+            }));
+        }
+    }
+    handles.push(tokio::spawn(crate::provisioning::run(ctx.clone())));
+    handles.push(tokio::spawn(crate::lifecycle::run(ctx.clone())));
+    handles.push(tokio::spawn(crate::housekeeping::run(ctx.clone())));
+    Running { ctx, handles }
+}

@@ -1,0 +1,292 @@
+//! Termination of a NodeClaim being deleted (finalizer `stowage.dev/termination` on the claim and
+//! its Node):
+//!
+//! 1. taint the Node `stowage.dev/disrupted:NoSchedule` so nothing new lands on it;
+//! 2. drain: evict pods through the eviction API in tiers — non-critical pods, then non-critical
+//!    DaemonSet pods, then critical pods, then critical DaemonSet pods; a tier starts only when
+//!    the earlier ones are gone. A `429` (a PodDisruptionBudget would be broken) is retried later
+//!    and never forced, until the claim's `terminationGracePeriod` runs out: from then on a pod
+//!    whose own grace period would not fit before the deadline is deleted directly;
+//! 3. `CloudProvider::delete` until it answers `NotFound`;
+//! 4. the Node's finalizer is removed (and the Node deleted), then the claim's.
+//!
+//! Pods that tolerate the disrupted taint, static pods and finished pods are not drained.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use kube::api::{Api, DeleteParams, EvictParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::ResourceExt;
+use serde_json::json;
+use stowage_api::labels;
+use stowage_api::NodeClaim;
+use stowage_cloud::Error as CloudError;
+
+use crate::context::Context;
+use crate::error::{Error, Result, is_not_found};
+use crate::events::EventType;
+use crate::state::{is_static_pod, is_terminal};
+
+/// Pods terminating for longer than this are not waited for.
+const STUCK_TERMINATING: Duration = Duration::from_secs(60);
+/// Evictions sent at once.
+const EVICTION_CONCURRENCY: usize = 32;
+/// How often a drain is looked at again.
+const DRAIN_POLL: Duration = Duration::from_secs(1);
+/// How often instance termination is looked at again.
+const INSTANCE_POLL: Duration = Duration::from_secs(5);
+
+/// Which eviction tier a pod belongs to (lower goes first).
+pub fn tier(pod: &Pod) -> u8 {
+    let critical = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.priority_class_name.as_deref())
+        .is_some_and(|p| p == "system-cluster-critical" || p == "system-node-critical");
+    let daemon = crate::state::is_daemonset_pod(pod);
+    match (critical, daemon) {
+        (false, false) => 0,
+        (false, true) => 1,
+        (true, false) => 2,
+        (true, true) => 3,
+    }
+}
+
+/// True when the pod tolerates the disrupted taint (it would land right back; not drained).
+pub fn tolerates_disrupted(pod: &Pod) -> bool {
+    let taint = disrupted_taint();
+    pod.spec.as_ref().and_then(|s| s.tolerations.as_ref()).into_iter().flatten().any(|t| {
+        let key_ok = match t.key.as_deref() {
+            None | Some("") => t.operator.as_deref() == Some("Exists"),
+            Some(k) => k == taint.key,
+        };
+        let effect_ok = t.effect.as_deref().is_none_or(|e| e.is_empty() || e == taint.effect);
+        let value_ok = t.operator.as_deref() == Some("Exists") || t.value.as_deref().unwrap_or("").is_empty();
+        key_ok && effect_ok && value_ok
+    })
+}
+
+fn disrupted_taint() -> Taint {
+    Taint { key: labels::DISRUPTED_TAINT_KEY.to_string(), effect: "NoSchedule".to_string(), ..Default::default() }
+}
+
+/// Drains, releases the instance and removes the finalizers; see the module docs.
+pub async fn finalize(claim: &NodeClaim, ctx: &Context) -> Result<Action> {
+    let name = claim.name_any();
+    if !claim.finalizers().iter().any(|f| f == labels::TERMINATION_FINALIZER) {
+        return Ok(Action::await_change());
+    }
+    ctx.update_state(|s| s.clear_nominations(&name));
+    let node = {
+        let state = ctx.state();
+        state.claim_node(claim).or_else(|| claim.node_name().and_then(|n| state.node(n)))
+    };
+    if let Some(node) = &node {
+        taint_disrupted(ctx, node).await?;
+        if let Some(wait) = drain(ctx, claim, node).await? {
+            return Ok(Action::requeue(wait));
+        }
+    }
+    // The instance: delete until the provider says it is gone.
+    match ctx.cloud.delete(claim).await {
+        Ok(()) => {
+            // Terminating; confirm it is gone on the next look (a provider answers NotFound).
+            if claim.provider_id().is_some() {
+                return Ok(Action::requeue(INSTANCE_POLL));
+            }
+        }
+        Err(CloudError::NotFound(_)) => {}
+        Err(err) => return Err(Error::cloud(&name)(err)),
+    }
+    if let Some(node) = &node {
+        remove_node_finalizer_and_delete(ctx, node).await?;
+    }
+    remove_claim_finalizer(ctx, claim).await?;
+    ctx.metrics.nodeclaim_terminated(claim.nodepool_name().unwrap_or(""), "deleted");
+    tracing::info!(claim = %name, "nodeclaim terminated");
+    Ok(Action::await_change())
+}
+
+async fn taint_disrupted(ctx: &Context, node: &Node) -> Result<()> {
+    let taint = disrupted_taint();
+    let mut taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
+    if taints.iter().any(|t| t.key == taint.key && t.effect == taint.effect) {
+        return Ok(());
+    }
+    taints.push(taint);
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let node_name = node.name_any();
+    match nodes
+        .patch(&node_name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"taints": taints}})))
+        .await
+    {
+        Ok(n) => {
+            ctx.update_state(|s| s.apply_node(n));
+            Ok(())
+        }
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(Error::kube("taint node", &node_name)(e)),
+    }
+}
+
+/// Evicts the next tier; `Some(wait)` while pods remain.
+async fn drain(ctx: &Context, claim: &NodeClaim, node: &Node) -> Result<Option<Duration>> {
+    let now = ctx.clock.now();
+    let node_name = node.name_any();
+    let pods: Vec<Arc<Pod>> = ctx
+        .state()
+        .pods_on_node(&node_name)
+        .into_iter()
+        .filter(|p| !is_terminal(p) && !is_static_pod(p) && !tolerates_disrupted(p))
+        .collect();
+    // Pods already terminating: wait for them unless stuck.
+    let (terminating, live): (Vec<_>, Vec<_>) = pods.into_iter().partition(|p| p.metadata.deletion_timestamp.is_some());
+    let waiting_on_terminating = terminating.iter().any(|p| {
+        p.metadata
+            .deletion_timestamp
+            .as_ref()
+            .is_some_and(|t| now.duration_since(t.0) < jiff::SignedDuration::try_from(STUCK_TERMINATING).unwrap_or_default())
+    });
+    if live.is_empty() {
+        return Ok(waiting_on_terminating.then_some(DRAIN_POLL));
+    }
+    let deadline = claim.spec.termination_grace_period.and_then(|tgp| {
+        let start = claim.metadata.deletion_timestamp.as_ref()?.0;
+        Some(start + jiff::SignedDuration::try_from(tgp.0).ok()?)
+    });
+    let first_tier = live.iter().map(|p| tier(p)).min().unwrap_or(0);
+    let batch: Vec<Arc<Pod>> = live.into_iter().filter(|p| tier(p) == first_tier).collect();
+    let results: Vec<EvictOutcome> = futures::stream::iter(batch)
+        .map(|pod| async move { evict_or_delete(ctx, &pod, deadline, now).await })
+        .buffer_unordered(EVICTION_CONCURRENCY)
+        .collect()
+        .await;
+    let mut blocked = None;
+    for r in results {
+        match r {
+            EvictOutcome::Done => {}
+            EvictOutcome::Blocked(msg) => blocked = Some(msg),
+            EvictOutcome::Failed(err) => return Err(err),
+        }
+    }
+    if let Some(msg) = blocked {
+        ctx.recorder
+            .publish(node, EventType::Warning, "FailedDraining", &format!("eviction blocked: {msg}"))
+            .await;
+        return Ok(Some(ctx.settings.eviction_retry));
+    }
+    Ok(Some(DRAIN_POLL))
+}
+
+enum EvictOutcome {
+    Done,
+    Blocked(String),
+    Failed(Error),
+}
+
+async fn evict_or_delete(
+    ctx: &Context,
+    pod: &Pod,
+    deadline: Option<jiff::Timestamp>,
+    now: jiff::Timestamp,
+) -> EvictOutcome {
+    let name = pod.name_any();
+    let ns = pod.namespace().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0);
+    if let Some(deadline) = deadline {
+        let forced_at = deadline - jiff::SignedDuration::from_secs(grace);
+        if now >= forced_at {
+            // The drain budget is spent: delete, with the grace clamped to what is left.
+            let left = deadline.duration_since(now).as_secs().max(1);
+            let dp = DeleteParams { grace_period_seconds: Some(left.min(grace.max(1)) as u32), ..Default::default() };
+            ctx.metrics.eviction("deleted_after_grace_period");
+            return match api.delete(&name, &dp).await {
+                Ok(_) => EvictOutcome::Done,
+                Err(e) if is_not_found(&e) => EvictOutcome::Done,
+                Err(e) => EvictOutcome::Failed(Error::kube("delete pod", format!("{ns}/{name}"))(e)),
+            };
+        }
+    }
+    match api.evict(&name, &EvictParams::default()).await {
+        Ok(_) => {
+            ctx.metrics.eviction("evicted");
+            EvictOutcome::Done
+        }
+        Err(kube::Error::Api(s)) if s.code == 429 => {
+            ctx.metrics.eviction("blocked");
+            EvictOutcome::Blocked(format!("{ns}/{name}: {}", s.message))
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => EvictOutcome::Done,
+        Err(e) => {
+            ctx.metrics.eviction("error");
+            EvictOutcome::Failed(Error::kube("evict pod", format!("{ns}/{name}"))(e))
+        }
+    }
+}
+
+async fn remove_node_finalizer_and_delete(ctx: &Context, node: &Node) -> Result<()> {
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let node_name = node.name_any();
+    let current = match nodes.get_opt(&node_name).await {
+        Ok(Some(n)) => n,
+        Ok(None) => return Ok(()),
+        Err(e) => return Err(Error::kube("get node", &node_name)(e)),
+    };
+    if current.finalizers().iter().any(|f| f == labels::TERMINATION_FINALIZER) {
+        let finalizers: Vec<&String> =
+            current.finalizers().iter().filter(|f| *f != labels::TERMINATION_FINALIZER).collect();
+        match nodes
+            .patch(&node_name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})))
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => return Ok(()),
+            Err(e) => return Err(Error::kube("remove node finalizer", &node_name)(e)),
+        }
+    }
+    if current.metadata.deletion_timestamp.is_none() {
+        match nodes.delete(&node_name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(Error::kube("delete node", &node_name)(e)),
+        }
+    }
+    Ok(())
+}
+
+async fn remove_claim_finalizer(ctx: &Context, claim: &NodeClaim) -> Result<()> {
+    let api: Api<NodeClaim> = Api::all(ctx.client.clone());
+    let name = claim.name_any();
+    let finalizers: Vec<&String> = claim.finalizers().iter().filter(|f| *f != labels::TERMINATION_FINALIZER).collect();
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(Error::kube("remove nodeclaim finalizer", &name)(e)),
+    }
+}
+
+/// Removes the termination finalizer from Nodes whose NodeClaim is gone (nothing else will).
+pub async fn release_orphan_nodes(ctx: &Context) -> Result<()> {
+    let orphans: Vec<Arc<Node>> = {
+        let state = ctx.state();
+        state
+            .nodes()
+            .filter(|n| n.metadata.deletion_timestamp.is_some())
+            .filter(|n| n.finalizers().iter().any(|f| f == labels::TERMINATION_FINALIZER))
+            .filter(|n| state.claim_for_node(n).is_none())
+            .filter(|n| n.labels().get(labels::NODECLAIM).is_none_or(|c| state.claim(c).is_none()))
+            .cloned()
+            .collect()
+    };
+    for node in orphans {
+        remove_node_finalizer_and_delete(ctx, &node).await?;
+    }
+    Ok(())
+}
