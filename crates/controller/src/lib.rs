@@ -10,6 +10,8 @@
 pub mod context;
 pub mod error;
 pub mod events;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod housekeeping;
 pub mod leader;
 pub mod lifecycle;

@@ -399,3 +399,30 @@ async fn initialize(claim: &mut NodeClaim, ctx: &Context) -> Result<Option<Actio
     ctx.update_state(|s| s.apply_claim(claim.clone()));
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::*;
+
+    #[test]
+    fn initialization_waits_for_ready_startup_taints_and_extended_resources() {
+        let mut c = claim("c1", "pool");
+        c.spec.startup_taints = vec![taint("example.com/agent", "NoSchedule")];
+        c.spec.resources.requests.insert("nvidia.com/gpu".into(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".into()));
+        let mut n = node("n1", "p", false);
+        assert_eq!(not_initialized_reason(&c, &n).as_deref(), Some("node is not ready"));
+        n = node("n1", "p", true);
+        n.spec.as_mut().unwrap().taints = Some(vec![taint("example.com/agent", "NoSchedule")]);
+        assert!(not_initialized_reason(&c, &n).unwrap().contains("startup taint"));
+        n.spec.as_mut().unwrap().taints = Some(vec![taint(labels::UNREGISTERED_TAINT_KEY, "NoExecute")]);
+        assert!(not_initialized_reason(&c, &n).unwrap().contains("stowage.dev/unregistered"));
+        n.spec.as_mut().unwrap().taints = None;
+        assert!(not_initialized_reason(&c, &n).unwrap().contains("nvidia.com/gpu"));
+        n.status.as_mut().unwrap().allocatable.as_mut().unwrap().insert(
+            "nvidia.com/gpu".into(),
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".into()),
+        );
+        assert_eq!(not_initialized_reason(&c, &n), None);
+    }
+}

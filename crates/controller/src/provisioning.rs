@@ -301,3 +301,70 @@ pub fn claim_capacity_type(claim: &NodeClaim) -> Option<CapacityType> {
 pub fn keys(pods: &[Arc<Pod>]) -> Vec<String> {
     pods.iter().map(|p| pod_key(p)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn trigger_every(tx: watch::Sender<u64>, every: Duration, total: Duration) {
+        let start = Instant::now();
+        let mut n = 0;
+        while start.elapsed() < total {
+            n += 1;
+            tx.send_replace(n);
+            tokio::time::sleep(every).await;
+        }
+        // Keep the channel open.
+        std::future::pending::<()>().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_over_five_seconds_is_one_batch_closed_by_the_idle_window() {
+        let (tx, rx) = watch::channel(0);
+        let mut b = Batcher::new(Duration::from_secs(1), Duration::from_secs(10), rx);
+        tokio::spawn(trigger_every(tx, Duration::from_micros(2500), Duration::from_secs(5)));
+        let batch = b.wait(Duration::from_secs(3600)).await;
+        let secs = batch.duration.as_secs_f64();
+        assert!((5.9..6.1).contains(&secs), "batch lasted {secs}s");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_steady_stream_is_cut_at_the_max_window() {
+        let (tx, rx) = watch::channel(0);
+        let mut b = Batcher::new(Duration::from_secs(1), Duration::from_secs(10), rx);
+        tokio::spawn(trigger_every(tx, Duration::from_millis(500), Duration::from_secs(3600)));
+        let batch = b.wait(Duration::from_secs(3600)).await;
+        assert_eq!(batch.duration.as_secs(), 10);
+    }
+
+    #[test]
+    fn claims_carry_pool_template_instance_type_options_and_finalizer() {
+        use stowage_api::{NodeClaimTemplate, NodePoolSpec};
+        let mut pool = NodePool::new("general", NodePoolSpec { template: NodeClaimTemplate::default(), ..Default::default() });
+        pool.metadata.uid = Some("pool-uid".into());
+        pool.spec.template.metadata.labels.insert("team".into(), "a".into());
+        let new = stowage_solver::NewClaim {
+            name: "general-0".into(),
+            nodepool: "general".into(),
+            requirements: vec![
+                Requirement::in_(labels::INSTANCE_TYPE, ["m5.large", "c5.large", "r5.large"]),
+                Requirement::in_(labels::CAPACITY_TYPE, ["spot"]),
+            ],
+            instance_type_options: vec!["c5.large".into(), "m5.large".into()],
+            pods: vec!["default/a".into()],
+            requests: Resources::new().with("cpu", 1500).with("pods", 1),
+            cheapest_price: 0.03,
+        };
+        let c = claim_for(&pool, &new);
+        assert_eq!(c.metadata.generate_name.as_deref(), Some("general-"));
+        assert_eq!(c.label(labels::NODEPOOL), Some("general"));
+        assert_eq!(c.label("team"), Some("a"));
+        assert_eq!(c.finalizers(), [labels::TERMINATION_FINALIZER.to_string()]);
+        assert_eq!(c.owner_references()[0].uid, "pool-uid");
+        let it: Vec<_> = c.spec.requirements.iter().filter(|r| r.key == labels::INSTANCE_TYPE).collect();
+        assert_eq!(it.len(), 1);
+        assert_eq!(it[0].values, vec!["c5.large".to_string(), "m5.large".to_string()]);
+        assert_eq!(c.spec.resources.requests["cpu"].0, format_resource("cpu", 1500));
+        assert_eq!(claim_resources(&c).get("cpu"), 1500);
+    }
+}

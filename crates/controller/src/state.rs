@@ -487,3 +487,86 @@ impl ClusterState {
         Self::ns_key(obj)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::*;
+
+    #[test]
+    fn provisionable_follows_the_scheduler_condition_and_exclusions() {
+        let p = pending_pod("default", "a", "1");
+        assert!(is_provisionable(&p));
+        assert!(!is_provisionable(&bound(p.clone(), "n1")));
+        assert!(!is_provisionable(&owned_by(p.clone(), "DaemonSet")));
+        assert!(!is_provisionable(&owned_by(p.clone(), "Node")));
+        assert!(is_provisionable(&owned_by(p.clone(), "ReplicaSet")));
+        let mut deleting = p.clone();
+        deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ts(
+            "2026-01-01T00:00:00Z",
+        )));
+        assert!(!is_provisionable(&deleting));
+        let mut preempting = p.clone();
+        preempting.status.as_mut().unwrap().nominated_node_name = Some("n2".into());
+        assert!(!is_provisionable(&preempting));
+        let mut not_yet = p.clone();
+        not_yet.status.as_mut().unwrap().conditions = None;
+        assert!(!is_provisionable(&not_yet));
+    }
+
+    #[test]
+    fn tracks_pods_per_node_and_provisionable_sequence() {
+        let mut s = ClusterState::new();
+        s.apply_pod(pending_pod("default", "a", "1"));
+        s.apply_pod(pending_pod("default", "b", "1"));
+        assert_eq!(s.provisionable_seq(), 2);
+        // Re-applying the same pending pod is not a new trigger.
+        s.apply_pod(pending_pod("default", "a", "1"));
+        assert_eq!(s.provisionable_seq(), 2);
+        s.apply_pod(bound(pending_pod("default", "a", "1"), "n1"));
+        assert_eq!(s.provisionable_count(), 1);
+        assert_eq!(s.pods_on_node("n1").len(), 1);
+        // Moving is re-indexed; deleting removes it.
+        s.apply_pod(bound(pending_pod("default", "a", "1"), "n2"));
+        assert!(s.pods_on_node("n1").is_empty());
+        s.delete_pod("default/a");
+        assert!(s.pods_on_node("n2").is_empty());
+        assert_eq!(s.pod_count(), 1);
+    }
+
+    #[test]
+    fn nominated_pods_are_not_pending_until_the_window_closes_or_the_claim_goes() {
+        let mut s = ClusterState::new();
+        s.apply_pod(pending_pod("default", "a", "1"));
+        s.apply_pod(pending_pod("default", "b", "1"));
+        s.apply_claim(claim("pool-x", "pool"));
+        let now = ts("2026-01-01T00:00:00Z");
+        s.nominate(["default/a".to_string()], "pool-x", ts("2026-01-01T00:00:20Z"));
+        let pending: Vec<String> = s.pending_pods(now).iter().map(|p| pod_key(p)).collect();
+        assert_eq!(pending, vec!["default/b"]);
+        assert_eq!(s.pending_pods(ts("2026-01-01T00:00:21Z")).len(), 2);
+        let seq = s.provisionable_seq();
+        s.delete_claim("pool-x");
+        assert!(s.provisionable_seq() > seq, "losing a nomination triggers a batch");
+        assert_eq!(s.pending_pods(now).len(), 2);
+    }
+
+    #[test]
+    fn finds_claims_and_nodes_by_provider_id() {
+        let mut s = ClusterState::new();
+        s.apply_claim(launched(claim("c1", "pool"), "fake:///z/i-1"));
+        s.apply_claim(claim("c2", "pool"));
+        assert_eq!(s.in_flight_claims().len(), 2);
+        s.apply_node(node("n1", "fake:///z/i-1", true));
+        let c1 = s.claim("c1").unwrap();
+        assert_eq!(s.claim_node(&c1).unwrap().metadata.name.as_deref(), Some("n1"));
+        assert_eq!(s.claim_for_node(&s.node("n1").unwrap()).unwrap().metadata.name.as_deref(), Some("c1"));
+        s.delete_node("n1");
+        assert!(s.claim_node(&c1).is_none());
+        assert!(!s.is_synced());
+        for k in Kind::ALL {
+            s.mark_synced(k);
+        }
+        assert!(s.is_synced());
+    }
+}

@@ -290,3 +290,37 @@ pub async fn release_orphan_nodes(ctx: &Context) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::*;
+    use k8s_openapi::api::core::v1::Toleration;
+
+    #[test]
+    fn eviction_tiers_put_critical_and_daemonset_pods_last() {
+        let plain = bound(pending_pod("default", "a", "1"), "n");
+        let ds = owned_by(plain.clone(), "DaemonSet");
+        let mut critical = plain.clone();
+        critical.spec.as_mut().unwrap().priority_class_name = Some("system-node-critical".into());
+        let critical_ds = owned_by(critical.clone(), "DaemonSet");
+        assert_eq!([tier(&plain), tier(&ds), tier(&critical), tier(&critical_ds)], [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn pods_tolerating_the_disrupted_taint_are_not_drained() {
+        let mut p = bound(pending_pod("default", "a", "1"), "n");
+        assert!(!tolerates_disrupted(&p));
+        p.spec.as_mut().unwrap().tolerations = Some(vec![Toleration {
+            operator: Some("Exists".into()),
+            ..Default::default()
+        }]);
+        assert!(tolerates_disrupted(&p));
+        p.spec.as_mut().unwrap().tolerations = Some(vec![Toleration {
+            key: Some("other".into()),
+            operator: Some("Exists".into()),
+            ..Default::default()
+        }]);
+        assert!(!tolerates_disrupted(&p));
+    }
+}
