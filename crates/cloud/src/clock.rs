@@ -36,7 +36,10 @@ pub struct TokioClock {
 impl TokioClock {
     /// A clock that reads `epoch` now (must be called inside a tokio runtime).
     pub fn starting_at(epoch: Timestamp) -> Self {
-        Self { epoch, start: tokio::time::Instant::now() }
+        Self {
+            epoch,
+            start: tokio::time::Instant::now(),
+        }
     }
 
     /// Time elapsed since the clock was created.
@@ -63,6 +66,9 @@ mod tests {
         let clock = TokioClock::starting_at(epoch);
         assert_eq!(clock.now(), epoch);
         tokio::time::sleep(Duration::from_secs(3600)).await;
-        assert_eq!(clock.now(), "2026-01-01T01:00:00Z".parse::<Timestamp>().unwrap());
+        assert_eq!(
+            clock.now(),
+            "2026-01-01T01:00:00Z".parse::<Timestamp>().unwrap()
+        );
     }
 }

@@ -6,11 +6,15 @@
 //! distinct variants rather than strings.
 
 pub mod clock;
+#[cfg(feature = "fake")]
+pub mod fake;
+pub mod metered;
 
 use async_trait::async_trait;
 use stowage_solver::InstanceType;
 
 pub use clock::{Clock, SharedClock, SystemClock, TokioClock};
+pub use metered::{Metered, OperationStats};
 pub use stowage_api::CapacityType;
 
 /// An offering the cloud could not fill right now.
@@ -66,7 +70,10 @@ pub enum Error {
     Throttled(String),
     /// Any other provider failure (network, auth, unexpected response).
     #[error("cloud provider call {operation} failed: {message}")]
-    Api { operation: &'static str, message: String },
+    Api {
+        operation: &'static str,
+        message: String,
+    },
 }
 
 impl Error {
@@ -84,6 +91,49 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The operations of [`CloudProvider`], for metrics, recorded calls and injected errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Operation {
+    Create,
+    Delete,
+    Get,
+    List,
+    InstanceTypes,
+    IsDrifted,
+    NodeClassStatus,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 7] = [
+        Operation::Create,
+        Operation::Delete,
+        Operation::Get,
+        Operation::List,
+        Operation::InstanceTypes,
+        Operation::IsDrifted,
+        Operation::NodeClassStatus,
+    ];
+
+    /// A short, bounded label for metrics (`create`, `instance_types`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "create",
+            Operation::Delete => "delete",
+            Operation::Get => "get",
+            Operation::List => "list",
+            Operation::InstanceTypes => "instance_types",
+            Operation::IsDrifted => "is_drifted",
+            Operation::NodeClassStatus => "node_class_status",
+        }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A cloud that can buy and release nodes for NodeClaims.
 ///
@@ -106,6 +156,58 @@ pub trait CloudProvider: Send + Sync {
     async fn instance_types(&self, pool: &stowage_api::NodePool) -> Result<Vec<InstanceType>>;
     /// Whether the claim's instance drifted from what its node class would launch today.
     async fn is_drifted(&self, claim: &stowage_api::NodeClaim) -> Result<Option<DriftReason>>;
+    /// What the node class's selectors resolve to (subnets, security groups, images) and whether
+    /// it is ready, so the controllers can keep `EC2NodeClass.status` current without naming a
+    /// cloud. Conditions come without transition times: the caller merges them with
+    /// `set_condition(.., now)`. The default, for providers without node classes, is a bare
+    /// `Ready=True` status.
+    async fn node_class_status(
+        &self,
+        class: &stowage_api::EC2NodeClass,
+    ) -> Result<stowage_api::EC2NodeClassStatus> {
+        let _ = class;
+        Ok(stowage_api::EC2NodeClassStatus {
+            conditions: vec![stowage_api::Condition::new(
+                stowage_api::conditions::READY,
+                stowage_api::ConditionStatus::True,
+                "Ready",
+                "",
+            )],
+            ..Default::default()
+        })
+    }
     /// A short name for logs and metrics (`aws`, `fake`).
     fn name(&self) -> &'static str;
+}
+
+/// A shared provider is a provider (so `Metered<Arc<dyn CloudProvider>>` and friends work).
+#[async_trait]
+impl<P: CloudProvider + ?Sized> CloudProvider for std::sync::Arc<P> {
+    async fn create(&self, claim: &stowage_api::NodeClaim) -> Result<stowage_api::NodeClaim> {
+        (**self).create(claim).await
+    }
+    async fn delete(&self, claim: &stowage_api::NodeClaim) -> Result<()> {
+        (**self).delete(claim).await
+    }
+    async fn get(&self, provider_id: &str) -> Result<stowage_api::NodeClaim> {
+        (**self).get(provider_id).await
+    }
+    async fn list(&self) -> Result<Vec<stowage_api::NodeClaim>> {
+        (**self).list().await
+    }
+    async fn instance_types(&self, pool: &stowage_api::NodePool) -> Result<Vec<InstanceType>> {
+        (**self).instance_types(pool).await
+    }
+    async fn is_drifted(&self, claim: &stowage_api::NodeClaim) -> Result<Option<DriftReason>> {
+        (**self).is_drifted(claim).await
+    }
+    async fn node_class_status(
+        &self,
+        class: &stowage_api::EC2NodeClass,
+    ) -> Result<stowage_api::EC2NodeClassStatus> {
+        (**self).node_class_status(class).await
+    }
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
 }

@@ -1,0 +1,1245 @@
+//! `FakeCloud`: an in-memory [`CloudProvider`] for tests, the simulator and benchmarks.
+//!
+//! It behaves like a cloud that sells the offerings of a catalogue:
+//! - `create` picks, among the catalogue offerings compatible with the claim (instance-type options,
+//!   zones, capacity types and any other well-known label requirement, plus the claim's resource
+//!   requests), the most preferred capacity type (reserved, then spot, then on-demand), and within
+//!   it the cheapest offering that has capacity. Like EC2 CreateFleet, it fails with
+//!   `InsufficientCapacity` (listing the offerings it tried) only when *every* offering of that
+//!   capacity type is out of capacity; those offerings are then shown unavailable by
+//!   `instance_types` for `ice_cache_ttl` (3 minutes by default), as the AWS provider's cache does.
+//! - `create` is idempotent per NodeClaim name; launches take `launch_latency` of tokio time, so a
+//!   paused runtime makes it virtual time.
+//! - instances get provider ids `fake:///<zone>/i-000001`; `delete` of a gone instance is `NotFound`.
+//! - `interrupt` warns (event) and terminates the instance `interruption_notice` (2 minutes) later.
+//! - every call is recorded; one-shot errors can be injected per operation; offerings can be marked
+//!   out of capacity one by one or through windows a script opens and closes.
+//! - [`FakeCloud::subscribe`] streams [`FakeEvent`]s (launched, interruption warning, terminated),
+//!   which the simulator's fake kubelet turns into Nodes.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::Taint;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use stowage_api::requirements::Requirements;
+use stowage_api::{CapacityType, NodeClaim, labels};
+use stowage_solver::{InstanceType, Offering, Resources};
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use crate::{CloudProvider, DriftReason, Error, OfferingKey, Operation, Result};
+
+/// The provider id scheme of fake instances.
+pub const PROVIDER_ID_PREFIX: &str = "fake:///";
+
+/// Tunables of the fake cloud.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FakeConfig {
+    /// The region label of instances whose type has none.
+    pub region: String,
+    /// How long a launch takes (tokio time).
+    pub launch_latency: Duration,
+    /// Time between an interruption warning and the termination.
+    pub interruption_notice: Duration,
+    /// How long offerings that failed a launch show as unavailable.
+    pub ice_cache_ttl: Duration,
+    /// Capacity of the event channel (a subscriber lagging further loses events).
+    pub event_capacity: usize,
+}
+
+impl Default for FakeConfig {
+    fn default() -> Self {
+        Self {
+            region: "us-east-1".to_string(),
+            launch_latency: Duration::ZERO,
+            interruption_notice: Duration::from_secs(120),
+            ice_cache_ttl: Duration::from_secs(180),
+            event_capacity: 16_384,
+        }
+    }
+}
+
+/// Where an instance is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InstanceState {
+    /// Launch requested; running after the launch latency.
+    Pending,
+    Running,
+    /// An interruption warning was sent; terminated when the notice runs out.
+    Interrupted,
+}
+
+/// One fake instance.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FakeInstance {
+    /// `fake:///<zone>/i-000001`.
+    pub provider_id: String,
+    /// `i-000001`.
+    pub instance_id: String,
+    pub claim_name: String,
+    pub nodepool: Option<String>,
+    pub instance_type: String,
+    pub zone: String,
+    pub capacity_type: CapacityType,
+    pub price_per_hour: f64,
+    pub capacity: Resources,
+    pub allocatable: Resources,
+    /// Claim labels plus the instance type's labels, zone, region and capacity type.
+    pub labels: BTreeMap<String, String>,
+    /// The claim's taints and startup taints (the node registers with both).
+    pub taints: Vec<Taint>,
+    pub startup_taints: Vec<Taint>,
+    pub state: InstanceState,
+}
+
+/// Why an instance went away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TerminationReason {
+    /// `CloudProvider::delete`.
+    Deleted,
+    /// A spot interruption ran out its notice.
+    Interrupted,
+}
+
+/// What happened in the fake cloud.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FakeEvent {
+    /// An instance finished launching (after the launch latency).
+    Launched(FakeInstance),
+    /// The instance will be terminated after `notice`.
+    InterruptionWarning {
+        claim_name: String,
+        provider_id: String,
+        notice: Duration,
+    },
+    Terminated {
+        claim_name: String,
+        provider_id: String,
+        reason: TerminationReason,
+    },
+}
+
+/// One recorded call: the operation and its subject (claim name, provider id, pool or class name;
+/// empty for `list`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeCall {
+    pub operation: Operation,
+    pub subject: String,
+}
+
+/// Matches offerings; `None` fields match anything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OfferingMatcher {
+    pub instance_type: Option<String>,
+    pub zone: Option<String>,
+    pub capacity_type: Option<CapacityType>,
+}
+
+impl OfferingMatcher {
+    pub fn matches(&self, key: &OfferingKey) -> bool {
+        self.instance_type
+            .as_ref()
+            .is_none_or(|t| *t == key.instance_type)
+            && self.zone.as_ref().is_none_or(|z| *z == key.zone)
+            && self.capacity_type.is_none_or(|c| c == key.capacity_type)
+    }
+}
+
+/// The handle of an insufficient-capacity window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct IceWindowId(u64);
+
+#[derive(Debug, Default)]
+struct State {
+    catalog: Vec<InstanceType>,
+    instances: BTreeMap<String, FakeInstance>,
+    /// Claim name -> provider id.
+    by_claim: BTreeMap<String, String>,
+    /// Provider id -> when its launch completes.
+    ready_at: BTreeMap<String, Instant>,
+    next_instance: u64,
+    calls: Vec<FakeCall>,
+    injected: BTreeMap<Operation, VecDeque<Error>>,
+    out_of_capacity: BTreeSet<OfferingKey>,
+    windows: BTreeMap<IceWindowId, OfferingMatcher>,
+    next_window: u64,
+    /// Offerings that failed a launch, unavailable until the instant.
+    unavailable_until: BTreeMap<OfferingKey, Instant>,
+    drifted: BTreeMap<String, DriftReason>,
+    node_classes_not_ready: BTreeMap<String, String>,
+    launches: u64,
+    interruptions: u64,
+}
+
+impl State {
+    fn record(&mut self, operation: Operation, subject: &str) -> Result<()> {
+        self.calls.push(FakeCall {
+            operation,
+            subject: subject.to_string(),
+        });
+        match self
+            .injected
+            .get_mut(&operation)
+            .and_then(VecDeque::pop_front)
+        {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+
+    fn has_capacity(&self, key: &OfferingKey) -> bool {
+        !self.out_of_capacity.contains(key) && !self.windows.values().any(|w| w.matches(key))
+    }
+
+    fn cached_unavailable(&self, key: &OfferingKey, now: Instant) -> bool {
+        self.unavailable_until
+            .get(key)
+            .is_some_and(|until| *until > now)
+    }
+}
+
+struct Shared {
+    config: FakeConfig,
+    state: Mutex<State>,
+    events: broadcast::Sender<FakeEvent>,
+}
+
+/// The fake cloud; clones share one cloud.
+#[derive(Clone)]
+pub struct FakeCloud {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for FakeCloud {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeCloud")
+            .field("config", &self.shared.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`FakeCloud`].
+#[derive(Clone, Debug, Default)]
+pub struct FakeCloudBuilder {
+    config: FakeConfig,
+    catalog: Vec<InstanceType>,
+}
+
+impl FakeCloudBuilder {
+    /// The instance types the cloud sells (e.g. `stowage_aws::catalog::embedded(..)`).
+    pub fn catalog(mut self, types: Vec<InstanceType>) -> Self {
+        self.catalog = types;
+        self
+    }
+
+    /// `n` synthetic types in the shape of Karpenter's benchmark
+    /// ([`stowage_solver::catalog::karpenter_shape`]).
+    pub fn karpenter_catalog(self, n: usize) -> Self {
+        self.catalog(stowage_solver::catalog::karpenter_shape(n))
+    }
+
+    pub fn region(mut self, region: &str) -> Self {
+        self.config.region = region.to_string();
+        self
+    }
+
+    pub fn launch_latency(mut self, latency: Duration) -> Self {
+        self.config.launch_latency = latency;
+        self
+    }
+
+    pub fn interruption_notice(mut self, notice: Duration) -> Self {
+        self.config.interruption_notice = notice;
+        self
+    }
+
+    pub fn ice_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.config.ice_cache_ttl = ttl;
+        self
+    }
+
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.config.event_capacity = capacity.max(1);
+        self
+    }
+
+    pub fn build(self) -> FakeCloud {
+        let (events, _) = broadcast::channel(self.config.event_capacity.max(1));
+        FakeCloud {
+            shared: Arc::new(Shared {
+                config: self.config,
+                state: Mutex::new(State {
+                    catalog: self.catalog,
+                    next_instance: 1,
+                    ..State::default()
+                }),
+                events,
+            }),
+        }
+    }
+}
+
+fn quantities(r: &Resources) -> BTreeMap<String, Quantity> {
+    r.0.iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                Quantity(stowage_api::quantity::format_resource(k, *v)),
+            )
+        })
+        .collect()
+}
+
+/// The claim's resource requests in solver units.
+fn requests_of(claim: &NodeClaim) -> Result<Resources> {
+    let mut r = Resources::new();
+    for (name, q) in &claim.spec.resources.requests {
+        let v = stowage_api::quantity::parse_resource(name, &q.0).map_err(|e| Error::Launch {
+            code: "InvalidRequest".to_string(),
+            message: format!("spec.resources.requests.{name}: {e}"),
+        })?;
+        r.set(name.clone(), v);
+    }
+    Ok(r)
+}
+
+/// Whether the offering of `it` satisfies every requirement the cloud can judge. Requirements on
+/// labels neither the offering, the type nor the claim define are the claim's own custom labels
+/// (the node gets them from the claim) and do not restrict the choice.
+fn offering_matches(
+    requirements: &Requirements,
+    it: &InstanceType,
+    offering: &Offering,
+    claim_labels: &BTreeMap<String, String>,
+    region: &str,
+) -> bool {
+    requirements.iter().all(|(key, set)| {
+        let value = match key {
+            labels::ZONE => Some(offering.zone.as_str()),
+            labels::CAPACITY_TYPE => Some(offering.capacity_type.as_str()),
+            labels::REGION => Some(it.labels.get(key).map_or(region, String::as_str)),
+            _ => match it.labels.get(key).or_else(|| claim_labels.get(key)) {
+                Some(v) => Some(v.as_str()),
+                None if labels::WELL_KNOWN.contains(&key) => None,
+                None => return true,
+            },
+        };
+        set.matches(value)
+    })
+}
+
+fn key_of(it: &InstanceType, o: &Offering) -> OfferingKey {
+    OfferingKey {
+        instance_type: it.name.clone(),
+        zone: o.zone.clone(),
+        capacity_type: o.capacity_type,
+    }
+}
+
+impl FakeCloud {
+    pub fn builder() -> FakeCloudBuilder {
+        FakeCloudBuilder::default()
+    }
+
+    /// A cloud selling `catalog` with default settings.
+    pub fn new(catalog: Vec<InstanceType>) -> Self {
+        Self::builder().catalog(catalog).build()
+    }
+
+    pub fn config(&self) -> &FakeConfig {
+        &self.shared.config
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        match self.shared.state.lock() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn emit(&self, event: FakeEvent) {
+        // No subscriber is fine: nobody is watching.
+        let _ = self.shared.events.send(event);
+    }
+
+    /// Events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<FakeEvent> {
+        self.shared.events.subscribe()
+    }
+
+    // --- scripting -------------------------------------------------------------------------------
+
+    /// Makes the next call of `operation` fail with `error` (errors queue per operation).
+    pub fn fail_next(&self, operation: Operation, error: Error) {
+        self.state()
+            .injected
+            .entry(operation)
+            .or_default()
+            .push_back(error);
+    }
+
+    /// Marks one offering out of capacity until [`FakeCloud::restore_capacity`].
+    pub fn mark_insufficient(&self, key: OfferingKey) {
+        self.state().out_of_capacity.insert(key);
+    }
+
+    pub fn restore_capacity(&self, key: &OfferingKey) {
+        self.state().out_of_capacity.remove(key);
+    }
+
+    /// Opens an insufficient-capacity window over every offering `matcher` matches.
+    pub fn open_ice_window(&self, matcher: OfferingMatcher) -> IceWindowId {
+        let mut state = self.state();
+        let id = IceWindowId(state.next_window);
+        state.next_window += 1;
+        state.windows.insert(id, matcher);
+        id
+    }
+
+    /// Closes a window; returns whether it was open.
+    pub fn close_ice_window(&self, id: IceWindowId) -> bool {
+        self.state().windows.remove(&id).is_some()
+    }
+
+    /// Opens a window that closes by itself after `duration` (tokio time; needs a runtime).
+    pub fn ice_window_for(&self, matcher: OfferingMatcher, duration: Duration) -> IceWindowId {
+        let id = self.open_ice_window(matcher);
+        let cloud = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(duration).await;
+            cloud.close_ice_window(id);
+        });
+        id
+    }
+
+    /// Makes `is_drifted` report `reason` for the claim.
+    pub fn mark_drifted(&self, claim_name: &str, reason: DriftReason) {
+        self.state().drifted.insert(claim_name.to_string(), reason);
+    }
+
+    /// Makes `node_class_status` report the class not ready (`None` makes it ready again).
+    pub fn set_node_class_not_ready(&self, class_name: &str, reason: Option<&str>) {
+        let mut state = self.state();
+        match reason {
+            Some(r) => state
+                .node_classes_not_ready
+                .insert(class_name.to_string(), r.to_string()),
+            None => state.node_classes_not_ready.remove(class_name),
+        };
+    }
+
+    /// Replaces the catalogue.
+    pub fn set_catalog(&self, types: Vec<InstanceType>) {
+        self.state().catalog = types;
+    }
+
+    /// Interrupts an instance: a warning now, termination after the notice (needs a runtime).
+    pub fn interrupt(&self, provider_id: &str) -> Result<()> {
+        let notice = self.shared.config.interruption_notice;
+        let claim_name = {
+            let mut state = self.state();
+            let instance = state
+                .instances
+                .get_mut(provider_id)
+                .ok_or_else(|| Error::NotFound(provider_id.to_string()))?;
+            if instance.state == InstanceState::Interrupted {
+                return Ok(());
+            }
+            instance.state = InstanceState::Interrupted;
+            let name = instance.claim_name.clone();
+            state.interruptions += 1;
+            name
+        };
+        self.emit(FakeEvent::InterruptionWarning {
+            claim_name,
+            provider_id: provider_id.to_string(),
+            notice,
+        });
+        let cloud = self.clone();
+        let provider_id = provider_id.to_string();
+        tokio::spawn(async move {
+            tokio::time::sleep(notice).await;
+            cloud.terminate(&provider_id, TerminationReason::Interrupted);
+        });
+        Ok(())
+    }
+
+    /// Interrupts up to `n` running spot instances (lowest provider ids first, so the choice is
+    /// deterministic); returns their provider ids.
+    pub fn interrupt_spot(&self, n: usize) -> Vec<String> {
+        let chosen: Vec<String> = self
+            .state()
+            .instances
+            .values()
+            .filter(|i| i.capacity_type == CapacityType::Spot && i.state == InstanceState::Running)
+            .take(n)
+            .map(|i| i.provider_id.clone())
+            .collect();
+        chosen
+            .into_iter()
+            .filter(|id| self.interrupt(id).is_ok())
+            .collect()
+    }
+
+    fn terminate(&self, provider_id: &str, reason: TerminationReason) -> Option<FakeInstance> {
+        let removed = {
+            let mut state = self.state();
+            let removed = state.instances.remove(provider_id)?;
+            state.ready_at.remove(provider_id);
+            if state
+                .by_claim
+                .get(&removed.claim_name)
+                .is_some_and(|id| id == provider_id)
+            {
+                state.by_claim.remove(&removed.claim_name);
+            }
+            removed
+        };
+        self.emit(FakeEvent::Terminated {
+            claim_name: removed.claim_name.clone(),
+            provider_id: provider_id.to_string(),
+            reason,
+        });
+        Some(removed)
+    }
+
+    // --- inspection ------------------------------------------------------------------------------
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<FakeCall> {
+        self.state().calls.clone()
+    }
+
+    pub fn call_count(&self, operation: Operation) -> usize {
+        self.state()
+            .calls
+            .iter()
+            .filter(|c| c.operation == operation)
+            .count()
+    }
+
+    pub fn clear_calls(&self) {
+        self.state().calls.clear();
+    }
+
+    /// Live instances, by provider id.
+    pub fn instances(&self) -> Vec<FakeInstance> {
+        self.state().instances.values().cloned().collect()
+    }
+
+    pub fn instance(&self, provider_id: &str) -> Option<FakeInstance> {
+        self.state().instances.get(provider_id).cloned()
+    }
+
+    /// The catalogue as sold (without the failed-launch cache applied).
+    pub fn catalog(&self) -> Vec<InstanceType> {
+        self.state().catalog.clone()
+    }
+
+    /// Sum of the hourly prices of live instances.
+    pub fn cost_per_hour(&self) -> f64 {
+        self.state()
+            .instances
+            .values()
+            .map(|i| i.price_per_hour)
+            .sum()
+    }
+
+    /// Instances launched so far (repeated creates of one claim count once).
+    pub fn launch_count(&self) -> u64 {
+        self.state().launches
+    }
+
+    pub fn interruption_count(&self) -> u64 {
+        self.state().interruptions
+    }
+
+    // --- the provider --------------------------------------------------------------------------
+
+    /// The claim as the cloud reports it: labels merged, status filled.
+    fn claim_with(claim: &NodeClaim, instance: &FakeInstance) -> NodeClaim {
+        let mut out = claim.clone();
+        out.metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .extend(instance.labels.clone());
+        let status = out.status_mut();
+        status.provider_id = Some(instance.provider_id.clone());
+        status.image_id = Some("ami-fake".to_string());
+        status.capacity = quantities(&instance.capacity);
+        status.allocatable = quantities(&instance.allocatable);
+        out
+    }
+
+    /// A claim reconstructed from an instance (for `get` and `list`).
+    fn claim_from(instance: &FakeInstance) -> NodeClaim {
+        let mut claim = NodeClaim::new(&instance.claim_name, Default::default());
+        claim.spec.taints = instance.taints.clone();
+        claim.spec.startup_taints = instance.startup_taints.clone();
+        Self::claim_with(&claim, instance)
+    }
+
+    /// Picks the offering for a claim, or the ICE error (caching the tried offerings).
+    fn choose(
+        &self,
+        state: &mut State,
+        claim: &NodeClaim,
+        now: Instant,
+    ) -> Result<(InstanceType, Offering)> {
+        let requirements =
+            Requirements::from_requirements(&claim.spec.requirements).map_err(|e| {
+                Error::Launch {
+                    code: "InvalidRequirements".to_string(),
+                    message: e.to_string(),
+                }
+            })?;
+        let requests = requests_of(claim)?;
+        let claim_labels = claim.metadata.labels.clone().unwrap_or_default();
+        let region = self.shared.config.region.as_str();
+        let mut candidates: Vec<(&InstanceType, &Offering)> = Vec::new();
+        for it in &state.catalog {
+            if !requests.fits_in(&it.allocatable()) {
+                continue;
+            }
+            for o in &it.offerings {
+                if o.available
+                    && !state.cached_unavailable(&key_of(it, o), now)
+                    && offering_matches(&requirements, it, o, &claim_labels, region)
+                {
+                    candidates.push((it, o));
+                }
+            }
+        }
+        let Some(capacity_type) = candidates.iter().map(|(_, o)| o.capacity_type).min() else {
+            return Err(Error::InsufficientCapacity {
+                offerings: Vec::new(),
+            });
+        };
+        candidates.retain(|(_, o)| o.capacity_type == capacity_type);
+        let best = candidates
+            .iter()
+            .filter(|(it, o)| state.has_capacity(&key_of(it, o)))
+            .min_by(|(ia, a), (ib, b)| {
+                a.price_per_hour
+                    .total_cmp(&b.price_per_hour)
+                    .then_with(|| ia.name.cmp(&ib.name))
+                    .then_with(|| a.zone.cmp(&b.zone))
+            })
+            .map(|(it, o)| ((*it).clone(), (*o).clone()));
+        match best {
+            Some(choice) => Ok(choice),
+            None => {
+                let mut tried: Vec<OfferingKey> =
+                    candidates.iter().map(|(it, o)| key_of(it, o)).collect();
+                tried.sort();
+                tried.dedup();
+                let until = now + self.shared.config.ice_cache_ttl;
+                for key in &tried {
+                    state.unavailable_until.insert(key.clone(), until);
+                }
+                Err(Error::InsufficientCapacity { offerings: tried })
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl CloudProvider for FakeCloud {
+    async fn create(&self, claim: &NodeClaim) -> Result<NodeClaim> {
+        let name = claim.metadata.name.clone().unwrap_or_default();
+        let latency = self.shared.config.launch_latency;
+        let (instance, ready_at, is_new) = {
+            let mut state = self.state();
+            state.record(Operation::Create, &name)?;
+            let now = Instant::now();
+            let existing = state
+                .by_claim
+                .get(&name)
+                .and_then(|id| state.instances.get(id))
+                .cloned();
+            if let Some(instance) = existing {
+                let ready_at = state
+                    .ready_at
+                    .get(&instance.provider_id)
+                    .copied()
+                    .unwrap_or(now);
+                (instance, ready_at, false)
+            } else {
+                let (it, offering) = self.choose(&mut state, claim, now)?;
+                let instance_id = format!("i-{:06}", state.next_instance);
+                state.next_instance += 1;
+                let provider_id = format!("{PROVIDER_ID_PREFIX}{}/{instance_id}", offering.zone);
+                let mut labels = claim.metadata.labels.clone().unwrap_or_default();
+                labels.extend(it.labels.clone());
+                labels.insert(labels::ZONE.to_string(), offering.zone.clone());
+                labels.insert(
+                    labels::CAPACITY_TYPE.to_string(),
+                    offering.capacity_type.as_str().to_string(),
+                );
+                labels
+                    .entry(labels::REGION.to_string())
+                    .or_insert_with(|| self.shared.config.region.clone());
+                let instance = FakeInstance {
+                    provider_id: provider_id.clone(),
+                    instance_id,
+                    claim_name: name.clone(),
+                    nodepool: claim.nodepool_name().map(str::to_string),
+                    instance_type: it.name.clone(),
+                    zone: offering.zone.clone(),
+                    capacity_type: offering.capacity_type,
+                    price_per_hour: offering.price_per_hour,
+                    capacity: it.capacity.clone(),
+                    allocatable: it.allocatable(),
+                    labels,
+                    taints: claim.spec.taints.clone(),
+                    startup_taints: claim.spec.startup_taints.clone(),
+                    state: InstanceState::Pending,
+                };
+                let ready_at = now + latency;
+                state
+                    .instances
+                    .insert(provider_id.clone(), instance.clone());
+                state.by_claim.insert(name.clone(), provider_id.clone());
+                state.ready_at.insert(provider_id, ready_at);
+                state.launches += 1;
+                (instance, ready_at, true)
+            }
+        };
+        tokio::time::sleep_until(ready_at).await;
+        if is_new {
+            let launched = {
+                let mut state = self.state();
+                state.ready_at.remove(&instance.provider_id);
+                state.instances.get_mut(&instance.provider_id).map(|i| {
+                    if i.state == InstanceState::Pending {
+                        i.state = InstanceState::Running;
+                    }
+                    i.clone()
+                })
+            };
+            let Some(launched) = launched else {
+                return Err(Error::Launch {
+                    code: "InstanceTerminated".to_string(),
+                    message: format!("{} was terminated while launching", instance.provider_id),
+                });
+            };
+            self.emit(FakeEvent::Launched(launched.clone()));
+            return Ok(Self::claim_with(claim, &launched));
+        }
+        let current = self.instance(&instance.provider_id).unwrap_or(instance);
+        Ok(Self::claim_with(claim, &current))
+    }
+
+    async fn delete(&self, claim: &NodeClaim) -> Result<()> {
+        let name = claim.metadata.name.clone().unwrap_or_default();
+        let provider_id = {
+            let mut state = self.state();
+            state.record(Operation::Delete, &name)?;
+            claim
+                .provider_id()
+                .map(str::to_string)
+                .or_else(|| state.by_claim.get(&name).cloned())
+        };
+        let Some(provider_id) = provider_id else {
+            return Err(Error::NotFound(name));
+        };
+        match self.terminate(&provider_id, TerminationReason::Deleted) {
+            Some(_) => Ok(()),
+            None => Err(Error::NotFound(provider_id)),
+        }
+    }
+
+    async fn get(&self, provider_id: &str) -> Result<NodeClaim> {
+        let mut state = self.state();
+        state.record(Operation::Get, provider_id)?;
+        state
+            .instances
+            .get(provider_id)
+            .map(Self::claim_from)
+            .ok_or_else(|| Error::NotFound(provider_id.to_string()))
+    }
+
+    async fn list(&self) -> Result<Vec<NodeClaim>> {
+        let mut state = self.state();
+        state.record(Operation::List, "")?;
+        Ok(state.instances.values().map(Self::claim_from).collect())
+    }
+
+    async fn instance_types(&self, pool: &stowage_api::NodePool) -> Result<Vec<InstanceType>> {
+        let mut state = self.state();
+        state.record(
+            Operation::InstanceTypes,
+            pool.metadata.name.as_deref().unwrap_or_default(),
+        )?;
+        let now = Instant::now();
+        state.unavailable_until.retain(|_, until| *until > now);
+        let mut types = state.catalog.clone();
+        for it in &mut types {
+            let name = it.name.clone();
+            for o in &mut it.offerings {
+                let key = OfferingKey {
+                    instance_type: name.clone(),
+                    zone: o.zone.clone(),
+                    capacity_type: o.capacity_type,
+                };
+                if state.unavailable_until.contains_key(&key) {
+                    o.available = false;
+                }
+            }
+        }
+        Ok(types)
+    }
+
+    async fn is_drifted(&self, claim: &NodeClaim) -> Result<Option<DriftReason>> {
+        let name = claim.metadata.name.clone().unwrap_or_default();
+        let mut state = self.state();
+        state.record(Operation::IsDrifted, &name)?;
+        Ok(state.drifted.get(&name).cloned())
+    }
+
+    async fn node_class_status(
+        &self,
+        class: &stowage_api::EC2NodeClass,
+    ) -> Result<stowage_api::EC2NodeClassStatus> {
+        use stowage_api::ec2nodeclass::{AmiStatus, SecurityGroupStatus, SubnetStatus};
+        use stowage_api::{Condition, ConditionStatus, conditions};
+        let name = class.metadata.name.clone().unwrap_or_default();
+        let mut state = self.state();
+        state.record(Operation::NodeClassStatus, &name)?;
+        if let Some(reason) = state.node_classes_not_ready.get(&name) {
+            return Ok(stowage_api::EC2NodeClassStatus {
+                conditions: vec![Condition::new(
+                    conditions::READY,
+                    ConditionStatus::False,
+                    "NotReady",
+                    reason,
+                )],
+                ..Default::default()
+            });
+        }
+        let zones: BTreeSet<&str> = state
+            .catalog
+            .iter()
+            .flat_map(|it| it.offerings.iter().map(|o| o.zone.as_str()))
+            .collect();
+        Ok(stowage_api::EC2NodeClassStatus {
+            subnets: zones
+                .iter()
+                .map(|z| SubnetStatus {
+                    id: format!("subnet-fake-{z}"),
+                    zone: (*z).to_string(),
+                    zone_id: None,
+                })
+                .collect(),
+            security_groups: vec![SecurityGroupStatus {
+                id: "sg-fake".to_string(),
+                name: Some("fake".to_string()),
+            }],
+            amis: vec![AmiStatus {
+                id: "ami-fake".to_string(),
+                name: Some("fake".to_string()),
+                requirements: Vec::new(),
+            }],
+            conditions: vec![Condition::new(
+                conditions::READY,
+                ConditionStatus::True,
+                "Ready",
+                "",
+            )],
+            ..Default::default()
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stowage_api::{NodeClaimSpec, Requirement};
+    use stowage_solver::catalog::{ZONES, karpenter_shape, type_name};
+
+    /// A claim builder: `claim("a").types(&[..]).zones(&[..]).capacity(&[..]).cpu("3")`.
+    struct ClaimBuilder(NodeClaim);
+
+    fn claim(name: &str) -> ClaimBuilder {
+        let mut c = NodeClaim::new(name, NodeClaimSpec::default());
+        c.metadata.labels = Some([(labels::NODEPOOL.to_string(), "default".to_string())].into());
+        ClaimBuilder(c)
+    }
+
+    impl ClaimBuilder {
+        fn req(mut self, key: &str, values: &[&str]) -> Self {
+            self.0
+                .spec
+                .requirements
+                .push(Requirement::in_(key, values.iter().copied()));
+            self
+        }
+        fn types(self, names: &[&str]) -> Self {
+            self.req(labels::INSTANCE_TYPE, names)
+        }
+        fn zones(self, zones: &[&str]) -> Self {
+            self.req(labels::ZONE, zones)
+        }
+        fn capacity(self, types: &[&str]) -> Self {
+            self.req(labels::CAPACITY_TYPE, types)
+        }
+        fn cpu(mut self, q: &str) -> Self {
+            self.0
+                .spec
+                .resources
+                .requests
+                .insert("cpu".into(), Quantity(q.into()));
+            self
+        }
+        fn build(self) -> NodeClaim {
+            self.0
+        }
+    }
+
+    fn key(t: &str, z: &str, c: CapacityType) -> OfferingKey {
+        OfferingKey {
+            instance_type: t.into(),
+            zone: z.into(),
+            capacity_type: c,
+        }
+    }
+
+    fn cloud() -> FakeCloud {
+        FakeCloud::builder().karpenter_catalog(10).build()
+    }
+
+    fn pool() -> stowage_api::NodePool {
+        stowage_api::NodePool::new("default", Default::default())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn create_picks_the_cheapest_spot_offering_and_fills_the_status() {
+        let cloud = cloud();
+        let mut events = cloud.subscribe();
+        let out = cloud.create(&claim("a").cpu("3").build()).await.unwrap();
+        // fake-it-2 (3 vCPU) is the smallest that fits; spot beats on-demand; zone a wins the tie.
+        let status = out.status.as_ref().unwrap();
+        assert_eq!(
+            status.provider_id.as_deref(),
+            Some("fake:///test-zone-a/i-000001")
+        );
+        assert_eq!(
+            out.label(labels::INSTANCE_TYPE),
+            Some(type_name(2).as_str())
+        );
+        assert_eq!(out.label(labels::CAPACITY_TYPE), Some("spot"));
+        assert_eq!(out.label(labels::ZONE), Some(ZONES[0]));
+        assert_eq!(out.label(labels::REGION), Some("us-east-1"));
+        assert_eq!(out.label(labels::NODEPOOL), Some("default"));
+        assert_eq!(out.label(labels::ARCH), Some("amd64"));
+        assert_eq!(status.capacity["cpu"].0, "3");
+        assert_eq!(status.allocatable["memory"].0, "6Gi");
+        match events.recv().await.unwrap() {
+            FakeEvent::Launched(i) => {
+                assert_eq!(i.claim_name, "a");
+                assert_eq!(i.instance_type, type_name(2));
+                assert_eq!(i.capacity_type, CapacityType::Spot);
+                assert_eq!(i.state, InstanceState::Running);
+                assert_eq!(i.labels[labels::NODEPOOL], "default");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!((cloud.cost_per_hour() - 0.9 * 0.7).abs() < 1e-9);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requirements_restrict_type_zone_and_capacity_type() {
+        let cloud = cloud();
+        let out = cloud
+            .create(
+                &claim("a")
+                    .types(&["fake-it-5", "fake-it-7"])
+                    .zones(&[ZONES[2]])
+                    .capacity(&["on-demand"])
+                    .build(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.label(labels::INSTANCE_TYPE), Some("fake-it-5"));
+        assert_eq!(out.label(labels::ZONE), Some(ZONES[2]));
+        assert_eq!(out.label(labels::CAPACITY_TYPE), Some("on-demand"));
+        // A custom label requirement is the claim's business, not the cloud's.
+        let out = cloud
+            .create(&claim("b").req("team", &["ml"]).build())
+            .await
+            .unwrap();
+        assert_eq!(out.label(labels::INSTANCE_TYPE), Some("fake-it-0"));
+        // A well-known label no type has cannot be satisfied.
+        let err = cloud
+            .create(&claim("c").req(labels::INSTANCE_GPU_NAME, &["h100"]).build())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InsufficientCapacity { ref offerings } if offerings.is_empty()),
+            "{err}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reserved_beats_spot_even_when_dearer() {
+        let mut types = karpenter_shape(2);
+        types[1].offerings.push(Offering {
+            zone: ZONES[1].into(),
+            capacity_type: CapacityType::Reserved,
+            price_per_hour: 50.0,
+            available: true,
+            reservation_capacity: Some(1),
+            reservation_id: Some("cr-1".into()),
+        });
+        let cloud = FakeCloud::new(types);
+        let out = cloud.create(&claim("a").build()).await.unwrap();
+        assert_eq!(out.label(labels::CAPACITY_TYPE), Some("reserved"));
+        assert_eq!(out.label(labels::INSTANCE_TYPE), Some("fake-it-1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn create_is_idempotent_per_claim_even_during_launch() {
+        let cloud = FakeCloud::builder()
+            .karpenter_catalog(3)
+            .launch_latency(Duration::from_secs(30))
+            .build();
+        let c = claim("a").build();
+        let start = Instant::now();
+        let (first, second) = tokio::join!(cloud.create(&c), async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            cloud.create(&c).await
+        });
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(30),
+            "both wait for the one launch"
+        );
+        let (first, second) = (first.unwrap(), second.unwrap());
+        assert_eq!(first.provider_id(), second.provider_id());
+        assert_eq!(cloud.instances().len(), 1);
+        assert_eq!(cloud.launch_count(), 1);
+        let third = cloud.create(&c).await.unwrap();
+        assert_eq!(third.provider_id(), first.provider_id());
+        assert_eq!(cloud.call_count(Operation::Create), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ice_on_every_spot_offering_fails_and_is_then_shown_unavailable() {
+        let cloud = cloud();
+        let c = claim("a").types(&["fake-it-0"]).build();
+        for z in ZONES {
+            cloud.mark_insufficient(key("fake-it-0", z, CapacityType::Spot));
+        }
+        let err = cloud.create(&c).await.unwrap_err();
+        let Error::InsufficientCapacity { offerings } = err else {
+            panic!("{err}")
+        };
+        assert_eq!(
+            offerings,
+            ZONES
+                .iter()
+                .map(|z| key("fake-it-0", z, CapacityType::Spot))
+                .collect::<Vec<_>>()
+        );
+        assert!(cloud.instances().is_empty());
+
+        // The failed offerings show unavailable, so the next solve picks on-demand...
+        let types = cloud.instance_types(&pool()).await.unwrap();
+        let spot: Vec<bool> = types[0]
+            .offerings
+            .iter()
+            .filter(|o| o.capacity_type == CapacityType::Spot)
+            .map(|o| o.available)
+            .collect();
+        assert_eq!(spot, [false, false, false]);
+        let out = cloud.create(&c).await.unwrap();
+        assert_eq!(out.label(labels::CAPACITY_TYPE), Some("on-demand"));
+
+        // ...until the cache expires.
+        tokio::time::sleep(Duration::from_secs(181)).await;
+        let types = cloud.instance_types(&pool()).await.unwrap();
+        assert!(types[0].offerings.iter().all(|o| o.available));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ice_on_one_zone_moves_to_the_next_cheapest() {
+        let cloud = cloud();
+        cloud.mark_insufficient(key("fake-it-0", ZONES[0], CapacityType::Spot));
+        let out = cloud.create(&claim("a").build()).await.unwrap();
+        assert_eq!(out.label(labels::ZONE), Some(ZONES[1]));
+        assert_eq!(out.label(labels::CAPACITY_TYPE), Some("spot"));
+        cloud.restore_capacity(&key("fake-it-0", ZONES[0], CapacityType::Spot));
+        let out = cloud.create(&claim("b").build()).await.unwrap();
+        assert_eq!(out.label(labels::ZONE), Some(ZONES[0]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ice_windows_open_and_close() {
+        let cloud = cloud();
+        let spot = OfferingMatcher {
+            capacity_type: Some(CapacityType::Spot),
+            ..Default::default()
+        };
+        let id = cloud.open_ice_window(spot.clone());
+        assert!(matches!(
+            cloud.create(&claim("a").build()).await,
+            Err(Error::InsufficientCapacity { .. })
+        ));
+        assert!(cloud.close_ice_window(id));
+        assert!(!cloud.close_ice_window(id));
+
+        let cloud = FakeCloud::builder()
+            .karpenter_catalog(2)
+            .ice_cache_ttl(Duration::ZERO)
+            .build();
+        cloud.ice_window_for(spot, Duration::from_secs(600));
+        tokio::task::yield_now().await;
+        assert!(cloud.create(&claim("b").build()).await.is_err());
+        tokio::time::sleep(Duration::from_secs(601)).await;
+        let out = cloud.create(&claim("b").build()).await.unwrap();
+        assert_eq!(out.label(labels::CAPACITY_TYPE), Some("spot"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delete_terminates_then_reports_not_found() {
+        let cloud = cloud();
+        let mut events = cloud.subscribe();
+        let launched = cloud.create(&claim("a").build()).await.unwrap();
+        let id = launched.provider_id().unwrap().to_string();
+        assert_eq!(
+            cloud.get(&id).await.unwrap().metadata.name.as_deref(),
+            Some("a")
+        );
+        assert_eq!(cloud.list().await.unwrap().len(), 1);
+        cloud.delete(&launched).await.unwrap();
+        assert!(matches!(cloud.delete(&launched).await, Err(Error::NotFound(ref p)) if *p == id));
+        assert!(matches!(cloud.get(&id).await, Err(Error::NotFound(_))));
+        assert!(cloud.list().await.unwrap().is_empty());
+        // A claim that never launched has nothing to delete.
+        assert!(matches!(
+            cloud.delete(&claim("never").build()).await,
+            Err(Error::NotFound(_))
+        ));
+        let _launched = events.recv().await.unwrap();
+        assert_eq!(
+            events.recv().await.unwrap(),
+            FakeEvent::Terminated {
+                claim_name: "a".into(),
+                provider_id: id,
+                reason: TerminationReason::Deleted
+            }
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn interruption_warns_then_terminates_two_minutes_later() {
+        let cloud = cloud();
+        let out = cloud.create(&claim("a").build()).await.unwrap();
+        let id = out.provider_id().unwrap().to_string();
+        let mut events = cloud.subscribe();
+        assert_eq!(cloud.interrupt_spot(5), vec![id.clone()]);
+        assert_eq!(
+            events.recv().await.unwrap(),
+            FakeEvent::InterruptionWarning {
+                claim_name: "a".into(),
+                provider_id: id.clone(),
+                notice: Duration::from_secs(120)
+            }
+        );
+        let warned = Instant::now();
+        assert_eq!(
+            cloud.instance(&id).unwrap().state,
+            InstanceState::Interrupted
+        );
+        match events.recv().await.unwrap() {
+            FakeEvent::Terminated { reason, .. } => {
+                assert_eq!(reason, TerminationReason::Interrupted)
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(warned.elapsed(), Duration::from_secs(120));
+        assert!(cloud.instance(&id).is_none());
+        assert_eq!(cloud.interruption_count(), 1);
+        assert!(matches!(cloud.interrupt(&id), Err(Error::NotFound(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn injected_errors_are_one_shot_and_calls_are_recorded() {
+        let cloud = cloud();
+        cloud.fail_next(Operation::Create, Error::Throttled("slow down".into()));
+        cloud.fail_next(
+            Operation::List,
+            Error::Api {
+                operation: "list",
+                message: "boom".into(),
+            },
+        );
+        assert!(matches!(
+            cloud.create(&claim("a").build()).await,
+            Err(Error::Throttled(_))
+        ));
+        assert!(cloud.instances().is_empty());
+        cloud.create(&claim("a").build()).await.unwrap();
+        assert!(cloud.list().await.is_err());
+        assert_eq!(cloud.list().await.unwrap().len(), 1);
+        let calls: Vec<(Operation, String)> = cloud
+            .calls()
+            .into_iter()
+            .map(|c| (c.operation, c.subject))
+            .collect();
+        assert_eq!(
+            calls,
+            vec![
+                (Operation::Create, "a".into()),
+                (Operation::Create, "a".into()),
+                (Operation::List, String::new()),
+                (Operation::List, String::new()),
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resource_requests_must_fit_and_be_valid() {
+        let cloud = cloud();
+        let err = cloud
+            .create(&claim("a").cpu("64").build())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::InsufficientCapacity { .. }), "{err}");
+        let err = cloud
+            .create(&claim("b").cpu("lots").build())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("spec.resources.requests.cpu"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drift_and_node_class_status_are_scriptable() {
+        let cloud = cloud();
+        let c = claim("a").build();
+        assert_eq!(cloud.is_drifted(&c).await.unwrap(), None);
+        cloud.mark_drifted("a", DriftReason::AmiDrift);
+        assert_eq!(
+            cloud.is_drifted(&c).await.unwrap(),
+            Some(DriftReason::AmiDrift)
+        );
+
+        let class = stowage_api::EC2NodeClass::new("default", Default::default());
+        let status = cloud.node_class_status(&class).await.unwrap();
+        assert!(status.is_true(stowage_api::conditions::READY));
+        assert_eq!(status.subnets.len(), 3);
+        cloud.set_node_class_not_ready("default", Some("no subnets"));
+        let status = cloud.node_class_status(&class).await.unwrap();
+        assert!(!status.is_true(stowage_api::conditions::READY));
+    }
+}
