@@ -149,7 +149,7 @@ impl Quantity {
                 if v == 0 {
                     break;
                 }
-                truncated |= v % 10 != 0;
+                truncated |= !v.is_multiple_of(10);
                 v /= 10;
             }
         }

@@ -1,7 +1,28 @@
 //! The pure core of Stowage: scheduling simulation and cost-minimal bin packing.
 //!
 //! Invariant: no I/O, no async, no clock reads, no kube client. Same input, same plan.
+//!
+//! - [`model`]: instance types, offerings, resources (the cloud provider's contract).
+//! - [`domain`]: pods, nodes, NodePools, daemonsets, [`SolveInput`], [`SolveOptions`], [`Plan`].
+//! - [`solve()`]: the solve itself; [`bound`]: the lower bound on its cost.
+//! - [`predicates`]: kube-scheduler's filters over existing nodes ([`predicates::ClusterIndex`]).
+//! - [`convert`]: Kubernetes objects to domain types (the only place `k8s_openapi` is read).
+//! - [`catalog`]: deterministic synthetic catalogues for benchmarks, tests and the fake cloud.
 
+pub mod bitset;
+pub mod bound;
+pub mod catalog;
+pub mod convert;
+pub mod domain;
 pub mod model;
+pub mod predicates;
+pub mod solve;
 
+pub use domain::{
+    CapacityMix, DaemonSet, HostPort, LabelSelector, NewClaim, Node, NodePool, Placement, Plan,
+    Pod, PodAffinityTerm, PodKey, PoolUsage, PreferredTerm, SolveInput, SolveOptions, Taint,
+    TaintEffect, Toleration, TolerationOperator, TopologySpread, WeightedPodAffinityTerm,
+    WhenUnsatisfiable,
+};
 pub use model::{InstanceType, Offering, Overhead, Resources};
+pub use solve::solve;

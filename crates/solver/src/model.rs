@@ -189,11 +189,16 @@ mod tests {
         let it = InstanceType {
             name: "m5.large".into(),
             labels: BTreeMap::new(),
-            capacity: Resources::new().with("cpu", 2000).with("memory", 8 << 30).with("pods", 29),
+            capacity: Resources::new()
+                .with("cpu", 2000)
+                .with("memory", 8 << 30)
+                .with("pods", 29),
             overhead: Overhead {
                 kube_reserved: Resources::new().with("cpu", 70).with("memory", 574 << 20),
                 system_reserved: Resources::new(),
-                eviction_threshold: Resources::new().with("memory", 100 << 20).with("ephemeral-storage", 1),
+                eviction_threshold: Resources::new()
+                    .with("memory", 100 << 20)
+                    .with("ephemeral-storage", 1),
             },
             offerings: vec![],
         };

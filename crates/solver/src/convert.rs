@@ -1,0 +1,833 @@
+//! The edge between Kubernetes objects and the solver's domain: `k8s_openapi` Pods, Nodes and
+//! DaemonSets and the API's NodePool become [`crate::domain`] types.
+//!
+//! Key decision: this is the only module that reads `k8s_openapi` types, and every failure names
+//! the object (`Pod default/web`) and the field (`spec.containers[0].resources.requests.cpu`).
+//! Requests follow Kubernetes: a container's missing request defaults to its limit; the pod's
+//! requests are max(any init container + the sidecars started before it, containers + all
+//! sidecars) plus the pod overhead.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::apps::v1 as apps;
+use k8s_openapi::api::core::v1 as core;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
+use stowage_api::labels;
+use stowage_api::quantity;
+use stowage_api::requirements::{Operator, Requirement};
+
+use crate::domain::{
+    CapacityMix, DaemonSet, HostPort, LabelSelector, Node, NodePool, Pod, PodAffinityTerm,
+    PoolUsage, PreferredTerm, Taint, TaintEffect, Toleration, TolerationOperator, TopologySpread,
+    WeightedPodAffinityTerm, WhenUnsatisfiable,
+};
+use crate::model::{Resources, resource};
+
+/// A Kubernetes object the solver cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{object}: {field}: {source}")]
+    ParseQuantity {
+        object: String,
+        field: String,
+        #[source]
+        source: quantity::Error,
+    },
+    #[error("{object}: {field} is required")]
+    MissingField { object: String, field: String },
+    #[error("{object}: {field}: {message}")]
+    InvalidValue {
+        object: String,
+        field: String,
+        message: String,
+    },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn invalid(object: &str, field: &str, message: impl Into<String>) -> Error {
+    Error::InvalidValue {
+        object: object.to_string(),
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+fn quantities(
+    object: &str,
+    field: &str,
+    map: Option<&BTreeMap<String, Quantity>>,
+) -> Result<Resources> {
+    let mut r = Resources::new();
+    for (k, q) in map.into_iter().flatten() {
+        let v = quantity::parse_resource(k, &q.0).map_err(|source| Error::ParseQuantity {
+            object: object.to_string(),
+            field: format!("{field}.{k}"),
+            source,
+        })?;
+        r.set(k.clone(), v);
+    }
+    Ok(r)
+}
+
+fn container_requests(object: &str, field: &str, c: &core::Container) -> Result<Resources> {
+    let res = c.resources.as_ref();
+    let mut r = quantities(
+        object,
+        &format!("{field}.resources.limits"),
+        res.and_then(|r| r.limits.as_ref()),
+    )?;
+    let req = quantities(
+        object,
+        &format!("{field}.resources.requests"),
+        res.and_then(|r| r.requests.as_ref()),
+    )?;
+    for (k, v) in req.0 {
+        r.set(k, v);
+    }
+    Ok(r)
+}
+
+/// The pod's effective requests (Kubernetes' `PodRequests`).
+pub fn pod_requests(object: &str, spec: &core::PodSpec) -> Result<Resources> {
+    let mut sum = Resources::new();
+    for (i, c) in spec.containers.iter().enumerate() {
+        sum.add(&container_requests(
+            object,
+            &format!("spec.containers[{i}]"),
+            c,
+        )?);
+    }
+    let mut sidecars = Resources::new();
+    let mut init_max = Resources::new();
+    for (i, c) in spec.init_containers.iter().flatten().enumerate() {
+        let r = container_requests(object, &format!("spec.initContainers[{i}]"), c)?;
+        if c.restart_policy.as_deref() == Some("Always") {
+            sidecars.add(&r);
+            init_max.max_with(&sidecars);
+        } else {
+            let mut with = r;
+            with.add(&sidecars);
+            init_max.max_with(&with);
+        }
+    }
+    sum.add(&sidecars);
+    sum.max_with(&init_max);
+    sum.add(&quantities(
+        object,
+        "spec.overhead",
+        spec.overhead.as_ref(),
+    )?);
+    Ok(sum)
+}
+
+fn operator(object: &str, field: &str, op: &str) -> Result<Operator> {
+    Ok(match op {
+        "In" => Operator::In,
+        "NotIn" => Operator::NotIn,
+        "Exists" => Operator::Exists,
+        "DoesNotExist" => Operator::DoesNotExist,
+        "Gt" => Operator::Gt,
+        "Lt" => Operator::Lt,
+        "Gte" => Operator::Gte,
+        "Lte" => Operator::Lte,
+        other => {
+            return Err(invalid(
+                object,
+                field,
+                format!("unknown operator {other:?}"),
+            ));
+        }
+    })
+}
+
+fn node_selector_term(
+    object: &str,
+    field: &str,
+    t: &core::NodeSelectorTerm,
+) -> Result<Vec<Requirement>> {
+    let mut out = Vec::new();
+    for (i, e) in t.match_expressions.iter().flatten().enumerate() {
+        let f = format!("{field}.matchExpressions[{i}]");
+        out.push(Requirement::new(
+            &e.key,
+            operator(object, &format!("{f}.operator"), &e.operator)?,
+            e.values.iter().flatten().cloned(),
+        ));
+    }
+    if t.match_fields.as_ref().is_some_and(|f| !f.is_empty()) {
+        return Err(invalid(
+            object,
+            &format!("{field}.matchFields"),
+            "matchFields is not supported",
+        ));
+    }
+    Ok(out)
+}
+
+fn label_selector(object: &str, field: &str, s: &meta::LabelSelector) -> Result<LabelSelector> {
+    let mut out = LabelSelector {
+        match_labels: s.match_labels.clone().unwrap_or_default(),
+        match_expressions: Vec::new(),
+    };
+    for (i, e) in s.match_expressions.iter().flatten().enumerate() {
+        let f = format!("{field}.matchExpressions[{i}].operator");
+        let op = operator(object, &f, &e.operator)?;
+        if op.is_numeric() {
+            return Err(invalid(
+                object,
+                &f,
+                "label selectors take In, NotIn, Exists or DoesNotExist",
+            ));
+        }
+        out.match_expressions.push(Requirement::new(
+            &e.key,
+            op,
+            e.values.iter().flatten().cloned(),
+        ));
+    }
+    Ok(out)
+}
+
+fn with_match_label_keys(
+    mut sel: Option<LabelSelector>,
+    keys: Option<&Vec<String>>,
+    pod_labels: &BTreeMap<String, String>,
+) -> Option<LabelSelector> {
+    if let Some(s) = &mut sel {
+        for k in keys.into_iter().flatten() {
+            if let Some(v) = pod_labels.get(k) {
+                s.match_expressions.push(Requirement::in_(k, [v.as_str()]));
+            }
+        }
+    }
+    sel
+}
+
+fn affinity_term(
+    object: &str,
+    field: &str,
+    t: &core::PodAffinityTerm,
+    namespace: &str,
+    pod_labels: &BTreeMap<String, String>,
+) -> Result<PodAffinityTerm> {
+    let sel = t
+        .label_selector
+        .as_ref()
+        .map(|s| label_selector(object, &format!("{field}.labelSelector"), s))
+        .transpose()?;
+    let namespaces = if t.namespace_selector.is_some() {
+        // Namespace labels are not visible here: an empty selector means every namespace, and a
+        // non-empty one is approximated by every namespace too (conservative for anti-affinity).
+        None
+    } else {
+        let list: BTreeSet<String> = t.namespaces.iter().flatten().cloned().collect();
+        Some(if list.is_empty() {
+            BTreeSet::from([namespace.to_string()])
+        } else {
+            list
+        })
+    };
+    if t.topology_key.is_empty() {
+        return Err(Error::MissingField {
+            object: object.to_string(),
+            field: format!("{field}.topologyKey"),
+        });
+    }
+    Ok(PodAffinityTerm {
+        label_selector: with_match_label_keys(sel, t.match_label_keys.as_ref(), pod_labels),
+        topology_key: t.topology_key.clone(),
+        namespaces,
+    })
+}
+
+fn effect(object: &str, field: &str, e: &str) -> Result<TaintEffect> {
+    Ok(match e {
+        "NoSchedule" => TaintEffect::NoSchedule,
+        "PreferNoSchedule" => TaintEffect::PreferNoSchedule,
+        "NoExecute" => TaintEffect::NoExecute,
+        other => {
+            return Err(invalid(
+                object,
+                field,
+                format!("unknown taint effect {other:?}"),
+            ));
+        }
+    })
+}
+
+/// A Kubernetes taint.
+pub fn taint(object: &str, field: &str, t: &core::Taint) -> Result<Taint> {
+    Ok(Taint {
+        key: t.key.clone(),
+        value: t.value.clone().unwrap_or_default(),
+        effect: effect(object, &format!("{field}.effect"), &t.effect)?,
+    })
+}
+
+/// A pod from its spec (used for pods and for daemonset templates).
+pub fn pod_from_spec(
+    object: &str,
+    namespace: &str,
+    name: &str,
+    meta: &meta::ObjectMeta,
+    spec: &core::PodSpec,
+) -> Result<Pod> {
+    let pod_labels = meta.labels.clone().unwrap_or_default();
+    let mut pod = Pod::new(namespace, name);
+    pod.requests = pod_requests(object, spec)?;
+    pod.node_selector = spec.node_selector.clone().unwrap_or_default();
+    pod.priority = spec.priority.unwrap_or(0);
+    pod.owner = meta
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|o| o.controller == Some(true))
+        .map(|o| format!("{}/{}", o.kind, o.name));
+    for (i, t) in spec.tolerations.iter().flatten().enumerate() {
+        let f = format!("spec.tolerations[{i}]");
+        let op = match t.operator.as_deref() {
+            None | Some("Equal") => TolerationOperator::Equal,
+            Some("Exists") => TolerationOperator::Exists,
+            Some(o) => {
+                return Err(invalid(
+                    object,
+                    &format!("{f}.operator"),
+                    format!("unknown operator {o:?}"),
+                ));
+            }
+        };
+        let eff = match t.effect.as_deref() {
+            None | Some("") => None,
+            Some(e) => Some(effect(object, &format!("{f}.effect"), e)?),
+        };
+        pod.tolerations.push(Toleration {
+            key: t.key.clone().unwrap_or_default(),
+            operator: op,
+            value: t.value.clone().unwrap_or_default(),
+            effect: eff,
+        });
+    }
+    for c in spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+    {
+        for p in c.ports.iter().flatten() {
+            if let Some(hp) = p.host_port.filter(|h| *h > 0) {
+                pod.host_ports.push(HostPort {
+                    port: hp,
+                    protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
+                    host_ip: p.host_ip.clone().unwrap_or_default(),
+                });
+            }
+        }
+    }
+    for (i, s) in spec
+        .topology_spread_constraints
+        .iter()
+        .flatten()
+        .enumerate()
+    {
+        let f = format!("spec.topologySpreadConstraints[{i}]");
+        let when = match s.when_unsatisfiable.as_str() {
+            "DoNotSchedule" => WhenUnsatisfiable::DoNotSchedule,
+            "ScheduleAnyway" => WhenUnsatisfiable::ScheduleAnyway,
+            o => {
+                return Err(invalid(
+                    object,
+                    &format!("{f}.whenUnsatisfiable"),
+                    format!("unknown value {o:?}"),
+                ));
+            }
+        };
+        if s.max_skew < 1 {
+            return Err(invalid(
+                object,
+                &format!("{f}.maxSkew"),
+                "must be at least 1",
+            ));
+        }
+        let sel = s
+            .label_selector
+            .as_ref()
+            .map(|x| label_selector(object, &format!("{f}.labelSelector"), x))
+            .transpose()?;
+        pod.topology_spread.push(TopologySpread {
+            max_skew: s.max_skew,
+            topology_key: s.topology_key.clone(),
+            when_unsatisfiable: when,
+            label_selector: with_match_label_keys(sel, s.match_label_keys.as_ref(), &pod_labels),
+            min_domains: s.min_domains,
+        });
+    }
+    if let Some(aff) = &spec.affinity {
+        if let Some(na) = &aff.node_affinity {
+            if let Some(req) = &na.required_during_scheduling_ignored_during_execution {
+                for (i, t) in req.node_selector_terms.iter().enumerate() {
+                    let f = format!(
+                        "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[{i}]"
+                    );
+                    pod.required_node_affinity
+                        .push(node_selector_term(object, &f, t)?);
+                }
+            }
+            for (i, p) in na
+                .preferred_during_scheduling_ignored_during_execution
+                .iter()
+                .flatten()
+                .enumerate()
+            {
+                let f = format!(
+                    "spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[{i}].preference"
+                );
+                pod.preferred_node_affinity.push(PreferredTerm {
+                    weight: p.weight,
+                    requirements: node_selector_term(object, &f, &p.preference)?,
+                });
+            }
+        }
+        for (anti, pa) in [
+            (
+                false,
+                aff.pod_affinity.as_ref().map(|a| {
+                    (
+                        &a.required_during_scheduling_ignored_during_execution,
+                        &a.preferred_during_scheduling_ignored_during_execution,
+                    )
+                }),
+            ),
+            (
+                true,
+                aff.pod_anti_affinity.as_ref().map(|a| {
+                    (
+                        &a.required_during_scheduling_ignored_during_execution,
+                        &a.preferred_during_scheduling_ignored_during_execution,
+                    )
+                }),
+            ),
+        ] {
+            let Some((required, preferred)) = pa else {
+                continue;
+            };
+            let base = if anti {
+                "spec.affinity.podAntiAffinity"
+            } else {
+                "spec.affinity.podAffinity"
+            };
+            for (i, t) in required.iter().flatten().enumerate() {
+                let f = format!("{base}.requiredDuringSchedulingIgnoredDuringExecution[{i}]");
+                let term = affinity_term(object, &f, t, namespace, &pod_labels)?;
+                if anti {
+                    pod.pod_anti_affinity.push(term)
+                } else {
+                    pod.pod_affinity.push(term)
+                }
+            }
+            for (i, w) in preferred.iter().flatten().enumerate() {
+                let f = format!(
+                    "{base}.preferredDuringSchedulingIgnoredDuringExecution[{i}].podAffinityTerm"
+                );
+                let term = WeightedPodAffinityTerm {
+                    weight: w.weight,
+                    term: affinity_term(object, &f, &w.pod_affinity_term, namespace, &pod_labels)?,
+                };
+                if anti {
+                    pod.preferred_pod_anti_affinity.push(term)
+                } else {
+                    pod.preferred_pod_affinity.push(term)
+                }
+            }
+        }
+    }
+    pod.labels = pod_labels;
+    Ok(pod)
+}
+
+/// A Kubernetes Pod.
+pub fn pod(p: &core::Pod) -> Result<Pod> {
+    let name = p.metadata.name.clone().unwrap_or_default();
+    let namespace = p
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let object = format!("Pod {namespace}/{name}");
+    if name.is_empty() {
+        return Err(Error::MissingField {
+            object,
+            field: "metadata.name".into(),
+        });
+    }
+    let spec = p.spec.as_ref().ok_or_else(|| Error::MissingField {
+        object: object.clone(),
+        field: "spec".into(),
+    })?;
+    pod_from_spec(&object, &namespace, &name, &p.metadata, spec)
+}
+
+/// A Kubernetes Node with the (already converted) pods bound to it.
+pub fn node(n: &core::Node, pods: Vec<Pod>) -> Result<Node> {
+    let name = n.metadata.name.clone().unwrap_or_default();
+    let object = format!("Node {name}");
+    if name.is_empty() {
+        return Err(Error::MissingField {
+            object,
+            field: "metadata.name".into(),
+        });
+    }
+    let status = n.status.as_ref();
+    let allocatable = quantities(
+        &object,
+        "status.allocatable",
+        status.and_then(|s| s.allocatable.as_ref()),
+    )?;
+    let mut capacity = quantities(
+        &object,
+        "status.capacity",
+        status.and_then(|s| s.capacity.as_ref()),
+    )?;
+    if capacity.is_zero() {
+        capacity = allocatable.clone();
+    }
+    let node_labels = n.metadata.labels.clone().unwrap_or_default();
+    let mut taints = Vec::new();
+    for (i, t) in n
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.as_ref())
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        taints.push(taint(&object, &format!("spec.taints[{i}]"), t)?);
+    }
+    let capacity_type = match node_labels.get(labels::CAPACITY_TYPE) {
+        Some(v) => Some(
+            v.parse()
+                .map_err(|e: stowage_api::labels::UnknownCapacityType| {
+                    invalid(
+                        &object,
+                        &format!("metadata.labels[{}]", labels::CAPACITY_TYPE),
+                        e.to_string(),
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    Ok(Node {
+        labels: {
+            let mut l = node_labels.clone();
+            l.entry(labels::HOSTNAME.to_string())
+                .or_insert_with(|| name.clone());
+            l
+        },
+        nodepool: node_labels.get(labels::NODEPOOL).cloned(),
+        instance_type: node_labels.get(labels::INSTANCE_TYPE).cloned(),
+        capacity_type,
+        taints,
+        allocatable,
+        capacity,
+        pods,
+        price_per_hour: None,
+        unschedulable: n
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false),
+        name,
+    })
+}
+
+/// A Kubernetes DaemonSet (its pod template).
+pub fn daemonset(d: &apps::DaemonSet) -> Result<DaemonSet> {
+    let name = d.metadata.name.clone().unwrap_or_default();
+    let namespace = d
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let object = format!("DaemonSet {namespace}/{name}");
+    let template = d
+        .spec
+        .as_ref()
+        .map(|s| &s.template)
+        .ok_or_else(|| Error::MissingField {
+            object: object.clone(),
+            field: "spec".into(),
+        })?;
+    let spec = template.spec.as_ref().ok_or_else(|| Error::MissingField {
+        object: object.clone(),
+        field: "spec.template.spec".into(),
+    })?;
+    let meta = template.metadata.clone().unwrap_or_default();
+    Ok(DaemonSet {
+        name: format!("{namespace}/{name}"),
+        pod: pod_from_spec(&object, &namespace, &name, &meta, spec)?,
+    })
+}
+
+/// What a pool holds, summed from the nodes (existing or in flight) labelled with its name.
+pub fn pool_usage(pool: &str, nodes: &[Node]) -> PoolUsage {
+    let mut u = PoolUsage::default();
+    let mut count = 0;
+    for n in nodes.iter().filter(|n| n.nodepool.as_deref() == Some(pool)) {
+        count += 1;
+        u.resources.add(&n.capacity);
+        let cpu = n.capacity.get(resource::CPU);
+        u.total_cpu_millis += cpu;
+        if n.capacity_type == Some(stowage_api::CapacityType::OnDemand) {
+            u.on_demand_cpu_millis += cpu;
+        }
+    }
+    u.resources.set(resource::PODS, 0);
+    u.resources.set("nodes", count);
+    u
+}
+
+/// An API NodePool with its current usage (its instance types default to the solve's catalogue).
+pub fn nodepool(np: &stowage_api::NodePool, usage: PoolUsage) -> Result<NodePool> {
+    let name = np.metadata.name.clone().unwrap_or_default();
+    let object = format!("NodePool {name}");
+    if name.is_empty() {
+        return Err(Error::MissingField {
+            object,
+            field: "metadata.name".into(),
+        });
+    }
+    let spec = &np.spec.template.spec;
+    let mut taints = Vec::new();
+    for (i, t) in spec.taints.iter().enumerate() {
+        taints.push(taint(
+            &object,
+            &format!("spec.template.spec.taints[{i}]"),
+            t,
+        )?);
+    }
+    let mut startup_taints = Vec::new();
+    for (i, t) in spec.startup_taints.iter().enumerate() {
+        startup_taints.push(taint(
+            &object,
+            &format!("spec.template.spec.startupTaints[{i}]"),
+            t,
+        )?);
+    }
+    let limits = quantities(&object, "spec.limits", Some(&np.spec.limits))?;
+    let capacity_mix = match &np.spec.capacity_mix {
+        None => None,
+        Some(m) => {
+            let base = match &m.on_demand_base {
+                None => 0,
+                Some(q) => quantity::parse_milli(&q.0).map_err(|source| Error::ParseQuantity {
+                    object: object.clone(),
+                    field: "spec.capacityMix.onDemandBase".into(),
+                    source,
+                })?,
+            };
+            let pct = u32::try_from(m.on_demand_percent_above_base)
+                .ok()
+                .filter(|p| *p <= 100)
+                .ok_or_else(|| {
+                    invalid(
+                        &object,
+                        "spec.capacityMix.onDemandPercentAboveBase",
+                        "must be within 0..100",
+                    )
+                })?;
+            Some(CapacityMix {
+                on_demand_base_millis: base,
+                on_demand_percent_above_base: pct,
+            })
+        }
+    };
+    Ok(NodePool {
+        name,
+        weight: np.weight(),
+        labels: np.spec.template.metadata.labels.clone(),
+        requirements: spec.requirements.clone(),
+        taints,
+        startup_taints,
+        limits,
+        capacity_mix,
+        usage,
+        instance_types: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web-0
+  namespace: shop
+  labels: {app: web}
+spec:
+  priority: 10
+  initContainers:
+  - name: migrate
+    resources: {requests: {cpu: "2", memory: 1Gi}}
+  - name: proxy
+    restartPolicy: Always
+    resources: {requests: {cpu: 100m, memory: 64Mi}}
+  containers:
+  - name: app
+    resources: {requests: {cpu: 500m}, limits: {memory: 512Mi, nvidia.com/gpu: "1"}}
+    ports: [{containerPort: 80, hostPort: 8080}]
+  - name: logger
+    resources: {requests: {cpu: 250m, memory: 128Mi}}
+  overhead: {cpu: 10m}
+  nodeSelector: {kubernetes.io/arch: amd64}
+  tolerations:
+  - {key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}
+  topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: topology.kubernetes.io/zone
+    whenUnsatisfiable: DoNotSchedule
+    labelSelector: {matchLabels: {app: web}}
+    matchLabelKeys: [app]
+  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms:
+        - matchExpressions: [{key: stowage.dev/capacity-type, operator: In, values: [spot]}]
+        - matchExpressions: [{key: aws.stowage.dev/instance-cpu, operator: Gt, values: ["4"]}]
+      preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 50
+        preference: {matchExpressions: [{key: topology.kubernetes.io/zone, operator: In, values: [a]}]}
+    podAntiAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+      - labelSelector: {matchLabels: {app: web}}
+        topologyKey: kubernetes.io/hostname
+"#;
+
+    #[test]
+    fn converts_a_pod_the_kubernetes_way() {
+        let k: core::Pod = serde_saphyr::from_str(POD).unwrap();
+        let p = pod(&k).unwrap();
+        assert_eq!(p.key(), "shop/web-0");
+        // containers 500m + 250m + sidecar 100m = 850m; init: migrate 2000m (before the sidecar
+        // starts) -> max = 2000m; + 10m overhead.
+        assert_eq!(p.requests.cpu_millis(), 2010);
+        // memory: containers 512Mi (limit as request) + 128Mi + sidecar 64Mi = 704Mi vs 1Gi.
+        assert_eq!(p.requests.memory_bytes(), 1 << 30);
+        assert_eq!(p.requests.get("nvidia.com/gpu"), 1);
+        assert_eq!(p.priority, 10);
+        assert_eq!(p.host_ports, vec![HostPort::tcp(8080)]);
+        assert_eq!(p.required_node_affinity.len(), 2);
+        assert_eq!(p.required_node_affinity[1][0].operator, Operator::Gt);
+        assert_eq!(p.preferred_node_affinity[0].weight, 50);
+        assert_eq!(
+            p.pod_anti_affinity[0].namespaces,
+            Some(BTreeSet::from(["shop".to_string()]))
+        );
+        let spread = &p.topology_spread[0];
+        assert_eq!(
+            spread
+                .label_selector
+                .as_ref()
+                .unwrap()
+                .match_expressions
+                .len(),
+            1
+        );
+        assert_eq!(p.tolerations[0].operator, TolerationOperator::Exists);
+    }
+
+    #[test]
+    fn names_object_and_field_on_bad_input() {
+        let bad = POD.replace("cpu: 250m", "cpu: 25x");
+        let k: core::Pod = serde_saphyr::from_str(&bad).unwrap();
+        let err = pod(&k).unwrap_err().to_string();
+        assert!(
+            err.starts_with("Pod shop/web-0: spec.containers[1].resources.requests.cpu"),
+            "{err}"
+        );
+        let bad = POD.replace("operator: Gt", "operator: Bigger");
+        let k: core::Pod = serde_saphyr::from_str(&bad).unwrap();
+        let err = pod(&k).unwrap_err().to_string();
+        assert!(
+            err.contains("nodeSelectorTerms[1].matchExpressions[0].operator"),
+            "{err}"
+        );
+        assert!(err.contains("Bigger"), "{err}");
+    }
+
+    #[test]
+    fn converts_nodes_daemonsets_and_nodepools() {
+        let n: core::Node = serde_saphyr::from_str(
+            r#"
+metadata:
+  name: ip-10-0-0-1
+  labels: {stowage.dev/nodepool: default, stowage.dev/capacity-type: on-demand, topology.kubernetes.io/zone: a}
+spec:
+  taints: [{key: dedicated, value: gpu, effect: NoSchedule}]
+status:
+  allocatable: {cpu: 3920m, memory: 15Gi, pods: "58"}
+  capacity: {cpu: "4", memory: 16Gi, pods: "58"}
+"#,
+        )
+        .unwrap();
+        let node = node(&n, vec![]).unwrap();
+        assert_eq!(node.allocatable.cpu_millis(), 3920);
+        assert_eq!(node.taints[0].to_string(), "dedicated=gpu:NoSchedule");
+        assert_eq!(node.labels.get(labels::HOSTNAME).unwrap(), "ip-10-0-0-1");
+        let usage = pool_usage("default", &[node]);
+        assert_eq!(usage.on_demand_cpu_millis, 4000);
+        assert_eq!(usage.resources.get("nodes"), 1);
+
+        let d: apps::DaemonSet = serde_saphyr::from_str(
+            r#"
+metadata: {name: agent, namespace: kube-system}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      containers: [{name: a, resources: {requests: {cpu: 100m, memory: 50Mi}}}]
+"#,
+        )
+        .unwrap();
+        let ds = daemonset(&d).unwrap();
+        assert_eq!(ds.name, "kube-system/agent");
+        assert_eq!(ds.pod.requests.cpu_millis(), 100);
+
+        let np_yaml = r#"
+apiVersion: stowage.dev/v1
+kind: NodePool
+metadata: {name: spot-workflows}
+spec:
+  weight: 10
+  limits: {cpu: "1000", nodes: "5"}
+  capacityMix: {onDemandBase: "4", onDemandPercentAboveBase: 5}
+  template:
+    spec:
+      nodeClassRef: {group: aws.stowage.dev, kind: EC2NodeClass, name: default}
+      requirements: [{key: stowage.dev/capacity-type, operator: In, values: [spot, on-demand]}]
+      taints: [{key: workflows, effect: NoSchedule}]
+"#;
+        let np: stowage_api::NodePool = serde_saphyr::from_str(np_yaml).unwrap();
+        let pool = nodepool(&np, PoolUsage::default()).unwrap();
+        assert_eq!(pool.weight, 10);
+        assert_eq!(pool.limits.cpu_millis(), 1_000_000);
+        assert_eq!(pool.limits.get("nodes"), 5);
+        assert_eq!(
+            pool.capacity_mix.as_ref().unwrap().on_demand_base_millis,
+            4000
+        );
+        assert_eq!(pool.taints[0].to_string(), "workflows:NoSchedule");
+        let bad: stowage_api::NodePool =
+            serde_saphyr::from_str(&np_yaml.replace("cpu: \"1000\"", "cpu: lots")).unwrap();
+        let err = nodepool(&bad, PoolUsage::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("NodePool spot-workflows: spec.limits.cpu"),
+            "{err}"
+        );
+    }
+}

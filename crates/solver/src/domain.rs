@@ -1,0 +1,750 @@
+//! The scheduling domain the solver reads and writes: pods (requests computed the Kubernetes way,
+//! selectors, affinity, tolerations, topology spread, host ports), existing and in-flight nodes,
+//! NodePools with their usage, daemonsets, the solve input and options, and the [`Plan`].
+//!
+//! Key decision: plain data with public fields and builder methods, converted once from Kubernetes
+//! objects by [`crate::convert`]; the solver never sees a `k8s_openapi` type. Requirements reuse
+//! the API's [`Requirement`] so NodePool requirements and pod node affinity share one algebra.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use stowage_api::CapacityType;
+use stowage_api::requirements::{Operator, Requirement};
+
+use crate::model::{InstanceType, Resources};
+
+/// `namespace/name` of a pod.
+pub type PodKey = String;
+
+/// What a taint does to pods that do not tolerate it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TaintEffect {
+    NoSchedule,
+    PreferNoSchedule,
+    NoExecute,
+}
+
+impl TaintEffect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaintEffect::NoSchedule => "NoSchedule",
+            TaintEffect::PreferNoSchedule => "PreferNoSchedule",
+            TaintEffect::NoExecute => "NoExecute",
+        }
+    }
+}
+
+/// A node taint.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Taint {
+    pub key: String,
+    /// Empty when the taint has no value.
+    pub value: String,
+    pub effect: TaintEffect,
+}
+
+impl Taint {
+    pub fn new(key: &str, value: &str, effect: TaintEffect) -> Self {
+        Taint {
+            key: key.into(),
+            value: value.into(),
+            effect,
+        }
+    }
+}
+
+impl fmt::Display for Taint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.value.is_empty() {
+            write!(f, "{}:{}", self.key, self.effect.as_str())
+        } else {
+            write!(f, "{}={}:{}", self.key, self.value, self.effect.as_str())
+        }
+    }
+}
+
+/// `Equal` (default) or `Exists`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TolerationOperator {
+    Equal,
+    Exists,
+}
+
+/// A pod toleration.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Toleration {
+    /// Empty with `Exists` tolerates every taint.
+    pub key: String,
+    pub operator: TolerationOperator,
+    pub value: String,
+    /// `None` tolerates every effect.
+    pub effect: Option<TaintEffect>,
+}
+
+impl Toleration {
+    /// `key=value:effect` with operator Equal.
+    pub fn equal(key: &str, value: &str, effect: Option<TaintEffect>) -> Self {
+        Toleration {
+            key: key.into(),
+            operator: TolerationOperator::Equal,
+            value: value.into(),
+            effect,
+        }
+    }
+
+    /// `key` Exists (empty key: everything).
+    pub fn exists(key: &str, effect: Option<TaintEffect>) -> Self {
+        Toleration {
+            key: key.into(),
+            operator: TolerationOperator::Exists,
+            value: String::new(),
+            effect,
+        }
+    }
+
+    /// Whether this toleration tolerates `taint` (Kubernetes semantics).
+    pub fn tolerates(&self, taint: &Taint) -> bool {
+        if self.effect.is_some_and(|e| e != taint.effect) {
+            return false;
+        }
+        match self.operator {
+            TolerationOperator::Exists => self.key.is_empty() || self.key == taint.key,
+            TolerationOperator::Equal => self.key == taint.key && self.value == taint.value,
+        }
+    }
+}
+
+/// The first taint in `taints` that `tolerations` do not tolerate. `PreferNoSchedule` taints are
+/// only considered when `include_prefer` is set (the solver treats them as hard until relaxed).
+pub fn untolerated<'a>(
+    taints: &'a [Taint],
+    tolerations: &[Toleration],
+    include_prefer: bool,
+) -> Option<&'a Taint> {
+    taints.iter().find(|t| {
+        (include_prefer || t.effect != TaintEffect::PreferNoSchedule)
+            && !tolerations.iter().any(|tol| tol.tolerates(t))
+    })
+}
+
+/// Whether `req` holds for a label lookup (`Gt`/`Lt`/`Gte`/`Lte` compare integers).
+pub fn requirement_matches(req: &Requirement, value: Option<&str>) -> bool {
+    match req.operator {
+        Operator::In => value.is_some_and(|v| req.values.iter().any(|x| x == v)),
+        Operator::NotIn => value.is_none_or(|v| !req.values.iter().any(|x| x == v)),
+        Operator::Exists => value.is_some(),
+        Operator::DoesNotExist => value.is_none(),
+        Operator::Gt | Operator::Lt | Operator::Gte | Operator::Lte => {
+            let (Some(v), Some(bound)) = (value, req.values.first()) else {
+                return false;
+            };
+            let (Ok(v), Ok(bound)) = (v.parse::<i64>(), bound.parse::<i64>()) else {
+                return false;
+            };
+            match req.operator {
+                Operator::Gt => v > bound,
+                Operator::Lt => v < bound,
+                Operator::Gte => v >= bound,
+                _ => v <= bound,
+            }
+        }
+    }
+}
+
+/// Whether every requirement holds for `labels`.
+pub fn requirements_match(reqs: &[Requirement], labels: &BTreeMap<String, String>) -> bool {
+    reqs.iter()
+        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
+}
+
+/// A label selector (`matchLabels` AND `matchExpressions`). Empty matches everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LabelSelector {
+    pub match_labels: BTreeMap<String, String>,
+    /// Operators In, NotIn, Exists, DoesNotExist.
+    pub match_expressions: Vec<Requirement>,
+}
+
+impl LabelSelector {
+    /// `matchLabels` only.
+    pub fn labels<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        LabelSelector {
+            match_labels: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            match_expressions: Vec::new(),
+        }
+    }
+
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && requirements_match(&self.match_expressions, labels)
+    }
+}
+
+/// `DoNotSchedule` (hard) or `ScheduleAnyway` (soft: treated as hard until relaxed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum WhenUnsatisfiable {
+    DoNotSchedule,
+    ScheduleAnyway,
+}
+
+/// A topology spread constraint, counted over pods in the pod's own namespace.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TopologySpread {
+    pub max_skew: i32,
+    pub topology_key: String,
+    pub when_unsatisfiable: WhenUnsatisfiable,
+    /// `None` counts no pods (Kubernetes semantics of a missing selector). `matchLabelKeys` are
+    /// folded in by [`crate::convert`].
+    pub label_selector: Option<LabelSelector>,
+    pub min_domains: Option<i32>,
+}
+
+/// A required pod (anti-)affinity term.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PodAffinityTerm {
+    /// `None` matches no pod.
+    pub label_selector: Option<LabelSelector>,
+    pub topology_key: String,
+    /// The namespaces whose pods are considered; `None` means all namespaces.
+    pub namespaces: Option<BTreeSet<String>>,
+}
+
+impl PodAffinityTerm {
+    /// Whether a pod in `namespace` with `labels` is selected by this term.
+    pub fn selects(&self, namespace: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.namespaces
+            .as_ref()
+            .is_none_or(|ns| ns.contains(namespace))
+            && self
+                .label_selector
+                .as_ref()
+                .is_some_and(|s| s.matches(labels))
+    }
+}
+
+/// A preferred pod (anti-)affinity term.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WeightedPodAffinityTerm {
+    pub weight: i32,
+    pub term: PodAffinityTerm,
+}
+
+/// A preferred node affinity term.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PreferredTerm {
+    pub weight: i32,
+    pub requirements: Vec<Requirement>,
+}
+
+/// A host port a container binds.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct HostPort {
+    pub port: i32,
+    /// `TCP` (default), `UDP` or `SCTP`.
+    pub protocol: String,
+    /// Empty or `0.0.0.0` binds every address.
+    pub host_ip: String,
+}
+
+impl HostPort {
+    pub fn tcp(port: i32) -> Self {
+        HostPort {
+            port,
+            protocol: "TCP".into(),
+            host_ip: String::new(),
+        }
+    }
+
+    /// Whether two host ports cannot share a node.
+    pub fn conflicts(&self, other: &HostPort) -> bool {
+        let wild = |ip: &str| ip.is_empty() || ip == "0.0.0.0";
+        self.port == other.port
+            && self.protocol == other.protocol
+            && (wild(&self.host_ip) || wild(&other.host_ip) || self.host_ip == other.host_ip)
+    }
+}
+
+/// A pod as the solver sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Pod {
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// max(init containers, containers + restartable init containers) + pod overhead, in the
+    /// solver's integer units. Does not include the `pods` count (the solver adds 1).
+    pub requests: Resources,
+    pub node_selector: BTreeMap<String, String>,
+    /// Required node affinity: OR of terms, each an AND of requirements. Empty: no constraint.
+    pub required_node_affinity: Vec<Vec<Requirement>>,
+    pub preferred_node_affinity: Vec<PreferredTerm>,
+    pub tolerations: Vec<Toleration>,
+    pub topology_spread: Vec<TopologySpread>,
+    pub pod_affinity: Vec<PodAffinityTerm>,
+    pub pod_anti_affinity: Vec<PodAffinityTerm>,
+    pub preferred_pod_affinity: Vec<WeightedPodAffinityTerm>,
+    pub preferred_pod_anti_affinity: Vec<WeightedPodAffinityTerm>,
+    pub host_ports: Vec<HostPort>,
+    /// Identifies the workload (e.g. `ReplicaSet/web-7d9`); informational.
+    pub owner: Option<String>,
+    pub priority: i32,
+}
+
+impl Pod {
+    /// A pod with no requests and no constraints.
+    pub fn new(namespace: &str, name: &str) -> Self {
+        Pod {
+            namespace: namespace.into(),
+            name: name.into(),
+            ..Pod::default()
+        }
+    }
+
+    /// `namespace/name`.
+    pub fn key(&self) -> PodKey {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    pub fn cpu_millis(mut self, millis: i64) -> Self {
+        self.requests.set(crate::model::resource::CPU, millis);
+        self
+    }
+
+    pub fn memory_mib(mut self, mib: i64) -> Self {
+        self.requests.set(crate::model::resource::MEMORY, mib << 20);
+        self
+    }
+
+    pub fn request(mut self, name: &str, value: i64) -> Self {
+        self.requests.set(name, value);
+        self
+    }
+
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn node_selector(mut self, key: &str, value: &str) -> Self {
+        self.node_selector.insert(key.into(), value.into());
+        self
+    }
+
+    /// Adds a required node-affinity term (OR with the others).
+    pub fn require_any(mut self, term: Vec<Requirement>) -> Self {
+        self.required_node_affinity.push(term);
+        self
+    }
+
+    pub fn prefer(mut self, weight: i32, requirements: Vec<Requirement>) -> Self {
+        self.preferred_node_affinity.push(PreferredTerm {
+            weight,
+            requirements,
+        });
+        self
+    }
+
+    pub fn toleration(mut self, toleration: Toleration) -> Self {
+        self.tolerations.push(toleration);
+        self
+    }
+
+    /// Spreads over `key` with `max_skew`, counting pods with the same `app` label as this pod.
+    pub fn spread(mut self, key: &str, max_skew: i32, when: WhenUnsatisfiable) -> Self {
+        let selector = LabelSelector {
+            match_labels: self.labels.clone(),
+            match_expressions: Vec::new(),
+        };
+        self.topology_spread.push(TopologySpread {
+            max_skew,
+            topology_key: key.into(),
+            when_unsatisfiable: when,
+            label_selector: Some(selector),
+            min_domains: None,
+        });
+        self
+    }
+
+    /// Required affinity to pods carrying this pod's own labels, over `key`.
+    pub fn self_affinity(mut self, key: &str) -> Self {
+        let term = self.self_term(key);
+        self.pod_affinity.push(term);
+        self
+    }
+
+    /// Required anti-affinity to pods carrying this pod's own labels, over `key`.
+    pub fn self_anti_affinity(mut self, key: &str) -> Self {
+        let term = self.self_term(key);
+        self.pod_anti_affinity.push(term);
+        self
+    }
+
+    fn self_term(&self, key: &str) -> PodAffinityTerm {
+        PodAffinityTerm {
+            label_selector: Some(LabelSelector {
+                match_labels: self.labels.clone(),
+                match_expressions: Vec::new(),
+            }),
+            topology_key: key.into(),
+            namespaces: Some(BTreeSet::from([self.namespace.clone()])),
+        }
+    }
+
+    pub fn host_port(mut self, port: i32) -> Self {
+        self.host_ports.push(HostPort::tcp(port));
+        self
+    }
+
+    /// Whether the pod requests an accelerator (GPU, Neuron, Gaudi).
+    pub fn wants_accelerator(&self) -> bool {
+        stowage_api::labels::ACCELERATOR_RESOURCES
+            .iter()
+            .any(|r| self.requests.get(r) > 0)
+    }
+
+    /// The requirements the node must satisfy with the given required-affinity term: the node
+    /// selector as `In` requirements plus that term.
+    pub fn node_requirements(&self, term: Option<usize>) -> Vec<Requirement> {
+        let mut reqs: Vec<Requirement> = self
+            .node_selector
+            .iter()
+            .map(|(k, v)| Requirement::in_(k, [v.as_str()]))
+            .collect();
+        if let Some(t) = term.and_then(|i| self.required_node_affinity.get(i)) {
+            reqs.extend(t.iter().cloned());
+        }
+        reqs
+    }
+}
+
+/// An existing node (or an in-flight NodeClaim modelled as a node) with the pods bound to it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Node {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Taints pods must tolerate (for in-flight claims: the pool's taints, not startup taints).
+    pub taints: Vec<Taint>,
+    pub allocatable: Resources,
+    pub capacity: Resources,
+    /// Pods bound (or nominated) to the node, daemonset pods included.
+    pub pods: Vec<Pod>,
+    pub nodepool: Option<String>,
+    pub capacity_type: Option<CapacityType>,
+    pub instance_type: Option<String>,
+    pub price_per_hour: Option<f64>,
+    /// Cordoned or being deleted: nothing new goes there.
+    pub unschedulable: bool,
+}
+
+impl Node {
+    pub fn new(name: &str, allocatable: Resources) -> Self {
+        let mut labels = BTreeMap::new();
+        labels.insert(stowage_api::labels::HOSTNAME.to_string(), name.to_string());
+        Node {
+            name: name.into(),
+            labels,
+            capacity: allocatable.clone(),
+            allocatable,
+            ..Node::default()
+        }
+    }
+
+    pub fn label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    pub fn taint(mut self, taint: Taint) -> Self {
+        self.taints.push(taint);
+        self
+    }
+
+    pub fn with_pod(mut self, pod: Pod) -> Self {
+        self.pods.push(pod);
+        self
+    }
+
+    /// Sum of the requests of the pods on the node, `pods` count included.
+    pub fn requested(&self) -> Resources {
+        let mut r = Resources::new();
+        for p in &self.pods {
+            r.add(&p.requests);
+        }
+        r.set(crate::model::resource::PODS, self.pods.len() as i64);
+        r
+    }
+}
+
+/// The on-demand cap of a pool: on-demand vCPUs may not pass
+/// `on_demand_base + on_demand_percent_above_base % of the pool's total vCPUs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapacityMix {
+    pub on_demand_base_millis: i64,
+    /// 0..=100; 100 means no cap.
+    pub on_demand_percent_above_base: u32,
+}
+
+impl CapacityMix {
+    /// Whether adding `add_cpu` on-demand millicores keeps the pool within the cap, given its
+    /// current on-demand and total millicores.
+    pub fn allows(&self, on_demand: i64, total: i64, add_cpu: i64) -> bool {
+        if self.on_demand_percent_above_base >= 100 {
+            return true;
+        }
+        let od = on_demand + add_cpu;
+        let tot = total + add_cpu;
+        od * 100
+            <= self.on_demand_base_millis * 100 + i64::from(self.on_demand_percent_above_base) * tot
+    }
+}
+
+/// What a pool holds already (existing nodes and in-flight claims).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolUsage {
+    /// Summed capacity, with `nodes` as the node count.
+    pub resources: Resources,
+    pub on_demand_cpu_millis: i64,
+    pub total_cpu_millis: i64,
+}
+
+/// A NodePool as the solver sees it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodePool {
+    pub name: String,
+    /// Higher first.
+    pub weight: i32,
+    /// `spec.template.metadata.labels`.
+    pub labels: BTreeMap<String, String>,
+    pub requirements: Vec<Requirement>,
+    pub taints: Vec<Taint>,
+    /// Present at boot, removed by a daemon: pods need not tolerate them.
+    pub startup_taints: Vec<Taint>,
+    /// Caps on total capacity (`cpu`, `memory`, `nodes`, extended resources). Absent: no cap.
+    pub limits: Resources,
+    pub capacity_mix: Option<CapacityMix>,
+    pub usage: PoolUsage,
+    /// The pool's own instance types; `None` uses [`SolveInput::instance_types`].
+    pub instance_types: Option<Vec<InstanceType>>,
+}
+
+impl NodePool {
+    pub fn new(name: &str) -> Self {
+        NodePool {
+            name: name.into(),
+            ..NodePool::default()
+        }
+    }
+
+    pub fn requirement(mut self, req: Requirement) -> Self {
+        self.requirements.push(req);
+        self
+    }
+
+    pub fn taint(mut self, taint: Taint) -> Self {
+        self.taints.push(taint);
+        self
+    }
+
+    pub fn weight(mut self, weight: i32) -> Self {
+        self.weight = weight;
+        self
+    }
+
+    pub fn limit(mut self, name: &str, value: i64) -> Self {
+        self.limits.set(name, value);
+        self
+    }
+
+    pub fn capacity_mix(mut self, base_millis: i64, percent: u32) -> Self {
+        self.capacity_mix = Some(CapacityMix {
+            on_demand_base_millis: base_millis,
+            on_demand_percent_above_base: percent,
+        });
+        self
+    }
+
+    pub fn usage(mut self, usage: PoolUsage) -> Self {
+        self.usage = usage;
+        self
+    }
+}
+
+/// A daemonset whose pods will land on new nodes they are compatible with.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonSet {
+    /// `namespace/name`.
+    pub name: String,
+    /// The pod template as a pod (requests, selectors, tolerations).
+    pub pod: Pod,
+}
+
+/// Everything a solve reads.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SolveInput {
+    /// Pods to place.
+    pub pods: Vec<Pod>,
+    /// Existing nodes, with the pods already on them.
+    pub nodes: Vec<Node>,
+    /// In-flight NodeClaims (launched, not yet registered), modelled as nodes: known labels,
+    /// the allocatable the claim will have, pods nominated to it.
+    pub in_flight: Vec<Node>,
+    pub nodepools: Vec<NodePool>,
+    /// The catalogue used by pools without their own list.
+    pub instance_types: Vec<InstanceType>,
+    pub daemonsets: Vec<DaemonSet>,
+}
+
+/// Knobs of a solve.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SolveOptions {
+    /// How many instance types a new claim lists (cheapest first). Default 60.
+    pub max_instance_types: usize,
+    /// Relax preferences (preferred affinity, ScheduleAnyway spread, PreferNoSchedule) when a
+    /// pod would otherwise not fit. Default on.
+    pub relax_preferences: bool,
+}
+
+impl Default for SolveOptions {
+    fn default() -> Self {
+        SolveOptions {
+            max_instance_types: 60,
+            relax_preferences: true,
+        }
+    }
+}
+
+/// A node to buy.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewClaim {
+    /// A placeholder name (`<nodepool>-<n>`), unique within the plan; the hostname topology
+    /// domain of the claim during the solve.
+    pub name: String,
+    pub nodepool: String,
+    /// What the launched node must satisfy: the pool's requirements narrowed by the pods
+    /// (instance types, zones, capacity type, pinned topology labels).
+    pub requirements: Vec<Requirement>,
+    /// Compatible instance types, cheapest available offering first, truncated to
+    /// [`SolveOptions::max_instance_types`] while honouring `minValues`.
+    pub instance_type_options: Vec<String>,
+    pub pods: Vec<PodKey>,
+    /// Summed requests of the pods (with the `pods` count) plus the daemonset overhead.
+    pub requests: Resources,
+    /// Price per hour of the cheapest compatible available offering.
+    pub cheapest_price: f64,
+}
+
+/// What a solve decided. Same input, same plan.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub new_claims: Vec<NewClaim>,
+    /// Pod -> existing node or in-flight claim name.
+    pub existing_placements: BTreeMap<PodKey, String>,
+    /// Pod -> why it cannot be placed, in words a human can act on.
+    pub unschedulable: BTreeMap<PodKey, String>,
+}
+
+impl Plan {
+    /// Summed cheapest price of the new claims, per hour.
+    pub fn cost_per_hour(&self) -> f64 {
+        self.new_claims.iter().map(|c| c.cheapest_price).sum()
+    }
+
+    /// The claim (index) or existing node a pod went to.
+    pub fn placement_of(&self, pod: &str) -> Option<Placement<'_>> {
+        if let Some(n) = self.existing_placements.get(pod) {
+            return Some(Placement::Existing(n));
+        }
+        self.new_claims
+            .iter()
+            .position(|c| c.pods.iter().any(|p| p == pod))
+            .map(Placement::NewClaim)
+    }
+}
+
+/// Where a pod went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement<'a> {
+    Existing(&'a str),
+    /// Index into [`Plan::new_claims`].
+    NewClaim(usize),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tolerations_follow_kubernetes() {
+        let t = Taint::new("dedicated", "gpu", TaintEffect::NoSchedule);
+        assert!(Toleration::equal("dedicated", "gpu", None).tolerates(&t));
+        assert!(Toleration::equal("dedicated", "gpu", Some(TaintEffect::NoSchedule)).tolerates(&t));
+        assert!(!Toleration::equal("dedicated", "gpu", Some(TaintEffect::NoExecute)).tolerates(&t));
+        assert!(!Toleration::equal("dedicated", "cpu", None).tolerates(&t));
+        assert!(Toleration::exists("dedicated", None).tolerates(&t));
+        assert!(Toleration::exists("", None).tolerates(&t));
+        assert!(!Toleration::exists("other", None).tolerates(&t));
+        let prefer = Taint::new("x", "", TaintEffect::PreferNoSchedule);
+        assert_eq!(untolerated(std::slice::from_ref(&prefer), &[], false), None);
+        assert_eq!(
+            untolerated(std::slice::from_ref(&prefer), &[], true),
+            Some(&prefer)
+        );
+        assert_eq!(t.to_string(), "dedicated=gpu:NoSchedule");
+    }
+
+    #[test]
+    fn requirement_operators() {
+        let r = |op, vals: &[&str]| Requirement::new("k", op, vals.iter().copied());
+        let cases = [
+            (r(Operator::In, &["a", "b"]), Some("a"), true),
+            (r(Operator::In, &["a"]), None, false),
+            (r(Operator::NotIn, &["a"]), None, true),
+            (r(Operator::NotIn, &["a"]), Some("a"), false),
+            (r(Operator::Exists, &[]), Some("x"), true),
+            (r(Operator::DoesNotExist, &[]), Some("x"), false),
+            (r(Operator::Gt, &["4"]), Some("5"), true),
+            (r(Operator::Gt, &["4"]), Some("4"), false),
+            (r(Operator::Gte, &["4"]), Some("4"), true),
+            (r(Operator::Lt, &["4"]), Some("x"), false),
+            (r(Operator::Lte, &["4"]), Some("4"), true),
+        ];
+        for (req, value, want) in cases {
+            assert_eq!(requirement_matches(&req, value), want, "{req:?} {value:?}");
+        }
+    }
+
+    #[test]
+    fn host_ports_conflict_on_wildcard_or_same_ip() {
+        let a = HostPort::tcp(80);
+        let mut b = HostPort::tcp(80);
+        b.host_ip = "10.0.0.1".into();
+        let mut c = b.clone();
+        c.host_ip = "10.0.0.2".into();
+        assert!(a.conflicts(&b));
+        assert!(!b.conflicts(&c));
+        assert!(!a.conflicts(&HostPort::tcp(81)));
+    }
+
+    #[test]
+    fn capacity_mix_caps_on_demand_share() {
+        let mix = CapacityMix {
+            on_demand_base_millis: 0,
+            on_demand_percent_above_base: 5,
+        };
+        // 100 vCPU of spot: 5 on-demand vCPU make 5/105 < 5 %.
+        assert!(mix.allows(0, 100_000, 5_000));
+        assert!(!mix.allows(5_000, 105_000, 1_000));
+        let base = CapacityMix {
+            on_demand_base_millis: 4_000,
+            on_demand_percent_above_base: 0,
+        };
+        assert!(base.allows(0, 0, 4_000));
+        assert!(!base.allows(4_000, 4_000, 1));
+    }
+}

@@ -1,0 +1,530 @@
+//! Scenario tests of the solve: each builds a small cluster with the builders and states what the
+//! plan must be.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions unwrap too
+
+use std::collections::BTreeMap;
+
+use stowage_api::CapacityType;
+use stowage_api::labels;
+use stowage_api::requirements::Requirement;
+use stowage_solver::catalog::{ZONES, accelerator_type, karpenter_shape};
+use stowage_solver::domain::Placement;
+use stowage_solver::{
+    DaemonSet, InstanceType, Node, NodePool, Plan, Pod, PoolUsage, Resources, SolveInput,
+    SolveOptions, Taint, TaintEffect, Toleration, WhenUnsatisfiable, solve,
+};
+
+fn input(pods: Vec<Pod>, pools: Vec<NodePool>, types: Vec<InstanceType>) -> SolveInput {
+    SolveInput {
+        pods,
+        nodepools: pools,
+        instance_types: types,
+        ..SolveInput::default()
+    }
+}
+
+fn pods(prefix: &str, n: usize, f: impl Fn(Pod) -> Pod) -> Vec<Pod> {
+    (0..n)
+        .map(|i| f(Pod::new("default", &format!("{prefix}-{i:03}"))))
+        .collect()
+}
+
+fn claim_of<'a>(plan: &'a Plan, pod: &str) -> &'a stowage_solver::NewClaim {
+    match plan.placement_of(pod) {
+        Some(Placement::NewClaim(i)) => &plan.new_claims[i],
+        other => panic!(
+            "{pod} not on a new claim: {other:?} ({:?})",
+            plan.unschedulable.get(pod)
+        ),
+    }
+}
+
+fn req_values<'a>(claim: &'a stowage_solver::NewClaim, key: &str) -> &'a [String] {
+    &claim
+        .requirements
+        .iter()
+        .find(|r| r.key == key)
+        .unwrap()
+        .values
+}
+
+fn type_map(types: &[InstanceType]) -> BTreeMap<&str, &InstanceType> {
+    types.iter().map(|t| (t.name.as_str(), t)).collect()
+}
+
+/// Every placed pod fits the allocatable of every option of its claim (with daemon overhead).
+fn assert_claims_fit(plan: &Plan, types: &[InstanceType]) {
+    let m = type_map(types);
+    for c in &plan.new_claims {
+        assert!(!c.instance_type_options.is_empty());
+        for t in &c.instance_type_options {
+            assert!(
+                c.requests.fits_in(&m[t.as_str()].allocatable()),
+                "{} does not fit {t}",
+                c.name
+            );
+        }
+    }
+}
+
+#[test]
+fn packs_generic_pods_cheaply_on_spot() {
+    let types = karpenter_shape(50);
+    let p = pods("web", 40, |p| p.cpu_millis(1000).memory_mib(1024));
+    let plan = solve(
+        &input(p, vec![NodePool::new("default")], types.clone()),
+        &SolveOptions::default(),
+    );
+    assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+    let placed: usize = plan.new_claims.iter().map(|c| c.pods.len()).sum();
+    assert_eq!(placed, 40);
+    for c in &plan.new_claims {
+        assert_eq!(req_values(c, labels::CAPACITY_TYPE), ["spot"]);
+        assert_eq!(req_values(c, labels::NODEPOOL), ["default"]);
+    }
+    // 40 vCPU of pods at 0.21 per spot vCPU(+2GiB): the packing is exact.
+    assert!(
+        (plan.cost_per_hour() - 40.0 * 0.21).abs() < 1e-6,
+        "{}",
+        plan.cost_per_hour()
+    );
+    assert_claims_fit(&plan, &types);
+    // Options are sorted by price and truncated to the default 60.
+    let opts = &plan.new_claims[0].instance_type_options;
+    assert!(opts.len() <= 60);
+}
+
+#[test]
+fn existing_capacity_is_used_first() {
+    let types = karpenter_shape(10);
+    let node = Node::new(
+        "existing-1",
+        Resources::new()
+            .with("cpu", 4000)
+            .with("memory", 8 << 30)
+            .with("pods", 20),
+    )
+    .label(labels::ZONE, ZONES[0]);
+    let mut inp = input(
+        pods("a", 3, |p| p.cpu_millis(1000)),
+        vec![NodePool::new("default")],
+        types,
+    );
+    inp.nodes.push(node);
+    let plan = solve(&inp, &SolveOptions::default());
+    assert_eq!(plan.existing_placements.len(), 3);
+    assert!(plan.new_claims.is_empty());
+    assert_eq!(plan.existing_placements["default/a-000"], "existing-1");
+}
+
+#[test]
+fn gpu_pod_gets_a_gpu_type_and_cpu_pods_never_do() {
+    let mut types = karpenter_shape(20);
+    types.push(accelerator_type(
+        "g5.xlarge",
+        4,
+        16,
+        labels::RESOURCE_NVIDIA_GPU,
+        1,
+        1.0,
+    ));
+    types.push(accelerator_type(
+        "g5.48xlarge",
+        192,
+        768,
+        labels::RESOURCE_NVIDIA_GPU,
+        8,
+        16.0,
+    ));
+    let mut all = pods("cpu", 10, |p| p.cpu_millis(500).memory_mib(512));
+    all.push(
+        Pod::new("default", "trainer")
+            .cpu_millis(2000)
+            .request(labels::RESOURCE_NVIDIA_GPU, 1),
+    );
+    let plan = solve(
+        &input(all, vec![NodePool::new("default")], types.clone()),
+        &SolveOptions::default(),
+    );
+    assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+    let gpu_claim = claim_of(&plan, "default/trainer");
+    assert_eq!(gpu_claim.instance_type_options[0], "g5.xlarge");
+    let m = type_map(&types);
+    for c in &plan.new_claims {
+        let has_cpu_pod = c.pods.iter().any(|p| p.contains("/cpu-"));
+        if has_cpu_pod {
+            for t in &c.instance_type_options {
+                assert!(
+                    !m[t.as_str()].is_exotic(),
+                    "cpu pods bought an accelerator type {t}"
+                );
+            }
+        }
+    }
+    // When only accelerator types fit, a CPU pod still gets one.
+    let only_gpu = vec![accelerator_type(
+        "g5.xlarge",
+        4,
+        16,
+        labels::RESOURCE_NVIDIA_GPU,
+        1,
+        1.0,
+    )];
+    let plan = solve(
+        &input(
+            pods("cpu", 1, |p| p.cpu_millis(500)),
+            vec![NodePool::new("default")],
+            only_gpu,
+        ),
+        &SolveOptions::default(),
+    );
+    assert_eq!(
+        claim_of(&plan, "default/cpu-000").instance_type_options,
+        ["g5.xlarge"]
+    );
+}
+
+#[test]
+fn gaudi_pod_lands_only_on_the_pool_that_offers_it() {
+    let gaudi = accelerator_type(
+        "dl1.24xlarge",
+        96,
+        768,
+        labels::RESOURCE_HABANA_GAUDI,
+        8,
+        13.1,
+    );
+    let taint = Taint::new(
+        labels::RESOURCE_HABANA_GAUDI,
+        "true",
+        TaintEffect::NoSchedule,
+    );
+    let general = NodePool::new("general")
+        .weight(50)
+        .requirement(Requirement::not_in(labels::INSTANCE_TYPE, ["dl1.24xlarge"]));
+    let habana = NodePool::new("habana")
+        .requirement(Requirement::in_(labels::INSTANCE_TYPE, ["dl1.24xlarge"]))
+        .taint(taint.clone());
+    let mut types = karpenter_shape(100);
+    types.push(gaudi);
+    let pod = Pod::new("ml", "gaudi-train")
+        .cpu_millis(8000)
+        .memory_mib(64 * 1024)
+        .request(labels::RESOURCE_HABANA_GAUDI, 8)
+        .toleration(Toleration::equal(
+            labels::RESOURCE_HABANA_GAUDI,
+            "true",
+            Some(TaintEffect::NoSchedule),
+        ));
+    let plain = Pod::new("ml", "notebook").cpu_millis(1000);
+    let plan = solve(
+        &input(vec![pod, plain], vec![general, habana], types),
+        &SolveOptions::default(),
+    );
+    assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+    let c = claim_of(&plan, "ml/gaudi-train");
+    assert_eq!(c.nodepool, "habana");
+    assert_eq!(c.instance_type_options, ["dl1.24xlarge"]);
+    assert_eq!(claim_of(&plan, "ml/notebook").nodepool, "general");
+    // Without the toleration, the pool's taint is the reason.
+    let untolerant = Pod::new("ml", "gaudi-2").request(labels::RESOURCE_HABANA_GAUDI, 8);
+    let habana_only = NodePool::new("habana").taint(taint);
+    let types = vec![accelerator_type(
+        "dl1.24xlarge",
+        96,
+        768,
+        labels::RESOURCE_HABANA_GAUDI,
+        8,
+        13.1,
+    )];
+    let plan = solve(
+        &input(vec![untolerant], vec![habana_only], types),
+        &SolveOptions::default(),
+    );
+    assert_eq!(
+        plan.unschedulable["ml/gaudi-2"],
+        "no NodePool tolerates taint habana.ai/gaudi=true:NoSchedule"
+    );
+}
+
+#[test]
+fn zone_spread_balances_three_zones() {
+    let types = karpenter_shape(30);
+    let p = pods("z", 9, |p| {
+        p.cpu_millis(1000).label("app", "z").spread(
+            labels::ZONE,
+            1,
+            WhenUnsatisfiable::DoNotSchedule,
+        )
+    });
+    let plan = solve(
+        &input(p, vec![NodePool::new("default")], types.clone()),
+        &SolveOptions::default(),
+    );
+    assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+    let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
+    for c in &plan.new_claims {
+        let zones = req_values(c, labels::ZONE);
+        assert_eq!(zones.len(), 1, "spread claims are pinned to one zone");
+        *per_zone.entry(zones[0].clone()).or_default() += c.pods.len();
+    }
+    assert_eq!(
+        per_zone.values().copied().collect::<Vec<_>>(),
+        vec![3, 3, 3],
+        "{per_zone:?}"
+    );
+    assert_claims_fit(&plan, &types);
+}
+
+#[test]
+fn hostname_anti_affinity_gives_each_pod_its_own_node() {
+    let types = karpenter_shape(10);
+    let p = pods("db", 5, |p| {
+        p.cpu_millis(500)
+            .label("app", "db")
+            .self_anti_affinity(labels::HOSTNAME)
+    });
+    let plan = solve(
+        &input(p, vec![NodePool::new("default")], types),
+        &SolveOptions::default(),
+    );
+    assert_eq!(plan.new_claims.len(), 5);
+    assert!(plan.new_claims.iter().all(|c| c.pods.len() == 1));
+    assert_eq!(plan.new_claims[0].instance_type_options[0], "fake-it-0");
+}
+
+#[test]
+fn spot_unavailable_falls_back_to_on_demand_until_the_cap() {
+    let mut types = karpenter_shape(8);
+    for t in &mut types {
+        for o in &mut t.offerings {
+            if o.capacity_type == CapacityType::Spot {
+                o.available = false;
+            }
+        }
+    }
+    // 100 vCPU of spot already; on-demand may be 5 % of the pool: 5 vCPU fit, more do not.
+    let pool = NodePool::new("spot-workflows")
+        .capacity_mix(0, 5)
+        .usage(PoolUsage {
+            resources: Resources::new().with("cpu", 100_000),
+            on_demand_cpu_millis: 0,
+            total_cpu_millis: 100_000,
+        });
+    let p = pods("job", 8, |p| {
+        p.cpu_millis(1000)
+            .label("app", "job")
+            .self_anti_affinity(labels::HOSTNAME)
+    });
+    let plan = solve(&input(p, vec![pool], types), &SolveOptions::default());
+    let od_cpu: usize = plan.new_claims.len();
+    assert!(od_cpu >= 1);
+    for c in &plan.new_claims {
+        assert_eq!(req_values(c, labels::CAPACITY_TYPE), ["on-demand"]);
+        assert_eq!(
+            c.instance_type_options,
+            ["fake-it-0"],
+            "capped claims never grow past the charge"
+        );
+    }
+    assert_eq!(
+        plan.new_claims.len(),
+        5,
+        "5 x 1 vCPU on-demand keeps 5/105 <= 5 %"
+    );
+    assert_eq!(plan.unschedulable.len(), 3);
+    for reason in plan.unschedulable.values() {
+        assert_eq!(
+            reason,
+            "NodePool spot-workflows: spot unavailable and on-demand cap 5% of pool reached"
+        );
+    }
+}
+
+#[test]
+fn nodepool_limits_count_what_a_claim_could_grow_to() {
+    let types = karpenter_shape(16);
+    let pool = NodePool::new("spot-workflows").limit("cpu", 10_000);
+    let p = pods("w", 30, |p| p.cpu_millis(1000));
+    let plan = solve(
+        &input(p, vec![pool], types.clone()),
+        &SolveOptions::default(),
+    );
+    let m = type_map(&types);
+    let max_cpu: i64 = plan
+        .new_claims
+        .iter()
+        .map(|c| {
+            c.instance_type_options
+                .iter()
+                .map(|t| m[t.as_str()].capacity.cpu_millis())
+                .max()
+                .unwrap()
+        })
+        .sum();
+    assert!(max_cpu <= 10_000, "claims could grow to {max_cpu}m");
+    assert_eq!(
+        plan.unschedulable.len(),
+        20,
+        "one 10 vCPU claim, then the limit"
+    );
+    assert!(
+        plan.unschedulable
+            .values()
+            .all(|r| r == "NodePool spot-workflows: limit cpu 10 reached"),
+        "{:?}",
+        plan.unschedulable
+    );
+}
+
+#[test]
+fn weight_orders_pools_and_taints_explain_failures() {
+    let types = karpenter_shape(10);
+    let heavy = NodePool::new("heavy").weight(100);
+    let light = NodePool::new("light").weight(1);
+    let plan = solve(
+        &input(
+            pods("a", 2, |p| p.cpu_millis(100)),
+            vec![light, heavy],
+            types.clone(),
+        ),
+        &SolveOptions::default(),
+    );
+    assert!(plan.new_claims.iter().all(|c| c.nodepool == "heavy"));
+
+    let tainted =
+        NodePool::new("gpu").taint(Taint::new("dedicated", "gpu", TaintEffect::NoSchedule));
+    let plan = solve(
+        &input(pods("b", 1, |p| p.cpu_millis(100)), vec![tainted], types),
+        &SolveOptions::default(),
+    );
+    assert_eq!(
+        plan.unschedulable["default/b-000"],
+        "no NodePool tolerates taint dedicated=gpu:NoSchedule"
+    );
+}
+
+#[test]
+fn preferences_are_relaxed_only_when_needed() {
+    let types = karpenter_shape(10);
+    let zone_b = Requirement::in_(labels::ZONE, [ZONES[1]]);
+    let nowhere = Requirement::in_(labels::ZONE, ["no-such-zone"]);
+    let p = vec![
+        Pod::new("default", "likes-b")
+            .cpu_millis(100)
+            .prefer(10, vec![zone_b]),
+        Pod::new("default", "likes-nowhere")
+            .cpu_millis(100)
+            .prefer(10, vec![nowhere.clone()]),
+    ];
+    let plan = solve(
+        &input(p, vec![NodePool::new("default")], types.clone()),
+        &SolveOptions::default(),
+    );
+    assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+    assert_eq!(
+        req_values(claim_of(&plan, "default/likes-b"), labels::ZONE),
+        [ZONES[1]]
+    );
+    // A required term that cannot match: the next OR term is tried.
+    let p = vec![
+        Pod::new("default", "either")
+            .cpu_millis(100)
+            .require_any(vec![nowhere])
+            .require_any(vec![Requirement::in_(labels::ZONE, [ZONES[2]])]),
+    ];
+    let plan = solve(
+        &input(p, vec![NodePool::new("default")], types),
+        &SolveOptions::default(),
+    );
+    assert_eq!(
+        req_values(claim_of(&plan, "default/either"), labels::ZONE),
+        [ZONES[2]]
+    );
+}
+
+#[test]
+fn daemonset_overhead_is_reserved_on_new_nodes() {
+    let types = karpenter_shape(4);
+    let ds = DaemonSet {
+        name: "kube-system/agent".into(),
+        pod: Pod::new("kube-system", "agent").cpu_millis(500),
+    };
+    let mut inp = input(
+        pods("a", 1, |p| p.cpu_millis(1000)),
+        vec![NodePool::new("default")],
+        types,
+    );
+    inp.daemonsets.push(ds);
+    let plan = solve(&inp, &SolveOptions::default());
+    let c = &plan.new_claims[0];
+    assert_eq!(
+        c.instance_type_options[0], "fake-it-1",
+        "1000m + 500m daemon needs 2 vCPU"
+    );
+    assert_eq!(c.requests.cpu_millis(), 1500);
+    assert_eq!(c.requests.pods(), 2);
+}
+
+#[test]
+fn min_values_survive_truncation() {
+    let types = karpenter_shape(100);
+    let pool = NodePool::new("default")
+        .requirement(Requirement::exists(labels::INSTANCE_CPU).with_min_values(5));
+    let opts = SolveOptions {
+        max_instance_types: 3,
+        ..SolveOptions::default()
+    };
+    let plan = solve(
+        &input(pods("a", 1, |p| p.cpu_millis(100)), vec![pool], types),
+        &opts,
+    );
+    let c = &plan.new_claims[0];
+    assert_eq!(
+        c.instance_type_options.len(),
+        5,
+        "minValues 5 wins over max 3"
+    );
+    let opts = SolveOptions {
+        max_instance_types: 2,
+        ..SolveOptions::default()
+    };
+    let plan = solve(
+        &input(
+            pods("a", 1, |p| p.cpu_millis(100)),
+            vec![NodePool::new("default")],
+            karpenter_shape(100),
+        ),
+        &opts,
+    );
+    assert_eq!(
+        plan.new_claims[0].instance_type_options,
+        ["fake-it-0", "fake-it-1"]
+    );
+}
+
+#[test]
+fn same_input_same_plan() {
+    let types = karpenter_shape(40);
+    let mut p = pods("g", 30, |p| p.cpu_millis(700).memory_mib(900));
+    p.extend(pods("s", 12, |p| {
+        p.cpu_millis(300).label("app", "s").spread(
+            labels::ZONE,
+            1,
+            WhenUnsatisfiable::ScheduleAnyway,
+        )
+    }));
+    p.extend(pods("h", 6, |p| {
+        p.cpu_millis(300)
+            .label("app", "h")
+            .self_anti_affinity(labels::HOSTNAME)
+    }));
+    let inp = input(p, vec![NodePool::new("default")], types);
+    let a = solve(&inp, &SolveOptions::default());
+    let b = solve(&inp, &SolveOptions::default());
+    assert_eq!(a, b);
+    assert_eq!(
+        a.unschedulable.len() + a.new_claims.iter().map(|c| c.pods.len()).sum::<usize>(),
+        48
+    );
+}
