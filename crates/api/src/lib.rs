@@ -12,6 +12,7 @@ pub mod nodeclaim;
 pub mod nodepool;
 pub mod quantity;
 pub mod requirements;
+pub mod validation;
 
 pub use conditions::{Condition, ConditionStatus};
 pub use duration::{Duration, NillableDuration};
@@ -28,4 +29,5 @@ pub use nodepool::{
     Budget, CapacityMix, ConsolidationPolicy, Disruption, DisruptionReason, NodeClaimTemplate,
     NodeClaimTemplateSpec, NodePool, NodePoolSpec, NodePoolStatus, TemplateMetadata,
 };
-pub use requirements::{Operator, Requirement};
+pub use requirements::{Operator, Requirement, Requirements, ValueSet};
+pub use validation::FieldError;
