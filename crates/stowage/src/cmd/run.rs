@@ -1,9 +1,197 @@
-//! `stowage run`.
+//! `stowage run`: the controllers in a cluster. Settings come from flags or the environment,
+//! leader election runs on a Lease (only the holder provisions and disrupts), `/metrics` is
+//! served in Prometheus text format and `/healthz` / `/readyz` for probes; logs are JSON by default.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use stowage_cloud::{CloudProvider, SharedClock, SystemClock};
+use stowage_controller::leader::LeaseConfig;
+use stowage_controller::{Context, Leadership, Settings};
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
 
 /// Arguments of `stowage run`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The cluster's name (instances are tagged with it).
+    #[arg(long, env = "CLUSTER_NAME")]
+    pub cluster_name: String,
+    /// The cluster's API server URL, written into node bootstrap data.
+    #[arg(long, env = "CLUSTER_ENDPOINT", default_value = "")]
+    pub cluster_endpoint: String,
+    /// The cluster's CA bundle (base64), written into node bootstrap data.
+    #[arg(long, env = "CLUSTER_CA_BUNDLE", default_value = "")]
+    pub cluster_ca_bundle: String,
+    /// The cluster's service CIDR.
+    #[arg(long, env = "CLUSTER_CIDR", default_value = "10.100.0.0/16")]
+    pub cluster_cidr: String,
+    /// The AWS region.
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// One endpoint URL for every AWS service (a VPC endpoint, or an emulator).
+    #[arg(long, env = "AWS_ENDPOINT_URL")]
+    pub aws_endpoint_url: Option<String>,
+    /// A batch of pending pods closes after this long without a new one (e.g. `1s`).
+    #[arg(long, env = "BATCH_IDLE_DURATION", default_value = "1s")]
+    pub batch_idle_duration: stowage_api::Duration,
+    /// A batch of pending pods closes at the latest this long after it opened.
+    #[arg(long, env = "BATCH_MAX_DURATION", default_value = "10s")]
+    pub batch_max_duration: stowage_api::Duration,
+    /// Fraction of memory the hypervisor takes.
+    #[arg(long, env = "VM_MEMORY_OVERHEAD_PERCENT", default_value_t = 0.075)]
+    pub vm_memory_overhead_percent: f64,
+    /// The SQS queue of interruption events (empty: interruption handling off).
+    #[arg(long, env = "INTERRUPTION_QUEUE")]
+    pub interruption_queue: Option<String>,
+    /// `json` (in-cluster) or `text`.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+    /// A tracing filter (`info`, `stowage_controller=debug`, ...).
+    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Where `/metrics` is served.
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Where `/healthz` and `/readyz` are served.
+    #[arg(long, env = "HEALTH_PROBE_ADDR", default_value = "0.0.0.0:8081")]
+    pub health_addr: SocketAddr,
+    /// Run leader election (off: this replica always acts).
+    #[arg(long, env = "LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Namespace of the leader Lease and of Events about cluster-scoped objects.
+    #[arg(long, env = "SYSTEM_NAMESPACE", default_value = "kube-system")]
+    pub namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, env = "LEASE_NAME", default_value = "stowage-leader")]
+    pub lease_name: String,
+    /// This replica's identity in leader election (default: the pod or host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
 
-pub async fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`stowage run` is not built yet")
+/// Installs the tracing subscriber (JSON or text).
+pub fn init_tracing(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn settings(args: &Args, identity: &str) -> anyhow::Result<Settings> {
+    let s = Settings {
+        cluster_name: args.cluster_name.clone(),
+        batch_idle: args.batch_idle_duration.0,
+        batch_max: args.batch_max_duration.0,
+        vm_memory_overhead_percent: args.vm_memory_overhead_percent,
+        interruption_queue: args.interruption_queue.clone().filter(|q| !q.is_empty()),
+        lease_name: args.lease_name.clone(),
+        namespace: args.namespace.clone(),
+        identity: identity.to_string(),
+        ..Settings::default()
+    };
+    s.validate()?;
+    Ok(s)
+}
+
+async fn aws_provider(args: &Args, clock: SharedClock) -> anyhow::Result<Arc<dyn CloudProvider>> {
+    let config = stowage_aws::AwsConfig {
+        region: args.region.clone(),
+        endpoint_url: args.aws_endpoint_url.clone(),
+        ..stowage_aws::AwsConfig::default()
+    };
+    let clients = stowage_aws::Clients::new(&config).await;
+    let cluster = stowage_aws::userdata::ClusterInfo {
+        name: args.cluster_name.clone(),
+        endpoint: args.cluster_endpoint.clone(),
+        certificate_authority: args.cluster_ca_bundle.clone(),
+        cidr: args.cluster_cidr.clone(),
+    };
+    let mut provider_settings = stowage_aws::ProviderSettings::new(cluster, &args.region);
+    provider_settings.vm_memory_overhead_percent = args.vm_memory_overhead_percent;
+    let provider = stowage_aws::AwsCloudProvider::new(&clients, provider_settings, clock)
+        .context("failed to set up the AWS provider")?;
+    Ok(Arc::new(provider))
+}
+
+async fn metrics(State(ctx): State<Arc<Context>>) -> String {
+    ctx.render_metrics()
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(ctx): State<Arc<Context>>) -> (StatusCode, &'static str) {
+    if ctx.state().is_synced() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "cluster state not synced")
+    }
+}
+
+async fn serve(addr: SocketAddr, router: Router) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("failed to listen on {addr}"))?;
+    axum::serve(listener, router).await.with_context(|| format!("server on {addr} failed"))
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    init_tracing(args.log_format, &args.log_level);
+    let identity = args
+        .identity
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "stowage".to_string());
+    let settings = settings(&args, &identity)?;
+    let clock: SharedClock = Arc::new(SystemClock);
+    let client = kube::Client::try_default().await.context("failed to build a Kubernetes client")?;
+    let cloud = aws_provider(&args, clock.clone()).await?;
+    let ctx = Arc::new(Context::new(client, cloud, clock, settings.clone()));
+    let leadership = if args.leader_elect {
+        Leadership::Lease(LeaseConfig::new(&settings.lease_name, &settings.namespace, &identity))
+    } else {
+        Leadership::Always
+    };
+    tracing::info!(cluster = %settings.cluster_name, %identity, leader_elect = args.leader_elect, "starting controllers");
+    let running = stowage_controller::start(ctx.clone(), leadership);
+    let metrics_router = Router::new().route("/metrics", get(metrics)).with_state(ctx.clone());
+    let health_router =
+        Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(ctx.clone());
+    let result = tokio::select! {
+        r = serve(args.metrics_addr, metrics_router) => r,
+        r = serve(args.health_addr, health_router) => r,
+        r = tokio::signal::ctrl_c() => {
+            r.context("failed to wait for a signal")?;
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    };
+    running.abort();
+    // Let a standby take over at once rather than after the lease expires.
+    if args.leader_elect {
+        let elector = stowage_controller::leader::LeaderElector::new(
+            ctx.client.clone(),
+            LeaseConfig::new(&settings.lease_name, &settings.namespace, &identity),
+            ctx.clock.clone(),
+        );
+        if let Err(err) = elector.release().await {
+            tracing::warn!(%err, "failed to release the leader lease");
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    result
 }
