@@ -1,1 +1,141 @@
-//! placeholder
+//! Shared harness of the end-to-end tests: the simulated API server, the fake cloud and the real
+//! controllers wired through a real `kube::Client`, plus builders for the objects tests create and
+//! a virtual-time `eventually`.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+use stowage_api::{EC2NodeClass, EC2NodeClassSpec, NodeClaimTemplate, NodeClassRef, NodePool, NodePoolSpec};
+use stowage_cloud::fake::FakeCloud;
+use stowage_cloud::{SharedClock, TokioClock};
+use stowage_controller::{Context, Leadership, Running, Settings};
+use stowage_sim::ApiServer;
+
+/// The epoch virtual time starts at.
+pub const EPOCH: &str = "2026-01-01T00:00:00Z";
+
+/// A simulated API server, a fake cloud and (optionally) running controllers.
+pub struct Harness {
+    pub api: ApiServer,
+    pub client: Client,
+    pub cloud: FakeCloud,
+    pub clock: SharedClock,
+    pub settings: Settings,
+}
+
+impl Harness {
+    /// A harness with a fake cloud selling `n` synthetic instance types.
+    pub fn new(types: usize) -> Self {
+        Self::with_cloud(FakeCloud::builder().karpenter_catalog(types).build())
+    }
+
+    pub fn with_cloud(cloud: FakeCloud) -> Self {
+        let clock: SharedClock = Arc::new(TokioClock::starting_at(EPOCH.parse().unwrap_or_default()));
+        let api = ApiServer::new(clock.clone());
+        let client = api.client();
+        Self { api, client, cloud, clock, settings: Settings::default() }
+    }
+
+    /// A controller context on this cluster and cloud.
+    pub fn context(&self) -> Arc<Context> {
+        Arc::new(Context::new(self.client.clone(), Arc::new(self.cloud.clone()), self.clock.clone(), self.settings.clone()))
+    }
+
+    /// Starts the controllers (always leader).
+    pub fn start(&self) -> Running {
+        stowage_controller::start(self.context(), Leadership::Always)
+    }
+
+    /// Creates the `default` EC2NodeClass and a NodePool `name` using it.
+    pub async fn nodepool(&self, name: &str, edit: impl FnOnce(&mut NodePool)) -> NodePool {
+        let classes: Api<EC2NodeClass> = Api::all(self.client.clone());
+        if classes.get_opt("default").await.ok().flatten().is_none() {
+            let class = EC2NodeClass::new("default", EC2NodeClassSpec::default());
+            let _ = classes.create(&PostParams::default(), &class).await;
+        }
+        let mut pool = NodePool::new(
+            name,
+            NodePoolSpec {
+                template: NodeClaimTemplate::default(),
+                ..Default::default()
+            },
+        );
+        pool.spec.template.spec.node_class_ref = NodeClassRef::ec2("default");
+        edit(&mut pool);
+        let pools: Api<NodePool> = Api::all(self.client.clone());
+        pools.create(&PostParams::default(), &pool).await.unwrap_or(pool)
+    }
+
+    /// Creates a pod and marks it unschedulable, as kube-scheduler would.
+    pub async fn pending_pod(&self, pod: Pod) -> Pod {
+        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        let created = match api.create(&PostParams::default(), &pod).await {
+            Ok(p) => p,
+            Err(err) => panic!("create pod: {err}"),
+        };
+        let name = created.metadata.name.clone().unwrap_or_default();
+        let status = json!({"status": {"phase": "Pending", "conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/0 nodes are available"}]}});
+        match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await {
+            Ok(p) => p,
+            Err(err) => panic!("mark pod unschedulable: {err}"),
+        }
+    }
+}
+
+/// A pod requesting `cpu` (e.g. `"500m"`) and `memory`.
+pub fn pod(name: &str, cpu: &str, memory: &str) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some("default".to_string()),
+            labels: Some(BTreeMap::from([("app".to_string(), name.to_string())])),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: "app".into(),
+                image: Some("registry.example/app:1".into()),
+                resources: Some(ResourceRequirements {
+                    requests: Some(BTreeMap::from([
+                        ("cpu".to_string(), Quantity(cpu.to_string())),
+                        ("memory".to_string(), Quantity(memory.to_string())),
+                    ])),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// Polls `check` every 100 ms of (virtual) time until it returns `Some`, or panics after `limit`
+/// naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if start.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -41,14 +41,21 @@ pub struct Context {
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Context").field("settings", &self.settings).finish_non_exhaustive()
+        f.debug_struct("Context")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
     }
 }
 
 impl Context {
     /// A context; leadership starts `false` (see [`Context::set_leader`]). The provider is
     /// wrapped in [`Metered`].
-    pub fn new(client: Client, cloud: Arc<dyn CloudProvider>, clock: SharedClock, settings: Settings) -> Self {
+    pub fn new(
+        client: Client,
+        cloud: Arc<dyn CloudProvider>,
+        clock: SharedClock,
+        settings: Settings,
+    ) -> Self {
         let metered = Arc::new(Metered::new(cloud));
         let recorder = Recorder::new(
             client.clone(),
@@ -82,7 +89,8 @@ impl Context {
     /// Write access to the cluster state; notifies the batcher and the synced flag afterwards.
     pub fn update_state<R>(&self, f: impl FnOnce(&mut ClusterState) -> R) -> R {
         let (r, seq, synced) = {
-            let mut s: RwLockWriteGuard<'_, ClusterState> = self.state.write().unwrap_or_else(|e| e.into_inner());
+            let mut s: RwLockWriteGuard<'_, ClusterState> =
+                self.state.write().unwrap_or_else(|e| e.into_inner());
             let r = f(&mut s);
             (r, s.provisionable_seq(), s.is_synced())
         };
@@ -143,12 +151,18 @@ impl Context {
     /// The metrics in Prometheus text format, cloud call counters refreshed first.
     pub fn render_metrics(&self) -> String {
         let snapshot = self.metered.snapshot();
-        let calls: Vec<(&str, u64)> =
-            snapshot.iter().filter_map(|s| s.operation.map(|op| (op.as_str(), s.calls))).collect();
+        let calls: Vec<(&str, u64)> = snapshot
+            .iter()
+            .filter_map(|s| s.operation.map(|op| (op.as_str(), s.calls)))
+            .collect();
         let errors: Vec<(&str, &str, u64)> = snapshot
             .iter()
             .filter_map(|s| s.operation.map(|op| (op, s)))
-            .flat_map(|(op, s)| s.errors.iter().map(move |(kind, n)| (op.as_str(), *kind, *n)))
+            .flat_map(|(op, s)| {
+                s.errors
+                    .iter()
+                    .map(move |(kind, n)| (op.as_str(), *kind, *n))
+            })
             .collect();
         self.metrics.set_cloud_calls(calls, errors);
         self.metrics.encode()
@@ -163,6 +177,7 @@ impl Context {
     /// The last known price of an offering.
     pub fn price(&self, instance_type: &str, zone: &str, ct: CapacityType) -> Option<f64> {
         let p = self.prices.read().unwrap_or_else(|e| e.into_inner());
-        p.get(&(instance_type.to_string(), zone.to_string(), ct)).copied()
+        p.get(&(instance_type.to_string(), zone.to_string(), ct))
+            .copied()
     }
 }

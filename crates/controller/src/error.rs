@@ -21,9 +21,16 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn kube(action: &'static str, name: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    pub fn kube(
+        action: &'static str,
+        name: impl Into<String>,
+    ) -> impl FnOnce(kube::Error) -> Error {
         let name = name.into();
-        move |source| Error::Kube { action, name, source }
+        move |source| Error::Kube {
+            action,
+            name,
+            source,
+        }
     }
 
     pub fn cloud(name: impl Into<String>) -> impl FnOnce(stowage_cloud::Error) -> Error {

@@ -41,7 +41,9 @@ pub struct Recorder {
 
 impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Recorder").field("component", &self.component).finish_non_exhaustive()
+        f.debug_struct("Recorder")
+            .field("component", &self.component)
+            .finish_non_exhaustive()
     }
 }
 
@@ -77,7 +79,10 @@ impl Recorder {
             let key = (uid.clone(), reason.to_string(), message.to_string());
             if let Some(at) = sent.get(&key) {
                 let age = now.duration_since(*at);
-                if age < jiff::SignedDuration::try_from(self.dedupe).unwrap_or(jiff::SignedDuration::MAX) {
+                if age
+                    < jiff::SignedDuration::try_from(self.dedupe)
+                        .unwrap_or(jiff::SignedDuration::MAX)
+                {
                     return;
                 }
             }
@@ -86,10 +91,18 @@ impl Recorder {
             }
             sent.insert(key, now);
         }
-        let namespace = obj.meta().namespace.clone().unwrap_or_else(|| self.default_namespace.clone());
+        let namespace = obj
+            .meta()
+            .namespace
+            .clone()
+            .unwrap_or_else(|| self.default_namespace.clone());
         let name = format!("{}.{:x}", obj.name_any(), now.as_nanosecond());
         let event = Event {
-            metadata: ObjectMeta { name: Some(name), namespace: Some(namespace.clone()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(name),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
             involved_object: reference,
             reason: Some(reason.to_string()),
             message: Some(message.to_string()),
@@ -98,7 +111,10 @@ impl Recorder {
             first_timestamp: Some(Time(now)),
             last_timestamp: Some(Time(now)),
             event_time: Some(MicroTime(now)),
-            source: Some(EventSource { component: Some(self.component.clone()), host: None }),
+            source: Some(EventSource {
+                component: Some(self.component.clone()),
+                host: None,
+            }),
             reporting_component: Some(self.component.clone()),
             reporting_instance: Some(self.component.clone()),
             action: Some(reason.to_string()),

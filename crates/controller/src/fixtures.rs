@@ -1,8 +1,8 @@
 //! Builders for the objects unit tests use (test-only).
 
 use k8s_openapi::api::core::v1::{
-    Container, Node, NodeCondition, NodeSpec, NodeStatus, Pod, PodCondition, PodSpec, PodStatus, ResourceRequirements,
-    Taint,
+    Container, Node, NodeCondition, NodeSpec, NodeStatus, Pod, PodCondition, PodSpec, PodStatus,
+    ResourceRequirements, Taint,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
@@ -51,7 +51,10 @@ pub fn pending_pod(ns: &str, name: &str, cpu: &str) -> Pod {
 /// The pod, bound to `node` and running.
 pub fn bound(mut pod: Pod, node: &str) -> Pod {
     pod.spec.as_mut().unwrap().node_name = Some(node.into());
-    pod.status = Some(PodStatus { phase: Some("Running".into()), ..Default::default() });
+    pod.status = Some(PodStatus {
+        phase: Some("Running".into()),
+        ..Default::default()
+    });
     pod
 }
 
@@ -68,8 +71,14 @@ pub fn owned_by(mut pod: Pod, kind: &str) -> Pod {
 
 pub fn node(name: &str, provider_id: &str, ready: bool) -> Node {
     Node {
-        metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
-        spec: Some(NodeSpec { provider_id: Some(provider_id.into()), ..Default::default() }),
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        spec: Some(NodeSpec {
+            provider_id: Some(provider_id.into()),
+            ..Default::default()
+        }),
         status: Some(NodeStatus {
             conditions: Some(vec![NodeCondition {
                 type_: "Ready".into(),
@@ -77,7 +86,11 @@ pub fn node(name: &str, provider_id: &str, ready: bool) -> Node {
                 ..Default::default()
             }]),
             allocatable: Some(
-                [("cpu".to_string(), Quantity("4".into())), ("memory".to_string(), Quantity("16Gi".into()))].into(),
+                [
+                    ("cpu".to_string(), Quantity("4".into())),
+                    ("memory".to_string(), Quantity("16Gi".into())),
+                ]
+                .into(),
             ),
             ..Default::default()
         }),
@@ -85,7 +98,11 @@ pub fn node(name: &str, provider_id: &str, ready: bool) -> Node {
 }
 
 pub fn taint(key: &str, effect: &str) -> Taint {
-    Taint { key: key.into(), effect: effect.into(), ..Default::default() }
+    Taint {
+        key: key.into(),
+        effect: effect.into(),
+        ..Default::default()
+    }
 }
 
 pub fn claim(name: &str, pool: &str) -> NodeClaim {

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kube::api::{Api, Patch, PatchParams};
 use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use stowage_api::conditions::{LAUNCHED, NODE_CLASS_READY, READY, VALIDATION_SUCCEEDED};
 use stowage_api::quantity::{format_resource, parse_resource};
@@ -49,15 +49,23 @@ impl Gc {
             return Ok(result);
         }
         let now = ctx.clock.now();
-        let instances = ctx.cloud.list().await.map_err(Error::cloud("list instances"))?;
+        let instances = ctx
+            .cloud
+            .list()
+            .await
+            .map_err(Error::cloud("list instances"))?;
         let mut live: BTreeSet<String> = BTreeSet::new();
-        let grace = jiff::SignedDuration::try_from(ctx.settings.gc_grace).unwrap_or(jiff::SignedDuration::MAX);
+        let grace = jiff::SignedDuration::try_from(ctx.settings.gc_grace)
+            .unwrap_or(jiff::SignedDuration::MAX);
         for inst in &instances {
-            let Some(pid) = inst.provider_id().map(str::to_string) else { continue };
+            let Some(pid) = inst.provider_id().map(str::to_string) else {
+                continue;
+            };
             live.insert(pid.clone());
             let known = {
                 let state = ctx.state();
-                state.claim_by_provider_id(&pid).is_some() || state.claim(&inst.name_any()).is_some()
+                state.claim_by_provider_id(&pid).is_some()
+                    || state.claim(&inst.name_any()).is_some()
             };
             if known {
                 self.orphan_since.remove(&pid);
@@ -68,11 +76,16 @@ impl Gc {
                 match ctx.cloud.delete(inst).await {
                     Ok(()) | Err(stowage_cloud::Error::NotFound(_)) => {
                         tracing::info!(provider_id = %pid, "terminated instance without a nodeclaim");
-                        ctx.metrics.nodeclaim_terminated(inst.nodepool_name().unwrap_or(""), "garbage_collected");
+                        ctx.metrics.nodeclaim_terminated(
+                            inst.nodepool_name().unwrap_or(""),
+                            "garbage_collected",
+                        );
                         self.orphan_since.remove(&pid);
                         result.instances_terminated.push(pid);
                     }
-                    Err(err) => tracing::warn!(provider_id = %pid, %err, "failed to terminate orphan instance"),
+                    Err(err) => {
+                        tracing::warn!(provider_id = %pid, %err, "failed to terminate orphan instance")
+                    }
                 }
             }
         }
@@ -102,7 +115,9 @@ impl Gc {
 /// Requests of a pod's containers (init containers as the max), in the solver's units.
 pub fn pod_requests(pod: &Pod) -> Resources {
     let mut total = Resources::new();
-    let Some(spec) = pod.spec.as_ref() else { return total };
+    let Some(spec) = pod.spec.as_ref() else {
+        return total;
+    };
     let add = |r: &mut Resources, reqs: Option<&BTreeMap<String, Quantity>>| {
         for (k, q) in reqs.into_iter().flatten() {
             if let Ok(v) = parse_resource(k, &q.0) {
@@ -111,12 +126,18 @@ pub fn pod_requests(pod: &Pod) -> Resources {
         }
     };
     for c in &spec.containers {
-        add(&mut total, c.resources.as_ref().and_then(|r| r.requests.as_ref()));
+        add(
+            &mut total,
+            c.resources.as_ref().and_then(|r| r.requests.as_ref()),
+        );
     }
     let mut init = Resources::new();
     for c in spec.init_containers.iter().flatten() {
         let mut one = Resources::new();
-        add(&mut one, c.resources.as_ref().and_then(|r| r.requests.as_ref()));
+        add(
+            &mut one,
+            c.resources.as_ref().and_then(|r| r.requests.as_ref()),
+        );
         init.max_with(&one);
     }
     total.max_with(&init);
@@ -124,7 +145,9 @@ pub fn pod_requests(pod: &Pod) -> Resources {
 }
 
 fn quantities(r: &Resources) -> BTreeMap<String, Quantity> {
-    r.0.iter().map(|(k, v)| (k.clone(), Quantity(format_resource(k, *v)))).collect()
+    r.0.iter()
+        .map(|(k, v)| (k.clone(), Quantity(format_resource(k, *v))))
+        .collect()
 }
 
 /// Updates every NodePool's status (resources, nodes, conditions) when it changed.
@@ -132,14 +155,23 @@ pub async fn update_nodepool_status(ctx: &Context) -> Result<()> {
     let now = ctx.clock.now();
     let (pools, claims): (Vec<Arc<NodePool>>, Vec<Arc<NodeClaim>>) = {
         let s = ctx.state();
-        (s.nodepools().cloned().collect(), s.claims().filter(|c| c.metadata.deletion_timestamp.is_none()).cloned().collect())
+        (
+            s.nodepools().cloned().collect(),
+            s.claims()
+                .filter(|c| c.metadata.deletion_timestamp.is_none())
+                .cloned()
+                .collect(),
+        )
     };
     let api: Api<NodePool> = Api::all(ctx.client.clone());
     for pool in pools {
         let name = pool.name_any();
         let mut resources = Resources::new();
         let mut nodes = 0i64;
-        for c in claims.iter().filter(|c| c.nodepool_name() == Some(name.as_str())) {
+        for c in claims
+            .iter()
+            .filter(|c| c.nodepool_name() == Some(name.as_str()))
+        {
             resources.add(&claim_resources(c));
             nodes += 1;
         }
@@ -148,12 +180,20 @@ pub async fn update_nodepool_status(ctx: &Context) -> Result<()> {
         status.nodes = nodes;
         let class_name = &pool.spec.template.spec.node_class_ref.name;
         let class = ctx.state().nodeclass(class_name);
-        match stowage_solver::convert::nodepool(&pool, Default::default()).map(|_| ()) {
+        let validation = pool
+            .validate()
+            .map_err(|errs| stowage_api::validation::summarize(&errs))
+            .and_then(|()| {
+                stowage_solver::convert::nodepool(&pool, Default::default())
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            });
+        match validation {
             Ok(()) => {
                 status.set_true(VALIDATION_SUCCEEDED, "ValidationSucceeded", now);
             }
             Err(err) => {
-                status.set_false(VALIDATION_SUCCEEDED, "ValidationFailed", &err.to_string(), now);
+                status.set_false(VALIDATION_SUCCEEDED, "ValidationFailed", &err, now);
             }
         }
         match class.as_ref() {
@@ -161,7 +201,12 @@ pub async fn update_nodepool_status(ctx: &Context) -> Result<()> {
                 status.set_true(NODE_CLASS_READY, "NodeClassReady", now);
             }
             Some(_) => {
-                status.set_false(NODE_CLASS_READY, "NodeClassNotReady", "node class is not ready", now);
+                status.set_false(
+                    NODE_CLASS_READY,
+                    "NodeClassNotReady",
+                    "node class is not ready",
+                    now,
+                );
             }
             None => {
                 status.set_false(
@@ -177,14 +222,22 @@ pub async fn update_nodepool_status(ctx: &Context) -> Result<()> {
         if valid && class_ready {
             status.set_true(READY, "Ready", now);
         } else {
-            let why = if valid { "NodeClassNotReady" } else { "ValidationFailed" };
+            let why = if valid {
+                "NodeClassNotReady"
+            } else {
+                "ValidationFailed"
+            };
             status.set_false(READY, why, "nodepool cannot launch nodes", now);
         }
         if pool.status.as_ref() == Some(&status) {
             continue;
         }
         match api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
             .await
         {
             Ok(p) => ctx.update_state(|s| {
@@ -213,7 +266,10 @@ pub async fn update_nodeclass_status(ctx: &Context) -> Result<()> {
         };
         let mut status = class.status.clone().unwrap_or_default();
         let conditions = std::mem::take(&mut status.conditions);
-        status = stowage_api::EC2NodeClassStatus { conditions, ..resolved.clone() };
+        status = stowage_api::EC2NodeClassStatus {
+            conditions,
+            ..resolved.clone()
+        };
         for c in resolved.conditions {
             stowage_api::conditions::set_condition(&mut status.conditions, c, now);
         }
@@ -221,7 +277,11 @@ pub async fn update_nodeclass_status(ctx: &Context) -> Result<()> {
             continue;
         }
         match api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
             .await
         {
             Ok(c) => ctx.update_state(|s| s.apply_nodeclass(c)),
@@ -235,16 +295,31 @@ pub async fn update_nodeclass_status(ctx: &Context) -> Result<()> {
 pub fn update_fleet_metrics(ctx: &Context) {
     let mut samples: BTreeMap<(String, String), FleetSample> = BTreeMap::new();
     let state = ctx.state();
-    ctx.metrics.pending_pods.set(state.pending_pods(ctx.clock.now()).len() as i64);
-    ctx.metrics.cluster_state_synced.set(i64::from(state.is_synced()));
-    for claim in state.claims().filter(|c| c.metadata.deletion_timestamp.is_none()) {
+    ctx.metrics
+        .pending_pods
+        .set(state.pending_pods(ctx.clock.now()).len() as i64);
+    ctx.metrics
+        .cluster_state_synced
+        .set(i64::from(state.is_synced()));
+    for claim in state
+        .claims()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+    {
         let pool = claim.nodepool_name().unwrap_or("").to_string();
         let ct = claim_capacity_type(claim);
         let key = (pool, ct.map(|c| c.as_str().to_string()).unwrap_or_default());
         let sample = samples.entry(key).or_default();
-        let Some(node) = state.claim_node(claim) else { continue };
+        let Some(node) = state.claim_node(claim) else {
+            continue;
+        };
         sample.nodes += 1;
-        for (k, q) in node.status.as_ref().and_then(|s| s.allocatable.as_ref()).into_iter().flatten() {
+        for (k, q) in node
+            .status
+            .as_ref()
+            .and_then(|s| s.allocatable.as_ref())
+            .into_iter()
+            .flatten()
+        {
             if let Ok(v) = parse_resource(k, &q.0) {
                 *sample.allocatable.entry(k.clone()).or_default() += scaled(k, v);
             }
@@ -269,7 +344,11 @@ pub fn update_fleet_metrics(ctx: &Context) {
 
 /// CPU in cores, the rest as is.
 fn scaled(name: &str, v: i64) -> f64 {
-    if name == "cpu" { v as f64 / 1000.0 } else { v as f64 }
+    if name == "cpu" {
+        v as f64 / 1000.0
+    } else {
+        v as f64
+    }
 }
 
 /// The housekeeping loop (leader-only): every `gc_interval`.

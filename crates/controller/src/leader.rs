@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{Api, PostParams};
 use kube::Client;
+use kube::api::{Api, PostParams};
 use stowage_cloud::SharedClock;
 use tokio::sync::watch;
 
@@ -30,7 +30,11 @@ pub struct LeaseConfig {
 
 impl LeaseConfig {
     /// The usual timings: 15 s lease, 10 s renew deadline, 2 s retry.
-    pub fn new(name: impl Into<String>, namespace: impl Into<String>, identity: impl Into<String>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        namespace: impl Into<String>,
+        identity: impl Into<String>,
+    ) -> Self {
         Self {
             name: name.into(),
             namespace: namespace.into(),
@@ -63,7 +67,9 @@ pub struct LeaderElector {
 
 impl std::fmt::Debug for LeaderElector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LeaderElector").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("LeaderElector")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -71,7 +77,12 @@ impl LeaderElector {
     pub fn new(client: Client, config: LeaseConfig, clock: SharedClock) -> Self {
         let api = Api::namespaced(client, &config.namespace);
         let (tx, _) = watch::channel(false);
-        Self { api, config, clock, tx }
+        Self {
+            api,
+            config,
+            clock,
+            tx,
+        }
     }
 
     /// A receiver that changes whenever leadership is gained or lost.
@@ -102,7 +113,11 @@ impl LeaderElector {
 
     /// Gives the lease up (on shutdown) so another replica can take over at once.
     pub async fn release(&self) -> Result<(), LeaderError> {
-        let lease = self.api.get_opt(&self.config.name).await.map_err(|e| self.err(e))?;
+        let lease = self
+            .api
+            .get_opt(&self.config.name)
+            .await
+            .map_err(|e| self.err(e))?;
         if let Some(mut lease) = lease {
             let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
             if spec.holder_identity.as_deref() == Some(self.config.identity.as_str()) {
@@ -131,14 +146,21 @@ impl LeaderElector {
     }
 
     fn err(&self, source: kube::Error) -> LeaderError {
-        LeaderError::Lease { name: self.config.name.clone(), source }
+        LeaderError::Lease {
+            name: self.config.name.clone(),
+            source,
+        }
     }
 
     /// One round: true when this replica holds the lease afterwards.
     pub async fn try_acquire_or_renew(&self) -> Result<bool, LeaderError> {
         let now = self.clock.now();
         let duration_secs = i32::try_from(self.config.lease_duration.as_secs()).unwrap_or(i32::MAX);
-        let existing = self.api.get_opt(&self.config.name).await.map_err(|e| self.err(e))?;
+        let existing = self
+            .api
+            .get_opt(&self.config.name)
+            .await
+            .map_err(|e| self.err(e))?;
         let Some(mut lease) = existing else {
             let lease = Lease {
                 metadata: ObjectMeta {
@@ -181,7 +203,11 @@ impl LeaderElector {
         }
         spec.renew_time = Some(MicroTime(now));
         spec.lease_duration_seconds = Some(duration_secs);
-        match self.api.replace(&self.config.name, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(&self.config.name, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
             Err(e) => Err(self.err(e)),

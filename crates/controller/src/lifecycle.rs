@@ -85,11 +85,12 @@ async fn controller(ctx: Arc<Context>) {
     let mapper_ctx = ctx.clone();
     Controller::new(claims, watcher::Config::default())
         .watches(nodes, watcher::Config::default(), move |node: Node| {
-            let name = node
-                .labels()
-                .get(labels::NODECLAIM)
-                .cloned()
-                .or_else(|| mapper_ctx.state().claim_for_node(&node).map(|c| c.name_any()));
+            let name = node.labels().get(labels::NODECLAIM).cloned().or_else(|| {
+                mapper_ctx
+                    .state()
+                    .claim_for_node(&node)
+                    .map(|c| c.name_any())
+            });
             name.map(|n| ObjectRef::<NodeClaim>::new(&n))
         })
         .run(reconcile, error_policy, ctx)
@@ -119,29 +120,37 @@ pub async fn reconcile(claim: Arc<NodeClaim>, ctx: Arc<Context>) -> Result<Actio
     if claim.metadata.deletion_timestamp.is_some() {
         return termination::finalize(&claim, &ctx).await;
     }
-    if !claim.finalizers().iter().any(|f| f == labels::TERMINATION_FINALIZER) {
+    if !claim
+        .finalizers()
+        .iter()
+        .any(|f| f == labels::TERMINATION_FINALIZER)
+    {
         let mut finalizers = claim.finalizers().to_vec();
         finalizers.push(labels::TERMINATION_FINALIZER.to_string());
-        api.patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})))
-            .await
-            .map_err(Error::kube("add finalizer to nodeclaim", &name))?;
+        api.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
+        )
+        .await
+        .map_err(Error::kube("add finalizer to nodeclaim", &name))?;
         return Ok(Action::requeue(Duration::ZERO));
     }
     let mut claim = (*claim).clone();
-    if !claim.is_true(LAUNCHED) {
-        if let Some(action) = launch(&mut claim, &ctx).await? {
-            return Ok(action);
-        }
+    if !claim.is_true(LAUNCHED)
+        && let Some(action) = launch(&mut claim, &ctx).await?
+    {
+        return Ok(action);
     }
-    if !claim.is_true(REGISTERED) {
-        if let Some(action) = register(&mut claim, &ctx).await? {
-            return Ok(action);
-        }
+    if !claim.is_true(REGISTERED)
+        && let Some(action) = register(&mut claim, &ctx).await?
+    {
+        return Ok(action);
     }
-    if !claim.is_true(INITIALIZED) {
-        if let Some(action) = initialize(&mut claim, &ctx).await? {
-            return Ok(action);
-        }
+    if !claim.is_true(INITIALIZED)
+        && let Some(action) = initialize(&mut claim, &ctx).await?
+    {
+        return Ok(action);
     }
     // A Node deleted by hand takes its claim (and so the termination path) with it.
     let node = ctx.state().claim_node(&claim);
@@ -183,20 +192,34 @@ async fn launch(claim: &mut NodeClaim, ctx: &Context) -> Result<Option<Action>> 
     if age(ctx, created_at) > ctx.settings.launch_timeout {
         ctx.metrics.nodeclaim_terminated(&pool, "launch_timeout");
         ctx.recorder
-            .publish(claim, crate::events::EventType::Warning, "LaunchTimeout", "instance was not launched in time")
+            .publish(
+                claim,
+                crate::events::EventType::Warning,
+                "LaunchTimeout",
+                "instance was not launched in time",
+            )
             .await;
         delete_claim(ctx, claim, "launch timeout").await?;
         return Ok(Some(Action::await_change()));
     }
     let launched = match ctx.cloud.create(claim).await {
         Ok(c) => c,
-        Err(err @ (CloudError::InsufficientCapacity { .. } | CloudError::NodeClassNotReady { .. })) => {
+        Err(
+            err @ (CloudError::InsufficientCapacity { .. } | CloudError::NodeClassNotReady { .. }),
+        ) => {
             ctx.metrics.launch_error(&pool, err.kind());
             let reason = match err {
                 CloudError::InsufficientCapacity { .. } => "InsufficientCapacity",
                 _ => "NodeClassNotReady",
             };
-            ctx.recorder.publish(claim, crate::events::EventType::Warning, reason, &err.to_string()).await;
+            ctx.recorder
+                .publish(
+                    claim,
+                    crate::events::EventType::Warning,
+                    reason,
+                    &err.to_string(),
+                )
+                .await;
             ctx.metrics.nodeclaim_terminated(&pool, "launch_failed");
             delete_claim(ctx, claim, reason).await?;
             return Ok(Some(Action::await_change()));
@@ -214,7 +237,11 @@ async fn launch(claim: &mut NodeClaim, ctx: &Context) -> Result<Option<Action>> 
     }
     if &new_labels != claim.labels() {
         let patched = api
-            .patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"labels": new_labels}})))
+            .patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": new_labels}})),
+            )
             .await
             .map_err(Error::kube("label nodeclaim", &name))?;
         claim.metadata = patched.metadata;
@@ -248,7 +275,11 @@ fn signed(d: Duration) -> jiff::SignedDuration {
 async fn patch_status(api: &Api<NodeClaim>, name: &str, claim: &mut NodeClaim) -> Result<()> {
     let status = claim.status.clone().unwrap_or_default();
     let patched = api
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": status})))
+        .patch_status(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
         .await
         .map_err(Error::kube("update nodeclaim status", name))?;
     claim.metadata = patched.metadata;
@@ -256,7 +287,9 @@ async fn patch_status(api: &Api<NodeClaim>, name: &str, claim: &mut NodeClaim) -
 }
 
 fn has_taint(taints: &[Taint], t: &Taint) -> bool {
-    taints.iter().any(|x| x.key == t.key && x.effect == t.effect)
+    taints
+        .iter()
+        .any(|x| x.key == t.key && x.effect == t.effect)
 }
 
 async fn register(claim: &mut NodeClaim, ctx: &Context) -> Result<Option<Action>> {
@@ -267,7 +300,8 @@ async fn register(claim: &mut NodeClaim, ctx: &Context) -> Result<Option<Action>
         let launched_at = claim.condition(LAUNCHED).and_then(|c| c.last_transition());
         let waited = age(ctx, launched_at);
         if waited > ctx.settings.registration_timeout {
-            ctx.metrics.nodeclaim_terminated(&pool, "registration_timeout");
+            ctx.metrics
+                .nodeclaim_terminated(&pool, "registration_timeout");
             ctx.recorder
                 .publish(
                     claim,
@@ -280,7 +314,9 @@ async fn register(claim: &mut NodeClaim, ctx: &Context) -> Result<Option<Action>
             return Ok(Some(Action::await_change()));
         }
         let left = ctx.settings.registration_timeout.saturating_sub(waited);
-        return Ok(Some(Action::requeue(left.min(Duration::from_secs(60)) + Duration::from_millis(100))));
+        return Ok(Some(Action::requeue(
+            left.min(Duration::from_secs(60)) + Duration::from_millis(100),
+        )));
     };
     let node_name = node.name_any();
     let nodes: Api<Node> = Api::all(ctx.client.clone());
@@ -298,13 +334,21 @@ async fn register(claim: &mut NodeClaim, ctx: &Context) -> Result<Option<Action>
         .into_iter()
         .filter(|t| t.key != labels::UNREGISTERED_TAINT_KEY)
         .collect();
-    for t in claim.spec.taints.iter().chain(claim.spec.startup_taints.iter()) {
+    for t in claim
+        .spec
+        .taints
+        .iter()
+        .chain(claim.spec.startup_taints.iter())
+    {
         if !has_taint(&taints, t) {
             taints.push(t.clone());
         }
     }
     let mut finalizers = node.finalizers().to_vec();
-    if !finalizers.iter().any(|f| f == labels::TERMINATION_FINALIZER) {
+    if !finalizers
+        .iter()
+        .any(|f| f == labels::TERMINATION_FINALIZER)
+    {
         finalizers.push(labels::TERMINATION_FINALIZER.to_string());
     }
     let mut owners: Vec<OwnerReference> = node.owner_references().to_vec();
@@ -348,20 +392,39 @@ pub fn not_initialized_reason(claim: &NodeClaim, node: &Node) -> Option<String> 
     if !ready {
         return Some("node is not ready".to_string());
     }
-    let taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
-    if let Some(t) = claim.spec.startup_taints.iter().find(|t| has_taint(&taints, t)) {
+    let taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
+    if let Some(t) = claim
+        .spec
+        .startup_taints
+        .iter()
+        .find(|t| has_taint(&taints, t))
+    {
         return Some(format!("startup taint {} is still present", t.key));
     }
-    if let Some(t) = taints.iter().find(|t| EPHEMERAL_TAINTS.contains(&t.key.as_str())) {
+    if let Some(t) = taints
+        .iter()
+        .find(|t| EPHEMERAL_TAINTS.contains(&t.key.as_str()))
+    {
         return Some(format!("taint {} is still present", t.key));
     }
-    let allocatable = node.status.as_ref().and_then(|s| s.allocatable.clone()).unwrap_or_default();
+    let allocatable = node
+        .status
+        .as_ref()
+        .and_then(|s| s.allocatable.clone())
+        .unwrap_or_default();
     for (res, q) in &claim.spec.resources.requests {
         if CORE_RESOURCES.contains(&res.as_str()) {
             continue;
         }
         let requested = parse_resource(res, &q.0).unwrap_or(0);
-        let have = allocatable.get(res).and_then(|q| parse_resource(res, &q.0).ok()).unwrap_or(0);
+        let have = allocatable
+            .get(res)
+            .and_then(|q| parse_resource(res, &q.0).ok())
+            .unwrap_or(0);
         if requested > 0 && have <= 0 {
             return Some(format!("extended resource {res} is not advertised yet"));
         }
@@ -409,20 +472,45 @@ mod tests {
     fn initialization_waits_for_ready_startup_taints_and_extended_resources() {
         let mut c = claim("c1", "pool");
         c.spec.startup_taints = vec![taint("example.com/agent", "NoSchedule")];
-        c.spec.resources.requests.insert("nvidia.com/gpu".into(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".into()));
-        let mut n = node("n1", "p", false);
-        assert_eq!(not_initialized_reason(&c, &n).as_deref(), Some("node is not ready"));
-        n = node("n1", "p", true);
-        n.spec.as_mut().unwrap().taints = Some(vec![taint("example.com/agent", "NoSchedule")]);
-        assert!(not_initialized_reason(&c, &n).unwrap().contains("startup taint"));
-        n.spec.as_mut().unwrap().taints = Some(vec![taint(labels::UNREGISTERED_TAINT_KEY, "NoExecute")]);
-        assert!(not_initialized_reason(&c, &n).unwrap().contains("stowage.dev/unregistered"));
-        n.spec.as_mut().unwrap().taints = None;
-        assert!(not_initialized_reason(&c, &n).unwrap().contains("nvidia.com/gpu"));
-        n.status.as_mut().unwrap().allocatable.as_mut().unwrap().insert(
+        c.spec.resources.requests.insert(
             "nvidia.com/gpu".into(),
             k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".into()),
         );
+        let mut n = node("n1", "p", false);
+        assert_eq!(
+            not_initialized_reason(&c, &n).as_deref(),
+            Some("node is not ready")
+        );
+        n = node("n1", "p", true);
+        n.spec.as_mut().unwrap().taints = Some(vec![taint("example.com/agent", "NoSchedule")]);
+        assert!(
+            not_initialized_reason(&c, &n)
+                .unwrap()
+                .contains("startup taint")
+        );
+        n.spec.as_mut().unwrap().taints =
+            Some(vec![taint(labels::UNREGISTERED_TAINT_KEY, "NoExecute")]);
+        assert!(
+            not_initialized_reason(&c, &n)
+                .unwrap()
+                .contains("stowage.dev/unregistered")
+        );
+        n.spec.as_mut().unwrap().taints = None;
+        assert!(
+            not_initialized_reason(&c, &n)
+                .unwrap()
+                .contains("nvidia.com/gpu")
+        );
+        n.status
+            .as_mut()
+            .unwrap()
+            .allocatable
+            .as_mut()
+            .unwrap()
+            .insert(
+                "nvidia.com/gpu".into(),
+                k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".into()),
+            );
         assert_eq!(not_initialized_reason(&c, &n), None);
     }
 }

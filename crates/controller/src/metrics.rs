@@ -17,7 +17,10 @@ use prometheus_client::registry::Registry;
 type Labels = Vec<(String, String)>;
 
 fn labels<const N: usize>(pairs: [(&str, &str); N]) -> Labels {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Every metric the controllers export.
@@ -99,14 +102,26 @@ impl Metrics {
             registry: Registry::default(),
             fleet_keys: Mutex::new(Vec::new()),
         };
-        registry.register("pending_pods", "Provisionable pods waiting for capacity", m.pending_pods.clone());
+        registry.register(
+            "pending_pods",
+            "Provisionable pods waiting for capacity",
+            m.pending_pods.clone(),
+        );
         registry.register(
             "cluster_state_synced",
             "1 when every watched kind has completed its initial list",
             m.cluster_state_synced.clone(),
         );
-        registry.register("leader", "1 while this replica holds the leader lease", m.leader.clone());
-        registry.register("provisioner_batch_size", "Pods per provisioning batch", m.batch_size.clone());
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader lease",
+            m.leader.clone(),
+        );
+        registry.register(
+            "provisioner_batch_size",
+            "Pods per provisioning batch",
+            m.batch_size.clone(),
+        );
         registry.register(
             "provisioner_batch_duration_seconds",
             "Time a provisioning batch stayed open",
@@ -122,8 +137,16 @@ impl Metrics {
             "Pods the last solve could not place",
             m.unschedulable_pods.clone(),
         );
-        registry.register("nodeclaims_created", "NodeClaims created", m.nodeclaims_created.clone());
-        registry.register("nodeclaims_launched", "NodeClaims launched", m.nodeclaims_launched.clone());
+        registry.register(
+            "nodeclaims_created",
+            "NodeClaims created",
+            m.nodeclaims_created.clone(),
+        );
+        registry.register(
+            "nodeclaims_launched",
+            "NodeClaims launched",
+            m.nodeclaims_launched.clone(),
+        );
         registry.register(
             "nodeclaims_registered",
             "NodeClaims whose Node registered",
@@ -139,8 +162,16 @@ impl Metrics {
             "NodeClaims terminated",
             m.nodeclaims_terminated.clone(),
         );
-        registry.register("launch_errors", "Failed launches by error kind", m.launch_errors.clone());
-        registry.register("eviction_requests", "Eviction requests by result", m.evictions.clone());
+        registry.register(
+            "launch_errors",
+            "Failed launches by error kind",
+            m.launch_errors.clone(),
+        );
+        registry.register(
+            "eviction_requests",
+            "Eviction requests by result",
+            m.evictions.clone(),
+        );
         registry.register(
             "cloudprovider_calls",
             "Cloud provider calls by operation",
@@ -151,7 +182,11 @@ impl Metrics {
             "Cloud provider errors by operation and kind",
             m.cloud_errors.clone(),
         );
-        registry.register("nodes", "Nodes by nodepool and capacity type", m.nodes.clone());
+        registry.register(
+            "nodes",
+            "Nodes by nodepool and capacity type",
+            m.nodes.clone(),
+        );
         registry.register(
             "nodes_allocatable",
             "Allocatable resources by nodepool, capacity type and resource",
@@ -176,31 +211,45 @@ impl Metrics {
     }
 
     pub fn nodeclaim_created(&self, nodepool: &str, reason: &str) {
-        self.nodeclaims_created.get_or_create(&labels([("nodepool", nodepool), ("reason", reason)])).inc();
+        self.nodeclaims_created
+            .get_or_create(&labels([("nodepool", nodepool), ("reason", reason)]))
+            .inc();
     }
 
     pub fn nodeclaim_launched(&self, nodepool: &str) {
-        self.nodeclaims_launched.get_or_create(&labels([("nodepool", nodepool)])).inc();
+        self.nodeclaims_launched
+            .get_or_create(&labels([("nodepool", nodepool)]))
+            .inc();
     }
 
     pub fn nodeclaim_registered(&self, nodepool: &str) {
-        self.nodeclaims_registered.get_or_create(&labels([("nodepool", nodepool)])).inc();
+        self.nodeclaims_registered
+            .get_or_create(&labels([("nodepool", nodepool)]))
+            .inc();
     }
 
     pub fn nodeclaim_initialized(&self, nodepool: &str) {
-        self.nodeclaims_initialized.get_or_create(&labels([("nodepool", nodepool)])).inc();
+        self.nodeclaims_initialized
+            .get_or_create(&labels([("nodepool", nodepool)]))
+            .inc();
     }
 
     pub fn nodeclaim_terminated(&self, nodepool: &str, reason: &str) {
-        self.nodeclaims_terminated.get_or_create(&labels([("nodepool", nodepool), ("reason", reason)])).inc();
+        self.nodeclaims_terminated
+            .get_or_create(&labels([("nodepool", nodepool), ("reason", reason)]))
+            .inc();
     }
 
     pub fn launch_error(&self, nodepool: &str, code: &str) {
-        self.launch_errors.get_or_create(&labels([("nodepool", nodepool), ("code", code)])).inc();
+        self.launch_errors
+            .get_or_create(&labels([("nodepool", nodepool), ("code", code)]))
+            .inc();
     }
 
     pub fn eviction(&self, result: &str) {
-        self.evictions.get_or_create(&labels([("result", result)])).inc();
+        self.evictions
+            .get_or_create(&labels([("result", result)]))
+            .inc();
     }
 
     /// Reads a counter back (tests and the simulator's report).
@@ -218,10 +267,14 @@ impl Metrics {
         errors: impl IntoIterator<Item = (&'a str, &'a str, u64)>,
     ) {
         for (op, n) in calls {
-            self.cloud_calls.get_or_create(&labels([("operation", op)])).set(n as i64);
+            self.cloud_calls
+                .get_or_create(&labels([("operation", op)]))
+                .set(n as i64);
         }
         for (op, kind, n) in errors {
-            self.cloud_errors.get_or_create(&labels([("operation", op), ("kind", kind)])).set(n as i64);
+            self.cloud_errors
+                .get_or_create(&labels([("operation", op), ("kind", kind)]))
+                .set(n as i64);
         }
     }
 
@@ -275,14 +328,28 @@ mod tests {
         let mut fleet = BTreeMap::new();
         fleet.insert(
             ("default".to_string(), "spot".to_string()),
-            FleetSample { nodes: 3, cost_per_hour: 0.25, ..Default::default() },
+            FleetSample {
+                nodes: 3,
+                cost_per_hour: 0.25,
+                ..Default::default()
+            },
         );
         m.set_fleet(&fleet);
         let text = m.encode();
-        assert!(text.contains("stowage_nodeclaims_created_total{nodepool=\"default\",reason=\"provisioning\"} 2"), "{text}");
+        assert!(
+            text.contains(
+                "stowage_nodeclaims_created_total{nodepool=\"default\",reason=\"provisioning\"} 2"
+            ),
+            "{text}"
+        );
         assert!(text.contains("stowage_pending_pods 7"), "{text}");
-        assert!(text.contains("stowage_nodes{nodepool=\"default\",capacity_type=\"spot\"} 3"), "{text}");
-        assert!(text.contains("stowage_launch_errors_total{nodepool=\"default\",code=\"insufficient_capacity\"} 1"));
+        assert!(
+            text.contains("stowage_nodes{nodepool=\"default\",capacity_type=\"spot\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains(
+            "stowage_launch_errors_total{nodepool=\"default\",code=\"insufficient_capacity\"} 1"
+        ));
         assert_eq!(m.nodeclaims_created_total("default", "provisioning"), 2);
         // A pool that disappears loses its series.
         m.set_fleet(&BTreeMap::new());

@@ -49,7 +49,10 @@ pub struct Batcher {
 
 impl std::fmt::Debug for Batcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Batcher").field("idle", &self.idle).field("max", &self.max).finish_non_exhaustive()
+        f.debug_struct("Batcher")
+            .field("idle", &self.idle)
+            .field("max", &self.max)
+            .finish_non_exhaustive()
     }
 }
 
@@ -79,13 +82,20 @@ impl Batcher {
             }
         }
         self.rx.borrow_and_update();
-        Batch { opened, duration: opened.elapsed() }
+        Batch {
+            opened,
+            duration: opened.elapsed(),
+        }
     }
 }
 
 /// Runs the provisioning loop while this replica is leader.
 pub async fn run(ctx: Arc<Context>) {
-    let mut batcher = Batcher::new(ctx.settings.batch_idle, ctx.settings.batch_max, ctx.subscribe_pending());
+    let mut batcher = Batcher::new(
+        ctx.settings.batch_idle,
+        ctx.settings.batch_max,
+        ctx.subscribe_pending(),
+    );
     let mut leader = ctx.subscribe_leader();
     let mut synced = ctx.subscribe_synced();
     // The first batch may start at once if pods are already pending.
@@ -111,7 +121,9 @@ pub async fn run(ctx: Arc<Context>) {
             continue;
         }
         ctx.metrics.batch_size.observe(pending as f64);
-        ctx.metrics.batch_duration_seconds.observe(batch.duration.as_secs_f64());
+        ctx.metrics
+            .batch_duration_seconds
+            .observe(batch.duration.as_secs_f64());
         match provision(&ctx).await {
             Ok(result) => tracing::info!(
                 pods = pending,
@@ -151,13 +163,18 @@ pub async fn provision(ctx: &Context) -> Result<ProvisionResult> {
         match ctx.cloud.instance_types(pool).await {
             Ok(list) => {
                 ctx.record_prices(list.iter().flat_map(|it| {
-                    it.offerings
-                        .iter()
-                        .map(|o| ((it.name.clone(), o.zone.clone(), o.capacity_type), o.price_per_hour))
+                    it.offerings.iter().map(|o| {
+                        (
+                            (it.name.clone(), o.zone.clone(), o.capacity_type),
+                            o.price_per_hour,
+                        )
+                    })
                 }));
                 types.insert(pool.name_any(), list);
             }
-            Err(err) => tracing::warn!(pool = %pool.name_any(), %err, "no instance types for nodepool"),
+            Err(err) => {
+                tracing::warn!(pool = %pool.name_any(), %err, "no instance types for nodepool")
+            }
         }
     }
     let (input, pod_objects) = {
@@ -168,10 +185,15 @@ pub async fn provision(ctx: &Context) -> Result<ProvisionResult> {
         return Ok(ProvisionResult::default());
     }
     ctx.metrics.pending_pods.set(input.pods.len() as i64);
-    let options = SolveOptions { max_instance_types: ctx.settings.max_instance_types, ..SolveOptions::default() };
+    let options = SolveOptions {
+        max_instance_types: ctx.settings.max_instance_types,
+        ..SolveOptions::default()
+    };
     let started = std::time::Instant::now();
     let plan = stowage_solver::solve(&input, &options);
-    ctx.metrics.solve_duration_seconds.observe(started.elapsed().as_secs_f64());
+    ctx.metrics
+        .solve_duration_seconds
+        .observe(started.elapsed().as_secs_f64());
     apply_plan(ctx, &plan, &pools, &pod_objects).await
 }
 
@@ -182,13 +204,19 @@ async fn apply_plan(
     pods: &BTreeMap<String, Arc<Pod>>,
 ) -> Result<ProvisionResult> {
     let now = ctx.clock.now();
-    let window = jiff::SignedDuration::try_from(ctx.settings.nomination_window).unwrap_or(jiff::SignedDuration::MAX);
+    let window = jiff::SignedDuration::try_from(ctx.settings.nomination_window)
+        .unwrap_or(jiff::SignedDuration::MAX);
     let api: Api<NodeClaim> = Api::all(ctx.client.clone());
     let mut result = ProvisionResult::default();
     for new in &plan.new_claims {
-        let Some(pool) = pools.iter().find(|p| p.name_any() == new.nodepool) else { continue };
+        let Some(pool) = pools.iter().find(|p| p.name_any() == new.nodepool) else {
+            continue;
+        };
         let claim = claim_for(pool, new);
-        let created = api.create(&PostParams::default(), &claim).await.map_err(Error::kube("create nodeclaim", &new.name))?;
+        let created = api
+            .create(&PostParams::default(), &claim)
+            .await
+            .map_err(Error::kube("create nodeclaim", &new.name))?;
         let name = created.name_any();
         ctx.metrics.nodeclaim_created(&new.nodepool, "provisioning");
         ctx.update_state(|s| {
@@ -198,14 +226,24 @@ async fn apply_plan(
         for key in &new.pods {
             if let Some(pod) = pods.get(key) {
                 ctx.recorder
-                    .publish(pod.as_ref(), EventType::Normal, "Nominated", &format!("Pod should schedule on: nodeclaim/{name}"))
+                    .publish(
+                        pod.as_ref(),
+                        EventType::Normal,
+                        "Nominated",
+                        &format!("Pod should schedule on: nodeclaim/{name}"),
+                    )
                     .await;
             }
         }
         result.created.push(name);
     }
     // Pods placed on in-flight claims wait for them.
-    let in_flight: Vec<String> = ctx.state().in_flight_claims().iter().map(|c| c.name_any()).collect();
+    let in_flight: Vec<String> = ctx
+        .state()
+        .in_flight_claims()
+        .iter()
+        .map(|c| c.name_any())
+        .collect();
     for (pod, target) in &plan.existing_placements {
         if in_flight.iter().any(|c| c == target) {
             ctx.update_state(|s| s.nominate([pod.clone()], target, now + window));
@@ -213,11 +251,18 @@ async fn apply_plan(
         }
     }
     result.unschedulable = plan.unschedulable.len();
-    ctx.metrics.unschedulable_pods.set(plan.unschedulable.len() as i64);
+    ctx.metrics
+        .unschedulable_pods
+        .set(plan.unschedulable.len() as i64);
     for (key, reason) in &plan.unschedulable {
         if let Some(pod) = pods.get(key) {
             ctx.recorder
-                .publish(pod.as_ref(), EventType::Warning, "FailedScheduling", &format!("Failed to schedule pod, {reason}"))
+                .publish(
+                    pod.as_ref(),
+                    EventType::Warning,
+                    "FailedScheduling",
+                    &format!("Failed to schedule pod, {reason}"),
+                )
                 .await;
         }
     }
@@ -239,17 +284,25 @@ pub fn claim_for(pool: &NodePool, new: &stowage_solver::NewClaim) -> NodeClaim {
         requirements.push(r.clone());
     }
     if !new.instance_type_options.is_empty() {
-        let mut it = Requirement::in_(labels::INSTANCE_TYPE, new.instance_type_options.iter().map(String::as_str));
+        let mut it = Requirement::in_(
+            labels::INSTANCE_TYPE,
+            new.instance_type_options.iter().map(String::as_str),
+        );
         it.min_values = min_values;
         requirements.push(it);
     }
-    let requests: BTreeMap<String, Quantity> =
-        new.requests.0.iter().map(|(k, v)| (k.clone(), Quantity(format_resource(k, *v)))).collect();
+    let requests: BTreeMap<String, Quantity> = new
+        .requests
+        .0
+        .iter()
+        .map(|(k, v)| (k.clone(), Quantity(format_resource(k, *v))))
+        .collect();
     NodeClaim {
         metadata: ObjectMeta {
             generate_name: Some(format!("{}-", pool.name_any())),
             labels: Some(claim_labels),
-            annotations: (!template.metadata.annotations.is_empty()).then(|| template.metadata.annotations.clone()),
+            annotations: (!template.metadata.annotations.is_empty())
+                .then(|| template.metadata.annotations.clone()),
             finalizers: Some(vec![labels::TERMINATION_FINALIZER.to_string()]),
             owner_references: Some(vec![OwnerReference {
                 api_version: NodePool::api_version(&()).into_owned(),
@@ -278,7 +331,11 @@ pub fn claim_for(pool: &NodePool, new: &stowage_solver::NewClaim) -> NodeClaim {
 pub fn claim_resources(claim: &NodeClaim) -> Resources {
     let launched = claim.is_true(LAUNCHED);
     let src = if launched {
-        claim.status.as_ref().map(|s| &s.capacity).filter(|c| !c.is_empty())
+        claim
+            .status
+            .as_ref()
+            .map(|s| &s.capacity)
+            .filter(|c| !c.is_empty())
     } else {
         None
     }
@@ -294,7 +351,9 @@ pub fn claim_resources(claim: &NodeClaim) -> Resources {
 
 /// The capacity type a claim resolved to (or was limited to).
 pub fn claim_capacity_type(claim: &NodeClaim) -> Option<CapacityType> {
-    claim.label(labels::CAPACITY_TYPE).and_then(|v| v.parse().ok())
+    claim
+        .label(labels::CAPACITY_TYPE)
+        .and_then(|v| v.parse().ok())
 }
 
 /// Keys of pods in a set of pod objects.
@@ -322,7 +381,11 @@ mod tests {
     async fn a_burst_over_five_seconds_is_one_batch_closed_by_the_idle_window() {
         let (tx, rx) = watch::channel(0);
         let mut b = Batcher::new(Duration::from_secs(1), Duration::from_secs(10), rx);
-        tokio::spawn(trigger_every(tx, Duration::from_micros(2500), Duration::from_secs(5)));
+        tokio::spawn(trigger_every(
+            tx,
+            Duration::from_micros(2500),
+            Duration::from_secs(5),
+        ));
         let batch = b.wait(Duration::from_secs(3600)).await;
         let secs = batch.duration.as_secs_f64();
         assert!((5.9..6.1).contains(&secs), "batch lasted {secs}s");
@@ -332,7 +395,11 @@ mod tests {
     async fn a_steady_stream_is_cut_at_the_max_window() {
         let (tx, rx) = watch::channel(0);
         let mut b = Batcher::new(Duration::from_secs(1), Duration::from_secs(10), rx);
-        tokio::spawn(trigger_every(tx, Duration::from_millis(500), Duration::from_secs(3600)));
+        tokio::spawn(trigger_every(
+            tx,
+            Duration::from_millis(500),
+            Duration::from_secs(3600),
+        ));
         let batch = b.wait(Duration::from_secs(3600)).await;
         assert_eq!(batch.duration.as_secs(), 10);
     }
@@ -340,9 +407,19 @@ mod tests {
     #[test]
     fn claims_carry_pool_template_instance_type_options_and_finalizer() {
         use stowage_api::{NodeClaimTemplate, NodePoolSpec};
-        let mut pool = NodePool::new("general", NodePoolSpec { template: NodeClaimTemplate::default(), ..Default::default() });
+        let mut pool = NodePool::new(
+            "general",
+            NodePoolSpec {
+                template: NodeClaimTemplate::default(),
+                ..Default::default()
+            },
+        );
         pool.metadata.uid = Some("pool-uid".into());
-        pool.spec.template.metadata.labels.insert("team".into(), "a".into());
+        pool.spec
+            .template
+            .metadata
+            .labels
+            .insert("team".into(), "a".into());
         let new = stowage_solver::NewClaim {
             name: "general-0".into(),
             nodepool: "general".into(),
@@ -361,10 +438,21 @@ mod tests {
         assert_eq!(c.label("team"), Some("a"));
         assert_eq!(c.finalizers(), [labels::TERMINATION_FINALIZER.to_string()]);
         assert_eq!(c.owner_references()[0].uid, "pool-uid");
-        let it: Vec<_> = c.spec.requirements.iter().filter(|r| r.key == labels::INSTANCE_TYPE).collect();
+        let it: Vec<_> = c
+            .spec
+            .requirements
+            .iter()
+            .filter(|r| r.key == labels::INSTANCE_TYPE)
+            .collect();
         assert_eq!(it.len(), 1);
-        assert_eq!(it[0].values, vec!["c5.large".to_string(), "m5.large".to_string()]);
-        assert_eq!(c.spec.resources.requests["cpu"].0, format_resource("cpu", 1500));
+        assert_eq!(
+            it[0].values,
+            vec!["c5.large".to_string(), "m5.large".to_string()]
+        );
+        assert_eq!(
+            c.spec.resources.requests["cpu"].0,
+            format_resource("cpu", 1500)
+        );
         assert_eq!(claim_resources(&c).get("cpu"), 1500);
     }
 }

@@ -75,7 +75,10 @@ impl Settings {
     /// Checks values that would make the controllers misbehave.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let invalid = |field, reason: &str| {
-            Err(SettingsError::Invalid { field, reason: reason.to_string() })
+            Err(SettingsError::Invalid {
+                field,
+                reason: reason.to_string(),
+            })
         };
         if self.cluster_name.trim().is_empty() {
             return invalid("cluster-name", "must not be empty");
@@ -84,7 +87,10 @@ impl Settings {
             return invalid("batch-idle-duration", "must be greater than zero");
         }
         if self.batch_max < self.batch_idle {
-            return invalid("batch-max-duration", "must be at least the batch idle duration");
+            return invalid(
+                "batch-max-duration",
+                "must be at least the batch idle duration",
+            );
         }
         if !(0.0..1.0).contains(&self.vm_memory_overhead_percent) {
             return invalid("vm-memory-overhead-percent", "must be in [0, 1)");
@@ -115,12 +121,26 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_field() {
-        let s = Settings { batch_max: Duration::from_millis(10), ..Settings::default() };
+        let s = Settings {
+            batch_max: Duration::from_millis(10),
+            ..Settings::default()
+        };
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("batch-max-duration"), "{err}");
-        let s = Settings { cluster_name: " ".into(), ..Settings::default() };
-        assert!(s.validate().unwrap_err().to_string().contains("cluster-name"));
-        let s = Settings { vm_memory_overhead_percent: 1.5, ..Settings::default() };
+        let s = Settings {
+            cluster_name: " ".into(),
+            ..Settings::default()
+        };
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("cluster-name")
+        );
+        let s = Settings {
+            vm_memory_overhead_percent: 1.5,
+            ..Settings::default()
+        };
         assert!(s.validate().unwrap_err().to_string().contains("vm-memory"));
     }
 }

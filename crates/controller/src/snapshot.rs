@@ -42,8 +42,14 @@ pub fn build(
         state
             .nominated_to(claim)
             .iter()
+            .filter(|k| state.is_nominated(k, now))
             .filter_map(|k| state.pod(k))
-            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_none_or(str::is_empty))
+            .filter(|p| {
+                p.spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.as_deref())
+                    .is_none_or(str::is_empty)
+            })
             .filter_map(|p| convert::pod(&p).ok())
             .collect()
     };
@@ -68,7 +74,9 @@ pub fn build(
                     .is_some_and(|t| t.iter().any(|t| t.key == labels::DISRUPTED_TAINT_KEY));
                 if node.metadata.deletion_timestamp.is_some()
                     || disrupted
-                    || claim.as_ref().is_some_and(|c| c.metadata.deletion_timestamp.is_some())
+                    || claim
+                        .as_ref()
+                        .is_some_and(|c| c.metadata.deletion_timestamp.is_some())
                 {
                     n.unschedulable = true;
                 }
@@ -81,12 +89,21 @@ pub fn build(
         if claim.metadata.deletion_timestamp.is_some() || state.claim_node(claim).is_some() {
             continue;
         }
-        input.in_flight.push(in_flight_node(claim, nominated(&claim.name_any())));
+        input
+            .in_flight
+            .push(in_flight_node(claim, nominated(&claim.name_any())));
     }
-    let all: Vec<stowage_solver::Node> = input.nodes.iter().chain(input.in_flight.iter()).cloned().collect();
+    let all: Vec<stowage_solver::Node> = input
+        .nodes
+        .iter()
+        .chain(input.in_flight.iter())
+        .cloned()
+        .collect();
     for pool in pools {
         let name = pool.name_any();
-        let Some(list) = types.remove(&name) else { continue };
+        let Some(list) = types.remove(&name) else {
+            continue;
+        };
         let usage = convert::pool_usage(&name, &all);
         match convert::nodepool(pool, usage) {
             Ok(mut p) => {
@@ -113,7 +130,9 @@ pub fn in_flight_node(claim: &NodeClaim, pods: Vec<stowage_solver::Pod>) -> stow
     let mut node_labels: BTreeMap<String, String> = claim.labels().clone();
     for r in &claim.spec.requirements {
         if r.operator == Operator::In && r.values.len() == 1 {
-            node_labels.entry(r.key.clone()).or_insert_with(|| r.values[0].clone());
+            node_labels
+                .entry(r.key.clone())
+                .or_insert_with(|| r.values[0].clone());
         }
     }
     node_labels.insert(labels::HOSTNAME.to_string(), name.clone());
@@ -124,7 +143,11 @@ pub fn in_flight_node(claim: &NodeClaim, pods: Vec<stowage_solver::Pod>) -> stow
         .filter_map(|t| convert::taint(&format!("NodeClaim {name}"), "spec.taints", t).ok())
         .collect();
     let mut allocatable = Resources::new();
-    let alloc = claim.status.as_ref().map(|s| &s.allocatable).filter(|a| !a.is_empty());
+    let alloc = claim
+        .status
+        .as_ref()
+        .map(|s| &s.allocatable)
+        .filter(|a| !a.is_empty());
     match alloc {
         Some(a) => {
             for (k, q) in a {

@@ -29,8 +29,15 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] =
-        [Kind::Pod, Kind::Node, Kind::NodeClaim, Kind::NodePool, Kind::NodeClass, Kind::DaemonSet, Kind::Pdb];
+    pub const ALL: [Kind; 7] = [
+        Kind::Pod,
+        Kind::Node,
+        Kind::NodeClaim,
+        Kind::NodePool,
+        Kind::NodeClass,
+        Kind::DaemonSet,
+        Kind::Pdb,
+    ];
 }
 
 /// A pod's key: `namespace/name`.
@@ -72,22 +79,32 @@ pub fn is_provisionable(pod: &Pod) -> bool {
     if pod.metadata.deletion_timestamp.is_some() {
         return false;
     }
-    let Some(spec) = pod.spec.as_ref() else { return false };
+    let Some(spec) = pod.spec.as_ref() else {
+        return false;
+    };
     if spec.node_name.as_deref().is_some_and(|n| !n.is_empty()) {
         return false;
     }
     if is_daemonset_pod(pod) || is_static_pod(pod) {
         return false;
     }
-    let Some(status) = pod.status.as_ref() else { return false };
-    if status.nominated_node_name.as_deref().is_some_and(|n| !n.is_empty()) {
+    let Some(status) = pod.status.as_ref() else {
+        return false;
+    };
+    if status
+        .nominated_node_name
+        .as_deref()
+        .is_some_and(|n| !n.is_empty())
+    {
         return false;
     }
     if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
         return false;
     }
     status.conditions.iter().flatten().any(|c| {
-        c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some("Unschedulable")
+        c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
     })
 }
 
@@ -99,12 +116,17 @@ pub fn is_daemonset_pod(pod: &Pod) -> bool {
 /// A static (mirror) pod: owned by its Node or carrying the mirror annotation.
 pub fn is_static_pod(pod: &Pod) -> bool {
     pod.owner_references().iter().any(|o| o.kind == "Node")
-        || pod.annotations().contains_key("kubernetes.io/config.mirror")
+        || pod
+            .annotations()
+            .contains_key("kubernetes.io/config.mirror")
 }
 
 /// A pod that no longer holds resources on its node.
 pub fn is_terminal(pod: &Pod) -> bool {
-    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 fn strip<K: Resource>(mut obj: K) -> K {
@@ -139,8 +161,16 @@ impl ClusterState {
         let pod = strip(pod);
         let key = pod_key(&pod);
         self.unindex_pod(&key);
-        if let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty()) {
-            self.pods_by_node.entry(node).or_default().insert(key.clone());
+        if let Some(node) = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty())
+        {
+            self.pods_by_node
+                .entry(node)
+                .or_default()
+                .insert(key.clone());
             self.nominations.remove(&key);
         }
         if is_provisionable(&pod) {
@@ -207,7 +237,10 @@ impl ClusterState {
 
     /// Every provisionable pod, nominated or not.
     pub fn provisionable_pods(&self) -> Vec<Arc<Pod>> {
-        self.provisionable.iter().filter_map(|k| self.pods.get(k).cloned()).collect()
+        self.provisionable
+            .iter()
+            .filter_map(|k| self.pods.get(k).cloned())
+            .collect()
     }
 
     /// Provisionable pods that are not nominated to a live in-flight NodeClaim at `now`: the ones
@@ -228,9 +261,20 @@ impl ClusterState {
     // --- nominations ----------------------------------------------------------------------------
 
     /// Records that `pods` are expected to land on `claim` until `until`.
-    pub fn nominate(&mut self, pods: impl IntoIterator<Item = String>, claim: &str, until: Timestamp) {
+    pub fn nominate(
+        &mut self,
+        pods: impl IntoIterator<Item = String>,
+        claim: &str,
+        until: Timestamp,
+    ) {
         for p in pods {
-            self.nominations.insert(p, Nomination { claim: claim.to_string(), until });
+            self.nominations.insert(
+                p,
+                Nomination {
+                    claim: claim.to_string(),
+                    until,
+                },
+            );
         }
     }
 
@@ -262,7 +306,10 @@ impl ClusterState {
     pub fn is_nominated(&self, pod_key: &str, now: Timestamp) -> bool {
         self.nominations.get(pod_key).is_some_and(|n| {
             n.until > now
-                && self.claims.get(&n.claim).is_some_and(|c| c.metadata.deletion_timestamp.is_none())
+                && self
+                    .claims
+                    .get(&n.claim)
+                    .is_some_and(|c| c.metadata.deletion_timestamp.is_none())
         })
     }
 
@@ -272,8 +319,12 @@ impl ClusterState {
 
     /// Pod keys nominated to `claim`.
     pub fn nominated_to(&self, claim: &str) -> Vec<String> {
-        let mut v: Vec<String> =
-            self.nominations.iter().filter(|(_, n)| n.claim == claim).map(|(k, _)| k.clone()).collect();
+        let mut v: Vec<String> = self
+            .nominations
+            .iter()
+            .filter(|(_, n)| n.claim == claim)
+            .map(|(k, _)| k.clone())
+            .collect();
         v.sort();
         v
     }
@@ -319,7 +370,10 @@ impl ClusterState {
     }
 
     pub fn node_by_provider_id(&self, provider_id: &str) -> Option<Arc<Node>> {
-        self.node_by_provider.get(provider_id).and_then(|n| self.nodes.get(n)).cloned()
+        self.node_by_provider
+            .get(provider_id)
+            .and_then(|n| self.nodes.get(n))
+            .cloned()
     }
 
     // --- nodeclaims -----------------------------------------------------------------------------
@@ -354,7 +408,8 @@ impl ClusterState {
             self.apply_claim(c);
         }
         let claims = &self.claims;
-        self.nominations.retain(|_, n| claims.contains_key(&n.claim));
+        self.nominations
+            .retain(|_, n| claims.contains_key(&n.claim));
     }
 
     pub fn claim(&self, name: &str) -> Option<Arc<NodeClaim>> {
@@ -366,24 +421,34 @@ impl ClusterState {
     }
 
     pub fn claim_by_provider_id(&self, provider_id: &str) -> Option<Arc<NodeClaim>> {
-        self.claim_by_provider.get(provider_id).and_then(|n| self.claims.get(n)).cloned()
+        self.claim_by_provider
+            .get(provider_id)
+            .and_then(|n| self.claims.get(n))
+            .cloned()
     }
 
     /// The claim a node belongs to (by provider id).
     pub fn claim_for_node(&self, node: &Node) -> Option<Arc<NodeClaim>> {
-        node.spec.as_ref().and_then(|s| s.provider_id.as_deref()).and_then(|p| self.claim_by_provider_id(p))
+        node.spec
+            .as_ref()
+            .and_then(|s| s.provider_id.as_deref())
+            .and_then(|p| self.claim_by_provider_id(p))
     }
 
     /// The Node of a claim, if one with its provider id exists.
     pub fn claim_node(&self, claim: &NodeClaim) -> Option<Arc<Node>> {
-        claim.provider_id().and_then(|p| self.node_by_provider_id(p))
+        claim
+            .provider_id()
+            .and_then(|p| self.node_by_provider_id(p))
     }
 
     /// Claims not being deleted that have no initialized Node yet: capacity on the way.
     pub fn in_flight_claims(&self) -> Vec<Arc<NodeClaim>> {
         self.claims
             .values()
-            .filter(|c| c.metadata.deletion_timestamp.is_none() && !c.is_true(conditions::INITIALIZED))
+            .filter(|c| {
+                c.metadata.deletion_timestamp.is_none() && !c.is_true(conditions::INITIALIZED)
+            })
             .cloned()
             .collect()
     }
@@ -439,7 +504,11 @@ impl ClusterState {
     }
 
     fn ns_key<K: Resource>(obj: &K) -> String {
-        format!("{}/{}", obj.meta().namespace.clone().unwrap_or_default(), obj.meta().name.clone().unwrap_or_default())
+        format!(
+            "{}/{}",
+            obj.meta().namespace.clone().unwrap_or_default(),
+            obj.meta().name.clone().unwrap_or_default()
+        )
     }
 
     pub fn apply_daemonset(&mut self, ds: DaemonSet) {
@@ -502,9 +571,9 @@ mod tests {
         assert!(!is_provisionable(&owned_by(p.clone(), "Node")));
         assert!(is_provisionable(&owned_by(p.clone(), "ReplicaSet")));
         let mut deleting = p.clone();
-        deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ts(
-            "2026-01-01T00:00:00Z",
-        )));
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ts("2026-01-01T00:00:00Z")),
+        );
         assert!(!is_provisionable(&deleting));
         let mut preempting = p.clone();
         preempting.status.as_mut().unwrap().nominated_node_name = Some("n2".into());
@@ -541,13 +610,20 @@ mod tests {
         s.apply_pod(pending_pod("default", "b", "1"));
         s.apply_claim(claim("pool-x", "pool"));
         let now = ts("2026-01-01T00:00:00Z");
-        s.nominate(["default/a".to_string()], "pool-x", ts("2026-01-01T00:00:20Z"));
+        s.nominate(
+            ["default/a".to_string()],
+            "pool-x",
+            ts("2026-01-01T00:00:20Z"),
+        );
         let pending: Vec<String> = s.pending_pods(now).iter().map(|p| pod_key(p)).collect();
         assert_eq!(pending, vec!["default/b"]);
         assert_eq!(s.pending_pods(ts("2026-01-01T00:00:21Z")).len(), 2);
         let seq = s.provisionable_seq();
         s.delete_claim("pool-x");
-        assert!(s.provisionable_seq() > seq, "losing a nomination triggers a batch");
+        assert!(
+            s.provisionable_seq() > seq,
+            "losing a nomination triggers a batch"
+        );
         assert_eq!(s.pending_pods(now).len(), 2);
     }
 
@@ -559,8 +635,18 @@ mod tests {
         assert_eq!(s.in_flight_claims().len(), 2);
         s.apply_node(node("n1", "fake:///z/i-1", true));
         let c1 = s.claim("c1").unwrap();
-        assert_eq!(s.claim_node(&c1).unwrap().metadata.name.as_deref(), Some("n1"));
-        assert_eq!(s.claim_for_node(&s.node("n1").unwrap()).unwrap().metadata.name.as_deref(), Some("c1"));
+        assert_eq!(
+            s.claim_node(&c1).unwrap().metadata.name.as_deref(),
+            Some("n1")
+        );
+        assert_eq!(
+            s.claim_for_node(&s.node("n1").unwrap())
+                .unwrap()
+                .metadata
+                .name
+                .as_deref(),
+            Some("c1")
+        );
         s.delete_node("n1");
         assert!(s.claim_node(&c1).is_none());
         assert!(!s.is_synced());

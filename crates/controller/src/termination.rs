@@ -17,12 +17,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, EvictParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::ResourceExt;
 use serde_json::json;
-use stowage_api::labels;
 use stowage_api::NodeClaim;
+use stowage_api::labels;
 use stowage_cloud::Error as CloudError;
 
 use crate::context::Context;
@@ -58,31 +58,50 @@ pub fn tier(pod: &Pod) -> u8 {
 /// True when the pod tolerates the disrupted taint (it would land right back; not drained).
 pub fn tolerates_disrupted(pod: &Pod) -> bool {
     let taint = disrupted_taint();
-    pod.spec.as_ref().and_then(|s| s.tolerations.as_ref()).into_iter().flatten().any(|t| {
-        let key_ok = match t.key.as_deref() {
-            None | Some("") => t.operator.as_deref() == Some("Exists"),
-            Some(k) => k == taint.key,
-        };
-        let effect_ok = t.effect.as_deref().is_none_or(|e| e.is_empty() || e == taint.effect);
-        let value_ok = t.operator.as_deref() == Some("Exists") || t.value.as_deref().unwrap_or("").is_empty();
-        key_ok && effect_ok && value_ok
-    })
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.tolerations.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|t| {
+            let key_ok = match t.key.as_deref() {
+                None | Some("") => t.operator.as_deref() == Some("Exists"),
+                Some(k) => k == taint.key,
+            };
+            let effect_ok = t
+                .effect
+                .as_deref()
+                .is_none_or(|e| e.is_empty() || e == taint.effect);
+            let value_ok = t.operator.as_deref() == Some("Exists")
+                || t.value.as_deref().unwrap_or("").is_empty();
+            key_ok && effect_ok && value_ok
+        })
 }
 
 fn disrupted_taint() -> Taint {
-    Taint { key: labels::DISRUPTED_TAINT_KEY.to_string(), effect: "NoSchedule".to_string(), ..Default::default() }
+    Taint {
+        key: labels::DISRUPTED_TAINT_KEY.to_string(),
+        effect: "NoSchedule".to_string(),
+        ..Default::default()
+    }
 }
 
 /// Drains, releases the instance and removes the finalizers; see the module docs.
 pub async fn finalize(claim: &NodeClaim, ctx: &Context) -> Result<Action> {
     let name = claim.name_any();
-    if !claim.finalizers().iter().any(|f| f == labels::TERMINATION_FINALIZER) {
+    if !claim
+        .finalizers()
+        .iter()
+        .any(|f| f == labels::TERMINATION_FINALIZER)
+    {
         return Ok(Action::await_change());
     }
     ctx.update_state(|s| s.clear_nominations(&name));
     let node = {
         let state = ctx.state();
-        state.claim_node(claim).or_else(|| claim.node_name().and_then(|n| state.node(n)))
+        state
+            .claim_node(claim)
+            .or_else(|| claim.node_name().and_then(|n| state.node(n)))
     };
     if let Some(node) = &node {
         taint_disrupted(ctx, node).await?;
@@ -105,22 +124,34 @@ pub async fn finalize(claim: &NodeClaim, ctx: &Context) -> Result<Action> {
         remove_node_finalizer_and_delete(ctx, node).await?;
     }
     remove_claim_finalizer(ctx, claim).await?;
-    ctx.metrics.nodeclaim_terminated(claim.nodepool_name().unwrap_or(""), "deleted");
+    ctx.metrics
+        .nodeclaim_terminated(claim.nodepool_name().unwrap_or(""), "deleted");
     tracing::info!(claim = %name, "nodeclaim terminated");
     Ok(Action::await_change())
 }
 
 async fn taint_disrupted(ctx: &Context, node: &Node) -> Result<()> {
     let taint = disrupted_taint();
-    let mut taints = node.spec.as_ref().and_then(|s| s.taints.clone()).unwrap_or_default();
-    if taints.iter().any(|t| t.key == taint.key && t.effect == taint.effect) {
+    let mut taints = node
+        .spec
+        .as_ref()
+        .and_then(|s| s.taints.clone())
+        .unwrap_or_default();
+    if taints
+        .iter()
+        .any(|t| t.key == taint.key && t.effect == taint.effect)
+    {
         return Ok(());
     }
     taints.push(taint);
     let nodes: Api<Node> = Api::all(ctx.client.clone());
     let node_name = node.name_any();
     match nodes
-        .patch(&node_name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"taints": taints}})))
+        .patch(
+            &node_name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"taints": taints}})),
+        )
         .await
     {
         Ok(n) => {
@@ -143,12 +174,14 @@ async fn drain(ctx: &Context, claim: &NodeClaim, node: &Node) -> Result<Option<D
         .filter(|p| !is_terminal(p) && !is_static_pod(p) && !tolerates_disrupted(p))
         .collect();
     // Pods already terminating: wait for them unless stuck.
-    let (terminating, live): (Vec<_>, Vec<_>) = pods.into_iter().partition(|p| p.metadata.deletion_timestamp.is_some());
+    let (terminating, live): (Vec<_>, Vec<_>) = pods
+        .into_iter()
+        .partition(|p| p.metadata.deletion_timestamp.is_some());
     let waiting_on_terminating = terminating.iter().any(|p| {
-        p.metadata
-            .deletion_timestamp
-            .as_ref()
-            .is_some_and(|t| now.duration_since(t.0) < jiff::SignedDuration::try_from(STUCK_TERMINATING).unwrap_or_default())
+        p.metadata.deletion_timestamp.as_ref().is_some_and(|t| {
+            now.duration_since(t.0)
+                < jiff::SignedDuration::try_from(STUCK_TERMINATING).unwrap_or_default()
+        })
     });
     if live.is_empty() {
         return Ok(waiting_on_terminating.then_some(DRAIN_POLL));
@@ -174,7 +207,12 @@ async fn drain(ctx: &Context, claim: &NodeClaim, node: &Node) -> Result<Option<D
     }
     if let Some(msg) = blocked {
         ctx.recorder
-            .publish(node, EventType::Warning, "FailedDraining", &format!("eviction blocked: {msg}"))
+            .publish(
+                node,
+                EventType::Warning,
+                "FailedDraining",
+                &format!("eviction blocked: {msg}"),
+            )
             .await;
         return Ok(Some(ctx.settings.eviction_retry));
     }
@@ -196,18 +234,28 @@ async fn evict_or_delete(
     let name = pod.name_any();
     let ns = pod.namespace().unwrap_or_default();
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let grace = pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds).unwrap_or(30).max(0);
+    let grace = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30)
+        .max(0);
     if let Some(deadline) = deadline {
         let forced_at = deadline - jiff::SignedDuration::from_secs(grace);
         if now >= forced_at {
             // The drain budget is spent: delete, with the grace clamped to what is left.
             let left = deadline.duration_since(now).as_secs().max(1);
-            let dp = DeleteParams { grace_period_seconds: Some(left.min(grace.max(1)) as u32), ..Default::default() };
+            let dp = DeleteParams {
+                grace_period_seconds: Some(left.min(grace.max(1)) as u32),
+                ..Default::default()
+            };
             ctx.metrics.eviction("deleted_after_grace_period");
             return match api.delete(&name, &dp).await {
                 Ok(_) => EvictOutcome::Done,
                 Err(e) if is_not_found(&e) => EvictOutcome::Done,
-                Err(e) => EvictOutcome::Failed(Error::kube("delete pod", format!("{ns}/{name}"))(e)),
+                Err(e) => {
+                    EvictOutcome::Failed(Error::kube("delete pod", format!("{ns}/{name}"))(e))
+                }
             };
         }
     }
@@ -236,11 +284,22 @@ async fn remove_node_finalizer_and_delete(ctx: &Context, node: &Node) -> Result<
         Ok(None) => return Ok(()),
         Err(e) => return Err(Error::kube("get node", &node_name)(e)),
     };
-    if current.finalizers().iter().any(|f| f == labels::TERMINATION_FINALIZER) {
-        let finalizers: Vec<&String> =
-            current.finalizers().iter().filter(|f| *f != labels::TERMINATION_FINALIZER).collect();
+    if current
+        .finalizers()
+        .iter()
+        .any(|f| f == labels::TERMINATION_FINALIZER)
+    {
+        let finalizers: Vec<&String> = current
+            .finalizers()
+            .iter()
+            .filter(|f| *f != labels::TERMINATION_FINALIZER)
+            .collect();
         match nodes
-            .patch(&node_name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})))
+            .patch(
+                &node_name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
+            )
             .await
         {
             Ok(_) => {}
@@ -261,9 +320,17 @@ async fn remove_node_finalizer_and_delete(ctx: &Context, node: &Node) -> Result<
 async fn remove_claim_finalizer(ctx: &Context, claim: &NodeClaim) -> Result<()> {
     let api: Api<NodeClaim> = Api::all(ctx.client.clone());
     let name = claim.name_any();
-    let finalizers: Vec<&String> = claim.finalizers().iter().filter(|f| *f != labels::TERMINATION_FINALIZER).collect();
+    let finalizers: Vec<&String> = claim
+        .finalizers()
+        .iter()
+        .filter(|f| *f != labels::TERMINATION_FINALIZER)
+        .collect();
     match api
-        .patch(&name, &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})))
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
+        )
         .await
     {
         Ok(_) => Ok(()),
@@ -279,9 +346,17 @@ pub async fn release_orphan_nodes(ctx: &Context) -> Result<()> {
         state
             .nodes()
             .filter(|n| n.metadata.deletion_timestamp.is_some())
-            .filter(|n| n.finalizers().iter().any(|f| f == labels::TERMINATION_FINALIZER))
+            .filter(|n| {
+                n.finalizers()
+                    .iter()
+                    .any(|f| f == labels::TERMINATION_FINALIZER)
+            })
             .filter(|n| state.claim_for_node(n).is_none())
-            .filter(|n| n.labels().get(labels::NODECLAIM).is_none_or(|c| state.claim(c).is_none()))
+            .filter(|n| {
+                n.labels()
+                    .get(labels::NODECLAIM)
+                    .is_none_or(|c| state.claim(c).is_none())
+            })
             .cloned()
             .collect()
     };
@@ -304,7 +379,10 @@ mod tests {
         let mut critical = plain.clone();
         critical.spec.as_mut().unwrap().priority_class_name = Some("system-node-critical".into());
         let critical_ds = owned_by(critical.clone(), "DaemonSet");
-        assert_eq!([tier(&plain), tier(&ds), tier(&critical), tier(&critical_ds)], [0, 1, 2, 3]);
+        assert_eq!(
+            [tier(&plain), tier(&ds), tier(&critical), tier(&critical_ds)],
+            [0, 1, 2, 3]
+        );
     }
 
     #[test]

@@ -11,8 +11,8 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
-use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use stowage_api::{EC2NodeClass, NodeClaim, NodePool};
@@ -24,7 +24,9 @@ use crate::state::{ClusterState, Kind, pod_key};
 pub const PAGE_SIZE: u32 = 500;
 
 /// A kind the state tracks.
-pub trait Tracked: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static {
+pub trait Tracked:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
+{
     const KIND: Kind;
     fn apply(state: &mut ClusterState, obj: Self);
     fn delete(state: &mut ClusterState, obj: &Self);
@@ -47,7 +49,12 @@ impl Tracked for Pod {
         state.replace_pods(objs)
     }
     fn bound_latency(state: &ClusterState, obj: &Self, now: jiff::Timestamp) -> Option<f64> {
-        let bound = |p: &Pod| p.spec.as_ref().and_then(|s| s.node_name.as_deref()).is_some_and(|n| !n.is_empty());
+        let bound = |p: &Pod| {
+            p.spec
+                .as_ref()
+                .and_then(|s| s.node_name.as_deref())
+                .is_some_and(|n| !n.is_empty())
+        };
         if !bound(obj) {
             return None;
         }
@@ -188,7 +195,11 @@ pub fn spawn_all(ctx: &Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
         tokio::spawn(feed::<Node>(ctx.clone(), Api::all(c.clone()), cfg())),
         tokio::spawn(feed::<NodeClaim>(ctx.clone(), Api::all(c.clone()), cfg())),
         tokio::spawn(feed::<NodePool>(ctx.clone(), Api::all(c.clone()), cfg())),
-        tokio::spawn(feed::<EC2NodeClass>(ctx.clone(), Api::all(c.clone()), cfg())),
+        tokio::spawn(feed::<EC2NodeClass>(
+            ctx.clone(),
+            Api::all(c.clone()),
+            cfg(),
+        )),
         tokio::spawn(feed::<DaemonSet>(ctx.clone(), Api::all(c.clone()), cfg())),
         tokio::spawn(feed::<PodDisruptionBudget>(ctx.clone(), Api::all(c), cfg())),
     ]

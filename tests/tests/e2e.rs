@@ -1,0 +1,156 @@
+//! End-to-end tests of the controllers against the simulated API server (through a real
+//! `kube::Client`) and the fake cloud, in virtual time.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, ListParams};
+use stowage_api::NodeClaim;
+use stowage_api::conditions::LAUNCHED;
+use stowage_api::labels;
+use stowage_cloud::CapacityType;
+use stowage_tests::{Harness, eventually, pod};
+
+async fn claims(h: &Harness) -> Vec<NodeClaim> {
+    let api: Api<NodeClaim> = Api::all(h.client.clone());
+    api.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default()
+}
+
+async fn events_for(h: &Harness, pod: &str) -> Vec<Event> {
+    let api: Api<Event> = Api::namespaced(h.client.clone(), "default");
+    let all = api.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+    all.into_iter().filter(|e| e.involved_object.name.as_deref() == Some(pod)).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_pod_gets_a_launched_nodeclaim_from_its_pool() {
+    let h = Harness::new(8);
+    let _running = h.start();
+    h.nodepool("general", |_| {}).await;
+    h.pending_pod(pod("web", "500m", "256Mi")).await;
+    let claim = eventually("a launched nodeclaim", Duration::from_secs(60), || async {
+        claims(&h).await.into_iter().find(|c| c.is_true(LAUNCHED))
+    })
+    .await;
+    assert_eq!(claim.nodepool_name(), Some("general"));
+    assert!(claim.finalizers().contains(&labels::TERMINATION_FINALIZER.to_string()));
+    assert!(claim.provider_id().is_some_and(|p| p.starts_with("fake:///")));
+    assert!(claim.label(labels::INSTANCE_TYPE).is_some(), "launch labels copied onto the claim");
+    assert_eq!(h.cloud.instances().len(), 1);
+    let events = eventually("a Nominated event", Duration::from_secs(10), || async {
+        let e = events_for(&h, "web").await;
+        e.iter().any(|e| e.reason.as_deref() == Some("Nominated")).then_some(e)
+    })
+    .await;
+    assert!(events.iter().any(|e| e.message.as_deref().is_some_and(|m| m.contains("nodeclaim/"))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_flight_capacity_is_not_bought_twice() {
+    let h = Harness::new(8);
+    let _running = h.start();
+    h.nodepool("general", |_| {}).await;
+    h.pending_pod(pod("a", "500m", "256Mi")).await;
+    eventually("a launched nodeclaim", Duration::from_secs(60), || async {
+        claims(&h).await.into_iter().find(|c| c.is_true(LAUNCHED))
+    })
+    .await;
+    // The scheduler refreshes the unschedulable condition (no node yet) and a small pod that fits
+    // in the launched instance's spare room arrives. Long past the nomination window, still one
+    // claim: both pods wait for the in-flight one.
+    h.pending_pod(pod("b", "100m", "64Mi")).await;
+    tokio::time::sleep(Duration::from_secs(90)).await;
+    let all = claims(&h).await;
+    assert_eq!(all.len(), 1, "claims: {:?}", all.iter().map(|c| c.metadata.name.clone()).collect::<Vec<_>>());
+    assert_eq!(h.cloud.instances().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn insufficient_capacity_on_the_cheapest_spot_offering_relaunches_on_the_next() {
+    let h = Harness::new(8);
+    let _running = h.start();
+    h.nodepool("general", |p| {
+        p.spec.template.spec.requirements =
+            vec![stowage_api::Requirement::in_(labels::CAPACITY_TYPE, ["spot"])];
+    })
+    .await;
+    // Every spot offering of the cheapest type that fits is out of capacity.
+    let cheapest = h.cloud.catalog()[0].name.clone();
+    for it in h.cloud.catalog().iter().filter(|t| t.name == cheapest) {
+        for o in &it.offerings {
+            if o.capacity_type == CapacityType::Spot {
+                h.cloud.mark_insufficient(stowage_cloud::OfferingKey {
+                    instance_type: it.name.clone(),
+                    zone: o.zone.clone(),
+                    capacity_type: CapacityType::Spot,
+                });
+            }
+        }
+    }
+    h.pending_pod(pod("web", "500m", "256Mi")).await;
+    let claim = eventually("a launched nodeclaim", Duration::from_secs(120), || async {
+        claims(&h).await.into_iter().find(|c| c.is_true(LAUNCHED))
+    })
+    .await;
+    assert_ne!(claim.label(labels::INSTANCE_TYPE), Some(cheapest.as_str()), "relaunched on another type");
+    assert_eq!(claim.label(labels::CAPACITY_TYPE), Some("spot"));
+    assert_eq!(h.cloud.instances().len(), 1, "no leaked or duplicate instance");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_nodepool_limit_shows_up_as_an_event_with_the_reason() {
+    let h = Harness::new(8);
+    let _running = h.start();
+    h.nodepool("small", |p| {
+        p.spec.limits.insert("cpu".into(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".into()));
+    })
+    .await;
+    h.pending_pod(pod("big", "3", "1Gi")).await;
+    let events = eventually("a FailedScheduling event", Duration::from_secs(60), || async {
+        let e = events_for(&h, "big").await;
+        e.iter().any(|e| e.reason.as_deref() == Some("FailedScheduling")).then_some(e)
+    })
+    .await;
+    let msg = events.iter().find_map(|e| e.message.clone()).unwrap_or_default();
+    assert!(msg.contains("limit"), "{msg}");
+    assert!(claims(&h).await.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_node_that_never_registers_is_replaced_after_the_registration_timeout() {
+    let h = Harness::new(8);
+    let _running = h.start();
+    h.nodepool("general", |_| {}).await;
+    h.pending_pod(pod("web", "500m", "256Mi")).await;
+    let first = eventually("a launched nodeclaim", Duration::from_secs(60), || async {
+        claims(&h).await.into_iter().find(|c| c.is_true(LAUNCHED))
+    })
+    .await;
+    let first_name = first.metadata.name.clone().unwrap_or_default();
+    // No kubelet runs here: the node never registers.
+    let second = eventually("a replacement nodeclaim", Duration::from_secs(20 * 60), || async {
+        claims(&h).await.into_iter().find(|c| c.metadata.name.as_deref() != Some(&first_name) && c.is_true(LAUNCHED))
+    })
+    .await;
+    let launched_at = first.condition(LAUNCHED).and_then(|c| c.last_transition()).unwrap();
+    let replaced_at = second.metadata.creation_timestamp.as_ref().unwrap().0;
+    let waited = replaced_at.duration_since(launched_at);
+    assert!(waited >= jiff::SignedDuration::from_mins(15), "replaced after {waited:?}");
+    eventually("the first instance terminated", Duration::from_secs(60), || async {
+        (h.cloud.instances().len() == 1).then_some(())
+    })
+    .await;
+    assert!(claims(&h).await.iter().all(|c| c.metadata.name.as_deref() != Some(&first_name)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn pods_ignored_by_the_provisioner_get_no_claim() {
+    let h = Harness::new(8);
+    let _running = h.start();
+    h.nodepool("general", |_| {}).await;
+    let api: Api<Pod> = Api::namespaced(h.client.clone(), "default");
+    // Not marked unschedulable by the scheduler yet: not provisionable.
+    api.create(&Default::default(), &pod("fresh", "500m", "256Mi")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(claims(&h).await.is_empty());
+}
