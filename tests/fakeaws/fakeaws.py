@@ -54,7 +54,7 @@ class State:
         self.ice: dict[str, list[dict[str, Any]]] = {}
         self.faults: dict[str, list[dict[str, Any]]] = {}
         self.prices: dict[str, dict[tuple[str, str, str], float]] = {}
-        self.tokens: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.tokens: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
         self.calls: dict[str, dict[str, int]] = {}
         self.cache: dict[tuple[str, bytes], tuple[str, list[tuple[str, str]], bytes]] = {}
 
@@ -345,12 +345,22 @@ def patch_moto() -> None:
     def create_fleet(self: Any) -> Any:
         token = self._get_param("ClientToken")
         key = (self.current_account, self.region, token) if token else None
+        params = json.dumps(sorted((k, v) for k, v in self.querystring.items() if k != "ClientToken"))
+        fingerprint = hashlib.sha256(params.encode()).hexdigest()
         with STATE.fleet_lock:
             if key is not None:
                 with STATE.lock:
                     previous = STATE.tokens.get(key)
                 if previous is not None:
-                    return ActionResult(previous)
+                    if previous[0] != fingerprint:
+                        from moto.ec2.exceptions import EC2ClientError
+
+                        raise EC2ClientError(
+                            "IdempotentParameterMismatch",
+                            "The client token you have provided is associated with a resource that "
+                            "is already deleted or has different parameters. Please use a different client token.",
+                        )
+                    return ActionResult(previous[1])
             self.error_on_dryrun()
             fleet = self.ec2_backend.create_fleet(
                 on_demand_options=self._get_param("OnDemandOptions", {}),
@@ -375,7 +385,7 @@ def patch_moto() -> None:
                 result["Errors"] = errors
             if key is not None:
                 with STATE.lock:
-                    STATE.tokens[key] = result
+                    STATE.tokens[key] = (fingerprint, result)
             return ActionResult(result)
 
     fleet_responses.Fleets.create_fleet = create_fleet
@@ -635,7 +645,16 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--quiet", action="store_true", help="no per-request log lines")
+    parser.add_argument("--exit-on-stdin-eof", action="store_true",
+                        help="exit when stdin closes (the parent test process died or finished)")
     args = parser.parse_args(argv)
+    if args.exit_on_stdin_eof:
+        def watch_stdin() -> None:
+            while sys.stdin.buffer.read(4096):
+                pass
+            os._exit(0)
+
+        threading.Thread(target=watch_stdin, daemon=True).start()
     os.environ.setdefault("MOTO_PORT", str(args.port))
     from werkzeug.serving import run_simple
     from moto.moto_server.werkzeug_app import MotoRequestHandler

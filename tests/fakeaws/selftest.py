@@ -101,6 +101,11 @@ def main() -> int:
         assert got["InstanceType"] == "m5.large" and got["Placement"]["AvailabilityZone"] == cheapest_zone, got
         again = fleet("t1")
         assert again["Instances"][0]["InstanceIds"] == inst["InstanceIds"], again
+        try:
+            fleet("t1", capacity="on-demand")
+            raise AssertionError("a reused token with other parameters must fail")
+        except ec2.exceptions.ClientError as e:
+            assert e.response["Error"]["Code"] == "IdempotentParameterMismatch", e.response
 
         control(url, "POST", "/_fake/ice", [{"instance_type": "m5.large", "capacity_type": "spot"}])
         out = fleet("t2")

@@ -107,7 +107,9 @@ impl Clients {
     /// no I/O beyond reading the environment and profile files.
     pub async fn new(config: &AwsConfig) -> Self {
         let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::Ring))
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::Ring,
+            ))
             .build_https();
         let retry = RetryConfig::standard()
             .with_max_attempts(config.max_attempts.max(1))
@@ -150,12 +152,18 @@ impl Clients {
             pricing = pricing.interceptor(ExtraHeaders(headers));
         }
         Self {
-            ec2: Arc::new(super::ec2::SdkEc2(aws_sdk_ec2::Client::from_conf(ec2.build()))),
-            pricing: Arc::new(super::pricing::SdkPricing(aws_sdk_pricing::Client::from_conf(
-                pricing.build(),
+            ec2: Arc::new(super::ec2::SdkEc2(aws_sdk_ec2::Client::from_conf(
+                ec2.build(),
             ))),
-            sqs: Arc::new(super::sqs::SdkSqs(aws_sdk_sqs::Client::from_conf(sqs.build()))),
-            ssm: Arc::new(super::ssm::SdkSsm(aws_sdk_ssm::Client::from_conf(ssm.build()))),
+            pricing: Arc::new(super::pricing::SdkPricing(
+                aws_sdk_pricing::Client::from_conf(pricing.build()),
+            )),
+            sqs: Arc::new(super::sqs::SdkSqs(aws_sdk_sqs::Client::from_conf(
+                sqs.build(),
+            ))),
+            ssm: Arc::new(super::ssm::SdkSsm(aws_sdk_ssm::Client::from_conf(
+                ssm.build(),
+            ))),
         }
     }
 }

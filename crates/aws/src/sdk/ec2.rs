@@ -54,7 +54,10 @@ impl Ec2Api for SdkEc2 {
         start_time: Option<aws_smithy_types::DateTime>,
         filters: Vec<ec2t::Filter>,
     ) -> Result<Vec<ec2t::SpotPrice>> {
-        let types = instance_types.iter().map(|t| ec2t::InstanceType::from(t.as_str())).collect::<Vec<_>>();
+        let types = instance_types
+            .iter()
+            .map(|t| ec2t::InstanceType::from(t.as_str()))
+            .collect::<Vec<_>>();
         self.0
             .describe_spot_price_history()
             .set_instance_types(some_if_any(types))
@@ -207,10 +210,16 @@ impl Ec2Api for SdkEc2 {
             .try_collect()
             .await
             .map_err(|e| Error::from_sdk("DescribeInstances", e))?;
-        Ok(reservations.into_iter().flat_map(|r| r.instances.unwrap_or_default()).collect())
+        Ok(reservations
+            .into_iter()
+            .flat_map(|r| r.instances.unwrap_or_default())
+            .collect())
     }
 
-    async fn terminate_instances(&self, ids: Vec<String>) -> Result<Vec<ec2t::InstanceStateChange>> {
+    async fn terminate_instances(
+        &self,
+        ids: Vec<String>,
+    ) -> Result<Vec<ec2t::InstanceStateChange>> {
         let out = self
             .0
             .terminate_instances()

@@ -24,10 +24,17 @@ pub use config::{AwsConfig, Clients, StaticCredentials};
 pub enum Error {
     /// The service answered with an error (`code` as AWS spells it, e.g. `RequestLimitExceeded`).
     #[error("aws {operation} failed: {code}: {message}")]
-    Service { operation: &'static str, code: String, message: String },
+    Service {
+        operation: &'static str,
+        code: String,
+        message: String,
+    },
     /// No usable answer: connection, timeout, credentials, or an unparseable response.
     #[error("aws {operation} failed: {message}")]
-    Transport { operation: &'static str, message: String },
+    Transport {
+        operation: &'static str,
+        message: String,
+    },
 }
 
 impl Error {
@@ -163,7 +170,8 @@ pub trait Ec2Api: Send + Sync + std::fmt::Debug {
         filters: Vec<ec2t::Filter>,
     ) -> Result<Vec<ec2t::Instance>>;
     /// TerminateInstances; returns the state changes.
-    async fn terminate_instances(&self, ids: Vec<String>) -> Result<Vec<ec2t::InstanceStateChange>>;
+    async fn terminate_instances(&self, ids: Vec<String>)
+    -> Result<Vec<ec2t::InstanceStateChange>>;
     /// CreateTags on the resources.
     async fn create_tags(&self, resources: Vec<String>, tags: Vec<ec2t::Tag>) -> Result<()>;
 }

@@ -16,7 +16,12 @@ impl SsmApi for SdkSsm {
     async fn get_parameter(&self, name: String) -> Result<Option<String>> {
         match self.0.get_parameter().name(name).send().await {
             Ok(out) => Ok(out.parameter.and_then(|p| p.value)),
-            Err(e) if matches!(e.as_service_error(), Some(GetParameterError::ParameterNotFound(_))) => {
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(GetParameterError::ParameterNotFound(_))
+                ) =>
+            {
                 Ok(None)
             }
             Err(e) => Err(Error::from_sdk("GetParameter", e)),

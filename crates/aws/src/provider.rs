@@ -1,0 +1,1260 @@
+//! `AwsCloudProvider`: `stowage_cloud::CloudProvider` over EC2.
+//!
+//! Flow of `create`: the claim's node class (resolved by [`AwsCloudProvider::resolve_node_class`])
+//! gives subnets, security groups and AMIs; the catalogue (instance types x offerings in the class's
+//! zones, priced, minus offerings in the unavailable cache) is filtered by the claim's requirements
+//! and resource requests; the capacity type is spot when any spot offering fits, else on-demand; the
+//! cheapest types are grouped by launch template (AMI + user data with the type's reserved
+//! resources); identical launches arriving together become one CreateFleet (`Type=instant`,
+//! overrides = types x the subnet with the most free addresses per zone). The ClientToken is
+//! derived from the NodeClaim's name and uid, and an instance already tagged with the claim is
+//! returned instead of launching again, so a retried create never buys twice.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use aws_sdk_ec2::types as ec2t;
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use sha2::{Digest, Sha256};
+use stowage_api::quantity::{format_resource, parse_resource};
+use stowage_api::{
+    AmiFamily, BlockDevice, BlockDeviceMapping, CapacityType, EC2NodeClass, EC2NodeClassStatus,
+    NodeClaim, NodeClaimSpec, NodeClaimStatus, NodePool, labels,
+};
+use stowage_cloud::{
+    CloudProvider, DriftReason, Error as CloudError, OfferingKey, Result, SharedClock,
+};
+use stowage_solver::{InstanceType, Resources};
+use tracing::{debug, warn};
+
+use crate::batcher::{BatchDropped, Batcher};
+use crate::catalog::{self, CatalogSettings, Fetched};
+use crate::discovery::{self, ResolvedNodeClass};
+use crate::errors::{self, ErrorClass, classify, classify_code};
+use crate::instance::{self, InstanceView};
+use crate::launch_template::{LaunchTemplateSpec, LaunchTemplates, tag};
+use crate::matching::requirements_match_keys;
+use crate::pricing::Pricing;
+use crate::sdk::{Clients, CreateFleetRequest, Ec2Api, PricingApi, SsmApi};
+use crate::settings::ProviderSettings;
+use crate::unavailable::UnavailableOfferings;
+use crate::userdata::{self, NodeBootstrap};
+
+/// EC2 tag naming the cluster for EKS.
+pub const EKS_CLUSTER_TAG: &str = "eks:eks-cluster-name";
+/// At most this many launch-template configs go into one CreateFleet call (the API's limit).
+const MAX_LAUNCH_TEMPLATE_CONFIGS: usize = 50;
+const LIVE_STATES: &[&str] = &["pending", "running", "stopping", "stopped"];
+
+/// The `kubernetes.io/cluster/<name>` tag key.
+pub fn cluster_tag(cluster: &str) -> String {
+    format!("kubernetes.io/cluster/{cluster}")
+}
+
+/// The ClientToken of a NodeClaim's launch: stable across retries of the same claim object.
+pub fn client_token(claim: &NodeClaim) -> String {
+    let name = claim.metadata.name.as_deref().unwrap_or_default();
+    let uid = claim.metadata.uid.as_deref().unwrap_or_default();
+    let digest = Sha256::digest(format!("{name}/{uid}").as_bytes());
+    format!("stowage-{}", hex::encode(&digest[..24]))
+}
+
+type BuiltTypes = (BuildInputs, Arc<Vec<InstanceType>>);
+
+#[derive(Clone, Debug, PartialEq)]
+struct BuildInputs {
+    catalog_at: Timestamp,
+    prices_at: (Option<Timestamp>, Option<Timestamp>),
+    class_hash: String,
+    generation: Option<i64>,
+}
+
+struct ClassEntry {
+    class: EC2NodeClass,
+    resolved: ResolvedNodeClass,
+    hash: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Override {
+    instance_type: String,
+    subnet_id: String,
+    zone: String,
+}
+
+/// Everything of a launch except the claim it is for: equal keys are coalesced.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct FleetKey {
+    capacity_type: CapacityType,
+    configs: Vec<(String, Vec<Override>)>,
+    tags: Vec<(String, String)>,
+}
+
+struct ClaimRef {
+    name: String,
+    token: String,
+}
+
+#[derive(Clone, Debug)]
+struct Launched {
+    id: String,
+    instance_type: String,
+    zone: String,
+    capacity_type: CapacityType,
+}
+
+type LaunchResult = std::result::Result<Launched, CloudError>;
+type DescribeResult = std::result::Result<Option<InstanceView>, CloudError>;
+type TerminateResult = std::result::Result<(), CloudError>;
+
+struct Inner {
+    ec2: Arc<dyn Ec2Api>,
+    ssm: Arc<dyn SsmApi>,
+    pricing_api: Arc<dyn PricingApi>,
+    settings: ProviderSettings,
+    clock: SharedClock,
+    unavailable: Arc<UnavailableOfferings>,
+    pricing: Pricing,
+    prices_at: tokio::sync::Mutex<(Option<Timestamp>, Option<Timestamp>)>,
+    /// Built instance types per node class, with the inputs they were built from.
+    built: Mutex<HashMap<String, BuiltTypes>>,
+    catalog: tokio::sync::Mutex<Option<(Timestamp, Arc<Fetched>)>>,
+    classes: RwLock<BTreeMap<String, Arc<ClassEntry>>>,
+    templates: LaunchTemplates,
+    fleet: Batcher<FleetKey, ClaimRef, LaunchResult>,
+    describe: Batcher<(), String, DescribeResult>,
+    terminate: Batcher<(), String, TerminateResult>,
+}
+
+/// The AWS cloud provider.
+#[derive(Clone)]
+pub struct AwsCloudProvider {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AwsCloudProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsCloudProvider")
+            .field("cluster", &self.inner.settings.cluster.name)
+            .finish()
+    }
+}
+
+/// Errors the provider cannot express as a cloud error at construction.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to load the embedded prices")]
+    LoadPrices(#[source] crate::pricing::Error),
+}
+
+fn clone_error(e: &CloudError) -> CloudError {
+    match e {
+        CloudError::NotFound(s) => CloudError::NotFound(s.clone()),
+        CloudError::InsufficientCapacity { offerings } => CloudError::InsufficientCapacity {
+            offerings: offerings.clone(),
+        },
+        CloudError::NodeClassNotReady { reason } => CloudError::NodeClassNotReady {
+            reason: reason.clone(),
+        },
+        CloudError::Launch { code, message } => CloudError::Launch {
+            code: code.clone(),
+            message: message.clone(),
+        },
+        CloudError::Throttled(s) => CloudError::Throttled(s.clone()),
+        CloudError::Api { operation, message } => CloudError::Api {
+            operation,
+            message: message.clone(),
+        },
+    }
+}
+
+fn dropped(operation: &'static str, _: BatchDropped) -> CloudError {
+    CloudError::Api {
+        operation,
+        message: "batched call ended without a result".to_string(),
+    }
+}
+
+fn since(now: Timestamp, then: Option<Timestamp>, every: std::time::Duration) -> bool {
+    let every = SignedDuration::try_from(every).unwrap_or(SignedDuration::MAX);
+    then.is_none_or(|t| now.duration_since(t) >= every)
+}
+
+fn quantities(r: &Resources) -> BTreeMap<String, Quantity> {
+    r.0.iter()
+        .map(|(k, v)| (k.clone(), Quantity(format_resource(k, *v))))
+        .collect()
+}
+
+fn is_well_known(key: &str) -> bool {
+    key != labels::NODEPOOL && labels::WELL_KNOWN.contains(&key)
+}
+
+impl AwsCloudProvider {
+    /// A provider over `clients`. Prices start from the embedded on-demand table.
+    pub fn new(
+        clients: &Clients,
+        settings: ProviderSettings,
+        clock: SharedClock,
+    ) -> Result<Self, Error> {
+        let pricing = Pricing::new(&settings.region).map_err(Error::LoadPrices)?;
+        let unavailable = Arc::new(UnavailableOfferings::new(
+            Arc::clone(&clock),
+            settings.unavailable_offerings_ttl,
+        ));
+        let ec2 = Arc::clone(&clients.ec2);
+        let fleet = {
+            let ec2 = Arc::clone(&ec2);
+            let unavailable = Arc::clone(&unavailable);
+            Batcher::new(
+                settings.launch_batch,
+                move |key: FleetKey, claims: Vec<ClaimRef>| {
+                    launch_batch(Arc::clone(&ec2), Arc::clone(&unavailable), key, claims)
+                },
+            )
+        };
+        let describe = {
+            let ec2 = Arc::clone(&ec2);
+            Batcher::new(settings.describe_batch, move |_: (), ids: Vec<String>| {
+                describe_batch(Arc::clone(&ec2), ids)
+            })
+        };
+        let terminate = {
+            let ec2 = Arc::clone(&ec2);
+            Batcher::new(settings.terminate_batch, move |_: (), ids: Vec<String>| {
+                terminate_batch(Arc::clone(&ec2), ids)
+            })
+        };
+        let templates = LaunchTemplates::new(Arc::clone(&ec2), &settings.cluster.name);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                ec2,
+                ssm: Arc::clone(&clients.ssm),
+                pricing_api: Arc::clone(&clients.pricing),
+                settings,
+                clock,
+                unavailable,
+                pricing,
+                prices_at: tokio::sync::Mutex::new((None, None)),
+                built: Mutex::new(HashMap::new()),
+                catalog: tokio::sync::Mutex::new(None),
+                classes: RwLock::new(BTreeMap::new()),
+                templates,
+                fleet,
+                describe,
+                terminate,
+            }),
+        })
+    }
+
+    /// Resolves the node class's selectors, remembers the result for launches, and returns the
+    /// status to write back (Ready is False with a reason when something did not resolve).
+    pub async fn resolve_node_class(&self, class: &EC2NodeClass) -> Result<EC2NodeClassStatus> {
+        let i = &self.inner;
+        let resolved = discovery::resolve(&*i.ec2, &*i.ssm, class, &i.settings.kubernetes_version)
+            .await
+            .map_err(|e| CloudError::Api {
+                operation: "ResolveNodeClass",
+                message: error_chain(&e),
+            })?;
+        let status = resolved.status(class.metadata.generation);
+        let name = class.metadata.name.clone().unwrap_or_default();
+        let hash = resolved.hash();
+        let entry = Arc::new(ClassEntry {
+            class: class.clone(),
+            resolved,
+            hash,
+        });
+        write(&i.classes).insert(name, entry);
+        Ok(status)
+    }
+
+    /// Forgets a deleted node class.
+    pub fn remove_node_class(&self, name: &str) {
+        write(&self.inner.classes).remove(name);
+    }
+
+    /// Deletes this cluster's launch templates that no known node class would use any more.
+    pub async fn delete_stale_launch_templates(&self) -> Result<Vec<String>> {
+        let live: BTreeMap<String, String> = read(&self.inner.classes)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.hash.clone()))
+            .collect();
+        self.inner
+            .templates
+            .delete_stale(&live)
+            .await
+            .map_err(errors::to_cloud)
+    }
+
+    /// The cluster's launch templates: name -> (node class, node class hash).
+    pub async fn launch_templates(&self) -> Result<BTreeMap<String, (String, String)>> {
+        self.inner.templates.list().await.map_err(errors::to_cloud)
+    }
+
+    /// Offerings currently cached unavailable.
+    pub fn unavailable_offerings(&self) -> Vec<OfferingKey> {
+        self.inner.unavailable.current()
+    }
+
+    fn class(&self, name: &str) -> Result<Arc<ClassEntry>> {
+        read(&self.inner.classes)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| CloudError::NodeClassNotReady {
+                reason: format!("EC2NodeClass {name} has not been resolved"),
+            })
+    }
+
+    /// The instance types and offerings (cached; refreshed after `catalog_refresh`), and when
+    /// they were read.
+    async fn catalog(&self) -> Result<(Timestamp, Arc<Fetched>)> {
+        let i = &self.inner;
+        let mut guard = i.catalog.lock().await;
+        let now = i.clock.now();
+        if let Some((at, fetched)) = guard.as_ref()
+            && !since(now, Some(*at), i.settings.catalog_refresh)
+        {
+            return Ok((*at, Arc::clone(fetched)));
+        }
+        match catalog::fetch(&*i.ec2).await {
+            Ok(fetched) => {
+                let fetched = Arc::new(fetched);
+                *guard = Some((now, Arc::clone(&fetched)));
+                Ok((now, fetched))
+            }
+            // A failed refresh keeps serving the previous catalogue.
+            Err(e) => match guard.as_ref() {
+                Some((at, fetched)) => {
+                    warn!(error = %error_chain(&e), "instance type refresh failed; keeping the previous catalogue");
+                    Ok((*at, Arc::clone(fetched)))
+                }
+                None => Err(CloudError::Api {
+                    operation: "DescribeInstanceTypes",
+                    message: error_chain(&e),
+                }),
+            },
+        }
+    }
+
+    /// Refreshes prices when due (callers wait for a refresh in flight); failures keep the
+    /// previous (or embedded) prices. Returns when the current prices were last refreshed.
+    async fn refresh_prices(&self) -> (Option<Timestamp>, Option<Timestamp>) {
+        let i = &self.inner;
+        let mut at = i.prices_at.lock().await;
+        let now = i.clock.now();
+        if since(now, at.0, i.settings.on_demand_price_refresh) {
+            at.0 = Some(now);
+            if let Err(e) = i.pricing.refresh_on_demand(&*i.pricing_api).await {
+                warn!(error = %error_chain(&e), "on-demand price refresh failed; keeping the previous prices");
+            }
+        }
+        if since(now, at.1, i.settings.spot_price_refresh) {
+            at.1 = Some(now);
+            let start = aws_smithy_types::DateTime::from_secs(now.as_second() - 3600);
+            if let Err(e) = i.pricing.refresh_spot(&*i.ec2, Some(start)).await {
+                warn!(error = %error_chain(&e), "spot price refresh failed; keeping the previous prices");
+            }
+        }
+        *at
+    }
+
+    fn catalog_settings(&self, class: &EC2NodeClass) -> CatalogSettings {
+        let mut s = CatalogSettings {
+            vm_memory_overhead_percent: self.inner.settings.vm_memory_overhead_percent,
+            ..CatalogSettings::default()
+        };
+        let Some(k) = &class.spec.kubelet else {
+            return s;
+        };
+        s.max_pods = k.max_pods.and_then(|v| u32::try_from(v).ok());
+        s.pods_per_core = k.pods_per_core.and_then(|v| u32::try_from(v).ok());
+        let parse = |m: &BTreeMap<String, String>| {
+            let mut r = Resources::new();
+            for (name, value) in m {
+                if let Ok(v) = parse_resource(name, value) {
+                    r.set(name.clone(), v);
+                }
+            }
+            r
+        };
+        s.kube_reserved = parse(&k.kube_reserved);
+        s.system_reserved = parse(&k.system_reserved);
+        let mut eviction = Resources::new();
+        for (signal, value) in &k.eviction_hard {
+            let name = match signal.as_str() {
+                "memory.available" => "memory",
+                "nodefs.available" => "ephemeral-storage",
+                _ => continue,
+            };
+            if let Ok(v) = parse_resource(name, value) {
+                eviction.set(name, v);
+            }
+        }
+        s.eviction_hard = eviction;
+        s
+    }
+
+    /// The instance types a node class can launch: offerings limited to its zones, availability
+    /// from the unavailable cache, types without a matching AMI left out.
+    async fn types_for(&self, entry: &ClassEntry) -> Result<Vec<InstanceType>> {
+        let (catalog_at, fetched) = self.catalog().await?;
+        let prices_at = self.refresh_prices().await;
+        let inputs = BuildInputs {
+            catalog_at,
+            prices_at,
+            class_hash: entry.hash.clone(),
+            generation: entry.class.metadata.generation,
+        };
+        let cached = lock(&self.inner.built)
+            .get(&entry.resolved.name)
+            .filter(|(i, _)| *i == inputs)
+            .map(|(_, types)| Arc::clone(types));
+        let built = match cached {
+            Some(types) => types,
+            None => {
+                let zones = entry.resolved.zones();
+                let offered: BTreeMap<String, BTreeSet<String>> = fetched
+                    .offerings
+                    .iter()
+                    .map(|(t, z)| {
+                        (
+                            t.clone(),
+                            z.intersection(&zones).cloned().collect::<BTreeSet<_>>(),
+                        )
+                    })
+                    .filter(|(_, z)| !z.is_empty())
+                    .collect();
+                let settings = self.catalog_settings(&entry.class);
+                let mut types = catalog::build(
+                    &fetched.records,
+                    &offered,
+                    &self.inner.settings.region,
+                    &self.inner.pricing,
+                    &settings,
+                );
+                types.retain(|t| entry.resolved.ami_for(&t.labels).is_some());
+                let types = Arc::new(types);
+                lock(&self.inner.built)
+                    .insert(entry.resolved.name.clone(), (inputs, Arc::clone(&types)));
+                types
+            }
+        };
+        let mut types = Vec::clone(&built);
+        for t in &mut types {
+            for o in &mut t.offerings {
+                if self
+                    .inner
+                    .unavailable
+                    .is_unavailable(&t.name, &o.zone, o.capacity_type)
+                {
+                    o.available = false;
+                }
+            }
+        }
+        Ok(types)
+    }
+
+    fn instance_tags(&self, entry: &ClassEntry, pool: Option<&str>) -> BTreeMap<String, String> {
+        let s = &self.inner.settings;
+        let mut tags = s.tags.clone();
+        tags.extend(entry.class.spec.tags.clone());
+        tags.insert(EKS_CLUSTER_TAG.to_string(), s.cluster.name.clone());
+        tags.insert(cluster_tag(&s.cluster.name), "owned".to_string());
+        tags.insert(
+            labels::EC2NODECLASS.to_string(),
+            entry.resolved.name.clone(),
+        );
+        if let Some(pool) = pool {
+            tags.insert(labels::NODEPOOL.to_string(), pool.to_string());
+        }
+        tags
+    }
+
+    fn default_block_devices(family: AmiFamily) -> Vec<BlockDeviceMapping> {
+        let volume = |device: &str, size: &str, root: bool| BlockDeviceMapping {
+            device_name: Some(device.to_string()),
+            root_volume: root,
+            ebs: Some(BlockDevice {
+                delete_on_termination: Some(true),
+                encrypted: Some(true),
+                volume_size: Some(Quantity(size.to_string())),
+                volume_type: Some("gp3".to_string()),
+                ..BlockDevice::default()
+            }),
+        };
+        match family {
+            AmiFamily::Bottlerocket => vec![
+                volume("/dev/xvda", "4Gi", false),
+                volume("/dev/xvdb", "20Gi", true),
+            ],
+            _ => vec![volume("/dev/xvda", "20Gi", true)],
+        }
+    }
+
+    /// The claim's live instance, found by its NodeClaim tag.
+    async fn find_claim_instance(&self, name: &str) -> Result<Option<InstanceView>> {
+        let cluster = &self.inner.settings.cluster.name;
+        let filters = vec![
+            ec2t::Filter::builder()
+                .name(format!("tag:{}", labels::NODECLAIM))
+                .values(name)
+                .build(),
+            ec2t::Filter::builder()
+                .name(format!("tag:{}", cluster_tag(cluster)))
+                .values("owned")
+                .build(),
+            ec2t::Filter::builder()
+                .name("instance-state-name")
+                .set_values(Some(LIVE_STATES.iter().map(|s| s.to_string()).collect()))
+                .build(),
+        ];
+        let found = self
+            .inner
+            .ec2
+            .describe_instances(Vec::new(), filters)
+            .await
+            .map_err(errors::to_cloud)?;
+        let mut views: Vec<InstanceView> =
+            found.iter().filter_map(InstanceView::from_sdk).collect();
+        views.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(views.into_iter().next())
+    }
+
+    async fn describe(&self, id: &str) -> Result<Option<InstanceView>> {
+        self.inner
+            .describe
+            .call((), id.to_string())
+            .await
+            .map_err(|e| dropped("DescribeInstances", e))?
+    }
+
+    /// The NodeClaim view of an instance (capacity from the catalogue when the class is known).
+    async fn claim_from_instance(
+        &self,
+        view: &InstanceView,
+        base: Option<&NodeClaim>,
+    ) -> NodeClaim {
+        let class = view
+            .tags
+            .get(labels::EC2NODECLASS)
+            .and_then(|c| self.class(c).ok());
+        let it = match &class {
+            Some(entry) => match self.types_for(entry).await {
+                Ok(types) => types.into_iter().find(|t| t.name == view.instance_type),
+                Err(_) => None,
+            },
+            None => None,
+        };
+        let mut claim = base.cloned().unwrap_or_else(|| {
+            let name = view
+                .tags
+                .get(labels::NODECLAIM)
+                .cloned()
+                .unwrap_or_else(|| view.id.clone());
+            NodeClaim {
+                metadata: ObjectMeta {
+                    name: Some(name),
+                    ..ObjectMeta::default()
+                },
+                spec: NodeClaimSpec {
+                    node_class_ref: stowage_api::NodeClassRef::ec2(
+                        view.tags
+                            .get(labels::EC2NODECLASS)
+                            .map(String::as_str)
+                            .unwrap_or_default(),
+                    ),
+                    ..NodeClaimSpec::default()
+                },
+                status: None,
+            }
+        });
+        let mut l = claim.metadata.labels.take().unwrap_or_default();
+        if let Some(t) = &it {
+            l.extend(t.labels.clone());
+        }
+        l.insert(
+            labels::INSTANCE_TYPE.to_string(),
+            view.instance_type.clone(),
+        );
+        l.insert(labels::ZONE.to_string(), view.zone.clone());
+        l.insert(
+            labels::CAPACITY_TYPE.to_string(),
+            view.capacity_type.as_str().to_string(),
+        );
+        if let Some(pool) = view.tags.get(labels::NODEPOOL) {
+            l.insert(labels::NODEPOOL.to_string(), pool.clone());
+        }
+        claim.metadata.labels = Some(l);
+        let status = claim.status.get_or_insert_with(NodeClaimStatus::default);
+        status.provider_id = Some(view.provider_id());
+        status.image_id = view.image_id.clone();
+        if let Some(t) = &it {
+            status.capacity = quantities(&t.capacity);
+            status.allocatable = quantities(&t.allocatable());
+        }
+        claim
+    }
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    match l.read() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    match l.write() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match l.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+/// The ClientToken of one CreateFleet: the claims' tokens and the request itself, so a retry of
+/// the same request is idempotent while a changed request (other offerings after an
+/// insufficient-capacity answer) is a new one.
+fn fleet_token(claims: &[ClaimRef], key: &FleetKey) -> String {
+    let mut tokens: Vec<&str> = claims.iter().map(|c| c.token.as_str()).collect();
+    tokens.sort_unstable();
+    let digest = Sha256::digest(format!("{}|{key:?}", tokens.join(",")).as_bytes());
+    format!("stowage-{}", hex::encode(&digest[..24]))
+}
+
+/// One CreateFleet for every claim in the batch; instances are handed out in claim order.
+async fn launch_batch(
+    ec2: Arc<dyn Ec2Api>,
+    unavailable: Arc<UnavailableOfferings>,
+    key: FleetKey,
+    claims: Vec<ClaimRef>,
+) -> Vec<LaunchResult> {
+    let n = claims.len();
+    let spot = key.capacity_type == CapacityType::Spot;
+    let mut tags: Vec<ec2t::Tag> = key.tags.iter().map(|(k, v)| tag(k, v)).collect();
+    let single = match claims.as_slice() {
+        [only] => Some(only),
+        _ => None,
+    };
+    if let Some(c) = single {
+        tags.push(tag(labels::NODECLAIM, &c.name));
+        tags.push(tag("Name", &c.name));
+    }
+    let tag_specifications = [
+        ec2t::ResourceType::Instance,
+        ec2t::ResourceType::Volume,
+        ec2t::ResourceType::Fleet,
+    ]
+    .into_iter()
+    .map(|rt| {
+        ec2t::TagSpecification::builder()
+            .resource_type(rt)
+            .set_tags(Some(tags.clone()))
+            .build()
+    })
+    .collect();
+    let configs = key
+        .configs
+        .iter()
+        .map(|(lt, overrides)| {
+            ec2t::FleetLaunchTemplateConfigRequest::builder()
+                .launch_template_specification(
+                    ec2t::FleetLaunchTemplateSpecificationRequest::builder()
+                        .launch_template_name(lt)
+                        .version("$Latest")
+                        .build(),
+                )
+                .set_overrides(Some(
+                    overrides
+                        .iter()
+                        .map(|o| {
+                            ec2t::FleetLaunchTemplateOverridesRequest::builder()
+                                .instance_type(ec2t::InstanceType::from(o.instance_type.as_str()))
+                                .subnet_id(&o.subnet_id)
+                                .build()
+                        })
+                        .collect(),
+                ))
+                .build()
+        })
+        .collect();
+    let request = CreateFleetRequest {
+        client_token: Some(fleet_token(&claims, &key)),
+        launch_template_configs: configs,
+        target_capacity: Some(
+            ec2t::TargetCapacitySpecificationRequest::builder()
+                .total_target_capacity(i32::try_from(n).unwrap_or(i32::MAX))
+                .default_target_capacity_type(if spot {
+                    ec2t::DefaultTargetCapacityType::Spot
+                } else {
+                    ec2t::DefaultTargetCapacityType::OnDemand
+                })
+                .build(),
+        ),
+        spot_options: spot.then(|| {
+            ec2t::SpotOptionsRequest::builder()
+                .allocation_strategy(ec2t::SpotAllocationStrategy::PriceCapacityOptimized)
+                .build()
+        }),
+        on_demand_options: (!spot).then(|| {
+            ec2t::OnDemandOptionsRequest::builder()
+                .allocation_strategy(ec2t::FleetOnDemandAllocationStrategy::LowestPrice)
+                .build()
+        }),
+        tag_specifications,
+    };
+    let response = match ec2.create_fleet(request).await {
+        Ok(r) => r,
+        Err(e) => {
+            let err = errors::launch_to_cloud(e);
+            return claims.iter().map(|_| Err(clone_error(&err))).collect();
+        }
+    };
+    let zone_of: HashMap<&str, &str> = key
+        .configs
+        .iter()
+        .flat_map(|(_, o)| o.iter().map(|o| (o.subnet_id.as_str(), o.zone.as_str())))
+        .collect();
+    let lifecycle = |l: Option<&ec2t::InstanceLifecycle>| match l {
+        Some(ec2t::InstanceLifecycle::Spot) => CapacityType::Spot,
+        Some(ec2t::InstanceLifecycle::OnDemand) => CapacityType::OnDemand,
+        _ => key.capacity_type,
+    };
+    let mut ice: Vec<OfferingKey> = Vec::new();
+    let mut other: Option<(String, String)> = None;
+    for err in &response.errors {
+        let code = err.error_code().unwrap_or_default();
+        let o = err
+            .launch_template_and_overrides()
+            .and_then(|l| l.overrides());
+        let itype = o
+            .and_then(|o| o.instance_type())
+            .map(|t| t.as_str().to_string());
+        let zone = o
+            .and_then(|o| {
+                o.subnet_id()
+                    .and_then(|s| zone_of.get(s).map(|z| z.to_string()))
+            })
+            .or_else(|| o.and_then(|o| o.availability_zone()).map(str::to_string));
+        if classify_code(code) == ErrorClass::InsufficientCapacity {
+            if let (Some(instance_type), Some(zone)) = (itype, zone) {
+                let k = OfferingKey {
+                    instance_type,
+                    zone,
+                    capacity_type: lifecycle(err.lifecycle()),
+                };
+                unavailable.mark(k.clone());
+                ice.push(k);
+            }
+        } else if other.is_none() {
+            other = Some((
+                code.to_string(),
+                err.error_message().unwrap_or_default().to_string(),
+            ));
+        }
+    }
+    ice.sort();
+    ice.dedup();
+    let mut launched: Vec<Launched> = Vec::new();
+    for inst in &response.instances {
+        let o = inst
+            .launch_template_and_overrides()
+            .and_then(|l| l.overrides());
+        let zone = o
+            .and_then(|o| o.subnet_id())
+            .and_then(|s| zone_of.get(s))
+            .map(|z| z.to_string())
+            .unwrap_or_default();
+        let instance_type = inst
+            .instance_type()
+            .or_else(|| o.and_then(|o| o.instance_type()))
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default();
+        for id in inst.instance_ids() {
+            launched.push(Launched {
+                id: id.clone(),
+                instance_type: instance_type.clone(),
+                zone: zone.clone(),
+                capacity_type: lifecycle(inst.lifecycle()),
+            });
+        }
+    }
+    debug!(
+        requested = n,
+        launched = launched.len(),
+        errors = response.errors.len(),
+        "create fleet"
+    );
+    let mut out = Vec::with_capacity(n);
+    let mut instances = launched.into_iter();
+    for claim in &claims {
+        match instances.next() {
+            Some(l) => {
+                if single.is_none() {
+                    let tags = vec![
+                        tag(labels::NODECLAIM, &claim.name),
+                        tag("Name", &claim.name),
+                    ];
+                    if let Err(e) = ec2.create_tags(vec![l.id.clone()], tags).await {
+                        warn!(instance = %l.id, error = %e, "failed to tag instance with its nodeclaim");
+                    }
+                }
+                out.push(Ok(l));
+            }
+            None => out.push(Err(match &other {
+                Some((code, message)) if ice.is_empty() => CloudError::Launch {
+                    code: code.clone(),
+                    message: message.clone(),
+                },
+                _ if !ice.is_empty() => CloudError::InsufficientCapacity {
+                    offerings: ice.clone(),
+                },
+                _ => CloudError::InsufficientCapacity {
+                    offerings: key
+                        .configs
+                        .iter()
+                        .flat_map(|(_, o)| o.iter())
+                        .map(|o| OfferingKey {
+                            instance_type: o.instance_type.clone(),
+                            zone: o.zone.clone(),
+                            capacity_type: key.capacity_type,
+                        })
+                        .collect(),
+                },
+            })),
+        }
+    }
+    out
+}
+
+/// One DescribeInstances (by `instance-id` filter, so unknown ids are simply absent).
+async fn describe_batch(ec2: Arc<dyn Ec2Api>, ids: Vec<String>) -> Vec<DescribeResult> {
+    let unique: BTreeSet<String> = ids.iter().cloned().collect();
+    let filter = ec2t::Filter::builder()
+        .name("instance-id")
+        .set_values(Some(unique.into_iter().collect()))
+        .build();
+    match ec2.describe_instances(Vec::new(), vec![filter]).await {
+        Ok(found) => {
+            let by_id: HashMap<String, InstanceView> = found
+                .iter()
+                .filter_map(InstanceView::from_sdk)
+                .map(|v| (v.id.clone(), v))
+                .collect();
+            ids.iter().map(|id| Ok(by_id.get(id).cloned())).collect()
+        }
+        Err(e) => {
+            let err = errors::to_cloud(e);
+            ids.iter().map(|_| Err(clone_error(&err))).collect()
+        }
+    }
+}
+
+/// One TerminateInstances; if one id is unknown the call fails as a whole, so then each id is
+/// retried alone to tell which are gone.
+async fn terminate_batch(ec2: Arc<dyn Ec2Api>, ids: Vec<String>) -> Vec<TerminateResult> {
+    let unique: Vec<String> = ids
+        .iter()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    match ec2.terminate_instances(unique.clone()).await {
+        Ok(_) => ids.iter().map(|_| Ok(())).collect(),
+        Err(e) if classify(&e) == ErrorClass::NotFound && unique.len() > 1 => {
+            let mut each: HashMap<String, TerminateResult> = HashMap::new();
+            for id in unique {
+                let r = ec2
+                    .terminate_instances(vec![id.clone()])
+                    .await
+                    .map(|_| ())
+                    .map_err(errors::to_cloud);
+                each.insert(id, r);
+            }
+            ids.iter()
+                .map(|id| match each.get(id) {
+                    Some(Ok(())) => Ok(()),
+                    Some(Err(e)) => Err(clone_error(e)),
+                    None => Err(CloudError::NotFound(id.clone())),
+                })
+                .collect()
+        }
+        Err(e) => {
+            let err = errors::to_cloud(e);
+            ids.iter().map(|_| Err(clone_error(&err))).collect()
+        }
+    }
+}
+
+fn claim_requests(claim: &NodeClaim) -> Resources {
+    let mut r = Resources::new();
+    for (name, q) in &claim.spec.resources.requests {
+        if let Ok(v) = parse_resource(name, &q.0) {
+            r.set(name.clone(), v);
+        }
+    }
+    r
+}
+
+#[async_trait]
+impl CloudProvider for AwsCloudProvider {
+    async fn create(&self, claim: &NodeClaim) -> Result<NodeClaim> {
+        let name = claim.metadata.name.clone().unwrap_or_default();
+        let entry = self.class(&claim.spec.node_class_ref.name)?;
+        if let Some(reason) = &entry.resolved.not_ready {
+            return Err(CloudError::NodeClassNotReady {
+                reason: reason.clone(),
+            });
+        }
+        if let Some(existing) = self.find_claim_instance(&name).await? {
+            debug!(claim = %name, instance = %existing.id, "instance already launched for claim");
+            return Ok(self.claim_from_instance(&existing, Some(claim)).await);
+        }
+        let types = self.types_for(&entry).await?;
+        let requests = claim_requests(claim);
+        let reqs = &claim.spec.requirements;
+        let per_zone = entry.resolved.subnet_per_zone();
+        // (type, offering) pairs the claim accepts.
+        let mut matching: Vec<(&InstanceType, &stowage_solver::Offering)> = Vec::new();
+        for t in &types {
+            if !requests.fits_in(&t.allocatable()) {
+                continue;
+            }
+            let keys = |k: &str| is_well_known(k) || t.labels.contains_key(k);
+            for o in &t.offerings {
+                if !per_zone.contains_key(&o.zone) || o.capacity_type == CapacityType::Reserved {
+                    continue;
+                }
+                let mut l = t.labels.clone();
+                l.insert(labels::ZONE.to_string(), o.zone.clone());
+                l.insert(
+                    labels::CAPACITY_TYPE.to_string(),
+                    o.capacity_type.as_str().to_string(),
+                );
+                if requirements_match_keys(reqs, &l, &keys) {
+                    matching.push((t, o));
+                }
+            }
+        }
+        let capacity_type = [CapacityType::Spot, CapacityType::OnDemand]
+            .into_iter()
+            .find(|ct| {
+                matching
+                    .iter()
+                    .any(|(_, o)| o.available && o.capacity_type == *ct)
+            });
+        let Some(capacity_type) = capacity_type else {
+            if matching.is_empty() {
+                return Err(CloudError::Launch {
+                    code: "NoCompatibleInstanceTypes".to_string(),
+                    message: format!(
+                        "no instance type of EC2NodeClass {} satisfies nodeclaim {name}",
+                        entry.resolved.name
+                    ),
+                });
+            }
+            let mut offerings: Vec<OfferingKey> = matching
+                .iter()
+                .map(|(t, o)| OfferingKey {
+                    instance_type: t.name.clone(),
+                    zone: o.zone.clone(),
+                    capacity_type: o.capacity_type,
+                })
+                .collect();
+            offerings.sort();
+            offerings.dedup();
+            return Err(CloudError::InsufficientCapacity { offerings });
+        };
+        // Cheapest available price per type, then zones per type.
+        let mut by_type: BTreeMap<&str, (f64, &InstanceType, BTreeSet<String>)> = BTreeMap::new();
+        for (t, o) in matching
+            .iter()
+            .filter(|(_, o)| o.available && o.capacity_type == capacity_type)
+        {
+            let e = by_type
+                .entry(t.name.as_str())
+                .or_insert((f64::INFINITY, t, BTreeSet::new()));
+            e.0 = e.0.min(o.price_per_hour);
+            e.2.insert(o.zone.clone());
+        }
+        let mut ranked: Vec<(f64, &InstanceType, BTreeSet<String>)> =
+            by_type.into_values().collect();
+        ranked.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.name.cmp(&b.1.name)));
+        ranked.truncate(self.inner.settings.max_instance_types.max(1));
+
+        // Group the types by launch template.
+        let class = &entry.class;
+        let family = entry.resolved.family;
+        let mut claim_labels = claim.metadata.labels.clone().unwrap_or_default();
+        claim_labels.insert(
+            labels::EC2NODECLASS.to_string(),
+            entry.resolved.name.clone(),
+        );
+        let mut taints = claim.spec.taints.clone();
+        taints.extend(claim.spec.startup_taints.clone());
+        let base = NodeBootstrap {
+            cluster: self.inner.settings.cluster.clone(),
+            labels: claim_labels,
+            taints,
+            max_pods: None,
+            cluster_dns: class
+                .spec
+                .kubelet
+                .as_ref()
+                .map(|k| k.cluster_dns.clone())
+                .unwrap_or_default(),
+            ..NodeBootstrap::default()
+        };
+        let mut security_group_ids: Vec<String> = entry
+            .resolved
+            .security_groups
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect();
+        security_group_ids.sort();
+        let block_devices = if class.spec.block_device_mappings.is_empty() {
+            Self::default_block_devices(family)
+        } else {
+            class.spec.block_device_mappings.clone()
+        };
+        let mut groups: Vec<(LaunchTemplateSpec, Vec<(&InstanceType, BTreeSet<String>)>)> =
+            Vec::new();
+        for (_, t, zones) in &ranked {
+            let Some(ami) = entry.resolved.ami_for(&t.labels) else {
+                continue;
+            };
+            let pods = t.capacity.pods();
+            let bootstrap = NodeBootstrap {
+                max_pods: (pods > 0).then_some(pods),
+                ..base.clone()
+            }
+            .with_overhead(&t.overhead);
+            let user_data = userdata::render(family, &bootstrap, class.spec.user_data.as_deref())
+                .map_err(|e| CloudError::NodeClassNotReady {
+                reason: format!("invalid userData: {e}"),
+            })?;
+            let spec = LaunchTemplateSpec {
+                image_id: ami.id.clone(),
+                security_group_ids: security_group_ids.clone(),
+                user_data,
+                instance_profile: entry.resolved.instance_profile.clone(),
+                block_devices: block_devices.clone(),
+                metadata: class.spec.metadata_options.clone(),
+                associate_public_ip_address: class.spec.associate_public_ip_address,
+                detailed_monitoring: class.spec.detailed_monitoring,
+            };
+            match groups.iter().position(|(s, _)| *s == spec) {
+                Some(i) => groups[i].1.push((t, zones.clone())),
+                None if groups.len() < MAX_LAUNCH_TEMPLATE_CONFIGS => {
+                    groups.push((spec, vec![(t, zones.clone())]))
+                }
+                None => {}
+            }
+        }
+        let mut configs = Vec::with_capacity(groups.len());
+        let mut image_of: HashMap<String, String> = HashMap::new();
+        for (spec, members) in &groups {
+            let lt = self
+                .inner
+                .templates
+                .ensure(spec, &entry.resolved.name, &entry.hash)
+                .await
+                .map_err(errors::launch_to_cloud)?;
+            let mut overrides = Vec::new();
+            for (t, zones) in members {
+                image_of.insert(t.name.clone(), spec.image_id.clone());
+                for zone in zones {
+                    if let Some(subnet) = per_zone.get(zone) {
+                        overrides.push(Override {
+                            instance_type: t.name.clone(),
+                            subnet_id: subnet.id.clone(),
+                            zone: zone.clone(),
+                        });
+                    }
+                }
+            }
+            configs.push((lt, overrides));
+        }
+        let tags = self
+            .instance_tags(&entry, claim.nodepool_name())
+            .into_iter()
+            .collect();
+        let key = FleetKey {
+            capacity_type,
+            configs,
+            tags,
+        };
+        let launched = self
+            .inner
+            .fleet
+            .call(
+                key,
+                ClaimRef {
+                    name: name.clone(),
+                    token: client_token(claim),
+                },
+            )
+            .await
+            .map_err(|e| dropped("CreateFleet", e))??;
+        let view = InstanceView {
+            id: launched.id.clone(),
+            instance_type: launched.instance_type.clone(),
+            zone: launched.zone.clone(),
+            capacity_type: launched.capacity_type,
+            state: "pending".to_string(),
+            image_id: image_of.get(&launched.instance_type).cloned(),
+            subnet_id: None,
+            security_group_ids: Vec::new(),
+            tags: self.instance_tags(&entry, claim.nodepool_name()),
+        };
+        Ok(self.claim_from_instance(&view, Some(claim)).await)
+    }
+
+    async fn delete(&self, claim: &NodeClaim) -> Result<()> {
+        let name = claim.metadata.name.clone().unwrap_or_default();
+        let view = match claim.provider_id().and_then(instance::instance_id) {
+            Some(id) => self.describe(id).await?,
+            None => self.find_claim_instance(&name).await?,
+        };
+        let Some(view) = view.filter(|v| !v.is_gone()) else {
+            return Err(CloudError::NotFound(
+                claim.provider_id().unwrap_or(&name).to_string(),
+            ));
+        };
+        self.inner
+            .terminate
+            .call((), view.id.clone())
+            .await
+            .map_err(|e| dropped("TerminateInstances", e))?
+    }
+
+    async fn get(&self, provider_id: &str) -> Result<NodeClaim> {
+        let id = instance::instance_id(provider_id).ok_or_else(|| {
+            CloudError::NotFound(format!("{provider_id} is not an EC2 provider id"))
+        })?;
+        match self.describe(id).await? {
+            Some(view) if !view.is_gone() => Ok(self.claim_from_instance(&view, None).await),
+            _ => Err(CloudError::NotFound(provider_id.to_string())),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<NodeClaim>> {
+        let cluster = &self.inner.settings.cluster.name;
+        let filters = vec![
+            ec2t::Filter::builder()
+                .name(format!("tag:{}", cluster_tag(cluster)))
+                .values("owned")
+                .build(),
+            ec2t::Filter::builder()
+                .name("tag-key")
+                .values(labels::NODEPOOL)
+                .build(),
+            ec2t::Filter::builder()
+                .name("instance-state-name")
+                .set_values(Some(LIVE_STATES.iter().map(|s| s.to_string()).collect()))
+                .build(),
+        ];
+        let found = self
+            .inner
+            .ec2
+            .describe_instances(Vec::new(), filters)
+            .await
+            .map_err(errors::to_cloud)?;
+        let mut views: Vec<InstanceView> =
+            found.iter().filter_map(InstanceView::from_sdk).collect();
+        views.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut out = Vec::with_capacity(views.len());
+        for v in &views {
+            out.push(self.claim_from_instance(v, None).await);
+        }
+        Ok(out)
+    }
+
+    async fn instance_types(&self, pool: &NodePool) -> Result<Vec<InstanceType>> {
+        let entry = self.class(&pool.spec.template.spec.node_class_ref.name)?;
+        self.types_for(&entry).await
+    }
+
+    async fn is_drifted(&self, claim: &NodeClaim) -> Result<Option<DriftReason>> {
+        let id = claim
+            .provider_id()
+            .and_then(instance::instance_id)
+            .ok_or_else(|| CloudError::NotFound(claim.metadata.name.clone().unwrap_or_default()))?;
+        let view = match self.describe(id).await? {
+            Some(v) if !v.is_gone() => v,
+            _ => return Err(CloudError::NotFound(id.to_string())),
+        };
+        let entry = self.class(&claim.spec.node_class_ref.name)?;
+        let r = &entry.resolved;
+        if let Some(image) = &view.image_id
+            && !r.amis.iter().any(|a| &a.id == image)
+        {
+            return Ok(Some(DriftReason::AmiDrift));
+        }
+        if let Some(subnet) = &view.subnet_id
+            && !r.subnets.iter().any(|s| &s.id == subnet)
+        {
+            return Ok(Some(DriftReason::SubnetDrift));
+        }
+        let want: BTreeSet<&str> = r
+            .security_groups
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect();
+        let have: BTreeSet<&str> = view.security_group_ids.iter().map(String::as_str).collect();
+        if !have.is_empty() && have != want {
+            return Ok(Some(DriftReason::SecurityGroupDrift));
+        }
+        let (_, fetched) = self.catalog().await?;
+        if !fetched.records.iter().any(|t| t.name == view.instance_type) {
+            return Ok(Some(DriftReason::InstanceTypeNotFound));
+        }
+        Ok(None)
+    }
+
+    fn name(&self) -> &'static str {
+        "aws"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_token_is_stable_per_claim_and_fits_the_api_limit() {
+        let claim = |name: &str, uid: &str| NodeClaim {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                uid: Some(uid.into()),
+                ..ObjectMeta::default()
+            },
+            spec: NodeClaimSpec::default(),
+            status: None,
+        };
+        let a = client_token(&claim("default-abc", "u1"));
+        assert_eq!(a, client_token(&claim("default-abc", "u1")));
+        assert_ne!(a, client_token(&claim("default-abc", "u2")));
+        assert!(a.len() <= 64);
+    }
+}

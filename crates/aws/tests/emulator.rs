@@ -1,0 +1,660 @@
+//! The AWS provider through the real SDK against the emulator (moto + tests/fakeaws): catalogue,
+//! discovery, launch templates, CreateFleet allocation, insufficient capacity, throttling,
+//! idempotent create, batching, get/list/delete.
+
+// Test helpers unwrap like the tests themselves (clippy.toml only exempts #[test] bodies).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_sdk_ec2::types as ec2t;
+use common::Account;
+use serde_json::json;
+use stowage_api::{CapacityType, EC2NodeClass, NodeClaim, NodePool, labels};
+use stowage_aws::catalog::{self, CatalogSettings};
+use stowage_aws::provider::{AwsCloudProvider, cluster_tag};
+use stowage_aws::settings::ProviderSettings;
+use stowage_aws::userdata::ClusterInfo;
+use stowage_cloud::{CloudProvider, Error as CloudError, SystemClock};
+use stowage_solver::InstanceType;
+
+const ZONES: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
+const MIB: i64 = 1 << 20;
+
+/// One test's world: an account with three tagged subnets and a tagged security group, a provider
+/// and a resolved node class `default`.
+struct World {
+    account: Account,
+    provider: AwsCloudProvider,
+    cluster: String,
+    subnets: BTreeMap<String, String>,
+    security_group: String,
+}
+
+fn node_class(cluster: &str, profile: Option<&str>) -> EC2NodeClass {
+    serde_json::from_value(json!({
+        "apiVersion": "aws.stowage.dev/v1",
+        "kind": "EC2NodeClass",
+        "metadata": {"name": "default", "generation": 1},
+        "spec": {
+            "amiSelectorTerms": [{"alias": "al2023@latest"}],
+            "subnetSelectorTerms": [{"tags": {"stowage.dev/discovery": cluster}}],
+            "securityGroupSelectorTerms": [{"tags": {"stowage.dev/discovery": cluster}}],
+            "instanceProfile": profile,
+            "tags": {"team": "ml"}
+        }
+    }))
+    .unwrap()
+}
+
+fn pool() -> NodePool {
+    serde_json::from_value(json!({
+        "apiVersion": "stowage.dev/v1",
+        "kind": "NodePool",
+        "metadata": {"name": "default"},
+        "spec": {"template": {"spec": {"nodeClassRef": {"group": "aws.stowage.dev", "kind": "EC2NodeClass", "name": "default"}}}}
+    }))
+    .unwrap()
+}
+
+/// A claim of pool `default` for `types` and `capacity_types`.
+fn claim(name: &str, types: &[&str], capacity_types: &[&str]) -> NodeClaim {
+    serde_json::from_value(json!({
+        "apiVersion": "stowage.dev/v1",
+        "kind": "NodeClaim",
+        "metadata": {"name": name, "uid": format!("uid-{name}"), "labels": {labels::NODEPOOL: "default"}},
+        "spec": {
+            "requirements": [
+                {"key": labels::INSTANCE_TYPE, "operator": "In", "values": types},
+                {"key": labels::CAPACITY_TYPE, "operator": "In", "values": capacity_types}
+            ],
+            "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}},
+            "nodeClassRef": {"group": "aws.stowage.dev", "kind": "EC2NodeClass", "name": "default"}
+        }
+    }))
+    .unwrap()
+}
+
+impl World {
+    async fn new() -> World {
+        World::with_settings(|_| {}).await
+    }
+
+    async fn with_settings(tune: impl FnOnce(&mut ProviderSettings)) -> World {
+        let account = Account::new().await;
+        let ec2 = Arc::clone(&account.clients.ec2);
+        let cluster = format!("c{}", account.id);
+        let mut subnets = BTreeMap::new();
+        for s in ec2.describe_subnets(vec![], vec![]).await.unwrap() {
+            let zone = s.availability_zone().unwrap().to_string();
+            if ZONES.contains(&zone.as_str()) {
+                subnets.insert(zone, s.subnet_id().unwrap().to_string());
+            }
+        }
+        assert_eq!(subnets.len(), 3, "default subnets in {ZONES:?}");
+        let groups = ec2
+            .describe_security_groups(
+                vec![],
+                vec![
+                    ec2t::Filter::builder()
+                        .name("group-name")
+                        .values("default")
+                        .build(),
+                ],
+            )
+            .await
+            .unwrap();
+        let security_group = groups[0].group_id().unwrap().to_string();
+        let mut resources: Vec<String> = subnets.values().cloned().collect();
+        resources.push(security_group.clone());
+        let discovery = ec2t::Tag::builder()
+            .key("stowage.dev/discovery")
+            .value(&cluster)
+            .build();
+        ec2.create_tags(resources, vec![discovery]).await.unwrap();
+
+        let cluster_info = ClusterInfo {
+            name: cluster.clone(),
+            endpoint: "https://api.example.internal".to_string(),
+            certificate_authority: "Q0EK".to_string(),
+            cidr: "10.100.0.0/16".to_string(),
+        };
+        let mut settings = ProviderSettings::new(cluster_info, "us-east-1");
+        tune(&mut settings);
+        let provider =
+            AwsCloudProvider::new(&account.clients, settings, Arc::new(SystemClock)).unwrap();
+        let status = provider
+            .resolve_node_class(&node_class(&cluster, Some("stowage-node")))
+            .await
+            .unwrap();
+        assert!(
+            status.is_true("Ready"),
+            "node class not ready: {:?}",
+            status.conditions
+        );
+        World {
+            account,
+            provider,
+            cluster,
+            subnets,
+            security_group,
+        }
+    }
+
+    async fn types(&self) -> Vec<InstanceType> {
+        self.provider.instance_types(&pool()).await.unwrap()
+    }
+
+    /// Instances of this cluster that are not terminated.
+    async fn live_instances(&self) -> Vec<ec2t::Instance> {
+        let filters = vec![
+            ec2t::Filter::builder()
+                .name(format!("tag:{}", cluster_tag(&self.cluster)))
+                .values("owned")
+                .build(),
+            ec2t::Filter::builder()
+                .name("instance-state-name")
+                .values("running")
+                .values("pending")
+                .build(),
+        ];
+        self.account
+            .clients
+            .ec2
+            .describe_instances(vec![], filters)
+            .await
+            .unwrap()
+    }
+}
+
+fn find<'a>(types: &'a [InstanceType], name: &str) -> &'a InstanceType {
+    types
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("{name} not in the catalogue"))
+}
+
+fn label<'a>(claim: &'a NodeClaim, key: &str) -> &'a str {
+    claim
+        .label(key)
+        .unwrap_or_else(|| panic!("claim has no label {key}"))
+}
+
+/// The cheapest available offering of `capacity_type` among `names`: (type, zone, price).
+fn cheapest(
+    types: &[InstanceType],
+    names: &[&str],
+    capacity_type: CapacityType,
+) -> (String, String, f64) {
+    let mut best: Option<(String, String, f64)> = None;
+    for t in types.iter().filter(|t| names.contains(&t.name.as_str())) {
+        for o in t
+            .offerings
+            .iter()
+            .filter(|o| o.available && o.capacity_type == capacity_type)
+        {
+            if best.as_ref().is_none_or(|b| o.price_per_hour < b.2) {
+                best = Some((t.name.clone(), o.zone.clone(), o.price_per_hour));
+            }
+        }
+    }
+    best.expect("an available offering")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalogue_and_allocatable_from_the_api() {
+    let w = World::new().await;
+    let types = w.types().await;
+
+    let m5 = find(&types, "m5.large");
+    assert_eq!(m5.capacity.cpu_millis(), 2000);
+    assert_eq!(m5.capacity.pods(), 29, "3 ENIs x (10 - 1) + 2");
+    let reserved_memory = (11 * 29 + 255) * MIB;
+    let vm_memory = m5.capacity.memory_bytes();
+    assert!(
+        (7577 * MIB..=7578 * MIB).contains(&vm_memory),
+        "8 GiB minus 7.5 %: {vm_memory}"
+    );
+    let a = m5.allocatable();
+    assert_eq!(
+        a.cpu_millis(),
+        2000 - 70,
+        "6 % of the first core + 1 % of the second"
+    );
+    assert_eq!(a.memory_bytes(), vm_memory - reserved_memory - 100 * MIB);
+    let zones: Vec<&str> = m5.offerings.iter().map(|o| o.zone.as_str()).collect();
+    assert!(
+        zones.iter().all(|z| ZONES.contains(z)),
+        "offerings only in the node class's zones: {zones:?}"
+    );
+    for zone in ZONES {
+        let od = m5
+            .offerings
+            .iter()
+            .find(|o| o.zone == zone && o.capacity_type == CapacityType::OnDemand)
+            .unwrap();
+        let spot = m5
+            .offerings
+            .iter()
+            .find(|o| o.zone == zone && o.capacity_type == CapacityType::Spot)
+            .unwrap();
+        assert!(
+            (od.price_per_hour - 0.096).abs() < 1e-9,
+            "on-demand price from GetProducts"
+        );
+        assert!(spot.price_per_hour < od.price_per_hour && spot.price_per_hour > 0.0);
+    }
+
+    let p5 = find(&types, "p5.48xlarge");
+    assert_eq!(p5.capacity.get(labels::RESOURCE_NVIDIA_GPU), 8);
+    assert_eq!(p5.capacity.cpu_millis(), 192_000);
+    assert_eq!(
+        p5.labels.get(labels::INSTANCE_GPU_NAME).map(String::as_str),
+        Some("h100")
+    );
+    assert_eq!(
+        p5.labels
+            .get(labels::INSTANCE_GPU_MANUFACTURER)
+            .map(String::as_str),
+        Some("nvidia")
+    );
+    assert!(p5.capacity.get(labels::RESOURCE_EFA) > 0);
+    assert_eq!(p5.allocatable().get(labels::RESOURCE_NVIDIA_GPU), 8);
+
+    let inf2 = find(&types, "inf2.xlarge");
+    assert_eq!(inf2.capacity.get(labels::RESOURCE_NEURON), 1);
+    assert_eq!(inf2.capacity.get(labels::RESOURCE_NEURONCORE), 2);
+    assert_eq!(
+        inf2.labels
+            .get(labels::INSTANCE_ACCELERATOR_NAME)
+            .map(String::as_str),
+        Some("inferentia2")
+    );
+    assert_eq!(inf2.allocatable().cpu_millis(), 4000 - 80);
+
+    // dl1.24xlarge is absent from the emulator; it comes from the embedded snapshot.
+    assert!(types.iter().all(|t| t.name != "dl1.24xlarge"));
+    let embedded = catalog::embedded("us-east-1", &CatalogSettings::default()).unwrap();
+    let dl1 = find(&embedded, "dl1.24xlarge");
+    assert_eq!(dl1.capacity.get(labels::RESOURCE_HABANA_GAUDI), 8);
+    assert_eq!(dl1.capacity.cpu_millis(), 96_000);
+    assert!(dl1.allocatable().get(labels::RESOURCE_HABANA_GAUDI) == 8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_resolves_tagged_subnets_groups_and_alias_images() {
+    let w = World::new().await;
+    let status = w
+        .provider
+        .resolve_node_class(&node_class(&w.cluster, Some("stowage-node")))
+        .await
+        .unwrap();
+    let subnets: BTreeMap<String, String> = status
+        .subnets
+        .iter()
+        .map(|s| (s.zone.clone(), s.id.clone()))
+        .collect();
+    assert_eq!(subnets, w.subnets);
+    assert_eq!(
+        status
+            .security_groups
+            .iter()
+            .map(|g| g.id.as_str())
+            .collect::<Vec<_>>(),
+        [w.security_group.as_str()]
+    );
+    assert_eq!(status.instance_profile.as_deref(), Some("stowage-node"));
+    let standard = w
+        .account
+        .clients
+        .ssm
+        .get_parameter("/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/x86_64/standard/recommended/image_id".into())
+        .await
+        .unwrap()
+        .unwrap();
+    let ami = status
+        .amis
+        .iter()
+        .find(|a| a.id == standard)
+        .expect("the standard x86_64 image");
+    assert!(
+        ami.requirements
+            .iter()
+            .any(|r| r.key == labels::ARCH && r.values == ["amd64"])
+    );
+    assert!(
+        status.amis.len() >= 4,
+        "standard and nvidia for both arches, and neuron: {:?}",
+        status.amis
+    );
+
+    // Selectors that match nothing: not ready, with a reason.
+    let status = w
+        .provider
+        .resolve_node_class(&node_class("no-such-cluster", Some("p")))
+        .await
+        .unwrap();
+    let ready = status.condition("Ready").unwrap();
+    assert!(
+        !ready.is_true() && ready.message.contains("subnet"),
+        "{ready:?}"
+    );
+    let status = w
+        .provider
+        .resolve_node_class(&node_class(&w.cluster, None))
+        .await
+        .unwrap();
+    assert!(
+        status
+            .condition("Ready")
+            .unwrap()
+            .message
+            .contains("instanceProfile")
+    );
+    match w
+        .provider
+        .create(&claim("x", &["m5.large"], &["on-demand"]))
+        .await
+    {
+        Err(CloudError::NodeClassNotReady { .. }) => {}
+        other => panic!("expected NodeClassNotReady, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launch_templates_are_reused_and_stale_ones_deleted() {
+    let w = World::new().await;
+    let a = w
+        .provider
+        .create(&claim("lt-a", &["m5.large"], &["on-demand"]))
+        .await
+        .unwrap();
+    let first = w.provider.launch_templates().await.unwrap();
+    assert_eq!(first.len(), 1, "one type, one template: {first:?}");
+    let b = w
+        .provider
+        .create(&claim("lt-b", &["m5.large"], &["on-demand"]))
+        .await
+        .unwrap();
+    assert_ne!(a.provider_id(), b.provider_id());
+    assert_eq!(
+        w.provider.launch_templates().await.unwrap(),
+        first,
+        "the second launch reused the template"
+    );
+    assert_eq!(w.account.call_count("CreateLaunchTemplate"), 1);
+
+    // Still current: nothing to delete. Once the class is gone, its templates are stale.
+    assert!(
+        w.provider
+            .delete_stale_launch_templates()
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    w.provider.remove_node_class("default");
+    let deleted = w.provider.delete_stale_launch_templates().await.unwrap();
+    assert_eq!(deleted, first.keys().cloned().collect::<Vec<_>>());
+    assert!(w.provider.launch_templates().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_fleet_buys_the_cheapest_offering() {
+    let w = World::new().await;
+    let names = [
+        "m5.large",
+        "m5.xlarge",
+        "c5.large",
+        "c5.xlarge",
+        "m6i.large",
+    ];
+    let types = w.types().await;
+
+    let (want_type, want_zone, _) = cheapest(&types, &names, CapacityType::Spot);
+    let got = w
+        .provider
+        .create(&claim("cheap-spot", &names, &["spot", "on-demand"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        label(&got, labels::CAPACITY_TYPE),
+        "spot",
+        "spot is preferred when offered"
+    );
+    assert_eq!(
+        (
+            label(&got, labels::INSTANCE_TYPE),
+            label(&got, labels::ZONE)
+        ),
+        (want_type.as_str(), want_zone.as_str())
+    );
+    let status = got.status.as_ref().unwrap();
+    assert!(
+        status
+            .provider_id
+            .as_deref()
+            .unwrap()
+            .starts_with(&format!("aws:///{want_zone}/i-"))
+    );
+    assert!(status.capacity.contains_key("cpu") && status.allocatable.contains_key("memory"));
+    assert!(
+        status
+            .image_id
+            .as_deref()
+            .is_some_and(|i| i.starts_with("ami-"))
+    );
+
+    let (od_type, _, _) = cheapest(&types, &names, CapacityType::OnDemand);
+    let got = w
+        .provider
+        .create(&claim("cheap-od", &names, &["on-demand"]))
+        .await
+        .unwrap();
+    assert_eq!(label(&got, labels::CAPACITY_TYPE), "on-demand");
+    assert_eq!(label(&got, labels::INSTANCE_TYPE), od_type);
+
+    // The instance carries the cluster, pool, claim and user tags.
+    let instances = w.live_instances().await;
+    let tags: BTreeMap<&str, &str> = instances
+        .iter()
+        .find(|i| i.tags().iter().any(|t| t.value() == Some("cheap-od")))
+        .unwrap()
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap(), t.value().unwrap()))
+        .collect();
+    assert_eq!(tags.get(labels::NODECLAIM), Some(&"cheap-od"));
+    assert_eq!(tags.get(labels::NODEPOOL), Some(&"default"));
+    assert_eq!(tags.get("eks:eks-cluster-name"), Some(&w.cluster.as_str()));
+    assert_eq!(tags.get("team"), Some(&"ml"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insufficient_spot_capacity_is_cached_and_the_retry_moves_on() {
+    let w = World::new().await;
+    let names = ["m5.large", "m5.xlarge"];
+    let types = w.types().await;
+    let (first_choice, _, _) = cheapest(&types, &names, CapacityType::Spot);
+    let other = names.iter().find(|n| **n != first_choice).unwrap();
+    w.account.post(
+        "/_fake/ice",
+        json!([{"instance_type": first_choice, "capacity_type": "spot"}]),
+    );
+
+    // The fleet reports the ICE'd offerings and fills the request from the other type.
+    let got = w
+        .provider
+        .create(&claim("ice-1", &names, &["spot", "on-demand"]))
+        .await
+        .unwrap();
+    assert_eq!(label(&got, labels::INSTANCE_TYPE), *other);
+    assert_eq!(label(&got, labels::CAPACITY_TYPE), "spot");
+    let marked = w.provider.unavailable_offerings();
+    for zone in ZONES {
+        assert!(
+            marked.iter().any(|k| k.instance_type == first_choice
+                && k.zone == zone
+                && k.capacity_type == CapacityType::Spot),
+            "{first_choice} spot in {zone} cached unavailable: {marked:?}"
+        );
+    }
+    let types = w.types().await;
+    let t = find(&types, &first_choice);
+    assert!(
+        t.offerings
+            .iter()
+            .filter(|o| o.capacity_type == CapacityType::Spot)
+            .all(|o| !o.available)
+    );
+    assert!(
+        t.offerings
+            .iter()
+            .filter(|o| o.capacity_type == CapacityType::OnDemand)
+            .all(|o| o.available)
+    );
+
+    // No spot capacity at all: the launch fails with InsufficientCapacity, the retry buys on-demand.
+    w.account.post(
+        "/_fake/ice",
+        json!([{"instance_type": other, "capacity_type": "spot"}]),
+    );
+    let c = claim("ice-2", &names, &["spot", "on-demand"]);
+    match w.provider.create(&c).await {
+        Err(CloudError::InsufficientCapacity { offerings }) => {
+            assert!(
+                offerings
+                    .iter()
+                    .all(|k| k.capacity_type == CapacityType::Spot && k.instance_type == *other)
+            );
+            assert_eq!(offerings.len(), 3, "{offerings:?}");
+        }
+        other => panic!("expected InsufficientCapacity, got {other:?}"),
+    }
+    let got = w.provider.create(&c).await.unwrap();
+    assert_eq!(label(&got, labels::CAPACITY_TYPE), "on-demand");
+    assert_eq!(w.live_instances().await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_is_retried_then_surfaces_as_throttled() {
+    let w = World::new().await;
+    let fault = |count: u32| json!([{"action": "CreateFleet", "count": count, "status": 503, "code": "RequestLimitExceeded"}]);
+    w.account.post("/_fake/faults", fault(2));
+    let got = w
+        .provider
+        .create(&claim("throttled", &["m5.large"], &["on-demand"]))
+        .await
+        .unwrap();
+    assert_eq!(label(&got, labels::INSTANCE_TYPE), "m5.large");
+    assert_eq!(
+        w.account.call_count("CreateFleet"),
+        3,
+        "two throttled attempts, then success"
+    );
+
+    w.account.post("/_fake/faults", fault(3));
+    match w
+        .provider
+        .create(&claim("throttled-2", &["m5.large"], &["on-demand"]))
+        .await
+    {
+        Err(CloudError::Throttled(message)) => {
+            assert!(message.contains("RequestLimitExceeded"), "{message}")
+        }
+        other => panic!("expected Throttled, got {other:?}"),
+    }
+    assert_eq!(w.live_instances().await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_create_never_launches_a_second_instance() {
+    let w = World::new().await;
+    let c = claim("once", &["m5.large", "c5.large"], &["spot"]);
+    let first = w.provider.create(&c).await.unwrap();
+    let again = w.provider.create(&c).await.unwrap();
+    assert_eq!(first.provider_id(), again.provider_id());
+    assert_eq!(w.account.call_count("CreateFleet"), 1);
+    assert_eq!(w.live_instances().await.len(), 1);
+    let listed = w.provider.list().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].metadata.name.as_deref(), Some("once"));
+    assert_eq!(listed[0].provider_id(), first.provider_id());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_launches_are_coalesced_into_one_fleet() {
+    // A wider window than the 35 ms default: the three creates run on one task of a debug build.
+    let w =
+        World::with_settings(|s| s.launch_batch.idle = std::time::Duration::from_millis(500)).await;
+    let p = &w.provider;
+    let claims: Vec<NodeClaim> = (0..3)
+        .map(|i| claim(&format!("batch-{i}"), &["m5.large"], &["on-demand"]))
+        .collect();
+    let results = futures::future::join_all(claims.iter().map(|c| p.create(c))).await;
+    let ids: std::collections::BTreeSet<String> = results
+        .into_iter()
+        .map(|r| r.unwrap().provider_id().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 3, "one instance per claim");
+    assert_eq!(
+        w.account.call_count("CreateFleet"),
+        1,
+        "one CreateFleet for the three claims"
+    );
+    let mut names: Vec<String> = p
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["batch-0", "batch-1", "batch-2"],
+        "each instance tagged with its claim"
+    );
+
+    // Concurrent gets and deletes are batched too.
+    let gets = futures::future::join_all(ids.iter().map(|id| p.get(id))).await;
+    assert!(gets.iter().all(|g| g.is_ok()));
+    let before = w.account.call_count("TerminateInstances");
+    let listed = p.list().await.unwrap();
+    let deletes = futures::future::join_all(listed.iter().map(|c| p.delete(c))).await;
+    assert!(deletes.iter().all(|d| d.is_ok()), "{deletes:?}");
+    assert_eq!(w.account.call_count("TerminateInstances") - before, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_of_a_terminated_instance_is_not_found() {
+    let w = World::new().await;
+    let c = w
+        .provider
+        .create(&claim("gone", &["m5.large"], &["on-demand"]))
+        .await
+        .unwrap();
+    let id = c.provider_id().unwrap().to_string();
+    assert_eq!(
+        w.provider.get(&id).await.unwrap().metadata.name.as_deref(),
+        Some("gone")
+    );
+    w.provider.delete(&c).await.unwrap();
+    assert!(matches!(
+        w.provider.delete(&c).await,
+        Err(CloudError::NotFound(_))
+    ));
+    assert!(matches!(
+        w.provider.get(&id).await,
+        Err(CloudError::NotFound(_))
+    ));
+    assert!(matches!(
+        w.provider
+            .get("aws:///us-east-1a/i-0000000000000000f")
+            .await,
+        Err(CloudError::NotFound(_))
+    ));
+    assert!(w.provider.list().await.unwrap().is_empty());
+}
