@@ -5,6 +5,7 @@
 //! the controllers and the simulator share one definition of every object and every rule.
 
 pub mod conditions;
+pub mod crds;
 pub mod duration;
 pub mod ec2nodeclass;
 pub mod labels;
