@@ -13,7 +13,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
-use stowage_api::{EC2NodeClass, EC2NodeClassSpec, NodeClaimTemplate, NodeClassRef, NodePool, NodePoolSpec};
+use stowage_api::{
+    EC2NodeClass, EC2NodeClassSpec, NodeClaimTemplate, NodeClassRef, NodePool, NodePoolSpec,
+};
 use stowage_cloud::fake::FakeCloud;
 use stowage_cloud::{SharedClock, TokioClock};
 use stowage_controller::{Context, Leadership, Running, Settings};
@@ -38,20 +40,39 @@ impl Harness {
     }
 
     pub fn with_cloud(cloud: FakeCloud) -> Self {
-        let clock: SharedClock = Arc::new(TokioClock::starting_at(EPOCH.parse().unwrap_or_default()));
+        let clock: SharedClock =
+            Arc::new(TokioClock::starting_at(EPOCH.parse().unwrap_or_default()));
         let api = ApiServer::new(clock.clone());
         let client = api.client();
-        Self { api, client, cloud, clock, settings: Settings::default() }
+        Self {
+            api,
+            client,
+            cloud,
+            clock,
+            settings: Settings::default(),
+        }
     }
 
     /// A controller context on this cluster and cloud.
     pub fn context(&self) -> Arc<Context> {
-        Arc::new(Context::new(self.client.clone(), Arc::new(self.cloud.clone()), self.clock.clone(), self.settings.clone()))
+        Arc::new(Context::new(
+            self.client.clone(),
+            Arc::new(self.cloud.clone()),
+            self.clock.clone(),
+            self.settings.clone(),
+        ))
     }
 
     /// Starts the controllers (always leader).
     pub fn start(&self) -> Running {
         stowage_controller::start(self.context(), Leadership::Always)
+    }
+
+    /// Starts the controllers as a replica electing its leader on a Lease.
+    pub fn start_replica(&self, identity: &str) -> Running {
+        let config =
+            stowage_controller::leader::LeaseConfig::new("stowage-leader", "kube-system", identity);
+        stowage_controller::start(self.context(), Leadership::Lease(config))
     }
 
     /// Creates the `default` EC2NodeClass and a NodePool `name` using it.
@@ -71,12 +92,19 @@ impl Harness {
         pool.spec.template.spec.node_class_ref = NodeClassRef::ec2("default");
         edit(&mut pool);
         let pools: Api<NodePool> = Api::all(self.client.clone());
-        pools.create(&PostParams::default(), &pool).await.unwrap_or(pool)
+        pools
+            .create(&PostParams::default(), &pool)
+            .await
+            .unwrap_or(pool)
     }
 
     /// Creates a pod and marks it unschedulable, as kube-scheduler would.
     pub async fn pending_pod(&self, pod: Pod) -> Pod {
-        let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+        let ns = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
         let created = match api.create(&PostParams::default(), &pod).await {
             Ok(p) => p,
@@ -86,7 +114,10 @@ impl Harness {
         let status = json!({"status": {"phase": "Pending", "conditions": [{
             "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
             "message": "0/0 nodes are available"}]}});
-        match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(status)).await {
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(status))
+            .await
+        {
             Ok(p) => p,
             Err(err) => panic!("mark pod unschedulable: {err}"),
         }

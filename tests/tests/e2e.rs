@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use stowage_api::NodeClaim;
 use stowage_api::conditions::LAUNCHED;
@@ -13,13 +14,22 @@ use stowage_tests::{Harness, eventually, pod};
 
 async fn claims(h: &Harness) -> Vec<NodeClaim> {
     let api: Api<NodeClaim> = Api::all(h.client.clone());
-    api.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default()
+    api.list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
 }
 
 async fn events_for(h: &Harness, pod: &str) -> Vec<Event> {
     let api: Api<Event> = Api::namespaced(h.client.clone(), "default");
-    let all = api.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
-    all.into_iter().filter(|e| e.involved_object.name.as_deref() == Some(pod)).collect()
+    let all = api
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    all.into_iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(pod))
+        .collect()
 }
 
 #[tokio::test(start_paused = true)]
@@ -33,16 +43,33 @@ async fn a_pending_pod_gets_a_launched_nodeclaim_from_its_pool() {
     })
     .await;
     assert_eq!(claim.nodepool_name(), Some("general"));
-    assert!(claim.finalizers().contains(&labels::TERMINATION_FINALIZER.to_string()));
-    assert!(claim.provider_id().is_some_and(|p| p.starts_with("fake:///")));
-    assert!(claim.label(labels::INSTANCE_TYPE).is_some(), "launch labels copied onto the claim");
+    assert!(
+        claim
+            .finalizers()
+            .contains(&labels::TERMINATION_FINALIZER.to_string())
+    );
+    assert!(
+        claim
+            .provider_id()
+            .is_some_and(|p| p.starts_with("fake:///"))
+    );
+    assert!(
+        claim.label(labels::INSTANCE_TYPE).is_some(),
+        "launch labels copied onto the claim"
+    );
     assert_eq!(h.cloud.instances().len(), 1);
     let events = eventually("a Nominated event", Duration::from_secs(10), || async {
         let e = events_for(&h, "web").await;
-        e.iter().any(|e| e.reason.as_deref() == Some("Nominated")).then_some(e)
+        e.iter()
+            .any(|e| e.reason.as_deref() == Some("Nominated"))
+            .then_some(e)
     })
     .await;
-    assert!(events.iter().any(|e| e.message.as_deref().is_some_and(|m| m.contains("nodeclaim/"))));
+    assert!(events.iter().any(|e| {
+        e.message
+            .as_deref()
+            .is_some_and(|m| m.contains("nodeclaim/"))
+    }));
 }
 
 #[tokio::test(start_paused = true)]
@@ -61,7 +88,14 @@ async fn in_flight_capacity_is_not_bought_twice() {
     h.pending_pod(pod("b", "100m", "64Mi")).await;
     tokio::time::sleep(Duration::from_secs(90)).await;
     let all = claims(&h).await;
-    assert_eq!(all.len(), 1, "claims: {:?}", all.iter().map(|c| c.metadata.name.clone()).collect::<Vec<_>>());
+    assert_eq!(
+        all.len(),
+        1,
+        "claims: {:?}",
+        all.iter()
+            .map(|c| c.metadata.name.clone())
+            .collect::<Vec<_>>()
+    );
     assert_eq!(h.cloud.instances().len(), 1);
 }
 
@@ -70,8 +104,10 @@ async fn insufficient_capacity_on_the_cheapest_spot_offering_relaunches_on_the_n
     let h = Harness::new(8);
     let _running = h.start();
     h.nodepool("general", |p| {
-        p.spec.template.spec.requirements =
-            vec![stowage_api::Requirement::in_(labels::CAPACITY_TYPE, ["spot"])];
+        p.spec.template.spec.requirements = vec![stowage_api::Requirement::in_(
+            labels::CAPACITY_TYPE,
+            ["spot"],
+        )];
     })
     .await;
     // Every spot offering of the cheapest type that fits is out of capacity.
@@ -92,9 +128,17 @@ async fn insufficient_capacity_on_the_cheapest_spot_offering_relaunches_on_the_n
         claims(&h).await.into_iter().find(|c| c.is_true(LAUNCHED))
     })
     .await;
-    assert_ne!(claim.label(labels::INSTANCE_TYPE), Some(cheapest.as_str()), "relaunched on another type");
+    assert_ne!(
+        claim.label(labels::INSTANCE_TYPE),
+        Some(cheapest.as_str()),
+        "relaunched on another type"
+    );
     assert_eq!(claim.label(labels::CAPACITY_TYPE), Some("spot"));
-    assert_eq!(h.cloud.instances().len(), 1, "no leaked or duplicate instance");
+    assert_eq!(
+        h.cloud.instances().len(),
+        1,
+        "no leaked or duplicate instance"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -102,16 +146,28 @@ async fn a_nodepool_limit_shows_up_as_an_event_with_the_reason() {
     let h = Harness::new(8);
     let _running = h.start();
     h.nodepool("small", |p| {
-        p.spec.limits.insert("cpu".into(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".into()));
+        p.spec.limits.insert(
+            "cpu".into(),
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity("1".into()),
+        );
     })
     .await;
     h.pending_pod(pod("big", "3", "1Gi")).await;
-    let events = eventually("a FailedScheduling event", Duration::from_secs(60), || async {
-        let e = events_for(&h, "big").await;
-        e.iter().any(|e| e.reason.as_deref() == Some("FailedScheduling")).then_some(e)
-    })
+    let events = eventually(
+        "a FailedScheduling event",
+        Duration::from_secs(60),
+        || async {
+            let e = events_for(&h, "big").await;
+            e.iter()
+                .any(|e| e.reason.as_deref() == Some("FailedScheduling"))
+                .then_some(e)
+        },
+    )
     .await;
-    let msg = events.iter().find_map(|e| e.message.clone()).unwrap_or_default();
+    let msg = events
+        .iter()
+        .find_map(|e| e.message.clone())
+        .unwrap_or_default();
     assert!(msg.contains("limit"), "{msg}");
     assert!(claims(&h).await.is_empty());
 }
@@ -128,19 +184,39 @@ async fn a_node_that_never_registers_is_replaced_after_the_registration_timeout(
     .await;
     let first_name = first.metadata.name.clone().unwrap_or_default();
     // No kubelet runs here: the node never registers.
-    let second = eventually("a replacement nodeclaim", Duration::from_secs(20 * 60), || async {
-        claims(&h).await.into_iter().find(|c| c.metadata.name.as_deref() != Some(&first_name) && c.is_true(LAUNCHED))
-    })
+    let second = eventually(
+        "a replacement nodeclaim",
+        Duration::from_secs(20 * 60),
+        || async {
+            claims(&h)
+                .await
+                .into_iter()
+                .find(|c| c.metadata.name.as_deref() != Some(&first_name) && c.is_true(LAUNCHED))
+        },
+    )
     .await;
-    let launched_at = first.condition(LAUNCHED).and_then(|c| c.last_transition()).unwrap();
+    let launched_at = first
+        .condition(LAUNCHED)
+        .and_then(|c| c.last_transition())
+        .unwrap();
     let replaced_at = second.metadata.creation_timestamp.as_ref().unwrap().0;
     let waited = replaced_at.duration_since(launched_at);
-    assert!(waited >= jiff::SignedDuration::from_mins(15), "replaced after {waited:?}");
-    eventually("the first instance terminated", Duration::from_secs(60), || async {
-        (h.cloud.instances().len() == 1).then_some(())
-    })
+    assert!(
+        waited >= jiff::SignedDuration::from_mins(15),
+        "replaced after {waited:?}"
+    );
+    eventually(
+        "the first claim and its instance gone",
+        Duration::from_secs(60),
+        || async {
+            let gone = claims(&h)
+                .await
+                .iter()
+                .all(|c| c.metadata.name.as_deref() != Some(&first_name));
+            (gone && h.cloud.instances().len() == 1).then_some(())
+        },
+    )
     .await;
-    assert!(claims(&h).await.iter().all(|c| c.metadata.name.as_deref() != Some(&first_name)));
 }
 
 #[tokio::test(start_paused = true)]
@@ -150,7 +226,112 @@ async fn pods_ignored_by_the_provisioner_get_no_claim() {
     h.nodepool("general", |_| {}).await;
     let api: Api<Pod> = Api::namespaced(h.client.clone(), "default");
     // Not marked unschedulable by the scheduler yet: not provisionable.
-    api.create(&Default::default(), &pod("fresh", "500m", "256Mi")).await.unwrap();
+    api.create(&Default::default(), &pod("fresh", "500m", "256Mi"))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert!(claims(&h).await.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_two_thousand_pods_over_five_seconds_is_one_batch() {
+    let h = Harness::new(16);
+    let running = h.start();
+    h.nodepool("general", |_| {}).await;
+    let start = tokio::time::Instant::now();
+    for i in 0..2000 {
+        h.pending_pod(pod(&format!("burst-{i}"), "250m", "128Mi"))
+            .await;
+        // 2,000 pods over 5 s of virtual time.
+        tokio::time::sleep(Duration::from_micros(2500)).await;
+    }
+    assert!(start.elapsed() >= Duration::from_secs(5));
+    eventually("claims for the burst", Duration::from_secs(60), || async {
+        (!claims(&h).await.is_empty()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let metrics = running.ctx.render_metrics();
+    assert!(
+        metrics.contains("stowage_provisioner_batch_size_count 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("stowage_provisioner_batch_size_sum 2000.0"),
+        "{metrics}"
+    );
+    // Every pod is nominated to exactly one new claim.
+    let nominated: usize = claims(&h)
+        .await
+        .iter()
+        .map(|c| {
+            running
+                .ctx
+                .state()
+                .nominated_to(c.metadata.name.as_deref().unwrap_or_default())
+                .len()
+        })
+        .sum();
+    assert_eq!(nominated, 2000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_replicas_elect_one_leader_and_the_standby_takes_over() {
+    let h = Harness::new(8);
+    let a = h.start_replica("replica-a");
+    let b = h.start_replica("replica-b");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(a.ctx.is_leader() ^ b.ctx.is_leader(), "exactly one leader");
+    h.nodepool("general", |_| {}).await;
+    h.pending_pod(pod("web", "500m", "256Mi")).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(claims(&h).await.len(), 1, "only the leader provisions");
+    let (leader, standby) = if a.ctx.is_leader() { (a, b) } else { (b, a) };
+    // The leader dies without releasing the lease: the standby takes over once it expires.
+    leader.abort();
+    drop(leader);
+    eventually("the standby to lead", Duration::from_secs(60), || async {
+        standby.ctx.is_leader().then_some(())
+    })
+    .await;
+    assert_eq!(h.cloud.instances().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_controller_restart_mid_launch_leaves_no_duplicate_and_no_leak() {
+    let cloud = stowage_cloud::fake::FakeCloud::builder()
+        .karpenter_catalog(8)
+        .launch_latency(Duration::from_secs(30))
+        .build();
+    let h = Harness::with_cloud(cloud);
+    let first = h.start();
+    h.nodepool("general", |_| {}).await;
+    h.pending_pod(pod("web", "500m", "256Mi")).await;
+    // The claim exists and its launch is under way...
+    eventually("a nodeclaim", Duration::from_secs(30), || async {
+        (!claims(&h).await.is_empty()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        claims(&h).await.iter().all(|c| !c.is_true(LAUNCHED)),
+        "still launching"
+    );
+    // ...when the controller dies.
+    first.abort();
+    drop(first);
+    let _second = h.start();
+    let claim = eventually("the claim launched", Duration::from_secs(120), || async {
+        claims(&h).await.into_iter().find(|c| c.is_true(LAUNCHED))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    assert_eq!(claims(&h).await.len(), 1);
+    let instances = h.cloud.instances();
+    assert_eq!(
+        instances.len(),
+        1,
+        "one instance, none leaked: {instances:?}"
+    );
+    assert_eq!(Some(instances[0].provider_id.as_str()), claim.provider_id());
 }
