@@ -306,20 +306,19 @@ fn requests_of(claim: &NodeClaim) -> Result<Resources> {
     Ok(r)
 }
 
-/// Whether the offering of `it` satisfies every requirement the cloud can judge. Requirements on
-/// labels neither the offering, the type nor the claim define are the claim's own custom labels
-/// (the node gets them from the claim) and do not restrict the choice.
-fn offering_matches(
+/// Whether the instance type satisfies every requirement the cloud can judge, zone and capacity
+/// type aside (those are per offering, see [`offering_matches`]). Requirements on labels neither
+/// the type nor the claim define are the claim's own custom labels (the node gets them from the
+/// claim) and do not restrict the choice; a well-known label the type lacks counts as absent.
+fn type_matches(
     requirements: &Requirements,
     it: &InstanceType,
-    offering: &Offering,
     claim_labels: &BTreeMap<String, String>,
     region: &str,
 ) -> bool {
     requirements.iter().all(|(key, set)| {
         let value = match key {
-            labels::ZONE => Some(offering.zone.as_str()),
-            labels::CAPACITY_TYPE => Some(offering.capacity_type.as_str()),
+            labels::ZONE | labels::CAPACITY_TYPE => return true,
             labels::REGION => Some(it.labels.get(key).map_or(region, String::as_str)),
             _ => match it.labels.get(key).or_else(|| claim_labels.get(key)) {
                 Some(v) => Some(v.as_str()),
@@ -329,6 +328,16 @@ fn offering_matches(
         };
         set.matches(value)
     })
+}
+
+/// Whether the offering's zone and capacity type satisfy the requirements.
+fn offering_matches(requirements: &Requirements, offering: &Offering) -> bool {
+    requirements
+        .get(labels::ZONE)
+        .is_none_or(|set| set.matches(Some(&offering.zone)))
+        && requirements
+            .get(labels::CAPACITY_TYPE)
+            .is_none_or(|set| set.matches(Some(offering.capacity_type.as_str())))
 }
 
 fn key_of(it: &InstanceType, o: &Offering) -> OfferingKey {
@@ -601,13 +610,15 @@ impl FakeCloud {
         let region = self.shared.config.region.as_str();
         let mut candidates: Vec<(&InstanceType, &Offering)> = Vec::new();
         for it in &state.catalog {
-            if !requests.fits_in(&it.allocatable()) {
+            if !type_matches(&requirements, it, &claim_labels, region)
+                || !requests.fits_in(&it.allocatable())
+            {
                 continue;
             }
             for o in &it.offerings {
                 if o.available
+                    && offering_matches(&requirements, o)
                     && !state.cached_unavailable(&key_of(it, o), now)
-                    && offering_matches(&requirements, it, o, &claim_labels, region)
                 {
                     candidates.push((it, o));
                 }
