@@ -17,7 +17,8 @@ its own process and putting a WSGI middleware with control endpoints in front of
   (``POST /_fake/faults``), both scoped to the caller's account (``x-moto-account-id``).
 * SSM: the public EKS AL2023 (standard, nvidia, neuron) and Bottlerocket image parameters, pointing
   at AMIs that exist in moto's catalogue of the region.
-* Speed: DescribeInstanceTypes / DescribeInstanceTypeOfferings answers are cached (~5 s -> ms).
+* Speed: DescribeInstanceTypes / DescribeInstanceTypeOfferings answers are cached (~5 s -> ms), and
+  so is DescribeSpotPriceHistory for accounts without spot price overrides (~2 s -> ms).
 
 Start: ``python fakeaws.py --port PORT`` (always binds 127.0.0.1). See README.md for the control API.
 These patch moto internals: moto is pinned (requirements.txt) and ``selftest.py`` covers the patches.
@@ -505,6 +506,11 @@ def _error_response(start_response: Callable, fault: dict[str, Any], json_protoc
     return [body]
 
 
+def _has_spot_overrides(account: str) -> bool:
+    with STATE.lock:
+        return any(k[2] == "spot" for k in STATE.prices.get(account, {}))
+
+
 def _signing_region(environ: dict[str, Any]) -> str:
     auth = environ.get("HTTP_AUTHORIZATION", "")
     marker = "Credential="
@@ -559,7 +565,7 @@ class FakeAws:
                                                         "message": f"unsupported action {action}"}, True)
             return _json_response(start_response, "200 OK", payload, "application/x-amz-json-1.1")
 
-        if action in CACHED_ACTIONS:
+        if action in CACHED_ACTIONS or (action == "DescribeSpotPriceHistory" and not _has_spot_overrides(account)):
             key = (_signing_region(environ), body)
             with STATE.lock:
                 hit = STATE.cache.get(key)
