@@ -85,7 +85,9 @@ pub struct Args {
 pub fn init_tracing(format: LogFormat, filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -145,8 +147,12 @@ async fn readyz(State(ctx): State<Arc<Context>>) -> (StatusCode, &'static str) {
 }
 
 async fn serve(addr: SocketAddr, router: Router) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("failed to listen on {addr}"))?;
-    axum::serve(listener, router).await.with_context(|| format!("server on {addr} failed"))
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("failed to listen on {addr}"))?;
+    axum::serve(listener, router)
+        .await
+        .with_context(|| format!("server on {addr} failed"))
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -158,19 +164,29 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(|| "stowage".to_string());
     let settings = settings(&args, &identity)?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let client = kube::Client::try_default().await.context("failed to build a Kubernetes client")?;
+    let client = kube::Client::try_default()
+        .await
+        .context("failed to build a Kubernetes client")?;
     let cloud = aws_provider(&args, clock.clone()).await?;
     let ctx = Arc::new(Context::new(client, cloud, clock, settings.clone()));
     let leadership = if args.leader_elect {
-        Leadership::Lease(LeaseConfig::new(&settings.lease_name, &settings.namespace, &identity))
+        Leadership::Lease(LeaseConfig::new(
+            &settings.lease_name,
+            &settings.namespace,
+            &identity,
+        ))
     } else {
         Leadership::Always
     };
     tracing::info!(cluster = %settings.cluster_name, %identity, leader_elect = args.leader_elect, "starting controllers");
     let running = stowage_controller::start(ctx.clone(), leadership);
-    let metrics_router = Router::new().route("/metrics", get(metrics)).with_state(ctx.clone());
-    let health_router =
-        Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(ctx.clone());
+    let metrics_router = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(ctx.clone());
+    let health_router = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(ctx.clone());
     let result = tokio::select! {
         r = serve(args.metrics_addr, metrics_router) => r,
         r = serve(args.health_addr, health_router) => r,
