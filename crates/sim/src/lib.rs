@@ -7,5 +7,13 @@
 //! keeps thousand-node scenarios fast without a second client implementation in the controllers.
 
 pub mod apiserver;
+pub mod cluster;
+pub mod report;
+pub mod runner;
+pub mod scenario;
 
 pub use apiserver::{ApiServer, ApiServerOptions, ApiService};
+pub use cluster::{Cluster, ClusterOptions};
+pub use report::{Report, Sample};
+pub use runner::{SimEnv, SimOptions, Simulation};
+pub use scenario::Scenario;

@@ -1,0 +1,568 @@
+//! The simulated cluster's own machinery, around the API server: a fake kube-scheduler, a fake
+//! kubelet per cloud instance, the workload controllers a scenario needs (ReplicaSet-, Job- and
+//! Spark-like), a DaemonSet controller, pod garbage collection and the cloud node lifecycle.
+//!
+//! Key decision: one event loop owns all of it (no per-pod tasks): it drains the store's watch
+//! channels and the fake cloud's events, fires due timers from one heap, and runs a scheduling
+//! cycle when something changed. Same inputs, same order, same run.
+
+mod kubelet;
+mod scheduler;
+mod workloads;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use stowage_cloud::fake::{FakeCloud, FakeEvent};
+use stowage_cloud::{CapacityType, SharedClock};
+use stowage_solver::InstanceType;
+use stowage_solver::predicates::ClusterIndex;
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::Instant;
+
+use crate::apiserver::{ApiServer, CoreKinds, EventType, Filter, WatchMsg};
+use crate::scenario::{Action, Scenario, Timings};
+
+pub(crate) use scheduler::signature;
+pub use workloads::WorkloadState;
+
+/// Label every simulated workload pod carries (the workload's name).
+pub const WORKLOAD_LABEL: &str = "sim.stowage.dev/workload";
+/// Annotation: how long a Job or Spark driver pod runs once started, in seconds.
+pub const RUN_SECONDS_ANNOTATION: &str = "sim.stowage.dev/run-seconds";
+
+/// Options of the cluster machinery.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    pub timings: Timings,
+    /// Register nodes with `stowage.dev/unregistered:NoExecute` (the controller removes it when it
+    /// registers the NodeClaim), as Stowage's user data does.
+    pub register_with_unregistered_taint: bool,
+    /// Quiet time the scheduler waits after a change before a scheduling cycle.
+    pub scheduler_debounce: Duration,
+    /// An unchanged Unschedulable condition is refreshed with a new message at most this often.
+    pub unschedulable_refresh: Duration,
+}
+
+impl Default for ClusterOptions {
+    fn default() -> Self {
+        Self {
+            timings: Timings::default(),
+            register_with_unregistered_taint: true,
+            scheduler_debounce: Duration::from_millis(100),
+            unschedulable_refresh: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    RegisterNode(String),
+    RemoveStartupTaints(String),
+    NodeGone(String),
+    PodStart(String),
+    PodFinish(String),
+    PodStop(String),
+    Schedule,
+}
+
+/// What the cluster knows of one node.
+#[derive(Clone, Debug)]
+pub struct NodeInfo {
+    pub name: String,
+    pub provider_id: String,
+    pub capacity_type: Option<CapacityType>,
+    pub instance_type: String,
+    pub nodepool: Option<String>,
+    pub price_per_hour: f64,
+    pub ready: bool,
+    /// The instance behind it is gone (the node object may linger).
+    pub dead: bool,
+}
+
+/// What the cluster knows of one pod.
+#[derive(Clone, Debug)]
+pub(crate) struct PodInfo {
+    pub obj: Arc<Value>,
+    pub node: Option<String>,
+    pub phase: String,
+    pub terminating: bool,
+    pub daemonset: bool,
+    pub created: jiff::Timestamp,
+    /// Start or stop already scheduled.
+    pub start_queued: bool,
+    pub stop_queued: bool,
+    /// Seconds from creation to Running, once it ran.
+    pub seq: u64,
+}
+
+/// Counters and samples the report is built from.
+#[derive(Clone, Debug, Default)]
+pub struct Recorder {
+    /// Pending-to-running latency of every workload pod that started, in seconds.
+    pub pending_to_running: Vec<f64>,
+    pub samples: Vec<crate::report::Sample>,
+    pub interruption_warnings: u64,
+    pub pods_created: u64,
+    pub binds: u64,
+    pub scheduling_cycles: u64,
+}
+
+/// The cluster machinery. Created by the runner; `step` drives it.
+pub struct Cluster {
+    pub(crate) api: ApiServer,
+    pub(crate) k: CoreKinds,
+    pub(crate) cloud: FakeCloud,
+    pub(crate) clock: SharedClock,
+    pub(crate) options: ClusterOptions,
+    pub(crate) catalog: BTreeMap<String, InstanceType>,
+    pub(crate) region: String,
+    pod_rx: mpsc::UnboundedReceiver<WatchMsg>,
+    node_rx: mpsc::UnboundedReceiver<WatchMsg>,
+    cloud_rx: broadcast::Receiver<FakeEvent>,
+    timers: BinaryHeap<Reverse<(Instant, u64, Timer)>>,
+    timer_seq: u64,
+    // scheduler
+    pub(crate) index: ClusterIndex,
+    pub(crate) nodes: BTreeMap<String, NodeInfo>,
+    pub(crate) pods: HashMap<String, PodInfo>,
+    pub(crate) pods_by_node: HashMap<String, BTreeSet<String>>,
+    /// Unbound pods waiting for the scheduler, by arrival order.
+    pub(crate) queue: BTreeMap<u64, String>,
+    pub(crate) fresh: BTreeSet<String>,
+    pub(crate) capacity_changed: bool,
+    pub(crate) schedule_queued: bool,
+    pub(crate) unschedulable_since: HashMap<String, (Instant, String)>,
+    pod_seq: u64,
+    // controllers
+    pub(crate) workloads: BTreeMap<(String, String), WorkloadState>,
+    pub(crate) daemonsets: Vec<(String, String, Value, stowage_solver::Pod)>,
+    pub(crate) launched: HashMap<String, stowage_cloud::fake::FakeInstance>,
+    pub(crate) node_counter: u64,
+    pub recorder: Recorder,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("nodes", &self.nodes.len())
+            .field("pods", &self.pods.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Errors setting up the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Api(#[from] crate::apiserver::Error),
+    #[error("failed to create {what}: {source}")]
+    CreateObject {
+        what: String,
+        #[source]
+        source: crate::apiserver::ApiError,
+    },
+    #[error("initial node: unknown instance type {0:?}")]
+    FindInstanceType(String),
+}
+
+impl Cluster {
+    pub fn new(
+        api: ApiServer,
+        cloud: FakeCloud,
+        clock: SharedClock,
+        catalog: &[InstanceType],
+        options: ClusterOptions,
+    ) -> Result<Self, Error> {
+        let k = api.core_kinds()?;
+        let (_, pod_rx) = api.store().watch(k.pod, Filter::default(), None, false);
+        let (_, node_rx) = api.store().watch(k.node, Filter::default(), None, false);
+        let cloud_rx = cloud.subscribe();
+        let region = cloud.config().region.clone();
+        Ok(Self {
+            api,
+            k,
+            cloud,
+            clock,
+            options,
+            catalog: catalog
+                .iter()
+                .map(|t| (t.name.clone(), t.clone()))
+                .collect(),
+            region,
+            pod_rx,
+            node_rx,
+            cloud_rx,
+            timers: BinaryHeap::new(),
+            timer_seq: 0,
+            index: ClusterIndex::default(),
+            nodes: BTreeMap::new(),
+            pods: HashMap::new(),
+            pods_by_node: HashMap::new(),
+            queue: BTreeMap::new(),
+            fresh: BTreeSet::new(),
+            capacity_changed: false,
+            schedule_queued: false,
+            unschedulable_since: HashMap::new(),
+            pod_seq: 0,
+            workloads: BTreeMap::new(),
+            daemonsets: Vec::new(),
+            launched: HashMap::new(),
+            node_counter: 0,
+            recorder: Recorder::default(),
+        })
+    }
+
+    pub(crate) fn now(&self) -> jiff::Timestamp {
+        self.clock.now()
+    }
+
+    pub(crate) fn now_string(&self) -> String {
+        self.now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    }
+
+    fn at(&mut self, delay: Duration, timer: Timer) {
+        self.timer_seq += 1;
+        self.timers
+            .push(Reverse((Instant::now() + delay, self.timer_seq, timer)));
+    }
+
+    /// Sets up what the scenario starts with: NodeClasses (resolved), NodePools, DaemonSets and
+    /// pre-existing nodes.
+    pub fn bootstrap(&mut self, scenario: &Scenario) -> Result<(), Error> {
+        workloads::bootstrap(self, scenario)
+    }
+
+    /// Applies one timeline action.
+    pub fn apply(&mut self, action: &Action) {
+        match action {
+            Action::Create(w) => workloads::create(self, w),
+            Action::Scale(s) => workloads::scale(self, &s.namespace, &s.name, s.replicas),
+            Action::Delete(d) => workloads::delete(self, &d.namespace, &d.name),
+            Action::InsufficientCapacity(ice) => self.open_ice(ice),
+            Action::Interrupt(x) => self.interrupt(x.count as usize, x.node_pool.as_deref()),
+        }
+    }
+
+    fn open_ice(&mut self, ice: &crate::scenario::IceWindow) {
+        let types: Vec<Option<String>> = if ice.instance_types.is_empty() {
+            vec![None]
+        } else {
+            ice.instance_types.iter().cloned().map(Some).collect()
+        };
+        let zones: Vec<Option<String>> = if ice.zones.is_empty() {
+            vec![None]
+        } else {
+            ice.zones.iter().cloned().map(Some).collect()
+        };
+        for t in &types {
+            for z in &zones {
+                self.cloud.ice_window_for(
+                    stowage_cloud::fake::OfferingMatcher {
+                        instance_type: t.clone(),
+                        zone: z.clone(),
+                        capacity_type: ice.capacity_type,
+                    },
+                    ice.duration.as_std(),
+                );
+            }
+        }
+    }
+
+    fn interrupt(&mut self, count: usize, pool: Option<&str>) {
+        let chosen: Vec<String> = self
+            .cloud
+            .instances()
+            .into_iter()
+            .filter(|i| {
+                i.capacity_type == CapacityType::Spot
+                    && i.state == stowage_cloud::fake::InstanceState::Running
+            })
+            .filter(|i| pool.is_none_or(|p| i.nodepool.as_deref() == Some(p)))
+            .map(|i| i.provider_id)
+            .take(count)
+            .collect();
+        for id in chosen {
+            let _ = self.cloud.interrupt(&id);
+        }
+    }
+
+    /// Processes everything that is ready now (watch events, cloud events, due timers) and a
+    /// scheduling cycle when one is due. Returns the instant of the next timer, if any.
+    pub fn step(&mut self) -> Option<Instant> {
+        loop {
+            let mut progressed = false;
+            while let Ok(msg) = self.node_rx.try_recv() {
+                progressed = true;
+                if let WatchMsg::Event { etype, object, .. } = msg {
+                    self.on_node(etype, object);
+                }
+            }
+            while let Ok(msg) = self.pod_rx.try_recv() {
+                progressed = true;
+                if let WatchMsg::Event { etype, object, .. } = msg {
+                    self.on_pod(etype, object);
+                }
+            }
+            loop {
+                match self.cloud_rx.try_recv() {
+                    Ok(ev) => {
+                        progressed = true;
+                        self.on_cloud(ev);
+                    }
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        tracing::warn!(
+                            lost = n,
+                            "the simulated kubelet lagged behind the fake cloud's events"
+                        );
+                    }
+                    Err(_) => break,
+                }
+            }
+            let now = Instant::now();
+            while let Some(Reverse((at, _, _))) = self.timers.peek()
+                && *at <= now
+            {
+                if let Some(Reverse((_, _, timer))) = self.timers.pop() {
+                    progressed = true;
+                    self.fire(timer);
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        if (!self.fresh.is_empty() || (self.capacity_changed && !self.queue.is_empty()))
+            && !self.schedule_queued
+        {
+            self.schedule_queued = true;
+            self.at(self.options.scheduler_debounce, Timer::Schedule);
+        }
+        self.timers.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    /// Waits until there is something to do (a watch event, a cloud event) or `deadline`.
+    pub async fn wait(&mut self, deadline: Instant) {
+        let next_timer = self.timers.peek().map(|Reverse((at, _, _))| *at);
+        let until = next_timer.map_or(deadline, |t| t.min(deadline));
+        tokio::select! {
+            biased;
+            m = self.node_rx.recv() => if let Some(WatchMsg::Event { etype, object, .. }) = m { self.on_node(etype, object) },
+            m = self.pod_rx.recv() => if let Some(WatchMsg::Event { etype, object, .. }) = m { self.on_pod(etype, object) },
+            ev = self.cloud_rx.recv() => if let Ok(ev) = ev { self.on_cloud(ev) },
+            _ = tokio::time::sleep_until(until) => {}
+        }
+    }
+
+    fn fire(&mut self, timer: Timer) {
+        match timer {
+            Timer::RegisterNode(pid) => self.register_node(&pid),
+            Timer::RemoveStartupTaints(node) => self.remove_startup_taints(&node),
+            Timer::NodeGone(pid) => self.node_gone(&pid),
+            Timer::PodStart(key) => self.start_pod(&key),
+            Timer::PodFinish(key) => self.finish_pod(&key),
+            Timer::PodStop(key) => self.stop_pod(&key),
+            Timer::Schedule => {
+                self.schedule_queued = false;
+                self.schedule_cycle();
+            }
+        }
+    }
+
+    fn on_cloud(&mut self, ev: FakeEvent) {
+        match ev {
+            FakeEvent::Launched(instance) => {
+                let pid = instance.provider_id.clone();
+                self.launched.insert(pid.clone(), instance);
+                self.at(
+                    self.options.timings.node_registration.as_std(),
+                    Timer::RegisterNode(pid),
+                );
+            }
+            FakeEvent::InterruptionWarning { .. } => self.recorder.interruption_warnings += 1,
+            FakeEvent::Terminated { provider_id, .. } => {
+                self.launched.remove(&provider_id);
+                self.at(
+                    self.options.timings.node_lifecycle.as_std(),
+                    Timer::NodeGone(provider_id.clone()),
+                );
+                if let Some(n) = self
+                    .nodes
+                    .values_mut()
+                    .find(|n| n.provider_id == provider_id)
+                {
+                    n.dead = true;
+                }
+            }
+        }
+    }
+
+    pub(crate) fn pod_key(obj: &Value) -> String {
+        format!(
+            "{}/{}",
+            crate::apiserver::namespace_of(obj),
+            crate::apiserver::name_of(obj)
+        )
+    }
+
+    fn on_pod(&mut self, etype: EventType, obj: Arc<Value>) {
+        let key = Self::pod_key(&obj);
+        if etype == EventType::Deleted {
+            self.forget_pod(&key);
+            workloads::on_pod_gone(self, &obj);
+            return;
+        }
+        let node = obj
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string);
+        let phase = obj
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("Pending")
+            .to_string();
+        let terminating = obj
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null());
+        let daemonset = obj
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .is_some_and(|r| {
+                r.iter()
+                    .any(|o| o.get("kind").and_then(Value::as_str) == Some("DaemonSet"))
+            });
+        let created = obj
+            .pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| self.now());
+        let prev = self.pods.get(&key).cloned();
+        let seq = match &prev {
+            Some(p) => p.seq,
+            None => {
+                self.pod_seq += 1;
+                self.pod_seq
+            }
+        };
+        let info = PodInfo {
+            obj: obj.clone(),
+            node: node.clone(),
+            phase: phase.clone(),
+            terminating,
+            daemonset,
+            created,
+            start_queued: prev.as_ref().is_some_and(|p| p.start_queued),
+            stop_queued: prev.as_ref().is_some_and(|p| p.stop_queued),
+            seq,
+        };
+        let terminal = phase == "Succeeded" || phase == "Failed";
+        // Scheduler queue.
+        if node.is_none() && !terminating && !terminal {
+            if let std::collections::btree_map::Entry::Vacant(e) = self.queue.entry(seq) {
+                e.insert(key.clone());
+                self.fresh.insert(key.clone());
+            }
+        } else {
+            self.queue.remove(&seq);
+            self.fresh.remove(&key);
+            self.unschedulable_since.remove(&key);
+        }
+        if let Some(n) = &node {
+            self.pods_by_node
+                .entry(n.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+        // Resources held in the scheduler's index.
+        let holds = node.is_some() && !terminal;
+        let in_index = self.index.node_of(&key).is_some();
+        if holds && !in_index {
+            if let Some(n) = &node
+                && self.index.node(n).is_some()
+                && let Some(p) = self.domain_pod(&obj)
+            {
+                let _ = self.index.bind(p, n);
+            }
+        } else if !holds && in_index {
+            self.index.unbind(&key);
+            self.capacity_changed = true;
+        }
+        self.pods.insert(key.clone(), info);
+        workloads::on_pod_changed(self, &key, prev.as_ref().map(|p| p.phase.as_str()));
+        kubelet::on_pod(self, &key);
+    }
+
+    fn forget_pod(&mut self, key: &str) {
+        if let Some(p) = self.pods.remove(key) {
+            self.queue.remove(&p.seq);
+            if let Some(n) = &p.node
+                && let Some(set) = self.pods_by_node.get_mut(n)
+            {
+                set.remove(key);
+            }
+        }
+        self.fresh.remove(key);
+        self.unschedulable_since.remove(key);
+        if self.index.unbind(key).is_some() {
+            self.capacity_changed = true;
+        }
+    }
+
+    fn on_node(&mut self, etype: EventType, obj: Arc<Value>) {
+        let name = crate::apiserver::name_of(&obj).to_string();
+        if etype == EventType::Deleted {
+            self.index.remove_node(&name);
+            self.nodes.remove(&name);
+            self.capacity_changed = true;
+            kubelet::collect_pods_of(self, &name);
+            return;
+        }
+        kubelet::on_node(self, &name, &obj);
+    }
+
+    pub(crate) fn domain_pod(&self, obj: &Value) -> Option<stowage_solver::Pod> {
+        let pod: k8s_openapi::api::core::v1::Pod = serde::Deserialize::deserialize(obj).ok()?;
+        match stowage_solver::convert::pod(&pod) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(error = %e, "the simulated scheduler cannot read a pod");
+                None
+            }
+        }
+    }
+
+    /// Unbound, non-terminating workload pods (what "pending" means in the report).
+    pub fn pending_pods(&self) -> usize {
+        self.queue
+            .values()
+            .filter(|k| self.pods.get(*k).is_some_and(|p| !p.daemonset))
+            .count()
+    }
+
+    /// Pods with phase Running.
+    pub fn running_pods(&self) -> usize {
+        self.pods
+            .values()
+            .filter(|p| p.phase == "Running" && !p.daemonset)
+            .count()
+    }
+
+    /// Nodes known to the cluster.
+    pub fn node_infos(&self) -> impl Iterator<Item = &NodeInfo> {
+        self.nodes.values()
+    }
+
+    /// Every pending pod's object (for the final report).
+    pub(crate) fn pending_objects(&self) -> Vec<Arc<Value>> {
+        self.queue
+            .values()
+            .filter_map(|k| self.pods.get(k))
+            .filter(|p| !p.daemonset)
+            .map(|p| p.obj.clone())
+            .collect()
+    }
+}

@@ -1,0 +1,146 @@
+//! The fake kube-scheduler: binds pending pods to nodes they fit on, using the solver's
+//! predicates (`stowage_solver::predicates::ClusterIndex`), and marks the rest
+//! `PodScheduled=False, reason=Unschedulable` with kube-scheduler's message
+//! (`0/12 nodes are available: 8 Insufficient cpu, 4 node(s) had untolerated taint {...}.`).
+//!
+//! Efficiency at thousands of pods: pods are tried in arrival order; pods already found
+//! unschedulable are retried only after capacity changed (a node appeared or changed, a pod went
+//! away), like kube-scheduler's unschedulable queue; and within one cycle, pods with the same
+//! scheduling constraints as one that just failed fail with the same message without another pass
+//! over the nodes.
+
+use std::collections::HashMap;
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::Cluster;
+
+/// A hash of everything that decides where a pod can go (not its name).
+pub(crate) fn signature(pod: &stowage_solver::Pod) -> u64 {
+    let mut h = DefaultHasher::new();
+    pod.namespace.hash(&mut h);
+    pod.requests.hash(&mut h);
+    pod.node_selector.hash(&mut h);
+    pod.required_node_affinity.hash(&mut h);
+    pod.tolerations.hash(&mut h);
+    pod.topology_spread.hash(&mut h);
+    pod.pod_affinity.hash(&mut h);
+    pod.pod_anti_affinity.hash(&mut h);
+    pod.host_ports.hash(&mut h);
+    if !pod.topology_spread.is_empty()
+        || !pod.pod_affinity.is_empty()
+        || !pod.pod_anti_affinity.is_empty()
+    {
+        pod.labels.hash(&mut h);
+    }
+    h.finish()
+}
+
+impl Cluster {
+    pub(crate) fn schedule_cycle(&mut self) {
+        self.recorder.scheduling_cycles += 1;
+        let retry_all = std::mem::take(&mut self.capacity_changed);
+        let fresh = std::mem::take(&mut self.fresh);
+        let candidates: Vec<String> = self
+            .queue
+            .values()
+            .filter(|k| retry_all || fresh.contains(*k))
+            .cloned()
+            .collect();
+        let mut failed: HashMap<u64, String> = HashMap::new();
+        for key in candidates {
+            let Some(info) = self.pods.get(&key) else {
+                continue;
+            };
+            if info.node.is_some() || info.terminating {
+                continue;
+            }
+            let scheduler = info
+                .obj
+                .pointer("/spec/schedulerName")
+                .and_then(Value::as_str)
+                .unwrap_or("default-scheduler");
+            if scheduler != "default-scheduler" {
+                continue;
+            }
+            let obj = info.obj.clone();
+            let Some(pod) = self.domain_pod(&obj) else {
+                continue;
+            };
+            let sig = signature(&pod);
+            if let Some(msg) = failed.get(&sig).cloned() {
+                self.mark_unschedulable(&key, &obj, &msg);
+                continue;
+            }
+            match self.index.find_node(&pod) {
+                Ok(node) => {
+                    let (ns, name) = key.split_once('/').unwrap_or_default();
+                    match self.api.store().bind(self.k.pod, ns, name, &node) {
+                        Ok(_) => {
+                            let _ = self.index.bind(pod, &node);
+                            self.recorder.binds += 1;
+                            self.unschedulable_since.remove(&key);
+                        }
+                        Err(e) => tracing::debug!(error = %e, pod = %key, "binding failed"),
+                    }
+                }
+                Err(fit) => {
+                    let msg = if fit.nodes == 0 {
+                        "no nodes available to schedule pods".to_string()
+                    } else {
+                        fit.to_string()
+                    };
+                    failed.insert(sig, msg.clone());
+                    self.mark_unschedulable(&key, &obj, &msg);
+                }
+            }
+        }
+    }
+
+    fn mark_unschedulable(&mut self, key: &str, obj: &Value, message: &str) {
+        let cond = obj
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c.get("type").and_then(Value::as_str) == Some("PodScheduled"))
+            });
+        let already = cond.is_some_and(|c| {
+            c.get("status").and_then(Value::as_str) == Some("False")
+                && c.get("reason").and_then(Value::as_str) == Some("Unschedulable")
+        });
+        let now = Instant::now();
+        if already {
+            let same_message =
+                cond.and_then(|c| c.get("message")).and_then(Value::as_str) == Some(message);
+            let recent = self.unschedulable_since.get(key).is_some_and(|(at, _)| {
+                now.duration_since(*at) < self.options.unschedulable_refresh
+            });
+            if same_message || recent {
+                return;
+            }
+        }
+        self.unschedulable_since
+            .insert(key.to_string(), (now, message.to_string()));
+        let ts = self.now_string();
+        let (ns, name) = key.split_once('/').unwrap_or_default();
+        let message = message.to_string();
+        let _ = self.api.store().modify(self.k.pod, ns, name, move |pod| {
+            if pod.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
+                return false;
+            }
+            let cond = json!({ "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
+                               "lastTransitionTime": ts, "lastProbeTime": null });
+            let status = crate::apiserver::store::as_map(crate::apiserver::store::as_map(pod).entry("status").or_insert(Value::Null));
+            let conds = status.entry("conditions").or_insert_with(|| json!([]));
+            if let Some(list) = conds.as_array_mut() {
+                list.retain(|c| c.get("type").and_then(Value::as_str) != Some("PodScheduled"));
+                list.push(cond);
+            }
+            true
+        });
+    }
+}

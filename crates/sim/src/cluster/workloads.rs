@@ -1,0 +1,624 @@
+//! The workload controllers a scenario needs, kept minimal: ReplicaSet-like (Deployment) replicas
+//! are replaced when deleted or evicted; Job pods finish after their run time and are retried
+//! when lost; a SparkApplication-like workload starts a driver, then its executors (owned by the
+//! driver, so they go with it) once the driver runs, and removes them when the driver finishes.
+//! Also the bootstrap (NodeClasses, NodePools, DaemonSets, initial nodes) and DaemonSet pods.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+use stowage_api::labels;
+
+use super::{Cluster, Error, RUN_SECONDS_ANNOTATION, WORKLOAD_LABEL};
+use crate::apiserver::{DeleteOpts, name_of};
+use crate::scenario::{Scenario, TolerationDef, Workload, WorkloadKind};
+
+/// A workload's live state.
+#[derive(Clone, Debug)]
+pub struct WorkloadState {
+    pub def: Workload,
+    pub desired: u32,
+    /// The owner object (ReplicaSet or Job) and its uid.
+    pub owner_kind: &'static str,
+    pub owner_uid: String,
+    /// Live (non-terminal, not terminating) pods, by name.
+    pub active: BTreeSet<String>,
+    pub succeeded: u32,
+    pub deleted: bool,
+    /// SparkApplication: the driver pod's name and uid, and whether executors were started.
+    pub driver: Option<(String, String)>,
+    pub executors_started: bool,
+    pub done: bool,
+}
+
+fn tolerations(ts: &[TolerationDef]) -> Value {
+    json!(
+        ts.iter()
+            .map(|t| {
+                let mut v = json!({});
+                if !t.key.is_empty() {
+                    v["key"] = json!(t.key);
+                }
+                let op = t.operator.clone().unwrap_or_else(|| {
+                    if t.value.is_empty() && t.key.is_empty() {
+                        "Exists".into()
+                    } else {
+                        "Equal".into()
+                    }
+                });
+                v["operator"] = json!(op);
+                if !t.value.is_empty() {
+                    v["value"] = json!(t.value);
+                }
+                if !t.effect.is_empty() {
+                    v["effect"] = json!(t.effect);
+                }
+                v
+            })
+            .collect::<Vec<_>>()
+    )
+}
+
+fn int_or_string(s: &str) -> Value {
+    s.parse::<i64>()
+        .map(|n| json!(n))
+        .unwrap_or_else(|_| json!(s))
+}
+
+pub(super) fn bootstrap(c: &mut Cluster, scenario: &Scenario) -> Result<(), Error> {
+    let api = c.api.clone();
+    let store = api.store();
+    let create = |kind, ns: &str, obj: Value, what: String| {
+        store
+            .create(kind, ns, obj)
+            .map_err(|source| Error::CreateObject { what, source })
+    };
+    let zones: BTreeSet<String> = c
+        .catalog
+        .values()
+        .flat_map(|t| t.offerings.iter().map(|o| o.zone.clone()))
+        .collect();
+    for nc in &scenario.node_classes {
+        let spec = serde_json::to_value(&nc.spec).unwrap_or_default();
+        create(
+            c.k.nodeclass,
+            "",
+            json!({ "metadata": { "name": nc.name }, "spec": spec }),
+            format!("EC2NodeClass {}", nc.name),
+        )?;
+        // Resolved at once: the simulated cloud has a subnet per zone and nothing to discover.
+        let now = c.now_string();
+        let status = json!({ "status": {
+            "subnets": zones.iter().enumerate().map(|(i, z)| json!({ "id": format!("subnet-{i:04}"), "zone": z })).collect::<Vec<_>>(),
+            "securityGroups": [{ "id": "sg-0001", "name": "sim" }],
+            "amis": [{ "id": "ami-fake", "name": "sim" }],
+            "conditions": [{ "type": "Ready", "status": "True", "reason": "Ready", "message": "", "lastTransitionTime": now }]
+        }});
+        let _ = store.patch(
+            c.k.nodeclass,
+            "",
+            &nc.name,
+            &crate::apiserver::patch::PatchKind::Merge,
+            status.to_string().as_bytes(),
+            crate::apiserver::Sub::Status,
+        );
+    }
+    for np in &scenario.node_pools {
+        let spec = serde_json::to_value(&np.spec).unwrap_or_default();
+        create(
+            c.k.nodepool,
+            "",
+            json!({ "metadata": { "name": np.name }, "spec": spec }),
+            format!("NodePool {}", np.name),
+        )?;
+    }
+    for ds in &scenario.daemon_sets {
+        let pod_labels = json!({ "app": ds.name });
+        let template = json!({
+            "metadata": { "labels": pod_labels },
+            "spec": {
+                "containers": [{ "name": "main", "image": "busybox", "resources": { "requests": ds.requests } }],
+                "nodeSelector": ds.node_selector,
+                "tolerations": tolerations(&ds.tolerations),
+                "priorityClassName": "system-node-critical",
+                "priority": 2_000_001_000,
+            }
+        });
+        let obj = json!({
+            "metadata": { "name": ds.name },
+            "spec": { "selector": { "matchLabels": pod_labels }, "template": template }
+        });
+        let created = create(
+            c.k.daemonset,
+            &ds.namespace,
+            obj,
+            format!("DaemonSet {}/{}", ds.namespace, ds.name),
+        )?;
+        let k8s: Option<k8s_openapi::api::apps::v1::DaemonSet> =
+            serde::Deserialize::deserialize(&*created).ok();
+        if let Some(d) = k8s
+            .as_ref()
+            .and_then(|d| stowage_solver::convert::daemonset(d).ok())
+        {
+            let uid = created
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            c.daemonsets.push((
+                ds.namespace.clone(),
+                ds.name.clone(),
+                json!({ "uid": uid, "template": template }),
+                d.pod,
+            ));
+        }
+    }
+    for group in &scenario.initial_nodes {
+        let it = c
+            .catalog
+            .get(&group.instance_type)
+            .cloned()
+            .ok_or_else(|| Error::FindInstanceType(group.instance_type.clone()))?;
+        let zone = group
+            .zone
+            .clone()
+            .or_else(|| {
+                it.offerings
+                    .iter()
+                    .find(|o| o.capacity_type == group.capacity_type)
+                    .map(|o| o.zone.clone())
+            })
+            .unwrap_or_default();
+        for _ in 0..group.count {
+            let (name, ip) = c.next_node_name();
+            let mut l = it.labels.clone();
+            l.extend(group.labels.clone());
+            l.insert(labels::ZONE.into(), zone.clone());
+            l.insert(labels::REGION.into(), c.region.clone());
+            l.insert(
+                labels::CAPACITY_TYPE.into(),
+                group.capacity_type.as_str().into(),
+            );
+            l.insert(labels::INSTANCE_TYPE.into(), it.name.clone());
+            let taints: Vec<Value> = group
+                .taints
+                .iter()
+                .map(|t| json!({ "key": t.key, "value": t.value, "effect": t.effect }))
+                .collect();
+            let pid = format!("aws:///{zone}/i-static{:06}", c.node_counter);
+            let obj = super::kubelet::node_object(
+                &name,
+                &pid,
+                &l,
+                taints,
+                &it.capacity,
+                &it.allocatable(),
+                &c.now_string(),
+                &ip,
+            );
+            create(c.k.node, "", obj, format!("Node {name}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Creates DaemonSet pods for a new node (bound directly; the DaemonSet controller's placement
+/// checks taints and the node selector, not resources).
+pub(super) fn place_daemonset_pods(c: &mut Cluster, node: &str) {
+    let Some(n) = c.index.node(node).cloned() else {
+        return;
+    };
+    let mut to_create = Vec::new();
+    for (ns, name, meta, pod) in &c.daemonsets {
+        let tolerated =
+            stowage_solver::domain::untolerated(&n.taints, &pod.tolerations, false).is_none();
+        let selected = pod
+            .node_selector
+            .iter()
+            .all(|(k, v)| n.labels.get(k) == Some(v));
+        if !tolerated || !selected {
+            continue;
+        }
+        let mut obj = json!({
+            "metadata": {
+                "generateName": format!("{name}-"),
+                "labels": meta["template"]["metadata"]["labels"],
+                "ownerReferences": [{ "apiVersion": "apps/v1", "kind": "DaemonSet", "name": name, "uid": meta["uid"], "controller": true, "blockOwnerDeletion": true }],
+            },
+            "spec": meta["template"]["spec"],
+        });
+        obj["spec"]["nodeName"] = json!(node);
+        to_create.push((ns.clone(), obj));
+    }
+    for (ns, obj) in to_create {
+        let _ = c.api.store().create(c.k.pod, &ns, obj);
+    }
+}
+
+fn pod_for(
+    w: &Workload,
+    owner: (&str, &str, &str, &str),
+    requests: &std::collections::BTreeMap<String, String>,
+    run: Option<u64>,
+    role: &str,
+) -> Value {
+    let (api_version, kind, owner_name, owner_uid) = owner;
+    let mut l = w.labels.clone();
+    l.insert(WORKLOAD_LABEL.into(), w.name.clone());
+    l.entry("app".into()).or_insert_with(|| w.name.clone());
+    if !role.is_empty() {
+        l.insert("spark-role".into(), role.into());
+    }
+    let mut annotations = w.annotations.clone();
+    if let Some(r) = run {
+        annotations.insert(RUN_SECONDS_ANNOTATION.into(), r.to_string());
+    }
+    let mut spec = json!({
+        "containers": [{ "name": "main", "image": "busybox", "resources": { "requests": requests } }],
+        "restartPolicy": if w.kind == WorkloadKind::Deployment { "Always" } else { "Never" },
+    });
+    if !w.node_selector.is_empty() {
+        spec["nodeSelector"] = json!(w.node_selector);
+    }
+    if !w.tolerations.is_empty() {
+        spec["tolerations"] = tolerations(&w.tolerations);
+    }
+    if let Some(p) = w.priority {
+        spec["priority"] = json!(p);
+    }
+    if let Some(g) = w.termination_grace_period {
+        spec["terminationGracePeriodSeconds"] = json!(g.as_std().as_secs());
+    }
+    let selector = json!({ "matchLabels": { WORKLOAD_LABEL: w.name } });
+    if !w.spread.is_empty() {
+        spec["topologySpreadConstraints"] = json!(w
+            .spread
+            .iter()
+            .map(|s| json!({ "maxSkew": s.max_skew, "topologyKey": s.topology_key, "whenUnsatisfiable": s.when_unsatisfiable, "labelSelector": selector }))
+            .collect::<Vec<_>>());
+    }
+    let mut affinity = json!({});
+    if !w.node_affinity.is_empty() {
+        let exprs: Vec<Value> = w
+            .node_affinity
+            .iter()
+            .map(|(k, vs)| json!({ "key": k, "operator": "In", "values": vs }))
+            .collect();
+        affinity["nodeAffinity"] = json!({ "requiredDuringSchedulingIgnoredDuringExecution": { "nodeSelectorTerms": [{ "matchExpressions": exprs }] } });
+    }
+    if let Some(key) = &w.anti_affinity {
+        affinity["podAntiAffinity"] = json!({ "requiredDuringSchedulingIgnoredDuringExecution": [{ "labelSelector": selector, "topologyKey": key }] });
+    }
+    if affinity.as_object().is_some_and(|a| !a.is_empty()) {
+        spec["affinity"] = affinity;
+    }
+    json!({
+        "metadata": {
+            "generateName": format!("{}-", if role == "driver" { format!("{}-driver", w.name) } else { w.name.clone() }),
+            "labels": l,
+            "annotations": annotations,
+            "ownerReferences": [{ "apiVersion": api_version, "kind": kind, "name": owner_name, "uid": owner_uid, "controller": true, "blockOwnerDeletion": true }],
+        },
+        "spec": spec,
+    })
+}
+
+pub(super) fn create(c: &mut Cluster, w: &Workload) {
+    let key = (w.namespace.clone(), w.name.clone());
+    if c.workloads.contains_key(&key) {
+        tracing::warn!(workload = %w.name, "workload already exists; create ignored");
+        return;
+    }
+    let selector = json!({ "matchLabels": { WORKLOAD_LABEL: w.name } });
+    let (kind_id, owner_kind) = match w.kind {
+        WorkloadKind::Deployment => (c.k.replicaset, "ReplicaSet"),
+        WorkloadKind::Job | WorkloadKind::SparkApplication => (c.k.job, "Job"),
+    };
+    let spec = match w.kind {
+        WorkloadKind::Deployment => {
+            json!({ "replicas": w.replicas, "selector": selector, "template": { "metadata": { "labels": { WORKLOAD_LABEL: w.name } } } })
+        }
+        _ => {
+            json!({ "completions": w.replicas, "parallelism": w.replicas, "selector": selector, "template": { "metadata": { "labels": { WORKLOAD_LABEL: w.name } } } })
+        }
+    };
+    let owner = match c.api.store().create(
+        kind_id,
+        &w.namespace,
+        json!({ "metadata": { "name": w.name }, "spec": spec }),
+    ) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, workload = %w.name, "failed to create the workload's owner");
+            return;
+        }
+    };
+    if let Some(pdb) = &w.pdb {
+        let mut spec = json!({ "selector": selector });
+        if let Some(m) = &pdb.min_available {
+            spec["minAvailable"] = int_or_string(m);
+        }
+        if let Some(m) = &pdb.max_unavailable {
+            spec["maxUnavailable"] = int_or_string(m);
+        }
+        let _ = c.api.store().create(
+            c.k.pdb,
+            &w.namespace,
+            json!({ "metadata": { "name": w.name }, "spec": spec }),
+        );
+    }
+    let uid = owner
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    c.workloads.insert(
+        key.clone(),
+        WorkloadState {
+            def: w.clone(),
+            desired: w.replicas,
+            owner_kind,
+            owner_uid: uid,
+            active: BTreeSet::new(),
+            succeeded: 0,
+            deleted: false,
+            driver: None,
+            executors_started: false,
+            done: false,
+        },
+    );
+    reconcile(c, &key);
+}
+
+pub(super) fn scale(c: &mut Cluster, ns: &str, name: &str, replicas: u32) {
+    let key = (ns.to_string(), name.to_string());
+    let Some(w) = c.workloads.get_mut(&key) else {
+        tracing::warn!(workload = %name, "scale of an unknown workload ignored");
+        return;
+    };
+    w.desired = replicas;
+    let kind = if w.owner_kind == "ReplicaSet" {
+        c.k.replicaset
+    } else {
+        c.k.job
+    };
+    let _ = c.api.store().modify(kind, ns, name, |o| {
+        o["spec"]["replicas"] = json!(replicas);
+        true
+    });
+    reconcile(c, &key);
+}
+
+pub(super) fn delete(c: &mut Cluster, ns: &str, name: &str) {
+    let key = (ns.to_string(), name.to_string());
+    let Some(w) = c.workloads.get_mut(&key) else {
+        return;
+    };
+    w.deleted = true;
+    let kind = if w.owner_kind == "ReplicaSet" {
+        c.k.replicaset
+    } else {
+        c.k.job
+    };
+    let _ = c.api.store().delete(kind, ns, name, &DeleteOpts::default());
+    let _ = c
+        .api
+        .store()
+        .delete(c.k.pdb, ns, name, &DeleteOpts::default());
+}
+
+fn workload_of(c: &Cluster, obj: &Value) -> Option<(String, String)> {
+    let name = obj
+        .pointer(&format!(
+            "/metadata/labels/{}",
+            WORKLOAD_LABEL.replace('/', "~1")
+        ))
+        .and_then(Value::as_str)?;
+    let key = (
+        crate::apiserver::namespace_of(obj).to_string(),
+        name.to_string(),
+    );
+    c.workloads.contains_key(&key).then_some(key)
+}
+
+pub(super) fn on_pod_gone(c: &mut Cluster, obj: &Value) {
+    let Some(key) = workload_of(c, obj) else {
+        return;
+    };
+    let name = name_of(obj).to_string();
+    if let Some(w) = c.workloads.get_mut(&key) {
+        w.active.remove(&name);
+        if w.driver.as_ref().is_some_and(|(d, _)| *d == name) && !w.done {
+            // The driver was lost: Spark restarts the application (executors go with it).
+            w.driver = None;
+            w.executors_started = false;
+        }
+    }
+    reconcile(c, &key);
+}
+
+pub(super) fn on_pod_changed(c: &mut Cluster, pod_key: &str, prev_phase: Option<&str>) {
+    let Some(p) = c.pods.get(pod_key) else { return };
+    let Some(key) = workload_of(c, &p.obj) else {
+        return;
+    };
+    let name = name_of(&p.obj).to_string();
+    let phase = p.phase.clone();
+    let terminating = p.terminating;
+    let is_driver = p
+        .obj
+        .pointer("/metadata/labels/spark-role")
+        .and_then(Value::as_str)
+        == Some("driver");
+    let Some(w) = c.workloads.get_mut(&key) else {
+        return;
+    };
+    let mut changed = false;
+    if terminating || phase == "Succeeded" || phase == "Failed" {
+        changed |= w.active.remove(&name);
+    }
+    if phase == "Succeeded" && prev_phase != Some("Succeeded") {
+        if is_driver {
+            w.done = true;
+        } else if w.def.kind == WorkloadKind::Job {
+            w.succeeded += 1;
+        }
+        changed = true;
+    }
+    if is_driver && phase == "Running" && !w.executors_started {
+        changed = true;
+    }
+    if changed {
+        reconcile(c, &key);
+    }
+}
+
+/// Brings a workload's pods to what it wants.
+fn reconcile(c: &mut Cluster, key: &(String, String)) {
+    let Some(w) = c.workloads.get(key).cloned() else {
+        return;
+    };
+    if w.deleted {
+        return;
+    }
+    let (ns, name) = key;
+    let run = w.def.run_time.map(|r| r.as_std().as_secs());
+    match w.def.kind {
+        WorkloadKind::Deployment => {
+            let have = w.active.len() as u32;
+            if have < w.desired {
+                let owner = ("apps/v1", "ReplicaSet", name.as_str(), w.owner_uid.as_str());
+                create_pods(c, key, w.desired - have, |wd| {
+                    pod_for(wd, owner, &wd.requests, None, "")
+                });
+            } else if have > w.desired {
+                // Scale down: pending pods first, then the newest.
+                let mut victims: Vec<(bool, u64, String)> = w
+                    .active
+                    .iter()
+                    .filter_map(|n| {
+                        c.pods
+                            .get(&format!("{ns}/{n}"))
+                            .map(|p| (p.node.is_some(), u64::MAX - p.seq, n.clone()))
+                    })
+                    .collect();
+                victims.sort();
+                for (_, _, n) in victims.into_iter().take((have - w.desired) as usize) {
+                    let _ = c
+                        .api
+                        .store()
+                        .delete(c.k.pod, ns, &n, &DeleteOpts::default());
+                }
+            }
+        }
+        WorkloadKind::Job => {
+            let remaining = w.desired.saturating_sub(w.succeeded);
+            let have = w.active.len() as u32;
+            if remaining == 0 {
+                if !w.done {
+                    if let Some(ws) = c.workloads.get_mut(key) {
+                        ws.done = true;
+                    }
+                    // Completed workflow pods are cleaned up, as Argo's pod GC does.
+                    let names: Vec<String> = c
+                        .pods
+                        .iter()
+                        .filter(|(k, p)| {
+                            k.starts_with(&format!("{ns}/"))
+                                && p.phase == "Succeeded"
+                                && workload_of(c, &p.obj).as_ref() == Some(key)
+                        })
+                        .map(|(_, p)| name_of(&p.obj).to_string())
+                        .collect();
+                    for n in names {
+                        let _ = c
+                            .api
+                            .store()
+                            .delete(c.k.pod, ns, &n, &DeleteOpts::default());
+                    }
+                }
+            } else if have < remaining {
+                let owner = ("batch/v1", "Job", name.as_str(), w.owner_uid.as_str());
+                create_pods(c, key, remaining - have, |wd| {
+                    pod_for(wd, owner, &wd.requests, run, "")
+                });
+            }
+        }
+        WorkloadKind::SparkApplication => {
+            if w.done {
+                // The driver finished: its executors are removed.
+                let names: Vec<String> = w.active.iter().cloned().collect();
+                for n in names {
+                    let _ = c
+                        .api
+                        .store()
+                        .delete(c.k.pod, ns, &n, &DeleteOpts::default());
+                }
+                return;
+            }
+            match &w.driver {
+                None => {
+                    let owner = ("batch/v1", "Job", name.as_str(), w.owner_uid.as_str());
+                    let driver_requests = w
+                        .def
+                        .driver_requests
+                        .clone()
+                        .unwrap_or_else(|| w.def.requests.clone());
+                    let obj = pod_for(&w.def, owner, &driver_requests, run, "driver");
+                    if let Ok(created) = c.api.store().create(c.k.pod, ns, obj) {
+                        c.recorder.pods_created += 1;
+                        let dn = name_of(&created).to_string();
+                        let uid = created
+                            .pointer("/metadata/uid")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string();
+                        if let Some(ws) = c.workloads.get_mut(key) {
+                            ws.driver = Some((dn, uid));
+                        }
+                    }
+                }
+                Some((dn, duid)) => {
+                    let running = c
+                        .pods
+                        .get(&format!("{ns}/{dn}"))
+                        .is_some_and(|p| p.phase == "Running");
+                    if !running {
+                        return;
+                    }
+                    if let Some(ws) = c.workloads.get_mut(key) {
+                        ws.executors_started = true;
+                    }
+                    let executors = w.active.iter().filter(|n| *n != dn).count() as u32;
+                    if executors < w.desired {
+                        let (dn, duid) = (dn.clone(), duid.clone());
+                        let owner = ("v1", "Pod", dn.as_str(), duid.as_str());
+                        create_pods(c, key, w.desired - executors, |wd| {
+                            pod_for(wd, owner, &wd.requests, None, "executor")
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn create_pods(c: &mut Cluster, key: &(String, String), n: u32, make: impl Fn(&Workload) -> Value) {
+    let Some(w) = c.workloads.get(key).cloned() else {
+        return;
+    };
+    let mut names = Vec::new();
+    for _ in 0..n {
+        match c.api.store().create(c.k.pod, &key.0, make(&w.def)) {
+            Ok(p) => names.push(name_of(&p).to_string()),
+            Err(e) => {
+                tracing::warn!(error = %e, workload = %w.def.name, "failed to create a pod");
+                break;
+            }
+        }
+    }
+    c.recorder.pods_created += names.len() as u64;
+    if let Some(ws) = c.workloads.get_mut(key) {
+        ws.active.extend(names);
+    }
+}

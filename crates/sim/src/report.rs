@@ -1,0 +1,350 @@
+//! What a simulation run reports: samples over virtual time, the summary figures, and three
+//! renderings — a plain-text table, one JSON object, and a self-contained HTML page with inline
+//! SVG charts (hand-written; no plotting crate).
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+/// One sample of the cluster.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Sample {
+    /// Virtual seconds since the start.
+    pub t: f64,
+    pub nodes_spot: usize,
+    pub nodes_on_demand: usize,
+    pub nodes_reserved: usize,
+    /// Nodes without a capacity-type label.
+    pub nodes_other: usize,
+    pub cost_per_hour: f64,
+    pub pending_pods: usize,
+    pub running_pods: usize,
+    pub nodeclaims: usize,
+}
+
+impl Sample {
+    pub fn nodes(&self) -> usize {
+        self.nodes_spot + self.nodes_on_demand + self.nodes_reserved + self.nodes_other
+    }
+}
+
+/// The outcome of a run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    pub duration_seconds: f64,
+    /// Whether controllers were plugged in.
+    pub controllers: bool,
+    pub peak_nodes: usize,
+    pub nodes_at_end: usize,
+    /// Pods still pending at the end that some NodePool could have served.
+    pub pending_at_end: usize,
+    /// Pods still pending at the end that no NodePool and instance type can serve.
+    pub unschedulable_at_end: usize,
+    pub cost_total_usd: f64,
+    pub peak_cost_per_hour: f64,
+    pub p50_pending_seconds: f64,
+    pub p95_pending_seconds: f64,
+    pub max_pending_seconds: f64,
+    pub launches: u64,
+    pub interruptions: u64,
+    pub pods_created: u64,
+    pub pods_started: usize,
+    pub binds: u64,
+    pub wall_seconds: f64,
+    pub samples: Vec<Sample>,
+}
+
+/// The nearest-rank percentile of `values` (0 when empty).
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
+}
+
+fn hms(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+}
+
+impl Report {
+    /// Fills the summary figures from the samples and latencies.
+    pub fn finish(&mut self, latencies: &[f64]) {
+        self.peak_nodes = self.samples.iter().map(Sample::nodes).max().unwrap_or(0);
+        self.nodes_at_end = self.samples.last().map_or(0, Sample::nodes);
+        self.peak_cost_per_hour = self
+            .samples
+            .iter()
+            .map(|s| s.cost_per_hour)
+            .fold(0.0, f64::max);
+        self.cost_total_usd = self
+            .samples
+            .windows(2)
+            .map(|w| w[0].cost_per_hour * (w[1].t - w[0].t) / 3600.0)
+            .sum();
+        self.p50_pending_seconds = percentile(latencies, 50.0);
+        self.p95_pending_seconds = percentile(latencies, 95.0);
+        self.max_pending_seconds = latencies.iter().copied().fold(0.0, f64::max);
+        self.pods_started = latencies.len();
+    }
+
+    /// The summary table printed on stdout.
+    pub fn summary_table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "scenario {} — {} of virtual time in {:.1}s wall{}",
+            self.scenario,
+            hms(self.duration_seconds),
+            self.wall_seconds,
+            if self.controllers {
+                ""
+            } else {
+                " (no controllers: pods stay pending)"
+            }
+        );
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{:>8}  {:>6} {:>6} {:>9} {:>6}  {:>10}  {:>8} {:>8}",
+            "time", "nodes", "spot", "on-demand", "other", "cost $/h", "pending", "running"
+        );
+        let rows = 12usize;
+        let n = self.samples.len();
+        let step = n.div_ceil(rows).max(1);
+        let mut picked: Vec<&Sample> = self.samples.iter().step_by(step).collect();
+        if let Some(last) = self.samples.last()
+            && picked.last().is_none_or(|p| p.t != last.t)
+        {
+            picked.push(last);
+        }
+        for s in picked {
+            let _ = writeln!(
+                out,
+                "{:>8}  {:>6} {:>6} {:>9} {:>6}  {:>10.2}  {:>8} {:>8}",
+                hms(s.t),
+                s.nodes(),
+                s.nodes_spot,
+                s.nodes_on_demand,
+                s.nodes_other + s.nodes_reserved,
+                s.cost_per_hour,
+                s.pending_pods,
+                s.running_pods
+            );
+        }
+        let _ = writeln!(out);
+        let _ = writeln!(out, "peak nodes            {}", self.peak_nodes);
+        let _ = writeln!(
+            out,
+            "cost                  ${:.2} total, peak ${:.2}/h",
+            self.cost_total_usd, self.peak_cost_per_hour
+        );
+        let _ = writeln!(
+            out,
+            "pending -> running    p50 {:.0}s, p95 {:.0}s, max {:.0}s over {} pods",
+            self.p50_pending_seconds,
+            self.p95_pending_seconds,
+            self.max_pending_seconds,
+            self.pods_started
+        );
+        let _ = writeln!(
+            out,
+            "pending at end        {} schedulable, {} unschedulable by any NodePool",
+            self.pending_at_end, self.unschedulable_at_end
+        );
+        let _ = writeln!(out, "launches              {}", self.launches);
+        let _ = writeln!(out, "interruptions         {}", self.interruptions);
+        let _ = writeln!(
+            out,
+            "pods created          {} ({} binds)",
+            self.pods_created, self.binds
+        );
+        out
+    }
+
+    /// One JSON object for machines.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    /// A self-contained HTML page with SVG charts of the series.
+    pub fn to_html(&self) -> String {
+        let t: Vec<f64> = self.samples.iter().map(|s| s.t / 60.0).collect();
+        let series = |f: &dyn Fn(&Sample) -> f64| self.samples.iter().map(f).collect::<Vec<f64>>();
+        let nodes_chart = svg_chart(
+            "Nodes by capacity type",
+            &t,
+            &[
+                ("spot", "#2b8cbe", series(&|s| s.nodes_spot as f64)),
+                (
+                    "on-demand",
+                    "#e6550d",
+                    series(&|s| s.nodes_on_demand as f64),
+                ),
+                (
+                    "other",
+                    "#756bb1",
+                    series(&|s| (s.nodes_other + s.nodes_reserved) as f64),
+                ),
+                ("total", "#333333", series(&|s| s.nodes() as f64)),
+            ],
+        );
+        let cost_chart = svg_chart(
+            "Cost per hour (USD)",
+            &t,
+            &[("cost $/h", "#31a354", series(&|s| s.cost_per_hour))],
+        );
+        let pods_chart = svg_chart(
+            "Pods",
+            &t,
+            &[
+                ("pending", "#de2d26", series(&|s| s.pending_pods as f64)),
+                ("running", "#3182bd", series(&|s| s.running_pods as f64)),
+            ],
+        );
+        let table = html_escape(&self.summary_table());
+        format!(
+            "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>Stowage simulation: {name}</title>\n<style>body{{font-family:system-ui,sans-serif;margin:2em;color:#222}}pre{{background:#f6f6f6;padding:1em}}svg{{display:block;margin:1em 0}}</style></head>\n<body><h1>Stowage simulation: {name}</h1>\n{nodes_chart}\n{cost_chart}\n{pods_chart}\n<h2>Summary</h2><pre>{table}</pre>\n</body></html>\n",
+            name = html_escape(&self.scenario),
+        )
+    }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A line chart: x in minutes, one polyline per series, axes with a few ticks, a legend.
+fn svg_chart(title: &str, x: &[f64], series: &[(&str, &str, Vec<f64>)]) -> String {
+    let (w, h, left, right, top, bottom) = (900.0, 300.0, 60.0, 20.0, 30.0, 40.0);
+    let x_max = x.iter().copied().fold(0.0, f64::max).max(1e-9);
+    let y_max = series
+        .iter()
+        .flat_map(|(_, _, v)| v.iter().copied())
+        .fold(0.0, f64::max)
+        .max(1.0)
+        * 1.05;
+    let px = |v: f64| left + v / x_max * (w - left - right);
+    let py = |v: f64| h - bottom - v / y_max * (h - top - bottom);
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">\n<text x=\"{left}\" y=\"18\" font-size=\"14\" font-weight=\"bold\">{}</text>\n",
+        html_escape(title)
+    );
+    let _ = writeln!(
+        s,
+        "<line x1=\"{left}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"#999\"/>",
+        h - bottom,
+        w - right,
+        h - bottom
+    );
+    let _ = writeln!(
+        s,
+        "<line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"#999\"/>",
+        h - bottom
+    );
+    for i in 0..=4 {
+        let yv = y_max * i as f64 / 4.0;
+        let xv = x_max * i as f64 / 4.0;
+        let _ = writeln!(
+            s,
+            "<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"end\">{:.0}</text>",
+            left - 5.0,
+            py(yv) + 4.0,
+            yv
+        );
+        let _ = writeln!(
+            s,
+            "<line x1=\"{left}\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#eee\"/>",
+            py(yv),
+            w - right
+        );
+        let _ = writeln!(
+            s,
+            "<text x=\"{}\" y=\"{}\" font-size=\"11\" text-anchor=\"middle\">{:.0}m</text>",
+            px(xv),
+            h - bottom + 15.0,
+            xv
+        );
+    }
+    for (i, (name, color, values)) in series.iter().enumerate() {
+        let points: Vec<String> = x
+            .iter()
+            .zip(values)
+            .map(|(a, b)| format!("{:.1},{:.1}", px(*a), py(*b)))
+            .collect();
+        let _ = writeln!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.8\" points=\"{}\"/>",
+            points.join(" ")
+        );
+        let lx = left + 10.0 + i as f64 * 120.0;
+        let _ = writeln!(
+            s,
+            "<rect x=\"{lx}\" y=\"{}\" width=\"12\" height=\"3\" fill=\"{color}\"/><text x=\"{}\" y=\"{}\" font-size=\"11\">{}</text>",
+            h - 12.0,
+            lx + 16.0,
+            h - 8.0,
+            html_escape(name)
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(t: f64, spot: usize, od: usize, cost: f64) -> Sample {
+        Sample {
+            t,
+            nodes_spot: spot,
+            nodes_on_demand: od,
+            cost_per_hour: cost,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn figures_from_samples() {
+        let mut r = Report {
+            scenario: "x".into(),
+            samples: vec![
+                sample(0.0, 0, 0, 0.0),
+                sample(1800.0, 10, 1, 4.0),
+                sample(3600.0, 5, 1, 2.0),
+            ],
+            ..Default::default()
+        };
+        r.finish(&[1.0, 2.0, 3.0, 4.0, 100.0]);
+        assert_eq!(r.peak_nodes, 11);
+        assert_eq!(r.nodes_at_end, 6);
+        assert!(
+            (r.cost_total_usd - 2.0).abs() < 1e-9,
+            "{}",
+            r.cost_total_usd
+        );
+        assert_eq!(r.p50_pending_seconds, 3.0);
+        assert_eq!(r.p95_pending_seconds, 100.0);
+        let json = r.to_json();
+        for k in [
+            "peak_nodes",
+            "pending_at_end",
+            "cost_total_usd",
+            "p95_pending_seconds",
+            "launches",
+            "interruptions",
+        ] {
+            assert!(json.get(k).is_some(), "{k}");
+        }
+        let html = r.to_html();
+        assert!(html.contains("<svg") && html.contains("polyline") && !html.contains("<script"));
+        assert!(r.summary_table().contains("peak nodes            11"));
+    }
+}

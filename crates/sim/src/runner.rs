@@ -1,0 +1,384 @@
+//! Runs a scenario in virtual time: the API server, the fake cloud, the cluster machinery and the
+//! timeline in one loop on tokio's paused clock, with the controllers plugged in from outside
+//! (crates/sim cannot depend on crates/controller):
+//!
+//! ```no_run
+//! # use stowage_sim::{Scenario, Simulation, SimOptions, SimEnv};
+//! let scenario = Scenario::builtin("quickstart")?;
+//! let report = Simulation::new(scenario, SimOptions::default()).run_blocking(|env: SimEnv| async move {
+//!     // start the controllers with env.client, env.provider, env.clock; return when
+//!     // env.shutdown says so (or never: the task is dropped at the end).
+//!     let _ = env;
+//! })?;
+//! println!("{}", report.summary_table());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stowage_cloud::fake::FakeCloud;
+use stowage_cloud::{CapacityType, CloudProvider, SharedClock, TokioClock};
+use stowage_solver::InstanceType;
+use stowage_solver::predicates::ClusterIndex;
+use tokio::time::Instant;
+
+use crate::apiserver::{ApiServer, ApiServerOptions};
+use crate::cluster::{Cluster, ClusterOptions};
+use crate::report::{Report, Sample};
+use crate::scenario::{CatalogSource, Scenario};
+
+/// Errors of a simulation run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("scenario {0} uses the AWS catalogue, but none was given to the simulator")]
+    MissingAwsCatalog(String),
+    #[error("scenario {scenario}: the catalogue has no instance types{detail}")]
+    EmptyCatalog { scenario: String, detail: String },
+    #[error(transparent)]
+    SetUpCluster(#[from] crate::cluster::Error),
+    #[error("failed to start the simulation runtime: {0}")]
+    StartRuntime(#[source] std::io::Error),
+    #[error("the simulation thread panicked")]
+    JoinThread,
+}
+
+/// Options of a run (the scenario carries the rest).
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    /// The embedded AWS catalogue, for scenarios with `catalog.source: aws` (the binary passes
+    /// `stowage_aws`'s; crates/sim does not depend on it).
+    pub aws_catalog: Option<Vec<InstanceType>>,
+    /// What virtual time 0 reads as.
+    pub epoch: jiff::Timestamp,
+    pub api: ApiServerOptions,
+    /// Cluster machinery options; `timings` is replaced by the scenario's.
+    pub cluster: ClusterOptions,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        Self {
+            aws_catalog: None,
+            epoch: jiff::Timestamp::from_second(1_767_225_600)
+                .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+            api: ApiServerOptions::default(),
+            cluster: ClusterOptions::default(),
+        }
+    }
+}
+
+/// What the plugged-in controllers get.
+#[derive(Clone)]
+pub struct SimEnv {
+    /// A client on the simulated API server (in-process transport).
+    pub client: kube::Client,
+    pub api: ApiServer,
+    /// The fake cloud (scripting, inspection, its event stream).
+    pub cloud: Arc<FakeCloud>,
+    /// The same cloud as the provider the controllers drive.
+    pub provider: Arc<dyn CloudProvider>,
+    /// The clock everyone reads (tokio's paused clock).
+    pub clock: SharedClock,
+    pub scenario: Arc<Scenario>,
+    /// Turns true when the scenario's time is up.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for SimEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimEnv")
+            .field("scenario", &self.scenario.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A scenario ready to run.
+#[derive(Debug)]
+pub struct Simulation {
+    scenario: Scenario,
+    options: SimOptions,
+}
+
+impl Simulation {
+    pub fn new(scenario: Scenario, options: SimOptions) -> Self {
+        Self { scenario, options }
+    }
+
+    /// The instance types the scenario's cloud sells.
+    pub fn catalog(&self) -> Result<Vec<InstanceType>, Error> {
+        let c = &self.scenario.catalog;
+        let types = match c.source {
+            CatalogSource::Synthetic => {
+                stowage_solver::catalog::karpenter_shape(c.types.unwrap_or(20))
+            }
+            CatalogSource::Aws => {
+                let all = self
+                    .options
+                    .aws_catalog
+                    .clone()
+                    .ok_or_else(|| Error::MissingAwsCatalog(self.scenario.name.clone()))?;
+                if c.families.is_empty() && c.instance_types.is_empty() {
+                    all
+                } else {
+                    all.into_iter()
+                        .filter(|t| {
+                            let family = t.name.split('.').next().unwrap_or_default();
+                            c.families.iter().any(|f| f == family)
+                                || c.instance_types.contains(&t.name)
+                        })
+                        .collect()
+                }
+            }
+        };
+        if types.is_empty() {
+            return Err(Error::EmptyCatalog {
+                scenario: self.scenario.name.clone(),
+                detail: " after filtering".into(),
+            });
+        }
+        Ok(types)
+    }
+
+    /// Runs without controllers: pods stay pending, and the report shows it.
+    pub async fn run_without_controllers(self) -> Result<Report, Error> {
+        self.run_inner(None::<fn(SimEnv) -> std::future::Ready<()>>)
+            .await
+    }
+
+    /// Runs with controllers. Must be called on a current-thread runtime with paused time
+    /// (`#[tokio::test(start_paused = true)]`), or use [`Simulation::run_blocking`].
+    pub async fn run<F, Fut>(self, controllers: F) -> Result<Report, Error>
+    where
+        F: FnOnce(SimEnv) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.run_inner(Some(controllers)).await
+    }
+
+    /// Runs on a fresh thread with its own paused current-thread runtime (what the binary uses).
+    pub fn run_blocking<F, Fut>(self, controllers: F) -> Result<Report, Error>
+    where
+        F: FnOnce(SimEnv) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .map_err(Error::StartRuntime)?;
+            rt.block_on(self.run(controllers))
+        })
+        .join()
+        .map_err(|_| Error::JoinThread)?
+    }
+
+    /// [`Simulation::run_blocking`] without controllers.
+    pub fn run_blocking_without_controllers(self) -> Result<Report, Error> {
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .map_err(Error::StartRuntime)?;
+            rt.block_on(self.run_without_controllers())
+        })
+        .join()
+        .map_err(|_| Error::JoinThread)?
+    }
+
+    async fn run_inner<F, Fut>(self, controllers: Option<F>) -> Result<Report, Error>
+    where
+        F: FnOnce(SimEnv) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let wall = std::time::Instant::now();
+        let catalog = self.catalog()?;
+        let scenario = Arc::new(self.scenario);
+        let clock: SharedClock = Arc::new(TokioClock::starting_at(self.options.epoch));
+        let api = ApiServer::with_options(clock.clone(), self.options.api.clone());
+        let timings = scenario.timings.clone();
+        let cloud = Arc::new(
+            FakeCloud::builder()
+                .catalog(catalog.clone())
+                .launch_latency(timings.launch_latency.as_std())
+                .interruption_notice(timings.interruption_warning.as_std())
+                .build(),
+        );
+        let mut options = self.options.cluster.clone();
+        options.timings = timings;
+        let mut cluster = Cluster::new(
+            api.clone(),
+            (*cloud).clone(),
+            clock.clone(),
+            &catalog,
+            options,
+        )?;
+        cluster.bootstrap(&scenario)?;
+        let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+        let has_controllers = controllers.is_some();
+        let handle = controllers.map(|start| {
+            let env = SimEnv {
+                client: api.client(),
+                api: api.clone(),
+                cloud: cloud.clone(),
+                provider: cloud.clone(),
+                clock: clock.clone(),
+                scenario: scenario.clone(),
+                shutdown: shutdown_rx,
+            };
+            tokio::spawn(start(env))
+        });
+
+        let start = Instant::now();
+        let end = start + scenario.duration.as_std();
+        let schedule = scenario.schedule();
+        let sample_every = scenario.sample_every.as_std();
+        let mut next_action = 0usize;
+        let mut next_sample = start;
+        loop {
+            let now = Instant::now();
+            while next_action < schedule.len() && start + schedule[next_action].0 <= now {
+                cluster.apply(&schedule[next_action].1);
+                next_action += 1;
+            }
+            cluster.step();
+            if now >= next_sample {
+                let s = sample(&cluster, &api, now.duration_since(start));
+                cluster.recorder.samples.push(s);
+                next_sample += sample_every;
+            }
+            if now >= end {
+                break;
+            }
+            let mut deadline = next_sample.min(end);
+            if let Some((t, _)) = schedule.get(next_action) {
+                deadline = deadline.min(start + *t);
+            }
+            cluster.wait(deadline).await;
+        }
+        let _ = shutdown_tx.send(true);
+        // Give the controllers a moment of virtual time to see the shutdown, then drop them.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        if let Some(h) = handle {
+            h.abort();
+        }
+
+        let (pending_at_end, unschedulable_at_end) = classify_pending(&cluster, &api, &catalog);
+        let mut report = Report {
+            scenario: scenario.name.clone(),
+            duration_seconds: scenario.duration.as_std().as_secs_f64(),
+            controllers: has_controllers,
+            pending_at_end,
+            unschedulable_at_end,
+            launches: cloud.launch_count(),
+            interruptions: cloud.interruption_count(),
+            pods_created: cluster.recorder.pods_created,
+            binds: cluster.recorder.binds,
+            samples: std::mem::take(&mut cluster.recorder.samples),
+            ..Default::default()
+        };
+        report.finish(&cluster.recorder.pending_to_running);
+        report.wall_seconds = wall.elapsed().as_secs_f64();
+        Ok(report)
+    }
+}
+
+fn sample(cluster: &Cluster, api: &ApiServer, elapsed: Duration) -> Sample {
+    let mut s = Sample {
+        t: elapsed.as_secs_f64(),
+        ..Default::default()
+    };
+    for n in cluster.node_infos().filter(|n| !n.dead) {
+        match n.capacity_type {
+            Some(CapacityType::Spot) => s.nodes_spot += 1,
+            Some(CapacityType::OnDemand) => s.nodes_on_demand += 1,
+            Some(CapacityType::Reserved) => s.nodes_reserved += 1,
+            None => s.nodes_other += 1,
+        }
+        s.cost_per_hour += n.price_per_hour;
+    }
+    // Instances that have not registered a node yet cost money too.
+    let registered: std::collections::BTreeSet<&str> = cluster
+        .node_infos()
+        .map(|n| n.provider_id.as_str())
+        .collect();
+    s.cost_per_hour += cluster
+        .launched
+        .values()
+        .filter(|i| !registered.contains(i.provider_id.as_str()))
+        .map(|i| i.price_per_hour)
+        .sum::<f64>();
+    s.pending_pods = cluster.pending_pods();
+    s.running_pods = cluster.running_pods();
+    s.nodeclaims = api.store().count(cluster.k.nodeclaim);
+    s
+}
+
+/// Splits the pods pending at the end into (could be served by some NodePool, could not).
+fn classify_pending(
+    cluster: &Cluster,
+    api: &ApiServer,
+    catalog: &[InstanceType],
+) -> (usize, usize) {
+    use stowage_api::labels;
+    let pools: Vec<stowage_solver::NodePool> = api
+        .store()
+        .all(cluster.k.nodepool)
+        .iter()
+        .filter_map(|v| serde::Deserialize::deserialize(&**v).ok())
+        .filter_map(|np: stowage_api::NodePool| {
+            stowage_solver::convert::nodepool(&np, Default::default()).ok()
+        })
+        .collect();
+    // Hypothetical empty nodes: every pool x type x distinct (zone, capacity type).
+    let mut candidates = Vec::new();
+    for pool in &pools {
+        for it in catalog {
+            let mut seen = std::collections::BTreeSet::new();
+            for o in &it.offerings {
+                if !seen.insert((o.zone.clone(), o.capacity_type)) {
+                    continue;
+                }
+                let mut l = it.labels.clone();
+                l.extend(pool.labels.clone());
+                l.insert(labels::ZONE.into(), o.zone.clone());
+                l.insert(
+                    labels::CAPACITY_TYPE.into(),
+                    o.capacity_type.as_str().into(),
+                );
+                l.insert(labels::NODEPOOL.into(), pool.name.clone());
+                l.insert(labels::INSTANCE_TYPE.into(), it.name.clone());
+                if !stowage_solver::domain::requirements_match(&pool.requirements, &l) {
+                    continue;
+                }
+                let mut node = stowage_solver::Node::new("candidate", it.allocatable());
+                node.labels = l;
+                node.taints = pool.taints.clone();
+                candidates.push(node);
+            }
+        }
+    }
+    let mut cache: std::collections::HashMap<u64, bool> = std::collections::HashMap::new();
+    let (mut schedulable, mut not) = (0, 0);
+    for obj in cluster.pending_objects() {
+        let Some(pod) = cluster.domain_pod(&obj) else {
+            continue;
+        };
+        let sig = crate::cluster::signature(&pod);
+        let fits = *cache.entry(sig).or_insert_with(|| {
+            candidates.iter().any(|n| {
+                let mut idx = ClusterIndex::new(vec![n.clone()]);
+                idx.check(&pod, "candidate").is_ok()
+            })
+        });
+        if fits {
+            schedulable += 1;
+        } else {
+            not += 1;
+        }
+    }
+    (schedulable, not)
+}

@@ -1,0 +1,606 @@
+//! Scenario files: what the simulated cluster starts with (catalogue, NodePools, EC2NodeClasses,
+//! DaemonSets, pre-existing nodes) and a timeline of actions in virtual time (create, scale or
+//! delete a workload, open an insufficient-capacity window, interrupt spot nodes). The format is
+//! documented in docs/simulator.md; the built-in scenarios live in `scenarios/`.
+//!
+//! Unknown fields are errors: a typo fails with the file, line and field named.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use stowage_api::{CapacityType, Duration};
+
+/// Scenario loading and validation errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to read scenario {path}: {source}")]
+    ReadScenario {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    ParseScenario { path: String, message: String },
+    #[error("{path}: {field}: {message}")]
+    ValidateScenario {
+        path: String,
+        field: String,
+        message: String,
+    },
+    #[error("unknown built-in scenario {0:?} (expected one of: {names})", names = BUILTIN.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))]
+    FindBuiltin(String),
+}
+
+/// The built-in scenarios: name and YAML.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("quickstart", include_str!("../scenarios/quickstart.yaml")),
+    ("seed", include_str!("../scenarios/seed.yaml")),
+];
+
+/// A whole scenario.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Total virtual time simulated.
+    pub duration: Duration,
+    /// How often the report samples the cluster (default 30s).
+    #[serde(default = "default_sample")]
+    pub sample_every: Duration,
+    #[serde(default)]
+    pub catalog: CatalogSpec,
+    #[serde(default)]
+    pub timings: Timings,
+    #[serde(default)]
+    pub node_classes: Vec<NodeClassDef>,
+    #[serde(default)]
+    pub node_pools: Vec<NodePoolDef>,
+    #[serde(default)]
+    pub daemon_sets: Vec<DaemonSetDef>,
+    #[serde(default)]
+    pub initial_nodes: Vec<InitialNodes>,
+    #[serde(default)]
+    pub timeline: Vec<Step>,
+}
+
+fn default_sample() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// Where instance types come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogSource {
+    /// `stowage_solver::catalog::karpenter_shape(types)`.
+    #[default]
+    Synthetic,
+    /// The embedded AWS catalogue, handed to the simulator by the binary.
+    Aws,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CatalogSpec {
+    #[serde(default)]
+    pub source: CatalogSource,
+    /// Synthetic: how many types (default 20).
+    #[serde(default)]
+    pub types: Option<usize>,
+    /// AWS: keep only these families (`m5`, `c6i`, ...); empty keeps all.
+    #[serde(default)]
+    pub families: Vec<String>,
+    /// AWS: keep these instance types as well (`dl1.24xlarge`).
+    #[serde(default)]
+    pub instance_types: Vec<String>,
+}
+
+/// Delays of the simulated machinery (all in virtual time).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Timings {
+    /// From the cloud returning an instance to its Node object appearing.
+    #[serde(default = "d30")]
+    pub node_registration: Duration,
+    /// From registration to the startup taints being removed.
+    #[serde(default = "d10")]
+    pub startup_taint_removal: Duration,
+    /// From binding to the pod Running.
+    #[serde(default = "d2")]
+    pub pod_startup: Duration,
+    /// How long a pod takes to stop once deleted (capped by its grace period).
+    #[serde(default = "d3")]
+    pub pod_shutdown: Duration,
+    /// Cloud launch latency (CreateFleet to instance).
+    #[serde(default = "d3")]
+    pub launch_latency: Duration,
+    /// Notice between a spot interruption warning and the instance going away.
+    #[serde(default = "d120")]
+    pub interruption_warning: Duration,
+    /// From an instance disappearing to its Node being deleted (cloud node lifecycle).
+    #[serde(default = "d5")]
+    pub node_lifecycle: Duration,
+}
+
+fn d2() -> Duration {
+    Duration::from_secs(2)
+}
+fn d3() -> Duration {
+    Duration::from_secs(3)
+}
+fn d5() -> Duration {
+    Duration::from_secs(5)
+}
+fn d10() -> Duration {
+    Duration::from_secs(10)
+}
+fn d30() -> Duration {
+    Duration::from_secs(30)
+}
+fn d120() -> Duration {
+    Duration::from_secs(120)
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Self {
+            node_registration: d30(),
+            startup_taint_removal: d10(),
+            pod_startup: d2(),
+            pod_shutdown: d3(),
+            launch_latency: d3(),
+            interruption_warning: d120(),
+            node_lifecycle: d5(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeClassDef {
+    pub name: String,
+    #[serde(default)]
+    pub spec: stowage_api::EC2NodeClassSpec,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodePoolDef {
+    pub name: String,
+    pub spec: stowage_api::NodePoolSpec,
+}
+
+/// A DaemonSet whose pods run on every node they tolerate and select.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DaemonSetDef {
+    pub name: String,
+    #[serde(default = "kube_system")]
+    pub namespace: String,
+    pub requests: BTreeMap<String, String>,
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tolerations: Vec<TolerationDef>,
+}
+
+fn kube_system() -> String {
+    "kube-system".into()
+}
+
+/// Nodes that exist before the scenario starts (not managed by Stowage).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InitialNodes {
+    pub instance_type: String,
+    #[serde(default = "one")]
+    pub count: u32,
+    #[serde(default)]
+    pub zone: Option<String>,
+    #[serde(default = "on_demand")]
+    pub capacity_type: CapacityType,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub taints: Vec<TaintDef>,
+}
+
+fn one() -> u32 {
+    1
+}
+fn on_demand() -> CapacityType {
+    CapacityType::OnDemand
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TaintDef {
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
+    pub effect: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TolerationDef {
+    #[serde(default)]
+    pub key: String,
+    #[serde(default)]
+    pub operator: Option<String>,
+    #[serde(default)]
+    pub value: String,
+    #[serde(default)]
+    pub effect: String,
+}
+
+/// One timeline entry: when (`at`, or `every` from `at` until `until`) and exactly one action.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Step {
+    #[serde(default)]
+    pub at: Option<Duration>,
+    #[serde(default)]
+    pub every: Option<Duration>,
+    #[serde(default)]
+    pub until: Option<Duration>,
+    #[serde(default)]
+    pub create: Option<Workload>,
+    #[serde(default)]
+    pub scale: Option<Scale>,
+    #[serde(default)]
+    pub delete: Option<DeleteWorkload>,
+    #[serde(default)]
+    pub insufficient_capacity: Option<IceWindow>,
+    #[serde(default)]
+    pub interrupt: Option<Interrupt>,
+}
+
+/// How a workload's pods are owned and when they finish.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkloadKind {
+    /// Long-running replicas (a ReplicaSet); deleted or evicted pods are replaced.
+    #[default]
+    Deployment,
+    /// Pods that finish after `runTime`; failed or evicted pods are retried.
+    Job,
+    /// A driver pod, then `replicas` executors owned by it once it runs; finishes after `runTime`.
+    SparkApplication,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Workload {
+    pub name: String,
+    #[serde(default = "default_ns")]
+    pub namespace: String,
+    #[serde(default)]
+    pub kind: WorkloadKind,
+    pub replicas: u32,
+    /// Resource requests per pod (`cpu: 500m`, `memory: 1Gi`, `habana.ai/gaudi: "8"`).
+    pub requests: BTreeMap<String, String>,
+    /// SparkApplication: the driver's requests (default: the executors').
+    #[serde(default)]
+    pub driver_requests: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    /// Required node affinity: every entry is `key: [values]` (operator In), ANDed.
+    #[serde(default)]
+    pub node_affinity: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub tolerations: Vec<TolerationDef>,
+    #[serde(default)]
+    pub spread: Vec<SpreadDef>,
+    /// Required pod anti-affinity against the workload's own pods on this topology key.
+    #[serde(default)]
+    pub anti_affinity: Option<String>,
+    /// Job and SparkApplication: how long each pod runs once started.
+    #[serde(default)]
+    pub run_time: Option<Duration>,
+    #[serde(default)]
+    pub priority: Option<i32>,
+    #[serde(default)]
+    pub termination_grace_period: Option<Duration>,
+    /// A PodDisruptionBudget over the workload's pods.
+    #[serde(default)]
+    pub pdb: Option<PdbDef>,
+}
+
+fn default_ns() -> String {
+    "default".into()
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SpreadDef {
+    pub topology_key: String,
+    #[serde(default = "one_i32")]
+    pub max_skew: i32,
+    #[serde(default = "do_not_schedule")]
+    pub when_unsatisfiable: String,
+}
+
+fn one_i32() -> i32 {
+    1
+}
+fn do_not_schedule() -> String {
+    "DoNotSchedule".into()
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PdbDef {
+    #[serde(default)]
+    pub min_available: Option<String>,
+    #[serde(default)]
+    pub max_unavailable: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Scale {
+    pub name: String,
+    #[serde(default = "default_ns")]
+    pub namespace: String,
+    pub replicas: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DeleteWorkload {
+    pub name: String,
+    #[serde(default = "default_ns")]
+    pub namespace: String,
+}
+
+/// An insufficient-capacity window: matching offerings fail to launch while it is open.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IceWindow {
+    /// Instance types (empty = every type).
+    #[serde(default)]
+    pub instance_types: Vec<String>,
+    /// Zones (empty = every zone).
+    #[serde(default)]
+    pub zones: Vec<String>,
+    /// Capacity type (absent = both).
+    #[serde(default)]
+    pub capacity_type: Option<CapacityType>,
+    /// How long the window stays open.
+    pub duration: Duration,
+}
+
+/// Interrupt `count` running spot instances (optionally of one NodePool), with the warning.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Interrupt {
+    pub count: u32,
+    #[serde(default)]
+    pub node_pool: Option<String>,
+}
+
+/// An action resolved to its virtual time.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Create(Workload),
+    Scale(Scale),
+    Delete(DeleteWorkload),
+    InsufficientCapacity(IceWindow),
+    Interrupt(Interrupt),
+}
+
+impl Scenario {
+    /// Parses YAML; `path` names the source in errors (`seed.yaml: line 12 column 5: unknown field ...`).
+    pub fn from_yaml(path: &str, yaml: &str) -> Result<Self, Error> {
+        let s: Scenario = serde_saphyr::from_str(yaml).map_err(|e| Error::ParseScenario {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
+        s.validate(path)?;
+        Ok(s)
+    }
+
+    /// Loads a file.
+    pub fn from_file(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadScenario {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_yaml(&path.display().to_string(), &text)
+    }
+
+    /// A built-in scenario by name.
+    pub fn builtin(name: &str) -> Result<Self, Error> {
+        let (n, yaml) = BUILTIN
+            .iter()
+            .find(|(n, _)| *n == name)
+            .ok_or_else(|| Error::FindBuiltin(name.into()))?;
+        Self::from_yaml(&format!("<built-in {n}>"), yaml)
+    }
+
+    /// A built-in name, or else a path to a file.
+    pub fn load(name_or_path: &str) -> Result<Self, Error> {
+        if BUILTIN.iter().any(|(n, _)| *n == name_or_path) {
+            Self::builtin(name_or_path)
+        } else {
+            Self::from_file(Path::new(name_or_path))
+        }
+    }
+
+    fn validate(&self, path: &str) -> Result<(), Error> {
+        let err = |field: String, message: &str| Error::ValidateScenario {
+            path: path.to_string(),
+            field,
+            message: message.to_string(),
+        };
+        if self.duration.as_std().is_zero() {
+            return Err(err("duration".into(), "must be positive"));
+        }
+        if self.sample_every.as_std().is_zero() {
+            return Err(err("sampleEvery".into(), "must be positive"));
+        }
+        for (i, step) in self.timeline.iter().enumerate() {
+            let field = format!("timeline[{i}]");
+            let actions = [
+                step.create.is_some(),
+                step.scale.is_some(),
+                step.delete.is_some(),
+                step.insufficient_capacity.is_some(),
+                step.interrupt.is_some(),
+            ];
+            if actions.iter().filter(|a| **a).count() != 1 {
+                return Err(err(
+                    field,
+                    "needs exactly one of create, scale, delete, insufficientCapacity, interrupt",
+                ));
+            }
+            if step.at.is_none() && step.every.is_none() {
+                return Err(err(field, "needs `at` or `every`"));
+            }
+            if step.every.is_some_and(|e| e.as_std().is_zero()) {
+                return Err(err(format!("{field}.every"), "must be positive"));
+            }
+            if let Some(w) = &step.create {
+                for (k, v) in w.requests.iter().chain(w.driver_requests.iter().flatten()) {
+                    if stowage_api::quantity::parse_resource(k, v).is_err() {
+                        return Err(err(
+                            format!("{field}.create.requests.{k}"),
+                            &format!("invalid quantity {v:?}"),
+                        ));
+                    }
+                }
+                if w.kind != WorkloadKind::Deployment && w.run_time.is_none() {
+                    return Err(err(
+                        format!("{field}.create.runTime"),
+                        "required for Job and SparkApplication",
+                    ));
+                }
+            }
+        }
+        for (i, ds) in self.daemon_sets.iter().enumerate() {
+            for (k, v) in &ds.requests {
+                if stowage_api::quantity::parse_resource(k, v).is_err() {
+                    return Err(err(
+                        format!("daemonSets[{i}].requests.{k}"),
+                        &format!("invalid quantity {v:?}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every action at its virtual time (offset from the start), in time order; recurring steps
+    /// are expanded (their workloads get a `-<n>` suffix).
+    pub fn schedule(&self) -> Vec<(std::time::Duration, Action)> {
+        let end = self.duration.as_std();
+        let mut out = Vec::new();
+        for (i, step) in self.timeline.iter().enumerate() {
+            let start = step.at.map(Duration::as_std).unwrap_or_default();
+            let times: Vec<std::time::Duration> = match step.every {
+                None => vec![start],
+                Some(every) => {
+                    let until = step.until.map_or(end, Duration::as_std).min(end);
+                    let mut ts = Vec::new();
+                    let mut t = start;
+                    while t < until {
+                        ts.push(t);
+                        t += every.as_std();
+                    }
+                    ts
+                }
+            };
+            let recurring = step.every.is_some();
+            for (n, t) in times.into_iter().enumerate() {
+                let action = if let Some(w) = &step.create {
+                    let mut w = w.clone();
+                    if recurring {
+                        w.name = format!("{}-{}", w.name, n + 1);
+                    }
+                    Action::Create(w)
+                } else if let Some(s) = &step.scale {
+                    Action::Scale(s.clone())
+                } else if let Some(d) = &step.delete {
+                    Action::Delete(d.clone())
+                } else if let Some(ice) = &step.insufficient_capacity {
+                    Action::InsufficientCapacity(ice.clone())
+                } else if let Some(x) = &step.interrupt {
+                    Action::Interrupt(x.clone())
+                } else {
+                    continue;
+                };
+                out.push((t, i, action));
+            }
+        }
+        out.sort_by_key(|(t, i, _)| (*t, *i));
+        out.into_iter().map(|(t, _, a)| (t, a)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_field_names_the_file_line_and_field() {
+        let yaml = "name: x\nduration: 10m\ntimeline:\n  - at: 1m\n    create:\n      name: web\n      replicas: 3\n      requests: { cpu: 100m }\n      replicaz: 4\n";
+        let err = Scenario::from_yaml("bad.yaml", yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("bad.yaml: "), "{err}");
+        assert!(err.contains("line 9"), "{err}");
+        assert!(err.contains("replicaz"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_step() {
+        let yaml = "name: x\nduration: 10m\ntimeline:\n  - at: 1m\n    create: { name: a, replicas: 1, requests: { cpu: lots } }\n";
+        let err = Scenario::from_yaml("v.yaml", yaml).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "v.yaml: timeline[0].create.requests.cpu: invalid quantity \"lots\""
+        );
+        let yaml = "name: x\nduration: 10m\ntimeline:\n  - at: 1m\n";
+        assert!(
+            Scenario::from_yaml("v.yaml", yaml)
+                .unwrap_err()
+                .to_string()
+                .contains("exactly one of")
+        );
+    }
+
+    #[test]
+    fn recurring_steps_expand_in_time_order() {
+        let yaml = "name: x\nduration: 10m\ntimeline:\n  - every: 4m\n    at: 1m\n    create: { name: burst, replicas: 1, kind: Job, runTime: 1m, requests: { cpu: 1 } }\n  - at: 2m\n    interrupt: { count: 1 }\n";
+        let s = Scenario::from_yaml("r.yaml", yaml).unwrap();
+        let sched = s.schedule();
+        let names: Vec<String> = sched
+            .iter()
+            .map(|(t, a)| match a {
+                Action::Create(w) => format!("{}@{}", w.name, t.as_secs()),
+                other => {
+                    format!("{other:?}").chars().take(9).collect::<String>()
+                        + &format!("@{}", t.as_secs())
+                }
+            })
+            .collect();
+        assert_eq!(
+            names,
+            ["burst-1@60", "Interrupt@120", "burst-2@300", "burst-3@540"]
+        );
+    }
+
+    #[test]
+    fn builtins_parse() {
+        for (name, _) in BUILTIN {
+            let s = Scenario::builtin(name).unwrap();
+            assert!(!s.timeline.is_empty(), "{name}");
+        }
+    }
+}
