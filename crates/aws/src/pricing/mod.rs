@@ -325,7 +325,7 @@ mod tests {
     fn synthetic_policy_prices_spot_below_on_demand() {
         let book = PriceBook::new(SpotPolicy::Synthetic).with_on_demand("m5.large", 0.096);
         let spot = book.spot("m5.large", "us-east-1a").unwrap();
-        assert!(spot >= 0.096 * 0.25 && spot <= 0.096 * 0.45, "{spot}");
+        assert!((0.096 * 0.25..=0.096 * 0.45).contains(&spot), "{spot}");
         assert_eq!(book.spot("unpriced.large", "us-east-1a"), None);
     }
 
