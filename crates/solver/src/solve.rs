@@ -237,6 +237,9 @@ struct Class {
     owns: Vec<usize>,
     inverse: Vec<usize>,
     compat: Vec<Option<Bitset>>,
+    /// Per pool: types matching the class's requirements with an offering, whatever their size
+    /// (the lower bound's notion of compatibility: pods of any size may share those types).
+    loose: Vec<Bitset>,
     reasons: Vec<Option<PoolReason>>,
     /// Set when the class failed for a topology reason.
     topo_reason: Option<String>,
@@ -274,6 +277,9 @@ struct Engine<'a> {
     reservations: Vec<(u32, u32)>,
     nodes: Vec<SNode>,
     classes: Vec<Class>,
+    /// Classes that differ only in requests and pack jointly (index into `groups_of`).
+    joint: Vec<Option<usize>>,
+    groups_of: Vec<Vec<usize>>,
     cursors: HashMap<(usize, Vec<u32>), usize>,
     domains_cache: HashMap<(usize, usize), Vec<u32>>,
     open_cache: HashMap<OpenKey, (usize, usize)>,
@@ -310,6 +316,8 @@ impl<'a> Engine<'a> {
             reservations: Vec::new(),
             nodes: Vec::new(),
             classes: Vec::new(),
+            joint: Vec::new(),
+            groups_of: Vec::new(),
             cursors: HashMap::new(),
             domains_cache: HashMap::new(),
             open_cache: HashMap::new(),
@@ -332,27 +340,42 @@ fn fmt_requests(r: &Resources) -> String {
 /// Hash of everything that makes two pods interchangeable for scheduling (all but name, owner).
 fn class_hash(p: &Pod) -> u64 {
     let mut h = DefaultHasher::new();
-    p.namespace.hash(&mut h);
-    p.labels.hash(&mut h);
     p.requests.hash(&mut h);
-    p.node_selector.hash(&mut h);
-    p.required_node_affinity.hash(&mut h);
-    p.preferred_node_affinity.hash(&mut h);
-    p.tolerations.hash(&mut h);
-    p.topology_spread.hash(&mut h);
-    p.pod_affinity.hash(&mut h);
-    p.pod_anti_affinity.hash(&mut h);
-    p.preferred_pod_affinity.hash(&mut h);
-    p.preferred_pod_anti_affinity.hash(&mut h);
-    p.host_ports.hash(&mut h);
-    p.priority.hash(&mut h);
+    shape_hash_into(p, &mut h);
     h.finish()
 }
 
+/// Hash of the constraints of a pod (everything but name, owner and requests).
+fn shape_hash(p: &Pod) -> u64 {
+    let mut h = DefaultHasher::new();
+    shape_hash_into(p, &mut h);
+    h.finish()
+}
+
+fn shape_hash_into(p: &Pod, h: &mut DefaultHasher) {
+    let h = &mut *h;
+    p.namespace.hash(h);
+    p.labels.hash(h);
+    p.node_selector.hash(h);
+    p.required_node_affinity.hash(h);
+    p.preferred_node_affinity.hash(h);
+    p.tolerations.hash(h);
+    p.topology_spread.hash(h);
+    p.pod_affinity.hash(h);
+    p.pod_anti_affinity.hash(h);
+    p.preferred_pod_affinity.hash(h);
+    p.preferred_pod_anti_affinity.hash(h);
+    p.host_ports.hash(h);
+    p.priority.hash(h);
+}
+
 fn same_class(a: &Pod, b: &Pod) -> bool {
+    a.requests == b.requests && same_shape(a, b)
+}
+
+fn same_shape(a: &Pod, b: &Pod) -> bool {
     a.namespace == b.namespace
         && a.labels == b.labels
-        && a.requests == b.requests
         && a.node_selector == b.node_selector
         && a.required_node_affinity == b.required_node_affinity
         && a.preferred_node_affinity == b.preferred_node_affinity
@@ -841,6 +864,35 @@ impl<'a> Engine<'a> {
             self.classes.push(c);
         }
         self.dyn_reasons = vec![None; self.pools.len()];
+        // Joint groups: classes of one shape whose pods may share a node without per-node caps.
+        let mut by_shape: HashMap<u64, Vec<Vec<usize>>> = HashMap::new();
+        self.joint = vec![None; self.classes.len()];
+        for c in 0..self.classes.len() {
+            if !self.jointly_packable(c) {
+                continue;
+            }
+            let h = shape_hash(&self.classes[c].pod);
+            let lists = by_shape.entry(h).or_default();
+            match lists
+                .iter_mut()
+                .find(|g| same_shape(&self.classes[g[0]].pod, &self.classes[c].pod))
+            {
+                Some(g) => g.push(c),
+                None => lists.push(vec![c]),
+            }
+        }
+        let mut groups: Vec<Vec<usize>> = by_shape
+            .into_values()
+            .flatten()
+            .filter(|g| g.len() > 1)
+            .collect();
+        groups.sort();
+        for g in groups {
+            for &c in &g {
+                self.joint[c] = Some(self.groups_of.len());
+            }
+            self.groups_of.push(g);
+        }
     }
 
     fn make_class(&mut self, pod: Pod, tolerate_prefer: bool, members: Vec<usize>) -> Class {
@@ -986,9 +1038,12 @@ impl<'a> Engine<'a> {
         // Compatible types per pool.
         let include_prefer = respect && !tolerate_prefer;
         let mut compat = Vec::new();
+        let mut loose_all = Vec::new();
         let mut reasons = Vec::new();
         for pool in &self.pools {
+            let mut loose = Bitset::new(self.ptypes.len());
             if let Some(t) = untolerated(&pool.p.taints, &pod.tolerations, include_prefer) {
+                loose_all.push(loose);
                 compat.push(None);
                 reasons.push(Some(PoolReason::Taint(t.to_string())));
                 continue;
@@ -1006,20 +1061,25 @@ impl<'a> Engine<'a> {
                     continue;
                 }
                 any_req = true;
-                if req.iter().zip(&pt.alloc).any(|(a, b)| a > b) {
-                    continue;
-                }
-                any_fit = true;
                 let cts = ctmask & pool.ctmask;
                 let zm = CapacityType::ALL
                     .iter()
                     .filter(|ct| cts & ct_bit(**ct) != 0)
                     .fold(0u64, |m, ct| m | pt.zm[ct_index(*ct)]);
-                if zm & zmask == 0 {
+                let offered = zm & zmask != 0;
+                if offered {
+                    loose.insert(t);
+                }
+                if req.iter().zip(&pt.alloc).any(|(a, b)| a > b) {
+                    continue;
+                }
+                any_fit = true;
+                if !offered {
                     continue;
                 }
                 bits.insert(t);
             }
+            loose_all.push(loose);
             if bits.is_empty() {
                 compat.push(None);
                 reasons.push(Some(if any_fit {
@@ -1079,10 +1139,16 @@ impl<'a> Engine<'a> {
             owns,
             inverse,
             compat,
+            loose: loose_all,
             reasons,
             topo_reason: None,
         }
     }
+}
+
+fn order_pos(keys: &[(i32, bool, f64, String)], c: usize) -> (i32, std::cmp::Reverse<u64>, String) {
+    let k = &keys[c];
+    (-k.0, std::cmp::Reverse(k.2.to_bits()), k.3.clone())
 }
 
 impl<'a> Engine<'a> {
@@ -1102,18 +1168,38 @@ impl<'a> Engine<'a> {
                 .fold(0.0, f64::max)
         };
         let mut order: Vec<usize> = (0..self.classes.len()).collect();
-        let keys: Vec<(i32, f64, String)> = self
+        let keys: Vec<(i32, bool, f64, String)> = self
             .classes
             .iter()
-            .map(|c| (c.pod.priority, size(c), self.input.pods[c.members[0]].key()))
+            .enumerate()
+            .map(|(i, c)| {
+                (
+                    c.pod.priority,
+                    self.joint[i].is_some(),
+                    size(c),
+                    self.input.pods[c.members[0]].key(),
+                )
+            })
             .collect();
+        // Priority first; pods with per-node caps (spread, anti-affinity, ports) before pods that
+        // pack jointly, so the latter fill the room the former leave; then largest first.
         order.sort_by(|a, b| {
             let (ka, kb) = (&keys[*a], &keys[*b]);
             kb.0.cmp(&ka.0)
-                .then(kb.1.total_cmp(&ka.1))
-                .then_with(|| ka.2.cmp(&kb.2))
+                .then(ka.1.cmp(&kb.1))
+                .then(kb.2.total_cmp(&ka.2))
+                .then_with(|| ka.3.cmp(&kb.3))
         });
+        let mut done_groups = vec![false; self.groups_of.len()];
         for c0 in order {
+            if let Some(g) = self.joint[c0]
+                && !done_groups[g]
+            {
+                done_groups[g] = true;
+                let mut members = self.groups_of[g].clone();
+                members.sort_by_key(|c| order_pos(&keys, *c));
+                self.place_group(&members);
+            }
             let mut c = c0;
             loop {
                 self.place_class(c);
@@ -1231,7 +1317,186 @@ impl<'a> Engine<'a> {
             .join("; ")
     }
 
+    /// Whether pods of class `c` can be put on one node many at a time with pods of other sizes
+    /// of the same shape (no per-node caps, no hostname affinity).
+    fn jointly_packable(&self, c: usize) -> bool {
+        let cls = &self.classes[c];
+        cls.pod.host_ports.is_empty()
+            && cls.host_aff.is_empty()
+            && cls.host_anti.iter().all(|(_, s)| !s)
+            && cls.host_spread.iter().all(|(_, _, s)| !s)
+            && cls.dom.iter().all(|d| {
+                !(d.self_match && matches!(d.kind, DomKind::Spread { .. } | DomKind::Anti))
+            })
+    }
+
+    /// Places a joint group: first into room already there, class by class, then onto new nodes
+    /// each filled with a proportional slice of every class (so a node's resources are used in
+    /// the batch's own balance), topped up largest first.
+    fn place_group(&mut self, group: &[usize]) {
+        for &c in group {
+            self.place_class_with(c, false);
+        }
+        loop {
+            let live: Vec<usize> = group
+                .iter()
+                .copied()
+                .filter(|c| self.classes[*c].remaining() > 0)
+                .collect();
+            let Some(&lead) = live.first() else { return };
+            let Ok(combos) = self.combos(lead) else {
+                return;
+            };
+            let mut opened = None;
+            for combo in &combos {
+                if let Some((n, f)) = self.open_group(&live, combo) {
+                    opened = Some((n, f, combo.clone()));
+                    break;
+                }
+            }
+            let Some((n, f, combo)) = opened else { return };
+            let mut placed = 0;
+            for &c in &live {
+                let share = (self.classes[c].remaining() as f64 * f).floor() as usize;
+                if share > 0
+                    && let Some((k, zm)) = self.fit(c, n, &combo)
+                {
+                    self.place(c, n, k.min(share), zm);
+                    placed += k.min(share);
+                }
+            }
+            for &c in &live {
+                if let Some((k, zm)) = self.fit(c, n, &combo) {
+                    self.place(c, n, k, zm);
+                    placed += k;
+                }
+            }
+            if placed == 0 {
+                return;
+            }
+        }
+    }
+
+    /// Opens a node for a joint group: the type with the lowest price per fraction of the
+    /// group's remaining demand it holds, or the cheapest that holds all of it.
+    fn open_group(&mut self, live: &[usize], combo: &[u32]) -> Option<(usize, f64)> {
+        let lead = live[0];
+        let mut demand = vec![0i64; self.res.len()];
+        for &c in live {
+            let cls = &self.classes[c];
+            for (d, r) in demand.iter_mut().zip(&cls.req) {
+                *d += r * cls.remaining() as i64;
+            }
+        }
+        for pi in 0..self.pools.len() {
+            let Some(bits) = self.classes[lead].compat[pi].clone() else {
+                continue;
+            };
+            let pool = &self.pools[pi];
+            if pool.nodes_left.is_some_and(|n| n <= 0) {
+                continue;
+            }
+            let cls = &self.classes[lead];
+            let mut zall = cls.zmask & pool.zmask;
+            let mut want_ct = None;
+            for (i, &key) in cls.dom_keys.iter().enumerate() {
+                match self.keys[key].1 {
+                    KeyKind::Zone => zall &= 1 << combo[i],
+                    KeyKind::CapType => want_ct = Some(combo[i] as usize),
+                    _ => {}
+                }
+            }
+            for ct in CapacityType::ALL {
+                if cls.ctmask & pool.ctmask & ct_bit(ct) == 0
+                    || want_ct.is_some_and(|w| w != ct_index(ct))
+                    || ct == CapacityType::Reserved
+                {
+                    continue;
+                }
+                // (type, fraction, price, zone mask)
+                let mut best: Option<(usize, f64, f64, u64)> = None;
+                let mut best_all: Option<(usize, f64, u64)> = None;
+                for t in bits.iter() {
+                    let pt = &self.ptypes[t];
+                    let zm = pt.zm[ct_index(ct)] & zall;
+                    if zm == 0 {
+                        continue;
+                    }
+                    if cls.dom_keys.iter().enumerate().any(|(i, key)| {
+                        self.keys[*key].1 == KeyKind::Label
+                            && pt.labels.get(&self.keys[*key].0).map(String::as_str)
+                                != Some(self.val_name(*key, combo[i]))
+                    }) {
+                        continue;
+                    }
+                    if pool.limits.iter().any(|(r, rem)| pt.capacity[*r] > *rem) {
+                        continue;
+                    }
+                    if ct == CapacityType::OnDemand
+                        && let Some(mix) = &pool.p.capacity_mix
+                        && !mix.allows(pool.od, pool.total, pt.capacity[CPU])
+                    {
+                        continue;
+                    }
+                    let price = pt
+                        .offs
+                        .iter()
+                        .filter(|o| o.ct == ct && zm & (1 << o.zone) != 0)
+                        .map(|o| o.price)
+                        .fold(f64::INFINITY, f64::min);
+                    if !price.is_finite() {
+                        continue;
+                    }
+                    let f = demand
+                        .iter()
+                        .zip(&pt.alloc)
+                        .filter(|(d, _)| **d > 0)
+                        .map(|(d, a)| *a as f64 / *d as f64)
+                        .fold(f64::INFINITY, f64::min);
+                    if f >= 1.0 {
+                        if best_all.as_ref().is_none_or(|(bt, bp, _)| {
+                            price < *bp || (price == *bp && pt.it.name < self.ptypes[*bt].it.name)
+                        }) {
+                            best_all = Some((t, price, zm));
+                        }
+                        continue;
+                    }
+                    if f <= 0.0 {
+                        continue;
+                    }
+                    let better = match &best {
+                        None => true,
+                        Some((bt, bf, bp, _)) => {
+                            let (sa, sb) = (price / f, bp / bf);
+                            if (sa - sb).abs() > 1e-9 * sb.abs() {
+                                sa < sb
+                            } else if (f - bf).abs() > 1e-12 {
+                                f > *bf
+                            } else {
+                                pt.it.name < self.ptypes[*bt].it.name
+                            }
+                        }
+                    };
+                    if better {
+                        best = Some((t, f, price, zm));
+                    }
+                }
+                if let Some((t, _, zm)) = best_all {
+                    return Some((self.create(lead, pi, t, ct, zm, None), 1.0));
+                }
+                if let Some((t, f, _, zm)) = best {
+                    return Some((self.create(lead, pi, t, ct, zm, None), f));
+                }
+            }
+        }
+        None
+    }
+
     fn place_class(&mut self, c: usize) {
+        self.place_class_with(c, true);
+    }
+
+    fn place_class_with(&mut self, c: usize, allow_open: bool) {
         while self.classes[c].remaining() > 0 {
             let combos = match self.combos(c) {
                 Ok(v) => v,
@@ -1247,7 +1512,8 @@ impl<'a> Engine<'a> {
                     done = true;
                     break;
                 }
-                if let Some(n) = self.open(c, combo)
+                if allow_open
+                    && let Some(n) = self.open(c, combo)
                     && let Some((k, zm)) = self.fit(c, n, combo)
                 {
                     self.place(c, n, k, zm);
@@ -2071,8 +2337,7 @@ pub(crate) fn bound_groups(input: &SolveInput) -> Vec<(Resources, Vec<(Resources
     let mut groups: BoundGroups = BTreeMap::new();
     for cls in &e.classes {
         let mut types: Vec<(usize, f64)> = Vec::new();
-        for (pi, bits) in cls.compat.iter().enumerate() {
-            let Some(bits) = bits else { continue };
+        for (pi, bits) in cls.loose.iter().enumerate() {
             let cts = cls.ctmask & e.pools[pi].ctmask;
             for t in bits.iter() {
                 let price = e.ptypes[t]

@@ -1,0 +1,278 @@
+//! Property tests of the solve's invariants on random small clusters: every placed pod fits; no
+//! NodePool limit or on-demand cap is exceeded; every new claim has an available compatible
+//! offering; placed and unschedulable partition the input; the plan is deterministic.
+#![allow(clippy::unwrap_used)] // strategies and checks outside #[test] functions unwrap too
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+use stowage_api::CapacityType;
+use stowage_api::labels;
+use stowage_api::requirements::Requirement;
+use stowage_solver::catalog::{ZONES, karpenter_shape};
+use stowage_solver::{
+    InstanceType, Node, NodePool, Plan, Pod, PoolUsage, Resources, SolveInput, SolveOptions, Taint,
+    TaintEffect, Toleration, WhenUnsatisfiable, solve,
+};
+
+#[derive(Debug, Clone)]
+struct PodSpec {
+    cpu: i64,
+    mem: i64,
+    kind: u8,
+    tolerate: bool,
+}
+
+fn pod_spec() -> impl Strategy<Value = PodSpec> {
+    (
+        prop::sample::select(vec![100i64, 250, 500, 1000, 1500, 3000]),
+        prop::sample::select(vec![100i64, 256, 1024, 4096]),
+        0u8..6,
+        any::<bool>(),
+    )
+        .prop_map(|(cpu, mem, kind, tolerate)| PodSpec {
+            cpu,
+            mem,
+            kind,
+            tolerate,
+        })
+}
+
+fn build_pod(i: usize, s: &PodSpec) -> Pod {
+    let p = Pod::new("default", &format!("p-{i:03}"))
+        .cpu_millis(s.cpu)
+        .memory_mib(s.mem);
+    let p = match s.kind {
+        1 => p
+            .label("app", "zs")
+            .spread(labels::ZONE, 1, WhenUnsatisfiable::DoNotSchedule),
+        2 => p.label("app", "ha").self_anti_affinity(labels::HOSTNAME),
+        3 => p.node_selector(labels::ZONE, ZONES[1]),
+        4 => p.label("app", "za").self_affinity(labels::ZONE),
+        5 => p
+            .label("app", "hs")
+            .spread(labels::HOSTNAME, 2, WhenUnsatisfiable::ScheduleAnyway),
+        _ => p,
+    };
+    if s.tolerate {
+        p.toleration(Toleration::exists("dedicated", None))
+    } else {
+        p
+    }
+}
+
+#[derive(Debug, Clone)]
+struct World {
+    pods: Vec<PodSpec>,
+    types: usize,
+    unavailable: Vec<bool>,
+    cpu_limit: Option<i64>,
+    cap: Option<u32>,
+    spot_usage: i64,
+    tainted_second: bool,
+    existing: bool,
+}
+
+fn world() -> impl Strategy<Value = World> {
+    (
+        prop::collection::vec(pod_spec(), 1..40),
+        3usize..25,
+        prop::collection::vec(any::<bool>(), 150),
+        prop::option::of(prop::sample::select(vec![4_000i64, 16_000, 64_000])),
+        prop::option::of(prop::sample::select(vec![0u32, 5, 50])),
+        prop::sample::select(vec![0i64, 20_000]),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(pods, types, unavailable, cpu_limit, cap, spot_usage, tainted_second, existing)| {
+                World {
+                    pods,
+                    types,
+                    unavailable,
+                    cpu_limit,
+                    cap,
+                    spot_usage,
+                    tainted_second,
+                    existing,
+                }
+            },
+        )
+}
+
+fn input(w: &World) -> SolveInput {
+    let mut types: Vec<InstanceType> = karpenter_shape(w.types);
+    let mut k = 0;
+    for t in &mut types {
+        for o in &mut t.offerings {
+            // Roughly a third of offerings unavailable.
+            o.available = !(w.unavailable[k % w.unavailable.len()]
+                && w.unavailable[(k * 7 + 3) % w.unavailable.len()]);
+            k += 1;
+        }
+    }
+    let mut first = NodePool::new("first").weight(10).usage(PoolUsage {
+        resources: Resources::new().with("cpu", w.spot_usage),
+        on_demand_cpu_millis: 0,
+        total_cpu_millis: w.spot_usage,
+    });
+    if let Some(l) = w.cpu_limit {
+        first = first.limit("cpu", l + w.spot_usage);
+    }
+    if let Some(c) = w.cap {
+        first = first.capacity_mix(0, c);
+    }
+    let mut second =
+        NodePool::new("second").requirement(Requirement::in_(labels::CAPACITY_TYPE, ["on-demand"]));
+    if w.tainted_second {
+        second = second.taint(Taint::new("dedicated", "x", TaintEffect::NoSchedule));
+    }
+    let mut nodes = Vec::new();
+    if w.existing {
+        nodes.push(
+            Node::new(
+                "existing",
+                Resources::new()
+                    .with("cpu", 2000)
+                    .with("memory", 4 << 30)
+                    .with("pods", 8),
+            )
+            .label(labels::ZONE, ZONES[0])
+            .with_pod(
+                Pod::new("kube-system", "running")
+                    .cpu_millis(500)
+                    .label("app", "zs"),
+            ),
+        );
+    }
+    SolveInput {
+        pods: w
+            .pods
+            .iter()
+            .enumerate()
+            .map(|(i, s)| build_pod(i, s))
+            .collect(),
+        nodes,
+        nodepools: vec![first, second],
+        instance_types: types,
+        ..SolveInput::default()
+    }
+}
+
+fn check(inp: &SolveInput, plan: &Plan) {
+    let types: BTreeMap<&str, &InstanceType> = inp
+        .instance_types
+        .iter()
+        .map(|t| (t.name.as_str(), t))
+        .collect();
+    // Partition.
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    for k in plan
+        .existing_placements
+        .keys()
+        .chain(plan.unschedulable.keys())
+    {
+        assert!(seen.insert(k.clone()), "{k} placed twice");
+    }
+    for c in &plan.new_claims {
+        for p in &c.pods {
+            assert!(seen.insert(p.clone()), "{p} placed twice");
+        }
+    }
+    let input_keys: BTreeSet<String> = inp.pods.iter().map(Pod::key).collect();
+    assert_eq!(seen, input_keys);
+    // Existing nodes hold what they are given.
+    for n in &inp.nodes {
+        let mut used = n.requested();
+        for (pod, node) in &plan.existing_placements {
+            if node == &n.name {
+                let p = inp.pods.iter().find(|p| &p.key() == pod).unwrap();
+                used.add(&p.requests);
+                used.set("pods", used.pods() + 1);
+            }
+        }
+        assert!(
+            used.fits_in(&n.allocatable),
+            "{} overcommitted: {used:?}",
+            n.name
+        );
+    }
+    // Claims: fit every option, have an available offering, respect limits and caps.
+    let mut pool_cpu: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut pool_od: BTreeMap<&str, i64> = BTreeMap::new();
+    for c in &plan.new_claims {
+        let ct: CapacityType = c
+            .requirements
+            .iter()
+            .find(|r| r.key == labels::CAPACITY_TYPE)
+            .unwrap()
+            .values[0]
+            .parse()
+            .unwrap();
+        let zones = &c
+            .requirements
+            .iter()
+            .find(|r| r.key == labels::ZONE)
+            .unwrap()
+            .values;
+        let mut max_cpu = 0;
+        for name in &c.instance_type_options {
+            let t = types[name.as_str()];
+            assert!(
+                c.requests.fits_in(&t.allocatable()),
+                "{} does not fit {name}",
+                c.name
+            );
+            max_cpu = max_cpu.max(t.capacity.cpu_millis());
+        }
+        let first = types[c.instance_type_options[0].as_str()];
+        assert!(
+            first
+                .offerings
+                .iter()
+                .any(|o| o.available && o.capacity_type == ct && zones.contains(&o.zone)),
+            "{} has no available offering",
+            c.name
+        );
+        *pool_cpu.entry(c.nodepool.as_str()).or_default() += max_cpu;
+        if ct == CapacityType::OnDemand {
+            *pool_od.entry(c.nodepool.as_str()).or_default() += max_cpu;
+        }
+    }
+    for pool in &inp.nodepools {
+        let added = pool_cpu.get(pool.name.as_str()).copied().unwrap_or(0);
+        if pool.limits.cpu_millis() > 0 {
+            assert!(
+                pool.usage.resources.cpu_millis() + added <= pool.limits.cpu_millis(),
+                "limit of {}",
+                pool.name
+            );
+        }
+        if let Some(mix) = &pool.capacity_mix {
+            let od = pool_od.get(pool.name.as_str()).copied().unwrap_or(0);
+            assert!(
+                mix.allows(
+                    pool.usage.on_demand_cpu_millis,
+                    pool.usage.total_cpu_millis + added - od,
+                    od
+                ),
+                "cap of {}",
+                pool.name
+            );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn solve_keeps_its_invariants(w in world()) {
+        let inp = input(&w);
+        let plan = solve(&inp, &SolveOptions::default());
+        check(&inp, &plan);
+        prop_assert_eq!(&plan, &solve(&inp, &SolveOptions::default()));
+        let strict = SolveOptions { relax_preferences: false, ..SolveOptions::default() };
+        check(&inp, &solve(&inp, &strict));
+    }
+}
