@@ -42,8 +42,9 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The Kubernetes quantity grammar (what the API server itself accepts).
-pub const QUANTITY_PATTERN: &str = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
+/// The Kubernetes quantity grammar without a minus sign: no quantity in these APIs may be
+/// negative.
+pub const QUANTITY_PATTERN: &str = r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$";
 /// A label key: optional DNS-subdomain prefix and `/`, then a 63-character name.
 pub const QUALIFIED_NAME_PATTERN: &str = r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$";
 /// A label value (may be empty).
@@ -196,15 +197,16 @@ fn add_required(node: &mut Map<String, Value>, fields: &[&str]) {
 /// server's own types use, unknown formats removed.
 fn tidy(node: &mut Value) {
     let Value::Object(map) = node else { return };
+    // Every int-or-string field of the Stowage types is a Quantity (no IntOrString is used).
     if map.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
-        let is_quantity = map
+        let upstream_text = map
             .get("description")
             .and_then(Value::as_str)
             .is_some_and(|d| d.starts_with("Quantity is a fixed-point"));
-        if is_quantity {
+        if upstream_text {
             map.remove("description");
-            map.insert("pattern".into(), json!(QUANTITY_PATTERN));
         }
+        map.insert("pattern".into(), json!(QUANTITY_PATTERN));
         map.insert(
             "anyOf".into(),
             json!([{"type": "integer"}, {"type": "string"}]),
@@ -259,6 +261,9 @@ fn label_key_allowed(k: &str) -> String {
         ad = domains(ALLOWED_LABEL_DOMAINS),
     )
 }
+
+/// CEL: every key of a map is a qualified name (`team`, `cpu`, `nvidia.com/gpu`).
+const QUALIFIED_KEYS_RULE: &str = "self.all(k, k.size() <= 316 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))";
 
 const LABEL_KEY_MESSAGE: &str = "label is restricted: stowage.dev/nodepool and kubernetes.io/hostname are set by Stowage, and the stowage.dev, kubernetes.io and k8s.io domains allow only their well-known labels (and node.kubernetes.io, node-restriction.kubernetes.io, kops.k8s.io)";
 
@@ -343,13 +348,20 @@ fn nodepool() -> Result<CustomResourceDefinition> {
         "spec.template.metadata.labels",
         json!({"maxProperties": MAX_LABELS}),
     )?
-    .set("spec.template.metadata.labels.{}", json!({"maxLength": 63, "pattern": LABEL_VALUE_PATTERN}))?
+    .set(
+        "spec.template.metadata.labels.{}",
+        json!({"maxLength": 63, "pattern": LABEL_VALUE_PATTERN}),
+    )?
     .rule(
         "spec.template.metadata.labels",
-        "self.all(k, k.size() <= 316 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$'))",
+        QUALIFIED_KEYS_RULE,
         "label keys must be qualified names",
     )?
-    .rule("spec.template.metadata.labels", &format!("self.all(k, {})", label_key_allowed("k")), LABEL_KEY_MESSAGE)?;
+    .rule(
+        "spec.template.metadata.labels",
+        &format!("self.all(k, {})", label_key_allowed("k")),
+        LABEL_KEY_MESSAGE,
+    )?;
     requirements_rules(&mut p, &format!("{spec}.requirements"))?;
     taints_rules(&mut p, &format!("{spec}.taints"))?;
     taints_rules(&mut p, &format!("{spec}.startupTaints"))?;
@@ -373,6 +385,12 @@ fn nodepool() -> Result<CustomResourceDefinition> {
             json!({"pattern": "^((([0-9]+(h|m))|([0-9]+h[0-9]+m))(0s)?)$"}),
         )?
         .set("spec.disruption.budgets.[].reasons", json!({"maxItems": 3}))?
+        .set("spec.limits", json!({"maxProperties": 64}))?
+        .rule(
+            "spec.limits",
+            QUALIFIED_KEYS_RULE,
+            "resource names must be qualified names",
+        )?
         .set("spec.weight", json!({"minimum": 1, "maximum": 100}))?
         .set(
             "spec.capacityMix.onDemandPercentAboveBase",
@@ -384,6 +402,12 @@ fn nodepool() -> Result<CustomResourceDefinition> {
 fn nodeclaim() -> Result<CustomResourceDefinition> {
     let mut p = Patcher::new("NodeClaim", NodeClaim::crd())?;
     requirements_rules(&mut p, "spec.requirements")?;
+    p.set("spec.resources.requests", json!({"maxProperties": 64}))?
+        .rule(
+            "spec.resources.requests",
+            QUALIFIED_KEYS_RULE,
+            "resource names must be qualified names",
+        )?;
     taints_rules(&mut p, "spec.taints")?;
     taints_rules(&mut p, "spec.startupTaints")?;
     node_class_ref_rules(&mut p, "spec.nodeClassRef")?;
@@ -434,6 +458,11 @@ fn ec2nodeclass() -> Result<CustomResourceDefinition> {
         "spec",
         "has(self.amiFamily) || self.amiSelectorTerms.exists(x, has(x.alias))",
         "amiFamily is required when no amiSelectorTerm has an alias",
+    )?
+    .rule(
+        "spec",
+        "(has(self.amiFamily) && self.amiFamily != 'Custom' && self.amiSelectorTerms.exists(x, has(x.alias))) ? self.amiSelectorTerms.exists(x, has(x.alias) && x.alias.startsWith(self.amiFamily == 'AL2023' ? 'al2023@' : self.amiFamily == 'AL2' ? 'al2@' : 'bottlerocket@')) : true",
+        "amiFamily must match the alias family (or be Custom)",
     )?;
     // Subnets, security groups, capacity reservations.
     let subnets = "spec.subnetSelectorTerms";
