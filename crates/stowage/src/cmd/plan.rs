@@ -1,9 +1,463 @@
-//! `stowage plan`.
+//! `stowage plan`: offline, what would be bought for a set of pending pods and why pods stay
+//! pending. Reads Pods, Nodes, NodePools and DaemonSets from multi-document YAML files or
+//! `kubectl get -o yaml` Lists, solves against a catalogue (the embedded AWS snapshot, a JSON file
+//! or the synthetic benchmark shape) and prints a table or the plan as JSON.
+//!
+//! Pods with `spec.nodeName` are bound to that node (when the node is given); the others are
+//! pending. Every input error names the file, the document and the field.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use k8s_openapi::api::apps::v1 as apps;
+use k8s_openapi::api::core::v1 as core;
+use stowage_api::labels;
+use stowage_api::quantity::format_resource;
+use stowage_solver::convert;
+use stowage_solver::{InstanceType, Plan, SolveInput, SolveOptions};
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
 
 /// Arguments of `stowage plan`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// YAML files with Pods, NodePools, Nodes and DaemonSets (multi-document or Lists).
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub files: Vec<PathBuf>,
+    /// A JSON catalogue: an array of instance types as the solver reads them.
+    #[arg(long, conflicts_with = "synthetic")]
+    pub catalog: Option<PathBuf>,
+    /// Use the synthetic benchmark catalogue with this many instance types.
+    #[arg(long)]
+    pub synthetic: Option<usize>,
+    /// Region of the embedded AWS catalogue (used when neither --catalog nor --synthetic is set).
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// How many instance types a new node lists.
+    #[arg(long, default_value_t = 60)]
+    pub max_instance_types: usize,
+    #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
 
-pub async fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`stowage plan` is not built yet")
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let types = catalogue(&args)?;
+    let mut texts = Vec::new();
+    for f in &args.files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("failed to read {}", f.display()))?;
+        texts.push((f.clone(), text));
+    }
+    let input = build_input(&texts, types)?;
+    let options = SolveOptions {
+        max_instance_types: args.max_instance_types,
+        ..SolveOptions::default()
+    };
+    let plan = stowage_solver::solve(&input, &options);
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+        Output::Table => print!("{}", render_table(&plan)),
+    }
+    Ok(())
+}
+
+fn catalogue(args: &Args) -> anyhow::Result<Vec<InstanceType>> {
+    if let Some(n) = args.synthetic {
+        if n == 0 {
+            bail!("--synthetic needs at least one instance type");
+        }
+        return Ok(stowage_solver::catalog::karpenter_shape(n));
+    }
+    if let Some(path) = &args.catalog {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read catalogue {}", path.display()))?;
+        return serde_json::from_str(&text).with_context(|| {
+            format!(
+                "catalogue {}: expected a JSON array of instance types",
+                path.display()
+            )
+        });
+    }
+    stowage_aws::catalog::embedded(
+        &args.region,
+        &stowage_aws::catalog::CatalogSettings::default(),
+    )
+    .with_context(|| format!("failed to load the embedded catalogue for {}", args.region))
+}
+
+/// One object found in the input files.
+enum Object {
+    Pod(Box<core::Pod>),
+    Node(Box<core::Node>),
+    DaemonSet(Box<apps::DaemonSet>),
+    NodePool(Box<stowage_api::NodePool>),
+}
+
+fn parse_object(value: serde_json::Value, whence: &str) -> anyhow::Result<Vec<Object>> {
+    let kind = value
+        .get("kind")
+        .and_then(|k| k.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(|n| n.as_str())
+        .unwrap_or("<unnamed>")
+        .to_string();
+    let what = format!("{whence} ({kind} {name})");
+    Ok(match kind.as_str() {
+        "List" | "PodList" | "NodeList" | "DaemonSetList" | "NodePoolList" => {
+            let items = value
+                .get("items")
+                .and_then(|i| i.as_array())
+                .with_context(|| {
+                    format!("{whence} ({kind}): field items is missing or not a list")
+                })?;
+            let mut out = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                out.extend(parse_object(item.clone(), &format!("{whence} items[{i}]"))?);
+            }
+            out
+        }
+        "Pod" => vec![Object::Pod(Box::new(
+            serde_json::from_value(value).with_context(|| format!("{what}: invalid Pod"))?,
+        ))],
+        "Node" => vec![Object::Node(Box::new(
+            serde_json::from_value(value).with_context(|| format!("{what}: invalid Node"))?,
+        ))],
+        "DaemonSet" => vec![Object::DaemonSet(Box::new(
+            serde_json::from_value(value).with_context(|| format!("{what}: invalid DaemonSet"))?,
+        ))],
+        "NodePool" => vec![Object::NodePool(Box::new(
+            serde_json::from_value(value).with_context(|| format!("{what}: invalid NodePool"))?,
+        ))],
+        "" => bail!("{whence}: field kind is missing"),
+        other => bail!(
+            "{whence}: unknown kind {other:?} (expected Pod, Node, NodePool, DaemonSet or a List of them)"
+        ),
+    })
+}
+
+/// Parses the files and builds the solve input (existing nodes with their pods, pools with their
+/// usage, pending pods).
+pub fn build_input(
+    files: &[(PathBuf, String)],
+    instance_types: Vec<InstanceType>,
+) -> anyhow::Result<SolveInput> {
+    let mut objects = Vec::new();
+    for (path, text) in files {
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(text)
+            .map_err(|e| anyhow::anyhow!("{}: invalid YAML: {e}", path.display()))?;
+        for (i, doc) in docs.into_iter().enumerate() {
+            if doc.is_null() {
+                continue;
+            }
+            objects.extend(parse_object(
+                doc,
+                &format!("{} document {}", display(path), i + 1),
+            )?);
+        }
+    }
+    let mut pending = Vec::new();
+    let mut bound: BTreeMap<String, Vec<stowage_solver::Pod>> = BTreeMap::new();
+    let mut nodes = Vec::new();
+    let mut pools = Vec::new();
+    let mut daemonsets = Vec::new();
+    for o in objects {
+        match o {
+            Object::Pod(p) => {
+                let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+                if matches!(phase, Some("Succeeded" | "Failed")) {
+                    continue;
+                }
+                let pod = convert::pod(&p)?;
+                match p.spec.as_ref().and_then(|s| s.node_name.clone()) {
+                    Some(node) if !node.is_empty() => bound.entry(node).or_default().push(pod),
+                    _ => pending.push(pod),
+                }
+            }
+            Object::Node(n) => nodes.push(n),
+            Object::DaemonSet(d) => daemonsets.push(convert::daemonset(&d)?),
+            Object::NodePool(np) => pools.push(np),
+        }
+    }
+    let mut converted = Vec::new();
+    for n in nodes {
+        let name = n.metadata.name.clone().unwrap_or_default();
+        let pods = bound.remove(&name).unwrap_or_default();
+        converted.push(convert::node(&n, pods)?);
+    }
+    let mut nodepools = Vec::new();
+    for np in pools {
+        let name = np.metadata.name.clone().unwrap_or_default();
+        nodepools.push(convert::nodepool(
+            &np,
+            convert::pool_usage(&name, &converted),
+        )?);
+    }
+    if nodepools.is_empty() && converted.is_empty() {
+        bail!("no NodePool and no Node in the input: nothing could hold the pods");
+    }
+    Ok(SolveInput {
+        pods: pending,
+        nodes: converted,
+        in_flight: Vec::new(),
+        nodepools,
+        instance_types,
+        daemonsets,
+    })
+}
+
+fn display(p: &Path) -> String {
+    p.display().to_string()
+}
+
+fn values<'a>(c: &'a stowage_solver::NewClaim, key: &str) -> &'a [String] {
+    c.requirements
+        .iter()
+        .find(|r| r.key == key)
+        .map_or(&[], |r| r.values.as_slice())
+}
+
+/// The plan as a human-readable report.
+pub fn render_table(plan: &Plan) -> String {
+    let mut out = String::new();
+    let mut rows = vec![[
+        "NODECLAIM".to_string(),
+        "NODEPOOL".into(),
+        "CAPACITY".into(),
+        "ZONES".into(),
+        "CHEAPEST".into(),
+        "$/HOUR".into(),
+        "PODS".into(),
+        "CPU".into(),
+        "MEMORY".into(),
+        "OPTIONS".into(),
+    ]];
+    for c in &plan.new_claims {
+        rows.push([
+            c.name.clone(),
+            c.nodepool.clone(),
+            values(c, labels::CAPACITY_TYPE).join(","),
+            values(c, labels::ZONE).join(","),
+            c.instance_type_options.first().cloned().unwrap_or_default(),
+            format!("{:.4}", c.cheapest_price),
+            c.pods.len().to_string(),
+            format_resource("cpu", c.requests.cpu_millis()),
+            format_resource("memory", c.requests.memory_bytes()),
+            c.instance_type_options.len().to_string(),
+        ]);
+    }
+    let _ = writeln!(
+        out,
+        "New nodes: {} (${:.4}/hour)",
+        plan.new_claims.len(),
+        plan.cost_per_hour()
+    );
+    if !plan.new_claims.is_empty() {
+        out.push_str(&table(&rows));
+    }
+    let _ = writeln!(
+        out,
+        "\nPods on existing nodes: {}",
+        plan.existing_placements.len()
+    );
+    let mut per_node: BTreeMap<&str, usize> = BTreeMap::new();
+    for n in plan.existing_placements.values() {
+        *per_node.entry(n).or_default() += 1;
+    }
+    if !per_node.is_empty() {
+        let mut rows = vec![["NODE".to_string(), "PODS".into()]];
+        rows.extend(per_node.iter().map(|(n, c)| [n.to_string(), c.to_string()]));
+        out.push_str(&table(&rows));
+    }
+    let _ = writeln!(out, "\nUnschedulable pods: {}", plan.unschedulable.len());
+    if !plan.unschedulable.is_empty() {
+        let mut rows = vec![["POD".to_string(), "REASON".into()]];
+        rows.extend(
+            plan.unschedulable
+                .iter()
+                .map(|(p, r)| [p.clone(), r.clone()]),
+        );
+        out.push_str(&table(&rows));
+    }
+    out
+}
+
+fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (c, w))| {
+                if i + 1 == N {
+                    c.clone()
+                } else {
+                    format!("{c:<w$}")
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POOLS: &str = r#"
+apiVersion: stowage.dev/v1
+kind: NodePool
+metadata: {name: default}
+spec:
+  template:
+    spec:
+      nodeClassRef: {group: aws.stowage.dev, kind: EC2NodeClass, name: default}
+---
+apiVersion: stowage.dev/v1
+kind: NodePool
+metadata: {name: gpu}
+spec:
+  weight: 10
+  template:
+    spec:
+      nodeClassRef: {group: aws.stowage.dev, kind: EC2NodeClass, name: default}
+      taints: [{key: dedicated, value: gpu, effect: NoSchedule}]
+"#;
+
+    const PODS: &str = r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: web-1, namespace: shop, labels: {app: web}}
+  spec:
+    containers: [{name: app, image: nginx, resources: {requests: {cpu: 500m, memory: 512Mi}}}]
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: web-2, namespace: shop, labels: {app: web}}
+  spec:
+    containers: [{name: app, image: nginx, resources: {requests: {cpu: 500m, memory: 512Mi}}}]
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: huge, namespace: shop}
+  spec:
+    containers: [{name: app, image: nginx, resources: {requests: {cpu: "5000"}}}]
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: running, namespace: shop}
+  spec:
+    nodeName: node-a
+    containers: [{name: app, image: nginx, resources: {requests: {cpu: "1"}}}]
+"#;
+
+    const NODES: &str = r#"
+apiVersion: v1
+kind: Node
+metadata:
+  name: node-a
+  labels: {stowage.dev/nodepool: default, topology.kubernetes.io/zone: test-zone-a}
+status:
+  allocatable: {cpu: 1500m, memory: 4Gi, pods: "10"}
+"#;
+
+    fn files(extra: &[(&str, &str)]) -> Vec<(PathBuf, String)> {
+        let mut v = vec![
+            (PathBuf::from("pools.yaml"), POOLS.to_string()),
+            (PathBuf::from("pods.yaml"), PODS.to_string()),
+            (PathBuf::from("nodes.yaml"), NODES.to_string()),
+        ];
+        v.extend(extra.iter().map(|(n, t)| (PathBuf::from(n), t.to_string())));
+        v
+    }
+
+    #[test]
+    fn plans_from_yaml_fixtures() {
+        let input = build_input(&files(&[]), stowage_solver::catalog::karpenter_shape(20)).unwrap();
+        assert_eq!(input.pods.len(), 3, "the bound pod is not pending");
+        assert_eq!(input.nodes[0].pods.len(), 1);
+        assert_eq!(input.nodepools.len(), 2);
+        let plan = stowage_solver::solve(&input, &SolveOptions::default());
+        // 500m of node-a is free: one web pod goes there, the other gets a new node.
+        assert_eq!(plan.existing_placements.len(), 1);
+        assert_eq!(plan.new_claims.len(), 1);
+        assert_eq!(
+            plan.new_claims[0].nodepool, "default",
+            "the gpu pool's taint is not tolerated"
+        );
+        assert!(
+            plan.unschedulable["shop/huge"].contains("no instance type has room"),
+            "{plan:?}"
+        );
+        let table = render_table(&plan);
+        assert!(table.contains("New nodes: 1"), "{table}");
+        assert!(table.contains("shop/huge"), "{table}");
+        assert!(table.contains("node-a  1"), "{table}");
+    }
+
+    #[test]
+    fn bad_input_names_document_and_field() {
+        let bad_kind = "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n";
+        let err = build_input(&files(&[("svc.yaml", bad_kind)]), vec![]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("svc.yaml document 1: unknown kind \"Service\""),
+            "{err:#}"
+        );
+
+        let bad_qty = PODS.replace("cpu: 500m", "cpu: 5OOm");
+        let err = build_input(
+            &[
+                (PathBuf::from("pods.yaml"), bad_qty),
+                (PathBuf::from("pools.yaml"), POOLS.into()),
+            ],
+            vec![],
+        )
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("Pod shop/web-1: spec.containers[0].resources.requests.cpu"),
+            "{msg}"
+        );
+
+        let no_kind = "metadata: {name: x}\n";
+        let err = build_input(&files(&[("x.yaml", no_kind)]), vec![]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("x.yaml document 1: field kind is missing"),
+            "{err:#}"
+        );
+
+        let bad_pool = POOLS.replace(
+            "name: default}\nspec:",
+            "name: default}\nspec:\n  limits: {cpu: lots}",
+        );
+        let err = build_input(&[(PathBuf::from("pools.yaml"), bad_pool)], vec![]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("NodePool default: spec.limits.cpu"),
+            "{err:#}"
+        );
+
+        let list_without_items = "apiVersion: v1\nkind: List\n";
+        let err = build_input(&files(&[("l.yaml", list_without_items)]), vec![]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("field items is missing"),
+            "{err:#}"
+        );
+    }
 }
