@@ -19,7 +19,7 @@ use stowage_api::{
 use stowage_cloud::fake::FakeCloud;
 use stowage_cloud::{SharedClock, TokioClock};
 use stowage_controller::{Context, Leadership, Running, Settings};
-use stowage_sim::ApiServer;
+use stowage_sim::{ApiServer, Report, Scenario, SimEnv, SimOptions, Simulation};
 
 /// The epoch virtual time starts at.
 pub const EPOCH: &str = "2026-01-01T00:00:00Z";
@@ -168,5 +168,50 @@ where
             panic!("timed out after {limit:?} waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs a scenario (YAML) in virtual time with the real controllers (always leader) plugged in,
+/// and `script` alongside them (it gets the simulator's environment and the controllers'
+/// context); returns the report and what the script returned. Must run on a paused
+/// current-thread runtime (`#[tokio::test(start_paused = true)]`).
+pub async fn simulate<T, F, Fut>(yaml: &str, script: F) -> (Report, T)
+where
+    T: Send + 'static,
+    F: FnOnce(SimEnv, Arc<Context>) -> Fut + Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let scenario = match Scenario::from_yaml("test scenario", yaml) {
+        Ok(s) => s,
+        Err(err) => panic!("bad test scenario: {err}"),
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let report = Simulation::new(scenario, SimOptions::default())
+        .run(move |env: SimEnv| async move {
+            let ctx = Arc::new(Context::new(
+                env.client.clone(),
+                env.provider.clone(),
+                env.clock.clone(),
+                Settings::default(),
+            ));
+            let running = stowage_controller::start(ctx.clone(), Leadership::Always);
+            let mut shutdown = env.shutdown.clone();
+            let out = script(env, ctx).await;
+            let _ = tx.send(out);
+            while !*shutdown.borrow_and_update() {
+                if shutdown.changed().await.is_err() {
+                    break;
+                }
+            }
+            drop(running);
+        })
+        .await;
+    let report = match report {
+        Ok(r) => r,
+        Err(err) => panic!("simulation failed: {err}"),
+    };
+    match rx.await {
+        Ok(out) => (report, out),
+        Err(_) => panic!("the test script did not finish before the scenario ended"),
     }
 }

@@ -254,6 +254,13 @@ async fn apply_plan(
     ctx.metrics
         .unschedulable_pods
         .set(plan.unschedulable.len() as i64);
+    let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
+    for reason in plan.unschedulable.values() {
+        *by_reason.entry(reason.as_str()).or_default() += 1;
+    }
+    for (reason, pods) in &by_reason {
+        tracing::debug!(pods, reason, "pods the solve could not place");
+    }
     for (key, reason) in &plan.unschedulable {
         if let Some(pod) = pods.get(key) {
             ctx.recorder

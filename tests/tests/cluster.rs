@@ -1,0 +1,195 @@
+//! End-to-end tests with the whole simulated cluster (scheduler, kubelet, workload controllers)
+//! around the real controllers, in virtual time.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use serde_json::json;
+use stowage_api::NodeClaim;
+use stowage_api::conditions::{INITIALIZED, REGISTERED};
+use stowage_api::labels;
+use stowage_tests::{eventually, simulate};
+
+const POOL: &str = r#"
+catalog: { source: synthetic, types: 8 }
+nodeClasses:
+  - name: default
+    spec:
+      amiSelectorTerms: [{ alias: al2023@latest }]
+      subnetSelectorTerms: [{ tags: { stowage.dev/discovery: test } }]
+      securityGroupSelectorTerms: [{ tags: { stowage.dev/discovery: test } }]
+      role: NodeRole
+nodePools:
+  - name: default
+    spec:
+      template:
+        spec:
+          nodeClassRef: { group: aws.stowage.dev, kind: EC2NodeClass, name: default }
+"#;
+
+async fn running_pods(client: &kube::Client, workload: &str) -> Vec<Pod> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let lp = ListParams::default().labels(&format!("sim.stowage.dev/workload={workload}"));
+    let pods = api.list(&lp).await.map(|l| l.items).unwrap_or_default();
+    pods.into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn pending_pods_become_one_batch_of_claims_then_nodes_then_running_pods() {
+    let yaml = format!(
+        "name: flow\nduration: 10m\n{POOL}\ntimeline:\n  - at: 0s\n    create: {{ name: web, replicas: 12, requests: {{ cpu: 500m, memory: 512Mi }} }}\n"
+    );
+    let (report, (claims, nodes, batches)) = simulate(&yaml, |env, ctx| async move {
+        let client = env.client.clone();
+        eventually("12 running pods", Duration::from_secs(300), || async {
+            (running_pods(&client, "web").await.len() == 12).then_some(())
+        })
+        .await;
+        let claims: Vec<NodeClaim> = Api::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items;
+        let nodes: Vec<Node> = Api::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items;
+        let metrics = ctx.render_metrics();
+        let batches = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("stowage_provisioner_batch_size_count "))
+            .map(str::to_string);
+        (claims, nodes, batches)
+    })
+    .await;
+    assert_eq!(batches.as_deref(), Some("1"), "one batch for the 12 pods");
+    assert!(!claims.is_empty());
+    for c in &claims {
+        assert!(
+            c.is_true(REGISTERED) && c.is_true(INITIALIZED),
+            "claim {} not ready",
+            c.name_any()
+        );
+        let node = nodes
+            .iter()
+            .find(|n| Some(n.name_any().as_str()) == c.node_name())
+            .unwrap();
+        assert_eq!(
+            node.labels().get(labels::NODEPOOL).map(String::as_str),
+            Some("default")
+        );
+        assert_eq!(
+            node.labels().get(labels::INITIALIZED).map(String::as_str),
+            Some("true")
+        );
+        assert!(
+            node.finalizers()
+                .contains(&labels::TERMINATION_FINALIZER.to_string())
+        );
+        let taints = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default();
+        assert!(
+            taints
+                .iter()
+                .all(|t| t.key != labels::UNREGISTERED_TAINT_KEY)
+        );
+    }
+    assert_eq!(report.pending_at_end, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn deleting_a_node_drains_it_within_the_pdb_and_waits_while_the_pdb_blocks() {
+    // Three replicas; the PDB allows no disruption at first.
+    let yaml = format!(
+        "name: drain\nduration: 30m\n{POOL}\ntimeline:\n  - at: 0s\n    create: {{ name: web, replicas: 3, requests: {{ cpu: 300m, memory: 256Mi }}, pdb: {{ maxUnavailable: \"0\" }} }}\n"
+    );
+    let (_report, outcome) = simulate(&yaml, |env, _ctx| async move {
+        let client = env.client.clone();
+        eventually("3 running pods", Duration::from_secs(300), || async {
+            (running_pods(&client, "web").await.len() == 3).then_some(())
+        })
+        .await;
+        let victim = running_pods(&client, "web").await[0]
+            .spec
+            .as_ref()
+            .unwrap()
+            .node_name
+            .clone()
+            .unwrap();
+        let on_victim = |pods: &[Pod]| {
+            pods.iter()
+                .filter(|p| p.spec.as_ref().unwrap().node_name.as_deref() == Some(&victim))
+                .count()
+        };
+        let before = on_victim(&running_pods(&client, "web").await);
+        let nodes: Api<Node> = Api::all(client.clone());
+        nodes
+            .delete(&victim, &DeleteParams::default())
+            .await
+            .unwrap();
+        // Blocked: the node stays, tainted, its pods keep running, and an event says why.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        let node = nodes.get(&victim).await.unwrap();
+        let taints = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.taints.clone())
+            .unwrap_or_default();
+        assert!(
+            taints.iter().any(|t| t.key == labels::DISRUPTED_TAINT_KEY),
+            "tainted disrupted"
+        );
+        assert_eq!(
+            on_victim(&running_pods(&client, "web").await),
+            before,
+            "no pod evicted past the PDB"
+        );
+        let events: Vec<Event> = Api::namespaced(client.clone(), "kube-system")
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items;
+        let blocked = events.iter().any(|e| {
+            e.reason.as_deref() == Some("FailedDraining")
+                && e.involved_object.name.as_deref() == Some(&victim)
+        });
+        // The PDB relaxes to one disruption at a time: the drain proceeds without ever going
+        // below two running replicas.
+        let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
+        pdbs.patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"maxUnavailable": 1}})),
+        )
+        .await
+        .unwrap();
+        let mut min_running = usize::MAX;
+        let start = tokio::time::Instant::now();
+        while nodes.get_opt(&victim).await.unwrap().is_some() {
+            assert!(
+                start.elapsed() < Duration::from_secs(900),
+                "node {victim} not drained"
+            );
+            min_running = min_running.min(running_pods(&client, "web").await.len());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        (blocked, min_running, victim)
+    })
+    .await;
+    let (blocked, min_running, _victim) = outcome;
+    assert!(blocked, "a FailedDraining event while the PDB blocked");
+    assert!(
+        min_running >= 2,
+        "the PDB kept at least two replicas running (min seen {min_running})"
+    );
+}
