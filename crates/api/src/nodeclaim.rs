@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::conditions::{self, Condition, impl_condition_helpers};
 use crate::duration::{Duration, NillableDuration};
 use crate::labels;
-use crate::requirements::Requirement;
+use crate::requirements::{Requirement, RequirementError, Requirements};
 
 /// The default `expireAfter`: 30 days.
 pub const DEFAULT_EXPIRE_AFTER: NillableDuration = NillableDuration::from_hours(720);
@@ -192,11 +192,63 @@ impl NodeClaim {
         self.metadata.labels.as_ref()?.get(key).map(String::as_str)
     }
 
+    /// The claim's requirements, compiled.
+    pub fn requirements(&self) -> Result<Requirements, RequirementError> {
+        Requirements::from_requirements(&self.spec.requirements)
+    }
+
     /// Launched, registered and initialized.
     pub fn is_ready(&self) -> bool {
         self.is_true(conditions::READY)
             || (self.is_true(conditions::LAUNCHED)
                 && self.is_true(conditions::REGISTERED)
                 && self.is_true(conditions::INITIALIZED))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conditions::{INITIALIZED, LAUNCHED, REGISTERED};
+
+    fn now() -> jiff::Timestamp {
+        jiff::Timestamp::from_second(1_700_000_000).unwrap()
+    }
+
+    #[test]
+    fn readiness_follows_the_lifecycle_conditions() {
+        let mut claim = NodeClaim::new("c1", NodeClaimSpec::default());
+        assert!(!claim.is_ready());
+        assert!(claim.condition(LAUNCHED).is_none());
+        claim.status_mut().set_true(LAUNCHED, "Launched", now());
+        claim.status_mut().set_true(REGISTERED, "Registered", now());
+        assert!(!claim.is_ready());
+        claim
+            .status_mut()
+            .set_true(INITIALIZED, "Initialized", now());
+        assert!(claim.is_ready());
+        claim
+            .status_mut()
+            .set_false(INITIALIZED, "NodeNotReady", "node went away", now());
+        assert!(!claim.is_ready());
+        assert_eq!(
+            claim.condition(INITIALIZED).unwrap().message,
+            "node went away"
+        );
+    }
+
+    #[test]
+    fn accessors_read_labels_and_status() {
+        let mut claim = NodeClaim::new("c1", NodeClaimSpec::default());
+        claim.metadata.labels = Some([(labels::NODEPOOL.to_string(), "web".to_string())].into());
+        claim.status_mut().provider_id = Some("aws:///us-east-1a/i-0abc".into());
+        assert_eq!(claim.nodepool_name(), Some("web"));
+        assert_eq!(claim.provider_id(), Some("aws:///us-east-1a/i-0abc"));
+        assert_eq!(claim.node_name(), None);
+        assert_eq!(claim.spec.expire_after, DEFAULT_EXPIRE_AFTER);
+        let json = serde_json::to_value(&claim).unwrap();
+        assert_eq!(json["status"]["providerID"], "aws:///us-east-1a/i-0abc");
+        assert_eq!(json["spec"]["expireAfter"], "720h");
+        assert_eq!(json["spec"]["nodeClassRef"]["kind"], "EC2NodeClass");
     }
 }

@@ -5,14 +5,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Taint;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use kube::CustomResource;
+use kube::{CustomResource, ResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::conditions::{Condition, impl_condition_helpers};
 use crate::duration::{Duration, NillableDuration};
+use crate::labels;
 use crate::nodeclaim::{DEFAULT_EXPIRE_AFTER, NodeClassRef, default_expire_after};
-use crate::requirements::Requirement;
+use crate::requirements::{Requirement, RequirementError, Requirements, ValueSet};
 
 /// Labels and annotations every node of the pool gets.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -326,6 +327,54 @@ impl NodePool {
     pub fn capacity_mix(&self) -> CapacityMix {
         self.spec.capacity_mix.clone().unwrap_or_default()
     }
+
+    /// Everything a node of this pool satisfies: the template's requirements, its labels (each
+    /// `In [value]`) and `stowage.dev/nodepool In [name]`.
+    pub fn requirements(&self) -> Result<Requirements, RequirementError> {
+        let mut out = Requirements::from_requirements(&self.spec.template.spec.requirements)?;
+        for (k, v) in &self.spec.template.metadata.labels {
+            out.insert(k, ValueSet::in_values([v.as_str()]));
+        }
+        out.insert(labels::NODEPOOL, ValueSet::in_values([self.name_any()]));
+        Ok(out)
+    }
+
+    /// A stable hash of the parts of `spec.template` whose change makes existing nodes drift
+    /// (labels, annotations, taints, startup taints, expiry, termination grace period, node
+    /// class). Requirements are excluded: their drift is judged against each node's labels.
+    /// Taint order does not matter. Stored in the `stowage.dev/nodepool-hash` annotation.
+    pub fn template_hash(&self) -> String {
+        let t = &self.spec.template;
+        let mut taints: Vec<_> = t.spec.taints.iter().map(taint_key).collect();
+        taints.sort();
+        let mut startup: Vec<_> = t.spec.startup_taints.iter().map(taint_key).collect();
+        startup.sort();
+        let canonical = serde_json::json!({
+            "labels": t.metadata.labels,
+            "annotations": t.metadata.annotations,
+            "taints": taints,
+            "startupTaints": startup,
+            "expireAfter": t.spec.expire_after.to_string(),
+            "terminationGracePeriod": t.spec.termination_grace_period.map(|d| d.to_string()),
+            "nodeClassRef": [&t.spec.node_class_ref.group, &t.spec.node_class_ref.kind, &t.spec.node_class_ref.name],
+        });
+        format!("{:016x}", fnv1a(canonical.to_string().as_bytes()))
+    }
+}
+
+fn taint_key(t: &Taint) -> (String, String, String) {
+    (
+        t.key.clone(),
+        t.value.clone().unwrap_or_default(),
+        t.effect.clone(),
+    )
+}
+
+/// FNV-1a, 64 bit: tiny, and stable across Rust versions (unlike `DefaultHasher`).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -388,6 +437,75 @@ spec:
         );
         assert!(spec.disruption.budgets[0].applies_to(DisruptionReason::Drifted));
         assert!(!spec.disruption.budgets[0].applies_to(DisruptionReason::Empty));
+    }
+
+    fn pool_with(f: impl FnOnce(&mut NodePoolSpec)) -> NodePool {
+        let mut spec = NodePoolSpec::default();
+        f(&mut spec);
+        NodePool::new("web", spec)
+    }
+
+    #[test]
+    fn pool_requirements_include_labels_and_the_pool_name() {
+        let pool = pool_with(|s| {
+            s.template
+                .metadata
+                .labels
+                .insert("team".into(), "web".into());
+            s.template
+                .spec
+                .requirements
+                .push(Requirement::in_(crate::labels::ZONE, ["a", "b"]));
+        });
+        let reqs = pool.requirements().unwrap();
+        assert_eq!(reqs.single_value(crate::labels::NODEPOOL), Some("web"));
+        assert_eq!(reqs.single_value("team"), Some("web"));
+        assert_eq!(reqs.get(crate::labels::ZONE).unwrap().values(), ["a", "b"]);
+    }
+
+    #[test]
+    fn template_hash_tracks_drift_relevant_fields_only() {
+        let base = pool_with(|_| {});
+        let h = base.template_hash();
+        assert_eq!(h.len(), 16);
+        assert_eq!(h, pool_with(|_| {}).template_hash(), "deterministic");
+        let taint = |k: &str| Taint {
+            key: k.into(),
+            effect: "NoSchedule".into(),
+            ..Taint::default()
+        };
+        let changed = [
+            pool_with(|s| {
+                s.template
+                    .metadata
+                    .labels
+                    .insert("team".into(), "web".into());
+            }),
+            pool_with(|s| s.template.spec.taints.push(taint("a"))),
+            pool_with(|s| s.template.spec.expire_after = NillableDuration::NEVER),
+            pool_with(|s| s.template.spec.node_class_ref.name = "other".into()),
+        ];
+        for p in &changed {
+            assert_ne!(p.template_hash(), h);
+        }
+        // Requirements, weight and disruption settings do not make nodes drift.
+        let same = [
+            pool_with(|s| {
+                s.template
+                    .spec
+                    .requirements
+                    .push(Requirement::exists(crate::labels::ZONE))
+            }),
+            pool_with(|s| s.weight = Some(10)),
+            pool_with(|s| s.disruption.budgets.clear()),
+        ];
+        for p in &same {
+            assert_eq!(p.template_hash(), h);
+        }
+        // Taint order is irrelevant.
+        let ab = pool_with(|s| s.template.spec.taints = vec![taint("a"), taint("b")]);
+        let ba = pool_with(|s| s.template.spec.taints = vec![taint("b"), taint("a")]);
+        assert_eq!(ab.template_hash(), ba.template_hash());
     }
 
     #[test]
