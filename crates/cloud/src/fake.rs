@@ -140,11 +140,15 @@ pub struct OfferingMatcher {
 
 impl OfferingMatcher {
     pub fn matches(&self, key: &OfferingKey) -> bool {
+        self.matches_parts(&key.instance_type, &key.zone, key.capacity_type)
+    }
+
+    fn matches_parts(&self, instance_type: &str, zone: &str, capacity_type: CapacityType) -> bool {
         self.instance_type
-            .as_ref()
-            .is_none_or(|t| *t == key.instance_type)
-            && self.zone.as_ref().is_none_or(|z| *z == key.zone)
-            && self.capacity_type.is_none_or(|c| c == key.capacity_type)
+            .as_deref()
+            .is_none_or(|t| t == instance_type)
+            && self.zone.as_deref().is_none_or(|z| z == zone)
+            && self.capacity_type.is_none_or(|c| c == capacity_type)
     }
 }
 
@@ -155,6 +159,10 @@ pub struct IceWindowId(u64);
 #[derive(Debug, Default)]
 struct State {
     catalog: Vec<InstanceType>,
+    /// `catalog[i].allocatable()`, computed once.
+    allocatable: Vec<Resources>,
+    /// Instance type name -> index in `catalog`.
+    by_name: BTreeMap<String, usize>,
     instances: BTreeMap<String, FakeInstance>,
     /// Claim name -> provider id.
     by_claim: BTreeMap<String, String>,
@@ -190,14 +198,33 @@ impl State {
         }
     }
 
-    fn has_capacity(&self, key: &OfferingKey) -> bool {
-        !self.out_of_capacity.contains(key) && !self.windows.values().any(|w| w.matches(key))
+    /// Whether the offering can be filled now (no mark, no open window). Allocation-free unless
+    /// single offerings are marked.
+    fn has_capacity(&self, it: &InstanceType, o: &Offering) -> bool {
+        (self.out_of_capacity.is_empty() || !self.out_of_capacity.contains(&key_of(it, o)))
+            && !self
+                .windows
+                .values()
+                .any(|w| w.matches_parts(&it.name, &o.zone, o.capacity_type))
     }
 
-    fn cached_unavailable(&self, key: &OfferingKey, now: Instant) -> bool {
-        self.unavailable_until
-            .get(key)
-            .is_some_and(|until| *until > now)
+    /// Whether a failed launch cached the offering unavailable.
+    fn cached_unavailable(&self, it: &InstanceType, o: &Offering, now: Instant) -> bool {
+        !self.unavailable_until.is_empty()
+            && self
+                .unavailable_until
+                .get(&key_of(it, o))
+                .is_some_and(|until| *until > now)
+    }
+
+    fn set_catalog(&mut self, catalog: Vec<InstanceType>) {
+        self.allocatable = catalog.iter().map(InstanceType::allocatable).collect();
+        self.by_name = catalog
+            .iter()
+            .enumerate()
+            .map(|(i, it)| (it.name.clone(), i))
+            .collect();
+        self.catalog = catalog;
     }
 }
 
@@ -268,14 +295,15 @@ impl FakeCloudBuilder {
 
     pub fn build(self) -> FakeCloud {
         let (events, _) = broadcast::channel(self.config.event_capacity.max(1));
+        let mut state = State {
+            next_instance: 1,
+            ..State::default()
+        };
+        state.set_catalog(self.catalog);
         FakeCloud {
             shared: Arc::new(Shared {
                 config: self.config,
-                state: Mutex::new(State {
-                    catalog: self.catalog,
-                    next_instance: 1,
-                    ..State::default()
-                }),
+                state: Mutex::new(state),
                 events,
             }),
         }
@@ -442,7 +470,7 @@ impl FakeCloud {
 
     /// Replaces the catalogue.
     pub fn set_catalog(&self, types: Vec<InstanceType>) {
-        self.state().catalog = types;
+        self.state().set_catalog(types);
     }
 
     /// Interrupts an instance: a warning now, termination after the notice (needs a runtime).
@@ -597,7 +625,7 @@ impl FakeCloud {
         state: &mut State,
         claim: &NodeClaim,
         now: Instant,
-    ) -> Result<(InstanceType, Offering)> {
+    ) -> Result<(InstanceType, Offering, Resources)> {
         let requirements =
             Requirements::from_requirements(&claim.spec.requirements).map_err(|e| {
                 Error::Launch {
@@ -608,43 +636,56 @@ impl FakeCloud {
         let requests = requests_of(claim)?;
         let claim_labels = claim.metadata.labels.clone().unwrap_or_default();
         let region = self.shared.config.region.as_str();
-        let mut candidates: Vec<(&InstanceType, &Offering)> = Vec::new();
-        for it in &state.catalog {
+        // Claims usually list their instance-type options: look those up instead of scanning.
+        let indexes: Vec<usize> = match requirements.get(labels::INSTANCE_TYPE) {
+            Some(set) if set.is_finite() => set
+                .values()
+                .iter()
+                .filter_map(|n| state.by_name.get(n).copied())
+                .collect(),
+            _ => (0..state.catalog.len()).collect(),
+        };
+        let mut candidates: Vec<(&InstanceType, &Offering, &Resources)> = Vec::new();
+        for i in indexes {
+            let (Some(it), Some(allocatable)) = (state.catalog.get(i), state.allocatable.get(i))
+            else {
+                continue;
+            };
             if !type_matches(&requirements, it, &claim_labels, region)
-                || !requests.fits_in(&it.allocatable())
+                || !(requests.is_zero() || requests.fits_in(allocatable))
             {
                 continue;
             }
             for o in &it.offerings {
                 if o.available
                     && offering_matches(&requirements, o)
-                    && !state.cached_unavailable(&key_of(it, o), now)
+                    && !state.cached_unavailable(it, o, now)
                 {
-                    candidates.push((it, o));
+                    candidates.push((it, o, allocatable));
                 }
             }
         }
-        let Some(capacity_type) = candidates.iter().map(|(_, o)| o.capacity_type).min() else {
+        let Some(capacity_type) = candidates.iter().map(|(_, o, _)| o.capacity_type).min() else {
             return Err(Error::InsufficientCapacity {
                 offerings: Vec::new(),
             });
         };
-        candidates.retain(|(_, o)| o.capacity_type == capacity_type);
+        candidates.retain(|(_, o, _)| o.capacity_type == capacity_type);
         let best = candidates
             .iter()
-            .filter(|(it, o)| state.has_capacity(&key_of(it, o)))
-            .min_by(|(ia, a), (ib, b)| {
+            .filter(|(it, o, _)| state.has_capacity(it, o))
+            .min_by(|(ia, a, _), (ib, b, _)| {
                 a.price_per_hour
                     .total_cmp(&b.price_per_hour)
                     .then_with(|| ia.name.cmp(&ib.name))
                     .then_with(|| a.zone.cmp(&b.zone))
             })
-            .map(|(it, o)| ((*it).clone(), (*o).clone()));
+            .map(|(it, o, alloc)| ((*it).clone(), (*o).clone(), (*alloc).clone()));
         match best {
             Some(choice) => Ok(choice),
             None => {
                 let mut tried: Vec<OfferingKey> =
-                    candidates.iter().map(|(it, o)| key_of(it, o)).collect();
+                    candidates.iter().map(|(it, o, _)| key_of(it, o)).collect();
                 tried.sort();
                 tried.dedup();
                 let until = now + self.shared.config.ice_cache_ttl;
@@ -679,7 +720,7 @@ impl CloudProvider for FakeCloud {
                     .unwrap_or(now);
                 (instance, ready_at, false)
             } else {
-                let (it, offering) = self.choose(&mut state, claim, now)?;
+                let (it, offering, allocatable) = self.choose(&mut state, claim, now)?;
                 let instance_id = format!("i-{:06}", state.next_instance);
                 state.next_instance += 1;
                 let provider_id = format!("{PROVIDER_ID_PREFIX}{}/{instance_id}", offering.zone);
@@ -703,7 +744,7 @@ impl CloudProvider for FakeCloud {
                     capacity_type: offering.capacity_type,
                     price_per_hour: offering.price_per_hour,
                     capacity: it.capacity.clone(),
-                    allocatable: it.allocatable(),
+                    allocatable,
                     labels,
                     taints: claim.spec.taints.clone(),
                     startup_taints: claim.spec.startup_taints.clone(),
