@@ -238,18 +238,20 @@ async fn apply_plan(
         result.created.push(name);
     }
     // Pods placed on in-flight claims wait for them.
-    let in_flight: Vec<String> = ctx
-        .state()
-        .in_flight_claims()
-        .iter()
-        .map(|c| c.name_any())
-        .collect();
+    let in_flight: std::collections::HashSet<String> =
+        ctx.state().in_flight_claims().iter().map(|c| c.name_any()).collect();
+    let mut by_claim: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (pod, target) in &plan.existing_placements {
-        if in_flight.iter().any(|c| c == target) {
-            ctx.update_state(|s| s.nominate([pod.clone()], target, now + window));
-            result.nominated_in_flight += 1;
+        if in_flight.contains(target) {
+            by_claim.entry(target.as_str()).or_default().push(pod.clone());
         }
     }
+    ctx.update_state(|s| {
+        for (claim, pods) in by_claim {
+            result.nominated_in_flight += pods.len();
+            s.nominate(pods, claim, now + window);
+        }
+    });
     result.unschedulable = plan.unschedulable.len();
     ctx.metrics
         .unschedulable_pods

@@ -52,6 +52,63 @@ pub struct Nomination {
     pub until: Timestamp,
 }
 
+/// Nominations indexed by pod and by claim (lookups both ways stay cheap at thousands of claims).
+#[derive(Debug, Default)]
+struct Nominations {
+    by_pod: HashMap<String, Nomination>,
+    by_claim: HashMap<String, BTreeSet<String>>,
+}
+
+impl Nominations {
+    fn insert(&mut self, pod: String, claim: &str, until: Timestamp) {
+        self.remove_pod(&pod);
+        self.by_claim.entry(claim.to_string()).or_default().insert(pod.clone());
+        self.by_pod.insert(pod, Nomination { claim: claim.to_string(), until });
+    }
+
+    fn remove_pod(&mut self, pod: &str) {
+        if let Some(old) = self.by_pod.remove(pod)
+            && let Some(set) = self.by_claim.get_mut(&old.claim)
+        {
+            set.remove(pod);
+            if set.is_empty() {
+                self.by_claim.remove(&old.claim);
+            }
+        }
+    }
+
+    /// Removes every nomination to `claim`; true when there was one.
+    fn remove_claim(&mut self, claim: &str) -> bool {
+        let Some(pods) = self.by_claim.remove(claim) else { return false };
+        for p in &pods {
+            self.by_pod.remove(p);
+        }
+        !pods.is_empty()
+    }
+
+    fn extend(&mut self, claim: &str, until: Timestamp) {
+        for p in self.by_claim.get(claim).into_iter().flatten() {
+            if let Some(n) = self.by_pod.get_mut(p)
+                && n.until < until
+            {
+                n.until = until;
+            }
+        }
+    }
+
+    fn pods_of(&self, claim: &str) -> Vec<String> {
+        self.by_claim.get(claim).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&str, &Nomination) -> bool) {
+        let drop: Vec<String> =
+            self.by_pod.iter().filter(|(k, n)| !keep(k, n)).map(|(k, _)| k.clone()).collect();
+        for k in drop {
+            self.remove_pod(&k);
+        }
+    }
+}
+
 /// The state. See the module docs.
 #[derive(Debug, Default)]
 pub struct ClusterState {
@@ -66,7 +123,7 @@ pub struct ClusterState {
     nodeclasses: BTreeMap<String, Arc<EC2NodeClass>>,
     daemonsets: BTreeMap<String, Arc<DaemonSet>>,
     pdbs: BTreeMap<String, Arc<PodDisruptionBudget>>,
-    nominations: HashMap<String, Nomination>,
+    nominations: Nominations,
     synced: BTreeSet<Kind>,
     /// Bumped whenever a pod becomes provisionable that was not before (batcher trigger).
     provisionable_seq: u64,
@@ -171,7 +228,7 @@ impl ClusterState {
                 .entry(node)
                 .or_default()
                 .insert(key.clone());
-            self.nominations.remove(&key);
+            self.nominations.remove_pod(&key);
         }
         if is_provisionable(&pod) {
             if self.provisionable.insert(key.clone()) {
@@ -199,7 +256,7 @@ impl ClusterState {
         self.unindex_pod(key);
         self.pods.remove(key);
         self.provisionable.remove(key);
-        self.nominations.remove(key);
+        self.nominations.remove_pod(key);
     }
 
     pub fn replace_pods(&mut self, pods: Vec<Pod>) {
@@ -268,31 +325,19 @@ impl ClusterState {
         until: Timestamp,
     ) {
         for p in pods {
-            self.nominations.insert(
-                p,
-                Nomination {
-                    claim: claim.to_string(),
-                    until,
-                },
-            );
+            self.nominations.insert(p, claim, until);
         }
     }
 
     /// Extends every nomination to `claim` (it made progress: launched, registered).
     pub fn extend_nominations(&mut self, claim: &str, until: Timestamp) {
-        for n in self.nominations.values_mut() {
-            if n.claim == claim && n.until < until {
-                n.until = until;
-            }
-        }
+        self.nominations.extend(claim, until);
     }
 
     /// Drops nominations to `claim` (it failed or was deleted), so its pods are bought for again.
     /// Pods that lost their nomination become pending again, which triggers a batch.
     pub fn clear_nominations(&mut self, claim: &str) {
-        let before = self.nominations.len();
-        self.nominations.retain(|_, n| n.claim != claim);
-        if self.nominations.len() != before {
+        if self.nominations.remove_claim(claim) {
             self.provisionable_seq += 1;
         }
     }
@@ -304,7 +349,7 @@ impl ClusterState {
 
     /// True when `pod_key` is nominated to a claim that still exists and the window is open.
     pub fn is_nominated(&self, pod_key: &str, now: Timestamp) -> bool {
-        self.nominations.get(pod_key).is_some_and(|n| {
+        self.nominations.by_pod.get(pod_key).is_some_and(|n| {
             n.until > now
                 && self
                     .claims
@@ -314,19 +359,12 @@ impl ClusterState {
     }
 
     pub fn nomination(&self, pod_key: &str) -> Option<&Nomination> {
-        self.nominations.get(pod_key)
+        self.nominations.by_pod.get(pod_key)
     }
 
     /// Pod keys nominated to `claim`.
     pub fn nominated_to(&self, claim: &str) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .nominations
-            .iter()
-            .filter(|(_, n)| n.claim == claim)
-            .map(|(k, _)| k.clone())
-            .collect();
-        v.sort();
-        v
+        self.nominations.pods_of(claim)
     }
 
     // --- nodes ----------------------------------------------------------------------------------
@@ -408,8 +446,7 @@ impl ClusterState {
             self.apply_claim(c);
         }
         let claims = &self.claims;
-        self.nominations
-            .retain(|_, n| claims.contains_key(&n.claim));
+        self.nominations.retain(|_, n| claims.contains_key(&n.claim));
     }
 
     pub fn claim(&self, name: &str) -> Option<Arc<NodeClaim>> {
