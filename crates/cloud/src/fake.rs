@@ -1040,6 +1040,26 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn unknown_instance_type_options_are_insufficient_capacity() {
+        let cloud = cloud();
+        let err = cloud
+            .create(&claim("a").types(&["m5.large"]).build())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::InsufficientCapacity { ref offerings } if offerings.is_empty())
+        );
+        // A new catalogue is sold from then on.
+        cloud.set_catalog(karpenter_shape(20));
+        let out = cloud
+            .create(&claim("b").types(&["fake-it-15"]).build())
+            .await
+            .unwrap();
+        assert_eq!(out.label(labels::INSTANCE_TYPE), Some("fake-it-15"));
+        assert_eq!(out.status.unwrap().capacity["cpu"].0, "16");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn reserved_beats_spot_even_when_dearer() {
         let mut types = karpenter_shape(2);
         types[1].offerings.push(Offering {

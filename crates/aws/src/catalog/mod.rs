@@ -150,6 +150,34 @@ mod tests {
     }
 
     #[test]
+    fn embedded_accelerated_types_have_their_published_figures() {
+        let types = embedded("us-east-1", &CatalogSettings::default()).unwrap();
+        let find = |name: &str| types.iter().find(|t| t.name == name).unwrap();
+        let mib = |v: i64| v << 20;
+
+        let p5 = find("p5.48xlarge");
+        assert_eq!(p5.capacity.pods(), 100);
+        assert_eq!(p5.allocatable().cpu_millis(), 191_450);
+        assert_eq!(p5.allocatable().memory_bytes(), mib(1_938_410));
+        assert_eq!(p5.capacity.get(labels::RESOURCE_NVIDIA_GPU), 8);
+        assert_eq!(p5.labels[labels::INSTANCE_GPU_NAME], "h100");
+
+        let inf2 = find("inf2.xlarge");
+        assert_eq!(inf2.capacity.get(labels::RESOURCE_NEURON), 1);
+        assert_eq!(inf2.capacity.get(labels::RESOURCE_NEURONCORE), 2);
+        assert_eq!(
+            inf2.labels[labels::INSTANCE_ACCELERATOR_NAME],
+            "inferentia2"
+        );
+        assert!(inf2.is_exotic());
+
+        let m5 = find("m5.large");
+        assert_eq!(m5.capacity.pods(), 29);
+        assert_eq!(m5.allocatable().memory_bytes(), mib(8192 - 615 - 574 - 100));
+        assert!(!m5.is_exotic());
+    }
+
+    #[test]
     fn unknown_region_names_the_known_ones() {
         let err = embedded("mars-north-1", &CatalogSettings::default())
             .unwrap_err()
