@@ -27,6 +27,7 @@ These patch moto internals: moto is pinned (requirements.txt) and ``selftest.py`
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import io
 import json
@@ -221,11 +222,8 @@ def price_list_item(account: str, instance_type: str, region: str, variant: tupl
     }
 
 
-def get_products(account: str, body: dict[str, Any]) -> dict[str, Any]:
-    if body.get("ServiceCode") != "AmazonEC2":
-        return {"FormatVersion": "aws_v1", "PriceList": []}
-    filters = {f["Field"]: f["Value"] for f in body.get("Filters", []) if f.get("Type") == "TERM_MATCH"}
-    region = filters.get("regionCode", "us-east-1")
+@functools.lru_cache(maxsize=64)
+def _matching_products(filters: tuple, region: str) -> list[tuple[str, tuple]]:
     rows = []
     for instance_type in sorted(_instance_types()):
         for variant in PRODUCT_VARIANTS:
@@ -234,8 +232,17 @@ def get_products(account: str, body: dict[str, Any]) -> dict[str, Any]:
                 "tenancy": variant[1], "preInstalledSw": variant[2], "capacitystatus": variant[3],
                 "servicecode": "AmazonEC2",
             }
-            if all(attrs.get(k, v) == v for k, v in filters.items() if k != "location"):
+            if all(attrs.get(k, v) == v for k, v in filters if k != "location"):
                 rows.append((instance_type, variant))
+    return rows
+
+
+def get_products(account: str, body: dict[str, Any]) -> dict[str, Any]:
+    if body.get("ServiceCode") != "AmazonEC2":
+        return {"FormatVersion": "aws_v1", "PriceList": []}
+    filters = {f["Field"]: f["Value"] for f in body.get("Filters", []) if f.get("Type") == "TERM_MATCH"}
+    region = filters.get("regionCode", "us-east-1")
+    rows = _matching_products(tuple(sorted(filters.items())), region)
     start = int(body.get("NextToken") or 0)
     size = max(1, min(int(body.get("MaxResults") or 100), 100))
     page = rows[start:start + size]

@@ -230,9 +230,27 @@ impl LaunchTemplates {
         &self,
         live: &BTreeMap<String, String>,
     ) -> Result<Vec<String>, sdk::Error> {
+        self.delete_where(|class, hash| live.get(class).map(String::as_str) != Some(hash))
+            .await
+    }
+
+    /// Deletes the templates of `class` made for another resolution than `current_hash`.
+    pub async fn delete_outdated(
+        &self,
+        class: &str,
+        current_hash: &str,
+    ) -> Result<Vec<String>, sdk::Error> {
+        self.delete_where(|c, hash| c == class && hash != current_hash)
+            .await
+    }
+
+    async fn delete_where(
+        &self,
+        stale: impl Fn(&str, &str) -> bool,
+    ) -> Result<Vec<String>, sdk::Error> {
         let mut deleted = Vec::new();
         for (name, (class, hash)) in self.list().await? {
-            if live.get(&class) == Some(&hash) {
+            if !stale(&class, &hash) {
                 continue;
             }
             match self.ec2.delete_launch_template(name.clone()).await {

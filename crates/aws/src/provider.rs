@@ -62,6 +62,9 @@ pub fn client_token(claim: &NodeClaim) -> String {
     format!("stowage-{}", hex::encode(&digest[..24]))
 }
 
+/// A catalogue and when it was read.
+type FetchedAt = (Timestamp, Arc<Fetched>);
+
 type BuiltTypes = (BuildInputs, Arc<Vec<InstanceType>>);
 
 #[derive(Clone, Debug, PartialEq)]
@@ -117,11 +120,9 @@ struct Inner {
     settings: ProviderSettings,
     clock: SharedClock,
     unavailable: Arc<UnavailableOfferings>,
-    pricing: Pricing,
-    prices_at: tokio::sync::Mutex<(Option<Timestamp>, Option<Timestamp>)>,
+    shared: SharedCatalog,
     /// Built instance types per node class, with the inputs they were built from.
     built: Mutex<HashMap<String, BuiltTypes>>,
-    catalog: tokio::sync::Mutex<Option<(Timestamp, Arc<Fetched>)>>,
     classes: RwLock<BTreeMap<String, Arc<ClassEntry>>>,
     templates: LaunchTemplates,
     fleet: Batcher<FleetKey, ClaimRef, LaunchResult>,
@@ -193,6 +194,35 @@ fn is_well_known(key: &str) -> bool {
     key != labels::NODEPOOL && labels::WELL_KNOWN.contains(&key)
 }
 
+/// The region's instance-type catalogue and prices with their refresh times: what every provider
+/// of one region and account reads alike, so several providers (the tests' one per emulated
+/// account) can share one copy instead of each reading and parsing it.
+#[derive(Clone)]
+pub struct SharedCatalog {
+    catalog: Arc<tokio::sync::Mutex<Option<FetchedAt>>>,
+    pricing: Arc<Pricing>,
+    prices_at: Arc<tokio::sync::Mutex<(Option<Timestamp>, Option<Timestamp>)>>,
+}
+
+impl std::fmt::Debug for SharedCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedCatalog")
+            .field("region", &self.pricing.region())
+            .finish()
+    }
+}
+
+impl SharedCatalog {
+    /// An empty catalogue for `region`; prices start from the embedded on-demand table.
+    pub fn new(region: &str) -> Result<Self, Error> {
+        Ok(Self {
+            catalog: Arc::new(tokio::sync::Mutex::new(None)),
+            pricing: Arc::new(Pricing::new(region).map_err(Error::LoadPrices)?),
+            prices_at: Arc::new(tokio::sync::Mutex::new((None, None))),
+        })
+    }
+}
+
 impl AwsCloudProvider {
     /// A provider over `clients`. Prices start from the embedded on-demand table.
     pub fn new(
@@ -200,7 +230,17 @@ impl AwsCloudProvider {
         settings: ProviderSettings,
         clock: SharedClock,
     ) -> Result<Self, Error> {
-        let pricing = Pricing::new(&settings.region).map_err(Error::LoadPrices)?;
+        let shared = SharedCatalog::new(&settings.region)?;
+        Ok(Self::with_catalog(clients, settings, clock, shared))
+    }
+
+    /// A provider reading the catalogue and prices through `shared` (same region and account).
+    pub fn with_catalog(
+        clients: &Clients,
+        settings: ProviderSettings,
+        clock: SharedClock,
+        shared: SharedCatalog,
+    ) -> Self {
         let unavailable = Arc::new(UnavailableOfferings::new(
             Arc::clone(&clock),
             settings.unavailable_offerings_ttl,
@@ -229,7 +269,7 @@ impl AwsCloudProvider {
             })
         };
         let templates = LaunchTemplates::new(Arc::clone(&ec2), &settings.cluster.name);
-        Ok(Self {
+        Self {
             inner: Arc::new(Inner {
                 ec2,
                 ssm: Arc::clone(&clients.ssm),
@@ -237,17 +277,15 @@ impl AwsCloudProvider {
                 settings,
                 clock,
                 unavailable,
-                pricing,
-                prices_at: tokio::sync::Mutex::new((None, None)),
+                shared,
                 built: Mutex::new(HashMap::new()),
-                catalog: tokio::sync::Mutex::new(None),
                 classes: RwLock::new(BTreeMap::new()),
                 templates,
                 fleet,
                 describe,
                 terminate,
             }),
-        })
+        }
     }
 
     /// Resolves the node class's selectors, remembers the result for launches, and returns the
@@ -266,9 +304,21 @@ impl AwsCloudProvider {
         let entry = Arc::new(ClassEntry {
             class: class.clone(),
             resolved,
-            hash,
+            hash: hash.clone(),
         });
-        write(&i.classes).insert(name, entry);
+        let previous = write(&i.classes).insert(name.clone(), entry);
+        // The class now resolves differently: templates made for the old resolution are stale.
+        if previous.is_some_and(|p| p.hash != hash) {
+            match i.templates.delete_outdated(&name, &hash).await {
+                Ok(deleted) if !deleted.is_empty() => {
+                    debug!(class = %name, ?deleted, "deleted outdated launch templates");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(class = %name, error = %e, "failed to delete outdated launch templates")
+                }
+            }
+        }
         Ok(status)
     }
 
@@ -313,7 +363,7 @@ impl AwsCloudProvider {
     /// they were read.
     async fn catalog(&self) -> Result<(Timestamp, Arc<Fetched>)> {
         let i = &self.inner;
-        let mut guard = i.catalog.lock().await;
+        let mut guard = i.shared.catalog.lock().await;
         let now = i.clock.now();
         if let Some((at, fetched)) = guard.as_ref()
             && !since(now, Some(*at), i.settings.catalog_refresh)
@@ -344,18 +394,18 @@ impl AwsCloudProvider {
     /// previous (or embedded) prices. Returns when the current prices were last refreshed.
     async fn refresh_prices(&self) -> (Option<Timestamp>, Option<Timestamp>) {
         let i = &self.inner;
-        let mut at = i.prices_at.lock().await;
+        let mut at = i.shared.prices_at.lock().await;
         let now = i.clock.now();
         if since(now, at.0, i.settings.on_demand_price_refresh) {
             at.0 = Some(now);
-            if let Err(e) = i.pricing.refresh_on_demand(&*i.pricing_api).await {
+            if let Err(e) = i.shared.pricing.refresh_on_demand(&*i.pricing_api).await {
                 warn!(error = %error_chain(&e), "on-demand price refresh failed; keeping the previous prices");
             }
         }
         if since(now, at.1, i.settings.spot_price_refresh) {
             at.1 = Some(now);
             let start = aws_smithy_types::DateTime::from_secs(now.as_second() - 3600);
-            if let Err(e) = i.pricing.refresh_spot(&*i.ec2, Some(start)).await {
+            if let Err(e) = i.shared.pricing.refresh_spot(&*i.ec2, Some(start)).await {
                 warn!(error = %error_chain(&e), "spot price refresh failed; keeping the previous prices");
             }
         }
@@ -433,7 +483,7 @@ impl AwsCloudProvider {
                     &fetched.records,
                     &offered,
                     &self.inner.settings.region,
-                    &self.inner.pricing,
+                    &*self.inner.shared.pricing,
                     &settings,
                 );
                 types.retain(|t| entry.resolved.ami_for(&t.labels).is_some());
@@ -1230,6 +1280,10 @@ impl CloudProvider for AwsCloudProvider {
             return Ok(Some(DriftReason::InstanceTypeNotFound));
         }
         Ok(None)
+    }
+
+    async fn node_class_status(&self, class: &EC2NodeClass) -> Result<EC2NodeClassStatus> {
+        self.resolve_node_class(class).await
     }
 
     fn name(&self) -> &'static str {

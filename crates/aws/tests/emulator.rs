@@ -8,14 +8,14 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use aws_sdk_ec2::types as ec2t;
 use common::Account;
 use serde_json::json;
 use stowage_api::{CapacityType, EC2NodeClass, NodeClaim, NodePool, labels};
 use stowage_aws::catalog::{self, CatalogSettings};
-use stowage_aws::provider::{AwsCloudProvider, cluster_tag};
+use stowage_aws::provider::{AwsCloudProvider, SharedCatalog, cluster_tag};
 use stowage_aws::settings::ProviderSettings;
 use stowage_aws::userdata::ClusterInfo;
 use stowage_cloud::{CloudProvider, Error as CloudError, SystemClock};
@@ -124,8 +124,17 @@ impl World {
         };
         let mut settings = ProviderSettings::new(cluster_info, "us-east-1");
         tune(&mut settings);
-        let provider =
-            AwsCloudProvider::new(&account.clients, settings, Arc::new(SystemClock)).unwrap();
+        // One catalogue for every test of the binary: each account sees the same emulated region.
+        static CATALOG: OnceLock<SharedCatalog> = OnceLock::new();
+        let shared = CATALOG
+            .get_or_init(|| SharedCatalog::new("us-east-1").unwrap())
+            .clone();
+        let provider = AwsCloudProvider::with_catalog(
+            &account.clients,
+            settings,
+            Arc::new(SystemClock),
+            shared,
+        );
         let status = provider
             .resolve_node_class(&node_class(&cluster, Some("stowage-node")))
             .await
@@ -387,7 +396,7 @@ async fn launch_templates_are_reused_and_stale_ones_deleted() {
     );
     assert_eq!(w.account.call_count("CreateLaunchTemplate"), 1);
 
-    // Still current: nothing to delete. Once the class is gone, its templates are stale.
+    // Still current: nothing to delete.
     assert!(
         w.provider
             .delete_stale_launch_templates()
@@ -395,9 +404,29 @@ async fn launch_templates_are_reused_and_stale_ones_deleted() {
             .unwrap()
             .is_empty()
     );
+
+    // The class switches to Bottlerocket: the AL2023 template is stale and deleted on resolve.
+    let mut bottlerocket = node_class(&w.cluster, Some("stowage-node"));
+    bottlerocket.spec.ami_selector_terms[0].alias = Some("bottlerocket@latest".into());
+    bottlerocket.metadata.generation = Some(2);
+    let status = w.provider.node_class_status(&bottlerocket).await.unwrap();
+    assert!(status.is_true("Ready"));
+    assert!(w.provider.launch_templates().await.unwrap().is_empty());
+    w.provider
+        .create(&claim("lt-c", &["m5.large"], &["on-demand"]))
+        .await
+        .unwrap();
+    let second = w.provider.launch_templates().await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_ne!(
+        second.keys().collect::<Vec<_>>(),
+        first.keys().collect::<Vec<_>>()
+    );
+
+    // Once the class is gone, its templates are stale.
     w.provider.remove_node_class("default");
     let deleted = w.provider.delete_stale_launch_templates().await.unwrap();
-    assert_eq!(deleted, first.keys().cloned().collect::<Vec<_>>());
+    assert_eq!(deleted, second.keys().cloned().collect::<Vec<_>>());
     assert!(w.provider.launch_templates().await.unwrap().is_empty());
 }
 
