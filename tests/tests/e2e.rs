@@ -335,3 +335,61 @@ async fn a_controller_restart_mid_launch_leaves_no_duplicate_and_no_leak() {
     );
     assert_eq!(Some(instances[0].provider_id.as_str()), claim.provider_id());
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_instance_without_a_nodeclaim_is_terminated_after_the_grace_period() {
+    use stowage_cloud::CloudProvider;
+    let h = Harness::new(8);
+    let _running = h.start();
+    h.nodepool("general", |_| {}).await;
+    // An instance launched for a claim that never made it into the cluster (a crash between the
+    // launch and the write, or a claim deleted behind our back).
+    let mut ghost = NodeClaim::new("ghost", Default::default());
+    ghost.metadata.labels = Some([(labels::NODEPOOL.to_string(), "general".to_string())].into());
+    ghost.spec.resources.requests.insert(
+        "cpu".into(),
+        k8s_openapi::apimachinery::pkg::api::resource::Quantity("500m".into()),
+    );
+    h.cloud.create(&ghost).await.unwrap();
+    assert_eq!(h.cloud.instances().len(), 1);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(h.cloud.instances().len(), 1, "kept within the grace period");
+    eventually(
+        "the orphan terminated",
+        Duration::from_secs(300),
+        || async { h.cloud.instances().is_empty().then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn nodepool_status_reports_usage_and_readiness() {
+    let h = Harness::new(8);
+    let _running = h.start();
+    h.nodepool("general", |_| {}).await;
+    h.nodepool("orphaned", |p| {
+        p.spec.template.spec.node_class_ref = stowage_api::NodeClassRef::ec2("missing")
+    })
+    .await;
+    h.pending_pod(pod("web", "500m", "256Mi")).await;
+    let pools: Api<stowage_api::NodePool> = Api::all(h.client.clone());
+    let general = eventually(
+        "general counts its node",
+        Duration::from_secs(120),
+        || async {
+            let p = pools.get("general").await.ok()?;
+            (p.status.as_ref()?.nodes == 1).then_some(p)
+        },
+    )
+    .await;
+    let status = general.status.unwrap();
+    assert!(status.is_true("Ready"), "{:?}", status.conditions);
+    assert!(status.resources.contains_key("cpu"));
+    let orphaned = eventually("orphaned not ready", Duration::from_secs(120), || async {
+        let p = pools.get("orphaned").await.ok()?;
+        p.status.as_ref()?.condition("Ready").cloned()
+    })
+    .await;
+    assert!(orphaned.is_false());
+    assert_eq!(orphaned.reason, "NodeClassNotReady");
+}

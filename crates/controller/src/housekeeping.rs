@@ -351,23 +351,29 @@ fn scaled(name: &str, v: i64) -> f64 {
     }
 }
 
-/// The housekeeping loop (leader-only): every `gc_interval`.
+/// The housekeeping loop (leader-only): a first pass as soon as the state is synced (so node
+/// classes resolve before the first launch needs them), then every `gc_interval`.
 pub async fn run(ctx: Arc<Context>) {
     let mut gc = Gc::new();
+    let mut synced = ctx.subscribe_synced();
+    while !*synced.borrow_and_update() {
+        if synced.changed().await.is_err() {
+            return;
+        }
+    }
     loop {
-        tokio::time::sleep(ctx.settings.gc_interval).await;
         update_fleet_metrics(&ctx);
-        if !ctx.is_leader() || !ctx.state().is_synced() {
-            continue;
+        if ctx.is_leader() && ctx.state().is_synced() {
+            if let Err(err) = update_nodeclass_status(&ctx).await {
+                tracing::warn!(%err, "nodeclass status");
+            }
+            if let Err(err) = update_nodepool_status(&ctx).await {
+                tracing::warn!(%err, "nodepool status");
+            }
+            if let Err(err) = gc.collect(&ctx).await {
+                tracing::warn!(%err, "garbage collection");
+            }
         }
-        if let Err(err) = update_nodeclass_status(&ctx).await {
-            tracing::warn!(%err, "nodeclass status");
-        }
-        if let Err(err) = update_nodepool_status(&ctx).await {
-            tracing::warn!(%err, "nodepool status");
-        }
-        if let Err(err) = gc.collect(&ctx).await {
-            tracing::warn!(%err, "garbage collection");
-        }
+        tokio::time::sleep(ctx.settings.gc_interval).await;
     }
 }

@@ -238,12 +238,19 @@ async fn apply_plan(
         result.created.push(name);
     }
     // Pods placed on in-flight claims wait for them.
-    let in_flight: std::collections::HashSet<String> =
-        ctx.state().in_flight_claims().iter().map(|c| c.name_any()).collect();
+    let in_flight: std::collections::HashSet<String> = ctx
+        .state()
+        .in_flight_claims()
+        .iter()
+        .map(|c| c.name_any())
+        .collect();
     let mut by_claim: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (pod, target) in &plan.existing_placements {
         if in_flight.contains(target) {
-            by_claim.entry(target.as_str()).or_default().push(pod.clone());
+            by_claim
+                .entry(target.as_str())
+                .or_default()
+                .push(pod.clone());
         }
     }
     ctx.update_state(|s| {

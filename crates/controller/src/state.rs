@@ -62,8 +62,17 @@ struct Nominations {
 impl Nominations {
     fn insert(&mut self, pod: String, claim: &str, until: Timestamp) {
         self.remove_pod(&pod);
-        self.by_claim.entry(claim.to_string()).or_default().insert(pod.clone());
-        self.by_pod.insert(pod, Nomination { claim: claim.to_string(), until });
+        self.by_claim
+            .entry(claim.to_string())
+            .or_default()
+            .insert(pod.clone());
+        self.by_pod.insert(
+            pod,
+            Nomination {
+                claim: claim.to_string(),
+                until,
+            },
+        );
     }
 
     fn remove_pod(&mut self, pod: &str) {
@@ -79,7 +88,9 @@ impl Nominations {
 
     /// Removes every nomination to `claim`; true when there was one.
     fn remove_claim(&mut self, claim: &str) -> bool {
-        let Some(pods) = self.by_claim.remove(claim) else { return false };
+        let Some(pods) = self.by_claim.remove(claim) else {
+            return false;
+        };
         for p in &pods {
             self.by_pod.remove(p);
         }
@@ -97,12 +108,19 @@ impl Nominations {
     }
 
     fn pods_of(&self, claim: &str) -> Vec<String> {
-        self.by_claim.get(claim).map(|s| s.iter().cloned().collect()).unwrap_or_default()
+        self.by_claim
+            .get(claim)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     fn retain(&mut self, mut keep: impl FnMut(&str, &Nomination) -> bool) {
-        let drop: Vec<String> =
-            self.by_pod.iter().filter(|(k, n)| !keep(k, n)).map(|(k, _)| k.clone()).collect();
+        let drop: Vec<String> = self
+            .by_pod
+            .iter()
+            .filter(|(k, n)| !keep(k, n))
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in drop {
             self.remove_pod(&k);
         }
@@ -446,7 +464,8 @@ impl ClusterState {
             self.apply_claim(c);
         }
         let claims = &self.claims;
-        self.nominations.retain(|_, n| claims.contains_key(&n.claim));
+        self.nominations
+            .retain(|_, n| claims.contains_key(&n.claim));
     }
 
     pub fn claim(&self, name: &str) -> Option<Arc<NodeClaim>> {
