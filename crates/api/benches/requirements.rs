@@ -24,7 +24,7 @@ fn pool() -> Requirements {
         ),
         Requirement::not_in("example.com/team", ["legacy"]),
     ])
-    .unwrap()
+    .expect("the benchmark requirements are valid")
 }
 
 fn node_labels() -> BTreeMap<String, String> {
@@ -49,7 +49,7 @@ fn bench(c: &mut Criterion) {
         Requirement::in_(labels::ZONE, ["us-east-1a", "us-east-1b"]),
         Requirement::in_(labels::CAPACITY_TYPE, ["on-demand"]),
     ])
-    .unwrap();
+    .expect("the benchmark requirements are valid");
     assert!(pool.matches(&labels));
     c.bench_function("requirements/matches (6 keys, 400 types)", |b| {
         b.iter(|| black_box(&pool).matches(black_box(&labels)))
