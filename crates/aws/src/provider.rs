@@ -127,6 +127,8 @@ struct Inner {
     templates: LaunchTemplates,
     fleet: Batcher<FleetKey, ClaimRef, LaunchResult>,
     describe: Batcher<(), String, DescribeResult>,
+    /// Live instances by NodeClaim name (the create-idempotency lookup), batched.
+    lookup: Batcher<(), String, DescribeResult>,
     terminate: Batcher<(), String, TerminateResult>,
 }
 
@@ -268,6 +270,13 @@ impl AwsCloudProvider {
                 terminate_batch(Arc::clone(&ec2), ids)
             })
         };
+        let lookup = {
+            let ec2 = Arc::clone(&ec2);
+            let cluster = settings.cluster.name.clone();
+            Batcher::new(settings.describe_batch, move |_: (), names: Vec<String>| {
+                lookup_batch(Arc::clone(&ec2), cluster.clone(), names)
+            })
+        };
         let templates = LaunchTemplates::new(Arc::clone(&ec2), &settings.cluster.name);
         Self {
             inner: Arc::new(Inner {
@@ -283,6 +292,7 @@ impl AwsCloudProvider {
                 templates,
                 fleet,
                 describe,
+                lookup,
                 terminate,
             }),
         }
@@ -451,6 +461,25 @@ impl AwsCloudProvider {
     /// The instance types a node class can launch: offerings limited to its zones, availability
     /// from the unavailable cache, types without a matching AMI left out.
     async fn types_for(&self, entry: &ClassEntry) -> Result<Vec<InstanceType>> {
+        let built = self.built_types(entry).await?;
+        let mut types = Vec::clone(&built);
+        for t in &mut types {
+            for o in &mut t.offerings {
+                if self
+                    .inner
+                    .unavailable
+                    .is_unavailable(&t.name, &o.zone, o.capacity_type)
+                {
+                    o.available = false;
+                }
+            }
+        }
+        Ok(types)
+    }
+
+    /// The class's instance types before availability is applied (built once per catalogue,
+    /// price and class version, shared without copying).
+    async fn built_types(&self, entry: &ClassEntry) -> Result<Arc<Vec<InstanceType>>> {
         let (catalog_at, fetched) = self.catalog().await?;
         let prices_at = self.refresh_prices().await;
         let inputs = BuildInputs {
@@ -493,19 +522,7 @@ impl AwsCloudProvider {
                 types
             }
         };
-        let mut types = Vec::clone(&built);
-        for t in &mut types {
-            for o in &mut t.offerings {
-                if self
-                    .inner
-                    .unavailable
-                    .is_unavailable(&t.name, &o.zone, o.capacity_type)
-                {
-                    o.available = false;
-                }
-            }
-        }
-        Ok(types)
+        Ok(built)
     }
 
     fn instance_tags(&self, entry: &ClassEntry, pool: Option<&str>) -> BTreeMap<String, String> {
@@ -547,31 +564,11 @@ impl AwsCloudProvider {
 
     /// The claim's live instance, found by its NodeClaim tag.
     async fn find_claim_instance(&self, name: &str) -> Result<Option<InstanceView>> {
-        let cluster = &self.inner.settings.cluster.name;
-        let filters = vec![
-            ec2t::Filter::builder()
-                .name(format!("tag:{}", labels::NODECLAIM))
-                .values(name)
-                .build(),
-            ec2t::Filter::builder()
-                .name(format!("tag:{}", cluster_tag(cluster)))
-                .values("owned")
-                .build(),
-            ec2t::Filter::builder()
-                .name("instance-state-name")
-                .set_values(Some(LIVE_STATES.iter().map(|s| s.to_string()).collect()))
-                .build(),
-        ];
-        let found = self
-            .inner
-            .ec2
-            .describe_instances(Vec::new(), filters)
+        self.inner
+            .lookup
+            .call((), name.to_string())
             .await
-            .map_err(errors::to_cloud)?;
-        let mut views: Vec<InstanceView> =
-            found.iter().filter_map(InstanceView::from_sdk).collect();
-        views.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(views.into_iter().next())
+            .map_err(|e| dropped("DescribeInstances", e))?
     }
 
     async fn describe(&self, id: &str) -> Result<Option<InstanceView>> {
@@ -593,8 +590,8 @@ impl AwsCloudProvider {
             .get(labels::EC2NODECLASS)
             .and_then(|c| self.class(c).ok());
         let it = match &class {
-            Some(entry) => match self.types_for(entry).await {
-                Ok(types) => types.into_iter().find(|t| t.name == view.instance_type),
+            Some(entry) => match self.built_types(entry).await {
+                Ok(types) => types.iter().find(|t| t.name == view.instance_type).cloned(),
                 Err(_) => None,
             },
             None => None,
@@ -916,6 +913,48 @@ async fn describe_batch(ec2: Arc<dyn Ec2Api>, ids: Vec<String>) -> Vec<DescribeR
         Err(e) => {
             let err = errors::to_cloud(e);
             ids.iter().map(|_| Err(clone_error(&err))).collect()
+        }
+    }
+}
+
+/// One DescribeInstances for the live instances of many NodeClaims (tag filter values are ORed).
+async fn lookup_batch(
+    ec2: Arc<dyn Ec2Api>,
+    cluster: String,
+    names: Vec<String>,
+) -> Vec<DescribeResult> {
+    let unique: BTreeSet<String> = names.iter().cloned().collect();
+    let filters = vec![
+        ec2t::Filter::builder()
+            .name(format!("tag:{}", labels::NODECLAIM))
+            .set_values(Some(unique.into_iter().collect()))
+            .build(),
+        ec2t::Filter::builder()
+            .name(format!("tag:{}", cluster_tag(&cluster)))
+            .values("owned")
+            .build(),
+        ec2t::Filter::builder()
+            .name("instance-state-name")
+            .set_values(Some(LIVE_STATES.iter().map(|s| s.to_string()).collect()))
+            .build(),
+    ];
+    match ec2.describe_instances(Vec::new(), filters).await {
+        Ok(found) => {
+            let mut by_claim: BTreeMap<String, InstanceView> = BTreeMap::new();
+            let mut views: Vec<InstanceView> =
+                found.iter().filter_map(InstanceView::from_sdk).collect();
+            // Lowest instance id first, so the answer is the same on every call.
+            views.sort_by(|a, b| a.id.cmp(&b.id));
+            for v in views {
+                if let Some(claim) = v.tags.get(labels::NODECLAIM).cloned() {
+                    by_claim.entry(claim).or_insert(v);
+                }
+            }
+            names.iter().map(|n| Ok(by_claim.get(n).cloned())).collect()
+        }
+        Err(e) => {
+            let err = errors::to_cloud(e);
+            names.iter().map(|_| Err(clone_error(&err))).collect()
         }
     }
 }

@@ -18,7 +18,7 @@ use stowage_aws::catalog::{self, CatalogSettings};
 use stowage_aws::provider::{AwsCloudProvider, SharedCatalog, cluster_tag};
 use stowage_aws::settings::ProviderSettings;
 use stowage_aws::userdata::ClusterInfo;
-use stowage_cloud::{CloudProvider, Error as CloudError, SystemClock};
+use stowage_cloud::{CloudProvider, DriftReason, Error as CloudError, SystemClock};
 use stowage_solver::InstanceType;
 
 const ZONES: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
@@ -412,10 +412,17 @@ async fn launch_templates_are_reused_and_stale_ones_deleted() {
     let status = w.provider.node_class_status(&bottlerocket).await.unwrap();
     assert!(status.is_true("Ready"));
     assert!(w.provider.launch_templates().await.unwrap().is_empty());
-    w.provider
+    let c = w
+        .provider
         .create(&claim("lt-c", &["m5.large"], &["on-demand"]))
         .await
         .unwrap();
+    // Nodes launched from the old image drifted; the new one did not.
+    assert_eq!(
+        w.provider.is_drifted(&a).await.unwrap(),
+        Some(DriftReason::AmiDrift)
+    );
+    assert_eq!(w.provider.is_drifted(&c).await.unwrap(), None);
     let second = w.provider.launch_templates().await.unwrap();
     assert_eq!(second.len(), 1);
     assert_ne!(
@@ -616,8 +623,11 @@ async fn a_repeated_create_never_launches_a_second_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identical_launches_are_coalesced_into_one_fleet() {
     // A wider window than the 35 ms default: the three creates run on one task of a debug build.
-    let w =
-        World::with_settings(|s| s.launch_batch.idle = std::time::Duration::from_millis(500)).await;
+    let w = World::with_settings(|s| {
+        s.launch_batch.idle = std::time::Duration::from_secs(1);
+        s.launch_batch.max_wait = std::time::Duration::from_secs(5);
+    })
+    .await;
     let p = &w.provider;
     let claims: Vec<NodeClaim> = (0..3)
         .map(|i| claim(&format!("batch-{i}"), &["m5.large"], &["on-demand"]))
