@@ -1334,6 +1334,21 @@ impl<'a> Engine<'a> {
     /// each filled with a proportional slice of every class (so a node's resources are used in
     /// the batch's own balance), topped up largest first.
     fn place_group(&mut self, group: &[usize]) {
+        // Fill the slack of claims first: up to the cheapest type that already holds what each
+        // claim has, so rounding gaps are used before anything grows.
+        let mut saved = Vec::new();
+        for n in 0..self.nodes.len() {
+            if let Some(cap) = self.shrunk_cap(n) {
+                saved.push((n, std::mem::replace(&mut self.nodes[n].cap, cap)));
+            }
+        }
+        for &c in group {
+            self.place_class_with(c, false);
+        }
+        for (n, cap) in saved {
+            self.nodes[n].cap = cap;
+        }
+        self.cursors.retain(|(c, _), _| !group.contains(c));
         for &c in group {
             self.place_class_with(c, false);
         }
@@ -1875,6 +1890,49 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// For a new claim: the allocatable of the cheapest compatible type that holds what it has.
+    fn shrunk_cap(&self, n: usize) -> Option<Vec<i64>> {
+        let node = &self.nodes[n];
+        let Kind::New {
+            ct, zmask, compat, ..
+        } = &node.kind
+        else {
+            return None;
+        };
+        let mut best: Option<(f64, usize)> = None;
+        for t in compat.iter() {
+            let pt = &self.ptypes[t];
+            if pt.zm[ct_index(*ct)] & zmask == 0
+                || node.used.iter().zip(&pt.alloc).any(|(u, a)| u > a)
+            {
+                continue;
+            }
+            let price = pt
+                .offs
+                .iter()
+                .filter(|o| o.ct == *ct && zmask & (1 << o.zone) != 0)
+                .map(|o| o.price)
+                .fold(f64::INFINITY, f64::min);
+            if best.is_none_or(|(bp, _)| price < bp) {
+                best = Some((price, t));
+            }
+        }
+        best.map(|(_, t)| self.ptypes[t].alloc.clone())
+    }
+
+    /// Pods of class `c` an empty node of type `t` holds by resources alone.
+    fn raw_fit(&self, c: usize, t: usize) -> usize {
+        let cls = &self.classes[c];
+        let pt = &self.ptypes[t];
+        cls.req
+            .iter()
+            .zip(&pt.alloc)
+            .filter(|(want, _)| **want > 0)
+            .map(|(want, a)| (a / want).max(0) as usize)
+            .min()
+            .unwrap_or(0)
+    }
+
     /// Pods of class `c` an empty node of type `t` takes.
     fn empty_fit(&self, c: usize, t: usize) -> usize {
         let cls = &self.classes[c];
@@ -1968,6 +2026,11 @@ impl<'a> Engine<'a> {
                 best = Some((t, nfit, price, zm, None));
             }
             if best.is_none() {
+                // Roomy mode (no limit, no cap, no reservation): among the types within 5 % of
+                // the best price per pod, take the largest, so later pods fill the claim; the
+                // final instance type options shrink it to what it holds.
+                let roomy = cacheable;
+                let mut cands: Vec<(usize, usize, f64, u64)> = Vec::new();
                 for t in bits.iter() {
                     let pt = &self.ptypes[t];
                     let mut zm = pt.zm[ct_index(ct)] & zall;
@@ -2026,6 +2089,10 @@ impl<'a> Engine<'a> {
                     if nfit == 0 {
                         continue;
                     }
+                    if roomy {
+                        cands.push((t, self.raw_fit(c, t), price, zm));
+                        continue;
+                    }
                     let better = match &best {
                         None => true,
                         Some((bt, bn, bp, _, _)) => {
@@ -2045,9 +2112,39 @@ impl<'a> Engine<'a> {
                         best = Some((t, nfit, price, zm, reservation));
                     }
                 }
+                if roomy {
+                    let min_ratio = cands
+                        .iter()
+                        .map(|(_, raw, price, _)| price / *raw as f64)
+                        .fold(f64::INFINITY, f64::min);
+                    for &(t, raw, price, zm) in &cands {
+                        if price / raw as f64 > min_ratio * 1.05 {
+                            continue;
+                        }
+                        let better = match &best {
+                            None => true,
+                            Some((bt, braw, bp, _, _)) => {
+                                if raw != *braw {
+                                    raw > *braw
+                                } else if (price - bp).abs() > 1e-12 {
+                                    price < *bp
+                                } else {
+                                    self.ptypes[t].it.name < self.ptypes[*bt].it.name
+                                }
+                            }
+                        };
+                        if better {
+                            best = Some((t, raw, price, zm, None));
+                        }
+                    }
+                    if let Some((t, ..)) = best {
+                        self.open_cache.insert(cache_key.clone(), (t, 0));
+                    }
+                }
                 // Cache only unclamped choices: while at least `nfit` pods remain, no other
                 // type's score changes, so the choice stays the best.
-                if cacheable
+                if !roomy
+                    && cacheable
                     && let Some((t, nfit, ..)) = best
                     && nfit < remaining
                 {
