@@ -371,6 +371,40 @@ async fn discovery_resolves_tagged_subnets_groups_and_alias_images() {
         Err(CloudError::NodeClassNotReady { .. }) => {}
         other => panic!("expected NodeClassNotReady, got {other:?}"),
     }
+
+    // Images by name and owner: only arm64 images match, so only arm64 types are offered.
+    let mut by_name = node_class(&w.cluster, Some("stowage-node"));
+    by_name.spec.ami_selector_terms = vec![stowage_api::AmiSelectorTerm {
+        name: Some("al2023-ami-2023*-kernel-6.1-arm64".into()),
+        owner: Some("amazon".into()),
+        ..Default::default()
+    }];
+    let status = w.provider.resolve_node_class(&by_name).await.unwrap();
+    assert!(status.is_true("Ready"), "{:?}", status.conditions);
+    assert!(!status.amis.is_empty());
+    for ami in &status.amis {
+        assert!(ami.name.as_deref().unwrap().ends_with("arm64"), "{ami:?}");
+        assert!(
+            ami.requirements
+                .iter()
+                .any(|r| r.key == labels::ARCH && r.values == ["arm64"])
+        );
+    }
+    let types = w.types().await;
+    assert!(types.iter().any(|t| t.name == "m6g.large"));
+    assert!(
+        types
+            .iter()
+            .all(|t| t.labels.get(labels::ARCH).map(String::as_str) == Some("arm64"))
+    );
+    let got = w
+        .provider
+        .create(&claim("arm", &["m6g.large", "m5.large"], &["on-demand"]))
+        .await
+        .unwrap();
+    assert_eq!(label(&got, labels::INSTANCE_TYPE), "m6g.large");
+    let image = got.status.as_ref().unwrap().image_id.as_deref().unwrap();
+    assert!(status.amis.iter().any(|a| a.id == image));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
