@@ -18,7 +18,8 @@ use crate::nodeclaim::NodeClaim;
 use crate::nodepool::{BUDGET_NODES_PATTERN, BUDGET_SCHEDULE_PATTERN, NodePool};
 use crate::validation::{
     ALLOWED_LABEL_DOMAINS, MAX_BLOCK_DEVICE_MAPPINGS, MAX_BUDGETS, MAX_LABELS, MAX_REQUIREMENTS,
-    MAX_SELECTOR_TERMS, RESTRICTED_LABEL_DOMAINS, RESTRICTED_LABELS, RESTRICTED_TAG_KEYS,
+    MAX_SELECTOR_TERMS, NODECLAIM_REQUIREMENT_LABELS, RESTRICTED_LABEL_DOMAINS, RESTRICTED_LABELS,
+    RESTRICTED_TAG_KEYS,
 };
 
 /// The error for a CRD that could not be generated (a rule names a field that does not exist).
@@ -234,7 +235,8 @@ fn tidy(node: &mut Value) {
 /// CEL that is true when `k` (a CEL expression of a label key) is a key users may set or
 /// require: not restricted outright, and outside the restricted domains unless well known or in
 /// an allowed subdomain.
-fn label_key_allowed(k: &str) -> String {
+/// `also_allowed` exempts labels from [`RESTRICTED_LABELS`].
+fn label_key_allowed(k: &str, also_allowed: &[&str]) -> String {
     let list = |items: &[&str]| {
         items
             .iter()
@@ -248,14 +250,19 @@ fn label_key_allowed(k: &str) -> String {
             .collect::<Vec<_>>()
             .join("|")
     };
+    let restricted: Vec<&str> = RESTRICTED_LABELS
+        .iter()
+        .copied()
+        .filter(|l| !also_allowed.contains(l))
+        .collect();
     let well_known: Vec<&str> = labels::WELL_KNOWN
         .iter()
         .copied()
-        .filter(|l| !RESTRICTED_LABELS.contains(l))
+        .filter(|l| !restricted.contains(l))
         .collect();
     format!(
         "!({k} in [{restricted}]) && ({k} in [{well_known}] || !{k}.matches('^([^/]+\\\\.)?({rd})/') || {k}.matches('^([^/]+\\\\.)?({ad})/'))",
-        restricted = list(RESTRICTED_LABELS),
+        restricted = list(&restricted),
         well_known = list(&well_known),
         rd = domains(RESTRICTED_LABEL_DOMAINS),
         ad = domains(ALLOWED_LABEL_DOMAINS),
@@ -268,14 +275,14 @@ const QUALIFIED_KEYS_RULE: &str = "self.all(k, k.size() <= 316 && k.matches('^([
 const LABEL_KEY_MESSAGE: &str = "label is restricted: stowage.dev/nodepool and kubernetes.io/hostname are set by Stowage, and the stowage.dev, kubernetes.io and k8s.io domains allow only their well-known labels (and node.kubernetes.io, node-restriction.kubernetes.io, kops.k8s.io)";
 
 /// Rules on a requirement list at `path` (NodePool template and NodeClaim share them).
-fn requirements_rules(p: &mut Patcher, path: &str) -> Result<()> {
+fn requirements_rules(p: &mut Patcher, path: &str, also_allowed: &[&str]) -> Result<()> {
     let item = format!("{path}.[]");
     p.set(path, json!({"maxItems": MAX_REQUIREMENTS}))?
         .set(&format!("{item}.key"), json!({"maxLength": 316, "pattern": QUALIFIED_NAME_PATTERN}))?
         .set(&format!("{item}.values"), json!({"maxItems": 500}))?
         .set(&format!("{item}.values.[]"), json!({"maxLength": 63}))?
         .set(&format!("{item}.minValues"), json!({"minimum": 1, "maximum": 50}))?
-        .rule(&item, &label_key_allowed("self.key"), LABEL_KEY_MESSAGE)?
+        .rule(&item, &label_key_allowed("self.key", also_allowed), LABEL_KEY_MESSAGE)?
         .rule(
             &item,
             "(self.operator == 'In' || self.operator == 'NotIn') ? has(self.values) && self.values.size() != 0 : true",
@@ -359,10 +366,10 @@ fn nodepool() -> Result<CustomResourceDefinition> {
     )?
     .rule(
         "spec.template.metadata.labels",
-        &format!("self.all(k, {})", label_key_allowed("k")),
+        &format!("self.all(k, {})", label_key_allowed("k", &[])),
         LABEL_KEY_MESSAGE,
     )?;
-    requirements_rules(&mut p, &format!("{spec}.requirements"))?;
+    requirements_rules(&mut p, &format!("{spec}.requirements"), &[])?;
     taints_rules(&mut p, &format!("{spec}.taints"))?;
     taints_rules(&mut p, &format!("{spec}.startupTaints"))?;
     node_class_ref_rules(&mut p, &format!("{spec}.nodeClassRef"))?;
@@ -401,7 +408,7 @@ fn nodepool() -> Result<CustomResourceDefinition> {
 
 fn nodeclaim() -> Result<CustomResourceDefinition> {
     let mut p = Patcher::new("NodeClaim", NodeClaim::crd())?;
-    requirements_rules(&mut p, "spec.requirements")?;
+    requirements_rules(&mut p, "spec.requirements", NODECLAIM_REQUIREMENT_LABELS)?;
     p.set("spec.resources.requests", json!({"maxProperties": 64}))?
         .rule(
             "spec.resources.requests",

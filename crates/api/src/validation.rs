@@ -160,6 +160,14 @@ fn in_domain(domain: &str, of: &str) -> bool {
 
 /// Why a user may not set or require the label `key`, if they may not.
 pub fn restricted_label_error(key: &str) -> Option<String> {
+    restricted_label_error_except(key, &[])
+}
+
+/// [`restricted_label_error`], with `allowed` labels exempt.
+fn restricted_label_error_except(key: &str, allowed: &[&str]) -> Option<String> {
+    if allowed.contains(&key) {
+        return None;
+    }
     if RESTRICTED_LABELS.contains(&key) {
         return Some(format!(
             "label {key:?} is restricted: Stowage sets it itself"
@@ -287,7 +295,16 @@ pub fn budget_nodes_error(nodes: &str) -> Option<String> {
 
 // --- Shared pieces -----------------------------------------------------------------------------------
 
-fn validate_requirements(errs: &mut Errors, path: &str, requirements: &[Requirement]) {
+/// Labels a NodeClaim's requirements may name although a NodePool's may not: the provisioner
+/// pins every claim to its pool.
+pub const NODECLAIM_REQUIREMENT_LABELS: &[&str] = &[labels::NODEPOOL];
+
+fn validate_requirements(
+    errs: &mut Errors,
+    path: &str,
+    requirements: &[Requirement],
+    allowed: &[&str],
+) {
     if requirements.len() > MAX_REQUIREMENTS {
         errs.push(
             path,
@@ -301,7 +318,7 @@ fn validate_requirements(errs: &mut Errors, path: &str, requirements: &[Requirem
         let p = format!("{path}[{i}]");
         if let Some(e) = qualified_name_error(&r.key) {
             errs.push(format!("{p}.key"), e);
-        } else if let Some(e) = restricted_label_error(&r.key) {
+        } else if let Some(e) = restricted_label_error_except(&r.key, allowed) {
             errs.push(format!("{p}.key"), e);
         }
         match r.operator {
@@ -468,6 +485,7 @@ impl NodePoolSpec {
             &mut errs,
             "spec.template.spec.requirements",
             &s.requirements,
+            &[],
         );
         validate_taints(&mut errs, "spec.template.spec.taints", &s.taints);
         validate_taints(
@@ -553,7 +571,12 @@ impl NodeClaimSpec {
     /// Checks the spec; every error names its field under `spec.`.
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut errs = Errors::default();
-        validate_requirements(&mut errs, "spec.requirements", &self.requirements);
+        validate_requirements(
+            &mut errs,
+            "spec.requirements",
+            &self.requirements,
+            NODECLAIM_REQUIREMENT_LABELS,
+        );
         validate_resource_list(
             &mut errs,
             "spec.resources.requests",

@@ -357,6 +357,13 @@ fn bad_manifests() -> Vec<(&'static str, String, &'static str)> {
             "spec.requirements[0].values",
         ),
         (
+            "claim requirement on hostname",
+            claim(&format!(
+                "{ref_ok}\nrequirements: [{{key: kubernetes.io/hostname, operator: In, values: [h]}}]"
+            )),
+            "spec.requirements[0].key",
+        ),
+        (
             "claim bad request quantity",
             claim(&format!("{ref_ok}\nresources: {{requests: {{cpu: 1x}}}}")),
             "spec.resources.requests[cpu]",
@@ -647,7 +654,7 @@ fn good_manifests_pass() {
         ),
         class_with("", "blockDeviceMappings: [{deviceName: /dev/xvda, rootVolume: true, ebs: {volumeSize: 100Gi, volumeType: gp3, encrypted: true}}]\nmetadataOptions: {httpTokens: required, httpPutResponseHopLimit: 2}\nkubelet: {maxPods: 110, systemReserved: {cpu: 100m, memory: 100Mi}, evictionHard: {memory.available: 5%, nodefs.available: 1Gi}, clusterDNS: [10.100.0.10]}\ntags: {team: web}\ncapacityReservationSelectorTerms: [{id: cr-0123abcd}, {tags: {a: b}, ownerID: '123456789012'}]"),
         class_with("alias: al2023@latest", "alias: bottlerocket@v1.30.0"),
-        claim("nodeClassRef: {group: aws.stowage.dev, kind: EC2NodeClass, name: default}\nrequirements: [{key: node.kubernetes.io/instance-type, operator: In, values: [m5.large]}]\nresources: {requests: {cpu: 1500m, memory: 2Gi, pods: '3'}}"),
+        claim("nodeClassRef: {group: aws.stowage.dev, kind: EC2NodeClass, name: default}\nrequirements: [{key: node.kubernetes.io/instance-type, operator: In, values: [m5.large]}, {key: stowage.dev/nodepool, operator: In, values: [default]}]\nresources: {requests: {cpu: 1500m, memory: 2Gi, pods: '3'}}"),
     ];
     for yaml in good {
         if let Err(errors) = validate(&yaml) {
