@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod discovery;
 pub mod errors;
 pub mod instance;
+pub mod interruption;
 pub mod launch_template;
 pub mod matching;
 pub mod pricing;

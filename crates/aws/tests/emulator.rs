@@ -15,6 +15,7 @@ use common::Account;
 use serde_json::json;
 use stowage_api::{CapacityType, EC2NodeClass, NodeClaim, NodePool, labels};
 use stowage_aws::catalog::{self, CatalogSettings};
+use stowage_aws::interruption::{InterruptionKind, InterruptionQueue};
 use stowage_aws::provider::{AwsCloudProvider, SharedCatalog, cluster_tag};
 use stowage_aws::settings::ProviderSettings;
 use stowage_aws::userdata::ClusterInfo;
@@ -730,4 +731,62 @@ async fn delete_of_a_terminated_instance_is_not_found() {
         Err(CloudError::NotFound(_))
     ));
     assert!(w.provider.list().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interruption_messages_are_received_parsed_and_acknowledged() {
+    let w = World::new().await;
+    let c = w
+        .provider
+        .create(&claim("interrupted", &["m5.large"], &["spot"]))
+        .await
+        .unwrap();
+    let instance = stowage_aws::instance::instance_id(c.provider_id().unwrap())
+        .unwrap()
+        .to_string();
+    let url = w
+        .account
+        .sqs("CreateQueue", json!({"QueueName": "interruptions"}))["QueueUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let warning = json!({
+        "version": "0", "id": "evt-1", "detail-type": "EC2 Spot Instance Interruption Warning",
+        "source": "aws.ec2", "time": "2026-11-28T10:00:00Z", "region": "us-east-1",
+        "resources": [format!("arn:aws:ec2:us-east-1:{}:instance/{instance}", w.account.id)],
+        "detail": {"instance-id": instance, "instance-action": "terminate"}
+    });
+    w.account.sqs(
+        "SendMessage",
+        json!({"QueueUrl": url, "MessageBody": warning.to_string()}),
+    );
+    w.account.sqs(
+        "SendMessage",
+        json!({"QueueUrl": url, "MessageBody": "{not json"}),
+    );
+
+    let queue = InterruptionQueue::new(Arc::clone(&w.account.clients.sqs), "interruptions")
+        .await
+        .unwrap();
+    assert_eq!(queue.url(), url);
+    let received = queue.receive(1).await.unwrap();
+    assert_eq!(received.len(), 2);
+    let events: Vec<_> = received
+        .iter()
+        .filter_map(|r| r.event.as_ref().ok().cloned().flatten())
+        .collect();
+    assert_eq!(
+        events.len(),
+        1,
+        "the malformed message is an error, not an event"
+    );
+    assert_eq!(events[0].kind, InterruptionKind::SpotInterruption);
+    assert_eq!(events[0].instance_ids, [instance]);
+    for r in &received {
+        queue.acknowledge(&r.receipt_handle).await.unwrap();
+    }
+    assert!(
+        queue.receive(0).await.unwrap().is_empty(),
+        "acknowledged messages are gone"
+    );
 }

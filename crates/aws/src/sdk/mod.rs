@@ -200,6 +200,8 @@ pub trait SqsApi: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<aws_sdk_sqs::types::Message>>;
     /// DeleteMessage by receipt handle.
     async fn delete_message(&self, queue_url: String, receipt_handle: String) -> Result<()>;
+    /// GetQueueUrl of a queue name.
+    async fn get_queue_url(&self, queue_name: String) -> Result<String>;
 }
 
 /// The SSM calls image discovery makes.

@@ -40,4 +40,18 @@ impl SqsApi for SdkSqs {
             .map_err(|e| Error::from_sdk("DeleteMessage", e))?;
         Ok(())
     }
+
+    async fn get_queue_url(&self, queue_name: String) -> Result<String> {
+        let out = self
+            .0
+            .get_queue_url()
+            .queue_name(queue_name.clone())
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("GetQueueUrl", e))?;
+        out.queue_url.ok_or_else(|| Error::Transport {
+            operation: "GetQueueUrl",
+            message: format!("no url returned for queue {queue_name}"),
+        })
+    }
 }

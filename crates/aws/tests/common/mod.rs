@@ -175,6 +175,32 @@ impl Account {
         assert_eq!(status, 200, "POST {path}: {text}");
     }
 
+    /// A raw SQS JSON-protocol call (`CreateQueue`, `SendMessage`) for this account, for setting up
+    /// what the provider only reads.
+    pub fn sqs(&self, action: &str, body: serde_json::Value) -> serde_json::Value {
+        let addr = server().endpoint.trim_start_matches("http://").to_string();
+        let body = body.to_string();
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: {addr}\r\nx-moto-account-id: {}\r\nX-Amz-Target: AmazonSQS.{action}\r\nContent-Type: application/x-amz-json-1.0\r\nAuthorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.id,
+            body.len()
+        );
+        let mut stream = TcpStream::connect(&addr).expect("connect to fakeaws");
+        stream
+            .write_all(request.as_bytes())
+            .expect("send SQS request");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .expect("read SQS response");
+        let (head, payload) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        assert!(
+            head.starts_with("HTTP/1.1 200"),
+            "SQS {action} failed: {response}"
+        );
+        serde_json::from_str(payload).expect("SQS JSON response")
+    }
+
     /// How many times this account called each AWS action.
     pub fn calls(&self) -> BTreeMap<String, u64> {
         let (status, text) = server().control("GET", "/_fake/state", &self.id, None);
