@@ -1890,6 +1890,15 @@ impl<'a> Engine<'a> {
         }
     }
 
+    /// Whether the class can put only a few pods on one node (hostname spread or anti-affinity,
+    /// host ports).
+    fn capped(&self, c: usize) -> bool {
+        let cls = &self.classes[c];
+        !cls.pod.host_ports.is_empty()
+            || cls.host_anti.iter().any(|(_, s)| *s)
+            || cls.host_spread.iter().any(|(_, _, s)| *s)
+    }
+
     /// For a new claim: the allocatable of the cheapest compatible type that holds what it has.
     fn shrunk_cap(&self, n: usize) -> Option<Vec<i64>> {
         let node = &self.nodes[n];
@@ -2029,7 +2038,7 @@ impl<'a> Engine<'a> {
                 // Roomy mode (no limit, no cap, no reservation): among the types within 5 % of
                 // the best price per pod, take the largest, so later pods fill the claim; the
                 // final instance type options shrink it to what it holds.
-                let roomy = cacheable;
+                let roomy = cacheable && !self.capped(c);
                 let mut cands: Vec<(usize, usize, f64, u64)> = Vec::new();
                 for t in bits.iter() {
                     let pt = &self.ptypes[t];
