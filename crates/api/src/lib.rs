@@ -6,6 +6,7 @@
 
 pub mod conditions;
 pub mod crds;
+pub mod cron;
 pub mod duration;
 pub mod ec2nodeclass;
 pub mod labels;

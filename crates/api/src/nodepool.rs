@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::conditions::{Condition, impl_condition_helpers};
+use crate::cron::{CronError, CronSchedule};
 use crate::duration::{Duration, NillableDuration};
 use crate::labels;
 use crate::nodeclaim::{DEFAULT_EXPIRE_AFTER, NodeClassRef, default_expire_after};
@@ -178,6 +179,55 @@ impl Budget {
             }
             self.nodes.parse().map_err(|_| err())
         }
+    }
+}
+
+/// Why a budget cannot be evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BudgetError {
+    #[error(transparent)]
+    ParseNodes(#[from] ParseBudgetNodesError),
+    #[error(transparent)]
+    ParseSchedule(#[from] CronError),
+    #[error("a budget with schedule {0:?} needs a duration")]
+    MissingDuration(String),
+}
+
+impl Budget {
+    /// Whether the budget is in force at `now`: always without a schedule, else when the
+    /// schedule (UTC) fired within the last `duration`.
+    pub fn is_active(&self, now: jiff::Timestamp) -> Result<bool, BudgetError> {
+        let Some(schedule) = &self.schedule else {
+            return Ok(true);
+        };
+        let duration = self
+            .duration
+            .ok_or_else(|| BudgetError::MissingDuration(schedule.clone()))?;
+        Ok(CronSchedule::parse(schedule)?.fired_within(now, duration.as_std()))
+    }
+}
+
+impl Disruption {
+    /// How many of the pool's `total` nodes may be disrupted at once for `reason` at `now`: the
+    /// smallest allowance among active budgets that apply to the reason (`total` when none
+    /// does). A budget that cannot be evaluated allows nothing (fail closed).
+    pub fn allowed_disruptions(
+        &self,
+        reason: DisruptionReason,
+        total: u32,
+        now: jiff::Timestamp,
+    ) -> u32 {
+        self.budgets
+            .iter()
+            .filter(|b| b.applies_to(reason))
+            .map(|b| match b.is_active(now) {
+                Ok(true) => b.allowed_disruptions(total).unwrap_or(0),
+                Ok(false) => total,
+                Err(_) => 0,
+            })
+            .min()
+            .unwrap_or(total)
+            .min(total)
     }
 }
 
@@ -506,6 +556,72 @@ spec:
         let ab = pool_with(|s| s.template.spec.taints = vec![taint("a"), taint("b")]);
         let ba = pool_with(|s| s.template.spec.taints = vec![taint("b"), taint("a")]);
         assert_eq!(ab.template_hash(), ba.template_hash());
+    }
+
+    #[test]
+    fn scheduled_budgets_apply_only_while_active() {
+        let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let disruption = Disruption {
+            budgets: vec![
+                Budget::nodes("10%"),
+                // No drift replacements during business hours on weekdays.
+                Budget {
+                    nodes: "0".into(),
+                    schedule: Some("0 9 * * mon-fri".into()),
+                    duration: Some(Duration::from_hours(8)),
+                    reasons: vec![DisruptionReason::Drifted],
+                },
+            ],
+            ..Disruption::default()
+        };
+        let friday_noon = at("2026-11-27T12:00:00Z");
+        let friday_night = at("2026-11-27T20:00:00Z");
+        let saturday_noon = at("2026-11-28T12:00:00Z");
+        assert_eq!(
+            disruption.allowed_disruptions(DisruptionReason::Drifted, 30, friday_noon),
+            0
+        );
+        assert_eq!(
+            disruption.allowed_disruptions(DisruptionReason::Drifted, 30, friday_night),
+            3
+        );
+        assert_eq!(
+            disruption.allowed_disruptions(DisruptionReason::Drifted, 30, saturday_noon),
+            3
+        );
+        assert_eq!(
+            disruption.allowed_disruptions(DisruptionReason::Empty, 30, friday_noon),
+            3
+        );
+        // No budgets: nothing limits; a broken budget allows nothing.
+        let none = Disruption {
+            budgets: vec![],
+            ..Disruption::default()
+        };
+        assert_eq!(
+            none.allowed_disruptions(DisruptionReason::Empty, 7, friday_noon),
+            7
+        );
+        let broken = Disruption {
+            budgets: vec![Budget {
+                schedule: Some("@never".into()),
+                duration: Some(Duration::from_hours(1)),
+                ..Budget::default()
+            }],
+            ..Disruption::default()
+        };
+        assert_eq!(
+            broken.allowed_disruptions(DisruptionReason::Empty, 7, friday_noon),
+            0
+        );
+        assert!(matches!(
+            Budget {
+                schedule: Some("@daily".into()),
+                ..Budget::default()
+            }
+            .is_active(friday_noon),
+            Err(BudgetError::MissingDuration(_))
+        ));
     }
 
     #[test]

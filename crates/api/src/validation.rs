@@ -12,6 +12,7 @@ use std::fmt;
 use k8s_openapi::api::core::v1::Taint;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
+use crate::cron::CronSchedule;
 use crate::ec2nodeclass::{AMI_ALIAS_FAMILIES, AmiFamily, EC2NodeClass, EC2NodeClassSpec};
 use crate::labels;
 use crate::nodeclaim::{NodeClaim, NodeClaimSpec, NodeClassRef};
@@ -200,89 +201,9 @@ fn resource_name_error(name: &str) -> Option<String> {
     qualified_name_error(name).map(|e| format!("invalid resource name: {e}"))
 }
 
-const CRON_MACROS: &[&str] = &[
-    "@yearly",
-    "@annually",
-    "@monthly",
-    "@weekly",
-    "@daily",
-    "@midnight",
-    "@hourly",
-];
-const MONTHS: &[&str] = &[
-    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
-];
-const WEEKDAYS: &[&str] = &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
-
-fn cron_value(text: &str, min: u32, max: u32, names: &[&str]) -> Option<u32> {
-    if let Ok(v) = text.parse::<u32>() {
-        return (min..=max).contains(&v).then_some(v);
-    }
-    let upper = text.to_ascii_uppercase();
-    names
-        .iter()
-        .position(|n| *n == upper)
-        .map(|i| i as u32 + min)
-}
-
-fn cron_field_ok(field: &str, min: u32, max: u32, names: &[&str], question: bool) -> bool {
-    field.split(',').all(|item| {
-        let (range, step) = match item.split_once('/') {
-            Some((r, s)) => (r, Some(s)),
-            None => (item, None),
-        };
-        if let Some(s) = step
-            && !s.parse::<u32>().is_ok_and(|s| s >= 1)
-        {
-            return false;
-        }
-        if range == "*" || (question && range == "?") {
-            return true;
-        }
-        match range.split_once('-') {
-            Some((a, b)) => match (
-                cron_value(a, min, max, names),
-                cron_value(b, min, max, names),
-            ) {
-                (Some(a), Some(b)) => a <= b,
-                _ => false,
-            },
-            None => cron_value(range, min, max, names).is_some(),
-        }
-    })
-}
-
 /// Why `schedule` is not a cron schedule (5 fields, or `@hourly`, `@daily`, ...), if it is not.
 pub fn cron_error(schedule: &str) -> Option<String> {
-    if schedule.starts_with('@') {
-        return (!CRON_MACROS.contains(&schedule)).then(|| {
-            format!(
-                "unknown schedule macro {schedule:?} (expected one of {})",
-                CRON_MACROS.join(", ")
-            )
-        });
-    }
-    let fields: Vec<&str> = schedule.split_whitespace().collect();
-    if fields.len() != 5 {
-        return Some(format!(
-            "schedule {schedule:?} must have 5 fields (minute hour day-of-month month day-of-week) or be a macro like @daily"
-        ));
-    }
-    let specs: [(&str, u32, u32, &[&str], bool); 5] = [
-        ("minute", 0, 59, &[], false),
-        ("hour", 0, 23, &[], false),
-        ("day-of-month", 1, 31, &[], true),
-        ("month", 1, 12, MONTHS, false),
-        ("day-of-week", 0, 7, WEEKDAYS, true),
-    ];
-    for (field, (name, min, max, names, q)) in fields.iter().zip(specs) {
-        if !cron_field_ok(field, min, max, names, q) {
-            return Some(format!(
-                "schedule {schedule:?}: invalid {name} field {field:?}"
-            ));
-        }
-    }
-    None
+    CronSchedule::parse(schedule).err().map(|e| e.to_string())
 }
 
 /// Why budget `nodes` is not `N%` (0..100) or a count, if it is not.
