@@ -891,6 +891,17 @@ async fn launch_batch(
             })),
         }
     }
+    // More instances than claims would be leaked capacity nobody owns: give it back.
+    let extra: Vec<String> = instances.map(|l| l.id).collect();
+    if !extra.is_empty() {
+        warn!(
+            ?extra,
+            "fleet returned more instances than claims; terminating the extra ones"
+        );
+        if let Err(e) = ec2.terminate_instances(extra).await {
+            warn!(error = %e, "failed to terminate extra fleet instances");
+        }
+    }
     out
 }
 
