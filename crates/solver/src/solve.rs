@@ -1387,6 +1387,7 @@ impl<'a> Engine<'a> {
                 }
             }
             if placed == 0 {
+                self.discard(n);
                 return;
             }
         }
@@ -1507,6 +1508,26 @@ impl<'a> Engine<'a> {
         None
     }
 
+    /// Whether a new node could take a pod of the class at all (hostname pod affinity needs a
+    /// node that already runs a matching pod, unless none exists anywhere and the pod matches).
+    fn can_open(&mut self, c: usize) -> bool {
+        let cls = &self.classes[c];
+        if cls
+            .host_aff
+            .iter()
+            .all(|&(gid, self_match)| self.gtotal[gid] == 0 && self_match)
+        {
+            return true;
+        }
+        if cls.topo_reason.is_none() {
+            self.classes[c].topo_reason = Some(format!(
+                "pod affinity on {}: no node with room runs a matching pod",
+                labels::HOSTNAME
+            ));
+        }
+        false
+    }
+
     fn place_class(&mut self, c: usize) {
         self.place_class_with(c, true);
     }
@@ -1528,12 +1549,15 @@ impl<'a> Engine<'a> {
                     break;
                 }
                 if allow_open
+                    && self.can_open(c)
                     && let Some(n) = self.open(c, combo)
-                    && let Some((k, zm)) = self.fit(c, n, combo)
                 {
-                    self.place(c, n, k, zm);
-                    done = true;
-                    break;
+                    if let Some((k, zm)) = self.fit(c, n, combo) {
+                        self.place(c, n, k, zm);
+                        done = true;
+                        break;
+                    }
+                    self.discard(n);
                 }
             }
             if !done {
@@ -1570,6 +1594,10 @@ impl<'a> Engine<'a> {
         let mut per_key: Vec<Vec<u32>> = Vec::new();
         for key in keys {
             let doms = self.class_domains(c, key);
+            if doms.is_empty() {
+                // Nowhere to go at all: the pool reasons say why.
+                return Ok(Vec::new());
+            }
             let cls = &self.classes[c];
             let mut allowed: Vec<(u32, u32)> = doms.iter().map(|v| (0, *v)).collect();
             for con in cls.dom.iter().filter(|d| d.key == key) {
@@ -2244,6 +2272,31 @@ impl<'a> Engine<'a> {
             kv,
         });
         self.nodes.len() - 1
+    }
+
+    /// Undoes the opening of the last node when nothing could go there after all.
+    fn discard(&mut self, n: usize) {
+        if n + 1 != self.nodes.len() || !self.nodes[n].pods.is_empty() {
+            return;
+        }
+        let Some(node) = self.nodes.pop() else { return };
+        if let Kind::New {
+            pool, target, ct, ..
+        } = node.kind
+        {
+            let cap = &self.ptypes[target].capacity;
+            let p = &mut self.pools[pool];
+            if let Some(left) = &mut p.nodes_left {
+                *left += 1;
+            }
+            for (r, rem) in &mut p.limits {
+                *rem += cap[*r];
+            }
+            p.total -= cap[CPU];
+            if ct == CapacityType::OnDemand {
+                p.od -= cap[CPU];
+            }
+        }
     }
 
     fn finish(self) -> Plan {

@@ -528,3 +528,43 @@ fn same_input_same_plan() {
         48
     );
 }
+
+#[test]
+fn reasons_name_the_real_obstacle() {
+    let types = karpenter_shape(10);
+    // A spread pod that no pool tolerates: the taint is the reason, not the spread.
+    let tainted =
+        NodePool::new("gpu").taint(Taint::new("dedicated", "gpu", TaintEffect::NoSchedule));
+    let p = vec![
+        Pod::new("default", "s")
+            .cpu_millis(100)
+            .label("app", "s")
+            .spread(labels::ZONE, 1, WhenUnsatisfiable::DoNotSchedule),
+    ];
+    let plan = solve(
+        &input(p, vec![tainted], types.clone()),
+        &SolveOptions::default(),
+    );
+    assert_eq!(
+        plan.unschedulable["default/s"],
+        "no NodePool tolerates taint dedicated=gpu:NoSchedule"
+    );
+    // Hostname affinity to pods that run nowhere.
+    let mut p = Pod::new("default", "follower").cpu_millis(100);
+    p.pod_affinity.push(stowage_solver::PodAffinityTerm {
+        label_selector: Some(stowage_solver::LabelSelector::labels([("app", "leader")])),
+        topology_key: labels::HOSTNAME.into(),
+        namespaces: None,
+    });
+    let plan = solve(
+        &input(vec![p], vec![NodePool::new("default")], types),
+        &SolveOptions::default(),
+    );
+    assert!(plan.new_claims.is_empty());
+    assert!(
+        plan.unschedulable["default/follower"]
+            .starts_with("pod affinity on kubernetes.io/hostname"),
+        "{:?}",
+        plan.unschedulable
+    );
+}
