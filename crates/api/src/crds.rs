@@ -351,6 +351,11 @@ fn node_class_ref_rules(p: &mut Patcher, path: &str) -> Result<()> {
 fn nodepool() -> Result<CustomResourceDefinition> {
     let mut p = Patcher::new("NodePool", NodePool::crd())?;
     let spec = "spec.template.spec";
+    p.rule(
+        "",
+        "self.metadata.name.size() <= 63",
+        "a NodePool name is a label value and may have at most 63 characters",
+    )?;
     p.set(
         "spec.template.metadata.labels",
         json!({"maxProperties": MAX_LABELS}),

@@ -480,9 +480,32 @@ impl NodePoolSpec {
 }
 
 impl NodePool {
-    /// Checks the spec (see [`NodePoolSpec::validate`]).
+    /// Checks the name (it becomes the `stowage.dev/nodepool` label value, so at most 63
+    /// characters) and the spec (see [`NodePoolSpec::validate`]).
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
-        self.spec.validate()
+        let mut errors = match self.spec.validate() {
+            Ok(()) => Vec::new(),
+            Err(e) => e,
+        };
+        if let Some(name) = &self.metadata.name
+            && name.len() > 63
+        {
+            errors.insert(
+                0,
+                FieldError {
+                    path: "metadata.name".to_string(),
+                    message: format!(
+                        "a NodePool name is a label value and may have at most 63 characters, got {}",
+                        name.len()
+                    ),
+                },
+            );
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 }
 

@@ -263,6 +263,11 @@ fn bad_manifests() -> Vec<(&'static str, String, &'static str)> {
             pool("", "").replace("group: aws.stowage.dev", "group: aws.stowage.dev/v1"),
             "spec.template.spec.nodeClassRef.group",
         ),
+        (
+            "pool name too long for a label value",
+            pool("", "").replace("name: p}", &format!("name: {}}}", "p".repeat(64))),
+            "metadata.name",
+        ),
         // --- NodePool: disruption, limits, weight, capacityMix ---
         (
             "budget nodes 150%",
@@ -621,7 +626,8 @@ fn every_bad_manifest_is_rejected_naming_its_field() {
                 }
                 for e in &errors {
                     assert!(
-                        !e.message.is_empty() && e.path.starts_with("spec"),
+                        !e.message.is_empty()
+                            && (e.path.starts_with("spec") || e.path == "metadata.name"),
                         "{name}: {e:?}"
                     );
                 }
