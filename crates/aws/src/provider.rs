@@ -1362,3 +1362,271 @@ mod tests {
         assert!(a.len() <= 64);
     }
 }
+
+#[cfg(test)]
+mod launch_tests {
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use stowage_cloud::TokioClock;
+
+    use super::*;
+    use crate::sdk::{self, CreateFleetResponse};
+
+    /// An EC2 whose CreateFleet answers with canned instances and errors, recording tags.
+    #[derive(Debug, Default)]
+    struct CannedFleet {
+        response: CreateFleetResponse,
+        tagged: Mutex<Vec<(String, String)>>,
+        terminated: Mutex<Vec<String>>,
+    }
+
+    fn unused<T>(op: &'static str) -> sdk::Result<T> {
+        Err(sdk::Error::Transport {
+            operation: op,
+            message: "not used by this test".into(),
+        })
+    }
+
+    #[async_trait]
+    impl Ec2Api for CannedFleet {
+        async fn describe_instance_types(
+            &self,
+            _: Vec<ec2t::Filter>,
+        ) -> sdk::Result<Vec<ec2t::InstanceTypeInfo>> {
+            unused("DescribeInstanceTypes")
+        }
+        async fn describe_instance_type_offerings(
+            &self,
+            _: ec2t::LocationType,
+            _: Vec<ec2t::Filter>,
+        ) -> sdk::Result<Vec<ec2t::InstanceTypeOffering>> {
+            unused("DescribeInstanceTypeOfferings")
+        }
+        async fn describe_spot_price_history(
+            &self,
+            _: Vec<String>,
+            _: Option<aws_smithy_types::DateTime>,
+            _: Vec<ec2t::Filter>,
+        ) -> sdk::Result<Vec<ec2t::SpotPrice>> {
+            unused("DescribeSpotPriceHistory")
+        }
+        async fn describe_subnets(
+            &self,
+            _: Vec<String>,
+            _: Vec<ec2t::Filter>,
+        ) -> sdk::Result<Vec<ec2t::Subnet>> {
+            unused("DescribeSubnets")
+        }
+        async fn describe_security_groups(
+            &self,
+            _: Vec<String>,
+            _: Vec<ec2t::Filter>,
+        ) -> sdk::Result<Vec<ec2t::SecurityGroup>> {
+            unused("DescribeSecurityGroups")
+        }
+        async fn describe_images(
+            &self,
+            _: Vec<String>,
+            _: Vec<String>,
+            _: Vec<ec2t::Filter>,
+        ) -> sdk::Result<Vec<ec2t::Image>> {
+            unused("DescribeImages")
+        }
+        async fn create_launch_template(
+            &self,
+            _: String,
+            _: ec2t::RequestLaunchTemplateData,
+            _: Vec<ec2t::TagSpecification>,
+        ) -> sdk::Result<ec2t::LaunchTemplate> {
+            unused("CreateLaunchTemplate")
+        }
+        async fn describe_launch_templates(
+            &self,
+            _: Vec<String>,
+            _: Vec<ec2t::Filter>,
+        ) -> sdk::Result<Vec<ec2t::LaunchTemplate>> {
+            unused("DescribeLaunchTemplates")
+        }
+        async fn delete_launch_template(&self, _: String) -> sdk::Result<()> {
+            unused("DeleteLaunchTemplate")
+        }
+        async fn create_fleet(&self, _: CreateFleetRequest) -> sdk::Result<CreateFleetResponse> {
+            Ok(self.response.clone())
+        }
+        async fn describe_instances(
+            &self,
+            _: Vec<String>,
+            _: Vec<ec2t::Filter>,
+        ) -> sdk::Result<Vec<ec2t::Instance>> {
+            unused("DescribeInstances")
+        }
+        async fn terminate_instances(
+            &self,
+            ids: Vec<String>,
+        ) -> sdk::Result<Vec<ec2t::InstanceStateChange>> {
+            lock(&self.terminated).extend(ids);
+            Ok(Vec::new())
+        }
+        async fn create_tags(
+            &self,
+            resources: Vec<String>,
+            tags: Vec<ec2t::Tag>,
+        ) -> sdk::Result<()> {
+            for r in resources {
+                for t in &tags {
+                    if t.key() == Some(labels::NODECLAIM) {
+                        lock(&self.tagged)
+                            .push((r.clone(), t.value().unwrap_or_default().to_string()));
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn overrides(t: &str, subnet: &str) -> ec2t::FleetLaunchTemplateOverrides {
+        ec2t::FleetLaunchTemplateOverrides::builder()
+            .instance_type(ec2t::InstanceType::from(t))
+            .subnet_id(subnet)
+            .build()
+    }
+
+    fn instance(id: &str, t: &str, subnet: &str) -> ec2t::CreateFleetInstance {
+        ec2t::CreateFleetInstance::builder()
+            .instance_ids(id)
+            .instance_type(ec2t::InstanceType::from(t))
+            .lifecycle(ec2t::InstanceLifecycle::Spot)
+            .launch_template_and_overrides(
+                ec2t::LaunchTemplateAndOverridesResponse::builder()
+                    .overrides(overrides(t, subnet))
+                    .build(),
+            )
+            .build()
+    }
+
+    fn ice(t: &str, subnet: &str) -> ec2t::CreateFleetError {
+        ec2t::CreateFleetError::builder()
+            .error_code("InsufficientInstanceCapacity")
+            .error_message("no capacity")
+            .lifecycle(ec2t::InstanceLifecycle::Spot)
+            .launch_template_and_overrides(
+                ec2t::LaunchTemplateAndOverridesResponse::builder()
+                    .overrides(overrides(t, subnet))
+                    .build(),
+            )
+            .build()
+    }
+
+    fn key() -> FleetKey {
+        let o = |t: &str, s: &str, z: &str| Override {
+            instance_type: t.into(),
+            subnet_id: s.into(),
+            zone: z.into(),
+        };
+        FleetKey {
+            capacity_type: CapacityType::Spot,
+            configs: vec![(
+                "lt".into(),
+                vec![
+                    o("m5.large", "subnet-a", "zone-a"),
+                    o("m5.large", "subnet-b", "zone-b"),
+                    o("c5.large", "subnet-a", "zone-a"),
+                ],
+            )],
+            tags: vec![],
+        }
+    }
+
+    fn claims(n: usize) -> Vec<ClaimRef> {
+        (0..n)
+            .map(|i| ClaimRef {
+                name: format!("claim-{i}"),
+                token: format!("t{i}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partly_filled_batch_tags_what_it_got_and_reports_capacity_for_the_rest() {
+        let ec2 = Arc::new(CannedFleet {
+            response: CreateFleetResponse {
+                fleet_id: Some("fleet-1".into()),
+                instances: vec![
+                    instance("i-1", "c5.large", "subnet-a"),
+                    instance("i-2", "c5.large", "subnet-a"),
+                ],
+                errors: vec![ice("m5.large", "subnet-a"), ice("m5.large", "subnet-b")],
+            },
+            ..CannedFleet::default()
+        });
+        let clock = Arc::new(TokioClock::starting_at(
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        ));
+        let unavailable = Arc::new(UnavailableOfferings::new(clock, Duration::from_secs(180)));
+        let out = launch_batch(ec2.clone(), Arc::clone(&unavailable), key(), claims(3)).await;
+        assert_eq!(out[0].as_ref().unwrap().id, "i-1");
+        assert_eq!(out[0].as_ref().unwrap().zone, "zone-a");
+        assert_eq!(out[1].as_ref().unwrap().capacity_type, CapacityType::Spot);
+        match &out[2] {
+            Err(CloudError::InsufficientCapacity { offerings }) => {
+                let zones: Vec<&str> = offerings.iter().map(|k| k.zone.as_str()).collect();
+                assert_eq!(zones, ["zone-a", "zone-b"]);
+            }
+            other => panic!("expected InsufficientCapacity, got {other:?}"),
+        }
+        assert!(unavailable.is_unavailable("m5.large", "zone-b", CapacityType::Spot));
+        assert!(!unavailable.is_unavailable("c5.large", "zone-a", CapacityType::Spot));
+        assert_eq!(
+            *lock(&ec2.tagged),
+            [
+                ("i-1".to_string(), "claim-0".to_string()),
+                ("i-2".to_string(), "claim-1".to_string())
+            ]
+        );
+        assert!(lock(&ec2.terminated).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn extra_instances_are_terminated_and_other_errors_keep_their_code() {
+        let ec2 = Arc::new(CannedFleet {
+            response: CreateFleetResponse {
+                fleet_id: None,
+                instances: vec![
+                    instance("i-1", "c5.large", "subnet-a"),
+                    instance("i-9", "c5.large", "subnet-a"),
+                ],
+                errors: vec![],
+            },
+            ..CannedFleet::default()
+        });
+        let clock = Arc::new(TokioClock::starting_at(
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        ));
+        let unavailable = Arc::new(UnavailableOfferings::new(clock, Duration::from_secs(180)));
+        let out = launch_batch(ec2.clone(), Arc::clone(&unavailable), key(), claims(1)).await;
+        assert_eq!(out.len(), 1);
+        assert_eq!(*lock(&ec2.terminated), ["i-9".to_string()]);
+        assert!(
+            lock(&ec2.tagged).is_empty(),
+            "a single claim is tagged at launch"
+        );
+
+        let denied = ec2t::CreateFleetError::builder()
+            .error_code("UnauthorizedOperation")
+            .error_message("denied")
+            .build();
+        let ec2 = Arc::new(CannedFleet {
+            response: CreateFleetResponse {
+                fleet_id: None,
+                instances: vec![],
+                errors: vec![denied],
+            },
+            ..CannedFleet::default()
+        });
+        let out = launch_batch(ec2, unavailable, key(), claims(1)).await;
+        assert!(
+            matches!(&out[0], Err(CloudError::Launch { code, .. }) if code == "UnauthorizedOperation")
+        );
+    }
+}
