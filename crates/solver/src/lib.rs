@@ -25,4 +25,4 @@ pub use domain::{
     WhenUnsatisfiable,
 };
 pub use model::{InstanceType, Offering, Overhead, Resources};
-pub use solve::solve;
+pub use solve::{simulate_without, solve};

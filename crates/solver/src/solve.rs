@@ -57,6 +57,35 @@ pub fn solve(input: &SolveInput, options: &SolveOptions) -> Plan {
     e.finish()
 }
 
+/// Consolidation simulation: where the pods of the `candidates` (existing or in-flight node
+/// names) would go if those nodes were removed, together with `input.pods`. DaemonSet pods
+/// (owner `DaemonSet/...`) leave with their node. A candidate set can be removed without buying
+/// when the plan has no new claims and nothing unschedulable.
+pub fn simulate_without(input: &SolveInput, candidates: &[&str], options: &SolveOptions) -> Plan {
+    let mut sim = input.clone();
+    let is_candidate = |n: &Node| candidates.contains(&n.name.as_str());
+    for n in input
+        .nodes
+        .iter()
+        .chain(&input.in_flight)
+        .filter(|n| is_candidate(n))
+    {
+        sim.pods.extend(
+            n.pods
+                .iter()
+                .filter(|p| {
+                    !p.owner
+                        .as_deref()
+                        .is_some_and(|o| o.starts_with("DaemonSet/"))
+                })
+                .cloned(),
+        );
+    }
+    sim.nodes.retain(|n| !is_candidate(n));
+    sim.in_flight.retain(|n| !is_candidate(n));
+    solve(&sim, options)
+}
+
 fn ct_bit(ct: CapacityType) -> u8 {
     match ct {
         CapacityType::Reserved => 1,

@@ -568,3 +568,35 @@ fn reasons_name_the_real_obstacle() {
         plan.unschedulable
     );
 }
+
+#[test]
+fn simulate_without_replaces_removed_nodes() {
+    let types = karpenter_shape(10);
+    let alloc = || {
+        Resources::new()
+            .with("cpu", 4000)
+            .with("memory", 8 << 30)
+            .with("pods", 20)
+    };
+    let mut ds = Pod::new("kube-system", "agent-a").cpu_millis(100);
+    ds.owner = Some("DaemonSet/agent".into());
+    let a = Node::new("a", alloc())
+        .with_pod(Pod::new("default", "w1").cpu_millis(1000))
+        .with_pod(ds);
+    let b = Node::new("b", alloc()).with_pod(Pod::new("default", "w2").cpu_millis(1000));
+    let inp = SolveInput {
+        nodes: vec![a, b],
+        nodepools: vec![NodePool::new("default")],
+        instance_types: types,
+        ..SolveInput::default()
+    };
+    let plan = stowage_solver::simulate_without(&inp, &["a"], &SolveOptions::default());
+    assert_eq!(
+        plan.existing_placements
+            .get("default/w1")
+            .map(String::as_str),
+        Some("b")
+    );
+    assert!(plan.new_claims.is_empty() && plan.unschedulable.is_empty());
+    assert!(!plan.existing_placements.contains_key("kube-system/agent-a"));
+}
