@@ -52,6 +52,9 @@ pub struct Report {
     pub pods_started: usize,
     pub binds: u64,
     pub wall_seconds: f64,
+    /// Of `wall_seconds`: the simulated cluster's own machinery, and its scheduler.
+    pub cluster_wall_seconds: f64,
+    pub scheduler_wall_seconds: f64,
     pub samples: Vec<Sample>,
 }
 
@@ -162,6 +165,11 @@ impl Report {
             out,
             "pods created          {} ({} binds)",
             self.pods_created, self.binds
+        );
+        let _ = writeln!(
+            out,
+            "wall time             {:.1}s ({:.1}s simulated cluster, of which {:.1}s scheduler)",
+            self.wall_seconds, self.cluster_wall_seconds, self.scheduler_wall_seconds
         );
         out
     }

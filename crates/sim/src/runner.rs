@@ -282,6 +282,8 @@ impl Simulation {
         };
         report.finish(&cluster.recorder.pending_to_running);
         report.wall_seconds = wall.elapsed().as_secs_f64();
+        report.cluster_wall_seconds = cluster.recorder.cluster_wall.as_secs_f64();
+        report.scheduler_wall_seconds = cluster.recorder.scheduler_wall.as_secs_f64();
         Ok(report)
     }
 }

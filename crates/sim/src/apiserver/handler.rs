@@ -278,6 +278,12 @@ impl Shared {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_string();
+        if content_type.starts_with("application/vnd.kubernetes.protobuf") {
+            let e = ApiError::unsupported_media_type(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type})"
+            ));
+            return error_response(&e);
+        }
         let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let result = match segs.as_slice() {
             ["version"] => Ok(json_response(200, &super::discovery::version())),

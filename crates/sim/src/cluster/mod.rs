@@ -109,6 +109,9 @@ pub struct Recorder {
     pub pods_created: u64,
     pub binds: u64,
     pub scheduling_cycles: u64,
+    /// Wall time spent in the cluster machinery, and in scheduling cycles within it.
+    pub cluster_wall: Duration,
+    pub scheduler_wall: Duration,
 }
 
 /// The cluster machinery. Created by the runner; `step` drives it.
@@ -136,6 +139,9 @@ pub struct Cluster {
     pub(crate) capacity_changed: bool,
     pub(crate) schedule_queued: bool,
     pub(crate) unschedulable_since: HashMap<String, (Instant, String)>,
+    /// The solver's view of pending pods and their scheduling signature (pod specs do not change
+    /// while pending, so it is computed once).
+    pub(crate) domain_cache: HashMap<String, Arc<(stowage_solver::Pod, u64)>>,
     pod_seq: u64,
     // controllers
     pub(crate) workloads: BTreeMap<(String, String), WorkloadState>,
@@ -207,6 +213,7 @@ impl Cluster {
             capacity_changed: false,
             schedule_queued: false,
             unschedulable_since: HashMap::new(),
+            domain_cache: HashMap::new(),
             pod_seq: 0,
             workloads: BTreeMap::new(),
             daemonsets: Vec::new(),
@@ -293,6 +300,13 @@ impl Cluster {
     /// Processes everything that is ready now (watch events, cloud events, due timers) and a
     /// scheduling cycle when one is due. Returns the instant of the next timer, if any.
     pub fn step(&mut self) -> Option<Instant> {
+        let t0 = std::time::Instant::now();
+        let next = self.step_inner();
+        self.recorder.cluster_wall += t0.elapsed();
+        next
+    }
+
+    fn step_inner(&mut self) -> Option<Instant> {
         loop {
             let mut progressed = false;
             while let Ok(msg) = self.node_rx.try_recv() {
@@ -350,8 +364,16 @@ impl Cluster {
         let until = next_timer.map_or(deadline, |t| t.min(deadline));
         tokio::select! {
             biased;
-            m = self.node_rx.recv() => if let Some(WatchMsg::Event { etype, object, .. }) = m { self.on_node(etype, object) },
-            m = self.pod_rx.recv() => if let Some(WatchMsg::Event { etype, object, .. }) = m { self.on_pod(etype, object) },
+            m = self.node_rx.recv() => if let Some(WatchMsg::Event { etype, object, .. }) = m {
+                let t0 = std::time::Instant::now();
+                self.on_node(etype, object);
+                self.recorder.cluster_wall += t0.elapsed();
+            },
+            m = self.pod_rx.recv() => if let Some(WatchMsg::Event { etype, object, .. }) = m {
+                let t0 = std::time::Instant::now();
+                self.on_pod(etype, object);
+                self.recorder.cluster_wall += t0.elapsed();
+            },
             ev = self.cloud_rx.recv() => if let Ok(ev) = ev { self.on_cloud(ev) },
             _ = tokio::time::sleep_until(until) => {}
         }
@@ -367,7 +389,9 @@ impl Cluster {
             Timer::PodStop(key) => self.stop_pod(&key),
             Timer::Schedule => {
                 self.schedule_queued = false;
+                let t0 = std::time::Instant::now();
                 self.schedule_cycle();
+                self.recorder.scheduler_wall += t0.elapsed();
             }
         }
     }
@@ -470,6 +494,7 @@ impl Cluster {
             self.queue.remove(&seq);
             self.fresh.remove(&key);
             self.unschedulable_since.remove(&key);
+            self.domain_cache.remove(&key);
         }
         if let Some(n) = &node {
             self.pods_by_node
@@ -507,6 +532,7 @@ impl Cluster {
         }
         self.fresh.remove(key);
         self.unschedulable_since.remove(key);
+        self.domain_cache.remove(key);
         if self.index.unbind(key).is_some() {
             self.capacity_changed = true;
         }

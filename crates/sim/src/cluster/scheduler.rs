@@ -9,14 +9,24 @@
 //! scheduling constraints as one that just failed fail with the same message without another pass
 //! over the nodes.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
 use std::collections::hash_map::DefaultHasher;
+use std::collections::{BinaryHeap, HashMap};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::Cluster;
+
+fn fit_message(fit: &stowage_solver::predicates::FitError) -> String {
+    if fit.nodes == 0 {
+        "no nodes available to schedule pods".to_string()
+    } else {
+        fit.to_string()
+    }
+}
 
 /// A hash of everything that decides where a pod can go (not its name).
 pub(crate) fn signature(pod: &stowage_solver::Pod) -> u64 {
@@ -39,7 +49,66 @@ pub(crate) fn signature(pod: &stowage_solver::Pod) -> u64 {
     h.finish()
 }
 
+/// Whether a pod's fit on one node is independent of pods placed on other nodes in the same
+/// cycle (no spread, no pod (anti-)affinity, no host ports): then a bind only changes the chosen
+/// node, and one feasibility pass per signature serves every pod of that signature.
+fn independent(pod: &stowage_solver::Pod) -> bool {
+    pod.topology_spread.is_empty()
+        && pod.pod_affinity.is_empty()
+        && pod.pod_anti_affinity.is_empty()
+        && pod.host_ports.is_empty()
+}
+
+/// Feasible nodes of one signature, best first: the order of `ClusterIndex::find_node`
+/// (preferred-affinity weight, then most requested cpu, then name).
+type Candidates = BinaryHeap<(i32, i64, Reverse<String>)>;
+
 impl Cluster {
+    /// The solver's view of a pod and its signature, computed once per pod.
+    fn scheduling_view(&mut self, key: &str) -> Option<Arc<(stowage_solver::Pod, u64)>> {
+        if let Some(v) = self.domain_cache.get(key) {
+            return Some(v.clone());
+        }
+        let obj = self.pods.get(key)?.obj.clone();
+        let pod = self.domain_pod(&obj)?;
+        let sig = signature(&pod);
+        let v = Arc::new((pod, sig));
+        self.domain_cache.insert(key.to_string(), v.clone());
+        Some(v)
+    }
+
+    fn score(&self, pod: &stowage_solver::Pod, node: &str) -> (i32, i64) {
+        let Some(n) = self.index.node(node) else {
+            return (0, 0);
+        };
+        let pref: i32 = pod
+            .preferred_node_affinity
+            .iter()
+            .filter(|t| stowage_solver::domain::requirements_match(&t.requirements, &n.labels))
+            .map(|t| t.weight)
+            .sum();
+        (
+            pref,
+            self.index.requested(node).map_or(0, |r| r.cpu_millis()),
+        )
+    }
+
+    /// Picks a node for an independent pod from its signature's candidates (verifying the fit,
+    /// dropping nodes that no longer fit).
+    fn pick(&mut self, pod: &stowage_solver::Pod, heap: &mut Candidates) -> Option<String> {
+        while let Some((pref, cpu, Reverse(name))) = heap.pop() {
+            if self.score(pod, &name) != (pref, cpu) {
+                let (p, c) = self.score(pod, &name);
+                heap.push((p, c, Reverse(name)));
+                continue;
+            }
+            if self.index.check(pod, &name).is_ok() {
+                return Some(name);
+            }
+        }
+        None
+    }
+
     pub(crate) fn schedule_cycle(&mut self) {
         self.recorder.scheduling_cycles += 1;
         let retry_all = std::mem::take(&mut self.capacity_changed);
@@ -51,6 +120,7 @@ impl Cluster {
             .cloned()
             .collect();
         let mut failed: HashMap<u64, String> = HashMap::new();
+        let mut heaps: HashMap<u64, Candidates> = HashMap::new();
         for key in candidates {
             let Some(info) = self.pods.get(&key) else {
                 continue;
@@ -67,32 +137,62 @@ impl Cluster {
                 continue;
             }
             let obj = info.obj.clone();
-            let Some(pod) = self.domain_pod(&obj) else {
+            let Some(view) = self.scheduling_view(&key) else {
                 continue;
             };
-            let sig = signature(&pod);
+            let (pod, sig) = (&view.0, view.1);
             if let Some(msg) = failed.get(&sig).cloned() {
                 self.mark_unschedulable(&key, &obj, &msg);
                 continue;
             }
-            match self.index.find_node(&pod) {
+            let chosen = if independent(pod) {
+                if !heaps.contains_key(&sig) {
+                    let heap = match self.index.feasible(pod) {
+                        Ok(names) => names
+                            .into_iter()
+                            .map(|n| {
+                                let (p, c) = self.score(pod, &n);
+                                (p, c, Reverse(n))
+                            })
+                            .collect(),
+                        Err(fit) => {
+                            let msg = fit_message(&fit);
+                            failed.insert(sig, msg.clone());
+                            self.mark_unschedulable(&key, &obj, &msg);
+                            continue;
+                        }
+                    };
+                    heaps.insert(sig, heap);
+                }
+                let mut heap = heaps.remove(&sig).unwrap_or_default();
+                let picked = self.pick(pod, &mut heap);
+                heaps.insert(sig, heap);
+                match picked {
+                    Some(n) => Ok(n),
+                    // Every node that fitted this signature is full now: say why, as a full pass would.
+                    None => self.index.find_node(pod),
+                }
+            } else {
+                self.index.find_node(pod)
+            };
+            match chosen {
                 Ok(node) => {
                     let (ns, name) = key.split_once('/').unwrap_or_default();
                     match self.api.store().bind(self.k.pod, ns, name, &node) {
                         Ok(_) => {
-                            let _ = self.index.bind(pod, &node);
+                            let _ = self.index.bind(pod.clone(), &node);
                             self.recorder.binds += 1;
                             self.unschedulable_since.remove(&key);
+                            if let Some(h) = heaps.get_mut(&sig) {
+                                let (p, c) = self.score(pod, &node);
+                                h.push((p, c, Reverse(node)));
+                            }
                         }
                         Err(e) => tracing::debug!(error = %e, pod = %key, "binding failed"),
                     }
                 }
                 Err(fit) => {
-                    let msg = if fit.nodes == 0 {
-                        "no nodes available to schedule pods".to_string()
-                    } else {
-                        fit.to_string()
-                    };
+                    let msg = fit_message(&fit);
                     failed.insert(sig, msg.clone());
                     self.mark_unschedulable(&key, &obj, &msg);
                 }
