@@ -47,9 +47,8 @@ fn python() -> PathBuf {
 
 async fn start_fakeaws() -> FakeAws {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
         .port();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fakeaws/fakeaws.py");
     let child = Command::new(python())
