@@ -146,8 +146,9 @@ impl Cluster {
                 continue;
             }
             let chosen = if independent(pod) {
-                if !heaps.contains_key(&sig) {
-                    let heap = match self.index.feasible(pod) {
+                let mut heap = match heaps.remove(&sig) {
+                    Some(h) => h,
+                    None => match self.index.feasible(pod) {
                         Ok(names) => names
                             .into_iter()
                             .map(|n| {
@@ -161,10 +162,8 @@ impl Cluster {
                             self.mark_unschedulable(&key, &obj, &msg);
                             continue;
                         }
-                    };
-                    heaps.insert(sig, heap);
-                }
-                let mut heap = heaps.remove(&sig).unwrap_or_default();
+                    },
+                };
                 let picked = self.pick(pod, &mut heap);
                 heaps.insert(sig, heap);
                 match picked {
