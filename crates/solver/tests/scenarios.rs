@@ -600,3 +600,61 @@ fn simulate_without_replaces_removed_nodes() {
     assert!(plan.new_claims.is_empty() && plan.unschedulable.is_empty());
     assert!(!plan.existing_placements.contains_key("kube-system/agent-a"));
 }
+
+#[test]
+fn reserved_capacity_first_until_the_reservation_is_used() {
+    let mut types = karpenter_shape(4);
+    types[0].offerings.push(stowage_solver::Offering {
+        zone: ZONES[0].into(),
+        capacity_type: CapacityType::Reserved,
+        price_per_hour: 0.0001,
+        available: true,
+        reservation_capacity: Some(1),
+        reservation_id: Some("cr-1".into()),
+    });
+    let p = pods("r", 2, |p| {
+        p.cpu_millis(500)
+            .label("app", "r")
+            .self_anti_affinity(labels::HOSTNAME)
+    });
+    let plan = solve(
+        &input(p, vec![NodePool::new("default")], types),
+        &SolveOptions::default(),
+    );
+    let cts: Vec<&str> = plan
+        .new_claims
+        .iter()
+        .map(|c| req_values(c, labels::CAPACITY_TYPE)[0].as_str())
+        .collect();
+    assert_eq!(cts, ["reserved", "spot"]);
+    assert_eq!(req_values(&plan.new_claims[0], labels::ZONE), [ZONES[0]]);
+}
+
+#[test]
+fn in_flight_claims_take_pods_before_new_claims() {
+    let types = karpenter_shape(4);
+    let claim = Node::new(
+        "default-abc12",
+        Resources::new()
+            .with("cpu", 2000)
+            .with("memory", 4 << 30)
+            .with("pods", 20),
+    )
+    .label(labels::NODEPOOL, "default");
+    let mut inp = input(
+        pods("a", 3, |p| p.cpu_millis(1000)),
+        vec![NodePool::new("default")],
+        types,
+    );
+    inp.in_flight.push(claim);
+    let plan = solve(&inp, &SolveOptions::default());
+    assert_eq!(
+        plan.existing_placements
+            .values()
+            .filter(|n| *n == "default-abc12")
+            .count(),
+        2
+    );
+    assert_eq!(plan.new_claims.len(), 1);
+    assert_eq!(plan.new_claims[0].pods, ["default/a-002"]);
+}
