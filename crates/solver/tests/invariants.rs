@@ -27,7 +27,7 @@ fn pod_spec() -> impl Strategy<Value = PodSpec> {
     (
         prop::sample::select(vec![100i64, 250, 500, 1000, 1500, 3000]),
         prop::sample::select(vec![100i64, 256, 1024, 4096]),
-        0u8..6,
+        0u8..8,
         any::<bool>(),
     )
         .prop_map(|(cpu, mem, kind, tolerate)| PodSpec {
@@ -181,6 +181,33 @@ fn check(inp: &SolveInput, plan: &Plan) {
     }
     let input_keys: BTreeSet<String> = inp.pods.iter().map(Pod::key).collect();
     assert_eq!(seen, input_keys);
+    // Hostname anti-affinity and host ports: at most one such pod per node.
+    let by_key: BTreeMap<String, &Pod> = inp.pods.iter().map(|p| (p.key(), p)).collect();
+    let mut groups: Vec<Vec<&str>> = plan
+        .new_claims
+        .iter()
+        .map(|c| c.pods.iter().map(String::as_str).collect())
+        .collect();
+    let mut per_node: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (pod, node) in &plan.existing_placements {
+        per_node.entry(node).or_default().push(pod);
+    }
+    groups.extend(per_node.into_values());
+    for g in groups {
+        let anti = g
+            .iter()
+            .filter(|p| by_key[**p].labels.get("app").is_some_and(|a| a == "ha"))
+            .count();
+        assert!(anti <= 1, "two anti-affinity pods share a node: {g:?}");
+        let ports = g
+            .iter()
+            .filter(|p| !by_key[**p].host_ports.is_empty())
+            .count();
+        assert!(
+            ports <= 1,
+            "two pods bind host port 8080 on one node: {g:?}"
+        );
+    }
     // Existing nodes hold what they are given.
     for n in &inp.nodes {
         let mut used = n.requested();
