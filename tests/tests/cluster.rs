@@ -193,3 +193,50 @@ async fn deleting_a_node_drains_it_within_the_pdb_and_waits_while_the_pdb_blocks
         "the PDB kept at least two replicas running (min seen {min_running})"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn deleting_a_nodeclaim_by_hand_drains_its_node_and_releases_the_instance() {
+    let yaml = format!(
+        "name: delete-claim\nduration: 20m\n{POOL}\ntimeline:\n  - at: 0s\n    create: {{ name: web, replicas: 4, requests: {{ cpu: 300m, memory: 256Mi }} }}\n"
+    );
+    let (_report, (victim_claim, victim_node, provider_id, cloud)) =
+        simulate(&yaml, |env, _ctx| async move {
+            let client = env.client.clone();
+            eventually("4 running pods", Duration::from_secs(300), || async {
+                (running_pods(&client, "web").await.len() == 4).then_some(())
+            })
+            .await;
+            let claims: Api<NodeClaim> = Api::all(client.clone());
+            let claim = claims
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .remove(0);
+            let name = claim.name_any();
+            let node = claim.node_name().unwrap().to_string();
+            let provider_id = claim.provider_id().unwrap().to_string();
+            claims
+                .delete(&name, &DeleteParams::default())
+                .await
+                .unwrap();
+            let nodes: Api<Node> = Api::all(client.clone());
+            eventually("claim and node gone", Duration::from_secs(600), || async {
+                let claim_gone = claims.get_opt(&name).await.unwrap().is_none();
+                let node_gone = nodes.get_opt(&node).await.unwrap().is_none();
+                (claim_gone && node_gone).then_some(())
+            })
+            .await;
+            // The evicted pods come back on other nodes.
+            eventually("4 running pods again", Duration::from_secs(600), || async {
+                (running_pods(&client, "web").await.len() == 4).then_some(())
+            })
+            .await;
+            (name, node, provider_id, env.cloud.clone())
+        })
+        .await;
+    assert!(
+        cloud.instance(&provider_id).is_none(),
+        "instance of {victim_claim} ({victim_node}) terminated"
+    );
+}
