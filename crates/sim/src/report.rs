@@ -55,6 +55,9 @@ pub struct Report {
     /// Of `wall_seconds`: the simulated cluster's own machinery, and its scheduler.
     pub cluster_wall_seconds: f64,
     pub scheduler_wall_seconds: f64,
+    /// Of `wall_seconds`: the API server serving requests and watch streams.
+    pub api_wall_seconds: f64,
+    pub api_requests: u64,
     pub samples: Vec<Sample>,
 }
 
@@ -168,8 +171,12 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "wall time             {:.1}s ({:.1}s simulated cluster, of which {:.1}s scheduler)",
-            self.wall_seconds, self.cluster_wall_seconds, self.scheduler_wall_seconds
+            "wall time             {:.1}s: simulated cluster {:.1}s (scheduler {:.1}s), API server {:.1}s for {} requests",
+            self.wall_seconds,
+            self.cluster_wall_seconds,
+            self.scheduler_wall_seconds,
+            self.api_wall_seconds,
+            self.api_requests
         );
         out
     }

@@ -284,6 +284,9 @@ impl Simulation {
         report.wall_seconds = wall.elapsed().as_secs_f64();
         report.cluster_wall_seconds = cluster.recorder.cluster_wall.as_secs_f64();
         report.scheduler_wall_seconds = cluster.recorder.scheduler_wall.as_secs_f64();
+        let (requests, busy) = api.load();
+        report.api_requests = requests;
+        report.api_wall_seconds = busy.as_secs_f64();
         Ok(report)
     }
 }

@@ -108,6 +108,16 @@ impl WatchBody {
     }
 
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let t0 = std::time::Instant::now();
+        let r = self.poll_inner(cx);
+        let n = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.shared
+            .busy_nanos
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        r
+    }
+
+    fn poll_inner(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
         if self.done {
             return Poll::Ready(None);
         }
@@ -263,6 +273,20 @@ struct Target {
 impl Shared {
     /// Handles one request with its complete body.
     pub(crate) fn handle(self: &Arc<Self>, req: Request<Bytes>) -> Response<ApiBody> {
+        let t0 = std::time::Instant::now();
+        let r = self.handle_inner(req);
+        self.account(t0);
+        r
+    }
+
+    fn account(&self, t0: std::time::Instant) {
+        use std::sync::atomic::Ordering;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let n = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.busy_nanos.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn handle_inner(self: &Arc<Self>, req: Request<Bytes>) -> Response<ApiBody> {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path().trim_end_matches('/').to_string();
         let query = Query::parse(parts.uri.query());

@@ -58,6 +58,9 @@ impl Default for ApiServerOptions {
 pub(crate) struct Shared {
     pub(crate) store: Store,
     pub(crate) pdb_kind: Option<KindId>,
+    /// Wall time spent handling requests and writing watch streams, in nanoseconds.
+    pub(crate) busy_nanos: std::sync::atomic::AtomicU64,
+    pub(crate) requests: std::sync::atomic::AtomicU64,
 }
 
 /// Ids of the kinds the simulated cluster's own components use.
@@ -118,7 +121,12 @@ impl ApiServer {
         }
         let pdb_kind = store.kind_id("policy", "PodDisruptionBudget");
         Self {
-            shared: Arc::new(Shared { store, pdb_kind }),
+            shared: Arc::new(Shared {
+                store,
+                pdb_kind,
+                busy_nanos: Default::default(),
+                requests: Default::default(),
+            }),
         }
     }
 
@@ -144,6 +152,15 @@ impl ApiServer {
             nodeclaim: id(stowage_api::labels::GROUP, "NodeClaim")?,
             nodeclass: id(stowage_api::labels::AWS_GROUP, "EC2NodeClass")?,
         })
+    }
+
+    /// Requests served and wall time spent serving them (watch streams included).
+    pub fn load(&self) -> (u64, std::time::Duration) {
+        use std::sync::atomic::Ordering;
+        (
+            self.shared.requests.load(Ordering::Relaxed),
+            std::time::Duration::from_nanos(self.shared.busy_nanos.load(Ordering::Relaxed)),
+        )
     }
 
     /// The in-process transport.

@@ -226,25 +226,29 @@ fn owner_uids(obj: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn without(obj: &Value, keys: &[&str]) -> Value {
-    let mut v = obj.clone();
-    if let Some(o) = v.as_object_mut() {
-        for k in keys {
-            o.remove(*k);
+/// Equal top-level fields, ignoring `skip`.
+fn same_except(a: &Value, b: &Value, skip: &[&str]) -> bool {
+    match (a.as_object(), b.as_object()) {
+        (Some(x), Some(y)) => {
+            let keys = |m: &'_ serde_json::Map<String, Value>| {
+                m.keys().filter(|k| !skip.contains(&k.as_str())).count()
+            };
+            keys(x) == keys(y)
+                && x.iter()
+                    .filter(|(k, _)| !skip.contains(&k.as_str()))
+                    .all(|(k, v)| y.get(k) == Some(v))
         }
+        _ => a == b,
     }
-    v
 }
 
+/// Equal except for `metadata.resourceVersion` (no copies).
 fn same_ignoring_rv(a: &Value, b: &Value) -> bool {
-    let strip = |v: &Value| {
-        let mut v = v.clone();
-        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
-            m.remove("resourceVersion");
+    same_except(a, b, &["metadata"])
+        && match (a.get("metadata"), b.get("metadata")) {
+            (Some(x), Some(y)) => same_except(x, y, &["resourceVersion"]),
+            (x, y) => x == y,
         }
-        v
-    };
-    strip(a) == strip(b)
 }
 
 fn pod_is_healthy(pod: &Value) -> bool {
@@ -842,7 +846,7 @@ impl Store {
                 ));
             }
         }
-        if without(&new, &["metadata", "status"]) != without(&old, &["metadata", "status"]) {
+        if !same_except(&new, &old, &["metadata", "status"]) {
             let g = old
                 .pointer("/metadata/generation")
                 .and_then(Value::as_i64)
