@@ -734,3 +734,39 @@ async fn http_transport_serves_kube_clients() {
     ));
     task.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn kubectl_tables_and_protobuf_refusal() {
+    let client = server().client();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.create(&PostParams::default(), &pod("web").node("n1").build())
+        .await
+        .unwrap();
+    let req = http::Request::get("/api/v1/pods")
+        .header(
+            "accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )
+        .body(Vec::new())
+        .unwrap();
+    let table: serde_json::Value =
+        serde_json::from_str(&client.request_text(req).await.unwrap()).unwrap();
+    assert_eq!(table["kind"], "Table");
+    assert_eq!(
+        table["rows"][0]["cells"],
+        json!(["web", "Pending", "n1", "0s"])
+    );
+    assert_eq!(
+        table["rows"][0]["object"]["metadata"]["namespace"],
+        "default"
+    );
+    let req = http::Request::post("/api/v1/namespaces")
+        .header("content-type", "application/vnd.kubernetes.protobuf")
+        .body(vec![0x6b, 0x38, 0x73, 0x00])
+        .unwrap();
+    let err = api_err(client.request_text(req).await.unwrap_err());
+    assert_eq!(
+        (err.code, err.reason.as_str()),
+        (415, "UnsupportedMediaType")
+    );
+}

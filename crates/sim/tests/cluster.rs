@@ -337,3 +337,29 @@ async fn spot_interruptions_remove_nodes_and_pods_come_back() {
         .items;
     assert_eq!(nodes.len(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn quickstart_without_controllers_reports_everything_pending() {
+    let report = Simulation::new(
+        Scenario::builtin("quickstart").unwrap(),
+        SimOptions::default(),
+    )
+    .run_without_controllers()
+    .await
+    .unwrap();
+    assert!(!report.controllers);
+    assert_eq!(report.peak_nodes, 0);
+    // web went 24 -> 40 -> 12 replicas; with the Job's 40 pods, everything is still pending.
+    assert_eq!(report.pending_at_end, 12 + 40);
+    assert_eq!(report.pods_created, 24 + 40 + 16);
+    assert_eq!(
+        report.samples.len(),
+        20 * 4 + 1,
+        "a sample every 15s over 20 minutes, both ends"
+    );
+    assert!(
+        report
+            .summary_table()
+            .contains("no controllers: pods stay pending")
+    );
+}
