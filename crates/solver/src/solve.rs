@@ -2096,6 +2096,10 @@ impl<'a> Engine<'a> {
                 // the best price per pod, take the largest, so later pods fill the claim; the
                 // final instance type options shrink it to what it holds.
                 let roomy = cacheable && !self.capped(c);
+                // Share mode (capped classes, e.g. one pod per node): the cheapest type with room
+                // for three such pods, so pods of other groups can share the node; the final
+                // options shrink it to what it holds. (Measured: 3 beats 2, 4 and the tightest.)
+                let pair = cacheable && !roomy;
                 let mut cands: Vec<(usize, usize, f64, u64)> = Vec::new();
                 for t in bits.iter() {
                     let pt = &self.ptypes[t];
@@ -2155,7 +2159,7 @@ impl<'a> Engine<'a> {
                     if nfit == 0 {
                         continue;
                     }
-                    if roomy {
+                    if roomy || pair {
                         cands.push((t, self.raw_fit(c, t), price, zm));
                         continue;
                     }
@@ -2176,6 +2180,29 @@ impl<'a> Engine<'a> {
                     };
                     if better {
                         best = Some((t, nfit, price, zm, reservation));
+                    }
+                }
+                if pair {
+                    for &(t, raw, price, zm) in &cands {
+                        let better = match &best {
+                            None => true,
+                            Some((bt, braw, bp, _, _)) => {
+                                let (ok, bok) = (raw >= 3, *braw >= 3);
+                                if ok != bok {
+                                    ok
+                                } else if (price - bp).abs() > 1e-12 {
+                                    price < *bp
+                                } else {
+                                    self.ptypes[t].it.name < self.ptypes[*bt].it.name
+                                }
+                            }
+                        };
+                        if better {
+                            best = Some((t, raw, price, zm, None));
+                        }
+                    }
+                    if let Some((t, ..)) = best {
+                        self.open_cache.insert(cache_key.clone(), (t, 0));
                     }
                 }
                 if roomy {
@@ -2210,6 +2237,7 @@ impl<'a> Engine<'a> {
                 // Cache only unclamped choices: while at least `nfit` pods remain, no other
                 // type's score changes, so the choice stays the best.
                 if !roomy
+                    && !pair
                     && cacheable
                     && let Some((t, nfit, ..)) = best
                     && nfit < remaining
