@@ -10,10 +10,13 @@
 //! - Every node scan for a class resumes from a cursor: a node that cannot take a pod of a class now
 //!   (resources, taints, hostname spread/anti-affinity, pinned zone) never can later in this solve.
 //! - Topology counts (per node and per domain) are updated incrementally as pods are placed.
-//! - A new claim picks the instance type that minimises price per packed pod of the class being
-//!   placed (ties: more pods, then price, then name); later classes fill its leftover room. At the
-//!   end each claim lists every compatible type that fits what it holds, cheapest first, so a
-//!   claim that ended up half full is bought at the smaller size.
+//! - A new claim picks its instance type by price per packed pod of the class being placed: the
+//!   largest type within 5 % of the best ratio (so later classes fill it), the cheapest with room
+//!   for three pods for classes capped per node (hostname spread/anti-affinity, host ports), and
+//!   the strict best ratio when a NodePool limit or on-demand cap charges the claim. Classes that
+//!   differ only in size are packed jointly, each new node taking a proportional slice of each.
+//!   At the end each claim lists every compatible type that fits what it holds, cheapest first,
+//!   so a claim that ended up half full is bought at the smaller size.
 //! - Capacity types are tried reserved > spot > on-demand; a claim is pinned to the one it uses.
 //!   NodePool limits and the on-demand cap are charged with the claim's target type, and the
 //!   claim's instance type options never exceed it on a limited dimension, so a claim can never
