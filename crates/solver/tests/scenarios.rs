@@ -658,3 +658,31 @@ fn in_flight_claims_take_pods_before_new_claims() {
     assert_eq!(plan.new_claims.len(), 1);
     assert_eq!(plan.new_claims[0].pods, ["default/a-002"]);
 }
+
+#[test]
+fn preferred_anti_affinity_is_relaxed_when_the_pool_is_full() {
+    let types = karpenter_shape(8);
+    let pool = NodePool::new("one-node").limit("nodes", 1);
+    let p = pods("w", 2, |p| {
+        let mut p = p.cpu_millis(500).label("app", "w");
+        let term = stowage_solver::PodAffinityTerm {
+            label_selector: Some(stowage_solver::LabelSelector::labels([("app", "w")])),
+            topology_key: labels::HOSTNAME.into(),
+            namespaces: None,
+        };
+        p.preferred_pod_anti_affinity
+            .push(stowage_solver::WeightedPodAffinityTerm { weight: 50, term });
+        p
+    });
+    let plan = solve(
+        &input(p.clone(), vec![pool.clone()], types.clone()),
+        &SolveOptions::default(),
+    );
+    assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+    assert_eq!(plan.new_claims.len(), 1);
+    assert_eq!(plan.new_claims[0].pods.len(), 2);
+    // With room for two nodes, the preference is honoured.
+    let roomy = NodePool::new("two-nodes").limit("nodes", 2);
+    let plan = solve(&input(p, vec![roomy], types), &SolveOptions::default());
+    assert_eq!(plan.new_claims.len(), 2);
+}
