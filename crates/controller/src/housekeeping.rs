@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
@@ -110,38 +109,6 @@ impl Gc {
         crate::termination::release_orphan_nodes(ctx).await?;
         Ok(result)
     }
-}
-
-/// Requests of a pod's containers (init containers as the max), in the solver's units.
-pub fn pod_requests(pod: &Pod) -> Resources {
-    let mut total = Resources::new();
-    let Some(spec) = pod.spec.as_ref() else {
-        return total;
-    };
-    let add = |r: &mut Resources, reqs: Option<&BTreeMap<String, Quantity>>| {
-        for (k, q) in reqs.into_iter().flatten() {
-            if let Ok(v) = parse_resource(k, &q.0) {
-                r.set(k.clone(), r.get(k) + v);
-            }
-        }
-    };
-    for c in &spec.containers {
-        add(
-            &mut total,
-            c.resources.as_ref().and_then(|r| r.requests.as_ref()),
-        );
-    }
-    let mut init = Resources::new();
-    for c in spec.init_containers.iter().flatten() {
-        let mut one = Resources::new();
-        add(
-            &mut one,
-            c.resources.as_ref().and_then(|r| r.requests.as_ref()),
-        );
-        init.max_with(&one);
-    }
-    total.max_with(&init);
-    total
 }
 
 fn quantities(r: &Resources) -> BTreeMap<String, Quantity> {
@@ -324,12 +291,15 @@ pub fn update_fleet_metrics(ctx: &Context) {
                 *sample.allocatable.entry(k.clone()).or_default() += scaled(k, v);
             }
         }
-        for pod in state.pods_on_node(&node.name_any()) {
-            if crate::state::is_terminal(&pod) {
+        for key in state.pod_keys_on_node(&node.name_any()) {
+            if state.pod(key).is_none_or(|p| crate::state::is_terminal(&p)) {
                 continue;
             }
-            for (k, v) in pod_requests(&pod).0 {
-                *sample.requested.entry(k.clone()).or_default() += scaled(&k, v);
+            let Some(pod) = state.domain_pod(key) else {
+                continue;
+            };
+            for (k, v) in &pod.requests.0 {
+                *sample.requested.entry(k.clone()).or_default() += scaled(k, *v);
             }
         }
         let it = claim.label(stowage_api::labels::INSTANCE_TYPE);

@@ -29,12 +29,13 @@ pub fn build(
     let mut input = SolveInput::default();
     let mut objects = BTreeMap::new();
     for pod in state.pending_pods(now) {
-        match convert::pod(&pod) {
-            Ok(p) => {
-                objects.insert(pod_key(&pod), pod.clone());
-                input.pods.push(p);
+        let key = pod_key(&pod);
+        match state.domain_pod(&key) {
+            Some(p) => {
+                input.pods.push((*p).clone());
+                objects.insert(key, pod.clone());
             }
-            Err(err) => tracing::warn!(%err, "pod skipped by the provisioner"),
+            None => tracing::debug!(pod = %key, "pod skipped by the provisioner (unreadable)"),
         }
     }
     // Pods nominated to each claim that are not bound yet.
@@ -43,23 +44,23 @@ pub fn build(
             .nominated_to(claim)
             .iter()
             .filter(|k| state.is_nominated(k, now))
-            .filter_map(|k| state.pod(k))
-            .filter(|p| {
-                p.spec
-                    .as_ref()
-                    .and_then(|s| s.node_name.as_deref())
-                    .is_none_or(str::is_empty)
+            .filter(|k| {
+                state.pod(k).is_some_and(|p| {
+                    p.spec
+                        .as_ref()
+                        .and_then(|s| s.node_name.as_deref())
+                        .is_none_or(str::is_empty)
+                })
             })
-            .filter_map(|p| convert::pod(&p).ok())
+            .filter_map(|k| state.domain_pod(k).map(|p| (*p).clone()))
             .collect()
     };
     for node in state.nodes() {
         let name = node.name_any();
         let mut pods: Vec<stowage_solver::Pod> = state
-            .pods_on_node(&name)
-            .iter()
-            .filter(|p| !is_terminal(p))
-            .filter_map(|p| convert::pod(p).ok())
+            .pod_keys_on_node(&name)
+            .filter(|k| state.pod(k).is_some_and(|p| !is_terminal(&p)))
+            .filter_map(|k| state.domain_pod(k).map(|p| (*p).clone()))
             .collect();
         let claim = state.claim_for_node(node);
         if let Some(c) = &claim {

@@ -130,7 +130,9 @@ impl Nominations {
 /// The state. See the module docs.
 #[derive(Debug, Default)]
 pub struct ClusterState {
-    pods: BTreeMap<String, Arc<Pod>>,
+    pods: HashMap<String, Arc<Pod>>,
+    /// Each pod as the solver reads it, converted once per update (`None`: unreadable).
+    domain: HashMap<String, Option<Arc<stowage_solver::Pod>>>,
     pods_by_node: HashMap<String, BTreeSet<String>>,
     provisionable: BTreeSet<String>,
     nodes: BTreeMap<String, Arc<Node>>,
@@ -255,7 +257,20 @@ impl ClusterState {
         } else {
             self.provisionable.remove(&key);
         }
+        let domain = match stowage_solver::convert::pod(&pod) {
+            Ok(d) => Some(Arc::new(d)),
+            Err(err) => {
+                tracing::warn!(%err, "pod unreadable by the solver");
+                None
+            }
+        };
+        self.domain.insert(key.clone(), domain);
         self.pods.insert(key, Arc::new(pod));
+    }
+
+    /// The pod as the solver reads it (`None` when absent or unreadable).
+    pub fn domain_pod(&self, key: &str) -> Option<Arc<stowage_solver::Pod>> {
+        self.domain.get(key).cloned().flatten()
     }
 
     fn unindex_pod(&mut self, key: &str) {
@@ -273,12 +288,14 @@ impl ClusterState {
     pub fn delete_pod(&mut self, key: &str) {
         self.unindex_pod(key);
         self.pods.remove(key);
+        self.domain.remove(key);
         self.provisionable.remove(key);
         self.nominations.remove_pod(key);
     }
 
     pub fn replace_pods(&mut self, pods: Vec<Pod>) {
         self.pods.clear();
+        self.domain.clear();
         self.pods_by_node.clear();
         self.provisionable.clear();
         for p in pods {
@@ -301,6 +318,11 @@ impl ClusterState {
     }
 
     /// Pods bound to `node` (any phase).
+    /// Keys of the pods bound to `node`, in order.
+    pub fn pod_keys_on_node(&self, node: &str) -> impl Iterator<Item = &String> {
+        self.pods_by_node.get(node).into_iter().flatten()
+    }
+
     pub fn pods_on_node(&self, node: &str) -> Vec<Arc<Pod>> {
         self.pods_by_node
             .get(node)
