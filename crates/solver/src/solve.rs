@@ -245,6 +245,7 @@ enum PoolReason {
     NoOffering,
     Limit(String),
     Cap(u32),
+    MinValues(String, i32),
 }
 
 #[derive(Debug)]
@@ -1112,6 +1113,22 @@ impl<'a> Engine<'a> {
                 bits.insert(t);
             }
             loose_all.push(loose);
+            // minValues: the pool's flexibility floor must hold over what fits this pod.
+            let short = pool.p.requirements.iter().find_map(|r| {
+                let mv = r.min_values?;
+                let distinct: BTreeSet<&str> = bits
+                    .iter()
+                    .filter_map(|t| self.ptypes[t].labels.get(&r.key).map(String::as_str))
+                    .collect();
+                ((distinct.len() as i32) < mv).then(|| (r.key.clone(), mv))
+            });
+            if !bits.is_empty()
+                && let Some((key, mv)) = short
+            {
+                compat.push(None);
+                reasons.push(Some(PoolReason::MinValues(key, mv)));
+                continue;
+            }
             if bits.is_empty() {
                 compat.push(None);
                 reasons.push(Some(if any_fit {
@@ -1339,6 +1356,9 @@ impl<'a> Engine<'a> {
                         "no available offering in the allowed zones and capacity types".to_string()
                     }
                     PoolReason::Limit(l) => format!("limit {l} reached"),
+                    PoolReason::MinValues(key, mv) => format!(
+                        "fewer than {mv} distinct {key} values can hold the pod (minValues)"
+                    ),
                     PoolReason::Cap(pct) => {
                         format!("spot unavailable and on-demand cap {pct}% of pool reached")
                     }

@@ -686,3 +686,19 @@ fn preferred_anti_affinity_is_relaxed_when_the_pool_is_full() {
     let plan = solve(&input(p, vec![roomy], types), &SolveOptions::default());
     assert_eq!(plan.new_claims.len(), 2);
 }
+
+#[test]
+fn min_values_that_cannot_be_met_make_the_pool_unusable() {
+    let types = karpenter_shape(10);
+    let pool = NodePool::new("flexible")
+        .requirement(Requirement::exists(labels::INSTANCE_CPU).with_min_values(5));
+    // Only 3 types (8, 9, 10 vCPU) hold a 7.5 vCPU pod.
+    let plan = solve(
+        &input(pods("big", 1, |p| p.cpu_millis(7500)), vec![pool], types),
+        &SolveOptions::default(),
+    );
+    assert_eq!(
+        plan.unschedulable["default/big-000"],
+        "NodePool flexible: fewer than 5 distinct aws.stowage.dev/instance-cpu values can hold the pod (minValues)"
+    );
+}
