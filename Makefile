@@ -50,6 +50,7 @@ crds: ## Regenerate charts/stowage/crds from the Rust types.
 bench: ## Solver benchmarks (release): the 20,000-pod diverse and generic runs.
 	$(CARGO) run --release -p stowage-bench -- solve --pods 20000 --types 400 --mix diverse
 	$(CARGO) run --release -p stowage-bench -- solve --pods 20000 --types 400 --mix generic
+	$(CARGO) bench -p stowage-bench --bench solve -- --warm-up-time 1 --measurement-time 5
 
 .PHONY: demo
 demo: ## Run the quickstart simulation (the README's first command).
