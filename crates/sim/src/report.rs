@@ -28,6 +28,15 @@ impl Sample {
     }
 }
 
+/// Pods of one workload still pending at the end, and why.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct PendingGroup {
+    pub workload: String,
+    pub pods: usize,
+    /// The scheduler's latest `Unschedulable` message.
+    pub message: String,
+}
+
 /// The outcome of a run.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Report {
@@ -41,6 +50,8 @@ pub struct Report {
     pub pending_at_end: usize,
     /// Pods still pending at the end that no NodePool and instance type can serve.
     pub unschedulable_at_end: usize,
+    /// Pending pods at the end by workload.
+    pub pending_by_workload: Vec<PendingGroup>,
     pub cost_total_usd: f64,
     pub peak_cost_per_hour: f64,
     pub p50_pending_seconds: f64,
@@ -162,6 +173,13 @@ impl Report {
             "pending at end        {} schedulable, {} unschedulable by any NodePool",
             self.pending_at_end, self.unschedulable_at_end
         );
+        for g in &self.pending_by_workload {
+            let _ = writeln!(
+                out,
+                "  {:<20} {:>5} pending: {}",
+                g.workload, g.pods, g.message
+            );
+        }
         let _ = writeln!(out, "launches              {}", self.launches);
         let _ = writeln!(out, "interruptions         {}", self.interruptions);
         let _ = writeln!(

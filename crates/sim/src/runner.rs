@@ -267,12 +267,14 @@ impl Simulation {
         }
 
         let (pending_at_end, unschedulable_at_end) = classify_pending(&cluster, &api, &catalog);
+        let pending_by_workload = pending_by_workload(&cluster);
         let mut report = Report {
             scenario: scenario.name.clone(),
             duration_seconds: scenario.duration.as_std().as_secs_f64(),
             controllers: has_controllers,
             pending_at_end,
             unschedulable_at_end,
+            pending_by_workload,
             launches: cloud.launch_count(),
             interruptions: cloud.interruption_count(),
             pods_created: cluster.recorder.pods_created,
@@ -320,6 +322,46 @@ fn sample(cluster: &Cluster, api: &ApiServer, elapsed: Duration) -> Sample {
     s.running_pods = cluster.running_pods();
     s.nodeclaims = api.store().count(cluster.k.nodeclaim);
     s
+}
+
+/// Pods pending at the end by workload (`namespace/name`, or `-` for others), with the
+/// scheduler's latest message.
+fn pending_by_workload(cluster: &Cluster) -> Vec<crate::report::PendingGroup> {
+    let mut groups: std::collections::BTreeMap<String, crate::report::PendingGroup> =
+        Default::default();
+    for obj in cluster.pending_objects() {
+        let ns = crate::apiserver::namespace_of(&obj);
+        let wl = obj
+            .pointer(&format!(
+                "/metadata/labels/{}",
+                crate::cluster::WORKLOAD_LABEL.replace('/', "~1")
+            ))
+            .and_then(serde_json::Value::as_str)
+            .map_or_else(|| "-".to_string(), |w| format!("{ns}/{w}"));
+        let message = obj
+            .pointer("/status/conditions")
+            .and_then(serde_json::Value::as_array)
+            .and_then(|cs| {
+                cs.iter().find(|c| {
+                    c.get("type").and_then(serde_json::Value::as_str) == Some("PodScheduled")
+                })
+            })
+            .and_then(|c| c.get("message").and_then(serde_json::Value::as_str))
+            .unwrap_or_default()
+            .to_string();
+        let g = groups
+            .entry(wl.clone())
+            .or_insert_with(|| crate::report::PendingGroup {
+                workload: wl,
+                pods: 0,
+                message: String::new(),
+            });
+        g.pods += 1;
+        if !message.is_empty() {
+            g.message = message;
+        }
+    }
+    groups.into_values().collect()
 }
 
 /// Splits the pods pending at the end into (could be served by some NodePool, could not).
