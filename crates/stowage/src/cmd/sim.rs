@@ -73,7 +73,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
         .await
         .with_context(|| format!("failed to listen on {}:{}", args.bind, args.port))?;
-    let addr = listener.local_addr().context("failed to read the listening address")?;
+    let addr = listener
+        .local_addr()
+        .context("failed to read the listening address")?;
     let url = format!("http://{addr}");
     ApiServer::write_kubeconfig(&url, &args.kubeconfig)?;
     eprintln!(
