@@ -38,7 +38,7 @@ pub enum Error {
     EmptyCatalog { scenario: String, detail: String },
     #[error(transparent)]
     SetUpCluster(#[from] crate::cluster::Error),
-    #[error("failed to start the simulation runtime: {0}")]
+    #[error("failed to start the simulation runtime")]
     StartRuntime(#[source] std::io::Error),
     #[error("the simulation thread panicked")]
     JoinThread,

@@ -14,7 +14,7 @@ use stowage_api::{CapacityType, Duration};
 /// Scenario loading and validation errors.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("failed to read scenario {path}: {source}")]
+    #[error("failed to read scenario {path}")]
     ReadScenario {
         path: String,
         #[source]
@@ -400,7 +400,10 @@ impl Scenario {
     pub fn from_yaml(path: &str, yaml: &str) -> Result<Self, Error> {
         let s: Scenario = serde_saphyr::from_str(yaml).map_err(|e| Error::ParseScenario {
             path: path.to_string(),
-            message: e.to_string(),
+            message: e
+                .to_string()
+                .trim_start_matches("error: ")
+                .replace("<input>", path),
         })?;
         s.validate(path)?;
         Ok(s)
@@ -428,6 +431,8 @@ impl Scenario {
     pub fn load(name_or_path: &str) -> Result<Self, Error> {
         if BUILTIN.iter().any(|(n, _)| *n == name_or_path) {
             Self::builtin(name_or_path)
+        } else if !Path::new(name_or_path).exists() && !name_or_path.contains(['/', '.']) {
+            Err(Error::FindBuiltin(name_or_path.to_string()))
         } else {
             Self::from_file(Path::new(name_or_path))
         }

@@ -82,9 +82,9 @@ pub struct CoreKinds {
 /// Failure to start the HTTP transport or write its kubeconfig.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("failed to accept a connection: {0}")]
+    #[error("failed to accept a connection")]
     Accept(#[source] std::io::Error),
-    #[error("failed to write kubeconfig {path}: {source}")]
+    #[error("failed to write kubeconfig {path}")]
     WriteKubeconfig {
         path: String,
         #[source]

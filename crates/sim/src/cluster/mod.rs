@@ -165,7 +165,7 @@ impl std::fmt::Debug for Cluster {
 pub enum Error {
     #[error(transparent)]
     Api(#[from] crate::apiserver::Error),
-    #[error("failed to create {what}: {source}")]
+    #[error("failed to create {what}")]
     CreateObject {
         what: String,
         #[source]
