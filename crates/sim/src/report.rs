@@ -50,6 +50,8 @@ pub struct Report {
     pub pending_at_end: usize,
     /// Pods still pending at the end that no NodePool and instance type can serve.
     pub unschedulable_at_end: usize,
+    /// Jobs and Spark applications the scenario's end cut short.
+    pub jobs_unfinished_at_end: usize,
     /// Pending pods at the end by workload.
     pub pending_by_workload: Vec<PendingGroup>,
     pub cost_total_usd: f64,
@@ -173,6 +175,13 @@ impl Report {
             "pending at end        {} schedulable, {} unschedulable by any NodePool",
             self.pending_at_end, self.unschedulable_at_end
         );
+        if self.jobs_unfinished_at_end > 0 {
+            let _ = writeln!(
+                out,
+                "cut short             {} Job(s)/Spark application(s) still running when the scenario ended",
+                self.jobs_unfinished_at_end
+            );
+        }
         for g in &self.pending_by_workload {
             let _ = writeln!(
                 out,

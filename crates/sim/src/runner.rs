@@ -268,6 +268,13 @@ impl Simulation {
 
         let (pending_at_end, unschedulable_at_end) = classify_pending(&cluster, &api, &catalog);
         let pending_by_workload = pending_by_workload(&cluster);
+        let jobs_unfinished_at_end = cluster
+            .workloads
+            .values()
+            .filter(|w| {
+                w.def.kind != crate::scenario::WorkloadKind::Deployment && !w.done && !w.deleted
+            })
+            .count();
         let mut report = Report {
             scenario: scenario.name.clone(),
             duration_seconds: scenario.duration.as_std().as_secs_f64(),
@@ -275,6 +282,7 @@ impl Simulation {
             pending_at_end,
             unschedulable_at_end,
             pending_by_workload,
+            jobs_unfinished_at_end,
             launches: cloud.launch_count(),
             interruptions: cloud.interruption_count(),
             pods_created: cluster.recorder.pods_created,
