@@ -4,5 +4,6 @@ pub mod catalog;
 pub mod crds;
 pub mod plan;
 pub mod run;
+pub mod scenario;
 pub mod sim;
 pub mod simulate;

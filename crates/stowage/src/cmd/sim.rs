@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use stowage_sim::{ApiServer, Scenario, SimOptions, Simulation};
+use stowage_sim::{ApiServer, Scenario, Simulation};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -91,30 +91,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn run_scenario(args: RunArgs) -> anyhow::Result<()> {
     let scenario = Scenario::load(&args.scenario)?;
-    let mut options = SimOptions::default();
-    if scenario.catalog.source == stowage_sim::scenario::CatalogSource::Aws {
-        let catalog = stowage_aws::catalog::embedded(
-            &args.region,
-            &stowage_aws::catalog::CatalogSettings::default(),
-        )
-        .context("failed to load the embedded AWS catalogue")?;
-        options.aws_catalog = Some(catalog);
-    }
+    let options = super::scenario::options_for(&scenario, &args.region)?;
     let simulation = Simulation::new(scenario, options);
     let report = tokio::task::spawn_blocking(move || simulation.run_blocking_without_controllers())
         .await
         .context("the simulation task failed")??;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
-    } else {
-        println!("{}", report.summary_table());
-    }
-    if let Some(path) = &args.report {
-        std::fs::write(path, report.to_html())
-            .with_context(|| format!("failed to write {}", path.display()))?;
-        if !args.json {
-            println!("report written to {}", path.display());
-        }
-    }
-    Ok(())
+    super::scenario::emit(&report, args.json, args.report.as_deref())
 }

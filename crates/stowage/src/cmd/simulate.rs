@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use stowage_controller::{Context, Leadership, Settings};
-use stowage_sim::{Scenario, SimEnv, SimOptions, Simulation};
+use stowage_sim::{Scenario, SimEnv, Simulation};
 
 use super::run::{LogFormat, init_tracing};
 
@@ -56,34 +56,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     init_tracing(LogFormat::Text, &args.log_level);
     let scenario = Scenario::load(&args.scenario)
         .with_context(|| format!("failed to load scenario {}", args.scenario))?;
-    let mut options = SimOptions::default();
-    if matches!(
-        scenario.catalog.source,
-        stowage_sim::scenario::CatalogSource::Aws
-    ) {
-        let catalog = stowage_aws::catalog::embedded(
-            &args.region,
-            &stowage_aws::catalog::CatalogSettings::default(),
-        )
-        .context("failed to load the embedded AWS catalogue")?;
-        options.aws_catalog = Some(catalog);
-    }
+    let options = super::scenario::options_for(&scenario, &args.region)?;
     let simulation = Simulation::new(scenario, options);
     let report = tokio::task::spawn_blocking(move || simulation.run_blocking(controllers))
         .await
         .context("the simulation task failed")?
         .context("the simulation failed")?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json())?);
-    } else {
-        println!("{}", report.summary_table());
-    }
-    if let Some(path) = &args.report {
-        std::fs::write(path, report.to_html())
-            .with_context(|| format!("failed to write {}", path.display()))?;
-        if !args.json {
-            println!("report written to {}", path.display());
-        }
-    }
-    Ok(())
+    super::scenario::emit(&report, args.json, args.report.as_deref())
 }
