@@ -95,14 +95,16 @@ pub enum IndexError {
     BindPod(PodKey),
 }
 
+/// A topology or affinity term's pod group: the namespaces it looks in (None = all) and its
+/// label selector. Shared by the solver and the predicates so both count pods the same way.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct GroupKey {
-    namespaces: Option<BTreeSet<String>>,
-    selector: LabelSelector,
+pub(crate) struct GroupKey {
+    pub(crate) namespaces: Option<BTreeSet<String>>,
+    pub(crate) selector: LabelSelector,
 }
 
 impl GroupKey {
-    fn selects(&self, pod: &Pod) -> bool {
+    pub(crate) fn selects(&self, pod: &Pod) -> bool {
         self.namespaces
             .as_ref()
             .is_none_or(|ns| ns.contains(&pod.namespace))

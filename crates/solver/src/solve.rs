@@ -45,6 +45,7 @@ use crate::domain::{
     TaintEffect, WhenUnsatisfiable, requirement_matches, untolerated,
 };
 use crate::model::{InstanceType, Resources, resource};
+use crate::predicates::GroupKey;
 
 const CPU: usize = 0;
 const PODS: usize = 2;
@@ -149,21 +150,6 @@ struct PoolS<'a> {
     od: i64,
     total: i64,
     claims: usize,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct GroupKey {
-    namespaces: Option<BTreeSet<String>>,
-    selector: LabelSelector,
-}
-
-impl GroupKey {
-    fn selects(&self, pod: &Pod) -> bool {
-        self.namespaces
-            .as_ref()
-            .is_none_or(|ns| ns.contains(&pod.namespace))
-            && self.selector.matches(&pod.labels)
-    }
 }
 
 #[derive(Clone, Copy, Debug)]
