@@ -2,100 +2,25 @@
 //! to the simulated API server over HTTP (what `stowage sim serve` runs), in real time: a pending
 //! pod gets a NodeClaim and the claim an EC2 instance.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use kube::api::{Api, ListParams, PostParams};
 use stowage_api::conditions::LAUNCHED;
 use stowage_api::{EC2NodeClass, NodeClaim, labels};
-use stowage_aws::sdk::{AwsConfig, Clients, StaticCredentials};
 use stowage_cloud::{CloudProvider, SharedClock, SystemClock};
 use stowage_controller::leader::LeaseConfig;
 use stowage_controller::{Context, Leadership, Settings};
 use stowage_sim::ApiServer;
 use stowage_tests::{Harness, pod};
 
-struct FakeAws {
-    endpoint: String,
-    child: Child,
-}
-
-impl Drop for FakeAws {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("STOWAGE_FAKEAWS_PYTHON").map(PathBuf::from)
-        && p.exists()
-    {
-        return p;
-    }
-    let fallback = PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-        .join(".cache/stowage/venv/bin/python");
-    assert!(
-        fallback.exists(),
-        "the AWS emulator's Python is missing: run `make venv` first"
-    );
-    fallback
-}
-
-async fn start_fakeaws() -> FakeAws {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fakeaws/fakeaws.py");
-    let child = Command::new(python())
-        .arg(script)
-        .args([
-            "--port",
-            &port.to_string(),
-            "--quiet",
-            "--exit-on-stdin-eof",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start tests/fakeaws/fakeaws.py");
-    let server = FakeAws {
-        endpoint: format!("http://127.0.0.1:{port}"),
-        child,
-    };
-    for _ in 0..600 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("fakeaws did not listen on {port}");
-}
+// The emulator harness the AWS crate's own tests use: one server per test binary, an account per test.
+#[path = "../../crates/aws/tests/common/mod.rs"]
+mod common;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_pod_gets_an_ec2_instance_through_the_http_api_and_the_emulator() {
-    let aws = start_fakeaws().await;
-    let config = AwsConfig {
-        region: "us-east-1".to_string(),
-        endpoint_url: Some(aws.endpoint.clone()),
-        max_attempts: 3,
-        initial_backoff: Duration::from_millis(10),
-        static_credentials: Some(StaticCredentials {
-            access_key_id: "testing".to_string(),
-            secret_access_key: "testing".to_string(),
-        }),
-        extra_headers: BTreeMap::new(),
-        ..AwsConfig::default()
-    };
-    let clients = Clients::new(&config).await;
+    let clients = common::Account::new().await.clients;
     let subnets: Vec<String> = clients
         .ec2
         .describe_subnets(vec![], vec![])

@@ -51,8 +51,14 @@ fn python() -> PathBuf {
     );
 }
 
+/// `tests/fakeaws/fakeaws.py` of the workspace, found from whichever crate includes this module.
 fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fakeaws/fakeaws.py")
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .map(|dir| dir.join("tests/fakeaws/fakeaws.py"))
+        .find(|path| path.exists())
+        .expect("tests/fakeaws/fakeaws.py above the crate's manifest directory")
 }
 
 impl FakeAws {
