@@ -182,7 +182,17 @@ impl Patcher {
     }
 }
 
+/// Marks `fields` of the object schema `node` required. A required field has no `default` in
+/// the schema: the API server checks every default against its own schema, and an empty default
+/// beside `minItems: 1` makes it refuse the whole CRD.
 fn add_required(node: &mut Map<String, Value>, fields: &[&str]) {
+    if let Some(Value::Object(props)) = node.get_mut("properties") {
+        for f in fields {
+            if let Some(Value::Object(prop)) = props.get_mut(*f) {
+                prop.remove("default");
+            }
+        }
+    }
     let required = node.entry("required").or_insert_with(|| json!([]));
     if let Value::Array(list) = required {
         for f in fields {

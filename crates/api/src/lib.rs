@@ -12,6 +12,7 @@ pub mod ec2nodeclass;
 pub mod labels;
 pub mod nodeclaim;
 pub mod nodepool;
+pub mod openapi;
 pub mod quantity;
 pub mod requirements;
 pub mod validation;

@@ -170,6 +170,48 @@ fn every_generated_schema_is_structural() {
     }
 }
 
+/// What the API server checks when it accepts a CRD, beyond structure: every `default` validates
+/// against the schema at its place (the check that refused `default: []` beside `minItems: 1`),
+/// has no field the schema would prune, and list-type/map-key declarations are consistent.
+#[test]
+fn every_default_validates_against_its_own_schema() {
+    let mut problems = Vec::new();
+    for crd in crds::all().unwrap() {
+        let value = serde_json::to_value(&crd).unwrap();
+        let kind = crd.spec.names.kind.clone();
+        let schema = &value["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        for v in stowage_api::openapi::check_crd_schema(schema) {
+            problems.push(format!("{kind}: {v}"));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "a real API server would refuse these CRDs:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn required_selector_terms_have_no_default() {
+    let class = serde_json::to_value(&crds::all().unwrap()[2]).unwrap();
+    let spec = &class["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    for field in [
+        "amiSelectorTerms",
+        "subnetSelectorTerms",
+        "securityGroupSelectorTerms",
+    ] {
+        assert!(
+            spec["required"].as_array().unwrap().contains(&field.into()),
+            "{field} is required"
+        );
+        assert!(
+            spec["properties"][field].get("default").is_none(),
+            "{field}"
+        );
+        assert_eq!(spec["properties"][field]["minItems"], 1, "{field}");
+    }
+}
+
 #[test]
 fn quantities_are_int_or_string_with_the_kubernetes_pattern() {
     let pool = serde_json::to_value(&crds::all().unwrap()[0]).unwrap();

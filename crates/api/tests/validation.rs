@@ -666,7 +666,58 @@ fn good_manifests_pass() {
         if let Err(errors) = validate(&yaml) {
             panic!("good manifest rejected: {errors:?}\n{yaml}");
         }
+        // As the API server stores it: defaulted from the CRD schema, valid against the schema,
+        // and still valid for the Rust validation.
+        let defaulted = defaulted_by_the_api_server(&yaml);
+        let text = serde_json::to_string(&defaulted).unwrap();
+        if let Err(errors) = validate(&text) {
+            panic!("defaulted manifest rejected: {errors:?}\n{text}");
+        }
     }
+}
+
+/// `yaml` defaulted from its kind's CRD schema, asserting it then validates against the schema.
+fn defaulted_by_the_api_server(yaml: &str) -> serde_json::Value {
+    let mut object: serde_json::Value = serde_saphyr::from_str(yaml).expect("test manifest parses");
+    let kind = object["kind"]
+        .as_str()
+        .expect("test manifest has a kind")
+        .to_string();
+    let crd = stowage_api::crds::all()
+        .expect("CRDs generate")
+        .into_iter()
+        .find(|c| c.spec.names.kind == kind)
+        .expect("a CRD for every test kind");
+    let crd = serde_json::to_value(&crd).expect("CRD converts to JSON");
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    stowage_api::openapi::apply_defaults(schema, &mut object);
+    let violations = stowage_api::openapi::validate(schema, &object);
+    assert!(
+        violations.is_empty(),
+        "the schema rejects {kind}: {violations:?}\n{object:#}"
+    );
+    object
+}
+
+#[test]
+fn the_schema_rejects_what_the_api_server_would() {
+    let crd = serde_json::to_value(&stowage_api::crds::all().unwrap()[2]).unwrap();
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let mut object: serde_json::Value = serde_saphyr::from_str(&class("role: r")).unwrap();
+    stowage_api::openapi::apply_defaults(schema, &mut object);
+    let mut found: Vec<String> = stowage_api::openapi::validate(schema, &object)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "spec.amiSelectorTerms: Required value",
+            "spec.securityGroupSelectorTerms: Required value",
+            "spec.subnetSelectorTerms: Required value",
+        ]
+    );
 }
 
 #[test]
