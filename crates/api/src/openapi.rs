@@ -8,7 +8,8 @@
 //! same way. `x-kubernetes-validations` (CEL) rules are not evaluated; the Rust validation in
 //! [`crate::validation`] mirrors them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use serde_json::{Map, Value};
 
@@ -67,6 +68,64 @@ pub fn apply_defaults(schema: &Value, value: &mut Value) {
             if let Some(item_schema) = schema.get("items") {
                 for item in items {
                     apply_defaults(item_schema, item);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Removes the fields the schema does not declare (unless it preserves unknown fields), as the API
+/// server prunes custom resources on every write; returns the removed paths. At the root,
+/// `apiVersion`, `kind` and `metadata` are the API server's own and are kept.
+pub fn prune(schema: &Value, value: &mut Value) -> Vec<String> {
+    let mut removed = Vec::new();
+    if let Value::Object(map) = value {
+        let props = schema.get("properties").and_then(Value::as_object);
+        for (name, child) in map.iter_mut() {
+            if let Some(s) = props.and_then(|p| p.get(name))
+                && !matches!(name.as_str(), "apiVersion" | "kind" | "metadata")
+            {
+                prune_at(s, child, name, &mut removed);
+            }
+        }
+        map.retain(|name, _| {
+            let known = matches!(name.as_str(), "apiVersion" | "kind" | "metadata")
+                || props.is_some_and(|p| p.contains_key(name));
+            if !known {
+                removed.push(name.clone());
+            }
+            known
+        });
+    }
+    removed
+}
+
+fn prune_at(schema: &Value, value: &mut Value, path: &str, removed: &mut Vec<String>) {
+    if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let extra = schema.get("additionalProperties").filter(|s| s.is_object());
+            map.retain(|name, _| {
+                let known = props.is_some_and(|p| p.contains_key(name)) || extra.is_some();
+                if !known {
+                    removed.push(child_path(path, name));
+                }
+                known
+            });
+            for (name, child) in map.iter_mut() {
+                if let Some(s) = props.and_then(|p| p.get(name)).or(extra) {
+                    prune_at(s, child, &child_path(path, name), removed);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for (i, item) in items.iter_mut().enumerate() {
+                    prune_at(s, item, &format!("{path}[{i}]"), removed);
                 }
             }
         }
@@ -253,7 +312,7 @@ fn check_string(schema: &Map<String, Value>, s: &str, path: &str, out: &mut Vec<
         violation(out, path, format!("may not be more than {max} bytes"));
     }
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
-        match regex::Regex::new(pattern) {
+        match compiled(pattern) {
             Ok(re) if re.is_match(s) => {}
             Ok(_) => violation(out, path, format!("{s:?} should match '{pattern}'")),
             Err(e) => violation(out, path, format!("invalid pattern '{pattern}': {e}")),
@@ -265,6 +324,19 @@ fn check_string(schema: &Map<String, Value>, s: &str, path: &str, out: &mut Vec<
         }
         _ => {}
     }
+}
+
+/// `pattern` compiled once per process: a CRD has a few dozen patterns and the simulated API
+/// server checks every write against them.
+fn compiled(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    static CACHE: OnceLock<Mutex<HashMap<String, Result<regex::Regex, regex::Error>>>> =
+        OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    cache
+        .entry(pattern.to_string())
+        .or_insert_with(|| regex::Regex::new(pattern))
+        .clone()
 }
 
 fn check_array(
@@ -624,6 +696,28 @@ mod tests {
         );
         let named = validate(&schema, &json!({"name": "Bad!"}));
         assert_eq!(named.len(), 2, "{named:?}");
+    }
+
+    #[test]
+    fn pruning_drops_undeclared_fields_but_keeps_metadata_and_preserved_ones() {
+        let schema = json!({"type": "object", "properties": {
+            "metadata": {"type": "object"},
+            "spec": {"type": "object", "properties": {
+                "a": {"type": "integer"},
+                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                "m": {"type": "object", "additionalProperties": {"type": "object", "properties": {"k": {"type": "string"}}}},
+            }},
+        }});
+        let mut v = json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "n", "labels": {"l": "v"}},
+            "spec": {"a": 1, "b": 2, "free": {"z": 1}, "m": {"x": {"k": "v", "q": 1}}}, "other": true});
+        let mut removed = prune(&schema, &mut v);
+        removed.sort();
+        assert_eq!(removed, ["other", "spec.b", "spec.m.x.q"]);
+        assert_eq!(
+            v,
+            json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "n", "labels": {"l": "v"}},
+            "spec": {"a": 1, "free": {"z": 1}, "m": {"x": {"k": "v"}}}})
+        );
     }
 
     #[test]

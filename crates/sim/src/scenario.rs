@@ -161,8 +161,31 @@ impl Default for Timings {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeClassDef {
     pub name: String,
-    #[serde(default)]
+    /// Omitted: [`simulated_node_class`], a class a real API server accepts.
+    #[serde(default = "simulated_node_class")]
     pub spec: stowage_api::EC2NodeClassSpec,
+}
+
+/// The class a scenario gets when it names a node class without a spec: the latest AL2023 AMI and
+/// subnets and security groups tagged `stowage.dev/discovery: sim`.
+pub fn simulated_node_class() -> stowage_api::EC2NodeClassSpec {
+    let discovery: BTreeMap<String, String> =
+        [("stowage.dev/discovery".to_string(), "sim".to_string())].into();
+    stowage_api::EC2NodeClassSpec {
+        ami_selector_terms: vec![stowage_api::AmiSelectorTerm {
+            alias: Some("al2023@latest".into()),
+            ..Default::default()
+        }],
+        subnet_selector_terms: vec![stowage_api::SubnetSelectorTerm {
+            tags: discovery.clone(),
+            ..Default::default()
+        }],
+        security_group_selector_terms: vec![stowage_api::SecurityGroupSelectorTerm {
+            tags: discovery,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -440,7 +440,8 @@ async fn status_subresource_and_custom_resources() {
     let claims = nodeclaims(server().client());
     let obj: DynamicObject = serde_json::from_value(json!({
         "apiVersion": "stowage.dev/v1", "kind": "NodeClaim",
-        "metadata": { "name": "c1" }, "spec": { "nodeClassRef": { "name": "default" } },
+        "metadata": { "name": "c1" },
+        "spec": { "nodeClassRef": { "group": "aws.stowage.dev", "kind": "EC2NodeClass", "name": "default" } },
         "status": { "providerID": "ignored" }
     }))
     .unwrap();
@@ -453,20 +454,20 @@ async fn status_subresource_and_custom_resources() {
         .patch_status(
             "c1",
             &PatchParams::default(),
-            &Patch::Merge(json!({ "status": { "providerID": "fake://i-1" }, "spec": { "x": 1 } })),
+            &Patch::Merge(json!({ "status": { "providerID": "fake://i-1" }, "spec": { "expireAfter": "1h" } })),
         )
         .await
         .unwrap();
     assert_eq!(patched.data["status"]["providerID"], "fake://i-1");
-    assert!(
-        patched.data["spec"].get("x").is_none(),
-        "the status subresource changes only status"
+    assert_eq!(
+        patched.data["spec"]["expireAfter"], "720h",
+        "the status subresource changes only status (the schema default stays)"
     );
     let main = claims
         .patch(
             "c1",
             &PatchParams::default(),
-            &Patch::Merge(json!({ "status": { "providerID": "nope" }, "spec": { "y": 2 } })),
+            &Patch::Merge(json!({ "status": { "providerID": "nope" }, "spec": { "expireAfter": "2h", "y": 2 } })),
         )
         .await
         .unwrap();
@@ -474,7 +475,11 @@ async fn status_subresource_and_custom_resources() {
         main.data["status"]["providerID"], "fake://i-1",
         "the main resource ignores status"
     );
-    assert_eq!(main.data["spec"]["y"], 2);
+    assert_eq!(main.data["spec"]["expireAfter"], "2h");
+    assert!(
+        main.data["spec"].get("y").is_none(),
+        "fields the schema does not declare are pruned"
+    );
     assert_eq!(main.metadata.generation, Some(2));
     let err = api_err(
         claims
@@ -494,11 +499,102 @@ async fn status_subresource_and_custom_resources() {
         .patch(
             "c2",
             &PatchParams::apply("test"),
-            &Patch::Apply(json!({ "apiVersion": "stowage.dev/v1", "kind": "NodeClaim", "metadata": { "name": "c2" }, "spec": {} })),
+            &Patch::Apply(json!({ "apiVersion": "stowage.dev/v1", "kind": "NodeClaim", "metadata": { "name": "c2" },
+                "spec": { "nodeClassRef": { "group": "aws.stowage.dev", "kind": "EC2NodeClass", "name": "default" } } })),
         )
         .await
         .unwrap();
     assert_eq!(applied.metadata.name.as_deref(), Some("c2"));
+}
+
+/// Custom resources are defaulted and validated against their CRD's schema on create, update
+/// and patch, with the real API server's wording, so a test sees what a real cluster rejects.
+#[tokio::test(start_paused = true)]
+async fn custom_resources_are_checked_against_their_crd_schema() {
+    let client = server().client();
+    let claims = nodeclaims(client.clone());
+    let types: Vec<String> = (0..600).map(|i| format!("m{i}.large")).collect();
+    let claim = |name: &str, types: &[String]| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "stowage.dev/v1", "kind": "NodeClaim", "metadata": { "name": name },
+            "spec": {
+                "nodeClassRef": { "group": "aws.stowage.dev", "kind": "EC2NodeClass", "name": "default" },
+                "requirements": [{ "key": "node.kubernetes.io/instance-type", "operator": "In", "values": types }],
+            }
+        }))
+        .unwrap()
+    };
+    let err = api_err(
+        claims
+            .create(&PostParams::default(), &claim("broad", &types))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    assert_eq!(
+        err.message,
+        "NodeClaim.stowage.dev \"broad\" is invalid: spec.requirements[0].values: Too many: 600: must have at most 500 items"
+    );
+    let ok = claims
+        .create(&PostParams::default(), &claim("narrow", &types[..60]))
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.data["spec"]["expireAfter"], "720h",
+        "defaulted on create"
+    );
+    let err = api_err(
+        claims
+            .patch(
+                "narrow",
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "spec": { "requirements": [{ "key": "k", "operator": "Sometimes" }] } })),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422, "{}", err.message);
+    assert!(
+        err.message
+            .contains("spec.requirements[0].operator: unsupported value"),
+        "{}",
+        err.message
+    );
+
+    let pools = Api::<DynamicObject>::all_with(
+        client,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("stowage.dev", "v1", "NodePool"),
+            "nodepools",
+        ),
+    );
+    let pool = |weight: i64| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "stowage.dev/v1", "kind": "NodePool", "metadata": { "name": "p" },
+            "spec": { "weight": weight, "template": { "spec": {
+                "nodeClassRef": { "group": "aws.stowage.dev", "kind": "EC2NodeClass", "name": "default" } } } }
+        }))
+        .unwrap()
+    };
+    let err = api_err(
+        pools
+            .create(&PostParams::default(), &pool(500))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        err.message,
+        "NodePool.stowage.dev \"p\" is invalid: spec.weight: should be less than or equal to 100"
+    );
+    let created = pools
+        .create(&PostParams::default(), &pool(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        created.data["spec"]["disruption"]["budgets"],
+        json!([{ "nodes": "10%" }]),
+        "schema defaults are applied"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -106,6 +106,33 @@ impl ApiError {
         }))
     }
 
+    /// A 422 with one cause per field, worded as the API server words schema violations:
+    /// `NodeClaim.stowage.dev "x" is invalid: spec.requirements[4].values: Too many: ...`.
+    pub fn invalid_fields(info: &KindInfo, name: &str, causes: &[(String, String)]) -> Self {
+        let text: Vec<String> = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+        let text = match text.as_slice() {
+            [one] => one.clone(),
+            many => format!("[{}]", many.join(", ")),
+        };
+        let kind = if info.group.is_empty() {
+            info.kind.to_string()
+        } else {
+            format!("{}.{}", info.kind, info.group)
+        };
+        let causes: Vec<Value> = causes
+            .iter()
+            .map(|(f, m)| json!({ "reason": "FieldValueInvalid", "message": m, "field": f }))
+            .collect();
+        Self::new(
+            422,
+            "Invalid",
+            format!("{kind} \"{name}\" is invalid: {text}"),
+        )
+        .with_details(
+            json!({ "name": name, "group": info.group, "kind": info.kind, "causes": causes }),
+        )
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(400, "BadRequest", message)
     }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 use serde_json::{Value, json};
+use stowage_api::openapi;
 use stowage_cloud::SharedClock;
 use tokio::sync::mpsc;
 
@@ -167,6 +168,9 @@ type ObjIter<'a> = Box<dyn Iterator<Item = (&'a (String, String), &'a Arc<Value>
 /// The store. Cheap to share behind an `Arc`.
 pub struct Store {
     kinds: Vec<KindInfo>,
+    /// The OpenAPI schema of each custom kind (from Stowage's own CRDs): objects are defaulted
+    /// and validated against it on every write, as the real API server does.
+    schemas: Vec<Option<Value>>,
     inner: Mutex<Inner>,
     clock: SharedClock,
     history_limit: usize,
@@ -294,11 +298,37 @@ fn int_or_percent(v: &Value, total: i64, round_up: bool) -> Option<i64> {
     }
 }
 
+/// The `openAPIV3Schema` of every custom kind that one of Stowage's CRDs defines.
+fn custom_schemas(kinds: &[KindInfo]) -> Vec<Option<Value>> {
+    let crds: Vec<Value> = stowage_api::crds::all()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| serde_json::to_value(c).ok())
+        .collect();
+    kinds
+        .iter()
+        .map(|info| {
+            if !info.custom {
+                return None;
+            }
+            crds.iter()
+                .find(|c| {
+                    c.pointer("/spec/group").and_then(Value::as_str) == Some(info.group)
+                        && c.pointer("/spec/names/kind").and_then(Value::as_str) == Some(info.kind)
+                })
+                .and_then(|c| c.pointer("/spec/versions/0/schema/openAPIV3Schema"))
+                .cloned()
+        })
+        .collect()
+}
+
 impl Store {
     pub fn new(kinds: Vec<KindInfo>, clock: SharedClock, history_limit: usize) -> Self {
         let states = kinds.iter().map(|_| KindState::default()).collect();
+        let schemas = custom_schemas(&kinds);
         Self {
             kinds,
+            schemas,
             inner: Mutex::new(Inner {
                 rv: 1,
                 kinds: states,
@@ -537,6 +567,39 @@ impl Store {
     // ---------------------------------------------------------------------------------------
     // Writes
 
+    /// Prunes and defaults `obj` by its kind's schema and rejects it (422, one cause per field) when it
+    /// violates the schema. Like the API server's validation ratcheting, a violation that the
+    /// stored object already had at the same field does not block an update.
+    fn default_and_validate(
+        &self,
+        kind: KindId,
+        name: &str,
+        obj: &mut Value,
+        old: Option<&Value>,
+    ) -> ApiResult<()> {
+        let Some(schema) = &self.schemas[kind] else {
+            return Ok(());
+        };
+        openapi::prune(schema, obj);
+        openapi::apply_defaults(schema, obj);
+        let violations = openapi::validate(schema, obj);
+        if violations.is_empty() {
+            return Ok(());
+        }
+        let before = old
+            .map(|o| openapi::validate(schema, o))
+            .unwrap_or_default();
+        let causes: Vec<(String, String)> = violations
+            .into_iter()
+            .filter(|v| !before.contains(v))
+            .map(|v| (v.path, v.message))
+            .collect();
+        if causes.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::invalid_fields(&self.kinds[kind], name, &causes))
+    }
+
     fn next_id(inner: &mut Inner) -> u64 {
         inner.next_id += 1;
         inner.next_id
@@ -735,6 +798,7 @@ impl Store {
             ("", "Namespace") => obj["status"] = json!({ "phase": "Active" }),
             _ => {}
         }
+        self.default_and_validate(kind, &name, &mut obj, None)?;
         Ok(self.commit(&mut inner, kind, None, Some(obj)))
     }
 
@@ -853,6 +917,7 @@ impl Store {
                 .unwrap_or(1);
             meta_mut(&mut new).insert("generation".into(), json!(g + 1));
         }
+        self.default_and_validate(kind, name, &mut new, Some(&old))?;
         if same_ignoring_rv(&new, &old) {
             return Ok(old);
         }
