@@ -12,7 +12,7 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 
-pub use apiserver::{ApiServer, ApiServerOptions, ApiService};
+pub use apiserver::{ApiServer, ApiServerOptions, ApiService, ServeLimits};
 pub use cluster::{Cluster, ClusterOptions};
 pub use report::{Report, Sample};
 pub use runner::{SimEnv, SimOptions, Simulation};

@@ -866,3 +866,149 @@ async fn kubectl_tables_and_protobuf_refusal() {
         (415, "UnsupportedMediaType")
     );
 }
+
+/// Requests the real API server refuses are refused here too, with its status codes.
+#[tokio::test(start_paused = true)]
+async fn hostile_requests_are_refused_like_the_real_server() {
+    let srv = server();
+    let client = srv.client();
+    let nodes: Api<Node> = Api::all(client.clone());
+    for bad in ["Bad_Name!!", "a/b", "UPPER", "-lead", "x..y"] {
+        let err = api_err(
+            nodes
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(json!({ "metadata": { "name": bad } })).unwrap(),
+                )
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(err.code, 422, "{bad}: {}", err.message);
+        assert!(
+            err.message.contains("metadata.name: Invalid value")
+                && err.message.contains("RFC 1123 subdomain"),
+            "{bad}: {}",
+            err.message
+        );
+    }
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let err = api_err(
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({ "metadata": { "name": "a.b" } })).unwrap(),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert!(err.message.contains("RFC 1123 label"), "{}", err.message);
+    nodes
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({ "metadata": { "name": "ip-10-0-0-1.ec2.internal" } }))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    // Merge patches that are not objects: 422, and the object is unchanged.
+    for body in [json!(null), json!([1]), json!("x")] {
+        let err = api_err(
+            nodes
+                .patch(
+                    "ip-10-0-0-1.ec2.internal",
+                    &PatchParams::default(),
+                    &Patch::Merge(body.clone()),
+                )
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(err.code, 422, "{body}: {}", err.message);
+    }
+    // `$patch` directives: unknown ones refused under strategic merge, never stored literally.
+    let err = api_err(
+        nodes
+            .patch(
+                "ip-10-0-0-1.ec2.internal",
+                &PatchParams::default(),
+                &Patch::Strategic(json!({ "$patch": "explode" })),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 422, "{}", err.message);
+    let merged = nodes
+        .patch(
+            "ip-10-0-0-1.ec2.internal",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "$patch": "explode", "metadata": { "labels": { "a": "b" } } })),
+        )
+        .await
+        .unwrap();
+    let stored = serde_json::to_value(&merged).unwrap();
+    assert!(stored.get("$patch").is_none(), "{stored}");
+    assert_eq!(stored["metadata"]["labels"]["a"], "b");
+
+    // Bodies: text/plain is 415, more than 3 MiB is 413.
+    let plain = http::Request::post("/api/v1/nodes")
+        .header("content-type", "text/plain")
+        .body(bytes::Bytes::from_static(br#"{"metadata":{"name":"n2"}}"#))
+        .unwrap();
+    assert_eq!(srv.handle(plain).status(), 415);
+    let huge = "x".repeat(stowage_sim::apiserver::MAX_REQUEST_BODY_BYTES);
+    let err = api_err(
+        nodes
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(
+                    json!({ "metadata": { "name": "n3", "annotations": { "big": huge } } }),
+                )
+                .unwrap(),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 413, "{}", err.message);
+    assert!(nodes.get_opt("n3").await.unwrap().is_none());
+}
+
+/// The HTTP listener closes connections that send nothing and keeps serving past its
+/// connection cap (the next client waits for a slot instead of failing the server).
+#[tokio::test]
+async fn http_listener_closes_idle_connections_and_caps_them() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = ApiServer::new(Arc::new(stowage_cloud::SystemClock));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serving = srv.clone();
+    let limits = stowage_sim::ServeLimits {
+        max_connections: 2,
+        idle_timeout: std::time::Duration::from_millis(300),
+    };
+    let task = tokio::spawn(async move { serving.serve_with(listener, limits).await });
+    // Two idle connections take both slots; the server closes them after the idle timeout.
+    let mut idle1 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut idle2 = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 1];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), idle1.read(&mut buf))
+        .await
+        .expect("the idle connection is closed by the server");
+    assert_eq!(closed.unwrap_or(0), 0, "closed without a response");
+    let _ = idle2.read(&mut buf).await;
+    // A third client is served once the slots are free.
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.write_all(b"GET /version HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        c.read_to_string(&mut response),
+    )
+    .await
+    .expect("served after the idle connections went")
+    .unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(!task.is_finished(), "the server keeps serving");
+    task.abort();
+}

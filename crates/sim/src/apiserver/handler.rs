@@ -308,6 +308,20 @@ impl Shared {
             ));
             return error_response(&e);
         }
+        let media = content_type.split(';').next().unwrap_or_default().trim();
+        let writes_body = parts.method == http::Method::POST || parts.method == http::Method::PUT;
+        if writes_body
+            && !body.is_empty()
+            && !matches!(
+                media,
+                "" | "application/json" | "application/yaml" | "application/x-yaml" | "*/*"
+            )
+        {
+            let e = ApiError::unsupported_media_type(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {media})"
+            ));
+            return error_response(&e);
+        }
         let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let result = match segs.as_slice() {
             ["version"] => Ok(json_response(200, &super::discovery::version())),

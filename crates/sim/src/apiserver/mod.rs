@@ -20,6 +20,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -54,6 +55,28 @@ impl Default for ApiServerOptions {
         }
     }
 }
+
+/// Limits of the HTTP listener ([`ApiServer::serve_with`]).
+#[derive(Clone, Debug)]
+pub struct ServeLimits {
+    /// Connections open at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// A connection that sends no request headers for this long is closed (watch streams, which
+    /// are responses in progress, are not affected).
+    pub idle_timeout: Duration,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 512,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The largest request body accepted, as the real API server's 3 MiB limit.
+pub const MAX_REQUEST_BODY_BYTES: usize = 3 * 1024 * 1024;
 
 pub(crate) struct Shared {
     pub(crate) store: Store,
@@ -180,19 +203,58 @@ impl ApiServer {
         self.shared.handle(req)
     }
 
-    /// Serves HTTP/1 on `listener` until the task is dropped.
+    /// Serves HTTP/1 on `listener` until the task is dropped, with the default [`ServeLimits`].
     pub async fn serve(&self, listener: tokio::net::TcpListener) -> Result<(), Error> {
+        self.serve_with(listener, ServeLimits::default()).await
+    }
+
+    /// Serves HTTP/1 on `listener` until the task is dropped. A failed `accept()` (for example
+    /// "too many open files") is logged once per streak and retried with a growing pause, never
+    /// fatal; at most `limits.max_connections` connections are open at once (the next waits for
+    /// a free slot); a connection that sends no request headers for `limits.idle_timeout` is
+    /// closed.
+    pub async fn serve_with(
+        &self,
+        listener: tokio::net::TcpListener,
+        limits: ServeLimits,
+    ) -> Result<(), Error> {
+        let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+        let mut failures = 0u32;
         loop {
-            let (stream, _) = listener.accept().await.map_err(Error::Accept)?;
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return Ok(());
+            };
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => {
+                    if failures > 0 {
+                        tracing::info!(failures, "accepting connections again");
+                    }
+                    failures = 0;
+                    stream
+                }
+                Err(e) => {
+                    if failures == 0 {
+                        tracing::warn!(error = %e, "failed to accept a connection; retrying with backoff");
+                    }
+                    failures = failures.saturating_add(1);
+                    let pause = Duration::from_millis(10u64 << failures.min(7));
+                    tokio::time::sleep(pause.min(Duration::from_secs(1))).await;
+                    continue;
+                }
+            };
             let svc = hyper_util::service::TowerToHyperService::new(self.service());
+            let idle = limits.idle_timeout;
             tokio::spawn(async move {
                 let io = hyper_util::rt::TokioIo::new(stream);
                 if let Err(e) = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(idle)
                     .serve_connection(io, svc)
                     .await
                 {
                     tracing::debug!(error = %e, "connection ended with an error");
                 }
+                drop(slot);
             });
         }
     }
@@ -242,20 +304,46 @@ where
         let shared = self.shared.clone();
         Box::pin(async move {
             let (parts, body) = req.into_parts();
-            let bytes = match body.collect().await {
-                Ok(c) => c.to_bytes(),
-                Err(e) => {
-                    let err = ApiError::bad_request(format!("failed to read request body: {e}"));
+            let bytes = match read_body(body).await {
+                Ok(b) => b,
+                Err(err) => {
                     let mut r = http::Response::new(ApiBody::Full(Some(Bytes::from(
                         err.to_status().to_string(),
                     ))));
-                    *r.status_mut() = http::StatusCode::BAD_REQUEST;
+                    *r.status_mut() = http::StatusCode::from_u16(err.code)
+                        .unwrap_or(http::StatusCode::BAD_REQUEST);
                     return Ok(r);
                 }
             };
             Ok(shared.handle(http::Request::from_parts(parts, bytes)))
         })
     }
+}
+
+/// A request body of at most [`MAX_REQUEST_BODY_BYTES`] (`413` past it, like the real server),
+/// read frame by frame so an oversized body is refused without being held whole.
+async fn read_body<B>(body: B) -> Result<Bytes, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
+    let mut body = Box::pin(body);
+    let mut buf = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame
+            .map_err(|e| ApiError::bad_request(format!("failed to read request body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > MAX_REQUEST_BODY_BYTES {
+                return Err(ApiError::new(
+                    413,
+                    "RequestEntityTooLarge",
+                    format!("Request entity too large: limit is {MAX_REQUEST_BODY_BYTES}"),
+                ));
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(Bytes::from(buf))
 }
 
 /// The `metadata.name` of a stored object.

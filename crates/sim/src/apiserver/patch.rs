@@ -163,15 +163,74 @@ pub fn apply_patch(kind: &PatchKind, target: &mut Value, body: &[u8]) -> Result<
             })
         }
         PatchKind::Merge => {
-            let p = parse_body(body)?;
+            let p = object_patch(body)?;
             json_patch::merge(target, &p);
+            drop_directives(target);
             Ok(())
         }
         PatchKind::Strategic | PatchKind::Apply => {
-            let p = parse_body(body)?;
+            let p = object_patch(body)?;
+            check_directives(&p)?;
             strategic_merge(target, &p);
             Ok(())
         }
+    }
+}
+
+/// A merge-style patch body, which must be a JSON object: the API server answers `422` for
+/// `null`, `[1]` or `"x"`, which cannot be decoded into an object.
+fn object_patch(body: &[u8]) -> Result<Value, ApiError> {
+    let p = parse_body(body)?;
+    if p.is_object() {
+        return Ok(p);
+    }
+    let what = match &p {
+        Value::Null => "null",
+        Value::Array(_) => "an array",
+        _ => "a scalar",
+    };
+    Err(ApiError::new(
+        422,
+        "Invalid",
+        format!(
+            "the server rejected our request due to an error in our request: the patch must be a JSON object, got {what}"
+        ),
+    ))
+}
+
+/// Rejects `$patch` directives strategic merge does not know (`422`, as upstream's "invalid patch
+/// type"), so `{"$patch": "explode"}` is never stored.
+fn check_directives(patch: &Value) -> Result<(), ApiError> {
+    match patch {
+        Value::Object(map) => {
+            if let Some(d) = map.get("$patch")
+                && !matches!(d.as_str(), Some("replace" | "delete" | "merge"))
+            {
+                return Err(ApiError::new(
+                    422,
+                    "Invalid",
+                    format!(
+                        "the server rejected our request due to an error in our request: invalid patch type: {d}"
+                    ),
+                ));
+            }
+            map.values().try_for_each(check_directives)
+        }
+        Value::Array(items) => items.iter().try_for_each(check_directives),
+        _ => Ok(()),
+    }
+}
+
+/// Removes `$`-prefixed keys that a JSON merge patch copied in literally: no Kubernetes field
+/// starts with `$`, and the API server's decoding drops them.
+fn drop_directives(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|k, _| !k.starts_with('$'));
+            map.values_mut().for_each(drop_directives);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_directives),
+        _ => {}
     }
 }
 

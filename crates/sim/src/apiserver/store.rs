@@ -298,6 +298,32 @@ fn int_or_percent(v: &Value, total: i64, round_up: bool) -> Option<i64> {
     }
 }
 
+/// Why `name` is not a valid name for an object of `info`'s kind, in the API server's words:
+/// namespaces are RFC 1123 labels, services RFC 1035 labels, everything else RFC 1123 subdomains.
+fn name_error(info: &KindInfo, name: &str) -> Option<&'static str> {
+    let label = |n: &str| {
+        let b = n.as_bytes();
+        !b.is_empty()
+            && b.len() <= 63
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+            && b[0] != b'-'
+            && b[b.len() - 1] != b'-'
+    };
+    match (info.group, info.kind) {
+        ("", "Namespace") if !label(name) => Some(
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+        ),
+        ("", "Service") if !label(name) || !name.as_bytes()[0].is_ascii_lowercase() => Some(
+            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
+        ),
+        _ if !stowage_api::validation::is_dns_subdomain(name) => Some(
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+        ),
+        _ => None,
+    }
+}
+
 /// The `openAPIV3Schema` of every custom kind that one of Stowage's CRDs defines.
 fn custom_schemas(kinds: &[KindInfo]) -> Vec<Option<Value>> {
     let crds: Vec<Value> = stowage_api::crds::all()
@@ -761,6 +787,14 @@ impl Store {
                 }
             },
         };
+        if let Some(why) = name_error(info, &name) {
+            return Err(ApiError::invalid(
+                info,
+                &name,
+                "metadata.name",
+                &format!("Invalid value: {name:?}: {why}"),
+            ));
+        }
         if inner.kinds[kind]
             .objects
             .contains_key(&self.key(kind, ns, &name))
