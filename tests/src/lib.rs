@@ -13,9 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
-use stowage_api::{
-    EC2NodeClass, EC2NodeClassSpec, NodeClaimTemplate, NodeClassRef, NodePool, NodePoolSpec,
-};
+use stowage_api::{EC2NodeClass, NodeClaimTemplate, NodeClassRef, NodePool, NodePoolSpec};
 use stowage_cloud::fake::FakeCloud;
 use stowage_cloud::{SharedClock, TokioClock};
 use stowage_controller::{Context, Leadership, Running, Settings};
@@ -79,8 +77,11 @@ impl Harness {
     pub async fn nodepool(&self, name: &str, edit: impl FnOnce(&mut NodePool)) -> NodePool {
         let classes: Api<EC2NodeClass> = Api::all(self.client.clone());
         if classes.get_opt("default").await.ok().flatten().is_none() {
-            let class = EC2NodeClass::new("default", EC2NodeClassSpec::default());
-            let _ = classes.create(&PostParams::default(), &class).await;
+            let class = EC2NodeClass::new("default", stowage_sim::scenario::simulated_node_class());
+            classes
+                .create(&PostParams::default(), &class)
+                .await
+                .expect("the default EC2NodeClass is valid");
         }
         let mut pool = NodePool::new(
             name,
