@@ -13,7 +13,7 @@ help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: test
-test: fmt-check clippy unit ## Everything CI runs: fmt check, clippy -D warnings, all tests.
+test: fmt-check layering clippy unit ## Everything CI runs: fmt check, layering, clippy -D warnings, all tests.
 
 .PHONY: fmt-check
 fmt-check: ## cargo fmt --check.
@@ -27,8 +27,12 @@ fmt: ## Format the code.
 clippy: ## Clippy on every crate and target, warnings denied.
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+.PHONY: layering
+layering: ## Crate layering: api/solver/bench compile no tokio/hyper/kube client; only crates/aws uses the AWS SDK.
+	CARGO=$(CARGO) .ci/layering
+
 .PHONY: lint
-lint: fmt-check clippy ## fmt check + clippy.
+lint: fmt-check layering clippy ## fmt check + layering + clippy.
 
 .PHONY: unit
 unit: $(PYTHON) ## All tests (unit, integration against the AWS emulator, end to end).

@@ -14,8 +14,8 @@ use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use stowage_api::{EC2NodeClass, NodeClaimTemplate, NodeClassRef, NodePool, NodePoolSpec};
+use stowage_clock::{SharedClock, TokioClock};
 use stowage_cloud::fake::FakeCloud;
-use stowage_cloud::{SharedClock, TokioClock};
 use stowage_controller::{Context, Leadership, Running, Settings};
 use stowage_sim::{ApiServer, Report, Scenario, SimEnv, SimOptions, Simulation};
 

@@ -5,7 +5,6 @@
 //! trait, and failures that change what the core does (capacity, not-found, throttling) are
 //! distinct variants rather than strings.
 
-pub mod clock;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod metered;
@@ -13,9 +12,11 @@ pub mod metered;
 use async_trait::async_trait;
 use stowage_solver::InstanceType;
 
-pub use clock::{Clock, SharedClock, SystemClock, TokioClock};
 pub use metered::{Metered, OperationStats};
 pub use stowage_api::CapacityType;
+/// The clock lives in `stowage-clock`; re-exported for the provider crates, which take a
+/// [`SharedClock`] with the rest of this interface. Everything else imports `stowage_clock`.
+pub use stowage_clock::{Clock, SharedClock, SystemClock, TokioClock};
 
 /// An offering the cloud could not fill right now.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

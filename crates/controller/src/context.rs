@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use kube::Client;
+use stowage_clock::SharedClock;
 use stowage_cloud::metered::Metered;
-use stowage_cloud::{CapacityType, CloudProvider, SharedClock};
+use stowage_cloud::{CapacityType, CloudProvider};
 use tokio::sync::watch;
 
 use crate::events::Recorder;

@@ -14,7 +14,7 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Client;
 use kube::api::{Api, PostParams};
-use stowage_cloud::SharedClock;
+use stowage_clock::SharedClock;
 use tokio::sync::watch;
 
 /// Lease timing.

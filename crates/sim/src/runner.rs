@@ -18,8 +18,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use stowage_clock::{SharedClock, TokioClock};
 use stowage_cloud::fake::FakeCloud;
-use stowage_cloud::{CapacityType, CloudProvider, SharedClock, TokioClock};
+use stowage_cloud::{CapacityType, CloudProvider};
 use stowage_solver::InstanceType;
 use stowage_solver::predicates::ClusterIndex;
 use tokio::time::Instant;

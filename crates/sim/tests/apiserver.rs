@@ -14,7 +14,7 @@ use kube::api::{
 };
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
-use stowage_cloud::{SharedClock, TokioClock};
+use stowage_clock::{SharedClock, TokioClock};
 use stowage_sim::{ApiServer, ApiServerOptions};
 
 fn clock() -> SharedClock {
@@ -781,7 +781,7 @@ async fn discovery_finds_every_kind() {
 
 #[tokio::test]
 async fn http_transport_serves_kube_clients() {
-    let srv = ApiServer::new(Arc::new(stowage_cloud::SystemClock));
+    let srv = ApiServer::new(Arc::new(stowage_clock::SystemClock));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let serving = srv.clone();

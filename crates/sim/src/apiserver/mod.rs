@@ -26,7 +26,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use serde_json::{Value, json};
-use stowage_cloud::SharedClock;
+use stowage_clock::SharedClock;
 
 pub use handler::ApiBody;
 pub use kinds::KindInfo;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use stowage_api::openapi;
-use stowage_cloud::SharedClock;
+use stowage_clock::SharedClock;
 use tokio::sync::mpsc;
 
 use super::kinds::KindInfo;

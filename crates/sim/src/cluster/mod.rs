@@ -16,8 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use stowage_clock::SharedClock;
+use stowage_cloud::CapacityType;
 use stowage_cloud::fake::{FakeCloud, FakeEvent};
-use stowage_cloud::{CapacityType, SharedClock};
 use stowage_solver::InstanceType;
 use stowage_solver::predicates::ClusterIndex;
 use tokio::sync::{broadcast, mpsc};

@@ -11,7 +11,8 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
-use stowage_cloud::{CloudProvider, SharedClock, SystemClock};
+use stowage_clock::{SharedClock, SystemClock};
+use stowage_cloud::CloudProvider;
 use stowage_controller::leader::LeaseConfig;
 use stowage_controller::{Context, Leadership, Settings};
 

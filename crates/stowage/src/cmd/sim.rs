@@ -69,7 +69,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let server = ApiServer::new(Arc::new(stowage_cloud::SystemClock));
+    let server = ApiServer::new(Arc::new(stowage_clock::SystemClock));
     let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
         .await
         .with_context(|| format!("failed to listen on {}:{}", args.bind, args.port))?;

@@ -1,5 +1,8 @@
 //! The `Clock` seam: every TTL, timeout, expiry and budget reads time through it, so tests and the
 //! simulator (tokio's paused clock, virtual time) and production read the same code path.
+//!
+//! Key decision: a crate of its own, below everything that reads time, so the generic API server
+//! of the simulator and the controllers need neither the cloud crate nor each other for it.
 
 use std::sync::Arc;
 use std::time::Duration;
