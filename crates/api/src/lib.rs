@@ -9,6 +9,7 @@ pub mod crds;
 pub mod cron;
 pub mod duration;
 pub mod ec2nodeclass;
+pub mod key;
 pub mod labels;
 pub mod nodeclaim;
 pub mod nodepool;
@@ -24,6 +25,7 @@ pub use ec2nodeclass::{
     EC2NodeClass, EC2NodeClassSpec, EC2NodeClassStatus, KubeletConfiguration, MetadataOptions,
     SecurityGroupSelectorTerm, SubnetSelectorTerm,
 };
+pub use key::{key_of, namespaced_key};
 pub use labels::CapacityType;
 pub use nodeclaim::{
     NodeClaim, NodeClaimSpec, NodeClaimStatus, NodeClassRef, ResourceRequirements,

@@ -474,6 +474,12 @@ impl NodePoolSpec {
             {
                 errs.push("spec.capacityMix.onDemandBase", e);
             }
+            if mix.restore_spot_after.is_some() {
+                errs.push(
+                    "spec.capacityMix.restoreSpotAfter",
+                    "not supported yet: nothing moves fallback on-demand capacity back to spot; remove the field",
+                );
+            }
         }
         errs.finish()
     }
@@ -855,6 +861,12 @@ impl EC2NodeClassSpec {
         }
 
         let path = "spec.capacityReservationSelectorTerms";
+        if !self.capacity_reservation_selector_terms.is_empty() {
+            errs.push(
+                path,
+                "not supported yet: capacity reservations are neither discovered nor launched into; remove the field",
+            );
+        }
         if self.capacity_reservation_selector_terms.len() > MAX_SELECTOR_TERMS {
             errs.push(
                 path,

@@ -594,6 +594,22 @@ fn bad_manifests() -> Vec<(&'static str, String, &'static str)> {
             "spec.kubelet.clusterDNS[0]",
         ),
         (
+            "restoreSpotAfter is not supported yet",
+            pool(
+                "",
+                "capacityMix: {onDemandPercentAboveBase: 5, restoreSpotAfter: 2h}",
+            ),
+            "spec.capacityMix.restoreSpotAfter",
+        ),
+        (
+            "capacity reservations are not supported yet",
+            class_with(
+                "",
+                "capacityReservationSelectorTerms: [{id: cr-0123abcd}, {tags: {a: b}, ownerID: '123456789012'}]",
+            ),
+            "spec.capacityReservationSelectorTerms",
+        ),
+        (
             "restricted tag",
             class_with("", "tags: {kubernetes.io/cluster/demo: owned}"),
             "spec.tags[kubernetes.io/cluster/demo]",
@@ -649,7 +665,7 @@ fn good_manifests_pass() {
         pool("", ""),
         pool(
             "requirements:\n- {key: stowage.dev/capacity-type, operator: In, values: [spot, on-demand]}\n- {key: aws.stowage.dev/instance-category, operator: In, values: [c, m, r], minValues: 2}\n- {key: aws.stowage.dev/instance-generation, operator: Gt, values: ['4']}\n- {key: kubernetes.io/arch, operator: In, values: [amd64, arm64]}\n- {key: node.kubernetes.io/instance-type, operator: Exists, minValues: 10}\n- {key: example.com/team, operator: NotIn, values: [legacy]}\ntaints: [{key: dedicated, value: batch, effect: NoSchedule}]\nstartupTaints: [{key: node.cilium.io/agent-not-ready, effect: NoExecute}]\nexpireAfter: Never\nterminationGracePeriod: 48h",
-            "disruption:\n  consolidationPolicy: WhenEmpty\n  consolidateAfter: 30s\n  budgets:\n  - {nodes: '20%', reasons: [Empty, Drifted]}\n  - {nodes: '0', schedule: '0 9 * * mon-fri', duration: 8h}\n  - {nodes: '5', schedule: '@daily', duration: 1h30m}\nlimits: {cpu: '1000', memory: 1000Gi, nvidia.com/gpu: '8'}\nweight: 50\ncapacityMix: {onDemandBase: '16', onDemandPercentAboveBase: 5, restoreSpotAfter: 2h}",
+            "disruption:\n  consolidationPolicy: WhenEmpty\n  consolidateAfter: 30s\n  budgets:\n  - {nodes: '20%', reasons: [Empty, Drifted]}\n  - {nodes: '0', schedule: '0 9 * * mon-fri', duration: 8h}\n  - {nodes: '5', schedule: '@daily', duration: 1h30m}\nlimits: {cpu: '1000', memory: 1000Gi, nvidia.com/gpu: '8'}\nweight: 50\ncapacityMix: {onDemandBase: '16', onDemandPercentAboveBase: 5}",
         )
         .replace("  template:\n", "  template:\n    metadata:\n      labels: {team: web, node.kubernetes.io/role: worker, stowage.dev/capacity-type: spot}\n      annotations: {example.com/owner: me}\n"),
         class(CLASS_OK),
@@ -658,7 +674,7 @@ fn good_manifests_pass() {
             "[{alias: al2023@latest}]",
             "[{name: 'my-ami-*', owner: self}, {id: ami-0123456789abcdef0}, {tags: {team: web}}]\namiFamily: Custom",
         ),
-        class_with("", "blockDeviceMappings: [{deviceName: /dev/xvda, rootVolume: true, ebs: {volumeSize: 100Gi, volumeType: gp3, encrypted: true}}]\nmetadataOptions: {httpTokens: required, httpPutResponseHopLimit: 2}\nkubelet: {maxPods: 110, systemReserved: {cpu: 100m, memory: 100Mi}, evictionHard: {memory.available: 5%, nodefs.available: 1Gi}, clusterDNS: [10.100.0.10]}\ntags: {team: web}\ncapacityReservationSelectorTerms: [{id: cr-0123abcd}, {tags: {a: b}, ownerID: '123456789012'}]"),
+        class_with("", "blockDeviceMappings: [{deviceName: /dev/xvda, rootVolume: true, ebs: {volumeSize: 100Gi, volumeType: gp3, encrypted: true}}]\nmetadataOptions: {httpTokens: required, httpPutResponseHopLimit: 2}\nkubelet: {maxPods: 110, systemReserved: {cpu: 100m, memory: 100Mi}, evictionHard: {memory.available: 5%, nodefs.available: 1Gi}, clusterDNS: [10.100.0.10]}\ntags: {team: web}"),
         class_with("alias: al2023@latest", "alias: bottlerocket@v1.30.0"),
         claim("nodeClassRef: {group: aws.stowage.dev, kind: EC2NodeClass, name: default}\nrequirements: [{key: node.kubernetes.io/instance-type, operator: In, values: [m5.large]}, {key: stowage.dev/nodepool, operator: In, values: [default]}]\nresources: {requests: {cpu: 1500m, memory: 2Gi, pods: '3'}}"),
     ];
@@ -726,6 +742,28 @@ fn defaults_of_a_minimal_class_are_imdsv2_with_hop_limit_1() {
     assert_eq!(c.spec.metadata_options.http_tokens, "required");
     assert_eq!(c.spec.metadata_options.http_put_response_hop_limit, 1);
     assert_eq!(c.ami_family(), Some(stowage_api::AmiFamily::AL2023));
+}
+
+#[test]
+fn unsupported_fields_say_not_supported_yet() {
+    let errors = validate(&pool("", "capacityMix: {restoreSpotAfter: 1h}")).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].path, "spec.capacityMix.restoreSpotAfter");
+    assert!(
+        errors[0].message.starts_with("not supported yet"),
+        "{errors:?}"
+    );
+    let errors = validate(&class_with(
+        "",
+        "capacityReservationSelectorTerms: [{id: cr-0123abcd}]",
+    ))
+    .unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].path, "spec.capacityReservationSelectorTerms");
+    assert!(
+        errors[0].message.starts_with("not supported yet"),
+        "{errors:?}"
+    );
 }
 
 #[test]

@@ -18,9 +18,9 @@ use stowage_api::{EC2NodeClass, NodeClaim, NodePool, NodePoolStatus};
 use stowage_solver::Resources;
 
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::{Chain, Error, Result};
 use crate::metrics::FleetSample;
-use crate::provisioning::{claim_capacity_type, claim_resources};
+use crate::nodeclaim::{claim_capacity_type, claim_resources};
 
 /// Garbage collection's memory between passes.
 #[derive(Debug, Default)]
@@ -335,13 +335,13 @@ pub async fn run(ctx: Arc<Context>) {
         update_fleet_metrics(&ctx);
         if ctx.is_leader() && ctx.state().is_synced() {
             if let Err(err) = update_nodeclass_status(&ctx).await {
-                tracing::warn!(%err, "nodeclass status");
+                tracing::warn!(err = %Chain(&err), "nodeclass status");
             }
             if let Err(err) = update_nodepool_status(&ctx).await {
-                tracing::warn!(%err, "nodepool status");
+                tracing::warn!(err = %Chain(&err), "nodepool status");
             }
             if let Err(err) = gc.collect(&ctx).await {
-                tracing::warn!(%err, "garbage collection");
+                tracing::warn!(err = %Chain(&err), "garbage collection");
             }
         }
         tokio::time::sleep(ctx.settings.gc_interval).await;

@@ -17,6 +17,8 @@ use kube::api::{Api, PostParams};
 use stowage_clock::SharedClock;
 use tokio::sync::watch;
 
+use crate::error::Chain;
+
 /// Lease timing.
 #[derive(Clone, Debug)]
 pub struct LeaseConfig {
@@ -49,7 +51,7 @@ impl LeaseConfig {
 /// Why one election round failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderError {
-    #[error("failed to read or write lease {name}: {source}")]
+    #[error("failed to read or write lease {name}")]
     Lease {
         name: String,
         #[source]
@@ -101,7 +103,7 @@ impl LeaderElector {
                 }
                 Ok(false) => self.set(false),
                 Err(err) => {
-                    tracing::warn!(%err, "leader election round failed");
+                    tracing::warn!(err = %Chain(&err), "leader election round failed");
                     if *self.tx.borrow() && last_renew.elapsed() > self.config.renew_deadline {
                         self.set(false);
                     }

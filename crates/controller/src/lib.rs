@@ -16,6 +16,7 @@ pub mod housekeeping;
 pub mod leader;
 pub mod lifecycle;
 pub mod metrics;
+pub mod nodeclaim;
 pub mod provisioning;
 pub mod runner;
 pub mod settings;

@@ -39,7 +39,7 @@ use stowage_api::{NodeClaim, NodeClaimStatus};
 use stowage_cloud::Error as CloudError;
 
 use crate::context::Context;
-use crate::error::{Error, Result, is_not_found};
+use crate::error::{Chain, Error, Result, is_not_found};
 use crate::termination;
 
 /// Taints a node carries while it is coming up; initialization waits for them to go.
@@ -105,7 +105,7 @@ async fn controller(ctx: Arc<Context>) {
 /// Requeues a failed claim with per-claim exponential backoff.
 pub fn error_policy(claim: Arc<NodeClaim>, err: &Error, ctx: Arc<Context>) -> Action {
     let wait = ctx.backoff(&format!("nodeclaim/{}", claim.name_any()));
-    tracing::warn!(claim = %claim.name_any(), %err, retry_in = ?wait, "nodeclaim reconcile failed");
+    tracing::warn!(claim = %claim.name_any(), err = %Chain(err), retry_in = ?wait, "nodeclaim reconcile failed");
     Action::requeue(wait)
 }
 

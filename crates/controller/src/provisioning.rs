@@ -15,20 +15,18 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, PostParams};
 use kube::{Resource, ResourceExt};
-use stowage_api::conditions::{LAUNCHED, READY};
 use stowage_api::labels;
-use stowage_api::quantity::{format_resource, parse_resource};
+use stowage_api::quantity::format_resource;
 use stowage_api::requirements::{Operator, Requirement};
 use stowage_api::{NodeClaim, NodeClaimSpec, NodePool, ResourceRequirements};
-use stowage_cloud::CapacityType;
-use stowage_solver::{Plan, Resources, SolveOptions};
+use stowage_solver::{Plan, SolveOptions};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::{Chain, Error, Result};
 use crate::events::EventType;
-use crate::state::pod_key;
+use crate::snapshot;
 
 /// How often still-pending pods are solved again when nothing changed.
 pub const RECHECK: Duration = Duration::from_secs(30);
@@ -132,7 +130,7 @@ pub async fn run(ctx: Arc<Context>) {
                 batch_secs = batch.duration.as_secs_f64(),
                 "provisioned"
             ),
-            Err(err) => tracing::warn!(%err, "provisioning failed"),
+            Err(err) => tracing::warn!(err = %Chain(&err), "provisioning failed"),
         }
     }
 }
@@ -150,13 +148,7 @@ pub struct ProvisionResult {
 /// One solve over the current state, and the NodeClaims it calls for.
 pub async fn provision(ctx: &Context) -> Result<ProvisionResult> {
     let now = ctx.clock.now();
-    let pools: Vec<Arc<NodePool>> = ctx
-        .state()
-        .nodepools()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| p.condition(READY).is_none_or(|c| !c.is_false()))
-        .cloned()
-        .collect();
+    let pools = snapshot::pools(&ctx.state());
     // Instance types per pool, from the provider (which caches them).
     let mut types = BTreeMap::new();
     for pool in &pools {
@@ -177,10 +169,11 @@ pub async fn provision(ctx: &Context) -> Result<ProvisionResult> {
             }
         }
     }
-    let (input, pod_objects) = {
-        let state = ctx.state();
-        crate::snapshot::build(&state, &pools, types, now)
-    };
+    let snap = snapshot::build(&ctx.state(), &pools, types, now);
+    for err in &snap.skipped {
+        tracing::warn!(%err, "object skipped by the provisioner (unreadable)");
+    }
+    let (input, pod_objects) = (snap.input, snap.pending);
     if input.pods.is_empty() {
         return Ok(ProvisionResult::default());
     }
@@ -343,43 +336,12 @@ pub fn claim_for(pool: &NodePool, new: &stowage_solver::NewClaim) -> NodeClaim {
     }
 }
 
-/// A claim's resources: its instance's capacity once launched, its requests before.
-pub fn claim_resources(claim: &NodeClaim) -> Resources {
-    let launched = claim.is_true(LAUNCHED);
-    let src = if launched {
-        claim
-            .status
-            .as_ref()
-            .map(|s| &s.capacity)
-            .filter(|c| !c.is_empty())
-    } else {
-        None
-    }
-    .unwrap_or(&claim.spec.resources.requests);
-    let mut r = Resources::new();
-    for (k, q) in src {
-        if let Ok(v) = parse_resource(k, &q.0) {
-            r.set(k.clone(), v);
-        }
-    }
-    r
-}
-
-/// The capacity type a claim resolved to (or was limited to).
-pub fn claim_capacity_type(claim: &NodeClaim) -> Option<CapacityType> {
-    claim
-        .label(labels::CAPACITY_TYPE)
-        .and_then(|v| v.parse().ok())
-}
-
-/// Keys of pods in a set of pod objects.
-pub fn keys(pods: &[Arc<Pod>]) -> Vec<String> {
-    pods.iter().map(|p| pod_key(p)).collect()
-}
-
 #[cfg(test)]
 mod tests {
+    use stowage_solver::Resources;
+
     use super::*;
+    use crate::nodeclaim::claim_resources;
 
     async fn trigger_every(tx: watch::Sender<u64>, every: Duration, total: Duration) {
         let start = Instant::now();

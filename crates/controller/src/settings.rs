@@ -34,9 +34,8 @@ pub struct Settings {
     pub eviction_retry: Duration,
     /// The most instance types written on one NodeClaim.
     pub max_instance_types: usize,
-    /// Fraction of memory the hypervisor takes (passed to the cloud provider's catalogue).
-    pub vm_memory_overhead_percent: f64,
-    /// The interruption queue name, if interruption handling is enabled.
+    /// The interruption queue name. Interruption handling is not supported yet, so
+    /// [`Settings::validate`] refuses a queue rather than accept one and read nothing.
     pub interruption_queue: Option<String>,
     /// The Lease used for leader election.
     pub lease_name: String,
@@ -61,7 +60,6 @@ impl Default for Settings {
             gc_interval: Duration::from_secs(30),
             eviction_retry: Duration::from_secs(5),
             max_instance_types: 600,
-            vm_memory_overhead_percent: 0.075,
             interruption_queue: None,
             lease_name: "stowage-leader".to_string(),
             namespace: "kube-system".to_string(),
@@ -92,8 +90,11 @@ impl Settings {
                 "must be at least the batch idle duration",
             );
         }
-        if !(0.0..1.0).contains(&self.vm_memory_overhead_percent) {
-            return invalid("vm-memory-overhead-percent", "must be in [0, 1)");
+        if self.interruption_queue.is_some() {
+            return invalid(
+                "interruption-queue",
+                "not supported yet: interruption events are not handled; unset it",
+            );
         }
         if self.max_instance_types == 0 {
             return invalid("max-instance-types", "must be at least 1");
@@ -137,10 +138,16 @@ mod tests {
                 .to_string()
                 .contains("cluster-name")
         );
+    }
+
+    #[test]
+    fn an_interruption_queue_is_refused_as_not_supported_yet() {
         let s = Settings {
-            vm_memory_overhead_percent: 1.5,
+            interruption_queue: Some("stowage-interruptions".into()),
             ..Settings::default()
         };
-        assert!(s.validate().unwrap_err().to_string().contains("vm-memory"));
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("interruption-queue"), "{err}");
+        assert!(err.contains("not supported yet"), "{err}");
     }
 }

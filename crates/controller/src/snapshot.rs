@@ -1,7 +1,11 @@
 //! The solver's input, built from [`ClusterState`]: pending pods that are not nominated,
 //! existing nodes with their pods (and the pods nominated to them), in-flight NodeClaims modelled
 //! as nodes (with the pods nominated to them), NodePools with their usage and instance types, and
-//! DaemonSets. Objects the solver cannot read are skipped with a warning naming the field.
+//! DaemonSets. Objects the solver cannot read are skipped, each with an error naming the field.
+//!
+//! This is the one way Kubernetes objects become solver input: the provisioner builds it from the
+//! watched state, and `stowage plan` loads its files into a [`ClusterState`] and builds it here
+//! too, so the two cannot disagree.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,33 +13,64 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
+use stowage_api::conditions::READY;
 use stowage_api::labels;
 use stowage_api::quantity::parse_resource;
 use stowage_api::requirements::Operator;
-use stowage_api::{NodeClaim, NodePool};
+use stowage_api::{NodeClaim, NodePool, key_of};
 use stowage_solver::convert;
 use stowage_solver::{InstanceType, Resources, SolveInput};
 
-use crate::provisioning::{claim_capacity_type, claim_resources};
-use crate::state::{ClusterState, is_terminal, pod_key};
+use crate::nodeclaim::{claim_capacity_type, claim_resources};
+use crate::state::{ClusterState, is_terminal};
 
-/// Builds the input; also returns the pending pod objects by key (for Events).
+/// The solver's input and what went into it.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub input: SolveInput,
+    /// The pending pod objects by key (for Events).
+    pub pending: BTreeMap<String, Arc<Pod>>,
+    /// Objects left out because the solver cannot read them, each naming the object and field.
+    /// The controllers log them; `stowage plan` refuses its input.
+    pub skipped: Vec<convert::Error>,
+}
+
+/// The NodePools a solve may buy from: not being deleted and not `Ready=False`.
+pub fn pools(state: &ClusterState) -> Vec<Arc<NodePool>> {
+    state
+        .nodepools()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| p.condition(READY).is_none_or(|c| !c.is_false()))
+        .cloned()
+        .collect()
+}
+
+/// Builds the solver's input from the state: `pools` (see [`pools`]) with the instance types
+/// each may launch (a pool without an entry in `types` is left out), at `now` (nominations).
 pub fn build(
     state: &ClusterState,
     pools: &[Arc<NodePool>],
     mut types: BTreeMap<String, Vec<InstanceType>>,
     now: Timestamp,
-) -> (SolveInput, BTreeMap<String, Arc<Pod>>) {
-    let mut input = SolveInput::default();
-    let mut objects = BTreeMap::new();
+) -> Snapshot {
+    let mut snap = Snapshot::default();
+    let input = &mut snap.input;
+    let skipped = std::cell::RefCell::new(Vec::new());
+    // A pod as the solver reads it; an unreadable one is skipped with its conversion error.
+    let domain_pod = |key: &str| -> Option<stowage_solver::Pod> {
+        if let Some(p) = state.domain_pod(key) {
+            return Some((*p).clone());
+        }
+        if let Some(Err(err)) = state.pod(key).map(|p| convert::pod(&p)) {
+            skipped.borrow_mut().push(err);
+        }
+        None
+    };
     for pod in state.pending_pods(now) {
-        let key = pod_key(&pod);
-        match state.domain_pod(&key) {
-            Some(p) => {
-                input.pods.push((*p).clone());
-                objects.insert(key, pod.clone());
-            }
-            None => tracing::debug!(pod = %key, "pod skipped by the provisioner (unreadable)"),
+        let key = key_of(&*pod);
+        if let Some(p) = domain_pod(&key) {
+            input.pods.push(p);
+            snap.pending.insert(key, pod.clone());
         }
     }
     // Pods nominated to each claim that are not bound yet.
@@ -52,7 +87,7 @@ pub fn build(
                         .is_none_or(str::is_empty)
                 })
             })
-            .filter_map(|k| state.domain_pod(k).map(|p| (*p).clone()))
+            .filter_map(|k| domain_pod(k))
             .collect()
     };
     for node in state.nodes() {
@@ -60,7 +95,7 @@ pub fn build(
         let mut pods: Vec<stowage_solver::Pod> = state
             .pod_keys_on_node(&name)
             .filter(|k| state.pod(k).is_some_and(|p| !is_terminal(&p)))
-            .filter_map(|k| state.domain_pod(k).map(|p| (*p).clone()))
+            .filter_map(|k| domain_pod(k))
             .collect();
         let claim = state.claim_for_node(node);
         if let Some(c) = &claim {
@@ -83,7 +118,7 @@ pub fn build(
                 }
                 input.nodes.push(n);
             }
-            Err(err) => tracing::warn!(%err, "node skipped by the provisioner"),
+            Err(err) => skipped.borrow_mut().push(err),
         }
     }
     for claim in state.claims() {
@@ -111,16 +146,17 @@ pub fn build(
                 p.instance_types = Some(list);
                 input.nodepools.push(p);
             }
-            Err(err) => tracing::warn!(%err, "nodepool skipped by the provisioner"),
+            Err(err) => skipped.borrow_mut().push(err),
         }
     }
     for ds in state.daemonsets() {
         match convert::daemonset(ds) {
             Ok(d) => input.daemonsets.push(d),
-            Err(err) => tracing::warn!(%err, "daemonset skipped by the provisioner"),
+            Err(err) => skipped.borrow_mut().push(err),
         }
     }
-    (input, objects)
+    snap.skipped = skipped.into_inner();
+    snap
 }
 
 /// An in-flight claim as a node: the labels it will have (its own plus single-valued `In`

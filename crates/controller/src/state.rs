@@ -14,7 +14,7 @@ use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::{Resource, ResourceExt};
-use stowage_api::{EC2NodeClass, NodeClaim, NodePool, conditions};
+use stowage_api::{EC2NodeClass, NodeClaim, NodePool, conditions, key_of};
 
 /// The kinds the state tracks; the state is synced once each has completed its first list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -38,11 +38,6 @@ impl Kind {
         Kind::DaemonSet,
         Kind::Pdb,
     ];
-}
-
-/// A pod's key: `namespace/name`.
-pub fn pod_key(pod: &Pod) -> String {
-    format!("{}/{}", pod.namespace().unwrap_or_default(), pod.name_any())
 }
 
 /// Pods nominated to a NodeClaim that is not a Node yet, until `until`.
@@ -236,7 +231,7 @@ impl ClusterState {
 
     pub fn apply_pod(&mut self, pod: Pod) {
         let pod = strip(pod);
-        let key = pod_key(&pod);
+        let key = key_of(&pod);
         self.unindex_pod(&key);
         if let Some(node) = pod
             .spec
@@ -581,17 +576,9 @@ impl ClusterState {
         self.nodeclasses.values()
     }
 
-    fn ns_key<K: Resource>(obj: &K) -> String {
-        format!(
-            "{}/{}",
-            obj.meta().namespace.clone().unwrap_or_default(),
-            obj.meta().name.clone().unwrap_or_default()
-        )
-    }
-
     pub fn apply_daemonset(&mut self, ds: DaemonSet) {
         let ds = strip(ds);
-        self.daemonsets.insert(Self::ns_key(&ds), Arc::new(ds));
+        self.daemonsets.insert(key_of(&ds), Arc::new(ds));
     }
 
     pub fn delete_daemonset(&mut self, key: &str) {
@@ -611,7 +598,7 @@ impl ClusterState {
 
     pub fn apply_pdb(&mut self, pdb: PodDisruptionBudget) {
         let pdb = strip(pdb);
-        self.pdbs.insert(Self::ns_key(&pdb), Arc::new(pdb));
+        self.pdbs.insert(key_of(&pdb), Arc::new(pdb));
     }
 
     pub fn delete_pdb(&mut self, key: &str) {
@@ -627,11 +614,6 @@ impl ClusterState {
 
     pub fn pdbs(&self) -> impl Iterator<Item = &Arc<PodDisruptionBudget>> {
         self.pdbs.values()
-    }
-
-    /// Generic key of a namespaced object (`namespace/name`).
-    pub fn key_of<K: Resource>(obj: &K) -> String {
-        Self::ns_key(obj)
     }
 }
 
@@ -693,7 +675,7 @@ mod tests {
             "pool-x",
             ts("2026-01-01T00:00:20Z"),
         );
-        let pending: Vec<String> = s.pending_pods(now).iter().map(|p| pod_key(p)).collect();
+        let pending: Vec<String> = s.pending_pods(now).iter().map(|p| key_of(&**p)).collect();
         assert_eq!(pending, vec!["default/b"]);
         assert_eq!(s.pending_pods(ts("2026-01-01T00:00:21Z")).len(), 2);
         let seq = s.provisionable_seq();

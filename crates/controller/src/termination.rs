@@ -233,6 +233,7 @@ async fn evict_or_delete(
 ) -> EvictOutcome {
     let name = pod.name_any();
     let ns = pod.namespace().unwrap_or_default();
+    let key = stowage_api::key_of(pod);
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let grace = pod
         .spec
@@ -253,9 +254,7 @@ async fn evict_or_delete(
             return match api.delete(&name, &dp).await {
                 Ok(_) => EvictOutcome::Done,
                 Err(e) if is_not_found(&e) => EvictOutcome::Done,
-                Err(e) => {
-                    EvictOutcome::Failed(Error::kube("delete pod", format!("{ns}/{name}"))(e))
-                }
+                Err(e) => EvictOutcome::Failed(Error::kube("delete pod", key)(e)),
             };
         }
     }
@@ -266,12 +265,12 @@ async fn evict_or_delete(
         }
         Err(kube::Error::Api(s)) if s.code == 429 => {
             ctx.metrics.eviction("blocked");
-            EvictOutcome::Blocked(format!("{ns}/{name}: {}", s.message))
+            EvictOutcome::Blocked(format!("{key}: {}", s.message))
         }
         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => EvictOutcome::Done,
         Err(e) => {
             ctx.metrics.eviction("error");
-            EvictOutcome::Failed(Error::kube("evict pod", format!("{ns}/{name}"))(e))
+            EvictOutcome::Failed(Error::kube("evict pod", key)(e))
         }
     }
 }

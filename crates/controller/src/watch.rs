@@ -15,10 +15,10 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use stowage_api::{EC2NodeClass, NodeClaim, NodePool};
+use stowage_api::{EC2NodeClass, NodeClaim, NodePool, key_of};
 
 use crate::context::Context;
-use crate::state::{ClusterState, Kind, pod_key};
+use crate::state::{ClusterState, Kind};
 
 /// Page size of initial lists.
 pub const PAGE_SIZE: u32 = 500;
@@ -43,7 +43,7 @@ impl Tracked for Pod {
         state.apply_pod(obj)
     }
     fn delete(state: &mut ClusterState, obj: &Self) {
-        state.delete_pod(&pod_key(obj))
+        state.delete_pod(&key_of(obj))
     }
     fn replace(state: &mut ClusterState, objs: Vec<Self>) {
         state.replace_pods(objs)
@@ -58,7 +58,7 @@ impl Tracked for Pod {
         if !bound(obj) {
             return None;
         }
-        let old = state.pod(&pod_key(obj))?;
+        let old = state.pod(&key_of(obj))?;
         if bound(&old) {
             return None;
         }
@@ -125,7 +125,7 @@ impl Tracked for DaemonSet {
         state.apply_daemonset(obj)
     }
     fn delete(state: &mut ClusterState, obj: &Self) {
-        state.delete_daemonset(&ClusterState::key_of(obj))
+        state.delete_daemonset(&key_of(obj))
     }
     fn replace(state: &mut ClusterState, objs: Vec<Self>) {
         state.replace_daemonsets(objs)
@@ -138,7 +138,7 @@ impl Tracked for PodDisruptionBudget {
         state.apply_pdb(obj)
     }
     fn delete(state: &mut ClusterState, obj: &Self) {
-        state.delete_pdb(&ClusterState::key_of(obj))
+        state.delete_pdb(&key_of(obj))
     }
     fn replace(state: &mut ClusterState, objs: Vec<Self>) {
         state.replace_pdbs(objs)

@@ -346,7 +346,7 @@ fn pending_by_workload(cluster: &Cluster) -> Vec<crate::report::PendingGroup> {
                 crate::cluster::WORKLOAD_LABEL.replace('/', "~1")
             ))
             .and_then(serde_json::Value::as_str)
-            .map_or_else(|| "-".to_string(), |w| format!("{ns}/{w}"));
+            .map_or_else(|| "-".to_string(), |w| stowage_api::namespaced_key(ns, w));
         let message = obj
             .pointer("/status/conditions")
             .and_then(serde_json::Value::as_array)

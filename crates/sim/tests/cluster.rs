@@ -43,11 +43,7 @@ async fn toy_provisioner(env: SimEnv) {
     let mut n = 0;
     loop {
         for p in pods.list(&ListParams::default()).await.unwrap().items {
-            let key = format!(
-                "{}/{}",
-                p.metadata.namespace.clone().unwrap(),
-                p.metadata.name.clone().unwrap()
-            );
+            let key = stowage_api::key_of(&p);
             if unschedulable_message(&p).is_none()
                 || p.spec.as_ref().unwrap().node_name.is_some()
                 || !handled.insert(key)

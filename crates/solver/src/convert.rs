@@ -563,7 +563,7 @@ pub fn daemonset(d: &apps::DaemonSet) -> Result<DaemonSet> {
     })?;
     let meta = template.metadata.clone().unwrap_or_default();
     Ok(DaemonSet {
-        name: format!("{namespace}/{name}"),
+        name: stowage_api::namespaced_key(&namespace, &name),
         pod: pod_from_spec(&object, &namespace, &name, &meta, spec)?,
     })
 }

@@ -308,7 +308,7 @@ impl Pod {
 
     /// `namespace/name`.
     pub fn key(&self) -> PodKey {
-        format!("{}/{}", self.namespace, self.name)
+        stowage_api::namespaced_key(&self.namespace, &self.name)
     }
 
     pub fn cpu_millis(mut self, millis: i64) -> Self {

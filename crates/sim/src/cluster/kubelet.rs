@@ -441,7 +441,7 @@ pub(super) fn on_node(c: &mut Cluster, name: &str, obj: &Arc<Value>) {
         }
     }
     if is_new {
-        super::workloads::place_daemonset_pods(c, name);
+        place_daemonset_pods(c, name);
     }
     if schedulable {
         let keys: Vec<String> = c
@@ -452,5 +452,38 @@ pub(super) fn on_node(c: &mut Cluster, name: &str, obj: &Arc<Value>) {
         for k in keys {
             on_pod(c, &k);
         }
+    }
+}
+
+/// Creates DaemonSet pods for a new node (bound directly; the DaemonSet controller's placement
+/// checks taints and the node selector, not resources).
+fn place_daemonset_pods(c: &mut Cluster, node: &str) {
+    let Some(n) = c.index.node(node).cloned() else {
+        return;
+    };
+    let mut to_create = Vec::new();
+    for (ns, name, meta, pod) in &c.daemonsets {
+        let tolerated =
+            stowage_solver::domain::untolerated(&n.taints, &pod.tolerations, false).is_none();
+        let selected = pod
+            .node_selector
+            .iter()
+            .all(|(k, v)| n.labels.get(k) == Some(v));
+        if !tolerated || !selected {
+            continue;
+        }
+        let mut obj = json!({
+            "metadata": {
+                "generateName": format!("{name}-"),
+                "labels": meta["template"]["metadata"]["labels"],
+                "ownerReferences": [{ "apiVersion": "apps/v1", "kind": "DaemonSet", "name": name, "uid": meta["uid"], "controller": true, "blockOwnerDeletion": true }],
+            },
+            "spec": meta["template"]["spec"],
+        });
+        obj["spec"]["nodeName"] = json!(node);
+        to_create.push((ns.clone(), obj));
+    }
+    for (ns, obj) in to_create {
+        let _ = c.api.store().create(c.k.pod, &ns, obj);
     }
 }

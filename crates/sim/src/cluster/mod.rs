@@ -426,10 +426,9 @@ impl Cluster {
     }
 
     pub(crate) fn pod_key(obj: &Value) -> String {
-        format!(
-            "{}/{}",
+        stowage_api::namespaced_key(
             crate::apiserver::namespace_of(obj),
-            crate::apiserver::name_of(obj)
+            crate::apiserver::name_of(obj),
         )
     }
 

@@ -2,7 +2,8 @@
 //! are replaced when deleted or evicted; Job pods finish after their run time and are retried
 //! when lost; a SparkApplication-like workload starts a driver, then its executors (owned by the
 //! driver, so they go with it) once the driver runs, and removes them when the driver finishes.
-//! Also the bootstrap (NodeClasses, NodePools, DaemonSets, initial nodes) and DaemonSet pods.
+//! Also the bootstrap (NodeClasses, NodePools, DaemonSets, initial nodes); DaemonSet pods are
+//! the kubelet module's, which places them when a node appears.
 
 use std::collections::BTreeSet;
 
@@ -200,39 +201,6 @@ pub(super) fn bootstrap(c: &mut Cluster, scenario: &Scenario) -> Result<(), Erro
         }
     }
     Ok(())
-}
-
-/// Creates DaemonSet pods for a new node (bound directly; the DaemonSet controller's placement
-/// checks taints and the node selector, not resources).
-pub(super) fn place_daemonset_pods(c: &mut Cluster, node: &str) {
-    let Some(n) = c.index.node(node).cloned() else {
-        return;
-    };
-    let mut to_create = Vec::new();
-    for (ns, name, meta, pod) in &c.daemonsets {
-        let tolerated =
-            stowage_solver::domain::untolerated(&n.taints, &pod.tolerations, false).is_none();
-        let selected = pod
-            .node_selector
-            .iter()
-            .all(|(k, v)| n.labels.get(k) == Some(v));
-        if !tolerated || !selected {
-            continue;
-        }
-        let mut obj = json!({
-            "metadata": {
-                "generateName": format!("{name}-"),
-                "labels": meta["template"]["metadata"]["labels"],
-                "ownerReferences": [{ "apiVersion": "apps/v1", "kind": "DaemonSet", "name": name, "uid": meta["uid"], "controller": true, "blockOwnerDeletion": true }],
-            },
-            "spec": meta["template"]["spec"],
-        });
-        obj["spec"]["nodeName"] = json!(node);
-        to_create.push((ns.clone(), obj));
-    }
-    for (ns, obj) in to_create {
-        let _ = c.api.store().create(c.k.pod, &ns, obj);
-    }
 }
 
 fn pod_for(
@@ -498,7 +466,7 @@ fn reconcile(c: &mut Cluster, key: &(String, String)) {
                     .iter()
                     .filter_map(|n| {
                         c.pods
-                            .get(&format!("{ns}/{n}"))
+                            .get(&stowage_api::namespaced_key(ns, n))
                             .map(|p| (p.node.is_some(), u64::MAX - p.seq, n.clone()))
                     })
                     .collect();
@@ -581,7 +549,7 @@ fn reconcile(c: &mut Cluster, key: &(String, String)) {
                 Some((dn, duid)) => {
                     let running = c
                         .pods
-                        .get(&format!("{ns}/{dn}"))
+                        .get(&stowage_api::namespaced_key(ns, dn))
                         .is_some_and(|p| p.phase == "Running");
                     if !running {
                         return;

@@ -3,19 +3,29 @@
 //! `kubectl get -o yaml` Lists, solves against a catalogue (the embedded AWS snapshot, a JSON file
 //! or the synthetic benchmark shape) and prints a table or the plan as JSON.
 //!
-//! Pods with `spec.nodeName` are bound to that node (when the node is given); the others are
-//! pending. Every input error names the file, the document and the field.
+//! The objects go through the provisioner's own snapshot (`stowage_controller::snapshot`): they
+//! are loaded into a `ClusterState` and the solver input is built from it exactly as the
+//! controllers build theirs, so `plan` and a running provisioner cannot disagree. Pods with
+//! `spec.nodeName` are bound to that node (when the node is given); a pod without one and without
+//! a `PodScheduled` condition is taken as the scheduler would report it (`PodScheduled=False`,
+//! `Unschedulable`), so the provisioner's rules decide which are pending (DaemonSet and static
+//! pods, terminating pods and pods with a nominated node are not bought for). NodeClaims in the
+//! input are capacity on the way. Every input error names the file, the document and the field.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use stowage_clock::Clock;
+use stowage_controller::{ClusterState, snapshot};
 
 use anyhow::{Context, bail};
 use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::core::v1 as core;
 use stowage_api::labels;
 use stowage_api::quantity::format_resource;
-use stowage_solver::convert;
 use stowage_solver::{InstanceType, Plan, SolveInput, SolveOptions};
 
 /// Output format.
@@ -28,7 +38,8 @@ pub enum Output {
 /// Arguments of `stowage plan`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// YAML files with Pods, NodePools, Nodes and DaemonSets (multi-document or Lists).
+    /// YAML files with Pods, NodePools, Nodes, NodeClaims and DaemonSets (multi-document or
+    /// Lists).
     #[arg(short = 'f', long = "filename", required = true)]
     pub files: Vec<PathBuf>,
     /// A JSON catalogue: an array of instance types as the solver reads them.
@@ -98,6 +109,7 @@ enum Object {
     Node(Box<core::Node>),
     DaemonSet(Box<apps::DaemonSet>),
     NodePool(Box<stowage_api::NodePool>),
+    NodeClaim(Box<stowage_api::NodeClaim>),
 }
 
 fn parse_object(value: serde_json::Value, whence: &str) -> anyhow::Result<Vec<Object>> {
@@ -113,7 +125,7 @@ fn parse_object(value: serde_json::Value, whence: &str) -> anyhow::Result<Vec<Ob
         .to_string();
     let what = format!("{whence} ({kind} {name})");
     Ok(match kind.as_str() {
-        "List" | "PodList" | "NodeList" | "DaemonSetList" | "NodePoolList" => {
+        "List" | "PodList" | "NodeList" | "DaemonSetList" | "NodePoolList" | "NodeClaimList" => {
             let items = value
                 .get("items")
                 .and_then(|i| i.as_array())
@@ -138,9 +150,12 @@ fn parse_object(value: serde_json::Value, whence: &str) -> anyhow::Result<Vec<Ob
         "NodePool" => vec![Object::NodePool(Box::new(
             serde_json::from_value(value).with_context(|| format!("{what}: invalid NodePool"))?,
         ))],
+        "NodeClaim" => vec![Object::NodeClaim(Box::new(
+            serde_json::from_value(value).with_context(|| format!("{what}: invalid NodeClaim"))?,
+        ))],
         "" => bail!("{whence}: field kind is missing"),
         other => bail!(
-            "{whence}: unknown kind {other:?} (expected Pod, Node, NodePool, DaemonSet or a List of them)"
+            "{whence}: unknown kind {other:?} (expected Pod, Node, NodePool, NodeClaim, DaemonSet or a List of them)"
         ),
     })
 }
@@ -165,54 +180,53 @@ pub fn build_input(
             )?);
         }
     }
-    let mut pending = Vec::new();
-    let mut bound: BTreeMap<String, Vec<stowage_solver::Pod>> = BTreeMap::new();
-    let mut nodes = Vec::new();
-    let mut pools = Vec::new();
-    let mut daemonsets = Vec::new();
+    let mut state = ClusterState::new();
     for o in objects {
         match o {
-            Object::Pod(p) => {
-                let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-                if matches!(phase, Some("Succeeded" | "Failed")) {
-                    continue;
-                }
-                let pod = convert::pod(&p)?;
-                match p.spec.as_ref().and_then(|s| s.node_name.clone()) {
-                    Some(node) if !node.is_empty() => bound.entry(node).or_default().push(pod),
-                    _ => pending.push(pod),
-                }
-            }
-            Object::Node(n) => nodes.push(n),
-            Object::DaemonSet(d) => daemonsets.push(convert::daemonset(&d)?),
-            Object::NodePool(np) => pools.push(np),
+            Object::Pod(p) => state.apply_pod(as_scheduler_reports(*p)),
+            Object::Node(n) => state.apply_node(*n),
+            Object::DaemonSet(d) => state.apply_daemonset(*d),
+            Object::NodePool(np) => state.apply_nodepool(*np),
+            Object::NodeClaim(c) => state.apply_claim(*c),
         }
     }
-    let mut converted = Vec::new();
-    for n in nodes {
-        let name = n.metadata.name.clone().unwrap_or_default();
-        let pods = bound.remove(&name).unwrap_or_default();
-        converted.push(convert::node(&n, pods)?);
+    let pools = snapshot::pools(&state);
+    let types = pools
+        .iter()
+        .map(|p| (p.name_any(), instance_types.clone()))
+        .collect();
+    let snap = snapshot::build(&state, &pools, types, stowage_clock::SystemClock.now());
+    if !snap.skipped.is_empty() {
+        let errors: Vec<String> = snap.skipped.iter().map(ToString::to_string).collect();
+        bail!("the input cannot be read: {}", errors.join("; "));
     }
-    let mut nodepools = Vec::new();
-    for np in pools {
-        let name = np.metadata.name.clone().unwrap_or_default();
-        nodepools.push(convert::nodepool(
-            &np,
-            convert::pool_usage(&name, &converted),
-        )?);
-    }
-    if nodepools.is_empty() && converted.is_empty() {
+    if snap.input.nodepools.is_empty() && snap.input.nodes.is_empty() {
         bail!("no NodePool and no Node in the input: nothing could hold the pods");
     }
-    Ok(SolveInput {
-        pods: pending,
-        nodes: converted,
-        in_flight: Vec::new(),
-        nodepools,
-        instance_types,
-        daemonsets,
-    })
+    Ok(snap.input)
+}
+
+/// A pod without `spec.nodeName` and without a `PodScheduled` condition, as the scheduler would
+/// report it after failing to place it; other pods as they are.
+fn as_scheduler_reports(mut pod: core::Pod) -> core::Pod {
+    let bound = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_some_and(|n| !n.is_empty());
+    let status = pod.status.get_or_insert_with(Default::default);
+    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    if !bound && !conditions.iter().any(|c| c.type_ == "PodScheduled") {
+        conditions.push(core::PodCondition {
+            type_: "PodScheduled".into(),
+            status: "False".into(),
+            reason: Some("Unschedulable".into()),
+            message: Some("stowage plan: not bound to a node".into()),
+            last_transition_time: Some(Time(stowage_clock::SystemClock.now())),
+            ..Default::default()
+        });
+    }
+    pod
 }
 
 fn display(p: &Path) -> String {

@@ -50,10 +50,11 @@ pub struct Args {
     /// A batch of pending pods closes at the latest this long after it opened.
     #[arg(long, env = "BATCH_MAX_DURATION", default_value = "10s")]
     pub batch_max_duration: stowage_api::Duration,
-    /// Fraction of memory the hypervisor takes.
+    /// Fraction of memory the hypervisor takes, in [0, 1) (read by the AWS instance catalogue).
     #[arg(long, env = "VM_MEMORY_OVERHEAD_PERCENT", default_value_t = 0.075)]
     pub vm_memory_overhead_percent: f64,
-    /// The SQS queue of interruption events (empty: interruption handling off).
+    /// The SQS queue of interruption events (empty: interruption handling off). Not supported
+    /// yet: a non-empty queue is refused.
     #[arg(long, env = "INTERRUPTION_QUEUE")]
     pub interruption_queue: Option<String>,
     /// `json` (in-cluster) or `text`.
@@ -100,7 +101,6 @@ fn settings(args: &Args, identity: &str) -> anyhow::Result<Settings> {
         cluster_name: args.cluster_name.clone(),
         batch_idle: args.batch_idle_duration.0,
         batch_max: args.batch_max_duration.0,
-        vm_memory_overhead_percent: args.vm_memory_overhead_percent,
         interruption_queue: args.interruption_queue.clone().filter(|q| !q.is_empty()),
         lease_name: args.lease_name.clone(),
         namespace: args.namespace.clone(),
@@ -108,6 +108,10 @@ fn settings(args: &Args, identity: &str) -> anyhow::Result<Settings> {
         ..Settings::default()
     };
     s.validate()?;
+    // The AWS provider's catalogue reads this one; the controllers do not.
+    if !(0.0..1.0).contains(&args.vm_memory_overhead_percent) {
+        anyhow::bail!("invalid setting vm-memory-overhead-percent: must be in [0, 1)");
+    }
     Ok(s)
 }
 
@@ -174,12 +178,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Leadership::Lease(LeaseConfig::new(
             &settings.lease_name,
             &settings.namespace,
-            &identity,
+            &settings.identity,
         ))
     } else {
         Leadership::Always
     };
-    tracing::info!(cluster = %settings.cluster_name, %identity, leader_elect = args.leader_elect, "starting controllers");
+    tracing::info!(cluster = %settings.cluster_name, identity = %settings.identity, leader_elect = args.leader_elect, "starting controllers");
     let running = stowage_controller::start(ctx.clone(), leadership);
     let metrics_router = Router::new()
         .route("/metrics", get(metrics))
@@ -202,7 +206,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.leader_elect {
         let elector = stowage_controller::leader::LeaderElector::new(
             ctx.client.clone(),
-            LeaseConfig::new(&settings.lease_name, &settings.namespace, &identity),
+            LeaseConfig::new(
+                &settings.lease_name,
+                &settings.namespace,
+                &settings.identity,
+            ),
             ctx.clock.clone(),
         );
         if let Err(err) = elector.release().await {
@@ -211,4 +219,36 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     tokio::time::sleep(Duration::from_millis(10)).await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        let mut argv = vec!["stowage", "--cluster-name", "demo"];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).unwrap().args
+    }
+
+    #[test]
+    fn settings_refuse_what_nothing_reads_or_what_is_out_of_range() {
+        let s = settings(&args(&[]), "replica-1").unwrap();
+        assert_eq!(s.identity, "replica-1");
+        assert_eq!(s.interruption_queue, None);
+        // An empty queue is the documented "off".
+        assert!(settings(&args(&["--interruption-queue", ""]), "r").is_ok());
+        let err = settings(&args(&["--interruption-queue", "q"]), "r").unwrap_err();
+        assert!(format!("{err:#}").contains("not supported yet"), "{err:#}");
+        let err = settings(&args(&["--vm-memory-overhead-percent", "1.5"]), "r").unwrap_err();
+        assert!(format!("{err:#}").contains("vm-memory"), "{err:#}");
+    }
 }
