@@ -46,11 +46,6 @@ pub fn is_not_found(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(s) if s.code == 404)
 }
 
-/// True for a Kubernetes `409 Conflict` or `AlreadyExists`.
-pub fn is_conflict(err: &kube::Error) -> bool {
-    matches!(err, kube::Error::Api(s) if s.code == 409)
-}
-
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Displays an error followed by each of its sources, `outer: cause: root cause` (what `{:#}`

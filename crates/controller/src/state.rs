@@ -312,8 +312,7 @@ impl ClusterState {
         self.pods.len()
     }
 
-    /// Pods bound to `node` (any phase).
-    /// Keys of the pods bound to `node`, in order.
+    /// Keys of the pods bound to `node` (any phase), in order.
     pub fn pod_keys_on_node(&self, node: &str) -> impl Iterator<Item = &String> {
         self.pods_by_node.get(node).into_iter().flatten()
     }
@@ -323,14 +322,6 @@ impl ClusterState {
             .get(node)
             .into_iter()
             .flatten()
-            .filter_map(|k| self.pods.get(k).cloned())
-            .collect()
-    }
-
-    /// Every provisionable pod, nominated or not.
-    pub fn provisionable_pods(&self) -> Vec<Arc<Pod>> {
-        self.provisionable
-            .iter()
             .filter_map(|k| self.pods.get(k).cloned())
             .collect()
     }
