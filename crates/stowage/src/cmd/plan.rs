@@ -181,6 +181,16 @@ pub fn build_input(
         }
     }
     let mut state = ClusterState::new();
+    // The controllers do not buy from a NodePool that fails validation (it is not Ready).
+    let mut invalid = Vec::new();
+    for o in &objects {
+        if let Object::NodePool(np) = o
+            && let Err(errors) = np.validate()
+        {
+            let errors = stowage_api::validation::summarize(&errors);
+            invalid.push(format!("NodePool {}: {errors}", np.name_any()));
+        }
+    }
     for o in objects {
         match o {
             Object::Pod(p) => state.apply_pod(as_scheduler_reports(*p)),
@@ -199,6 +209,9 @@ pub fn build_input(
     if !snap.skipped.is_empty() {
         let errors: Vec<String> = snap.skipped.iter().map(ToString::to_string).collect();
         bail!("the input cannot be read: {}", errors.join("; "));
+    }
+    if !invalid.is_empty() {
+        bail!("invalid NodePool: {}", invalid.join("; "));
     }
     if snap.input.nodepools.is_empty() && snap.input.nodes.is_empty() {
         bail!("no NodePool and no Node in the input: nothing could hold the pods");
@@ -465,6 +478,17 @@ status:
         assert!(
             format!("{err:#}").contains("NodePool default: spec.limits.cpu"),
             "{err:#}"
+        );
+
+        let unsupported = POOLS.replace(
+            "name: default}\nspec:",
+            "name: default}\nspec:\n  capacityMix: {restoreSpotAfter: 1h}",
+        );
+        let err = build_input(&[(PathBuf::from("pools.yaml"), unsupported)], vec![]).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("NodePool default: spec.capacityMix.restoreSpotAfter: not supported yet"),
+            "{msg}"
         );
 
         let list_without_items = "apiVersion: v1\nkind: List\n";
