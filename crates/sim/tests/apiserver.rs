@@ -977,7 +977,7 @@ async fn hostile_requests_are_refused_like_the_real_server() {
 #[tokio::test]
 async fn http_listener_closes_idle_connections_and_caps_them() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let srv = ApiServer::new(Arc::new(stowage_cloud::SystemClock));
+    let srv = ApiServer::new(Arc::new(stowage_clock::SystemClock));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let serving = srv.clone();
