@@ -297,6 +297,32 @@ async fn two_replicas_elect_one_leader_and_the_standby_takes_over() {
     assert_eq!(h.cloud.instances().len(), 1);
 }
 
+/// SIGTERM (every rollout and node drain) stops the leader cleanly: it releases the Lease and
+/// the standby leads at once, well before the lease would have expired.
+#[tokio::test(start_paused = true)]
+async fn a_leader_shutting_down_hands_over_at_once() {
+    let h = Harness::new(8);
+    let a = h.start_replica("replica-a");
+    let b = h.start_replica("replica-b");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(a.ctx.is_leader() ^ b.ctx.is_leader(), "exactly one leader");
+    let (leader, standby) = if a.ctx.is_leader() { (a, b) } else { (b, a) };
+    let leader_ctx = leader.ctx.clone();
+    let start = tokio::time::Instant::now();
+    leader.shutdown().await;
+    assert!(!leader_ctx.is_leader());
+    eventually("the standby to lead", Duration::from_secs(60), || async {
+        standby.ctx.is_leader().then_some(())
+    })
+    .await;
+    let lease_duration = stowage_controller::leader::LeaseConfig::new("x", "y", "z").lease_duration;
+    assert!(
+        start.elapsed() < lease_duration / 2,
+        "took over after {:?}; the lease lasts {lease_duration:?}",
+        start.elapsed()
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_controller_restart_mid_launch_leaves_no_duplicate_and_no_leak() {
     let cloud = stowage_cloud::fake::FakeCloud::builder()

@@ -23,6 +23,8 @@ pub enum Leadership {
 pub struct Running {
     pub ctx: Arc<Context>,
     handles: Vec<JoinHandle<()>>,
+    /// The Lease this replica competes for, released on [`Running::shutdown`].
+    lease: Option<LeaseConfig>,
 }
 
 impl Running {
@@ -30,6 +32,26 @@ impl Running {
     pub fn abort(&self) {
         for h in &self.handles {
             h.abort();
+        }
+    }
+
+    /// Stops as a rollout or a drain asks (SIGTERM, SIGINT): no loop takes new work, steps in
+    /// flight are abandoned at their next await (each is idempotent and resumed by the next
+    /// leader), then the Lease is released so a standby takes over at once instead of after the
+    /// lease duration.
+    pub async fn shutdown(self) {
+        self.abort();
+        self.ctx.set_leader(false);
+        if let Some(config) = &self.lease {
+            let elector = LeaderElector::new(
+                self.ctx.client.clone(),
+                config.clone(),
+                self.ctx.clock.clone(),
+            );
+            match elector.release().await {
+                Ok(()) => tracing::info!(lease = %config.name, "released the leader lease"),
+                Err(err) => tracing::warn!(%err, "failed to release the leader lease"),
+            }
         }
     }
 }
@@ -43,9 +65,11 @@ impl Drop for Running {
 /// Spawns every controller (must be called inside a tokio runtime).
 pub fn start(ctx: Arc<Context>, leadership: Leadership) -> Running {
     let mut handles = crate::watch::spawn_all(&ctx);
+    let mut lease = None;
     match leadership {
         Leadership::Always => ctx.set_leader(true),
         Leadership::Lease(config) => {
+            lease = Some(config.clone());
             let elector = LeaderElector::new(ctx.client.clone(), config, ctx.clock.clone());
             let mut rx = elector.subscribe();
             handles.push(tokio::spawn(elector.run()));
@@ -65,5 +89,9 @@ pub fn start(ctx: Arc<Context>, leadership: Leadership) -> Running {
     handles.push(tokio::spawn(crate::provisioning::run(ctx.clone())));
     handles.push(tokio::spawn(crate::lifecycle::run(ctx.clone())));
     handles.push(tokio::spawn(crate::housekeeping::run(ctx.clone())));
-    Running { ctx, handles }
+    Running {
+        ctx,
+        handles,
+        lease,
+    }
 }

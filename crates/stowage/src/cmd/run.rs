@@ -61,7 +61,7 @@ pub struct Args {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json")]
     pub log_format: LogFormat,
     /// A tracing filter (`info`, `stowage_controller=debug`, ...).
-    #[arg(long, env = "LOG_LEVEL", default_value = "info")]
+    #[arg(long, env = "LOG_LEVEL", default_value = "info", value_parser = parse_log_level)]
     pub log_level: String,
     /// Where `/metrics` is served.
     #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
@@ -84,11 +84,33 @@ pub struct Args {
 }
 
 /// Installs the tracing subscriber (JSON or text).
+/// Parses `--log-level`: comma-separated directives, each a level (`info`) or `target=level`
+/// (`stowage_controller=debug`). Anything else is refused, rather than read as a target name
+/// that silently turns logging off.
+pub fn parse_log_level(s: &str) -> Result<String, String> {
+    const LEVELS: &[&str] = &["trace", "debug", "info", "warn", "error", "off"];
+    let level_ok = |l: &str| LEVELS.contains(&l.to_ascii_lowercase().as_str());
+    for directive in s.split(',').map(str::trim) {
+        let level = directive.rsplit_once('=').map_or(directive, |(_, l)| l);
+        if directive.is_empty() || !level_ok(level) {
+            return Err(format!(
+                "invalid log level {directive:?}: use one of {} or target=level, comma-separated",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map_err(|e| format!("invalid log level {s:?}: {e}"))?;
+    Ok(s.to_string())
+}
+
 pub fn init_tracing(format: LogFormat, filter: &str) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -195,30 +217,42 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let result = tokio::select! {
         r = serve(args.metrics_addr, metrics_router) => r,
         r = serve(args.health_addr, health_router) => r,
-        r = tokio::signal::ctrl_c() => {
-            r.context("failed to wait for a signal")?;
-            tracing::info!("shutting down");
+        signal = shutdown_signal() => {
+            let signal = signal?;
+            tracing::info!(signal, "shutting down");
             Ok(())
         }
     };
-    running.abort();
-    // Let a standby take over at once rather than after the lease expires.
-    if args.leader_elect {
-        let elector = stowage_controller::leader::LeaderElector::new(
-            ctx.client.clone(),
-            LeaseConfig::new(
-                &settings.lease_name,
-                &settings.namespace,
-                &settings.identity,
-            ),
-            ctx.clock.clone(),
-        );
-        if let Err(err) = elector.release().await {
-            tracing::warn!(%err, "failed to release the leader lease");
+    // Stop taking work and let a standby take over at once rather than after the lease expires;
+    // bounded so the pod exits well within its termination grace period.
+    if tokio::time::timeout(Duration::from_secs(10), running.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown did not finish within 10s; exiting anyway");
+    }
+    result
+}
+
+/// Resolves with the signal's name on SIGTERM (what Kubernetes sends on every rollout and node
+/// drain) or SIGINT.
+async fn shutdown_signal() -> anyhow::Result<&'static str> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("failed to listen for SIGTERM")?;
+        tokio::select! {
+            _ = term.recv() => Ok("SIGTERM"),
+            r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT").context("failed to listen for SIGINT"),
         }
     }
-    tokio::time::sleep(Duration::from_millis(10)).await;
-    result
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c()
+            .await
+            .context("failed to listen for Ctrl-C")?;
+        Ok("SIGINT")
+    }
 }
 
 #[cfg(test)]
@@ -250,5 +284,22 @@ mod tests {
         assert!(format!("{err:#}").contains("not supported yet"), "{err:#}");
         let err = settings(&args(&["--vm-memory-overhead-percent", "1.5"]), "r").unwrap_err();
         assert!(format!("{err:#}").contains("vm-memory"), "{err:#}");
+    }
+
+    #[test]
+    fn log_levels_are_levels_or_target_levels() {
+        for ok in [
+            "info",
+            "WARN",
+            "off",
+            "stowage_controller=debug",
+            "info,kube=warn",
+        ] {
+            assert_eq!(parse_log_level(ok).as_deref(), Ok(ok));
+        }
+        for bad in ["verbose", "", "info,", "stowage=loud", "=debug x"] {
+            let err = parse_log_level(bad).unwrap_err();
+            assert!(err.contains("invalid log level"), "{bad}: {err}");
+        }
     }
 }

@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// A tracing filter for the controllers' logs (on stderr).
-    #[arg(long, env = "LOG_LEVEL", default_value = "warn")]
+    #[arg(long, env = "LOG_LEVEL", default_value = "warn", value_parser = super::run::parse_log_level)]
     pub log_level: String,
     /// Region of the embedded AWS catalogue for scenarios that use it.
     #[arg(long, default_value = "us-east-1")]
