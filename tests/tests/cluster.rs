@@ -240,3 +240,66 @@ async fn deleting_a_nodeclaim_by_hand_drains_its_node_and_releases_the_instance(
         "instance of {victim_claim} ({victim_node}) terminated"
     );
 }
+
+/// Sum of `stowage_nodeclaims_terminated_total{reason="deleted"}` in the controllers' registry.
+fn terminated_deleted(ctx: &stowage_controller::Context) -> f64 {
+    ctx.metrics
+        .encode()
+        .lines()
+        .filter(|l| {
+            l.starts_with("stowage_nodeclaims_terminated_total{")
+                && l.contains("reason=\"deleted\"")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Deleting many NodeClaims at once counts each termination once, however often the claims are
+/// reconciled from stale copies while their finalizers come off.
+#[tokio::test(start_paused = true)]
+async fn deleting_many_nodeclaims_counts_each_termination_once() {
+    let yaml = format!(
+        "name: delete-many\nduration: 30m\n{POOL}\ntimeline:\n  - at: 0s\n    create: {{ name: web, replicas: 12, requests: {{ cpu: 1500m, memory: 1Gi }} }}\n"
+    );
+    let (_report, (deleted, counted)) = simulate(&yaml, |env, ctx| async move {
+        let client = env.client.clone();
+        eventually("12 running pods", Duration::from_secs(300), || async {
+            (running_pods(&client, "web").await.len() == 12).then_some(())
+        })
+        .await;
+        let claims: Api<NodeClaim> = Api::all(client.clone());
+        let names: Vec<String> = claims
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|c| c.name_any())
+            .collect();
+        assert!(names.len() >= 3, "several claims to delete: {names:?}");
+        for name in &names {
+            claims.delete(name, &DeleteParams::default()).await.unwrap();
+        }
+        // A copy as a lagging cache holds it: deleting, finalizer still on.
+        let stale = claims.get(&names[0]).await.unwrap();
+        assert!(stale.metadata.deletion_timestamp.is_some());
+        eventually("the claims gone", Duration::from_secs(900), || async {
+            for name in &names {
+                if claims.get_opt(name).await.unwrap().is_some() {
+                    return None;
+                }
+            }
+            Some(())
+        })
+        .await;
+        // Let every stale reconcile of the deleted claims run out...
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        // ...and finalize the stale copy once more, as a reconcile racing its watch does.
+        stowage_controller::termination::finalize(&stale, &ctx)
+            .await
+            .unwrap();
+        (names.len(), terminated_deleted(&ctx))
+    })
+    .await;
+    assert_eq!(counted, deleted as f64, "one count per deleted claim");
+}

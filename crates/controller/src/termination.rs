@@ -123,11 +123,27 @@ pub async fn finalize(claim: &NodeClaim, ctx: &Context) -> Result<Action> {
     if let Some(node) = &node {
         remove_node_finalizer_and_delete(ctx, node).await?;
     }
-    remove_claim_finalizer(ctx, claim).await?;
-    ctx.metrics
-        .nodeclaim_terminated(claim.nodepool_name().unwrap_or(""), "deleted");
-    tracing::info!(claim = %name, "nodeclaim terminated");
-    Ok(Action::await_change())
+    match remove_claim_finalizer(ctx, claim).await? {
+        FinalizerRemoval::Removed => {
+            ctx.metrics
+                .nodeclaim_terminated(claim.nodepool_name().unwrap_or(""), "deleted");
+            tracing::info!(claim = %name, "nodeclaim terminated");
+            Ok(Action::await_change())
+        }
+        // Another pass (on a fresher copy) finished it: count and log the effect once.
+        FinalizerRemoval::AlreadyGone => Ok(Action::await_change()),
+        FinalizerRemoval::Stale => Ok(Action::requeue(Duration::from_secs(1))),
+    }
+}
+
+/// What removing the claim's finalizer did.
+enum FinalizerRemoval {
+    /// This call removed it: the claim is terminated now.
+    Removed,
+    /// The claim was already gone: an earlier pass terminated it.
+    AlreadyGone,
+    /// The copy was stale (the claim changed since): look again.
+    Stale,
 }
 
 async fn taint_disrupted(ctx: &Context, node: &Node) -> Result<()> {
@@ -316,7 +332,10 @@ async fn remove_node_finalizer_and_delete(ctx: &Context, node: &Node) -> Result<
     Ok(())
 }
 
-async fn remove_claim_finalizer(ctx: &Context, claim: &NodeClaim) -> Result<()> {
+/// Removes the termination finalizer from `claim`, on the condition that the claim is still the
+/// version this pass read (`resourceVersion` precondition): a pass working from a stale copy gets
+/// a conflict or a 404 instead of finishing the claim a second time.
+async fn remove_claim_finalizer(ctx: &Context, claim: &NodeClaim) -> Result<FinalizerRemoval> {
     let api: Api<NodeClaim> = Api::all(ctx.client.clone());
     let name = claim.name_any();
     let finalizers: Vec<&String> = claim
@@ -324,16 +343,21 @@ async fn remove_claim_finalizer(ctx: &Context, claim: &NodeClaim) -> Result<()> 
         .iter()
         .filter(|f| *f != labels::TERMINATION_FINALIZER)
         .collect();
+    let mut metadata = json!({ "finalizers": finalizers });
+    if let Some(rv) = claim.resource_version() {
+        metadata["resourceVersion"] = json!(rv);
+    }
     match api
         .patch(
             &name,
             &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
+            &Patch::Merge(json!({ "metadata": metadata })),
         )
         .await
     {
-        Ok(_) => Ok(()),
-        Err(e) if is_not_found(&e) => Ok(()),
+        Ok(_) => Ok(FinalizerRemoval::Removed),
+        Err(e) if is_not_found(&e) => Ok(FinalizerRemoval::AlreadyGone),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(FinalizerRemoval::Stale),
         Err(e) => Err(Error::kube("remove nodeclaim finalizer", &name)(e)),
     }
 }
