@@ -118,9 +118,9 @@ fn maximize(c: &[f64], rows: &[(Vec<f64>, f64)], n: usize) -> f64 {
 /// The lower bound on what new capacity for `input.pods` costs per hour (see the module docs).
 /// Pods no instance type can hold add nothing.
 pub fn lower_bound(input: &SolveInput) -> f64 {
-    crate::solve::bound_groups(input)
+    crate::solve::lower_bound_input(input)
         .iter()
-        .filter_map(|(demand, types)| fractional_cover(demand, types))
+        .filter_map(|g| fractional_cover(&g.demand, &g.types))
         .filter(|v| v.is_finite())
         .sum()
 }

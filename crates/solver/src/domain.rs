@@ -11,7 +11,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use stowage_api::CapacityType;
-use stowage_api::requirements::{Operator, Requirement};
+use stowage_api::requirements::{Requirement, Requirements, ValueSet};
 
 use crate::model::{InstanceType, Resources};
 
@@ -129,34 +129,22 @@ pub fn untolerated<'a>(
     })
 }
 
-/// Whether `req` holds for a label lookup (`Gt`/`Lt`/`Gte`/`Lte` compare integers).
-pub fn requirement_matches(req: &Requirement, value: Option<&str>) -> bool {
-    match req.operator {
-        Operator::In => value.is_some_and(|v| req.values.iter().any(|x| x == v)),
-        Operator::NotIn => value.is_none_or(|v| !req.values.iter().any(|x| x == v)),
-        Operator::Exists => value.is_some(),
-        Operator::DoesNotExist => value.is_none(),
-        Operator::Gt | Operator::Lt | Operator::Gte | Operator::Lte => {
-            let (Some(v), Some(bound)) = (value, req.values.first()) else {
-                return false;
-            };
-            let (Ok(v), Ok(bound)) = (v.parse::<i64>(), bound.parse::<i64>()) else {
-                return false;
-            };
-            match req.operator {
-                Operator::Gt => v > bound,
-                Operator::Lt => v < bound,
-                Operator::Gte => v >= bound,
-                _ => v <= bound,
-            }
+/// Compiles requirements into the api's algebra ([`Requirements`]), the one matcher. A
+/// requirement that cannot be compiled (a numeric operator without one integer value; API
+/// validation rejects those) matches nothing.
+pub fn compile_requirements(reqs: &[Requirement]) -> Requirements {
+    let mut out = Requirements::new();
+    for r in reqs {
+        if out.add(r).is_err() {
+            out.insert(&r.key, ValueSet::in_values(Vec::<String>::new()));
         }
     }
+    out
 }
 
 /// Whether every requirement holds for `labels`.
 pub fn requirements_match(reqs: &[Requirement], labels: &BTreeMap<String, String>) -> bool {
-    reqs.iter()
-        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
+    compile_requirements(reqs).matches(labels)
 }
 
 /// A label selector (`matchLabels` AND `matchExpressions`). Empty matches everything.
@@ -678,6 +666,7 @@ pub enum Placement<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stowage_api::requirements::Operator;
 
     #[test]
     fn tolerations_follow_kubernetes() {
@@ -715,7 +704,15 @@ mod tests {
             (r(Operator::Lte, &["4"]), Some("4"), true),
         ];
         for (req, value, want) in cases {
-            assert_eq!(requirement_matches(&req, value), want, "{req:?} {value:?}");
+            let labels: BTreeMap<String, String> = value
+                .map(|v| ("k".to_string(), v.to_string()))
+                .into_iter()
+                .collect();
+            assert_eq!(
+                requirements_match(std::slice::from_ref(&req), &labels),
+                want,
+                "{req:?} {value:?}"
+            );
         }
     }
 

@@ -1,0 +1,665 @@
+//! Step 4, pod classes and bundles. Identical pods (all but name and owner) form a
+//! [`PodClass`], placed together. A class is compiled once: its requests as a quantity vector,
+//! its node requirements (the api's [`Requirements`] algebra), zone and capacity-type masks,
+//! topology constraints split into hostname ones (checked per node) and domain ones (see
+//! [`super::topology`]), and per pool the [`Bitset`] of instance types that can hold one pod
+//! (or the [`PoolRejection`] saying why none can). [`Engine::relax`] derives a class with one
+//! preference less. A *bundle* is a set of classes of one shape (differing only in requests)
+//! with no per-node caps, packed jointly onto new nodes ([`super::place`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use stowage_api::labels;
+use stowage_api::requirements::Requirements;
+
+use super::Engine;
+use super::PODS;
+use super::interning::{KeyKind, capacity_type_bit};
+use super::pools::first_mismatch_on_new_node;
+use super::reasons::PoolRejection;
+use super::topology::{DomainConstraint, DomainRule};
+use crate::bitset::Bitset;
+use crate::domain::{
+    Pod, PodAffinityTerm, SolveInput, SolveOptions, WhenUnsatisfiable, compile_requirements,
+    untolerated,
+};
+use crate::model::Resources;
+
+/// A hostname topology spread constraint of a class.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct HostSpread {
+    pub(super) group: usize,
+    pub(super) max_skew: i32,
+    pub(super) selects_self: bool,
+}
+
+/// A hostname pod affinity or anti-affinity term of a class.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct HostTerm {
+    pub(super) group: usize,
+    pub(super) selects_self: bool,
+}
+
+/// Identical pending pods, placed together.
+#[derive(Debug)]
+pub(super) struct PodClass {
+    /// The first member (all are alike but for name and owner); relaxed classes carry the
+    /// relaxed spec.
+    pub(super) pod: Pod,
+    /// PreferNoSchedule taints are tolerated (the last relaxation).
+    pub(super) tolerate_prefer: bool,
+    /// Indices into `SolveInput::pods`, by pod key.
+    pub(super) members: Vec<usize>,
+    /// Members before this are placed (or given up).
+    pub(super) next: usize,
+    /// Requests per pod as a quantity vector (with `pods` = 1).
+    pub(super) requests: Vec<i64>,
+    pub(super) node_requirements: Requirements,
+    pub(super) zone_mask: u64,
+    pub(super) capacity_types: u8,
+    pub(super) host_spread: Vec<HostSpread>,
+    pub(super) host_anti: Vec<HostTerm>,
+    pub(super) host_affinity: Vec<HostTerm>,
+    pub(super) domain_constraints: Vec<DomainConstraint>,
+    /// Non-hostname keys this class needs domain values for (constraints and inverse anti).
+    pub(super) domain_keys: Vec<usize>,
+    /// Non-hostname keys a node must be pinned on before this class is counted there.
+    pub(super) pin_keys: Vec<usize>,
+    /// Topology groups the class's pods are counted in.
+    pub(super) counted_in: Vec<usize>,
+    /// Anti-affinity terms the class's pods own (required ones: they repel later pods).
+    pub(super) owned_antis: Vec<usize>,
+    /// Anti-affinity terms (of any pod) whose group selects the class's pods.
+    pub(super) repelled_by: Vec<usize>,
+    /// Per pool: the types that can hold a pod of the class, or None (see `pool_rejections`).
+    pub(super) compatible: Vec<Option<Bitset>>,
+    /// Per pool: types matching the class's requirements with an offering, whatever their size
+    /// (the lower bound's notion of compatibility: pods of any size may share those types).
+    pub(super) loosely_compatible: Vec<Bitset>,
+    pub(super) pool_rejections: Vec<Option<PoolRejection>>,
+    /// Set when the class failed for a topology reason.
+    pub(super) topology_reason: Option<String>,
+}
+
+impl PodClass {
+    pub(super) fn remaining(&self) -> usize {
+        self.members.len() - self.next
+    }
+
+    /// Whether at most a few pods fit on one node (hostname spread or anti-affinity matching
+    /// itself, host ports).
+    pub(super) fn capped(&self) -> bool {
+        !self.pod.host_ports.is_empty()
+            || self.host_anti.iter().any(|h| h.selects_self)
+            || self.host_spread.iter().any(|h| h.selects_self)
+    }
+
+    /// Whether its pods can share a node many at a time with pods of other sizes of the same
+    /// shape (no per-node caps, no hostname affinity): it may join a bundle.
+    fn bundleable(&self) -> bool {
+        self.pod.host_ports.is_empty()
+            && self.host_affinity.is_empty()
+            && self.host_anti.iter().all(|h| !h.selects_self)
+            && self.host_spread.iter().all(|h| !h.selects_self)
+            && self.domain_constraints.iter().all(|d| !d.one_per_node())
+    }
+}
+
+/// Classes packed jointly: `of_class[c]` is the bundle of class `c`, `members[b]` its classes.
+#[derive(Debug, Default)]
+pub(super) struct Bundles {
+    pub(super) of_class: Vec<Option<usize>>,
+    pub(super) members: Vec<Vec<usize>>,
+}
+
+/// Hash of everything that makes two pods interchangeable for scheduling (all but name, owner).
+fn class_hash(p: &Pod) -> u64 {
+    let mut h = DefaultHasher::new();
+    p.requests.hash(&mut h);
+    shape_hash_into(p, &mut h);
+    h.finish()
+}
+
+/// Hash of the constraints of a pod (everything but name, owner and requests).
+fn shape_hash(p: &Pod) -> u64 {
+    let mut h = DefaultHasher::new();
+    shape_hash_into(p, &mut h);
+    h.finish()
+}
+
+fn shape_hash_into(p: &Pod, h: &mut DefaultHasher) {
+    let h = &mut *h;
+    p.namespace.hash(h);
+    p.labels.hash(h);
+    p.node_selector.hash(h);
+    p.required_node_affinity.hash(h);
+    p.preferred_node_affinity.hash(h);
+    p.tolerations.hash(h);
+    p.topology_spread.hash(h);
+    p.pod_affinity.hash(h);
+    p.pod_anti_affinity.hash(h);
+    p.preferred_pod_affinity.hash(h);
+    p.preferred_pod_anti_affinity.hash(h);
+    p.host_ports.hash(h);
+    p.priority.hash(h);
+}
+
+fn same_class(a: &Pod, b: &Pod) -> bool {
+    a.requests == b.requests && same_shape(a, b)
+}
+
+fn same_shape(a: &Pod, b: &Pod) -> bool {
+    a.namespace == b.namespace
+        && a.labels == b.labels
+        && a.node_selector == b.node_selector
+        && a.required_node_affinity == b.required_node_affinity
+        && a.preferred_node_affinity == b.preferred_node_affinity
+        && a.tolerations == b.tolerations
+        && a.topology_spread == b.topology_spread
+        && a.pod_affinity == b.pod_affinity
+        && a.pod_anti_affinity == b.pod_anti_affinity
+        && a.preferred_pod_affinity == b.preferred_pod_affinity
+        && a.preferred_pod_anti_affinity == b.preferred_pod_anti_affinity
+        && a.host_ports == b.host_ports
+        && a.priority == b.priority
+}
+
+fn remove_lightest<T>(v: &mut Vec<T>, weight: impl Fn(&T) -> i32) -> bool {
+    let Some((i, _)) = v.iter().enumerate().rev().min_by_key(|(_, t)| weight(t)) else {
+        return false;
+    };
+    v.remove(i);
+    true
+}
+
+/// The topology constraints of a class, before they are stored on it.
+#[derive(Default)]
+struct ClassTopology {
+    host_spread: Vec<HostSpread>,
+    host_anti: Vec<HostTerm>,
+    host_affinity: Vec<HostTerm>,
+    domain_constraints: Vec<DomainConstraint>,
+    owned_antis: Vec<usize>,
+}
+
+/// Per pool: compatible types (or why none), and loosely compatible ones.
+struct Compatibility {
+    compatible: Vec<Option<Bitset>>,
+    loosely_compatible: Vec<Bitset>,
+    pool_rejections: Vec<Option<PoolRejection>>,
+}
+
+impl Engine<'_> {
+    /// Groups the pending pods into classes (in pod-key order).
+    pub(super) fn build_classes(&mut self) {
+        let input = self.input;
+        let mut order: Vec<usize> = (0..input.pods.len()).collect();
+        order.sort_by(|a, b| input.pods[*a].key().cmp(&input.pods[*b].key()));
+        let mut by_hash: HashMap<u64, Vec<usize>> = HashMap::new();
+        let mut class_members: Vec<Vec<usize>> = Vec::new();
+        for i in order {
+            let p = &input.pods[i];
+            let list = by_hash.entry(class_hash(p)).or_default();
+            match list
+                .iter()
+                .find(|c| same_class(&input.pods[class_members[**c][0]], p))
+            {
+                Some(c) => class_members[*c].push(i),
+                None => {
+                    list.push(class_members.len());
+                    class_members.push(vec![i]);
+                }
+            }
+        }
+        for members in class_members {
+            let pod = input.pods[members[0]].clone();
+            let c = self.make_class(pod, false, members);
+            self.classes.push(c);
+        }
+    }
+
+    /// Bundles: classes of one shape whose pods may share a node without per-node caps.
+    pub(super) fn build_bundles(&mut self) {
+        let mut by_shape: HashMap<u64, Vec<Vec<usize>>> = HashMap::new();
+        self.bundles.of_class = vec![None; self.classes.len()];
+        for c in 0..self.classes.len() {
+            if !self.classes[c].bundleable() {
+                continue;
+            }
+            let lists = by_shape
+                .entry(shape_hash(&self.classes[c].pod))
+                .or_default();
+            match lists
+                .iter_mut()
+                .find(|b| same_shape(&self.classes[b[0]].pod, &self.classes[c].pod))
+            {
+                Some(b) => b.push(c),
+                None => lists.push(vec![c]),
+            }
+        }
+        let mut bundles: Vec<Vec<usize>> = by_shape
+            .into_values()
+            .flatten()
+            .filter(|b| b.len() > 1)
+            .collect();
+        bundles.sort();
+        for b in bundles {
+            for &c in &b {
+                self.bundles.of_class[c] = Some(self.bundles.members.len());
+            }
+            self.bundles.members.push(b);
+        }
+    }
+
+    fn make_class(&mut self, pod: Pod, tolerate_prefer: bool, members: Vec<usize>) -> PodClass {
+        let respect = self.options.relax_preferences;
+        let mut requests = self.ids.quantities(&pod.requests);
+        requests[PODS] = 1;
+        let term = (!pod.required_node_affinity.is_empty()).then_some(0);
+        let mut reqs = pod.node_requirements(term);
+        if respect {
+            for t in &pod.preferred_node_affinity {
+                reqs.extend(t.requirements.iter().cloned());
+            }
+        }
+        let node_requirements = compile_requirements(&reqs);
+        let mut zone_mask = 0u64;
+        for (zi, z) in self.ids.zones().iter().enumerate() {
+            if node_requirements.get(labels::ZONE).is_none_or(|s| s.has(z)) {
+                zone_mask |= 1 << zi;
+            }
+        }
+        let mut capacity_types = 0u8;
+        for ct in stowage_api::CapacityType::ALL {
+            if node_requirements
+                .get(labels::CAPACITY_TYPE)
+                .is_none_or(|s| s.has(ct.as_str()))
+            {
+                capacity_types |= capacity_type_bit(ct);
+            }
+        }
+        let topo = self.class_topology(&pod, respect);
+        let counted_in = self.topology.groups_selecting(&pod);
+        let repelled_by: Vec<usize> = (0..self.topology.antis.len())
+            .filter(|a| counted_in.contains(&self.topology.antis[*a].group))
+            .collect();
+        let (domain_keys, pin_keys) = self.domain_and_pin_keys(&topo, &counted_in, &repelled_by);
+        let include_prefer = respect && !tolerate_prefer;
+        let mut compat = self.compatibility(
+            &pod,
+            &requests,
+            &node_requirements,
+            zone_mask,
+            capacity_types,
+            include_prefer,
+        );
+        if !pod.wants_accelerator() {
+            self.keep_plain_types(&mut compat);
+        }
+        PodClass {
+            pod,
+            tolerate_prefer,
+            members,
+            next: 0,
+            requests,
+            node_requirements,
+            zone_mask,
+            capacity_types,
+            host_spread: topo.host_spread,
+            host_anti: topo.host_anti,
+            host_affinity: topo.host_affinity,
+            domain_constraints: topo.domain_constraints,
+            domain_keys,
+            pin_keys,
+            counted_in,
+            owned_antis: topo.owned_antis,
+            repelled_by,
+            compatible: compat.compatible,
+            loosely_compatible: compat.loosely_compatible,
+            pool_rejections: compat.pool_rejections,
+            topology_reason: None,
+        }
+    }
+
+    /// The class's spread, affinity and anti-affinity constraints (preferred ones too when
+    /// `respect`), split into hostname and domain constraints.
+    fn class_topology(&mut self, pod: &Pod, respect: bool) -> ClassTopology {
+        let mut out = ClassTopology::default();
+        for s in &pod.topology_spread {
+            if s.when_unsatisfiable == WhenUnsatisfiable::ScheduleAnyway && !respect {
+                continue;
+            }
+            let Some(sel) = &s.label_selector else {
+                continue;
+            };
+            let key = self.ids.key_id(&s.topology_key);
+            let group = self.group_id(Some(BTreeSet::from([pod.namespace.clone()])), sel, key);
+            let selects_self = sel.matches(&pod.labels);
+            let max_skew = s.max_skew.max(1);
+            if self.ids.is_hostname(key) {
+                out.host_spread.push(HostSpread {
+                    group,
+                    max_skew,
+                    selects_self,
+                });
+            } else {
+                let min_domains = s.min_domains.unwrap_or(0);
+                out.domain_constraints.push(DomainConstraint {
+                    key,
+                    group,
+                    rule: DomainRule::Spread {
+                        max_skew,
+                        min_domains,
+                    },
+                    selects_self,
+                });
+            }
+        }
+        let mut affinity: Vec<PodAffinityTerm> = pod.pod_affinity.clone();
+        if respect {
+            affinity.extend(pod.preferred_pod_affinity.iter().map(|w| w.term.clone()));
+        }
+        for t in &affinity {
+            let Some(sel) = &t.label_selector else {
+                continue;
+            };
+            let key = self.ids.key_id(&t.topology_key);
+            let group = self.group_id(t.namespaces.clone(), sel, key);
+            let selects_self = t.selects(&pod.namespace, &pod.labels);
+            if self.ids.is_hostname(key) {
+                out.host_affinity.push(HostTerm {
+                    group,
+                    selects_self,
+                });
+            } else {
+                out.domain_constraints.push(DomainConstraint {
+                    key,
+                    group,
+                    rule: DomainRule::Affinity,
+                    selects_self,
+                });
+            }
+        }
+        self.class_anti_affinity(pod, respect, &mut out);
+        out
+    }
+
+    fn class_anti_affinity(&mut self, pod: &Pod, respect: bool, out: &mut ClassTopology) {
+        let mut anti: Vec<PodAffinityTerm> = pod.pod_anti_affinity.clone();
+        if respect {
+            anti.extend(
+                pod.preferred_pod_anti_affinity
+                    .iter()
+                    .map(|w| w.term.clone()),
+            );
+        }
+        for t in &anti {
+            let Some(a) = self.anti_id(t) else { continue };
+            let term = self.topology.antis[a];
+            let selects_self = t.selects(&pod.namespace, &pod.labels);
+            // Only required terms repel later pods symmetrically (Kubernetes semantics).
+            if pod.pod_anti_affinity.contains(t) {
+                out.owned_antis.push(a);
+            }
+            if self.ids.is_hostname(term.key) {
+                out.host_anti.push(HostTerm {
+                    group: term.group,
+                    selects_self,
+                });
+            } else {
+                out.domain_constraints.push(DomainConstraint {
+                    key: term.key,
+                    group: term.group,
+                    rule: DomainRule::AntiAffinity,
+                    selects_self,
+                });
+            }
+        }
+    }
+
+    /// The non-hostname keys the class needs domain values for, and those a node must be
+    /// pinned on before the class is counted there.
+    fn domain_and_pin_keys(
+        &self,
+        topo: &ClassTopology,
+        counted_in: &[usize],
+        repelled_by: &[usize],
+    ) -> (Vec<usize>, Vec<usize>) {
+        let non_hostname = |key: &usize| !self.ids.is_hostname(*key);
+        let mut domain_keys: Vec<usize> = topo.domain_constraints.iter().map(|d| d.key).collect();
+        domain_keys.extend(
+            repelled_by
+                .iter()
+                .map(|a| self.topology.antis[*a].key)
+                .filter(non_hostname),
+        );
+        domain_keys.sort_unstable();
+        domain_keys.dedup();
+        let mut pin_keys = domain_keys.clone();
+        for g in counted_in {
+            pin_keys.extend(self.topology.group_domain_keys[*g].iter().copied());
+        }
+        pin_keys.extend(
+            topo.owned_antis
+                .iter()
+                .map(|a| self.topology.antis[*a].key)
+                .filter(non_hostname),
+        );
+        pin_keys.sort_unstable();
+        pin_keys.dedup();
+        (domain_keys, pin_keys)
+    }
+
+    /// Per pool: the types that can hold one pod of the class (or why none can).
+    fn compatibility(
+        &self,
+        pod: &Pod,
+        requests: &[i64],
+        reqs: &Requirements,
+        zone_mask: u64,
+        capacity_types: u8,
+        include_prefer: bool,
+    ) -> Compatibility {
+        let mut out = Compatibility {
+            compatible: Vec::new(),
+            loosely_compatible: Vec::new(),
+            pool_rejections: Vec::new(),
+        };
+        let type_count = self.catalog.types.len();
+        for pool in &self.catalog.pools {
+            let mut loose = Bitset::new(type_count);
+            if let Some(t) = untolerated(&pool.pool.taints, &pod.tolerations, include_prefer) {
+                out.loosely_compatible.push(loose);
+                out.compatible.push(None);
+                out.pool_rejections
+                    .push(Some(PoolRejection::Taint(t.to_string())));
+                continue;
+            }
+            let mut bits = Bitset::new(type_count);
+            let mut mismatch: Option<String> = None;
+            let mut any_matching = false;
+            let mut any_fitting = false;
+            let cts = capacity_types & pool.capacity_types;
+            for &t in &pool.types {
+                let ty = &self.catalog.types[t];
+                if let Some(key) = first_mismatch_on_new_node(reqs, &ty.labels) {
+                    mismatch.get_or_insert_with(|| key.to_string());
+                    continue;
+                }
+                any_matching = true;
+                let offered = ty.zones_any(cts) & zone_mask != 0;
+                if offered {
+                    loose.insert(t);
+                }
+                if requests.iter().zip(&ty.allocatable).any(|(a, b)| a > b) {
+                    continue;
+                }
+                any_fitting = true;
+                if offered {
+                    bits.insert(t);
+                }
+            }
+            out.loosely_compatible.push(loose);
+            let rejection = if bits.is_empty() {
+                Some(if any_fitting {
+                    PoolRejection::NoOffering
+                } else if any_matching {
+                    PoolRejection::TooBig
+                } else {
+                    PoolRejection::Requirements(mismatch.unwrap_or_else(|| "instance types".into()))
+                })
+            } else {
+                self.min_values_short(pool.pool, &bits)
+            };
+            out.compatible.push(rejection.is_none().then_some(bits));
+            out.pool_rejections.push(rejection);
+        }
+        out
+    }
+
+    /// minValues: the pool's flexibility floor must hold over the types that fit the pod.
+    fn min_values_short(
+        &self,
+        pool: &crate::domain::NodePool,
+        bits: &Bitset,
+    ) -> Option<PoolRejection> {
+        pool.requirements.iter().find_map(|r| {
+            let min_values = r.min_values?;
+            let distinct: BTreeSet<&str> = bits
+                .iter()
+                .filter_map(|t| self.catalog.types[t].labels.get(&r.key).map(String::as_str))
+                .collect();
+            ((distinct.len() as i32) < min_values)
+                .then(|| PoolRejection::MinValues(r.key.clone(), min_values))
+        })
+    }
+
+    /// Accelerator types only for pods that want them, unless nothing else fits.
+    fn keep_plain_types(&self, compat: &mut Compatibility) {
+        let types = &self.catalog.types;
+        let has_plain = compat
+            .compatible
+            .iter()
+            .flatten()
+            .any(|b| b.iter().any(|t| !types[t].exotic));
+        if !has_plain {
+            return;
+        }
+        for (pi, slot) in compat.compatible.iter_mut().enumerate() {
+            let Some(bits) = slot else { continue };
+            let mut plain = Bitset::new(types.len());
+            for t in bits.iter().filter(|t| !types[*t].exotic) {
+                plain.insert(t);
+            }
+            if plain.is_empty() {
+                *slot = None;
+                compat.pool_rejections[pi] = Some(PoolRejection::Requirements(
+                    "accelerator types (kept for pods that request accelerators)".into(),
+                ));
+            } else {
+                *bits = plain;
+            }
+        }
+    }
+
+    /// A class for the remaining pods of `c` with one preference less (see the module docs of
+    /// [`super`] for the order), or None when nothing is left to relax.
+    pub(super) fn relax(&mut self, c: usize) -> Option<usize> {
+        let class = &self.classes[c];
+        let mut pod = class.pod.clone();
+        let mut tolerate_prefer = class.tolerate_prefer;
+        let respect = self.options.relax_preferences;
+        let changed = if pod.required_node_affinity.len() > 1 {
+            pod.required_node_affinity.remove(0);
+            true
+        } else if !respect {
+            false
+        } else if remove_lightest(&mut pod.preferred_pod_affinity, |w| w.weight)
+            || remove_lightest(&mut pod.preferred_pod_anti_affinity, |w| w.weight)
+            || remove_lightest(&mut pod.preferred_node_affinity, |w| w.weight)
+        {
+            true
+        } else if let Some(i) = pod
+            .topology_spread
+            .iter()
+            .rposition(|s| s.when_unsatisfiable == WhenUnsatisfiable::ScheduleAnyway)
+        {
+            pod.topology_spread.remove(i);
+            true
+        } else if !tolerate_prefer && self.any_prefer_taint {
+            tolerate_prefer = true;
+            true
+        } else {
+            false
+        };
+        if !changed {
+            return None;
+        }
+        let class = &mut self.classes[c];
+        let members = class.members[class.next..].to_vec();
+        class.next = class.members.len();
+        let relaxed = self.make_class(pod, tolerate_prefer, members);
+        self.classes.push(relaxed);
+        Some(self.classes.len() - 1)
+    }
+}
+
+/// Pending pods that may share the same instance types, for the lower bound ([`crate::bound`]).
+pub(crate) struct BoundGroup {
+    /// Summed requests (with the pod count).
+    pub(crate) demand: Resources,
+    /// (allocatable, cheapest usable price) of every instance type that could hold them.
+    pub(crate) types: Vec<(Resources, f64)>,
+}
+
+/// Per compatibility class of the pending pods: the lower bound's input.
+pub(crate) fn lower_bound_input(input: &SolveInput) -> Vec<BoundGroup> {
+    let options = SolveOptions::default();
+    let e = Engine::new(input, &options);
+    // Keyed by the compatible (type, price bits): (summed demand, (type, price)).
+    struct Pending {
+        demand: Vec<i64>,
+        types: Vec<(usize, f64)>,
+    }
+    let mut by_types: BTreeMap<Vec<(usize, u64)>, Pending> = BTreeMap::new();
+    for class in &e.classes {
+        let mut types: Vec<(usize, f64)> = Vec::new();
+        for (pi, bits) in class.loosely_compatible.iter().enumerate() {
+            let cts = class.capacity_types & e.catalog.pools[pi].capacity_types;
+            for t in bits.iter() {
+                let price = e.catalog.types[t].cheapest_any(cts, class.zone_mask);
+                if price.is_finite() {
+                    types.push((t, price));
+                }
+            }
+        }
+        let key: Vec<(usize, u64)> = types.iter().map(|(t, p)| (*t, p.to_bits())).collect();
+        let entry = by_types.entry(key).or_insert_with(|| Pending {
+            demand: vec![0; e.ids.resource_count()],
+            types: types.clone(),
+        });
+        for (d, r) in entry.demand.iter_mut().zip(&class.requests) {
+            *d += r * class.members.len() as i64;
+        }
+    }
+    by_types
+        .into_values()
+        .map(|p| BoundGroup {
+            demand: e.ids.to_resources(&p.demand),
+            types: p
+                .types
+                .into_iter()
+                .map(|(t, price)| (e.ids.to_resources(&e.catalog.types[t].allocatable), price))
+                .collect(),
+        })
+        .collect()
+}
+
+/// Whether the class's domain keys include the zone key.
+pub(super) fn pins_zone(engine: &Engine<'_>, class: &PodClass) -> bool {
+    class
+        .pin_keys
+        .iter()
+        .any(|k| engine.ids.key_kind(*k) == KeyKind::Zone)
+}

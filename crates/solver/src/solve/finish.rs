@@ -1,0 +1,230 @@
+//! Step 7, finishing claims: every opened claim that holds pods becomes a [`NewClaim`]. Its
+//! instance type options are every compatible type that fits what it holds (so a claim that
+//! ended up half full is bought smaller), never larger than the charged type on a budgeted
+//! resource, carrying the labels it was pinned to, cheapest first, trimmed to
+//! `max_instance_types` while keeping the pool's `minValues`; its requirements pin pool,
+//! types, zones and capacity type.
+
+use std::collections::BTreeSet;
+
+use stowage_api::labels;
+use stowage_api::requirements::{Operator, Requirement};
+
+use super::Engine;
+use super::interning::KeyKind;
+use super::place::{NodeOrigin, OpenedClaim, SimNode};
+use super::pools::PoolState;
+use crate::domain::{NewClaim, Plan};
+
+/// One instance type a claim may launch as.
+#[derive(Debug, Clone, Copy)]
+struct TypeOption {
+    price: f64,
+    type_index: usize,
+    zone_mask: u64,
+}
+
+impl Engine<'_> {
+    /// Step 7: the plan.
+    pub(super) fn finish(self) -> Plan {
+        let mut plan = Plan {
+            unschedulable: self.unschedulable.clone(),
+            ..Plan::default()
+        };
+        for node in &self.nodes {
+            match &node.origin {
+                NodeOrigin::Existing { .. } => {
+                    for &p in &node.pods {
+                        plan.existing_placements
+                            .insert(self.input.pods[p].key(), node.name.clone());
+                    }
+                }
+                NodeOrigin::New(claim) => {
+                    if !node.pods.is_empty() {
+                        plan.new_claims.push(self.claim(node, claim));
+                    }
+                }
+            }
+        }
+        plan
+    }
+
+    fn claim(&self, node: &SimNode, claim: &OpenedClaim) -> NewClaim {
+        let pool = &self.catalog.pools[claim.pool];
+        let target = &self.catalog.types[claim.target_type];
+        let pinned: Vec<(String, String)> = (0..self.ids.key_count())
+            .filter(|k| self.ids.key_kind(*k) == KeyKind::Label)
+            .filter_map(|k| {
+                node.domain_values[k].map(|v| {
+                    (
+                        self.ids.key_name(k).to_string(),
+                        self.ids.value_name(k, v).to_string(),
+                    )
+                })
+            })
+            .filter(|(k, v)| target.labels.get(k) == Some(v))
+            .collect();
+        let options = self.trim_options(pool, self.type_options(node, claim, &pinned));
+        let names: Vec<String> = options
+            .iter()
+            .map(|o| self.catalog.types[o.type_index].name().to_string())
+            .collect();
+        let zone_mask = options.iter().fold(0u64, |m, o| m | o.zone_mask);
+        let mut requests = node.used.clone();
+        for (a, d) in requests.iter_mut().zip(&target.daemon_overhead) {
+            *a += d;
+        }
+        NewClaim {
+            name: node.name.clone(),
+            nodepool: pool.pool.name.clone(),
+            requirements: self.claim_requirements(pool, claim, &names, zone_mask, pinned),
+            instance_type_options: names,
+            pods: node
+                .pods
+                .iter()
+                .map(|p| self.input.pods[*p].key())
+                .collect(),
+            requests: self.ids.to_resources(&requests),
+            cheapest_price: options[0].price,
+        }
+    }
+
+    /// Every compatible type that holds what the claim has, within the budget ceiling and the
+    /// pinned labels, cheapest first (the target type alone if none).
+    fn type_options(
+        &self,
+        node: &SimNode,
+        claim: &OpenedClaim,
+        pinned: &[(String, String)],
+    ) -> Vec<TypeOption> {
+        let ct = claim.capacity_type;
+        let target = &self.catalog.types[claim.target_type];
+        let ceiling = self.catalog.pools[claim.pool].budget.ceiling(ct);
+        let mut options: Vec<TypeOption> = Vec::new();
+        for t in claim.compatible.iter() {
+            let ty = &self.catalog.types[t];
+            let zone_mask = ty.zones(ct) & claim.zone_mask;
+            if node.used.iter().zip(&ty.allocatable).any(|(u, a)| u > a)
+                || ceiling
+                    .iter()
+                    .any(|r| ty.capacity[*r] > target.capacity[*r])
+                || pinned.iter().any(|(k, v)| ty.labels.get(k) != Some(v))
+                || zone_mask == 0
+            {
+                continue;
+            }
+            options.push(TypeOption {
+                price: ty.cheapest(ct, zone_mask),
+                type_index: t,
+                zone_mask,
+            });
+        }
+        if options.is_empty() {
+            // The target always fits what was packed; keep it as the only option.
+            options.push(TypeOption {
+                price: target.cheapest(ct, claim.zone_mask),
+                type_index: claim.target_type,
+                zone_mask: target.zones(ct) & claim.zone_mask,
+            });
+        }
+        let types = &self.catalog.types;
+        options.sort_by(|a, b| {
+            a.price
+                .total_cmp(&b.price)
+                .then_with(|| types[a.type_index].name().cmp(types[b.type_index].name()))
+        });
+        options
+    }
+
+    /// At most `max_instance_types` options, keeping the first that give each `minValues`
+    /// requirement of the pool its distinct values, then the cheapest.
+    fn trim_options(&self, pool: &PoolState, options: Vec<TypeOption>) -> Vec<TypeOption> {
+        let max = self.options.max_instance_types.max(1);
+        if options.len() <= max {
+            return options;
+        }
+        let mut keep = vec![false; options.len()];
+        for r in &pool.pool.requirements {
+            let Some(min_values) = r.min_values else {
+                continue;
+            };
+            let mut seen: BTreeSet<&str> = BTreeSet::new();
+            for (i, o) in options.iter().enumerate() {
+                if seen.len() >= min_values.max(0) as usize {
+                    break;
+                }
+                if let Some(v) = self.catalog.types[o.type_index].labels.get(&r.key)
+                    && seen.insert(v.as_str())
+                {
+                    keep[i] = true;
+                }
+            }
+        }
+        let mut count = keep.iter().filter(|k| **k).count();
+        for k in keep.iter_mut() {
+            if count >= max {
+                break;
+            }
+            if !*k {
+                *k = true;
+                count += 1;
+            }
+        }
+        options
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(o, k)| k.then_some(o))
+            .collect()
+    }
+
+    /// The claim's requirements: pool, instance types (with the pool's `minValues`), zones,
+    /// capacity type, the pool's other requirements, pinned labels.
+    fn claim_requirements(
+        &self,
+        pool: &PoolState,
+        claim: &OpenedClaim,
+        names: &[String],
+        zone_mask: u64,
+        pinned: Vec<(String, String)>,
+    ) -> Vec<Requirement> {
+        let zones: Vec<&str> = (0..self.ids.zones().len())
+            .filter(|z| zone_mask & (1 << z) != 0)
+            .map(|z| self.ids.zones()[z].as_str())
+            .collect();
+        let p = pool.pool;
+        let mut reqs = vec![Requirement::in_(labels::NODEPOOL, [p.name.as_str()])];
+        let mut types = Requirement::in_(labels::INSTANCE_TYPE, names.iter().map(String::as_str));
+        types.min_values = p
+            .requirements
+            .iter()
+            .find(|r| r.key == labels::INSTANCE_TYPE)
+            .and_then(|r| r.min_values);
+        reqs.push(types);
+        reqs.push(Requirement::in_(labels::ZONE, zones));
+        reqs.push(Requirement::in_(
+            labels::CAPACITY_TYPE,
+            [claim.capacity_type.as_str()],
+        ));
+        let own = [
+            labels::NODEPOOL,
+            labels::INSTANCE_TYPE,
+            labels::ZONE,
+            labels::CAPACITY_TYPE,
+        ];
+        reqs.extend(
+            p.requirements
+                .iter()
+                .filter(|r| !own.contains(&r.key.as_str()))
+                .cloned(),
+        );
+        for (k, v) in pinned {
+            if !reqs
+                .iter()
+                .any(|r| r.key == k && r.operator == Operator::In && r.values == [v.clone()])
+            {
+                reqs.push(Requirement::in_(&k, [v.as_str()]));
+            }
+        }
+        reqs
+    }
+}

@@ -1,0 +1,315 @@
+//! The solve: place pending pods on existing nodes, then in-flight claims, then new claims bought
+//! cheapest first, respecting every scheduling constraint, NodePool limits and capacity mix.
+//!
+//! # Phases, in order (one file each)
+//!
+//! | step | file | what it owns |
+//! |------|------|--------------|
+//! | 1 | [`interning`] | small ids for resources, zones, topology keys and their values |
+//! | 2 | [`pools`] | each NodePool's instance types (offerings, daemonset overhead) and its [`pools::PoolBudget`] (limits + on-demand cap) |
+//! | 3 | [`topology`] | topology groups (pods a spread/affinity term counts), their counts, the domains a class may use |
+//! | 4 | [`classes`] | pod classes (identical pods), their compatible types per pool, relaxation, bundles (classes packed jointly) |
+//! | 5 | [`place`] | placing a class onto existing, in-flight and already-opened nodes (the node scan and fit) |
+//! | 6 | [`open`] | opening a new claim when nothing has room: pool, capacity type and instance type choice |
+//! | 7 | [`finish`] | turning opened claims into [`crate::NewClaim`]s: shrink to what they hold, instance type options |
+//! | - | [`reasons`] | why pods stay unschedulable |
+//!
+//! [`Engine::new`] runs steps 1-4; [`Engine::run`] orders the classes and, per class, alternates
+//! steps 5 and 6 (relaxing preferences when pods remain); [`Engine::finish`] is step 7.
+//!
+//! # Key decisions (see `docs/performance.md` for the figures)
+//! - Identical pods (everything but the name) form a class and are placed together: each step
+//!   puts as many pods of the class on one node as fit, so work scales with nodes and classes,
+//!   not pods x nodes.
+//! - Instance types are interned per (NodePool, type); a class's compatible types per pool are a
+//!   [`crate::bitset::Bitset`] computed once; offerings are pre-indexed as zone masks per capacity type.
+//! - Every node scan for a class resumes from a cursor: a node that cannot take a pod of a class
+//!   now (resources, taints, hostname spread/anti-affinity, pinned zone) never can later.
+//! - Topology counts (per node and per domain) are updated incrementally as pods are placed.
+//! - A new claim picks its instance type by price per packed pod of the class being placed: the
+//!   largest type within 5 % of the best ratio (so later classes fill it), the cheapest with room
+//!   for three pods for classes capped per node (hostname spread/anti-affinity, host ports), and
+//!   the strict best ratio when a NodePool limit or on-demand cap charges the claim. Classes that
+//!   differ only in size form a bundle and are packed jointly, each new node taking a
+//!   proportional slice of each. At the end each claim lists every compatible type that fits
+//!   what it holds, cheapest first, so a claim that ended up half full is bought smaller.
+//! - Capacity types are tried reserved > spot > on-demand; a claim is pinned to the one it uses.
+//!   NodePool limits and the on-demand cap are charged with the claim's target type, and the
+//!   claim's instance type options never exceed it on a limited dimension, so a claim can never
+//!   grow past what was charged.
+//!
+//! Preferences (preferred node/pod affinity, ScheduleAnyway spread, PreferNoSchedule taints) are
+//! treated as required, then relaxed one at a time only for pods that do not fit, in this order:
+//! next required node-affinity term (terms are alternatives), lightest preferred pod affinity,
+//! lightest preferred pod anti-affinity, lightest preferred node affinity, the last ScheduleAnyway
+//! spread, then PreferNoSchedule taints are tolerated.
+//!
+//! Simplification: hostname topology spread allows at most `maxSkew` matching pods per node
+//! (new nodes can always be bought, so the global minimum is 0), as Karpenter does.
+//!
+//! Vocabulary: a *topology group* is the set of pods one spread/affinity term counts (namespaces
+//! + selector); a *bundle* is a set of pod classes packed jointly onto new nodes.
+
+mod classes;
+mod finish;
+mod interning;
+mod open;
+mod place;
+mod pools;
+mod reasons;
+mod topology;
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+
+use crate::domain::{Node, Plan, SolveInput, SolveOptions, TaintEffect};
+
+use classes::{Bundles, PodClass};
+use interning::Ids;
+use open::OpenCacheKey;
+use place::SimNode;
+use pools::Catalog;
+use reasons::PoolRejection;
+use topology::Topology;
+
+pub(crate) use classes::lower_bound_input;
+
+/// Resource ids fixed by [`Ids::for_input`].
+const CPU: usize = 0;
+const PODS: usize = 2;
+/// Kubelet's default when a node or type does not say.
+const DEFAULT_MAX_PODS: i64 = 110;
+const MAX_ZONES: usize = 64;
+const MAX_COMBOS: usize = 32;
+
+/// Solves: decides where every pending pod goes. Pure and deterministic.
+pub fn solve(input: &SolveInput, options: &SolveOptions) -> Plan {
+    let mut e = Engine::new(input, options);
+    e.run();
+    e.finish()
+}
+
+/// Consolidation simulation: where the pods of the `candidates` (existing or in-flight node
+/// names) would go if those nodes were removed, together with `input.pods`. DaemonSet pods
+/// (owner `DaemonSet/...`) leave with their node. A candidate set can be removed without buying
+/// when the plan has no new claims and nothing unschedulable.
+pub fn simulate_without(input: &SolveInput, candidates: &[&str], options: &SolveOptions) -> Plan {
+    let mut sim = input.clone();
+    let is_candidate = |n: &Node| candidates.contains(&n.name.as_str());
+    for n in input
+        .nodes
+        .iter()
+        .chain(&input.in_flight)
+        .filter(|n| is_candidate(n))
+    {
+        sim.pods.extend(
+            n.pods
+                .iter()
+                .filter(|p| {
+                    !p.owner
+                        .as_deref()
+                        .is_some_and(|o| o.starts_with("DaemonSet/"))
+                })
+                .cloned(),
+        );
+    }
+    sim.nodes.retain(|n| !is_candidate(n));
+    sim.in_flight.retain(|n| !is_candidate(n));
+    solve(&sim, options)
+}
+
+/// Memos that make repeated scans and type choices cheap.
+#[derive(Default)]
+struct Caches {
+    /// Per (class, domain combination): the first node index worth scanning.
+    cursors: HashMap<(usize, Vec<u32>), usize>,
+    /// Per (class, topology key): the domain values the class can reach.
+    domains: HashMap<(usize, usize), Vec<u32>>,
+    /// New-claim type choices that stay valid (see [`open`]).
+    open: HashMap<OpenCacheKey, open::CachedChoice>,
+}
+
+/// The state of one solve. Each phase owns its part (see the module map).
+struct Engine<'a> {
+    input: &'a SolveInput,
+    options: &'a SolveOptions,
+    /// Existing nodes then in-flight claims (indexed by [`place::NodeOrigin::Existing`]).
+    existing: Vec<&'a Node>,
+    ids: Ids,
+    topology: Topology,
+    catalog: Catalog<'a>,
+    /// Existing nodes first, then claims opened by this solve.
+    nodes: Vec<SimNode>,
+    classes: Vec<PodClass>,
+    bundles: Bundles,
+    caches: Caches,
+    /// Per pool: why the last attempt to open a claim there failed (limits, cap, offerings).
+    pool_failures: Vec<Option<PoolRejection>>,
+    unschedulable: BTreeMap<String, String>,
+    /// Whether any pool or node has a PreferNoSchedule taint (worth relaxing to tolerate).
+    any_prefer_taint: bool,
+}
+
+impl<'a> Engine<'a> {
+    /// Steps 1-4: interning, pools, topology groups and existing nodes, classes and bundles.
+    fn new(input: &'a SolveInput, options: &'a SolveOptions) -> Self {
+        let existing: Vec<&Node> = input.nodes.iter().chain(input.in_flight.iter()).collect();
+        let ids = Ids::for_input(input, &existing);
+        let catalog = Catalog::build(input, &ids);
+        let any_prefer_taint = catalog.any_prefer_taint()
+            || existing.iter().any(|n| {
+                n.taints
+                    .iter()
+                    .any(|t| t.effect == TaintEffect::PreferNoSchedule)
+            });
+        let pool_count = catalog.pools.len();
+        let mut e = Engine {
+            input,
+            options,
+            existing,
+            ids,
+            topology: Topology::default(),
+            catalog,
+            nodes: Vec::new(),
+            classes: Vec::new(),
+            bundles: Bundles::default(),
+            caches: Caches::default(),
+            pool_failures: vec![None; pool_count],
+            unschedulable: BTreeMap::new(),
+            any_prefer_taint,
+        };
+        e.register_topology_groups();
+        e.add_existing_nodes();
+        e.build_classes();
+        e.build_bundles();
+        e
+    }
+
+    /// Places every class in [`ClassOrder`], bundles first when their turn comes; a class whose
+    /// pods remain is relaxed (one preference less) and retried, or its pods are unschedulable.
+    fn run(&mut self) {
+        let order_keys = self.class_order_keys();
+        let mut order: Vec<usize> = (0..self.classes.len()).collect();
+        order.sort_by(|a, b| order_keys[*a].cmp(&order_keys[*b]));
+        let mut bundle_done = vec![false; self.bundles.members.len()];
+        for first in order {
+            if let Some(b) = self.bundles.of_class[first]
+                && !bundle_done[b]
+            {
+                bundle_done[b] = true;
+                let mut members = self.bundles.members[b].clone();
+                members.sort_by(|x, y| order_keys[*x].cmp(&order_keys[*y]));
+                self.place_bundle(&members);
+            }
+            let mut c = first;
+            loop {
+                self.place_class(c);
+                if self.classes[c].remaining() == 0 {
+                    break;
+                }
+                match self.relax(c) {
+                    Some(relaxed) => c = relaxed,
+                    None => {
+                        self.give_up(c);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Marks the remaining pods of class `c` unschedulable, with the reason.
+    fn give_up(&mut self, c: usize) {
+        let reason = self.reason(c);
+        let class = &mut self.classes[c];
+        for &m in &class.members[class.next..] {
+            self.unschedulable
+                .insert(self.input.pods[m].key(), reason.clone());
+        }
+        class.next = class.members.len();
+    }
+
+    fn class_order_keys(&self) -> Vec<ClassOrder> {
+        // A class's size: its largest request as a share of the largest allocatable anywhere.
+        let mut largest: Vec<f64> = vec![1.0; self.ids.resource_count()];
+        for ty in &self.catalog.types {
+            for (s, a) in largest.iter_mut().zip(&ty.allocatable) {
+                *s = s.max(*a as f64);
+            }
+        }
+        self.classes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ClassOrder {
+                priority: c.pod.priority,
+                bundled: self.bundles.of_class[i].is_some(),
+                size: c
+                    .requests
+                    .iter()
+                    .enumerate()
+                    .filter(|(r, _)| *r != PODS)
+                    .map(|(r, q)| *q as f64 / largest[r])
+                    .fold(0.0, f64::max),
+                first_pod: self.input.pods[c.members[0]].key(),
+            })
+            .collect()
+    }
+}
+
+/// The order classes are placed in: priority first; classes with per-node caps (spread,
+/// anti-affinity, ports) before bundled ones, so the latter fill the room the former leave; then
+/// largest first; then by the first pod's key (determinism).
+#[derive(Debug, Clone)]
+struct ClassOrder {
+    priority: i32,
+    bundled: bool,
+    size: f64,
+    first_pod: String,
+}
+
+impl Ord for ClassOrder {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .priority
+            .cmp(&self.priority)
+            .then(self.bundled.cmp(&other.bundled))
+            .then(other.size.total_cmp(&self.size))
+            .then_with(|| self.first_pod.cmp(&other.first_pod))
+    }
+}
+
+impl PartialOrd for ClassOrder {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for ClassOrder {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for ClassOrder {}
+
+/// Prices within this absolute difference are equal (ties then go to the next criterion).
+const PRICE_EPSILON: f64 = 1e-12;
+
+/// Compares two prices, treating near-equal ones as equal.
+fn cmp_price(a: f64, b: f64) -> Ordering {
+    if (a - b).abs() > PRICE_EPSILON {
+        a.total_cmp(&b)
+    } else {
+        Ordering::Equal
+    }
+}
+
+/// Compares two price ratios (price per pod, per share), treating relative differences below
+/// 1e-9 as equal.
+fn cmp_ratio(a: f64, b: f64) -> Ordering {
+    if (a - b).abs() > 1e-9 * b.abs().max(PRICE_EPSILON) {
+        a.total_cmp(&b)
+    } else {
+        Ordering::Equal
+    }
+}

@@ -1,0 +1,514 @@
+//! Step 5, placing: puts pods of a class onto nodes that are already there (existing nodes,
+//! in-flight claims, then claims this solve opened), as many per node as fit
+//! ([`Engine::fit`]: resources, host ports, hostname topology, taints and requirements, domain
+//! pins). Scans resume from a per-(class, domains) cursor. When no node has room, the class
+//! asks [`super::open`] for a new claim. Bundles are placed here too: slack of open claims
+//! first, then new nodes each taking a proportional slice of every class.
+
+use stowage_api::CapacityType;
+
+use super::classes::pins_zone;
+use super::interning::{KeyKind, capacity_type_bit};
+use super::{DEFAULT_MAX_PODS, Engine, PODS};
+use crate::bitset::Bitset;
+use crate::domain::{HostPort, untolerated};
+use crate::model::resource;
+
+/// A node of the solve's own making: what it is and what it holds.
+#[derive(Debug)]
+pub(super) enum NodeOrigin {
+    /// An existing node or in-flight claim (index into `Engine::existing`).
+    Existing { index: usize },
+    /// A claim opened by this solve.
+    New(OpenedClaim),
+}
+
+/// A claim opened by this solve.
+#[derive(Debug)]
+pub(super) struct OpenedClaim {
+    pub(super) pool: usize,
+    /// The type it was charged for (index into the catalog's types).
+    pub(super) target_type: usize,
+    pub(super) capacity_type: CapacityType,
+    /// Zones it may still launch in.
+    pub(super) zone_mask: u64,
+    /// Types compatible with every class it holds.
+    pub(super) compatible: Bitset,
+}
+
+/// A node as the solve tracks it.
+#[derive(Debug)]
+pub(super) struct SimNode {
+    pub(super) name: String,
+    pub(super) origin: NodeOrigin,
+    /// Allocatable as a quantity vector.
+    pub(super) capacity: Vec<i64>,
+    pub(super) used: Vec<i64>,
+    pub(super) ports: Vec<HostPort>,
+    /// Pending pods placed here (indices into `SolveInput::pods`).
+    pub(super) pods: Vec<usize>,
+    /// (topology group, matching pods here).
+    group_counts: Vec<(usize, u32)>,
+    /// (anti-affinity term, pods here owning it).
+    anti_counts: Vec<(usize, u32)>,
+    /// Domain value per topology key (None: not in any domain, or zone still flexible).
+    pub(super) domain_values: Vec<Option<u32>>,
+}
+
+fn count_of(counts: &[(usize, u32)], id: usize) -> u32 {
+    counts.iter().find(|(i, _)| *i == id).map_or(0, |(_, c)| *c)
+}
+
+fn bump(counts: &mut Vec<(usize, u32)>, id: usize, k: u32) {
+    match counts.iter_mut().find(|(i, _)| *i == id) {
+        Some((_, c)) => *c += k,
+        None => counts.push((id, k)),
+    }
+}
+
+impl SimNode {
+    pub(super) fn new(
+        name: String,
+        origin: NodeOrigin,
+        capacity: Vec<i64>,
+        domain_values: Vec<Option<u32>>,
+    ) -> Self {
+        SimNode {
+            name,
+            origin,
+            used: vec![0; capacity.len()],
+            capacity,
+            ports: Vec::new(),
+            pods: Vec::new(),
+            group_counts: Vec::new(),
+            anti_counts: Vec::new(),
+            domain_values,
+        }
+    }
+
+    fn group_count(&self, group: usize) -> u32 {
+        count_of(&self.group_counts, group)
+    }
+
+    fn anti_count(&self, anti: usize) -> u32 {
+        count_of(&self.anti_counts, anti)
+    }
+
+    pub(super) fn opened(&self) -> Option<&OpenedClaim> {
+        match &self.origin {
+            NodeOrigin::New(claim) => Some(claim),
+            NodeOrigin::Existing { .. } => None,
+        }
+    }
+}
+
+/// Where and how many pods of a class a node takes now.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Fit {
+    pub(super) pods: usize,
+    /// The node's zone mask afterwards (new claims).
+    pub(super) zone_mask: u64,
+}
+
+impl Engine<'_> {
+    /// Existing and in-flight nodes with their pods counted in the topology groups.
+    pub(super) fn add_existing_nodes(&mut self) {
+        let existing = self.existing.clone();
+        for (index, n) in existing.iter().enumerate() {
+            let mut capacity = self.ids.quantities(&n.allocatable);
+            if n.allocatable.get(resource::PODS) == 0 {
+                capacity[PODS] = DEFAULT_MAX_PODS;
+            }
+            let mut domain_values = Vec::new();
+            for key in 0..self.ids.key_count() {
+                let v = match self.ids.key_kind(key) {
+                    KeyKind::Hostname => None,
+                    _ => match n.labels.get(self.ids.key_name(key)) {
+                        Some(v) => {
+                            let v = v.clone();
+                            self.ids.value_id(key, &v)
+                        }
+                        None => None,
+                    },
+                };
+                domain_values.push(v);
+            }
+            let mut node = SimNode::new(
+                n.name.clone(),
+                NodeOrigin::Existing { index },
+                capacity,
+                domain_values,
+            );
+            node.used = self.ids.quantities(&n.requested());
+            node.ports = n
+                .pods
+                .iter()
+                .flat_map(|p| p.host_ports.iter().cloned())
+                .collect();
+            for p in &n.pods {
+                let groups = self.topology.groups_selecting(p);
+                for &g in &groups {
+                    bump(&mut node.group_counts, g, 1);
+                }
+                self.topology.count_groups(&groups, &node.domain_values, 1);
+                let antis: Vec<usize> = p
+                    .pod_anti_affinity
+                    .iter()
+                    .filter_map(|t| self.anti_id(t))
+                    .collect();
+                for &a in &antis {
+                    bump(&mut node.anti_counts, a, 1);
+                }
+                self.topology.count_antis(&antis, &node.domain_values, 1);
+            }
+            self.nodes.push(node);
+        }
+    }
+
+    pub(super) fn place_class(&mut self, c: usize) {
+        self.place_class_with(c, true);
+    }
+
+    /// Places pods of class `c` until none remain or nothing takes one: the first node with
+    /// room for the first domain combination that has one, else (if `allow_open`) a new claim.
+    fn place_class_with(&mut self, c: usize, allow_open: bool) {
+        while self.classes[c].remaining() > 0 {
+            let combos = match self.combos(c) {
+                Ok(v) => v,
+                Err(reason) => {
+                    self.classes[c].topology_reason = Some(reason);
+                    return;
+                }
+            };
+            if !combos
+                .iter()
+                .any(|combo| self.place_once(c, combo, allow_open))
+            {
+                return;
+            }
+        }
+    }
+
+    /// One placement step for a domain combination; false when nothing took a pod.
+    fn place_once(&mut self, c: usize, combo: &[u32], allow_open: bool) -> bool {
+        if let Some((n, fit)) = self.scan(c, combo) {
+            self.place(c, n, fit);
+            return true;
+        }
+        if allow_open
+            && self.can_open(c)
+            && let Some(n) = self.open(c, combo)
+        {
+            if let Some(fit) = self.fit(c, n, combo) {
+                self.place(c, n, fit);
+                return true;
+            }
+            self.discard(n);
+        }
+        false
+    }
+
+    /// Whether a new node could take a pod of the class at all (hostname pod affinity needs a
+    /// node that already runs a matching pod, unless none exists anywhere and the pod matches).
+    fn can_open(&mut self, c: usize) -> bool {
+        let class = &self.classes[c];
+        if class
+            .host_affinity
+            .iter()
+            .all(|h| self.topology.group_total[h.group] == 0 && h.selects_self)
+        {
+            return true;
+        }
+        if class.topology_reason.is_none() {
+            self.classes[c].topology_reason = Some(format!(
+                "pod affinity on {}: no node with room runs a matching pod",
+                stowage_api::labels::HOSTNAME
+            ));
+        }
+        false
+    }
+
+    /// Places a bundle: first into room already there, class by class, then onto new nodes
+    /// each filled with a proportional slice of every class (so a node's resources are used in
+    /// the bundle's own balance), topped up largest first.
+    pub(super) fn place_bundle(&mut self, bundle: &[usize]) {
+        // Fill the slack of claims first: up to the cheapest type that already holds what each
+        // claim has, so rounding gaps are used before anything grows.
+        let mut saved = Vec::new();
+        for n in 0..self.nodes.len() {
+            if let Some(capacity) = self.shrunk_capacity(n) {
+                saved.push((n, std::mem::replace(&mut self.nodes[n].capacity, capacity)));
+            }
+        }
+        for &c in bundle {
+            self.place_class_with(c, false);
+        }
+        for (n, capacity) in saved {
+            self.nodes[n].capacity = capacity;
+        }
+        self.caches.cursors.retain(|(c, _), _| !bundle.contains(c));
+        for &c in bundle {
+            self.place_class_with(c, false);
+        }
+        while self.place_bundle_node(bundle) {}
+    }
+
+    /// Opens one node for the bundle's remaining pods and fills it; false when done or stuck.
+    fn place_bundle_node(&mut self, bundle: &[usize]) -> bool {
+        let live: Vec<usize> = bundle
+            .iter()
+            .copied()
+            .filter(|c| self.classes[*c].remaining() > 0)
+            .collect();
+        let Some(&lead) = live.first() else {
+            return false;
+        };
+        let Ok(combos) = self.combos(lead) else {
+            return false;
+        };
+        let Some((n, share, combo)) = combos.iter().find_map(|combo| {
+            self.open_for_bundle(&live, combo)
+                .map(|(n, share)| (n, share, combo.clone()))
+        }) else {
+            return false;
+        };
+        let mut placed = 0;
+        for &c in &live {
+            let quota = (self.classes[c].remaining() as f64 * share).floor() as usize;
+            if quota > 0
+                && let Some(fit) = self.fit(c, n, &combo)
+            {
+                let pods = fit.pods.min(quota);
+                self.place(c, n, Fit { pods, ..fit });
+                placed += pods;
+            }
+        }
+        for &c in &live {
+            if let Some(fit) = self.fit(c, n, &combo) {
+                self.place(c, n, fit);
+                placed += fit.pods;
+            }
+        }
+        if placed == 0 {
+            self.discard(n);
+            return false;
+        }
+        true
+    }
+
+    /// Whether node `n` could ever take the class, whatever its load: taints, requirements
+    /// (existing nodes), compatible types (new claims).
+    pub(super) fn static_ok(&self, c: usize, n: usize) -> bool {
+        let class = &self.classes[c];
+        match &self.nodes[n].origin {
+            NodeOrigin::Existing { index } => {
+                let node = self.existing[*index];
+                let include_prefer = self.options.relax_preferences && !class.tolerate_prefer;
+                !node.unschedulable
+                    && untolerated(&node.taints, &class.pod.tolerations, include_prefer).is_none()
+                    && class.node_requirements.matches(&node.labels)
+            }
+            NodeOrigin::New(claim) => class.compatible[claim.pool]
+                .as_ref()
+                .is_some_and(|b| b.contains(claim.target_type)),
+        }
+    }
+
+    /// The first node from the class's cursor that takes pods of class `c` in `combo`.
+    fn scan(&mut self, c: usize, combo: &[u32]) -> Option<(usize, Fit)> {
+        // With hostname affinity a node can become eligible later (a matching pod arrives).
+        let use_cursor = self.classes[c].host_affinity.is_empty();
+        let cursor_key = (c, combo.to_vec());
+        let start = if use_cursor {
+            self.caches.cursors.get(&cursor_key).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        let mut found = None;
+        let mut i = start;
+        while i < self.nodes.len() {
+            if let Some(fit) = self.fit(c, i, combo) {
+                found = Some((i, fit));
+                break;
+            }
+            i += 1;
+        }
+        if use_cursor {
+            self.caches.cursors.insert(cursor_key, i);
+        }
+        found
+    }
+
+    /// How many pods of class `c` node `n` takes now in the domains of `combo`.
+    pub(super) fn fit(&self, c: usize, n: usize, combo: &[u32]) -> Option<Fit> {
+        let pods = self.fit_count(c, n)?;
+        if !self.static_ok(c, n) {
+            return None;
+        }
+        let zone_mask = self.fit_domains(c, n, combo)?;
+        Some(Fit { pods, zone_mask })
+    }
+
+    /// Pods of the class the node takes by resources, host ports and hostname topology.
+    fn fit_count(&self, c: usize, n: usize) -> Option<usize> {
+        let class = &self.classes[c];
+        let node = &self.nodes[n];
+        let mut k = class.remaining();
+        for (r, want) in class.requests.iter().enumerate() {
+            if *want > 0 {
+                let room = node.capacity[r] - node.used[r];
+                if room < *want {
+                    return None;
+                }
+                k = k.min((room / want) as usize);
+            }
+        }
+        if !class.pod.host_ports.is_empty() {
+            if class
+                .pod
+                .host_ports
+                .iter()
+                .any(|hp| node.ports.iter().any(|o| o.conflicts(hp)))
+            {
+                return None;
+            }
+            k = k.min(1);
+        }
+        for s in &class.host_spread {
+            let count = node.group_count(s.group) as i32;
+            if s.selects_self {
+                if count >= s.max_skew {
+                    return None;
+                }
+                k = k.min((s.max_skew - count) as usize);
+            } else if count > s.max_skew {
+                return None;
+            }
+        }
+        for h in &class.host_anti {
+            if node.group_count(h.group) > 0 {
+                return None;
+            }
+            if h.selects_self {
+                k = k.min(1);
+            }
+        }
+        for h in &class.host_affinity {
+            let free = self.topology.group_total[h.group] == 0 && h.selects_self;
+            if !free && node.group_count(h.group) == 0 {
+                return None;
+            }
+        }
+        for &a in &class.repelled_by {
+            if self.ids.is_hostname(self.topology.antis[a].key) && node.anti_count(a) > 0 {
+                return None;
+            }
+        }
+        if class.domain_constraints.iter().any(|d| d.one_per_node()) {
+            k = k.min(1);
+        }
+        Some(k)
+    }
+
+    /// Whether the node is in the domains of `combo` (a new claim may still narrow its zones):
+    /// the node's zone mask afterwards.
+    fn fit_domains(&self, c: usize, n: usize, combo: &[u32]) -> Option<u64> {
+        let class = &self.classes[c];
+        let node = &self.nodes[n];
+        let mut zone_mask = 0u64;
+        if let NodeOrigin::New(claim) = &node.origin {
+            if class.capacity_types & capacity_type_bit(claim.capacity_type) == 0 {
+                return None;
+            }
+            zone_mask = claim.zone_mask
+                & class.zone_mask
+                & self.catalog.types[claim.target_type].zones(claim.capacity_type);
+            if zone_mask == 0 {
+                return None;
+            }
+        }
+        for (i, &key) in class.domain_keys.iter().enumerate() {
+            let v = combo.get(i).copied()?;
+            match (&node.origin, self.ids.key_kind(key)) {
+                (NodeOrigin::New(_), KeyKind::Zone) => {
+                    if zone_mask & (1 << v) == 0 {
+                        return None;
+                    }
+                    zone_mask = 1 << v;
+                }
+                _ => {
+                    if node.domain_values[key] != Some(v) {
+                        return None;
+                    }
+                }
+            }
+        }
+        if let NodeOrigin::New(_) = node.origin
+            && zone_mask.count_ones() > 1
+            && pins_zone(self, class)
+        {
+            // Pin to the lowest zone: the class is counted per zone.
+            zone_mask &= zone_mask.wrapping_neg();
+        }
+        Some(zone_mask)
+    }
+
+    /// Puts `fit.pods` pods of class `c` on node `n` and updates every count.
+    pub(super) fn place(&mut self, c: usize, n: usize, fit: Fit) {
+        let zone_key = self.ids.known_key(stowage_api::labels::ZONE);
+        let k = fit.pods;
+        let class = &mut self.classes[c];
+        let members = &class.members[class.next..class.next + k];
+        class.next += k;
+        let node = &mut self.nodes[n];
+        for (u, r) in node.used.iter_mut().zip(&class.requests) {
+            *u += r * k as i64;
+        }
+        node.pods.extend_from_slice(members);
+        for _ in 0..k {
+            node.ports.extend(class.pod.host_ports.iter().cloned());
+        }
+        if let NodeOrigin::New(claim) = &mut node.origin {
+            claim.zone_mask = fit.zone_mask;
+            if let Some(b) = &class.compatible[claim.pool] {
+                claim.compatible.and_with(b);
+            }
+            if fit.zone_mask.count_ones() == 1
+                && let Some(zk) = zone_key
+            {
+                node.domain_values[zk] = Some(fit.zone_mask.trailing_zeros());
+            }
+        }
+        let k = k as u32;
+        for &g in &class.counted_in {
+            bump(&mut node.group_counts, g, k);
+        }
+        for &a in &class.owned_antis {
+            bump(&mut node.anti_counts, a, k);
+        }
+        self.topology
+            .count_groups(&class.counted_in, &node.domain_values, k);
+        self.topology
+            .count_antis(&class.owned_antis, &node.domain_values, k);
+    }
+
+    /// For a new claim: the allocatable of the cheapest compatible type that holds what it has.
+    fn shrunk_capacity(&self, n: usize) -> Option<Vec<i64>> {
+        let node = &self.nodes[n];
+        let claim = node.opened()?;
+        let mut best: Option<(f64, usize)> = None;
+        for t in claim.compatible.iter() {
+            let ty = &self.catalog.types[t];
+            if ty.zones(claim.capacity_type) & claim.zone_mask == 0
+                || node.used.iter().zip(&ty.allocatable).any(|(u, a)| u > a)
+            {
+                continue;
+            }
+            let price = ty.cheapest(claim.capacity_type, claim.zone_mask);
+            if best.is_none_or(|(p, _)| price < p) {
+                best = Some((price, t));
+            }
+        }
+        best.map(|(_, t)| self.catalog.types[t].allocatable.clone())
+    }
+}

@@ -1,0 +1,466 @@
+//! Step 2, pools and their budgets: each NodePool (weight order, then name) with the instance
+//! types it may launch ([`PoolType`]: labels, allocatable after the daemonsets that would land
+//! there, available offerings as zone masks per capacity type) and its [`PoolBudget`]: what the
+//! pool's limits and on-demand cap still allow. Reserved offerings share [`Reservation`] counts.
+
+use std::collections::BTreeMap;
+
+use stowage_api::quantity::format_resource;
+use stowage_api::requirements::{Operator, Requirements};
+use stowage_api::{CapacityType, labels};
+
+use super::interning::{Ids, capacity_type_bit, capacity_type_index};
+use super::reasons::PoolRejection;
+use super::{CPU, DEFAULT_MAX_PODS, PODS};
+use crate::domain::{
+    CapacityMix, NodePool, SolveInput, TaintEffect, compile_requirements, untolerated,
+};
+use crate::model::{InstanceType, resource};
+
+/// One available offering of a pool's instance type (the pool's zone and capacity-type
+/// requirements applied).
+#[derive(Debug)]
+pub(super) struct TypeOffering {
+    pub(super) zone: usize,
+    pub(super) capacity_type: CapacityType,
+    pub(super) price: f64,
+    /// Index into [`Catalog::reservations`] for reserved offerings.
+    pub(super) reservation: Option<usize>,
+}
+
+/// An instance type as one pool would launch it.
+#[derive(Debug)]
+pub(super) struct PoolType<'a> {
+    pub(super) instance_type: &'a InstanceType,
+    /// The type's labels plus the pool's (template labels, single-valued requirements, pool name).
+    pub(super) labels: BTreeMap<String, String>,
+    /// Allocatable minus the daemonset overhead of this pool on this type.
+    pub(super) allocatable: Vec<i64>,
+    pub(super) daemon_overhead: Vec<i64>,
+    pub(super) capacity: Vec<i64>,
+    pub(super) offerings: Vec<TypeOffering>,
+    /// Zone masks of available offerings per capacity type index (reserved, spot, on-demand).
+    zones_by_capacity_type: [u64; 3],
+    /// Offers an accelerator (kept for pods that want one).
+    pub(super) exotic: bool,
+}
+
+impl PoolType<'_> {
+    pub(super) fn name(&self) -> &str {
+        &self.instance_type.name
+    }
+
+    /// Zones with an available offering of capacity type `ct`.
+    pub(super) fn zones(&self, ct: CapacityType) -> u64 {
+        self.zones_by_capacity_type[capacity_type_index(ct)]
+    }
+
+    /// Zones with an available offering of any capacity type in the mask.
+    pub(super) fn zones_any(&self, capacity_types: u8) -> u64 {
+        CapacityType::ALL
+            .iter()
+            .filter(|ct| capacity_types & capacity_type_bit(**ct) != 0)
+            .fold(0, |m, ct| m | self.zones(*ct))
+    }
+
+    /// The cheapest offering of capacity type `ct` in the zones of `zone_mask` (infinite if none).
+    pub(super) fn cheapest(&self, ct: CapacityType, zone_mask: u64) -> f64 {
+        self.cheapest_any(capacity_type_bit(ct), zone_mask)
+    }
+
+    /// The cheapest offering of any capacity type in the mask in the zones of `zone_mask`.
+    pub(super) fn cheapest_any(&self, capacity_types: u8, zone_mask: u64) -> f64 {
+        self.offerings
+            .iter()
+            .filter(|o| {
+                capacity_types & capacity_type_bit(o.capacity_type) != 0
+                    && zone_mask & (1 << o.zone) != 0
+            })
+            .map(|o| o.price)
+            .fold(f64::INFINITY, f64::min)
+    }
+}
+
+/// A capacity reservation: how many instances it can launch, how many this solve used.
+#[derive(Debug)]
+pub(super) struct Reservation {
+    pub(super) capacity: u32,
+    pub(super) used: u32,
+}
+
+/// A resource limit of a pool.
+#[derive(Debug)]
+struct ResourceLimit {
+    resource: usize,
+    /// As written (for messages).
+    limit: i64,
+    remaining: i64,
+}
+
+/// Why a pool cannot take one more node.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum OverBudget {
+    Nodes,
+    /// Index into the budget's resource limits.
+    Resource(usize),
+    OnDemandCap,
+}
+
+/// What a pool may still buy: its `limits` (resources and node count) and the on-demand cap of
+/// its `capacityMix`, minus what it holds and what this solve has opened.
+#[derive(Debug)]
+pub(super) struct PoolBudget {
+    limits: Vec<ResourceLimit>,
+    /// (limit, remaining) of the `nodes` limit.
+    nodes: Option<(i64, i64)>,
+    on_demand_cap: Option<CapacityMix>,
+    on_demand_cpu: i64,
+    total_cpu: i64,
+}
+
+impl PoolBudget {
+    fn new(pool: &NodePool, ids: &Ids) -> Self {
+        let mut limits = Vec::new();
+        let mut nodes = None;
+        for (k, v) in &pool.limits.0 {
+            let used = pool.usage.resources.get(k);
+            if k == "nodes" {
+                nodes = Some((*v, v - used));
+            } else if let Some(resource) = ids.known_resource(k) {
+                limits.push(ResourceLimit {
+                    resource,
+                    limit: *v,
+                    remaining: v - used,
+                });
+            }
+        }
+        PoolBudget {
+            limits,
+            nodes,
+            on_demand_cap: pool.capacity_mix.clone(),
+            on_demand_cpu: pool.usage.on_demand_cpu_millis,
+            total_cpu: pool.usage.total_cpu_millis,
+        }
+    }
+
+    /// Whether the node count limit is used up (no type can be bought).
+    pub(super) fn out_of_nodes(&self) -> bool {
+        self.nodes.is_some_and(|(_, left)| left <= 0)
+    }
+
+    /// Whether one more node with this capacity and capacity type stays within the budget.
+    pub(super) fn allows(&self, capacity: &[i64], ct: CapacityType) -> bool {
+        self.why_not(capacity, ct).is_none()
+    }
+
+    /// What one more node with this capacity and capacity type would exceed, if anything.
+    pub(super) fn why_not(&self, capacity: &[i64], ct: CapacityType) -> Option<OverBudget> {
+        if self.out_of_nodes() {
+            return Some(OverBudget::Nodes);
+        }
+        if let Some(i) = self
+            .limits
+            .iter()
+            .position(|l| capacity[l.resource] > l.remaining)
+        {
+            return Some(OverBudget::Resource(i));
+        }
+        if ct == CapacityType::OnDemand
+            && let Some(cap) = &self.on_demand_cap
+            && !cap.allows(self.on_demand_cpu, self.total_cpu, capacity[CPU])
+        {
+            return Some(OverBudget::OnDemandCap);
+        }
+        None
+    }
+
+    /// Books one node (a claim opened).
+    pub(super) fn charge(&mut self, capacity: &[i64], ct: CapacityType) {
+        self.apply(capacity, ct, 1);
+    }
+
+    /// Returns what [`PoolBudget::charge`] booked (a claim discarded).
+    pub(super) fn refund(&mut self, capacity: &[i64], ct: CapacityType) {
+        self.apply(capacity, ct, -1);
+    }
+
+    fn apply(&mut self, capacity: &[i64], ct: CapacityType, sign: i64) {
+        if let Some((_, left)) = &mut self.nodes {
+            *left -= sign;
+        }
+        for l in &mut self.limits {
+            l.remaining -= sign * capacity[l.resource];
+        }
+        self.total_cpu += sign * capacity[CPU];
+        if ct == CapacityType::OnDemand {
+            self.on_demand_cpu += sign * capacity[CPU];
+        }
+    }
+
+    /// Whether the budget can rule out a type for capacity type `ct` (then type choices depend
+    /// on what was bought before and are not cached).
+    pub(super) fn constrains(&self, ct: CapacityType) -> bool {
+        !self.limits.is_empty() || (ct == CapacityType::OnDemand && self.on_demand_cap.is_some())
+    }
+
+    /// The resources a claim of capacity type `ct` may not grow on past the type it was charged
+    /// for (limited resources, and CPU under an on-demand cap).
+    pub(super) fn ceiling(&self, ct: CapacityType) -> Vec<usize> {
+        let mut out: Vec<usize> = self.limits.iter().map(|l| l.resource).collect();
+        if ct == CapacityType::OnDemand && self.on_demand_cap.is_some() {
+            out.push(CPU);
+        }
+        out
+    }
+
+    /// The unschedulable reason for a budget block.
+    pub(super) fn rejection(&self, why: OverBudget, ids: &Ids) -> PoolRejection {
+        match why {
+            OverBudget::Nodes => {
+                let limit = self.nodes.map_or(0, |(l, _)| l);
+                PoolRejection::Limit(format!("nodes {limit}"))
+            }
+            OverBudget::Resource(i) => {
+                let l = &self.limits[i];
+                let name = ids.resource_name(l.resource);
+                PoolRejection::Limit(format!("{name} {}", format_resource(name, l.limit)))
+            }
+            OverBudget::OnDemandCap => PoolRejection::OnDemandCap(
+                self.on_demand_cap
+                    .as_ref()
+                    .map_or(100, |m| m.on_demand_percent_above_base),
+            ),
+        }
+    }
+}
+
+/// A NodePool during the solve.
+#[derive(Debug)]
+pub(super) struct PoolState<'a> {
+    pub(super) pool: &'a NodePool,
+    /// Indices into [`Catalog::types`].
+    pub(super) types: Vec<usize>,
+    /// Zones and capacity types the pool's requirements allow.
+    pub(super) zone_mask: u64,
+    pub(super) capacity_types: u8,
+    pub(super) budget: PoolBudget,
+    /// Claims opened so far (for names).
+    pub(super) claims: usize,
+}
+
+/// The pools and every (pool, instance type) they may launch.
+#[derive(Debug)]
+pub(super) struct Catalog<'a> {
+    pub(super) types: Vec<PoolType<'a>>,
+    pub(super) pools: Vec<PoolState<'a>>,
+    pub(super) reservations: Vec<Reservation>,
+}
+
+/// A daemonset's pod compiled once: its alternative node requirements and requests.
+struct Daemon<'a> {
+    pod: &'a crate::domain::Pod,
+    terms: Vec<Requirements>,
+    requests: Vec<i64>,
+}
+
+impl<'a> Catalog<'a> {
+    pub(super) fn build(input: &'a SolveInput, ids: &Ids) -> Self {
+        let daemons: Vec<Daemon> = input
+            .daemonsets
+            .iter()
+            .map(|d| {
+                let terms = if d.pod.required_node_affinity.is_empty() {
+                    vec![compile_requirements(&d.pod.node_requirements(None))]
+                } else {
+                    (0..d.pod.required_node_affinity.len())
+                        .map(|i| compile_requirements(&d.pod.node_requirements(Some(i))))
+                        .collect()
+                };
+                Daemon {
+                    pod: &d.pod,
+                    terms,
+                    requests: ids.quantities(&d.pod.requests),
+                }
+            })
+            .collect();
+        let mut catalog = Catalog {
+            types: Vec::new(),
+            pools: Vec::new(),
+            reservations: Vec::new(),
+        };
+        let mut pools: Vec<&NodePool> = input.nodepools.iter().collect();
+        pools.sort_by(|a, b| b.weight.cmp(&a.weight).then_with(|| a.name.cmp(&b.name)));
+        for p in pools {
+            catalog.add_pool(p, input, ids, &daemons);
+        }
+        catalog
+    }
+
+    fn add_pool(&mut self, p: &'a NodePool, input: &'a SolveInput, ids: &Ids, daemons: &[Daemon]) {
+        let reqs = compile_requirements(&p.requirements);
+        let mut zone_mask = 0u64;
+        for (zi, z) in ids.zones().iter().enumerate() {
+            if reqs.get(labels::ZONE).is_none_or(|s| s.has(z)) {
+                zone_mask |= 1 << zi;
+            }
+        }
+        zone_mask &= ids.all_zones();
+        let mut capacity_types = 0u8;
+        for ct in CapacityType::ALL {
+            if reqs
+                .get(labels::CAPACITY_TYPE)
+                .is_none_or(|s| s.has(ct.as_str()))
+            {
+                capacity_types |= capacity_type_bit(ct);
+            }
+        }
+        let mut base_labels = p.labels.clone();
+        for r in &p.requirements {
+            if r.operator == Operator::In
+                && r.values.len() == 1
+                && !labels::WELL_KNOWN.contains(&r.key.as_str())
+            {
+                base_labels.insert(r.key.clone(), r.values[0].clone());
+            }
+        }
+        base_labels.insert(labels::NODEPOOL.to_string(), p.name.clone());
+        let catalogue: &[InstanceType] =
+            p.instance_types.as_deref().unwrap_or(&input.instance_types);
+        let mut types = Vec::new();
+        for it in catalogue {
+            let mut type_labels = it.labels.clone();
+            type_labels.insert(labels::INSTANCE_TYPE.to_string(), it.name.clone());
+            for (k, v) in &base_labels {
+                type_labels.insert(k.clone(), v.clone());
+            }
+            if !holds_on_new_node(&reqs, &type_labels) {
+                continue;
+            }
+            let offerings = self.offerings(it, ids, zone_mask, capacity_types);
+            let ty = pool_type(it, type_labels, offerings, p, ids, daemons);
+            self.types.push(ty);
+            types.push(self.types.len() - 1);
+        }
+        self.pools.push(PoolState {
+            pool: p,
+            types,
+            zone_mask,
+            capacity_types,
+            budget: PoolBudget::new(p, ids),
+            claims: 0,
+        });
+    }
+
+    /// The available offerings of `it` in the pool's zones and capacity types.
+    fn offerings(
+        &mut self,
+        it: &InstanceType,
+        ids: &Ids,
+        zone_mask: u64,
+        capacity_types: u8,
+    ) -> Vec<TypeOffering> {
+        let mut out = Vec::new();
+        for o in &it.offerings {
+            let Some(z) = ids.zone_id(&o.zone) else {
+                continue;
+            };
+            if !o.available
+                || zone_mask & (1 << z) == 0
+                || capacity_types & capacity_type_bit(o.capacity_type) == 0
+            {
+                continue;
+            }
+            let reservation = (o.capacity_type == CapacityType::Reserved).then(|| {
+                self.reservations.push(Reservation {
+                    capacity: o.reservation_capacity.unwrap_or(0),
+                    used: 0,
+                });
+                self.reservations.len() - 1
+            });
+            out.push(TypeOffering {
+                zone: z,
+                capacity_type: o.capacity_type,
+                price: o.price_per_hour,
+                reservation,
+            });
+        }
+        out
+    }
+
+    pub(super) fn any_prefer_taint(&self) -> bool {
+        self.pools.iter().any(|p| {
+            p.pool
+                .taints
+                .iter()
+                .any(|t| t.effect == TaintEffect::PreferNoSchedule)
+        })
+    }
+}
+
+/// One pool's view of an instance type: quantities, daemonset overhead, offering zone masks.
+fn pool_type<'a>(
+    it: &'a InstanceType,
+    labels: BTreeMap<String, String>,
+    offerings: Vec<TypeOffering>,
+    pool: &NodePool,
+    ids: &Ids,
+    daemons: &[Daemon],
+) -> PoolType<'a> {
+    let mut zones_by_capacity_type = [0u64; 3];
+    for o in &offerings {
+        zones_by_capacity_type[capacity_type_index(o.capacity_type)] |= 1 << o.zone;
+    }
+    let mut capacity = ids.quantities(&it.capacity);
+    let mut allocatable = ids.quantities(&it.allocatable());
+    if it.capacity.get(resource::PODS) == 0 {
+        capacity[PODS] = DEFAULT_MAX_PODS;
+        allocatable[PODS] = DEFAULT_MAX_PODS;
+    }
+    // Daemonsets that would land on this pool's nodes of this type.
+    let mut daemon_overhead = vec![0; ids.resource_count()];
+    for d in daemons {
+        if untolerated(&pool.taints, &d.pod.tolerations, false).is_some()
+            || !d.terms.iter().any(|t| holds_on_new_node(t, &labels))
+        {
+            continue;
+        }
+        for (a, b) in daemon_overhead.iter_mut().zip(&d.requests) {
+            *a += b;
+        }
+        daemon_overhead[PODS] += 1;
+    }
+    for (a, d) in allocatable.iter_mut().zip(&daemon_overhead) {
+        *a -= d;
+    }
+    PoolType {
+        instance_type: it,
+        labels,
+        allocatable,
+        daemon_overhead,
+        capacity,
+        offerings,
+        zones_by_capacity_type,
+        exotic: it.is_exotic(),
+    }
+}
+
+/// Whether compiled requirements can hold for a new node whose labels are `labels`: its
+/// hostname is not known yet (only `NotIn`/`Exists` can hold), and zone and capacity type are
+/// checked through offerings instead.
+pub(super) fn holds_on_new_node(reqs: &Requirements, labels: &BTreeMap<String, String>) -> bool {
+    first_mismatch_on_new_node(reqs, labels).is_none()
+}
+
+/// The first key (in key order) of [`holds_on_new_node`] that fails.
+pub(super) fn first_mismatch_on_new_node<'r>(
+    reqs: &'r Requirements,
+    labels: &BTreeMap<String, String>,
+) -> Option<&'r str> {
+    reqs.iter()
+        .find(|(key, set)| match *key {
+            labels::HOSTNAME => !matches!(set.operator(), Operator::NotIn | Operator::Exists),
+            labels::ZONE | labels::CAPACITY_TYPE => false,
+            _ => !set.matches(labels.get(*key).map(String::as_str)),
+        })
+        .map(|(key, _)| key)
+}

@@ -1,0 +1,370 @@
+//! Step 3, topology: the *topology groups* (the pods one spread or pod-affinity term counts:
+//! namespaces + selector, [`GroupKey`]) and the anti-affinity terms of pods, with their counts
+//! per domain (zone, capacity type, label value) kept up to date as pods are placed; and the
+//! domain combinations a class may use next ([`Engine::combos`]), in preference order.
+
+use std::collections::{BTreeSet, HashMap};
+
+use stowage_api::CapacityType;
+
+use super::interning::{KeyKind, capacity_type_bit, capacity_type_index};
+use super::place::NodeOrigin;
+use super::{Engine, MAX_COMBOS};
+use crate::domain::{LabelSelector, Pod, PodAffinityTerm};
+use crate::predicates::GroupKey;
+
+/// An anti-affinity term: the topology group it repels, over which topology key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct AntiTerm {
+    pub(super) group: usize,
+    pub(super) key: usize,
+}
+
+/// Topology groups, anti-affinity terms and their domain counts.
+#[derive(Debug, Default)]
+pub(super) struct Topology {
+    groups: Vec<GroupKey>,
+    group_ids: HashMap<GroupKey, usize>,
+    /// Per group: the non-hostname keys it is counted over.
+    pub(super) group_domain_keys: Vec<Vec<usize>>,
+    /// Per group: matching pods anywhere.
+    pub(super) group_total: Vec<u32>,
+    pub(super) antis: Vec<AntiTerm>,
+    anti_ids: HashMap<AntiTerm, usize>,
+    /// (group, key, value) -> matching pods in that domain.
+    pub(super) domain_counts: HashMap<(usize, usize, u32), u32>,
+    /// (anti term, value) -> pods owning the term in that domain.
+    pub(super) anti_domain_counts: HashMap<(usize, u32), u32>,
+}
+
+impl Topology {
+    /// Groups that select `pod`.
+    pub(super) fn groups_selecting(&self, pod: &Pod) -> Vec<usize> {
+        (0..self.groups.len())
+            .filter(|g| self.groups[*g].selects(pod))
+            .collect()
+    }
+
+    /// Counts `k` more pods of the groups `groups` in the domains `domain_values` (per key).
+    pub(super) fn count_groups(&mut self, groups: &[usize], domain_values: &[Option<u32>], k: u32) {
+        for &g in groups {
+            self.group_total[g] += k;
+            for &key in &self.group_domain_keys[g] {
+                if let Some(v) = domain_values[key] {
+                    *self.domain_counts.entry((g, key, v)).or_insert(0) += k;
+                }
+            }
+        }
+    }
+
+    /// Counts `k` more owners of the anti terms `antis` in the domains `domain_values`.
+    pub(super) fn count_antis(&mut self, antis: &[usize], domain_values: &[Option<u32>], k: u32) {
+        for &a in antis {
+            if let Some(v) = domain_values.get(self.antis[a].key).copied().flatten() {
+                *self.anti_domain_counts.entry((a, v)).or_insert(0) += k;
+            }
+        }
+    }
+
+    fn domain_count(&self, group: usize, key: usize, value: u32) -> u32 {
+        self.domain_counts
+            .get(&(group, key, value))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Engine<'_> {
+    /// The id of the topology group of `selector` in `namespaces`, counted over `key`.
+    pub(super) fn group_id(
+        &mut self,
+        namespaces: Option<BTreeSet<String>>,
+        selector: &LabelSelector,
+        key: usize,
+    ) -> usize {
+        let t = &mut self.topology;
+        let g = GroupKey {
+            namespaces,
+            selector: selector.clone(),
+        };
+        let id = match t.group_ids.get(&g) {
+            Some(i) => *i,
+            None => {
+                t.groups.push(g.clone());
+                t.group_domain_keys.push(Vec::new());
+                t.group_total.push(0);
+                t.group_ids.insert(g, t.groups.len() - 1);
+                t.groups.len() - 1
+            }
+        };
+        if !self.ids.is_hostname(key) && !t.group_domain_keys[id].contains(&key) {
+            t.group_domain_keys[id].push(key);
+        }
+        id
+    }
+
+    /// The id of an anti-affinity term (None without a selector).
+    pub(super) fn anti_id(&mut self, term: &PodAffinityTerm) -> Option<usize> {
+        let selector = term.label_selector.as_ref()?;
+        let key = self.ids.key_id(&term.topology_key);
+        let group = self.group_id(term.namespaces.clone(), selector, key);
+        let anti = AntiTerm { group, key };
+        let t = &mut self.topology;
+        Some(match t.anti_ids.get(&anti) {
+            Some(a) => *a,
+            None => {
+                t.antis.push(anti);
+                t.anti_ids.insert(anti, t.antis.len() - 1);
+                t.antis.len() - 1
+            }
+        })
+    }
+
+    fn register_pod(&mut self, p: &Pod) {
+        for s in &p.topology_spread {
+            if let Some(sel) = &s.label_selector {
+                let key = self.ids.key_id(&s.topology_key);
+                self.group_id(Some(BTreeSet::from([p.namespace.clone()])), sel, key);
+            }
+        }
+        let terms = p
+            .pod_affinity
+            .iter()
+            .chain(p.preferred_pod_affinity.iter().map(|w| &w.term));
+        for t in terms {
+            if let Some(sel) = &t.label_selector {
+                let key = self.ids.key_id(&t.topology_key);
+                self.group_id(t.namespaces.clone(), sel, key);
+            }
+        }
+        let anti = p
+            .pod_anti_affinity
+            .iter()
+            .chain(p.preferred_pod_anti_affinity.iter().map(|w| &w.term));
+        for t in anti {
+            self.anti_id(t);
+        }
+    }
+
+    /// Topology groups from pending pods and from existing pods' anti-affinity.
+    pub(super) fn register_topology_groups(&mut self) {
+        let input = self.input;
+        for p in &input.pods {
+            self.register_pod(p);
+        }
+        let existing = self.existing.clone();
+        for n in &existing {
+            for p in &n.pods {
+                for t in &p.pod_anti_affinity {
+                    self.anti_id(t);
+                }
+            }
+        }
+    }
+
+    /// Domain values each of the class's domain keys may take now, in preference order, as
+    /// combinations (capped). Err: the topology rules out every domain (the reason).
+    pub(super) fn combos(&mut self, c: usize) -> Result<Vec<Vec<u32>>, String> {
+        let keys = self.classes[c].domain_keys.clone();
+        if keys.is_empty() {
+            return Ok(vec![Vec::new()]);
+        }
+        let mut per_key: Vec<Vec<u32>> = Vec::new();
+        for key in keys {
+            let domains = self.class_domains(c, key);
+            if domains.is_empty() {
+                // Nowhere to go at all: the pool reasons say why.
+                return Ok(Vec::new());
+            }
+            per_key.push(self.allowed_domains(c, key, &domains)?);
+        }
+        let mut combos: Vec<Vec<u32>> = vec![Vec::new()];
+        for values in per_key {
+            let mut next = Vec::new();
+            for combo in &combos {
+                for v in &values {
+                    if next.len() >= MAX_COMBOS {
+                        break;
+                    }
+                    let mut x = combo.clone();
+                    x.push(*v);
+                    next.push(x);
+                }
+            }
+            combos = next;
+        }
+        Ok(combos)
+    }
+
+    /// Of the domains of `key` the class can reach, those its constraints (and the
+    /// anti-affinity of running pods) allow, least loaded first, then by name.
+    fn allowed_domains(&self, c: usize, key: usize, domains: &[u32]) -> Result<Vec<u32>, String> {
+        let class = &self.classes[c];
+        let topo = &self.topology;
+        let key_name = self.ids.key_name(key);
+        // (load, value)
+        let mut allowed: Vec<(u32, u32)> = domains.iter().map(|v| (0, *v)).collect();
+        for con in class.domain_constraints.iter().filter(|d| d.key == key) {
+            let count = |v: u32| topo.domain_count(con.group, key, v);
+            match con.rule {
+                DomainRule::Spread {
+                    max_skew,
+                    min_domains,
+                } => {
+                    let min = if (domains.len() as i32) < min_domains {
+                        0
+                    } else {
+                        domains.iter().map(|v| count(*v)).min().unwrap_or(0)
+                    };
+                    let me = u32::from(con.selects_self);
+                    allowed.retain(|(_, v)| {
+                        i64::from(count(*v) + me) - i64::from(min) <= i64::from(max_skew)
+                    });
+                    for a in &mut allowed {
+                        a.0 = a.0.max(count(a.1));
+                    }
+                    if allowed.is_empty() {
+                        return Err(format!(
+                            "topology spread on {key_name} (maxSkew {max_skew}) cannot be satisfied in any domain"
+                        ));
+                    }
+                }
+                DomainRule::Affinity => {
+                    if !(topo.group_total[con.group] == 0 && con.selects_self) {
+                        allowed.retain(|(_, v)| count(*v) > 0);
+                    }
+                    if allowed.is_empty() {
+                        return Err(format!(
+                            "pod affinity on {key_name}: no domain has a matching pod"
+                        ));
+                    }
+                }
+                DomainRule::AntiAffinity => {
+                    allowed.retain(|(_, v)| count(*v) == 0);
+                    if allowed.is_empty() {
+                        return Err(format!(
+                            "pod anti-affinity on {key_name}: every domain already has a matching pod"
+                        ));
+                    }
+                }
+            }
+        }
+        for &a in class
+            .repelled_by
+            .iter()
+            .filter(|a| topo.antis[**a].key == key)
+        {
+            allowed
+                .retain(|(_, v)| topo.anti_domain_counts.get(&(a, *v)).copied().unwrap_or(0) == 0);
+        }
+        if allowed.is_empty() {
+            return Err(format!(
+                "anti-affinity of running pods excludes every {key_name} domain"
+            ));
+        }
+        allowed.sort_by(|a, b| {
+            a.0.cmp(&b.0).then_with(|| {
+                self.ids
+                    .value_name(key, a.1)
+                    .cmp(self.ids.value_name(key, b.1))
+            })
+        });
+        Ok(allowed.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// The domains of `key` the class could use at all: those of existing nodes it may go to
+    /// and those its compatible types offer (sorted by name; cached).
+    fn class_domains(&mut self, c: usize, key: usize) -> Vec<u32> {
+        if let Some(d) = self.caches.domains.get(&(c, key)) {
+            return d.clone();
+        }
+        let mut set: BTreeSet<u32> = BTreeSet::new();
+        for n in 0..self.nodes.len() {
+            if matches!(self.nodes[n].origin, NodeOrigin::Existing { .. })
+                && self.static_ok(c, n)
+                && let Some(v) = self.nodes[n].domain_values[key]
+            {
+                set.insert(v);
+            }
+        }
+        let mut label_values: Vec<String> = Vec::new();
+        let class = &self.classes[c];
+        for (pi, pool) in self.catalog.pools.iter().enumerate() {
+            let Some(bits) = &class.compatible[pi] else {
+                continue;
+            };
+            let cts = class.capacity_types & pool.capacity_types;
+            for t in bits.iter() {
+                let ty = &self.catalog.types[t];
+                match self.ids.key_kind(key) {
+                    KeyKind::Zone => {
+                        let zones = ty.zones_any(cts) & class.zone_mask;
+                        for z in 0..self.ids.zones().len() {
+                            if zones & (1 << z) != 0 {
+                                set.insert(z as u32);
+                            }
+                        }
+                    }
+                    KeyKind::CapacityType => {
+                        for ct in CapacityType::ALL {
+                            if cts & capacity_type_bit(ct) != 0
+                                && ty.zones(ct) & class.zone_mask != 0
+                            {
+                                set.insert(capacity_type_index(ct) as u32);
+                            }
+                        }
+                    }
+                    KeyKind::Label => {
+                        if let Some(v) = ty.labels.get(self.ids.key_name(key)) {
+                            label_values.push(v.clone());
+                        }
+                    }
+                    KeyKind::Hostname => {}
+                }
+            }
+        }
+        for v in label_values {
+            if let Some(id) = self.ids.value_id(key, &v) {
+                set.insert(id);
+            }
+        }
+        let mut out: Vec<u32> = set.into_iter().collect();
+        out.sort_by(|a, b| {
+            self.ids
+                .value_name(key, *a)
+                .cmp(self.ids.value_name(key, *b))
+        });
+        self.caches.domains.insert((c, key), out.clone());
+        out
+    }
+}
+
+/// What a non-hostname topology constraint of a class demands of a domain.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum DomainRule {
+    Spread { max_skew: i32, min_domains: i32 },
+    Affinity,
+    AntiAffinity,
+}
+
+/// A spread, affinity or anti-affinity constraint over a non-hostname topology key.
+#[derive(Clone, Debug)]
+pub(super) struct DomainConstraint {
+    pub(super) key: usize,
+    pub(super) group: usize,
+    pub(super) rule: DomainRule,
+    /// Whether the class's own pods are in the group (they count against the constraint).
+    pub(super) selects_self: bool,
+}
+
+impl DomainConstraint {
+    /// Whether it allows at most one pod of the class per node (self-matching spread or
+    /// anti-affinity: each pod changes the domain counts).
+    pub(super) fn one_per_node(&self) -> bool {
+        self.selects_self
+            && matches!(
+                self.rule,
+                DomainRule::Spread { .. } | DomainRule::AntiAffinity
+            )
+    }
+}
