@@ -15,7 +15,9 @@ use serde_json::{Map, Value, json};
 use crate::ec2nodeclass::EC2NodeClass;
 use crate::labels;
 use crate::nodeclaim::NodeClaim;
-use crate::nodepool::{BUDGET_NODES_PATTERN, BUDGET_SCHEDULE_PATTERN, NodePool};
+use crate::nodepool::{
+    BUDGET_NODES_PATTERN, BUDGET_SCHEDULE_PATTERN, NodePool, ON_DEMAND_PERCENT_RANGE,
+};
 use crate::validation::{
     ALLOWED_LABEL_DOMAINS, MAX_BLOCK_DEVICE_MAPPINGS, MAX_BUDGETS, MAX_LABELS, MAX_REQUIREMENTS,
     MAX_SELECTOR_TERMS, NODECLAIM_REQUIREMENT_LABELS, RESTRICTED_LABEL_DOMAINS, RESTRICTED_LABELS,
@@ -416,7 +418,10 @@ fn nodepool() -> Result<CustomResourceDefinition> {
         .set("spec.weight", json!({"minimum": 1, "maximum": 100}))?
         .set(
             "spec.capacityMix.onDemandPercentAboveBase",
-            json!({"minimum": 0, "maximum": 100}),
+            json!({
+                "minimum": ON_DEMAND_PERCENT_RANGE.start(),
+                "maximum": ON_DEMAND_PERCENT_RANGE.end(),
+            }),
         )?;
     p.finish()
 }

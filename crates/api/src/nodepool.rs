@@ -269,6 +269,10 @@ fn default_on_demand_percent_above_base() -> i32 {
     100
 }
 
+/// The allowed values of `capacityMix.onDemandPercentAboveBase`: the CRD schema, validation and
+/// [`CapacityMix::on_demand_percent`] all read this one range.
+pub const ON_DEMAND_PERCENT_RANGE: std::ops::RangeInclusive<i32> = 0..=100;
+
 /// Beyond Karpenter: how much on-demand capacity the pool may hold relative to spot.
 ///
 /// `onDemandBase` vCPUs may always be on-demand; above it at most `onDemandPercentAboveBase`
@@ -287,6 +291,16 @@ pub struct CapacityMix {
     /// again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_spot_after: Option<Duration>,
+}
+
+impl CapacityMix {
+    /// `onDemandPercentAboveBase` when it is within [`ON_DEMAND_PERCENT_RANGE`] (always, for a
+    /// validated NodePool).
+    pub fn on_demand_percent(&self) -> Option<u32> {
+        ON_DEMAND_PERCENT_RANGE
+            .contains(&self.on_demand_percent_above_base)
+            .then(|| self.on_demand_percent_above_base.unsigned_abs())
+    }
 }
 
 impl Default for CapacityMix {

@@ -16,7 +16,7 @@ use crate::cron::CronSchedule;
 use crate::ec2nodeclass::{AMI_ALIAS_FAMILIES, AmiFamily, EC2NodeClass, EC2NodeClassSpec};
 use crate::labels;
 use crate::nodeclaim::{NodeClaim, NodeClaimSpec, NodeClassRef};
-use crate::nodepool::{Budget, NodePool, NodePoolSpec};
+use crate::nodepool::{Budget, NodePool, NodePoolSpec, ON_DEMAND_PERCENT_RANGE};
 use crate::quantity;
 use crate::requirements::{Operator, Requirement};
 
@@ -460,11 +460,13 @@ impl NodePoolSpec {
             );
         }
         if let Some(mix) = &self.capacity_mix {
-            if !(0..=100).contains(&mix.on_demand_percent_above_base) {
+            if mix.on_demand_percent().is_none() {
                 errs.push(
                     "spec.capacityMix.onDemandPercentAboveBase",
                     format!(
-                        "must be between 0 and 100, got {}",
+                        "must be between {} and {}, got {}",
+                        ON_DEMAND_PERCENT_RANGE.start(),
+                        ON_DEMAND_PERCENT_RANGE.end(),
                         mix.on_demand_percent_above_base
                     ),
                 );

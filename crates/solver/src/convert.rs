@@ -625,16 +625,17 @@ pub fn nodepool(np: &stowage_api::NodePool, usage: PoolUsage) -> Result<NodePool
                     source,
                 })?,
             };
-            let pct = u32::try_from(m.on_demand_percent_above_base)
-                .ok()
-                .filter(|p| *p <= 100)
-                .ok_or_else(|| {
-                    invalid(
-                        &object,
-                        "spec.capacityMix.onDemandPercentAboveBase",
-                        "must be within 0..100",
-                    )
-                })?;
+            let pct = m.on_demand_percent().ok_or_else(|| {
+                invalid(
+                    &object,
+                    "spec.capacityMix.onDemandPercentAboveBase",
+                    format!(
+                        "must be within {}..{}",
+                        stowage_api::nodepool::ON_DEMAND_PERCENT_RANGE.start(),
+                        stowage_api::nodepool::ON_DEMAND_PERCENT_RANGE.end()
+                    ),
+                )
+            })?;
             Some(CapacityMix {
                 on_demand_base_millis: base,
                 on_demand_percent_above_base: pct,

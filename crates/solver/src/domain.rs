@@ -474,17 +474,16 @@ impl Node {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CapacityMix {
     pub on_demand_base_millis: i64,
-    /// 0..=100; 100 means no cap.
+    /// Within `stowage_api::nodepool::ON_DEMAND_PERCENT_RANGE` (checked by the API and at
+    /// conversion, trusted here); 100 means no cap.
     pub on_demand_percent_above_base: u32,
 }
 
 impl CapacityMix {
     /// Whether adding `add_cpu` on-demand millicores keeps the pool within the cap, given its
-    /// current on-demand and total millicores.
+    /// current on-demand and total millicores. (At 100 % the cap never binds: on-demand is part
+    /// of the total.)
     pub fn allows(&self, on_demand: i64, total: i64, add_cpu: i64) -> bool {
-        if self.on_demand_percent_above_base >= 100 {
-            return true;
-        }
         let od = on_demand + add_cpu;
         let tot = total + add_cpu;
         od * 100
