@@ -285,6 +285,19 @@ pub fn pod_from_spec(
         .flatten()
         .find(|o| o.controller == Some(true))
         .map(|o| format!("{}/{}", o.kind, o.name));
+    pod.tolerations = tolerations(object, spec)?;
+    pod.host_ports = host_ports(spec);
+    pod.topology_spread = topology_spread(object, spec, &pod_labels)?;
+    if let Some(aff) = &spec.affinity {
+        node_affinity(object, aff, &mut pod)?;
+        pod_affinity(object, namespace, aff, &pod_labels, &mut pod)?;
+    }
+    pod.labels = pod_labels;
+    Ok(pod)
+}
+
+fn tolerations(object: &str, spec: &core::PodSpec) -> Result<Vec<Toleration>> {
+    let mut out = Vec::new();
     for (i, t) in spec.tolerations.iter().flatten().enumerate() {
         let f = format!("spec.tolerations[{i}]");
         let op = match t.operator.as_deref() {
@@ -302,13 +315,18 @@ pub fn pod_from_spec(
             None | Some("") => None,
             Some(e) => Some(effect(object, &format!("{f}.effect"), e)?),
         };
-        pod.tolerations.push(Toleration {
+        out.push(Toleration {
             key: t.key.clone().unwrap_or_default(),
             operator: op,
             value: t.value.clone().unwrap_or_default(),
             effect: eff,
         });
     }
+    Ok(out)
+}
+
+fn host_ports(spec: &core::PodSpec) -> Vec<HostPort> {
+    let mut out = Vec::new();
     for c in spec
         .containers
         .iter()
@@ -316,7 +334,7 @@ pub fn pod_from_spec(
     {
         for p in c.ports.iter().flatten() {
             if let Some(hp) = p.host_port.filter(|h| *h > 0) {
-                pod.host_ports.push(HostPort {
+                out.push(HostPort {
                     port: hp,
                     protocol: p.protocol.clone().unwrap_or_else(|| "TCP".into()),
                     host_ip: p.host_ip.clone().unwrap_or_default(),
@@ -324,6 +342,15 @@ pub fn pod_from_spec(
             }
         }
     }
+    out
+}
+
+fn topology_spread(
+    object: &str,
+    spec: &core::PodSpec,
+    pod_labels: &BTreeMap<String, String>,
+) -> Result<Vec<TopologySpread>> {
+    let mut out = Vec::new();
     for (i, s) in spec
         .topology_spread_constraints
         .iter()
@@ -354,95 +381,106 @@ pub fn pod_from_spec(
             .as_ref()
             .map(|x| label_selector(object, &format!("{f}.labelSelector"), x))
             .transpose()?;
-        pod.topology_spread.push(TopologySpread {
+        out.push(TopologySpread {
             max_skew: s.max_skew,
             topology_key: s.topology_key.clone(),
             when_unsatisfiable: when,
-            label_selector: with_match_label_keys(sel, s.match_label_keys.as_ref(), &pod_labels),
+            label_selector: with_match_label_keys(sel, s.match_label_keys.as_ref(), pod_labels),
             min_domains: s.min_domains,
         });
     }
-    if let Some(aff) = &spec.affinity {
-        if let Some(na) = &aff.node_affinity {
-            if let Some(req) = &na.required_during_scheduling_ignored_during_execution {
-                for (i, t) in req.node_selector_terms.iter().enumerate() {
-                    let f = format!(
-                        "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[{i}]"
-                    );
-                    pod.required_node_affinity
-                        .push(node_selector_term(object, &f, t)?);
-                }
-            }
-            for (i, p) in na
-                .preferred_during_scheduling_ignored_during_execution
-                .iter()
-                .flatten()
-                .enumerate()
-            {
+    Ok(out)
+}
+
+fn node_affinity(object: &str, aff: &core::Affinity, pod: &mut Pod) -> Result<()> {
+    if let Some(na) = &aff.node_affinity {
+        if let Some(req) = &na.required_during_scheduling_ignored_during_execution {
+            for (i, t) in req.node_selector_terms.iter().enumerate() {
                 let f = format!(
-                    "spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[{i}].preference"
+                    "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[{i}]"
                 );
-                pod.preferred_node_affinity.push(PreferredTerm {
-                    weight: p.weight,
-                    requirements: node_selector_term(object, &f, &p.preference)?,
-                });
+                pod.required_node_affinity
+                    .push(node_selector_term(object, &f, t)?);
             }
         }
-        for (anti, pa) in [
-            (
-                false,
-                aff.pod_affinity.as_ref().map(|a| {
-                    (
-                        &a.required_during_scheduling_ignored_during_execution,
-                        &a.preferred_during_scheduling_ignored_during_execution,
-                    )
-                }),
-            ),
-            (
-                true,
-                aff.pod_anti_affinity.as_ref().map(|a| {
-                    (
-                        &a.required_during_scheduling_ignored_during_execution,
-                        &a.preferred_during_scheduling_ignored_during_execution,
-                    )
-                }),
-            ),
-        ] {
-            let Some((required, preferred)) = pa else {
-                continue;
-            };
-            let base = if anti {
-                "spec.affinity.podAntiAffinity"
+        for (i, p) in na
+            .preferred_during_scheduling_ignored_during_execution
+            .iter()
+            .flatten()
+            .enumerate()
+        {
+            let f = format!(
+                "spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[{i}].preference"
+            );
+            pod.preferred_node_affinity.push(PreferredTerm {
+                weight: p.weight,
+                requirements: node_selector_term(object, &f, &p.preference)?,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn pod_affinity(
+    object: &str,
+    namespace: &str,
+    aff: &core::Affinity,
+    pod_labels: &BTreeMap<String, String>,
+    pod: &mut Pod,
+) -> Result<()> {
+    for (anti, pa) in [
+        (
+            false,
+            aff.pod_affinity.as_ref().map(|a| {
+                (
+                    &a.required_during_scheduling_ignored_during_execution,
+                    &a.preferred_during_scheduling_ignored_during_execution,
+                )
+            }),
+        ),
+        (
+            true,
+            aff.pod_anti_affinity.as_ref().map(|a| {
+                (
+                    &a.required_during_scheduling_ignored_during_execution,
+                    &a.preferred_during_scheduling_ignored_during_execution,
+                )
+            }),
+        ),
+    ] {
+        let Some((required, preferred)) = pa else {
+            continue;
+        };
+        let base = if anti {
+            "spec.affinity.podAntiAffinity"
+        } else {
+            "spec.affinity.podAffinity"
+        };
+        for (i, t) in required.iter().flatten().enumerate() {
+            let f = format!("{base}.requiredDuringSchedulingIgnoredDuringExecution[{i}]");
+            let term = affinity_term(object, &f, t, namespace, pod_labels)?;
+            if anti {
+                pod.pod_anti_affinity.push(term)
             } else {
-                "spec.affinity.podAffinity"
-            };
-            for (i, t) in required.iter().flatten().enumerate() {
-                let f = format!("{base}.requiredDuringSchedulingIgnoredDuringExecution[{i}]");
-                let term = affinity_term(object, &f, t, namespace, &pod_labels)?;
-                if anti {
-                    pod.pod_anti_affinity.push(term)
-                } else {
-                    pod.pod_affinity.push(term)
-                }
+                pod.pod_affinity.push(term)
             }
-            for (i, w) in preferred.iter().flatten().enumerate() {
-                let f = format!(
-                    "{base}.preferredDuringSchedulingIgnoredDuringExecution[{i}].podAffinityTerm"
-                );
-                let term = WeightedPodAffinityTerm {
-                    weight: w.weight,
-                    term: affinity_term(object, &f, &w.pod_affinity_term, namespace, &pod_labels)?,
-                };
-                if anti {
-                    pod.preferred_pod_anti_affinity.push(term)
-                } else {
-                    pod.preferred_pod_affinity.push(term)
-                }
+        }
+        for (i, w) in preferred.iter().flatten().enumerate() {
+            let f = format!(
+                "{base}.preferredDuringSchedulingIgnoredDuringExecution[{i}].podAffinityTerm"
+            );
+            let term = WeightedPodAffinityTerm {
+                weight: w.weight,
+                term: affinity_term(object, &f, &w.pod_affinity_term, namespace, pod_labels)?,
+            };
+            if anti {
+                pod.preferred_pod_anti_affinity.push(term)
+            } else {
+                pod.preferred_pod_affinity.push(term)
             }
         }
     }
-    pod.labels = pod_labels;
-    Ok(pod)
+    Ok(())
 }
 
 /// A Kubernetes Pod.
