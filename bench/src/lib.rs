@@ -9,7 +9,7 @@ use std::time::Instant;
 use stowage_api::labels;
 use stowage_solver::bound::lower_bound;
 use stowage_solver::catalog::karpenter_shape;
-use stowage_solver::{NodePool, Pod, SolveInput, SolveOptions, WhenUnsatisfiable, solve};
+use stowage_solver::{PodRequest, PoolSpec, SolveInput, SolveOptions, WhenUnsatisfiable, solve};
 
 /// Which pods a benchmark generates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,7 +64,7 @@ const CPU_MILLIS: [i64; 5] = [100, 250, 500, 1000, 1500];
 const MEMORY_MIB: [i64; 6] = [100, 256, 512, 1024, 2048, 4096];
 
 /// `n` pods of the mix, seeded.
-pub fn pods(n: usize, mix: Mix, seed: u64) -> Vec<Pod> {
+pub fn pods(n: usize, mix: Mix, seed: u64) -> Vec<PodRequest> {
     let mut rng = Rng::new(seed);
     (0..n)
         .map(|i| {
@@ -74,7 +74,7 @@ pub fn pods(n: usize, mix: Mix, seed: u64) -> Vec<Pod> {
             };
             let cpu = rng.pick(&CPU_MILLIS);
             let mem = rng.pick(&MEMORY_MIB);
-            let p = Pod::new("bench", &format!("pod-{i:06}"))
+            let p = PodRequest::new("bench", &format!("pod-{i:06}"))
                 .cpu_millis(cpu)
                 .memory_mib(mem);
             match kind {
@@ -102,7 +102,7 @@ pub fn pods(n: usize, mix: Mix, seed: u64) -> Vec<Pod> {
 pub fn input(n: usize, types: usize, mix: Mix) -> SolveInput {
     SolveInput {
         pods: pods(n, mix, 42),
-        nodepools: vec![NodePool::new("default")],
+        nodepools: vec![PoolSpec::new("default")],
         instance_types: karpenter_shape(types),
         ..SolveInput::default()
     }

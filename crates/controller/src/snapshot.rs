@@ -19,7 +19,7 @@ use stowage_api::quantity::parse_resource;
 use stowage_api::requirements::Operator;
 use stowage_api::{NodeClaim, NodePool, key_of};
 use stowage_solver::convert;
-use stowage_solver::{InstanceType, Resources, SolveInput};
+use stowage_solver::{ExistingNode, InstanceType, PodRequest, Resources, SolveInput};
 
 use crate::nodeclaim::{claim_capacity_type, claim_resources};
 use crate::state::{ClusterState, is_terminal};
@@ -57,7 +57,7 @@ pub fn build(
     let input = &mut snap.input;
     let skipped = std::cell::RefCell::new(Vec::new());
     // A pod as the solver reads it; an unreadable one is skipped with its conversion error.
-    let domain_pod = |key: &str| -> Option<stowage_solver::Pod> {
+    let domain_pod = |key: &str| -> Option<stowage_solver::PodRequest> {
         if let Some(p) = state.domain_pod(key) {
             return Some((*p).clone());
         }
@@ -74,7 +74,7 @@ pub fn build(
         }
     }
     // Pods nominated to each claim that are not bound yet.
-    let nominated = |claim: &str| -> Vec<stowage_solver::Pod> {
+    let nominated = |claim: &str| -> Vec<PodRequest> {
         state
             .nominated_to(claim)
             .iter()
@@ -92,7 +92,7 @@ pub fn build(
     };
     for node in state.nodes() {
         let name = node.name_any();
-        let mut pods: Vec<stowage_solver::Pod> = state
+        let mut pods: Vec<PodRequest> = state
             .pod_keys_on_node(&name)
             .filter(|k| state.pod(k).is_some_and(|p| !is_terminal(&p)))
             .filter_map(|k| domain_pod(k))
@@ -129,7 +129,7 @@ pub fn build(
             .in_flight
             .push(in_flight_node(claim, nominated(&claim.name_any())));
     }
-    let all: Vec<stowage_solver::Node> = input
+    let all: Vec<ExistingNode> = input
         .nodes
         .iter()
         .chain(input.in_flight.iter())
@@ -162,7 +162,7 @@ pub fn build(
 /// An in-flight claim as a node: the labels it will have (its own plus single-valued `In`
 /// requirements), its taints, the allocatable it will have (the instance's once launched, its
 /// requests before) and the pods nominated to it.
-pub fn in_flight_node(claim: &NodeClaim, pods: Vec<stowage_solver::Pod>) -> stowage_solver::Node {
+pub fn in_flight_node(claim: &NodeClaim, pods: Vec<PodRequest>) -> ExistingNode {
     let name = claim.name_any();
     let mut node_labels: BTreeMap<String, String> = claim.labels().clone();
     for r in &claim.spec.requirements {
@@ -195,7 +195,7 @@ pub fn in_flight_node(claim: &NodeClaim, pods: Vec<stowage_solver::Pod>) -> stow
         }
         None => allocatable = claim_resources(claim),
     }
-    stowage_solver::Node {
+    ExistingNode {
         name,
         labels: node_labels,
         taints,

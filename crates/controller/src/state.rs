@@ -15,6 +15,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::{Resource, ResourceExt};
 use stowage_api::{EC2NodeClass, NodeClaim, NodePool, conditions, key_of};
+use stowage_solver::PodRequest;
 
 /// The kinds the state tracks; the state is synced once each has completed its first list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -127,7 +128,7 @@ impl Nominations {
 pub struct ClusterState {
     pods: HashMap<String, Arc<Pod>>,
     /// Each pod as the solver reads it, converted once per update (`None`: unreadable).
-    domain: HashMap<String, Option<Arc<stowage_solver::Pod>>>,
+    domain: HashMap<String, Option<Arc<PodRequest>>>,
     pods_by_node: HashMap<String, BTreeSet<String>>,
     provisionable: BTreeSet<String>,
     nodes: BTreeMap<String, Arc<Node>>,
@@ -264,7 +265,7 @@ impl ClusterState {
     }
 
     /// The pod as the solver reads it (`None` when absent or unreadable).
-    pub fn domain_pod(&self, key: &str) -> Option<Arc<stowage_solver::Pod>> {
+    pub fn domain_pod(&self, key: &str) -> Option<Arc<PodRequest>> {
         self.domain.get(key).cloned().flatten()
     }
 

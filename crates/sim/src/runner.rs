@@ -380,7 +380,7 @@ fn classify_pending(
     catalog: &[InstanceType],
 ) -> (usize, usize) {
     use stowage_api::labels;
-    let pools: Vec<stowage_solver::NodePool> = api
+    let pools: Vec<stowage_solver::PoolSpec> = api
         .store()
         .all(cluster.k.nodepool)
         .iter()
@@ -410,7 +410,7 @@ fn classify_pending(
                 if !stowage_solver::domain::requirements_match(&pool.requirements, &l) {
                     continue;
                 }
-                let mut node = stowage_solver::Node::new("candidate", it.allocatable());
+                let mut node = stowage_solver::ExistingNode::new("candidate", it.allocatable());
                 node.labels = l;
                 node.taints = pool.taints.clone();
                 candidates.push(node);

@@ -18,9 +18,9 @@ use stowage_api::quantity;
 use stowage_api::requirements::{Operator, Requirement};
 
 use crate::domain::{
-    CapacityMix, DaemonSet, HostPort, LabelSelector, Node, NodePool, Pod, PodAffinityTerm,
-    PoolUsage, PreferredTerm, Taint, TaintEffect, Toleration, TolerationOperator, TopologySpread,
-    WeightedPodAffinityTerm, WhenUnsatisfiable,
+    DaemonSet, ExistingNode, HostPort, LabelSelector, NodeTaint, OnDemandCap, PodAffinityTerm,
+    PodRequest, PoolSpec, PoolUsage, PreferredTerm, TaintEffect, Toleration, TolerationOperator,
+    TopologySpread, WeightedPodAffinityTerm, WhenUnsatisfiable,
 };
 use crate::model::{Resources, resource};
 
@@ -258,8 +258,8 @@ fn effect(object: &str, field: &str, e: &str) -> Result<TaintEffect> {
 }
 
 /// A Kubernetes taint.
-pub fn taint(object: &str, field: &str, t: &core::Taint) -> Result<Taint> {
-    Ok(Taint {
+pub fn taint(object: &str, field: &str, t: &core::Taint) -> Result<NodeTaint> {
+    Ok(NodeTaint {
         key: t.key.clone(),
         value: t.value.clone().unwrap_or_default(),
         effect: effect(object, &format!("{field}.effect"), &t.effect)?,
@@ -273,9 +273,9 @@ pub fn pod_from_spec(
     name: &str,
     meta: &meta::ObjectMeta,
     spec: &core::PodSpec,
-) -> Result<Pod> {
+) -> Result<PodRequest> {
     let pod_labels = meta.labels.clone().unwrap_or_default();
-    let mut pod = Pod::new(namespace, name);
+    let mut pod = PodRequest::new(namespace, name);
     pod.requests = pod_requests(object, spec)?;
     pod.node_selector = spec.node_selector.clone().unwrap_or_default();
     pod.priority = spec.priority.unwrap_or(0);
@@ -392,7 +392,7 @@ fn topology_spread(
     Ok(out)
 }
 
-fn node_affinity(object: &str, aff: &core::Affinity, pod: &mut Pod) -> Result<()> {
+fn node_affinity(object: &str, aff: &core::Affinity, pod: &mut PodRequest) -> Result<()> {
     if let Some(na) = &aff.node_affinity {
         if let Some(req) = &na.required_during_scheduling_ignored_during_execution {
             for (i, t) in req.node_selector_terms.iter().enumerate() {
@@ -426,7 +426,7 @@ fn pod_affinity(
     namespace: &str,
     aff: &core::Affinity,
     pod_labels: &BTreeMap<String, String>,
-    pod: &mut Pod,
+    pod: &mut PodRequest,
 ) -> Result<()> {
     for (anti, pa) in [
         (
@@ -484,7 +484,7 @@ fn pod_affinity(
 }
 
 /// A Kubernetes Pod.
-pub fn pod(p: &core::Pod) -> Result<Pod> {
+pub fn pod(p: &core::Pod) -> Result<PodRequest> {
     let name = p.metadata.name.clone().unwrap_or_default();
     let namespace = p
         .metadata
@@ -506,7 +506,7 @@ pub fn pod(p: &core::Pod) -> Result<Pod> {
 }
 
 /// A Kubernetes Node with the (already converted) pods bound to it.
-pub fn node(n: &core::Node, pods: Vec<Pod>) -> Result<Node> {
+pub fn node(n: &core::Node, pods: Vec<PodRequest>) -> Result<ExistingNode> {
     let name = n.metadata.name.clone().unwrap_or_default();
     let object = format!("Node {name}");
     if name.is_empty() {
@@ -554,7 +554,7 @@ pub fn node(n: &core::Node, pods: Vec<Pod>) -> Result<Node> {
         ),
         None => None,
     };
-    Ok(Node {
+    Ok(ExistingNode {
         labels: {
             let mut l = node_labels.clone();
             l.entry(labels::HOSTNAME.to_string())
@@ -607,7 +607,7 @@ pub fn daemonset(d: &apps::DaemonSet) -> Result<DaemonSet> {
 }
 
 /// What a pool holds, summed from the nodes (existing or in flight) labelled with its name.
-pub fn pool_usage(pool: &str, nodes: &[Node]) -> PoolUsage {
+pub fn pool_usage(pool: &str, nodes: &[ExistingNode]) -> PoolUsage {
     let mut u = PoolUsage::default();
     let mut count = 0;
     for n in nodes.iter().filter(|n| n.nodepool.as_deref() == Some(pool)) {
@@ -625,7 +625,7 @@ pub fn pool_usage(pool: &str, nodes: &[Node]) -> PoolUsage {
 }
 
 /// An API NodePool with its current usage (its instance types default to the solve's catalogue).
-pub fn nodepool(np: &stowage_api::NodePool, usage: PoolUsage) -> Result<NodePool> {
+pub fn nodepool(np: &stowage_api::NodePool, usage: PoolUsage) -> Result<PoolSpec> {
     let name = np.metadata.name.clone().unwrap_or_default();
     let object = format!("NodePool {name}");
     if name.is_empty() {
@@ -674,13 +674,13 @@ pub fn nodepool(np: &stowage_api::NodePool, usage: PoolUsage) -> Result<NodePool
                     ),
                 )
             })?;
-            Some(CapacityMix {
+            Some(OnDemandCap {
                 on_demand_base_millis: base,
                 on_demand_percent_above_base: pct,
             })
         }
     };
-    Ok(NodePool {
+    Ok(PoolSpec {
         name,
         weight: np.weight(),
         labels: np.spec.template.metadata.labels.clone(),

@@ -38,16 +38,16 @@ impl TaintEffect {
 
 /// A node taint.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Taint {
+pub struct NodeTaint {
     pub key: String,
     /// Empty when the taint has no value.
     pub value: String,
     pub effect: TaintEffect,
 }
 
-impl Taint {
+impl NodeTaint {
     pub fn new(key: &str, value: &str, effect: TaintEffect) -> Self {
-        Taint {
+        NodeTaint {
             key: key.into(),
             value: value.into(),
             effect,
@@ -55,7 +55,7 @@ impl Taint {
     }
 }
 
-impl fmt::Display for Taint {
+impl fmt::Display for NodeTaint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.value.is_empty() {
             write!(f, "{}:{}", self.key, self.effect.as_str())
@@ -105,7 +105,7 @@ impl Toleration {
     }
 
     /// Whether this toleration tolerates `taint` (Kubernetes semantics).
-    pub fn tolerates(&self, taint: &Taint) -> bool {
+    pub fn tolerates(&self, taint: &NodeTaint) -> bool {
         if self.effect.is_some_and(|e| e != taint.effect) {
             return false;
         }
@@ -119,10 +119,10 @@ impl Toleration {
 /// The first taint in `taints` that `tolerations` do not tolerate. `PreferNoSchedule` taints are
 /// only considered when `include_prefer` is set (the solver treats them as hard until relaxed).
 pub fn untolerated<'a>(
-    taints: &'a [Taint],
+    taints: &'a [NodeTaint],
     tolerations: &[Toleration],
     include_prefer: bool,
-) -> Option<&'a Taint> {
+) -> Option<&'a NodeTaint> {
     taints.iter().find(|t| {
         (include_prefer || t.effect != TaintEffect::PreferNoSchedule)
             && !tolerations.iter().any(|tol| tol.tolerates(t))
@@ -261,7 +261,7 @@ impl HostPort {
 
 /// A pod as the solver sees it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Pod {
+pub struct PodRequest {
     pub namespace: String,
     pub name: String,
     pub labels: BTreeMap<String, String>,
@@ -284,13 +284,13 @@ pub struct Pod {
     pub priority: i32,
 }
 
-impl Pod {
+impl PodRequest {
     /// A pod with no requests and no constraints.
     pub fn new(namespace: &str, name: &str) -> Self {
-        Pod {
+        PodRequest {
             namespace: namespace.into(),
             name: name.into(),
-            ..Pod::default()
+            ..PodRequest::default()
         }
     }
 
@@ -413,15 +413,15 @@ impl Pod {
 
 /// An existing node (or an in-flight NodeClaim modelled as a node) with the pods bound to it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Node {
+pub struct ExistingNode {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     /// Taints pods must tolerate (for in-flight claims: the pool's taints, not startup taints).
-    pub taints: Vec<Taint>,
+    pub taints: Vec<NodeTaint>,
     pub allocatable: Resources,
     pub capacity: Resources,
     /// Pods bound (or nominated) to the node, daemonset pods included.
-    pub pods: Vec<Pod>,
+    pub pods: Vec<PodRequest>,
     pub nodepool: Option<String>,
     pub capacity_type: Option<CapacityType>,
     pub instance_type: Option<String>,
@@ -430,16 +430,16 @@ pub struct Node {
     pub unschedulable: bool,
 }
 
-impl Node {
+impl ExistingNode {
     pub fn new(name: &str, allocatable: Resources) -> Self {
         let mut labels = BTreeMap::new();
         labels.insert(stowage_api::labels::HOSTNAME.to_string(), name.to_string());
-        Node {
+        ExistingNode {
             name: name.into(),
             labels,
             capacity: allocatable.clone(),
             allocatable,
-            ..Node::default()
+            ..ExistingNode::default()
         }
     }
 
@@ -448,12 +448,12 @@ impl Node {
         self
     }
 
-    pub fn taint(mut self, taint: Taint) -> Self {
+    pub fn taint(mut self, taint: NodeTaint) -> Self {
         self.taints.push(taint);
         self
     }
 
-    pub fn with_pod(mut self, pod: Pod) -> Self {
+    pub fn with_pod(mut self, pod: PodRequest) -> Self {
         self.pods.push(pod);
         self
     }
@@ -472,14 +472,14 @@ impl Node {
 /// The on-demand cap of a pool: on-demand vCPUs may not pass
 /// `on_demand_base + on_demand_percent_above_base % of the pool's total vCPUs`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CapacityMix {
+pub struct OnDemandCap {
     pub on_demand_base_millis: i64,
     /// Within `stowage_api::nodepool::ON_DEMAND_PERCENT_RANGE` (checked by the API and at
     /// conversion, trusted here); 100 means no cap.
     pub on_demand_percent_above_base: u32,
 }
 
-impl CapacityMix {
+impl OnDemandCap {
     /// Whether adding `add_cpu` on-demand millicores keeps the pool within the cap, given its
     /// current on-demand and total millicores. (At 100 % the cap never binds: on-demand is part
     /// of the total.)
@@ -502,29 +502,29 @@ pub struct PoolUsage {
 
 /// A NodePool as the solver sees it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct NodePool {
+pub struct PoolSpec {
     pub name: String,
     /// Higher first.
     pub weight: i32,
     /// `spec.template.metadata.labels`.
     pub labels: BTreeMap<String, String>,
     pub requirements: Vec<Requirement>,
-    pub taints: Vec<Taint>,
+    pub taints: Vec<NodeTaint>,
     /// Present at boot, removed by a daemon: pods need not tolerate them.
-    pub startup_taints: Vec<Taint>,
+    pub startup_taints: Vec<NodeTaint>,
     /// Caps on total capacity (`cpu`, `memory`, `nodes`, extended resources). Absent: no cap.
     pub limits: Resources,
-    pub capacity_mix: Option<CapacityMix>,
+    pub capacity_mix: Option<OnDemandCap>,
     pub usage: PoolUsage,
     /// The pool's own instance types; `None` uses [`SolveInput::instance_types`].
     pub instance_types: Option<Vec<InstanceType>>,
 }
 
-impl NodePool {
+impl PoolSpec {
     pub fn new(name: &str) -> Self {
-        NodePool {
+        PoolSpec {
             name: name.into(),
-            ..NodePool::default()
+            ..PoolSpec::default()
         }
     }
 
@@ -533,7 +533,7 @@ impl NodePool {
         self
     }
 
-    pub fn taint(mut self, taint: Taint) -> Self {
+    pub fn taint(mut self, taint: NodeTaint) -> Self {
         self.taints.push(taint);
         self
     }
@@ -549,7 +549,7 @@ impl NodePool {
     }
 
     pub fn capacity_mix(mut self, base_millis: i64, percent: u32) -> Self {
-        self.capacity_mix = Some(CapacityMix {
+        self.capacity_mix = Some(OnDemandCap {
             on_demand_base_millis: base_millis,
             on_demand_percent_above_base: percent,
         });
@@ -568,20 +568,20 @@ pub struct DaemonSet {
     /// `namespace/name`.
     pub name: String,
     /// The pod template as a pod (requests, selectors, tolerations).
-    pub pod: Pod,
+    pub pod: PodRequest,
 }
 
 /// Everything a solve reads.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SolveInput {
     /// Pods to place.
-    pub pods: Vec<Pod>,
+    pub pods: Vec<PodRequest>,
     /// Existing nodes, with the pods already on them.
-    pub nodes: Vec<Node>,
+    pub nodes: Vec<ExistingNode>,
     /// In-flight NodeClaims (launched, not yet registered), modelled as nodes: known labels,
     /// the allocatable the claim will have, pods nominated to it.
-    pub in_flight: Vec<Node>,
-    pub nodepools: Vec<NodePool>,
+    pub in_flight: Vec<ExistingNode>,
+    pub nodepools: Vec<PoolSpec>,
     /// The catalogue used by pools without their own list.
     pub instance_types: Vec<InstanceType>,
     pub daemonsets: Vec<DaemonSet>,
@@ -669,7 +669,7 @@ mod tests {
 
     #[test]
     fn tolerations_follow_kubernetes() {
-        let t = Taint::new("dedicated", "gpu", TaintEffect::NoSchedule);
+        let t = NodeTaint::new("dedicated", "gpu", TaintEffect::NoSchedule);
         assert!(Toleration::equal("dedicated", "gpu", None).tolerates(&t));
         assert!(Toleration::equal("dedicated", "gpu", Some(TaintEffect::NoSchedule)).tolerates(&t));
         assert!(!Toleration::equal("dedicated", "gpu", Some(TaintEffect::NoExecute)).tolerates(&t));
@@ -677,7 +677,7 @@ mod tests {
         assert!(Toleration::exists("dedicated", None).tolerates(&t));
         assert!(Toleration::exists("", None).tolerates(&t));
         assert!(!Toleration::exists("other", None).tolerates(&t));
-        let prefer = Taint::new("x", "", TaintEffect::PreferNoSchedule);
+        let prefer = NodeTaint::new("x", "", TaintEffect::PreferNoSchedule);
         assert_eq!(untolerated(std::slice::from_ref(&prefer), &[], false), None);
         assert_eq!(
             untolerated(std::slice::from_ref(&prefer), &[], true),
@@ -729,14 +729,14 @@ mod tests {
 
     #[test]
     fn capacity_mix_caps_on_demand_share() {
-        let mix = CapacityMix {
+        let mix = OnDemandCap {
             on_demand_base_millis: 0,
             on_demand_percent_above_base: 5,
         };
         // 100 vCPU of spot: 5 on-demand vCPU make 5/105 < 5 %.
         assert!(mix.allows(0, 100_000, 5_000));
         assert!(!mix.allows(5_000, 105_000, 1_000));
-        let base = CapacityMix {
+        let base = OnDemandCap {
             on_demand_base_millis: 4_000,
             on_demand_percent_above_base: 0,
         };

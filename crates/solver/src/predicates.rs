@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 
 use crate::domain::{
-    LabelSelector, Node, Pod, PodAffinityTerm, PodKey, Taint, WhenUnsatisfiable,
+    ExistingNode, LabelSelector, NodeTaint, PodAffinityTerm, PodKey, PodRequest, WhenUnsatisfiable,
     requirements_match, untolerated,
 };
 use crate::model::{Resources, resource};
@@ -24,7 +24,7 @@ pub enum Misfit {
     Insufficient(String),
     TooManyPods,
     NodeAffinity,
-    UntoleratedTaint(Taint),
+    UntoleratedTaint(NodeTaint),
     HostPorts,
     TopologySpread,
     PodAffinity,
@@ -104,7 +104,7 @@ pub(crate) struct GroupKey {
 }
 
 impl GroupKey {
-    pub(crate) fn selects(&self, pod: &Pod) -> bool {
+    pub(crate) fn selects(&self, pod: &PodRequest) -> bool {
         self.namespaces
             .as_ref()
             .is_none_or(|ns| ns.contains(&pod.namespace))
@@ -114,7 +114,7 @@ impl GroupKey {
 
 #[derive(Debug)]
 struct IndexedNode {
-    node: Node,
+    node: ExistingNode,
     requested: Resources,
     alive: bool,
 }
@@ -131,7 +131,7 @@ pub struct ClusterIndex {
     anti: Vec<(usize, PodKey, PodAffinityTerm)>,
 }
 
-fn domain_of<'a>(node: &'a Node, key: &str) -> Option<&'a str> {
+fn domain_of<'a>(node: &'a ExistingNode, key: &str) -> Option<&'a str> {
     match node.labels.get(key) {
         Some(v) => Some(v.as_str()),
         None if key == stowage_api::labels::HOSTNAME => Some(node.name.as_str()),
@@ -153,7 +153,7 @@ struct PodView {
 
 impl ClusterIndex {
     /// Builds the index from nodes carrying their pods.
-    pub fn new(nodes: Vec<Node>) -> Self {
+    pub fn new(nodes: Vec<ExistingNode>) -> Self {
         let mut idx = ClusterIndex::default();
         for n in nodes {
             idx.add_node(n);
@@ -162,7 +162,7 @@ impl ClusterIndex {
     }
 
     /// Adds (or replaces) a node with the pods on it.
-    pub fn add_node(&mut self, mut node: Node) {
+    pub fn add_node(&mut self, mut node: ExistingNode) {
         if self.by_name.contains_key(&node.name) {
             self.remove_node(&node.name);
         }
@@ -185,9 +185,14 @@ impl ClusterIndex {
     }
 
     /// Removes a node and returns it with its pods.
-    pub fn remove_node(&mut self, name: &str) -> Option<Node> {
+    pub fn remove_node(&mut self, name: &str) -> Option<ExistingNode> {
         let i = self.by_name.remove(name)?;
-        let keys: Vec<PodKey> = self.nodes[i].node.pods.iter().map(Pod::key).collect();
+        let keys: Vec<PodKey> = self.nodes[i]
+            .node
+            .pods
+            .iter()
+            .map(PodRequest::key)
+            .collect();
         let mut pods = Vec::new();
         for k in keys {
             if let Some(p) = self.unbind(&k) {
@@ -217,7 +222,7 @@ impl ClusterIndex {
     }
 
     /// The node by name (pods included).
-    pub fn node(&self, name: &str) -> Option<&Node> {
+    pub fn node(&self, name: &str) -> Option<&ExistingNode> {
         self.by_name.get(name).map(|i| &self.nodes[*i].node)
     }
 
@@ -227,7 +232,7 @@ impl ClusterIndex {
     }
 
     /// Binds a pod to a node (no fit check: call [`ClusterIndex::check`] first).
-    pub fn bind(&mut self, pod: Pod, node: &str) -> Result<(), IndexError> {
+    pub fn bind(&mut self, pod: PodRequest, node: &str) -> Result<(), IndexError> {
         let i = *self
             .by_name
             .get(node)
@@ -239,7 +244,7 @@ impl ClusterIndex {
         Ok(())
     }
 
-    fn insert_pod(&mut self, pod: Pod, i: usize) {
+    fn insert_pod(&mut self, pod: PodRequest, i: usize) {
         let key = pod.key();
         for (g, c) in &mut self.counts {
             if g.selects(&pod) {
@@ -258,7 +263,7 @@ impl ClusterIndex {
     }
 
     /// Removes a pod from wherever it is bound.
-    pub fn unbind(&mut self, pod_key: &str) -> Option<Pod> {
+    pub fn unbind(&mut self, pod_key: &str) -> Option<PodRequest> {
         let i = self.pod_node.remove(pod_key)?;
         let n = &mut self.nodes[i];
         let pos = n.node.pods.iter().position(|p| p.key() == pod_key)?;
@@ -293,7 +298,7 @@ impl ClusterIndex {
         })
     }
 
-    fn node_affinity_ok(pod: &Pod, node: &Node) -> bool {
+    fn node_affinity_ok(pod: &PodRequest, node: &ExistingNode) -> bool {
         pod.node_selector
             .iter()
             .all(|(k, v)| node.labels.get(k) == Some(v))
@@ -304,7 +309,7 @@ impl ClusterIndex {
                     .any(|term| requirements_match(term, &node.labels)))
     }
 
-    fn view(&mut self, pod: &Pod) -> PodView {
+    fn view(&mut self, pod: &PodRequest) -> PodView {
         let mut spreads = Vec::new();
         for s in &pod.topology_spread {
             if s.when_unsatisfiable != WhenUnsatisfiable::DoNotSchedule {
@@ -377,7 +382,7 @@ impl ClusterIndex {
             .collect()
     }
 
-    fn check_view(&self, pod: &Pod, view: &PodView, i: usize) -> Result<(), Misfit> {
+    fn check_view(&self, pod: &PodRequest, view: &PodView, i: usize) -> Result<(), Misfit> {
         let n = &self.nodes[i];
         let node = &n.node;
         if node.unschedulable {
@@ -434,7 +439,7 @@ impl ClusterIndex {
     }
 
     /// Whether `pod` fits on node `name` right now.
-    pub fn check(&mut self, pod: &Pod, name: &str) -> Result<(), Misfit> {
+    pub fn check(&mut self, pod: &PodRequest, name: &str) -> Result<(), Misfit> {
         let Some(&i) = self.by_name.get(name) else {
             return Err(Misfit::Unschedulable);
         };
@@ -443,7 +448,7 @@ impl ClusterIndex {
     }
 
     /// Every node the pod fits on (insertion order), or why none.
-    pub fn feasible(&mut self, pod: &Pod) -> Result<Vec<String>, FitError> {
+    pub fn feasible(&mut self, pod: &PodRequest) -> Result<Vec<String>, FitError> {
         let view = self.view(pod);
         let mut ok = Vec::new();
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
@@ -470,7 +475,7 @@ impl ClusterIndex {
 
     /// The node kube-scheduler would likely pick: highest preferred-node-affinity weight, then
     /// the most requested cpu (pack onto nodes that were bought for pending pods), then name.
-    pub fn find_node(&mut self, pod: &Pod) -> Result<String, FitError> {
+    pub fn find_node(&mut self, pod: &PodRequest) -> Result<String, FitError> {
         let feasible = self.feasible(pod)?;
         let score = |name: &String| {
             let Some(&i) = self.by_name.get(name) else {
@@ -507,8 +512,8 @@ mod tests {
     use super::*;
     use crate::domain::{TaintEffect, Toleration};
 
-    fn node(name: &str, cpu: i64, zone: &str) -> Node {
-        Node::new(
+    fn node(name: &str, cpu: i64, zone: &str) -> ExistingNode {
+        ExistingNode::new(
             name,
             Resources::new()
                 .with("cpu", cpu)
@@ -523,9 +528,13 @@ mod tests {
         let mut idx = ClusterIndex::new(vec![
             node("a", 500, "z1"),
             node("b", 500, "z1"),
-            node("c", 4000, "z2").taint(Taint::new("dedicated", "gpu", TaintEffect::NoSchedule)),
+            node("c", 4000, "z2").taint(NodeTaint::new(
+                "dedicated",
+                "gpu",
+                TaintEffect::NoSchedule,
+            )),
         ]);
-        let pod = Pod::new("default", "web").cpu_millis(1000);
+        let pod = PodRequest::new("default", "web").cpu_millis(1000);
         let err = idx.find_node(&pod).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -541,7 +550,7 @@ mod tests {
     fn binds_and_counts_incrementally() {
         let mut idx = ClusterIndex::new(vec![node("a", 4000, "z1"), node("b", 4000, "z2")]);
         let anti = |n: &str| {
-            Pod::new("default", n)
+            PodRequest::new("default", n)
                 .cpu_millis(100)
                 .label("app", "db")
                 .self_anti_affinity("kubernetes.io/hostname")
@@ -565,7 +574,7 @@ mod tests {
     fn zone_spread_blocks_skew() {
         let mut idx = ClusterIndex::new(vec![node("a", 4000, "z1"), node("b", 4000, "z2")]);
         let p = |n: &str| {
-            Pod::new("default", n)
+            PodRequest::new("default", n)
                 .cpu_millis(100)
                 .label("app", "web")
                 .spread(
@@ -578,7 +587,7 @@ mod tests {
         assert_eq!(idx.check(&p("w1"), "a"), Err(Misfit::TopologySpread));
         assert_eq!(idx.check(&p("w1"), "b"), Ok(()));
         // Host ports conflict.
-        let hp = Pod::new("default", "hp").host_port(80);
+        let hp = PodRequest::new("default", "hp").host_port(80);
         idx.bind(hp.clone(), "b").unwrap();
         let mut hp2 = hp;
         hp2.name = "hp2".into();
@@ -590,7 +599,7 @@ mod tests {
     fn pod_affinity_allows_first_self_matching_pod() {
         let mut idx = ClusterIndex::new(vec![node("a", 4000, "z1"), node("b", 4000, "z2")]);
         let p = |n: &str| {
-            Pod::new("default", n)
+            PodRequest::new("default", n)
                 .cpu_millis(100)
                 .label("app", "cache")
                 .self_affinity(stowage_api::labels::ZONE)

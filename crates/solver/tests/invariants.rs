@@ -11,8 +11,8 @@ use stowage_api::labels;
 use stowage_api::requirements::Requirement;
 use stowage_solver::catalog::{ZONES, karpenter_shape};
 use stowage_solver::{
-    InstanceType, Node, NodePool, Plan, Pod, PoolUsage, Resources, SolveInput, SolveOptions, Taint,
-    TaintEffect, Toleration, WhenUnsatisfiable, solve,
+    ExistingNode, InstanceType, NodeTaint, Plan, PodRequest, PoolSpec, PoolUsage, Resources,
+    SolveInput, SolveOptions, TaintEffect, Toleration, WhenUnsatisfiable, solve,
 };
 
 #[derive(Debug, Clone)]
@@ -38,8 +38,8 @@ fn pod_spec() -> impl Strategy<Value = PodSpec> {
         })
 }
 
-fn build_pod(i: usize, s: &PodSpec) -> Pod {
-    let p = Pod::new("default", &format!("p-{i:03}"))
+fn build_pod(i: usize, s: &PodSpec) -> PodRequest {
+    let p = PodRequest::new("default", &format!("p-{i:03}"))
         .cpu_millis(s.cpu)
         .memory_mib(s.mem);
     let p = match s.kind {
@@ -111,7 +111,7 @@ fn input(w: &World) -> SolveInput {
             k += 1;
         }
     }
-    let mut first = NodePool::new("first").weight(10).usage(PoolUsage {
+    let mut first = PoolSpec::new("first").weight(10).usage(PoolUsage {
         resources: Resources::new().with("cpu", w.spot_usage),
         on_demand_cpu_millis: 0,
         total_cpu_millis: w.spot_usage,
@@ -123,14 +123,14 @@ fn input(w: &World) -> SolveInput {
         first = first.capacity_mix(0, c);
     }
     let mut second =
-        NodePool::new("second").requirement(Requirement::in_(labels::CAPACITY_TYPE, ["on-demand"]));
+        PoolSpec::new("second").requirement(Requirement::in_(labels::CAPACITY_TYPE, ["on-demand"]));
     if w.tainted_second {
-        second = second.taint(Taint::new("dedicated", "x", TaintEffect::NoSchedule));
+        second = second.taint(NodeTaint::new("dedicated", "x", TaintEffect::NoSchedule));
     }
     let mut nodes = Vec::new();
     if w.existing {
         nodes.push(
-            Node::new(
+            ExistingNode::new(
                 "existing",
                 Resources::new()
                     .with("cpu", 2000)
@@ -139,7 +139,7 @@ fn input(w: &World) -> SolveInput {
             )
             .label(labels::ZONE, ZONES[0])
             .with_pod(
-                Pod::new("kube-system", "running")
+                PodRequest::new("kube-system", "running")
                     .cpu_millis(500)
                     .label("app", "zs"),
             ),
@@ -179,10 +179,10 @@ fn check(inp: &SolveInput, plan: &Plan) {
             assert!(seen.insert(p.clone()), "{p} placed twice");
         }
     }
-    let input_keys: BTreeSet<String> = inp.pods.iter().map(Pod::key).collect();
+    let input_keys: BTreeSet<String> = inp.pods.iter().map(PodRequest::key).collect();
     assert_eq!(seen, input_keys);
     // Hostname anti-affinity and host ports: at most one such pod per node.
-    let by_key: BTreeMap<String, &Pod> = inp.pods.iter().map(|p| (p.key(), p)).collect();
+    let by_key: BTreeMap<String, &PodRequest> = inp.pods.iter().map(|p| (p.key(), p)).collect();
     let mut groups: Vec<Vec<&str>> = plan
         .new_claims
         .iter()

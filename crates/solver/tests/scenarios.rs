@@ -10,11 +10,11 @@ use stowage_api::requirements::Requirement;
 use stowage_solver::catalog::{ZONES, accelerator_type, karpenter_shape};
 use stowage_solver::domain::Placement;
 use stowage_solver::{
-    DaemonSet, InstanceType, Node, NodePool, Plan, Pod, PoolUsage, Resources, SolveInput,
-    SolveOptions, Taint, TaintEffect, Toleration, WhenUnsatisfiable, solve,
+    DaemonSet, ExistingNode, InstanceType, NodeTaint, Plan, PodRequest, PoolSpec, PoolUsage,
+    Resources, SolveInput, SolveOptions, TaintEffect, Toleration, WhenUnsatisfiable, solve,
 };
 
-fn input(pods: Vec<Pod>, pools: Vec<NodePool>, types: Vec<InstanceType>) -> SolveInput {
+fn input(pods: Vec<PodRequest>, pools: Vec<PoolSpec>, types: Vec<InstanceType>) -> SolveInput {
     SolveInput {
         pods,
         nodepools: pools,
@@ -23,9 +23,9 @@ fn input(pods: Vec<Pod>, pools: Vec<NodePool>, types: Vec<InstanceType>) -> Solv
     }
 }
 
-fn pods(prefix: &str, n: usize, f: impl Fn(Pod) -> Pod) -> Vec<Pod> {
+fn pods(prefix: &str, n: usize, f: impl Fn(PodRequest) -> PodRequest) -> Vec<PodRequest> {
     (0..n)
-        .map(|i| f(Pod::new("default", &format!("{prefix}-{i:03}"))))
+        .map(|i| f(PodRequest::new("default", &format!("{prefix}-{i:03}"))))
         .collect()
 }
 
@@ -72,7 +72,7 @@ fn packs_generic_pods_cheaply_on_spot() {
     let types = karpenter_shape(50);
     let p = pods("web", 40, |p| p.cpu_millis(1000).memory_mib(1024));
     let plan = solve(
-        &input(p, vec![NodePool::new("default")], types.clone()),
+        &input(p, vec![PoolSpec::new("default")], types.clone()),
         &SolveOptions::default(),
     );
     assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
@@ -97,7 +97,7 @@ fn packs_generic_pods_cheaply_on_spot() {
 #[test]
 fn existing_capacity_is_used_first() {
     let types = karpenter_shape(10);
-    let node = Node::new(
+    let node = ExistingNode::new(
         "existing-1",
         Resources::new()
             .with("cpu", 4000)
@@ -107,7 +107,7 @@ fn existing_capacity_is_used_first() {
     .label(labels::ZONE, ZONES[0]);
     let mut inp = input(
         pods("a", 3, |p| p.cpu_millis(1000)),
-        vec![NodePool::new("default")],
+        vec![PoolSpec::new("default")],
         types,
     );
     inp.nodes.push(node);
@@ -138,12 +138,12 @@ fn gpu_pod_gets_a_gpu_type_and_cpu_pods_never_do() {
     ));
     let mut all = pods("cpu", 10, |p| p.cpu_millis(500).memory_mib(512));
     all.push(
-        Pod::new("default", "trainer")
+        PodRequest::new("default", "trainer")
             .cpu_millis(2000)
             .request(labels::RESOURCE_NVIDIA_GPU, 1),
     );
     let plan = solve(
-        &input(all, vec![NodePool::new("default")], types.clone()),
+        &input(all, vec![PoolSpec::new("default")], types.clone()),
         &SolveOptions::default(),
     );
     assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
@@ -173,7 +173,7 @@ fn gpu_pod_gets_a_gpu_type_and_cpu_pods_never_do() {
     let plan = solve(
         &input(
             pods("cpu", 1, |p| p.cpu_millis(500)),
-            vec![NodePool::new("default")],
+            vec![PoolSpec::new("default")],
             only_gpu,
         ),
         &SolveOptions::default(),
@@ -194,20 +194,20 @@ fn gaudi_pod_lands_only_on_the_pool_that_offers_it() {
         8,
         13.1,
     );
-    let taint = Taint::new(
+    let taint = NodeTaint::new(
         labels::RESOURCE_HABANA_GAUDI,
         "true",
         TaintEffect::NoSchedule,
     );
-    let general = NodePool::new("general")
+    let general = PoolSpec::new("general")
         .weight(50)
         .requirement(Requirement::not_in(labels::INSTANCE_TYPE, ["dl1.24xlarge"]));
-    let habana = NodePool::new("habana")
+    let habana = PoolSpec::new("habana")
         .requirement(Requirement::in_(labels::INSTANCE_TYPE, ["dl1.24xlarge"]))
         .taint(taint.clone());
     let mut types = karpenter_shape(100);
     types.push(gaudi);
-    let pod = Pod::new("ml", "gaudi-train")
+    let pod = PodRequest::new("ml", "gaudi-train")
         .cpu_millis(8000)
         .memory_mib(64 * 1024)
         .request(labels::RESOURCE_HABANA_GAUDI, 8)
@@ -216,7 +216,7 @@ fn gaudi_pod_lands_only_on_the_pool_that_offers_it() {
             "true",
             Some(TaintEffect::NoSchedule),
         ));
-    let plain = Pod::new("ml", "notebook").cpu_millis(1000);
+    let plain = PodRequest::new("ml", "notebook").cpu_millis(1000);
     let plan = solve(
         &input(vec![pod, plain], vec![general, habana], types),
         &SolveOptions::default(),
@@ -227,8 +227,8 @@ fn gaudi_pod_lands_only_on_the_pool_that_offers_it() {
     assert_eq!(c.instance_type_options, ["dl1.24xlarge"]);
     assert_eq!(claim_of(&plan, "ml/notebook").nodepool, "general");
     // Without the toleration, the pool's taint is the reason.
-    let untolerant = Pod::new("ml", "gaudi-2").request(labels::RESOURCE_HABANA_GAUDI, 8);
-    let habana_only = NodePool::new("habana").taint(taint);
+    let untolerant = PodRequest::new("ml", "gaudi-2").request(labels::RESOURCE_HABANA_GAUDI, 8);
+    let habana_only = PoolSpec::new("habana").taint(taint);
     let types = vec![accelerator_type(
         "dl1.24xlarge",
         96,
@@ -258,7 +258,7 @@ fn zone_spread_balances_three_zones() {
         )
     });
     let plan = solve(
-        &input(p, vec![NodePool::new("default")], types.clone()),
+        &input(p, vec![PoolSpec::new("default")], types.clone()),
         &SolveOptions::default(),
     );
     assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
@@ -285,7 +285,7 @@ fn hostname_anti_affinity_gives_each_pod_its_own_node() {
             .self_anti_affinity(labels::HOSTNAME)
     });
     let plan = solve(
-        &input(p, vec![NodePool::new("default")], types),
+        &input(p, vec![PoolSpec::new("default")], types),
         &SolveOptions::default(),
     );
     assert_eq!(plan.new_claims.len(), 5);
@@ -304,7 +304,7 @@ fn spot_unavailable_falls_back_to_on_demand_until_the_cap() {
         }
     }
     // 100 vCPU of spot already; on-demand may be 5 % of the pool: 5 vCPU fit, more do not.
-    let pool = NodePool::new("spot-workflows")
+    let pool = PoolSpec::new("spot-workflows")
         .capacity_mix(0, 5)
         .usage(PoolUsage {
             resources: Resources::new().with("cpu", 100_000),
@@ -344,7 +344,7 @@ fn spot_unavailable_falls_back_to_on_demand_until_the_cap() {
 #[test]
 fn nodepool_limits_count_what_a_claim_could_grow_to() {
     let types = karpenter_shape(16);
-    let pool = NodePool::new("spot-workflows").limit("cpu", 10_000);
+    let pool = PoolSpec::new("spot-workflows").limit("cpu", 10_000);
     let p = pods("w", 30, |p| p.cpu_millis(1000));
     let plan = solve(
         &input(p, vec![pool], types.clone()),
@@ -380,8 +380,8 @@ fn nodepool_limits_count_what_a_claim_could_grow_to() {
 #[test]
 fn weight_orders_pools_and_taints_explain_failures() {
     let types = karpenter_shape(10);
-    let heavy = NodePool::new("heavy").weight(100);
-    let light = NodePool::new("light").weight(1);
+    let heavy = PoolSpec::new("heavy").weight(100);
+    let light = PoolSpec::new("light").weight(1);
     let plan = solve(
         &input(
             pods("a", 2, |p| p.cpu_millis(100)),
@@ -393,7 +393,7 @@ fn weight_orders_pools_and_taints_explain_failures() {
     assert!(plan.new_claims.iter().all(|c| c.nodepool == "heavy"));
 
     let tainted =
-        NodePool::new("gpu").taint(Taint::new("dedicated", "gpu", TaintEffect::NoSchedule));
+        PoolSpec::new("gpu").taint(NodeTaint::new("dedicated", "gpu", TaintEffect::NoSchedule));
     let plan = solve(
         &input(pods("b", 1, |p| p.cpu_millis(100)), vec![tainted], types),
         &SolveOptions::default(),
@@ -410,15 +410,15 @@ fn preferences_are_relaxed_only_when_needed() {
     let zone_b = Requirement::in_(labels::ZONE, [ZONES[1]]);
     let nowhere = Requirement::in_(labels::ZONE, ["no-such-zone"]);
     let p = vec![
-        Pod::new("default", "likes-b")
+        PodRequest::new("default", "likes-b")
             .cpu_millis(100)
             .prefer(10, vec![zone_b]),
-        Pod::new("default", "likes-nowhere")
+        PodRequest::new("default", "likes-nowhere")
             .cpu_millis(100)
             .prefer(10, vec![nowhere.clone()]),
     ];
     let plan = solve(
-        &input(p, vec![NodePool::new("default")], types.clone()),
+        &input(p, vec![PoolSpec::new("default")], types.clone()),
         &SolveOptions::default(),
     );
     assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
@@ -428,13 +428,13 @@ fn preferences_are_relaxed_only_when_needed() {
     );
     // A required term that cannot match: the next OR term is tried.
     let p = vec![
-        Pod::new("default", "either")
+        PodRequest::new("default", "either")
             .cpu_millis(100)
             .require_any(vec![nowhere])
             .require_any(vec![Requirement::in_(labels::ZONE, [ZONES[2]])]),
     ];
     let plan = solve(
-        &input(p, vec![NodePool::new("default")], types),
+        &input(p, vec![PoolSpec::new("default")], types),
         &SolveOptions::default(),
     );
     assert_eq!(
@@ -448,11 +448,11 @@ fn daemonset_overhead_is_reserved_on_new_nodes() {
     let types = karpenter_shape(4);
     let ds = DaemonSet {
         name: "kube-system/agent".into(),
-        pod: Pod::new("kube-system", "agent").cpu_millis(500),
+        pod: PodRequest::new("kube-system", "agent").cpu_millis(500),
     };
     let mut inp = input(
         pods("a", 1, |p| p.cpu_millis(1000)),
-        vec![NodePool::new("default")],
+        vec![PoolSpec::new("default")],
         types,
     );
     inp.daemonsets.push(ds);
@@ -469,7 +469,7 @@ fn daemonset_overhead_is_reserved_on_new_nodes() {
 #[test]
 fn min_values_survive_truncation() {
     let types = karpenter_shape(100);
-    let pool = NodePool::new("default")
+    let pool = PoolSpec::new("default")
         .requirement(Requirement::exists(labels::INSTANCE_CPU).with_min_values(5));
     let opts = SolveOptions {
         max_instance_types: 3,
@@ -492,7 +492,7 @@ fn min_values_survive_truncation() {
     let plan = solve(
         &input(
             pods("a", 1, |p| p.cpu_millis(100)),
-            vec![NodePool::new("default")],
+            vec![PoolSpec::new("default")],
             karpenter_shape(100),
         ),
         &opts,
@@ -519,7 +519,7 @@ fn same_input_same_plan() {
             .label("app", "h")
             .self_anti_affinity(labels::HOSTNAME)
     }));
-    let inp = input(p, vec![NodePool::new("default")], types);
+    let inp = input(p, vec![PoolSpec::new("default")], types);
     let a = solve(&inp, &SolveOptions::default());
     let b = solve(&inp, &SolveOptions::default());
     assert_eq!(a, b);
@@ -534,9 +534,9 @@ fn reasons_name_the_real_obstacle() {
     let types = karpenter_shape(10);
     // A spread pod that no pool tolerates: the taint is the reason, not the spread.
     let tainted =
-        NodePool::new("gpu").taint(Taint::new("dedicated", "gpu", TaintEffect::NoSchedule));
+        PoolSpec::new("gpu").taint(NodeTaint::new("dedicated", "gpu", TaintEffect::NoSchedule));
     let p = vec![
-        Pod::new("default", "s")
+        PodRequest::new("default", "s")
             .cpu_millis(100)
             .label("app", "s")
             .spread(labels::ZONE, 1, WhenUnsatisfiable::DoNotSchedule),
@@ -550,14 +550,14 @@ fn reasons_name_the_real_obstacle() {
         "no NodePool tolerates taint dedicated=gpu:NoSchedule"
     );
     // Hostname affinity to pods that run nowhere.
-    let mut p = Pod::new("default", "follower").cpu_millis(100);
+    let mut p = PodRequest::new("default", "follower").cpu_millis(100);
     p.pod_affinity.push(stowage_solver::PodAffinityTerm {
         label_selector: Some(stowage_solver::LabelSelector::labels([("app", "leader")])),
         topology_key: labels::HOSTNAME.into(),
         namespaces: None,
     });
     let plan = solve(
-        &input(vec![p], vec![NodePool::new("default")], types),
+        &input(vec![p], vec![PoolSpec::new("default")], types),
         &SolveOptions::default(),
     );
     assert!(plan.new_claims.is_empty());
@@ -578,15 +578,16 @@ fn simulate_without_replaces_removed_nodes() {
             .with("memory", 8 << 30)
             .with("pods", 20)
     };
-    let mut ds = Pod::new("kube-system", "agent-a").cpu_millis(100);
+    let mut ds = PodRequest::new("kube-system", "agent-a").cpu_millis(100);
     ds.owner = Some("DaemonSet/agent".into());
-    let a = Node::new("a", alloc())
-        .with_pod(Pod::new("default", "w1").cpu_millis(1000))
+    let a = ExistingNode::new("a", alloc())
+        .with_pod(PodRequest::new("default", "w1").cpu_millis(1000))
         .with_pod(ds);
-    let b = Node::new("b", alloc()).with_pod(Pod::new("default", "w2").cpu_millis(1000));
+    let b =
+        ExistingNode::new("b", alloc()).with_pod(PodRequest::new("default", "w2").cpu_millis(1000));
     let inp = SolveInput {
         nodes: vec![a, b],
-        nodepools: vec![NodePool::new("default")],
+        nodepools: vec![PoolSpec::new("default")],
         instance_types: types,
         ..SolveInput::default()
     };
@@ -618,7 +619,7 @@ fn reserved_capacity_first_until_the_reservation_is_used() {
             .self_anti_affinity(labels::HOSTNAME)
     });
     let plan = solve(
-        &input(p, vec![NodePool::new("default")], types),
+        &input(p, vec![PoolSpec::new("default")], types),
         &SolveOptions::default(),
     );
     let cts: Vec<&str> = plan
@@ -633,7 +634,7 @@ fn reserved_capacity_first_until_the_reservation_is_used() {
 #[test]
 fn in_flight_claims_take_pods_before_new_claims() {
     let types = karpenter_shape(4);
-    let claim = Node::new(
+    let claim = ExistingNode::new(
         "default-abc12",
         Resources::new()
             .with("cpu", 2000)
@@ -643,7 +644,7 @@ fn in_flight_claims_take_pods_before_new_claims() {
     .label(labels::NODEPOOL, "default");
     let mut inp = input(
         pods("a", 3, |p| p.cpu_millis(1000)),
-        vec![NodePool::new("default")],
+        vec![PoolSpec::new("default")],
         types,
     );
     inp.in_flight.push(claim);
@@ -662,7 +663,7 @@ fn in_flight_claims_take_pods_before_new_claims() {
 #[test]
 fn preferred_anti_affinity_is_relaxed_when_the_pool_is_full() {
     let types = karpenter_shape(8);
-    let pool = NodePool::new("one-node").limit("nodes", 1);
+    let pool = PoolSpec::new("one-node").limit("nodes", 1);
     let p = pods("w", 2, |p| {
         let mut p = p.cpu_millis(500).label("app", "w");
         let term = stowage_solver::PodAffinityTerm {
@@ -682,7 +683,7 @@ fn preferred_anti_affinity_is_relaxed_when_the_pool_is_full() {
     assert_eq!(plan.new_claims.len(), 1);
     assert_eq!(plan.new_claims[0].pods.len(), 2);
     // With room for two nodes, the preference is honoured.
-    let roomy = NodePool::new("two-nodes").limit("nodes", 2);
+    let roomy = PoolSpec::new("two-nodes").limit("nodes", 2);
     let plan = solve(&input(p, vec![roomy], types), &SolveOptions::default());
     assert_eq!(plan.new_claims.len(), 2);
 }
@@ -690,7 +691,7 @@ fn preferred_anti_affinity_is_relaxed_when_the_pool_is_full() {
 #[test]
 fn min_values_that_cannot_be_met_make_the_pool_unusable() {
     let types = karpenter_shape(10);
-    let pool = NodePool::new("flexible")
+    let pool = PoolSpec::new("flexible")
         .requirement(Requirement::exists(labels::INSTANCE_CPU).with_min_values(5));
     // Only 3 types (8, 9, 10 vCPU) hold a 7.5 vCPU pod.
     let plan = solve(

@@ -15,11 +15,13 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 use stowage_clock::SharedClock;
 use stowage_cloud::CapacityType;
 use stowage_cloud::fake::{FakeCloud, FakeEvent};
 use stowage_solver::InstanceType;
+use stowage_solver::PodRequest;
 use stowage_solver::predicates::ClusterIndex;
 use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
@@ -142,11 +144,11 @@ pub struct Cluster {
     pub(crate) unschedulable_since: HashMap<String, (Instant, String)>,
     /// The solver's view of pending pods and their scheduling signature (pod specs do not change
     /// while pending, so it is computed once).
-    pub(crate) domain_cache: HashMap<String, Arc<(stowage_solver::Pod, u64)>>,
+    pub(crate) domain_cache: HashMap<String, Arc<(PodRequest, u64)>>,
     pod_seq: u64,
     // controllers
     pub(crate) workloads: BTreeMap<(String, String), WorkloadState>,
-    pub(crate) daemonsets: Vec<(String, String, Value, stowage_solver::Pod)>,
+    pub(crate) daemonsets: Vec<(String, String, Value, PodRequest)>,
     pub(crate) launched: HashMap<String, stowage_cloud::fake::FakeInstance>,
     pub(crate) node_counter: u64,
     pub recorder: Recorder,
@@ -550,8 +552,8 @@ impl Cluster {
         kubelet::on_node(self, &name, &obj);
     }
 
-    pub(crate) fn domain_pod(&self, obj: &Value) -> Option<stowage_solver::Pod> {
-        let pod: k8s_openapi::api::core::v1::Pod = serde::Deserialize::deserialize(obj).ok()?;
+    pub(crate) fn domain_pod(&self, obj: &Value) -> Option<PodRequest> {
+        let pod: Pod = serde::Deserialize::deserialize(obj).ok()?;
         match stowage_solver::convert::pod(&pod) {
             Ok(p) => Some(p),
             Err(e) => {

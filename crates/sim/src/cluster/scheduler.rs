@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::Cluster;
+use stowage_solver::PodRequest;
 
 fn fit_message(fit: &stowage_solver::predicates::FitError) -> String {
     if fit.nodes == 0 {
@@ -29,7 +30,7 @@ fn fit_message(fit: &stowage_solver::predicates::FitError) -> String {
 }
 
 /// A hash of everything that decides where a pod can go (not its name).
-pub(crate) fn signature(pod: &stowage_solver::Pod) -> u64 {
+pub(crate) fn signature(pod: &PodRequest) -> u64 {
     let mut h = DefaultHasher::new();
     pod.namespace.hash(&mut h);
     pod.requests.hash(&mut h);
@@ -52,7 +53,7 @@ pub(crate) fn signature(pod: &stowage_solver::Pod) -> u64 {
 /// Whether a pod's fit on one node is independent of pods placed on other nodes in the same
 /// cycle (no spread, no pod (anti-)affinity, no host ports): then a bind only changes the chosen
 /// node, and one feasibility pass per signature serves every pod of that signature.
-fn independent(pod: &stowage_solver::Pod) -> bool {
+fn independent(pod: &PodRequest) -> bool {
     pod.topology_spread.is_empty()
         && pod.pod_affinity.is_empty()
         && pod.pod_anti_affinity.is_empty()
@@ -65,7 +66,7 @@ type Candidates = BinaryHeap<(i32, i64, Reverse<String>)>;
 
 impl Cluster {
     /// The solver's view of a pod and its signature, computed once per pod.
-    fn scheduling_view(&mut self, key: &str) -> Option<Arc<(stowage_solver::Pod, u64)>> {
+    fn scheduling_view(&mut self, key: &str) -> Option<Arc<(PodRequest, u64)>> {
         if let Some(v) = self.domain_cache.get(key) {
             return Some(v.clone());
         }
@@ -77,7 +78,7 @@ impl Cluster {
         Some(v)
     }
 
-    fn score(&self, pod: &stowage_solver::Pod, node: &str) -> (i32, i64) {
+    fn score(&self, pod: &PodRequest, node: &str) -> (i32, i64) {
         let Some(n) = self.index.node(node) else {
             return (0, 0);
         };
@@ -95,7 +96,7 @@ impl Cluster {
 
     /// Picks a node for an independent pod from its signature's candidates (verifying the fit,
     /// dropping nodes that no longer fit).
-    fn pick(&mut self, pod: &stowage_solver::Pod, heap: &mut Candidates) -> Option<String> {
+    fn pick(&mut self, pod: &PodRequest, heap: &mut Candidates) -> Option<String> {
         while let Some((pref, cpu, Reverse(name))) = heap.pop() {
             if self.score(pod, &name) != (pref, cpu) {
                 let (p, c) = self.score(pod, &name);

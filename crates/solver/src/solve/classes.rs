@@ -21,7 +21,7 @@ use super::reasons::PoolRejection;
 use super::topology::{DomainConstraint, DomainRule};
 use crate::bitset::Bitset;
 use crate::domain::{
-    Pod, PodAffinityTerm, SolveInput, SolveOptions, WhenUnsatisfiable, compile_requirements,
+    PodAffinityTerm, PodRequest, SolveInput, SolveOptions, WhenUnsatisfiable, compile_requirements,
     untolerated,
 };
 use crate::model::Resources;
@@ -46,7 +46,7 @@ pub(super) struct HostTerm {
 pub(super) struct PodClass {
     /// The first member (all are alike but for name and owner); relaxed classes carry the
     /// relaxed spec.
-    pub(super) pod: Pod,
+    pub(super) pod: PodRequest,
     /// PreferNoSchedule taints are tolerated (the last relaxation).
     pub(super) tolerate_prefer: bool,
     /// Indices into `SolveInput::pods`, by pod key.
@@ -114,7 +114,7 @@ pub(super) struct Bundles {
 }
 
 /// Hash of everything that makes two pods interchangeable for scheduling (all but name, owner).
-fn class_hash(p: &Pod) -> u64 {
+fn class_hash(p: &PodRequest) -> u64 {
     let mut h = DefaultHasher::new();
     p.requests.hash(&mut h);
     shape_hash_into(p, &mut h);
@@ -122,13 +122,13 @@ fn class_hash(p: &Pod) -> u64 {
 }
 
 /// Hash of the constraints of a pod (everything but name, owner and requests).
-fn shape_hash(p: &Pod) -> u64 {
+fn shape_hash(p: &PodRequest) -> u64 {
     let mut h = DefaultHasher::new();
     shape_hash_into(p, &mut h);
     h.finish()
 }
 
-fn shape_hash_into(p: &Pod, h: &mut DefaultHasher) {
+fn shape_hash_into(p: &PodRequest, h: &mut DefaultHasher) {
     let h = &mut *h;
     p.namespace.hash(h);
     p.labels.hash(h);
@@ -145,11 +145,11 @@ fn shape_hash_into(p: &Pod, h: &mut DefaultHasher) {
     p.priority.hash(h);
 }
 
-fn same_class(a: &Pod, b: &Pod) -> bool {
+fn same_class(a: &PodRequest, b: &PodRequest) -> bool {
     a.requests == b.requests && same_shape(a, b)
 }
 
-fn same_shape(a: &Pod, b: &Pod) -> bool {
+fn same_shape(a: &PodRequest, b: &PodRequest) -> bool {
     a.namespace == b.namespace
         && a.labels == b.labels
         && a.node_selector == b.node_selector
@@ -252,7 +252,12 @@ impl Engine<'_> {
         }
     }
 
-    fn make_class(&mut self, pod: Pod, tolerate_prefer: bool, members: Vec<usize>) -> PodClass {
+    fn make_class(
+        &mut self,
+        pod: PodRequest,
+        tolerate_prefer: bool,
+        members: Vec<usize>,
+    ) -> PodClass {
         let respect = self.options.relax_preferences;
         let mut requests = self.ids.quantities(&pod.requests);
         requests[PODS] = 1;
@@ -324,7 +329,7 @@ impl Engine<'_> {
 
     /// The class's spread, affinity and anti-affinity constraints (preferred ones too when
     /// `respect`), split into hostname and domain constraints.
-    fn class_topology(&mut self, pod: &Pod, respect: bool) -> ClassTopology {
+    fn class_topology(&mut self, pod: &PodRequest, respect: bool) -> ClassTopology {
         let mut out = ClassTopology::default();
         for s in &pod.topology_spread {
             if s.when_unsatisfiable == WhenUnsatisfiable::ScheduleAnyway && !respect {
@@ -385,7 +390,7 @@ impl Engine<'_> {
         out
     }
 
-    fn class_anti_affinity(&mut self, pod: &Pod, respect: bool, out: &mut ClassTopology) {
+    fn class_anti_affinity(&mut self, pod: &PodRequest, respect: bool, out: &mut ClassTopology) {
         let mut anti: Vec<PodAffinityTerm> = pod.pod_anti_affinity.clone();
         if respect {
             anti.extend(
@@ -454,7 +459,7 @@ impl Engine<'_> {
     /// Per pool: the types that can hold one pod of the class (or why none can).
     fn compatibility(
         &self,
-        pod: &Pod,
+        pod: &PodRequest,
         requests: &[i64],
         reqs: &Requirements,
         zone_mask: u64,
@@ -521,7 +526,7 @@ impl Engine<'_> {
     /// minValues: the pool's flexibility floor must hold over the types that fit the pod.
     fn min_values_short(
         &self,
-        pool: &crate::domain::NodePool,
+        pool: &crate::domain::PoolSpec,
         bits: &Bitset,
     ) -> Option<PoolRejection> {
         pool.requirements.iter().find_map(|r| {

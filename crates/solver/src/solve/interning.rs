@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use stowage_api::{CapacityType, labels};
 
 use super::MAX_ZONES;
-use crate::domain::{Node, SolveInput};
+use crate::domain::{ExistingNode, SolveInput};
 use crate::model::{Resources, resource};
 
 /// The bit of a capacity type in a capacity-type mask.
@@ -61,7 +61,7 @@ pub(super) struct Ids {
 
 impl Ids {
     /// Resources (cpu, memory, pods first, then every name the input mentions) and zones.
-    pub(super) fn for_input(input: &SolveInput, existing: &[&Node]) -> Ids {
+    pub(super) fn for_input(input: &SolveInput, existing: &[&ExistingNode]) -> Ids {
         let mut ids = Ids::default();
         for r in [resource::CPU, resource::MEMORY, resource::PODS] {
             ids.resource_id(r);

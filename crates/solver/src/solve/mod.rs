@@ -62,7 +62,7 @@ mod topology;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
 
-use crate::domain::{Node, Plan, SolveInput, SolveOptions, TaintEffect};
+use crate::domain::{ExistingNode, Plan, SolveInput, SolveOptions, TaintEffect};
 
 use classes::{Bundles, PodClass};
 use interning::Ids;
@@ -95,7 +95,7 @@ pub fn solve(input: &SolveInput, options: &SolveOptions) -> Plan {
 /// when the plan has no new claims and nothing unschedulable.
 pub fn simulate_without(input: &SolveInput, candidates: &[&str], options: &SolveOptions) -> Plan {
     let mut sim = input.clone();
-    let is_candidate = |n: &Node| candidates.contains(&n.name.as_str());
+    let is_candidate = |n: &ExistingNode| candidates.contains(&n.name.as_str());
     for n in input
         .nodes
         .iter()
@@ -134,7 +134,7 @@ struct Engine<'a> {
     input: &'a SolveInput,
     options: &'a SolveOptions,
     /// Existing nodes then in-flight claims (indexed by [`place::NodeOrigin::Existing`]).
-    existing: Vec<&'a Node>,
+    existing: Vec<&'a ExistingNode>,
     ids: Ids,
     topology: Topology,
     catalog: Catalog<'a>,
@@ -153,7 +153,8 @@ struct Engine<'a> {
 impl<'a> Engine<'a> {
     /// Steps 1-4: interning, pools, topology groups and existing nodes, classes and bundles.
     fn new(input: &'a SolveInput, options: &'a SolveOptions) -> Self {
-        let existing: Vec<&Node> = input.nodes.iter().chain(input.in_flight.iter()).collect();
+        let existing: Vec<&ExistingNode> =
+            input.nodes.iter().chain(input.in_flight.iter()).collect();
         let ids = Ids::for_input(input, &existing);
         let catalog = Catalog::build(input, &ids);
         let any_prefer_taint = catalog.any_prefer_taint()

@@ -13,7 +13,7 @@ use super::interning::{Ids, capacity_type_bit, capacity_type_index};
 use super::reasons::PoolRejection;
 use super::{CPU, DEFAULT_MAX_PODS, PODS};
 use crate::domain::{
-    CapacityMix, NodePool, SolveInput, TaintEffect, compile_requirements, untolerated,
+    OnDemandCap, PoolSpec, SolveInput, TaintEffect, compile_requirements, untolerated,
 };
 use crate::model::{InstanceType, resource};
 
@@ -113,13 +113,13 @@ pub(super) struct PoolBudget {
     limits: Vec<ResourceLimit>,
     /// (limit, remaining) of the `nodes` limit.
     nodes: Option<(i64, i64)>,
-    on_demand_cap: Option<CapacityMix>,
+    on_demand_cap: Option<OnDemandCap>,
     on_demand_cpu: i64,
     total_cpu: i64,
 }
 
 impl PoolBudget {
-    fn new(pool: &NodePool, ids: &Ids) -> Self {
+    fn new(pool: &PoolSpec, ids: &Ids) -> Self {
         let mut limits = Vec::new();
         let mut nodes = None;
         for (k, v) in &pool.limits.0 {
@@ -237,7 +237,7 @@ impl PoolBudget {
 /// A NodePool during the solve.
 #[derive(Debug)]
 pub(super) struct PoolState<'a> {
-    pub(super) pool: &'a NodePool,
+    pub(super) pool: &'a PoolSpec,
     /// Indices into [`Catalog::types`].
     pub(super) types: Vec<usize>,
     /// Zones and capacity types the pool's requirements allow.
@@ -258,7 +258,7 @@ pub(super) struct Catalog<'a> {
 
 /// A daemonset's pod compiled once: its alternative node requirements and requests.
 struct Daemon<'a> {
-    pod: &'a crate::domain::Pod,
+    pod: &'a crate::domain::PodRequest,
     terms: Vec<Requirements>,
     requests: Vec<i64>,
 }
@@ -288,7 +288,7 @@ impl<'a> Catalog<'a> {
             pools: Vec::new(),
             reservations: Vec::new(),
         };
-        let mut pools: Vec<&NodePool> = input.nodepools.iter().collect();
+        let mut pools: Vec<&PoolSpec> = input.nodepools.iter().collect();
         pools.sort_by(|a, b| b.weight.cmp(&a.weight).then_with(|| a.name.cmp(&b.name)));
         for p in pools {
             catalog.add_pool(p, input, ids, &daemons);
@@ -296,7 +296,7 @@ impl<'a> Catalog<'a> {
         catalog
     }
 
-    fn add_pool(&mut self, p: &'a NodePool, input: &'a SolveInput, ids: &Ids, daemons: &[Daemon]) {
+    fn add_pool(&mut self, p: &'a PoolSpec, input: &'a SolveInput, ids: &Ids, daemons: &[Daemon]) {
         let reqs = compile_requirements(&p.requirements);
         let mut zone_mask = 0u64;
         for (zi, z) in ids.zones().iter().enumerate() {
@@ -402,7 +402,7 @@ fn pool_type<'a>(
     it: &'a InstanceType,
     labels: BTreeMap<String, String>,
     offerings: Vec<TypeOffering>,
-    pool: &NodePool,
+    pool: &PoolSpec,
     ids: &Ids,
     daemons: &[Daemon],
 ) -> PoolType<'a> {

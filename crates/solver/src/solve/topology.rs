@@ -10,7 +10,7 @@ use stowage_api::CapacityType;
 use super::interning::{KeyKind, capacity_type_bit, capacity_type_index};
 use super::place::NodeOrigin;
 use super::{Engine, MAX_COMBOS};
-use crate::domain::{LabelSelector, Pod, PodAffinityTerm};
+use crate::domain::{LabelSelector, PodAffinityTerm, PodRequest};
 use crate::predicates::GroupKey;
 
 /// An anti-affinity term: the topology group it repels, over which topology key.
@@ -39,7 +39,7 @@ pub(super) struct Topology {
 
 impl Topology {
     /// Groups that select `pod`.
-    pub(super) fn groups_selecting(&self, pod: &Pod) -> Vec<usize> {
+    pub(super) fn groups_selecting(&self, pod: &PodRequest) -> Vec<usize> {
         (0..self.groups.len())
             .filter(|g| self.groups[*g].selects(pod))
             .collect()
@@ -120,7 +120,7 @@ impl Engine<'_> {
         })
     }
 
-    fn register_pod(&mut self, p: &Pod) {
+    fn register_pod(&mut self, p: &PodRequest) {
         for s in &p.topology_spread {
             if let Some(sel) = &s.label_selector {
                 let key = self.ids.key_id(&s.topology_key);
