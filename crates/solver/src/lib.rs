@@ -4,7 +4,8 @@
 //!
 //! - [`model`]: instance types, offerings, resources (the cloud provider's contract).
 //! - [`domain`]: pods, nodes, NodePools, daemonsets, [`SolveInput`], [`SolveOptions`], [`Plan`].
-//! - [`solve()`]: the solve itself; [`bound`]: the lower bound on its cost.
+//! - [`solve()`]: the solve itself, one file per phase under `solve/` (the map is at the top of
+//!   `solve/mod.rs`); [`bound`]: the lower bound on its cost.
 //! - [`predicates`]: kube-scheduler's filters over existing nodes ([`predicates::ClusterIndex`]).
 //! - [`convert`]: Kubernetes objects to domain types (the only place `k8s_openapi` is read).
 //! - [`catalog`]: deterministic synthetic catalogues for benchmarks, tests and the fake cloud.
