@@ -109,6 +109,12 @@ impl TypeChoice {
     }
 }
 
+/// A node opened for a bundle and the share of the bundle's remaining demand it takes (1: all).
+pub(super) struct BundleNode {
+    pub(super) node: usize,
+    pub(super) share: f64,
+}
+
 /// Where a new claim must be, from the class's domain combination.
 struct DomainPins {
     zone_mask: u64,
@@ -323,13 +329,8 @@ impl<'a> Engine<'a> {
     }
 
     /// Opens a node for a bundle: the type with the lowest price per share of the bundle's
-    /// remaining demand it holds, or the cheapest that holds all of it. Returns the node and
-    /// the share.
-    pub(super) fn open_for_bundle(
-        &mut self,
-        live: &[usize],
-        combo: &[u32],
-    ) -> Option<(usize, f64)> {
+    /// remaining demand it holds, or the cheapest that holds all of it.
+    pub(super) fn open_for_bundle(&mut self, live: &[usize], combo: &[u32]) -> Option<BundleNode> {
         let lead = live[0];
         let mut demand = vec![0i64; self.ids.resource_count()];
         for &c in live {
@@ -351,15 +352,16 @@ impl<'a> Engine<'a> {
                     continue;
                 }
                 let (whole, partial) = self.bundle_candidates(pi, &bits, ct, &pins, &demand);
-                if let Some(b) = TypeChoice::BundleWhole.best(&whole) {
-                    return Some((
-                        self.create(lead, pi, b.type_index, ct, b.zone_mask, None),
-                        1.0,
-                    ));
-                }
-                if let Some(b) = TypeChoice::BundleShare.best(&partial) {
-                    let n = self.create(lead, pi, b.type_index, ct, b.zone_mask, None);
-                    return Some((n, b.share));
+                let best = TypeChoice::BundleWhole
+                    .best(&whole)
+                    .map(|b| Candidate { share: 1.0, ..b })
+                    .or_else(|| TypeChoice::BundleShare.best(&partial));
+                if let Some(b) = best {
+                    let node = self.create(lead, pi, b.type_index, ct, b.zone_mask, None);
+                    return Some(BundleNode {
+                        node,
+                        share: b.share,
+                    });
                 }
             }
         }

@@ -266,15 +266,16 @@ impl Engine<'_> {
         let Ok(combos) = self.combos(lead) else {
             return false;
         };
-        let Some((n, share, combo)) = combos.iter().find_map(|combo| {
+        let Some((opened, combo)) = combos.iter().find_map(|combo| {
             self.open_for_bundle(&live, combo)
-                .map(|(n, share)| (n, share, combo.clone()))
+                .map(|opened| (opened, combo.clone()))
         }) else {
             return false;
         };
+        let n = opened.node;
         let mut placed = 0;
         for &c in &live {
-            let quota = (self.classes[c].remaining() as f64 * share).floor() as usize;
+            let quota = (self.classes[c].remaining() as f64 * opened.share).floor() as usize;
             if quota > 0
                 && let Some(fit) = self.fit(c, n, &combo)
             {
