@@ -231,6 +231,24 @@ async fn pods_ignored_by_the_provisioner_get_no_claim() {
         .unwrap();
     tokio::time::sleep(Duration::from_secs(30)).await;
     assert!(claims(&h).await.is_empty());
+    // Positive control: the same provisioner, alive, buys for the pod once the scheduler marks it
+    // unschedulable (so the empty list above is a decision, not a dead controller).
+    let status = serde_json::json!({"status": {"phase": "Pending", "conditions": [{
+        "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+        "message": "0/0 nodes are available"}]}});
+    api.patch_status(
+        "fresh",
+        &Default::default(),
+        &kube::api::Patch::Merge(status),
+    )
+    .await
+    .unwrap();
+    eventually(
+        "a claim for the unschedulable pod",
+        Duration::from_secs(60),
+        || async { (claims(&h).await.len() == 1).then_some(()) },
+    )
+    .await;
 }
 
 #[tokio::test(start_paused = true)]
