@@ -171,6 +171,7 @@ pub async fn provision(ctx: &Context) -> Result<ProvisionResult> {
     }
     let snap = snapshot::build(&ctx.state(), &pools, types, now);
     for err in &snap.skipped {
+        let err = crate::error::Chain(err);
         tracing::warn!(%err, "object skipped by the provisioner (unreadable)");
     }
     let (input, pod_objects) = (snap.input, snap.pending);

@@ -27,7 +27,7 @@ use crate::model::{Resources, resource};
 /// A Kubernetes object the solver cannot read.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{object}: {field}: {source}")]
+    #[error("{object}: {field} is not a valid quantity")]
     ParseQuantity {
         object: String,
         field: String,
@@ -868,5 +868,30 @@ spec:
             err.starts_with("NodePool spot-workflows: spec.limits.cpu"),
             "{err}"
         );
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use k8s_openapi::serde_json::{from_value, json};
+
+    #[test]
+    fn a_bad_quantity_names_its_field_and_says_why_once() {
+        let pod: k8s_openapi::api::core::v1::Pod = from_value(json!({
+            "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "lots"}}}]}
+        }))
+        .unwrap();
+        let Err(err) = super::pod(&pod) else {
+            panic!("a pod asking for cpu \"lots\" converts");
+        };
+        let mut text = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(s) = source {
+            text = format!("{text}: {s}");
+            source = s.source();
+        }
+        assert!(text.contains("is not a valid quantity"), "{text}");
+        assert_eq!(text.matches("lots").count(), 1, "the reason once: {text}");
     }
 }

@@ -89,9 +89,59 @@ fn packs_generic_pods_cheaply_on_spot() {
         plan.cost_per_hour()
     );
     assert_claims_fit(&plan, &types);
-    // Options are sorted by price and truncated to the default 60.
-    let opts = &plan.new_claims[0].instance_type_options;
-    assert!(opts.len() <= 60);
+}
+
+#[test]
+fn claim_options_are_the_cheapest_sixty_in_price_order() {
+    // 200 types, most of which hold a 1-vCPU pod: more candidates than the default 60 options.
+    let types = karpenter_shape(200);
+    let p = pods("web", 4, |p| p.cpu_millis(1000).memory_mib(1024));
+    let plan = solve(
+        &input(p, vec![PoolSpec::new("default")], types.clone()),
+        &SolveOptions::default(),
+    );
+    assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+    let claim = &plan.new_claims[0];
+    let opts = &claim.instance_type_options;
+    assert_eq!(
+        opts.len(),
+        60,
+        "truncated to the default max_instance_types"
+    );
+    let zones = req_values(claim, labels::ZONE);
+    // The cheapest spot price of a type in the claim's zones.
+    let price = |name: &str| -> f64 {
+        let t = types.iter().find(|t| t.name == name).unwrap();
+        t.offerings
+            .iter()
+            .filter(|o| o.capacity_type == CapacityType::Spot && o.available)
+            .filter(|o| zones.is_empty() || zones.contains(&o.zone))
+            .map(|o| o.price_per_hour)
+            .fold(f64::INFINITY, f64::min)
+    };
+    for pair in opts.windows(2) {
+        assert!(
+            price(&pair[0]) <= price(&pair[1]),
+            "{} (${}) listed before {} (${})",
+            pair[0],
+            price(&pair[0]),
+            pair[1],
+            price(&pair[1])
+        );
+    }
+    // No type left out is cheaper than the dearest one listed, among those that hold the pods.
+    let dearest = price(&opts[59]);
+    let requests = &claim.requests;
+    for t in &types {
+        if !opts.contains(&t.name) && requests.fits_in(&t.allocatable()) {
+            assert!(
+                price(&t.name) >= dearest,
+                "{} (${}) was left out",
+                t.name,
+                price(&t.name)
+            );
+        }
+    }
 }
 
 #[test]
@@ -523,10 +573,15 @@ fn same_input_same_plan() {
     let a = solve(&inp, &SolveOptions::default());
     let b = solve(&inp, &SolveOptions::default());
     assert_eq!(a, b);
-    assert_eq!(
-        a.unschedulable.len() + a.new_claims.iter().map(|c| c.pods.len()).sum::<usize>(),
-        48
-    );
+    // The same pods in another order and the pools' and types' lists reversed: the same plan.
+    let mut shuffled = inp.clone();
+    shuffled.pods.reverse();
+    shuffled.pods.rotate_left(17);
+    shuffled.instance_types.reverse();
+    let c = solve(&shuffled, &SolveOptions::default());
+    assert_eq!(a, c, "the plan does not depend on input order");
+    assert!(a.unschedulable.is_empty(), "{:?}", a.unschedulable);
+    assert!(!a.new_claims.is_empty());
 }
 
 #[test]

@@ -207,7 +207,11 @@ pub fn build_input(
         .collect();
     let snap = snapshot::build(&state, &pools, types, stowage_clock::SystemClock.now());
     if !snap.skipped.is_empty() {
-        let errors: Vec<String> = snap.skipped.iter().map(ToString::to_string).collect();
+        let errors: Vec<String> = snap
+            .skipped
+            .iter()
+            .map(|e| stowage_controller::error::Chain(e).to_string())
+            .collect();
         bail!("the input cannot be read: {}", errors.join("; "));
     }
     if !invalid.is_empty() {
