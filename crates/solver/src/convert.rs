@@ -66,6 +66,13 @@ fn quantities(
             field: format!("{field}.{k}"),
             source,
         })?;
+        if v < 0 {
+            return Err(invalid(
+                object,
+                &format!("{field}.{k}"),
+                format!("must not be negative, got {}", q.0),
+            ));
+        }
         r.set(k.clone(), v);
     }
     Ok(r)
@@ -893,5 +900,22 @@ mod error_tests {
         }
         assert!(text.contains("is not a valid quantity"), "{text}");
         assert_eq!(text.matches("lots").count(), 1, "the reason once: {text}");
+    }
+
+    #[test]
+    fn a_negative_request_is_refused_naming_its_field() {
+        let pod: k8s_openapi::api::core::v1::Pod = from_value(json!({
+            "metadata": {"name": "p", "namespace": "default"},
+            "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "-2"}}}]}
+        }))
+        .unwrap();
+        let Err(err) = super::pod(&pod) else {
+            panic!("a pod asking for cpu -2 converts");
+        };
+        let text = err.to_string();
+        assert!(
+            text.contains("requests.cpu") && text.contains("must not be negative"),
+            "{text}"
+        );
     }
 }

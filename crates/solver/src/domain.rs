@@ -639,7 +639,12 @@ pub struct Plan {
 impl Plan {
     /// Summed cheapest price of the new claims, per hour.
     pub fn cost_per_hour(&self) -> f64 {
-        self.new_claims.iter().map(|c| c.cheapest_price).sum()
+        // `+ 0.0`: the sum of nothing is -0.0, which prints as "$-0.0000".
+        self.new_claims
+            .iter()
+            .map(|c| c.cheapest_price)
+            .sum::<f64>()
+            + 0.0
     }
 
     /// The claim (index) or existing node a pod went to.

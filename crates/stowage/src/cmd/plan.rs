@@ -56,17 +56,27 @@ pub struct Args {
     pub max_instance_types: usize,
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
+    /// Exit 1 when any pod stays unschedulable (for scripts; the default exits 0 with the plan).
+    #[arg(long)]
+    pub fail_on_unschedulable: bool,
 }
 
+/// The largest input file read (a `kubectl get pods -A -o yaml` of 40,000 pods is ~300 MB).
+pub const MAX_FILE_BYTES: u64 = 1024 * 1024 * 1024;
+/// The most objects (after unpacking Lists) across all input files.
+pub const MAX_OBJECTS: usize = 500_000;
+/// The most NodePools in one plan.
+pub const MAX_NODEPOOLS: usize = 1_000;
+/// The most instance types `--synthetic` generates.
+pub const MAX_SYNTHETIC_TYPES: usize = 10_000;
+
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let types = catalogue(&args)?;
+    let types = catalogue(&args).map_err(super::bad_input)?;
     let mut texts = Vec::new();
     for f in &args.files {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("failed to read {}", f.display()))?;
-        texts.push((f.clone(), text));
+        texts.push((f.clone(), read_input(f).map_err(super::bad_input)?));
     }
-    let input = build_input(&texts, types)?;
+    let input = build_input(&texts, types).map_err(super::bad_input)?;
     let options = SolveOptions {
         max_instance_types: args.max_instance_types,
         ..SolveOptions::default()
@@ -76,13 +86,33 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
         Output::Table => print!("{}", render_table(&plan)),
     }
+    if args.fail_on_unschedulable && !plan.unschedulable.is_empty() {
+        bail!(
+            "{} pod(s) cannot be scheduled (--fail-on-unschedulable)",
+            plan.unschedulable.len()
+        );
+    }
     Ok(())
+}
+
+/// A file's text, refusing files over [`MAX_FILE_BYTES`] before reading them.
+fn read_input(path: &Path) -> anyhow::Result<String> {
+    let size = std::fs::metadata(path)
+        .with_context(|| format!("failed to read {}", path.display()))?
+        .len();
+    if size > MAX_FILE_BYTES {
+        bail!(
+            "{}: {size} bytes is over the limit of {MAX_FILE_BYTES} bytes per file; split the input",
+            path.display()
+        );
+    }
+    std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))
 }
 
 fn catalogue(args: &Args) -> anyhow::Result<Vec<InstanceType>> {
     if let Some(n) = args.synthetic {
-        if n == 0 {
-            bail!("--synthetic needs at least one instance type");
+        if n == 0 || n > MAX_SYNTHETIC_TYPES {
+            bail!("--synthetic takes 1 to {MAX_SYNTHETIC_TYPES} instance types, got {n}");
         }
         return Ok(stowage_solver::catalog::karpenter_shape(n));
     }
@@ -112,7 +142,56 @@ enum Object {
     NodeClaim(Box<stowage_api::NodeClaim>),
 }
 
-fn parse_object(value: serde_json::Value, whence: &str) -> anyhow::Result<Vec<Object>> {
+impl Object {
+    fn kind(&self) -> &'static str {
+        match self {
+            Object::Pod(_) => "Pod",
+            Object::Node(_) => "Node",
+            Object::DaemonSet(_) => "DaemonSet",
+            Object::NodePool(_) => "NodePool",
+            Object::NodeClaim(_) => "NodeClaim",
+        }
+    }
+
+    /// `namespace/name` (or the name of a cluster-scoped object).
+    fn key(&self) -> String {
+        match self {
+            Object::Pod(p) => stowage_api::key_of(p.as_ref()),
+            Object::DaemonSet(d) => stowage_api::key_of(d.as_ref()),
+            Object::Node(n) => n.name_any(),
+            Object::NodePool(p) => p.name_any(),
+            Object::NodeClaim(c) => c.name_any(),
+        }
+    }
+}
+
+/// The documents of one input file: JSON (`kubectl get -o json`: one object, or an array of
+/// objects) or YAML (multi-document), with reader limits sized for whole-cluster dumps.
+fn documents(path: &Path, text: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    let trimmed = text.trim_start();
+    // JSON is also YAML, but the JSON reader is several times faster on large dumps; a file that
+    // is not one JSON value (e.g. flow-style YAML documents) goes to the YAML reader.
+    if (trimmed.starts_with('{') || trimmed.starts_with('['))
+        && let Ok(value) = serde_json::from_str::<serde_json::Value>(text)
+    {
+        return Ok(match value {
+            serde_json::Value::Array(items) => items,
+            one => vec![one],
+        });
+    }
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = MAX_OBJECTS;
+    budget.max_nodes = 200_000_000;
+    budget.max_events = 400_000_000;
+    budget.max_total_scalar_bytes = MAX_FILE_BYTES as usize;
+    budget.max_reader_input_bytes = Some(MAX_FILE_BYTES as usize);
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    serde_saphyr::from_multiple_with_options(text, options)
+        .map_err(|e| anyhow::anyhow!("{}: invalid YAML: {e}", path.display()))
+}
+
+fn parse_object(value: serde_json::Value, whence: &str) -> anyhow::Result<Vec<(Object, String)>> {
     let kind = value
         .get("kind")
         .and_then(|k| k.as_str())
@@ -138,21 +217,39 @@ fn parse_object(value: serde_json::Value, whence: &str) -> anyhow::Result<Vec<Ob
             }
             out
         }
-        "Pod" => vec![Object::Pod(Box::new(
-            serde_json::from_value(value).with_context(|| format!("{what}: invalid Pod"))?,
-        ))],
-        "Node" => vec![Object::Node(Box::new(
-            serde_json::from_value(value).with_context(|| format!("{what}: invalid Node"))?,
-        ))],
-        "DaemonSet" => vec![Object::DaemonSet(Box::new(
-            serde_json::from_value(value).with_context(|| format!("{what}: invalid DaemonSet"))?,
-        ))],
-        "NodePool" => vec![Object::NodePool(Box::new(
-            serde_json::from_value(value).with_context(|| format!("{what}: invalid NodePool"))?,
-        ))],
-        "NodeClaim" => vec![Object::NodeClaim(Box::new(
-            serde_json::from_value(value).with_context(|| format!("{what}: invalid NodeClaim"))?,
-        ))],
+        "Pod" => vec![(
+            Object::Pod(Box::new(
+                serde_json::from_value(value).with_context(|| format!("{what}: invalid Pod"))?,
+            )),
+            what,
+        )],
+        "Node" => vec![(
+            Object::Node(Box::new(
+                serde_json::from_value(value).with_context(|| format!("{what}: invalid Node"))?,
+            )),
+            what,
+        )],
+        "DaemonSet" => vec![(
+            Object::DaemonSet(Box::new(
+                serde_json::from_value(value)
+                    .with_context(|| format!("{what}: invalid DaemonSet"))?,
+            )),
+            what,
+        )],
+        "NodePool" => vec![(
+            Object::NodePool(Box::new(
+                serde_json::from_value(value)
+                    .with_context(|| format!("{what}: invalid NodePool"))?,
+            )),
+            what,
+        )],
+        "NodeClaim" => vec![(
+            Object::NodeClaim(Box::new(
+                serde_json::from_value(value)
+                    .with_context(|| format!("{what}: invalid NodeClaim"))?,
+            )),
+            what,
+        )],
         "" => bail!("{whence}: field kind is missing"),
         other => bail!(
             "{whence}: unknown kind {other:?} (expected Pod, Node, NodePool, NodeClaim, DaemonSet or a List of them)"
@@ -167,18 +264,33 @@ pub fn build_input(
     instance_types: Vec<InstanceType>,
 ) -> anyhow::Result<SolveInput> {
     let mut objects = Vec::new();
+    let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
     for (path, text) in files {
-        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(text)
-            .map_err(|e| anyhow::anyhow!("{}: invalid YAML: {e}", path.display()))?;
-        for (i, doc) in docs.into_iter().enumerate() {
+        for (i, doc) in documents(path, text)?.into_iter().enumerate() {
             if doc.is_null() {
                 continue;
             }
-            objects.extend(parse_object(
-                doc,
-                &format!("{} document {}", display(path), i + 1),
-            )?);
+            let whence = format!("{} document {}", display(path), i + 1);
+            for (object, at) in parse_object(doc, &whence)? {
+                // The same object twice (a file given twice, overlapping dumps) would count its
+                // pods twice.
+                let id = (object.kind().to_string(), object.key());
+                if let Some(first) = seen.insert(id.clone(), at.clone()) {
+                    bail!("{at}: {} {} is also in {first}", id.0, id.1);
+                }
+                objects.push(object);
+                if objects.len() > MAX_OBJECTS {
+                    bail!("more than {MAX_OBJECTS} objects in the input; plan a part of it");
+                }
+            }
         }
+    }
+    let pools = objects
+        .iter()
+        .filter(|o| matches!(o, Object::NodePool(_)))
+        .count();
+    if pools > MAX_NODEPOOLS {
+        bail!("{pools} NodePools in the input; the limit is {MAX_NODEPOOLS}");
     }
     let mut state = ClusterState::new();
     // The controllers do not buy from a NodePool that fails validation (it is not Ready).
@@ -501,5 +613,92 @@ status:
             format!("{err:#}").contains("field items is missing"),
             "{err:#}"
         );
+    }
+
+    fn pod_json(i: usize) -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("job-{i}"), "namespace": "batch", "labels": {"app": "job"}},
+            "spec": {"containers": [{"name": "c", "image": "busybox",
+                "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}}}]},
+            "status": {"phase": "Pending"}
+        })
+    }
+
+    #[test]
+    fn reads_kubectl_json_and_dumps_larger_than_the_yaml_defaults() {
+        // `kubectl get pods -A -o json`: one List object.
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List",
+            "items": (0..9_000).map(pod_json).collect::<Vec<_>>()});
+        let json = serde_json::to_string(&list).unwrap();
+        let input = build_input(
+            &[
+                (PathBuf::from("pools.yaml"), POOLS.to_string()),
+                (PathBuf::from("pods.json"), json),
+            ],
+            stowage_solver::catalog::karpenter_shape(20),
+        )
+        .unwrap();
+        assert_eq!(input.pods.len(), 9_000);
+        // 2,000 YAML documents (the YAML reader's default stops at 1,024) and a 9,000-pod List.
+        let docs: Vec<String> = (0..2_000)
+            .map(|i| serde_json::to_string(&pod_json(i)).unwrap())
+            .collect();
+        let many_docs = docs.join("\n---\n");
+        let input = build_input(
+            &[
+                (PathBuf::from("pools.yaml"), POOLS.to_string()),
+                (PathBuf::from("docs.yaml"), many_docs),
+            ],
+            stowage_solver::catalog::karpenter_shape(20),
+        )
+        .unwrap();
+        assert_eq!(input.pods.len(), 2_000);
+        let yaml_list = serde_saphyr::to_string(&list).unwrap();
+        let input = build_input(
+            &[
+                (PathBuf::from("pools.yaml"), POOLS.to_string()),
+                (PathBuf::from("pods.yaml"), yaml_list),
+            ],
+            stowage_solver::catalog::karpenter_shape(20),
+        )
+        .unwrap();
+        assert_eq!(input.pods.len(), 9_000);
+    }
+
+    #[test]
+    fn the_same_object_twice_is_refused() {
+        let err = build_input(
+            &files(&[("pods-again.yaml", PODS)]),
+            stowage_solver::catalog::karpenter_shape(20),
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("pods-again.yaml document 1 items[0]")
+                && text.contains("Pod shop/web-1 is also in pods.yaml document 1 items[0]"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_negative_request_is_refused_with_its_field() {
+        let bad = "apiVersion: v1\nkind: Pod\nmetadata: {name: neg, namespace: shop}\nspec:\n  containers: [{name: app, image: x, resources: {requests: {cpu: \"-2\"}}}]\n";
+        let err = build_input(
+            &files(&[("neg.yaml", bad)]),
+            stowage_solver::catalog::karpenter_shape(20),
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("shop/neg") && text.contains("requests.cpu: must not be negative"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_empty_plan_costs_zero_not_minus_zero() {
+        let text = render_table(&Plan::default());
+        assert!(text.starts_with("New nodes: 0 ($0.0000/hour)"), "{text}");
     }
 }
