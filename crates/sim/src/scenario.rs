@@ -166,8 +166,9 @@ pub struct NodeClassDef {
     pub spec: stowage_api::EC2NodeClassSpec,
 }
 
-/// The class a scenario gets when it names a node class without a spec: the latest AL2023 AMI and
-/// subnets and security groups tagged `stowage.dev/discovery: sim`.
+/// The class a scenario gets when it names a node class without a spec: the latest AL2023 AMI,
+/// subnets and security groups tagged `stowage.dev/discovery: sim`, the node role
+/// `StowageNodeRole`.
 pub fn simulated_node_class() -> stowage_api::EC2NodeClassSpec {
     let discovery: BTreeMap<String, String> =
         [("stowage.dev/discovery".to_string(), "sim".to_string())].into();
@@ -184,6 +185,7 @@ pub fn simulated_node_class() -> stowage_api::EC2NodeClassSpec {
             tags: discovery,
             ..Default::default()
         }],
+        role: Some("StowageNodeRole".into()),
         ..Default::default()
     }
 }
@@ -511,6 +513,27 @@ impl Scenario {
                 }
             }
         }
+        // NodePools and node classes as the API server and the controllers would judge them.
+        for (i, p) in self.node_pools.iter().enumerate() {
+            let pool = stowage_api::NodePool::new(&p.name, p.spec.clone());
+            if let Err(errors) = pool.validate() {
+                let first = &errors[0];
+                return Err(err(
+                    format!("nodePools[{i}].{}", first.path),
+                    &first.message,
+                ));
+            }
+        }
+        for (i, c) in self.node_classes.iter().enumerate() {
+            let class = stowage_api::EC2NodeClass::new(&c.name, c.spec.clone());
+            if let Err(errors) = class.validate() {
+                let first = &errors[0];
+                return Err(err(
+                    format!("nodeClasses[{i}].{}", first.path),
+                    &first.message,
+                ));
+            }
+        }
         for (i, ds) in self.daemon_sets.iter().enumerate() {
             for (k, v) in &ds.requests {
                 if stowage_api::quantity::parse_resource(k, v).is_err() {
@@ -601,6 +624,22 @@ mod tests {
                 .to_string()
                 .contains("exactly one of")
         );
+    }
+
+    #[test]
+    fn node_pools_and_classes_are_validated_like_the_controllers_do() {
+        let pool = "nodeClasses: [{ name: default }]\nnodePools:\n  - name: p\n    spec:\n      weight: 500\n      template: { spec: { nodeClassRef: { group: aws.stowage.dev, kind: EC2NodeClass, name: default } } }\n";
+        let yaml = format!("name: x\nduration: 10m\n{pool}");
+        let err = Scenario::from_yaml("w.yaml", &yaml)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "w.yaml: nodePools[0].spec.weight: weight must be between 1 and 100, got 500"
+        );
+        let yaml = "name: x\nduration: 10m\nnodeClasses: [{ name: c, spec: { amiSelectorTerms: [{ alias: al2023@latest }] } }]\n";
+        let err = Scenario::from_yaml("c.yaml", yaml).unwrap_err().to_string();
+        assert!(err.starts_with("c.yaml: nodeClasses[0].spec."), "{err}");
     }
 
     #[test]

@@ -90,7 +90,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn run_scenario(args: RunArgs) -> anyhow::Result<()> {
-    let scenario = Scenario::load(&args.scenario)?;
+    let scenario = Scenario::load(&args.scenario).map_err(|e| super::bad_input(e.into()))?;
     let options = super::scenario::options_for(&scenario, &args.region)?;
     let simulation = Simulation::new(scenario, options);
     let report = tokio::task::spawn_blocking(move || simulation.run_blocking_without_controllers())

@@ -55,7 +55,8 @@ async fn controllers(env: SimEnv) {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     init_tracing(LogFormat::Text, &args.log_level);
     let scenario = Scenario::load(&args.scenario)
-        .with_context(|| format!("failed to load scenario {}", args.scenario))?;
+        .with_context(|| format!("failed to load scenario {}", args.scenario))
+        .map_err(super::bad_input)?;
     let options = super::scenario::options_for(&scenario, &args.region)?;
     let simulation = Simulation::new(scenario, options);
     let report = tokio::task::spawn_blocking(move || simulation.run_blocking(controllers))
