@@ -6,8 +6,8 @@
 //! is plain Rust over those traits and is tested through the real SDK against a moto-based emulator
 //! (`tests/fakeaws`).
 
-pub mod batcher;
 pub mod catalog;
+pub mod coalescer;
 pub mod discovery;
 pub mod errors;
 pub mod instance;

@@ -30,8 +30,8 @@ use stowage_cloud::{
 use stowage_solver::{InstanceType, Resources};
 use tracing::{debug, warn};
 
-use crate::batcher::{BatchDropped, Batcher};
 use crate::catalog::{self, CatalogSettings, Fetched};
+use crate::coalescer::{CoalescedCallDropped, Coalescer};
 use crate::discovery::{self, ResolvedNodeClass};
 use crate::errors::{self, ErrorClass, classify, classify_code};
 use crate::instance::{self, InstanceView};
@@ -125,11 +125,11 @@ struct Inner {
     built: Mutex<HashMap<String, BuiltTypes>>,
     classes: RwLock<BTreeMap<String, Arc<ClassEntry>>>,
     templates: LaunchTemplates,
-    fleet: Batcher<FleetKey, ClaimRef, LaunchResult>,
-    describe: Batcher<(), String, DescribeResult>,
+    fleet: Coalescer<FleetKey, ClaimRef, LaunchResult>,
+    describe: Coalescer<(), String, DescribeResult>,
     /// Live instances by NodeClaim name (the create-idempotency lookup), batched.
-    lookup: Batcher<(), String, DescribeResult>,
-    terminate: Batcher<(), String, TerminateResult>,
+    lookup: Coalescer<(), String, DescribeResult>,
+    terminate: Coalescer<(), String, TerminateResult>,
 }
 
 /// The AWS cloud provider.
@@ -153,28 +153,7 @@ pub enum Error {
     LoadPrices(#[source] crate::pricing::Error),
 }
 
-fn clone_error(e: &CloudError) -> CloudError {
-    match e {
-        CloudError::NotFound(s) => CloudError::NotFound(s.clone()),
-        CloudError::InsufficientCapacity { offerings } => CloudError::InsufficientCapacity {
-            offerings: offerings.clone(),
-        },
-        CloudError::NodeClassNotReady { reason } => CloudError::NodeClassNotReady {
-            reason: reason.clone(),
-        },
-        CloudError::Launch { code, message } => CloudError::Launch {
-            code: code.clone(),
-            message: message.clone(),
-        },
-        CloudError::Throttled(s) => CloudError::Throttled(s.clone()),
-        CloudError::Api { operation, message } => CloudError::Api {
-            operation,
-            message: message.clone(),
-        },
-    }
-}
-
-fn dropped(operation: &'static str, _: BatchDropped) -> CloudError {
+fn dropped(operation: &'static str, _: CoalescedCallDropped) -> CloudError {
     CloudError::Api {
         operation,
         message: "batched call ended without a result".to_string(),
@@ -251,8 +230,8 @@ impl AwsCloudProvider {
         let fleet = {
             let ec2 = Arc::clone(&ec2);
             let unavailable = Arc::clone(&unavailable);
-            Batcher::new(
-                settings.launch_batch,
+            Coalescer::new(
+                settings.launch_coalescing,
                 move |key: FleetKey, claims: Vec<ClaimRef>| {
                     launch_batch(Arc::clone(&ec2), Arc::clone(&unavailable), key, claims)
                 },
@@ -260,22 +239,27 @@ impl AwsCloudProvider {
         };
         let describe = {
             let ec2 = Arc::clone(&ec2);
-            Batcher::new(settings.describe_batch, move |_: (), ids: Vec<String>| {
-                describe_batch(Arc::clone(&ec2), ids)
-            })
+            Coalescer::new(
+                settings.describe_coalescing,
+                move |_: (), ids: Vec<String>| describe_batch(Arc::clone(&ec2), ids),
+            )
         };
         let terminate = {
             let ec2 = Arc::clone(&ec2);
-            Batcher::new(settings.terminate_batch, move |_: (), ids: Vec<String>| {
-                terminate_batch(Arc::clone(&ec2), ids)
-            })
+            Coalescer::new(
+                settings.terminate_coalescing,
+                move |_: (), ids: Vec<String>| terminate_batch(Arc::clone(&ec2), ids),
+            )
         };
         let lookup = {
             let ec2 = Arc::clone(&ec2);
             let cluster = settings.cluster.name.clone();
-            Batcher::new(settings.describe_batch, move |_: (), names: Vec<String>| {
-                lookup_batch(Arc::clone(&ec2), cluster.clone(), names)
-            })
+            Coalescer::new(
+                settings.describe_coalescing,
+                move |_: (), names: Vec<String>| {
+                    lookup_batch(Arc::clone(&ec2), cluster.clone(), names)
+                },
+            )
         };
         let templates = LaunchTemplates::new(Arc::clone(&ec2), &settings.cluster.name);
         Self {
@@ -774,7 +758,7 @@ async fn launch_batch(
         Ok(r) => r,
         Err(e) => {
             let err = errors::launch_to_cloud(e);
-            return claims.iter().map(|_| Err(clone_error(&err))).collect();
+            return claims.iter().map(|_| Err(err.clone())).collect();
         }
     };
     let zone_of: HashMap<&str, &str> = key
@@ -923,7 +907,7 @@ async fn describe_batch(ec2: Arc<dyn Ec2Api>, ids: Vec<String>) -> Vec<DescribeR
         }
         Err(e) => {
             let err = errors::to_cloud(e);
-            ids.iter().map(|_| Err(clone_error(&err))).collect()
+            ids.iter().map(|_| Err(err.clone())).collect()
         }
     }
 }
@@ -965,7 +949,7 @@ async fn lookup_batch(
         }
         Err(e) => {
             let err = errors::to_cloud(e);
-            names.iter().map(|_| Err(clone_error(&err))).collect()
+            names.iter().map(|_| Err(err.clone())).collect()
         }
     }
 }
@@ -994,14 +978,14 @@ async fn terminate_batch(ec2: Arc<dyn Ec2Api>, ids: Vec<String>) -> Vec<Terminat
             ids.iter()
                 .map(|id| match each.get(id) {
                     Some(Ok(())) => Ok(()),
-                    Some(Err(e)) => Err(clone_error(e)),
+                    Some(Err(e)) => Err(e.clone()),
                     None => Err(CloudError::NotFound(id.clone())),
                 })
                 .collect()
         }
         Err(e) => {
             let err = errors::to_cloud(e);
-            ids.iter().map(|_| Err(clone_error(&err))).collect()
+            ids.iter().map(|_| Err(err.clone())).collect()
         }
     }
 }

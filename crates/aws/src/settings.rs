@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::batcher::BatchWindow;
+use crate::coalescer::CoalesceWindow;
 use crate::userdata::ClusterInfo;
 
 /// How the AWS provider behaves. `ProviderSettings::new(cluster)` gives the defaults.
@@ -28,11 +28,11 @@ pub struct ProviderSettings {
     /// At most this many instance types go into one CreateFleet request (default 60).
     pub max_instance_types: usize,
     /// Coalescing window of identical launches (default 35 ms idle, 1 s max, 100 claims).
-    pub launch_batch: BatchWindow,
+    pub launch_coalescing: CoalesceWindow,
     /// Coalescing window of DescribeInstances (default 50 ms idle, 1 s max, 500 ids).
-    pub describe_batch: BatchWindow,
+    pub describe_coalescing: CoalesceWindow,
     /// Coalescing window of TerminateInstances (default 50 ms idle, 1 s max, 500 ids).
-    pub terminate_batch: BatchWindow,
+    pub terminate_coalescing: CoalesceWindow,
     /// Tags put on every instance, volume and fleet (in addition to Stowage's own).
     pub tags: BTreeMap<String, String>,
 }
@@ -50,17 +50,17 @@ impl ProviderSettings {
             on_demand_price_refresh: Duration::from_secs(12 * 3600),
             spot_price_refresh: Duration::from_secs(1800),
             max_instance_types: 60,
-            launch_batch: BatchWindow {
+            launch_coalescing: CoalesceWindow {
                 idle: Duration::from_millis(35),
                 max_wait: Duration::from_secs(1),
                 max_items: 100,
             },
-            describe_batch: BatchWindow {
+            describe_coalescing: CoalesceWindow {
                 idle: Duration::from_millis(50),
                 max_wait: Duration::from_secs(1),
                 max_items: 500,
             },
-            terminate_batch: BatchWindow {
+            terminate_coalescing: CoalesceWindow {
                 idle: Duration::from_millis(50),
                 max_wait: Duration::from_secs(1),
                 max_items: 500,

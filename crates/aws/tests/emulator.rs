@@ -285,7 +285,7 @@ async fn catalogue_and_allocatable_from_the_api() {
     );
     assert_eq!(inf2.allocatable().cpu_millis(), 4000 - 80);
 
-    // dl1.24xlarge is absent from the emulator; it comes from the embedded snapshot.
+    // dl1.24xlarge is absent from the emulator; it comes from the embedded catalogue.
     assert!(types.iter().all(|t| t.name != "dl1.24xlarge"));
     let embedded = catalog::embedded("us-east-1", &CatalogSettings::default()).unwrap();
     let dl1 = find(&embedded, "dl1.24xlarge");
@@ -659,8 +659,8 @@ async fn a_repeated_create_never_launches_a_second_instance() {
 async fn identical_launches_are_coalesced_into_one_fleet() {
     // A wider window than the 35 ms default: the three creates run on one task of a debug build.
     let w = World::with_settings(|s| {
-        s.launch_batch.idle = std::time::Duration::from_secs(1);
-        s.launch_batch.max_wait = std::time::Duration::from_secs(5);
+        s.launch_coalescing.idle = std::time::Duration::from_secs(1);
+        s.launch_coalescing.max_wait = std::time::Duration::from_secs(5);
     })
     .await;
     let p = &w.provider;

@@ -51,8 +51,9 @@ impl DriftReason {
     }
 }
 
-/// Errors the core branches on. Messages are lower-case and say what failed.
-#[derive(Debug, thiserror::Error)]
+/// Errors the core branches on. Messages are lower-case and say what failed. `Clone`, so one
+/// failed batched call can answer every caller that joined it.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// The instance (or the NodeClaim's instance) does not exist (any more).
     #[error("instance not found: {0}")]

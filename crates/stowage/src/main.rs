@@ -25,7 +25,7 @@ enum Command {
     /// The simulated cluster on its own.
     #[command(subcommand)]
     Sim(cmd::sim::Command),
-    /// Instance catalogue tools (regenerate the embedded snapshot from the EC2 API).
+    /// Instance catalogue tools (regenerate the embedded catalogue from the EC2 API).
     #[command(subcommand)]
     Catalog(cmd::catalog::Command),
 }

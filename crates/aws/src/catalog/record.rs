@@ -1,10 +1,10 @@
 //! The project's own raw instance-type record: the handful of `DescribeInstanceTypes` facts
 //! Stowage uses (vCPUs, memory, architecture, GPUs, Neuron devices, inference accelerators, EFA,
 //! ENIs, hypervisor, bandwidth, bare metal, usage classes), read from the SDK's `InstanceTypeInfo`
-//! and stored compactly in the embedded snapshot.
+//! and stored compactly in the embedded catalogue.
 //!
 //! Key decision: everything downstream (labels, capacity, overhead) is computed from this record,
-//! so the live API and the offline snapshot give byte-identical instance types.
+//! so the live API and the offline catalogue give byte-identical instance types.
 
 use serde::{Deserialize, Serialize};
 use stowage_api::CapacityType;
@@ -79,7 +79,7 @@ fn is_false(v: &bool) -> bool {
     !*v
 }
 
-/// Nearly every type is sold both ways, so the snapshot omits that value.
+/// Nearly every type is sold both ways, so the embedded catalogue omits that value.
 fn default_usage() -> Vec<CapacityType> {
     vec![CapacityType::Spot, CapacityType::OnDemand]
 }

@@ -1,4 +1,4 @@
-//! `stowage catalog`: regenerate the embedded instance catalogue snapshot from the EC2 API
+//! `stowage catalog`: regenerate the embedded instance catalogue from the EC2 API
 //! (`generate`), regenerate the embedded on-demand fallback price table from a CSV (`prices`), and
 //! print the embedded catalogue of a region (`show`).
 
@@ -7,14 +7,14 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use stowage_api::CapacityType;
-use stowage_aws::catalog::{self, CatalogSettings, InstanceTypeRecord, Snapshot};
+use stowage_aws::catalog::{self, CatalogSettings, EmbeddedCatalog, InstanceTypeRecord};
 use stowage_aws::pricing::FallbackTable;
 use stowage_aws::sdk::{AwsConfig, Clients};
 use stowage_solver::model::resource;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Regenerate the catalogue snapshot from DescribeInstanceTypes and
+    /// Regenerate the embedded catalogue from DescribeInstanceTypes and
     /// DescribeInstanceTypeOfferings (credentials from the standard AWS chain).
     Generate(GenerateArgs),
     /// Regenerate the on-demand fallback price table from a `region,instance_type,usd_per_hour` CSV.
@@ -31,10 +31,10 @@ pub struct GenerateArgs {
     /// Regions to include (repeat the flag); each region's zones and offerings are recorded.
     #[arg(long = "region", default_values_t = ["us-east-1".to_string(), "us-west-2".to_string()])]
     pub regions: Vec<String>,
-    /// Where to write the snapshot (e.g. crates/aws/data/catalog.json).
+    /// Where to write the embedded catalogue (e.g. crates/aws/data/catalog.json).
     #[arg(long)]
     pub out: PathBuf,
-    /// The `source` line recorded in the snapshot.
+    /// The `source` line recorded in the embedded catalogue.
     #[arg(
         long,
         default_value = "EC2 DescribeInstanceTypes + DescribeInstanceTypeOfferings"
@@ -106,19 +106,19 @@ async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
         }
         regions.insert(region.clone(), fetched.offerings);
     }
-    let mut snapshot =
-        Snapshot::from_regions(&args.source, records.into_values().collect(), regions);
+    let mut embedded =
+        EmbeddedCatalog::from_regions(&args.source, records.into_values().collect(), regions);
     if !args.no_dl1 {
         let names: Vec<&str> = args.regions.iter().map(String::as_str).collect();
-        snapshot.add_everywhere(InstanceTypeRecord::dl1_24xlarge(), &names);
+        embedded.add_everywhere(InstanceTypeRecord::dl1_24xlarge(), &names);
     }
-    let text = snapshot.to_json()?;
+    let text = embedded.to_json()?;
     std::fs::write(&args.out, &text)
         .with_context(|| format!("failed to write {}", args.out.display()))?;
     eprintln!(
         "wrote {} ({} types, {} bytes)",
         args.out.display(),
-        snapshot.types.len(),
+        embedded.types.len(),
         text.len()
     );
     Ok(())

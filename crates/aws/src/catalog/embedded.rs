@@ -1,4 +1,4 @@
-//! The catalogue snapshot: instance-type records plus, per region, the zones each type is offered
+//! The embedded catalogue: instance-type records plus, per region, the zones each type is offered
 //! in. Generated from `DescribeInstanceTypes` + `DescribeInstanceTypeOfferings` by
 //! `stowage catalog generate`, committed as `crates/aws/data/catalog.json` and compiled in, so
 //! `stowage plan` and the simulator work offline.
@@ -25,7 +25,7 @@ use super::record::InstanceTypeRecord;
 use super::{Error, Result};
 use crate::sdk::Ec2Api;
 
-/// The format tag of the snapshot file.
+/// The format tag of the embedded catalogue file.
 pub const FORMAT: &str = "stowage-catalog/v1";
 
 /// One region's offerings.
@@ -67,7 +67,7 @@ impl RegionOfferings {
         Self { zones, offerings }
     }
 
-    /// Back to type -> zone names (out-of-range indexes are a parse error, see [`Snapshot::from_json`]).
+    /// Back to type -> zone names (out-of-range indexes are a parse error, see [`EmbeddedCatalog::from_json`]).
     pub fn to_map(&self) -> BTreeMap<String, BTreeSet<String>> {
         self.offerings
             .iter()
@@ -83,9 +83,9 @@ impl RegionOfferings {
     }
 }
 
-/// The whole snapshot.
+/// The whole embedded catalogue (every region it covers).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Snapshot {
+pub struct EmbeddedCatalog {
     pub format: String,
     /// Where the data came from.
     pub source: String,
@@ -94,8 +94,8 @@ pub struct Snapshot {
     pub types: Vec<InstanceTypeRecord>,
 }
 
-impl Snapshot {
-    /// Assembles a snapshot from per-region API answers. Records offered in none of the regions
+impl EmbeddedCatalog {
+    /// Assembles an embedded catalogue from per-region API answers. Records offered in none of the regions
     /// are dropped (they cannot be launched there, and they keep the file small).
     pub fn from_regions(
         source: &str,
@@ -127,7 +127,7 @@ impl Snapshot {
         }
     }
 
-    /// Adds (or replaces) a record offered in every zone of each listed region that the snapshot
+    /// Adds (or replaces) a record offered in every zone of each listed region that the catalogue
     /// has; used for types the API source lacks (`dl1.24xlarge` in the emulator).
     pub fn add_everywhere(&mut self, record: InstanceTypeRecord, regions: &[&str]) {
         for region in regions {
@@ -146,22 +146,22 @@ impl Snapshot {
         self.regions.get(region).map(RegionOfferings::to_map)
     }
 
-    /// Parses and validates a snapshot file (format tag, zone indexes, offered types known).
+    /// Parses and validates an embedded catalogue file (format tag, zone indexes, offered types known).
     pub fn from_json(text: &str, source_name: &str) -> Result<Self> {
-        let invalid = |message: String| Error::ParseSnapshot {
+        let invalid = |message: String| Error::ParseEmbedded {
             source_name: source_name.to_string(),
             message,
         };
-        let snapshot: Snapshot =
+        let catalog: EmbeddedCatalog =
             serde_json::from_str(text).map_err(|e| invalid(format!("line {}: {e}", e.line())))?;
-        if snapshot.format != FORMAT {
+        if catalog.format != FORMAT {
             return Err(invalid(format!(
                 "format is {:?}, expected {FORMAT:?}",
-                snapshot.format
+                catalog.format
             )));
         }
-        let names: BTreeSet<&str> = snapshot.types.iter().map(|t| t.name.as_str()).collect();
-        for (region, offerings) in &snapshot.regions {
+        let names: BTreeSet<&str> = catalog.types.iter().map(|t| t.name.as_str()).collect();
+        for (region, offerings) in &catalog.regions {
             for (name, idx) in &offerings.offerings {
                 if !names.contains(name.as_str()) {
                     return Err(invalid(format!(
@@ -175,7 +175,7 @@ impl Snapshot {
                 }
             }
         }
-        Ok(snapshot)
+        Ok(catalog)
     }
 
     /// The file's text (see the module docs for the layout).
@@ -216,7 +216,7 @@ impl Snapshot {
 }
 
 fn enc<T: Serialize + ?Sized>(value: &T) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| Error::WriteSnapshot(e.to_string()))
+    serde_json::to_string(value).map_err(|e| Error::WriteEmbedded(e.to_string()))
 }
 
 /// Instance type -> zones from a `DescribeInstanceTypeOfferings` (availability-zone) answer.
@@ -311,7 +311,7 @@ mod tests {
         z.iter().map(|s| s.to_string()).collect()
     }
 
-    fn sample() -> Snapshot {
+    fn sample() -> EmbeddedCatalog {
         let east: BTreeMap<String, BTreeSet<String>> = [
             ("m5.large".to_string(), zones(&["us-east-1a", "us-east-1c"])),
             ("c5.large".to_string(), zones(&["us-east-1b"])),
@@ -320,7 +320,7 @@ mod tests {
         .into();
         let west: BTreeMap<String, BTreeSet<String>> =
             [("m5.large".to_string(), zones(&["us-west-2a"]))].into();
-        Snapshot::from_regions(
+        EmbeddedCatalog::from_regions(
             "test",
             vec![rec("m5.large"), rec("c5.large"), rec("unoffered.large")],
             [
@@ -348,7 +348,7 @@ mod tests {
         );
         let text = s.to_json().unwrap();
         assert!(text.contains("\n\"m5.large\":[0,2]"), "{text}");
-        assert_eq!(Snapshot::from_json(&text, "t.json").unwrap(), s);
+        assert_eq!(EmbeddedCatalog::from_json(&text, "t.json").unwrap(), s);
         assert_eq!(
             s.region("us-west-2").unwrap()["m5.large"],
             zones(&["us-west-2a"])
@@ -369,21 +369,21 @@ mod tests {
     }
 
     #[test]
-    fn invalid_snapshots_are_named() {
+    fn invalid_embedded_catalogues_are_named() {
         let mut s = sample();
         s.regions
             .get_mut("us-east-1")
             .unwrap()
             .offerings
             .insert("m5.large".into(), vec![7]);
-        let err = Snapshot::from_json(&s.to_json().unwrap(), "cat.json")
+        let err = EmbeddedCatalog::from_json(&s.to_json().unwrap(), "cat.json")
             .unwrap_err()
             .to_string();
         assert!(
             err.contains("cat.json") && err.contains("out of range"),
             "{err}"
         );
-        let err = Snapshot::from_json(
+        let err = EmbeddedCatalog::from_json(
             "{\"format\":\"x\",\"source\":\"\",\"regions\":{},\"types\":[]}",
             "cat.json",
         )

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 /// The batching window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BatchWindow {
+pub struct CoalesceWindow {
     /// Close the batch when nobody joined for this long.
     pub idle: Duration,
     /// Close the batch this long after its first call at the latest.
@@ -27,9 +27,9 @@ pub struct BatchWindow {
     pub max_items: usize,
 }
 
-impl BatchWindow {
+impl CoalesceWindow {
     /// No batching: every call runs alone, at once.
-    pub const NONE: BatchWindow = BatchWindow {
+    pub const NONE: CoalesceWindow = CoalesceWindow {
         idle: Duration::ZERO,
         max_wait: Duration::ZERO,
         max_items: 1,
@@ -47,20 +47,20 @@ struct Bucket<I, O> {
 }
 
 struct Inner<K, I, O> {
-    window: BatchWindow,
+    window: CoalesceWindow,
     buckets: Mutex<HashMap<K, Bucket<I, O>>>,
     next_id: std::sync::atomic::AtomicU64,
     exec: Exec<K, I, O>,
 }
 
 /// Coalesces calls by key. `exec(key, inputs)` must return one output per input, in order.
-pub struct Batcher<K, I, O> {
+pub struct Coalescer<K, I, O> {
     inner: Arc<Inner<K, I, O>>,
 }
 
-impl<K, I, O> std::fmt::Debug for Batcher<K, I, O> {
+impl<K, I, O> std::fmt::Debug for Coalescer<K, I, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Batcher")
+        f.debug_struct("Coalescer")
             .field("window", &self.inner.window)
             .finish()
     }
@@ -69,15 +69,15 @@ impl<K, I, O> std::fmt::Debug for Batcher<K, I, O> {
 /// The batch a call joined ended without an answer for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("batched call ended without a result")]
-pub struct BatchDropped;
+pub struct CoalescedCallDropped;
 
-impl<K, I, O> Batcher<K, I, O>
+impl<K, I, O> Coalescer<K, I, O>
 where
     K: Hash + Eq + Clone + Send + 'static,
     I: Send + 'static,
     O: Send + 'static,
 {
-    pub fn new<F, Fut>(window: BatchWindow, exec: F) -> Self
+    pub fn new<F, Fut>(window: CoalesceWindow, exec: F) -> Self
     where
         F: Fn(K, Vec<I>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<O>> + Send + 'static,
@@ -101,7 +101,7 @@ where
     }
 
     /// Joins (or opens) the batch for `key` and waits for this input's output.
-    pub async fn call(&self, key: K, input: I) -> Result<O, BatchDropped> {
+    pub async fn call(&self, key: K, input: I) -> Result<O, CoalescedCallDropped> {
         let (tx, rx) = oneshot::channel();
         let now = Instant::now();
         let max_items = self.inner.window.max_items.max(1);
@@ -157,7 +157,7 @@ where
                 tokio::spawn(async move { Self::execute(inner, key, items).await });
             }
         }
-        rx.await.map_err(|_| BatchDropped)
+        rx.await.map_err(|_| CoalescedCallDropped)
     }
 
     async fn run(inner: Arc<Inner<K, I, O>>, key: K, id: u64) {
@@ -199,8 +199,8 @@ mod tests {
 
     use super::*;
 
-    fn window() -> BatchWindow {
-        BatchWindow {
+    fn window() -> CoalesceWindow {
+        CoalesceWindow {
             idle: Duration::from_millis(35),
             max_wait: Duration::from_secs(1),
             max_items: 3,
@@ -211,7 +211,7 @@ mod tests {
     async fn calls_with_the_same_key_share_one_execution() {
         let calls = Arc::new(AtomicUsize::new(0));
         let seen = Arc::clone(&calls);
-        let batcher = Arc::new(Batcher::new(
+        let batcher = Arc::new(Coalescer::new(
             window(),
             move |key: &'static str, items: Vec<u32>| {
                 seen.fetch_add(1, Ordering::SeqCst);
@@ -245,7 +245,7 @@ mod tests {
     async fn a_full_batch_closes_early_and_a_late_call_opens_a_new_one() {
         let calls = Arc::new(AtomicUsize::new(0));
         let seen = Arc::clone(&calls);
-        let batcher = Arc::new(Batcher::new(window(), move |_k: u8, items: Vec<u32>| {
+        let batcher = Arc::new(Coalescer::new(window(), move |_k: u8, items: Vec<u32>| {
             seen.fetch_add(1, Ordering::SeqCst);
             async move { items.iter().map(|_| items.len()).collect::<Vec<_>>() }
         }));
@@ -266,9 +266,9 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_short_answer_drops_the_missing_callers() {
-        let batcher = Arc::new(Batcher::new(window(), |_k: u8, _items: Vec<u32>| async {
+        let batcher = Arc::new(Coalescer::new(window(), |_k: u8, _items: Vec<u32>| async {
             Vec::<u32>::new()
         }));
-        assert_eq!(batcher.call(0, 1).await, Err(BatchDropped));
+        assert_eq!(batcher.call(0, 1).await, Err(CoalescedCallDropped));
     }
 }
