@@ -34,7 +34,12 @@ pub struct Harness {
 impl Harness {
     /// A harness with a fake cloud selling `n` synthetic instance types.
     pub fn new(types: usize) -> Self {
-        Self::with_cloud(FakeCloud::builder().karpenter_catalog(types).build())
+        Self::with_cloud(
+            FakeCloud::builder()
+                .karpenter_catalog(types)
+                .node_class_kind(stowage_sim::node_class_kind())
+                .build(),
+        )
     }
 
     pub fn with_cloud(cloud: FakeCloud) -> Self {

@@ -346,6 +346,7 @@ async fn a_controller_restart_mid_launch_leaves_no_duplicate_and_no_leak() {
     let cloud = stowage_cloud::fake::FakeCloud::builder()
         .karpenter_catalog(8)
         .launch_latency(Duration::from_secs(30))
+        .node_class_kind(stowage_sim::node_class_kind())
         .build();
     let h = Harness::with_cloud(cloud);
     let first = h.start();

@@ -19,9 +19,9 @@ use crate::nodepool::{
     BUDGET_NODES_PATTERN, BUDGET_SCHEDULE_PATTERN, NodePool, ON_DEMAND_PERCENT_RANGE,
 };
 use crate::validation::{
-    ALLOWED_LABEL_DOMAINS, MAX_BLOCK_DEVICE_MAPPINGS, MAX_BUDGETS, MAX_LABELS, MAX_REQUIREMENTS,
-    MAX_SELECTOR_TERMS, NODECLAIM_REQUIREMENT_LABELS, RESTRICTED_LABEL_DOMAINS, RESTRICTED_LABELS,
-    RESTRICTED_TAG_KEYS,
+    ALLOWED_LABEL_DOMAINS, MAX_BLOCK_DEVICE_MAPPINGS, MAX_BUDGETS, MAX_LABELS,
+    MAX_REQUIREMENT_VALUES, MAX_REQUIREMENTS, MAX_SELECTOR_TERMS, NODECLAIM_REQUIREMENT_LABELS,
+    RESTRICTED_LABEL_DOMAINS, RESTRICTED_LABELS, RESTRICTED_TAG_KEYS,
 };
 
 /// The error for a CRD that could not be generated (a rule names a field that does not exist).
@@ -291,7 +291,7 @@ fn requirements_rules(p: &mut Patcher, path: &str, also_allowed: &[&str]) -> Res
     let item = format!("{path}.[]");
     p.set(path, json!({"maxItems": MAX_REQUIREMENTS}))?
         .set(&format!("{item}.key"), json!({"maxLength": 316, "pattern": QUALIFIED_NAME_PATTERN}))?
-        .set(&format!("{item}.values"), json!({"maxItems": 500}))?
+        .set(&format!("{item}.values"), json!({"maxItems": MAX_REQUIREMENT_VALUES}))?
         .set(&format!("{item}.values.[]"), json!({"maxLength": 63}))?
         .set(&format!("{item}.minValues"), json!({"minimum": 1, "maximum": 50}))?
         .rule(&item, &label_key_allowed("self.key", also_allowed), LABEL_KEY_MESSAGE)?

@@ -22,6 +22,9 @@ use crate::requirements::{Operator, Requirement};
 
 /// Most requirements a NodePool template or NodeClaim may carry.
 pub const MAX_REQUIREMENTS: usize = 100;
+/// Most values of one requirement (the CRD's `maxItems`): a NodeClaim's instance-type options
+/// are bounded by it.
+pub const MAX_REQUIREMENT_VALUES: usize = 500;
 /// Most template labels.
 pub const MAX_LABELS: usize = 100;
 /// Most budgets.

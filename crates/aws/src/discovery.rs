@@ -13,6 +13,7 @@ use aws_sdk_ec2::types as ec2t;
 use sha2::{Digest, Sha256};
 use stowage_api::conditions::{self, Condition, ConditionStatus};
 use stowage_api::ec2nodeclass::{AmiStatus, SecurityGroupStatus, SubnetStatus};
+use stowage_api::requirements::Requirements;
 use stowage_api::{
     AmiFamily, AmiSelectorTerm, EC2NodeClass, EC2NodeClassStatus, Requirement, labels,
 };
@@ -94,9 +95,10 @@ impl ResolvedNodeClass {
 
     /// The first AMI whose requirements the instance type's labels satisfy.
     pub fn ami_for(&self, type_labels: &BTreeMap<String, String>) -> Option<&ResolvedAmi> {
-        self.amis
-            .iter()
-            .find(|ami| crate::requirements_match(&ami.requirements, type_labels))
+        self.amis.iter().find(|ami| {
+            Requirements::from_requirements(&ami.requirements)
+                .is_ok_and(|reqs| reqs.matches(type_labels))
+        })
     }
 
     /// A hash of what launched nodes depend on (drift and stale launch templates key on it).

@@ -69,6 +69,14 @@ pub fn classify(err: &sdk::Error) -> ErrorClass {
     err.code().map_or(ErrorClass::Other, classify_code)
 }
 
+/// The code and message of an SDK error, without its operation (the cloud error names that).
+fn detail(err: &sdk::Error) -> String {
+    match err.code() {
+        Some(code) => format!("{code}: {}", err.message()),
+        None => err.message().to_string(),
+    }
+}
+
 /// Converts an SDK error of a non-launch call into the cloud error the core branches on.
 pub fn to_cloud(err: sdk::Error) -> CloudError {
     match classify(&err) {
@@ -76,7 +84,7 @@ pub fn to_cloud(err: sdk::Error) -> CloudError {
         ErrorClass::NotFound => CloudError::NotFound(err.message().to_string()),
         _ => CloudError::Api {
             operation: err.operation(),
-            message: err.to_string(),
+            message: detail(&err),
         },
     }
 }
@@ -91,7 +99,7 @@ pub fn launch_to_cloud(err: sdk::Error) -> CloudError {
         },
         (sdk::Error::Transport { .. }, _) => CloudError::Api {
             operation: err.operation(),
-            message: err.to_string(),
+            message: detail(&err),
         },
     }
 }
@@ -124,6 +132,37 @@ mod tests {
             ErrorClass::NotFound
         );
         assert_eq!(classify_code("UnauthorizedOperation"), ErrorClass::Other);
+    }
+
+    /// Every part of an error's chain is printed once (the `{err:#}` of the binary joins the
+    /// chain with `: `).
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut s = e.to_string();
+        let mut cur = e.source();
+        while let Some(inner) = cur {
+            s.push_str(": ");
+            s.push_str(&inner.to_string());
+            cur = inner.source();
+        }
+        s
+    }
+
+    #[test]
+    fn errors_name_the_operation_and_their_source_once() {
+        let denied = to_cloud(service("UnauthorizedOperation"));
+        let text = chain(&denied);
+        assert_eq!(text.matches("CreateFleet").count(), 1, "{text}");
+        assert_eq!(text.matches("UnauthorizedOperation").count(), 1, "{text}");
+        let transport = sdk::Error::Transport {
+            operation: "DescribeSubnets",
+            message: "connection refused".into(),
+        };
+        let text = chain(&crate::discovery::Error::DescribeSubnets(transport));
+        assert_eq!(text.matches("connection refused").count(), 1, "{text}");
+        assert_eq!(
+            text,
+            "failed to describe subnets: aws DescribeSubnets failed: connection refused"
+        );
     }
 
     #[test]

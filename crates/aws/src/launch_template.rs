@@ -1,4 +1,6 @@
-//! Launch templates: one per distinct (AMI, security groups, user data, instance profile, block
+//! Launch templates: which template each launch option needs (the node class's AMI for the type,
+//! its security groups and block devices, user data with the type's max pods and reserved
+//! resources), one per distinct (AMI, security groups, user data, instance profile, block
 //! devices, metadata options, network and monitoring settings), named by a hash of exactly those,
 //! created on first use, cached, and deleted once stale (their node class is gone or resolves to
 //! something else).
@@ -8,12 +10,19 @@ use std::sync::{Arc, Mutex};
 
 use aws_sdk_ec2::types as ec2t;
 use base64::Engine;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use stowage_api::{BlockDeviceMapping, MetadataOptions};
+use stowage_api::{AmiFamily, BlockDevice, BlockDeviceMapping, EC2NodeClass, MetadataOptions};
 
+use crate::discovery::ResolvedNodeClass;
 use crate::errors::{ErrorClass, classify};
 use crate::sdk::{self, Ec2Api};
+use crate::selection::LaunchOption;
+use crate::userdata::{self, NodeBootstrap};
+
+/// At most this many launch-template configs go into one CreateFleet call (the API's limit).
+pub const MAX_LAUNCH_TEMPLATE_CONFIGS: usize = 50;
 
 /// Tag on launch templates: the cluster they belong to.
 pub const CLUSTER_TAG: &str = "stowage.dev/cluster";
@@ -263,6 +272,96 @@ impl LaunchTemplates {
         }
         Ok(deleted)
     }
+}
+
+/// The volumes of a node class without `blockDeviceMappings`: a 20 GiB encrypted gp3 root
+/// (Bottlerocket: a 4 GiB OS volume and a 20 GiB data volume).
+pub fn default_block_devices(family: AmiFamily) -> Vec<BlockDeviceMapping> {
+    let volume = |device: &str, size: &str, root: bool| BlockDeviceMapping {
+        device_name: Some(device.to_string()),
+        root_volume: root,
+        ebs: Some(BlockDevice {
+            delete_on_termination: Some(true),
+            encrypted: Some(true),
+            volume_size: Some(Quantity(size.to_string())),
+            volume_type: Some("gp3".to_string()),
+            ..BlockDevice::default()
+        }),
+    };
+    match family {
+        AmiFamily::Bottlerocket => vec![
+            volume("/dev/xvda", "4Gi", false),
+            volume("/dev/xvdb", "20Gi", true),
+        ],
+        _ => vec![volume("/dev/xvda", "20Gi", true)],
+    }
+}
+
+/// Launch options that share one launch template.
+#[derive(Debug)]
+pub struct TemplateGroup<'o, 'a> {
+    pub spec: LaunchTemplateSpec,
+    /// Cheapest first.
+    pub options: Vec<&'o LaunchOption<'a>>,
+}
+
+/// The launch templates `options` need, in the order of their cheapest option: options sharing
+/// a spec share a group; options no image of the class serves are skipped, and so are options
+/// that would open a group beyond [`MAX_LAUNCH_TEMPLATE_CONFIGS`]. `base` is the node's
+/// bootstrap without the per-type values (max pods, reserved resources).
+pub fn group_by_template<'o, 'a>(
+    class: &EC2NodeClass,
+    resolved: &ResolvedNodeClass,
+    base: &NodeBootstrap,
+    options: &'o [LaunchOption<'a>],
+) -> Result<Vec<TemplateGroup<'o, 'a>>, userdata::Error> {
+    let mut security_group_ids: Vec<String> = resolved
+        .security_groups
+        .iter()
+        .map(|(id, _)| id.clone())
+        .collect();
+    security_group_ids.sort();
+    let block_devices = if class.spec.block_device_mappings.is_empty() {
+        default_block_devices(resolved.family)
+    } else {
+        class.spec.block_device_mappings.clone()
+    };
+    let mut groups: Vec<TemplateGroup<'o, 'a>> = Vec::new();
+    for option in options {
+        let t = option.instance_type;
+        let Some(ami) = resolved.ami_for(&t.labels) else {
+            continue;
+        };
+        let pods = t.capacity.pods();
+        let bootstrap = NodeBootstrap {
+            max_pods: (pods > 0).then_some(pods),
+            ..base.clone()
+        }
+        .with_overhead(&t.overhead);
+        let spec = LaunchTemplateSpec {
+            image_id: ami.id.clone(),
+            security_group_ids: security_group_ids.clone(),
+            user_data: userdata::render(
+                resolved.family,
+                &bootstrap,
+                class.spec.user_data.as_deref(),
+            )?,
+            instance_profile: resolved.instance_profile.clone(),
+            block_devices: block_devices.clone(),
+            metadata: class.spec.metadata_options.clone(),
+            associate_public_ip_address: class.spec.associate_public_ip_address,
+            detailed_monitoring: class.spec.detailed_monitoring,
+        };
+        match groups.iter().position(|g| g.spec == spec) {
+            Some(i) => groups[i].options.push(option),
+            None if groups.len() < MAX_LAUNCH_TEMPLATE_CONFIGS => groups.push(TemplateGroup {
+                spec,
+                options: vec![option],
+            }),
+            None => {}
+        }
+    }
+    Ok(groups)
 }
 
 pub(crate) fn tag(key: &str, value: &str) -> ec2t::Tag {

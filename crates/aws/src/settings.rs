@@ -25,8 +25,6 @@ pub struct ProviderSettings {
     pub on_demand_price_refresh: Duration,
     /// How often spot prices are re-read (default 30 min).
     pub spot_price_refresh: Duration,
-    /// At most this many instance types go into one CreateFleet request (default 60).
-    pub max_instance_types: usize,
     /// Coalescing window of identical launches (default 35 ms idle, 1 s max, 100 claims).
     pub launch_coalescing: CoalesceWindow,
     /// Coalescing window of DescribeInstances (default 50 ms idle, 1 s max, 500 ids).
@@ -49,7 +47,6 @@ impl ProviderSettings {
             catalog_refresh: Duration::from_secs(300),
             on_demand_price_refresh: Duration::from_secs(12 * 3600),
             spot_price_refresh: Duration::from_secs(1800),
-            max_instance_types: 60,
             launch_coalescing: CoalesceWindow {
                 idle: Duration::from_millis(35),
                 max_wait: Duration::from_secs(1),

@@ -444,7 +444,7 @@ async fn launch_templates_are_reused_and_stale_ones_deleted() {
     let mut bottlerocket = node_class(&w.cluster, Some("stowage-node"));
     bottlerocket.spec.ami_selector_terms[0].alias = Some("bottlerocket@latest".into());
     bottlerocket.metadata.generation = Some(2);
-    let status = w.provider.node_class_status(&bottlerocket).await.unwrap();
+    let status = w.provider.resolve_node_class(&bottlerocket).await.unwrap();
     assert!(status.is_true("Ready"));
     assert!(w.provider.launch_templates().await.unwrap().is_empty());
     let c = w

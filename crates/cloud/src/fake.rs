@@ -30,7 +30,10 @@ use stowage_solver::{InstanceType, Offering, Resources};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use crate::{CloudProvider, DriftReason, Error, OfferingKey, Operation, Result};
+use crate::{
+    CloudProvider, DriftReason, Error, NodeClassKind, NodeClassStatus, OfferingKey, Operation,
+    Result,
+};
 
 /// The provider id scheme of fake instances.
 pub const PROVIDER_ID_PREFIX: &str = "fake:///";
@@ -48,6 +51,9 @@ pub struct FakeConfig {
     pub ice_cache_ttl: Duration,
     /// Capacity of the event channel (a subscriber lagging further loses events).
     pub event_capacity: usize,
+    /// The node-class kind the fake reads (`None`: no node classes, every reference is ready).
+    /// The simulator sets the AWS-shaped kind its cluster serves.
+    pub node_class_kind: Option<NodeClassKind>,
 }
 
 impl Default for FakeConfig {
@@ -58,6 +64,7 @@ impl Default for FakeConfig {
             interruption_notice: Duration::from_secs(120),
             ice_cache_ttl: Duration::from_secs(180),
             event_capacity: 16_384,
+            node_class_kind: None,
         }
     }
 }
@@ -288,6 +295,12 @@ impl FakeCloudBuilder {
         self
     }
 
+    /// The node-class kind to report from `node_class_kind` (see [`FakeConfig::node_class_kind`]).
+    pub fn node_class_kind(mut self, kind: NodeClassKind) -> Self {
+        self.config.node_class_kind = Some(kind);
+        self
+    }
+
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.config.event_capacity = capacity.max(1);
         self
@@ -457,7 +470,7 @@ impl FakeCloud {
         self.state().drifted.insert(claim_name.to_string(), reason);
     }
 
-    /// Makes `node_class_status` report the class not ready (`None` makes it ready again).
+    /// Makes `reconcile_node_class` report the class not ready (`None` makes it ready again).
     pub fn set_node_class_not_ready(&self, class_name: &str, reason: Option<&str>) {
         let mut state = self.state();
         match reason {
@@ -852,57 +865,44 @@ impl CloudProvider for FakeCloud {
         Ok(state.drifted.get(&name).cloned())
     }
 
-    async fn node_class_status(
-        &self,
-        class: &stowage_api::EC2NodeClass,
-    ) -> Result<stowage_api::EC2NodeClassStatus> {
-        use stowage_api::ec2nodeclass::{AmiStatus, SecurityGroupStatus, SubnetStatus};
-        use stowage_api::{Condition, ConditionStatus, conditions};
-        let name = class.metadata.name.clone().unwrap_or_default();
+    fn node_class_kind(&self) -> Option<NodeClassKind> {
+        self.shared.config.node_class_kind.clone()
+    }
+
+    /// A ready class with one subnet per catalogue zone, one security group and one image
+    /// (status fields in the shape of the simulator's AWS-like node class), unless scripted not
+    /// ready with [`FakeCloud::set_node_class_not_ready`].
+    async fn reconcile_node_class(&self, class: &serde_json::Value) -> Result<NodeClassStatus> {
+        let name = class
+            .pointer("/metadata/name")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let mut state = self.state();
-        state.record(Operation::NodeClassStatus, &name)?;
+        state.record(Operation::ReconcileNodeClass, &name)?;
         if let Some(reason) = state.node_classes_not_ready.get(&name) {
-            return Ok(stowage_api::EC2NodeClassStatus {
-                conditions: vec![Condition::new(
-                    conditions::READY,
-                    ConditionStatus::False,
-                    "NotReady",
-                    reason,
-                )],
-                ..Default::default()
-            });
+            return Ok(NodeClassStatus::not_ready(reason));
         }
         let zones: BTreeSet<&str> = state
             .catalog
             .iter()
             .flat_map(|it| it.offerings.iter().map(|o| o.zone.as_str()))
             .collect();
-        Ok(stowage_api::EC2NodeClassStatus {
-            subnets: zones
-                .iter()
-                .map(|z| SubnetStatus {
-                    id: format!("subnet-fake-{z}"),
-                    zone: (*z).to_string(),
-                    zone_id: None,
-                })
-                .collect(),
-            security_groups: vec![SecurityGroupStatus {
-                id: "sg-fake".to_string(),
-                name: Some("fake".to_string()),
-            }],
-            amis: vec![AmiStatus {
-                id: "ami-fake".to_string(),
-                name: Some("fake".to_string()),
-                requirements: Vec::new(),
-            }],
-            conditions: vec![Condition::new(
-                conditions::READY,
-                ConditionStatus::True,
-                "Ready",
-                "",
-            )],
-            ..Default::default()
-        })
+        let subnets: Vec<serde_json::Value> = zones
+            .iter()
+            .map(|z| serde_json::json!({"id": format!("subnet-fake-{z}"), "zone": z}))
+            .collect();
+        let mut status = NodeClassStatus::ready();
+        status.fields.insert("subnets".into(), subnets.into());
+        status.fields.insert(
+            "securityGroups".into(),
+            serde_json::json!([{"id": "sg-fake", "name": "fake"}]),
+        );
+        status.fields.insert(
+            "amis".into(),
+            serde_json::json!([{"id": "ami-fake", "name": "fake"}]),
+        );
+        Ok(status)
     }
 
     fn name(&self) -> &'static str {
@@ -1306,12 +1306,13 @@ mod tests {
             Some(DriftReason::AmiDrift)
         );
 
-        let class = stowage_api::EC2NodeClass::new("default", Default::default());
-        let status = cloud.node_class_status(&class).await.unwrap();
-        assert!(status.is_true(stowage_api::conditions::READY));
-        assert_eq!(status.subnets.len(), 3);
+        let class = serde_json::json!({"metadata": {"name": "default"}});
+        let status = cloud.reconcile_node_class(&class).await.unwrap();
+        assert!(status.ready);
+        assert_eq!(status.fields["subnets"].as_array().map(Vec::len), Some(3));
         cloud.set_node_class_not_ready("default", Some("no subnets"));
-        let status = cloud.node_class_status(&class).await.unwrap();
-        assert!(!status.is_true(stowage_api::conditions::READY));
+        let status = cloud.reconcile_node_class(&class).await.unwrap();
+        assert!(!status.ready);
+        assert_eq!(status.message, "no subnets");
     }
 }

@@ -51,6 +51,66 @@ impl DriftReason {
     }
 }
 
+/// The Kubernetes kind of a provider's node classes (the controllers watch it generically).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NodeClassKind {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    /// The resource name in URLs (`ec2nodeclasses`).
+    pub plural: String,
+}
+
+impl NodeClassKind {
+    pub fn new(group: &str, version: &str, kind: &str, plural: &str) -> Self {
+        Self {
+            group: group.to_string(),
+            version: version.to_string(),
+            kind: kind.to_string(),
+            plural: plural.to_string(),
+        }
+    }
+
+    /// `group/version`.
+    pub fn api_version(&self) -> String {
+        format!("{}/{}", self.group, self.version)
+    }
+}
+
+/// What a provider made of one node class: whether it can launch, and the rest of its status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeClassStatus {
+    pub ready: bool,
+    /// A CamelCase reason for the `Ready` condition (`Ready`, `NotReady`).
+    pub reason: String,
+    /// Why it is not ready, in words a person can act on (empty when ready).
+    pub message: String,
+    /// The `status` fields other than `conditions`, in the node class's schema.
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+impl NodeClassStatus {
+    /// Ready, with no other status fields.
+    pub fn ready() -> Self {
+        Self {
+            ready: true,
+            reason: "Ready".to_string(),
+            message: String::new(),
+            fields: serde_json::Map::new(),
+        }
+    }
+
+    /// Not ready because of `message`.
+    pub fn not_ready(message: &str) -> Self {
+        Self {
+            ready: false,
+            reason: "NotReady".to_string(),
+            message: message.to_string(),
+            fields: serde_json::Map::new(),
+        }
+    }
+}
+
 /// Errors the core branches on. Messages are lower-case and say what failed. `Clone`, so one
 /// failed batched call can answer every caller that joined it.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -61,9 +121,14 @@ pub enum Error {
     /// None of the requested offerings could be filled; they are now cached unavailable.
     #[error("insufficient capacity for {} offering(s)", offerings.len())]
     InsufficientCapacity { offerings: Vec<OfferingKey> },
-    /// The node class is not resolved yet (no subnets, security groups or images).
+    /// The node class was resolved and cannot launch (nothing matched its selectors, invalid
+    /// user data), or it does not exist: the launch fails for good.
     #[error("node class not ready: {reason}")]
     NodeClassNotReady { reason: String },
+    /// The provider has not resolved the node class yet (just started, or its API failed): the
+    /// caller waits and retries; this is never a reason to give up on a NodeClaim.
+    #[error("node class {name} is not resolved yet")]
+    NodeClassNotResolved { name: String },
     /// The launch failed for another reason; `code` is the provider's error code.
     #[error("failed to launch instance: {code}: {message}")]
     Launch { code: String, message: String },
@@ -85,6 +150,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::InsufficientCapacity { .. } => "insufficient_capacity",
             Error::NodeClassNotReady { .. } => "node_class_not_ready",
+            Error::NodeClassNotResolved { .. } => "node_class_not_resolved",
             Error::Launch { .. } => "launch",
             Error::Throttled(_) => "throttled",
             Error::Api { .. } => "api",
@@ -103,7 +169,7 @@ pub enum Operation {
     List,
     InstanceTypes,
     IsDrifted,
-    NodeClassStatus,
+    ReconcileNodeClass,
 }
 
 impl Operation {
@@ -114,7 +180,7 @@ impl Operation {
         Operation::List,
         Operation::InstanceTypes,
         Operation::IsDrifted,
-        Operation::NodeClassStatus,
+        Operation::ReconcileNodeClass,
     ];
 
     /// A short, bounded label for metrics (`create`, `instance_types`, ...).
@@ -126,7 +192,7 @@ impl Operation {
             Operation::List => "list",
             Operation::InstanceTypes => "instance_types",
             Operation::IsDrifted => "is_drifted",
-            Operation::NodeClassStatus => "node_class_status",
+            Operation::ReconcileNodeClass => "reconcile_node_class",
         }
     }
 }
@@ -140,8 +206,13 @@ impl std::fmt::Display for Operation {
 /// A cloud that can buy and release nodes for NodeClaims.
 ///
 /// Contract: `create` is idempotent per NodeClaim (a retry with the same claim never buys a
-/// second instance); `delete` returns `NotFound` once the instance is gone; every instance it
-/// creates is tagged with the cluster and the NodeClaim name, so `list` finds leaks.
+/// second instance) and launches only the offerings the claim's requirements allow (the solver
+/// chose them; the provider may drop offerings it knows are unavailable, never add any);
+/// `delete` returns `NotFound` once the instance is gone; every instance it creates is tagged
+/// with the cluster and the NodeClaim name, so `list` finds leaks. Node classes are the
+/// provider's: the core watches their kind generically ([`CloudProvider::node_class_kind`]),
+/// hands each object to [`CloudProvider::reconcile_node_class`] and writes back the status it
+/// returns; `create` finds the class by the claim's `nodeClassRef`.
 #[async_trait]
 pub trait CloudProvider: Send + Sync {
     /// Launches an instance for the claim and returns the claim with `status.providerID`,
@@ -158,25 +229,23 @@ pub trait CloudProvider: Send + Sync {
     async fn instance_types(&self, pool: &stowage_api::NodePool) -> Result<Vec<InstanceType>>;
     /// Whether the claim's instance drifted from what its node class would launch today.
     async fn is_drifted(&self, claim: &stowage_api::NodeClaim) -> Result<Option<DriftReason>>;
-    /// What the node class's selectors resolve to (subnets, security groups, images) and whether
-    /// it is ready, so the controllers can keep `EC2NodeClass.status` current without naming a
-    /// cloud. Conditions come without transition times: the caller merges them with
-    /// `set_condition(.., now)`. The default, for providers without node classes, is a bare
-    /// `Ready=True` status.
-    async fn node_class_status(
-        &self,
-        class: &stowage_api::EC2NodeClass,
-    ) -> Result<stowage_api::EC2NodeClassStatus> {
+    /// The Kubernetes kind of this provider's node classes, which the controllers watch
+    /// generically; `None` for a provider without node classes (every `nodeClassRef` is then
+    /// taken as ready).
+    fn node_class_kind(&self) -> Option<NodeClassKind> {
+        None
+    }
+    /// Resolves one node class object (as the API server returned it, any kind's JSON),
+    /// remembers the result for `create`, and says whether it is ready and which `status`
+    /// fields to write. An `Err` means it could not be resolved now (for example the cloud's API
+    /// failed); the class then stays unresolved and launches naming it wait.
+    async fn reconcile_node_class(&self, class: &serde_json::Value) -> Result<NodeClassStatus> {
         let _ = class;
-        Ok(stowage_api::EC2NodeClassStatus {
-            conditions: vec![stowage_api::Condition::new(
-                stowage_api::conditions::READY,
-                stowage_api::ConditionStatus::True,
-                "Ready",
-                "",
-            )],
-            ..Default::default()
-        })
+        Ok(NodeClassStatus::ready())
+    }
+    /// Forgets every resolved node class whose name is not in `names` (they were deleted).
+    fn retain_node_classes(&self, names: &std::collections::BTreeSet<String>) {
+        let _ = names;
     }
     /// A short name for logs and metrics (`aws`, `fake`).
     fn name(&self) -> &'static str;
@@ -203,11 +272,14 @@ impl<P: CloudProvider + ?Sized> CloudProvider for std::sync::Arc<P> {
     async fn is_drifted(&self, claim: &stowage_api::NodeClaim) -> Result<Option<DriftReason>> {
         (**self).is_drifted(claim).await
     }
-    async fn node_class_status(
-        &self,
-        class: &stowage_api::EC2NodeClass,
-    ) -> Result<stowage_api::EC2NodeClassStatus> {
-        (**self).node_class_status(class).await
+    fn node_class_kind(&self) -> Option<NodeClassKind> {
+        (**self).node_class_kind()
+    }
+    async fn reconcile_node_class(&self, class: &serde_json::Value) -> Result<NodeClassStatus> {
+        (**self).reconcile_node_class(class).await
+    }
+    fn retain_node_classes(&self, names: &std::collections::BTreeSet<String>) {
+        (**self).retain_node_classes(names)
     }
     fn name(&self) -> &'static str {
         (**self).name()

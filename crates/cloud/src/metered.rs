@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use stowage_solver::InstanceType;
 
-use crate::{CloudProvider, DriftReason, Error, Operation, Result};
+use crate::{CloudProvider, DriftReason, Error, NodeClassKind, NodeClassStatus, Operation, Result};
 
 /// Upper bounds (seconds) of the duration histogram buckets; a final `+Inf` bucket is implied.
 pub const DURATION_BUCKETS_SECONDS: [f64; 12] = [
@@ -204,15 +204,20 @@ impl<P: CloudProvider> CloudProvider for Metered<P> {
             .await
     }
 
-    async fn node_class_status(
-        &self,
-        class: &stowage_api::EC2NodeClass,
-    ) -> Result<stowage_api::EC2NodeClassStatus> {
+    fn node_class_kind(&self) -> Option<NodeClassKind> {
+        self.inner.node_class_kind()
+    }
+
+    async fn reconcile_node_class(&self, class: &serde_json::Value) -> Result<NodeClassStatus> {
         self.metered(
-            Operation::NodeClassStatus,
-            self.inner.node_class_status(class),
+            Operation::ReconcileNodeClass,
+            self.inner.reconcile_node_class(class),
         )
         .await
+    }
+
+    fn retain_node_classes(&self, names: &std::collections::BTreeSet<String>) {
+        self.inner.retain_node_classes(names)
     }
 
     fn name(&self) -> &'static str {
@@ -312,9 +317,9 @@ mod tests {
         let metered = Metered::new(Arc::new(Scripted {
             delay: Duration::ZERO,
         }));
-        let class = stowage_api::EC2NodeClass::new("default", Default::default());
-        let status = metered.node_class_status(&class).await.unwrap();
-        assert!(status.is_true(stowage_api::conditions::READY));
-        assert_eq!(metered.stats(Operation::NodeClassStatus).calls, 1);
+        let class = serde_json::json!({"metadata": {"name": "default"}});
+        let status = metered.reconcile_node_class(&class).await.unwrap();
+        assert!(status.ready);
+        assert_eq!(metered.stats(Operation::ReconcileNodeClass).calls, 1);
     }
 }

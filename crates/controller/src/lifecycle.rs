@@ -8,7 +8,10 @@
 //!    (instance type, zone, capacity type) go onto the claim and `providerID`, capacity,
 //!    allocatable and `Launched=True` onto its status. `InsufficientCapacity` and
 //!    `NodeClassNotReady` delete the claim so its pods are solved again against what is left;
-//!    other errors retry with per-claim backoff. Not launched within the launch timeout: deleted.
+//!    `NodeClassNotResolved` (the provider has not resolved the class yet, e.g. just after a
+//!    restart) waits and retries, unless the node class does not exist at all (then it is
+//!    `NodeClassNotReady`); other errors retry with per-claim backoff. Not launched within the
+//!    launch timeout: deleted.
 //! 3. **Registered**: a Node with the claim's `providerID` appears. Its labels and taints are
 //!    synced from the claim (startup taints added once), the unregistered taint removed, the
 //!    termination finalizer and an owner reference to the claim added; then `Registered=True` and
@@ -178,6 +181,9 @@ pub async fn delete_claim(ctx: &Context, claim: &NodeClaim, reason: &str) -> Res
     Ok(())
 }
 
+/// How soon a launch waiting for its node class to be resolved is retried.
+const NODE_CLASS_RETRY: Duration = Duration::from_secs(5);
+
 fn age(ctx: &Context, since: Option<jiff::Timestamp>) -> Duration {
     since
         .map(|t| ctx.clock.now().duration_since(t))
@@ -202,7 +208,23 @@ async fn launch(claim: &mut NodeClaim, ctx: &Context) -> Result<Option<Action>> 
         delete_claim(ctx, claim, "launch timeout").await?;
         return Ok(Some(Action::await_change()));
     }
-    let launched = match ctx.cloud.create(claim).await {
+    let created = match ctx.cloud.create(claim).await {
+        Err(CloudError::NodeClassNotResolved { name: class }) => {
+            let absent = {
+                let state = ctx.state();
+                state.is_synced() && state.nodeclass(&class).is_none()
+            };
+            if !absent {
+                tracing::debug!(claim = %name, nodeclass = %class, "node class not resolved yet; waiting");
+                return Ok(Some(Action::requeue(NODE_CLASS_RETRY)));
+            }
+            Err(CloudError::NodeClassNotReady {
+                reason: format!("node class {class} not found"),
+            })
+        }
+        other => other,
+    };
+    let launched = match created {
         Ok(c) => c,
         Err(
             err @ (CloudError::InsufficientCapacity { .. } | CloudError::NodeClassNotReady { .. }),

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use stowage_api::validation::MAX_REQUIREMENT_VALUES;
+
 /// Why a settings value was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -32,7 +34,9 @@ pub struct Settings {
     pub gc_interval: Duration,
     /// How long to wait before retrying an eviction refused by a PodDisruptionBudget.
     pub eviction_retry: Duration,
-    /// The most instance types written on one NodeClaim.
+    /// The most instance types the solver offers on one NodeClaim (its instance-type options,
+    /// cheapest first). The claim's options are authoritative: the cloud provider launches
+    /// exactly them. At most [`MAX_REQUIREMENT_VALUES`], the CRD's limit on one requirement.
     pub max_instance_types: usize,
     /// The interruption queue name. Interruption handling is not supported yet, so
     /// [`Settings::validate`] refuses a queue rather than accept one and read nothing.
@@ -59,7 +63,7 @@ impl Default for Settings {
             gc_grace: Duration::from_secs(2 * 60),
             gc_interval: Duration::from_secs(30),
             eviction_retry: Duration::from_secs(5),
-            max_instance_types: 600,
+            max_instance_types: 60,
             interruption_queue: None,
             lease_name: "stowage-leader".to_string(),
             namespace: "kube-system".to_string(),
@@ -96,8 +100,13 @@ impl Settings {
                 "not supported yet: interruption events are not handled; unset it",
             );
         }
-        if self.max_instance_types == 0 {
-            return invalid("max-instance-types", "must be at least 1");
+        if !(1..=MAX_REQUIREMENT_VALUES).contains(&self.max_instance_types) {
+            return invalid(
+                "max-instance-types",
+                &format!(
+                    "must be in 1..={MAX_REQUIREMENT_VALUES} (a NodeClaim requirement holds at most {MAX_REQUIREMENT_VALUES} values)"
+                ),
+            );
         }
         if self.identity.is_empty() {
             return invalid("identity", "must not be empty");
@@ -149,5 +158,36 @@ mod tests {
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("interruption-queue"), "{err}");
         assert!(err.contains("not supported yet"), "{err}");
+    }
+
+    #[test]
+    fn max_instance_types_fits_the_nodeclaim_crd() {
+        assert_eq!(Settings::default().max_instance_types, 60);
+        let crds = stowage_api::crds::all().unwrap();
+        let nodeclaim = crds
+            .iter()
+            .find(|c| c.spec.names.kind == "NodeClaim")
+            .unwrap();
+        let crd = serde_json::to_string(nodeclaim).unwrap();
+        assert!(
+            crd.contains(&format!("\"maxItems\":{MAX_REQUIREMENT_VALUES}")),
+            "the CRD's limit is the constant"
+        );
+        for (n, ok) in [
+            (0, false),
+            (1, true),
+            (MAX_REQUIREMENT_VALUES, true),
+            (600, false),
+        ] {
+            let s = Settings {
+                max_instance_types: n,
+                ..Settings::default()
+            };
+            assert_eq!(s.validate().is_ok(), ok, "{n}");
+            if !ok {
+                let err = s.validate().unwrap_err().to_string();
+                assert!(err.contains("max-instance-types"), "{err}");
+            }
+        }
     }
 }

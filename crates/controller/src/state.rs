@@ -1,5 +1,6 @@
 //! `ClusterState`: the controllers' synchronous, in-memory view of the cluster — pods, nodes,
-//! NodeClaims, NodePools, EC2NodeClasses, DaemonSets and PodDisruptionBudgets — plus what only
+//! NodeClaims, NodePools, node classes (of the cloud provider's kind, held as generic objects),
+//! DaemonSets and PodDisruptionBudgets — plus what only
 //! Stowage knows: which pods are nominated to in-flight capacity.
 //!
 //! It is fed by watchers (see [`crate::watch`]) through `apply`/`delete`/`replace`, and can be
@@ -13,8 +14,9 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::DynamicObject;
 use kube::{Resource, ResourceExt};
-use stowage_api::{EC2NodeClass, NodeClaim, NodePool, conditions, key_of};
+use stowage_api::{NodeClaim, NodePool, conditions, key_of};
 use stowage_solver::PodRequest;
 
 /// The kinds the state tracks; the state is synced once each has completed its first list.
@@ -136,7 +138,7 @@ pub struct ClusterState {
     claims: BTreeMap<String, Arc<NodeClaim>>,
     claim_by_provider: HashMap<String, String>,
     nodepools: BTreeMap<String, Arc<NodePool>>,
-    nodeclasses: BTreeMap<String, Arc<EC2NodeClass>>,
+    nodeclasses: BTreeMap<String, Arc<DynamicObject>>,
     daemonsets: BTreeMap<String, Arc<DaemonSet>>,
     pdbs: BTreeMap<String, Arc<PodDisruptionBudget>>,
     nominations: Nominations,
@@ -544,7 +546,7 @@ impl ClusterState {
         self.nodepools.values()
     }
 
-    pub fn apply_nodeclass(&mut self, class: EC2NodeClass) {
+    pub fn apply_nodeclass(&mut self, class: DynamicObject) {
         let class = strip(class);
         self.nodeclasses.insert(class.name_any(), Arc::new(class));
     }
@@ -553,18 +555,18 @@ impl ClusterState {
         self.nodeclasses.remove(name);
     }
 
-    pub fn replace_nodeclasses(&mut self, classes: Vec<EC2NodeClass>) {
+    pub fn replace_nodeclasses(&mut self, classes: Vec<DynamicObject>) {
         self.nodeclasses.clear();
         for c in classes {
             self.apply_nodeclass(c);
         }
     }
 
-    pub fn nodeclass(&self, name: &str) -> Option<Arc<EC2NodeClass>> {
+    pub fn nodeclass(&self, name: &str) -> Option<Arc<DynamicObject>> {
         self.nodeclasses.get(name).cloned()
     }
 
-    pub fn nodeclasses(&self) -> impl Iterator<Item = &Arc<EC2NodeClass>> {
+    pub fn nodeclasses(&self) -> impl Iterator<Item = &Arc<DynamicObject>> {
         self.nodeclasses.values()
     }
 

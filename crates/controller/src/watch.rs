@@ -1,7 +1,8 @@
 //! Watchers that feed [`ClusterState`](crate::state::ClusterState): one kube-rs watcher per kind,
 //! paginated initial lists (500 per page) so a 40,000-pod cluster is listed gently, bookmarks on,
 //! and a re-list replaces the kind's objects wholesale. The state is synced once every kind has
-//! completed its first list.
+//! completed its first list. Node classes are watched generically (`DynamicObject`) as the kind
+//! the cloud provider names, so no cloud's type appears here.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -10,12 +11,13 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::Api;
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use stowage_api::{EC2NodeClass, NodeClaim, NodePool, key_of};
+use stowage_api::{NodeClaim, NodePool, key_of};
+use stowage_cloud::NodeClassKind;
 
 use crate::context::Context;
 use crate::state::{ClusterState, Kind};
@@ -24,9 +26,7 @@ use crate::state::{ClusterState, Kind};
 pub const PAGE_SIZE: u32 = 500;
 
 /// A kind the state tracks.
-pub trait Tracked:
-    Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static
-{
+pub trait Tracked: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static {
     const KIND: Kind;
     fn apply(state: &mut ClusterState, obj: Self);
     fn delete(state: &mut ClusterState, obj: &Self);
@@ -106,7 +106,8 @@ impl Tracked for NodePool {
     }
 }
 
-impl Tracked for EC2NodeClass {
+/// The cloud provider's node classes, whatever their kind.
+impl Tracked for DynamicObject {
     const KIND: Kind = Kind::NodeClass;
     fn apply(state: &mut ClusterState, obj: Self) {
         state.apply_nodeclass(obj)
@@ -186,21 +187,39 @@ pub async fn feed<K: Tracked>(ctx: Arc<Context>, api: Api<K>, config: watcher::C
     let _ = stream.next().await;
 }
 
-/// Spawns a watcher for every tracked kind.
+/// The API resource of a node-class kind, for a generic `Api<DynamicObject>`.
+pub fn node_class_resource(kind: &NodeClassKind) -> ApiResource {
+    ApiResource {
+        group: kind.group.clone(),
+        version: kind.version.clone(),
+        api_version: kind.api_version(),
+        kind: kind.kind.clone(),
+        plural: kind.plural.clone(),
+    }
+}
+
+/// Spawns a watcher for every tracked kind (node classes only when the provider has a kind;
+/// otherwise they count as synced at once).
 pub fn spawn_all(ctx: &Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
     let c = ctx.client.clone();
     let cfg = watcher::Config::default;
-    vec![
+    let mut handles = match ctx.cloud.node_class_kind() {
+        Some(kind) => {
+            let api = Api::<DynamicObject>::all_with(c.clone(), &node_class_resource(&kind));
+            vec![tokio::spawn(feed::<DynamicObject>(ctx.clone(), api, cfg()))]
+        }
+        None => {
+            ctx.update_state(|s| s.mark_synced(Kind::NodeClass));
+            Vec::new()
+        }
+    };
+    handles.extend([
         tokio::spawn(feed::<Pod>(ctx.clone(), Api::all(c.clone()), cfg())),
         tokio::spawn(feed::<Node>(ctx.clone(), Api::all(c.clone()), cfg())),
         tokio::spawn(feed::<NodeClaim>(ctx.clone(), Api::all(c.clone()), cfg())),
         tokio::spawn(feed::<NodePool>(ctx.clone(), Api::all(c.clone()), cfg())),
-        tokio::spawn(feed::<EC2NodeClass>(
-            ctx.clone(),
-            Api::all(c.clone()),
-            cfg(),
-        )),
         tokio::spawn(feed::<DaemonSet>(ctx.clone(), Api::all(c.clone()), cfg())),
         tokio::spawn(feed::<PodDisruptionBudget>(ctx.clone(), Api::all(c), cfg())),
-    ]
+    ]);
+    handles
 }

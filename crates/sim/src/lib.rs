@@ -13,7 +13,7 @@ pub mod runner;
 pub mod scenario;
 
 pub use apiserver::{ApiServer, ApiServerOptions, ApiService, ServeLimits};
-pub use cluster::{Cluster, ClusterOptions};
+pub use cluster::{Cluster, ClusterOptions, node_class_kind};
 pub use report::{Report, Sample};
 pub use runner::{SimEnv, SimOptions, Simulation};
 pub use scenario::Scenario;

@@ -206,6 +206,7 @@ impl Simulation {
                 .catalog(catalog.clone())
                 .launch_latency(timings.launch_latency.as_std())
                 .interruption_notice(timings.interruption_warning.as_std())
+                .node_class_kind(crate::cluster::node_class_kind())
                 .build(),
         );
         let mut options = self.options.cluster.clone();

@@ -32,6 +32,19 @@ use crate::scenario::{Action, Scenario, Timings};
 pub(crate) use scheduler::signature;
 pub use workloads::WorkloadState;
 
+/// The node-class kind of the simulated cluster: it is AWS-shaped and serves `EC2NodeClass`, so
+/// the fake cloud in it reads that kind (through the controllers' generic node-class path).
+pub fn node_class_kind() -> stowage_cloud::NodeClassKind {
+    use kube::Resource;
+    type Class = stowage_api::EC2NodeClass;
+    stowage_cloud::NodeClassKind::new(
+        &Class::group(&()),
+        &Class::version(&()),
+        &Class::kind(&()),
+        &Class::plural(&()),
+    )
+}
+
 /// Label every simulated workload pod carries (the workload's name).
 pub const WORKLOAD_LABEL: &str = "sim.stowage.dev/workload";
 /// Annotation: how long a Job or Spark driver pod runs once started, in seconds.

@@ -51,8 +51,8 @@ pub struct Args {
     /// Region of the embedded AWS catalogue (used when neither --catalog nor --synthetic is set).
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
-    /// How many instance types a new node lists.
-    #[arg(long, default_value_t = 60)]
+    /// How many instance types a new node lists (the controller's `max_instance_types`).
+    #[arg(long, default_value_t = stowage_controller::Settings::default().max_instance_types)]
     pub max_instance_types: usize,
     #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
     pub output: Output,

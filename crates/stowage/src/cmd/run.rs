@@ -53,6 +53,9 @@ pub struct Args {
     /// Fraction of memory the hypervisor takes, in [0, 1) (read by the AWS instance catalogue).
     #[arg(long, env = "VM_MEMORY_OVERHEAD_PERCENT", default_value_t = 0.075)]
     pub vm_memory_overhead_percent: f64,
+    /// The most instance types one NodeClaim offers the cloud (1..=500; the CRD's limit).
+    #[arg(long, env = "MAX_INSTANCE_TYPES", default_value_t = Settings::default().max_instance_types)]
+    pub max_instance_types: usize,
     /// The SQS queue of interruption events (empty: interruption handling off). Not supported
     /// yet: a non-empty queue is refused.
     #[arg(long, env = "INTERRUPTION_QUEUE")]
@@ -123,6 +126,7 @@ fn settings(args: &Args, identity: &str) -> anyhow::Result<Settings> {
         cluster_name: args.cluster_name.clone(),
         batch_idle: args.batch_idle_duration.0,
         batch_max: args.batch_max_duration.0,
+        max_instance_types: args.max_instance_types,
         interruption_queue: args.interruption_queue.clone().filter(|q| !q.is_empty()),
         lease_name: args.lease_name.clone(),
         namespace: args.namespace.clone(),

@@ -1,0 +1,599 @@
+//! Fleet calls: one CreateFleet (`Type=instant`) for a batch of identical launches, and what
+//! its answer means — instances handed out to claims in order (tagged with their claim when the
+//! batch had several), per-override insufficient-capacity errors marked in the
+//! [`UnavailableOfferings`] cache, other errors kept with their AWS code, and instances beyond
+//! the claims terminated at once so nothing is leaked.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aws_sdk_ec2::types as ec2t;
+use sha2::{Digest, Sha256};
+use stowage_api::{CapacityType, labels};
+use stowage_cloud::{Error as CloudError, OfferingKey};
+use tracing::{debug, warn};
+
+use crate::errors::{self, ErrorClass, classify_code};
+use crate::launch_template::tag;
+use crate::sdk::{CreateFleetRequest, CreateFleetResponse, Ec2Api};
+use crate::unavailable::UnavailableOfferings;
+
+/// One instance type in one subnet (and its zone) of a launch-template config.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Override {
+    pub instance_type: String,
+    pub subnet_id: String,
+    pub zone: String,
+}
+
+/// Everything of a launch except the claim it is for: equal keys are coalesced into one fleet.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FleetKey {
+    pub capacity_type: CapacityType,
+    /// (launch template name, overrides), cheapest first.
+    pub configs: Vec<(String, Vec<Override>)>,
+    pub tags: Vec<(String, String)>,
+}
+
+/// A claim in a fleet batch: its name (tag) and its ClientToken.
+#[derive(Clone, Debug)]
+pub struct ClaimRef {
+    pub name: String,
+    pub token: String,
+}
+
+/// An instance the fleet launched.
+#[derive(Clone, Debug)]
+pub struct Launched {
+    pub id: String,
+    pub instance_type: String,
+    pub zone: String,
+    pub capacity_type: CapacityType,
+}
+
+pub type LaunchResult = std::result::Result<Launched, CloudError>;
+
+/// The ClientToken of one CreateFleet: the claims' tokens and the request itself, so a retry of
+/// the same request is idempotent while a changed request (other offerings after an
+/// insufficient-capacity answer) is a new one.
+fn fleet_token(claims: &[ClaimRef], key: &FleetKey) -> String {
+    let mut tokens: Vec<&str> = claims.iter().map(|c| c.token.as_str()).collect();
+    tokens.sort_unstable();
+    let digest = Sha256::digest(format!("{}|{key:?}", tokens.join(",")).as_bytes());
+    format!("stowage-{}", hex::encode(&digest[..24]))
+}
+
+/// The tag specifications of a fleet: the key's tags, plus the claim's name when there is one.
+fn tag_specifications(key: &FleetKey, single: Option<&ClaimRef>) -> Vec<ec2t::TagSpecification> {
+    let mut tags: Vec<ec2t::Tag> = key.tags.iter().map(|(k, v)| tag(k, v)).collect();
+    if let Some(c) = single {
+        tags.push(tag(labels::NODECLAIM, &c.name));
+        tags.push(tag("Name", &c.name));
+    }
+    [
+        ec2t::ResourceType::Instance,
+        ec2t::ResourceType::Volume,
+        ec2t::ResourceType::Fleet,
+    ]
+    .into_iter()
+    .map(|rt| {
+        ec2t::TagSpecification::builder()
+            .resource_type(rt)
+            .set_tags(Some(tags.clone()))
+            .build()
+    })
+    .collect()
+}
+
+fn launch_template_config(
+    lt: &str,
+    overrides: &[Override],
+) -> ec2t::FleetLaunchTemplateConfigRequest {
+    ec2t::FleetLaunchTemplateConfigRequest::builder()
+        .launch_template_specification(
+            ec2t::FleetLaunchTemplateSpecificationRequest::builder()
+                .launch_template_name(lt)
+                .version("$Latest")
+                .build(),
+        )
+        .set_overrides(Some(
+            overrides
+                .iter()
+                .map(|o| {
+                    ec2t::FleetLaunchTemplateOverridesRequest::builder()
+                        .instance_type(ec2t::InstanceType::from(o.instance_type.as_str()))
+                        .subnet_id(&o.subnet_id)
+                        .build()
+                })
+                .collect(),
+        ))
+        .build()
+}
+
+/// The CreateFleet request for `claims` (one instance each) under `key`.
+fn fleet_request(key: &FleetKey, claims: &[ClaimRef]) -> CreateFleetRequest {
+    let spot = key.capacity_type == CapacityType::Spot;
+    let single = match claims {
+        [only] => Some(only),
+        _ => None,
+    };
+    CreateFleetRequest {
+        client_token: Some(fleet_token(claims, key)),
+        launch_template_configs: key
+            .configs
+            .iter()
+            .map(|(lt, overrides)| launch_template_config(lt, overrides))
+            .collect(),
+        target_capacity: Some(
+            ec2t::TargetCapacitySpecificationRequest::builder()
+                .total_target_capacity(i32::try_from(claims.len()).unwrap_or(i32::MAX))
+                .default_target_capacity_type(if spot {
+                    ec2t::DefaultTargetCapacityType::Spot
+                } else {
+                    ec2t::DefaultTargetCapacityType::OnDemand
+                })
+                .build(),
+        ),
+        spot_options: spot.then(|| {
+            ec2t::SpotOptionsRequest::builder()
+                .allocation_strategy(ec2t::SpotAllocationStrategy::PriceCapacityOptimized)
+                .build()
+        }),
+        on_demand_options: (!spot).then(|| {
+            ec2t::OnDemandOptionsRequest::builder()
+                .allocation_strategy(ec2t::FleetOnDemandAllocationStrategy::LowestPrice)
+                .build()
+        }),
+        tag_specifications: tag_specifications(key, single),
+    }
+}
+
+/// What a CreateFleet answer says, read against the request's key.
+struct FleetAnswer {
+    launched: Vec<Launched>,
+    /// Offerings that answered insufficient capacity (sorted, deduplicated).
+    ice: Vec<OfferingKey>,
+    /// The first other error: (code, message).
+    other: Option<(String, String)>,
+}
+
+impl FleetAnswer {
+    fn read(key: &FleetKey, response: &CreateFleetResponse) -> Self {
+        let zone_of: HashMap<&str, &str> = key
+            .configs
+            .iter()
+            .flat_map(|(_, o)| o.iter().map(|o| (o.subnet_id.as_str(), o.zone.as_str())))
+            .collect();
+        let lifecycle = |l: Option<&ec2t::InstanceLifecycle>| match l {
+            Some(ec2t::InstanceLifecycle::Spot) => CapacityType::Spot,
+            Some(ec2t::InstanceLifecycle::OnDemand) => CapacityType::OnDemand,
+            _ => key.capacity_type,
+        };
+        let mut ice: Vec<OfferingKey> = Vec::new();
+        let mut other: Option<(String, String)> = None;
+        for err in &response.errors {
+            let code = err.error_code().unwrap_or_default();
+            let o = err
+                .launch_template_and_overrides()
+                .and_then(|l| l.overrides());
+            let itype = o
+                .and_then(|o| o.instance_type())
+                .map(|t| t.as_str().to_string());
+            let zone = o
+                .and_then(|o| {
+                    o.subnet_id()
+                        .and_then(|s| zone_of.get(s).map(|z| z.to_string()))
+                })
+                .or_else(|| o.and_then(|o| o.availability_zone()).map(str::to_string));
+            if classify_code(code) == ErrorClass::InsufficientCapacity {
+                if let (Some(instance_type), Some(zone)) = (itype, zone) {
+                    ice.push(OfferingKey {
+                        instance_type,
+                        zone,
+                        capacity_type: lifecycle(err.lifecycle()),
+                    });
+                }
+            } else if other.is_none() {
+                other = Some((
+                    code.to_string(),
+                    err.error_message().unwrap_or_default().to_string(),
+                ));
+            }
+        }
+        ice.sort();
+        ice.dedup();
+        let mut launched: Vec<Launched> = Vec::new();
+        for inst in &response.instances {
+            let o = inst
+                .launch_template_and_overrides()
+                .and_then(|l| l.overrides());
+            let zone = o
+                .and_then(|o| o.subnet_id())
+                .and_then(|s| zone_of.get(s))
+                .map(|z| z.to_string())
+                .unwrap_or_default();
+            let instance_type = inst
+                .instance_type()
+                .or_else(|| o.and_then(|o| o.instance_type()))
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_default();
+            for id in inst.instance_ids() {
+                launched.push(Launched {
+                    id: id.clone(),
+                    instance_type: instance_type.clone(),
+                    zone: zone.clone(),
+                    capacity_type: lifecycle(inst.lifecycle()),
+                });
+            }
+        }
+        Self {
+            launched,
+            ice,
+            other,
+        }
+    }
+
+    /// The error of a claim the fleet left without an instance: another error's code when no
+    /// offering ran out of capacity, else the capacity error (every requested offering when the
+    /// answer named none).
+    fn unfilled(&self, key: &FleetKey) -> CloudError {
+        match &self.other {
+            Some((code, message)) if self.ice.is_empty() => CloudError::Launch {
+                code: code.clone(),
+                message: message.clone(),
+            },
+            _ if !self.ice.is_empty() => CloudError::InsufficientCapacity {
+                offerings: self.ice.clone(),
+            },
+            _ => CloudError::InsufficientCapacity {
+                offerings: key
+                    .configs
+                    .iter()
+                    .flat_map(|(_, o)| o.iter())
+                    .map(|o| OfferingKey {
+                        instance_type: o.instance_type.clone(),
+                        zone: o.zone.clone(),
+                        capacity_type: key.capacity_type,
+                    })
+                    .collect(),
+            },
+        }
+    }
+}
+
+/// One CreateFleet for every claim in the batch; instances are handed out in claim order.
+pub async fn launch_batch(
+    ec2: Arc<dyn Ec2Api>,
+    unavailable: Arc<UnavailableOfferings>,
+    key: FleetKey,
+    claims: Vec<ClaimRef>,
+) -> Vec<LaunchResult> {
+    let response = match ec2.create_fleet(fleet_request(&key, &claims)).await {
+        Ok(r) => r,
+        Err(e) => {
+            let err = errors::launch_to_cloud(e);
+            return claims.iter().map(|_| Err(err.clone())).collect();
+        }
+    };
+    let answer = FleetAnswer::read(&key, &response);
+    for k in &answer.ice {
+        unavailable.mark(k.clone());
+    }
+    debug!(
+        requested = claims.len(),
+        launched = answer.launched.len(),
+        errors = response.errors.len(),
+        "create fleet"
+    );
+    let mut instances = answer.launched.clone().into_iter();
+    let mut out = Vec::with_capacity(claims.len());
+    for claim in &claims {
+        match instances.next() {
+            Some(l) => {
+                if claims.len() > 1 {
+                    tag_with_claim(&*ec2, &l.id, &claim.name).await;
+                }
+                out.push(Ok(l));
+            }
+            None => out.push(Err(answer.unfilled(&key))),
+        }
+    }
+    terminate_extra(&*ec2, instances.map(|l| l.id).collect()).await;
+    out
+}
+
+/// Tags an instance of a shared fleet with its claim (a single claim is tagged at launch).
+async fn tag_with_claim(ec2: &dyn Ec2Api, id: &str, claim: &str) {
+    let tags = vec![tag(labels::NODECLAIM, claim), tag("Name", claim)];
+    if let Err(e) = ec2.create_tags(vec![id.to_string()], tags).await {
+        warn!(instance = %id, error = %e, "failed to tag instance with its nodeclaim");
+    }
+}
+
+/// More instances than claims would be leaked capacity nobody owns: give it back.
+async fn terminate_extra(ec2: &dyn Ec2Api, extra: Vec<String>) {
+    if extra.is_empty() {
+        return;
+    }
+    warn!(
+        ?extra,
+        "fleet returned more instances than claims; terminating the extra ones"
+    );
+    if let Err(e) = ec2.terminate_instances(extra).await {
+        warn!(error = %e, "failed to terminate extra fleet instances");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use stowage_cloud::TokioClock;
+
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::sdk;
+
+    /// An EC2 whose CreateFleet answers with canned instances and errors, recording tags.
+    #[derive(Debug, Default)]
+    struct CannedFleet {
+        response: CreateFleetResponse,
+        tagged: Mutex<Vec<(String, String)>>,
+        terminated: Mutex<Vec<String>>,
+    }
+
+    fn unused<T>(op: &'static str) -> sdk::Result<T> {
+        Err(sdk::Error::Transport {
+            operation: op,
+            message: "not used by this test".into(),
+        })
+    }
+
+    #[async_trait]
+    impl Ec2Api for CannedFleet {
+        async fn describe_instance_types(
+            &self,
+            _: Vec<ec2t::Filter>,
+        ) -> sdk::Result<Vec<ec2t::InstanceTypeInfo>> {
+            unused("DescribeInstanceTypes")
+        }
+        async fn describe_instance_type_offerings(
+            &self,
+            _: ec2t::LocationType,
+            _: Vec<ec2t::Filter>,
+        ) -> sdk::Result<Vec<ec2t::InstanceTypeOffering>> {
+            unused("DescribeInstanceTypeOfferings")
+        }
+        async fn describe_spot_price_history(
+            &self,
+            _: Vec<String>,
+            _: Option<aws_smithy_types::DateTime>,
+            _: Vec<ec2t::Filter>,
+        ) -> sdk::Result<Vec<ec2t::SpotPrice>> {
+            unused("DescribeSpotPriceHistory")
+        }
+        async fn describe_subnets(
+            &self,
+            _: Vec<String>,
+            _: Vec<ec2t::Filter>,
+        ) -> sdk::Result<Vec<ec2t::Subnet>> {
+            unused("DescribeSubnets")
+        }
+        async fn describe_security_groups(
+            &self,
+            _: Vec<String>,
+            _: Vec<ec2t::Filter>,
+        ) -> sdk::Result<Vec<ec2t::SecurityGroup>> {
+            unused("DescribeSecurityGroups")
+        }
+        async fn describe_images(
+            &self,
+            _: Vec<String>,
+            _: Vec<String>,
+            _: Vec<ec2t::Filter>,
+        ) -> sdk::Result<Vec<ec2t::Image>> {
+            unused("DescribeImages")
+        }
+        async fn create_launch_template(
+            &self,
+            _: String,
+            _: ec2t::RequestLaunchTemplateData,
+            _: Vec<ec2t::TagSpecification>,
+        ) -> sdk::Result<ec2t::LaunchTemplate> {
+            unused("CreateLaunchTemplate")
+        }
+        async fn describe_launch_templates(
+            &self,
+            _: Vec<String>,
+            _: Vec<ec2t::Filter>,
+        ) -> sdk::Result<Vec<ec2t::LaunchTemplate>> {
+            unused("DescribeLaunchTemplates")
+        }
+        async fn delete_launch_template(&self, _: String) -> sdk::Result<()> {
+            unused("DeleteLaunchTemplate")
+        }
+        async fn create_fleet(&self, _: CreateFleetRequest) -> sdk::Result<CreateFleetResponse> {
+            Ok(self.response.clone())
+        }
+        async fn describe_instances(
+            &self,
+            _: Vec<String>,
+            _: Vec<ec2t::Filter>,
+        ) -> sdk::Result<Vec<ec2t::Instance>> {
+            unused("DescribeInstances")
+        }
+        async fn terminate_instances(
+            &self,
+            ids: Vec<String>,
+        ) -> sdk::Result<Vec<ec2t::InstanceStateChange>> {
+            lock_of(&self.terminated).extend(ids);
+            Ok(Vec::new())
+        }
+        async fn create_tags(
+            &self,
+            resources: Vec<String>,
+            tags: Vec<ec2t::Tag>,
+        ) -> sdk::Result<()> {
+            for r in resources {
+                for t in &tags {
+                    if t.key() == Some(labels::NODECLAIM) {
+                        lock_of(&self.tagged)
+                            .push((r.clone(), t.value().unwrap_or_default().to_string()));
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    fn lock_of<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+        m.lock().unwrap()
+    }
+
+    fn overrides(t: &str, subnet: &str) -> ec2t::FleetLaunchTemplateOverrides {
+        ec2t::FleetLaunchTemplateOverrides::builder()
+            .instance_type(ec2t::InstanceType::from(t))
+            .subnet_id(subnet)
+            .build()
+    }
+
+    fn instance(id: &str, t: &str, subnet: &str) -> ec2t::CreateFleetInstance {
+        ec2t::CreateFleetInstance::builder()
+            .instance_ids(id)
+            .instance_type(ec2t::InstanceType::from(t))
+            .lifecycle(ec2t::InstanceLifecycle::Spot)
+            .launch_template_and_overrides(
+                ec2t::LaunchTemplateAndOverridesResponse::builder()
+                    .overrides(overrides(t, subnet))
+                    .build(),
+            )
+            .build()
+    }
+
+    fn ice(t: &str, subnet: &str) -> ec2t::CreateFleetError {
+        ec2t::CreateFleetError::builder()
+            .error_code("InsufficientInstanceCapacity")
+            .error_message("no capacity")
+            .lifecycle(ec2t::InstanceLifecycle::Spot)
+            .launch_template_and_overrides(
+                ec2t::LaunchTemplateAndOverridesResponse::builder()
+                    .overrides(overrides(t, subnet))
+                    .build(),
+            )
+            .build()
+    }
+
+    fn key() -> FleetKey {
+        let o = |t: &str, s: &str, z: &str| Override {
+            instance_type: t.into(),
+            subnet_id: s.into(),
+            zone: z.into(),
+        };
+        FleetKey {
+            capacity_type: CapacityType::Spot,
+            configs: vec![(
+                "lt".into(),
+                vec![
+                    o("m5.large", "subnet-a", "zone-a"),
+                    o("m5.large", "subnet-b", "zone-b"),
+                    o("c5.large", "subnet-a", "zone-a"),
+                ],
+            )],
+            tags: vec![],
+        }
+    }
+
+    fn claims(n: usize) -> Vec<ClaimRef> {
+        (0..n)
+            .map(|i| ClaimRef {
+                name: format!("claim-{i}"),
+                token: format!("t{i}"),
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partly_filled_batch_tags_what_it_got_and_reports_capacity_for_the_rest() {
+        let ec2 = Arc::new(CannedFleet {
+            response: CreateFleetResponse {
+                fleet_id: Some("fleet-1".into()),
+                instances: vec![
+                    instance("i-1", "c5.large", "subnet-a"),
+                    instance("i-2", "c5.large", "subnet-a"),
+                ],
+                errors: vec![ice("m5.large", "subnet-a"), ice("m5.large", "subnet-b")],
+            },
+            ..CannedFleet::default()
+        });
+        let clock = Arc::new(TokioClock::starting_at(
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        ));
+        let unavailable = Arc::new(UnavailableOfferings::new(clock, Duration::from_secs(180)));
+        let out = launch_batch(ec2.clone(), Arc::clone(&unavailable), key(), claims(3)).await;
+        assert_eq!(out[0].as_ref().unwrap().id, "i-1");
+        assert_eq!(out[0].as_ref().unwrap().zone, "zone-a");
+        assert_eq!(out[1].as_ref().unwrap().capacity_type, CapacityType::Spot);
+        match &out[2] {
+            Err(CloudError::InsufficientCapacity { offerings }) => {
+                let zones: Vec<&str> = offerings.iter().map(|k| k.zone.as_str()).collect();
+                assert_eq!(zones, ["zone-a", "zone-b"]);
+            }
+            other => panic!("expected InsufficientCapacity, got {other:?}"),
+        }
+        assert!(unavailable.is_unavailable("m5.large", "zone-b", CapacityType::Spot));
+        assert!(!unavailable.is_unavailable("c5.large", "zone-a", CapacityType::Spot));
+        assert_eq!(
+            *lock_of(&ec2.tagged),
+            [
+                ("i-1".to_string(), "claim-0".to_string()),
+                ("i-2".to_string(), "claim-1".to_string())
+            ]
+        );
+        assert!(lock_of(&ec2.terminated).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn extra_instances_are_terminated_and_other_errors_keep_their_code() {
+        let ec2 = Arc::new(CannedFleet {
+            response: CreateFleetResponse {
+                fleet_id: None,
+                instances: vec![
+                    instance("i-1", "c5.large", "subnet-a"),
+                    instance("i-9", "c5.large", "subnet-a"),
+                ],
+                errors: vec![],
+            },
+            ..CannedFleet::default()
+        });
+        let clock = Arc::new(TokioClock::starting_at(
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        ));
+        let unavailable = Arc::new(UnavailableOfferings::new(clock, Duration::from_secs(180)));
+        let out = launch_batch(ec2.clone(), Arc::clone(&unavailable), key(), claims(1)).await;
+        assert_eq!(out.len(), 1);
+        assert_eq!(*lock_of(&ec2.terminated), ["i-9".to_string()]);
+        assert!(
+            lock_of(&ec2.tagged).is_empty(),
+            "a single claim is tagged at launch"
+        );
+
+        let denied = ec2t::CreateFleetError::builder()
+            .error_code("UnauthorizedOperation")
+            .error_message("denied")
+            .build();
+        let ec2 = Arc::new(CannedFleet {
+            response: CreateFleetResponse {
+                fleet_id: None,
+                instances: vec![],
+                errors: vec![denied],
+            },
+            ..CannedFleet::default()
+        });
+        let out = launch_batch(ec2, unavailable, key(), claims(1)).await;
+        assert!(
+            matches!(&out[0], Err(CloudError::Launch { code, .. }) if code == "UnauthorizedOperation")
+        );
+    }
+}

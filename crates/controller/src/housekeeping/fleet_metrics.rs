@@ -1,0 +1,74 @@
+//! The fleet metrics: per NodePool and capacity type, the nodes, their allocatable and
+//! requested resources, and their cost per hour; plus the pending-pod and synced gauges.
+
+use std::collections::BTreeMap;
+
+use kube::ResourceExt;
+use stowage_api::quantity::parse_resource;
+
+use crate::context::Context;
+use crate::metrics::FleetSample;
+use crate::nodeclaim::claim_capacity_type;
+
+/// Recomputes the per-nodepool fleet gauges (nodes, allocatable, requested, cost per hour).
+pub fn update_fleet_metrics(ctx: &Context) {
+    let mut samples: BTreeMap<(String, String), FleetSample> = BTreeMap::new();
+    let state = ctx.state();
+    ctx.metrics
+        .pending_pods
+        .set(state.pending_pods(ctx.clock.now()).len() as i64);
+    ctx.metrics
+        .cluster_state_synced
+        .set(i64::from(state.is_synced()));
+    for claim in state
+        .claims()
+        .filter(|c| c.metadata.deletion_timestamp.is_none())
+    {
+        let pool = claim.nodepool_name().unwrap_or("").to_string();
+        let ct = claim_capacity_type(claim);
+        let key = (pool, ct.map(|c| c.as_str().to_string()).unwrap_or_default());
+        let sample = samples.entry(key).or_default();
+        let Some(node) = state.claim_node(claim) else {
+            continue;
+        };
+        sample.nodes += 1;
+        for (k, q) in node
+            .status
+            .as_ref()
+            .and_then(|s| s.allocatable.as_ref())
+            .into_iter()
+            .flatten()
+        {
+            if let Ok(v) = parse_resource(k, &q.0) {
+                *sample.allocatable.entry(k.clone()).or_default() += scaled(k, v);
+            }
+        }
+        for key in state.pod_keys_on_node(&node.name_any()) {
+            if state.pod(key).is_none_or(|p| crate::state::is_terminal(&p)) {
+                continue;
+            }
+            let Some(pod) = state.domain_pod(key) else {
+                continue;
+            };
+            for (k, v) in &pod.requests.0 {
+                *sample.requested.entry(k.clone()).or_default() += scaled(k, *v);
+            }
+        }
+        let it = claim.label(stowage_api::labels::INSTANCE_TYPE);
+        let zone = claim.label(stowage_api::labels::ZONE);
+        if let (Some(it), Some(zone), Some(ct)) = (it, zone, ct) {
+            sample.cost_per_hour += ctx.price(it, zone, ct).unwrap_or(0.0);
+        }
+    }
+    samples.retain(|_, s| s.nodes > 0);
+    ctx.metrics.set_fleet(&samples);
+}
+
+/// CPU in cores, the rest as is.
+fn scaled(name: &str, v: i64) -> f64 {
+    if name == "cpu" {
+        v as f64 / 1000.0
+    } else {
+        v as f64
+    }
+}
