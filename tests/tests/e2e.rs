@@ -437,4 +437,92 @@ async fn nodepool_status_reports_usage_and_readiness() {
     .await;
     assert!(orphaned.is_false());
     assert_eq!(orphaned.reason, "NodeClassNotReady");
+    // The node class's status came from the provider through the generic node-class path.
+    let classes: Api<stowage_api::EC2NodeClass> = Api::all(h.client.clone());
+    let class = eventually("the class resolved", Duration::from_secs(120), || async {
+        let c = classes.get("default").await.ok()?;
+        (!c.status.as_ref()?.subnets.is_empty()).then_some(c)
+    })
+    .await;
+    let status = class.status.unwrap();
+    assert!(status.is_true("Ready"), "{:?}", status.conditions);
+    assert!(
+        status
+            .subnets
+            .iter()
+            .all(|s| s.id.starts_with("subnet-fake-"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_launch_waits_for_its_node_class_to_be_resolved_and_keeps_its_claim() {
+    let h = Harness::new(8);
+    // Right after a restart the provider has not resolved the class yet: the launch must wait.
+    for _ in 0..3 {
+        h.cloud.fail_next(
+            stowage_cloud::Operation::Create,
+            stowage_cloud::Error::NodeClassNotResolved {
+                name: "default".into(),
+            },
+        );
+    }
+    let _running = h.start();
+    h.nodepool("general", |_| {}).await;
+    h.pending_pod(pod("web", "500m", "256Mi")).await;
+    let launched = eventually("a launched nodeclaim", Duration::from_secs(120), || async {
+        claims(&h).await.into_iter().find(|c| c.is_true(LAUNCHED))
+    })
+    .await;
+    let creates: Vec<String> = h
+        .cloud
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == stowage_cloud::Operation::Create)
+        .map(|c| c.subject)
+        .collect();
+    assert!(creates.len() >= 4, "{creates:?}");
+    assert!(
+        creates.iter().all(|n| *n == launched.name_any()),
+        "the claim waited instead of being deleted: {creates:?}"
+    );
+    assert_eq!(claims(&h).await.len(), 1);
+    assert_eq!(h.cloud.instances().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_launch_for_a_node_class_that_does_not_exist_gives_up_its_claim() {
+    let h = Harness::new(8);
+    h.cloud.fail_next(
+        stowage_cloud::Operation::Create,
+        stowage_cloud::Error::NodeClassNotResolved {
+            name: "missing".into(),
+        },
+    );
+    let _running = h.start();
+    h.nodepool("general", |_| {}).await;
+    h.pending_pod(pod("web", "500m", "256Mi")).await;
+    let launched = eventually("a launched nodeclaim", Duration::from_secs(120), || async {
+        claims(&h).await.into_iter().find(|c| c.is_true(LAUNCHED))
+    })
+    .await;
+    let creates: Vec<String> = h
+        .cloud
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == stowage_cloud::Operation::Create)
+        .map(|c| c.subject)
+        .collect();
+    assert_ne!(
+        creates.first(),
+        Some(&launched.name_any()),
+        "the claim naming an absent class was deleted and its pod solved again: {creates:?}"
+    );
+    assert!(
+        !claims(&h)
+            .await
+            .iter()
+            .any(|c| Some(&c.name_any()) == creates.first()),
+        "the first claim is gone"
+    );
+    assert_eq!(h.cloud.instances().len(), 1);
 }

@@ -113,3 +113,52 @@ pub async fn update_node_class_status(ctx: &Context) -> Result<()> {
     ctx.cloud.retain_node_classes(&names);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(status: Value) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "example.dev/v1", "kind": "Class",
+            "metadata": {"name": "default", "generation": 3},
+            "spec": {}, "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_providers_fields_and_a_ready_condition_are_merged_into_the_status() {
+        let t0: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let t1: jiff::Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
+        let mut resolved = NodeClassStatus::ready();
+        resolved
+            .fields
+            .insert("subnets".into(), json!([{"id": "subnet-1"}]));
+        let c = class(json!({"other": 1}));
+        assert!(node_class_ready(&c), "no status yet counts as ready");
+        let status = merged_status(&c, &resolved, t0);
+        assert_eq!(status["other"], 1);
+        assert_eq!(status["subnets"][0]["id"], "subnet-1");
+        assert_eq!(status["conditions"][0]["type"], "Ready");
+        assert_eq!(status["conditions"][0]["status"], "True");
+        assert_eq!(status["conditions"][0]["observedGeneration"], 3);
+
+        // Not ready later: the condition flips (with the reason) and moves its time.
+        let c = class(status.clone());
+        let failed = NodeClassStatus {
+            reason: "ResolutionFailed".into(),
+            ..NodeClassStatus::not_ready("cloud API unreachable")
+        };
+        let later = merged_status(&c, &failed, t1);
+        assert_eq!(later["conditions"][0]["status"], "False");
+        assert_eq!(later["conditions"][0]["reason"], "ResolutionFailed");
+        assert_eq!(
+            later["subnets"], status["subnets"],
+            "last known fields kept"
+        );
+        assert!(!node_class_ready(&class(later.clone())));
+        // Unchanged readiness keeps the transition time, so nothing is written again.
+        assert_eq!(merged_status(&class(later.clone()), &failed, t1), later);
+    }
+}
