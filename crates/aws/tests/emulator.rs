@@ -372,6 +372,38 @@ async fn discovery_resolves_tagged_subnets_groups_and_alias_images() {
         Err(CloudError::NodeClassNotReady { .. }) => {}
         other => panic!("expected NodeClassNotReady, got {other:?}"),
     }
+    // A class the provider has not resolved (yet) is not a failure: the caller waits.
+    let mut unresolved = claim("y", &["m5.large"], &["on-demand"]);
+    unresolved.spec.node_class_ref.name = "not-resolved-yet".into();
+    match w.provider.create(&unresolved).await {
+        Err(CloudError::NodeClassNotResolved { name }) => assert_eq!(name, "not-resolved-yet"),
+        other => panic!("expected NodeClassNotResolved, got {other:?}"),
+    }
+    // The generic path the controllers use: the object as JSON in, readiness and fields out.
+    let generic = w
+        .provider
+        .reconcile_node_class(
+            &serde_json::to_value(node_class(&w.cluster, Some("stowage-node"))).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(generic.ready, "{generic:?}");
+    assert_eq!(
+        generic.fields["subnets"].as_array().map(Vec::len),
+        Some(w.subnets.len())
+    );
+    assert!(!generic.fields.contains_key("conditions"));
+    let generic = w
+        .provider
+        .reconcile_node_class(
+            &serde_json::to_value(node_class("no-such-cluster", Some("p"))).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        !generic.ready && generic.message.contains("subnet"),
+        "{generic:?}"
+    );
 
     // Images by name and owner: only arm64 images match, so only arm64 types are offered.
     let mut by_name = node_class(&w.cluster, Some("stowage-node"));

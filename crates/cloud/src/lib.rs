@@ -57,7 +57,7 @@ pub struct NodeClassKind {
     pub group: String,
     pub version: String,
     pub kind: String,
-    /// The resource name in URLs (`ec2nodeclasses`).
+    /// The resource name in URLs (`nodeclasses`).
     pub plural: String,
 }
 

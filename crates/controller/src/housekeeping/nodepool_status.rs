@@ -26,6 +26,66 @@ fn quantities(r: &Resources) -> BTreeMap<String, Quantity> {
         .collect()
 }
 
+/// Sets `ValidationSucceeded`, `NodeClassReady` (`class_ready`: `None` when the class does not
+/// exist) and `Ready` on a pool's status.
+fn set_conditions(
+    status: &mut NodePoolStatus,
+    pool: &NodePool,
+    class_ready: Option<bool>,
+    now: jiff::Timestamp,
+) {
+    let class_name = &pool.spec.template.spec.node_class_ref.name;
+    let validation = pool
+        .validate()
+        .map_err(|errs| stowage_api::validation::summarize(&errs))
+        .and_then(|()| {
+            stowage_solver::convert::nodepool(&pool, Default::default())
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+    match validation {
+        Ok(()) => {
+            status.set_true(VALIDATION_SUCCEEDED, "ValidationSucceeded", now);
+        }
+        Err(err) => {
+            status.set_false(VALIDATION_SUCCEEDED, "ValidationFailed", &err, now);
+        }
+    }
+    match class_ready {
+        Some(true) => {
+            status.set_true(NODE_CLASS_READY, "NodeClassReady", now);
+        }
+        Some(false) => {
+            status.set_false(
+                NODE_CLASS_READY,
+                "NodeClassNotReady",
+                "node class is not ready",
+                now,
+            );
+        }
+        None => {
+            status.set_false(
+                NODE_CLASS_READY,
+                "NodeClassNotFound",
+                &format!("node class {class_name} not found"),
+                now,
+            );
+        }
+    }
+    let valid = status.is_true(VALIDATION_SUCCEEDED);
+    let class_ready = status.is_true(NODE_CLASS_READY);
+    if valid && class_ready {
+        status.set_true(READY, "Ready", now);
+    } else {
+        let why = if valid {
+            "NodeClassNotReady"
+        } else {
+            "ValidationFailed"
+        };
+        status.set_false(READY, why, "nodepool cannot launch nodes", now);
+    }
+}
+
 /// Updates every NodePool's status (resources, nodes, conditions) when it changed.
 pub async fn update_nodepool_status(ctx: &Context) -> Result<()> {
     let now = ctx.clock.now();
@@ -63,55 +123,7 @@ pub async fn update_nodepool_status(ctx: &Context) -> Result<()> {
                 .nodeclass(class_name)
                 .map(|c| node_class_ready(&c)),
         };
-        let validation = pool
-            .validate()
-            .map_err(|errs| stowage_api::validation::summarize(&errs))
-            .and_then(|()| {
-                stowage_solver::convert::nodepool(&pool, Default::default())
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            });
-        match validation {
-            Ok(()) => {
-                status.set_true(VALIDATION_SUCCEEDED, "ValidationSucceeded", now);
-            }
-            Err(err) => {
-                status.set_false(VALIDATION_SUCCEEDED, "ValidationFailed", &err, now);
-            }
-        }
-        match class_ready {
-            Some(true) => {
-                status.set_true(NODE_CLASS_READY, "NodeClassReady", now);
-            }
-            Some(false) => {
-                status.set_false(
-                    NODE_CLASS_READY,
-                    "NodeClassNotReady",
-                    "node class is not ready",
-                    now,
-                );
-            }
-            None => {
-                status.set_false(
-                    NODE_CLASS_READY,
-                    "NodeClassNotFound",
-                    &format!("node class {class_name} not found"),
-                    now,
-                );
-            }
-        }
-        let valid = status.is_true(VALIDATION_SUCCEEDED);
-        let class_ready = status.is_true(NODE_CLASS_READY);
-        if valid && class_ready {
-            status.set_true(READY, "Ready", now);
-        } else {
-            let why = if valid {
-                "NodeClassNotReady"
-            } else {
-                "ValidationFailed"
-            };
-            status.set_false(READY, why, "nodepool cannot launch nodes", now);
-        }
+        set_conditions(&mut status, &pool, class_ready, now);
         if pool.status.as_ref() == Some(&status) {
             continue;
         }
