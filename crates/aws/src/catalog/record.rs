@@ -133,6 +133,101 @@ fn unsupported(name: &str, reason: impl Into<String>) -> Error {
     }
 }
 
+fn gpus_of(info: &ec2t::InstanceTypeInfo) -> Vec<Gpu> {
+    info.gpu_info()
+        .map(|g| g.gpus())
+        .unwrap_or_default()
+        .iter()
+        .map(|g| Gpu {
+            name: g.name().unwrap_or_default().to_string(),
+            manufacturer: g.manufacturer().unwrap_or_default().to_string(),
+            count: non_negative(g.count()),
+            memory_mib: u64::from(non_negative(g.memory_info().and_then(|m| m.size_in_mib()))),
+        })
+        .filter(|g| g.count > 0)
+        .collect()
+}
+
+fn neuron_of(info: &ec2t::InstanceTypeInfo) -> Vec<NeuronDevice> {
+    info.neuron_info()
+        .map(|n| n.neuron_devices())
+        .unwrap_or_default()
+        .iter()
+        .map(|d| NeuronDevice {
+            name: d.name().unwrap_or_default().to_string(),
+            count: non_negative(d.count()),
+            cores: non_negative(d.core_info().and_then(|c| c.count())),
+            memory_mib: u64::from(non_negative(d.memory_info().and_then(|m| m.size_in_mib()))),
+        })
+        .filter(|d| d.count > 0)
+        .collect()
+}
+
+fn accelerators_of(
+    info: &ec2t::InstanceTypeInfo,
+    neuron: &[NeuronDevice],
+) -> Vec<InferenceAccelerator> {
+    info.inference_accelerator_info()
+        .map(|a| a.accelerators())
+        .unwrap_or_default()
+        .iter()
+        .map(|a| InferenceAccelerator {
+            name: a.name().unwrap_or_default().to_string(),
+            manufacturer: a.manufacturer().unwrap_or_default().to_string(),
+            count: non_negative(a.count()),
+            memory_mib: u64::from(non_negative(a.memory_info().and_then(|m| m.size_in_mib()))),
+        })
+        .filter(|a| a.count > 0)
+        // EC2 lists Neuron devices (Inferentia) here too; the Neuron record describes them.
+        .filter(|a: &InferenceAccelerator| !neuron.iter().any(|d: &NeuronDevice| d.name == a.name))
+        .collect()
+}
+
+/// The network figures of a type: EFA interfaces, ENIs of the default card, IPv4 addresses per
+/// ENI, baseline bandwidth.
+struct Network {
+    efa: u32,
+    enis: u32,
+    ipv4_per_eni: u32,
+    bandwidth_mbps: Option<u64>,
+}
+
+fn network_of(info: &ec2t::InstanceTypeInfo) -> Network {
+    let network = info.network_info();
+    let efa = match network {
+        Some(n) if n.efa_supported() == Some(true) => {
+            non_negative(n.efa_info().and_then(|e| e.maximum_efa_interfaces())).max(1)
+        }
+        _ => 0,
+    };
+    let enis = network.map_or(0, |n| {
+        let default_card = n.default_network_card_index().unwrap_or(0);
+        n.network_cards()
+            .iter()
+            .find(|c| c.network_card_index().unwrap_or(0) == default_card)
+            .and_then(|c| c.maximum_network_interfaces())
+            .or(n.maximum_network_interfaces())
+            .map_or(0, |v| non_negative(Some(v)))
+    });
+    let ipv4_per_eni = non_negative(network.and_then(|n| n.ipv4_addresses_per_interface()));
+    let bandwidth_gbps: f64 = network
+        .map(|n| {
+            n.network_cards()
+                .iter()
+                .filter_map(|c| c.baseline_bandwidth_in_gbps())
+                .sum()
+        })
+        .unwrap_or(0.0);
+    let bandwidth_mbps = (bandwidth_gbps.is_finite() && bandwidth_gbps > 0.0)
+        .then(|| (bandwidth_gbps * 1000.0).round() as u64);
+    Network {
+        efa,
+        enis,
+        ipv4_per_eni,
+        bandwidth_mbps,
+    }
+}
+
 impl InstanceTypeRecord {
     /// Reads an SDK `InstanceTypeInfo`. Types Stowage cannot launch (not HVM, neither x86_64 nor
     /// arm64, neither on-demand nor spot) and types missing vCPU or memory figures are
@@ -183,76 +278,15 @@ impl InstanceTypeRecord {
         if usage.is_empty() {
             return Err(unsupported(&name, "sold neither on-demand nor spot"));
         }
-        let gpus: Vec<Gpu> = info
-            .gpu_info()
-            .map(|g| g.gpus())
-            .unwrap_or_default()
-            .iter()
-            .map(|g| Gpu {
-                name: g.name().unwrap_or_default().to_string(),
-                manufacturer: g.manufacturer().unwrap_or_default().to_string(),
-                count: non_negative(g.count()),
-                memory_mib: u64::from(non_negative(g.memory_info().and_then(|m| m.size_in_mib()))),
-            })
-            .filter(|g| g.count > 0)
-            .collect();
-        let neuron: Vec<NeuronDevice> = info
-            .neuron_info()
-            .map(|n| n.neuron_devices())
-            .unwrap_or_default()
-            .iter()
-            .map(|d| NeuronDevice {
-                name: d.name().unwrap_or_default().to_string(),
-                count: non_negative(d.count()),
-                cores: non_negative(d.core_info().and_then(|c| c.count())),
-                memory_mib: u64::from(non_negative(d.memory_info().and_then(|m| m.size_in_mib()))),
-            })
-            .filter(|d| d.count > 0)
-            .collect();
-        let accelerators: Vec<InferenceAccelerator> = info
-            .inference_accelerator_info()
-            .map(|a| a.accelerators())
-            .unwrap_or_default()
-            .iter()
-            .map(|a| InferenceAccelerator {
-                name: a.name().unwrap_or_default().to_string(),
-                manufacturer: a.manufacturer().unwrap_or_default().to_string(),
-                count: non_negative(a.count()),
-                memory_mib: u64::from(non_negative(a.memory_info().and_then(|m| m.size_in_mib()))),
-            })
-            .filter(|a| a.count > 0)
-            // EC2 lists Neuron devices (Inferentia) here too; the Neuron record describes them.
-            .filter(|a: &InferenceAccelerator| {
-                !neuron.iter().any(|d: &NeuronDevice| d.name == a.name)
-            })
-            .collect();
-        let network = info.network_info();
-        let efa = match network {
-            Some(n) if n.efa_supported() == Some(true) => {
-                non_negative(n.efa_info().and_then(|e| e.maximum_efa_interfaces())).max(1)
-            }
-            _ => 0,
-        };
-        let enis = network.map_or(0, |n| {
-            let default_card = n.default_network_card_index().unwrap_or(0);
-            n.network_cards()
-                .iter()
-                .find(|c| c.network_card_index().unwrap_or(0) == default_card)
-                .and_then(|c| c.maximum_network_interfaces())
-                .or(n.maximum_network_interfaces())
-                .map_or(0, |v| non_negative(Some(v)))
-        });
-        let ipv4_per_eni = non_negative(network.and_then(|n| n.ipv4_addresses_per_interface()));
-        let bandwidth_gbps: f64 = network
-            .map(|n| {
-                n.network_cards()
-                    .iter()
-                    .filter_map(|c| c.baseline_bandwidth_in_gbps())
-                    .sum()
-            })
-            .unwrap_or(0.0);
-        let bandwidth_mbps = (bandwidth_gbps.is_finite() && bandwidth_gbps > 0.0)
-            .then(|| (bandwidth_gbps * 1000.0).round() as u64);
+        let gpus = gpus_of(info);
+        let neuron = neuron_of(info);
+        let accelerators = accelerators_of(info, &neuron);
+        let Network {
+            efa,
+            enis,
+            ipv4_per_eni,
+            bandwidth_mbps,
+        } = network_of(info);
         Ok(Self {
             name,
             vcpus,
