@@ -39,7 +39,7 @@ fn set_conditions(
         .validate()
         .map_err(|errs| stowage_api::validation::summarize(&errs))
         .and_then(|()| {
-            stowage_solver::convert::nodepool(&pool, Default::default())
+            stowage_solver::convert::nodepool(pool, Default::default())
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         });
