@@ -184,6 +184,30 @@ pub async fn delete_claim(ctx: &Context, claim: &NodeClaim, reason: &str) -> Res
 /// How soon a launch waiting for its node class to be resolved is retried.
 const NODE_CLASS_RETRY: Duration = Duration::from_secs(5);
 
+/// `create`'s answer with `NodeClassNotResolved` sorted out: while the node class exists (or the
+/// state has not seen every class yet) the launch waits (`Err` with the retry); a class that
+/// does not exist is `NodeClassNotReady`, which gives the claim up.
+fn unresolved_class(
+    ctx: &Context,
+    claim: &str,
+    created: stowage_cloud::Result<NodeClaim>,
+) -> std::result::Result<stowage_cloud::Result<NodeClaim>, Action> {
+    let Err(CloudError::NodeClassNotResolved { name: class }) = created else {
+        return Ok(created);
+    };
+    let absent = {
+        let state = ctx.state();
+        state.is_synced() && state.nodeclass(&class).is_none()
+    };
+    if !absent {
+        tracing::debug!(claim, nodeclass = %class, "node class not resolved yet; waiting");
+        return Err(Action::requeue(NODE_CLASS_RETRY));
+    }
+    Ok(Err(CloudError::NodeClassNotReady {
+        reason: format!("node class {class} not found"),
+    }))
+}
+
 fn age(ctx: &Context, since: Option<jiff::Timestamp>) -> Duration {
     since
         .map(|t| ctx.clock.now().duration_since(t))
@@ -208,21 +232,9 @@ async fn launch(claim: &mut NodeClaim, ctx: &Context) -> Result<Option<Action>> 
         delete_claim(ctx, claim, "launch timeout").await?;
         return Ok(Some(Action::await_change()));
     }
-    let created = match ctx.cloud.create(claim).await {
-        Err(CloudError::NodeClassNotResolved { name: class }) => {
-            let absent = {
-                let state = ctx.state();
-                state.is_synced() && state.nodeclass(&class).is_none()
-            };
-            if !absent {
-                tracing::debug!(claim = %name, nodeclass = %class, "node class not resolved yet; waiting");
-                return Ok(Some(Action::requeue(NODE_CLASS_RETRY)));
-            }
-            Err(CloudError::NodeClassNotReady {
-                reason: format!("node class {class} not found"),
-            })
-        }
-        other => other,
+    let created = match unresolved_class(ctx, &name, ctx.cloud.create(claim).await) {
+        Ok(created) => created,
+        Err(wait) => return Ok(Some(wait)),
     };
     let launched = match created {
         Ok(c) => c,
