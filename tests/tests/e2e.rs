@@ -526,3 +526,43 @@ async fn a_launch_for_a_node_class_that_does_not_exist_gives_up_its_claim() {
     );
     assert_eq!(h.cloud.instances().len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_broad_nodepool_over_a_large_catalogue_writes_claims_the_crd_accepts() {
+    // 700 types that all fit the pod: the solver's options are cut to `max_instance_types`.
+    let h = Harness::new(700);
+    let _running = h.start();
+    h.nodepool("broad", |_| {}).await;
+    h.pending_pod(pod("web", "500m", "256Mi")).await;
+    let claim = eventually("a launched nodeclaim", Duration::from_secs(120), || async {
+        claims(&h).await.into_iter().find(|c| c.is_true(LAUNCHED))
+    })
+    .await;
+    let options = claim
+        .spec
+        .requirements
+        .iter()
+        .find(|r| r.key == labels::INSTANCE_TYPE)
+        .map(|r| r.values.len());
+    assert_eq!(options, Some(h.settings.max_instance_types));
+    assert_eq!(h.settings.max_instance_types, 60);
+    assert!(h.settings.max_instance_types <= stowage_api::validation::MAX_REQUIREMENT_VALUES);
+    assert!(
+        claim.label(labels::INSTANCE_TYPE).is_some_and(|t| claim
+            .spec
+            .requirements
+            .iter()
+            .any(|r| r.key == labels::INSTANCE_TYPE && r.values.iter().any(|v| v == t))),
+        "the instance launched is one of the claim's options"
+    );
+
+    // Control: the 600 options the controller once wrote are refused by the API server, as a
+    // real one refuses them, so no claim ever exists.
+    let mut h = Harness::new(700);
+    h.settings.max_instance_types = 600;
+    let _running = h.start();
+    h.nodepool("broad", |_| {}).await;
+    h.pending_pod(pod("web", "500m", "256Mi")).await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(claims(&h).await.is_empty());
+}
