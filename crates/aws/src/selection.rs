@@ -197,6 +197,27 @@ mod tests {
         z.iter().map(|s| s.to_string()).collect()
     }
 
+    /// What `crates/aws/src/matching.rs` checked before the API algebra replaced it.
+    #[test]
+    fn absent_labels_follow_the_operator() {
+        let t = itype("m5.large", 2_000, vec![]);
+        let o = offering("a", CapacityType::Spot, 0.1, true);
+        let ok = |r: Requirement| allows(&Requirements::from_requirements(&[r]).unwrap(), &t, &o);
+        assert!(ok(Requirement::in_(labels::ARCH, ["amd64"])));
+        assert!(!ok(Requirement::in_(labels::ARCH, ["arm64"])));
+        assert!(ok(Requirement::not_in(
+            labels::INSTANCE_GPU_MANUFACTURER,
+            ["nvidia"]
+        )));
+        assert!(!ok(Requirement::in_(
+            labels::INSTANCE_GPU_MANUFACTURER,
+            ["nvidia"]
+        )));
+        // Keys that do not describe instance types (a pool's own labels) do not constrain them.
+        assert!(ok(Requirement::in_("team", ["a"])));
+        assert!(ok(Requirement::in_(labels::NODEPOOL, ["default"])));
+    }
+
     #[test]
     fn launches_exactly_the_claims_options_cheapest_first() {
         let types = catalogue();
