@@ -329,7 +329,7 @@ mod tests {
     use std::time::Duration;
 
     use async_trait::async_trait;
-    use stowage_cloud::TokioClock;
+    use stowage_clock::TokioClock;
 
     use std::sync::Mutex;
 

@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use stowage_cloud::{CapacityType, OfferingKey, SharedClock};
+use stowage_clock::SharedClock;
+use stowage_cloud::{CapacityType, OfferingKey};
 
 /// Offerings that recently failed for lack of capacity.
 #[derive(Debug)]
@@ -81,7 +82,7 @@ impl UnavailableOfferings {
 mod tests {
     use std::sync::Arc;
 
-    use stowage_cloud::TokioClock;
+    use stowage_clock::TokioClock;
 
     use super::*;
 

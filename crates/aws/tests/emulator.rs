@@ -19,7 +19,8 @@ use stowage_aws::interruption::{InterruptionKind, InterruptionQueue};
 use stowage_aws::provider::{AwsCloudProvider, SharedCatalog, cluster_tag};
 use stowage_aws::settings::ProviderSettings;
 use stowage_aws::userdata::ClusterInfo;
-use stowage_cloud::{CloudProvider, DriftReason, Error as CloudError, SystemClock};
+use stowage_clock::SystemClock;
+use stowage_cloud::{CloudProvider, DriftReason, Error as CloudError};
 use stowage_solver::InstanceType;
 
 const ZONES: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];

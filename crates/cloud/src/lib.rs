@@ -14,9 +14,6 @@ use stowage_solver::InstanceType;
 
 pub use metered::{Metered, OperationStats};
 pub use stowage_api::CapacityType;
-/// The clock lives in `stowage-clock`; re-exported for the provider crates, which take a
-/// [`SharedClock`] with the rest of this interface. Everything else imports `stowage_clock`.
-pub use stowage_clock::{Clock, SharedClock, SystemClock, TokioClock};
 
 /// An offering the cloud could not fill right now.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

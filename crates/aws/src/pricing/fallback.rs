@@ -257,17 +257,17 @@ mod tests {
     }
 
     /// The committed table is what the generator makes of the reference CSV. The CSV lives in the
-    /// read-only `shared/` folder beside the checkout; where it is absent the check cannot run.
+    /// read-only `shared/` folder beside the checkout (CI lays it there); without it this test
+    /// fails rather than passing without checking anything.
     #[test]
     fn committed_table_matches_the_generator() {
         let csv_path = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../../shared/data/aws-on-demand-prices.csv"
         );
-        let Ok(csv) = std::fs::read_to_string(csv_path) else {
-            eprintln!("skipped: {csv_path} not found");
-            return;
-        };
+        let csv = std::fs::read_to_string(csv_path).unwrap_or_else(|e| {
+            panic!("the reference price CSV is missing at {csv_path} ({e}): shared/ belongs beside the checkout")
+        });
         let table = FallbackTable::from_csv(&csv, csv_path, DEFAULT_SOURCE).unwrap();
         assert_eq!(
             table.to_json(),

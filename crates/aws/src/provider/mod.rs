@@ -26,9 +26,10 @@ use stowage_api::quantity::format_resource;
 use stowage_api::{
     EC2NodeClass, EC2NodeClassStatus, NodeClaim, NodeClaimSpec, NodeClaimStatus, NodePool, labels,
 };
+use stowage_clock::SharedClock;
 use stowage_cloud::{
     CloudProvider, DriftReason, Error as CloudError, NodeClassKind, NodeClassStatus, OfferingKey,
-    Result, SharedClock,
+    Result,
 };
 use stowage_solver::{InstanceType, Resources};
 use tracing::{debug, warn};
