@@ -47,6 +47,7 @@ pub struct Metrics {
     node_requested: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     cost_per_hour: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub pod_pending_to_bound_seconds: Histogram,
+    watch_decode_errors: Family<Labels, Counter>,
     /// Label sets last written by [`Metrics::set_fleet`], so vanished series are removed.
     fleet_keys: Mutex<Vec<Labels>>,
 }
@@ -99,6 +100,7 @@ impl Metrics {
             node_requested: Family::default(),
             cost_per_hour: Family::default(),
             pod_pending_to_bound_seconds: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+            watch_decode_errors: Family::default(),
             registry: Registry::default(),
             fleet_keys: Mutex::new(Vec::new()),
         };
@@ -207,6 +209,11 @@ impl Metrics {
             "Seconds from pod creation to binding",
             m.pod_pending_to_bound_seconds.clone(),
         );
+        registry.register(
+            "watch_decode_errors",
+            "Listed or watched objects skipped because they do not decode, by kind",
+            m.watch_decode_errors.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -250,6 +257,21 @@ impl Metrics {
         self.evictions
             .get_or_create(&labels([("result", result)]))
             .inc();
+    }
+
+    /// One object of `kind` (a Kubernetes kind name) that does not decode was skipped.
+    pub fn watch_decode_error(&self, kind: &str) {
+        self.watch_decode_errors
+            .get_or_create(&labels([("kind", kind)]))
+            .inc();
+    }
+
+    /// Reads `stowage_watch_decode_errors_total{kind}` back.
+    pub fn watch_decode_errors_total(&self, kind: &str) -> u64 {
+        self.watch_decode_errors
+            .get(&labels([("kind", kind)]))
+            .map(|c| c.get())
+            .unwrap_or(0)
     }
 
     /// Reads a counter back (tests and the simulator's report).
@@ -351,6 +373,12 @@ mod tests {
             "stowage_launch_errors_total{nodepool=\"default\",code=\"insufficient_capacity\"} 1"
         ));
         assert_eq!(m.nodeclaims_created_total("default", "provisioning"), 2);
+        m.watch_decode_error("NodePool");
+        assert!(
+            m.encode()
+                .contains("stowage_watch_decode_errors_total{kind=\"NodePool\"} 1")
+        );
+        assert_eq!(m.watch_decode_errors_total("NodePool"), 1);
         // A pool that disappears loses its series.
         m.set_fleet(&BTreeMap::new());
         assert!(!m.encode().contains("stowage_nodes{"));

@@ -143,6 +143,9 @@ pub struct ClusterState {
     pdbs: BTreeMap<String, Arc<PodDisruptionBudget>>,
     nominations: Nominations,
     synced: BTreeSet<Kind>,
+    /// Keys of listed or watched objects that do not decode, by kind. They are absent from the
+    /// state, so a job that reads absence as "gone" must wait while its kind has any.
+    undecodable: BTreeMap<Kind, BTreeSet<String>>,
     /// Bumped whenever a pod becomes provisionable that was not before (batcher trigger).
     provisionable_seq: u64,
 }
@@ -223,6 +226,39 @@ impl ClusterState {
     /// True once every kind completed its initial list.
     pub fn is_synced(&self) -> bool {
         Kind::ALL.iter().all(|k| self.synced.contains(k))
+    }
+
+    /// Sets the keys of `kind`'s objects that do not decode (after a full list).
+    pub fn set_undecodable(&mut self, kind: Kind, keys: BTreeSet<String>) {
+        if keys.is_empty() {
+            self.undecodable.remove(&kind);
+        } else {
+            self.undecodable.insert(kind, keys);
+        }
+    }
+
+    /// Records whether the object `key` of `kind` does not decode (after a watch event).
+    pub fn mark_undecodable(&mut self, kind: Kind, key: &str, undecodable: bool) {
+        if undecodable {
+            self.undecodable
+                .entry(kind)
+                .or_default()
+                .insert(key.to_string());
+        } else if let Some(keys) = self.undecodable.get_mut(&kind) {
+            keys.remove(key);
+            if keys.is_empty() {
+                self.undecodable.remove(&kind);
+            }
+        }
+    }
+
+    /// Keys of `kind`'s objects that exist but do not decode (and so are absent here).
+    pub fn undecodable(&self, kind: Kind) -> impl Iterator<Item = &str> {
+        self.undecodable
+            .get(&kind)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
     }
 
     /// Changes whenever a new pod became provisionable.

@@ -3,22 +3,37 @@
 //! and a re-list replaces the kind's objects wholesale. The state is synced once every kind has
 //! completed its first list. Node classes are watched generically (`DynamicObject`) as the kind
 //! the cloud provider names, so no cloud's type appears here.
+//!
+//! Two failure rules. A watcher that cannot reach the API server retries on its own
+//! [`WatchBackoff`] (0.5 s doubling to 30 s, jittered; reset only by a successful sync, not by the
+//! watcher's `Init` before each attempt) and logs once when it starts failing and once when it
+//! recovers. An object that does not decode ([`Lenient`]) is skipped and reported
+//! (`stowage_watch_decode_errors_total{kind}` and one warning naming it), never the whole list;
+//! its key is kept in the state ([`ClusterState::undecodable`]) so that jobs which read absence
+//! as "gone" can wait.
 
+pub mod backoff;
+pub mod lenient;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
 use kube::api::{Api, ApiResource, DynamicObject};
-use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
+use stowage_api::key::namespaced_key;
 use stowage_api::{NodeClaim, NodePool, key_of};
 use stowage_cloud::NodeClassKind;
 
+pub use self::backoff::WatchBackoff;
+pub use self::lenient::{Lenient, Undecodable};
 use crate::context::Context;
 use crate::state::{ClusterState, Kind};
 
@@ -28,8 +43,11 @@ pub const PAGE_SIZE: u32 = 500;
 /// A kind the state tracks.
 pub trait Tracked: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static {
     const KIND: Kind;
+    /// The key the state files an object under: `namespace/name`, or the name of a
+    /// cluster-scoped object.
+    fn key(meta: &ObjectMeta) -> String;
     fn apply(state: &mut ClusterState, obj: Self);
-    fn delete(state: &mut ClusterState, obj: &Self);
+    fn delete(state: &mut ClusterState, key: &str);
     fn replace(state: &mut ClusterState, objs: Vec<Self>);
     /// Seconds from creation to binding, when this update binds a pod the state saw unbound.
     fn bound_latency(_state: &ClusterState, _obj: &Self, _now: jiff::Timestamp) -> Option<f64> {
@@ -37,13 +55,27 @@ pub trait Tracked: Resource + Clone + DeserializeOwned + Debug + Send + Sync + '
     }
 }
 
+fn namespaced_key_of(meta: &ObjectMeta) -> String {
+    namespaced_key(
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+    )
+}
+
+fn cluster_key_of(meta: &ObjectMeta) -> String {
+    meta.name.clone().unwrap_or_default()
+}
+
 impl Tracked for Pod {
     const KIND: Kind = Kind::Pod;
+    fn key(meta: &ObjectMeta) -> String {
+        namespaced_key_of(meta)
+    }
     fn apply(state: &mut ClusterState, obj: Self) {
         state.apply_pod(obj)
     }
-    fn delete(state: &mut ClusterState, obj: &Self) {
-        state.delete_pod(&key_of(obj))
+    fn delete(state: &mut ClusterState, key: &str) {
+        state.delete_pod(key)
     }
     fn replace(state: &mut ClusterState, objs: Vec<Self>) {
         state.replace_pods(objs)
@@ -69,11 +101,14 @@ impl Tracked for Pod {
 
 impl Tracked for Node {
     const KIND: Kind = Kind::Node;
+    fn key(meta: &ObjectMeta) -> String {
+        cluster_key_of(meta)
+    }
     fn apply(state: &mut ClusterState, obj: Self) {
         state.apply_node(obj)
     }
-    fn delete(state: &mut ClusterState, obj: &Self) {
-        state.delete_node(&obj.name_any())
+    fn delete(state: &mut ClusterState, key: &str) {
+        state.delete_node(key)
     }
     fn replace(state: &mut ClusterState, objs: Vec<Self>) {
         state.replace_nodes(objs)
@@ -82,11 +117,14 @@ impl Tracked for Node {
 
 impl Tracked for NodeClaim {
     const KIND: Kind = Kind::NodeClaim;
+    fn key(meta: &ObjectMeta) -> String {
+        cluster_key_of(meta)
+    }
     fn apply(state: &mut ClusterState, obj: Self) {
         state.apply_claim(obj)
     }
-    fn delete(state: &mut ClusterState, obj: &Self) {
-        state.delete_claim(&obj.name_any())
+    fn delete(state: &mut ClusterState, key: &str) {
+        state.delete_claim(key)
     }
     fn replace(state: &mut ClusterState, objs: Vec<Self>) {
         state.replace_claims(objs)
@@ -95,11 +133,14 @@ impl Tracked for NodeClaim {
 
 impl Tracked for NodePool {
     const KIND: Kind = Kind::NodePool;
+    fn key(meta: &ObjectMeta) -> String {
+        cluster_key_of(meta)
+    }
     fn apply(state: &mut ClusterState, obj: Self) {
         state.apply_nodepool(obj)
     }
-    fn delete(state: &mut ClusterState, obj: &Self) {
-        state.delete_nodepool(&obj.name_any())
+    fn delete(state: &mut ClusterState, key: &str) {
+        state.delete_nodepool(key)
     }
     fn replace(state: &mut ClusterState, objs: Vec<Self>) {
         state.replace_nodepools(objs)
@@ -109,11 +150,14 @@ impl Tracked for NodePool {
 /// The cloud provider's node classes, whatever their kind.
 impl Tracked for DynamicObject {
     const KIND: Kind = Kind::NodeClass;
+    fn key(meta: &ObjectMeta) -> String {
+        cluster_key_of(meta)
+    }
     fn apply(state: &mut ClusterState, obj: Self) {
         state.apply_nodeclass(obj)
     }
-    fn delete(state: &mut ClusterState, obj: &Self) {
-        state.delete_nodeclass(&obj.name_any())
+    fn delete(state: &mut ClusterState, key: &str) {
+        state.delete_nodeclass(key)
     }
     fn replace(state: &mut ClusterState, objs: Vec<Self>) {
         state.replace_nodeclasses(objs)
@@ -122,11 +166,14 @@ impl Tracked for DynamicObject {
 
 impl Tracked for DaemonSet {
     const KIND: Kind = Kind::DaemonSet;
+    fn key(meta: &ObjectMeta) -> String {
+        namespaced_key_of(meta)
+    }
     fn apply(state: &mut ClusterState, obj: Self) {
         state.apply_daemonset(obj)
     }
-    fn delete(state: &mut ClusterState, obj: &Self) {
-        state.delete_daemonset(&key_of(obj))
+    fn delete(state: &mut ClusterState, key: &str) {
+        state.delete_daemonset(key)
     }
     fn replace(state: &mut ClusterState, objs: Vec<Self>) {
         state.replace_daemonsets(objs)
@@ -135,44 +182,99 @@ impl Tracked for DaemonSet {
 
 impl Tracked for PodDisruptionBudget {
     const KIND: Kind = Kind::Pdb;
+    fn key(meta: &ObjectMeta) -> String {
+        namespaced_key_of(meta)
+    }
     fn apply(state: &mut ClusterState, obj: Self) {
         state.apply_pdb(obj)
     }
-    fn delete(state: &mut ClusterState, obj: &Self) {
-        state.delete_pdb(&key_of(obj))
+    fn delete(state: &mut ClusterState, key: &str) {
+        state.delete_pdb(key)
     }
     fn replace(state: &mut ClusterState, objs: Vec<Self>) {
         state.replace_pdbs(objs)
     }
 }
 
-/// Runs one watcher, feeding the state until the stream ends (it does not, short of a bug).
-pub async fn feed<K: Tracked>(ctx: Arc<Context>, api: Api<K>, config: watcher::Config) {
-    let stream = watcher::watcher(api, config.page_size(PAGE_SIZE)).default_backoff();
+/// Runs one watcher of `Api<Lenient<K>>` (`kind` names it in logs and metrics), feeding the
+/// state; the stream never ends, so neither does this (abort the task to stop it).
+pub async fn feed<K: Tracked>(
+    ctx: Arc<Context>,
+    api: Api<Lenient<K>>,
+    kind: String,
+    config: watcher::Config,
+) {
+    let stream = watcher::watcher(api, config.page_size(PAGE_SIZE));
     let mut stream = std::pin::pin!(stream);
-    let mut buffer: Vec<K> = Vec::new();
-    loop {
-        let event = match stream.try_next().await {
-            Ok(Some(event)) => event,
-            Ok(None) => break,
+    let mut feed = Feed::<K>::new(kind, WatchBackoff::new());
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(event) => feed.event(&ctx, event),
+            // Not polling the stream is the pause: the watcher retries on the next poll.
             Err(err) => {
-                tracing::warn!(kind = ?K::KIND, %err, "watch failed; retrying");
-                continue;
+                if let Some(pause) = feed.failed(&err) {
+                    tokio::time::sleep(pause).await;
+                }
             }
-        };
+        }
+    }
+}
+
+/// One watcher's bookkeeping between its stream and the state.
+struct Feed<K> {
+    kind: String,
+    backoff: WatchBackoff,
+    /// Objects of the list in progress.
+    listed: Vec<K>,
+    /// Keys and resourceVersions of the list in progress's objects that do not decode.
+    listed_undecodable: BTreeMap<String, String>,
+    /// Objects that do not decode, as last reported (key to resourceVersion), so each version is
+    /// reported once however often it is re-listed.
+    undecodable: BTreeMap<String, String>,
+}
+
+impl<K: Tracked> Feed<K> {
+    fn new(kind: String, backoff: WatchBackoff) -> Self {
+        Self {
+            kind,
+            backoff,
+            listed: Vec::new(),
+            listed_undecodable: BTreeMap::new(),
+            undecodable: BTreeMap::new(),
+        }
+    }
+
+    fn event(&mut self, ctx: &Context, event: Event<Lenient<K>>) {
         match event {
-            Event::Init => buffer.clear(),
-            Event::InitApply(obj) => buffer.push(obj),
+            // Sent before each list attempt, so it proves nothing: no backoff reset here.
+            Event::Init => {
+                self.listed.clear();
+                self.listed_undecodable.clear();
+            }
+            Event::InitApply(Lenient::Decoded(obj)) => self.listed.push(obj),
+            Event::InitApply(Lenient::Undecodable(bad)) => {
+                let (key, version) = self.report(ctx, &bad);
+                self.listed_undecodable.insert(key, version);
+            }
             Event::InitDone => {
-                let objs = std::mem::take(&mut buffer);
+                let objs = std::mem::take(&mut self.listed);
+                self.undecodable = std::mem::take(&mut self.listed_undecodable);
+                let keys: BTreeSet<String> = self.undecodable.keys().cloned().collect();
                 ctx.update_state(|s| {
                     K::replace(s, objs);
+                    s.set_undecodable(K::KIND, keys);
                     s.mark_synced(K::KIND);
                 });
+                self.synced();
             }
-            Event::Apply(obj) => {
+            Event::Apply(Lenient::Decoded(obj)) => {
+                let key = K::key(obj.meta());
+                if self.undecodable.remove(&key).is_some() {
+                    tracing::info!(kind = %self.kind, name = %key, "object decodes again");
+                }
                 let now = ctx.clock.now();
                 let latency = ctx.update_state(|s| {
+                    s.mark_undecodable(K::KIND, &key, false);
                     let latency = K::bound_latency(s, &obj, now);
                     K::apply(s, obj);
                     latency
@@ -180,11 +282,83 @@ pub async fn feed<K: Tracked>(ctx: Arc<Context>, api: Api<K>, config: watcher::C
                 if let Some(secs) = latency {
                     ctx.metrics.pod_pending_to_bound_seconds.observe(secs);
                 }
+                self.synced();
             }
-            Event::Delete(obj) => ctx.update_state(|s| K::delete(s, &obj)),
+            // What the state held for it is stale: drop it rather than act on it.
+            Event::Apply(Lenient::Undecodable(bad)) => {
+                let (key, version) = self.report(ctx, &bad);
+                ctx.update_state(|s| {
+                    K::delete(s, &key);
+                    s.mark_undecodable(K::KIND, &key, true);
+                });
+                self.undecodable.insert(key, version);
+                self.synced();
+            }
+            Event::Delete(obj) => {
+                let key = K::key(obj.meta());
+                self.undecodable.remove(&key);
+                ctx.update_state(|s| {
+                    K::delete(s, &key);
+                    s.mark_undecodable(K::KIND, &key, false);
+                });
+                self.synced();
+            }
         }
     }
-    let _ = stream.next().await;
+
+    /// Counts and logs an object that does not decode, once per resourceVersion; returns its key
+    /// and resourceVersion.
+    fn report(&self, ctx: &Context, bad: &Undecodable) -> (String, String) {
+        let key = K::key(&bad.metadata);
+        let version = bad.metadata.resource_version.clone().unwrap_or_default();
+        if self.undecodable.get(&key) != Some(&version) {
+            ctx.metrics.watch_decode_error(&self.kind);
+            tracing::warn!(
+                kind = %self.kind,
+                name = %key,
+                resource_version = %version,
+                error = %bad.error,
+                "object does not decode; skipped until it changes"
+            );
+        }
+        (key, version)
+    }
+
+    /// A complete list, or an event from a working watch: the watch is healthy.
+    fn synced(&mut self) {
+        let failures = self.backoff.synced();
+        if failures > 0 {
+            tracing::info!(kind = %self.kind, failures, "watch recovered");
+        }
+    }
+
+    /// The pause before the watcher may retry after `err` (`None`: at once).
+    fn failed(&mut self, err: &watcher::Error) -> Option<std::time::Duration> {
+        // 410 Gone: the watch's resourceVersion expired; the watcher re-lists. Routine.
+        if let watcher::Error::WatchError(status) = err
+            && status.code == 410
+        {
+            tracing::debug!(kind = %self.kind, %err, "watch expired; re-listing");
+            return None;
+        }
+        let retry = self.backoff.failed();
+        if retry.started_failing {
+            tracing::warn!(
+                kind = %self.kind,
+                %err,
+                "watch failing; retrying with backoff (logged again when it recovers)"
+            );
+        } else {
+            tracing::debug!(
+                kind = %self.kind,
+                %err,
+                failures = self.backoff.failures(),
+                pause = ?retry.delay,
+                "watch still failing"
+            );
+        }
+        Some(retry.delay)
+    }
 }
 
 /// The API resource of a node-class kind, for a generic `Api<DynamicObject>`.
@@ -201,12 +375,16 @@ pub fn node_class_resource(kind: &NodeClassKind) -> ApiResource {
 /// Spawns a watcher for every tracked kind (node classes only when the provider has a kind;
 /// otherwise they count as synced at once).
 pub fn spawn_all(ctx: &Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
-    let c = ctx.client.clone();
-    let cfg = watcher::Config::default;
     let mut handles = match ctx.cloud.node_class_kind() {
         Some(kind) => {
-            let api = Api::<DynamicObject>::all_with(c.clone(), &node_class_resource(&kind));
-            vec![tokio::spawn(feed::<DynamicObject>(ctx.clone(), api, cfg()))]
+            let resource = node_class_resource(&kind);
+            let api = Api::<Lenient<DynamicObject>>::all_with(ctx.client.clone(), &resource);
+            vec![tokio::spawn(feed::<DynamicObject>(
+                ctx.clone(),
+                api,
+                resource.kind,
+                watcher::Config::default(),
+            ))]
         }
         None => {
             ctx.update_state(|s| s.mark_synced(Kind::NodeClass));
@@ -214,12 +392,27 @@ pub fn spawn_all(ctx: &Arc<Context>) -> Vec<tokio::task::JoinHandle<()>> {
         }
     };
     handles.extend([
-        tokio::spawn(feed::<Pod>(ctx.clone(), Api::all(c.clone()), cfg())),
-        tokio::spawn(feed::<Node>(ctx.clone(), Api::all(c.clone()), cfg())),
-        tokio::spawn(feed::<NodeClaim>(ctx.clone(), Api::all(c.clone()), cfg())),
-        tokio::spawn(feed::<NodePool>(ctx.clone(), Api::all(c.clone()), cfg())),
-        tokio::spawn(feed::<DaemonSet>(ctx.clone(), Api::all(c.clone()), cfg())),
-        tokio::spawn(feed::<PodDisruptionBudget>(ctx.clone(), Api::all(c), cfg())),
+        spawn::<Pod>(ctx),
+        spawn::<Node>(ctx),
+        spawn::<NodeClaim>(ctx),
+        spawn::<NodePool>(ctx),
+        spawn::<DaemonSet>(ctx),
+        spawn::<PodDisruptionBudget>(ctx),
     ]);
     handles
+}
+
+/// Spawns the watcher of a kind with a static type, across all namespaces.
+fn spawn<K>(ctx: &Arc<Context>) -> tokio::task::JoinHandle<()>
+where
+    K: Tracked + Resource<DynamicType = ()>,
+{
+    let api = Api::<Lenient<K>>::all(ctx.client.clone());
+    let kind = K::kind(&()).into_owned();
+    tokio::spawn(feed::<K>(
+        ctx.clone(),
+        api,
+        kind,
+        watcher::Config::default(),
+    ))
 }

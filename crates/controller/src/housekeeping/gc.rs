@@ -1,6 +1,7 @@
 //! Garbage collection: instances of this cluster without a NodeClaim for longer than
 //! `gc_grace` are terminated; launched NodeClaims whose instance is gone are deleted; Nodes left
-//! with the termination finalizer and no claim are released.
+//! with the termination finalizer and no claim are released. While a NodeClaim exists that does
+//! not decode (absent from the state, so its instance and Node would look orphaned) no pass runs.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use stowage_api::conditions::LAUNCHED;
 
 use crate::context::Context;
 use crate::error::{Error, Result};
+use crate::state::Kind;
 
 /// Garbage collection's memory between passes.
 #[derive(Debug, Default)]
@@ -35,8 +37,18 @@ impl Gc {
     /// One pass; see the module docs.
     pub async fn collect(&mut self, ctx: &Context) -> Result<GcResult> {
         let mut result = GcResult::default();
-        if !ctx.state().is_synced() {
-            return Ok(result);
+        {
+            let state = ctx.state();
+            if !state.is_synced() {
+                return Ok(result);
+            }
+            if let Some(claim) = state.undecodable(Kind::NodeClaim).next() {
+                tracing::debug!(
+                    claim,
+                    "garbage collection waits: a nodeclaim does not decode"
+                );
+                return Ok(result);
+            }
         }
         let now = ctx.clock.now();
         let instances = ctx
