@@ -73,12 +73,13 @@ impl tower::Service<http::Request<kube::client::Body>> for Flaky {
     }
 }
 
-/// A simulated API server (NodePools not validated against their CRD, as one serving a newer CRD
+/// A simulated API server (NodePools and NodeClaims not validated against their CRDs, as one serving a newer CRD
 /// version would store fields this build reads differently), the failing transport in front of
 /// it and a controller context on that transport.
 struct Setup {
     api: ApiServer,
     ctx: Arc<Context>,
+    cloud: FakeCloud,
     down: Arc<AtomicBool>,
     log: Arc<Mutex<Vec<Request>>>,
 }
@@ -91,7 +92,7 @@ impl Setup {
         let kinds = kinds::builtin()
             .into_iter()
             .map(|mut k| {
-                if k.kind == "NodePool" {
+                if k.kind == "NodePool" || k.kind == "NodeClaim" {
                     k.custom = false;
                 }
                 k
@@ -113,17 +114,19 @@ impl Setup {
         };
         let client = kube::Client::new(flaky, "default");
         let cloud = FakeCloud::builder()
+            .karpenter_catalog(4)
             .node_class_kind(stowage_sim::node_class_kind())
             .build();
         let ctx = Arc::new(Context::new(
             client,
-            Arc::new(cloud),
+            Arc::new(cloud.clone()),
             clock,
             Settings::default(),
         ));
         Self {
             api,
             ctx,
+            cloud,
             down,
             log,
         }
@@ -298,4 +301,39 @@ async fn an_object_that_does_not_decode_is_skipped_and_counted() {
     assert_eq!(s.ctx.metrics.watch_decode_errors_total("NodePool"), 2);
     assert!(s.ctx.state().is_synced());
     drop(s.api);
+}
+
+/// A NodeClaim that does not decode is absent from the state, so its instance looks orphaned:
+/// garbage collection waits instead of terminating it.
+#[tokio::test(start_paused = true)]
+async fn garbage_collection_spares_the_instance_of_a_nodeclaim_that_does_not_decode() {
+    use stowage_cloud::CloudProvider;
+    let s = Setup::new();
+    let claim = stowage_api::NodeClaim::new("x", Default::default());
+    s.cloud.create(&claim).await.unwrap();
+    let resource = kube::api::ApiResource::erase::<stowage_api::NodeClaim>(&());
+    let raw: Api<DynamicObject> = Api::all_with(s.ctx.client.clone(), &resource);
+    let bad: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "stowage.dev/v1",
+        "kind": "NodeClaim",
+        "metadata": {"name": "x"},
+        "spec": {"requirements": "not a list"}
+    }))
+    .unwrap();
+    raw.create(&PostParams::default(), &bad).await.unwrap();
+    let _watchers = stowage_controller::watch::spawn_all(&s.ctx);
+    s.synced_within(Duration::from_secs(5)).await;
+    assert_eq!(
+        s.ctx.metrics.watch_decode_errors_total("NodeClaim"),
+        1,
+        "the claim does not decode"
+    );
+
+    let mut gc = stowage_controller::housekeeping::Gc::new();
+    for _ in 0..3 {
+        let result = gc.collect(&s.ctx).await.unwrap();
+        assert!(result.instances_terminated.is_empty(), "{result:?}");
+        tokio::time::sleep(s.ctx.settings.gc_grace).await;
+    }
+    assert_eq!(s.cloud.instances().len(), 1, "the instance is still there");
 }
