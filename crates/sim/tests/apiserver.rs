@@ -1012,3 +1012,37 @@ async fn http_listener_closes_idle_connections_and_caps_them() {
     assert!(!task.is_finished(), "the server keeps serving");
     task.abort();
 }
+
+/// A large list is sent in chunks as it is serialized, and still parses as one List.
+#[tokio::test(start_paused = true)]
+async fn large_lists_stream_in_chunks() {
+    use http_body_util::BodyExt;
+    let srv = server();
+    let nodes: Api<Node> = Api::all(srv.client());
+    for i in 0..2_000 {
+        let node = json!({ "metadata": { "name": format!("node-{i:04}"), "labels": { "pool": "a", "zone": "z1" } } });
+        nodes
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(node).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let req = http::Request::get("/api/v1/nodes")
+        .body(bytes::Bytes::new())
+        .unwrap();
+    let mut body = srv.handle(req).into_body();
+    let mut frames = 0;
+    let mut all = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let data = frame.unwrap().into_data().unwrap();
+        frames += 1;
+        all.extend_from_slice(&data);
+    }
+    assert!(frames > 2, "{frames} frame(s) for {} bytes", all.len());
+    let list: serde_json::Value = serde_json::from_slice(&all).unwrap();
+    assert_eq!(list["kind"], "NodeList");
+    assert_eq!(list["items"].as_array().unwrap().len(), 2_000);
+    assert_eq!(list["items"][1999]["metadata"]["name"], "node-1999");
+}

@@ -24,6 +24,7 @@ use super::store::{DeleteOpts, Filter, KindId, Sub, WatchMsg};
 pub enum ApiBody {
     Full(Option<Bytes>),
     Watch(Box<WatchBody>),
+    List(Box<ListBody>),
 }
 
 impl std::fmt::Debug for ApiBody {
@@ -31,7 +32,52 @@ impl std::fmt::Debug for ApiBody {
         match self {
             ApiBody::Full(b) => write!(f, "Full({} bytes)", b.as_ref().map_or(0, Bytes::len)),
             ApiBody::Watch(_) => write!(f, "Watch"),
+            ApiBody::List(_) => write!(f, "List"),
         }
+    }
+}
+
+/// A list response written as it is sent: the items (shared snapshots of the stored objects) are
+/// serialized a chunk at a time, so a large list neither builds its whole body up front nor keeps
+/// a worker busy long enough to stall other requests.
+pub struct ListBody {
+    head: Option<String>,
+    items: std::vec::IntoIter<Arc<Value>>,
+    first: bool,
+    done: bool,
+}
+
+/// About this many bytes per frame of a list response.
+const LIST_CHUNK_BYTES: usize = 64 * 1024;
+
+impl ListBody {
+    fn new(head: String, items: Vec<Arc<Value>>) -> Self {
+        Self {
+            head: Some(head),
+            items: items.into_iter(),
+            first: true,
+            done: false,
+        }
+    }
+
+    fn next_chunk(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
+        }
+        let mut out = self.head.take().unwrap_or_default();
+        while out.len() < LIST_CHUNK_BYTES {
+            let Some(item) = self.items.next() else {
+                out.push_str("]}");
+                self.done = true;
+                break;
+            };
+            if !self.first {
+                out.push(',');
+            }
+            self.first = false;
+            out.push_str(&serde_json::to_string(&*item).unwrap_or_default());
+        }
+        Some(Bytes::from(out))
     }
 }
 
@@ -46,18 +92,23 @@ impl Body for ApiBody {
         match self.get_mut() {
             ApiBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ApiBody::Watch(w) => w.poll_next(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+            ApiBody::List(l) => Poll::Ready(l.next_chunk().map(|b| Ok(Frame::data(b)))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, ApiBody::Full(None))
+        match self {
+            ApiBody::Full(b) => b.is_none(),
+            ApiBody::List(l) => l.done,
+            ApiBody::Watch(_) => false,
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             ApiBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ApiBody::Full(None) => SizeHint::with_exact(0),
-            ApiBody::Watch(_) => SizeHint::default(),
+            ApiBody::Watch(_) | ApiBody::List(_) => SizeHint::default(),
         }
     }
 }
@@ -472,25 +523,22 @@ impl Shared {
                     ));
                 }
                 let info = store.kind(kind);
-                let mut out = String::with_capacity(256 + page.items.len() * 1024);
                 let mut metadata = json!({ "resourceVersion": page.resource_version.to_string() });
                 if let Some(c) = &page.continue_token {
                     metadata["continue"] = json!(c);
                 }
-                out.push_str(&format!(
+                let head = format!(
                     "{{\"kind\":\"{}List\",\"apiVersion\":\"{}\",\"metadata\":{},\"items\":[",
                     info.kind,
                     info.api_version(),
                     metadata
-                ));
-                for (i, item) in page.items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&serde_json::to_string(&**item).unwrap_or_default());
-                }
-                out.push_str("]}");
-                Ok(bytes_response(200, Bytes::from(out)))
+                );
+                let mut r = Response::new(ApiBody::List(Box::new(ListBody::new(head, page.items))));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                Ok(r)
             }
             (None, _, &Method::POST) => {
                 let obj = super::patch::parse_body(&body)?;
