@@ -18,9 +18,10 @@ use stowage_api::quantity;
 use stowage_api::requirements::{Operator, Requirement};
 
 use crate::domain::{
-    DaemonSet, ExistingNode, HostPort, LabelSelector, NodeTaint, OnDemandCap, PodAffinityTerm,
-    PodRequest, PoolSpec, PoolUsage, PreferredTerm, TaintEffect, Toleration, TolerationOperator,
-    TopologySpread, WeightedPodAffinityTerm, WhenUnsatisfiable,
+    DaemonSet, ExistingNode, HostPort, LabelSelector, NODE_NAME_FIELD, NodeAffinityTerm,
+    NodeNameRequirement, NodeTaint, OnDemandCap, PodAffinityTerm, PodRequest, PoolSpec, PoolUsage,
+    PreferredTerm, TaintEffect, Toleration, TolerationOperator, TopologySpread,
+    WeightedPodAffinityTerm, WhenUnsatisfiable,
 };
 use crate::model::{Resources, resource};
 
@@ -153,24 +154,50 @@ fn node_selector_term(
     object: &str,
     field: &str,
     t: &core::NodeSelectorTerm,
-) -> Result<Vec<Requirement>> {
-    let mut out = Vec::new();
+) -> Result<NodeAffinityTerm> {
+    let mut out = NodeAffinityTerm::default();
     for (i, e) in t.match_expressions.iter().flatten().enumerate() {
         let f = format!("{field}.matchExpressions[{i}]");
-        out.push(Requirement::new(
+        out.requirements.push(Requirement::new(
             &e.key,
             operator(object, &format!("{f}.operator"), &e.operator)?,
             e.values.iter().flatten().cloned(),
         ));
     }
-    if t.match_fields.as_ref().is_some_and(|f| !f.is_empty()) {
-        return Err(invalid(
-            object,
-            &format!("{field}.matchFields"),
-            "matchFields is not supported",
-        ));
+    for (i, e) in t.match_fields.iter().flatten().enumerate() {
+        let f = format!("{field}.matchFields[{i}]");
+        out.node_names.push(match_field(object, &f, e)?);
     }
     Ok(out)
+}
+
+/// A `matchFields` requirement: Kubernetes selects nodes on `metadata.name` only, with `In` or
+/// `NotIn` (the DaemonSet controller pins its pods with `metadata.name In [<node>]`).
+fn match_field(
+    object: &str,
+    field: &str,
+    e: &core::NodeSelectorRequirement,
+) -> Result<NodeNameRequirement> {
+    if e.key != NODE_NAME_FIELD {
+        return Err(invalid(
+            object,
+            &format!("{field}.key"),
+            format!(
+                "matchFields supports only {NODE_NAME_FIELD} (the one node field Kubernetes selects on), got {:?}",
+                e.key
+            ),
+        ));
+    }
+    let names: BTreeSet<String> = e.values.iter().flatten().cloned().collect();
+    match e.operator.as_str() {
+        "In" => Ok(NodeNameRequirement::In(names)),
+        "NotIn" => Ok(NodeNameRequirement::NotIn(names)),
+        other => Err(invalid(
+            object,
+            &format!("{field}.operator"),
+            format!("matchFields on {NODE_NAME_FIELD} takes In or NotIn, got {other:?}"),
+        )),
+    }
 }
 
 fn label_selector(object: &str, field: &str, s: &meta::LabelSelector) -> Result<LabelSelector> {
@@ -419,9 +446,11 @@ fn node_affinity(object: &str, aff: &core::Affinity, pod: &mut PodRequest) -> Re
             let f = format!(
                 "spec.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[{i}].preference"
             );
+            let term = node_selector_term(object, &f, &p.preference)?;
             pod.preferred_node_affinity.push(PreferredTerm {
                 weight: p.weight,
-                requirements: node_selector_term(object, &f, &p.preference)?,
+                requirements: term.requirements,
+                node_names: term.node_names,
             });
         }
     }
@@ -765,7 +794,10 @@ spec:
         assert_eq!(p.priority, 10);
         assert_eq!(p.host_ports, vec![HostPort::tcp(8080)]);
         assert_eq!(p.required_node_affinity.len(), 2);
-        assert_eq!(p.required_node_affinity[1][0].operator, Operator::Gt);
+        assert_eq!(
+            p.required_node_affinity[1].requirements[0].operator,
+            Operator::Gt
+        );
         assert_eq!(p.preferred_node_affinity[0].weight, 50);
         assert_eq!(
             p.pod_anti_affinity[0].namespaces,
@@ -801,6 +833,75 @@ spec:
             "{err}"
         );
         assert!(err.contains("Bigger"), "{err}");
+    }
+
+    /// A pod as the DaemonSet controller creates it, with `matchFields` as given.
+    fn daemon_pod(match_fields: &str) -> core::Pod {
+        serde_saphyr::from_str(&format!(
+            r#"
+metadata:
+  name: agent-x7k2p
+  namespace: kube-system
+  ownerReferences: [{{apiVersion: apps/v1, kind: DaemonSet, name: agent, uid: u1, controller: true}}]
+spec:
+  containers: [{{name: a, resources: {{requests: {{cpu: 100m}}}}}}]
+  affinity:
+    nodeAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+        nodeSelectorTerms:
+        - matchFields: [{match_fields}]
+"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn reads_match_fields_on_the_node_name() {
+        let p = pod(&daemon_pod(
+            "{key: metadata.name, operator: In, values: [ip-10-0-0-1]}",
+        ))
+        .unwrap();
+        assert_eq!(p.owner.as_deref(), Some("DaemonSet/agent"));
+        let term = &p.required_node_affinity[0];
+        assert!(term.requirements.is_empty());
+        assert_eq!(
+            term.pinned_names(),
+            Some(BTreeSet::from(["ip-10-0-0-1".to_string()]))
+        );
+        let labels = BTreeMap::new();
+        assert!(p.node_affinity_matches("ip-10-0-0-1", &labels));
+        assert!(!p.node_affinity_matches("ip-10-0-0-2", &labels));
+        assert!(!term.admits_unnamed_node());
+        let p = pod(&daemon_pod(
+            "{key: metadata.name, operator: NotIn, values: [ip-10-0-0-1]}",
+        ))
+        .unwrap();
+        assert!(!p.node_affinity_matches("ip-10-0-0-1", &labels));
+        assert!(p.node_affinity_matches("ip-10-0-0-2", &labels));
+        assert!(p.required_node_affinity[0].admits_unnamed_node());
+    }
+
+    #[test]
+    fn refuses_match_fields_kubernetes_does_not_support_naming_the_field() {
+        let field = "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchFields[0]";
+        let err = pod(&daemon_pod(
+            "{key: spec.unschedulable, operator: In, values: [\"true\"]}",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with(&format!("Pod kube-system/agent-x7k2p: {field}.key: ")),
+            "{err}"
+        );
+        assert!(
+            err.contains("only metadata.name") && err.contains("spec.unschedulable"),
+            "{err}"
+        );
+        let err = pod(&daemon_pod("{key: metadata.name, operator: Exists}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("{field}.operator")), "{err}");
+        assert!(err.contains("In or NotIn"), "{err}");
     }
 
     #[test]

@@ -224,11 +224,111 @@ pub struct WeightedPodAffinityTerm {
     pub term: PodAffinityTerm,
 }
 
+/// The node field a `matchFields` requirement may select on: Kubernetes supports only the
+/// node's name.
+pub const NODE_NAME_FIELD: &str = "metadata.name";
+
+/// A `matchFields` requirement on the node's name ([`NODE_NAME_FIELD`]). The DaemonSet
+/// controller pins each of its pods to its node with `metadata.name In [<node>]`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum NodeNameRequirement {
+    /// The node is one of these.
+    In(BTreeSet<String>),
+    /// The node is none of these.
+    NotIn(BTreeSet<String>),
+}
+
+impl NodeNameRequirement {
+    /// Whether a node called `name` satisfies the requirement.
+    pub fn matches(&self, name: &str) -> bool {
+        match self {
+            NodeNameRequirement::In(names) => names.contains(name),
+            NodeNameRequirement::NotIn(names) => !names.contains(name),
+        }
+    }
+}
+
+/// A required node-affinity term (one of `nodeSelectorTerms`): its label requirements
+/// (`matchExpressions`) AND its node-name requirements (`matchFields`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NodeAffinityTerm {
+    pub requirements: Vec<Requirement>,
+    pub node_names: Vec<NodeNameRequirement>,
+}
+
+impl NodeAffinityTerm {
+    /// A term of label requirements only.
+    pub fn labels(requirements: Vec<Requirement>) -> Self {
+        NodeAffinityTerm {
+            requirements,
+            node_names: Vec::new(),
+        }
+    }
+
+    /// The term `metadata.name In [name]` (what the DaemonSet controller writes).
+    pub fn node_name(name: &str) -> Self {
+        NodeAffinityTerm {
+            requirements: Vec::new(),
+            node_names: vec![NodeNameRequirement::In(BTreeSet::from([name.to_string()]))],
+        }
+    }
+
+    /// Whether a node called `name` with `labels` satisfies the term.
+    pub fn matches(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.node_names_match(name) && requirements_match(&self.requirements, labels)
+    }
+
+    /// Whether a node called `name` satisfies the term's `matchFields`.
+    pub fn node_names_match(&self, name: &str) -> bool {
+        self.node_names.iter().all(|r| r.matches(name))
+    }
+
+    /// Whether a node whose name is not known yet (a node to buy, an in-flight claim) may
+    /// satisfy the term's `matchFields`: only when they exclude names, never when they pin one
+    /// (a new node cannot be given a chosen name).
+    pub fn admits_unnamed_node(&self) -> bool {
+        self.node_names
+            .iter()
+            .all(|r| matches!(r, NodeNameRequirement::NotIn(_)))
+    }
+
+    /// The names the term pins the node to (`In`, minus `NotIn`), or `None` when it pins none.
+    pub fn pinned_names(&self) -> Option<BTreeSet<String>> {
+        let mut pinned: Option<BTreeSet<String>> = None;
+        for r in &self.node_names {
+            if let NodeNameRequirement::In(names) = r {
+                pinned = Some(match pinned {
+                    None => names.clone(),
+                    Some(p) => p.intersection(names).cloned().collect(),
+                });
+            }
+        }
+        let mut pinned = pinned?;
+        for r in &self.node_names {
+            if let NodeNameRequirement::NotIn(names) = r {
+                pinned.retain(|n| !names.contains(n));
+            }
+        }
+        Some(pinned)
+    }
+}
+
 /// A preferred node affinity term.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PreferredTerm {
     pub weight: i32,
     pub requirements: Vec<Requirement>,
+    /// `matchFields` on the node's name.
+    #[serde(default)]
+    pub node_names: Vec<NodeNameRequirement>,
+}
+
+impl PreferredTerm {
+    /// Whether a node called `name` with `labels` satisfies the preference.
+    pub fn matches(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.node_names.iter().all(|r| r.matches(name))
+            && requirements_match(&self.requirements, labels)
+    }
 }
 
 /// A host port a container binds.
@@ -269,8 +369,9 @@ pub struct PodRequest {
     /// solver's integer units. Does not include the `pods` count (the solver adds 1).
     pub requests: Resources,
     pub node_selector: BTreeMap<String, String>,
-    /// Required node affinity: OR of terms, each an AND of requirements. Empty: no constraint.
-    pub required_node_affinity: Vec<Vec<Requirement>>,
+    /// Required node affinity: OR of terms, each an AND of label and node-name requirements.
+    /// Empty: no constraint.
+    pub required_node_affinity: Vec<NodeAffinityTerm>,
     pub preferred_node_affinity: Vec<PreferredTerm>,
     pub tolerations: Vec<Toleration>,
     pub topology_spread: Vec<TopologySpread>,
@@ -324,9 +425,18 @@ impl PodRequest {
         self
     }
 
-    /// Adds a required node-affinity term (OR with the others).
+    /// Adds a required node-affinity term of label requirements (OR with the others).
     pub fn require_any(mut self, term: Vec<Requirement>) -> Self {
-        self.required_node_affinity.push(term);
+        self.required_node_affinity
+            .push(NodeAffinityTerm::labels(term));
+        self
+    }
+
+    /// Pins the pod to the node called `name` (`matchFields` `metadata.name In [name]`), as the
+    /// DaemonSet controller does with its pods.
+    pub fn pin_to_node(mut self, name: &str) -> Self {
+        self.required_node_affinity
+            .push(NodeAffinityTerm::node_name(name));
         self
     }
 
@@ -334,6 +444,7 @@ impl PodRequest {
         self.preferred_node_affinity.push(PreferredTerm {
             weight,
             requirements,
+            node_names: Vec::new(),
         });
         self
     }
@@ -396,8 +507,9 @@ impl PodRequest {
             .any(|r| self.requests.get(r) > 0)
     }
 
-    /// The requirements the node must satisfy with the given required-affinity term: the node
-    /// selector as `In` requirements plus that term.
+    /// The label requirements the node must satisfy with the given required-affinity term: the
+    /// node selector as `In` requirements plus that term's (its node-name requirements are not
+    /// labels: see [`NodeAffinityTerm`]).
     pub fn node_requirements(&self, term: Option<usize>) -> Vec<Requirement> {
         let mut reqs: Vec<Requirement> = self
             .node_selector
@@ -405,9 +517,22 @@ impl PodRequest {
             .map(|(k, v)| Requirement::in_(k, [v.as_str()]))
             .collect();
         if let Some(t) = term.and_then(|i| self.required_node_affinity.get(i)) {
-            reqs.extend(t.iter().cloned());
+            reqs.extend(t.requirements.iter().cloned());
         }
         reqs
+    }
+
+    /// Whether a node called `name` with `labels` satisfies the pod's node selector and required
+    /// node affinity (kube-scheduler's NodeAffinity filter).
+    pub fn node_affinity_matches(&self, name: &str, labels: &BTreeMap<String, String>) -> bool {
+        self.node_selector
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+            && (self.required_node_affinity.is_empty()
+                || self
+                    .required_node_affinity
+                    .iter()
+                    .any(|t| t.matches(name, labels)))
     }
 }
 

@@ -20,10 +20,10 @@ pub mod predicates;
 pub mod solve;
 
 pub use domain::{
-    DaemonSet, ExistingNode, HostPort, LabelSelector, NewClaim, NodeTaint, OnDemandCap, Placement,
-    Plan, PodAffinityTerm, PodKey, PodRequest, PoolSpec, PoolUsage, PreferredTerm, SolveInput,
-    SolveOptions, TaintEffect, Toleration, TolerationOperator, TopologySpread,
-    WeightedPodAffinityTerm, WhenUnsatisfiable,
+    DaemonSet, ExistingNode, HostPort, LabelSelector, NewClaim, NodeAffinityTerm,
+    NodeNameRequirement, NodeTaint, OnDemandCap, Placement, Plan, PodAffinityTerm, PodKey,
+    PodRequest, PoolSpec, PoolUsage, PreferredTerm, SolveInput, SolveOptions, TaintEffect,
+    Toleration, TolerationOperator, TopologySpread, WeightedPodAffinityTerm, WhenUnsatisfiable,
 };
 pub use model::{InstanceType, Offering, Overhead, Resources};
 pub use solve::{simulate_without, solve};

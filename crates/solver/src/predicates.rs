@@ -13,7 +13,7 @@ use std::fmt;
 
 use crate::domain::{
     ExistingNode, LabelSelector, NodeTaint, PodAffinityTerm, PodKey, PodRequest, WhenUnsatisfiable,
-    requirements_match, untolerated,
+    untolerated,
 };
 use crate::model::{Resources, resource};
 
@@ -299,14 +299,7 @@ impl ClusterIndex {
     }
 
     fn node_affinity_ok(pod: &PodRequest, node: &ExistingNode) -> bool {
-        pod.node_selector
-            .iter()
-            .all(|(k, v)| node.labels.get(k) == Some(v))
-            && (pod.required_node_affinity.is_empty()
-                || pod
-                    .required_node_affinity
-                    .iter()
-                    .any(|term| requirements_match(term, &node.labels)))
+        pod.node_affinity_matches(&node.name, &node.labels)
     }
 
     fn view(&mut self, pod: &PodRequest) -> PodView {
@@ -485,7 +478,7 @@ impl ClusterIndex {
             let pref: i32 = pod
                 .preferred_node_affinity
                 .iter()
-                .filter(|t| requirements_match(&t.requirements, &n.node.labels))
+                .filter(|t| t.matches(&n.node.name, &n.node.labels))
                 .map(|t| t.weight)
                 .sum();
             (pref, n.requested.cpu_millis())
@@ -544,6 +537,22 @@ mod tests {
             .clone()
             .toleration(Toleration::equal("dedicated", "gpu", None));
         assert_eq!(idx.find_node(&tolerant).unwrap(), "c");
+    }
+
+    #[test]
+    fn a_pod_pinned_by_node_name_fits_only_its_node() {
+        let mut idx = ClusterIndex::new(vec![node("a", 4000, "z1"), node("b", 500, "z1")]);
+        let agent = PodRequest::new("kube-system", "agent")
+            .cpu_millis(100)
+            .pin_to_node("b");
+        assert_eq!(idx.feasible(&agent).unwrap(), vec!["b".to_string()]);
+        let big = PodRequest::new("kube-system", "big")
+            .cpu_millis(1000)
+            .pin_to_node("b");
+        assert_eq!(
+            idx.find_node(&big).unwrap_err().to_string(),
+            "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) didn't match Pod's node affinity/selector."
+        );
     }
 
     #[test]

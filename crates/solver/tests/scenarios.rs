@@ -516,6 +516,123 @@ fn daemonset_overhead_is_reserved_on_new_nodes() {
     assert_eq!(c.requests.pods(), 2);
 }
 
+fn node_with_cpu(name: &str, cpu: i64) -> ExistingNode {
+    ExistingNode::new(
+        name,
+        Resources::new()
+            .with("cpu", cpu)
+            .with("memory", 8 << 30)
+            .with("pods", 20),
+    )
+    .label(labels::ZONE, ZONES[0])
+}
+
+#[test]
+fn a_pod_pinned_by_node_name_goes_to_that_node_or_stays_unschedulable() {
+    let types = karpenter_shape(10);
+    let agent = |node: &str| {
+        PodRequest::new("kube-system", "agent")
+            .cpu_millis(500)
+            .pin_to_node(node)
+    };
+    let solve_on = |pod: PodRequest, nodes: Vec<ExistingNode>, in_flight: Vec<ExistingNode>| {
+        let mut inp = input(vec![pod], vec![PoolSpec::new("default")], types.clone());
+        inp.nodes = nodes;
+        inp.in_flight = in_flight;
+        solve(&inp, &SolveOptions::default())
+    };
+    // Room on its node: placed there, though the first node has room too.
+    let plan = solve_on(
+        agent("node-b"),
+        vec![node_with_cpu("node-a", 4000), node_with_cpu("node-b", 4000)],
+        vec![],
+    );
+    assert_eq!(
+        plan.existing_placements
+            .get("kube-system/agent")
+            .map(String::as_str),
+        Some("node-b"),
+        "{plan:?}"
+    );
+    assert!(plan.new_claims.is_empty());
+    // Its node is full: nothing is bought, and the reason names the node.
+    let full =
+        node_with_cpu("node-b", 4000).with_pod(PodRequest::new("default", "big").cpu_millis(3800));
+    let plan = solve_on(
+        agent("node-b"),
+        vec![node_with_cpu("node-a", 4000), full.clone()],
+        vec![],
+    );
+    assert!(plan.new_claims.is_empty(), "{plan:?}");
+    assert!(plan.existing_placements.is_empty(), "{plan:?}");
+    let reason = &plan.unschedulable["kube-system/agent"];
+    assert!(
+        reason.contains("node node-b has no room: Insufficient cpu"),
+        "{reason}"
+    );
+    // Pinned to a node that does not exist: a new claim cannot be it, nor can an in-flight
+    // claim that happens to carry the name.
+    let plan = solve_on(
+        agent("node-z"),
+        vec![node_with_cpu("node-a", 4000)],
+        vec![node_with_cpu("node-z", 4000)],
+    );
+    assert!(plan.new_claims.is_empty(), "{plan:?}");
+    assert!(plan.existing_placements.is_empty(), "{plan:?}");
+    let reason = &plan.unschedulable["kube-system/agent"];
+    assert!(reason.contains("node node-z does not exist"), "{reason}");
+    assert!(reason.contains("a new node cannot"), "{reason}");
+    // An alternative term without a name: used when the named node is full.
+    let either = agent("node-b").require_any(vec![Requirement::in_(labels::ZONE, [ZONES[1]])]);
+    let plan = solve_on(either, vec![full], vec![]);
+    assert_eq!(
+        req_values(claim_of(&plan, "kube-system/agent"), labels::ZONE),
+        [ZONES[1]]
+    );
+    // NotIn excludes a node and admits new ones.
+    let mut not_a = PodRequest::new("default", "not-a").cpu_millis(500);
+    not_a
+        .required_node_affinity
+        .push(stowage_solver::NodeAffinityTerm {
+            requirements: Vec::new(),
+            node_names: vec![stowage_solver::NodeNameRequirement::NotIn(
+                ["node-a".to_string()].into(),
+            )],
+        });
+    let plan = solve_on(not_a.clone(), vec![node_with_cpu("node-a", 4000)], vec![]);
+    assert!(plan.existing_placements.is_empty(), "{plan:?}");
+    claim_of(&plan, "default/not-a");
+    let plan = solve_on(
+        not_a,
+        vec![node_with_cpu("node-a", 4000), node_with_cpu("node-b", 4000)],
+        vec![],
+    );
+    assert_eq!(plan.existing_placements["default/not-a"], "node-b");
+}
+
+#[test]
+fn a_daemonset_pinned_by_node_name_adds_no_overhead_on_new_nodes() {
+    let types = karpenter_shape(4);
+    let mut inp = input(
+        pods("a", 1, |p| p.cpu_millis(1000)),
+        vec![PoolSpec::new("default")],
+        types,
+    );
+    inp.daemonsets.push(DaemonSet {
+        name: "kube-system/everywhere".into(),
+        pod: PodRequest::new("kube-system", "everywhere").cpu_millis(100),
+    });
+    inp.daemonsets.push(DaemonSet {
+        name: "kube-system/one-node".into(),
+        pod: PodRequest::new("kube-system", "one-node")
+            .cpu_millis(500)
+            .pin_to_node("node-a"),
+    });
+    let plan = solve(&inp, &SolveOptions::default());
+    assert_eq!(plan.new_claims[0].requests.cpu_millis(), 1100, "{plan:?}");
+    assert_eq!(plan.new_claims[0].requests.pods(), 2);
+}
+
 #[test]
 fn min_values_survive_truncation() {
     let types = karpenter_shape(100);

@@ -85,7 +85,7 @@ impl Cluster {
         let pref: i32 = pod
             .preferred_node_affinity
             .iter()
-            .filter(|t| stowage_solver::domain::requirements_match(&t.requirements, &n.labels))
+            .filter(|t| t.matches(&n.name, &n.labels))
             .map(|t| t.weight)
             .sum();
         (

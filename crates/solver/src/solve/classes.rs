@@ -21,8 +21,8 @@ use super::reasons::PoolRejection;
 use super::topology::{DomainConstraint, DomainRule};
 use crate::bitset::Bitset;
 use crate::domain::{
-    PodAffinityTerm, PodRequest, SolveInput, SolveOptions, WhenUnsatisfiable, compile_requirements,
-    untolerated,
+    NodeAffinityTerm, PodAffinityTerm, PodRequest, SolveInput, SolveOptions, WhenUnsatisfiable,
+    compile_requirements, untolerated,
 };
 use crate::model::Resources;
 
@@ -56,6 +56,9 @@ pub(super) struct PodClass {
     /// Requests per pod as a quantity vector (with `pods` = 1).
     pub(super) requests: Vec<i64>,
     pub(super) node_requirements: Requirements,
+    /// The node-name requirements (`matchFields`) of the class's required term and, until
+    /// relaxed, of its preferred terms; its label requirements are in `node_requirements`.
+    pub(super) node_names: NodeAffinityTerm,
     pub(super) zone_mask: u64,
     pub(super) capacity_types: u8,
     pub(super) host_spread: Vec<HostSpread>,
@@ -263,9 +266,14 @@ impl Engine<'_> {
         requests[PODS] = 1;
         let term = (!pod.required_node_affinity.is_empty()).then_some(0);
         let mut reqs = pod.node_requirements(term);
+        let mut node_names = NodeAffinityTerm::default();
+        if let Some(t) = term.and_then(|i| pod.required_node_affinity.get(i)) {
+            node_names.node_names.extend(t.node_names.iter().cloned());
+        }
         if respect {
             for t in &pod.preferred_node_affinity {
                 reqs.extend(t.requirements.iter().cloned());
+                node_names.node_names.extend(t.node_names.iter().cloned());
             }
         }
         let node_requirements = compile_requirements(&reqs);
@@ -302,6 +310,14 @@ impl Engine<'_> {
         if !pod.wants_accelerator() {
             self.keep_plain_types(&mut compat);
         }
+        if !node_names.admits_unnamed_node() {
+            // Pinned to named nodes: a node to buy cannot be given a chosen name.
+            let pools = self.catalog.pools.len();
+            let types = self.catalog.types.len();
+            compat.compatible = vec![None; pools];
+            compat.loosely_compatible = vec![Bitset::new(types); pools];
+            compat.pool_rejections = vec![Some(PoolRejection::PinnedToNodes); pools];
+        }
         PodClass {
             pod,
             tolerate_prefer,
@@ -309,6 +325,7 @@ impl Engine<'_> {
             next: 0,
             requests,
             node_requirements,
+            node_names,
             zone_mask,
             capacity_types,
             host_spread: topo.host_spread,

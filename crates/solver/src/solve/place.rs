@@ -297,15 +297,22 @@ impl Engine<'_> {
         true
     }
 
-    /// Whether node `n` could ever take the class, whatever its load: taints, requirements
-    /// (existing nodes), compatible types (new claims).
+    /// Whether node `n` could ever take the class, whatever its load: taints, requirements and
+    /// node names (existing nodes), compatible types (new claims).
     pub(super) fn static_ok(&self, c: usize, n: usize) -> bool {
         let class = &self.classes[c];
         match &self.nodes[n].origin {
             NodeOrigin::Existing { index } => {
                 let node = self.existing[*index];
                 let include_prefer = self.options.relax_preferences && !class.tolerate_prefer;
+                // An in-flight claim's node has no name yet.
+                let named = if *index < self.input.nodes.len() {
+                    class.node_names.node_names_match(&node.name)
+                } else {
+                    class.node_names.admits_unnamed_node()
+                };
                 !node.unschedulable
+                    && named
                     && untolerated(&node.taints, &class.pod.tolerations, include_prefer).is_none()
                     && class.node_requirements.matches(&node.labels)
             }

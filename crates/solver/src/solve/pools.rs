@@ -269,10 +269,13 @@ impl<'a> Catalog<'a> {
             .daemonsets
             .iter()
             .map(|d| {
+                // A term pinning node names never holds on a node to buy (its name is not
+                // known, and cannot be chosen).
                 let terms = if d.pod.required_node_affinity.is_empty() {
                     vec![compile_requirements(&d.pod.node_requirements(None))]
                 } else {
                     (0..d.pod.required_node_affinity.len())
+                        .filter(|i| d.pod.required_node_affinity[*i].admits_unnamed_node())
                         .map(|i| compile_requirements(&d.pod.node_requirements(Some(i))))
                         .collect()
                 };

@@ -5,6 +5,8 @@
 use stowage_api::quantity::format_resource;
 
 use super::Engine;
+use super::place::NodeOrigin;
+use crate::domain::{NODE_NAME_FIELD, untolerated};
 use crate::model::Resources;
 
 /// Why a pool cannot take a pod of a class.
@@ -22,6 +24,9 @@ pub(super) enum PoolRejection {
     OnDemandCap(u32),
     /// Fewer distinct values than `minValues` on a key can hold the pod.
     MinValues(String, i32),
+    /// The pod is pinned to named nodes (`matchFields` on `metadata.name`): no node to buy
+    /// can be given a chosen name.
+    PinnedToNodes,
 }
 
 fn fmt_requests(r: &Resources) -> String {
@@ -52,6 +57,11 @@ impl PoolRejection {
             PoolRejection::OnDemandCap(pct) => {
                 format!("spot unavailable and on-demand cap {pct}% of pool reached")
             }
+            PoolRejection::PinnedToNodes => {
+                format!(
+                    "the pod is pinned to named nodes ({NODE_NAME_FIELD}); a new node cannot be given a chosen name"
+                )
+            }
         }
     }
 }
@@ -60,6 +70,9 @@ impl Engine<'_> {
     /// Why the remaining pods of class `c` cannot be placed.
     pub(super) fn reason(&self, c: usize) -> String {
         let class = &self.classes[c];
+        if let Some(pinned) = self.pinned_reason(c) {
+            return pinned;
+        }
         if let Some(t) = &class.topology_reason {
             return t.clone();
         }
@@ -91,5 +104,71 @@ impl Engine<'_> {
             .map(|(name, r)| format!("NodePool {name}: {}", r.text(&class.pod.requests)))
             .collect::<Vec<_>>()
             .join("; ")
+    }
+}
+
+impl Engine<'_> {
+    /// For a class pinned to named nodes (`matchFields` `metadata.name In [...]`): why none of
+    /// those nodes takes its pods, node by node. `None` when the class pins no name.
+    fn pinned_reason(&self, c: usize) -> Option<String> {
+        let class = &self.classes[c];
+        let names = class.node_names.pinned_names()?;
+        let why: Vec<String> = names
+            .iter()
+            .map(|name| match self.existing_node_index(name) {
+                Some(n) => format!("node {name} {}", self.why_not_on(c, n)),
+                None => format!("node {name} does not exist"),
+            })
+            .collect();
+        let nodes = if why.is_empty() {
+            "no node".to_string()
+        } else {
+            why.join("; ")
+        };
+        Some(format!(
+            "pinned by node affinity ({NODE_NAME_FIELD}) to {nodes}; a new node cannot be given a chosen name"
+        ))
+    }
+
+    /// The solve's index of the existing (registered, not in-flight) node called `name`.
+    fn existing_node_index(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| {
+            n.name == name
+                && matches!(n.origin, NodeOrigin::Existing { index } if index < self.input.nodes.len())
+        })
+    }
+
+    /// Why existing node `n` takes no (more) pods of class `c`, in kube-scheduler's words.
+    fn why_not_on(&self, c: usize, n: usize) -> String {
+        let class = &self.classes[c];
+        let node = &self.nodes[n];
+        let NodeOrigin::Existing { index } = node.origin else {
+            return "is not an existing node".into();
+        };
+        let existing = self.existing[index];
+        let include_prefer = self.options.relax_preferences && !class.tolerate_prefer;
+        if existing.unschedulable {
+            return "is unschedulable".into();
+        }
+        if !class.node_names.node_names_match(&existing.name) {
+            return "is excluded by the pod's node affinity".into();
+        }
+        if let Some(t) = untolerated(&existing.taints, &class.pod.tolerations, include_prefer) {
+            return format!("has untolerated taint {t}");
+        }
+        if !class.node_requirements.matches(&existing.labels) {
+            return "does not match the pod's node selector/affinity".into();
+        }
+        let short: Vec<&str> = class
+            .requests
+            .iter()
+            .enumerate()
+            .filter(|(r, want)| **want > 0 && node.capacity[*r] - node.used[*r] < **want)
+            .map(|(r, _)| self.ids.resource_name(r))
+            .collect();
+        if !short.is_empty() {
+            return format!("has no room: Insufficient {}", short.join(", "));
+        }
+        "has no room under the pod's host ports, topology spread or pod (anti-)affinity".into()
     }
 }
