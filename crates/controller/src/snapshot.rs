@@ -209,3 +209,54 @@ pub fn in_flight_node(claim: &NodeClaim, pods: Vec<PodRequest>) -> ExistingNode 
         unschedulable: false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{
+        Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    };
+
+    use super::*;
+    use crate::fixtures::*;
+
+    /// A pod as the DaemonSet controller creates it: owned by the DaemonSet, pinned to `node`
+    /// with `matchFields` on `metadata.name`.
+    fn daemon_pod(name: &str, node: &str) -> Pod {
+        let mut p = owned_by(pending_pod("kube-system", name, "250m"), "DaemonSet");
+        p.spec.as_mut().unwrap().affinity = Some(Affinity {
+            node_affinity: Some(NodeAffinity {
+                required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+                    node_selector_terms: vec![NodeSelectorTerm {
+                        match_fields: Some(vec![NodeSelectorRequirement {
+                            key: "metadata.name".into(),
+                            operator: "In".into(),
+                            values: Some(vec![node.into()]),
+                        }]),
+                        ..Default::default()
+                    }],
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        p
+    }
+
+    #[test]
+    fn daemonset_pods_pinned_by_name_count_on_their_node_and_are_not_bought_for() {
+        let mut state = ClusterState::new();
+        state.apply_node(node("n1", "fake:///n1", true));
+        state.apply_pod(bound(daemon_pod("agent-a", "n1"), "n1"));
+        // Not placed yet (the node is full, or gone): the DaemonSet controller's business.
+        state.apply_pod(daemon_pod("agent-b", "n2"));
+        state.apply_pod(pending_pod("default", "web", "1"));
+        let snap = build(&state, &[], BTreeMap::new(), ts("2026-01-01T00:00:00Z"));
+        assert!(snap.skipped.is_empty(), "{:?}", snap.skipped);
+        let keys: Vec<String> = snap.input.pods.iter().map(PodRequest::key).collect();
+        assert_eq!(keys, ["default/web"]);
+        let n1 = &snap.input.nodes[0];
+        assert_eq!(n1.pods.len(), 1);
+        assert_eq!(n1.pods[0].key(), "kube-system/agent-a");
+        assert_eq!(n1.requested().cpu_millis(), 250);
+    }
+}
