@@ -303,3 +303,131 @@ async fn deleting_many_nodeclaims_counts_each_termination_once() {
     .await;
     assert_eq!(counted, deleted as f64, "one count per deleted claim");
 }
+
+/// The node a DaemonSet pod is pinned to by `matchFields` on `metadata.name`, as the real
+/// DaemonSet controller writes it.
+fn pinned_node(p: &Pod) -> Option<String> {
+    let term = p
+        .spec
+        .as_ref()?
+        .affinity
+        .as_ref()?
+        .node_affinity
+        .as_ref()?
+        .required_during_scheduling_ignored_during_execution
+        .as_ref()?
+        .node_selector_terms
+        .first()?
+        .clone();
+    let field = term.match_fields?.into_iter().next()?;
+    (field.key == "metadata.name" && field.operator == "In").then(|| field.values?.pop())?
+}
+
+#[tokio::test(start_paused = true)]
+async fn daemonset_pods_pinned_by_node_name_are_read_by_the_solver_on_every_node() {
+    let yaml = format!(
+        "name: daemonsets\nduration: 10m\n{POOL}daemonSets:\n  - {{ name: agent, requests: {{ cpu: 200m, memory: 128Mi }} }}\ntimeline:\n  - at: 0s\n    create: {{ name: web, replicas: 6, requests: {{ cpu: 1500m, memory: 1Gi }} }}\n"
+    );
+    let (_report, (nodes, agents, snapshot)) = simulate(&yaml, |env, ctx| async move {
+        let client = env.client.clone();
+        eventually("6 running pods", Duration::from_secs(300), || async {
+            (running_pods(&client, "web").await.len() == 6).then_some(())
+        })
+        .await;
+        let nodes: Vec<String> = Api::<Node>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|n| n.name_any())
+            .collect();
+        let agents_api: Api<Pod> = Api::namespaced(client.clone(), "kube-system");
+        let agents = eventually(
+            "a running agent on every node",
+            Duration::from_secs(60),
+            || async {
+                let pods = agents_api.list(&ListParams::default()).await.unwrap().items;
+                let running = pods
+                    .iter()
+                    .filter(|p| {
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                    })
+                    .count();
+                (running == nodes.len()).then_some(pods)
+            },
+        )
+        .await;
+        // Let a provisioning pass or two go by, then read what the solver would read.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let snap = stowage_controller::snapshot::build(
+            &ctx.state(),
+            &[],
+            Default::default(),
+            env.clock.now(),
+        );
+        let skipped: Vec<String> = snap.skipped.iter().map(ToString::to_string).collect();
+        let per_node: Vec<(String, Vec<(String, i64)>)> = snap
+            .input
+            .nodes
+            .iter()
+            .map(|n| {
+                let daemon_pods = n
+                    .pods
+                    .iter()
+                    .filter(|p| p.owner.as_deref() == Some("DaemonSet/agent"))
+                    .map(|p| (p.key(), p.requests.cpu_millis()))
+                    .collect();
+                (n.name.clone(), daemon_pods)
+            })
+            .collect();
+        (nodes, agents, (skipped, per_node))
+    })
+    .await;
+    assert!(!nodes.is_empty());
+    // Shaped as the real DaemonSet controller's: owned (controller), pinned by name, the
+    // default tolerations, and bound by the scheduler to the node it is pinned to.
+    for p in &agents {
+        let owner = &p.owner_references()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+            ("DaemonSet", "agent", Some(true))
+        );
+        let pinned = pinned_node(p).expect("pinned by matchFields");
+        assert_eq!(
+            p.spec.as_ref().unwrap().node_name.as_deref(),
+            Some(pinned.as_str())
+        );
+        let tolerations = p
+            .spec
+            .as_ref()
+            .unwrap()
+            .tolerations
+            .clone()
+            .unwrap_or_default();
+        for key in [
+            "node.kubernetes.io/not-ready",
+            "node.kubernetes.io/unschedulable",
+        ] {
+            assert!(
+                tolerations.iter().any(|t| t.key.as_deref() == Some(key)),
+                "{key}"
+            );
+        }
+    }
+    let mut pinned: Vec<String> = agents.iter().filter_map(pinned_node).collect();
+    pinned.sort();
+    let mut all = nodes.clone();
+    all.sort();
+    assert_eq!(pinned, all, "one agent per node");
+    let (skipped, per_node) = snapshot;
+    assert!(skipped.is_empty(), "nothing unreadable: {skipped:?}");
+    assert_eq!(per_node.len(), nodes.len());
+    for (node, daemon_pods) in per_node {
+        assert_eq!(daemon_pods.len(), 1, "{node}: {daemon_pods:?}");
+        assert_eq!(
+            daemon_pods[0].1, 200,
+            "{node}: the agent's requests are counted"
+        );
+    }
+}

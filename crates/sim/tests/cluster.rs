@@ -359,3 +359,92 @@ async fn quickstart_without_controllers_reports_everything_pending() {
             .contains("no controllers: pods stay pending")
     );
 }
+
+/// The node a DaemonSet pod is pinned to (`matchFields` `metadata.name In [node]`).
+fn pinned_node(p: &Pod) -> Option<String> {
+    let v = serde_json::to_value(p).unwrap();
+    v.pointer("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0/matchFields/0/values/0")
+        .and_then(|n| n.as_str())
+        .map(str::to_string)
+}
+
+#[tokio::test(start_paused = true)]
+async fn daemonset_pods_wait_for_their_taints_to_go_and_are_replaced_when_deleted() {
+    // No toleration: not on a node while it has its startup taint (the real controller's check).
+    let s = scenario(
+        "daemonSets:\n  - { name: picky, requests: { cpu: 100m } }\n\
+timeline:\n  - at: 0s\n    create: { name: web, replicas: 2, requests: { cpu: 500m } }\n",
+    );
+    // (running before, the pod deleted, running after)
+    type Seen = (Vec<Pod>, String, Vec<Pod>);
+    let seen: Arc<Mutex<Option<Seen>>> = Arc::default();
+    let keep = seen.clone();
+    Simulation::new(s, SimOptions::default())
+        .run(move |env: SimEnv| async move {
+            let client = env.client.clone();
+            tokio::spawn(toy_provisioner(env));
+            let api: Api<Pod> = Api::namespaced(client, "kube-system");
+            let running = || async {
+                api.list(&ListParams::default())
+                    .await
+                    .unwrap()
+                    .items
+                    .into_iter()
+                    .filter(|p| p.metadata.deletion_timestamp.is_none())
+                    .filter(|p| {
+                        p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
+                    })
+                    .collect::<Vec<Pod>>()
+            };
+            let mut first = Vec::new();
+            for _ in 0..300 {
+                first = running().await;
+                if first.len() == 2 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            let victim = first.first().and_then(|p| p.metadata.name.clone());
+            let victim = victim.unwrap_or_default();
+            if !victim.is_empty() {
+                api.delete(&victim, &DeleteParams::default()).await.unwrap();
+            }
+            let mut after = Vec::new();
+            for _ in 0..60 {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                after = running().await;
+                if after.len() == 2
+                    && after
+                        .iter()
+                        .all(|p| p.metadata.name.as_deref() != Some(&victim))
+                {
+                    break;
+                }
+            }
+            *keep.lock().unwrap() = Some((first, victim, after));
+        })
+        .await
+        .unwrap();
+    let (first, victim, after) = seen.lock().unwrap().take().unwrap();
+    assert_eq!(
+        first.len(),
+        2,
+        "a picky pod on each node once its taints are gone"
+    );
+    for p in first.iter().chain(&after) {
+        assert_eq!(
+            p.spec.as_ref().unwrap().node_name,
+            pinned_node(p),
+            "bound by the scheduler to the node it is pinned to"
+        );
+    }
+    assert_eq!(after.len(), 2, "the deleted pod {victim} is replaced");
+    assert!(
+        after
+            .iter()
+            .all(|p| p.metadata.name.as_deref() != Some(victim.as_str()))
+    );
+    let before: BTreeSet<Option<String>> = first.iter().map(pinned_node).collect();
+    let now: BTreeSet<Option<String>> = after.iter().map(pinned_node).collect();
+    assert_eq!(before, now, "on the same node");
+}

@@ -3,7 +3,8 @@
 //! providerID, capacity and allocatable, Ready), removes startup taints later, runs bound pods,
 //! honours deletion grace periods, finishes Job pods after their run time; plus the cloud node
 //! lifecycle (Nodes of vanished instances go NotReady and are deleted), pod garbage collection
-//! (pods of deleted Nodes are removed) and DaemonSet pods on every matching node.
+//! (pods of deleted Nodes are removed). DaemonSet pods are created by `daemonsets.rs` and bound
+//! by the scheduler.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -335,8 +336,8 @@ pub(super) fn collect_pods_of(c: &mut Cluster, node: &str) {
     }
 }
 
-/// A node appeared or changed: track it, (re)index it for the scheduler, place DaemonSet pods,
-/// start pods that were waiting for it.
+/// A node appeared or changed: track it, (re)index it for the scheduler, create the DaemonSet
+/// pods it should run, start pods that were waiting for it.
 pub(super) fn on_node(c: &mut Cluster, name: &str, obj: &Arc<Value>) {
     let ready = obj
         .pointer("/status/conditions")
@@ -375,7 +376,6 @@ pub(super) fn on_node(c: &mut Cluster, name: &str, obj: &Arc<Value>) {
             })
             .unwrap_or(0.0),
     };
-    let is_new = !c.nodes.contains_key(name);
     let dead = c.nodes.get(name).is_some_and(|n| n.dead)
         || (!provider_id.is_empty()
             && provider_id.starts_with(stowage_cloud::fake::PROVIDER_ID_PREFIX)
@@ -440,9 +440,8 @@ pub(super) fn on_node(c: &mut Cluster, name: &str, obj: &Arc<Value>) {
             }
         }
     }
-    if is_new {
-        place_daemonset_pods(c, name);
-    }
+    // The DaemonSet controller looks at every node change (a taint gone may let a DaemonSet in).
+    super::daemonsets::sync_node(c, name);
     if schedulable {
         let keys: Vec<String> = c
             .pods_by_node
@@ -452,38 +451,5 @@ pub(super) fn on_node(c: &mut Cluster, name: &str, obj: &Arc<Value>) {
         for k in keys {
             on_pod(c, &k);
         }
-    }
-}
-
-/// Creates DaemonSet pods for a new node (bound directly; the DaemonSet controller's placement
-/// checks taints and the node selector, not resources).
-fn place_daemonset_pods(c: &mut Cluster, node: &str) {
-    let Some(n) = c.index.node(node).cloned() else {
-        return;
-    };
-    let mut to_create = Vec::new();
-    for (ns, name, meta, pod) in &c.daemonsets {
-        let tolerated =
-            stowage_solver::domain::untolerated(&n.taints, &pod.tolerations, false).is_none();
-        let selected = pod
-            .node_selector
-            .iter()
-            .all(|(k, v)| n.labels.get(k) == Some(v));
-        if !tolerated || !selected {
-            continue;
-        }
-        let mut obj = json!({
-            "metadata": {
-                "generateName": format!("{name}-"),
-                "labels": meta["template"]["metadata"]["labels"],
-                "ownerReferences": [{ "apiVersion": "apps/v1", "kind": "DaemonSet", "name": name, "uid": meta["uid"], "controller": true, "blockOwnerDeletion": true }],
-            },
-            "spec": meta["template"]["spec"],
-        });
-        obj["spec"]["nodeName"] = json!(node);
-        to_create.push((ns.clone(), obj));
-    }
-    for (ns, obj) in to_create {
-        let _ = c.api.store().create(c.k.pod, &ns, obj);
     }
 }

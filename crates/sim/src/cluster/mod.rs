@@ -6,12 +6,13 @@
 //! channels and the fake cloud's events, fires due timers from one heap, and runs a scheduling
 //! cycle when something changed. Same inputs, same order, same run.
 
+mod daemonsets;
 mod kubelet;
 mod scheduler;
 mod workloads;
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -161,7 +162,9 @@ pub struct Cluster {
     pod_seq: u64,
     // controllers
     pub(crate) workloads: BTreeMap<(String, String), WorkloadState>,
-    pub(crate) daemonsets: Vec<(String, String, Value, PodRequest)>,
+    pub(crate) daemonsets: Vec<daemonsets::DaemonSetInfo>,
+    /// (DaemonSet `namespace/name`, node) pairs that have their DaemonSet pod.
+    pub(crate) daemon_pods: HashSet<(String, String)>,
     pub(crate) launched: HashMap<String, stowage_cloud::fake::FakeInstance>,
     pub(crate) node_counter: u64,
     pub recorder: Recorder,
@@ -233,6 +236,7 @@ impl Cluster {
             pod_seq: 0,
             workloads: BTreeMap::new(),
             daemonsets: Vec::new(),
+            daemon_pods: HashSet::new(),
             launched: HashMap::new(),
             node_counter: 0,
             recorder: Recorder::default(),
@@ -452,6 +456,7 @@ impl Cluster {
         if etype == EventType::Deleted {
             self.forget_pod(&key);
             workloads::on_pod_gone(self, &obj);
+            daemonsets::on_pod_gone(self, &obj);
             return;
         }
         let node = obj
@@ -559,6 +564,7 @@ impl Cluster {
             self.index.remove_node(&name);
             self.nodes.remove(&name);
             self.capacity_changed = true;
+            daemonsets::forget_node(self, &name);
             kubelet::collect_pods_of(self, &name);
             return;
         }

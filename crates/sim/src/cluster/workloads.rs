@@ -3,7 +3,7 @@
 //! when lost; a SparkApplication-like workload starts a driver, then its executors (owned by the
 //! driver, so they go with it) once the driver runs, and removes them when the driver finishes.
 //! Also the bootstrap (NodeClasses, NodePools, DaemonSets, initial nodes); DaemonSet pods are
-//! the kubelet module's, which places them when a node appears.
+//! the DaemonSet controller's (`daemonsets.rs`), which creates them as nodes appear and change.
 
 use std::collections::BTreeSet;
 
@@ -137,21 +137,34 @@ pub(super) fn bootstrap(c: &mut Cluster, scenario: &Scenario) -> Result<(), Erro
         )?;
         let k8s: Option<k8s_openapi::api::apps::v1::DaemonSet> =
             serde::Deserialize::deserialize(&*created).ok();
-        if let Some(d) = k8s
-            .as_ref()
-            .and_then(|d| stowage_solver::convert::daemonset(d).ok())
-        {
+        // Which nodes should run it: the template with the DaemonSet controller's tolerations.
+        let mut pod_template = template.clone();
+        pod_template["spec"] =
+            super::daemonsets::with_default_tolerations(template["spec"].clone());
+        let check = k8s.and_then(|mut d| {
+            let spec = d.spec.as_mut()?;
+            spec.template = serde::Deserialize::deserialize(&pod_template).ok()?;
+            stowage_solver::convert::daemonset(&d).ok()
+        });
+        if let Some(d) = check {
             let uid = created
                 .pointer("/metadata/uid")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            c.daemonsets.push((
-                ds.namespace.clone(),
-                ds.name.clone(),
-                json!({ "uid": uid, "template": template }),
-                d.pod,
-            ));
+            let generation = created
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            c.daemonsets.push(super::daemonsets::DaemonSetInfo {
+                namespace: ds.namespace.clone(),
+                name: ds.name.clone(),
+                uid,
+                generation,
+                revision_hash: super::daemonsets::revision_hash(&template),
+                template: pod_template,
+                pod: d.pod,
+            });
         }
     }
     for group in &scenario.initial_nodes {
