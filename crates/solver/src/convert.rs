@@ -5,7 +5,9 @@
 //! the object (`Pod default/web`) and the field (`spec.containers[0].resources.requests.cpu`).
 //! Requests follow Kubernetes: a container's missing request defaults to its limit; the pod's
 //! requests are max(any init container + the sidecars started before it, containers + all
-//! sidecars) plus the pod overhead.
+//! sidecars) plus the pod overhead. Node affinity's `matchFields` are read on `metadata.name`
+//! (the only node field Kubernetes supports; the DaemonSet controller pins each of its pods to
+//! its node that way) and refused on any other field.
 
 use std::collections::{BTreeMap, BTreeSet};
 
