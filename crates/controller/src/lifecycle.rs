@@ -21,6 +21,9 @@
 //!    Node is labelled initialized and the claim gets `Initialized=True` and `Ready=True`.
 //!
 //! A Node deleted by hand deletes its claim, which then takes the termination path.
+//!
+//! Nothing is done before the state has synced (every watch listed once): a restarted
+//! controller must not judge a claim on a partial view.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -119,6 +122,12 @@ fn pool_of(claim: &NodeClaim) -> String {
 /// One reconcile of one claim; see the module docs for the stages.
 pub async fn reconcile(claim: Arc<NodeClaim>, ctx: Arc<Context>) -> Result<Action> {
     let name = claim.name_any();
+    // Until every watch completed its first list (just after a start or restart), the state
+    // may miss the claim's Node, the node class or the claims themselves: a stage deciding on
+    // it could give up a claim that is fine. Nothing is decided before.
+    if !ctx.state().is_synced() {
+        return Ok(Action::requeue(UNSYNCED_RETRY));
+    }
     let api: Api<NodeClaim> = Api::all(ctx.client.clone());
     if claim.metadata.deletion_timestamp.is_some() {
         return termination::finalize(&claim, &ctx).await;
@@ -180,6 +189,9 @@ pub async fn delete_claim(ctx: &Context, claim: &NodeClaim, reason: &str) -> Res
     ctx.update_state(|s| s.clear_nominations(&name));
     Ok(())
 }
+
+/// How soon a reconcile is retried while the state has not synced yet.
+const UNSYNCED_RETRY: Duration = Duration::from_secs(1);
 
 /// How soon a launch waiting for its node class to be resolved is retried.
 const NODE_CLASS_RETRY: Duration = Duration::from_secs(5);

@@ -114,7 +114,9 @@ pub async fn run(ctx: Arc<Context>) {
         if !ctx.is_leader() {
             continue;
         }
+        requeue_failed_nominations(&ctx).await;
         let pending = ctx.state().pending_pods(ctx.clock.now()).len();
+        ctx.metrics.pending_pods.set(pending as i64);
         if pending == 0 {
             continue;
         }
@@ -133,6 +135,39 @@ pub async fn run(ctx: Arc<Context>) {
             Err(err) => tracing::warn!(err = %Chain(&err), "provisioning failed"),
         }
     }
+}
+
+/// Puts pods back into the batch whose nomination did not work out (see
+/// [`crate::state::ClusterState::failed_nominations`]), each with an Event saying why.
+pub async fn requeue_failed_nominations(ctx: &Context) -> usize {
+    let grace = jiff::SignedDuration::try_from(ctx.settings.initialized_grace)
+        .unwrap_or(jiff::SignedDuration::MAX);
+    let failed = ctx.state().failed_nominations(ctx.clock.now(), grace);
+    if failed.is_empty() {
+        return 0;
+    }
+    ctx.update_state(|s| {
+        for (pod, _, node) in &failed {
+            s.nomination_failed(pod, node);
+        }
+    });
+    for (key, claim, node) in &failed {
+        tracing::info!(pod = %key, claim = %claim, node = %node, "pod did not schedule on its initialized nodeclaim; provisioning again");
+        let pod = ctx.state().pod(key);
+        if let Some(pod) = pod {
+            ctx.recorder
+                .publish(
+                    pod.as_ref(),
+                    EventType::Warning,
+                    "NominationFailed",
+                    &format!(
+                        "Pod did not schedule on node {node} of nodeclaim/{claim} although it is initialized (less room than planned); provisioning again"
+                    ),
+                )
+                .await;
+        }
+    }
+    failed.len()
 }
 
 /// What one provisioning pass did.
@@ -178,7 +213,6 @@ pub async fn provision(ctx: &Context) -> Result<ProvisionResult> {
     if input.pods.is_empty() {
         return Ok(ProvisionResult::default());
     }
-    ctx.metrics.pending_pods.set(input.pods.len() as i64);
     let options = SolveOptions {
         max_instance_types: ctx.settings.max_instance_types,
         ..SolveOptions::default()
@@ -231,18 +265,24 @@ async fn apply_plan(
         }
         result.created.push(name);
     }
-    // Pods placed on in-flight claims wait for them.
-    let in_flight: std::collections::HashSet<String> = ctx
-        .state()
-        .in_flight_claims()
-        .iter()
-        .map(|c| c.name_any())
-        .collect();
+    // Pods placed on in-flight claims wait for them: claims not launched or registered yet are
+    // placed on by claim name, registered ones not yet initialized by their Node's name.
+    let in_flight: BTreeMap<String, String> = {
+        let state = ctx.state();
+        let mut m = BTreeMap::new();
+        for c in state.in_flight_claims() {
+            if let Some(node) = state.claim_node(&c) {
+                m.insert(node.name_any(), c.name_any());
+            }
+            m.insert(c.name_any(), c.name_any());
+        }
+        m
+    };
     let mut by_claim: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (pod, target) in &plan.existing_placements {
-        if in_flight.contains(target) {
+        if let Some(claim) = in_flight.get(target) {
             by_claim
-                .entry(target.as_str())
+                .entry(claim.as_str())
                 .or_default()
                 .push(pod.clone());
         }

@@ -28,6 +28,10 @@ pub struct Settings {
     pub registration_timeout: Duration,
     /// How long pods stay nominated to in-flight capacity before they may be bought for again.
     pub nomination_window: Duration,
+    /// A pod nominated to a NodeClaim that has been `Initialized` this long and is still
+    /// unschedulable (its Node had less room than planned) is provisioned for again. Leaves the
+    /// scheduler time to try the new Node.
+    pub initialized_grace: Duration,
     /// An instance of this cluster without a NodeClaim for this long is terminated.
     pub gc_grace: Duration,
     /// How often garbage collection and NodePool status run.
@@ -60,6 +64,7 @@ impl Default for Settings {
             launch_timeout: Duration::from_secs(5 * 60),
             registration_timeout: Duration::from_secs(15 * 60),
             nomination_window: Duration::from_secs(20),
+            initialized_grace: Duration::from_secs(30),
             gc_grace: Duration::from_secs(2 * 60),
             gc_interval: Duration::from_secs(30),
             eviction_retry: Duration::from_secs(5),

@@ -11,16 +11,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod, Taint};
 use kube::ResourceExt;
-use stowage_api::conditions::READY;
+use stowage_api::conditions::{INITIALIZED, READY};
 use stowage_api::labels;
 use stowage_api::quantity::parse_resource;
-use stowage_api::requirements::Operator;
+use stowage_api::requirements::{Operator, Requirement};
 use stowage_api::{NodeClaim, NodePool, key_of};
 use stowage_solver::convert;
 use stowage_solver::{ExistingNode, InstanceType, PodRequest, Resources, SolveInput};
 
+use crate::lifecycle::EPHEMERAL_TAINTS;
 use crate::nodeclaim::{claim_capacity_type, claim_resources};
 use crate::state::{ClusterState, is_terminal};
 
@@ -68,7 +69,8 @@ pub fn build(
     };
     for pod in state.pending_pods(now) {
         let key = key_of(&*pod);
-        if let Some(p) = domain_pod(&key) {
+        if let Some(mut p) = domain_pod(&key) {
+            keep_off_rejected_nodes(state, &key, &mut p);
             input.pods.push(p);
             snap.pending.insert(key, pod.clone());
         }
@@ -101,6 +103,14 @@ pub fn build(
         if let Some(c) = &claim {
             pods.extend(nominated(&c.name_any()));
         }
+        let uninitialized;
+        let node = match &claim {
+            Some(c) if !c.is_true(INITIALIZED) => {
+                uninitialized = without_startup_taints(node, c, state);
+                &uninitialized
+            }
+            _ => &**node,
+        };
         match convert::node(node, pods) {
             Ok(mut n) => {
                 let disrupted = node
@@ -157,6 +167,59 @@ pub fn build(
     }
     snap.skipped = skipped.into_inner();
     snap
+}
+
+/// A registered Node whose claim is not `Initialized` yet, as it will be once it is: without
+/// the startup taints of its claim and NodePool and without the taints every node carries while
+/// it comes up ([`EPHEMERAL_TAINTS`]). Read as real, they would make its capacity look useless
+/// to the pending pods, and a restarted controller would buy it again.
+fn without_startup_taints(node: &Node, claim: &NodeClaim, state: &ClusterState) -> Node {
+    let pool = claim.nodepool_name().and_then(|p| state.nodepool(p));
+    let startup: Vec<&Taint> = claim
+        .spec
+        .startup_taints
+        .iter()
+        .chain(
+            pool.iter()
+                .flat_map(|p| p.spec.template.spec.startup_taints.iter()),
+        )
+        .collect();
+    let mut node = node.clone();
+    if let Some(taints) = node.spec.as_mut().and_then(|s| s.taints.as_mut()) {
+        taints.retain(|t| {
+            !EPHEMERAL_TAINTS.contains(&t.key.as_str())
+                && !startup
+                    .iter()
+                    .any(|s| s.key == t.key && s.effect == t.effect)
+        });
+    }
+    node
+}
+
+/// Keeps a pod off the Nodes it was nominated to and did not schedule on (see
+/// [`ClusterState::failed_nominations`]): the solver's model of them was wrong once already.
+fn keep_off_rejected_nodes(state: &ClusterState, key: &str, pod: &mut PodRequest) {
+    let Some(rejected) = state.rejected_nodes(key).filter(|r| !r.is_empty()) else {
+        return;
+    };
+    let hostnames: Vec<String> = rejected
+        .iter()
+        .map(|n| {
+            state
+                .node(n)
+                .and_then(|node| node.labels().get(labels::HOSTNAME).cloned())
+                .unwrap_or_else(|| n.clone())
+        })
+        .collect();
+    let off = Requirement::not_in(labels::HOSTNAME, hostnames);
+    if pod.required_node_affinity.is_empty() {
+        pod.required_node_affinity
+            .push(stowage_solver::NodeAffinityTerm::labels(vec![off]));
+    } else {
+        for term in &mut pod.required_node_affinity {
+            term.requirements.push(off.clone());
+        }
+    }
 }
 
 /// An in-flight claim as a node: the labels it will have (its own plus single-valued `In`
@@ -258,5 +321,66 @@ mod tests {
         assert_eq!(n1.pods.len(), 1);
         assert_eq!(n1.pods[0].key(), "kube-system/agent-a");
         assert_eq!(n1.requested().cpu_millis(), 250);
+    }
+
+    fn state_with_registered_node(initialized: bool) -> ClusterState {
+        let mut s = ClusterState::new();
+        let mut c = launched(claim("c1", "pool"), "fake:///z/i-1");
+        c.spec.startup_taints = vec![taint("example.com/agent", "NoSchedule")];
+        c.spec.taints = vec![taint("dedicated", "NoSchedule")];
+        if initialized {
+            c.status_mut()
+                .set_true(INITIALIZED, "Initialized", ts("2026-01-01T00:01:00Z"));
+        }
+        s.apply_claim(c);
+        let mut n = node("n1", "fake:///z/i-1", true);
+        n.spec.as_mut().unwrap().taints = Some(vec![
+            taint("example.com/agent", "NoSchedule"),
+            taint("example.com/pool-agent", "NoSchedule"),
+            taint("node.kubernetes.io/not-ready", "NoSchedule"),
+            taint("dedicated", "NoSchedule"),
+        ]);
+        s.apply_node(n);
+        let mut pool = NodePool::new("pool", Default::default());
+        pool.spec.template.spec.startup_taints =
+            vec![taint("example.com/pool-agent", "NoSchedule")];
+        s.apply_nodepool(pool);
+        s
+    }
+
+    fn taint_keys(snap: &Snapshot) -> Vec<String> {
+        snap.input.nodes[0]
+            .taints
+            .iter()
+            .map(|t| t.key.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_registered_node_not_initialized_is_modelled_without_its_startup_taints() {
+        let now = ts("2026-01-01T00:02:00Z");
+        let s = state_with_registered_node(false);
+        let snap = build(&s, &[], BTreeMap::new(), now);
+        assert_eq!(taint_keys(&snap), vec!["dedicated"]);
+        // Once initialized, whatever taint is left is real.
+        let s = state_with_registered_node(true);
+        let snap = build(&s, &[], BTreeMap::new(), now);
+        assert_eq!(taint_keys(&snap).len(), 4);
+    }
+
+    #[test]
+    fn a_pod_is_kept_off_the_node_it_did_not_schedule_on() {
+        let now = ts("2026-01-01T00:02:00Z");
+        let mut s = state_with_registered_node(true);
+        s.apply_pod(pending_pod("default", "a", "1"));
+        s.nomination_failed("default/a", "n1");
+        let snap = build(&s, &[], BTreeMap::new(), now);
+        let pod = &snap.input.pods[0];
+        assert_eq!(
+            pod.required_node_affinity,
+            vec![stowage_solver::NodeAffinityTerm::labels(vec![
+                Requirement::not_in(labels::HOSTNAME, ["n1"])
+            ])]
+        );
     }
 }

@@ -142,6 +142,9 @@ pub struct ClusterState {
     daemonsets: BTreeMap<String, Arc<DaemonSet>>,
     pdbs: BTreeMap<String, Arc<PodDisruptionBudget>>,
     nominations: Nominations,
+    /// Pod key -> Nodes it was nominated to and did not schedule on once they were initialized
+    /// (the node had less room than planned); the next solves keep it off them.
+    rejected: HashMap<String, BTreeSet<String>>,
     synced: BTreeSet<Kind>,
     /// Keys of listed or watched objects that do not decode, by kind. They are absent from the
     /// state, so a job that reads absence as "gone" must wait while its kind has any.
@@ -283,6 +286,7 @@ impl ClusterState {
                 .or_default()
                 .insert(key.clone());
             self.nominations.remove_pod(&key);
+            self.rejected.remove(&key);
         }
         if is_provisionable(&pod) {
             if self.provisionable.insert(key.clone()) {
@@ -325,6 +329,7 @@ impl ClusterState {
         self.domain.remove(key);
         self.provisionable.remove(key);
         self.nominations.remove_pod(key);
+        self.rejected.remove(key);
     }
 
     pub fn replace_pods(&mut self, pods: Vec<Pod>) {
@@ -337,6 +342,7 @@ impl ClusterState {
         }
         let pods = &self.pods;
         self.nominations.retain(|k, _| pods.contains_key(k));
+        self.rejected.retain(|k, _| pods.contains_key(k));
     }
 
     pub fn pod(&self, key: &str) -> Option<Arc<Pod>> {
@@ -421,6 +427,62 @@ impl ClusterState {
                     .get(&n.claim)
                     .is_some_and(|c| c.metadata.deletion_timestamp.is_none())
         })
+    }
+
+    /// Nominations that did not work out: the pod is still unschedulable although the claim it
+    /// is nominated to has been `Initialized` for at least `grace` (the scheduler had time to
+    /// try its Node, and the Node had less room than the plan assumed). Each as (pod key,
+    /// claim, node name).
+    pub fn failed_nominations(
+        &self,
+        now: Timestamp,
+        grace: jiff::SignedDuration,
+    ) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for (pod, n) in &self.nominations.by_pod {
+            if !self.provisionable.contains(pod) {
+                continue;
+            }
+            let Some(claim) = self.claims.get(&n.claim) else {
+                continue;
+            };
+            let initialized_at = claim
+                .condition(conditions::INITIALIZED)
+                .filter(|c| c.is_true())
+                .and_then(|c| c.last_transition());
+            let Some(at) = initialized_at else {
+                continue;
+            };
+            if now.duration_since(at) < grace {
+                continue;
+            }
+            let node = claim
+                .node_name()
+                .map(str::to_string)
+                .or_else(|| self.claim_node(claim).map(|n| n.name_any()))
+                .unwrap_or_default();
+            out.push((pod.clone(), n.claim.clone(), node));
+        }
+        out.sort();
+        out
+    }
+
+    /// Drops `pod`'s nomination because it did not schedule on `node` (see
+    /// [`Self::failed_nominations`]): it is pending again, and the next solves keep it off `node`.
+    pub fn nomination_failed(&mut self, pod: &str, node: &str) {
+        self.nominations.remove_pod(pod);
+        if !node.is_empty() {
+            self.rejected
+                .entry(pod.to_string())
+                .or_default()
+                .insert(node.to_string());
+        }
+        self.provisionable_seq += 1;
+    }
+
+    /// Nodes `pod` did not schedule on although it was nominated to them.
+    pub fn rejected_nodes(&self, pod: &str) -> Option<&BTreeSet<String>> {
+        self.rejected.get(pod)
     }
 
     pub fn nomination(&self, pod_key: &str) -> Option<&Nomination> {
@@ -744,5 +806,50 @@ mod tests {
             s.mark_synced(k);
         }
         assert!(s.is_synced());
+    }
+
+    #[test]
+    fn a_pod_still_unschedulable_after_its_claim_initialized_is_pending_again() {
+        let mut s = ClusterState::new();
+        s.apply_pod(pending_pod("default", "a", "1"));
+        s.apply_pod(pending_pod("default", "b", "1"));
+        let mut c = launched(claim("c1", "pool"), "fake:///z/i-1");
+        s.apply_claim(c.clone());
+        let far = ts("2026-01-01T01:00:00Z");
+        s.nominate(
+            ["default/a".to_string(), "default/b".to_string()],
+            "c1",
+            far,
+        );
+        let grace = jiff::SignedDuration::from_secs(30);
+        let t = |s: &str| ts(&format!("2026-01-01T00:{s}Z"));
+        // Not initialized: the pods wait, however long.
+        assert!(s.failed_nominations(t("10:00"), grace).is_empty());
+        c.status_mut().node_name = Some("n1".into());
+        c.status_mut()
+            .set_true(conditions::INITIALIZED, "Initialized", t("01:00"));
+        s.apply_claim(c);
+        // b landed; a did not, but the scheduler gets its grace period.
+        s.apply_pod(bound(pending_pod("default", "b", "1"), "n1"));
+        assert!(s.failed_nominations(t("01:29"), grace).is_empty());
+        let failed = s.failed_nominations(t("01:30"), grace);
+        assert_eq!(
+            failed,
+            vec![("default/a".to_string(), "c1".to_string(), "n1".to_string())]
+        );
+        assert!(s.pending_pods(t("01:30")).is_empty());
+        let seq = s.provisionable_seq();
+        s.nomination_failed("default/a", "n1");
+        assert!(s.provisionable_seq() > seq, "a batch is triggered");
+        let pending: Vec<String> = s
+            .pending_pods(t("01:30"))
+            .iter()
+            .map(|p| key_of(&**p))
+            .collect();
+        assert_eq!(pending, vec!["default/a"]);
+        assert!(s.rejected_nodes("default/a").unwrap().contains("n1"));
+        // Once bound anywhere, the record goes.
+        s.apply_pod(bound(pending_pod("default", "a", "1"), "n2"));
+        assert!(s.rejected_nodes("default/a").is_none());
     }
 }
