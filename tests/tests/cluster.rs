@@ -431,3 +431,79 @@ async fn daemonset_pods_pinned_by_node_name_are_read_by_the_solver_on_every_node
         );
     }
 }
+
+/// One of the pods nominated to a claim cannot schedule on its Node once it is initialized (a
+/// pod bound there by someone else took the room the plan counted on): it goes back into the
+/// next batch, with an Event saying why, and ends Running on new capacity.
+#[tokio::test(start_paused = true)]
+async fn a_pod_that_does_not_fit_its_initialized_node_is_provisioned_for_again() {
+    use stowage_api::quantity::parse_resource;
+    let pool = POOL.replace(
+        "          nodeClassRef: { group: aws.stowage.dev, kind: EC2NodeClass, name: default }",
+        "          nodeClassRef: { group: aws.stowage.dev, kind: EC2NodeClass, name: default }\n          startupTaints: [{ key: example.com/agent, effect: NoSchedule }]",
+    );
+    let yaml = format!(
+        "name: stolen-room\nduration: 15m\n{pool}\ntimeline:\n  - at: 0s\n    create: {{ name: web, replicas: 3, requests: {{ cpu: 1, memory: 256Mi }} }}\n"
+    );
+    let (_report, (claims, events)) = simulate(&yaml, |env, _ctx| async move {
+        let client = env.client.clone();
+        let nodes: Api<Node> = Api::all(client.clone());
+        // The first Node registers, still carrying its startup taint...
+        let node = eventually("a node", Duration::from_secs(300), || async {
+            nodes
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .next()
+        })
+        .await;
+        // ...and a pod bound there by someone else takes all but half a CPU of it.
+        let alloc = node
+            .status
+            .as_ref()
+            .and_then(|s| s.allocatable.as_ref())
+            .and_then(|a| a.get("cpu"))
+            .map(|q| parse_resource("cpu", &q.0).unwrap())
+            .unwrap();
+        let mut foreign = stowage_tests::pod("foreign", &format!("{}m", alloc - 500), "64Mi");
+        foreign.spec.as_mut().unwrap().node_name = Some(node.name_any());
+        foreign.spec.as_mut().unwrap().tolerations =
+            Some(vec![k8s_openapi::api::core::v1::Toleration {
+                operator: Some("Exists".into()),
+                ..Default::default()
+            }]);
+        Api::<Pod>::namespaced(client.clone(), "default")
+            .create(&Default::default(), &foreign)
+            .await
+            .unwrap();
+        eventually("3 running pods", Duration::from_secs(600), || async {
+            (running_pods(&client, "web").await.len() == 3).then_some(())
+        })
+        .await;
+        let claims: Vec<NodeClaim> = Api::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items;
+        let events: Vec<Event> = Api::namespaced(client.clone(), "default")
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items;
+        (claims, events)
+    })
+    .await;
+    assert!(
+        claims.len() >= 2,
+        "a new claim for the pods that did not fit: {:?}",
+        claims.iter().map(|c| c.name_any()).collect::<Vec<_>>()
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("NominationFailed")),
+        "an Event on the pod says why it is provisioned for again"
+    );
+}
