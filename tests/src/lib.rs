@@ -187,37 +187,74 @@ where
     F: FnOnce(SimEnv, Arc<Context>) -> Fut + Send + 'static,
     Fut: Future<Output = T> + Send + 'static,
 {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let report = run_plugged(yaml, move |env: SimEnv| async move {
+        let running = start_controllers(&env);
+        let ctx = running.ctx.clone();
+        let mut shutdown = env.shutdown.clone();
+        let out = script(env, ctx).await;
+        let _ = tx.send(out);
+        while !*shutdown.borrow_and_update() {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+        drop(running);
+    })
+    .await;
+    match rx.await {
+        Ok(out) => (report, out),
+        Err(_) => panic!("the test script did not finish before the scenario ended"),
+    }
+}
+
+/// Starts the real controllers (always leader) on the simulated cluster, with a fresh context:
+/// what a newly started (or restarted) process has.
+pub fn start_controllers(env: &SimEnv) -> Running {
+    let ctx = Arc::new(Context::new(
+        env.client.clone(),
+        env.provider.clone(),
+        env.clock.clone(),
+        Settings::default(),
+    ));
+    stowage_controller::start(ctx, Leadership::Always)
+}
+
+/// Like [`simulate`], but the script runs the controllers itself ([`start_controllers`]), for
+/// example to kill and restart them; they stop at the latest when the script returns.
+pub async fn simulate_unmanaged<T, F, Fut>(yaml: &str, script: F) -> (Report, T)
+where
+    T: Send + 'static,
+    F: FnOnce(SimEnv) -> Fut + Send + 'static,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let report = run_plugged(yaml, move |env: SimEnv| async move {
+        let out = script(env).await;
+        let _ = tx.send(out);
+    })
+    .await;
+    match rx.await {
+        Ok(out) => (report, out),
+        Err(_) => panic!("the test script did not finish before the scenario ended"),
+    }
+}
+
+/// Runs a scenario (YAML) in virtual time with `plug` as the simulator's plug-in.
+async fn run_plugged<F, Fut>(yaml: &str, plug: F) -> Report
+where
+    F: FnOnce(SimEnv) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let scenario = match Scenario::from_yaml("test scenario", yaml) {
         Ok(s) => s,
         Err(err) => panic!("bad test scenario: {err}"),
     };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let report = Simulation::new(scenario, SimOptions::default())
-        .run(move |env: SimEnv| async move {
-            let ctx = Arc::new(Context::new(
-                env.client.clone(),
-                env.provider.clone(),
-                env.clock.clone(),
-                Settings::default(),
-            ));
-            let running = stowage_controller::start(ctx.clone(), Leadership::Always);
-            let mut shutdown = env.shutdown.clone();
-            let out = script(env, ctx).await;
-            let _ = tx.send(out);
-            while !*shutdown.borrow_and_update() {
-                if shutdown.changed().await.is_err() {
-                    break;
-                }
-            }
-            drop(running);
-        })
-        .await;
-    let report = match report {
+    match Simulation::new(scenario, SimOptions::default())
+        .run(plug)
+        .await
+    {
         Ok(r) => r,
         Err(err) => panic!("simulation failed: {err}"),
-    };
-    match rx.await {
-        Ok(out) => (report, out),
-        Err(_) => panic!("the test script did not finish before the scenario ended"),
     }
 }

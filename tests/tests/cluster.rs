@@ -507,3 +507,83 @@ async fn a_pod_that_does_not_fit_its_initialized_node_is_provisioned_for_again()
         "an Event on the pod says why it is provisioned for again"
     );
 }
+
+/// A launch slow enough that a kill finds claims at every stage: created, launched, registered
+/// with their startup taint, initialized.
+const SLOW_LAUNCH: &str = r#"
+catalog: { source: synthetic, types: 8 }
+timings: { launchLatency: 20s, nodeRegistration: 20s, startupTaintRemoval: 20s }
+nodeClasses:
+  - name: default
+nodePools:
+  - name: default
+    spec:
+      template:
+        spec:
+          nodeClassRef: { group: aws.stowage.dev, kind: EC2NodeClass, name: default }
+          startupTaints: [{ key: example.com/agent, effect: NoSchedule }]
+timeline:
+  - at: 0s
+    create: { name: web, replicas: 24, requests: { cpu: 1, memory: 1Gi } }
+"#;
+
+/// Runs [`SLOW_LAUNCH`], killing the controllers `kill_after` the pods appear and starting a
+/// fresh process (whose provider has not resolved the node class yet); returns the instances bought and the claims and running pods at the end.
+async fn launch_killed_after(kill_after: Option<Duration>) -> (u64, usize, usize) {
+    let yaml = format!("name: restart\nduration: 12m\n{SLOW_LAUNCH}");
+    let (report, (claims, running)) =
+        stowage_tests::simulate_unmanaged(&yaml, move |env| async move {
+            let mut running = stowage_tests::start_controllers(&env);
+            if let Some(after) = kill_after {
+                tokio::time::sleep(after).await;
+                running.abort();
+                drop(running);
+                // A new process's provider has not resolved the node class yet.
+                for _ in 0..5 {
+                    env.cloud.fail_next(
+                        stowage_cloud::Operation::Create,
+                        stowage_cloud::Error::NodeClassNotResolved {
+                            name: "default".into(),
+                        },
+                    );
+                }
+                running = stowage_tests::start_controllers(&env);
+            }
+            let client = env.client.clone();
+            let what = format!("24 running pods (killed after {kill_after:?})");
+            eventually(&what, Duration::from_secs(400), || async {
+                (running_pods(&client, "web").await.len() == 24).then_some(())
+            })
+            .await;
+            // Long enough for a surplus claim to be bought and launched.
+            tokio::time::sleep(Duration::from_secs(120)).await;
+            let claims: Vec<NodeClaim> = Api::all(client.clone())
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items;
+            let pods = running_pods(&client, "web").await.len();
+            drop(running);
+            (claims.len(), pods)
+        })
+        .await;
+    (report.launches, claims, running)
+}
+
+/// Killed at any point of a launch, a restarted controller counts the claims in flight as
+/// capacity for the pods it finds pending: it buys what a run without a restart buys.
+#[tokio::test(start_paused = true)]
+async fn a_controller_killed_at_any_point_of_a_launch_buys_no_more_than_without_the_kill() {
+    let (baseline, claims, running) = launch_killed_after(None).await;
+    assert!(baseline >= 2, "the scenario needs several nodes");
+    assert_eq!((claims as u64, running), (baseline, 24));
+    for ms in [100, 1_000, 5_000, 20_000, 30_000, 40_000, 50_000, 60_000] {
+        let (launches, claims, running) =
+            launch_killed_after(Some(Duration::from_millis(ms))).await;
+        assert_eq!(
+            (launches, claims as u64, running),
+            (baseline, baseline, 24),
+            "killed {ms} ms after the pods appeared: instances bought, claims and running pods"
+        );
+    }
+}

@@ -774,28 +774,35 @@ impl CloudProvider for FakeCloud {
             }
         };
         tokio::time::sleep_until(ready_at).await;
-        if is_new {
-            let launched = {
-                let mut state = self.state();
-                state.ready_at.remove(&instance.provider_id);
-                state.instances.get_mut(&instance.provider_id).map(|i| {
-                    if i.state == InstanceState::Pending {
+        // The instance comes up whether or not the call that launched it is still waiting (a
+        // controller killed mid-launch): whichever call sees it first completes it.
+        let (current, completed) = {
+            let mut state = self.state();
+            state.ready_at.remove(&instance.provider_id);
+            match state.instances.get_mut(&instance.provider_id) {
+                Some(i) => {
+                    let completed = i.state == InstanceState::Pending;
+                    if completed {
                         i.state = InstanceState::Running;
                     }
-                    i.clone()
-                })
-            };
-            let Some(launched) = launched else {
-                return Err(Error::Launch {
-                    code: "InstanceTerminated".to_string(),
-                    message: format!("{} was terminated while launching", instance.provider_id),
-                });
-            };
-            self.emit(FakeEvent::Launched(launched.clone()));
-            return Ok(Self::claim_with(claim, &launched));
+                    (Some(i.clone()), completed)
+                }
+                None => (None, false),
+            }
+        };
+        match current {
+            Some(launched) => {
+                if is_new || completed {
+                    self.emit(FakeEvent::Launched(launched.clone()));
+                }
+                Ok(Self::claim_with(claim, &launched))
+            }
+            None if is_new => Err(Error::Launch {
+                code: "InstanceTerminated".to_string(),
+                message: format!("{} was terminated while launching", instance.provider_id),
+            }),
+            None => Ok(Self::claim_with(claim, &instance)),
         }
-        let current = self.instance(&instance.provider_id).unwrap_or(instance);
-        Ok(Self::claim_with(claim, &current))
     }
 
     async fn delete(&self, claim: &NodeClaim) -> Result<()> {
