@@ -560,8 +560,8 @@ async fn launch_killed_after(kill_after: Option<Duration>) -> (u64, usize, usize
             let claims: Vec<NodeClaim> = Api::all(client.clone())
                 .list(&ListParams::default())
                 .await
-                .unwrap()
-                .items;
+                .map(|l| l.items)
+                .expect("list nodeclaims");
             let pods = running_pods(&client, "web").await.len();
             drop(running);
             (claims.len(), pods)
