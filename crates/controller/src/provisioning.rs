@@ -249,7 +249,7 @@ async fn apply_plan(
         ctx.metrics.nodeclaim_created(&new.nodepool, "provisioning");
         ctx.update_state(|s| {
             s.apply_claim(created.clone());
-            s.nominate(new.pods.iter().cloned(), &name, now + window);
+            s.nominate(new.pods.iter().cloned(), &name, now, now + window);
         });
         for key in &new.pods {
             if let Some(pod) = pods.get(key) {
@@ -265,13 +265,17 @@ async fn apply_plan(
         }
         result.created.push(name);
     }
-    // Pods placed on in-flight claims wait for them: claims not launched or registered yet are
-    // placed on by claim name, registered ones not yet initialized by their Node's name.
-    let in_flight: BTreeMap<String, String> = {
+    // Pods placed on existing claims wait for them: claims not registered yet are placed on by
+    // claim name, registered ones by their Node's name. A nomination to an initialized claim's
+    // Node that the scheduler does not honour is noticed (`requeue_failed_nominations`).
+    let claim_of: BTreeMap<String, String> = {
         let state = ctx.state();
         let mut m = BTreeMap::new();
-        for c in state.in_flight_claims() {
-            if let Some(node) = state.claim_node(&c) {
+        for c in state
+            .claims()
+            .filter(|c| c.metadata.deletion_timestamp.is_none())
+        {
+            if let Some(node) = state.claim_node(c) {
                 m.insert(node.name_any(), c.name_any());
             }
             m.insert(c.name_any(), c.name_any());
@@ -280,7 +284,7 @@ async fn apply_plan(
     };
     let mut by_claim: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (pod, target) in &plan.existing_placements {
-        if let Some(claim) = in_flight.get(target) {
+        if let Some(claim) = claim_of.get(target) {
             by_claim
                 .entry(claim.as_str())
                 .or_default()
@@ -290,7 +294,7 @@ async fn apply_plan(
     ctx.update_state(|s| {
         for (claim, pods) in by_claim {
             result.nominated_in_flight += pods.len();
-            s.nominate(pods, claim, now + window);
+            s.nominate(pods, claim, now, now + window);
         }
     });
     result.unschedulable = plan.unschedulable.len();

@@ -48,6 +48,8 @@ impl Kind {
 pub struct Nomination {
     pub claim: String,
     pub until: Timestamp,
+    /// When the pod was first nominated to this claim (kept when it is nominated to it again).
+    pub since: Timestamp,
 }
 
 /// Nominations indexed by pod and by claim (lookups both ways stay cheap at thousands of claims).
@@ -58,7 +60,12 @@ struct Nominations {
 }
 
 impl Nominations {
-    fn insert(&mut self, pod: String, claim: &str, until: Timestamp) {
+    fn insert(&mut self, pod: String, claim: &str, now: Timestamp, until: Timestamp) {
+        let since = self
+            .by_pod
+            .get(&pod)
+            .filter(|n| n.claim == claim)
+            .map_or(now, |n| n.since);
         self.remove_pod(&pod);
         self.by_claim
             .entry(claim.to_string())
@@ -69,6 +76,7 @@ impl Nominations {
             Nomination {
                 claim: claim.to_string(),
                 until,
+                since,
             },
         );
     }
@@ -388,15 +396,16 @@ impl ClusterState {
 
     // --- nominations ----------------------------------------------------------------------------
 
-    /// Records that `pods` are expected to land on `claim` until `until`.
+    /// Records at `now` that `pods` are expected to land on `claim` until `until`.
     pub fn nominate(
         &mut self,
         pods: impl IntoIterator<Item = String>,
         claim: &str,
+        now: Timestamp,
         until: Timestamp,
     ) {
         for p in pods {
-            self.nominations.insert(p, claim, until);
+            self.nominations.insert(p, claim, now, until);
         }
     }
 
@@ -430,8 +439,8 @@ impl ClusterState {
     }
 
     /// Nominations that did not work out: the pod is still unschedulable although the claim it
-    /// is nominated to has been `Initialized` for at least `grace` (the scheduler had time to
-    /// try its Node, and the Node had less room than the plan assumed). Each as (pod key,
+    /// is nominated to has been `Initialized`, and it nominated to it, for at least `grace` (the
+    /// scheduler had time to try its Node, and the Node had less room than the plan assumed). Each as (pod key,
     /// claim, node name).
     pub fn failed_nominations(
         &self,
@@ -453,7 +462,9 @@ impl ClusterState {
             let Some(at) = initialized_at else {
                 continue;
             };
-            if now.duration_since(at) < grace {
+            // The scheduler had `grace` to place the pod since the Node became usable and since
+            // the pod was nominated to it (a pod placed on a Node initialized long ago).
+            if now.duration_since(at.max(n.since)) < grace {
                 continue;
             }
             let node = claim
@@ -765,6 +776,7 @@ mod tests {
         s.nominate(
             ["default/a".to_string()],
             "pool-x",
+            now,
             ts("2026-01-01T00:00:20Z"),
         );
         let pending: Vec<String> = s.pending_pods(now).iter().map(|p| key_of(&**p)).collect();
@@ -819,6 +831,7 @@ mod tests {
         s.nominate(
             ["default/a".to_string(), "default/b".to_string()],
             "c1",
+            ts("2026-01-01T00:00:00Z"),
             far,
         );
         let grace = jiff::SignedDuration::from_secs(30);
@@ -851,5 +864,27 @@ mod tests {
         // Once bound anywhere, the record goes.
         s.apply_pod(bound(pending_pod("default", "a", "1"), "n2"));
         assert!(s.rejected_nodes("default/a").is_none());
+    }
+
+    #[test]
+    fn a_pod_placed_on_a_node_initialized_long_ago_gets_the_grace_from_its_nomination() {
+        let mut s = ClusterState::new();
+        s.apply_pod(pending_pod("default", "a", "1"));
+        let mut c = launched(claim("c1", "pool"), "fake:///z/i-1");
+        c.status_mut().node_name = Some("n1".into());
+        c.status_mut().set_true(
+            conditions::INITIALIZED,
+            "Initialized",
+            ts("2026-01-01T00:00:00Z"),
+        );
+        s.apply_claim(c);
+        let grace = jiff::SignedDuration::from_secs(30);
+        let t = |s: &str| ts(&format!("2026-01-01T01:{s}Z"));
+        s.nominate(["default/a".to_string()], "c1", t("00:00"), t("00:20"));
+        assert!(s.failed_nominations(t("00:29"), grace).is_empty());
+        // Nominated again to the same claim (the window closed, the solve placed it there
+        // again): the grace still runs from the first nomination.
+        s.nominate(["default/a".to_string()], "c1", t("00:25"), t("00:45"));
+        assert_eq!(s.failed_nominations(t("00:30"), grace).len(), 1);
     }
 }
