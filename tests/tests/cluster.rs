@@ -527,18 +527,19 @@ timeline:
     create: { name: web, replicas: 24, requests: { cpu: 1, memory: 1Gi } }
 "#;
 
-/// Runs [`SLOW_LAUNCH`], killing the controllers `kill_after` the pods appear and starting a
-/// fresh process (whose provider has not resolved the node class yet); returns the instances bought and the claims and running pods at the end.
-async fn launch_killed_after(kill_after: Option<Duration>) -> (u64, usize, usize) {
+/// Runs [`SLOW_LAUNCH`], killing the controllers at each of `kills` (ms after the pods appear)
+/// and starting a fresh process (whose provider has not resolved the node class yet) each time;
+/// returns the instances bought and the claims and running pods at the end.
+async fn launch_killed_at(kills: &'static [u64]) -> (u64, usize, usize) {
     let yaml = format!("name: restart\nduration: 12m\n{SLOW_LAUNCH}");
     let (report, (claims, running)) =
         stowage_tests::simulate_unmanaged(&yaml, move |env| async move {
+            let start = tokio::time::Instant::now();
             let mut running = stowage_tests::start_controllers(&env);
-            if let Some(after) = kill_after {
-                tokio::time::sleep(after).await;
+            for ms in kills {
+                tokio::time::sleep_until(start + Duration::from_millis(*ms)).await;
                 running.abort();
                 drop(running);
-                // A new process's provider has not resolved the node class yet.
                 for _ in 0..5 {
                     env.cloud.fail_next(
                         stowage_cloud::Operation::Create,
@@ -550,7 +551,7 @@ async fn launch_killed_after(kill_after: Option<Duration>) -> (u64, usize, usize
                 running = stowage_tests::start_controllers(&env);
             }
             let client = env.client.clone();
-            let what = format!("24 running pods (killed after {kill_after:?})");
+            let what = format!("24 running pods (killed at {kills:?} ms)");
             eventually(&what, Duration::from_secs(400), || async {
                 (running_pods(&client, "web").await.len() == 24).then_some(())
             })
@@ -574,16 +575,27 @@ async fn launch_killed_after(kill_after: Option<Duration>) -> (u64, usize, usize
 /// capacity for the pods it finds pending: it buys what a run without a restart buys.
 #[tokio::test(start_paused = true)]
 async fn a_controller_killed_at_any_point_of_a_launch_buys_no_more_than_without_the_kill() {
-    let (baseline, claims, running) = launch_killed_after(None).await;
+    let (baseline, claims, running) = launch_killed_at(&[]).await;
     assert!(baseline >= 2, "the scenario needs several nodes");
     assert_eq!((claims as u64, running), (baseline, 24));
-    for ms in [100, 1_000, 5_000, 20_000, 30_000, 40_000, 50_000, 60_000] {
-        let (launches, claims, running) =
-            launch_killed_after(Some(Duration::from_millis(ms))).await;
+    let runs: [&'static [u64]; 9] = [
+        &[100],
+        &[1_000],
+        &[5_000],
+        &[20_000],
+        &[30_000],
+        &[40_000],
+        &[50_000],
+        &[60_000],
+        // Seven kills in one launch, as on the real cluster.
+        &[500, 3_000, 12_000, 25_000, 42_000, 51_000, 63_000],
+    ];
+    for kills in runs {
+        let (launches, claims, running) = launch_killed_at(kills).await;
         assert_eq!(
             (launches, claims as u64, running),
             (baseline, baseline, 24),
-            "killed {ms} ms after the pods appeared: instances bought, claims and running pods"
+            "killed at {kills:?} ms after the pods appeared: instances bought, claims and running pods"
         );
     }
 }
