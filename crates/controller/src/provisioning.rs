@@ -143,6 +143,7 @@ pub async fn requeue_failed_nominations(ctx: &Context) -> usize {
     let grace = jiff::SignedDuration::try_from(ctx.settings.initialized_grace)
         .unwrap_or(jiff::SignedDuration::MAX);
     let failed = ctx.state().failed_nominations(ctx.clock.now(), grace);
+    let grace = humantime_secs(ctx.settings.initialized_grace);
     if failed.is_empty() {
         return 0;
     }
@@ -161,13 +162,17 @@ pub async fn requeue_failed_nominations(ctx: &Context) -> usize {
                     EventType::Warning,
                     "NominationFailed",
                     &format!(
-                        "Pod did not schedule on node {node} of nodeclaim/{claim} although it is initialized (less room than planned); provisioning again"
+                        "Pod was not scheduled on node {node} of nodeclaim/{claim} within {grace} of it being initialized and the pod nominated to it (the node has less room than planned, or the scheduler sees a constraint the plan missed); provisioning for it again, elsewhere"
                     ),
                 )
                 .await;
         }
     }
     failed.len()
+}
+
+fn humantime_secs(d: Duration) -> String {
+    format!("{}s", d.as_secs())
 }
 
 /// What one provisioning pass did.
