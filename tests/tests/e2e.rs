@@ -566,3 +566,46 @@ async fn a_broad_nodepool_over_a_large_catalogue_writes_claims_the_crd_accepts()
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert!(claims(&h).await.is_empty());
 }
+
+/// A pod that no ready NodePool can take is told why the NodePools that exist are not used (here
+/// the only pool's node class does not exist), not only "no NodePool exists".
+#[tokio::test(start_paused = true)]
+async fn failed_scheduling_events_name_the_pools_that_are_not_ready() {
+    let h = Harness::new(8);
+    let _running = h.start();
+    h.nodepool("orphaned", |p| {
+        p.spec.template.spec.node_class_ref = stowage_api::NodeClassRef::ec2("missing")
+    })
+    .await;
+    let pools: Api<stowage_api::NodePool> = Api::all(h.client.clone());
+    eventually(
+        "the pool reported not ready",
+        Duration::from_secs(120),
+        || async {
+            let p = pools.get("orphaned").await.ok()?;
+            p.condition("Ready")
+                .is_some_and(|c| c.is_false())
+                .then_some(())
+        },
+    )
+    .await;
+    h.pending_pod(pod("web", "500m", "256Mi")).await;
+    let message = eventually(
+        "a FailedScheduling event",
+        Duration::from_secs(120),
+        || async {
+            events_for(&h, "web")
+                .await
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some("FailedScheduling"))
+                .find_map(|e| e.message)
+                .filter(|m| m.contains("NodePools not used"))
+        },
+    )
+    .await;
+    assert!(
+        message.contains("orphaned: NodeClassReady False (") && message.contains("missing"),
+        "{message}"
+    );
+    assert!(claims(&h).await.is_empty());
+}

@@ -15,10 +15,10 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, PostParams};
 use kube::{Resource, ResourceExt};
-use stowage_api::labels;
 use stowage_api::quantity::format_resource;
 use stowage_api::requirements::{Operator, Requirement};
 use stowage_api::{NodeClaim, NodeClaimSpec, NodePool, ResourceRequirements};
+use stowage_api::{conditions, labels};
 use stowage_solver::{Plan, SolveOptions};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -189,6 +189,9 @@ pub struct ProvisionResult {
 pub async fn provision(ctx: &Context) -> Result<ProvisionResult> {
     let now = ctx.clock.now();
     let pools = snapshot::pools(&ctx.state());
+    // Why NodePools that exist are not used in this pass: the real cause behind "no NodePool
+    // exists" (e.g. its node class is not ready because AWS cannot be reached).
+    let mut not_used = pools_not_ready(&ctx.state(), &pools);
     // Instance types per pool, from the provider (which caches them).
     let mut types = BTreeMap::new();
     for pool in &pools {
@@ -205,7 +208,8 @@ pub async fn provision(ctx: &Context) -> Result<ProvisionResult> {
                 types.insert(pool.name_any(), list);
             }
             Err(err) => {
-                tracing::warn!(pool = %pool.name_any(), %err, "no instance types for nodepool")
+                tracing::warn!(pool = %pool.name_any(), %err, "no instance types for nodepool");
+                not_used.push(format!("{}: no instance types ({err})", pool.name_any()));
             }
         }
     }
@@ -227,7 +231,33 @@ pub async fn provision(ctx: &Context) -> Result<ProvisionResult> {
     ctx.metrics
         .solve_duration_seconds
         .observe(started.elapsed().as_secs_f64());
-    apply_plan(ctx, &plan, &pools, &pod_objects).await
+    apply_plan(ctx, &plan, &pools, &pod_objects, &not_used).await
+}
+
+/// `name: why` for every NodePool that is not being deleted and not used because it is not
+/// Ready, from its own conditions (the node class's readiness first).
+fn pools_not_ready(state: &crate::ClusterState, used: &[Arc<NodePool>]) -> Vec<String> {
+    state
+        .nodepools()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| !used.iter().any(|u| u.name_any() == p.name_any()))
+        .map(|p| {
+            let why = [conditions::NODE_CLASS_READY, conditions::READY]
+                .iter()
+                .filter_map(|t| p.condition(t))
+                .find(|c| c.is_false())
+                .map(|c| {
+                    let detail = if c.message.is_empty() {
+                        c.reason.clone()
+                    } else {
+                        format!("{}: {}", c.reason, c.message)
+                    };
+                    format!("{} False ({detail})", c.type_)
+                })
+                .unwrap_or_else(|| "not ready".into());
+            format!("{}: {why}", p.name_any())
+        })
+        .collect()
 }
 
 async fn apply_plan(
@@ -235,6 +265,7 @@ async fn apply_plan(
     plan: &Plan,
     pools: &[Arc<NodePool>],
     pods: &BTreeMap<String, Arc<Pod>>,
+    not_used: &[String],
 ) -> Result<ProvisionResult> {
     let now = ctx.clock.now();
     let window = jiff::SignedDuration::try_from(ctx.settings.nomination_window)
@@ -313,6 +344,11 @@ async fn apply_plan(
     for (reason, pods) in &by_reason {
         tracing::debug!(pods, reason, "pods the solve could not place");
     }
+    let not_used = if not_used.is_empty() {
+        String::new()
+    } else {
+        format!("; NodePools not used: {}", not_used.join("; "))
+    };
     for (key, reason) in &plan.unschedulable {
         if let Some(pod) = pods.get(key) {
             ctx.recorder
@@ -320,7 +356,7 @@ async fn apply_plan(
                     pod.as_ref(),
                     EventType::Warning,
                     "FailedScheduling",
-                    &format!("Failed to schedule pod, {reason}"),
+                    &format!("Failed to schedule pod, {reason}{not_used}"),
                 )
                 .await;
         }
