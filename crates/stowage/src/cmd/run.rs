@@ -53,6 +53,10 @@ pub struct Args {
     /// Fraction of memory the hypervisor takes, in [0, 1) (read by the AWS instance catalogue).
     #[arg(long, env = "VM_MEMORY_OVERHEAD_PERCENT", default_value_t = 0.075)]
     pub vm_memory_overhead_percent: f64,
+    /// A pod nominated to a NodeClaim that has been Initialized this long and is still
+    /// unschedulable is provisioned for again (e.g. `30s`).
+    #[arg(long, env = "INITIALIZED_GRACE", default_value = "30s")]
+    pub initialized_grace: stowage_api::Duration,
     /// The most instance types one NodeClaim offers the cloud (1..=500; the CRD's limit).
     #[arg(long, env = "MAX_INSTANCE_TYPES", default_value_t = Settings::default().max_instance_types)]
     pub max_instance_types: usize,
@@ -127,6 +131,7 @@ fn settings(args: &Args, identity: &str) -> anyhow::Result<Settings> {
         batch_idle: args.batch_idle_duration.0,
         batch_max: args.batch_max_duration.0,
         max_instance_types: args.max_instance_types,
+        initialized_grace: args.initialized_grace.0,
         interruption_queue: args.interruption_queue.clone().filter(|q| !q.is_empty()),
         lease_name: args.lease_name.clone(),
         namespace: args.namespace.clone(),
@@ -281,6 +286,9 @@ mod tests {
     fn settings_refuse_what_nothing_reads_or_what_is_out_of_range() {
         let s = settings(&args(&[]), "replica-1").unwrap();
         assert_eq!(s.identity, "replica-1");
+        assert_eq!(s.initialized_grace, Settings::default().initialized_grace);
+        let s = settings(&args(&["--initialized-grace", "2m"]), "r").unwrap();
+        assert_eq!(s.initialized_grace, Duration::from_secs(120));
         assert_eq!(s.interruption_queue, None);
         // An empty queue is the documented "off".
         assert!(settings(&args(&["--interruption-queue", ""]), "r").is_ok());
