@@ -104,6 +104,19 @@ pub fn launch_to_cloud(err: sdk::Error) -> CloudError {
     }
 }
 
+/// An error and its sources joined with `: `, as the binary's `{err:#}` prints them (for logs
+/// and status messages).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,30 +147,17 @@ mod tests {
         assert_eq!(classify_code("UnauthorizedOperation"), ErrorClass::Other);
     }
 
-    /// Every part of an error's chain is printed once (the `{err:#}` of the binary joins the
-    /// chain with `: `).
-    fn chain(e: &dyn std::error::Error) -> String {
-        let mut s = e.to_string();
-        let mut cur = e.source();
-        while let Some(inner) = cur {
-            s.push_str(": ");
-            s.push_str(&inner.to_string());
-            cur = inner.source();
-        }
-        s
-    }
-
     #[test]
     fn errors_name_the_operation_and_their_source_once() {
         let denied = to_cloud(service("UnauthorizedOperation"));
-        let text = chain(&denied);
+        let text = super::error_chain(&denied);
         assert_eq!(text.matches("CreateFleet").count(), 1, "{text}");
         assert_eq!(text.matches("UnauthorizedOperation").count(), 1, "{text}");
         let transport = sdk::Error::Transport {
             operation: "DescribeSubnets",
             message: "connection refused".into(),
         };
-        let text = chain(&crate::discovery::Error::DescribeSubnets(transport));
+        let text = super::error_chain(&crate::discovery::Error::DescribeSubnets(transport));
         assert_eq!(text.matches("connection refused").count(), 1, "{text}");
         assert_eq!(
             text,

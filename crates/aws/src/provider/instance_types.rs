@@ -14,8 +14,9 @@ use stowage_cloud::{Error as CloudError, Result};
 use stowage_solver::{InstanceType, Resources};
 use tracing::warn;
 
-use super::{AwsCloudProvider, ClassEntry, Error, error_chain, lock};
+use super::{AwsCloudProvider, ClassEntry, Error, lock};
 use crate::catalog::{self, CatalogSettings, Fetched};
+use crate::errors::error_chain;
 use crate::pricing::Pricing;
 
 /// A catalogue and when it was read.

@@ -36,7 +36,7 @@ use tracing::{debug, warn};
 
 use crate::coalescer::{CoalescedCallDropped, Coalescer};
 use crate::discovery::{self, ResolvedNodeClass};
-use crate::errors;
+use crate::errors::{self, error_chain};
 use crate::fleet::{self, ClaimRef, FleetKey, LaunchResult};
 use crate::instance::{self, DescribeResult, InstanceView, LIVE_STATES, TerminateResult};
 pub use crate::instance::{EKS_CLUSTER_TAG, cluster_tag};
@@ -412,17 +412,6 @@ fn lock<T>(l: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(inner) = cur {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        cur = inner.source();
-    }
-    s
 }
 
 #[async_trait]
