@@ -457,18 +457,20 @@ async fn images_by_term(ec2: &dyn Ec2Api, term: &AmiSelectorTerm) -> Result<Vec<
         .collect())
 }
 
-/// Resolves the whole node class.
+/// Resolves the whole node class. `managed_profile` is the instance profile made for the class's
+/// `role` (used when the class names no `instanceProfile`).
 pub async fn resolve(
     ec2: &dyn Ec2Api,
     ssm: &dyn SsmApi,
     class: &EC2NodeClass,
     kubernetes_version: &str,
+    managed_profile: Option<String>,
 ) -> Result<ResolvedNodeClass> {
     let name = class.metadata.name.clone().unwrap_or_default();
     let subnets = subnets(ec2, class).await?;
     let security_groups = security_groups(ec2, class).await?;
     let amis = amis(ec2, ssm, class, kubernetes_version).await?;
-    let instance_profile = class.spec.instance_profile.clone();
+    let instance_profile = class.spec.instance_profile.clone().or(managed_profile);
     let family = class.ami_family().unwrap_or(AmiFamily::AL2023);
     let not_ready = if subnets.is_empty() {
         Some("no subnet matches subnetSelectorTerms".to_string())
@@ -477,10 +479,7 @@ pub async fn resolve(
     } else if amis.is_empty() {
         Some("no image matches amiSelectorTerms".to_string())
     } else if instance_profile.is_none() {
-        Some(
-            "spec.instanceProfile is required (role-managed instance profiles are not supported)"
-                .to_string(),
-        )
+        Some("neither spec.instanceProfile nor spec.role is set".to_string())
     } else {
         None
     };

@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod errors;
 pub mod fleet;
 pub mod instance;
+pub mod instance_profile;
 pub mod interruption;
 pub mod launch_template;
 pub mod pricing;

@@ -40,6 +40,7 @@ use crate::errors::{self, error_chain};
 use crate::fleet::{self, ClaimRef, FleetKey, LaunchResult};
 use crate::instance::{self, DescribeResult, InstanceView, LIVE_STATES, TerminateResult};
 pub use crate::instance::{EKS_CLUSTER_TAG, cluster_tag};
+use crate::instance_profile::{InstanceProfiles, Stale};
 use crate::launch_template::LaunchTemplates;
 use crate::sdk::{Clients, Ec2Api, PricingApi, SsmApi};
 use crate::settings::ProviderSettings;
@@ -74,6 +75,11 @@ struct Inner {
     built: Mutex<HashMap<String, BuiltTypes>>,
     classes: RwLock<BTreeMap<String, Arc<ClassEntry>>>,
     templates: LaunchTemplates,
+    /// Instance profiles made for node classes that name only a role.
+    profiles: InstanceProfiles,
+    /// The class names of the last completed sweep of managed instance profiles, and whether
+    /// one is running (a sweep runs only when the set of classes changed).
+    profile_sweep: Mutex<(Option<BTreeSet<String>>, bool)>,
     fleet: Coalescer<FleetKey, ClaimRef, LaunchResult>,
     describe: Coalescer<(), String, DescribeResult>,
     /// Live instances by NodeClaim name (the create-idempotency lookup), coalesced.
@@ -177,6 +183,12 @@ impl AwsCloudProvider {
             )
         };
         let templates = LaunchTemplates::new(Arc::clone(&ec2), &settings.cluster.name);
+        let profiles = InstanceProfiles::new(
+            Arc::clone(&clients.iam),
+            Arc::clone(&ec2),
+            &settings.cluster.name,
+            &settings.region,
+        );
         Self {
             inner: Arc::new(Inner {
                 ec2,
@@ -189,6 +201,8 @@ impl AwsCloudProvider {
                 built: Mutex::new(HashMap::new()),
                 classes: RwLock::new(BTreeMap::new()),
                 templates,
+                profiles,
+                profile_sweep: Mutex::new((None, false)),
                 fleet,
                 describe,
                 lookup,
@@ -201,14 +215,34 @@ impl AwsCloudProvider {
     /// status to write back (Ready is False with a reason when something did not resolve).
     pub async fn resolve_node_class(&self, class: &EC2NodeClass) -> Result<EC2NodeClassStatus> {
         let i = &self.inner;
-        let resolved = discovery::resolve(&*i.ec2, &*i.ssm, class, &i.settings.kubernetes_version)
-            .await
-            .map_err(|e| CloudError::Api {
-                operation: "ResolveNodeClass",
-                message: error_chain(&e),
-            })?;
-        let status = resolved.status(class.metadata.generation);
         let name = class.metadata.name.clone().unwrap_or_default();
+        let managed_profile = match (&class.spec.instance_profile, &class.spec.role) {
+            (None, Some(role)) => {
+                Some(
+                    i.profiles
+                        .ensure(&name, role)
+                        .await
+                        .map_err(|e| CloudError::Api {
+                            operation: "EnsureInstanceProfile",
+                            message: e.to_string(),
+                        })?,
+                )
+            }
+            _ => None,
+        };
+        let resolved = discovery::resolve(
+            &*i.ec2,
+            &*i.ssm,
+            class,
+            &i.settings.kubernetes_version,
+            managed_profile,
+        )
+        .await
+        .map_err(|e| CloudError::Api {
+            operation: "ResolveNodeClass",
+            message: error_chain(&e),
+        })?;
+        let status = resolved.status(class.metadata.generation);
         let hash = resolved.hash();
         let entry = Arc::new(ClassEntry {
             class: class.clone(),
@@ -229,6 +263,59 @@ impl AwsCloudProvider {
             }
         }
         Ok(status)
+    }
+
+    /// Deletes the managed instance profiles of node classes not in `classes` (nor resolved since),
+    /// keeping those whose class still has live instances. Returns the deleted profiles.
+    pub async fn delete_stale_instance_profiles(
+        &self,
+        classes: &BTreeSet<String>,
+    ) -> Result<Stale> {
+        let mut keep = classes.clone();
+        keep.extend(read(&self.inner.classes).keys().cloned());
+        self.inner
+            .profiles
+            .delete_stale(&keep)
+            .await
+            .map_err(errors::to_cloud)
+    }
+
+    /// Sweeps managed instance profiles in the background when the set of classes changed since
+    /// the last completed sweep and no sweep is running.
+    fn sweep_instance_profiles(&self, classes: &BTreeSet<String>) {
+        {
+            let mut sweep = lock(&self.inner.profile_sweep);
+            if sweep.1 || sweep.0.as_ref() == Some(classes) {
+                return;
+            }
+            sweep.1 = true;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            lock(&self.inner.profile_sweep).1 = false;
+            return;
+        };
+        let this = self.clone();
+        let classes = classes.clone();
+        runtime.spawn(async move {
+            let done = match this.delete_stale_instance_profiles(&classes).await {
+                Ok(stale) => {
+                    if !stale.deleted.is_empty() {
+                        debug!(deleted = ?stale.deleted, "deleted instance profiles of deleted node classes");
+                    }
+                    // Profiles kept for running instances are looked at again next time.
+                    stale.kept.is_empty().then_some(classes)
+                }
+                Err(e) => {
+                    warn!(error = %e, "failed to delete instance profiles of deleted node classes");
+                    None
+                }
+            };
+            let mut sweep = lock(&this.inner.profile_sweep);
+            if done.is_some() {
+                sweep.0 = done;
+            }
+            sweep.1 = false;
+        });
     }
 
     /// Forgets a deleted node class.
@@ -537,6 +624,7 @@ impl CloudProvider for AwsCloudProvider {
 
     fn retain_node_classes(&self, names: &BTreeSet<String>) {
         write(&self.inner.classes).retain(|name, _| names.contains(name));
+        self.sweep_instance_profiles(names);
     }
 
     fn name(&self) -> &'static str {

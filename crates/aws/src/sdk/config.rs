@@ -1,4 +1,4 @@
-//! Client construction: one [`AwsConfig`] -> the four SDK clients, sharing one rustls (ring) HTTP
+//! Client construction: one [`AwsConfig`] -> the five SDK clients, sharing one rustls (ring) HTTP
 //! client, the standard credential chain (or static credentials), and the SDK's standard retry.
 
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ use aws_sdk_ec2::config::{ConfigBag, Intercept, Region, RuntimeComponents};
 use aws_sdk_ec2::error::BoxError;
 use aws_smithy_http_client::tls;
 
-use super::{Ec2Api, PricingApi, SqsApi, SsmApi};
+use super::{Ec2Api, IamApi, PricingApi, SqsApi, SsmApi};
 
 /// Where and how to reach AWS. `Default` is the production setting for `us-east-1`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,10 +70,11 @@ impl std::fmt::Debug for StaticCredentials {
     }
 }
 
-/// The four service clients, behind their narrow traits.
+/// The five service clients, behind their narrow traits.
 #[derive(Clone, Debug)]
 pub struct Clients {
     pub ec2: Arc<dyn Ec2Api>,
+    pub iam: Arc<dyn IamApi>,
     pub pricing: Arc<dyn PricingApi>,
     pub sqs: Arc<dyn SqsApi>,
     pub ssm: Arc<dyn SsmApi>,
@@ -139,6 +140,7 @@ impl Clients {
         let headers = config.extra_headers.clone();
 
         let mut ec2 = aws_sdk_ec2::config::Builder::from(&sdk);
+        let mut iam = aws_sdk_iam::config::Builder::from(&sdk);
         let mut sqs = aws_sdk_sqs::config::Builder::from(&sdk);
         let mut ssm = aws_sdk_ssm::config::Builder::from(&sdk);
         let mut pricing = aws_sdk_pricing::config::Builder::from(&sdk);
@@ -147,6 +149,7 @@ impl Clients {
         }
         if !headers.is_empty() {
             ec2 = ec2.interceptor(ExtraHeaders(headers.clone()));
+            iam = iam.interceptor(ExtraHeaders(headers.clone()));
             sqs = sqs.interceptor(ExtraHeaders(headers.clone()));
             ssm = ssm.interceptor(ExtraHeaders(headers.clone()));
             pricing = pricing.interceptor(ExtraHeaders(headers));
@@ -154,6 +157,9 @@ impl Clients {
         Self {
             ec2: Arc::new(super::ec2::SdkEc2(aws_sdk_ec2::Client::from_conf(
                 ec2.build(),
+            ))),
+            iam: Arc::new(super::iam::SdkIam(aws_sdk_iam::Client::from_conf(
+                iam.build(),
             ))),
             pricing: Arc::new(super::pricing::SdkPricing(
                 aws_sdk_pricing::Client::from_conf(pricing.build()),

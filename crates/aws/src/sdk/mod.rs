@@ -1,8 +1,8 @@
 //! The AWS calls Stowage makes, as narrow async traits (one per service), their implementations over
 //! the official SDK clients, and client construction from [`AwsConfig`].
 //!
-//! Key decision: everything above this module talks to AWS through `Ec2Api`, `PricingApi`, `SqsApi`
-//! and `SsmApi`, which list only the calls the provider uses and take and return the SDK's own
+//! Key decision: everything above this module talks to AWS through `Ec2Api`, `IamApi`, `PricingApi`,
+//! `SqsApi` and `SsmApi`, which list only the calls the provider uses and take and return the SDK's own
 //! model types. Paginated calls return every page. Errors are flattened into one [`Error`] carrying
 //! the AWS error code, so classification (capacity, throttling, not-found) happens in one place
 //! (`crate::errors`), not at every call site. The SDK's standard retry (with exponential backoff on
@@ -10,6 +10,7 @@
 
 mod config;
 mod ec2;
+mod iam;
 mod pricing;
 mod sqs;
 mod ssm;
@@ -174,6 +175,34 @@ pub trait Ec2Api: Send + Sync + std::fmt::Debug {
     -> Result<Vec<ec2t::InstanceStateChange>>;
     /// CreateTags on the resources.
     async fn create_tags(&self, resources: Vec<String>, tags: Vec<ec2t::Tag>) -> Result<()>;
+}
+
+/// The IAM calls the provider makes (instance profiles it manages for role-only node classes).
+#[async_trait]
+pub trait IamApi: Send + Sync + std::fmt::Debug {
+    /// GetInstanceProfile; `None` when it does not exist (`NoSuchEntity`).
+    async fn get_instance_profile(
+        &self,
+        name: String,
+    ) -> Result<Option<aws_sdk_iam::types::InstanceProfile>>;
+    /// CreateInstanceProfile under `path`, tagged.
+    async fn create_instance_profile(
+        &self,
+        name: String,
+        path: String,
+        tags: Vec<aws_sdk_iam::types::Tag>,
+    ) -> Result<()>;
+    /// AddRoleToInstanceProfile (by role name).
+    async fn add_role_to_instance_profile(&self, profile: String, role: String) -> Result<()>;
+    /// RemoveRoleFromInstanceProfile (by role name).
+    async fn remove_role_from_instance_profile(&self, profile: String, role: String) -> Result<()>;
+    /// DeleteInstanceProfile (it must have no role).
+    async fn delete_instance_profile(&self, name: String) -> Result<()>;
+    /// ListInstanceProfiles under `path_prefix`, every page.
+    async fn list_instance_profiles(
+        &self,
+        path_prefix: String,
+    ) -> Result<Vec<aws_sdk_iam::types::InstanceProfile>>;
 }
 
 /// The AWS Price List calls the provider makes.
