@@ -823,3 +823,127 @@ async fn interruption_messages_are_received_parsed_and_acknowledged() {
         "acknowledged messages are gone"
     );
 }
+
+/// `default` naming only an IAM role, as most Karpenter users write it.
+fn role_class(cluster: &str, role: &str, generation: i64) -> EC2NodeClass {
+    let mut class = node_class(cluster, None);
+    class.spec.role = Some(role.to_string());
+    class.metadata.generation = Some(generation);
+    class
+}
+
+/// The managed instance profiles in the account: name -> role names.
+async fn managed_profiles(w: &World) -> BTreeMap<String, Vec<String>> {
+    w.account
+        .clients
+        .iam
+        .list_instance_profiles("/stowage/".into())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| {
+            let roles = p
+                .roles()
+                .iter()
+                .map(|r| r.role_name().to_string())
+                .collect();
+            (p.instance_profile_name().to_string(), roles)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_only_class_gets_a_managed_instance_profile_until_it_goes() {
+    let w = World::new().await;
+    w.account.create_role("nodes-a");
+    w.account.create_role("nodes-b");
+
+    let status = w
+        .provider
+        .resolve_node_class(&role_class(&w.cluster, "nodes-a", 2))
+        .await
+        .unwrap();
+    assert!(status.is_true("Ready"), "{status:?}");
+    let profile = status.instance_profile.clone().expect("a managed profile");
+    assert!(profile.starts_with("stowage_"), "{profile}");
+    assert_eq!(
+        managed_profiles(&w).await,
+        BTreeMap::from([(profile.clone(), vec!["nodes-a".to_string()])])
+    );
+    let full = w
+        .account
+        .clients
+        .iam
+        .get_instance_profile(profile.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    let tags: BTreeMap<&str, &str> = full.tags().iter().map(|t| (t.key(), t.value())).collect();
+    assert_eq!(tags.get("stowage.dev/cluster"), Some(&w.cluster.as_str()));
+    assert_eq!(tags.get("aws.stowage.dev/ec2nodeclass"), Some(&"default"));
+
+    // Launches use it: the launch template names the profile.
+    let node = w
+        .provider
+        .create(&claim("role-a", &["m5.large"], &["on-demand"]))
+        .await
+        .unwrap();
+    let templates = w.provider.launch_templates().await.unwrap();
+    assert_eq!(templates.len(), 1, "{templates:?}");
+    let template = templates.keys().next().unwrap();
+    let answer = w.account.ec2_query(
+        "DescribeLaunchTemplateVersions",
+        &[("LaunchTemplateName", template)],
+    );
+    assert!(
+        answer.contains(&format!("<iamInstanceProfile><name>{profile}</name>")),
+        "{answer}"
+    );
+
+    // Resolving again reuses it; a new role replaces the old one in the same profile.
+    let again = w
+        .provider
+        .resolve_node_class(&role_class(&w.cluster, "nodes-a", 2))
+        .await
+        .unwrap();
+    assert_eq!(again.instance_profile.as_deref(), Some(profile.as_str()));
+    assert_eq!(w.account.call_count("CreateInstanceProfile"), 1);
+    let changed = w
+        .provider
+        .resolve_node_class(&role_class(
+            &w.cluster,
+            "arn:aws:iam::123456789012:role/nodes-b",
+            3,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(changed.instance_profile.as_deref(), Some(profile.as_str()));
+    assert_eq!(
+        managed_profiles(&w).await,
+        BTreeMap::from([(profile.clone(), vec!["nodes-b".to_string()])])
+    );
+    assert_eq!(w.account.call_count("CreateInstanceProfile"), 1);
+
+    // The class goes: its profile stays while its instance runs, then is deleted.
+    w.provider.remove_node_class("default");
+    let none = std::collections::BTreeSet::new();
+    let stale = w
+        .provider
+        .delete_stale_instance_profiles(&none)
+        .await
+        .unwrap();
+    assert_eq!(stale.kept, vec![profile.clone()]);
+    assert!(stale.deleted.is_empty());
+    w.provider.delete(&node).await.unwrap();
+    // The controller's hook sweeps in the background.
+    w.provider.retain_node_classes(&none);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !managed_profiles(&w).await.is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the profile of the deleted class was not deleted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(w.account.call_count("DeleteInstanceProfile"), 1);
+}

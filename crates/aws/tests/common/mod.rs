@@ -207,6 +207,69 @@ impl Account {
         serde_json::from_str(payload).expect("SQS JSON response")
     }
 
+    /// A raw IAM Query-protocol call (`CreateRole`) for this account, for setting up what the
+    /// provider only uses; returns the XML response.
+    pub fn iam(&self, action: &str, params: &[(&str, &str)]) -> String {
+        self.query("iam", "2010-05-08", action, params)
+    }
+
+    /// A raw EC2 Query-protocol call for this account; returns the XML response.
+    pub fn ec2_query(&self, action: &str, params: &[(&str, &str)]) -> String {
+        self.query("ec2", "2016-11-15", action, params)
+    }
+
+    /// A raw Query-protocol call to `service` for this account; returns the XML response.
+    pub fn query(
+        &self,
+        service: &str,
+        version: &str,
+        action: &str,
+        params: &[(&str, &str)],
+    ) -> String {
+        fn encode(s: &str) -> String {
+            s.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect()
+        }
+        let addr = server().endpoint.trim_start_matches("http://").to_string();
+        let mut body = format!("Action={action}&Version={version}");
+        for (k, v) in params {
+            body.push_str(&format!("&{}={}", encode(k), encode(v)));
+        }
+        let request = format!(
+            "POST / HTTP/1.1\r\nHost: {addr}\r\nx-moto-account-id: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nAuthorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.id,
+            body.len()
+        );
+        let mut stream = TcpStream::connect(&addr).expect("connect to fakeaws");
+        stream
+            .write_all(request.as_bytes())
+            .expect("send query request");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .expect("read query response");
+        assert!(
+            response.starts_with("HTTP/1.1 200"),
+            "{service} {action} failed: {response}"
+        );
+        response
+    }
+
+    /// Creates an IAM role EC2 instances may assume.
+    pub fn create_role(&self, name: &str) {
+        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+        self.iam(
+            "CreateRole",
+            &[("RoleName", name), ("AssumeRolePolicyDocument", trust)],
+        );
+    }
+
     /// How many times this account called each AWS action.
     pub fn calls(&self) -> BTreeMap<String, u64> {
         let (status, text) = server().control("GET", "/_fake/state", &self.id, None);
