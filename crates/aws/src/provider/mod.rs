@@ -217,17 +217,12 @@ impl AwsCloudProvider {
         let i = &self.inner;
         let name = class.metadata.name.clone().unwrap_or_default();
         let managed_profile = match (&class.spec.instance_profile, &class.spec.role) {
-            (None, Some(role)) => {
-                Some(
-                    i.profiles
-                        .ensure(&name, role)
-                        .await
-                        .map_err(|e| CloudError::Api {
-                            operation: "EnsureInstanceProfile",
-                            message: e.to_string(),
-                        })?,
-                )
-            }
+            (None, Some(role)) => Some(
+                i.profiles
+                    .ensure(&name, role)
+                    .await
+                    .map_err(errors::to_cloud)?,
+            ),
             _ => None,
         };
         let resolved = discovery::resolve(
@@ -297,13 +292,21 @@ impl AwsCloudProvider {
         let this = self.clone();
         let classes = classes.clone();
         runtime.spawn(async move {
-            let done = match this.delete_stale_instance_profiles(&classes).await {
+            let mut keep = classes.clone();
+            keep.extend(read(&this.inner.classes).keys().cloned());
+            let done = match this.inner.profiles.delete_stale(&keep).await {
                 Ok(stale) => {
                     if !stale.deleted.is_empty() {
                         debug!(deleted = ?stale.deleted, "deleted instance profiles of deleted node classes");
                     }
                     // Profiles kept for running instances are looked at again next time.
                     stale.kept.is_empty().then_some(classes)
+                }
+                // Without the IAM permissions (clusters using only spec.instanceProfile need
+                // none): say so once per change of the classes, not on every pass.
+                Err(e) if matches!(e.code(), Some("AccessDenied" | "AccessDeniedException")) => {
+                    warn!(error = %e, "cannot sweep managed instance profiles: access denied");
+                    Some(classes)
                 }
                 Err(e) => {
                     warn!(error = %e, "failed to delete instance profiles of deleted node classes");
