@@ -492,7 +492,8 @@ def _json_response(start_response: Callable, status: str, payload: Any,
     return [body]
 
 
-def _error_response(start_response: Callable, fault: dict[str, Any], json_protocol: bool) -> list[bytes]:
+def _error_response(start_response: Callable, fault: dict[str, Any], json_protocol: bool,
+                    service: str = "ec2") -> list[bytes]:
     status = int(fault.get("status", 400))
     code = fault.get("code", "RequestLimitExceeded")
     message = fault.get("message", "Request limit exceeded.")
@@ -501,6 +502,14 @@ def _error_response(start_response: Callable, fault: dict[str, Any], json_protoc
     if json_protocol:
         body = json.dumps({"__type": code, "message": message}).encode()
         headers = [("Content-Type", "application/x-amz-json-1.1"), ("x-amzn-ErrorType", code)]
+    elif service != "ec2":
+        # The other Query-protocol services (IAM) wrap errors in ErrorResponse, not EC2's Response.
+        body = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<ErrorResponse><Error><Type>Sender</Type>'
+            f"<Code>{code}</Code><Message>{message}</Message></Error>"
+            "<RequestId>fakeaws-fault</RequestId></ErrorResponse>"
+        ).encode()
+        headers = [("Content-Type", "text/xml")]
     else:
         body = (
             '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
@@ -516,6 +525,16 @@ def _error_response(start_response: Callable, fault: dict[str, Any], json_protoc
 def _has_spot_overrides(account: str) -> bool:
     with STATE.lock:
         return any(k[2] == "spot" for k in STATE.prices.get(account, {}))
+
+
+def _signing_service(environ: dict[str, Any]) -> str:
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    marker = "Credential="
+    if marker in auth:
+        parts = auth.split(marker, 1)[1].split(",", 1)[0].split("/")
+        if len(parts) >= 4:
+            return parts[3]
+    return "ec2"
 
 
 def _signing_region(environ: dict[str, Any]) -> str:
@@ -557,7 +576,7 @@ class FakeAws:
             STATE.count_call(account, action)
             fault = STATE.take_fault(account, action)
             if fault is not None:
-                return _error_response(start_response, fault, json_protocol)
+                return _error_response(start_response, fault, json_protocol, _signing_service(environ))
 
         if target.startswith("AWSPriceListService."):
             request = json.loads(body or b"{}")

@@ -947,3 +947,34 @@ async fn a_role_only_class_gets_a_managed_instance_profile_until_it_goes() {
     }
     assert_eq!(w.account.call_count("DeleteInstanceProfile"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_denied_by_iam_is_not_retried_until_the_classes_change() {
+    let w = World::new().await;
+    w.account.post(
+        "/_fake/faults",
+        json!([{"action": "ListInstanceProfiles", "count": 100, "status": 403, "code": "AccessDenied", "message": "not authorized"}]),
+    );
+    let wait_for_calls = |n: u64| {
+        let account = &w.account;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while account.call_count("ListInstanceProfiles") < n {
+                assert!(std::time::Instant::now() < deadline, "no sweep");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let one = std::collections::BTreeSet::from(["default".to_string()]);
+    w.provider.retain_node_classes(&one);
+    wait_for_calls(1).await;
+    // Let the sweep finish, then pass the same classes again: no second listing.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    w.provider.retain_node_classes(&one);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(w.account.call_count("ListInstanceProfiles"), 1);
+    // A changed set of classes sweeps again.
+    w.provider
+        .retain_node_classes(&std::collections::BTreeSet::new());
+    wait_for_calls(2).await;
+}
