@@ -205,7 +205,7 @@ pub async fn provision(ctx: &Context) -> Result<ProvisionResult> {
                         )
                     })
                 }));
-                types.insert(pool.name_any(), list);
+                types.insert(pool.name_any(), Arc::new(list));
             }
             Err(err) => {
                 tracing::warn!(pool = %pool.name_any(), %err, "no instance types for nodepool");

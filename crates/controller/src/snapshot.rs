@@ -51,7 +51,7 @@ pub fn pools(state: &ClusterState) -> Vec<Arc<NodePool>> {
 pub fn build(
     state: &ClusterState,
     pools: &[Arc<NodePool>],
-    mut types: BTreeMap<String, Vec<InstanceType>>,
+    mut types: BTreeMap<String, Arc<Vec<InstanceType>>>,
     now: Timestamp,
 ) -> Snapshot {
     let mut snap = Snapshot::default();

@@ -641,8 +641,9 @@ pub struct PoolSpec {
     pub limits: Resources,
     pub capacity_mix: Option<OnDemandCap>,
     pub usage: PoolUsage,
-    /// The pool's own instance types; `None` uses [`SolveInput::instance_types`].
-    pub instance_types: Option<Vec<InstanceType>>,
+    /// The pool's own instance types; `None` uses [`SolveInput::instance_types`]. Shared: pools
+    /// of one node class list the same catalogue, which is not copied per pool.
+    pub instance_types: Option<std::sync::Arc<Vec<InstanceType>>>,
 }
 
 impl PoolSpec {

@@ -550,7 +550,7 @@ impl Engine<'_> {
             let min_values = r.min_values?;
             let distinct: BTreeSet<&str> = bits
                 .iter()
-                .filter_map(|t| self.catalog.types[t].labels.get(&r.key).map(String::as_str))
+                .filter_map(|t| self.catalog.types[t].labels.get(&r.key))
                 .collect();
             ((distinct.len() as i32) < min_values)
                 .then(|| PoolRejection::MinValues(r.key.clone(), min_values))

@@ -154,7 +154,7 @@ impl Engine<'_> {
                     break;
                 }
                 if let Some(v) = self.catalog.types[o.type_index].labels.get(&r.key)
-                    && seen.insert(v.as_str())
+                    && seen.insert(v)
                 {
                     keep[i] = true;
                 }

@@ -9,7 +9,7 @@ use stowage_api::{CapacityType, labels};
 
 use super::MAX_ZONES;
 use crate::domain::{ExistingNode, SolveInput};
-use crate::model::{Resources, resource};
+use crate::model::{InstanceType, Resources, resource};
 
 /// The bit of a capacity type in a capacity-type mask.
 pub(super) fn capacity_type_bit(ct: CapacityType) -> u8 {
@@ -75,10 +75,18 @@ impl Ids {
         for p in requests {
             names.extend(p.requests.0.keys().map(String::as_str));
         }
-        let pool_types = input
+        // Pools usually share one catalogue (the same `Arc`): visit each list once.
+        let mut lists: Vec<&std::sync::Arc<Vec<InstanceType>>> = Vec::new();
+        for list in input
             .nodepools
             .iter()
-            .filter_map(|p| p.instance_types.as_ref());
+            .filter_map(|p| p.instance_types.as_ref())
+        {
+            if !lists.iter().any(|l| std::sync::Arc::ptr_eq(l, list)) {
+                lists.push(list);
+            }
+        }
+        let pool_types = lists.iter().map(|l| l.as_slice());
         for it in input
             .instance_types
             .iter()

@@ -239,8 +239,7 @@ impl<'a> Engine<'a> {
     fn has_pinned_labels(&self, t: usize, pins: &DomainPins) -> bool {
         let labels = &self.catalog.types[t].labels;
         pins.labels.iter().all(|(key, v)| {
-            labels.get(self.ids.key_name(*key)).map(String::as_str)
-                == Some(self.ids.value_name(*key, *v))
+            labels.get(self.ids.key_name(*key)) == Some(self.ids.value_name(*key, *v))
         })
     }
 
@@ -490,7 +489,7 @@ impl<'a> Engine<'a> {
                 KeyKind::CapacityType => Some(capacity_type_index(ct) as u32),
                 KeyKind::Label => {
                     if let Some(v) = ty.labels.get(self.ids.key_name(key)) {
-                        label_values.push((key, v.clone()));
+                        label_values.push((key, v.to_string()));
                     }
                     None
                 }

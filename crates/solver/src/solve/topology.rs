@@ -316,7 +316,7 @@ impl Engine<'_> {
                     }
                     KeyKind::Label => {
                         if let Some(v) = ty.labels.get(self.ids.key_name(key)) {
-                            label_values.push(v.clone());
+                            label_values.push(v.to_string());
                         }
                     }
                     KeyKind::Hostname => {}

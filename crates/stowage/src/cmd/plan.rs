@@ -313,9 +313,11 @@ pub fn build_input(
         }
     }
     let pools = snapshot::pools(&state);
+    // One catalogue shared by every pool (not a copy per pool).
+    let catalogue = std::sync::Arc::new(instance_types);
     let types = pools
         .iter()
-        .map(|p| (p.name_any(), instance_types.clone()))
+        .map(|p| (p.name_any(), catalogue.clone()))
         .collect();
     let snap = snapshot::build(&state, &pools, types, stowage_clock::SystemClock.now());
     if !snap.skipped.is_empty() {
