@@ -609,3 +609,74 @@ async fn failed_scheduling_events_name_the_pools_that_are_not_ready() {
     );
     assert!(claims(&h).await.is_empty());
 }
+
+/// With the cloud API unreachable, the node class is not ready with that error, its NodePool says
+/// `NodeClassReady=False`, and a pending pod's Event names the pool and the error; once the cloud
+/// answers again, the pool provisions.
+#[tokio::test(start_paused = true)]
+async fn an_unreachable_cloud_shows_on_the_class_the_pool_and_the_pod() {
+    let h = Harness::new(8);
+    for _ in 0..20 {
+        h.cloud.fail_next(
+            stowage_cloud::Operation::ReconcileNodeClass,
+            stowage_cloud::Error::Api {
+                operation: "DescribeSubnets",
+                message: "dial tcp: connection refused".into(),
+            },
+        );
+    }
+    let _running = h.start();
+    h.nodepool("general", |_| {}).await;
+    let pools: Api<stowage_api::NodePool> = Api::all(h.client.clone());
+    let condition = eventually(
+        "the pool reports its class",
+        Duration::from_secs(120),
+        || async {
+            let p = pools.get("general").await.ok()?;
+            let c = p.condition("NodeClassReady")?.clone();
+            c.is_false().then_some(c)
+        },
+    )
+    .await;
+    assert!(
+        condition.message.contains("connection refused"),
+        "{condition:?}"
+    );
+    let classes: Api<stowage_api::EC2NodeClass> = Api::all(h.client.clone());
+    let class = classes.get("default").await.unwrap();
+    let ready = class
+        .status
+        .as_ref()
+        .and_then(|s| s.condition("Ready"))
+        .cloned();
+    let ready = ready.expect("the class has a Ready condition");
+    assert!(
+        ready.is_false() && ready.reason == "ResolutionFailed",
+        "{ready:?}"
+    );
+    assert!(ready.message.contains("connection refused"), "{ready:?}");
+    h.pending_pod(pod("web", "500m", "256Mi")).await;
+    let message = eventually(
+        "a FailedScheduling event",
+        Duration::from_secs(120),
+        || async {
+            events_for(&h, "web")
+                .await
+                .into_iter()
+                .filter(|e| e.reason.as_deref() == Some("FailedScheduling"))
+                .find_map(|e| e.message)
+        },
+    )
+    .await;
+    assert!(
+        message.contains("general: NodeClassReady False") && message.contains("connection refused"),
+        "{message}"
+    );
+    // The cloud answers again: the class becomes ready and the pod gets its node.
+    eventually(
+        "a claim once the cloud is back",
+        Duration::from_secs(1800),
+        || async { (!claims(&h).await.is_empty()).then_some(()) },
+    )
+    .await;
+}

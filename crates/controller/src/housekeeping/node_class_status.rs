@@ -23,10 +23,19 @@ use crate::watch::node_class_resource;
 /// Whether a node class object is ready: its `Ready` condition is not `False` (a class without
 /// a status yet counts as ready, as before it is first reconciled).
 pub fn node_class_ready(class: &DynamicObject) -> bool {
+    node_class_not_ready(class).is_none()
+}
+
+/// Why a node class object is not ready (`reason: message` of its `False` `Ready` condition).
+pub fn node_class_not_ready(class: &DynamicObject) -> Option<String> {
     conditions_of(class)
-        .iter()
-        .find(|c| c.type_ == READY)
-        .is_none_or(|c| !c.is_false())
+        .into_iter()
+        .find(|c| c.type_ == READY && c.is_false())
+        .map(|c| match (c.reason.is_empty(), c.message.is_empty()) {
+            (_, true) => c.reason,
+            (true, false) => c.message,
+            (false, false) => format!("{}: {}", c.reason, c.message),
+        })
 }
 
 fn conditions_of(class: &DynamicObject) -> Vec<Condition> {

@@ -15,7 +15,7 @@ use stowage_api::quantity::format_resource;
 use stowage_api::{NodeClaim, NodePool, NodePoolStatus};
 use stowage_solver::Resources;
 
-use super::node_class_status::node_class_ready;
+use super::node_class_status::node_class_not_ready;
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::nodeclaim::claim_resources;
@@ -27,11 +27,11 @@ fn quantities(r: &Resources) -> BTreeMap<String, Quantity> {
 }
 
 /// Sets `ValidationSucceeded`, `NodeClassReady` (`class_ready`: `None` when the class does not
-/// exist) and `Ready` on a pool's status.
+/// exist, else `Err` with why it is not ready) and `Ready` on a pool's status.
 fn set_conditions(
     status: &mut NodePoolStatus,
     pool: &NodePool,
-    class_ready: Option<bool>,
+    class_ready: Option<Result<(), String>>,
     now: jiff::Timestamp,
 ) {
     let class_name = &pool.spec.template.spec.node_class_ref.name;
@@ -52,14 +52,15 @@ fn set_conditions(
         }
     }
     match class_ready {
-        Some(true) => {
+        Some(Ok(())) => {
             status.set_true(NODE_CLASS_READY, "NodeClassReady", now);
         }
-        Some(false) => {
+        Some(Err(why)) => {
+            // The class's own reason (e.g. the cloud API error), so the pool says the real cause.
             status.set_false(
                 NODE_CLASS_READY,
                 "NodeClassNotReady",
-                "node class is not ready",
+                &format!("node class {class_name} is not ready: {why}"),
                 now,
             );
         }
@@ -117,11 +118,11 @@ pub async fn update_nodepool_status(ctx: &Context) -> Result<()> {
         let class_name = &pool.spec.template.spec.node_class_ref.name;
         // A provider without node classes takes every reference as ready.
         let class_ready = match ctx.cloud.node_class_kind() {
-            None => Some(true),
+            None => Some(Ok(())),
             Some(_) => ctx
                 .state()
                 .nodeclass(class_name)
-                .map(|c| node_class_ready(&c)),
+                .map(|c| node_class_not_ready(&c).map_or(Ok(()), Err)),
         };
         set_conditions(&mut status, &pool, class_ready, now);
         if pool.status.as_ref() == Some(&status) {
