@@ -32,6 +32,14 @@ pub enum Error {
     FindBuiltin(String),
 }
 
+/// The most pods a scenario may create or scale to, summed over its timeline.
+pub const MAX_SCENARIO_PODS: u64 = 200_000;
+/// The most timeline actions, recurring steps expanded.
+pub const MAX_SCENARIO_ACTIONS: usize = 100_000;
+/// The longest scenario (virtual time).
+pub const MAX_SCENARIO_DURATION: std::time::Duration =
+    std::time::Duration::from_secs(7 * 24 * 3600);
+
 /// The built-in scenarios: name and YAML.
 pub const BUILTIN: &[(&str, &str)] = &[
     ("quickstart", include_str!("../scenarios/quickstart.yaml")),
@@ -534,6 +542,7 @@ impl Scenario {
                 ));
             }
         }
+        self.check_size(path)?;
         for (i, ds) in self.daemon_sets.iter().enumerate() {
             for (k, v) in &ds.requests {
                 if stowage_api::quantity::parse_resource(k, v).is_err() {
@@ -543,6 +552,52 @@ impl Scenario {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Refuses scenarios past the documented limits ([`MAX_SCENARIO_PODS`] pods created or scaled
+    /// to, [`MAX_SCENARIO_ACTIONS`] timeline actions, [`MAX_SCENARIO_DURATION`]) before anything
+    /// runs, instead of taking the machine's memory.
+    fn check_size(&self, path: &str) -> Result<(), Error> {
+        let err = |field: &str, message: String| Error::ValidateScenario {
+            path: path.to_string(),
+            field: field.to_string(),
+            message,
+        };
+        if self.duration.as_std() > MAX_SCENARIO_DURATION {
+            return Err(err(
+                "duration",
+                format!("at most {} hours", MAX_SCENARIO_DURATION.as_secs() / 3600),
+            ));
+        }
+        let schedule = self.schedule();
+        if schedule.len() > MAX_SCENARIO_ACTIONS {
+            return Err(err(
+                "timeline",
+                format!(
+                    "{} actions (recurring steps expanded); the limit is {MAX_SCENARIO_ACTIONS}",
+                    schedule.len()
+                ),
+            ));
+        }
+        let pods: u64 = schedule
+            .iter()
+            .map(|(_, a)| match a {
+                Action::Create(w) => {
+                    u64::from(w.replicas) + u64::from(w.kind == WorkloadKind::SparkApplication)
+                }
+                Action::Scale(s) => u64::from(s.replicas),
+                _ => 0,
+            })
+            .sum();
+        if pods > MAX_SCENARIO_PODS {
+            return Err(err(
+                "timeline",
+                format!(
+                    "creates or scales to {pods} pods in all; the limit is {MAX_SCENARIO_PODS}"
+                ),
+            ));
         }
         Ok(())
     }
@@ -640,6 +695,32 @@ mod tests {
         let yaml = "name: x\nduration: 10m\nnodeClasses: [{ name: c, spec: { amiSelectorTerms: [{ alias: al2023@latest }] } }]\n";
         let err = Scenario::from_yaml("c.yaml", yaml).unwrap_err().to_string();
         assert!(err.starts_with("c.yaml: nodeClasses[0].spec."), "{err}");
+    }
+
+    #[test]
+    fn scenarios_past_the_limits_are_refused_before_they_run() {
+        let yaml = "name: x\nduration: 10m\ntimeline:\n  - at: 1m\n    create: { name: a, replicas: 1000000, requests: { cpu: 1 } }\n";
+        let err = Scenario::from_yaml("big.yaml", yaml)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "big.yaml: timeline: creates or scales to 1000000 pods in all; the limit is 200000"
+        );
+        let yaml =
+            "name: x\nduration: 48h\ntimeline:\n  - every: 1s\n    interrupt: { count: 1 }\n";
+        let err = Scenario::from_yaml("many.yaml", yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("many.yaml: timeline: 172800 actions"),
+            "{err}"
+        );
+        let yaml = "name: x\nduration: 400h\n";
+        let err = Scenario::from_yaml("long.yaml", yaml)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "long.yaml: duration: at most 168 hours");
     }
 
     #[test]

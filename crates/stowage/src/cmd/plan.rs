@@ -191,6 +191,33 @@ fn documents(path: &Path, text: &str) -> anyhow::Result<Vec<serde_json::Value>> 
         .map_err(|e| anyhow::anyhow!("{}: invalid YAML: {e}", path.display()))
 }
 
+/// Fields of a Stowage object that its CRD schema does not declare: the API server would drop
+/// them (and `kubectl apply` refuses them), so `plan` refuses them rather than plan without them.
+fn unknown_fields(kind: &str, value: &serde_json::Value) -> Vec<String> {
+    static SCHEMAS: std::sync::OnceLock<Vec<(String, serde_json::Value)>> =
+        std::sync::OnceLock::new();
+    let schemas = SCHEMAS.get_or_init(|| {
+        stowage_api::crds::all()
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| {
+                let v = serde_json::to_value(c).ok()?;
+                let schema = v
+                    .pointer("/spec/versions/0/schema/openAPIV3Schema")?
+                    .clone();
+                Some((c.spec.names.kind.clone(), schema))
+            })
+            .collect()
+    });
+    let Some((_, schema)) = schemas.iter().find(|(k, _)| k == kind) else {
+        return Vec::new();
+    };
+    let mut copy = value.clone();
+    let mut removed = stowage_api::openapi::prune(schema, &mut copy);
+    removed.retain(|f| f != "status" && !f.starts_with("status."));
+    removed
+}
+
 fn parse_object(value: serde_json::Value, whence: &str) -> anyhow::Result<Vec<(Object, String)>> {
     let kind = value
         .get("kind")
@@ -203,6 +230,12 @@ fn parse_object(value: serde_json::Value, whence: &str) -> anyhow::Result<Vec<(O
         .unwrap_or("<unnamed>")
         .to_string();
     let what = format!("{whence} ({kind} {name})");
+    if matches!(kind.as_str(), "NodePool" | "NodeClaim") {
+        let unknown = unknown_fields(&kind, &value);
+        if !unknown.is_empty() {
+            bail!("{what}: unknown field {}", unknown.join(", "));
+        }
+    }
     Ok(match kind.as_str() {
         "List" | "PodList" | "NodeList" | "DaemonSetList" | "NodePoolList" | "NodeClaimList" => {
             let items = value
@@ -694,6 +727,25 @@ status:
         let text = format!("{err:#}");
         assert!(
             text.contains("shop/neg") && text.contains("requests.cpu: must not be negative"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_nodepool_fields_are_refused_by_name() {
+        let pool = POOLS.replace("  weight: 10\n", "  weight: 10\n  wieght: 20\n");
+        assert_ne!(pool, POOLS);
+        let err = build_input(
+            &[
+                (PathBuf::from("pools.yaml"), pool),
+                (PathBuf::from("pods.yaml"), PODS.to_string()),
+            ],
+            stowage_solver::catalog::karpenter_shape(20),
+        )
+        .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(
+            text.contains("pools.yaml document 2 (NodePool gpu): unknown field spec.wieght"),
             "{text}"
         );
     }
