@@ -20,6 +20,16 @@ async fn claims(h: &Harness) -> Vec<NodeClaim> {
         .unwrap_or_default()
 }
 
+/// The NodeClaims the cloud was asked to create, call by call.
+fn create_calls(h: &Harness) -> Vec<String> {
+    h.cloud
+        .calls()
+        .into_iter()
+        .filter(|c| c.operation == stowage_cloud::Operation::Create)
+        .map(|c| c.subject)
+        .collect()
+}
+
 async fn events_for(h: &Harness, pod: &str) -> Vec<Event> {
     let api: Api<Event> = Api::namespaced(h.client.clone(), "default");
     let all = api
@@ -473,13 +483,7 @@ async fn a_launch_waits_for_its_node_class_to_be_resolved_and_keeps_its_claim() 
         claims(&h).await.into_iter().find(|c| c.is_true(LAUNCHED))
     })
     .await;
-    let creates: Vec<String> = h
-        .cloud
-        .calls()
-        .into_iter()
-        .filter(|c| c.operation == stowage_cloud::Operation::Create)
-        .map(|c| c.subject)
-        .collect();
+    let creates = create_calls(&h);
     assert!(creates.len() >= 4, "{creates:?}");
     assert!(
         creates.iter().all(|n| *n == launched.name_any()),
@@ -505,13 +509,7 @@ async fn a_launch_for_a_node_class_that_does_not_exist_gives_up_its_claim() {
         claims(&h).await.into_iter().find(|c| c.is_true(LAUNCHED))
     })
     .await;
-    let creates: Vec<String> = h
-        .cloud
-        .calls()
-        .into_iter()
-        .filter(|c| c.operation == stowage_cloud::Operation::Create)
-        .map(|c| c.subject)
-        .collect();
+    let creates = create_calls(&h);
     assert_ne!(
         creates.first(),
         Some(&launched.name_any()),

@@ -77,6 +77,18 @@ const KNOWN_FORMATS: &[&str] = &[
     "uuid",
 ];
 
+/// The `openAPIV3Schema` of the CRD serving `group`/`kind` (as JSON, the form
+/// [`crate::openapi`] reads), or `None` when Stowage serves no such kind.
+pub fn schema(group: &str, kind: &str) -> Option<Value> {
+    all()
+        .ok()?
+        .into_iter()
+        .find(|c| c.spec.group == group && c.spec.names.kind == kind)
+        .and_then(|c| serde_json::to_value(c).ok())?
+        .pointer("/spec/versions/0/schema/openAPIV3Schema")
+        .cloned()
+}
+
 /// Every CRD Stowage serves, in a stable order.
 pub fn all() -> Result<Vec<CustomResourceDefinition>> {
     Ok(vec![nodepool()?, nodeclaim()?, ec2nodeclass()?])

@@ -326,24 +326,12 @@ fn name_error(info: &KindInfo, name: &str) -> Option<&'static str> {
 
 /// The `openAPIV3Schema` of every custom kind that one of Stowage's CRDs defines.
 fn custom_schemas(kinds: &[KindInfo]) -> Vec<Option<Value>> {
-    let crds: Vec<Value> = stowage_api::crds::all()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|c| serde_json::to_value(c).ok())
-        .collect();
     kinds
         .iter()
         .map(|info| {
-            if !info.custom {
-                return None;
-            }
-            crds.iter()
-                .find(|c| {
-                    c.pointer("/spec/group").and_then(Value::as_str) == Some(info.group)
-                        && c.pointer("/spec/names/kind").and_then(Value::as_str) == Some(info.kind)
-                })
-                .and_then(|c| c.pointer("/spec/versions/0/schema/openAPIV3Schema"))
-                .cloned()
+            info.custom
+                .then(|| stowage_api::crds::schema(info.group, info.kind))
+                .flatten()
         })
         .collect()
 }

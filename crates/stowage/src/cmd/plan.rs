@@ -194,22 +194,14 @@ fn documents(path: &Path, text: &str) -> anyhow::Result<Vec<serde_json::Value>> 
 /// Fields of a Stowage object that its CRD schema does not declare: the API server would drop
 /// them (and `kubectl apply` refuses them), so `plan` refuses them rather than plan without them.
 fn unknown_fields(kind: &str, value: &serde_json::Value) -> Vec<String> {
-    static SCHEMAS: std::sync::OnceLock<Vec<(String, serde_json::Value)>> =
+    static SCHEMAS: std::sync::OnceLock<Vec<(&str, Option<serde_json::Value>)>> =
         std::sync::OnceLock::new();
     let schemas = SCHEMAS.get_or_init(|| {
-        stowage_api::crds::all()
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|c| {
-                let v = serde_json::to_value(c).ok()?;
-                let schema = v
-                    .pointer("/spec/versions/0/schema/openAPIV3Schema")?
-                    .clone();
-                Some((c.spec.names.kind.clone(), schema))
-            })
-            .collect()
+        ["NodePool", "NodeClaim"]
+            .map(|k| (k, stowage_api::crds::schema(stowage_api::labels::GROUP, k)))
+            .into()
     });
-    let Some((_, schema)) = schemas.iter().find(|(k, _)| k == kind) else {
+    let Some((_, Some(schema))) = schemas.iter().find(|(k, _)| *k == kind) else {
         return Vec::new();
     };
     let mut copy = value.clone();
