@@ -28,7 +28,7 @@ clippy: ## Clippy on every crate and target, warnings denied.
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: layering
-layering: ## Crate layering: api/solver/bench compile no tokio/hyper/kube client; only crates/aws uses the AWS SDK.
+layering: ## Crate layering: api/solver/aws-catalog/bench compile no tokio/hyper/kube client; only crates/aws uses the AWS SDK.
 	CARGO=$(CARGO) .ci/layering
 
 .PHONY: lint

@@ -263,7 +263,7 @@ pub struct FakeCloudBuilder {
 }
 
 impl FakeCloudBuilder {
-    /// The instance types the cloud sells (e.g. `stowage_aws::catalog::embedded(..)`).
+    /// The instance types the cloud sells (e.g. `stowage_aws_catalog::embedded(..)`).
     pub fn catalog(mut self, types: Vec<InstanceType>) -> Self {
         self.catalog = types;
         self

@@ -49,7 +49,7 @@ pub enum Error {
 #[derive(Clone, Debug)]
 pub struct SimOptions {
     /// The embedded AWS catalogue, for scenarios with `catalog.source: aws` (the binary passes
-    /// `stowage_aws`'s; crates/sim does not depend on it).
+    /// `stowage_aws_catalog::embedded`'s; crates/sim does not depend on it).
     pub aws_catalog: Option<Vec<InstanceType>>,
     /// What virtual time 0 reads as.
     pub epoch: jiff::Timestamp,

@@ -1,16 +1,8 @@
 //! Spot prices: the latest observed price per (instance type, zone) out of a
-//! `DescribeSpotPriceHistory` answer, and the synthetic spot price used offline.
-//!
-//! **The synthetic price is made up.** Real spot prices move hourly and are not shipped with
-//! Stowage; the simulator and offline `stowage plan` need *some* spot price that is stable, differs
-//! by zone and sits well below on-demand, so they use
-//! `on_demand x (0.25 + 0.20 x h)` where `h` in `[0, 1]` is the first four bytes of
-//! `sha256("<zone>/<instance type>")` read big-endian and divided by `u32::MAX`, rounded to
-//! 1e-6 USD. That is 55-75 % off on-demand, deterministic across runs and machines.
+//! `DescribeSpotPriceHistory` answer. (The synthetic spot price used offline is
+//! `stowage_aws_catalog::pricing::synthetic_spot_price`.)
 
 use std::collections::BTreeMap;
-
-use sha2::{Digest, Sha256};
 
 /// One row of a spot price history.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,15 +54,6 @@ pub fn latest_prices(
         .collect()
 }
 
-/// The synthetic spot price of a type in a zone given its on-demand price (see the module docs).
-pub fn synthetic_spot_price(on_demand: f64, instance_type: &str, zone: &str) -> f64 {
-    let digest = Sha256::digest(format!("{zone}/{instance_type}").as_bytes());
-    let h = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
-    let fraction = f64::from(h) / f64::from(u32::MAX);
-    let price = on_demand * (0.25 + 0.20 * fraction);
-    ((price * 1e6).round() / 1e6).max(1e-6)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,20 +102,5 @@ mod tests {
             .availability_zone("z")
             .build();
         assert!(SpotObservation::from_sdk(&unpriced).is_none());
-    }
-
-    #[test]
-    fn synthetic_price_is_deterministic_zonal_and_discounted() {
-        let a = synthetic_spot_price(0.096, "m5.large", "us-east-1a");
-        let b = synthetic_spot_price(0.096, "m5.large", "us-east-1b");
-        assert_eq!(a, synthetic_spot_price(0.096, "m5.large", "us-east-1a"));
-        assert_ne!(a, b);
-        for p in [a, b] {
-            assert!(
-                (0.096 * 0.25 - 1e-6..=0.096 * 0.45 + 1e-6).contains(&p),
-                "{p}"
-            );
-        }
-        assert!(synthetic_spot_price(1e-9, "t", "z") > 0.0);
     }
 }

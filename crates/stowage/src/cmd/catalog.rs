@@ -7,9 +7,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use stowage_api::CapacityType;
-use stowage_aws::catalog::{self, CatalogSettings, EmbeddedCatalog, InstanceTypeRecord};
-use stowage_aws::pricing::FallbackTable;
+use stowage_aws::catalog;
 use stowage_aws::sdk::{AwsConfig, Clients};
+use stowage_aws_catalog::pricing::FallbackTable;
+use stowage_aws_catalog::{CatalogSettings, EmbeddedCatalog, InstanceTypeRecord};
 use stowage_solver::model::resource;
 
 #[derive(Debug, clap::Subcommand)]
@@ -31,7 +32,7 @@ pub struct GenerateArgs {
     /// Regions to include (repeat the flag); each region's zones and offerings are recorded.
     #[arg(long = "region", default_values_t = ["us-east-1".to_string(), "us-west-2".to_string()])]
     pub regions: Vec<String>,
-    /// Where to write the embedded catalogue (e.g. crates/aws/data/catalog.json).
+    /// Where to write the embedded catalogue (e.g. crates/aws-catalog/data/catalog.json).
     #[arg(long)]
     pub out: PathBuf,
     /// The `source` line recorded in the embedded catalogue.
@@ -50,11 +51,11 @@ pub struct PricesArgs {
     /// The CSV (`region,instance_type,usd_per_hour`, with that header).
     #[arg(long)]
     pub csv: PathBuf,
-    /// Where to write the table (e.g. crates/aws/data/on-demand-prices.json).
+    /// Where to write the table (e.g. crates/aws-catalog/data/on-demand-prices.json).
     #[arg(long)]
     pub out: PathBuf,
     /// The `source` line recorded in the table.
-    #[arg(long, default_value = stowage_aws::pricing::fallback::DEFAULT_SOURCE)]
+    #[arg(long, default_value = stowage_aws_catalog::pricing::fallback::DEFAULT_SOURCE)]
     pub source: String,
 }
 
@@ -137,7 +138,7 @@ fn prices(args: PricesArgs) -> anyhow::Result<()> {
 }
 
 fn show(args: ShowArgs) -> anyhow::Result<()> {
-    let mut types = catalog::embedded(&args.region, &CatalogSettings::default())?;
+    let mut types = stowage_aws_catalog::embedded(&args.region, &CatalogSettings::default())?;
     if !args.types.is_empty() {
         types.retain(|t| args.types.contains(&t.name));
         if let Some(missing) = args

@@ -126,9 +126,9 @@ fn catalogue(args: &Args) -> anyhow::Result<Vec<InstanceType>> {
             )
         });
     }
-    stowage_aws::catalog::embedded(
+    stowage_aws_catalog::embedded(
         &args.region,
-        &stowage_aws::catalog::CatalogSettings::default(),
+        &stowage_aws_catalog::CatalogSettings::default(),
     )
     .with_context(|| format!("failed to load the embedded catalogue for {}", args.region))
 }

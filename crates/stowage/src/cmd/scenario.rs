@@ -12,11 +12,9 @@ use stowage_sim::{Report, Scenario, SimOptions};
 pub fn options_for(scenario: &Scenario, region: &str) -> anyhow::Result<SimOptions> {
     let mut options = SimOptions::default();
     if scenario.catalog.source == CatalogSource::Aws {
-        let catalog = stowage_aws::catalog::embedded(
-            region,
-            &stowage_aws::catalog::CatalogSettings::default(),
-        )
-        .context("failed to load the embedded AWS catalogue")?;
+        let catalog =
+            stowage_aws_catalog::embedded(region, &stowage_aws_catalog::CatalogSettings::default())
+                .context("failed to load the embedded AWS catalogue")?;
         options.aws_catalog = Some(catalog);
     }
     Ok(options)

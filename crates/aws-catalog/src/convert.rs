@@ -20,8 +20,8 @@ use stowage_api::labels;
 use stowage_solver::model::resource;
 use stowage_solver::{InstanceType, Offering, Overhead, Resources};
 
-use super::record::InstanceTypeRecord;
 use crate::pricing::PriceSource;
+use crate::record::InstanceTypeRecord;
 
 const MIB: i64 = 1 << 20;
 const GIB: i64 = 1 << 30;
@@ -326,8 +326,8 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::record::{Arch, Gpu, NeuronDevice};
     use crate::pricing::{PriceBook, SpotPolicy};
+    use crate::record::{Arch, Gpu, NeuronDevice};
 
     fn record(name: &str, vcpus: u32, memory_mib: u64, enis: u32, ipv4: u32) -> InstanceTypeRecord {
         InstanceTypeRecord {

@@ -1,4 +1,4 @@
-//! The embedded on-demand fallback table (`crates/aws/data/on-demand-prices.json`): used when the
+//! The embedded on-demand fallback table (`crates/aws-catalog/data/on-demand-prices.json`): used when the
 //! Price List API is unreachable (isolated VPCs), before the first refresh, and offline by
 //! `stowage plan` and the simulator. Regions without a table of their own use us-east-1's.
 //!
@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Error, Result};
+use crate::{Error, Result};
 
 /// The region whose table stands in for regions that have none.
 pub const FALLBACK_REGION: &str = "us-east-1";

@@ -1,6 +1,6 @@
 //! The embedded catalogue: instance-type records plus, per region, the zones each type is offered
 //! in. Generated from `DescribeInstanceTypes` + `DescribeInstanceTypeOfferings` by
-//! `stowage catalog generate`, committed as `crates/aws/data/catalog.json` and compiled in, so
+//! `stowage catalog generate`, committed as `crates/aws-catalog/data/catalog.json` and compiled in, so
 //! `stowage plan` and the simulator work offline.
 //!
 //! Format (compact JSON, one record or offering line per type, sorted, so diffs stay readable):
@@ -19,11 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use aws_sdk_ec2::types as ec2t;
-
-use super::record::InstanceTypeRecord;
-use super::{Error, Result};
-use crate::sdk::Ec2Api;
+use crate::record::InstanceTypeRecord;
+use crate::{Error, Result};
 
 /// The format tag of the embedded catalogue file.
 pub const FORMAT: &str = "stowage-catalog/v1";
@@ -219,73 +216,10 @@ fn enc<T: Serialize + ?Sized>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::WriteEmbedded(e.to_string()))
 }
 
-/// Instance type -> zones from a `DescribeInstanceTypeOfferings` (availability-zone) answer.
-pub fn offerings_from_sdk(
-    rows: &[ec2t::InstanceTypeOffering],
-) -> BTreeMap<String, BTreeSet<String>> {
-    let mut map: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for row in rows {
-        if let (Some(t), Some(zone)) = (row.instance_type(), row.location()) {
-            map.entry(t.as_str().to_string())
-                .or_default()
-                .insert(zone.to_string());
-        }
-    }
-    map
-}
-
-/// What one region's EC2 API says: the launchable records (sorted by name), type -> zones, and
-/// how many types were skipped as unsupported.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Fetched {
-    pub records: Vec<InstanceTypeRecord>,
-    pub offerings: BTreeMap<String, BTreeSet<String>>,
-    pub skipped: usize,
-}
-
-/// Reads every instance type and its zone offerings through `ec2` (the client's region).
-/// Only x86_64/arm64 HVM types are asked for, as the provider launches nothing else.
-pub async fn fetch(ec2: &dyn Ec2Api) -> Result<Fetched> {
-    let filters = vec![
-        ec2t::Filter::builder()
-            .name("supported-virtualization-type")
-            .values("hvm")
-            .build(),
-        ec2t::Filter::builder()
-            .name("processor-info.supported-architecture")
-            .values("x86_64")
-            .values("arm64")
-            .build(),
-    ];
-    let infos = ec2
-        .describe_instance_types(filters)
-        .await
-        .map_err(Error::DescribeInstanceTypes)?;
-    let rows = ec2
-        .describe_instance_type_offerings(ec2t::LocationType::AvailabilityZone, Vec::new())
-        .await
-        .map_err(Error::DescribeOfferings)?;
-    let mut records = Vec::with_capacity(infos.len());
-    let mut skipped = 0;
-    for info in &infos {
-        match InstanceTypeRecord::from_sdk(info) {
-            Ok(r) => records.push(r),
-            Err(_) => skipped += 1,
-        }
-    }
-    records.sort_by(|a, b| a.name.cmp(&b.name));
-    records.dedup_by(|a, b| a.name == b.name);
-    Ok(Fetched {
-        records,
-        offerings: offerings_from_sdk(&rows),
-        skipped,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::record::Arch;
+    use crate::record::Arch;
     use stowage_api::CapacityType;
 
     fn rec(name: &str) -> InstanceTypeRecord {
@@ -390,67 +324,5 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("format"), "{err}");
-    }
-
-    #[tokio::test]
-    async fn fetch_reads_records_and_offerings_and_skips_the_unlaunchable() {
-        let launchable = ec2t::InstanceTypeInfo::builder()
-            .instance_type(ec2t::InstanceType::M5Large)
-            .supported_virtualization_types(ec2t::VirtualizationType::Hvm)
-            .supported_usage_classes(ec2t::UsageClassType::OnDemand)
-            .processor_info(
-                ec2t::ProcessorInfo::builder()
-                    .supported_architectures(ec2t::ArchitectureType::X8664)
-                    .build(),
-            )
-            .v_cpu_info(ec2t::VCpuInfo::builder().default_v_cpus(2).build())
-            .memory_info(ec2t::MemoryInfo::builder().size_in_mib(8192).build())
-            .build();
-        let paravirtual = ec2t::InstanceTypeInfo::builder()
-            .instance_type(ec2t::InstanceType::M1Small)
-            .supported_virtualization_types(ec2t::VirtualizationType::Paravirtual)
-            .build();
-        let ec2 = crate::pricing::testing::StubEc2 {
-            types: vec![launchable, paravirtual],
-            offerings: vec![
-                ec2t::InstanceTypeOffering::builder()
-                    .instance_type(ec2t::InstanceType::M5Large)
-                    .location("us-east-1a")
-                    .build(),
-            ],
-            ..Default::default()
-        };
-        let fetched = fetch(&ec2).await.unwrap();
-        assert_eq!(fetched.records.len(), 1);
-        assert_eq!(fetched.records[0].name, "m5.large");
-        assert_eq!(fetched.skipped, 1);
-        assert_eq!(fetched.offerings["m5.large"], zones(&["us-east-1a"]));
-
-        let failing = crate::pricing::testing::StubEc2 {
-            fail: Some("UnauthorizedOperation".into()),
-            ..Default::default()
-        };
-        assert!(matches!(
-            fetch(&failing).await,
-            Err(Error::DescribeInstanceTypes(_))
-        ));
-    }
-
-    #[test]
-    fn reads_offerings_rows() {
-        let rows = vec![
-            ec2t::InstanceTypeOffering::builder()
-                .instance_type(ec2t::InstanceType::M5Large)
-                .location("us-east-1a")
-                .build(),
-            ec2t::InstanceTypeOffering::builder()
-                .instance_type(ec2t::InstanceType::M5Large)
-                .location("us-east-1b")
-                .build(),
-        ];
-        assert_eq!(
-            offerings_from_sdk(&rows)["m5.large"],
-            zones(&["us-east-1a", "us-east-1b"])
-        );
     }
 }

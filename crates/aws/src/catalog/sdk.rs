@@ -1,126 +1,19 @@
-//! The project's own raw instance-type record: the handful of `DescribeInstanceTypes` facts
-//! Stowage uses (vCPUs, memory, architecture, GPUs, Neuron devices, inference accelerators, EFA,
-//! ENIs, hypervisor, bandwidth, bare metal, usage classes), read from the SDK's `InstanceTypeInfo`
-//! and stored compactly in the embedded catalogue.
-//!
-//! Key decision: everything downstream (labels, capacity, overhead) is computed from this record,
-//! so the live API and the offline catalogue give byte-identical instance types.
+//! The SDK side of the instance catalogue: reading [`InstanceTypeRecord`]s from
+//! `DescribeInstanceTypes` ([`RecordFromSdk`]), zone offerings from
+//! `DescribeInstanceTypeOfferings` ([`offerings_from_sdk`]), and [`fetch`], which asks both through
+//! the `Ec2Api` trait. Everything after the record (conversion, embedded data) is in
+//! `stowage-aws-catalog`.
 
-use serde::{Deserialize, Serialize};
-use stowage_api::CapacityType;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_ec2::types as ec2t;
+use stowage_api::CapacityType;
+use stowage_aws_catalog::record::{
+    Arch, Gpu, InferenceAccelerator, InstanceTypeRecord, NeuronDevice,
+};
 
 use super::{Error, Result};
-
-/// A CPU architecture Stowage launches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Arch {
-    #[serde(rename = "x86_64")]
-    X86_64,
-    #[serde(rename = "arm64")]
-    Arm64,
-}
-
-impl Arch {
-    /// The `kubernetes.io/arch` value.
-    pub fn label(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "amd64",
-            Arch::Arm64 => "arm64",
-        }
-    }
-
-    /// The EC2 spelling (`x86_64`, `arm64`).
-    pub fn as_ec2(self) -> &'static str {
-        match self {
-            Arch::X86_64 => "x86_64",
-            Arch::Arm64 => "arm64",
-        }
-    }
-}
-
-/// One kind of GPU (or GPU-like accelerator EC2 reports in `GpuInfo`, e.g. Habana Gaudi).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Gpu {
-    pub name: String,
-    pub manufacturer: String,
-    pub count: u32,
-    /// Per device.
-    pub memory_mib: u64,
-}
-
-/// One kind of AWS Neuron device (Inferentia, Trainium).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NeuronDevice {
-    pub name: String,
-    pub count: u32,
-    /// NeuronCores per device.
-    pub cores: u32,
-    /// Per device.
-    pub memory_mib: u64,
-}
-
-/// One kind of inference accelerator (`InferenceAcceleratorInfo`, e.g. Qualcomm AI100).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InferenceAccelerator {
-    pub name: String,
-    pub manufacturer: String,
-    pub count: u32,
-    /// Per device.
-    pub memory_mib: u64,
-}
-
-fn is_zero(v: &u32) -> bool {
-    *v == 0
-}
-
-fn is_false(v: &bool) -> bool {
-    !*v
-}
-
-/// Nearly every type is sold both ways, so the embedded catalogue omits that value.
-fn default_usage() -> Vec<CapacityType> {
-    vec![CapacityType::Spot, CapacityType::OnDemand]
-}
-
-fn is_default_usage(v: &[CapacityType]) -> bool {
-    v == default_usage().as_slice()
-}
-
-/// The facts of one instance type that Stowage uses.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct InstanceTypeRecord {
-    /// e.g. `m5.large`.
-    pub name: String,
-    pub vcpus: u32,
-    pub memory_mib: u64,
-    pub arch: Arch,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub gpus: Vec<Gpu>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub neuron: Vec<NeuronDevice>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub accelerators: Vec<InferenceAccelerator>,
-    /// Maximum EFA interfaces (0: no EFA).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub efa: u32,
-    /// Network interfaces usable on the default network card.
-    pub enis: u32,
-    /// Private IPv4 addresses per interface.
-    pub ipv4_per_eni: u32,
-    /// `nitro` or `xen`; absent on bare metal.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hypervisor: Option<String>,
-    /// Baseline network bandwidth over all network cards, in Mbit/s, when EC2 reports it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bandwidth_mbps: Option<u64>,
-    #[serde(default, skip_serializing_if = "is_false")]
-    pub bare_metal: bool,
-    /// How it can be bought (`spot`, `on-demand`), in preference order; both when absent.
-    #[serde(default = "default_usage", skip_serializing_if = "is_default_usage")]
-    pub usage: Vec<CapacityType>,
-}
+use crate::sdk::Ec2Api;
 
 fn non_negative(v: Option<i32>) -> u32 {
     v.and_then(|v| u32::try_from(v).ok()).unwrap_or(0)
@@ -228,113 +121,164 @@ fn network_of(info: &ec2t::InstanceTypeInfo) -> Network {
     }
 }
 
-impl InstanceTypeRecord {
-    /// Reads an SDK `InstanceTypeInfo`. Types Stowage cannot launch (not HVM, neither x86_64 nor
-    /// arm64, neither on-demand nor spot) and types missing vCPU or memory figures are
-    /// [`Error::UnsupportedInstanceType`], which callers skip.
-    pub fn from_sdk(info: &ec2t::InstanceTypeInfo) -> Result<Self> {
-        let name = info
-            .instance_type()
-            .map(|t| t.as_str().to_string())
-            .ok_or_else(|| unsupported("<unnamed>", "no instance type name"))?;
-        if !info
-            .supported_virtualization_types()
-            .contains(&ec2t::VirtualizationType::Hvm)
-        {
-            return Err(unsupported(&name, "not HVM"));
-        }
-        let archs = info
-            .processor_info()
-            .map(|p| p.supported_architectures())
-            .unwrap_or_default();
-        let arch = if archs.contains(&ec2t::ArchitectureType::X8664) {
-            Arch::X86_64
-        } else if archs.contains(&ec2t::ArchitectureType::Arm64) {
-            Arch::Arm64
-        } else {
-            return Err(unsupported(
-                &name,
-                "architecture is neither x86_64 nor arm64",
-            ));
-        };
-        let vcpus = non_negative(info.v_cpu_info().and_then(|v| v.default_v_cpus()));
-        let memory_mib = info
-            .memory_info()
-            .and_then(|m| m.size_in_mib())
-            .and_then(|m| u64::try_from(m).ok())
-            .unwrap_or(0);
-        if vcpus == 0 || memory_mib == 0 {
-            return Err(unsupported(&name, "no vCPU or memory figure"));
-        }
-        let mut usage = Vec::new();
-        for (class, capacity_type) in [
-            (ec2t::UsageClassType::Spot, CapacityType::Spot),
-            (ec2t::UsageClassType::OnDemand, CapacityType::OnDemand),
-        ] {
-            if info.supported_usage_classes().contains(&class) {
-                usage.push(capacity_type);
-            }
-        }
-        if usage.is_empty() {
-            return Err(unsupported(&name, "sold neither on-demand nor spot"));
-        }
-        let gpus = gpus_of(info);
-        let neuron = neuron_of(info);
-        let accelerators = accelerators_of(info, &neuron);
-        let Network {
-            efa,
-            enis,
-            ipv4_per_eni,
-            bandwidth_mbps,
-        } = network_of(info);
-        Ok(Self {
-            name,
-            vcpus,
-            memory_mib,
-            arch,
-            gpus,
-            neuron,
-            accelerators,
-            efa,
-            enis,
-            ipv4_per_eni,
-            hypervisor: info.hypervisor().map(|h| h.as_str().to_string()),
-            bandwidth_mbps,
-            bare_metal: info.bare_metal().unwrap_or(false),
-            usage,
-        })
+/// Reads an SDK `InstanceTypeInfo`. Types Stowage cannot launch (not HVM, neither x86_64 nor
+/// arm64, neither on-demand nor spot) and types missing vCPU or memory figures are
+/// [`Error::UnsupportedInstanceType`], which callers skip.
+pub fn record_from_sdk(info: &ec2t::InstanceTypeInfo) -> Result<InstanceTypeRecord> {
+    let name = info
+        .instance_type()
+        .map(|t| t.as_str().to_string())
+        .ok_or_else(|| unsupported("<unnamed>", "no instance type name"))?;
+    if !info
+        .supported_virtualization_types()
+        .contains(&ec2t::VirtualizationType::Hvm)
+    {
+        return Err(unsupported(&name, "not HVM"));
     }
+    let archs = info
+        .processor_info()
+        .map(|p| p.supported_architectures())
+        .unwrap_or_default();
+    let arch = if archs.contains(&ec2t::ArchitectureType::X8664) {
+        Arch::X86_64
+    } else if archs.contains(&ec2t::ArchitectureType::Arm64) {
+        Arch::Arm64
+    } else {
+        return Err(unsupported(
+            &name,
+            "architecture is neither x86_64 nor arm64",
+        ));
+    };
+    let vcpus = non_negative(info.v_cpu_info().and_then(|v| v.default_v_cpus()));
+    let memory_mib = info
+        .memory_info()
+        .and_then(|m| m.size_in_mib())
+        .and_then(|m| u64::try_from(m).ok())
+        .unwrap_or(0);
+    if vcpus == 0 || memory_mib == 0 {
+        return Err(unsupported(&name, "no vCPU or memory figure"));
+    }
+    let mut usage = Vec::new();
+    for (class, capacity_type) in [
+        (ec2t::UsageClassType::Spot, CapacityType::Spot),
+        (ec2t::UsageClassType::OnDemand, CapacityType::OnDemand),
+    ] {
+        if info.supported_usage_classes().contains(&class) {
+            usage.push(capacity_type);
+        }
+    }
+    if usage.is_empty() {
+        return Err(unsupported(&name, "sold neither on-demand nor spot"));
+    }
+    let gpus = gpus_of(info);
+    let neuron = neuron_of(info);
+    let accelerators = accelerators_of(info, &neuron);
+    let Network {
+        efa,
+        enis,
+        ipv4_per_eni,
+        bandwidth_mbps,
+    } = network_of(info);
+    Ok(InstanceTypeRecord {
+        name,
+        vcpus,
+        memory_mib,
+        arch,
+        gpus,
+        neuron,
+        accelerators,
+        efa,
+        enis,
+        ipv4_per_eni,
+        hypervisor: info.hypervisor().map(|h| h.as_str().to_string()),
+        bandwidth_mbps,
+        bare_metal: info.bare_metal().unwrap_or(false),
+        usage,
+    })
+}
 
-    /// `dl1.24xlarge` (Habana Gaudi) from its published figures: the emulator's catalogue lacks
-    /// it, and the seed workload needs it (see `shared/data/README.md`).
-    pub fn dl1_24xlarge() -> Self {
-        Self {
-            name: "dl1.24xlarge".to_string(),
-            vcpus: 96,
-            memory_mib: 786_432,
-            arch: Arch::X86_64,
-            gpus: vec![Gpu {
-                name: "Gaudi HL-205".to_string(),
-                manufacturer: "Habana".to_string(),
-                count: 8,
-                memory_mib: 32_768,
-            }],
-            neuron: Vec::new(),
-            accelerators: Vec::new(),
-            efa: 4,
-            enis: 60,
-            ipv4_per_eni: 50,
-            hypervisor: Some("nitro".to_string()),
-            bandwidth_mbps: Some(400_000),
-            bare_metal: false,
-            usage: vec![CapacityType::Spot, CapacityType::OnDemand],
+/// `InstanceTypeRecord::from_sdk` ([`record_from_sdk`]): an extension trait, as the record lives in
+/// the SDK-free `stowage-aws-catalog`.
+pub trait RecordFromSdk: Sized {
+    fn from_sdk(info: &ec2t::InstanceTypeInfo) -> Result<Self>;
+}
+
+impl RecordFromSdk for InstanceTypeRecord {
+    fn from_sdk(info: &ec2t::InstanceTypeInfo) -> Result<Self> {
+        record_from_sdk(info)
+    }
+}
+
+/// Instance type -> zones from a `DescribeInstanceTypeOfferings` (availability-zone) answer.
+pub fn offerings_from_sdk(
+    rows: &[ec2t::InstanceTypeOffering],
+) -> BTreeMap<String, BTreeSet<String>> {
+    let mut map: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for row in rows {
+        if let (Some(t), Some(zone)) = (row.instance_type(), row.location()) {
+            map.entry(t.as_str().to_string())
+                .or_default()
+                .insert(zone.to_string());
         }
     }
+    map
+}
+
+/// What one region's EC2 API says: the launchable records (sorted by name), type -> zones, and
+/// how many types were skipped as unsupported.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Fetched {
+    pub records: Vec<InstanceTypeRecord>,
+    pub offerings: BTreeMap<String, BTreeSet<String>>,
+    pub skipped: usize,
+}
+
+/// Reads every instance type and its zone offerings through `ec2` (the client's region).
+/// Only x86_64/arm64 HVM types are asked for, as the provider launches nothing else.
+pub async fn fetch(ec2: &dyn Ec2Api) -> Result<Fetched> {
+    let filters = vec![
+        ec2t::Filter::builder()
+            .name("supported-virtualization-type")
+            .values("hvm")
+            .build(),
+        ec2t::Filter::builder()
+            .name("processor-info.supported-architecture")
+            .values("x86_64")
+            .values("arm64")
+            .build(),
+    ];
+    let infos = ec2
+        .describe_instance_types(filters)
+        .await
+        .map_err(Error::DescribeInstanceTypes)?;
+    let rows = ec2
+        .describe_instance_type_offerings(ec2t::LocationType::AvailabilityZone, Vec::new())
+        .await
+        .map_err(Error::DescribeOfferings)?;
+    let mut records = Vec::with_capacity(infos.len());
+    let mut skipped = 0;
+    for info in &infos {
+        match InstanceTypeRecord::from_sdk(info) {
+            Ok(r) => records.push(r),
+            Err(_) => skipped += 1,
+        }
+    }
+    records.sort_by(|a, b| a.name.cmp(&b.name));
+    records.dedup_by(|a, b| a.name == b.name);
+    Ok(Fetched {
+        records,
+        offerings: offerings_from_sdk(&rows),
+        skipped,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn zones(z: &[&str]) -> BTreeSet<String> {
+        z.iter().map(|s| s.to_string()).collect()
+    }
 
     /// p5.48xlarge as the EC2 API describes it (32 network cards of 2 interfaces each).
     fn p5() -> ec2t::InstanceTypeInfo {
@@ -498,18 +442,65 @@ mod tests {
         ));
     }
 
+    #[tokio::test]
+    async fn fetch_reads_records_and_offerings_and_skips_the_unlaunchable() {
+        let launchable = ec2t::InstanceTypeInfo::builder()
+            .instance_type(ec2t::InstanceType::M5Large)
+            .supported_virtualization_types(ec2t::VirtualizationType::Hvm)
+            .supported_usage_classes(ec2t::UsageClassType::OnDemand)
+            .processor_info(
+                ec2t::ProcessorInfo::builder()
+                    .supported_architectures(ec2t::ArchitectureType::X8664)
+                    .build(),
+            )
+            .v_cpu_info(ec2t::VCpuInfo::builder().default_v_cpus(2).build())
+            .memory_info(ec2t::MemoryInfo::builder().size_in_mib(8192).build())
+            .build();
+        let paravirtual = ec2t::InstanceTypeInfo::builder()
+            .instance_type(ec2t::InstanceType::M1Small)
+            .supported_virtualization_types(ec2t::VirtualizationType::Paravirtual)
+            .build();
+        let ec2 = crate::pricing::testing::StubEc2 {
+            types: vec![launchable, paravirtual],
+            offerings: vec![
+                ec2t::InstanceTypeOffering::builder()
+                    .instance_type(ec2t::InstanceType::M5Large)
+                    .location("us-east-1a")
+                    .build(),
+            ],
+            ..Default::default()
+        };
+        let fetched = fetch(&ec2).await.unwrap();
+        assert_eq!(fetched.records.len(), 1);
+        assert_eq!(fetched.records[0].name, "m5.large");
+        assert_eq!(fetched.skipped, 1);
+        assert_eq!(fetched.offerings["m5.large"], zones(&["us-east-1a"]));
+
+        let failing = crate::pricing::testing::StubEc2 {
+            fail: Some("UnauthorizedOperation".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            fetch(&failing).await,
+            Err(Error::DescribeInstanceTypes(_))
+        ));
+    }
+
     #[test]
-    fn records_serialize_compactly() {
-        let json = serde_json::to_string(&InstanceTypeRecord::dl1_24xlarge()).unwrap();
-        assert!(
-            !json.contains("neuron") && !json.contains("bare_metal"),
-            "{json}"
+    fn reads_offerings_rows() {
+        let rows = vec![
+            ec2t::InstanceTypeOffering::builder()
+                .instance_type(ec2t::InstanceType::M5Large)
+                .location("us-east-1a")
+                .build(),
+            ec2t::InstanceTypeOffering::builder()
+                .instance_type(ec2t::InstanceType::M5Large)
+                .location("us-east-1b")
+                .build(),
+        ];
+        assert_eq!(
+            offerings_from_sdk(&rows)["m5.large"],
+            zones(&["us-east-1a", "us-east-1b"])
         );
-        assert!(
-            !json.contains("usage"),
-            "both capacity types is the default: {json}"
-        );
-        let back: InstanceTypeRecord = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, InstanceTypeRecord::dl1_24xlarge());
     }
 }
