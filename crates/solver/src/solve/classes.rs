@@ -20,11 +20,11 @@ use super::pools::first_mismatch_on_new_node;
 use super::reasons::PoolRejection;
 use super::topology::{DomainConstraint, DomainRule};
 use crate::bitset::Bitset;
+use crate::bound::{BoundClass, BoundInput, BoundKind};
 use crate::domain::{
     NodeAffinityTerm, PodAffinityTerm, PodRequest, SolveInput, SolveOptions, WhenUnsatisfiable,
     compile_requirements, untolerated,
 };
-use crate::model::Resources;
 
 /// A hostname topology spread constraint of a class.
 #[derive(Debug, Clone, Copy)]
@@ -77,9 +77,6 @@ pub(super) struct PodClass {
     pub(super) repelled_by: Vec<usize>,
     /// Per pool: the types that can hold a pod of the class, or None (see `pool_rejections`).
     pub(super) compatible: Vec<Option<Bitset>>,
-    /// Per pool: types matching the class's requirements with an offering, whatever their size
-    /// (the lower bound's notion of compatibility: pods of any size may share those types).
-    pub(super) loosely_compatible: Vec<Bitset>,
     pub(super) pool_rejections: Vec<Option<PoolRejection>>,
     /// Set when the class failed for a topology reason.
     pub(super) topology_reason: Option<String>,
@@ -186,10 +183,9 @@ struct ClassTopology {
     owned_antis: Vec<usize>,
 }
 
-/// Per pool: compatible types (or why none), and loosely compatible ones.
+/// Per pool: compatible types (or why none).
 struct Compatibility {
     compatible: Vec<Option<Bitset>>,
-    loosely_compatible: Vec<Bitset>,
     pool_rejections: Vec<Option<PoolRejection>>,
 }
 
@@ -313,9 +309,7 @@ impl Engine<'_> {
         if !node_names.admits_unnamed_node() {
             // Pinned to named nodes: a node to buy cannot be given a chosen name.
             let pools = self.catalog.pools.len();
-            let types = self.catalog.types.len();
             compat.compatible = vec![None; pools];
-            compat.loosely_compatible = vec![Bitset::new(types); pools];
             compat.pool_rejections = vec![Some(PoolRejection::PinnedToNodes); pools];
         }
         PodClass {
@@ -338,7 +332,6 @@ impl Engine<'_> {
             owned_antis: topo.owned_antis,
             repelled_by,
             compatible: compat.compatible,
-            loosely_compatible: compat.loosely_compatible,
             pool_rejections: compat.pool_rejections,
             topology_reason: None,
         }
@@ -485,14 +478,11 @@ impl Engine<'_> {
     ) -> Compatibility {
         let mut out = Compatibility {
             compatible: Vec::new(),
-            loosely_compatible: Vec::new(),
             pool_rejections: Vec::new(),
         };
         let type_count = self.catalog.types.len();
         for pool in &self.catalog.pools {
-            let mut loose = Bitset::new(type_count);
             if let Some(t) = untolerated(&pool.pool.taints, &pod.tolerations, include_prefer) {
-                out.loosely_compatible.push(loose);
                 out.compatible.push(None);
                 out.pool_rejections
                     .push(Some(PoolRejection::Taint(t.to_string())));
@@ -511,9 +501,6 @@ impl Engine<'_> {
                 }
                 any_matching = true;
                 let offered = ty.zones_any(cts) & zone_mask != 0;
-                if offered {
-                    loose.insert(t);
-                }
                 if requests.iter().zip(&ty.allocatable).any(|(a, b)| a > b) {
                     continue;
                 }
@@ -522,7 +509,6 @@ impl Engine<'_> {
                     bits.insert(t);
                 }
             }
-            out.loosely_compatible.push(loose);
             let rejection = if bits.is_empty() {
                 Some(if any_fitting {
                     PoolRejection::NoOffering
@@ -627,55 +613,91 @@ impl Engine<'_> {
     }
 }
 
-/// Pending pods that may share the same instance types, for the lower bound ([`crate::bound`]).
-pub(crate) struct BoundGroup {
-    /// Summed requests (with the pod count).
-    pub(crate) demand: Resources,
-    /// (allocatable, cheapest usable price) of every instance type that could hold them.
-    pub(crate) types: Vec<(Resources, f64)>,
-}
-
-/// Per compatibility class of the pending pods: the lower bound's input.
-pub(crate) fn lower_bound_input(input: &SolveInput) -> Vec<BoundGroup> {
-    let options = SolveOptions::default();
-    let e = Engine::new(input, &options);
-    // Keyed by the compatible (type, price bits): (summed demand, (type, price)).
-    struct Pending {
-        demand: Vec<i64>,
-        types: Vec<(usize, f64)>,
-    }
-    let mut by_types: BTreeMap<Vec<(usize, u64)>, Pending> = BTreeMap::new();
-    for class in &e.classes {
-        let mut types: Vec<(usize, f64)> = Vec::new();
-        for (pi, bits) in class.loosely_compatible.iter().enumerate() {
-            let cts = class.capacity_types & e.catalog.pools[pi].capacity_types;
-            for t in bits.iter() {
-                let price = e.catalog.types[t].cheapest_any(cts, class.zone_mask);
-                if price.is_finite() {
-                    types.push((t, price));
+/// The pending pods as classes and every node kind they could use, with the solver's own
+/// notion of compatibility: a class may use a (pool, type, capacity type, zone) offering when
+/// its required scheduling constraints admit it (any of its alternative node-affinity terms;
+/// preferences ignored, since the solver may relax them) and one pod fits in the allocatable left
+/// after the DaemonSets. Pods that no kind can hold are left out. Existing nodes and in-flight
+/// claims are ignored.
+pub(crate) fn lower_bound_input(input: &SolveInput) -> BoundInput {
+    let options = SolveOptions {
+        relax_preferences: false,
+        ..SolveOptions::default()
+    };
+    let mut e = Engine::new(input, &options);
+    let class_count = e.classes.len();
+    // Per (type, offering index): the classes that may use it.
+    let mut users: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
+    for c in 0..class_count {
+        let mut compatible = e.classes[c].compatible.clone();
+        // Required node-affinity terms are alternatives: the pod may use the types of any.
+        let mut pod = e.classes[c].pod.clone();
+        while pod.required_node_affinity.len() > 1 {
+            pod.required_node_affinity.remove(0);
+            let alt = e.make_class(pod.clone(), false, Vec::new());
+            for (slot, bits) in compatible.iter_mut().zip(alt.compatible) {
+                match (slot.as_mut(), bits) {
+                    (Some(s), Some(b)) => s.or_with(&b),
+                    (None, Some(b)) => *slot = Some(b),
+                    _ => {}
                 }
             }
         }
-        let key: Vec<(usize, u64)> = types.iter().map(|(t, p)| (*t, p.to_bits())).collect();
-        let entry = by_types.entry(key).or_insert_with(|| Pending {
-            demand: vec![0; e.ids.resource_count()],
-            types: types.clone(),
-        });
-        for (d, r) in entry.demand.iter_mut().zip(&class.requests) {
-            *d += r * class.members.len() as i64;
+        let class = &e.classes[c];
+        for (pi, bits) in compatible.iter().enumerate() {
+            let Some(bits) = bits else { continue };
+            let cts = class.capacity_types & e.catalog.pools[pi].capacity_types;
+            for t in bits.iter() {
+                for (oi, o) in e.catalog.types[t].offerings.iter().enumerate() {
+                    if cts & capacity_type_bit(o.capacity_type) != 0
+                        && class.zone_mask & (1 << o.zone) != 0
+                    {
+                        users.entry((t, oi)).or_default().push(c);
+                    }
+                }
+            }
         }
     }
-    by_types
-        .into_values()
-        .map(|p| BoundGroup {
-            demand: e.ids.to_resources(&p.demand),
-            types: p
-                .types
-                .into_iter()
-                .map(|(t, price)| (e.ids.to_resources(&e.catalog.types[t].allocatable), price))
+    // One kind per (type, set of classes): the cheapest of those offerings.
+    let mut cheapest: BTreeMap<(usize, Vec<usize>), f64> = BTreeMap::new();
+    for ((t, oi), classes) in users {
+        let price = e.catalog.types[t].offerings[oi].price;
+        let slot = cheapest.entry((t, classes)).or_insert(f64::INFINITY);
+        *slot = slot.min(price);
+    }
+    // Renumber the classes that some kind can hold.
+    let mut used = vec![false; class_count];
+    for (_, classes) in cheapest.keys() {
+        for c in classes {
+            used[*c] = true;
+        }
+    }
+    let mut index = vec![usize::MAX; class_count];
+    let mut classes = Vec::new();
+    for c in 0..class_count {
+        if used[c] && !e.classes[c].members.is_empty() {
+            index[c] = classes.len();
+            classes.push(BoundClass {
+                count: e.classes[c].members.len(),
+                requests: e.classes[c].requests.clone(),
+            });
+        }
+    }
+    let kinds = cheapest
+        .into_iter()
+        .filter(|(_, price)| price.is_finite() && *price >= 0.0)
+        .map(|((t, cs), price)| BoundKind {
+            allocatable: e.catalog.types[t].allocatable.clone(),
+            price,
+            classes: cs
+                .iter()
+                .map(|c| index[*c])
+                .filter(|c| *c != usize::MAX)
                 .collect(),
         })
-        .collect()
+        .filter(|k| !k.classes.is_empty())
+        .collect();
+    BoundInput { classes, kinds }
 }
 
 /// Whether the class's domain keys include the zone key.
