@@ -1,15 +1,22 @@
 //! Benchmark workloads for the solver: seeded pod mixes in the shape of Karpenter's scheduling
-//! benchmark, and a runner that reports cost against the lower bound.
+//! benchmark, the seed platform's own batch ([`Mix::Seed`]), and a runner that reports cost
+//! against the lower bound.
 //!
 //! Key decision: no RNG crate; a SplitMix64 generator keeps every run with the same seed
 //! identical across platforms and versions.
 
 use std::time::Instant;
 
+use std::collections::BTreeMap;
+
 use stowage_api::labels;
+use stowage_api::requirements::Requirement;
 use stowage_solver::bound::lower_bound;
 use stowage_solver::catalog::karpenter_shape;
-use stowage_solver::{PodRequest, PoolSpec, SolveInput, SolveOptions, WhenUnsatisfiable, solve};
+use stowage_solver::{
+    DaemonSet, InstanceType, NodeTaint, PodRequest, PoolSpec, SolveInput, SolveOptions,
+    TaintEffect, Toleration, WhenUnsatisfiable, solve,
+};
 
 /// Which pods a benchmark generates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,6 +26,8 @@ pub enum Mix {
     /// One fifth each: generic, zonal spread, hostname spread, zonal self-affinity, hostname
     /// self-anti-affinity.
     Diverse,
+    /// The seed platform's batch against its pools (see [`seed_input`]).
+    Seed,
 }
 
 impl Mix {
@@ -26,6 +35,7 @@ impl Mix {
         match self {
             Mix::Generic => "generic",
             Mix::Diverse => "diverse",
+            Mix::Seed => "seed",
         }
     }
 
@@ -33,6 +43,7 @@ impl Mix {
         match s {
             "generic" => Some(Mix::Generic),
             "diverse" => Some(Mix::Diverse),
+            "seed" => Some(Mix::Seed),
             _ => None,
         }
     }
@@ -69,7 +80,7 @@ pub fn pods(n: usize, mix: Mix, seed: u64) -> Vec<PodRequest> {
     (0..n)
         .map(|i| {
             let kind = match mix {
-                Mix::Generic => 0,
+                Mix::Generic | Mix::Seed => 0,
                 Mix::Diverse => i * 5 / n.max(1),
             };
             let cpu = rng.pick(&CPU_MILLIS);
@@ -98,12 +109,151 @@ pub fn pods(n: usize, mix: Mix, seed: u64) -> Vec<PodRequest> {
         .collect()
 }
 
-/// The benchmark's input: one NodePool, `types` synthetic instance types, `n` pods.
+/// The benchmark's input: one NodePool, `types` synthetic instance types, `n` pods; for
+/// [`Mix::Seed`], the seed's pools and batch over the synthetic types (which have no
+/// accelerators: the GPU and Gaudi pods stay unschedulable).
 pub fn input(n: usize, types: usize, mix: Mix) -> SolveInput {
+    if mix == Mix::Seed {
+        return seed_input(n, karpenter_shape(types));
+    }
     SolveInput {
         pods: pods(n, mix, 42),
         nodepools: vec![PoolSpec::new("default")],
         instance_types: karpenter_shape(types),
+        ..SolveInput::default()
+    }
+}
+
+/// The seed batch's shares at 7,500 pods (the batch pods take the rest).
+const SEED_SPARK: usize = 2_000;
+const SEED_GPU: usize = 200;
+const SEED_GAUDI: usize = 16;
+const SEED_ON_DEMAND: usize = 300;
+const SEED_PODS: usize = 7_500;
+
+/// `count` scaled from 7,500 pods to `n`.
+fn seed_share(count: usize, n: usize) -> usize {
+    (count * n).div_ceil(SEED_PODS)
+}
+
+/// The seed platform's pending batch, `n` pods in the proportions of 7,500 (seeded): Spark
+/// executors (2,000 at 7,500: 3-4 vCPU, 12-16 GiB), mixed batch pods (the rest: 0.5-8 vCPU at 1,
+/// 2 or 4 GiB per vCPU), single-GPU pods (200: 1 NVIDIA GPU, 4 vCPU, 16 GiB), eight-Gaudi pods
+/// (16: 8 Gaudi, 64 vCPU, 512 GiB) and pods that need on-demand capacity (300: 1-2 vCPU, 2-4 GiB,
+/// a capacity-type node selector).
+pub fn seed_pods(n: usize, seed: u64) -> Vec<PodRequest> {
+    let mut rng = Rng::new(seed);
+    let spark = seed_share(SEED_SPARK, n).min(n);
+    let gpu = seed_share(SEED_GPU, n).min(n - spark);
+    let gaudi = seed_share(SEED_GAUDI, n).min(n - spark - gpu);
+    let on_demand = seed_share(SEED_ON_DEMAND, n).min(n - spark - gpu - gaudi);
+    let batch = n - spark - gpu - gaudi - on_demand;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..spark {
+        out.push(
+            PodRequest::new("spark", &format!("executor-{i:06}"))
+                .label("app", "spark-executor")
+                .cpu_millis(rng.pick(&[3000, 3500, 4000]))
+                .memory_mib(rng.pick(&[12, 14, 16]) * 1024),
+        );
+    }
+    for i in 0..batch {
+        let cpu = rng.pick(&[500, 1000, 2000, 4000, 8000]);
+        let gib_per_vcpu = rng.pick(&[1, 2, 4]);
+        out.push(
+            PodRequest::new("batch", &format!("job-{i:06}"))
+                .label("app", "batch")
+                .cpu_millis(cpu)
+                .memory_mib(cpu * gib_per_vcpu * 1024 / 1000),
+        );
+    }
+    for i in 0..gpu {
+        out.push(
+            PodRequest::new("ml", &format!("inference-{i:06}"))
+                .label("app", "inference")
+                .cpu_millis(4000)
+                .memory_mib(16 * 1024)
+                .request(labels::RESOURCE_NVIDIA_GPU, 1)
+                .toleration(Toleration::exists(
+                    labels::RESOURCE_NVIDIA_GPU,
+                    Some(TaintEffect::NoSchedule),
+                )),
+        );
+    }
+    for i in 0..gaudi {
+        out.push(
+            PodRequest::new("ml", &format!("training-{i:06}"))
+                .label("app", "training")
+                .cpu_millis(64_000)
+                .memory_mib(512 * 1024)
+                .request(labels::RESOURCE_HABANA_GAUDI, 8)
+                .toleration(Toleration::exists(
+                    labels::RESOURCE_HABANA_GAUDI,
+                    Some(TaintEffect::NoSchedule),
+                )),
+        );
+    }
+    for i in 0..on_demand {
+        let cpu = rng.pick(&[1000, 2000]);
+        out.push(
+            PodRequest::new("payments", &format!("api-{i:06}"))
+                .label("app", "payments")
+                .cpu_millis(cpu)
+                .memory_mib(cpu * 2 * 1024 / 1000)
+                .node_selector(labels::CAPACITY_TYPE, "on-demand"),
+        );
+    }
+    out
+}
+
+/// The seed's NodePools: `spot` (weight 80, spot only), `on-demand` (weight 50), `gpu` (weight
+/// 10, NVIDIA GPU types, tainted `nvidia.com/gpu`) and `gaudi` (weight 5, `dl1.24xlarge`
+/// on-demand, tainted `habana.ai/gaudi`); no limits.
+pub fn seed_pools() -> Vec<PoolSpec> {
+    vec![
+        PoolSpec::new("spot")
+            .weight(80)
+            .requirement(Requirement::in_(labels::CAPACITY_TYPE, ["spot"])),
+        PoolSpec::new("on-demand")
+            .weight(50)
+            .requirement(Requirement::in_(labels::CAPACITY_TYPE, ["on-demand"])),
+        PoolSpec::new("gpu")
+            .weight(10)
+            .requirement(Requirement::in_(
+                labels::INSTANCE_GPU_MANUFACTURER,
+                ["nvidia"],
+            ))
+            .taint(NodeTaint::new(
+                labels::RESOURCE_NVIDIA_GPU,
+                "true",
+                TaintEffect::NoSchedule,
+            )),
+        PoolSpec::new("gaudi")
+            .weight(5)
+            .requirement(Requirement::in_(labels::INSTANCE_TYPE, ["dl1.24xlarge"]))
+            .requirement(Requirement::in_(labels::CAPACITY_TYPE, ["on-demand"]))
+            .taint(NodeTaint::new(
+                labels::RESOURCE_HABANA_GAUDI,
+                "true",
+                TaintEffect::NoSchedule,
+            )),
+    ]
+}
+
+/// The seed batch ([`seed_pods`], seed 42) against [`seed_pools`] on `instance_types`, with a
+/// node agent DaemonSet (100m, 128Mi) on every node.
+pub fn seed_input(n: usize, instance_types: Vec<InstanceType>) -> SolveInput {
+    SolveInput {
+        pods: seed_pods(n, 42),
+        nodepools: seed_pools(),
+        instance_types,
+        daemonsets: vec![DaemonSet {
+            name: "kube-system/node-agent".into(),
+            pod: PodRequest::new("kube-system", "node-agent")
+                .cpu_millis(100)
+                .memory_mib(128)
+                .toleration(Toleration::exists("", None)),
+        }],
         ..SolveInput::default()
     }
 }
@@ -114,11 +264,16 @@ pub struct Report {
     pub pods: usize,
     pub types: usize,
     pub mix: Mix,
+    /// `karpenter` (synthetic) or `aws` (the embedded AWS catalogue).
+    pub catalog: &'static str,
     pub nodes: usize,
     pub unschedulable: usize,
     pub cost_per_hour: f64,
     pub bound_per_hour: f64,
     pub elapsed_ms: f64,
+    pub bound_ms: f64,
+    /// Per NodePool: (claims, $/h).
+    pub pools: BTreeMap<String, (usize, f64)>,
 }
 
 impl Report {
@@ -133,7 +288,7 @@ impl Report {
     /// The report line (`solve pods=.. types=.. mix=.. nodes=.. ...`).
     pub fn line(&self) -> String {
         format!(
-            "solve pods={} types={} mix={} nodes={} cost_per_hour={:.2} bound_per_hour={:.2} gap={:.4} elapsed_ms={:.1} pods_per_sec={:.0}",
+            "solve pods={} types={} mix={} nodes={} cost_per_hour={:.2} bound_per_hour={:.2} gap={:.4} elapsed_ms={:.1} pods_per_sec={:.0} catalog={} bound_ms={:.1}",
             self.pods,
             self.types,
             self.mix.as_str(),
@@ -143,25 +298,43 @@ impl Report {
             self.gap(),
             self.elapsed_ms,
             self.pods as f64 / (self.elapsed_ms / 1000.0).max(1e-9),
+            self.catalog,
+            self.bound_ms,
         )
     }
 }
 
 /// Builds the input, times one solve and computes the bound.
 pub fn run(n: usize, types: usize, mix: Mix) -> Report {
-    let inp = input(n, types, mix);
+    run_input(&input(n, types, mix), mix, "karpenter")
+}
+
+/// Times one solve of `inp` and computes the bound.
+pub fn run_input(inp: &SolveInput, mix: Mix, catalog: &'static str) -> Report {
     let start = Instant::now();
-    let plan = solve(&inp, &SolveOptions::default());
+    let plan = solve(inp, &SolveOptions::default());
     let elapsed_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let start = Instant::now();
+    let bound_per_hour = lower_bound(inp);
+    let bound_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let mut pools: BTreeMap<String, (usize, f64)> = BTreeMap::new();
+    for c in &plan.new_claims {
+        let e = pools.entry(c.nodepool.clone()).or_default();
+        e.0 += 1;
+        e.1 += c.cheapest_price;
+    }
     Report {
-        pods: n,
-        types,
+        pods: inp.pods.len(),
+        types: inp.instance_types.len(),
         mix,
+        catalog,
         nodes: plan.new_claims.len(),
         unschedulable: plan.unschedulable.len(),
         cost_per_hour: plan.cost_per_hour(),
-        bound_per_hour: lower_bound(&inp),
+        bound_per_hour,
         elapsed_ms,
+        bound_ms,
+        pools,
     }
 }
 
@@ -193,5 +366,38 @@ mod tests {
             r.line()
                 .starts_with("solve pods=200 types=50 mix=diverse nodes=")
         );
+    }
+
+    #[test]
+    fn seed_mix_keeps_its_proportions() {
+        let count =
+            |pods: &[PodRequest], app: &str| pods.iter().filter(|p| p.labels["app"] == app).count();
+        let small = seed_pods(7_500, 42);
+        assert_eq!(small.len(), 7_500);
+        assert_eq!(count(&small, "spark-executor"), 2_000);
+        assert_eq!(count(&small, "inference"), 200);
+        assert_eq!(count(&small, "training"), 16);
+        assert_eq!(count(&small, "payments"), 300);
+        assert_eq!(count(&small, "batch"), 4_984);
+        let big = seed_pods(40_000, 42);
+        assert_eq!(big.len(), 40_000);
+        assert_eq!(count(&big, "spark-executor"), 10_667);
+        assert_eq!(count(&big, "training"), 86);
+        assert_eq!(seed_pods(3, 1).len(), 3);
+    }
+
+    #[test]
+    fn seed_mix_on_synthetic_types_places_cpu_pods_above_the_bound() {
+        // The synthetic catalogue has no accelerators: only the GPU and Gaudi pods stay pending.
+        let r = run(300, 50, Mix::Seed);
+        let inp = input(300, 50, Mix::Seed);
+        let accelerated = inp
+            .pods
+            .iter()
+            .filter(|p| p.labels["app"] == "inference" || p.labels["app"] == "training")
+            .count();
+        assert_eq!(r.unschedulable, accelerated);
+        assert!(r.cost_per_hour >= r.bound_per_hour - 1e-9, "{}", r.line());
+        assert!(r.pools.contains_key("spot") && r.pools.contains_key("on-demand"));
     }
 }
