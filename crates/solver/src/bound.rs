@@ -239,7 +239,7 @@ fn components(b: &BoundInput) -> Vec<(Vec<usize>, Vec<usize>)> {
 /// the whole component, every union of the kind sets of classes (up to [`MAX_UNIONS`]) closed
 /// over the classes that fit within it, each group of classes with identical kind sets, and each
 /// single class.
-fn class_sets(class_kinds: &[Bitset], kind_count: usize) -> Vec<Vec<usize>> {
+fn class_sets(class_kinds: &[Bitset]) -> Vec<Vec<usize>> {
     let nc = class_kinds.len();
     let mut sets: Vec<Vec<usize>> = Vec::new();
     let mut seen: BTreeSet<Vec<usize>> = BTreeSet::new();
@@ -301,7 +301,6 @@ fn class_sets(class_kinds: &[Bitset], kind_count: usize) -> Vec<Vec<usize>> {
     for c in 0..nc {
         push(vec![c], &mut sets);
     }
-    let _ = kind_count;
     sets
 }
 
@@ -387,7 +386,7 @@ fn component_bound(b: &BoundInput, classes: &[usize], kinds: &[usize]) -> f64 {
     // Rows: (class set, resource) with their demand; coefficients per kind (sparse).
     let mut demand: Vec<f64> = Vec::new();
     let mut coef: Vec<Vec<(usize, f64)>> = vec![Vec::new(); nk];
-    for set in class_sets(&class_kinds, nk) {
+    for set in class_sets(&class_kinds) {
         let mut in_set = vec![false; nc];
         for c in &set {
             in_set[*c] = true;
@@ -522,15 +521,15 @@ fn solve_dual(demand: &[f64], coef: &[Vec<(usize, f64)>], prices: &[f64]) -> f64
     }
     // Scale y down until every kind's dual constraint holds: then d.y is a valid bound.
     let mut theta = 1f64;
-    for k in 0..nk {
+    for (k, price) in p.iter().enumerate() {
         let l = lhs(k, &y);
         if l <= 0.0 {
             continue;
         }
-        if p[k] <= 0.0 {
+        if *price <= 0.0 {
             return 0.0;
         }
-        theta = theta.max(l / p[k]);
+        theta = theta.max(l / price);
     }
     let value: f64 = d.iter().zip(&y).map(|(d, y)| d * y).sum();
     value / theta * price_scale
@@ -662,13 +661,16 @@ mod tests {
         }
     }
 
+    /// A node kind of the brute force: (type, on-demand?, room for cpu, MiB, pods, price).
+    type Kind = (usize, bool, [i64; 3], f64);
+
     /// The cheapest set of nodes holding every pod, by exhaustive search (pods that fit no node
     /// are left out, as the bound leaves them out).
     fn brute_force(types: &[Ty], pods: &[Pd], daemon: Option<(i64, i64)>) -> f64 {
         let (dc, dm) = daemon.unwrap_or((0, 0));
         let dp = i64::from(daemon.is_some());
         // Node kinds: (type, on-demand?) -> (cpu, mib, pods, price).
-        let kinds: Vec<(usize, bool, [i64; 3], f64)> = types
+        let kinds: Vec<Kind> = types
             .iter()
             .enumerate()
             .flat_map(|(i, t)| {
@@ -676,7 +678,7 @@ mod tests {
                 [(i, false, room, t.spot), (i, true, room, t.on_demand)]
             })
             .collect();
-        let may = |p: &Pd, k: &(usize, bool, [i64; 3], f64)| {
+        let may = |p: &Pd, k: &Kind| {
             (!p.on_demand || k.1)
                 && p.family.is_none_or(|f| types[k.0].family == f)
                 && p.cpu <= k.2[0]
@@ -691,8 +693,8 @@ mod tests {
         fn go(
             i: usize,
             pods: &[Pd],
-            kinds: &[(usize, bool, [i64; 3], f64)],
-            may: &dyn Fn(&Pd, &(usize, bool, [i64; 3], f64)) -> bool,
+            kinds: &[Kind],
+            may: &dyn Fn(&Pd, &Kind) -> bool,
             open: &mut Vec<(usize, [i64; 3])>,
             cost: f64,
             best: &mut f64,
