@@ -174,6 +174,7 @@ pub fn seed_pods(n: usize, seed: u64) -> Vec<PodRequest> {
                 .cpu_millis(4000)
                 .memory_mib(16 * 1024)
                 .request(labels::RESOURCE_NVIDIA_GPU, 1)
+                .node_selector(labels::NODEPOOL, "gpu")
                 .toleration(Toleration::exists(
                     labels::RESOURCE_NVIDIA_GPU,
                     Some(TaintEffect::NoSchedule),
@@ -187,6 +188,7 @@ pub fn seed_pods(n: usize, seed: u64) -> Vec<PodRequest> {
                 .cpu_millis(64_000)
                 .memory_mib(512 * 1024)
                 .request(labels::RESOURCE_HABANA_GAUDI, 8)
+                .node_selector(labels::NODEPOOL, "gaudi")
                 .toleration(Toleration::exists(
                     labels::RESOURCE_HABANA_GAUDI,
                     Some(TaintEffect::NoSchedule),
