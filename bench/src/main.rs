@@ -80,6 +80,6 @@ fn main() -> ExitCode {
 }
 
 /// The embedded AWS catalogue (us-east-1, every zone, embedded on-demand and synthetic spot prices).
-fn aws_types() -> Result<Vec<stowage_solver::InstanceType>, String> {
-    Err("the SDK-free catalogue crate is not in the workspace yet".into())
+fn aws_types() -> Result<Vec<stowage_solver::InstanceType>, stowage_aws_catalog::Error> {
+    stowage_aws_catalog::embedded("us-east-1", &stowage_aws_catalog::CatalogSettings::default())
 }
