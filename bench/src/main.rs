@@ -81,5 +81,8 @@ fn main() -> ExitCode {
 
 /// The embedded AWS catalogue (us-east-1, every zone, embedded on-demand and synthetic spot prices).
 fn aws_types() -> Result<Vec<stowage_solver::InstanceType>, stowage_aws_catalog::Error> {
-    stowage_aws_catalog::embedded("us-east-1", &stowage_aws_catalog::CatalogSettings::default())
+    stowage_aws_catalog::embedded(
+        "us-east-1",
+        &stowage_aws_catalog::CatalogSettings::default(),
+    )
 }
