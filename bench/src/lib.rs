@@ -402,4 +402,23 @@ mod tests {
         assert!(r.cost_per_hour >= r.bound_per_hour - 1e-9, "{}", r.line());
         assert!(r.pools.contains_key("spot") && r.pools.contains_key("on-demand"));
     }
+
+    #[test]
+    fn seed_mix_on_the_aws_catalogue_uses_every_pool_above_the_bound() {
+        let types = stowage_aws_catalog::embedded(
+            "us-east-1",
+            &stowage_aws_catalog::CatalogSettings::default(),
+        )
+        .unwrap();
+        let r = run_input(&seed_input(400, types), Mix::Seed, "aws");
+        assert_eq!(r.unschedulable, 0, "{}", r.line());
+        assert!(r.bound_per_hour > 0.0);
+        assert!(r.cost_per_hour >= r.bound_per_hour - 1e-9, "{}", r.line());
+        // One eight-Gaudi pod per dl1.24xlarge, on-demand; GPU pods on the GPU pool.
+        assert_eq!(r.pools["gaudi"].0, seed_share(SEED_GAUDI, 400));
+        assert_eq!(
+            ["spot", "on-demand", "gpu", "gaudi"].map(|p| r.pools.contains_key(p)),
+            [true; 4]
+        );
+    }
 }
