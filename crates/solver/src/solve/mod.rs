@@ -54,6 +54,7 @@ mod classes;
 mod finish;
 mod interning;
 mod open;
+mod patterns;
 mod place;
 mod pools;
 mod reasons;
@@ -217,6 +218,7 @@ impl<'a> Engine<'a> {
                 }
             }
         }
+        self.pack_patterns();
     }
 
     /// Marks the remaining pods of class `c` unschedulable, with the reason.

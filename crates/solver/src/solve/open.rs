@@ -462,7 +462,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Opens claim `<pool>-<n>` as type `t`, charged to the pool's budget.
-    fn create(
+    pub(super) fn create(
         &mut self,
         c: usize,
         pi: usize,

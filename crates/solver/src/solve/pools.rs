@@ -227,6 +227,11 @@ impl PoolBudget {
         }
     }
 
+    /// Whether the pool has no limit and no on-demand cap (what it buys changes no other choice).
+    pub(super) fn unlimited(&self) -> bool {
+        self.limits.is_empty() && self.nodes.is_none() && self.on_demand_cap.is_none()
+    }
+
     /// Whether the budget can rule out a type for capacity type `ct` (then type choices depend
     /// on what was bought before and are not cached).
     pub(super) fn constrains(&self, ct: CapacityType) -> bool {

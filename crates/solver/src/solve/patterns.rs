@@ -1,0 +1,691 @@
+//! Step 6b, pattern packing: after the greedy placement ([`super::place`], [`super::open`]),
+//! the new claims that hold only pods of *free* classes are packed again as a whole and the
+//! result is kept when it is cheaper.
+//!
+//! A class is free when its pods can move between new nodes without any other check: no host
+//! ports, no topology spread, pod affinity or anti-affinity of its own, not counted or repelled by
+//! anyone else's, no domain pins. A claim is repacked when it is opened by this solve, holds only
+//! pods of free classes, is not reserved, and its NodePool has no limit and no on-demand cap (so
+//! what it buys changes no other choice). Claims are repacked per (NodePool, capacity type) as
+//! the greedy chose them, so the pool weight order and reserved > spot > on-demand are kept; the
+//! classes of a bucket are packed per zone mask.
+//!
+//! The packing is the configuration LP (Gilmore-Gomory): `min sum p_k x_P` over *patterns* `P`
+//! (how many pods of each class one node of kind `k` holds) with every class covered, solved by
+//! a revised simplex over the classes whose entering columns come from a pool of patterns or, when
+//! none prices out, from an integer knapsack per kind with the simplex duals as values (column
+//! generation). Rounding: the LP's whole nodes are taken and the LP solved again for what is left,
+//! a few times; the last pass rounds up. Every limit is an iteration count, so the result is
+//! deterministic. Both plans are priced as `finish` buys them (the cheapest compatible type that
+//! holds each node) and the cheaper kept, so repacking never makes a bucket dearer.
+
+use std::collections::BTreeMap;
+
+use stowage_api::CapacityType;
+
+use super::Engine;
+use super::place::NodeOrigin;
+use crate::bitset::Bitset;
+
+/// Simplex iterations per LP solve.
+const MAX_PIVOTS: usize = 600;
+/// Knapsack pricing rounds per LP solve.
+const MAX_PRICING_ROUNDS: usize = 40;
+/// Patterns a pricing round adds to the pool (the best by price ratio).
+const PATTERNS_PER_ROUND: usize = 20;
+/// Search nodes per knapsack before settling for the best pattern found.
+const KNAPSACK_NODES: usize = 2_000;
+/// Rounding passes (take the LP's whole nodes, solve again for the rest); the last rounds up.
+const ROUNDING_PASSES: usize = 4;
+/// Relative reduced cost below which a column improves the LP.
+const IMPROVES: f64 = 1e-9;
+
+/// A node kind a bucket may buy: an instance type with its price and room.
+#[derive(Debug, Clone)]
+pub(super) struct Kind {
+    /// Index into the catalog's types.
+    pub(super) type_index: usize,
+    pub(super) price: f64,
+    pub(super) allocatable: Vec<i64>,
+    /// Per class of the problem: whether the kind may hold it.
+    pub(super) holds: Vec<bool>,
+}
+
+/// A pattern: `count[c]` pods of each class on one node of `kind`.
+#[derive(Debug, Clone, PartialEq)]
+struct Pattern {
+    kind: usize,
+    count: Vec<i64>,
+}
+
+/// A simplex column: a pattern of the pool, or the surplus of a class (covering more than asked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Column {
+    Pattern(usize),
+    Surplus(usize),
+}
+
+/// Whole nodes to buy: `copies` nodes of `kind`, each holding up to `count[c]` pods of class `c`.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct PatternNodes {
+    pub(super) kind: usize,
+    pub(super) count: Vec<i64>,
+    pub(super) copies: i64,
+}
+
+/// Pods of class `c` one empty node of room `a` holds.
+fn fit(request: &[i64], a: &[i64]) -> i64 {
+    request
+        .iter()
+        .zip(a)
+        .filter(|(q, _)| **q > 0)
+        .map(|(q, a)| (*a).max(0) / q)
+        .min()
+        .unwrap_or(0)
+}
+
+/// Whole nodes that hold `demand[c]` pods of each class `c` (requests `requests[c]`) on the
+/// `kinds`, cheap by the configuration LP (see the module docs); None when a class with demand
+/// fits no kind.
+pub(super) fn pattern_plan(
+    demand: &[i64],
+    requests: &[&[i64]],
+    kinds: &[Kind],
+) -> Option<Vec<PatternNodes>> {
+    let nc = demand.len();
+    // Start with each class alone on the kind that holds it cheapest per pod.
+    let mut pool: Vec<Pattern> = Vec::new();
+    for c in 0..nc {
+        let mut best: Option<(f64, usize, i64)> = None;
+        for (k, kind) in kinds.iter().enumerate() {
+            if !kind.holds[c] {
+                continue;
+            }
+            let m = fit(requests[c], &kind.allocatable);
+            if m > 0 && best.is_none_or(|(r, _, _)| kind.price / (m as f64) < r) {
+                best = Some((kind.price / m as f64, k, m));
+            }
+        }
+        let (k, m) = match best {
+            Some((_, k, m)) => (k, m),
+            None if demand[c] == 0 => (0, 0),
+            None => return None,
+        };
+        let mut count = vec![0; nc];
+        count[c] = m;
+        pool.push(Pattern { kind: k, count });
+    }
+    let mut chosen: BTreeMap<usize, i64> = BTreeMap::new();
+    let mut residual = demand.to_vec();
+    for pass in 0..ROUNDING_PASSES {
+        if residual.iter().all(|r| *r <= 0) {
+            break;
+        }
+        let x = solve_lp(&residual, requests, kinds, &mut pool);
+        let last = pass + 1 == ROUNDING_PASSES || x.iter().all(|(_, v)| *v < 1.0 - 1e-9);
+        for (j, v) in x {
+            let copies = if last {
+                (v - 1e-9).ceil()
+            } else {
+                (v + 1e-9).floor()
+            };
+            if copies >= 1.0 {
+                *chosen.entry(j).or_default() += copies as i64;
+            }
+        }
+        residual = demand.to_vec();
+        for (j, copies) in &chosen {
+            for (r, n) in residual.iter_mut().zip(&pool[*j].count) {
+                *r -= n * copies;
+            }
+        }
+        if last {
+            break;
+        }
+    }
+    if residual.iter().any(|r| *r > 0) {
+        return None;
+    }
+    Some(
+        chosen
+            .into_iter()
+            .map(|(j, copies)| PatternNodes {
+                kind: pool[j].kind,
+                count: pool[j].count.clone(),
+                copies,
+            })
+            .collect(),
+    )
+}
+
+/// The configuration LP for `demand` by revised simplex with column generation, from a basis of
+/// the pool's first `demand.len()` patterns (one class each): the basic patterns and their
+/// values. New patterns are added to `pool`.
+fn solve_lp(
+    demand: &[i64],
+    requests: &[&[i64]],
+    kinds: &[Kind],
+    pool: &mut Vec<Pattern>,
+) -> Vec<(usize, f64)> {
+    let nc = demand.len();
+    let d: Vec<f64> = demand.iter().map(|v| (*v).max(0) as f64).collect();
+    let mut basis: Vec<Column> = (0..nc)
+        .map(|c| {
+            if pool[c].count[c] > 0 {
+                Column::Pattern(c)
+            } else {
+                Column::Surplus(c)
+            }
+        })
+        .collect();
+    let column = |pool: &[Pattern], col: Column| -> (Vec<f64>, f64) {
+        match col {
+            Column::Pattern(j) => (
+                pool[j].count.iter().map(|v| *v as f64).collect(),
+                kinds[pool[j].kind].price,
+            ),
+            Column::Surplus(c) => {
+                let mut a = vec![0.0; nc];
+                a[c] = -1.0;
+                (a, 0.0)
+            }
+        }
+    };
+    let mut x_b = d.clone();
+    let mut pricing_rounds = 0;
+    for _ in 0..MAX_PIVOTS {
+        let cols: Vec<(Vec<f64>, f64)> = basis.iter().map(|b| column(pool, *b)).collect();
+        let matrix: Vec<Vec<f64>> = (0..nc)
+            .map(|i| cols.iter().map(|(a, _)| a[i]).collect())
+            .collect();
+        let Some(xs) = gauss(&matrix, &d) else { break };
+        x_b = xs.into_iter().map(|v| v.max(0.0)).collect();
+        let transposed: Vec<Vec<f64>> = cols.iter().map(|(a, _)| a.clone()).collect();
+        let costs: Vec<f64> = cols.iter().map(|(_, p)| *p).collect();
+        let Some(pi) = gauss(&transposed, &costs) else {
+            break;
+        };
+        // Entering column: the best relative reduced cost in the pool, then a surplus.
+        let mut entering: Option<(f64, Column)> = None;
+        for (j, p) in pool.iter().enumerate() {
+            if basis.contains(&Column::Pattern(j)) {
+                continue;
+            }
+            let price = kinds[p.kind].price;
+            let value: f64 = p.count.iter().zip(&pi).map(|(n, v)| *n as f64 * v).sum();
+            let gain = value / price - 1.0;
+            if gain > IMPROVES && entering.is_none_or(|(g, _)| gain > g) {
+                entering = Some((gain, Column::Pattern(j)));
+            }
+        }
+        if entering.is_none() {
+            entering = pi
+                .iter()
+                .position(|v| *v < -IMPROVES)
+                .map(|c| (0.0, Column::Surplus(c)));
+        }
+        if entering.is_none() && pricing_rounds < MAX_PRICING_ROUNDS {
+            pricing_rounds += 1;
+            let mut found: Vec<(f64, Pattern)> = Vec::new();
+            for (k, kind) in kinds.iter().enumerate() {
+                let items: Vec<(usize, f64)> = (0..nc)
+                    .filter(|c| kind.holds[*c] && pi[*c] > 0.0)
+                    .map(|c| (c, pi[c]))
+                    .collect();
+                let Some((value, count)) =
+                    knapsack(&kind.allocatable, &items, requests, kind.price, nc)
+                else {
+                    continue;
+                };
+                let gain = value / kind.price - 1.0;
+                if gain > IMPROVES {
+                    found.push((gain, Pattern { kind: k, count }));
+                }
+            }
+            found.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.kind.cmp(&y.1.kind)));
+            for (gain, pattern) in found.into_iter().take(PATTERNS_PER_ROUND) {
+                if pool.contains(&pattern) {
+                    continue;
+                }
+                pool.push(pattern);
+                if entering.is_none() {
+                    entering = Some((gain, Column::Pattern(pool.len() - 1)));
+                }
+            }
+        }
+        let Some((_, enter)) = entering else { break };
+        let (a, _) = column(pool, enter);
+        let Some(w) = gauss(&matrix, &a) else { break };
+        let mut leave: Option<(f64, usize)> = None;
+        for i in 0..nc {
+            if w[i] > 1e-9 {
+                let ratio = x_b[i] / w[i];
+                if leave.is_none_or(|(r, _)| ratio < r - 1e-12) {
+                    leave = Some((ratio, i));
+                }
+            }
+        }
+        let Some((_, i)) = leave else { break };
+        basis[i] = enter;
+    }
+    basis
+        .iter()
+        .zip(&x_b)
+        .filter_map(|(b, v)| match b {
+            Column::Pattern(j) if *v > 1e-9 => Some((*j, *v)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Solves `m x = b` (square) by Gaussian elimination with partial pivoting; None if singular.
+fn gauss(m: &[Vec<f64>], b: &[f64]) -> Option<Vec<f64>> {
+    let n = b.len();
+    let mut a: Vec<Vec<f64>> = m
+        .iter()
+        .zip(b)
+        .map(|(row, v)| {
+            let mut r = row.clone();
+            r.push(*v);
+            r
+        })
+        .collect();
+    for col in 0..n {
+        let p = (col..n).max_by(|x, y| a[*x][col].abs().total_cmp(&a[*y][col].abs()))?;
+        if a[p][col].abs() < 1e-12 {
+            return None;
+        }
+        a.swap(col, p);
+        let pivot = a[col].clone();
+        for (r, row) in a.iter_mut().enumerate() {
+            if r != col && row[col] != 0.0 {
+                let f = row[col] / pivot[col];
+                for (x, y) in row.iter_mut().zip(&pivot).skip(col) {
+                    *x -= f * y;
+                }
+            }
+        }
+    }
+    Some((0..n).map(|i| a[i][n] / a[i][i]).collect())
+}
+
+/// `max sum v_c n_c s.t. sum n_c q_c <= a, n integer >= 0` over `items` (class, value) by
+/// depth-first branch and bound (at most [`KNAPSACK_NODES`] nodes): the best value found and its
+/// counts per class, or None when even the fractional bound stays within `threshold`.
+fn knapsack(
+    a: &[i64],
+    items: &[(usize, f64)],
+    requests: &[&[i64]],
+    threshold: f64,
+    nc: usize,
+) -> Option<(f64, Vec<i64>)> {
+    if items.is_empty() {
+        return None;
+    }
+    let resources: Vec<usize> = (0..a.len())
+        .filter(|r| items.iter().all(|(c, _)| requests[*c][*r] > 0))
+        .collect();
+    let weight = |c: usize| {
+        (0..a.len())
+            .filter(|r| requests[c][*r] > 0)
+            .map(|r| requests[c][r] as f64 / a[r].max(1) as f64)
+            .fold(0f64, f64::max)
+    };
+    let mut order: Vec<(usize, f64)> = items.to_vec();
+    order.sort_by(|x, y| {
+        (y.1 / weight(y.0))
+            .total_cmp(&(x.1 / weight(x.0)))
+            .then(x.0.cmp(&y.0))
+    });
+    // suffix[i][j]: the best value per unit of resources[j] among order[i..].
+    let mut suffix = vec![vec![0f64; resources.len()]; order.len() + 1];
+    for i in (0..order.len()).rev() {
+        for (j, r) in resources.iter().enumerate() {
+            let here = order[i].1 / requests[order[i].0][*r] as f64;
+            suffix[i][j] = suffix[i + 1][j].max(here);
+        }
+    }
+    let search = Search {
+        order: &order,
+        requests,
+        resources: &resources,
+        suffix: &suffix,
+        best: 0.0,
+        pattern: vec![0; order.len()],
+        current: vec![0; order.len()],
+        nodes: 0,
+    };
+    if search.fractional(0, a) <= threshold * (1.0 + IMPROVES) {
+        return None;
+    }
+    let mut search = search;
+    let mut left = a.to_vec();
+    search.go(0, &mut left, 0.0);
+    let mut count = vec![0; nc];
+    for ((c, _), n) in order.iter().zip(&search.pattern) {
+        count[*c] = *n;
+    }
+    Some((search.best, count))
+}
+
+/// The state of one [`knapsack`] search.
+struct Search<'s> {
+    order: &'s [(usize, f64)],
+    requests: &'s [&'s [i64]],
+    resources: &'s [usize],
+    suffix: &'s [Vec<f64>],
+    best: f64,
+    pattern: Vec<i64>,
+    current: Vec<i64>,
+    nodes: usize,
+}
+
+impl Search<'_> {
+    /// An upper bound on what items `i..` add in room `left`.
+    fn fractional(&self, i: usize, left: &[i64]) -> f64 {
+        self.resources
+            .iter()
+            .enumerate()
+            .map(|(j, r)| left[*r].max(0) as f64 * self.suffix[i][j])
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    fn go(&mut self, i: usize, left: &mut [i64], value: f64) {
+        self.nodes += 1;
+        if value > self.best {
+            self.best = value;
+            self.pattern.clone_from(&self.current);
+        }
+        if i == self.order.len() || self.nodes > KNAPSACK_NODES {
+            return;
+        }
+        if value + self.fractional(i, left) <= self.best * (1.0 + 1e-12) {
+            return;
+        }
+        let (class, v) = self.order[i];
+        let q = self.requests[class];
+        let most = fit(q, left);
+        for n in (0..=most).rev() {
+            for (l, q) in left.iter_mut().zip(q) {
+                *l -= n * q;
+            }
+            self.current[i] = n;
+            self.go(i + 1, left, value + n as f64 * v);
+            self.current[i] = 0;
+            for (l, q) in left.iter_mut().zip(q) {
+                *l += n * q;
+            }
+            if self.nodes > KNAPSACK_NODES {
+                return;
+            }
+        }
+    }
+}
+
+impl Engine<'_> {
+    /// Whether pods of class `c` can move between new nodes with no check but resources and
+    /// compatible types (see the module docs).
+    fn free(&self, c: usize) -> bool {
+        let k = &self.classes[c];
+        k.pod.host_ports.is_empty()
+            && k.host_spread.is_empty()
+            && k.host_anti.is_empty()
+            && k.host_affinity.is_empty()
+            && k.domain_constraints.is_empty()
+            && k.domain_keys.is_empty()
+            && k.pin_keys.is_empty()
+            && k.counted_in.is_empty()
+            && k.owned_antis.is_empty()
+            && k.repelled_by.is_empty()
+    }
+
+    /// The price `finish` would pay for a claim of `pool`/`ct` in `zone_mask` holding `used`:
+    /// the cheapest of the `compatible` types that holds it (infinite if none).
+    fn holding_price(
+        &self,
+        compatible: &Bitset,
+        ct: CapacityType,
+        zone_mask: u64,
+        used: &[i64],
+    ) -> f64 {
+        compatible
+            .iter()
+            .filter_map(|t| {
+                let ty = &self.catalog.types[t];
+                let zones = ty.zones(ct) & zone_mask;
+                (zones != 0 && used.iter().zip(&ty.allocatable).all(|(u, a)| u <= a))
+                    .then(|| ty.cheapest(ct, zones))
+            })
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// Step 6b: repacks the claims that hold only free classes' pods where the pattern plan is
+    /// cheaper (see the module docs).
+    pub(super) fn pack_patterns(&mut self) {
+        let mut class_of = vec![usize::MAX; self.input.pods.len()];
+        for (c, class) in self.classes.iter().enumerate() {
+            for &m in &class.members[..class.next] {
+                class_of[m] = c;
+            }
+        }
+        let free: Vec<bool> = (0..self.classes.len()).map(|c| self.free(c)).collect();
+        let mut buckets: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
+        for (n, node) in self.nodes.iter().enumerate() {
+            let Some(claim) = node.opened() else { continue };
+            if claim.capacity_type == CapacityType::Reserved
+                || !self.catalog.pools[claim.pool].budget.unlimited()
+                || node.pods.is_empty()
+                || node.pods.iter().any(|p| !free[class_of[*p]])
+            {
+                continue;
+            }
+            let ct = super::interning::capacity_type_index(claim.capacity_type);
+            buckets.entry((claim.pool, ct)).or_default().push(n);
+        }
+        let mut removed: Vec<usize> = Vec::new();
+        let mut added: Vec<(usize, CapacityType, u64, usize, Vec<(usize, Vec<usize>)>)> =
+            Vec::new();
+        for ((pi, _), nodes) in buckets {
+            let Some(first) = self.nodes[nodes[0]].opened() else {
+                continue;
+            };
+            let ct = first.capacity_type;
+            let greedy: f64 = nodes
+                .iter()
+                .filter_map(|n| {
+                    let node = &self.nodes[*n];
+                    node.opened().map(|claim| {
+                        self.holding_price(&claim.compatible, ct, claim.zone_mask, &node.used)
+                    })
+                })
+                .sum();
+            // Pods per class, in node order; classes per zone mask.
+            let mut pods: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+            for &n in &nodes {
+                for &p in &self.nodes[n].pods {
+                    pods.entry(class_of[p]).or_default().push(p);
+                }
+            }
+            let pool_mask = self.catalog.pools[pi].zone_mask;
+            let mut by_mask: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+            for &c in pods.keys() {
+                by_mask
+                    .entry(self.classes[c].zone_mask & pool_mask)
+                    .or_default()
+                    .push(c);
+            }
+            let mut cost = 0.0;
+            let mut plan = Vec::new();
+            for (mask, classes) in by_mask {
+                match self.pack_group(pi, ct, mask, &classes, &pods) {
+                    Some((c, nodes)) => {
+                        cost += c;
+                        plan.extend(nodes.into_iter().map(|(t, held)| (pi, ct, mask, t, held)));
+                    }
+                    None => cost = f64::INFINITY,
+                }
+            }
+            if cost < greedy * (1.0 - 1e-9) {
+                removed.extend(nodes);
+                added.extend(plan);
+            }
+        }
+        if removed.is_empty() {
+            return;
+        }
+        removed.sort_unstable();
+        for &n in removed.iter().rev() {
+            let node = self.nodes.remove(n);
+            if let NodeOrigin::New(claim) = node.origin {
+                let capacity = &self.catalog.types[claim.target_type].capacity;
+                self.catalog.pools[claim.pool]
+                    .budget
+                    .refund(capacity, claim.capacity_type);
+            }
+        }
+        for (pi, ct, mask, t, held) in added {
+            let zones = self.catalog.types[t].zones(ct) & mask;
+            let n = self.create(held[0].0, pi, t, ct, zones, None);
+            for (c, pods) in held {
+                let class = &self.classes[c];
+                let node = &mut self.nodes[n];
+                for (u, r) in node.used.iter_mut().zip(&class.requests) {
+                    *u += r * pods.len() as i64;
+                }
+                node.pods.extend_from_slice(&pods);
+                if let NodeOrigin::New(claim) = &mut node.origin
+                    && let Some(b) = &class.compatible[claim.pool]
+                {
+                    claim.compatible.and_with(b);
+                }
+            }
+        }
+        // Name the new claims `<pool>-1`, `<pool>-2`, ... again, in node order.
+        let mut counters = vec![0usize; self.catalog.pools.len()];
+        for node in &mut self.nodes {
+            if let NodeOrigin::New(claim) = &node.origin {
+                counters[claim.pool] += 1;
+                node.name = format!(
+                    "{}-{}",
+                    self.catalog.pools[claim.pool].pool.name, counters[claim.pool]
+                );
+            }
+        }
+        for (pool, n) in self.catalog.pools.iter_mut().zip(counters) {
+            pool.claims = n;
+        }
+    }
+
+    /// The pattern plan of one group of `classes` (pods `pods[c]`) in pool `pi` as `ct` in
+    /// `mask`: its price as `finish` buys it, and its nodes (type, pods per class).
+    #[allow(clippy::type_complexity)]
+    fn pack_group(
+        &self,
+        pi: usize,
+        ct: CapacityType,
+        mask: u64,
+        classes: &[usize],
+        pods: &BTreeMap<usize, Vec<usize>>,
+    ) -> Option<(f64, Vec<(usize, Vec<(usize, Vec<usize>)>)>)> {
+        let compatible: Vec<&Bitset> = classes
+            .iter()
+            .map(|c| self.classes[*c].compatible[pi].as_ref())
+            .collect::<Option<_>>()?;
+        let mut union = compatible[0].clone();
+        for b in &compatible[1..] {
+            union.or_with(b);
+        }
+        let requests: Vec<&[i64]> = classes
+            .iter()
+            .map(|c| self.classes[*c].requests.as_slice())
+            .collect();
+        let mut kinds: Vec<Kind> = Vec::new();
+        for t in union.iter() {
+            let ty = &self.catalog.types[t];
+            let zones = ty.zones(ct) & mask;
+            let price = ty.cheapest(ct, zones);
+            if zones == 0 || !price.is_finite() || price <= 0.0 {
+                continue;
+            }
+            let holds: Vec<bool> = compatible
+                .iter()
+                .zip(&requests)
+                .map(|(b, q)| b.contains(t) && fit(q, &ty.allocatable) > 0)
+                .collect();
+            if holds.iter().any(|h| *h) {
+                kinds.push(Kind {
+                    type_index: t,
+                    price,
+                    allocatable: ty.allocatable.clone(),
+                    holds,
+                });
+            }
+        }
+        let kinds = undominated(kinds);
+        let demand: Vec<i64> = classes.iter().map(|c| pods[c].len() as i64).collect();
+        let plan = pattern_plan(&demand, &requests, &kinds)?;
+        // Hand out the pods, node by node.
+        let mut next = vec![0usize; classes.len()];
+        let mut cost = 0.0;
+        let mut out = Vec::new();
+        for nodes in plan {
+            let kind = &kinds[nodes.kind];
+            for _ in 0..nodes.copies {
+                let mut held = Vec::new();
+                let mut used = vec![0i64; kind.allocatable.len()];
+                let zones = self.catalog.types[kind.type_index].zones(ct) & mask;
+                let mut compat = union.clone();
+                for (i, &c) in classes.iter().enumerate() {
+                    let take = (nodes.count[i].max(0) as usize).min(demand[i] as usize - next[i]);
+                    if take == 0 {
+                        continue;
+                    }
+                    let list = pods[&c][next[i]..next[i] + take].to_vec();
+                    next[i] += take;
+                    for (u, r) in used.iter_mut().zip(requests[i]) {
+                        *u += r * take as i64;
+                    }
+                    compat.and_with(compatible[i]);
+                    held.push((c, list));
+                }
+                if held.is_empty() {
+                    continue;
+                }
+                cost += self.holding_price(&compat, ct, zones, &used);
+                out.push((kind.type_index, held));
+            }
+        }
+        if next.iter().zip(&demand).any(|(n, d)| *n as i64 != *d) {
+            return None;
+        }
+        Some((cost, out))
+    }
+}
+
+/// The kinds no other kind beats: one that holds at least the same classes, at no higher price,
+/// with at least as much of every resource (the first of equals stays).
+fn undominated(kinds: Vec<Kind>) -> Vec<Kind> {
+    let beats = |o: &Kind, k: &Kind| {
+        o.price <= k.price
+            && o.holds.iter().zip(&k.holds).all(|(a, b)| *a || !*b)
+            && o.allocatable
+                .iter()
+                .zip(&k.allocatable)
+                .all(|(a, b)| a >= b)
+    };
+    let keep: Vec<bool> = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            !kinds
+                .iter()
+                .enumerate()
+                .any(|(j, o)| j != i && beats(o, k) && (!beats(k, o) || j < i))
+        })
+        .collect();
+    kinds
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(k, keep)| keep.then_some(k))
+        .collect()
+}
