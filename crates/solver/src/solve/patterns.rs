@@ -19,7 +19,7 @@
 //! deterministic. Both plans are priced as `finish` buys them (the cheapest compatible type that
 //! holds each node) and the cheaper kept, so repacking never makes a bucket dearer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use stowage_api::CapacityType;
 
@@ -35,10 +35,26 @@ const MAX_PRICING_ROUNDS: usize = 40;
 const PATTERNS_PER_ROUND: usize = 20;
 /// Search nodes per knapsack before settling for the best pattern found.
 const KNAPSACK_NODES: usize = 2_000;
+/// Knapsack search nodes per solve, over all groups (bounds the phase's time whatever the input).
+const PATTERN_WORK: usize = 1_500_000;
+/// A bucket the greedy packs within this fraction of [`resource_bound`] is left as it is.
+const CLOSE_ENOUGH: f64 = 1e-3;
 /// Rounding passes (take the LP's whole nodes, solve again for the rest); the last rounds up.
 const ROUNDING_PASSES: usize = 4;
 /// Relative reduced cost below which a column improves the LP.
 const IMPROVES: f64 = 1e-9;
+
+/// Memo of [`Engine::holding_price`]: (compatible types, zones, used) -> price.
+type PriceMemo = HashMap<(Bitset, u64, Vec<i64>), f64>;
+
+/// One group of a bucket: classes of one zone mask, packed together.
+struct Group<'g> {
+    pool: usize,
+    ct: CapacityType,
+    mask: u64,
+    classes: &'g [usize],
+    kinds: &'g [Kind],
+}
 
 /// A node kind a bucket may buy: an instance type with its price and room.
 #[derive(Debug, Clone)]
@@ -91,6 +107,7 @@ pub(super) fn pattern_plan(
     demand: &[i64],
     requests: &[&[i64]],
     kinds: &[Kind],
+    work: &mut usize,
 ) -> Option<Vec<PatternNodes>> {
     let nc = demand.len();
     // Start with each class alone on the kind that holds it cheapest per pod.
@@ -121,7 +138,7 @@ pub(super) fn pattern_plan(
         if residual.iter().all(|r| *r <= 0) {
             break;
         }
-        let x = solve_lp(&residual, requests, kinds, &mut pool);
+        let x = solve_lp(&residual, requests, kinds, &mut pool, work);
         let last = pass + 1 == ROUNDING_PASSES || x.iter().all(|(_, v)| *v < 1.0 - 1e-9);
         for (j, v) in x {
             let copies = if last {
@@ -166,6 +183,7 @@ fn solve_lp(
     requests: &[&[i64]],
     kinds: &[Kind],
     pool: &mut Vec<Pattern>,
+    work: &mut usize,
 ) -> Vec<(usize, f64)> {
     let nc = demand.len();
     let d: Vec<f64> = demand.iter().map(|v| (*v).max(0) as f64).collect();
@@ -224,7 +242,7 @@ fn solve_lp(
                 .position(|v| *v < -IMPROVES)
                 .map(|c| (0.0, Column::Surplus(c)));
         }
-        if entering.is_none() && pricing_rounds < MAX_PRICING_ROUNDS {
+        if entering.is_none() && pricing_rounds < MAX_PRICING_ROUNDS && *work > 0 {
             pricing_rounds += 1;
             let mut found: Vec<(f64, Pattern)> = Vec::new();
             for (k, kind) in kinds.iter().enumerate() {
@@ -233,7 +251,7 @@ fn solve_lp(
                     .map(|c| (c, pi[c]))
                     .collect();
                 let Some((value, count)) =
-                    knapsack(&kind.allocatable, &items, requests, kind.price, nc)
+                    knapsack(&kind.allocatable, &items, requests, kind.price, nc, work)
                 else {
                     continue;
                 };
@@ -318,6 +336,7 @@ fn knapsack(
     requests: &[&[i64]],
     threshold: f64,
     nc: usize,
+    work: &mut usize,
 ) -> Option<(f64, Vec<i64>)> {
     if items.is_empty() {
         return None;
@@ -354,6 +373,7 @@ fn knapsack(
         pattern: vec![0; order.len()],
         current: vec![0; order.len()],
         nodes: 0,
+        limit: KNAPSACK_NODES.min(*work),
     };
     if search.fractional(0, a) <= threshold * (1.0 + IMPROVES) {
         return None;
@@ -361,6 +381,7 @@ fn knapsack(
     let mut search = search;
     let mut left = a.to_vec();
     search.go(0, &mut left, 0.0);
+    *work = work.saturating_sub(search.nodes);
     let mut count = vec![0; nc];
     for ((c, _), n) in order.iter().zip(&search.pattern) {
         count[*c] = *n;
@@ -378,6 +399,8 @@ struct Search<'s> {
     pattern: Vec<i64>,
     current: Vec<i64>,
     nodes: usize,
+    /// Nodes to search at most.
+    limit: usize,
 }
 
 impl Search<'_> {
@@ -396,7 +419,7 @@ impl Search<'_> {
             self.best = value;
             self.pattern.clone_from(&self.current);
         }
-        if i == self.order.len() || self.nodes > KNAPSACK_NODES {
+        if i == self.order.len() || self.nodes > self.limit {
             return;
         }
         if value + self.fractional(i, left) <= self.best * (1.0 + 1e-12) {
@@ -415,7 +438,7 @@ impl Search<'_> {
             for (l, q) in left.iter_mut().zip(q) {
                 *l += n * q;
             }
-            if self.nodes > KNAPSACK_NODES {
+            if self.nodes > self.limit {
                 return;
             }
         }
@@ -443,12 +466,17 @@ impl Engine<'_> {
     /// the cheapest of the `compatible` types that holds it (infinite if none).
     fn holding_price(
         &self,
+        memo: &mut PriceMemo,
         compatible: &Bitset,
         ct: CapacityType,
         zone_mask: u64,
         used: &[i64],
     ) -> f64 {
-        compatible
+        let key = (compatible.clone(), zone_mask, used.to_vec());
+        if let Some(p) = memo.get(&key) {
+            return *p;
+        }
+        let price = compatible
             .iter()
             .filter_map(|t| {
                 let ty = &self.catalog.types[t];
@@ -456,7 +484,9 @@ impl Engine<'_> {
                 (zones != 0 && used.iter().zip(&ty.allocatable).all(|(u, a)| u <= a))
                     .then(|| ty.cheapest(ct, zones))
             })
-            .fold(f64::INFINITY, f64::min)
+            .fold(f64::INFINITY, f64::min);
+        memo.insert(key, price);
+        price
     }
 
     /// Step 6b: repacks the claims that hold only free classes' pods where the pattern plan is
@@ -483,6 +513,8 @@ impl Engine<'_> {
             buckets.entry((claim.pool, ct)).or_default().push(n);
         }
         let mut removed: Vec<usize> = Vec::new();
+        let mut memo = PriceMemo::new();
+        let mut work = PATTERN_WORK;
         let mut added: Vec<(usize, CapacityType, u64, usize, Vec<(usize, Vec<usize>)>)> =
             Vec::new();
         for ((pi, _), nodes) in buckets {
@@ -495,7 +527,13 @@ impl Engine<'_> {
                 .filter_map(|n| {
                     let node = &self.nodes[*n];
                     node.opened().map(|claim| {
-                        self.holding_price(&claim.compatible, ct, claim.zone_mask, &node.used)
+                        self.holding_price(
+                            &mut memo,
+                            &claim.compatible,
+                            ct,
+                            claim.zone_mask,
+                            &node.used,
+                        )
                     })
                 })
                 .sum();
@@ -514,10 +552,32 @@ impl Engine<'_> {
                     .or_default()
                     .push(c);
             }
+            // Buckets the greedy already packs within [`CLOSE_ENOUGH`] of a bound stay.
+            let mut groups = Vec::new();
+            let mut bound = 0.0;
+            for (mask, classes) in by_mask {
+                let Some(kinds) = self.group_kinds(pi, ct, mask, &classes) else {
+                    bound = f64::INFINITY;
+                    break;
+                };
+                let demand: Vec<i64> = classes.iter().map(|c| pods[c].len() as i64).collect();
+                bound += resource_bound(&demand, &self.requests_of(&classes), &kinds);
+                groups.push((mask, classes, kinds));
+            }
+            if greedy <= bound * (1.0 + CLOSE_ENOUGH) || !bound.is_finite() {
+                continue;
+            }
             let mut cost = 0.0;
             let mut plan = Vec::new();
-            for (mask, classes) in by_mask {
-                match self.pack_group(pi, ct, mask, &classes, &pods) {
+            for (mask, classes, kinds) in groups {
+                let group = Group {
+                    pool: pi,
+                    ct,
+                    mask,
+                    classes: &classes,
+                    kinds: &kinds,
+                };
+                match self.pack_group(&group, &pods, &mut memo, &mut work) {
                     Some((c, nodes)) => {
                         cost += c;
                         plan.extend(nodes.into_iter().map(|(t, held)| (pi, ct, mask, t, held)));
@@ -533,16 +593,20 @@ impl Engine<'_> {
         if removed.is_empty() {
             return;
         }
-        removed.sort_unstable();
-        for &n in removed.iter().rev() {
-            let node = self.nodes.remove(n);
-            if let NodeOrigin::New(claim) = node.origin {
+        let mut gone = vec![false; self.nodes.len()];
+        for &n in &removed {
+            gone[n] = true;
+            if let Some(claim) = self.nodes[n].opened() {
                 let capacity = &self.catalog.types[claim.target_type].capacity;
-                self.catalog.pools[claim.pool]
-                    .budget
-                    .refund(capacity, claim.capacity_type);
+                let (pool, ct) = (claim.pool, claim.capacity_type);
+                self.catalog.pools[pool].budget.refund(capacity, ct);
             }
         }
+        let mut index = 0;
+        self.nodes.retain(|_| {
+            index += 1;
+            !gone[index - 1]
+        });
         for (pi, ct, mask, t, held) in added {
             let zones = self.catalog.types[t].zones(ct) & mask;
             let n = self.create(held[0].0, pi, t, ct, zones, None);
@@ -576,29 +640,32 @@ impl Engine<'_> {
         }
     }
 
-    /// The pattern plan of one group of `classes` (pods `pods[c]`) in pool `pi` as `ct` in
-    /// `mask`: its price as `finish` buys it, and its nodes (type, pods per class).
-    #[allow(clippy::type_complexity)]
-    fn pack_group(
+    /// Requests per pod of each of the `classes`.
+    fn requests_of(&self, classes: &[usize]) -> Vec<&[i64]> {
+        classes
+            .iter()
+            .map(|c| self.classes[*c].requests.as_slice())
+            .collect()
+    }
+
+    /// The kinds a group of `classes` may be packed on in pool `pi` as `ct` in `mask`: every
+    /// type compatible with one of them, offered there, and not beaten by another.
+    fn group_kinds(
         &self,
         pi: usize,
         ct: CapacityType,
         mask: u64,
         classes: &[usize],
-        pods: &BTreeMap<usize, Vec<usize>>,
-    ) -> Option<(f64, Vec<(usize, Vec<(usize, Vec<usize>)>)>)> {
+    ) -> Option<Vec<Kind>> {
         let compatible: Vec<&Bitset> = classes
             .iter()
             .map(|c| self.classes[*c].compatible[pi].as_ref())
             .collect::<Option<_>>()?;
-        let mut union = compatible[0].clone();
+        let requests = self.requests_of(classes);
+        let mut union = compatible.first()?.to_owned().clone();
         for b in &compatible[1..] {
             union.or_with(b);
         }
-        let requests: Vec<&[i64]> = classes
-            .iter()
-            .map(|c| self.classes[*c].requests.as_slice())
-            .collect();
         let mut kinds: Vec<Kind> = Vec::new();
         for t in union.iter() {
             let ty = &self.catalog.types[t];
@@ -621,9 +688,33 @@ impl Engine<'_> {
                 });
             }
         }
-        let kinds = undominated(kinds);
+        Some(undominated(kinds))
+    }
+
+    /// The pattern plan of one group (pods `pods[c]` of each class): its price as `finish` buys
+    /// it, and its nodes (type, pods per class).
+    #[allow(clippy::type_complexity)]
+    fn pack_group(
+        &self,
+        group: &Group,
+        pods: &BTreeMap<usize, Vec<usize>>,
+        memo: &mut PriceMemo,
+        work: &mut usize,
+    ) -> Option<(f64, Vec<(usize, Vec<(usize, Vec<usize>)>)>)> {
+        let Group {
+            pool: pi,
+            ct,
+            mask,
+            classes,
+            kinds,
+        } = *group;
+        let compatible: Vec<&Bitset> = classes
+            .iter()
+            .map(|c| self.classes[*c].compatible[pi].as_ref())
+            .collect::<Option<_>>()?;
+        let requests = self.requests_of(classes);
         let demand: Vec<i64> = classes.iter().map(|c| pods[c].len() as i64).collect();
-        let plan = pattern_plan(&demand, &requests, &kinds)?;
+        let plan = pattern_plan(&demand, &requests, kinds, work)?;
         // Hand out the pods, node by node.
         let mut next = vec![0usize; classes.len()];
         let mut cost = 0.0;
@@ -634,7 +725,7 @@ impl Engine<'_> {
                 let mut held = Vec::new();
                 let mut used = vec![0i64; kind.allocatable.len()];
                 let zones = self.catalog.types[kind.type_index].zones(ct) & mask;
-                let mut compat = union.clone();
+                let mut compat = compatible[0].clone();
                 for (i, &c) in classes.iter().enumerate() {
                     let take = (nodes.count[i].max(0) as usize).min(demand[i] as usize - next[i]);
                     if take == 0 {
@@ -651,7 +742,7 @@ impl Engine<'_> {
                 if held.is_empty() {
                     continue;
                 }
-                cost += self.holding_price(&compat, ct, zones, &used);
+                cost += self.holding_price(memo, &compat, ct, zones, &used);
                 out.push((kind.type_index, held));
             }
         }
@@ -673,19 +764,59 @@ fn undominated(kinds: Vec<Kind>) -> Vec<Kind> {
                 .zip(&k.allocatable)
                 .all(|(a, b)| a >= b)
     };
-    let keep: Vec<bool> = kinds
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            !kinds
-                .iter()
-                .enumerate()
-                .any(|(j, o)| j != i && beats(o, k) && (!beats(k, o) || j < i))
-        })
-        .collect();
+    // In this order a kind can only be beaten by kinds before it, and beating is transitive,
+    // so checking against the kept ones suffices.
+    let size = |k: &Kind| {
+        (
+            k.holds.iter().filter(|h| **h).count(),
+            k.allocatable.iter().map(|a| *a as i128).sum::<i128>(),
+        )
+    };
+    let mut order: Vec<usize> = (0..kinds.len()).collect();
+    order.sort_by(|a, b| {
+        kinds[*a]
+            .price
+            .total_cmp(&kinds[*b].price)
+            .then_with(|| size(&kinds[*b]).cmp(&size(&kinds[*a])))
+            .then(a.cmp(b))
+    });
+    let mut keep = vec![false; kinds.len()];
+    let mut kept: Vec<usize> = Vec::new();
+    for i in order {
+        if !kept.iter().any(|o| beats(&kinds[*o], &kinds[i])) {
+            kept.push(i);
+            keep[i] = true;
+        }
+    }
     kinds
         .into_iter()
         .zip(keep)
         .filter_map(|(k, keep)| keep.then_some(k))
         .collect()
+}
+
+/// A lower bound on any cover of `demand` by `kinds`: per resource, every pod's request at the
+/// lowest price per unit of that resource among the kinds that hold its class; the largest.
+fn resource_bound(demand: &[i64], requests: &[&[i64]], kinds: &[Kind]) -> f64 {
+    let resources = requests.first().map_or(0, |q| q.len());
+    (0..resources)
+        .map(|r| {
+            demand
+                .iter()
+                .enumerate()
+                .map(|(c, n)| {
+                    let q = requests[c][r];
+                    if q <= 0 || *n <= 0 {
+                        return 0.0;
+                    }
+                    let per_unit = kinds
+                        .iter()
+                        .filter(|k| k.holds[c] && k.allocatable[r] > 0)
+                        .map(|k| k.price / k.allocatable[r] as f64)
+                        .fold(f64::INFINITY, f64::min);
+                    *n as f64 * q as f64 * per_unit
+                })
+                .sum::<f64>()
+        })
+        .fold(0.0, f64::max)
 }
