@@ -56,6 +56,9 @@ struct Group<'g> {
     kinds: &'g [Kind],
 }
 
+/// A node of a pattern plan: its type (index into the catalog's types), pods per class.
+type NodePlan = (usize, Vec<(usize, Vec<usize>)>);
+
 /// A node kind a bucket may buy: an instance type with its price and room.
 #[derive(Debug, Clone)]
 pub(super) struct Kind {
@@ -515,8 +518,7 @@ impl Engine<'_> {
         let mut removed: Vec<usize> = Vec::new();
         let mut memo = PriceMemo::new();
         let mut work = PATTERN_WORK;
-        let mut added: Vec<(usize, CapacityType, u64, usize, Vec<(usize, Vec<usize>)>)> =
-            Vec::new();
+        let mut added: Vec<(usize, CapacityType, u64, NodePlan)> = Vec::new();
         for ((pi, _), nodes) in buckets {
             let Some(first) = self.nodes[nodes[0]].opened() else {
                 continue;
@@ -580,7 +582,7 @@ impl Engine<'_> {
                 match self.pack_group(&group, &pods, &mut memo, &mut work) {
                     Some((c, nodes)) => {
                         cost += c;
-                        plan.extend(nodes.into_iter().map(|(t, held)| (pi, ct, mask, t, held)));
+                        plan.extend(nodes.into_iter().map(|node| (pi, ct, mask, node)));
                     }
                     None => cost = f64::INFINITY,
                 }
@@ -607,7 +609,7 @@ impl Engine<'_> {
             index += 1;
             !gone[index - 1]
         });
-        for (pi, ct, mask, t, held) in added {
+        for (pi, ct, mask, (t, held)) in added {
             let zones = self.catalog.types[t].zones(ct) & mask;
             let n = self.create(held[0].0, pi, t, ct, zones, None);
             for (c, pods) in held {
@@ -693,14 +695,13 @@ impl Engine<'_> {
 
     /// The pattern plan of one group (pods `pods[c]` of each class): its price as `finish` buys
     /// it, and its nodes (type, pods per class).
-    #[allow(clippy::type_complexity)]
     fn pack_group(
         &self,
         group: &Group,
         pods: &BTreeMap<usize, Vec<usize>>,
         memo: &mut PriceMemo,
         work: &mut usize,
-    ) -> Option<(f64, Vec<(usize, Vec<(usize, Vec<usize>)>)>)> {
+    ) -> Option<(f64, Vec<NodePlan>)> {
         let Group {
             pool: pi,
             ct,
@@ -819,4 +820,170 @@ fn resource_bound(demand: &[i64], requests: &[&[i64]], kinds: &[Kind]) -> f64 {
                 .sum::<f64>()
         })
         .fold(0.0, f64::max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::karpenter_type;
+    use crate::model::resource;
+    use crate::{InstanceType, PodRequest, PoolSpec, Resources, SolveInput, SolveOptions, solve};
+    use stowage_api::labels;
+
+    /// A type of `cpu` vCPU and `gib` GiB at `price` for every offering.
+    fn ty(name: &str, cpu: i64, gib: i64, price: f64) -> InstanceType {
+        let mut t = karpenter_type(0);
+        t.name = name.to_string();
+        t.labels
+            .insert(labels::INSTANCE_TYPE.to_string(), name.to_string());
+        t.capacity = Resources::new()
+            .with(resource::CPU, cpu * 1000)
+            .with(resource::MEMORY, gib << 30)
+            .with(resource::PODS, 100);
+        for o in &mut t.offerings {
+            o.price_per_hour = price;
+        }
+        t
+    }
+
+    /// 10 cpu-heavy pods (3 vCPU, 1 GiB) and 10 memory-heavy ones (1 vCPU, 3 GiB), of different
+    /// shapes (so not one bundle); types that hold two of one kind at $1, or one of each at $0.9.
+    fn complementary(pool: PoolSpec) -> SolveInput {
+        let mut pods = Vec::new();
+        for i in 0..10 {
+            pods.push(
+                PodRequest::new("default", &format!("cpu-{i:02}"))
+                    .cpu_millis(3000)
+                    .memory_mib(1024)
+                    .label("app", "cpu"),
+            );
+            pods.push(
+                PodRequest::new("default", &format!("mem-{i:02}"))
+                    .cpu_millis(1000)
+                    .memory_mib(3072)
+                    .label("app", "mem"),
+            );
+        }
+        SolveInput {
+            pods,
+            nodepools: vec![pool],
+            instance_types: vec![ty("c", 6, 2, 1.0), ty("m", 2, 6, 1.0), ty("b", 4, 4, 0.9)],
+            ..SolveInput::default()
+        }
+    }
+
+    #[test]
+    fn pairs_complementary_classes_on_one_type() {
+        let plan = solve(
+            &complementary(PoolSpec::new("default")),
+            &SolveOptions::default(),
+        );
+        assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+        // The greedy packs each class alone (5 "c" and 5 "m", $10); pairs cost $9.
+        assert_eq!(plan.new_claims.len(), 10);
+        assert!((plan.cost_per_hour() - 9.0).abs() < 1e-9, "{plan:?}");
+        for c in &plan.new_claims {
+            assert_eq!(c.instance_type_options[0], "b");
+            assert_eq!(c.pods.len(), 2);
+            assert!(c.pods.iter().any(|p| p.to_string().contains("cpu-")));
+            assert!(c.pods.iter().any(|p| p.to_string().contains("mem-")));
+        }
+        let names: Vec<&str> = plan.new_claims.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names[0], "default-1");
+        assert_eq!(names[9], "default-10");
+    }
+
+    #[test]
+    fn leaves_limited_pools_to_the_greedy() {
+        let pool = PoolSpec::new("default").limit(resource::CPU, 1_000_000);
+        let plan = solve(&complementary(pool), &SolveOptions::default());
+        assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+        assert!((plan.cost_per_hour() - 10.0).abs() < 1e-9, "{plan:?}");
+    }
+
+    #[test]
+    fn same_input_same_plan() {
+        let mut input = complementary(PoolSpec::new("default"));
+        for i in 0..30 {
+            input.pods.push(
+                PodRequest::new("default", &format!("odd-{i:02}"))
+                    .cpu_millis(500 + 250 * (i % 5))
+                    .memory_mib(512 * (1 + i % 3))
+                    .label("app", &format!("odd-{}", i % 4)),
+            );
+        }
+        input.instance_types.extend((1..12).map(karpenter_type));
+        let a = solve(&input, &SolveOptions::default());
+        let b = solve(&input, &SolveOptions::default());
+        assert_eq!(a, b);
+        assert!(a.unschedulable.is_empty(), "{:?}", a.unschedulable);
+    }
+
+    #[test]
+    fn the_lp_pairs_what_fits_together() {
+        let a: &[i64] = &[3, 1];
+        let b: &[i64] = &[1, 3];
+        let kind = |type_index, price, allocatable: Vec<i64>| Kind {
+            type_index,
+            price,
+            allocatable,
+            holds: vec![true, true],
+        };
+        let kinds = vec![
+            kind(0, 1.0, vec![6, 2]),
+            kind(1, 1.0, vec![2, 6]),
+            kind(2, 0.9, vec![4, 4]),
+        ];
+        let mut work = PATTERN_WORK;
+        let plan = pattern_plan(&[7, 7], &[a, b], &kinds, &mut work).unwrap();
+        assert_eq!(
+            plan,
+            vec![PatternNodes {
+                kind: 2,
+                count: vec![1, 1],
+                copies: 7
+            }]
+        );
+        // A class no kind holds has no plan.
+        let none = vec![kind(0, 1.0, vec![2, 2])];
+        assert!(pattern_plan(&[1, 0], &[a, b], &none, &mut work).is_none());
+    }
+
+    #[test]
+    fn rounding_covers_every_pod() {
+        let a: &[i64] = &[3, 1];
+        let b: &[i64] = &[1, 3];
+        let c: &[i64] = &[2, 2];
+        let kinds = vec![
+            Kind {
+                type_index: 0,
+                price: 1.0,
+                allocatable: vec![8, 8],
+                holds: vec![true, true, true],
+            },
+            Kind {
+                type_index: 1,
+                price: 0.3,
+                allocatable: vec![2, 2],
+                holds: vec![false, false, true],
+            },
+        ];
+        let demand = [13, 5, 9];
+        let mut work = PATTERN_WORK;
+        let plan = pattern_plan(&demand, &[a, b, c], &kinds, &mut work).unwrap();
+        for (i, d) in demand.iter().enumerate() {
+            let covered: i64 = plan.iter().map(|p| p.count[i] * p.copies).sum();
+            assert!(covered >= *d, "class {i}: {covered} < {d} in {plan:?}");
+        }
+        for p in &plan {
+            let used: Vec<i64> = (0..2)
+                .map(|r| [a, b, c].iter().zip(&p.count).map(|(q, n)| q[r] * n).sum())
+                .collect();
+            assert!(
+                used.iter()
+                    .zip(&kinds[p.kind].allocatable)
+                    .all(|(u, a)| u <= a)
+            );
+        }
+    }
 }
