@@ -11,11 +11,13 @@
 //! | 4 | [`classes`] | pod classes (identical pods), their compatible types per pool, relaxation, bundles (classes packed jointly) |
 //! | 5 | [`place`] | placing a class onto existing, in-flight and already-opened nodes (the node scan and fit) |
 //! | 6 | [`open`] | opening a new claim when nothing has room: pool, capacity type and instance type choice |
+//! | 6b | [`patterns`] | repacking the claims that hold only *free* classes (no topology, ports or pins; unlimited pools) by the configuration LP, kept when cheaper |
 //! | 7 | [`finish`] | turning opened claims into [`crate::NewClaim`]s: shrink to what they hold, instance type options |
 //! | - | [`reasons`] | why pods stay unschedulable |
 //!
 //! [`Engine::new`] runs steps 1-4; [`Engine::run`] orders the classes and, per class, alternates
-//! steps 5 and 6 (relaxing preferences when pods remain); [`Engine::finish`] is step 7.
+//! steps 5 and 6 (relaxing preferences when pods remain), then runs step 6b; [`Engine::finish`]
+//! is step 7.
 //!
 //! # Key decisions (see `docs/performance.md` for the figures)
 //! - Identical pods (everything but the name) form a class and are placed together: each step
@@ -33,6 +35,14 @@
 //!   differ only in size form a bundle and are packed jointly, each new node taking a
 //!   proportional slice of each. At the end each claim lists every compatible type that fits
 //!   what it holds, cheapest first, so a claim that ended up half full is bought smaller.
+//! - The greedy places class by class, so it cannot see that two classes fill one node type
+//!   together better than each fills its own. Step 6b repacks the new claims that hold only free
+//!   classes, per (NodePool, capacity type) the greedy chose (pool weights and capacity-type
+//!   order kept), by column generation on the configuration LP (patterns of whole pods per type,
+//!   priced by a knapsack per type) and rounding, and keeps the result only when cheaper as
+//!   finished; pools with limits or an on-demand cap are left alone, and so is a bucket the
+//!   greedy already packs within 0.1 % of a per-resource bound. Work is capped by iteration and
+//!   search-node counts, never by time.
 //! - Capacity types are tried reserved > spot > on-demand; a claim is pinned to the one it uses.
 //!   NodePool limits and the on-demand cap are charged with the claim's target type, and the
 //!   claim's instance type options never exceed it on a limited dimension, so a claim can never
