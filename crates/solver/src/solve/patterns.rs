@@ -29,6 +29,8 @@ use crate::bitset::Bitset;
 
 /// Simplex iterations per LP solve.
 const MAX_PIVOTS: usize = 600;
+/// Pivots between recomputations of the basis inverse (against rounding drift).
+const REFACTOR: usize = 50;
 /// Knapsack pricing rounds per LP solve.
 const MAX_PRICING_ROUNDS: usize = 40;
 /// Patterns a pricing round adds to the pool (the best by price ratio).
@@ -214,18 +216,25 @@ fn solve_lp(
     };
     let mut x_b = d.clone();
     let mut pricing_rounds = 0;
-    for _ in 0..MAX_PIVOTS {
-        let cols: Vec<(Vec<f64>, f64)> = basis.iter().map(|b| column(pool, *b)).collect();
-        let matrix: Vec<Vec<f64>> = (0..nc)
-            .map(|i| cols.iter().map(|(a, _)| a[i]).collect())
+    // The basis inverse, updated per pivot and computed afresh every [`REFACTOR`] pivots.
+    let mut inverse: Vec<Vec<f64>> = Vec::new();
+    for pivot in 0..MAX_PIVOTS {
+        if pivot % REFACTOR == 0 {
+            let cols: Vec<Vec<f64>> = basis.iter().map(|b| column(pool, *b).0).collect();
+            let matrix: Vec<Vec<f64>> = (0..nc)
+                .map(|i| cols.iter().map(|a| a[i]).collect())
+                .collect();
+            let Some(inv) = invert(&matrix) else { break };
+            inverse = inv;
+        }
+        x_b = inverse
+            .iter()
+            .map(|row| row.iter().zip(&d).map(|(a, b)| a * b).sum::<f64>().max(0.0))
             .collect();
-        let Some(xs) = gauss(&matrix, &d) else { break };
-        x_b = xs.into_iter().map(|v| v.max(0.0)).collect();
-        let transposed: Vec<Vec<f64>> = cols.iter().map(|(a, _)| a.clone()).collect();
-        let costs: Vec<f64> = cols.iter().map(|(_, p)| *p).collect();
-        let Some(pi) = gauss(&transposed, &costs) else {
-            break;
-        };
+        let costs: Vec<f64> = basis.iter().map(|b| column(pool, *b).1).collect();
+        let pi: Vec<f64> = (0..nc)
+            .map(|j| (0..nc).map(|i| costs[i] * inverse[i][j]).sum())
+            .collect();
         // Entering column: the best relative reduced cost in the pool, then a surplus.
         let mut entering: Option<(f64, Column)> = None;
         for (j, p) in pool.iter().enumerate() {
@@ -276,7 +285,10 @@ fn solve_lp(
         }
         let Some((_, enter)) = entering else { break };
         let (a, _) = column(pool, enter);
-        let Some(w) = gauss(&matrix, &a) else { break };
+        let w: Vec<f64> = inverse
+            .iter()
+            .map(|row| row.iter().zip(&a).map(|(x, y)| x * y).sum())
+            .collect();
         let mut leave: Option<(f64, usize)> = None;
         for i in 0..nc {
             if w[i] > 1e-9 {
@@ -288,6 +300,15 @@ fn solve_lp(
         }
         let Some((_, i)) = leave else { break };
         basis[i] = enter;
+        let row: Vec<f64> = inverse[i].iter().map(|v| v / w[i]).collect();
+        for (r, other) in inverse.iter_mut().enumerate() {
+            if r != i && w[r] != 0.0 {
+                for (x, y) in other.iter_mut().zip(&row) {
+                    *x -= w[r] * y;
+                }
+            }
+        }
+        inverse[i] = row;
     }
     basis
         .iter()
@@ -299,15 +320,16 @@ fn solve_lp(
         .collect()
 }
 
-/// Solves `m x = b` (square) by Gaussian elimination with partial pivoting; None if singular.
-fn gauss(m: &[Vec<f64>], b: &[f64]) -> Option<Vec<f64>> {
-    let n = b.len();
+/// The inverse of a square matrix by Gauss-Jordan elimination with partial pivoting; None if
+/// singular.
+fn invert(m: &[Vec<f64>]) -> Option<Vec<Vec<f64>>> {
+    let n = m.len();
     let mut a: Vec<Vec<f64>> = m
         .iter()
-        .zip(b)
-        .map(|(row, v)| {
+        .enumerate()
+        .map(|(i, row)| {
             let mut r = row.clone();
-            r.push(*v);
+            r.extend((0..n).map(|j| if i == j { 1.0 } else { 0.0 }));
             r
         })
         .collect();
@@ -317,17 +339,21 @@ fn gauss(m: &[Vec<f64>], b: &[f64]) -> Option<Vec<f64>> {
             return None;
         }
         a.swap(col, p);
+        let scale = a[col][col];
+        for v in a[col].iter_mut() {
+            *v /= scale;
+        }
         let pivot = a[col].clone();
         for (r, row) in a.iter_mut().enumerate() {
             if r != col && row[col] != 0.0 {
-                let f = row[col] / pivot[col];
-                for (x, y) in row.iter_mut().zip(&pivot).skip(col) {
+                let f = row[col];
+                for (x, y) in row.iter_mut().zip(&pivot) {
                     *x -= f * y;
                 }
             }
         }
     }
-    Some((0..n).map(|i| a[i][n] / a[i][i]).collect())
+    Some(a.into_iter().map(|row| row[n..].to_vec()).collect())
 }
 
 /// `max sum v_c n_c s.t. sum n_c q_c <= a, n integer >= 0` over `items` (class, value) by
