@@ -303,3 +303,68 @@ proptest! {
         check(&inp, &solve(&inp, &strict));
     }
 }
+
+/// The world's input on irregular types (1, 2, 4 or 8 GiB per vCPU, priced per resource), where
+/// packing classes jointly pays (step 6b repacks claims).
+fn irregular_input(w: &World, shapes: &[(i64, usize)]) -> SolveInput {
+    // Without limits or caps, and (but for zone selectors) without topology: what step 6b
+    // repacks.
+    let w = World {
+        cpu_limit: None,
+        cap: None,
+        pods: w
+            .pods
+            .iter()
+            .map(|p| PodSpec {
+                kind: if p.kind == 3 { 3 } else { 0 },
+                ..p.clone()
+            })
+            .collect(),
+        ..w.clone()
+    };
+    let mut inp = input(&w);
+    let mut k = 0;
+    inp.instance_types = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, (cpu, r))| {
+            let gib = cpu * [1, 2, 4, 8][*r];
+            let mut t = stowage_solver::catalog::karpenter_type(i);
+            t.labels
+                .insert(labels::INSTANCE_CPU.to_string(), cpu.to_string());
+            t.labels.insert(
+                labels::INSTANCE_MEMORY.to_string(),
+                (gib * 1024).to_string(),
+            );
+            t.capacity = Resources::new()
+                .with("cpu", cpu * 1000)
+                .with("memory", gib << 30)
+                .with("pods", 10 * cpu);
+            let price = 0.04 * *cpu as f64 + 0.005 * gib as f64;
+            for o in &mut t.offerings {
+                let spot = o.capacity_type == CapacityType::Spot;
+                o.price_per_hour = if spot { price * 0.7 } else { price };
+                o.available = !(w.unavailable[k % w.unavailable.len()]
+                    && w.unavailable[(k * 7 + 3) % w.unavailable.len()]);
+                k += 1;
+            }
+            t
+        })
+        .collect();
+    inp
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn repacking_keeps_the_invariants(
+        w in world(),
+        shapes in prop::collection::vec((1i64..17, 0usize..4), 3..12),
+    ) {
+        let inp = irregular_input(&w, &shapes);
+        let plan = solve(&inp, &SolveOptions::default());
+        check(&inp, &plan);
+        prop_assert_eq!(&plan, &solve(&inp, &SolveOptions::default()));
+    }
+}

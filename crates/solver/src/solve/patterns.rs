@@ -41,6 +41,8 @@ const KNAPSACK_NODES: usize = 2_000;
 const PATTERN_WORK: usize = 1_500_000;
 /// A bucket the greedy packs within this fraction of [`resource_bound`] is left as it is.
 const CLOSE_ENOUGH: f64 = 1e-3;
+/// Knapsack search nodes per pod a bucket repacks (small batches stay fast).
+const WORK_PER_POD: usize = 200;
 /// Rounding passes (take the LP's whole nodes, solve again for the rest); the last rounds up.
 const ROUNDING_PASSES: usize = 4;
 /// Relative reduced cost below which a column improves the LP.
@@ -123,7 +125,7 @@ pub(super) fn pattern_plan(
             if !kind.holds[c] {
                 continue;
             }
-            let m = fit(requests[c], &kind.allocatable);
+            let m = fit(requests[c], &kind.allocatable).min(demand[c].max(1));
             if m > 0 && best.is_none_or(|(r, _, _)| kind.price / (m as f64) < r) {
                 best = Some((kind.price / m as f64, k, m));
             }
@@ -262,9 +264,14 @@ fn solve_lp(
                     .filter(|c| kind.holds[*c] && pi[*c] > 0.0)
                     .map(|c| (c, pi[c]))
                     .collect();
-                let Some((value, count)) =
-                    knapsack(&kind.allocatable, &items, requests, kind.price, nc, work)
-                else {
+                let Some((value, count)) = knapsack(
+                    &kind.allocatable,
+                    &items,
+                    requests,
+                    demand,
+                    kind.price,
+                    work,
+                ) else {
                     continue;
                 };
                 let gain = value / kind.price - 1.0;
@@ -356,17 +363,19 @@ fn invert(m: &[Vec<f64>]) -> Option<Vec<Vec<f64>>> {
     Some(a.into_iter().map(|row| row[n..].to_vec()).collect())
 }
 
-/// `max sum v_c n_c s.t. sum n_c q_c <= a, n integer >= 0` over `items` (class, value) by
+/// `max sum v_c n_c s.t. sum n_c q_c <= a, 0 <= n_c <= demand_c integer` over `items` (class,
+/// value) by
 /// depth-first branch and bound (at most [`KNAPSACK_NODES`] nodes): the best value found and its
 /// counts per class, or None when even the fractional bound stays within `threshold`.
 fn knapsack(
     a: &[i64],
     items: &[(usize, f64)],
     requests: &[&[i64]],
+    demand: &[i64],
     threshold: f64,
-    nc: usize,
     work: &mut usize,
 ) -> Option<(f64, Vec<i64>)> {
+    let nc = demand.len();
     if items.is_empty() {
         return None;
     }
@@ -396,6 +405,7 @@ fn knapsack(
     let search = Search {
         order: &order,
         requests,
+        demand,
         resources: &resources,
         suffix: &suffix,
         best: 0.0,
@@ -422,6 +432,8 @@ fn knapsack(
 struct Search<'s> {
     order: &'s [(usize, f64)],
     requests: &'s [&'s [i64]],
+    /// No pattern needs more pods of a class than are asked for.
+    demand: &'s [i64],
     resources: &'s [usize],
     suffix: &'s [Vec<f64>],
     best: f64,
@@ -456,7 +468,7 @@ impl Search<'_> {
         }
         let (class, v) = self.order[i];
         let q = self.requests[class];
-        let most = fit(q, left);
+        let most = fit(q, left).min(self.demand[class]);
         for n in (0..=most).rev() {
             for (l, q) in left.iter_mut().zip(q) {
                 *l -= n * q;
@@ -595,6 +607,9 @@ impl Engine<'_> {
             if greedy <= bound * (1.0 + CLOSE_ENOUGH) || !bound.is_finite() {
                 continue;
             }
+            let moved: usize = pods.values().map(Vec::len).sum();
+            let mut bucket_work = work.min(moved.saturating_mul(WORK_PER_POD));
+            let before = bucket_work;
             let mut cost = 0.0;
             let mut plan = Vec::new();
             for (mask, classes, kinds) in groups {
@@ -605,7 +620,7 @@ impl Engine<'_> {
                     classes: &classes,
                     kinds: &kinds,
                 };
-                match self.pack_group(&group, &pods, &mut memo, &mut work) {
+                match self.pack_group(&group, &pods, &mut memo, &mut bucket_work) {
                     Some((c, nodes)) => {
                         cost += c;
                         plan.extend(nodes.into_iter().map(|node| (pi, ct, mask, node)));
@@ -613,6 +628,7 @@ impl Engine<'_> {
                     None => cost = f64::INFINITY,
                 }
             }
+            work -= before - bucket_work;
             if cost < greedy * (1.0 - 1e-9) {
                 removed.extend(nodes);
                 added.extend(plan);
