@@ -17,7 +17,9 @@
 //! generation). Rounding: the LP's whole nodes are taken and the LP solved again for what is left,
 //! a few times; the last pass rounds up. Every limit is an iteration count, so the result is
 //! deterministic. Both plans are priced as `finish` buys them (the cheapest compatible type that
-//! holds each node) and the cheaper kept, so repacking never makes a bucket dearer.
+//! holds each node) and the cheaper kept, so repacking never makes a bucket dearer (the price
+//! ignores label values `finish` pins for other classes' topology keys; free classes have none).
+//! A bucket the greedy already packs within [`CLOSE_ENOUGH`] of [`resource_bound`] is skipped.
 
 use std::collections::{BTreeMap, HashMap};
 
