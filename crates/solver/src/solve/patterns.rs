@@ -18,7 +18,7 @@
 //! a few times; the last pass rounds up. Every limit is an iteration count, so the result is
 //! deterministic. Both plans are priced as `finish` buys them (the cheapest compatible type that
 //! holds each node) and the cheaper kept, so repacking never makes a bucket dearer (the price
-//! ignores label values `finish` pins for other classes' topology keys; free classes have none).
+//! ignores the label values `finish` pins when some pod uses a plain node label as topology key).
 //! A bucket the greedy already packs within [`CLOSE_ENOUGH`] of [`resource_bound`] is skipped.
 
 use std::collections::{BTreeMap, HashMap};
