@@ -1,7 +1,8 @@
 # Stowage — run `make help` for the targets.
 SHELL := /bin/bash
 CARGO ?= cargo
-# The AWS emulator (moto + tests/fakeaws) lives in a venv outside the checkout so clones share it.
+# The AWS emulator (moto + tests/fakeaws) and Helm (helm-python-sdk, for the chart tests) live in a
+# venv outside the checkout so clones share it.
 VENV ?= $(HOME)/.cache/stowage/venv
 PYTHON := $(VENV)/bin/python
 export STOWAGE_FAKEAWS_PYTHON := $(PYTHON)
@@ -38,17 +39,33 @@ lint: fmt-check layering clippy ## fmt check + layering + clippy.
 unit: $(PYTHON) ## All tests (unit, integration against the AWS emulator, end to end).
 	$(CARGO) test --workspace --all-targets
 
-$(PYTHON): tests/fakeaws/requirements.txt
+VENV_REQUIREMENTS := tests/fakeaws/requirements.txt tests/chart/requirements.txt
+
+$(PYTHON): $(VENV_REQUIREMENTS)
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/fakeaws/requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(addprefix -r ,$(VENV_REQUIREMENTS))
 	touch $(PYTHON)
 
 .PHONY: venv
-venv: $(PYTHON) ## Create the venv with the AWS emulator (moto) used by the tests.
+venv: $(PYTHON) ## Create the test venv: the AWS emulator (moto) and Helm (helm-python-sdk).
 
 .PHONY: crds
 crds: ## Regenerate charts/stowage/crds from the Rust types.
 	$(CARGO) run --quiet -p stowage -- crds --out-dir charts/stowage/crds
+
+# The controller image. Needs docker or podman (BuildKit for the cache mounts).
+CONTAINER_TOOL ?= $(shell command -v docker 2>/dev/null || command -v podman 2>/dev/null)
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
+IMAGE ?= ghcr.io/stowage-dev/stowage:$(VERSION)
+
+.PHONY: image
+image: ## Build the controller image (Dockerfile: release build on distroless, non-root) as $(IMAGE).
+	@test -n "$(CONTAINER_TOOL)" || { echo "make image needs docker or podman" >&2; exit 1; }
+	DOCKER_BUILDKIT=1 $(CONTAINER_TOOL) build \
+	  --build-arg VERSION=$(VERSION) \
+	  --build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+	  --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
+	  -t $(IMAGE) .
 
 .PHONY: bench
 bench: ## Solver benchmarks (release): the 20,000-pod diverse and generic runs.

@@ -65,3 +65,63 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 {{- end }}
+
+{{/*
+The environment of the controller container: one variable per `stowage run` flag (the flag's
+`env`), from `settings` (and the ports, the release namespace and the pod name). A test renders
+the chart and checks this list against `stowage run --help`, so a new flag cannot be missed.
+Optional settings whose empty value means "unset" are left out when empty.
+*/}}
+{{- define "stowage.settingsEnv" -}}
+{{- $s := .Values.settings -}}
+- name: CLUSTER_NAME
+  value: {{ required "settings.clusterName is required: the name of the EKS cluster Stowage manages" $s.clusterName | quote }}
+- name: CLUSTER_ENDPOINT
+  value: {{ $s.clusterEndpoint | quote }}
+- name: CLUSTER_CA_BUNDLE
+  value: {{ $s.clusterCaBundle | quote }}
+- name: CLUSTER_CIDR
+  value: {{ $s.clusterCidr | quote }}
+{{- with $s.region }}
+- name: AWS_REGION
+  value: {{ . | quote }}
+{{- end }}
+{{- with $s.awsEndpointUrl }}
+- name: AWS_ENDPOINT_URL
+  value: {{ . | quote }}
+{{- end }}
+- name: BATCH_IDLE_DURATION
+  value: {{ $s.batchIdleDuration | quote }}
+- name: BATCH_MAX_DURATION
+  value: {{ $s.batchMaxDuration | quote }}
+- name: VM_MEMORY_OVERHEAD_PERCENT
+  value: {{ $s.vmMemoryOverheadPercent | toString | quote }}
+- name: INITIALIZED_GRACE
+  value: {{ $s.initializedGrace | quote }}
+- name: MAX_INSTANCE_TYPES
+  value: {{ $s.maxInstanceTypes | toString | quote }}
+{{- with $s.interruptionQueue }}
+- name: INTERRUPTION_QUEUE
+  value: {{ . | quote }}
+{{- end }}
+- name: LOG_FORMAT
+  value: {{ $s.logFormat | quote }}
+- name: LOG_LEVEL
+  value: {{ $s.logLevel | quote }}
+- name: METRICS_ADDR
+  value: {{ printf "0.0.0.0:%v" .Values.metrics.port | quote }}
+- name: HEALTH_PROBE_ADDR
+  value: {{ printf "0.0.0.0:%v" .Values.healthProbe.port | quote }}
+- name: LEADER_ELECT
+  value: {{ $s.leaderElect | toString | quote }}
+- name: SYSTEM_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: LEASE_NAME
+  value: {{ $s.leaseName | quote }}
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+{{- end }}

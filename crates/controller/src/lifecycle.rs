@@ -505,6 +505,11 @@ async fn initialize(claim: &mut NodeClaim, ctx: &Context) -> Result<Option<Actio
     let api: Api<NodeClaim> = Api::all(ctx.client.clone());
     patch_status(&api, &name, claim).await?;
     ctx.metrics.nodeclaim_initialized(&pool_of(claim));
+    if let Some(created) = &claim.metadata.creation_timestamp {
+        ctx.metrics
+            .nodeclaim_initialized_seconds
+            .observe(now.duration_since(created.0).as_secs_f64().max(0.0));
+    }
     ctx.update_state(|s| s.apply_claim(claim.clone()));
     Ok(None)
 }

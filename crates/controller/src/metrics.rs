@@ -47,6 +47,9 @@ pub struct Metrics {
     node_requested: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     cost_per_hour: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub pod_pending_to_bound_seconds: Histogram,
+    pub nodeclaim_initialized_seconds: Histogram,
+    nodepool_on_demand_base: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    nodepool_on_demand_percent: Family<Labels, Gauge>,
     watch_decode_errors: Family<Labels, Counter>,
     /// Label sets last written by [`Metrics::set_fleet`], so vanished series are removed.
     fleet_keys: Mutex<Vec<Labels>>,
@@ -100,6 +103,9 @@ impl Metrics {
             node_requested: Family::default(),
             cost_per_hour: Family::default(),
             pod_pending_to_bound_seconds: Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+            nodeclaim_initialized_seconds: Histogram::new(exponential_buckets(5.0, 2.0, 10)),
+            nodepool_on_demand_base: Family::default(),
+            nodepool_on_demand_percent: Family::default(),
             watch_decode_errors: Family::default(),
             registry: Registry::default(),
             fleet_keys: Mutex::new(Vec::new()),
@@ -208,6 +214,21 @@ impl Metrics {
             "pod_pending_to_bound_seconds",
             "Seconds from pod creation to binding",
             m.pod_pending_to_bound_seconds.clone(),
+        );
+        registry.register(
+            "nodeclaims_initialized_duration_seconds",
+            "Seconds from NodeClaim creation to its Node initialized (launch latency)",
+            m.nodeclaim_initialized_seconds.clone(),
+        );
+        registry.register(
+            "nodepool_on_demand_base_cores",
+            "capacityMix.onDemandBase of each NodePool, in vCPUs",
+            m.nodepool_on_demand_base.clone(),
+        );
+        registry.register(
+            "nodepool_on_demand_percent_above_base",
+            "capacityMix.onDemandPercentAboveBase of each NodePool (100: no cap)",
+            m.nodepool_on_demand_percent.clone(),
         );
         registry.register(
             "watch_decode_errors",
@@ -327,6 +348,46 @@ impl Metrics {
         }
     }
 
+    /// Replaces the per-nodepool on-demand cap gauges: `(nodepool, base vCPUs, percent above
+    /// base)` for every NodePool; series of deleted pools are removed.
+    pub fn set_on_demand_caps<'a>(&self, caps: impl IntoIterator<Item = (&'a str, f64, i64)>) {
+        self.nodepool_on_demand_base.clear();
+        self.nodepool_on_demand_percent.clear();
+        for (pool, base, percent) in caps {
+            let key = labels([("nodepool", pool)]);
+            self.nodepool_on_demand_base.get_or_create(&key).set(base);
+            self.nodepool_on_demand_percent
+                .get_or_create(&key)
+                .set(percent);
+        }
+    }
+
+    /// A registry with a sample in every family (label values `example`). The text encoding
+    /// leaves out families that have no series yet, so this is what lists every metric the
+    /// controllers export: for reference docs and for checking dashboards and alert rules.
+    pub fn example() -> Metrics {
+        let m = Metrics::new();
+        let x = "example";
+        m.nodeclaim_created(x, x);
+        m.nodeclaim_launched(x);
+        m.nodeclaim_registered(x);
+        m.nodeclaim_initialized(x);
+        m.nodeclaim_terminated(x, x);
+        m.launch_error(x, x);
+        m.eviction(x);
+        m.watch_decode_error(x);
+        m.set_cloud_calls([(x, 1)], [(x, x, 1)]);
+        let sample = FleetSample {
+            nodes: 1,
+            allocatable: [(x.to_string(), 1.0)].into(),
+            requested: [(x.to_string(), 1.0)].into(),
+            cost_per_hour: 1.0,
+        };
+        m.set_fleet(&[((x.to_string(), x.to_string()), sample)].into());
+        m.set_on_demand_caps([(x, 0.0, 100)]);
+        m
+    }
+
     /// The registry in Prometheus text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -339,6 +400,16 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_example_has_every_registered_family() {
+        let source = include_str!("metrics.rs");
+        let registered = source.matches(concat!("registry", ".register(")).count();
+        let text = Metrics::example().encode();
+        let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
+        assert_eq!(families, registered, "{text}");
+        assert!(text.contains("# TYPE stowage_nodepool_on_demand_base_cores gauge"));
+    }
 
     #[test]
     fn encodes_prefixed_metrics_with_bounded_labels() {
@@ -382,5 +453,17 @@ mod tests {
         // A pool that disappears loses its series.
         m.set_fleet(&BTreeMap::new());
         assert!(!m.encode().contains("stowage_nodes{"));
+        m.set_on_demand_caps([("default", 0.5, 5), ("gpu", 0.0, 100)]);
+        let text = m.encode();
+        assert!(
+            text.contains("stowage_nodepool_on_demand_base_cores{nodepool=\"default\"} 0.5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("stowage_nodepool_on_demand_percent_above_base{nodepool=\"gpu\"} 100"),
+            "{text}"
+        );
+        m.set_on_demand_caps([("gpu", 0.0, 100)]);
+        assert!(!m.encode().contains("nodepool=\"default\""));
     }
 }

@@ -1,5 +1,6 @@
 //! The fleet metrics: per NodePool and capacity type, the nodes, their allocatable and
-//! requested resources, and their cost per hour; plus the pending-pod and synced gauges.
+//! requested resources, and their cost per hour; each NodePool's on-demand cap (`capacityMix`);
+//! plus the pending-pod and synced gauges.
 
 use std::collections::BTreeMap;
 
@@ -62,6 +63,24 @@ pub fn update_fleet_metrics(ctx: &Context) {
     }
     samples.retain(|_, s| s.nodes > 0);
     ctx.metrics.set_fleet(&samples);
+    let caps: Vec<(String, f64, i64)> = state
+        .nodepools()
+        .map(|pool| {
+            let mix = pool.capacity_mix();
+            let base = mix
+                .on_demand_base
+                .as_ref()
+                .and_then(|q| parse_resource("cpu", &q.0).ok())
+                .map_or(0.0, |m| scaled("cpu", m));
+            (
+                pool.name_any(),
+                base,
+                i64::from(mix.on_demand_percent_above_base),
+            )
+        })
+        .collect();
+    ctx.metrics
+        .set_on_demand_caps(caps.iter().map(|(p, b, pct)| (p.as_str(), *b, *pct)));
 }
 
 /// CPU in cores, the rest as is.
