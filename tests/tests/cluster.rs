@@ -45,7 +45,7 @@ async fn pending_pods_become_one_batch_of_claims_then_nodes_then_running_pods() 
     let yaml = format!(
         "name: flow\nduration: 10m\n{POOL}\ntimeline:\n  - at: 0s\n    create: {{ name: web, replicas: 12, requests: {{ cpu: 500m, memory: 512Mi }} }}\n"
     );
-    let (report, (claims, nodes, batches)) = simulate(&yaml, |env, ctx| async move {
+    let (report, (claims, nodes, batches, metrics)) = simulate(&yaml, |env, ctx| async move {
         let client = env.client.clone();
         eventually("12 running pods", Duration::from_secs(300), || async {
             (running_pods(&client, "web").await.len() == 12).then_some(())
@@ -66,11 +66,25 @@ async fn pending_pods_become_one_batch_of_claims_then_nodes_then_running_pods() 
             .lines()
             .find_map(|l| l.strip_prefix("stowage_provisioner_batch_size_count "))
             .map(str::to_string);
-        (claims, nodes, batches)
+        (claims, nodes, batches, metrics)
     })
     .await;
     assert_eq!(batches.as_deref(), Some("1"), "one batch for the 12 pods");
     assert!(!claims.is_empty());
+    // Launch latency: one observation per claim that initialized.
+    assert!(
+        metrics.contains(&format!(
+            "stowage_nodeclaims_initialized_duration_seconds_count {}\n",
+            claims.len()
+        )),
+        "{metrics}"
+    );
+    // The pool's on-demand cap (no capacityMix: 100 %, no cap) for the on-demand-share alert.
+    assert!(
+        metrics
+            .contains("stowage_nodepool_on_demand_percent_above_base{nodepool=\"default\"} 100\n"),
+        "{metrics}"
+    );
     for c in &claims {
         assert!(
             c.is_true(REGISTERED) && c.is_true(INITIALIZED),

@@ -464,6 +464,9 @@ mod tests {
             "{text}"
         );
         m.set_on_demand_caps([("gpu", 0.0, 100)]);
-        assert!(!m.encode().contains("nodepool=\"default\""));
+        assert!(
+            !m.encode()
+                .contains("stowage_nodepool_on_demand_base_cores{nodepool=\"default\"}")
+        );
     }
 }

@@ -206,7 +206,10 @@ fn strict<T: DeserializeOwned + Serialize>(object: &Value) -> Result<(), String>
     if lost.is_empty() {
         Ok(())
     } else {
-        Err(format!("fields the type does not know: {}", lost.join(", ")))
+        Err(format!(
+            "fields the type does not know: {}",
+            lost.join(", ")
+        ))
     }
 }
 
@@ -317,9 +320,7 @@ fn check_kind(object: &Value) -> Result<(), String> {
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => strict::<RoleBinding>(object),
         ("monitoring.coreos.com/v1", "ServiceMonitor") => strict::<ServiceMonitor>(object),
         ("monitoring.coreos.com/v1", "PrometheusRule") => strict::<PrometheusRule>(object),
-        (api, kind) => Err(format!(
-            "no type for {api} {kind}: add it to check_kind"
-        )),
+        (api, kind) => Err(format!("no type for {api} {kind}: add it to check_kind")),
     }
 }
 
@@ -364,7 +365,12 @@ fn defaults_monitoring_and_custom_render_the_expected_objects() {
             .filter_map(|o| o.object["kind"].as_str().map(str::to_string))
             .collect()
     };
-    let base = ["Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"];
+    let base = [
+        "Deployment",
+        "PodDisruptionBudget",
+        "Service",
+        "ServiceAccount",
+    ];
     for kind in base {
         assert!(kinds("defaults").contains(kind), "defaults: {kind}");
     }
@@ -375,7 +381,11 @@ fn defaults_monitoring_and_custom_render_the_expected_objects() {
     let notes = &render("defaults").notes;
     assert!(notes.contains("kubectl get ec2nodeclasses,nodepools,nodeclaims"));
     assert!(notes.contains("no IRSA role annotation"), "{notes}");
-    assert!(!render("monitoring").notes.contains("no IRSA role annotation"));
+    assert!(
+        !render("monitoring")
+            .notes
+            .contains("no IRSA role annotation")
+    );
 }
 
 #[test]
@@ -398,7 +408,10 @@ fn the_deployment_runs_two_hardened_leader_elected_replicas_off_stowage_nodes() 
     );
     let c = &pod.containers[0];
     assert_eq!(c.args.as_deref(), Some(&["run".to_string()][..]));
-    let sc = c.security_context.as_ref().expect("container security context");
+    let sc = c
+        .security_context
+        .as_ref()
+        .expect("container security context");
     assert_eq!(sc.read_only_root_filesystem, Some(true));
     assert_eq!(sc.allow_privilege_escalation, Some(false));
     assert_eq!(
@@ -406,7 +419,11 @@ fn the_deployment_runs_two_hardened_leader_elected_replicas_off_stowage_nodes() 
         Some(vec!["ALL".to_string()])
     );
     let res = c.resources.as_ref().expect("resources");
-    assert!(res.requests.as_ref().is_some_and(|r| r.contains_key("memory")));
+    assert!(
+        res.requests
+            .as_ref()
+            .is_some_and(|r| r.contains_key("memory"))
+    );
     // Both probes hit the health port, which HEALTH_PROBE_ADDR listens on.
     let health = c
         .ports
@@ -431,14 +448,17 @@ fn the_deployment_runs_two_hardened_leader_elected_replicas_off_stowage_nodes() 
     assert_eq!(env["LEADER_ELECT"], json!("true"));
     // Off the nodes Stowage manages: the label Stowage puts on every node it launches.
     let affinity = serde_json::to_value(pod.affinity.expect("affinity")).unwrap();
-    let term = &affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-        ["nodeSelectorTerms"][0]["matchExpressions"][0];
+    let term = &affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        [0]["matchExpressions"][0];
     assert_eq!(term["key"], stowage_api::labels::NODEPOOL);
     assert_eq!(term["operator"], "DoesNotExist");
     let spread = &pod.topology_spread_constraints.expect("spread")[0];
     assert_eq!(spread.topology_key, stowage_api::labels::ZONE);
     assert_eq!(
-        spread.label_selector.as_ref().and_then(|s| s.match_labels.clone()),
+        spread
+            .label_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.clone()),
         spec.selector.match_labels
     );
     // The ServiceAccount mounts no token by default; the pod asks for one.
@@ -447,7 +467,9 @@ fn the_deployment_runs_two_hardened_leader_elected_replicas_off_stowage_nodes() 
     assert_eq!(pod.service_account_name, sa.metadata.name);
     let pdb: PodDisruptionBudget = one(r, "PodDisruptionBudget");
     assert_eq!(
-        pdb.spec.and_then(|s| s.selector).and_then(|s| s.match_labels),
+        pdb.spec
+            .and_then(|s| s.selector)
+            .and_then(|s| s.match_labels),
         spec.selector.match_labels
     );
 }
@@ -475,11 +497,9 @@ fn custom_values_reach_the_pod() {
         pod.node_selector.expect("node selector").get("node-role"),
         Some(&"system".to_string())
     );
-    assert!(
-        c.image
-            .as_deref()
-            .is_some_and(|i| i.ends_with("@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"))
-    );
+    assert!(c.image.as_deref().is_some_and(|i| {
+        i.ends_with("@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+    }));
     let env = env_of(r);
     assert_eq!(env["METRICS_ADDR"], json!("0.0.0.0:9090"));
     assert_eq!(env["RUST_BACKTRACE"], json!("1"));
@@ -509,7 +529,10 @@ fn custom_values_reach_the_pod() {
 #[test]
 fn bad_values_fail_at_install_naming_the_value() {
     for (case, names) in [
-        ("bad", &["/settings/batchIdleDuration", "does not match pattern"][..]),
+        (
+            "bad",
+            &["/settings/batchIdleDuration", "does not match pattern"][..],
+        ),
         ("no-cluster-name", &["settings.clusterName is required"]),
         ("unknown-key", &["'replica' not allowed"]),
         ("interruption-queue", &["/settings/interruptionQueue"]),
@@ -830,7 +853,10 @@ fn dashboard_and_alerts_use_only_metrics_that_exist() {
             ));
         }
     }
-    for v in dashboard["templating"]["list"].as_array().expect("templating") {
+    for v in dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating")
+    {
         if let Some(q) = v["query"]["query"].as_str() {
             exprs.push((format!("variable {}", v["name"]), q.to_string()));
         }
@@ -840,8 +866,8 @@ fn dashboard_and_alerts_use_only_metrics_that_exist() {
         let names = metric_names(expr);
         assert!(!names.is_empty(), "{what}: no metric in {expr}");
         for name in names {
-            let known = registered.contains(&name)
-                || EXTERNAL_METRICS.iter().any(|(n, _)| *n == name);
+            let known =
+                registered.contains(&name) || EXTERNAL_METRICS.iter().any(|(n, _)| *n == name);
             assert!(known, "{what}: {name} is not a registered metric ({expr})");
             used.insert(name);
         }
