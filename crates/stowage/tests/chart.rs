@@ -615,8 +615,8 @@ fn run_flags() -> Vec<Flag> {
         .expect("stowage run --help");
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).expect("utf-8");
-    let env_re = regex::Regex::new(r"\[env: ([A-Z0-9_]+)=[^\]]*\]").unwrap();
-    let default_re = regex::Regex::new(r"\[default: ([^\]]*)\]").unwrap();
+    let env_re = regex::Regex::new(r"\[env: ([A-Z0-9_]+)=[^\]]*\]").expect("a valid regex");
+    let default_re = regex::Regex::new(r"\[default: ([^\]]*)\]").expect("a valid regex");
     let mut blocks: Vec<(String, String)> = Vec::new();
     for line in help.lines() {
         let t = line.trim();
@@ -799,8 +799,8 @@ const EXTERNAL_METRICS: &[(&str, &str)] = &[(
 
 /// Every metric an expression reads: `stowage_*` names anywhere, and any name before a `{`.
 fn metric_names(expr: &str) -> BTreeSet<String> {
-    let selector = regex::Regex::new(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{").unwrap();
-    let ours = regex::Regex::new(r"\bstowage_[a-z0-9_]+").unwrap();
+    let selector = regex::Regex::new(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{").expect("a valid regex");
+    let ours = regex::Regex::new(r"\bstowage_[a-z0-9_]+").expect("a valid regex");
     selector
         .captures_iter(expr)
         .map(|c| c[1].to_string())
