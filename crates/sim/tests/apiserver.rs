@@ -1046,3 +1046,48 @@ async fn large_lists_stream_in_chunks() {
     assert_eq!(list["items"].as_array().unwrap().len(), 2_000);
     assert_eq!(list["items"][1999]["metadata"]["name"], "node-1999");
 }
+
+#[tokio::test(start_paused = true)]
+async fn audit_mode_records_each_request_of_its_client_in_rbac_terms() {
+    use stowage_sim::apiserver::{AuditRecord, ResourceRequest};
+    let s = server();
+    let (audited, log) = s.audited_client();
+    let plain = s.client();
+    let pods: Api<Pod> = Api::namespaced(audited.clone(), "default");
+    pods.create(&PostParams::default(), &pod("web").build())
+        .await
+        .unwrap();
+    // A request the server refuses is recorded too: RBAC comes first.
+    assert!(pods.get("missing").await.is_err());
+    pods.evict("web", &EvictParams::default()).await.unwrap();
+    Api::<Node>::all(audited.clone())
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    // The other client is not audited.
+    Api::<Pod>::all(plain)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let got: Vec<String> = log.records().iter().map(ToString::to_string).collect();
+    assert_eq!(
+        got,
+        [
+            "create core/pods in default",
+            "get core/pods in default named missing",
+            "create core/pods/eviction in default named web",
+            "list core/nodes",
+        ]
+    );
+    assert_eq!(
+        log.records()[2],
+        AuditRecord::Resource(ResourceRequest {
+            verb: "create".into(),
+            group: String::new(),
+            resource: "pods".into(),
+            subresource: "eviction".into(),
+            namespace: "default".into(),
+            name: "web".into(),
+        })
+    );
+}

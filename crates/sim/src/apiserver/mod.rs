@@ -7,6 +7,7 @@
 //! collection, bindings, PDB-aware evictions and `Status` error bodies. Simplifications are listed
 //! in docs/simulator.md.
 
+pub mod audit;
 pub mod discovery;
 pub mod handler;
 pub mod kinds;
@@ -28,6 +29,7 @@ use hyper::body::Body;
 use serde_json::{Value, json};
 use stowage_clock::SharedClock;
 
+pub use audit::{AuditLog, AuditRecord, ResourceRequest};
 pub use handler::ApiBody;
 pub use kinds::KindInfo;
 pub use status::ApiError;
@@ -190,12 +192,29 @@ impl ApiServer {
     pub fn service(&self) -> ApiService {
         ApiService {
             shared: self.shared.clone(),
+            audit: None,
+        }
+    }
+
+    /// The in-process transport, recording every request made through it into `audit`.
+    pub fn audited_service(&self, audit: AuditLog) -> ApiService {
+        ApiService {
+            shared: self.shared.clone(),
+            audit: Some(audit),
         }
     }
 
     /// A `kube::Client` talking to this server in-process (default namespace `default`).
     pub fn client(&self) -> kube::Client {
         kube::Client::new(self.service(), "default")
+    }
+
+    /// A `kube::Client` like [`Self::client`] whose every request is recorded, in RBAC's terms,
+    /// into the returned log (audit mode; what a least-privilege check compares with a Role).
+    pub fn audited_client(&self) -> (kube::Client, AuditLog) {
+        let audit = AuditLog::new();
+        let client = kube::Client::new(self.audited_service(audit.clone()), "default");
+        (client, audit)
     }
 
     /// Handles one request with a complete body (both transports end here).
@@ -279,6 +298,8 @@ impl ApiServer {
 #[derive(Clone)]
 pub struct ApiService {
     shared: Arc<Shared>,
+    /// Audit mode: where this transport's requests are recorded.
+    audit: Option<AuditLog>,
 }
 
 impl std::fmt::Debug for ApiService {
@@ -302,6 +323,9 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let shared = self.shared.clone();
+        if let Some(audit) = &self.audit {
+            audit.record(AuditRecord::from_request(req.method(), req.uri()));
+        }
         Box::pin(async move {
             let (parts, body) = req.into_parts();
             let bytes = match read_body(body).await {
