@@ -67,6 +67,10 @@ image: ## Build the controller image (Dockerfile: release build on distroless, n
 	  --build-arg CREATED=$$(date -u +%Y-%m-%dT%H:%M:%SZ) \
 	  -t $(IMAGE) .
 
+.PHONY: reference
+reference: ## Regenerate docs/reference (CRD fields, metrics, settings) from the code.
+	$(CARGO) run --quiet -p stowage -- reference --out-dir docs/reference
+
 .PHONY: bench
 bench: ## Solver benchmarks (release): the 20,000-pod diverse and generic runs.
 	$(CARGO) run --release -p stowage-bench -- solve --pods 20000 --types 400 --mix diverse

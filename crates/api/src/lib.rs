@@ -15,6 +15,7 @@ pub mod nodeclaim;
 pub mod nodepool;
 pub mod openapi;
 pub mod quantity;
+pub mod reference;
 pub mod requirements;
 pub mod validation;
 

@@ -245,3 +245,22 @@ fn printer_columns_are_the_ones_users_expect() {
     );
     assert_eq!(names(2), ["Ready", "Role", "Age"]);
 }
+
+/// The CRD field references in docs/reference are what the schemas generate (the binary's
+/// `stowage reference` writes them; its own test checks the metrics and settings pages).
+#[test]
+fn committed_field_references_match_the_crds() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/reference");
+    let mut stale = Vec::new();
+    for crd in crds::all().unwrap() {
+        let name = stowage_api::reference::file_name(&crd);
+        let want = stowage_api::reference::markdown(&crd);
+        if std::fs::read_to_string(dir.join(&name)).ok().as_deref() != Some(want.as_str()) {
+            stale.push(name);
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "docs/reference is out of date for {stale:?} (a CRD changed); run `make reference` and commit the result"
+    );
+}

@@ -22,6 +22,8 @@ enum Command {
     Plan(cmd::plan::Args),
     /// Print every CustomResourceDefinition Stowage serves, as multi-document YAML.
     Crds(cmd::crds::Args),
+    /// Write the generated reference docs (CRD fields, metrics, settings) into docs/reference.
+    Reference(cmd::reference::Args),
     /// The simulated cluster on its own.
     #[command(subcommand)]
     Sim(cmd::sim::Command),
@@ -40,6 +42,7 @@ async fn main() -> std::process::ExitCode {
         Command::Simulate(args) => cmd::simulate::run(args).await,
         Command::Plan(args) => cmd::plan::run(args).await,
         Command::Crds(args) => cmd::crds::run(args).await,
+        Command::Reference(args) => cmd::reference::run(args).await,
         Command::Sim(command) => cmd::sim::run(command).await,
         Command::Catalog(command) => cmd::catalog::run(command).await,
     };

@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod crds;
 pub mod plan;
+pub mod reference;
 pub mod run;
 pub mod scenario;
 pub mod sim;
