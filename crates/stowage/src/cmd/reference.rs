@@ -128,6 +128,14 @@ const METRIC_LABELS: &[(&str, &[(&str, &str)])] = &[
         &[("nodepool", "pool name"), ("capacity_type", "as `nodes`")],
     ),
     (
+        "nodepool_on_demand_base_cores",
+        &[("nodepool", "pool name")],
+    ),
+    (
+        "nodepool_on_demand_percent_above_base",
+        &[("nodepool", "pool name")],
+    ),
+    (
         "watch_decode_errors",
         &[(
             "kind",
@@ -147,28 +155,11 @@ struct MetricDesc {
     labels: Vec<String>,
 }
 
-/// A registry with one series in every metric: a labelled family shows up in the exposition only
-/// once it has a series. Every recording method of [`stowage_controller::Metrics`] is called here
-/// (a test checks that every registered name comes out).
+/// A registry with one series in every metric (a labelled family shows up in the exposition only
+/// once it has a series): the controller's own [`stowage_controller::Metrics::example`], which a
+/// controller test checks covers every registered metric.
 fn populated_metrics() -> stowage_controller::Metrics {
-    let m = stowage_controller::Metrics::new();
-    m.nodeclaim_created("p", "provisioning");
-    m.nodeclaim_launched("p");
-    m.nodeclaim_registered("p");
-    m.nodeclaim_initialized("p");
-    m.nodeclaim_terminated("p", "deleted");
-    m.launch_error("p", "launch");
-    m.eviction("evicted");
-    m.watch_decode_error("Pod");
-    m.set_cloud_calls([("create", 1)], [("create", "api", 1)]);
-    let sample = stowage_controller::metrics::FleetSample {
-        nodes: 1,
-        allocatable: [("cpu".to_string(), 2.0)].into(),
-        requested: [("cpu".to_string(), 1.0)].into(),
-        cost_per_hour: 0.1,
-    };
-    m.set_fleet(&[(("p".to_string(), "spot".to_string()), sample)].into());
-    m
+    stowage_controller::Metrics::example()
 }
 
 /// The metrics of the populated registry, from its `# HELP` / `# TYPE` lines and samples.
@@ -375,7 +366,7 @@ mod tests {
         let missing: Vec<&String> = registered.difference(&names).collect();
         assert!(
             missing.is_empty(),
-            "metrics without a series in populated_metrics() (call their recording method there): {missing:?}"
+            "metrics without a series in Metrics::example() (call their recording method there): {missing:?}"
         );
         let table: BTreeMap<String, BTreeSet<String>> = METRIC_LABELS
             .iter()
