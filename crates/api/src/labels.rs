@@ -36,8 +36,29 @@ pub const INSTANCE_GPU_NAME: &str = "aws.stowage.dev/instance-gpu-name";
 pub const INSTANCE_GPU_COUNT: &str = "aws.stowage.dev/instance-gpu-count";
 pub const INSTANCE_GPU_MANUFACTURER: &str = "aws.stowage.dev/instance-gpu-manufacturer";
 pub const INSTANCE_GPU_MEMORY: &str = "aws.stowage.dev/instance-gpu-memory";
+/// Set only on fractional GPUs (e.g. `g6f`, a slice of an NVIDIA L4): the share of one GPU, as EC2's
+/// `GpuPartitionSize` (`0.125`, `0.25`, `0.5`); `instance-gpu-count` is then the logical count.
+pub const INSTANCE_GPU_PARTITION_SIZE: &str = "aws.stowage.dev/instance-gpu-partition-size";
 pub const INSTANCE_ACCELERATOR_NAME: &str = "aws.stowage.dev/instance-accelerator-name";
+pub const INSTANCE_ACCELERATOR_MANUFACTURER: &str =
+    "aws.stowage.dev/instance-accelerator-manufacturer";
 pub const INSTANCE_ACCELERATOR_COUNT: &str = "aws.stowage.dev/instance-accelerator-count";
+/// FPGAs (`f2`): EC2's `FpgaInfo`.
+pub const INSTANCE_FPGA_NAME: &str = "aws.stowage.dev/instance-fpga-name";
+pub const INSTANCE_FPGA_MANUFACTURER: &str = "aws.stowage.dev/instance-fpga-manufacturer";
+pub const INSTANCE_FPGA_COUNT: &str = "aws.stowage.dev/instance-fpga-count";
+pub const INSTANCE_FPGA_MEMORY: &str = "aws.stowage.dev/instance-fpga-memory";
+/// Media (video transcoding) accelerators (`vt1`): EC2's `MediaAcceleratorInfo`.
+pub const INSTANCE_MEDIA_ACCELERATOR_NAME: &str = "aws.stowage.dev/instance-media-accelerator-name";
+pub const INSTANCE_MEDIA_ACCELERATOR_MANUFACTURER: &str =
+    "aws.stowage.dev/instance-media-accelerator-manufacturer";
+pub const INSTANCE_MEDIA_ACCELERATOR_COUNT: &str =
+    "aws.stowage.dev/instance-media-accelerator-count";
+pub const INSTANCE_MEDIA_ACCELERATOR_MEMORY: &str =
+    "aws.stowage.dev/instance-media-accelerator-memory";
+/// `"true"` or `"false"`: EC2's `CurrentGeneration` flag (AWS's previous-generation types, e.g.
+/// `m4`, `r3`, say `"false"`).
+pub const INSTANCE_CURRENT_GENERATION: &str = "aws.stowage.dev/instance-current-generation";
 pub const INSTANCE_NETWORK_BANDWIDTH: &str = "aws.stowage.dev/instance-network-bandwidth";
 pub const INSTANCE_HYPERVISOR: &str = "aws.stowage.dev/instance-hypervisor";
 
@@ -63,8 +84,19 @@ pub const WELL_KNOWN: &[&str] = &[
     INSTANCE_GPU_COUNT,
     INSTANCE_GPU_MANUFACTURER,
     INSTANCE_GPU_MEMORY,
+    INSTANCE_GPU_PARTITION_SIZE,
     INSTANCE_ACCELERATOR_NAME,
+    INSTANCE_ACCELERATOR_MANUFACTURER,
     INSTANCE_ACCELERATOR_COUNT,
+    INSTANCE_FPGA_NAME,
+    INSTANCE_FPGA_MANUFACTURER,
+    INSTANCE_FPGA_COUNT,
+    INSTANCE_FPGA_MEMORY,
+    INSTANCE_MEDIA_ACCELERATOR_NAME,
+    INSTANCE_MEDIA_ACCELERATOR_MANUFACTURER,
+    INSTANCE_MEDIA_ACCELERATOR_COUNT,
+    INSTANCE_MEDIA_ACCELERATOR_MEMORY,
+    INSTANCE_CURRENT_GENERATION,
     INSTANCE_NETWORK_BANDWIDTH,
     INSTANCE_HYPERVISOR,
     INSTANCE_TYPE,
@@ -93,14 +125,39 @@ pub const RESOURCE_NEURON: &str = "aws.amazon.com/neuron";
 pub const RESOURCE_NEURONCORE: &str = "aws.amazon.com/neuroncore";
 pub const RESOURCE_HABANA_GAUDI: &str = "habana.ai/gaudi";
 pub const RESOURCE_EFA: &str = "vpc.amazonaws.com/efa";
-/// Accelerator resources: an instance type offering any of them is "exotic" and is not bought for
-/// pods that request none of them unless nothing else fits.
+/// Accelerator resources: an instance type offering any of them is "exotic" (see
+/// [`EXOTIC_LABELS`]); a pod requesting one of them asks for accelerator hardware.
 pub const ACCELERATOR_RESOURCES: &[&str] = &[
     RESOURCE_NVIDIA_GPU,
     RESOURCE_AMD_GPU,
     RESOURCE_NEURON,
     RESOURCE_NEURONCORE,
     RESOURCE_HABANA_GAUDI,
+];
+
+/// Labels only accelerator and specialty hardware carries (GPUs, fractional GPUs, Neuron and
+/// inference accelerators, FPGAs, media accelerators). An instance type with any of them, or with
+/// an [`ACCELERATOR_RESOURCES`] capacity, is "exotic": it is bought only for pods that ask for it
+/// (request the resource, or select it through the pod's or its NodePool's requirements). A
+/// requirement on one of these keys that the type satisfies and that needs the label present
+/// selects it.
+pub const EXOTIC_LABELS: &[&str] = &[
+    INSTANCE_GPU_NAME,
+    INSTANCE_GPU_COUNT,
+    INSTANCE_GPU_MANUFACTURER,
+    INSTANCE_GPU_MEMORY,
+    INSTANCE_GPU_PARTITION_SIZE,
+    INSTANCE_ACCELERATOR_NAME,
+    INSTANCE_ACCELERATOR_MANUFACTURER,
+    INSTANCE_ACCELERATOR_COUNT,
+    INSTANCE_FPGA_NAME,
+    INSTANCE_FPGA_MANUFACTURER,
+    INSTANCE_FPGA_COUNT,
+    INSTANCE_FPGA_MEMORY,
+    INSTANCE_MEDIA_ACCELERATOR_NAME,
+    INSTANCE_MEDIA_ACCELERATOR_MANUFACTURER,
+    INSTANCE_MEDIA_ACCELERATOR_COUNT,
+    INSTANCE_MEDIA_ACCELERATOR_MEMORY,
 ];
 
 /// How an instance is paid for. The declaration order is the solver's preference order:

@@ -11,7 +11,15 @@
 //! - system-reserved: only what the node class sets; node-class `kubeReserved`/`evictionHard`
 //!   values replace the computed ones key by key;
 //! - extended resources: GPUs by manufacturer (NVIDIA `nvidia.com/gpu`, AMD `amd.com/gpu`, Habana
-//!   `habana.ai/gaudi`), Neuron devices and cores, EFA interfaces.
+//!   `habana.ai/gaudi`; a fractional GPU counts as the one GPU the device plugin advertises),
+//!   Neuron devices and cores, EFA interfaces. FPGAs and media accelerators have no device-plugin
+//!   resource; they show as labels only.
+//! - labels: Karpenter's instance labels under `aws.stowage.dev/` (GPU name, manufacturer, count,
+//!   memory only for a single kind of GPU; accelerator name, manufacturer, count for Neuron devices
+//!   or one kind of inference accelerator), plus the GPU partition size of fractional GPUs, FPGA
+//!   and media-accelerator labels of the same shape, and EC2's current-generation flag. Types with
+//!   any accelerator or specialty label are "exotic" to the solver
+//!   ([`stowage_api::labels::EXOTIC_LABELS`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -225,11 +233,16 @@ pub fn type_labels(record: &InstanceTypeRecord, region: &str) -> BTreeMap<String
         );
         put(labels::INSTANCE_GPU_COUNT, gpu.count.to_string());
         put(labels::INSTANCE_GPU_MEMORY, gpu.memory_mib.to_string());
+        if let Some(share) = gpu.partition_size.filter(|_| gpu.is_fractional()) {
+            put(labels::INSTANCE_GPU_PARTITION_SIZE, share.to_string());
+        }
     }
     // Neuron devices are the accelerator when present (EC2 may list them as inference
-    // accelerators too); otherwise a single kind of inference accelerator.
+    // accelerators too; their manufacturer is AWS); otherwise a single kind of inference
+    // accelerator.
     if let [device] = record.neuron.as_slice() {
         put(labels::INSTANCE_ACCELERATOR_NAME, label_value(&device.name));
+        put(labels::INSTANCE_ACCELERATOR_MANUFACTURER, "aws".to_string());
         put(labels::INSTANCE_ACCELERATOR_COUNT, device.count.to_string());
     } else if let ([accelerator], true) = (record.accelerators.as_slice(), record.neuron.is_empty())
     {
@@ -238,10 +251,45 @@ pub fn type_labels(record: &InstanceTypeRecord, region: &str) -> BTreeMap<String
             label_value(&accelerator.name),
         );
         put(
+            labels::INSTANCE_ACCELERATOR_MANUFACTURER,
+            label_value(&accelerator.manufacturer),
+        );
+        put(
             labels::INSTANCE_ACCELERATOR_COUNT,
             accelerator.count.to_string(),
         );
     }
+    if let [fpga] = record.fpgas.as_slice() {
+        put(labels::INSTANCE_FPGA_NAME, label_value(&fpga.name));
+        put(
+            labels::INSTANCE_FPGA_MANUFACTURER,
+            label_value(&fpga.manufacturer),
+        );
+        put(labels::INSTANCE_FPGA_COUNT, fpga.count.to_string());
+        put(labels::INSTANCE_FPGA_MEMORY, fpga.memory_mib.to_string());
+    }
+    if let [media] = record.media.as_slice() {
+        put(
+            labels::INSTANCE_MEDIA_ACCELERATOR_NAME,
+            label_value(&media.name),
+        );
+        put(
+            labels::INSTANCE_MEDIA_ACCELERATOR_MANUFACTURER,
+            label_value(&media.manufacturer),
+        );
+        put(
+            labels::INSTANCE_MEDIA_ACCELERATOR_COUNT,
+            media.count.to_string(),
+        );
+        put(
+            labels::INSTANCE_MEDIA_ACCELERATOR_MEMORY,
+            media.memory_mib.to_string(),
+        );
+    }
+    put(
+        labels::INSTANCE_CURRENT_GENERATION,
+        record.current_generation.to_string(),
+    );
     if let Some(h) = &record.hypervisor {
         put(labels::INSTANCE_HYPERVISOR, h.clone());
     }
@@ -327,7 +375,7 @@ pub fn build(
 mod tests {
     use super::*;
     use crate::pricing::{PriceBook, SpotPolicy};
-    use crate::record::{Arch, Gpu, NeuronDevice};
+    use crate::record::{Arch, Device, Gpu, NeuronDevice};
 
     fn record(name: &str, vcpus: u32, memory_mib: u64, enis: u32, ipv4: u32) -> InstanceTypeRecord {
         InstanceTypeRecord {
@@ -338,6 +386,8 @@ mod tests {
             gpus: vec![],
             neuron: vec![],
             accelerators: vec![],
+            fpgas: vec![],
+            media: vec![],
             efa: 0,
             enis,
             ipv4_per_eni: ipv4,
@@ -345,6 +395,7 @@ mod tests {
             bandwidth_mbps: Some(750),
             bare_metal: false,
             usage: vec![CapacityType::Spot, CapacityType::OnDemand],
+            current_generation: true,
         }
     }
 
@@ -355,6 +406,7 @@ mod tests {
                 manufacturer: "NVIDIA".into(),
                 count: 8,
                 memory_mib: 81_920,
+                partition_size: None,
             }],
             efa: 32,
             ..record("p5.48xlarge", 192, 2_097_152, 2, 50)
@@ -481,6 +533,7 @@ mod tests {
                 manufacturer: "AMD".into(),
                 count: 1,
                 memory_mib: 8192,
+                partition_size: None,
             }],
             ..record("g4ad.xlarge", 4, 16384, 2, 4)
         };
@@ -513,7 +566,99 @@ mod tests {
         assert_eq!(trn.capacity.get(labels::RESOURCE_NEURON), 16);
         assert_eq!(trn.capacity.get(labels::RESOURCE_NEURONCORE), 32);
         assert_eq!(trn.labels[labels::INSTANCE_ACCELERATOR_NAME], "trainium");
+        assert_eq!(trn.labels[labels::INSTANCE_ACCELERATOR_MANUFACTURER], "aws");
         assert_eq!(trn.labels[labels::INSTANCE_ACCELERATOR_COUNT], "16");
+    }
+
+    #[test]
+    fn specialty_hardware_shows_as_labels_and_makes_the_type_exotic() {
+        let settings = CatalogSettings::default();
+        let build = |r: &InstanceTypeRecord| {
+            to_instance_type(r, "r", &zones(&["a"]), &PriceBook::default(), &settings)
+        };
+        // g6f.4xlarge: half an NVIDIA L4 (EC2: Count 0, LogicalGpuCount 1, GpuPartitionSize 0.5).
+        let g6f = build(&InstanceTypeRecord {
+            gpus: vec![Gpu {
+                name: "L4".into(),
+                manufacturer: "NVIDIA".into(),
+                count: 1,
+                memory_mib: 11_444,
+                partition_size: Some(0.5),
+            }],
+            ..record("g6f.4xlarge", 16, 65_536, 8, 30)
+        });
+        assert_eq!(g6f.capacity.get(labels::RESOURCE_NVIDIA_GPU), 1);
+        assert_eq!(g6f.labels[labels::INSTANCE_GPU_PARTITION_SIZE], "0.5");
+        assert_eq!(g6f.labels[labels::INSTANCE_GPU_MEMORY], "11444");
+        assert_eq!(g6f.labels[labels::INSTANCE_GPU_COUNT], "1");
+        assert!(g6f.is_exotic() && g6f.is_fractional_gpu());
+        // A whole GPU carries no partition label.
+        assert!(
+            !p5_type()
+                .labels
+                .contains_key(labels::INSTANCE_GPU_PARTITION_SIZE)
+        );
+
+        let f2 = build(&InstanceTypeRecord {
+            fpgas: vec![Device {
+                name: "Virtex UltraScale+ (VU47P)".into(),
+                manufacturer: "Xilinx".into(),
+                count: 2,
+                memory_mib: 81_920,
+            }],
+            ..record("f2.12xlarge", 48, 524_288, 8, 30)
+        });
+        assert_eq!(
+            f2.labels[labels::INSTANCE_FPGA_NAME],
+            "virtex-ultrascale-vu47p"
+        );
+        assert_eq!(f2.labels[labels::INSTANCE_FPGA_MANUFACTURER], "xilinx");
+        assert_eq!(f2.labels[labels::INSTANCE_FPGA_COUNT], "2");
+        assert_eq!(f2.labels[labels::INSTANCE_FPGA_MEMORY], "81920");
+        assert!(f2.is_exotic() && !f2.is_fractional_gpu());
+
+        let vt1 = build(&InstanceTypeRecord {
+            media: vec![Device {
+                name: "U30".into(),
+                manufacturer: "Xilinx".into(),
+                count: 2,
+                memory_mib: 24_576,
+            }],
+            ..record("vt1.6xlarge", 24, 49_152, 8, 30)
+        });
+        assert_eq!(vt1.labels[labels::INSTANCE_MEDIA_ACCELERATOR_NAME], "u30");
+        assert_eq!(vt1.labels[labels::INSTANCE_MEDIA_ACCELERATOR_COUNT], "2");
+        assert_eq!(
+            vt1.labels[labels::INSTANCE_MEDIA_ACCELERATOR_MEMORY],
+            "24576"
+        );
+        assert!(vt1.is_exotic());
+
+        let m4 = build(&InstanceTypeRecord {
+            current_generation: false,
+            ..record("m4.large", 2, 8192, 2, 10)
+        });
+        assert_eq!(m4.labels[labels::INSTANCE_CURRENT_GENERATION], "false");
+        assert!(m4.is_previous_generation() && !m4.is_exotic());
+        for t in [&g6f, &f2, &vt1, &m4] {
+            assert!(
+                t.labels
+                    .keys()
+                    .all(|k| labels::WELL_KNOWN.contains(&k.as_str())),
+                "{:?}",
+                t.labels
+            );
+        }
+    }
+
+    fn p5_type() -> InstanceType {
+        to_instance_type(
+            &p5(),
+            "us-east-1",
+            &zones(&["us-east-1a"]),
+            &PriceBook::default(),
+            &CatalogSettings::default(),
+        )
     }
 
     #[test]

@@ -231,6 +231,8 @@ mod tests {
             gpus: vec![],
             neuron: vec![],
             accelerators: vec![],
+            fpgas: vec![],
+            media: vec![],
             efa: 0,
             enis: 3,
             ipv4_per_eni: 10,
@@ -238,6 +240,7 @@ mod tests {
             bandwidth_mbps: None,
             bare_metal: false,
             usage: vec![CapacityType::Spot, CapacityType::OnDemand],
+            current_generation: true,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The project's own raw instance-type record: the handful of `DescribeInstanceTypes` facts
-//! Stowage uses (vCPUs, memory, architecture, GPUs, Neuron devices, inference accelerators, EFA,
-//! ENIs, hypervisor, bandwidth, bare metal, usage classes), read from the SDK's `InstanceTypeInfo`
+//! Stowage uses (vCPUs, memory, architecture, GPUs (whole or fractional), Neuron devices, inference
+//! accelerators, FPGAs, media accelerators, EFA, ENIs, hypervisor, bandwidth, bare metal, usage
+//! classes, current generation), read from the SDK's `InstanceTypeInfo`
 //! by `stowage-aws` (`stowage_aws::catalog::RecordFromSdk`) and stored compactly in the embedded
 //! catalogue.
 //!
@@ -38,13 +39,26 @@ impl Arch {
 }
 
 /// One kind of GPU (or GPU-like accelerator EC2 reports in `GpuInfo`, e.g. Habana Gaudi).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Gpu {
     pub name: String,
     pub manufacturer: String,
+    /// The GPUs the instance exposes: EC2's `LogicalGpuCount` (whole GPUs, or GPU slices on
+    /// fractional types, where EC2's physical `Count` is 0), else its `Count`.
     pub count: u32,
-    /// Per device.
+    /// Per GPU (per slice on fractional types).
     pub memory_mib: u64,
+    /// The share of one physical GPU each exposed GPU is (EC2's `GpuPartitionSize`), only when it
+    /// is a slice: `0.125`, `0.25`, `0.5` on `g6f`/`gr6f` (NVIDIA L4 fractions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition_size: Option<f64>,
+}
+
+impl Gpu {
+    /// Whether each exposed GPU is a slice of a physical one.
+    pub fn is_fractional(&self) -> bool {
+        self.partition_size.is_some_and(|p| p < 1.0)
+    }
 }
 
 /// One kind of AWS Neuron device (Inferentia, Trainium).
@@ -68,12 +82,31 @@ pub struct InferenceAccelerator {
     pub memory_mib: u64,
 }
 
+/// One kind of FPGA (`FpgaInfo`, e.g. the AMD/Xilinx Virtex UltraScale+ of `f2`) or media
+/// accelerator (`MediaAcceleratorInfo`, e.g. the Xilinx U30 of `vt1`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Device {
+    pub name: String,
+    pub manufacturer: String,
+    pub count: u32,
+    /// Per device.
+    pub memory_mib: u64,
+}
+
 fn is_zero(v: &u32) -> bool {
     *v == 0
 }
 
 fn is_false(v: &bool) -> bool {
     !*v
+}
+
+fn is_true(v: &bool) -> bool {
+    *v
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Nearly every type is sold both ways, so the embedded catalogue omits that value.
@@ -99,6 +132,11 @@ pub struct InstanceTypeRecord {
     pub neuron: Vec<NeuronDevice>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accelerators: Vec<InferenceAccelerator>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fpgas: Vec<Device>,
+    /// Media (video transcoding) accelerators.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<Device>,
     /// Maximum EFA interfaces (0: no EFA).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub efa: u32,
@@ -117,6 +155,10 @@ pub struct InstanceTypeRecord {
     /// How it can be bought (`spot`, `on-demand`), in preference order; both when absent.
     #[serde(default = "default_usage", skip_serializing_if = "is_default_usage")]
     pub usage: Vec<CapacityType>,
+    /// EC2's `CurrentGeneration`: false for the types AWS lists as previous generation (`m4`,
+    /// `r3`, ...); true when absent.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub current_generation: bool,
 }
 
 impl InstanceTypeRecord {
@@ -133,9 +175,12 @@ impl InstanceTypeRecord {
                 manufacturer: "Habana".to_string(),
                 count: 8,
                 memory_mib: 32_768,
+                partition_size: None,
             }],
             neuron: Vec::new(),
             accelerators: Vec::new(),
+            fpgas: Vec::new(),
+            media: Vec::new(),
             efa: 4,
             enis: 60,
             ipv4_per_eni: 50,
@@ -143,6 +188,7 @@ impl InstanceTypeRecord {
             bandwidth_mbps: Some(400_000),
             bare_metal: false,
             usage: vec![CapacityType::Spot, CapacityType::OnDemand],
+            current_generation: true,
         }
     }
 }
@@ -164,5 +210,33 @@ mod tests {
         );
         let back: InstanceTypeRecord = serde_json::from_str(&json).unwrap();
         assert_eq!(back, InstanceTypeRecord::dl1_24xlarge());
+        for absent in ["fpgas", "media", "partition_size", "current_generation"] {
+            assert!(
+                !json.contains(absent),
+                "{absent} is omitted when empty: {json}"
+            );
+        }
+    }
+
+    #[test]
+    fn specialty_facts_round_trip() {
+        let mut r = InstanceTypeRecord::dl1_24xlarge();
+        r.gpus[0].partition_size = Some(0.125);
+        r.fpgas.push(Device {
+            name: "Virtex UltraScale+ (VU47P)".into(),
+            manufacturer: "Xilinx".into(),
+            count: 1,
+            memory_mib: 81_920,
+        });
+        r.media = r.fpgas.clone();
+        r.current_generation = false;
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(
+            json.contains("\"partition_size\":0.125")
+                && json.contains("\"current_generation\":false"),
+            "{json}"
+        );
+        let back: InstanceTypeRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, r);
     }
 }

@@ -286,9 +286,44 @@ async fn catalogue_and_allocatable_from_the_api() {
     );
     assert_eq!(inf2.allocatable().cpu_millis(), 4000 - 80);
 
+    // Specialty hardware the live API reports, and the embedded catalogue (generated from the
+    // same answers) carries the same labels and resources for it.
+    let embedded = catalog::embedded("us-east-1", &CatalogSettings::default()).unwrap();
+    let label = |t: &InstanceType, k: &str| t.labels.get(k).cloned();
+    for (name, key, value) in [
+        ("g6f.4xlarge", labels::INSTANCE_GPU_PARTITION_SIZE, "0.5"),
+        ("g6f.4xlarge", labels::INSTANCE_GPU_NAME, "l4"),
+        ("gr6f.4xlarge", labels::INSTANCE_GPU_MEMORY, "11444"),
+        ("f2.6xlarge", labels::INSTANCE_FPGA_COUNT, "1"),
+        ("f2.48xlarge", labels::INSTANCE_FPGA_MANUFACTURER, "xilinx"),
+        (
+            "vt1.6xlarge",
+            labels::INSTANCE_MEDIA_ACCELERATOR_NAME,
+            "u30",
+        ),
+        ("vt1.6xlarge", labels::INSTANCE_MEDIA_ACCELERATOR_COUNT, "2"),
+        ("m4.large", labels::INSTANCE_CURRENT_GENERATION, "false"),
+        ("m7i.large", labels::INSTANCE_CURRENT_GENERATION, "true"),
+    ] {
+        let live = find(&types, name);
+        assert_eq!(label(live, key).as_deref(), Some(value), "{name} {key}");
+        assert!(live.is_exotic() == !name.starts_with('m'), "{name}");
+        let offline = find(&embedded, name);
+        assert_eq!(
+            offline.labels, live.labels,
+            "{name}: embedded and live labels"
+        );
+    }
+    assert_eq!(
+        find(&types, "g6f.4xlarge")
+            .capacity
+            .get(labels::RESOURCE_NVIDIA_GPU),
+        1,
+        "a GPU slice is one GPU to the device plugin"
+    );
+
     // dl1.24xlarge is absent from the emulator; it comes from the embedded catalogue.
     assert!(types.iter().all(|t| t.name != "dl1.24xlarge"));
-    let embedded = catalog::embedded("us-east-1", &CatalogSettings::default()).unwrap();
     let dl1 = find(&embedded, "dl1.24xlarge");
     assert_eq!(dl1.capacity.get(labels::RESOURCE_HABANA_GAUDI), 8);
     assert_eq!(dl1.capacity.cpu_millis(), 96_000);

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use stowage_api::CapacityType;
+use stowage_api::{CapacityType, labels};
 
 /// Resource names with a fixed meaning.
 pub mod resource {
@@ -160,11 +160,32 @@ impl InstanceType {
         a
     }
 
-    /// True when the type offers an accelerator resource (GPU, Neuron, Gaudi).
+    /// True when the type has accelerator or specialty hardware: an accelerator resource (GPU,
+    /// Neuron, Gaudi) or any of [`labels::EXOTIC_LABELS`] (GPUs including fractional ones,
+    /// inference accelerators, FPGAs, media accelerators). The solver buys such types only for
+    /// pods that ask for them.
     pub fn is_exotic(&self) -> bool {
-        stowage_api::labels::ACCELERATOR_RESOURCES
+        labels::ACCELERATOR_RESOURCES
             .iter()
             .any(|r| self.capacity.get(r) > 0)
+            || labels::EXOTIC_LABELS
+                .iter()
+                .any(|k| self.labels.contains_key(*k))
+    }
+
+    /// True for a slice of a GPU (`instance-gpu-partition-size` set, e.g. `g6f`): not what a pod
+    /// requesting a GPU means, so only pods or pools that name it get it.
+    pub fn is_fractional_gpu(&self) -> bool {
+        self.labels
+            .contains_key(labels::INSTANCE_GPU_PARTITION_SIZE)
+    }
+
+    /// True when the cloud lists the type as previous generation
+    /// (`instance-current-generation: "false"`, e.g. `m4`, `r3`).
+    pub fn is_previous_generation(&self) -> bool {
+        self.labels
+            .get(labels::INSTANCE_CURRENT_GENERATION)
+            .is_some_and(|v| v == "false")
     }
 
     /// The cheapest available offering, if any (ties broken by zone name for determinism).
@@ -208,6 +229,37 @@ mod tests {
         assert_eq!(a.pods(), 29);
         assert_eq!(a.get("ephemeral-storage"), 0);
         assert!(!it.is_exotic());
+    }
+
+    #[test]
+    fn specialty_hardware_is_exotic_by_resource_or_label() {
+        let plain = InstanceType {
+            name: "m7i.large".into(),
+            labels: BTreeMap::from([(labels::INSTANCE_CURRENT_GENERATION.into(), "true".into())]),
+            capacity: Resources::new().with("cpu", 2000),
+            overhead: Overhead::default(),
+            offerings: vec![],
+        };
+        assert!(!plain.is_exotic() && !plain.is_previous_generation());
+        let with = |key: &str, value: &str| {
+            let mut it = plain.clone();
+            it.labels.insert(key.into(), value.into());
+            it
+        };
+        for (key, value) in [
+            (labels::INSTANCE_FPGA_COUNT, "1"),
+            (labels::INSTANCE_MEDIA_ACCELERATOR_NAME, "u30"),
+            (labels::INSTANCE_GPU_PARTITION_SIZE, "0.5"),
+            (labels::INSTANCE_ACCELERATOR_NAME, "qualcomm-ai100"),
+        ] {
+            assert!(with(key, value).is_exotic(), "{key}");
+        }
+        assert!(with(labels::INSTANCE_GPU_PARTITION_SIZE, "0.5").is_fractional_gpu());
+        assert!(!with(labels::INSTANCE_GPU_COUNT, "1").is_fractional_gpu());
+        let mut gpu = plain.clone();
+        gpu.capacity.set(labels::RESOURCE_AMD_GPU, 1);
+        assert!(gpu.is_exotic());
+        assert!(with(labels::INSTANCE_CURRENT_GENERATION, "false").is_previous_generation());
     }
 
     #[test]

@@ -211,7 +211,8 @@ fn gpu_pod_gets_a_gpu_type_and_cpu_pods_never_do() {
             }
         }
     }
-    // When only accelerator types fit, a CPU pod still gets one.
+    // When only accelerator types fit, a CPU pod gets one only if it or its pool asks for it
+    // (issue 10: CPU pods' claims never list an accelerator type they did not ask for).
     let only_gpu = vec![accelerator_type(
         "g5.xlarge",
         4,
@@ -224,13 +225,44 @@ fn gpu_pod_gets_a_gpu_type_and_cpu_pods_never_do() {
         &input(
             pods("cpu", 1, |p| p.cpu_millis(500)),
             vec![PoolSpec::new("default")],
-            only_gpu,
+            only_gpu.clone(),
+        ),
+        &SolveOptions::default(),
+    );
+    let reason = &plan.unschedulable["default/cpu-000"];
+    assert!(
+        reason.contains("only accelerator and specialty types fit"),
+        "{reason}"
+    );
+    let gpu_pool =
+        PoolSpec::new("gpu").requirement(Requirement::in_(labels::INSTANCE_TYPE, ["g5.xlarge"]));
+    let plan = solve(
+        &input(
+            pods("cpu", 1, |p| p.cpu_millis(500)),
+            vec![gpu_pool],
+            only_gpu.clone(),
         ),
         &SolveOptions::default(),
     );
     assert_eq!(
         claim_of(&plan, "default/cpu-000").instance_type_options,
         ["g5.xlarge"]
+    );
+    let plan = solve(
+        &input(
+            pods("cpu", 1, |p| {
+                p.cpu_millis(500)
+                    .node_selector(labels::INSTANCE_TYPE, "g5.xlarge")
+            }),
+            vec![PoolSpec::new("default")],
+            only_gpu,
+        ),
+        &SolveOptions::default(),
+    );
+    assert_eq!(
+        claim_of(&plan, "default/cpu-000").instance_type_options,
+        ["g5.xlarge"],
+        "a pod selecting the type asks for it"
     );
 }
 

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_ec2::types as ec2t;
 use stowage_api::CapacityType;
 use stowage_aws_catalog::record::{
-    Arch, Gpu, InferenceAccelerator, InstanceTypeRecord, NeuronDevice,
+    Arch, Device, Gpu, InferenceAccelerator, InstanceTypeRecord, NeuronDevice,
 };
 
 use super::{Error, Result};
@@ -31,13 +31,56 @@ fn gpus_of(info: &ec2t::InstanceTypeInfo) -> Vec<Gpu> {
         .map(|g| g.gpus())
         .unwrap_or_default()
         .iter()
-        .map(|g| Gpu {
-            name: g.name().unwrap_or_default().to_string(),
-            manufacturer: g.manufacturer().unwrap_or_default().to_string(),
-            count: non_negative(g.count()),
-            memory_mib: u64::from(non_negative(g.memory_info().and_then(|m| m.size_in_mib()))),
+        .map(|g| {
+            // Fractional GPUs (g6f: half an L4) have a physical count of 0 and one logical GPU.
+            let logical = non_negative(g.logical_gpu_count());
+            Gpu {
+                name: g.name().unwrap_or_default().to_string(),
+                manufacturer: g.manufacturer().unwrap_or_default().to_string(),
+                count: if logical > 0 {
+                    logical
+                } else {
+                    non_negative(g.count())
+                },
+                memory_mib: u64::from(non_negative(g.memory_info().and_then(|m| m.size_in_mib()))),
+                partition_size: g
+                    .gpu_partition_size()
+                    .filter(|p| p.is_finite() && *p > 0.0 && *p < 1.0),
+            }
         })
         .filter(|g| g.count > 0)
+        .collect()
+}
+
+/// FPGAs (`FpgaInfo`) as records.
+fn fpgas_of(info: &ec2t::InstanceTypeInfo) -> Vec<Device> {
+    info.fpga_info()
+        .map(|f| f.fpgas())
+        .unwrap_or_default()
+        .iter()
+        .map(|f| Device {
+            name: f.name().unwrap_or_default().to_string(),
+            manufacturer: f.manufacturer().unwrap_or_default().to_string(),
+            count: non_negative(f.count()),
+            memory_mib: u64::from(non_negative(f.memory_info().and_then(|m| m.size_in_mib()))),
+        })
+        .filter(|f| f.count > 0)
+        .collect()
+}
+
+/// Media accelerators (`MediaAcceleratorInfo`) as records.
+fn media_of(info: &ec2t::InstanceTypeInfo) -> Vec<Device> {
+    info.media_accelerator_info()
+        .map(|m| m.accelerators())
+        .unwrap_or_default()
+        .iter()
+        .map(|a| Device {
+            name: a.name().unwrap_or_default().to_string(),
+            manufacturer: a.manufacturer().unwrap_or_default().to_string(),
+            count: non_negative(a.count()),
+            memory_mib: u64::from(non_negative(a.memory_info().and_then(|m| m.size_in_mib()))),
+        })
+        .filter(|a| a.count > 0)
         .collect()
 }
 
@@ -187,6 +230,8 @@ pub fn record_from_sdk(info: &ec2t::InstanceTypeInfo) -> Result<InstanceTypeReco
         gpus,
         neuron,
         accelerators,
+        fpgas: fpgas_of(info),
+        media: media_of(info),
         efa,
         enis,
         ipv4_per_eni,
@@ -194,6 +239,7 @@ pub fn record_from_sdk(info: &ec2t::InstanceTypeInfo) -> Result<InstanceTypeReco
         bandwidth_mbps,
         bare_metal: info.bare_metal().unwrap_or(false),
         usage,
+        current_generation: info.current_generation().unwrap_or(true),
     })
 }
 
@@ -347,7 +393,8 @@ mod tests {
                 name: "H100".into(),
                 manufacturer: "NVIDIA".into(),
                 count: 8,
-                memory_mib: 81_920
+                memory_mib: 81_920,
+                partition_size: None,
             }]
         );
         // The default network card's interfaces, not the instance total.
@@ -418,6 +465,144 @@ mod tests {
         assert_eq!(r.efa, 0);
     }
 
+    /// An x86_64 HVM type sold on demand with `vcpus` and `memory_mib` (the rest left out).
+    fn plain(name: &str, vcpus: i32, memory_mib: i64) -> ec2t::InstanceTypeInfo {
+        ec2t::InstanceTypeInfo::builder()
+            .instance_type(ec2t::InstanceType::from(name))
+            .supported_virtualization_types(ec2t::VirtualizationType::Hvm)
+            .supported_usage_classes(ec2t::UsageClassType::OnDemand)
+            .processor_info(
+                ec2t::ProcessorInfo::builder()
+                    .supported_architectures(ec2t::ArchitectureType::X8664)
+                    .build(),
+            )
+            .v_cpu_info(ec2t::VCpuInfo::builder().default_v_cpus(vcpus).build())
+            .memory_info(ec2t::MemoryInfo::builder().size_in_mib(memory_mib).build())
+            .build()
+    }
+
+    /// The figures are what DescribeInstanceTypes answers for these types (moto 5.2.5's recorded
+    /// answers, which the embedded catalogue is generated from).
+    #[test]
+    fn reads_fractional_gpus_fpgas_media_accelerators_and_generation() {
+        // g6f.4xlarge: half an NVIDIA L4; EC2 says Count 0, LogicalGpuCount 1.
+        let mut g6f = plain("g6f.4xlarge", 16, 65_536);
+        g6f.gpu_info = Some(
+            ec2t::GpuInfo::builder()
+                .gpus(
+                    ec2t::GpuDeviceInfo::builder()
+                        .name("L4")
+                        .manufacturer("NVIDIA")
+                        .count(0)
+                        .logical_gpu_count(1)
+                        .gpu_partition_size(0.5)
+                        .memory_info(
+                            ec2t::GpuDeviceMemoryInfo::builder()
+                                .size_in_mib(11_444)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        );
+        let r = InstanceTypeRecord::from_sdk(&g6f).unwrap();
+        assert_eq!(
+            r.gpus,
+            vec![Gpu {
+                name: "L4".into(),
+                manufacturer: "NVIDIA".into(),
+                count: 1,
+                memory_mib: 11_444,
+                partition_size: Some(0.5),
+            }]
+        );
+        assert!(r.gpus[0].is_fractional());
+        assert!(r.current_generation);
+
+        // A whole GPU reports partition size 1: not a slice.
+        let mut g6 = plain("g6.xlarge", 4, 16_384);
+        g6.gpu_info = Some(
+            ec2t::GpuInfo::builder()
+                .gpus(
+                    ec2t::GpuDeviceInfo::builder()
+                        .name("L4")
+                        .manufacturer("NVIDIA")
+                        .count(1)
+                        .logical_gpu_count(1)
+                        .gpu_partition_size(1.0)
+                        .build(),
+                )
+                .build(),
+        );
+        let r = InstanceTypeRecord::from_sdk(&g6).unwrap();
+        assert_eq!((r.gpus[0].count, r.gpus[0].partition_size), (1, None));
+
+        let mut f2 = plain("f2.6xlarge", 24, 262_144);
+        f2.fpga_info = Some(
+            ec2t::FpgaInfo::builder()
+                .fpgas(
+                    ec2t::FpgaDeviceInfo::builder()
+                        .name("Virtex UltraScale+ (VU47P)")
+                        .manufacturer("Xilinx")
+                        .count(1)
+                        .memory_info(
+                            ec2t::FpgaDeviceMemoryInfo::builder()
+                                .size_in_mib(81_920)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        );
+        let r = InstanceTypeRecord::from_sdk(&f2).unwrap();
+        assert_eq!(
+            r.fpgas,
+            vec![Device {
+                name: "Virtex UltraScale+ (VU47P)".into(),
+                manufacturer: "Xilinx".into(),
+                count: 1,
+                memory_mib: 81_920,
+            }]
+        );
+        assert!(r.gpus.is_empty() && r.media.is_empty());
+
+        let mut vt1 = plain("vt1.3xlarge", 12, 24_576);
+        vt1.media_accelerator_info = Some(
+            ec2t::MediaAcceleratorInfo::builder()
+                .accelerators(
+                    ec2t::MediaDeviceInfo::builder()
+                        .name("U30")
+                        .manufacturer("Xilinx")
+                        .count(1)
+                        .memory_info(
+                            ec2t::MediaDeviceMemoryInfo::builder()
+                                .size_in_mib(24_576)
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        );
+        let r = InstanceTypeRecord::from_sdk(&vt1).unwrap();
+        assert_eq!(
+            r.media,
+            vec![Device {
+                name: "U30".into(),
+                manufacturer: "Xilinx".into(),
+                count: 1,
+                memory_mib: 24_576,
+            }]
+        );
+
+        let mut m4 = plain("m4.large", 2, 8192);
+        m4.current_generation = Some(false);
+        assert!(
+            !InstanceTypeRecord::from_sdk(&m4)
+                .unwrap()
+                .current_generation
+        );
+    }
+
     #[test]
     fn refuses_types_stowage_cannot_launch() {
         let mac = ec2t::InstanceTypeInfo::builder()
@@ -432,6 +617,21 @@ mod tests {
             .build();
         let err = InstanceTypeRecord::from_sdk(&mac).unwrap_err();
         assert!(err.to_string().contains("mac1.metal"), "{err}");
+        // Apple silicon Macs are arm64_mac: refused too, so no Mac is ever in the catalogue.
+        let mac2 = ec2t::InstanceTypeInfo::builder()
+            .instance_type(ec2t::InstanceType::from("mac2-m2pro.metal"))
+            .supported_virtualization_types(ec2t::VirtualizationType::Hvm)
+            .supported_usage_classes(ec2t::UsageClassType::OnDemand)
+            .processor_info(
+                ec2t::ProcessorInfo::builder()
+                    .supported_architectures(ec2t::ArchitectureType::Arm64Mac)
+                    .build(),
+            )
+            .v_cpu_info(ec2t::VCpuInfo::builder().default_v_cpus(12).build())
+            .memory_info(ec2t::MemoryInfo::builder().size_in_mib(32_768).build())
+            .build();
+        let err = InstanceTypeRecord::from_sdk(&mac2).unwrap_err();
+        assert!(err.to_string().contains("architecture"), "{err}");
         let pv = ec2t::InstanceTypeInfo::builder()
             .instance_type(ec2t::InstanceType::M1Small)
             .supported_virtualization_types(ec2t::VirtualizationType::Paravirtual)

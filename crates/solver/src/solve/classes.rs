@@ -16,7 +16,7 @@ use stowage_api::requirements::Requirements;
 use super::Engine;
 use super::PODS;
 use super::interning::{KeyKind, capacity_type_bit};
-use super::pools::first_mismatch_on_new_node;
+use super::pools::{asks_for_exotic, first_mismatch_on_new_node, names_previous_generation};
 use super::reasons::PoolRejection;
 use super::topology::{DomainConstraint, DomainRule};
 use crate::bitset::Bitset;
@@ -303,9 +303,7 @@ impl Engine<'_> {
             capacity_types,
             include_prefer,
         );
-        if !pod.wants_accelerator() {
-            self.keep_plain_types(&mut compat);
-        }
+        self.keep_asked_for_types(&pod, &node_requirements, &mut compat);
         if !node_names.admits_unnamed_node() {
             // Pinned to named nodes: a node to buy cannot be given a chosen name.
             let pools = self.catalog.pools.len();
@@ -543,31 +541,69 @@ impl Engine<'_> {
         })
     }
 
-    /// Accelerator types only for pods that want them, unless nothing else fits.
-    fn keep_plain_types(&self, compat: &mut Compatibility) {
+    /// The instance types a claim may list for pods of this class (docs/ARCHITECTURE.md, "How a
+    /// claim's instance types are chosen"):
+    /// 1. exotic types (accelerators, specialty hardware) only when asked for: named by the pool's
+    ///    or the pod's requirements ([`asks_for_exotic`]), or, for whole accelerators, requested as
+    ///    a resource (a GPU slice is not what a GPU request means);
+    /// 2. a pod requesting no accelerator gets plain types when any fits: exotic types then only
+    ///    when the pod itself names them (a GPU pool's own requirements are not the pod asking);
+    /// 3. previous generations only when named ([`names_previous_generation`]), or when no
+    ///    current-generation type is left.
+    fn keep_asked_for_types(
+        &self,
+        pod: &PodRequest,
+        pod_reqs: &Requirements,
+        compat: &mut Compatibility,
+    ) {
         let types = &self.catalog.types;
-        let has_plain = compat
+        let wants = pod.wants_accelerator();
+        let pod_names_exotic = |t: usize| asks_for_exotic(pod_reqs, &types[t]);
+        let asked = |t: usize| {
+            let ty = &types[t];
+            !ty.exotic || ty.exotic_named || (wants && !ty.fractional) || pod_names_exotic(t)
+        };
+        let before = compat.compatible.clone();
+        let len = types.len();
+        retain_types(compat, len, asked);
+        let any_plain = compat
             .compatible
             .iter()
             .flatten()
             .any(|b| b.iter().any(|t| !types[t].exotic));
-        if !has_plain {
-            return;
+        if !wants && any_plain {
+            retain_types(compat, len, |t| !types[t].exotic || pod_names_exotic(t));
+        }
+        let current = |t: usize| {
+            let ty = &types[t];
+            !ty.previous_generation
+                || ty.previous_named
+                || names_previous_generation(pod_reqs, &ty.labels)
+        };
+        let any_current = compat
+            .compatible
+            .iter()
+            .flatten()
+            .any(|b| b.iter().any(current));
+        if any_current {
+            retain_types(compat, len, current);
         }
         for (pi, slot) in compat.compatible.iter_mut().enumerate() {
-            let Some(bits) = slot else { continue };
-            let mut plain = Bitset::new(types.len());
-            for t in bits.iter().filter(|t| !types[*t].exotic) {
-                plain.insert(t);
+            let Some(had) = before[pi].as_ref().filter(|b| !b.is_empty()) else {
+                continue;
+            };
+            if slot.as_ref().is_some_and(|b| !b.is_empty()) {
+                continue;
             }
-            if plain.is_empty() {
-                *slot = None;
-                compat.pool_rejections[pi] = Some(PoolRejection::Requirements(
-                    "accelerator types (kept for pods that request accelerators)".into(),
-                ));
-            } else {
-                *bits = plain;
-            }
+            let exotic = had.iter().any(|t| types[t].exotic);
+            let previous = had.iter().any(|t| types[t].previous_generation);
+            *slot = None;
+            compat.pool_rejections[pi] =
+                Some(PoolRejection::NotAskedFor(match (exotic, previous) {
+                    (true, true) => "accelerator, specialty and previous-generation types",
+                    (true, false) => "accelerator and specialty types",
+                    _ => "previous-generation types",
+                }));
         }
     }
 
@@ -610,6 +646,17 @@ impl Engine<'_> {
         let relaxed = self.make_class(pod, tolerate_prefer, members);
         self.classes.push(relaxed);
         Some(self.classes.len() - 1)
+    }
+}
+
+/// Keeps, in every pool's compatible types, those `keep` accepts.
+fn retain_types(compat: &mut Compatibility, len: usize, keep: impl Fn(usize) -> bool) {
+    for bits in compat.compatible.iter_mut().flatten() {
+        let mut kept = Bitset::new(len);
+        for t in bits.iter().filter(|t| keep(*t)) {
+            kept.insert(t);
+        }
+        *bits = kept;
     }
 }
 

@@ -71,8 +71,18 @@ pub(super) struct PoolType<'a> {
     pub(super) offerings: Vec<TypeOffering>,
     /// Zone masks of available offerings per capacity type index (reserved, spot, on-demand).
     zones_by_capacity_type: [u64; 3],
-    /// Offers an accelerator (kept for pods that want one).
+    /// Accelerator or specialty hardware ([`InstanceType::is_exotic`]): kept for pods that ask.
     pub(super) exotic: bool,
+    /// A GPU slice ([`InstanceType::is_fractional_gpu`]): kept even from GPU pods unless named.
+    pub(super) fractional: bool,
+    /// Previous generation ([`InstanceType::is_previous_generation`]): kept when named, or when
+    /// nothing current fits.
+    pub(super) previous_generation: bool,
+    /// The pool's requirements ask for this exotic type ([`names_exotic`]).
+    pub(super) exotic_named: bool,
+    /// The pool's requirements ask for this previous-generation type
+    /// ([`names_previous_generation`]).
+    pub(super) previous_named: bool,
 }
 
 impl PoolType<'_> {
@@ -372,7 +382,10 @@ impl<'a> Catalog<'a> {
                 continue;
             }
             let offerings = self.offerings(it, ids, zone_mask, capacity_types);
-            let ty = pool_type(it, type_labels, offerings, p, ids, daemons);
+            let mut ty = pool_type(it, type_labels, offerings, p, ids, daemons);
+            ty.exotic_named = ty.exotic && asks_for_exotic(&reqs, &ty);
+            ty.previous_named =
+                ty.previous_generation && names_previous_generation(&reqs, &ty.labels);
             self.types.push(ty);
             types.push(self.types.len() - 1);
         }
@@ -476,7 +489,75 @@ fn pool_type<'a>(
         offerings,
         zones_by_capacity_type,
         exotic: it.is_exotic(),
+        fractional: it.is_fractional_gpu(),
+        previous_generation: it.is_previous_generation(),
+        exotic_named: false,
+        previous_named: false,
     }
+}
+
+/// Whether `reqs` list the type's value under `key` in an `In` requirement.
+fn lists(reqs: &Requirements, key: &str, type_labels: &TypeLabels<'_>) -> bool {
+    match (reqs.get(key), type_labels.get(key)) {
+        (Some(set), Some(value)) => set.is_finite() && !set.allows_absent() && set.has(value),
+        _ => false,
+    }
+}
+
+/// Whether `reqs` (a pool's or a pod's) name this exotic type: an `In` on its instance type,
+/// family or category that lists it, or a requirement on an accelerator or specialty label
+/// ([`labels::EXOTIC_LABELS`]: `instance-gpu-count Exists`, `instance-gpu-name In [l4]`, ...) that
+/// it satisfies and that needs the label present.
+fn names_exotic(reqs: &Requirements, type_labels: &TypeLabels<'_>) -> bool {
+    [
+        labels::INSTANCE_TYPE,
+        labels::INSTANCE_FAMILY,
+        labels::INSTANCE_CATEGORY,
+    ]
+    .iter()
+    .any(|key| lists(reqs, key, type_labels))
+        || labels::EXOTIC_LABELS.iter().any(|key| {
+            reqs.get(key).is_some_and(|set| {
+                !set.allows_absent() && type_labels.get(key).is_some_and(|v| set.has(v))
+            })
+        })
+}
+
+/// Whether `reqs` ask for this exotic type: [`names_exotic`], except that a GPU slice needs its
+/// instance type or family listed, or a requirement on `instance-gpu-partition-size` (a GPU pool
+/// selecting `instance-gpu-count Exists` means whole GPUs).
+pub(super) fn asks_for_exotic(reqs: &Requirements, ty: &PoolType<'_>) -> bool {
+    if ty.fractional {
+        lists(reqs, labels::INSTANCE_TYPE, &ty.labels)
+            || lists(reqs, labels::INSTANCE_FAMILY, &ty.labels)
+            || reqs
+                .get(labels::INSTANCE_GPU_PARTITION_SIZE)
+                .is_some_and(|set| {
+                    !set.allows_absent()
+                        && ty
+                            .labels
+                            .get(labels::INSTANCE_GPU_PARTITION_SIZE)
+                            .is_some_and(|v| set.has(v))
+                })
+    } else {
+        names_exotic(reqs, &ty.labels)
+    }
+}
+
+/// Whether `reqs` ask for this previous-generation type: an `In` on its instance type, family or
+/// generation that lists it, or a requirement on `instance-current-generation` that `"false"`
+/// satisfies.
+pub(super) fn names_previous_generation(reqs: &Requirements, type_labels: &TypeLabels<'_>) -> bool {
+    [
+        labels::INSTANCE_TYPE,
+        labels::INSTANCE_FAMILY,
+        labels::INSTANCE_GENERATION,
+    ]
+    .iter()
+    .any(|key| lists(reqs, key, type_labels))
+        || reqs
+            .get(labels::INSTANCE_CURRENT_GENERATION)
+            .is_some_and(|set| set.has("false"))
 }
 
 /// Whether compiled requirements can hold for a new node whose labels are `labels`: its

@@ -27,6 +27,9 @@ pub(super) enum PoolRejection {
     /// The pod is pinned to named nodes (`matchFields` on `metadata.name`): no node to buy
     /// can be given a chosen name.
     PinnedToNodes,
+    /// Only types the pod does not ask for fit (what they are: accelerator and specialty types,
+    /// previous-generation types).
+    NotAskedFor(&'static str),
 }
 
 fn fmt_requests(r: &Resources) -> String {
@@ -57,6 +60,10 @@ impl PoolRejection {
             PoolRejection::OnDemandCap(pct) => {
                 format!("spot unavailable and on-demand cap {pct}% of pool reached")
             }
+            PoolRejection::NotAskedFor(what) => format!(
+                "only {what} fit, and neither the pod nor the NodePool asks for them (request the \
+                 accelerator, or name the instance type, family or category in a requirement)"
+            ),
             PoolRejection::PinnedToNodes => {
                 format!(
                     "the pod is pinned to named nodes ({NODE_NAME_FIELD}); a new node cannot be given a chosen name"
