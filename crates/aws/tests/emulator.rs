@@ -307,7 +307,7 @@ async fn catalogue_and_allocatable_from_the_api() {
     ] {
         let live = find(&types, name);
         assert_eq!(label(live, key).as_deref(), Some(value), "{name} {key}");
-        assert!(live.is_exotic() == !name.starts_with('m'), "{name}");
+        assert_eq!(live.is_exotic(), !name.starts_with('m'), "{name}");
         let offline = find(&embedded, name);
         assert_eq!(
             offline.labels, live.labels,

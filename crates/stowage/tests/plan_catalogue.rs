@@ -3,6 +3,7 @@
 //! Trainium, Gaudi, Qualcomm, Mac) or a previous-generation type; a GPU pod's options are all
 //! types with that GPU (no GPU slices); a Gaudi pod's only `dl1`; a pool that names an old family
 //! or a fractional GPU family gets it.
+#![allow(clippy::unwrap_used)] // the fixture and plan helpers outside #[test] functions unwrap too
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
