@@ -112,6 +112,37 @@ mod tests {
     use super::*;
     use stowage_api::{CapacityType, labels};
 
+    /// AWS's previous-generation families are exactly these; the rest (`m5`, `c5`, `r5`, `m6i`, ...
+    /// which the emulator's data flags wrongly, see docs/aws.md) are current generation.
+    #[test]
+    fn embedded_previous_generation_families_are_aws_published_ones() {
+        let catalog = embedded_catalog().unwrap();
+        let family = |name: &str| name.split('.').next().unwrap_or_default().to_string();
+        let previous: std::collections::BTreeSet<String> = catalog
+            .types
+            .iter()
+            .filter(|t| !t.current_generation)
+            .map(|t| family(&t.name))
+            .collect();
+        let expected = [
+            "a1", "c1", "c3", "c4", "d2", "i2", "m1", "m2", "m3", "m4", "r3", "r4",
+        ];
+        assert_eq!(
+            previous,
+            expected.iter().map(|f| f.to_string()).collect(),
+            "previous-generation families"
+        );
+        for current in ["m5", "c5", "r5", "m6i", "r6i", "r7g", "g5", "c6gn", "m7i"] {
+            assert!(
+                catalog
+                    .types
+                    .iter()
+                    .any(|t| family(&t.name) == current && t.current_generation),
+                "{current} is current generation"
+            );
+        }
+    }
+
     #[test]
     fn embedded_catalogue_covers_both_regions_with_dl1() {
         let regions = embedded_regions().unwrap();
