@@ -613,3 +613,124 @@ async fn a_controller_killed_at_any_point_of_a_launch_buys_no_more_than_without_
         );
     }
 }
+
+/// The seed's tiers on the synthetic catalogue: `spot` (weight 80) is preferred; `od` (weight 50)
+/// takes the pods that need on-demand, capped at 5 % of the spot vCPUs of both tiers (the
+/// `tier: general` scope).
+const TIERS: &str = r#"
+catalog: { source: synthetic, types: 16 }
+nodeClasses:
+  - name: default
+    spec:
+      amiSelectorTerms: [{ alias: al2023@latest }]
+      subnetSelectorTerms: [{ tags: { stowage.dev/discovery: test } }]
+      securityGroupSelectorTerms: [{ tags: { stowage.dev/discovery: test } }]
+      role: NodeRole
+nodePools:
+  - name: spot
+    labels: { tier: general }
+    spec:
+      weight: 80
+      template:
+        spec:
+          nodeClassRef: { group: aws.stowage.dev, kind: EC2NodeClass, name: default }
+          requirements: [{ key: stowage.dev/capacity-type, operator: In, values: [spot] }]
+  - name: od
+    labels: { tier: general }
+    spec:
+      weight: 50
+      capacityMix:
+        onDemandPercentAboveBase: 5
+        scope: { nodePoolSelector: { matchLabels: { tier: general } } }
+      template:
+        spec:
+          nodeClassRef: { group: aws.stowage.dev, kind: EC2NodeClass, name: default }
+          requirements: [{ key: stowage.dev/capacity-type, operator: In, values: [on-demand] }]
+timeline:
+  - at: 0s
+    create: { name: batch, replicas: 160, requests: { cpu: "1", memory: 1Gi } }
+  - at: 0s
+    create:
+      name: payments
+      replicas: 20
+      requests: { cpu: "1", memory: 1Gi }
+      nodeSelector: { stowage.dev/capacity-type: on-demand }
+"#;
+
+/// vCPUs of the nodes per capacity type label value.
+fn node_cpu(nodes: &[Node], capacity_type: &str) -> f64 {
+    nodes
+        .iter()
+        .filter(|n| {
+            n.labels().get(labels::CAPACITY_TYPE).map(String::as_str) == Some(capacity_type)
+        })
+        .filter_map(|n| n.status.as_ref()?.capacity.as_ref()?.get("cpu").cloned())
+        .map(|q| stowage_api::quantity::parse_milli(&q.0).unwrap_or(0) as f64 / 1000.0)
+        .sum()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_on_demand_tier_stays_within_5_percent_of_the_spot_tier() {
+    let yaml = format!("name: tiers\nduration: 15m\n{TIERS}");
+    let (_, (nodes, payments, pools)) = simulate(&yaml, |env, _ctx| async move {
+        let client = env.client.clone();
+        eventually(
+            "160 batch pods running",
+            Duration::from_secs(600),
+            || async { (running_pods(&client, "batch").await.len() == 160).then_some(()) },
+        )
+        .await;
+        eventually(
+            "payments on on-demand",
+            Duration::from_secs(600),
+            || async { (!running_pods(&client, "payments").await.is_empty()).then_some(()) },
+        )
+        .await;
+        // A few more provisioning rounds: nothing may push on-demand past the cap.
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        let nodes: Vec<Node> = Api::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items;
+        let payments = running_pods(&client, "payments").await;
+        let pools: Vec<stowage_api::NodePool> = Api::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items;
+        (nodes, payments, pools)
+    })
+    .await;
+    let spot = node_cpu(&nodes, "spot");
+    let on_demand = node_cpu(&nodes, "on-demand");
+    assert!(spot >= 160.0, "{spot}");
+    assert!(on_demand > 0.0);
+    assert!(
+        on_demand <= 0.05 * spot,
+        "on-demand {on_demand} vCPU > 5 % of spot {spot} vCPU"
+    );
+    // The spot tier is preferred: every spot node is the spot pool's, every on-demand node od's.
+    for n in &nodes {
+        let pool = n.labels().get(labels::NODEPOOL).map(String::as_str);
+        match n.labels().get(labels::CAPACITY_TYPE).map(String::as_str) {
+            Some("spot") => assert_eq!(pool, Some("spot")),
+            Some("on-demand") => assert_eq!(pool, Some("od")),
+            other => panic!("{other:?}"),
+        }
+    }
+    for p in &payments {
+        let node = p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap();
+        let n = nodes.iter().find(|n| n.name_any() == node).unwrap();
+        assert_eq!(
+            n.labels().get(labels::CAPACITY_TYPE).map(String::as_str),
+            Some("on-demand")
+        );
+    }
+    let od = pools.iter().find(|p| p.name_any() == "od").unwrap();
+    let scope = od
+        .condition(stowage_api::conditions::CAPACITY_MIX_SCOPE)
+        .unwrap();
+    assert!(scope.is_true());
+    assert_eq!(scope.message, "the on-demand cap counts NodePools od, spot");
+}

@@ -31,6 +31,9 @@ pub const READY: &str = "Ready";
 pub const VALIDATION_SUCCEEDED: &str = "ValidationSucceeded";
 /// NodePool: the referenced node class exists and is Ready.
 pub const NODE_CLASS_READY: &str = "NodeClassReady";
+/// NodePool with a `capacityMix.scope`: which pools the scope counts (`False` when the selector
+/// picks no pool but this one). A warning only: it does not make the pool not Ready.
+pub const CAPACITY_MIX_SCOPE: &str = "CapacityMixScope";
 
 /// `True`, `False` or `Unknown`.
 #[derive(

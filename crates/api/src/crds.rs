@@ -434,6 +434,23 @@ fn nodepool() -> Result<CustomResourceDefinition> {
                 "minimum": ON_DEMAND_PERCENT_RANGE.start(),
                 "maximum": ON_DEMAND_PERCENT_RANGE.end(),
             }),
+        )?
+        .set(
+            "spec.capacityMix.scope.nodePoolSelector.matchLabels",
+            json!({"maxProperties": MAX_LABELS}),
+        )?
+        .set(
+            "spec.capacityMix.scope.nodePoolSelector.matchLabels.{}",
+            json!({"maxLength": 63, "pattern": LABEL_VALUE_PATTERN}),
+        )?
+        .rule(
+            "spec.capacityMix.scope.nodePoolSelector.matchLabels",
+            QUALIFIED_KEYS_RULE,
+            "label keys must be qualified names",
+        )?
+        .set(
+            "spec.spotBlastRadius.maxPodsPerWorkload",
+            json!({"minimum": 1}),
         )?;
     p.finish()
 }

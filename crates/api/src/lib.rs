@@ -32,8 +32,9 @@ pub use nodeclaim::{
     NodeClaim, NodeClaimSpec, NodeClaimStatus, NodeClassRef, ResourceRequirements,
 };
 pub use nodepool::{
-    Budget, CapacityMix, ConsolidationPolicy, Disruption, DisruptionReason, NodeClaimTemplate,
-    NodeClaimTemplateSpec, NodePool, NodePoolSpec, NodePoolStatus, TemplateMetadata,
+    Budget, CapacityMix, CapacityMixScope, ConsolidationPolicy, Disruption, DisruptionReason,
+    NodeClaimTemplate, NodeClaimTemplateSpec, NodePool, NodePoolSelector, NodePoolSpec,
+    NodePoolStatus, SpotBlastRadius, TemplateMetadata,
 };
 pub use requirements::{Operator, Requirement, Requirements, ValueSet};
 pub use validation::FieldError;

@@ -273,24 +273,78 @@ fn default_on_demand_percent_above_base() -> i32 {
 /// [`CapacityMix::on_demand_percent`] all read this one range.
 pub const ON_DEMAND_PERCENT_RANGE: std::ops::RangeInclusive<i32> = 0..=100;
 
-/// Beyond Karpenter: how much on-demand capacity the pool may hold relative to spot.
+/// Beyond Karpenter: how much on-demand capacity the pool (or a set of pools) may hold relative
+/// to spot.
 ///
-/// `onDemandBase` vCPUs may always be on-demand; above it at most `onDemandPercentAboveBase`
-/// percent of the pool's vCPUs may be on-demand (100 = no cap). "On-demand at most 5 % of spot"
-/// is `{onDemandBase: "0", onDemandPercentAboveBase: 5}`.
+/// Without a `scope` the mix governs the pool alone: `onDemandBase` vCPUs may always be
+/// on-demand; above it at most `onDemandPercentAboveBase` percent of the pool's vCPUs may be
+/// on-demand (100 = no cap), AWS Auto Scaling's meaning of the two fields.
+///
+/// With a `scope` the mix governs the pools the scope selects (this pool always included), as
+/// one fleet: their on-demand vCPUs together may not pass `onDemandBase` plus
+/// `onDemandPercentAboveBase` percent of their spot and reserved vCPUs together. "On-demand at
+/// most 5 % of the spot tier" is `{onDemandPercentAboveBase: 5, scope: {nodePoolSelector:
+/// {matchLabels: {tier: general}}}}` on the on-demand pool, with both tiers labelled
+/// `tier: general`. A pool in several scopes (or with its own mix and in another pool's scope)
+/// must satisfy every one of them when it adds on-demand capacity.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CapacityMix {
     /// vCPUs always allowed on-demand (a CPU quantity, e.g. `"16"` or `"500m"`). Default 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_demand_base: Option<Quantity>,
-    /// Percentage (0..100) of vCPUs above the base that may be on-demand. Default 100.
+    /// Percentage (0..100) of vCPUs above the base that may be on-demand (with a `scope`: a
+    /// percentage of the scope's spot and reserved vCPUs). Default 100.
     #[serde(default = "default_on_demand_percent_above_base")]
     pub on_demand_percent_above_base: i32,
     /// How long on-demand capacity bought as a fallback stays before consolidation tries spot
     /// again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_spot_after: Option<Duration>,
+    /// Count the mix against a set of pools (this one always included): their on-demand vCPUs
+    /// together may not pass `onDemandBase` plus `onDemandPercentAboveBase` percent of their
+    /// spot and reserved vCPUs together. Unset: the pool alone, a percentage of its own vCPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<CapacityMixScope>,
+}
+
+/// `capacityMix.scope`: the NodePools whose capacity one capacity mix counts together.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityMixScope {
+    /// The pools of the scope, selected by their own labels (`metadata.labels`); the pool that
+    /// carries the mix is always in its scope. An empty selector selects every pool.
+    pub node_pool_selector: NodePoolSelector,
+}
+
+/// Selects NodePools by their labels.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePoolSelector {
+    /// Every label listed must be on the NodePool with this value. Empty: every pool.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+}
+
+impl NodePoolSelector {
+    /// Whether a pool with these labels is selected.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
+    }
+}
+
+/// `spec.spotBlastRadius`: how much of one workload a spot node of the pool may hold, so one
+/// spot interruption takes down a bounded part of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SpotBlastRadius {
+    /// At most this many pods of one workload (pods with the same controller owner in one
+    /// namespace: a ReplicaSet, StatefulSet, Job, or the driver pod of Spark executors) on one
+    /// spot node of the pool. Pods without a controller are not limited; on-demand and reserved
+    /// nodes are not limited.
+    pub max_pods_per_workload: i32,
 }
 
 impl CapacityMix {
@@ -309,6 +363,7 @@ impl Default for CapacityMix {
             on_demand_base: None,
             on_demand_percent_above_base: default_on_demand_percent_above_base(),
             restore_spot_after: None,
+            scope: None,
         }
     }
 }
@@ -345,9 +400,13 @@ pub struct NodePoolSpec {
     /// Pools with a higher weight (1..100) are tried first; unset counts as 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight: Option<i32>,
-    /// How much on-demand capacity the pool may hold relative to spot.
+    /// How much on-demand capacity the pool (or, with a scope, a set of pools) may hold
+    /// relative to spot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity_mix: Option<CapacityMix>,
+    /// How many pods of one workload a spot node of the pool may hold. Unset: no bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spot_blast_radius: Option<SpotBlastRadius>,
 }
 
 /// What the pool currently holds.

@@ -479,12 +479,29 @@ impl NodePoolSpec {
             {
                 errs.push("spec.capacityMix.onDemandBase", e);
             }
+            if let Some(scope) = &mix.scope {
+                let path = "spec.capacityMix.scope.nodePoolSelector.matchLabels";
+                for (k, v) in &scope.node_pool_selector.match_labels {
+                    let p = format!("{path}[{k}]");
+                    if let Some(e) = qualified_name_error(k).or_else(|| label_value_error(v)) {
+                        errs.push(p, e);
+                    }
+                }
+            }
             if mix.restore_spot_after.is_some() {
                 errs.push(
                     "spec.capacityMix.restoreSpotAfter",
                     "not supported yet: nothing moves fallback on-demand capacity back to spot; remove the field",
                 );
             }
+        }
+        if let Some(b) = &self.spot_blast_radius
+            && b.max_pods_per_workload < 1
+        {
+            errs.push(
+                "spec.spotBlastRadius.maxPodsPerWorkload",
+                format!("must be at least 1, got {}", b.max_pods_per_workload),
+            );
         }
         errs.finish()
     }

@@ -353,6 +353,27 @@ fn bad_manifests() -> Vec<(&'static str, String, &'static str)> {
             pool("", "capacityMix: {onDemandBase: four}"),
             "spec.capacityMix.onDemandBase",
         ),
+        (
+            "capacityMix scope selector key invalid",
+            pool(
+                "",
+                "capacityMix: {onDemandPercentAboveBase: 5, scope: {nodePoolSelector: {matchLabels: {'bad key!': general}}}}",
+            ),
+            "spec.capacityMix.scope.nodePoolSelector.matchLabels[bad key!]",
+        ),
+        (
+            "capacityMix scope selector value invalid",
+            pool(
+                "",
+                "capacityMix: {onDemandPercentAboveBase: 5, scope: {nodePoolSelector: {matchLabels: {tier: 'not a value'}}}}",
+            ),
+            "spec.capacityMix.scope.nodePoolSelector.matchLabels[tier]",
+        ),
+        (
+            "spotBlastRadius zero",
+            pool("", "spotBlastRadius: {maxPodsPerWorkload: 0}"),
+            "spec.spotBlastRadius.maxPodsPerWorkload",
+        ),
         // --- NodeClaim ---
         (
             "claim In without values",
@@ -665,9 +686,14 @@ fn good_manifests_pass() {
         pool("", ""),
         pool(
             "requirements:\n- {key: stowage.dev/capacity-type, operator: In, values: [spot, on-demand]}\n- {key: aws.stowage.dev/instance-category, operator: In, values: [c, m, r], minValues: 2}\n- {key: aws.stowage.dev/instance-generation, operator: Gt, values: ['4']}\n- {key: kubernetes.io/arch, operator: In, values: [amd64, arm64]}\n- {key: node.kubernetes.io/instance-type, operator: Exists, minValues: 10}\n- {key: example.com/team, operator: NotIn, values: [legacy]}\ntaints: [{key: dedicated, value: batch, effect: NoSchedule}]\nstartupTaints: [{key: node.cilium.io/agent-not-ready, effect: NoExecute}]\nexpireAfter: Never\nterminationGracePeriod: 48h",
-            "disruption:\n  consolidationPolicy: WhenEmpty\n  consolidateAfter: 30s\n  budgets:\n  - {nodes: '20%', reasons: [Empty, Drifted]}\n  - {nodes: '0', schedule: '0 9 * * mon-fri', duration: 8h}\n  - {nodes: '5', schedule: '@daily', duration: 1h30m}\nlimits: {cpu: '1000', memory: 1000Gi, nvidia.com/gpu: '8'}\nweight: 50\ncapacityMix: {onDemandBase: '16', onDemandPercentAboveBase: 5}",
+            "disruption:\n  consolidationPolicy: WhenEmpty\n  consolidateAfter: 30s\n  budgets:\n  - {nodes: '20%', reasons: [Empty, Drifted]}\n  - {nodes: '0', schedule: '0 9 * * mon-fri', duration: 8h}\n  - {nodes: '5', schedule: '@daily', duration: 1h30m}\nlimits: {cpu: '1000', memory: 1000Gi, nvidia.com/gpu: '8'}\nweight: 50\ncapacityMix: {onDemandBase: '16', onDemandPercentAboveBase: 5, scope: {nodePoolSelector: {matchLabels: {example.com/tier: general}}}}\nspotBlastRadius: {maxPodsPerWorkload: 8}",
         )
         .replace("  template:\n", "  template:\n    metadata:\n      labels: {team: web, node.kubernetes.io/role: worker, stowage.dev/capacity-type: spot}\n      annotations: {example.com/owner: me}\n"),
+        // A cluster-wide scope (every pool).
+        pool(
+            "",
+            "capacityMix: {onDemandPercentAboveBase: 5, scope: {nodePoolSelector: {}}}",
+        ),
         class(CLASS_OK),
         class_with("role: StowageNodeRole", "instanceProfile: StowageProfile"),
         class_with(

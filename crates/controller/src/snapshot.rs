@@ -159,6 +159,9 @@ pub fn build(
             Err(err) => skipped.borrow_mut().push(err),
         }
     }
+    // Scopes count every pool of the cluster, also those that cannot buy now.
+    let every_pool: Vec<&NodePool> = state.nodepools().map(|p| &**p).collect();
+    convert::resolve_capacity_scopes(&mut input.nodepools, &every_pool, &all);
     for ds in state.daemonsets() {
         match convert::daemonset(ds) {
             Ok(d) => input.daemonsets.push(d),

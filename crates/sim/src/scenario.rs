@@ -202,6 +202,9 @@ pub fn simulated_node_class() -> stowage_api::EC2NodeClassSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodePoolDef {
     pub name: String,
+    /// The NodePool's own labels (`metadata.labels`), e.g. for a `capacityMix.scope` selector.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
     pub spec: stowage_api::NodePoolSpec,
 }
 

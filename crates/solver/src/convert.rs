@@ -20,7 +20,7 @@ use stowage_api::quantity;
 use stowage_api::requirements::{Operator, Requirement};
 
 use crate::domain::{
-    DaemonSet, ExistingNode, HostPort, LabelSelector, NODE_NAME_FIELD, NodeAffinityTerm,
+    CapScope, DaemonSet, ExistingNode, HostPort, LabelSelector, NODE_NAME_FIELD, NodeAffinityTerm,
     NodeNameRequirement, NodeTaint, OnDemandCap, PodAffinityTerm, PodRequest, PoolSpec, PoolUsage,
     PreferredTerm, TaintEffect, Toleration, TolerationOperator, TopologySpread,
     WeightedPodAffinityTerm, WhenUnsatisfiable,
@@ -712,11 +712,34 @@ pub fn nodepool(np: &stowage_api::NodePool, usage: PoolUsage) -> Result<PoolSpec
                     ),
                 )
             })?;
+            // A scope starts as the pool alone with its own usage; [`resolve_capacity_scopes`]
+            // adds the pools its selector picks and what they hold.
+            let scope = m.scope.as_ref().map(|_| CapScope {
+                pools: vec![name.clone()],
+                on_demand_cpu_millis: usage.on_demand_cpu_millis,
+                other_cpu_millis: usage.total_cpu_millis - usage.on_demand_cpu_millis,
+            });
             Some(OnDemandCap {
                 on_demand_base_millis: base,
                 on_demand_percent_above_base: pct,
+                scope,
             })
         }
+    };
+    let spot_max_pods_per_workload = match &np.spec.spot_blast_radius {
+        None => None,
+        Some(b) => Some(
+            u32::try_from(b.max_pods_per_workload)
+                .ok()
+                .filter(|m| *m >= 1)
+                .ok_or_else(|| {
+                    invalid(
+                        &object,
+                        "spec.spotBlastRadius.maxPodsPerWorkload",
+                        format!("must be at least 1, got {}", b.max_pods_per_workload),
+                    )
+                })?,
+        ),
     };
     Ok(PoolSpec {
         name,
@@ -727,9 +750,76 @@ pub fn nodepool(np: &stowage_api::NodePool, usage: PoolUsage) -> Result<PoolSpec
         startup_taints,
         limits,
         capacity_mix,
+        spot_max_pods_per_workload,
         usage,
         instance_types: None,
     })
+}
+
+/// The pools a NodePool's `capacityMix.scope` selects (by their labels), itself included,
+/// sorted; `None` when its mix has no scope.
+pub fn scope_members<'a>(
+    np: &stowage_api::NodePool,
+    all: impl IntoIterator<Item = &'a stowage_api::NodePool>,
+) -> Option<Vec<String>> {
+    let scope = np.spec.capacity_mix.as_ref()?.scope.as_ref()?;
+    let own = np.metadata.name.clone().unwrap_or_default();
+    let mut names: Vec<String> = all
+        .into_iter()
+        .filter(|p| {
+            scope
+                .node_pool_selector
+                .matches(p.metadata.labels.as_ref().unwrap_or(&BTreeMap::new()))
+        })
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    names.push(own);
+    names.sort();
+    names.dedup();
+    Some(names)
+}
+
+/// Fills in the scope of every scoped capacity mix in `pools`: the pools its NodePool's
+/// selector picks among `all` (every NodePool of the cluster, including those that cannot buy
+/// now: their nodes count) and what the nodes (existing and in flight) of those pools hold.
+pub fn resolve_capacity_scopes(
+    pools: &mut [PoolSpec],
+    all: &[&stowage_api::NodePool],
+    nodes: &[ExistingNode],
+) {
+    for p in pools.iter_mut() {
+        let Some(scope) = p.capacity_mix.as_mut().and_then(|m| m.scope.as_mut()) else {
+            continue;
+        };
+        let Some(np) = all
+            .iter()
+            .find(|np| np.metadata.name.as_deref() == Some(p.name.as_str()))
+        else {
+            continue;
+        };
+        let Some(members) = scope_members(np, all.iter().copied()) else {
+            continue;
+        };
+        let mut on_demand = 0;
+        let mut other = 0;
+        for n in nodes.iter().filter(|n| {
+            n.nodepool
+                .as_deref()
+                .is_some_and(|name| members.binary_search_by(|m| m.as_str().cmp(name)).is_ok())
+        }) {
+            let cpu = n.capacity.get(resource::CPU);
+            if n.capacity_type == Some(stowage_api::CapacityType::OnDemand) {
+                on_demand += cpu;
+            } else {
+                other += cpu;
+            }
+        }
+        *scope = CapScope {
+            pools: members,
+            on_demand_cpu_millis: on_demand,
+            other_cpu_millis: other,
+        };
+    }
 }
 
 #[cfg(test)]
@@ -1020,5 +1110,68 @@ mod error_tests {
             text.contains("requests.cpu") && text.contains("must not be negative"),
             "{text}"
         );
+    }
+}
+
+#[cfg(test)]
+mod scope_tests {
+    use super::*;
+
+    #[test]
+    fn scopes_count_the_pools_their_selector_picks_and_all_their_nodes() {
+        let np = |name: &str, tier: &str, extra: &str| -> stowage_api::NodePool {
+            serde_saphyr::from_str(&format!(
+                "apiVersion: stowage.dev/v1\nkind: NodePool\nmetadata: {{name: {name}, labels: {{tier: {tier}}}}}\nspec:\n  template: {{spec: {{nodeClassRef: {{group: aws.stowage.dev, kind: EC2NodeClass, name: default}}}}}}\n{extra}"
+            ))
+            .unwrap()
+        };
+        let scoped = "  capacityMix: {onDemandPercentAboveBase: 5, scope: {nodePoolSelector: {matchLabels: {tier: general}}}}\n  spotBlastRadius: {maxPodsPerWorkload: 8}\n";
+        let pools = [
+            np("spot", "general", ""),
+            // Not Ready or without types: not in the solve, but its nodes count.
+            np("spot-b", "general", ""),
+            np("od", "general", scoped),
+            np("gpu", "gpu", ""),
+        ];
+        let node = |name: &str, pool: &str, ct: &str, cpu: i64| {
+            let mut n = ExistingNode::new(name, Resources::new().with("cpu", cpu));
+            n.nodepool = Some(pool.into());
+            n.capacity_type = ct.parse().ok();
+            n
+        };
+        let nodes = [
+            node("a", "spot", "spot", 64_000),
+            node("b", "spot-b", "spot", 32_000),
+            node("c", "od", "on-demand", 4_000),
+            node("d", "gpu", "on-demand", 48_000),
+        ];
+        let mut specs: Vec<PoolSpec> = [&pools[0], &pools[2], &pools[3]]
+            .iter()
+            .map(|p| nodepool(p, pool_usage(p.metadata.name.as_deref().unwrap(), &nodes)).unwrap())
+            .collect();
+        // Before resolution the scope is the pool alone.
+        let own = specs[1]
+            .capacity_mix
+            .as_ref()
+            .unwrap()
+            .scope
+            .clone()
+            .unwrap();
+        assert_eq!(own.pools, ["od"]);
+        assert_eq!((own.on_demand_cpu_millis, own.other_cpu_millis), (4_000, 0));
+        assert_eq!(specs[1].spot_max_pods_per_workload, Some(8));
+        let all: Vec<&stowage_api::NodePool> = pools.iter().collect();
+        resolve_capacity_scopes(&mut specs, &all, &nodes);
+        let scope = specs[1]
+            .capacity_mix
+            .as_ref()
+            .unwrap()
+            .scope
+            .clone()
+            .unwrap();
+        assert_eq!(scope.pools, ["od", "spot", "spot-b"]);
+        assert_eq!(scope.on_demand_cpu_millis, 4_000);
+        assert_eq!(scope.other_cpu_millis, 96_000, "the gpu pool is outside");
+        assert!(specs[0].capacity_mix.is_none());
     }
 }

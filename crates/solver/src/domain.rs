@@ -425,6 +425,12 @@ impl PodRequest {
         self
     }
 
+    /// Sets the controller owner (`Kind/name`, e.g. `Pod/spark-driver`).
+    pub fn owned_by(mut self, owner: &str) -> Self {
+        self.owner = Some(owner.into());
+        self
+    }
+
     /// Adds a required node-affinity term of label requirements (OR with the others).
     pub fn require_any(mut self, term: Vec<Requirement>) -> Self {
         self.required_node_affinity
@@ -594,26 +600,115 @@ impl ExistingNode {
     }
 }
 
-/// The on-demand cap of a pool: on-demand vCPUs may not pass
-/// `on_demand_base + on_demand_percent_above_base % of the pool's total vCPUs`.
+/// The on-demand cap of a pool's capacity mix.
+///
+/// Without a scope it governs the pool alone: on-demand vCPUs may not pass
+/// `on_demand_base + on_demand_percent_above_base % of the pool's total vCPUs` (AWS Auto
+/// Scaling's meaning). With a [`CapScope`] it governs the scope's pools as one fleet: their
+/// on-demand vCPUs may not pass `on_demand_base + on_demand_percent_above_base % of their spot
+/// and reserved vCPUs` ("on-demand at most 5 % of the spot tier").
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OnDemandCap {
     pub on_demand_base_millis: i64,
     /// Within `stowage_api::nodepool::ON_DEMAND_PERCENT_RANGE` (checked by the API and at
-    /// conversion, trusted here); 100 means no cap.
+    /// conversion, trusted here); 100 means no cap (unscoped).
     pub on_demand_percent_above_base: u32,
+    /// The pools the cap counts against, when more than its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<CapScope>,
+}
+
+/// The pools a scoped capacity mix counts against and what they hold now (every node and
+/// in-flight claim of each, also of pools that cannot buy in this solve).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapScope {
+    /// Pool names, sorted; the pool carrying the mix is always one of them.
+    pub pools: Vec<String>,
+    pub on_demand_cpu_millis: i64,
+    /// Spot and reserved millicores.
+    pub other_cpu_millis: i64,
 }
 
 impl OnDemandCap {
     /// Whether adding `add_cpu` on-demand millicores keeps the pool within the cap, given its
-    /// current on-demand and total millicores. (At 100 % the cap never binds: on-demand is part
-    /// of the total.)
+    /// current on-demand and total millicores (unscoped reading; at 100 % the cap never binds:
+    /// on-demand is part of the total).
     pub fn allows(&self, on_demand: i64, total: i64, add_cpu: i64) -> bool {
-        let od = on_demand + add_cpu;
-        let tot = total + add_cpu;
-        od * 100
-            <= self.on_demand_base_millis * 100 + i64::from(self.on_demand_percent_above_base) * tot
+        self.excess(on_demand + add_cpu, total - on_demand) <= 0
     }
+
+    /// By how much `on_demand` millicores exceed what the cap allows next to `other` (spot and
+    /// reserved) millicores, in hundredths of a millicore; zero or less when within the cap.
+    pub fn excess(&self, on_demand: i64, other: i64) -> i64 {
+        let counted = if self.scope.is_some() {
+            other
+        } else {
+            on_demand + other
+        };
+        on_demand * 100
+            - (self.on_demand_base_millis * 100
+                + i64::from(self.on_demand_percent_above_base) * counted)
+    }
+}
+
+/// A change of a pool's capacity, in millicores (negative: removed), as consolidation would
+/// make it (see [`on_demand_caps_allow`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CapacityChange<'a> {
+    pub pool: &'a str,
+    pub on_demand_cpu_millis: i64,
+    /// Spot and reserved millicores.
+    pub other_cpu_millis: i64,
+}
+
+/// The on-demand cap a change would break: the pool whose capacity mix it is, and its
+/// percentage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapViolation {
+    pub owner: String,
+    pub on_demand_percent_above_base: u32,
+    pub scoped: bool,
+}
+
+/// The seam for consolidation (and anything else that adds or removes capacity outside a
+/// solve): may `change.pool` add (or keep) on-demand capacity given the fleet in `input`? Every
+/// cap covering the pool is checked: its own unscoped mix and every scope it is in (whichever
+/// pool carries it). A change is refused when it leaves a cap exceeded and exceeded by more
+/// than before, so a fleet already over a cap (spot was interrupted) may keep what it has or
+/// move towards the cap, never away from it. The solve itself enforces the same caps when it
+/// opens claims ([`crate::solve`]).
+pub fn on_demand_caps_allow(
+    input: &SolveInput,
+    change: &CapacityChange,
+) -> Result<(), CapViolation> {
+    for p in &input.nodepools {
+        let Some(cap) = &p.capacity_mix else {
+            continue;
+        };
+        let (od, other) = match &cap.scope {
+            None if p.name == change.pool => (
+                p.usage.on_demand_cpu_millis,
+                p.usage.total_cpu_millis - p.usage.on_demand_cpu_millis,
+            ),
+            Some(s) if s.pools.iter().any(|n| n == change.pool) => {
+                (s.on_demand_cpu_millis, s.other_cpu_millis)
+            }
+            _ => continue,
+        };
+        let before = cap.excess(od, other);
+        let after = cap.excess(
+            od + change.on_demand_cpu_millis,
+            other + change.other_cpu_millis,
+        );
+        if after > 0 && after > before {
+            return Err(CapViolation {
+                owner: p.name.clone(),
+                on_demand_percent_above_base: cap.on_demand_percent_above_base,
+                scoped: cap.scope.is_some(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// What a pool holds already (existing nodes and in-flight claims).
@@ -640,6 +735,10 @@ pub struct PoolSpec {
     /// Caps on total capacity (`cpu`, `memory`, `nodes`, extended resources). Absent: no cap.
     pub limits: Resources,
     pub capacity_mix: Option<OnDemandCap>,
+    /// `spotBlastRadius.maxPodsPerWorkload`: at most this many pods of one workload (same
+    /// namespace and controller owner) on one spot node of the pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spot_max_pods_per_workload: Option<u32>,
     pub usage: PoolUsage,
     /// The pool's own instance types; `None` uses [`SolveInput::instance_types`]. Shared: pools
     /// of one node class list the same catalogue, which is not copied per pool.
@@ -678,7 +777,40 @@ impl PoolSpec {
         self.capacity_mix = Some(OnDemandCap {
             on_demand_base_millis: base_millis,
             on_demand_percent_above_base: percent,
+            scope: None,
         });
+        self
+    }
+
+    /// A capacity mix over the pools `scope` (this one added), which hold `on_demand` and
+    /// `other` (spot and reserved) millicores now.
+    pub fn scoped_capacity_mix(
+        mut self,
+        base_millis: i64,
+        percent: u32,
+        scope: &[&str],
+        on_demand: i64,
+        other: i64,
+    ) -> Self {
+        let mut pools: Vec<String> = scope.iter().map(|s| s.to_string()).collect();
+        pools.push(self.name.clone());
+        pools.sort();
+        pools.dedup();
+        self.capacity_mix = Some(OnDemandCap {
+            on_demand_base_millis: base_millis,
+            on_demand_percent_above_base: percent,
+            scope: Some(CapScope {
+                pools,
+                on_demand_cpu_millis: on_demand,
+                other_cpu_millis: other,
+            }),
+        });
+        self
+    }
+
+    /// At most `max` pods of one workload per spot node.
+    pub fn spot_blast_radius(mut self, max: u32) -> Self {
+        self.spot_max_pods_per_workload = Some(max);
         self
     }
 
@@ -863,6 +995,7 @@ mod tests {
         let mix = OnDemandCap {
             on_demand_base_millis: 0,
             on_demand_percent_above_base: 5,
+            scope: None,
         };
         // 100 vCPU of spot: 5 on-demand vCPU make 5/105 < 5 %.
         assert!(mix.allows(0, 100_000, 5_000));
@@ -870,8 +1003,81 @@ mod tests {
         let base = OnDemandCap {
             on_demand_base_millis: 4_000,
             on_demand_percent_above_base: 0,
+            scope: None,
         };
         assert!(base.allows(0, 0, 4_000));
         assert!(!base.allows(4_000, 4_000, 1));
+    }
+
+    #[test]
+    fn a_scoped_cap_counts_on_demand_against_spot_and_reserved() {
+        let scoped = OnDemandCap {
+            on_demand_base_millis: 0,
+            on_demand_percent_above_base: 5,
+            scope: Some(CapScope::default()),
+        };
+        // 5 % of 100 spot vCPUs: exactly 5 on-demand vCPUs (not 5/105 of the total).
+        assert!(scoped.excess(5_000, 100_000) <= 0);
+        assert!(scoped.excess(5_001, 100_000) > 0);
+        assert!(scoped.excess(1, 0) > 0);
+    }
+
+    fn scoped_input() -> SolveInput {
+        // The seed's tiers: `od` (on-demand, capped at 5 % of the scope's spot) and `spot`.
+        let mut spot = PoolSpec::new("spot").weight(80);
+        spot.usage.total_cpu_millis = 200_000;
+        let od =
+            PoolSpec::new("od")
+                .weight(50)
+                .scoped_capacity_mix(0, 5, &["spot"], 8_000, 200_000);
+        SolveInput {
+            nodepools: vec![spot, od],
+            ..SolveInput::default()
+        }
+    }
+
+    #[test]
+    fn consolidation_asks_every_cap_covering_a_pool() {
+        let input = scoped_input();
+        let change = |pool, od, other| CapacityChange {
+            pool,
+            on_demand_cpu_millis: od,
+            other_cpu_millis: other,
+        };
+        // 8 of 10 allowed on-demand vCPUs: 2 more fit, 3 do not.
+        assert_eq!(
+            on_demand_caps_allow(&input, &change("od", 2_000, 0)),
+            Ok(())
+        );
+        let err = on_demand_caps_allow(&input, &change("od", 3_000, 0)).unwrap_err();
+        assert_eq!(err.owner, "od");
+        assert!(err.scoped);
+        // The spot tier is in the scope: removing 60 spot vCPUs would leave 8 > 7 allowed.
+        assert!(on_demand_caps_allow(&input, &change("spot", 0, -60_000)).is_err());
+        assert_eq!(
+            on_demand_caps_allow(&input, &change("spot", 0, -40_000)),
+            Ok(())
+        );
+        // Over the cap already: moving on-demand to spot is allowed, adding more is not.
+        let mut over = input.clone();
+        over.nodepools[0].usage.total_cpu_millis = 100_000;
+        over.nodepools[1]
+            .capacity_mix
+            .as_mut()
+            .unwrap()
+            .scope
+            .as_mut()
+            .unwrap()
+            .other_cpu_millis = 100_000;
+        assert_eq!(
+            on_demand_caps_allow(&over, &change("od", -4_000, 4_000)),
+            Ok(())
+        );
+        assert!(on_demand_caps_allow(&over, &change("od", 1_000, 0)).is_err());
+        // A pool outside every scope is not limited.
+        assert_eq!(
+            on_demand_caps_allow(&input, &change("gpu", 64_000, 0)),
+            Ok(())
+        );
     }
 }

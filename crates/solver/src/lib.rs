@@ -20,10 +20,11 @@ pub mod predicates;
 pub mod solve;
 
 pub use domain::{
-    DaemonSet, ExistingNode, HostPort, LabelSelector, NewClaim, NodeAffinityTerm,
-    NodeNameRequirement, NodeTaint, OnDemandCap, Placement, Plan, PodAffinityTerm, PodKey,
-    PodRequest, PoolSpec, PoolUsage, PreferredTerm, SolveInput, SolveOptions, TaintEffect,
-    Toleration, TolerationOperator, TopologySpread, WeightedPodAffinityTerm, WhenUnsatisfiable,
+    CapScope, CapViolation, CapacityChange, DaemonSet, ExistingNode, HostPort, LabelSelector,
+    NewClaim, NodeAffinityTerm, NodeNameRequirement, NodeTaint, OnDemandCap, Placement, Plan,
+    PodAffinityTerm, PodKey, PodRequest, PoolSpec, PoolUsage, PreferredTerm, SolveInput,
+    SolveOptions, TaintEffect, Toleration, TolerationOperator, TopologySpread,
+    WeightedPodAffinityTerm, WhenUnsatisfiable, on_demand_caps_allow,
 };
 pub use model::{InstanceType, Offering, Overhead, Resources};
 pub use solve::{simulate_without, solve};

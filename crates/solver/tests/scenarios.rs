@@ -907,3 +907,262 @@ fn min_values_that_cannot_be_met_make_the_pool_unusable() {
         "NodePool flexible: fewer than 5 distinct aws.stowage.dev/instance-cpu values can hold the pod (minValues)"
     );
 }
+
+/// vCPU millicores of a claim: the smallest option (`lo`) and the largest (`hi`).
+fn claim_cpu(c: &stowage_solver::NewClaim, types: &[InstanceType]) -> (i64, i64) {
+    let m = type_map(types);
+    let cpus: Vec<i64> = c
+        .instance_type_options
+        .iter()
+        .map(|t| m[t.as_str()].capacity.get("cpu"))
+        .collect();
+    (
+        cpus.iter().copied().min().unwrap(),
+        cpus.iter().copied().max().unwrap(),
+    )
+}
+
+/// Spot vCPUs (each claim at its smallest option) and on-demand vCPUs (at its largest).
+fn spot_and_on_demand_cpu(plan: &Plan, types: &[InstanceType]) -> (i64, i64) {
+    let (mut spot, mut od) = (0, 0);
+    for c in &plan.new_claims {
+        let (lo, hi) = claim_cpu(c, types);
+        match req_values(c, labels::CAPACITY_TYPE)[0].as_str() {
+            "on-demand" => od += hi,
+            _ => spot += lo,
+        }
+    }
+    (spot, od)
+}
+
+/// The seed's tiers: `spot` (weight 80, spot only) and `od` (weight 50, on-demand only) capped at
+/// 5 % of the scope's spot, which holds `spot_now` millicores already.
+fn seed_tiers(spot_now: i64) -> Vec<PoolSpec> {
+    let mut spot = PoolSpec::new("spot")
+        .weight(80)
+        .requirement(Requirement::in_(labels::CAPACITY_TYPE, ["spot"]));
+    spot.usage.total_cpu_millis = spot_now;
+    let od = PoolSpec::new("od")
+        .weight(50)
+        .requirement(Requirement::in_(labels::CAPACITY_TYPE, ["on-demand"]))
+        .scoped_capacity_mix(0, 5, &["spot"], 0, spot_now);
+    vec![spot, od]
+}
+
+#[test]
+fn a_scoped_cap_holds_the_on_demand_tier_to_5_percent_of_the_spot_tier() {
+    let types = karpenter_shape(16);
+    let mut p = pods("batch", 160, |p| p.cpu_millis(1000).memory_mib(1024));
+    // Placed first (priority), before any spot is bought: only the retry after the spot tier
+    // is bought lets them use the cap.
+    p.extend(pods("steady", 20, |p| PodRequest {
+        priority: 100,
+        ..p.cpu_millis(1000)
+            .memory_mib(1024)
+            .node_selector(labels::CAPACITY_TYPE, "on-demand")
+    }));
+    let plan = solve(
+        &input(p, seed_tiers(0), types.clone()),
+        &SolveOptions::default(),
+    );
+    assert_claims_fit(&plan, &types);
+    for i in 0..160 {
+        let c = claim_of(&plan, &format!("default/batch-{i:03}"));
+        assert_eq!(c.nodepool, "spot", "the spot tier is preferred");
+    }
+    let (spot, od) = spot_and_on_demand_cpu(&plan, &types);
+    assert!(spot >= 160_000, "{spot}");
+    assert!(od > 0, "pods that need on-demand get some");
+    assert!(od * 100 <= 5 * spot, "on-demand {od} > 5 % of spot {spot}");
+    let placed_steady = (0..20)
+        .filter(|i| {
+            plan.placement_of(&format!("default/steady-{i:03}"))
+                .is_some()
+        })
+        .count();
+    assert_eq!(placed_steady as i64 * 1000, od, "on-demand claims are full");
+    assert_eq!(plan.unschedulable.len(), 20 - placed_steady);
+    for reason in plan.unschedulable.values() {
+        assert!(
+            reason.contains(
+                "on-demand cap of NodePool od's capacityMix scope reached (5% of the scope's spot and reserved vCPUs)"
+            ),
+            "{reason}"
+        );
+    }
+}
+
+#[test]
+fn a_scoped_cap_counts_the_spot_the_scope_already_runs() {
+    let types = karpenter_shape(16);
+    let p = pods("steady", 20, |p| {
+        p.cpu_millis(1000)
+            .node_selector(labels::CAPACITY_TYPE, "on-demand")
+    });
+    // 400 spot vCPUs already: 20 on-demand vCPUs are 5 %.
+    let plan = solve(
+        &input(p.clone(), seed_tiers(400_000), types.clone()),
+        &SolveOptions::default(),
+    );
+    assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+    let (_, od) = spot_and_on_demand_cpu(&plan, &types);
+    assert!(od <= 20_000, "{od}");
+    // 200 spot vCPUs: only 10 of them.
+    let plan = solve(
+        &input(p, seed_tiers(200_000), types.clone()),
+        &SolveOptions::default(),
+    );
+    let (_, od) = spot_and_on_demand_cpu(&plan, &types);
+    assert!(od <= 10_000, "{od}");
+    assert_eq!(plan.unschedulable.len(), 10);
+}
+
+#[test]
+fn a_pool_in_two_scopes_keeps_both_caps_whatever_the_pool_order() {
+    let types = karpenter_shape(16);
+    let p = pods("steady", 40, |p| {
+        p.cpu_millis(1000)
+            .node_selector(labels::CAPACITY_TYPE, "on-demand")
+    });
+    // `od` caps its scope at 50 % of 400 spot vCPUs; `guard` puts `od` in a second scope at 5 %.
+    let mut pools = seed_tiers(400_000);
+    pools[1] = pools[1]
+        .clone()
+        .scoped_capacity_mix(0, 50, &["spot"], 0, 400_000);
+    pools.push(
+        PoolSpec::new("guard")
+            .weight(10)
+            .requirement(Requirement::in_(labels::CAPACITY_TYPE, ["spot"]))
+            .scoped_capacity_mix(0, 5, &["od", "spot"], 0, 400_000),
+    );
+    let plan = solve(
+        &input(p.clone(), pools.clone(), types.clone()),
+        &SolveOptions::default(),
+    );
+    let (_, od) = spot_and_on_demand_cpu(&plan, &types);
+    assert_eq!(od, 20_000, "the stricter cap (5 %) binds");
+    assert_eq!(plan.unschedulable.len(), 20);
+    assert!(
+        plan.unschedulable
+            .values()
+            .all(|r| r.contains("NodePool guard's capacityMix scope")),
+        "{:?}",
+        plan.unschedulable
+    );
+    pools.reverse();
+    let reversed = solve(&input(p, pools, types), &SolveOptions::default());
+    assert_eq!(
+        reversed, plan,
+        "deterministic whatever the order of the pools"
+    );
+}
+
+/// 100 executors of one Spark application (4 vCPU / 8 GiB, owned by the driver pod).
+fn executors(app: &str) -> Vec<PodRequest> {
+    pods(&format!("{app}-exec"), 100, |p| {
+        p.cpu_millis(4000)
+            .memory_mib(8 * 1024)
+            .owned_by(&format!("Pod/{app}-driver"))
+    })
+}
+
+fn executors_per_claim(plan: &Plan, app: &str) -> Vec<usize> {
+    plan.new_claims
+        .iter()
+        .map(|c| {
+            c.pods
+                .iter()
+                .filter(|p| p.starts_with(&format!("default/{app}-exec")))
+                .count()
+        })
+        .collect()
+}
+
+#[test]
+fn a_spot_blast_radius_caps_each_workload_per_spot_node() {
+    let types = karpenter_shape(64);
+    let pool =
+        || PoolSpec::new("spot").requirement(Requirement::in_(labels::CAPACITY_TYPE, ["spot"]));
+    let uncapped = solve(
+        &input(executors("a"), vec![pool()], types.clone()),
+        &SolveOptions::default(),
+    );
+    assert!(
+        executors_per_claim(&uncapped, "a").iter().any(|n| *n > 4),
+        "without a cap executors share big nodes"
+    );
+    let mut p = executors("a");
+    p.extend(executors("b"));
+    let uncapped = solve(
+        &input(p.clone(), vec![pool()], types.clone()),
+        &SolveOptions::default(),
+    );
+    let plan = solve(
+        &input(p, vec![pool().spot_blast_radius(4)], types.clone()),
+        &SolveOptions::default(),
+    );
+    assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+    assert_claims_fit(&plan, &types);
+    for app in ["a", "b"] {
+        let per = executors_per_claim(&plan, app);
+        assert!(per.iter().all(|n| *n <= 4), "{app}: {per:?}");
+        assert_eq!(per.iter().sum::<usize>(), 100);
+    }
+    // Nodes are bought for four executors, not the largest type: no dearer than without the
+    // cap on a catalogue priced per vCPU.
+    assert!(
+        plan.cost_per_hour() <= uncapped.cost_per_hour() * 1.001,
+        "{} > {}",
+        plan.cost_per_hour(),
+        uncapped.cost_per_hour()
+    );
+}
+
+#[test]
+fn a_spot_blast_radius_leaves_on_demand_nodes_alone_and_counts_running_pods() {
+    let types = karpenter_shape(64);
+    let od = PoolSpec::new("od")
+        .requirement(Requirement::in_(labels::CAPACITY_TYPE, ["on-demand"]))
+        .spot_blast_radius(4);
+    let plan = solve(
+        &input(executors("a"), vec![od], types.clone()),
+        &SolveOptions::default(),
+    );
+    assert!(executors_per_claim(&plan, "a").iter().any(|n| *n > 4));
+
+    // An existing spot node of the pool runs 3 executors of `a`: it takes 1 more of `a`, and
+    // still 4 of `b`.
+    let mut node = ExistingNode::new(
+        "spot-node",
+        Resources::new()
+            .with("cpu", 64_000)
+            .with("memory", 128 << 30)
+            .with("pods", 110),
+    )
+    .label(labels::CAPACITY_TYPE, "spot");
+    node.nodepool = Some("spot".into());
+    node.capacity_type = Some(CapacityType::Spot);
+    for p in executors("a").into_iter().take(3) {
+        node = node.with_pod(PodRequest {
+            name: format!("running-{}", p.name),
+            ..p
+        });
+    }
+    let pool = PoolSpec::new("spot")
+        .requirement(Requirement::in_(labels::CAPACITY_TYPE, ["spot"]))
+        .spot_blast_radius(4);
+    let mut p: Vec<PodRequest> = executors("a").into_iter().take(10).collect();
+    p.extend(executors("b").into_iter().take(10));
+    let mut inp = input(p, vec![pool], types);
+    inp.nodes.push(node);
+    let plan = solve(&inp, &SolveOptions::default());
+    assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+    let on_node = |app: &str| {
+        plan.existing_placements
+            .keys()
+            .filter(|k| k.starts_with(&format!("default/{app}-exec")))
+            .count()
+    };
+    assert_eq!(on_node("a"), 1);
+    assert_eq!(on_node("b"), 4);
+}

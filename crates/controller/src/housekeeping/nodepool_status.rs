@@ -1,7 +1,8 @@
 //! NodePool status: resources in use and node count from the pool's live NodeClaims, and the
 //! conditions `ValidationSucceeded` (the API's validation and the solver's conversion),
 //! `NodeClassReady` (the node class exists and its generic `Ready` condition is not `False`) and
-//! `Ready` (both).
+//! `Ready` (both), and for a pool with a `capacityMix.scope` the warning-only
+//! `CapacityMixScope` (which pools the scope counts; `False` when it selects no other pool).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
-use stowage_api::conditions::{NODE_CLASS_READY, READY, VALIDATION_SUCCEEDED};
+use stowage_api::conditions::{CAPACITY_MIX_SCOPE, NODE_CLASS_READY, READY, VALIDATION_SUCCEEDED};
 use stowage_api::quantity::format_resource;
 use stowage_api::{NodeClaim, NodePool, NodePoolStatus};
 use stowage_solver::Resources;
@@ -87,6 +88,41 @@ fn set_conditions(
     }
 }
 
+/// Sets `CapacityMixScope` from the pools the pool's scope selects among `all` (clears it when
+/// the pool has no scope). A selector that picks no other pool is a warning, not an error: the
+/// cap then counts the pool's own spot and reserved vCPUs only.
+fn set_scope_condition(
+    status: &mut NodePoolStatus,
+    pool: &NodePool,
+    all: &[Arc<NodePool>],
+    now: jiff::Timestamp,
+) {
+    let Some(members) = stowage_solver::convert::scope_members(pool, all.iter().map(|p| &**p))
+    else {
+        status.clear_condition(CAPACITY_MIX_SCOPE);
+        return;
+    };
+    let name = pool.name_any();
+    if members.iter().all(|m| *m == name) {
+        status.set_false(
+            CAPACITY_MIX_SCOPE,
+            "ScopeSelectsNoOtherPool",
+            "capacityMix.scope.nodePoolSelector selects no NodePool but this one: the on-demand cap counts this pool's own spot and reserved vCPUs only",
+            now,
+        );
+    } else {
+        status.set_condition(
+            stowage_api::Condition::new(
+                CAPACITY_MIX_SCOPE,
+                stowage_api::ConditionStatus::True,
+                "ScopeSelectsPools",
+                &format!("the on-demand cap counts NodePools {}", members.join(", ")),
+            ),
+            now,
+        );
+    }
+}
+
 /// Updates every NodePool's status (resources, nodes, conditions) when it changed.
 pub async fn update_nodepool_status(ctx: &Context) -> Result<()> {
     let now = ctx.clock.now();
@@ -101,7 +137,7 @@ pub async fn update_nodepool_status(ctx: &Context) -> Result<()> {
         )
     };
     let api: Api<NodePool> = Api::all(ctx.client.clone());
-    for pool in pools {
+    for pool in &pools {
         let name = pool.name_any();
         let mut resources = Resources::new();
         let mut nodes = 0i64;
@@ -124,7 +160,8 @@ pub async fn update_nodepool_status(ctx: &Context) -> Result<()> {
                 .nodeclass(class_name)
                 .map(|c| node_class_not_ready(&c).map_or(Ok(()), Err)),
         };
-        set_conditions(&mut status, &pool, class_ready, now);
+        set_conditions(&mut status, pool, class_ready, now);
+        set_scope_condition(&mut status, pool, &pools, now);
         if pool.status.as_ref() == Some(&status) {
             continue;
         }
@@ -144,4 +181,55 @@ pub async fn update_nodepool_status(ctx: &Context) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stowage_api::{CapacityMix, CapacityMixScope, NodePoolSelector, NodePoolSpec};
+
+    fn pool(name: &str, tier: &str, scope_tier: Option<&str>) -> Arc<NodePool> {
+        let mut p = NodePool::new(name, NodePoolSpec::default());
+        p.metadata.labels = Some([("tier".to_string(), tier.to_string())].into());
+        p.spec.capacity_mix = scope_tier.map(|t| CapacityMix {
+            on_demand_percent_above_base: 5,
+            scope: Some(CapacityMixScope {
+                node_pool_selector: NodePoolSelector {
+                    match_labels: [("tier".to_string(), t.to_string())].into(),
+                },
+            }),
+            ..CapacityMix::default()
+        });
+        Arc::new(p)
+    }
+
+    #[test]
+    fn a_scope_that_selects_no_other_pool_is_a_warning_not_an_error() {
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        let all = vec![
+            pool("spot", "general", None),
+            pool("od", "general", Some("general")),
+            pool("typo", "general", Some("genral")),
+        ];
+        let mut status = NodePoolStatus::default();
+        set_scope_condition(&mut status, &all[1], &all, now);
+        let c = status.condition(CAPACITY_MIX_SCOPE).unwrap();
+        assert!(c.is_true());
+        assert_eq!(
+            c.message,
+            "the on-demand cap counts NodePools od, spot, typo"
+        );
+
+        let mut status = NodePoolStatus::default();
+        set_conditions(&mut status, &all[2], Some(Ok(())), now);
+        set_scope_condition(&mut status, &all[2], &all, now);
+        let c = status.condition(CAPACITY_MIX_SCOPE).unwrap();
+        assert!(c.is_false());
+        assert_eq!(c.reason, "ScopeSelectsNoOtherPool");
+        assert!(status.is_true(READY), "a warning only");
+
+        // Without a scope the condition is absent.
+        set_scope_condition(&mut status, &all[0], &all, now);
+        assert!(status.condition(CAPACITY_MIX_SCOPE).is_none());
+    }
 }

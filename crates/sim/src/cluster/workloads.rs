@@ -109,7 +109,7 @@ pub(super) fn bootstrap(c: &mut Cluster, scenario: &Scenario) -> Result<(), Erro
         create(
             c.k.nodepool,
             "",
-            json!({ "metadata": { "name": np.name }, "spec": spec }),
+            json!({ "metadata": { "name": np.name, "labels": np.labels }, "spec": spec }),
             format!("NodePool {}", np.name),
         )?;
     }

@@ -80,6 +80,8 @@ pub(super) struct PodClass {
     pub(super) pool_rejections: Vec<Option<PoolRejection>>,
     /// Set when the class failed for a topology reason.
     pub(super) topology_reason: Option<String>,
+    /// The workload of its pods, when a spot blast radius is in force ([`super::blast`]).
+    pub(super) workload: Option<usize>,
 }
 
 impl PodClass {
@@ -195,11 +197,14 @@ impl Engine<'_> {
         let input = self.input;
         let mut order: Vec<usize> = (0..input.pods.len()).collect();
         order.sort_by(|a, b| input.pods[*a].key().cmp(&input.pods[*b].key()));
-        let mut by_hash: HashMap<u64, Vec<usize>> = HashMap::new();
+        // Under a spot blast radius, pods of different workloads are counted apart.
+        let split = self.blast.active;
+        let mut by_hash: HashMap<(u64, Option<String>), Vec<usize>> = HashMap::new();
         let mut class_members: Vec<Vec<usize>> = Vec::new();
         for i in order {
             let p = &input.pods[i];
-            let list = by_hash.entry(class_hash(p)).or_default();
+            let workload = split.then(|| super::blast::workload_key(p)).flatten();
+            let list = by_hash.entry((class_hash(p), workload)).or_default();
             match list
                 .iter()
                 .find(|c| same_class(&input.pods[class_members[**c][0]], p))
@@ -310,6 +315,7 @@ impl Engine<'_> {
             compat.compatible = vec![None; pools];
             compat.pool_rejections = vec![Some(PoolRejection::PinnedToNodes); pools];
         }
+        let workload = self.workload_id(&pod);
         PodClass {
             pod,
             tolerate_prefer,
@@ -332,6 +338,7 @@ impl Engine<'_> {
             compatible: compat.compatible,
             pool_rejections: compat.pool_rejections,
             topology_reason: None,
+            workload,
         }
     }
 

@@ -14,6 +14,8 @@
 //! | 6b | [`patterns`] | repacking the claims that hold only *free* classes (no topology, ports or pins; unlimited pools) by the configuration LP, kept when cheaper |
 //! | 7 | [`finish`] | turning opened claims into [`crate::NewClaim`]s: shrink to what they hold, instance type options |
 //! | - | [`reasons`] | why pods stay unschedulable |
+//! | - | [`blast`] | spot blast radius: at most N pods of one workload per spot node of a pool |
+//! | - | [`scopes`] | scoped on-demand caps settled on the finished plan |
 //!
 //! [`Engine::new`] runs steps 1-4; [`Engine::run`] orders the classes and, per class, alternates
 //! steps 5 and 6 (relaxing preferences when pods remain), then runs step 6b; [`Engine::finish`]
@@ -47,6 +49,20 @@
 //!   NodePool limits and the on-demand cap are charged with the claim's target type, and the
 //!   claim's instance type options never exceed it on a limited dimension, so a claim can never
 //!   grow past what was charged.
+//! - A scoped on-demand cap (`capacityMix.scope`) counts the on-demand vCPUs of all its pools
+//!   against their spot and reserved vCPUs (existing nodes, in-flight claims and this solve's
+//!   claims). One shared budget (`Rc<RefCell<ScopeBudget>>`) is charged by every pool of the
+//!   scope, so spot bought by the spot tier raises what the on-demand tier may buy. A pool in
+//!   several scopes, or with its own cap too, must satisfy all of them (deterministic whatever the
+//!   pool order). A class stopped only by an on-demand cap is retried after every other class
+//!   (the spot tier is bought first whatever the class order), and the finished plan is checked
+//!   once more counting spot claims at their smallest option ([`scopes`]): over the cap, the last
+//!   on-demand claims are dropped and their pods stay pending. Consolidation asks
+//!   [`crate::domain::on_demand_caps_allow`].
+//! - A spot blast radius is a per-node count per workload (namespace + controller owner), like a
+//!   hostname spread that applies only on spot nodes of the pool that sets it; classes are split
+//!   by workload when any pool sets one, and a new spot claim for a capped class is chosen by the
+//!   lowest price per pod it may take (the cheapest type that holds the cap).
 //!
 //! Preferences (preferred node/pod affinity, ScheduleAnyway spread, PreferNoSchedule taints) are
 //! treated as required, then relaxed one at a time only for pods that do not fit, in this order:
@@ -60,6 +76,7 @@
 //! Vocabulary: a *topology group* is the set of pods one spread/affinity term counts (namespaces
 //! + selector); a *bundle* is a set of pod classes packed jointly onto new nodes.
 
+mod blast;
 mod classes;
 mod finish;
 mod interning;
@@ -68,6 +85,7 @@ mod patterns;
 mod place;
 mod pools;
 mod reasons;
+mod scopes;
 mod topology;
 
 use std::cmp::Ordering;
@@ -75,6 +93,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::domain::{ExistingNode, Plan, SolveInput, SolveOptions, TaintEffect};
 
+use blast::BlastRadius;
 use classes::{Bundles, PodClass};
 use interning::Ids;
 use open::OpenCacheKey;
@@ -97,7 +116,12 @@ const MAX_COMBOS: usize = 32;
 pub fn solve(input: &SolveInput, options: &SolveOptions) -> Plan {
     let mut e = Engine::new(input, options);
     e.run();
-    e.finish()
+    let scopes = e.scope_check();
+    let mut plan = e.finish();
+    if let Some(s) = scopes {
+        s.settle(&mut plan);
+    }
+    plan
 }
 
 /// Consolidation simulation: where the pods of the `candidates` (existing or in-flight node
@@ -159,6 +183,8 @@ struct Engine<'a> {
     unschedulable: BTreeMap<String, String>,
     /// Whether any pool or node has a PreferNoSchedule taint (worth relaxing to tolerate).
     any_prefer_taint: bool,
+    /// Per-node workload counts under a spot blast radius.
+    blast: BlastRadius,
 }
 
 impl<'a> Engine<'a> {
@@ -189,9 +215,11 @@ impl<'a> Engine<'a> {
             pool_failures: vec![None; pool_count],
             unschedulable: BTreeMap::new(),
             any_prefer_taint,
+            blast: BlastRadius::default(),
         };
         e.register_topology_groups();
         e.add_existing_nodes();
+        e.init_blast_radius();
         e.build_classes();
         e.build_bundles();
         e
@@ -199,11 +227,14 @@ impl<'a> Engine<'a> {
 
     /// Places every class in [`ClassOrder`], bundles first when their turn comes; a class whose
     /// pods remain is relaxed (one preference less) and retried, or its pods are unschedulable.
+    /// A class stopped only by an on-demand cap is retried once more after every other class:
+    /// the spot those bought may have raised the cap.
     fn run(&mut self) {
         let order_keys = self.class_order_keys();
         let mut order: Vec<usize> = (0..self.classes.len()).collect();
         order.sort_by(|a, b| order_keys[*a].cmp(&order_keys[*b]));
         let mut bundle_done = vec![false; self.bundles.members.len()];
+        let mut deferred = Vec::new();
         for first in order {
             if let Some(b) = self.bundles.of_class[first]
                 && !bundle_done[b]
@@ -222,13 +253,37 @@ impl<'a> Engine<'a> {
                 match self.relax(c) {
                     Some(relaxed) => c = relaxed,
                     None => {
-                        self.give_up(c);
+                        if self.blocked_by_on_demand_cap(c) {
+                            deferred.push(c);
+                        } else {
+                            self.give_up(c);
+                        }
                         break;
                     }
                 }
             }
         }
+        for c in deferred {
+            self.place_class(c);
+            if self.classes[c].remaining() > 0 {
+                self.give_up(c);
+            }
+        }
         self.pack_patterns();
+    }
+
+    /// Whether an on-demand cap (a pool's or a scope's) stopped the last claim for class `c`
+    /// in some pool the class could otherwise use.
+    fn blocked_by_on_demand_cap(&self, c: usize) -> bool {
+        let class = &self.classes[c];
+        class.topology_reason.is_none()
+            && self.pool_failures.iter().enumerate().any(|(i, f)| {
+                class.pool_rejections[i].is_none()
+                    && matches!(
+                        f,
+                        Some(PoolRejection::OnDemandCap(_) | PoolRejection::ScopedOnDemandCap(..))
+                    )
+            })
     }
 
     /// Marks the remaining pods of class `c` unschedulable, with the reason.

@@ -158,7 +158,9 @@ impl<'a> Engine<'a> {
             let chosen = match self.caches.open.get(&cache_key).filter(|_| cacheable) {
                 Some(&t) => Some(self.cached_candidate(t, ct, pins.zone_mask)),
                 None => {
-                    let choice = if !cacheable {
+                    // A blast radius caps the class per node: the lowest price per pod it may
+                    // take is the cheapest type holding the cap.
+                    let choice = if !cacheable || self.open_blast_cap(c, pi, ct).is_some() {
                         TypeChoice::Strict
                     } else if self.classes[c].capped() {
                         TypeChoice::Share
@@ -266,7 +268,10 @@ impl<'a> Engine<'a> {
             }
             if let Some(why) = budget.why_not(&ty.capacity, ct) {
                 // The on-demand cap explains more than a limit: keep it once seen.
-                if !matches!(blocked, Some(OverBudget::OnDemandCap)) {
+                if !matches!(
+                    blocked,
+                    Some(OverBudget::OnDemandCap | OverBudget::ScopedOnDemandCap(_))
+                ) {
                     *blocked = Some(why);
                 }
                 continue;
@@ -284,11 +289,12 @@ impl<'a> Engine<'a> {
             if pods == 0 {
                 continue;
             }
+            let blast_cap = self.open_blast_cap(c, pi, ct).unwrap_or(usize::MAX);
             let it = ty.instance_type;
             out.push(Candidate {
                 type_index: t,
                 name: &it.name,
-                pods: if cacheable { self.raw_fit(c, t) } else { pods },
+                pods: if cacheable { self.raw_fit(c, t) } else { pods }.min(blast_cap),
                 share: 0.0,
                 price,
                 zone_mask,

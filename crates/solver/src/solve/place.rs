@@ -415,6 +415,12 @@ impl Engine<'_> {
         if class.domain_constraints.iter().any(|d| d.one_per_node()) {
             k = k.min(1);
         }
+        if let Some(room) = self.workload_room(c, n) {
+            if room == 0 {
+                return None;
+            }
+            k = k.min(room);
+        }
         Some(k)
     }
 
@@ -498,6 +504,7 @@ impl Engine<'_> {
             .count_groups(&class.counted_in, &node.domain_values, k);
         self.topology
             .count_antis(&class.owned_antis, &node.domain_values, k);
+        self.count_workload(c, n, fit.pods);
     }
 
     /// For a new claim: the allocatable of the cheapest compatible type that holds what it has.

@@ -3,6 +3,7 @@
 //! there, available offerings as zone masks per capacity type) and its [`PoolBudget`]: what the
 //! pool's limits and on-demand cap still allow. Reserved offerings share [`Reservation`] counts.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -144,6 +145,29 @@ pub(super) enum OverBudget {
     /// Index into the budget's resource limits.
     Resource(usize),
     OnDemandCap,
+    /// Index into the budget's scoped caps.
+    ScopedOnDemandCap(usize),
+}
+
+/// A scoped on-demand cap during the solve: what the scope's pools hold, and what the solve has
+/// opened in any of them. Shared (one `Rc`) by the budgets of every pool of the scope, so
+/// on-demand bought in one pool and spot bought in another are counted together.
+#[derive(Debug)]
+pub(super) struct ScopeBudget {
+    /// The pool carrying the mix (for messages).
+    owner: String,
+    cap: OnDemandCap,
+    on_demand_cpu: i64,
+    /// Spot and reserved.
+    other_cpu: i64,
+}
+
+impl ScopeBudget {
+    fn allows(&self, add_on_demand: i64) -> bool {
+        self.cap
+            .excess(self.on_demand_cpu + add_on_demand, self.other_cpu)
+            <= 0
+    }
 }
 
 /// What a pool may still buy: its `limits` (resources and node count) and the on-demand cap of
@@ -156,10 +180,12 @@ pub(super) struct PoolBudget {
     on_demand_cap: Option<OnDemandCap>,
     on_demand_cpu: i64,
     total_cpu: i64,
+    /// The scoped caps whose scope holds the pool (see [`ScopeBudget`]).
+    scopes: Vec<Rc<RefCell<ScopeBudget>>>,
 }
 
 impl PoolBudget {
-    fn new(pool: &PoolSpec, ids: &Ids) -> Self {
+    fn new(pool: &PoolSpec, ids: &Ids, scopes: Vec<Rc<RefCell<ScopeBudget>>>) -> Self {
         let mut limits = Vec::new();
         let mut nodes = None;
         for (k, v) in &pool.limits.0 {
@@ -177,9 +203,11 @@ impl PoolBudget {
         PoolBudget {
             limits,
             nodes,
-            on_demand_cap: pool.capacity_mix.clone(),
+            // A scoped mix lives in its scope's budget, not the pool's.
+            on_demand_cap: pool.capacity_mix.clone().filter(|m| m.scope.is_none()),
             on_demand_cpu: pool.usage.on_demand_cpu_millis,
             total_cpu: pool.usage.total_cpu_millis,
+            scopes,
         }
     }
 
@@ -211,6 +239,14 @@ impl PoolBudget {
         {
             return Some(OverBudget::OnDemandCap);
         }
+        if ct == CapacityType::OnDemand
+            && let Some(i) = self
+                .scopes
+                .iter()
+                .position(|s| !s.borrow().allows(capacity[CPU]))
+        {
+            return Some(OverBudget::ScopedOnDemandCap(i));
+        }
         None
     }
 
@@ -235,6 +271,14 @@ impl PoolBudget {
         if ct == CapacityType::OnDemand {
             self.on_demand_cpu += sign * capacity[CPU];
         }
+        for scope in &self.scopes {
+            let mut scope = scope.borrow_mut();
+            if ct == CapacityType::OnDemand {
+                scope.on_demand_cpu += sign * capacity[CPU];
+            } else {
+                scope.other_cpu += sign * capacity[CPU];
+            }
+        }
     }
 
     /// Whether the pool has no limit and no on-demand cap (what it buys changes no other choice).
@@ -245,14 +289,19 @@ impl PoolBudget {
     /// Whether the budget can rule out a type for capacity type `ct` (then type choices depend
     /// on what was bought before and are not cached).
     pub(super) fn constrains(&self, ct: CapacityType) -> bool {
-        !self.limits.is_empty() || (ct == CapacityType::OnDemand && self.on_demand_cap.is_some())
+        !self.limits.is_empty() || (ct == CapacityType::OnDemand && self.caps_on_demand())
+    }
+
+    /// Whether an on-demand cap (its own or a scope's) covers the pool.
+    fn caps_on_demand(&self) -> bool {
+        self.on_demand_cap.is_some() || !self.scopes.is_empty()
     }
 
     /// The resources a claim of capacity type `ct` may not grow on past the type it was charged
     /// for (limited resources, and CPU under an on-demand cap).
     pub(super) fn ceiling(&self, ct: CapacityType) -> Vec<usize> {
         let mut out: Vec<usize> = self.limits.iter().map(|l| l.resource).collect();
-        if ct == CapacityType::OnDemand && self.on_demand_cap.is_some() {
+        if ct == CapacityType::OnDemand && self.caps_on_demand() {
             out.push(CPU);
         }
         out
@@ -275,6 +324,13 @@ impl PoolBudget {
                     .as_ref()
                     .map_or(100, |m| m.on_demand_percent_above_base),
             ),
+            OverBudget::ScopedOnDemandCap(i) => {
+                let scope = self.scopes[i].borrow();
+                PoolRejection::ScopedOnDemandCap(
+                    scope.owner.clone(),
+                    scope.cap.on_demand_percent_above_base,
+                )
+            }
         }
     }
 }
@@ -338,13 +394,26 @@ impl<'a> Catalog<'a> {
         };
         let mut pools: Vec<&PoolSpec> = input.nodepools.iter().collect();
         pools.sort_by(|a, b| b.weight.cmp(&a.weight).then_with(|| a.name.cmp(&b.name)));
+        let scopes = scope_budgets(&pools);
         for p in pools {
-            catalog.add_pool(p, input, ids, &daemons);
+            let covering = scopes
+                .iter()
+                .filter(|(names, _)| names.contains(&p.name))
+                .map(|(_, s)| s.clone())
+                .collect();
+            catalog.add_pool(p, input, ids, &daemons, covering);
         }
         catalog
     }
 
-    fn add_pool(&mut self, p: &'a PoolSpec, input: &'a SolveInput, ids: &Ids, daemons: &[Daemon]) {
+    fn add_pool(
+        &mut self,
+        p: &'a PoolSpec,
+        input: &'a SolveInput,
+        ids: &Ids,
+        daemons: &[Daemon],
+        scopes: Vec<Rc<RefCell<ScopeBudget>>>,
+    ) {
         let reqs = compile_requirements(&p.requirements);
         let mut zone_mask = 0u64;
         for (zi, z) in ids.zones().iter().enumerate() {
@@ -394,7 +463,7 @@ impl<'a> Catalog<'a> {
             types,
             zone_mask,
             capacity_types,
-            budget: PoolBudget::new(p, ids),
+            budget: PoolBudget::new(p, ids, scopes),
             claims: 0,
         });
     }
@@ -443,6 +512,28 @@ impl<'a> Catalog<'a> {
                 .any(|t| t.effect == TaintEffect::PreferNoSchedule)
         })
     }
+}
+
+/// The scoped caps of `pools` (in their order), each with the names of the pools it covers.
+fn scope_budgets(pools: &[&PoolSpec]) -> Vec<(Vec<String>, Rc<RefCell<ScopeBudget>>)> {
+    pools
+        .iter()
+        .filter_map(|p| {
+            let cap = p.capacity_mix.as_ref()?;
+            let scope = cap.scope.as_ref()?;
+            let mut names = scope.pools.clone();
+            if !names.contains(&p.name) {
+                names.push(p.name.clone());
+            }
+            let budget = ScopeBudget {
+                owner: p.name.clone(),
+                cap: cap.clone(),
+                on_demand_cpu: scope.on_demand_cpu_millis,
+                other_cpu: scope.other_cpu_millis,
+            };
+            Some((names, Rc::new(RefCell::new(budget))))
+        })
+        .collect()
 }
 
 /// One pool's view of an instance type: quantities, daemonset overhead, offering zone masks.

@@ -22,6 +22,8 @@ pub(super) enum PoolRejection {
     Limit(String),
     /// Spot unavailable and the on-demand cap (percent) reached.
     OnDemandCap(u32),
+    /// The on-demand cap of a scope (the pool carrying it, percent) reached.
+    ScopedOnDemandCap(String, u32),
     /// Fewer distinct values than `minValues` on a key can hold the pod.
     MinValues(String, i32),
     /// The pod is pinned to named nodes (`matchFields` on `metadata.name`): no node to buy
@@ -63,6 +65,9 @@ impl PoolRejection {
             PoolRejection::NotAskedFor(what) => format!(
                 "only {what} fit, and neither the pod nor the NodePool asks for them (request the \
                  accelerator, or name the instance type, family or category in a requirement)"
+            ),
+            PoolRejection::ScopedOnDemandCap(owner, pct) => format!(
+                "on-demand cap of NodePool {owner}'s capacityMix scope reached ({pct}% of the scope's spot and reserved vCPUs)"
             ),
             PoolRejection::PinnedToNodes => {
                 format!(
