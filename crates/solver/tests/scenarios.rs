@@ -952,7 +952,9 @@ fn seed_tiers(spot_now: i64) -> Vec<PoolSpec> {
 #[test]
 fn a_scoped_cap_holds_the_on_demand_tier_to_5_percent_of_the_spot_tier() {
     let types = karpenter_shape(16);
-    let mut p = pods("batch", 160, |p| p.cpu_millis(1000).memory_mib(1024));
+    // 150 pods: the last spot claim is half full and may launch as a smaller type than the
+    // one it was opened as; the cap holds whichever option is launched.
+    let mut p = pods("batch", 150, |p| p.cpu_millis(1000).memory_mib(1024));
     // Placed first (priority), before any spot is bought: only the retry after the spot tier
     // is bought lets them use the cap.
     p.extend(pods("steady", 20, |p| PodRequest {
@@ -966,12 +968,12 @@ fn a_scoped_cap_holds_the_on_demand_tier_to_5_percent_of_the_spot_tier() {
         &SolveOptions::default(),
     );
     assert_claims_fit(&plan, &types);
-    for i in 0..160 {
+    for i in 0..150 {
         let c = claim_of(&plan, &format!("default/batch-{i:03}"));
         assert_eq!(c.nodepool, "spot", "the spot tier is preferred");
     }
     let (spot, od) = spot_and_on_demand_cpu(&plan, &types);
-    assert!(spot >= 160_000, "{spot}");
+    assert!(spot >= 150_000, "{spot}");
     assert!(od > 0, "pods that need on-demand get some");
     assert!(od * 100 <= 5 * spot, "on-demand {od} > 5 % of spot {spot}");
     let placed_steady = (0..20)

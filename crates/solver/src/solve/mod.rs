@@ -15,7 +15,6 @@
 //! | 7 | [`finish`] | turning opened claims into [`crate::NewClaim`]s: shrink to what they hold, instance type options |
 //! | - | [`reasons`] | why pods stay unschedulable |
 //! | - | [`blast`] | spot blast radius: at most N pods of one workload per spot node of a pool |
-//! | - | [`scopes`] | scoped on-demand caps settled on the finished plan |
 //!
 //! [`Engine::new`] runs steps 1-4; [`Engine::run`] orders the classes and, per class, alternates
 //! steps 5 and 6 (relaxing preferences when pods remain), then runs step 6b; [`Engine::finish`]
@@ -54,11 +53,12 @@
 //!   claims). One shared budget (`Rc<RefCell<ScopeBudget>>`) is charged by every pool of the
 //!   scope, so spot bought by the spot tier raises what the on-demand tier may buy. A pool in
 //!   several scopes, or with its own cap too, must satisfy all of them (deterministic whatever the
-//!   pool order). A class stopped only by an on-demand cap is retried after every other class
-//!   (the spot tier is bought first whatever the class order), and the finished plan is checked
-//!   once more counting spot claims at their smallest option ([`scopes`]): over the cap, the last
-//!   on-demand claims are dropped and their pods stay pending. Consolidation asks
-//!   [`crate::domain::on_demand_caps_allow`].
+//!   pool order). A new on-demand claim is charged to a scope as its target type (its options
+//!   never exceed it on CPU); a new spot or reserved claim raises the scope only by the CPU its
+//!   pods request, as they are placed: a lower bound on any option it may launch as, so the plan
+//!   keeps the cap whichever options are launched. A class stopped only by an on-demand cap is
+//!   retried after every other class (the spot tier is bought first whatever the class order).
+//!   Consolidation asks [`crate::domain::on_demand_caps_allow`].
 //! - A spot blast radius is a per-node count per workload (namespace + controller owner), like a
 //!   hostname spread that applies only on spot nodes of the pool that sets it; classes are split
 //!   by workload when any pool sets one, and a new spot claim for a capped class is chosen by the
@@ -85,7 +85,6 @@ mod patterns;
 mod place;
 mod pools;
 mod reasons;
-mod scopes;
 mod topology;
 
 use std::cmp::Ordering;
@@ -116,12 +115,7 @@ const MAX_COMBOS: usize = 32;
 pub fn solve(input: &SolveInput, options: &SolveOptions) -> Plan {
     let mut e = Engine::new(input, options);
     e.run();
-    let scopes = e.scope_check();
-    let mut plan = e.finish();
-    if let Some(s) = scopes {
-        s.settle(&mut plan);
-    }
-    plan
+    e.finish()
 }
 
 /// Consolidation simulation: where the pods of the `candidates` (existing or in-flight node
@@ -270,6 +264,18 @@ impl<'a> Engine<'a> {
             }
         }
         self.pack_patterns();
+    }
+
+    /// Pods of class `c` placed on node `n`: on a new spot or reserved claim they raise the
+    /// scoped on-demand caps covering its pool by the CPU they request (see the key decisions).
+    fn count_scope_use(&self, c: usize, n: usize, k: usize) {
+        if let Some(claim) = self.nodes[n].opened()
+            && claim.capacity_type != stowage_api::CapacityType::OnDemand
+        {
+            self.catalog.pools[claim.pool]
+                .budget
+                .count_placed(self.classes[c].requests[CPU] * k as i64);
+        }
     }
 
     /// Whether an on-demand cap (a pool's or a scope's) stopped the last claim for class `c`

@@ -505,6 +505,7 @@ impl Engine<'_> {
         self.topology
             .count_antis(&class.owned_antis, &node.domain_values, k);
         self.count_workload(c, n, fit.pods);
+        self.count_scope_use(c, n, fit.pods);
     }
 
     /// For a new claim: the allocatable of the cheapest compatible type that holds what it has.

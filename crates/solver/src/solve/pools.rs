@@ -150,8 +150,10 @@ pub(super) enum OverBudget {
 }
 
 /// A scoped on-demand cap during the solve: what the scope's pools hold, and what the solve has
-/// opened in any of them. Shared (one `Rc`) by the budgets of every pool of the scope, so
-/// on-demand bought in one pool and spot bought in another are counted together.
+/// added in any of them (on-demand claims as their target type, spot and reserved claims by
+/// what their pods request, see [`PoolBudget::count_placed`]). Shared (one `Rc`) by the budgets
+/// of every pool of the scope, so on-demand bought in one pool and spot bought in another are
+/// counted together.
 #[derive(Debug)]
 pub(super) struct ScopeBudget {
     /// The pool carrying the mix (for messages).
@@ -271,12 +273,9 @@ impl PoolBudget {
         if ct == CapacityType::OnDemand {
             self.on_demand_cpu += sign * capacity[CPU];
         }
-        for scope in &self.scopes {
-            let mut scope = scope.borrow_mut();
-            if ct == CapacityType::OnDemand {
-                scope.on_demand_cpu += sign * capacity[CPU];
-            } else {
-                scope.other_cpu += sign * capacity[CPU];
+        if ct == CapacityType::OnDemand {
+            for scope in &self.scopes {
+                scope.borrow_mut().on_demand_cpu += sign * capacity[CPU];
             }
         }
     }
@@ -284,6 +283,15 @@ impl PoolBudget {
     /// Whether the pool has no limit and no on-demand cap (what it buys changes no other choice).
     pub(super) fn unlimited(&self) -> bool {
         self.limits.is_empty() && self.nodes.is_none() && self.on_demand_cap.is_none()
+    }
+
+    /// Pods requesting `cpu` millicores placed on a new spot or reserved claim of the pool: its
+    /// scopes count them as spot. (The claim may launch as any of its options, each holding at
+    /// least what its pods request; its target type is no lower bound.)
+    pub(super) fn count_placed(&self, cpu: i64) {
+        for scope in &self.scopes {
+            scope.borrow_mut().other_cpu += cpu;
+        }
     }
 
     /// Whether the budget can rule out a type for capacity type `ct` (then type choices depend
