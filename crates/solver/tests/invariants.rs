@@ -41,7 +41,8 @@ fn pod_spec() -> impl Strategy<Value = PodSpec> {
 fn build_pod(i: usize, s: &PodSpec) -> PodRequest {
     let p = PodRequest::new("default", &format!("p-{i:03}"))
         .cpu_millis(s.cpu)
-        .memory_mib(s.mem);
+        .memory_mib(s.mem)
+        .owned_by(&format!("Job/w{}", i % 3));
     let p = match s.kind {
         1 => p
             .label("app", "zs")
@@ -71,6 +72,10 @@ struct World {
     spot_usage: i64,
     tainted_second: bool,
     existing: bool,
+    /// `second` (on-demand) capped at 5 % of the spot of a scope of both pools.
+    scoped: bool,
+    /// `first`'s spot blast radius.
+    blast: Option<u32>,
 }
 
 fn world() -> impl Strategy<Value = World> {
@@ -83,9 +88,22 @@ fn world() -> impl Strategy<Value = World> {
         prop::sample::select(vec![0i64, 20_000]),
         any::<bool>(),
         any::<bool>(),
+        any::<bool>(),
+        prop::option::of(prop::sample::select(vec![1u32, 2, 4])),
     )
         .prop_map(
-            |(pods, types, unavailable, cpu_limit, cap, spot_usage, tainted_second, existing)| {
+            |(
+                pods,
+                types,
+                unavailable,
+                cpu_limit,
+                cap,
+                spot_usage,
+                tainted_second,
+                existing,
+                scoped,
+                blast,
+            )| {
                 World {
                     pods,
                     types,
@@ -95,6 +113,8 @@ fn world() -> impl Strategy<Value = World> {
                     spot_usage,
                     tainted_second,
                     existing,
+                    scoped,
+                    blast,
                 }
             },
         )
@@ -124,6 +144,12 @@ fn input(w: &World) -> SolveInput {
     }
     let mut second =
         PoolSpec::new("second").requirement(Requirement::in_(labels::CAPACITY_TYPE, ["on-demand"]));
+    if let Some(b) = w.blast {
+        first = first.spot_blast_radius(b);
+    }
+    if w.scoped {
+        second = second.scoped_capacity_mix(0, 5, &["first"], 0, w.spot_usage);
+    }
     if w.tainted_second {
         second = second.taint(NodeTaint::new("dedicated", "x", TaintEffect::NoSchedule));
     }
@@ -266,6 +292,49 @@ fn check(inp: &SolveInput, plan: &Plan) {
             *pool_od.entry(c.nodepool.as_str()).or_default() += max_cpu;
         }
     }
+    // Scoped caps: on-demand claims at their largest option, spot claims at their smallest.
+    for pool in &inp.nodepools {
+        let Some(mix) = &pool.capacity_mix else {
+            continue;
+        };
+        let Some(scope) = &mix.scope else { continue };
+        let (mut od, mut other) = (scope.on_demand_cpu_millis, scope.other_cpu_millis);
+        for c in plan
+            .new_claims
+            .iter()
+            .filter(|c| scope.pools.contains(&c.nodepool))
+        {
+            let cpus = c
+                .instance_type_options
+                .iter()
+                .map(|t| types[t.as_str()].capacity.cpu_millis());
+            if req(c, labels::CAPACITY_TYPE) == ["on-demand"] {
+                od += cpus.max().unwrap();
+            } else {
+                other += cpus.min().unwrap();
+            }
+        }
+        assert!(mix.excess(od, other) <= 0, "scoped cap of {}", pool.name);
+    }
+    // Spot blast radius: at most that many pods of one owner per spot node of the pool.
+    for c in &plan.new_claims {
+        let pool = inp.nodepools.iter().find(|p| p.name == c.nodepool).unwrap();
+        if let Some(max) = pool.spot_max_pods_per_workload
+            && req(c, labels::CAPACITY_TYPE) == ["spot"]
+        {
+            let mut per_owner: BTreeMap<&str, u32> = BTreeMap::new();
+            for p in &c.pods {
+                *per_owner
+                    .entry(by_key[p.as_str()].owner.as_deref().unwrap())
+                    .or_default() += 1;
+            }
+            assert!(
+                per_owner.values().all(|n| *n <= max),
+                "{}: {per_owner:?} > {max}",
+                c.name
+            );
+        }
+    }
     for pool in &inp.nodepools {
         let added = pool_cpu.get(pool.name.as_str()).copied().unwrap_or(0);
         if pool.limits.cpu_millis() > 0 {
@@ -275,7 +344,7 @@ fn check(inp: &SolveInput, plan: &Plan) {
                 pool.name
             );
         }
-        if let Some(mix) = &pool.capacity_mix {
+        if let Some(mix) = pool.capacity_mix.as_ref().filter(|m| m.scope.is_none()) {
             let od = pool_od.get(pool.name.as_str()).copied().unwrap_or(0);
             assert!(
                 mix.allows(
@@ -288,6 +357,10 @@ fn check(inp: &SolveInput, plan: &Plan) {
             );
         }
     }
+}
+
+fn req<'a>(c: &'a stowage_solver::NewClaim, key: &str) -> &'a [String] {
+    &c.requirements.iter().find(|r| r.key == key).unwrap().values
 }
 
 proptest! {
