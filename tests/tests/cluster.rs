@@ -616,7 +616,8 @@ async fn a_controller_killed_at_any_point_of_a_launch_buys_no_more_than_without_
 
 /// The seed's tiers on the synthetic catalogue: `spot` (weight 80) is preferred; `od` (weight 50)
 /// takes the pods that need on-demand, capped at 5 % of the spot vCPUs of both tiers (the
-/// `tier: general` scope).
+/// `tier: general` scope). `od` is tainted so that the scheduler does not fill its scarce nodes
+/// with pods that could run on spot.
 const TIERS: &str = r#"
 catalog: { source: synthetic, types: 16 }
 nodeClasses:
@@ -645,6 +646,7 @@ nodePools:
       template:
         spec:
           nodeClassRef: { group: aws.stowage.dev, kind: EC2NodeClass, name: default }
+          taints: [{ key: example.com/on-demand, value: "true", effect: NoSchedule }]
           requirements: [{ key: stowage.dev/capacity-type, operator: In, values: [on-demand] }]
 timeline:
   - at: 0s
@@ -655,6 +657,7 @@ timeline:
       replicas: 20
       requests: { cpu: "1", memory: 1Gi }
       nodeSelector: { stowage.dev/capacity-type: on-demand }
+      tolerations: [{ key: example.com/on-demand, operator: Equal, value: "true", effect: NoSchedule }]
 "#;
 
 /// vCPUs of the nodes per capacity type label value.
