@@ -503,6 +503,8 @@ impl Engine<'_> {
             && k.counted_in.is_empty()
             && k.owned_antis.is_empty()
             && k.repelled_by.is_empty()
+            // Counted per node under a spot blast radius.
+            && k.workload.is_none()
     }
 
     /// The price `finish` would pay for a claim of `pool`/`ct` in `zone_mask` holding `used`:
@@ -546,7 +548,9 @@ impl Engine<'_> {
         for (n, node) in self.nodes.iter().enumerate() {
             let Some(claim) = node.opened() else { continue };
             if claim.capacity_type == CapacityType::Reserved
-                || !self.catalog.pools[claim.pool].budget.unlimited()
+                || !self.catalog.pools[claim.pool]
+                    .budget
+                    .unlimited_for(claim.capacity_type)
                 || node.pods.is_empty()
                 || node.pods.iter().any(|p| !free[class_of[*p]])
             {

@@ -285,6 +285,12 @@ impl PoolBudget {
         self.limits.is_empty() && self.nodes.is_none() && self.on_demand_cap.is_none()
     }
 
+    /// [`PoolBudget::unlimited`] for claims of capacity type `ct`: a scoped cap charges on-demand
+    /// claims as their type (spot claims only by what their pods request, whatever the type).
+    pub(super) fn unlimited_for(&self, ct: CapacityType) -> bool {
+        self.unlimited() && (ct != CapacityType::OnDemand || self.scopes.is_empty())
+    }
+
     /// Pods requesting `cpu` millicores placed on a new spot or reserved claim of the pool: its
     /// scopes count them as spot. (The claim may launch as any of its options, each holding at
     /// least what its pods request; its target type is no lower bound.)
