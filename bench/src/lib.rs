@@ -28,6 +28,10 @@ pub enum Mix {
     Diverse,
     /// The seed platform's batch against its pools (see [`seed_input`]).
     Seed,
+    /// The generic pods (same sizes), all spread over zones (maxSkew 1): compare with `generic`.
+    Spread,
+    /// As `Spread`, on a pool with a CPU limit ten times what the pods ask (never reached).
+    SpreadLimit,
 }
 
 impl Mix {
@@ -36,6 +40,8 @@ impl Mix {
             Mix::Generic => "generic",
             Mix::Diverse => "diverse",
             Mix::Seed => "seed",
+            Mix::Spread => "spread",
+            Mix::SpreadLimit => "spread-limit",
         }
     }
 
@@ -44,6 +50,8 @@ impl Mix {
             "generic" => Some(Mix::Generic),
             "diverse" => Some(Mix::Diverse),
             "seed" => Some(Mix::Seed),
+            "spread" => Some(Mix::Spread),
+            "spread-limit" => Some(Mix::SpreadLimit),
             _ => None,
         }
     }
@@ -82,6 +90,7 @@ pub fn pods(n: usize, mix: Mix, seed: u64) -> Vec<PodRequest> {
             let kind = match mix {
                 Mix::Generic | Mix::Seed => 0,
                 Mix::Diverse => i * 5 / n.max(1),
+                Mix::Spread | Mix::SpreadLimit => 1,
             };
             let cpu = rng.pick(&CPU_MILLIS);
             let mem = rng.pick(&MEMORY_MIB);
@@ -116,9 +125,15 @@ pub fn input(n: usize, types: usize, mix: Mix) -> SolveInput {
     if mix == Mix::Seed {
         return seed_input(n, karpenter_shape(types));
     }
+    let pods = pods(n, mix, 42);
+    let mut pool = PoolSpec::new("default");
+    if mix == Mix::SpreadLimit {
+        let cpu: i64 = pods.iter().map(|p| p.requests.cpu_millis()).sum();
+        pool = pool.limit("cpu", 10 * cpu);
+    }
     SolveInput {
-        pods: pods(n, mix, 42),
-        nodepools: vec![PoolSpec::new("default")],
+        pods,
+        nodepools: vec![pool],
         instance_types: karpenter_shape(types),
         ..SolveInput::default()
     }
@@ -357,6 +372,30 @@ mod tests {
                 .iter()
                 .all(|p| p.topology_spread.is_empty())
         );
+        // The spread mixes are the generic pods, spread.
+        let spread = pods(100, Mix::Spread, 42);
+        for (g, s) in pods(100, Mix::Generic, 42).iter().zip(&spread) {
+            assert_eq!(g.requests, s.requests);
+            assert_eq!(s.topology_spread[0].topology_key, labels::ZONE);
+        }
+        let cpu: i64 = spread.iter().map(|p| p.requests.cpu_millis()).sum();
+        let limited = input(100, 10, Mix::SpreadLimit);
+        assert_eq!(limited.nodepools[0].limits.cpu_millis(), 10 * cpu);
+    }
+
+    #[test]
+    fn a_zone_spread_or_an_unreached_limit_costs_about_the_unconstrained_plan() {
+        let generic = run(2_000, 50, Mix::Generic);
+        for mix in [Mix::Spread, Mix::SpreadLimit] {
+            let r = run(2_000, 50, mix);
+            assert_eq!(r.unschedulable, 0);
+            assert!(
+                r.cost_per_hour <= generic.cost_per_hour * 1.03,
+                "{} vs {}",
+                r.line(),
+                generic.line()
+            );
+        }
     }
 
     #[test]

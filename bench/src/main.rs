@@ -1,4 +1,4 @@
-//! `stowage-bench solve --pods N --types 400 --mix diverse|generic|seed --catalog karpenter|aws`:
+//! `stowage-bench solve --pods N --types 400 --mix diverse|generic|seed|spread|spread-limit --catalog karpenter|aws`:
 //! one timed solve, reported as `solve pods=.. types=.. mix=.. nodes=.. cost_per_hour=..
 //! bound_per_hour=.. gap=.. elapsed_ms=.. pods_per_sec=.. catalog=.. bound_ms=..`, then one
 //! `pool name=.. nodes=.. cost_per_hour=..` line per NodePool.
@@ -9,7 +9,7 @@ use stowage_bench::{Mix, Report, input, run_input, seed_input};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: stowage-bench solve [--pods N] [--types N] [--mix diverse|generic|seed] [--catalog karpenter|aws] [--repeat N]"
+        "usage: stowage-bench solve [--pods N] [--types N] [--mix diverse|generic|seed|spread|spread-limit] [--catalog karpenter|aws] [--repeat N]"
     );
     ExitCode::from(2)
 }

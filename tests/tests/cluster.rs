@@ -737,3 +737,51 @@ async fn the_on_demand_tier_stays_within_5_percent_of_the_spot_tier() {
     assert!(scope.is_true());
     assert_eq!(scope.message, "the on-demand cap counts NodePools od, spot");
 }
+
+/// Runs 60 web pods (500m / 1Gi, a node agent on every node) to completion on the synthetic
+/// catalogue; returns the peak cost per hour and the node count.
+async fn web_on_a_pool(spread: bool, limit: bool) -> (f64, usize) {
+    let spread = if spread {
+        ", spread: [{ topologyKey: topology.kubernetes.io/zone, maxSkew: 1 }]"
+    } else {
+        ""
+    };
+    let limits = if limit {
+        "      limits: { cpu: \"400\" }\n"
+    } else {
+        ""
+    };
+    let yaml = format!(
+        "name: web\nduration: 10m\n{POOL}{limits}daemonSets:\n  - name: node-agent\n    requests: {{ cpu: 100m, memory: 128Mi }}\n    tolerations: [{{ operator: Exists }}]\ntimeline:\n  - at: 0s\n    create: {{ name: web, replicas: 60, requests: {{ cpu: 500m, memory: 1Gi }}{spread} }}\n"
+    );
+    let (report, nodes) = simulate(&yaml, |env, _ctx| async move {
+        let client = env.client.clone();
+        eventually("60 running pods", Duration::from_secs(300), || async {
+            (running_pods(&client, "web").await.len() == 60).then_some(())
+        })
+        .await;
+        let nodes: Vec<Node> = Api::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items;
+        nodes.len()
+    })
+    .await;
+    assert_eq!(report.pending_at_end, 0);
+    (report.peak_cost_per_hour, nodes)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_zone_spread_deployment_on_a_limited_pool_costs_about_the_unconstrained_one() {
+    let (free, free_nodes) = web_on_a_pool(false, false).await;
+    let (both, both_nodes) = web_on_a_pool(true, true).await;
+    let figures = format!(
+        "unconstrained {free_nodes} nodes ${free:.2}/h, zone spread + cpu limit {both_nodes} nodes ${both:.2}/h"
+    );
+    eprintln!("{figures}");
+    // 20 pods per zone share nodes: a few nodes per zone, not one per pod; the extra cost is
+    // one node agent and one partly used node per zone.
+    assert!(both_nodes <= 3 * 3, "{figures}");
+    assert!(both <= free * 1.10, "{figures}");
+}

@@ -4,8 +4,9 @@
 //! topology constraints split into hostname ones (checked per node) and domain ones (see
 //! [`super::topology`]), and per pool the [`Bitset`] of instance types that can hold one pod
 //! (or the [`PoolRejection`] saying why none can). [`Engine::relax`] derives a class with one
-//! preference less. A *bundle* is a set of classes of one shape (differing only in requests)
-//! with no per-node caps, packed jointly onto new nodes ([`super::place`]).
+//! preference less. A *bundle* is a set of classes with no per-node caps that a new node holds
+//! alike (same pools, types, zones; or, with topology constraints, the same shape differing only
+//! in requests), packed jointly onto new nodes ([`super::place`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -82,6 +83,8 @@ pub(super) struct PodClass {
     pub(super) topology_reason: Option<String>,
     /// The workload of its pods, when a spot blast radius is in force ([`super::blast`]).
     pub(super) workload: Option<usize>,
+    /// A zone's share of a class dealt to zones ([`Engine::split_zone_spreads`]).
+    pub(super) dealt: bool,
 }
 
 impl PodClass {
@@ -105,6 +108,55 @@ impl PodClass {
             && self.host_anti.iter().all(|h| !h.selects_self)
             && self.host_spread.iter().all(|h| !h.selects_self)
             && self.domain_constraints.iter().all(|d| !d.one_per_node())
+    }
+
+    /// Whether nothing about other pods constrains where its pods go or what may join them:
+    /// no topology constraint, no anti-affinity it owns or is repelled by, no host ports.
+    fn free_of_topology(&self) -> bool {
+        self.pod.host_ports.is_empty()
+            && self.host_spread.is_empty()
+            && self.host_anti.is_empty()
+            && self.host_affinity.is_empty()
+            && self.domain_constraints.is_empty()
+            && self.domain_keys.is_empty()
+            && self.owned_antis.is_empty()
+            && self.repelled_by.is_empty()
+    }
+}
+
+/// Shapes are packed jointly only when the joint estimate is this much cheaper than apart.
+const JOINT_MARGIN: f64 = 0.01;
+
+/// What makes classes without topology constraints interchangeable on a new node, whatever
+/// their size: the same priority, zones, capacity types and node requirements (so the same
+/// types match), the same wish for accelerators, and the same pools accepting them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PackKey {
+    priority: i32,
+    zone_mask: u64,
+    capacity_types: u8,
+    tolerate_prefer: bool,
+    accelerator: bool,
+    node_selector: BTreeMap<String, String>,
+    required_node_affinity: Vec<NodeAffinityTerm>,
+    preferred_node_affinity: Vec<crate::domain::PreferredTerm>,
+    pools: Vec<bool>,
+}
+
+impl PackKey {
+    fn of(class: &PodClass) -> Self {
+        let pod = &class.pod;
+        PackKey {
+            priority: pod.priority,
+            zone_mask: class.zone_mask,
+            capacity_types: class.capacity_types,
+            tolerate_prefer: class.tolerate_prefer,
+            accelerator: pod.wants_accelerator(),
+            node_selector: pod.node_selector.clone(),
+            required_node_affinity: pod.required_node_affinity.clone(),
+            preferred_node_affinity: pod.preferred_node_affinity.clone(),
+            pools: class.compatible.iter().map(Option::is_some).collect(),
+        }
     }
 }
 
@@ -223,30 +275,62 @@ impl Engine<'_> {
         }
     }
 
-    /// Bundles: classes of one shape whose pods may share a node without per-node caps.
+    /// Bundles: classes whose pods may share a node without per-node caps, packed jointly.
+    /// Classes of one shape (differing only in requests) always form one. Shapes without
+    /// topology constraints that may use the same pools, types, zones and capacity types
+    /// ([`PackKey`]: they differ only in labels, namespace, or tolerations that change nothing)
+    /// are merged into one bundle when that is cheaper by [`Engine::share_cost`]: a type that
+    /// suits their summed demand costs less than the types that suit each shape alone (Spark
+    /// executors with memory to spare and CPU-bound batch pods, say); otherwise each shape keeps
+    /// its own nodes, which fit its balance better.
     pub(super) fn build_bundles(&mut self) {
+        let mut by_key: HashMap<PackKey, Vec<Vec<usize>>> = HashMap::new();
         let mut by_shape: HashMap<u64, Vec<Vec<usize>>> = HashMap::new();
         self.bundles.of_class = vec![None; self.classes.len()];
         for c in 0..self.classes.len() {
-            if !self.classes[c].bundleable() {
+            let class = &self.classes[c];
+            if !class.bundleable() {
                 continue;
             }
-            let lists = by_shape
-                .entry(shape_hash(&self.classes[c].pod))
-                .or_default();
-            match lists
+            let lists = by_shape.entry(shape_hash(&class.pod)).or_default();
+            let shape = match lists
                 .iter_mut()
-                .find(|b| same_shape(&self.classes[b[0]].pod, &self.classes[c].pod))
+                .position(|b| same_shape(&self.classes[b[0]].pod, &class.pod))
             {
-                Some(b) => b.push(c),
-                None => lists.push(vec![c]),
-            }
+                Some(i) => i,
+                None => {
+                    lists.push(Vec::new());
+                    lists.len() - 1
+                }
+            };
+            lists[shape].push(c);
         }
-        let mut bundles: Vec<Vec<usize>> = by_shape
-            .into_values()
-            .flatten()
-            .filter(|b| b.len() > 1)
-            .collect();
+        let mut bundles: Vec<Vec<usize>> = Vec::new();
+        for shape in by_shape.into_values().flatten() {
+            let class = &self.classes[shape[0]];
+            if !class.free_of_topology() {
+                bundles.push(shape);
+                continue;
+            }
+            by_key.entry(PackKey::of(class)).or_default().push(shape);
+        }
+        // Each key decides alone and the bundles are sorted: the map's order does not leak.
+        for mut shapes in by_key.into_values() {
+            shapes.sort();
+            if shapes.len() > 1 {
+                let joint: Vec<usize> = shapes.iter().flatten().copied().collect();
+                let apart: f64 = shapes.iter().map(|s| self.share_cost(s)).sum();
+                if self.share_cost(&joint) < apart * (1.0 - JOINT_MARGIN) {
+                    bundles.push(joint);
+                    continue;
+                }
+            }
+            bundles.extend(shapes);
+        }
+        bundles.retain(|b| b.len() > 1);
+        for b in &mut bundles {
+            b.sort_unstable();
+        }
         bundles.sort();
         for b in bundles {
             for &c in &b {
@@ -254,6 +338,148 @@ impl Engine<'_> {
             }
             self.bundles.members.push(b);
         }
+    }
+
+    /// What the pods of `classes` cost on new nodes of the single best type for their summed
+    /// demand, counted fractionally (price / share of the demand a node holds, the measure
+    /// bundle nodes are bought by): in the first pool (weight order) that takes them all, at
+    /// the cheapest offering of their capacity types. Infinite when no type holds a share.
+    fn share_cost(&self, classes: &[usize]) -> f64 {
+        let lead = &self.classes[classes[0]];
+        let Some(pi) = (0..self.catalog.pools.len()).find(|pi| {
+            classes
+                .iter()
+                .all(|c| self.classes[*c].compatible[*pi].is_some())
+        }) else {
+            return f64::INFINITY;
+        };
+        let mut bits = lead.compatible[pi].clone().unwrap_or_default();
+        let mut demand = vec![0i64; self.ids.resource_count()];
+        for &c in classes {
+            let class = &self.classes[c];
+            if let Some(b) = &class.compatible[pi] {
+                bits.and_with(b);
+            }
+            for (d, r) in demand.iter_mut().zip(&class.requests) {
+                *d += r * class.remaining() as i64;
+            }
+        }
+        let cts = lead.capacity_types & self.catalog.pools[pi].capacity_types;
+        let mut best = f64::INFINITY;
+        for t in bits.iter() {
+            let ty = &self.catalog.types[t];
+            let price = ty.cheapest_any(cts, lead.zone_mask);
+            let share = demand
+                .iter()
+                .zip(&ty.allocatable)
+                .filter(|(d, _)| **d > 0)
+                .map(|(d, a)| *a as f64 / *d as f64)
+                .fold(f64::INFINITY, f64::min);
+            if price.is_finite() && share > 0.0 {
+                best = best.min(price / share);
+            }
+        }
+        best
+    }
+
+    /// A zone spread only decides which zone each pod goes to: the pods of every class whose
+    /// one domain constraint is a required, self-counting spread over zones are dealt to the
+    /// zones up front, each to the zone with the fewest matching pods then (existing ones
+    /// included, so the result respects maxSkew), and each zone's share becomes a class pinned
+    /// to that zone without the spread. Those classes pack like unconstrained ones (bundles,
+    /// shared nodes) instead of one pod per placement step. Only groups whose every pending
+    /// member is such a class are dealt, so no other placement moves their counts.
+    pub(super) fn split_zone_spreads(&mut self) {
+        let Some(zone_key) = self.ids.known_key(labels::ZONE) else {
+            return;
+        };
+        let dealt: Vec<Option<usize>> = (0..self.classes.len())
+            .map(|c| self.zone_spread_group(c, zone_key))
+            .collect();
+        let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for (c, g) in dealt.iter().enumerate() {
+            if let Some(g) = g {
+                groups.entry(*g).or_default().push(c);
+            }
+        }
+        for (g, members) in groups {
+            let undealt = (0..self.classes.len())
+                .any(|c| dealt[c] != Some(g) && self.classes[c].counted_in.contains(&g));
+            if undealt {
+                continue;
+            }
+            // The zones each class can use, and the matching pods there now.
+            let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
+            let mut domains: Vec<Vec<u32>> = Vec::new();
+            for &c in &members {
+                let d = self.class_domains(c, zone_key);
+                for &v in &d {
+                    counts.insert(v, self.topology.domain_count(g, zone_key, v) as usize);
+                }
+                domains.push(d);
+            }
+            for (&c, domains) in members.iter().zip(&domains) {
+                if domains.is_empty() {
+                    continue;
+                }
+                let mut share: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+                for &m in &self.classes[c].members {
+                    let zones = self.ids.zones();
+                    let Some(&v) = domains.iter().min_by(|a, b| {
+                        counts[*a]
+                            .cmp(&counts[*b])
+                            .then_with(|| zones[**a as usize].cmp(&zones[**b as usize]))
+                    }) else {
+                        continue;
+                    };
+                    *counts.entry(v).or_insert(0) += 1;
+                    share.entry(v).or_default().push(m);
+                }
+                let class = &mut self.classes[c];
+                class.next = class.members.len();
+                let mut pod = class.pod.clone();
+                pod.topology_spread
+                    .retain(|s| s.topology_key != labels::ZONE);
+                for (v, members) in share {
+                    let mut pinned = pod.clone();
+                    let zone = self.ids.zones()[v as usize].clone();
+                    pinned.node_selector.insert(labels::ZONE.to_string(), zone);
+                    let mut split = self.make_class(pinned, false, members);
+                    split.dealt = true;
+                    self.classes.push(split);
+                }
+            }
+        }
+    }
+
+    /// The topology group of the class's zone spread when it can be dealt to zones up front
+    /// ([`Engine::split_zone_spreads`]): one required spread over zones that counts the class
+    /// itself, no other domain constraint, nothing about zones relaxable.
+    fn zone_spread_group(&self, c: usize, zone_key: usize) -> Option<usize> {
+        let class = &self.classes[c];
+        let spreads: Vec<&crate::domain::TopologySpread> = class
+            .pod
+            .topology_spread
+            .iter()
+            .filter(|s| s.topology_key == labels::ZONE)
+            .collect();
+        let [spread] = spreads.as_slice() else {
+            return None;
+        };
+        let [d] = class.domain_constraints.as_slice() else {
+            return None;
+        };
+        let plain = spread.when_unsatisfiable == WhenUnsatisfiable::DoNotSchedule
+            && spread.min_domains.is_none()
+            && d.key == zone_key
+            && d.selects_self
+            && matches!(d.rule, DomainRule::Spread { .. })
+            && class.domain_keys == [zone_key]
+            && class.pin_keys == [zone_key]
+            && class.remaining() > 0
+            && class.pod.preferred_node_affinity.is_empty()
+            && class.pod.required_node_affinity.len() <= 1;
+        plain.then_some(d.group)
     }
 
     fn make_class(
@@ -339,6 +565,7 @@ impl Engine<'_> {
             pool_rejections: compat.pool_rejections,
             topology_reason: None,
             workload,
+            dealt: false,
         }
     }
 
@@ -729,7 +956,8 @@ pub(crate) fn lower_bound_input(input: &SolveInput) -> BoundInput {
     let mut index = vec![usize::MAX; class_count];
     let mut classes = Vec::new();
     for c in 0..class_count {
-        if used[c] && !e.classes[c].members.is_empty() {
+        // A class dealt to zones counts whole, in any zone: its zones' shares are left out.
+        if used[c] && !e.classes[c].members.is_empty() && !e.classes[c].dealt {
             index[c] = classes.len();
             classes.push(BoundClass {
                 count: e.classes[c].members.len(),

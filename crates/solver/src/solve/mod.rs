@@ -8,9 +8,9 @@
 //! | 1 | [`interning`] | small ids for resources, zones, topology keys and their values |
 //! | 2 | [`pools`] | each NodePool's instance types (offerings, daemonset overhead) and its [`pools::PoolBudget`] (limits + on-demand cap) |
 //! | 3 | [`topology`] | topology groups (pods a spread/affinity term counts), their counts, the domains a class may use |
-//! | 4 | [`classes`] | pod classes (identical pods), their compatible types per pool, relaxation, bundles (classes packed jointly) |
+//! | 4 | [`classes`] | pod classes (identical pods), zone spreads dealt to zones, their compatible types per pool, relaxation, bundles (classes packed jointly) |
 //! | 5 | [`place`] | placing a class onto existing, in-flight and already-opened nodes (the node scan and fit) |
-//! | 6 | [`open`] | opening a new claim when nothing has room: pool, capacity type and instance type choice |
+//! | 6 | [`open`] | opening a new claim when nothing has room: pool, capacity type and instance type choice; settling claims when a budget blocks |
 //! | 6b | [`patterns`] | repacking the claims that hold only *free* classes (no topology, ports or pins; unlimited pools) by the configuration LP, kept when cheaper |
 //! | 7 | [`finish`] | turning opened claims into [`crate::NewClaim`]s: shrink to what they hold, instance type options |
 //! | - | [`reasons`] | why pods stay unschedulable |
@@ -29,7 +29,29 @@
 //! - Every node scan for a class resumes from a cursor: a node that cannot take a pod of a class
 //!   now (resources, taints, hostname spread/anti-affinity, pinned zone) never can later.
 //! - Topology counts (per node and per domain) are updated incrementally as pods are placed.
-//! - A new claim picks its instance type by price per packed pod of the class being placed: the
+//! - A new claim picks its instance type by price per pod of the class being placed, counting
+//!   only the pods the class must still place in the claim's domain ([`open`]'s `must_hold`):
+//!   the largest type within 5 % of the best ratio (so later classes fill it), the cheapest
+//!   with room for three pods for classes capped per node (hostname spread/anti-affinity, host
+//!   ports), the best ratio for reserved capacity. Counting what is left sizes the tail of a
+//!   class by what it must hold (not one huge node for the last 300 pods).
+//! - NodePool limits and the on-demand cap only filter types: the choice is the one an
+//!   unlimited pool would make whenever the budget allows it (a limit that is not reached
+//!   changes nothing). Claims are charged at the type they were opened as; when the budget is
+//!   what blocks a purchase, the pool's claims are first settled to the cheapest type that
+//!   holds what they have and the difference refunded, so a limit stops buying only when it
+//!   is reached.
+//! - A required zone spread (maxSkew, counting the class itself) only decides which zone each
+//!   pod goes to: the class's pods are dealt to the zones up front, each to the zone with the
+//!   fewest matching pods, and each zone's share becomes a zone-pinned class without the spread
+//!   ([`classes`]), which packs like unconstrained pods instead of one pod per step.
+//! - Bundles (classes packed jointly, each new node taking a proportional slice of each, bought
+//!   by price per share of their remaining demand): classes of one shape that differ only in
+//!   size, and shapes without topology constraints that may use the same pools, types and
+//!   zones when a type suiting their summed demand is cheaper than each shape's own (Spark
+//!   executors with CPU-bound batch pods). At the end each claim lists every compatible type
+//!   that fits what it holds, cheapest first, so a claim that ended up half full is bought
+//!   smaller.
 //!   largest type within 5 % of the best ratio (so later classes fill it), the cheapest with room
 //!   for three pods for classes capped per node (hostname spread/anti-affinity, host ports), and
 //!   the strict best ratio when a NodePool limit or on-demand cap charges the claim. Classes that
@@ -45,9 +67,8 @@
 //!   greedy already packs within 0.1 % of a per-resource bound. Work is capped by iteration and
 //!   search-node counts, never by time.
 //! - Capacity types are tried reserved > spot > on-demand; a claim is pinned to the one it uses.
-//!   NodePool limits and the on-demand cap are charged with the claim's target type, and the
-//!   claim's instance type options never exceed it on a limited dimension, so a claim can never
-//!   grow past what was charged.
+//!   A claim's instance type options never exceed the type it is charged for on a limited
+//!   dimension, so a claim can never grow past what was charged.
 //! - A scoped on-demand cap (`capacityMix.scope`) counts the on-demand vCPUs of all its pools
 //!   against their spot and reserved vCPUs (existing nodes, in-flight claims and this solve's
 //!   claims). One shared budget (`Rc<RefCell<ScopeBudget>>`) is charged by every pool of the
@@ -215,6 +236,7 @@ impl<'a> Engine<'a> {
         e.add_existing_nodes();
         e.init_blast_radius();
         e.build_classes();
+        e.split_zone_spreads();
         e.build_bundles();
         e
     }
@@ -316,7 +338,9 @@ impl<'a> Engine<'a> {
             .enumerate()
             .map(|(i, c)| ClassOrder {
                 priority: c.pod.priority,
-                bundled: self.bundles.of_class[i].is_some(),
+                // Zone shares keep the turn of the spread class they come from (measured: on the
+                // diverse mix, 20,000 pods, $3,458 -> $3,406; 50,000 pods $8,654 -> $8,515).
+                bundled: self.bundles.of_class[i].is_some() && !c.dealt,
                 size: c
                     .requests
                     .iter()
@@ -331,7 +355,8 @@ impl<'a> Engine<'a> {
 }
 
 /// The order classes are placed in: priority first; classes with per-node caps (spread,
-/// anti-affinity, ports) before bundled ones, so the latter fill the room the former leave; then
+/// anti-affinity, ports) and zones' shares of a zone spread before bundled ones, so the latter
+/// fill the room the former leave; then
 /// largest first; then by the first pod's key (determinism).
 #[derive(Debug, Clone)]
 struct ClassOrder {

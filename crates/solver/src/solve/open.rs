@@ -1,8 +1,11 @@
 //! Step 6, opening a new claim when no node has room for a class: the first pool (weight
 //! order) with a compatible type, capacity types tried reserved > spot > on-demand, and the
-//! instance type chosen by [`TypeChoice`] among the [`Candidate`]s the pool's budget allows.
-//! The claim is charged to the pool's [`super::pools::PoolBudget`] at once; [`Engine::discard`]
-//! refunds it when nothing could go there after all.
+//! instance type chosen by [`TypeChoice`] among the [`Candidate`]s, sized by what the claim must
+//! hold ([`Engine::must_hold`]). The pool's budget only filters: the choice is the one an
+//! unlimited pool would make whenever the budget allows it. The claim is charged to the pool's
+//! [`super::pools::PoolBudget`] at once; [`Engine::discard`] refunds it when nothing could go
+//! there after all, and [`Engine::settle`] shrinks the pool's claims to what they hold when the
+//! budget is what stops a purchase.
 
 use std::cmp::Ordering;
 
@@ -12,11 +15,12 @@ use super::interning::{KeyKind, capacity_type_bit, capacity_type_index};
 use super::place::{NodeOrigin, OpenedClaim, SimNode};
 use super::pools::OverBudget;
 use super::reasons::PoolRejection;
+use super::topology::DomainRule;
 use super::{Engine, cmp_price, cmp_ratio};
 use crate::bitset::Bitset;
 
-/// A type choice remembered per (class, pool, capacity type, zones, domains). Only choices the
-/// pool's budget cannot change are cached (no limits, no on-demand cap, not reserved).
+/// A type choice remembered per (class, pool, capacity type, zones, domains): the choice with
+/// no budget and more pods to place than any candidate holds (reserved capacity is not cached).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) struct OpenCacheKey {
     class: usize,
@@ -26,15 +30,22 @@ pub(super) struct OpenCacheKey {
     combo: Vec<u32>,
 }
 
-/// The cached choice: an index into the catalog's types.
-pub(super) type CachedChoice = usize;
+/// The cached choice: valid while the class has at least `max_pods` pods to place and the
+/// budget allows the type.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CachedChoice {
+    /// Index into the catalog's types.
+    type_index: usize,
+    /// The most pods any candidate held.
+    max_pods: usize,
+}
 
 /// An instance type a new claim could be bought as.
 #[derive(Debug, Clone, Copy)]
 struct Candidate<'a> {
     type_index: usize,
     name: &'a str,
-    /// Pods of the class an empty node of the type holds.
+    /// Pods of the class an empty node of the type holds (see [`TypeChoice`]).
     pods: usize,
     /// For bundles: the share of the bundle's remaining demand the type holds (0..1).
     share: f64,
@@ -43,23 +54,29 @@ struct Candidate<'a> {
     zone_mask: u64,
     /// The capacity reservation it would use.
     reservation: Option<usize>,
+    /// Whether the pool's budget allows one more node of the type.
+    allowed: bool,
 }
 
-/// How to choose among candidates; every mode ends with cheaper, then name.
+/// How to choose among candidates; every mode ends with cheaper, then name. `pods` is what an
+/// empty node takes of what the class must still place ([`Engine::must_hold`]), except for
+/// [`TypeChoice::Share`], where it is the room by resources alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TypeChoice {
-    /// A limit or on-demand cap charges the claim: the lowest price per pod it takes now.
+    /// Reserved capacity: the lowest price per pod.
     Strict,
     /// Classes capped per node: the cheapest type with room for three such pods, so pods of
     /// other classes can share the node. (Measured: 3 beats 2, 4 and the tightest.)
     Share,
-    /// No limit, cap or reservation: among the types within 5 % of the best price per pod, the
-    /// largest, so later pods fill the claim (the final options shrink it to what it holds).
+    /// Among the types within 5 % of the best price per pod, the largest, so later pods fill
+    /// the claim (the final options shrink it to what it holds). Pods are counted up to what
+    /// the class must still place, so the tail of a class is bought by what it must hold.
     Roomy,
-    /// A bundle's node: the lowest price per share of the bundle's demand, then the larger share.
+    /// A bundle's node: the lowest price per share of the bundle's remaining demand it holds
+    /// (a share counts at most 1: a node that holds it all is worth its price, so the last node
+    /// is the cheapest that holds the rest, unless part of the rest is cheaper per share
+    /// elsewhere), then the larger share.
     BundleShare,
-    /// A bundle's node that holds all its demand: the cheapest.
-    BundleWhole,
 }
 
 /// Room for this many pods of a capped class makes a type good for [`TypeChoice::Share`].
@@ -76,7 +93,8 @@ impl TypeChoice {
             TypeChoice::Share => (b.pods >= SHARE_PODS).cmp(&(a.pods >= SHARE_PODS)),
             TypeChoice::Roomy => b.pods.cmp(&a.pods),
             TypeChoice::BundleShare => {
-                cmp_ratio(a.price / a.share, b.price / b.share).then_with(|| {
+                let per_share = |c: &Candidate| c.price / c.share.min(1.0);
+                cmp_ratio(per_share(a), per_share(b)).then_with(|| {
                     if (a.share - b.share).abs() > 1e-12 {
                         b.share.total_cmp(&a.share)
                     } else {
@@ -84,7 +102,6 @@ impl TypeChoice {
                     }
                 })
             }
-            TypeChoice::BundleWhole => Ordering::Equal,
         };
         first
             .then_with(|| cmp_price(a.price, b.price))
@@ -137,13 +154,34 @@ impl<'a> Engine<'a> {
         None
     }
 
+    /// Opens a claim in pool `pi`; when the budget is what stops it, settles the pool's claims
+    /// to what they hold and tries once more.
     fn open_in(&mut self, c: usize, pi: usize, bits: &Bitset, combo: &[u32]) -> Option<usize> {
+        match self.try_open_in(c, pi, bits, combo) {
+            Ok(n) => Some(n),
+            Err(Some(OverBudget::Resource(_) | OverBudget::OnDemandCap)) if self.settle(pi) => {
+                self.try_open_in(c, pi, bits, combo).ok()
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Opens a claim in pool `pi`, or says what the budget blocked (recording why in
+    /// `pool_failures`).
+    fn try_open_in(
+        &mut self,
+        c: usize,
+        pi: usize,
+        bits: &Bitset,
+        combo: &[u32],
+    ) -> Result<usize, Option<OverBudget>> {
         let budget = &self.catalog.pools[pi].budget;
         if budget.out_of_nodes() {
             self.pool_failures[pi] = Some(budget.rejection(OverBudget::Nodes, &self.ids));
-            return None;
+            return Err(Some(OverBudget::Nodes));
         }
         let pins = self.domain_pins(c, pi, combo);
+        let must_hold = self.must_hold(c, combo);
         let mut blocked: Option<OverBudget> = None;
         for ct in self.capacity_types_for(c, pi, &pins) {
             let cache_key = OpenCacheKey {
@@ -153,30 +191,61 @@ impl<'a> Engine<'a> {
                 zone_mask: pins.zone_mask,
                 combo: combo.to_vec(),
             };
-            let cacheable =
-                ct != CapacityType::Reserved && !self.catalog.pools[pi].budget.constrains(ct);
-            let chosen = match self.caches.open.get(&cache_key).filter(|_| cacheable) {
-                Some(&t) => Some(self.cached_candidate(t, ct, pins.zone_mask)),
+            let reserved = ct == CapacityType::Reserved;
+            let cached = self
+                .caches
+                .open
+                .get(&cache_key)
+                .filter(|_| !reserved)
+                .filter(|ch| must_hold >= ch.max_pods)
+                .map(|ch| ch.type_index)
+                .filter(|t| {
+                    let budget = &self.catalog.pools[pi].budget;
+                    budget.allows(&self.catalog.types[*t].capacity, ct)
+                });
+            let chosen = match cached {
+                Some(t) => Some(self.cached_candidate(t, ct, pins.zone_mask)),
                 None => {
                     // A blast radius caps the class per node: the lowest price per pod it may
                     // take is the cheapest type holding the cap.
-                    let choice = if !cacheable || self.open_blast_cap(c, pi, ct).is_some() {
+                    let choice = if reserved || self.open_blast_cap(c, pi, ct).is_some() {
                         TypeChoice::Strict
                     } else if self.classes[c].capped() {
                         TypeChoice::Share
                     } else {
                         TypeChoice::Roomy
                     };
-                    let candidates = self.candidates(c, pi, bits, ct, &pins, &mut blocked);
-                    let best = choice.best(&candidates);
-                    if cacheable && let Some(b) = &best {
-                        self.caches.open.insert(cache_key, b.type_index);
+                    let mut candidates = self.candidates(c, pi, bits, ct, &pins, &mut blocked);
+                    // Share counts room, not what the class must hold: valid for any count.
+                    let max_pods = if choice == TypeChoice::Share {
+                        0
+                    } else {
+                        candidates.iter().map(|x| x.pods).max().unwrap_or(0)
+                    };
+                    let unbounded = choice.best(&candidates);
+                    if !reserved && let Some(b) = &unbounded {
+                        let cached = CachedChoice {
+                            type_index: b.type_index,
+                            max_pods,
+                        };
+                        self.caches.open.insert(cache_key, cached);
                     }
-                    best
+                    match unbounded {
+                        Some(b) if b.allowed && must_hold >= max_pods => Some(b),
+                        _ => {
+                            candidates.retain(|x| x.allowed);
+                            if choice != TypeChoice::Share {
+                                for x in &mut candidates {
+                                    x.pods = x.pods.min(must_hold);
+                                }
+                            }
+                            choice.best(&candidates)
+                        }
+                    }
                 }
             };
             if let Some(b) = chosen {
-                return Some(self.create(c, pi, b.type_index, ct, b.zone_mask, b.reservation));
+                return Ok(self.create(c, pi, b.type_index, ct, b.zone_mask, b.reservation));
             }
         }
         let budget = &self.catalog.pools[pi].budget;
@@ -184,7 +253,74 @@ impl<'a> Engine<'a> {
             Some(why) => budget.rejection(why, &self.ids),
             None => PoolRejection::NoOffering,
         });
-        None
+        Err(blocked)
+    }
+
+    /// How many pods of class `c` a new claim in the domains of `combo` should be sized for:
+    /// those left to place, or, under a spread the class counts itself in (zones, say), what
+    /// the claim's domain still takes before the spread is even: the domain ends with at most
+    /// `ceil(total / domains)` matching pods, and a claim sits in one domain.
+    fn must_hold(&mut self, c: usize, combo: &[u32]) -> usize {
+        let class = &self.classes[c];
+        let remaining = class.remaining();
+        let spreads: Vec<(usize, usize, u32)> = class
+            .domain_constraints
+            .iter()
+            .filter(|d| d.selects_self && matches!(d.rule, DomainRule::Spread { .. }))
+            .filter_map(|d| {
+                let i = class.domain_keys.iter().position(|k| *k == d.key)?;
+                Some((d.key, d.group, *combo.get(i)?))
+            })
+            .collect();
+        let mut pods = remaining;
+        for (key, group, value) in spreads {
+            let domains = self.class_domains(c, key);
+            let count = |v: u32| self.topology.domain_count(group, key, v) as usize;
+            let total = remaining + domains.iter().map(|v| count(*v)).sum::<usize>();
+            let even = total.div_ceil(domains.len().max(1));
+            pods = pods.min(even.saturating_sub(count(value)));
+        }
+        pods.max(1)
+    }
+
+    /// Shrinks every claim of pool `pi` this solve opened to the cheapest compatible type that
+    /// holds what it has (never larger on a budgeted resource), refunding the difference to the
+    /// pool's budget; true when anything was refunded. Called when the budget is what stops a
+    /// purchase: claims were charged at the size chosen to be filled, and what they did not
+    /// fill is given back before a limit is declared reached.
+    pub(super) fn settle(&mut self, pi: usize) -> bool {
+        let mut freed = false;
+        for n in 0..self.nodes.len() {
+            let Some(claim) = self.nodes[n].opened() else {
+                continue;
+            };
+            if claim.pool != pi || self.nodes[n].pods.is_empty() {
+                continue;
+            }
+            let (old, ct) = (claim.target_type, claim.capacity_type);
+            let Some(t) = self.cheapest_holding(n, true) else {
+                continue;
+            };
+            let ceiling = self.catalog.pools[pi].budget.ceiling(ct);
+            let (old_cap, new_cap) = (
+                &self.catalog.types[old].capacity,
+                &self.catalog.types[t].capacity,
+            );
+            if t == old || ceiling.iter().all(|r| new_cap[*r] >= old_cap[*r]) {
+                continue;
+            }
+            let pool = &mut self.catalog.pools[pi];
+            pool.budget.refund(old_cap, ct);
+            pool.budget.charge(new_cap, ct);
+            let allocatable = self.catalog.types[t].allocatable.clone();
+            let node = &mut self.nodes[n];
+            node.capacity = allocatable;
+            if let NodeOrigin::New(claim) = &mut node.origin {
+                claim.target_type = t;
+            }
+            freed = true;
+        }
+        freed
     }
 
     /// The capacity types the class and pool allow (and the domain combination pins), in
@@ -214,6 +350,7 @@ impl<'a> Engine<'a> {
             price: ty.cheapest(ct, zones),
             zone_mask: zones,
             reservation: None,
+            allowed: true,
         }
     }
 
@@ -245,8 +382,9 @@ impl<'a> Engine<'a> {
         })
     }
 
-    /// Every compatible type of pool `pi` that could be bought now as capacity type `ct` for
-    /// class `c`; records what the budget blocked in `blocked`.
+    /// Every compatible type of pool `pi` that could be bought as capacity type `ct` for class
+    /// `c`, marked with whether the budget allows it now; records what the budget blocked in
+    /// `blocked`.
     fn candidates(
         &self,
         c: usize,
@@ -257,8 +395,7 @@ impl<'a> Engine<'a> {
         blocked: &mut Option<OverBudget>,
     ) -> Vec<Candidate<'a>> {
         let budget = &self.catalog.pools[pi].budget;
-        // Cacheable choices look at a type's whole room, not just what is left of the class.
-        let cacheable = ct != CapacityType::Reserved && !budget.constrains(ct);
+        let share = self.classes[c].capped() && ct != CapacityType::Reserved;
         let mut out = Vec::new();
         for t in bits.iter() {
             let ty = &self.catalog.types[t];
@@ -266,7 +403,8 @@ impl<'a> Engine<'a> {
             if zone_mask == 0 || !self.has_pinned_labels(t, pins) {
                 continue;
             }
-            if let Some(why) = budget.why_not(&ty.capacity, ct) {
+            let why = budget.why_not(&ty.capacity, ct);
+            if let Some(why) = why {
                 // The on-demand cap explains more than a limit: keep it once seen.
                 if !matches!(
                     blocked,
@@ -274,7 +412,6 @@ impl<'a> Engine<'a> {
                 ) {
                     *blocked = Some(why);
                 }
-                continue;
             }
             let (price, reservation) = self.price_and_reservation(t, ct, zone_mask);
             if !price.is_finite() {
@@ -285,8 +422,8 @@ impl<'a> Engine<'a> {
             {
                 zone_mask = 1 << o.zone;
             }
-            let pods = self.empty_fit(c, t);
-            if pods == 0 {
+            let raw = self.raw_fit(c, t);
+            if raw == 0 {
                 continue;
             }
             let blast_cap = self.open_blast_cap(c, pi, ct).unwrap_or(usize::MAX);
@@ -294,11 +431,17 @@ impl<'a> Engine<'a> {
             out.push(Candidate {
                 type_index: t,
                 name: &it.name,
-                pods: if cacheable { self.raw_fit(c, t) } else { pods }.min(blast_cap),
+                pods: if share {
+                    raw
+                } else {
+                    raw.min(self.node_cap(c))
+                }
+                .min(blast_cap),
                 share: 0.0,
                 price,
                 zone_mask,
                 reservation,
+                allowed: why.is_none(),
             });
         }
         out
@@ -334,7 +477,7 @@ impl<'a> Engine<'a> {
     }
 
     /// Opens a node for a bundle: the type with the lowest price per share of the bundle's
-    /// remaining demand it holds, or the cheapest that holds all of it.
+    /// remaining demand it holds ([`TypeChoice::BundleShare`]).
     pub(super) fn open_for_bundle(&mut self, live: &[usize], combo: &[u32]) -> Option<BundleNode> {
         let lead = live[0];
         let mut demand = vec![0i64; self.ids.resource_count()];
@@ -345,35 +488,52 @@ impl<'a> Engine<'a> {
             }
         }
         for pi in 0..self.catalog.pools.len() {
-            let Some(bits) = self.classes[lead].compatible[pi].clone() else {
+            let Some(bits) = self.bundle_types(live, pi) else {
                 continue;
             };
-            if self.catalog.pools[pi].budget.out_of_nodes() {
-                continue;
-            }
             let pins = self.domain_pins(lead, pi, combo);
-            for ct in self.capacity_types_for(lead, pi, &pins) {
-                if ct == CapacityType::Reserved {
-                    continue;
+            // A second round after settling the pool's claims when its budget blocked a type.
+            for _ in 0..2 {
+                if self.catalog.pools[pi].budget.out_of_nodes() {
+                    break;
                 }
-                let (whole, partial) = self.bundle_candidates(pi, &bits, ct, &pins, &demand);
-                let best = TypeChoice::BundleWhole
-                    .best(&whole)
-                    .map(|b| Candidate { share: 1.0, ..b })
-                    .or_else(|| TypeChoice::BundleShare.best(&partial));
-                if let Some(b) = best {
-                    let node = self.create(lead, pi, b.type_index, ct, b.zone_mask, None);
-                    return Some(BundleNode {
-                        node,
-                        share: b.share,
-                    });
+                let mut blocked = false;
+                for ct in self.capacity_types_for(lead, pi, &pins) {
+                    if ct == CapacityType::Reserved {
+                        continue;
+                    }
+                    let candidates =
+                        self.bundle_candidates(pi, &bits, ct, &pins, &demand, &mut blocked);
+                    if let Some(b) = TypeChoice::BundleShare.best(&candidates) {
+                        let node = self.create(lead, pi, b.type_index, ct, b.zone_mask, None);
+                        return Some(BundleNode {
+                            node,
+                            share: b.share.min(1.0),
+                        });
+                    }
+                }
+                if !blocked || !self.settle(pi) {
+                    break;
                 }
             }
         }
         None
     }
 
-    /// The types of a pool that hold all of a bundle's `demand`, and those that hold a share.
+    /// The types of pool `pi` a bundle's node may be: those compatible with every live class
+    /// that may use the pool (the lead's when they share none).
+    fn bundle_types(&self, live: &[usize], pi: usize) -> Option<Bitset> {
+        let lead = self.classes[live[0]].compatible[pi].as_ref()?;
+        let mut bits = lead.clone();
+        for &c in &live[1..] {
+            if let Some(b) = &self.classes[c].compatible[pi] {
+                bits.and_with(b);
+            }
+        }
+        Some(if bits.is_empty() { lead.clone() } else { bits })
+    }
+
+    /// The types of a pool that hold a share of a bundle's `demand` (above 1: all of it).
     fn bundle_candidates(
         &self,
         pi: usize,
@@ -381,16 +541,18 @@ impl<'a> Engine<'a> {
         ct: CapacityType,
         pins: &DomainPins,
         demand: &[i64],
-    ) -> (Vec<Candidate<'a>>, Vec<Candidate<'a>>) {
+        blocked: &mut bool,
+    ) -> Vec<Candidate<'a>> {
         let budget = &self.catalog.pools[pi].budget;
-        let (mut whole, mut partial) = (Vec::new(), Vec::new());
+        let mut out = Vec::new();
         for t in bits.iter() {
             let ty = &self.catalog.types[t];
             let zone_mask = ty.zones(ct) & pins.zone_mask;
-            if zone_mask == 0
-                || !self.has_pinned_labels(t, pins)
-                || !budget.allows(&ty.capacity, ct)
-            {
+            if zone_mask == 0 || !self.has_pinned_labels(t, pins) {
+                continue;
+            }
+            if !budget.allows(&ty.capacity, ct) {
+                *blocked = true;
                 continue;
             }
             let price = ty.cheapest(ct, zone_mask);
@@ -412,14 +574,13 @@ impl<'a> Engine<'a> {
                 price,
                 zone_mask,
                 reservation: None,
+                allowed: true,
             };
-            if share >= 1.0 {
-                whole.push(candidate);
-            } else if share > 0.0 {
-                partial.push(candidate);
+            if share > 0.0 {
+                out.push(candidate);
             }
         }
-        (whole, partial)
+        out
     }
 
     /// Pods of class `c` an empty node of type `t` holds by resources alone.
@@ -436,20 +597,11 @@ impl<'a> Engine<'a> {
             .unwrap_or(0)
     }
 
-    /// Pods of class `c` an empty node of type `t` takes (resources, per-node caps, what is
-    /// left of the class).
-    fn empty_fit(&self, c: usize, t: usize) -> usize {
+    /// The most pods of class `c` one node may ever hold by its per-node rules (host ports,
+    /// hostname spread and anti-affinity); a domain spread limits each step, not the node.
+    fn node_cap(&self, c: usize) -> usize {
         let class = &self.classes[c];
-        let ty = &self.catalog.types[t];
-        let mut k = class.remaining();
-        for (r, want) in class.requests.iter().enumerate() {
-            if *want > 0 {
-                if ty.allocatable[r] < *want {
-                    return 0;
-                }
-                k = k.min((ty.allocatable[r] / want) as usize);
-            }
-        }
+        let mut k = usize::MAX;
         if !class.pod.host_ports.is_empty() {
             k = k.min(1);
         }
@@ -459,9 +611,6 @@ impl<'a> Engine<'a> {
             }
         }
         if class.host_anti.iter().any(|h| h.selects_self) {
-            k = k.min(1);
-        }
-        if class.domain_constraints.iter().any(|d| d.one_per_node()) {
             k = k.min(1);
         }
         k

@@ -508,23 +508,55 @@ impl Engine<'_> {
         self.count_scope_use(c, n, fit.pods);
     }
 
-    /// For a new claim: the allocatable of the cheapest compatible type that holds what it has.
+    /// For a new claim: the allocatable of the cheapest compatible type that holds what it has,
+    /// never more than it has now.
     fn shrunk_capacity(&self, n: usize) -> Option<Vec<i64>> {
+        let t = self.cheapest_holding(n, false)?;
+        let node = &self.nodes[n];
+        Some(
+            self.catalog.types[t]
+                .allocatable
+                .iter()
+                .zip(&node.capacity)
+                .map(|(a, c)| *a.min(c))
+                .collect(),
+        )
+    }
+
+    /// For a new claim: the cheapest compatible type in its zones that holds what it has and
+    /// carries the label values it is counted under; with `within_charge`, never larger than
+    /// the type it was charged for on a budgeted resource.
+    pub(super) fn cheapest_holding(&self, n: usize, within_charge: bool) -> Option<usize> {
         let node = &self.nodes[n];
         let claim = node.opened()?;
+        let ct = claim.capacity_type;
+        let charged = &self.catalog.types[claim.target_type].capacity;
+        let ceiling = if within_charge {
+            self.catalog.pools[claim.pool].budget.ceiling(ct)
+        } else {
+            Vec::new()
+        };
+        let pinned: Vec<(usize, u32)> = (0..self.ids.key_count())
+            .filter(|k| self.ids.key_kind(*k) == KeyKind::Label)
+            .filter_map(|k| node.domain_values[k].map(|v| (k, v)))
+            .collect();
         let mut best: Option<(f64, usize)> = None;
         for t in claim.compatible.iter() {
             let ty = &self.catalog.types[t];
-            if ty.zones(claim.capacity_type) & claim.zone_mask == 0
+            if ty.zones(ct) & claim.zone_mask == 0
                 || node.used.iter().zip(&ty.allocatable).any(|(u, a)| u > a)
+                || ceiling.iter().any(|r| ty.capacity[*r] > charged[*r])
+                || pinned.iter().any(|(k, v)| {
+                    ty.labels.get(self.ids.key_name(*k)) != Some(self.ids.value_name(*k, *v))
+                })
             {
                 continue;
             }
-            let price = ty.cheapest(claim.capacity_type, claim.zone_mask);
+            let price = ty.cheapest(ct, claim.zone_mask);
             if best.is_none_or(|(p, _)| price < p) {
                 best = Some((price, t));
             }
         }
-        best.map(|(_, t)| self.catalog.types[t].allocatable.clone())
+        best.map(|(_, t)| t)
     }
 }

@@ -66,7 +66,7 @@ impl Topology {
         }
     }
 
-    fn domain_count(&self, group: usize, key: usize, value: u32) -> u32 {
+    pub(super) fn domain_count(&self, group: usize, key: usize, value: u32) -> u32 {
         self.domain_counts
             .get(&(group, key, value))
             .copied()
@@ -274,7 +274,7 @@ impl Engine<'_> {
 
     /// The domains of `key` the class could use at all: those of existing nodes it may go to
     /// and those its compatible types offer (sorted by name; cached).
-    fn class_domains(&mut self, c: usize, key: usize) -> Vec<u32> {
+    pub(super) fn class_domains(&mut self, c: usize, key: usize) -> Vec<u32> {
         if let Some(d) = self.caches.domains.get(&(c, key)) {
             return d.clone();
         }
