@@ -300,12 +300,6 @@ impl PoolBudget {
         }
     }
 
-    /// Whether the budget can rule out a type for capacity type `ct` (then type choices depend
-    /// on what was bought before and are not cached).
-    pub(super) fn constrains(&self, ct: CapacityType) -> bool {
-        !self.limits.is_empty() || (ct == CapacityType::OnDemand && self.caps_on_demand())
-    }
-
     /// Whether an on-demand cap (its own or a scope's) covers the pool.
     fn caps_on_demand(&self) -> bool {
         self.on_demand_cap.is_some() || !self.scopes.is_empty()
