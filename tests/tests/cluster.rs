@@ -763,7 +763,7 @@ async fn web_on_a_pool(spread: bool, limit: bool) -> (f64, usize) {
         let nodes: Vec<Node> = Api::all(client.clone())
             .list(&ListParams::default())
             .await
-            .unwrap()
+            .expect("list nodes")
             .items;
         nodes.len()
     })
