@@ -2,10 +2,14 @@
 //! one timed solve, reported as `solve pods=.. types=.. mix=.. nodes=.. cost_per_hour=..
 //! bound_per_hour=.. gap=.. elapsed_ms=.. pods_per_sec=.. catalog=.. bound_ms=..`, then one
 //! `pool name=.. nodes=.. cost_per_hour=..` line per NodePool.
+//! `stowage-bench gen-pods --pods N --out pods.json --nodepools pools.yaml`: a `kubectl get pods
+//! -A -o json` dump of pending pods in the seed mix, for timing `stowage plan` (see `pods.rs`).
 
 use std::process::ExitCode;
 
 use stowage_bench::{Mix, Report, input, run_input, seed_input};
+
+mod pods;
 
 fn usage() -> ExitCode {
     eprintln!(
@@ -16,6 +20,9 @@ fn usage() -> ExitCode {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("gen-pods") {
+        return pods::main(&args[1..]);
+    }
     if args.first().map(String::as_str) != Some("solve") {
         return usage();
     }

@@ -24,9 +24,12 @@ use stowage_controller::{ClusterState, snapshot};
 use anyhow::{Context, bail};
 use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::core::v1 as core;
+use lean::Item;
 use stowage_api::labels;
 use stowage_api::quantity::format_resource;
 use stowage_solver::{InstanceType, Plan, SolveInput, SolveOptions};
+
+mod lean;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -59,6 +62,50 @@ pub struct Args {
     /// Exit 1 when any pod stays unschedulable (for scripts; the default exits 0 with the plan).
     #[arg(long)]
     pub fail_on_unschedulable: bool,
+    /// Print how long each phase took (catalogue, read, parse, snapshot, solve, output) to
+    /// stderr.
+    #[arg(long)]
+    pub timings: bool,
+}
+
+/// Wall time per phase, printed to stderr when asked for (`--timings`).
+struct Timings {
+    on: bool,
+    start: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl Timings {
+    fn new(on: bool) -> Self {
+        let now = std::time::Instant::now();
+        Timings {
+            on,
+            start: now,
+            last: now,
+        }
+    }
+
+    /// Ends the phase `name` (and prints its time when on).
+    fn phase(&mut self, name: &str) {
+        let now = std::time::Instant::now();
+        if self.on {
+            eprintln!(
+                "timing {name:<9} {:>8.1} ms",
+                (now - self.last).as_secs_f64() * 1e3
+            );
+        }
+        self.last = now;
+    }
+
+    fn total(&self) {
+        if self.on {
+            eprintln!(
+                "timing {:<9} {:>8.1} ms",
+                "total",
+                self.start.elapsed().as_secs_f64() * 1e3
+            );
+        }
+    }
 }
 
 /// The largest input file read (a `kubectl get pods -A -o yaml` of 40,000 pods is ~300 MB).
@@ -71,21 +118,38 @@ pub const MAX_NODEPOOLS: usize = 1_000;
 pub const MAX_SYNTHETIC_TYPES: usize = 10_000;
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut timings = Timings::new(args.timings);
     let types = catalogue(&args).map_err(super::bad_input)?;
+    timings.phase("catalogue");
     let mut texts = Vec::new();
     for f in &args.files {
         texts.push((f.clone(), read_input(f).map_err(super::bad_input)?));
     }
-    let input = build_input(&texts, types).map_err(super::bad_input)?;
+    timings.phase("read");
+    let objects = parse_files(&texts, Reader::Fast).map_err(super::bad_input)?;
+    drop(texts);
+    timings.phase("parse");
+    let input = input_from(objects, types).map_err(super::bad_input)?;
+    timings.phase("snapshot");
     let options = SolveOptions {
         max_instance_types: args.max_instance_types,
         ..SolveOptions::default()
     };
     let plan = stowage_solver::solve(&input, &options);
+    timings.phase("solve");
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
-        Output::Table => print!("{}", render_table(&plan)),
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut out, &plan)?;
+            writeln!(out)?;
+        }
+        Output::Table => out.write_all(render_table(&plan).as_bytes())?,
     }
+    out.flush()?;
+    drop(out);
+    timings.phase("output");
+    timings.total();
     if args.fail_on_unschedulable && !plan.unschedulable.is_empty() {
         bail!(
             "{} pod(s) cannot be scheduled (--fail-on-unschedulable)",
@@ -166,19 +230,47 @@ impl Object {
 }
 
 /// The documents of one input file: JSON (`kubectl get -o json`: one object, or an array of
-/// objects) or YAML (multi-document), with reader limits sized for whole-cluster dumps.
-fn documents(path: &Path, text: &str) -> anyhow::Result<Vec<serde_json::Value>> {
-    let trimmed = text.trim_start();
-    // JSON is also YAML, but the JSON reader is several times faster on large dumps; a file that
-    // is not one JSON value (e.g. flow-style YAML documents) goes to the YAML reader.
-    if (trimmed.starts_with('{') || trimmed.starts_with('['))
-        && let Ok(value) = serde_json::from_str::<serde_json::Value>(text)
-    {
-        return Ok(match value {
-            serde_json::Value::Array(items) => items,
-            one => vec![one],
-        });
+/// objects) or YAML (multi-document), with reader limits sized for whole-cluster dumps. The fast
+/// reader ([`lean`]) reads them when it can; otherwise (and for every error) the exact one.
+fn documents(path: &Path, text: &str, reader: Reader) -> anyhow::Result<Vec<Item>> {
+    let fast = if reader == Reader::Exact {
+        None
+    } else if is_json(text) {
+        lean::json_documents(text)
+    } else {
+        lean::yaml_documents(text, yaml_options())
+    };
+    if let Some(docs) = fast {
+        return Ok(docs);
     }
+    Ok(exact_documents(path, text)?
+        .into_iter()
+        .map(|v| {
+            if v.is_null() {
+                Item::Null
+            } else {
+                Item::Other(v)
+            }
+        })
+        .collect())
+}
+
+/// Which reader reads the files: the fast one (falling back to the exact one), or only the exact
+/// one (tests compare the two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    Fast,
+    #[cfg_attr(not(test), allow(dead_code))]
+    Exact,
+}
+
+fn is_json(text: &str) -> bool {
+    let trimmed = text.trim_start();
+    trimmed.starts_with('{') || trimmed.starts_with('[')
+}
+
+/// The YAML reader's options: limits sized for whole-cluster dumps.
+fn yaml_options() -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_documents = MAX_OBJECTS;
     budget.max_nodes = 200_000_000;
@@ -187,7 +279,22 @@ fn documents(path: &Path, text: &str) -> anyhow::Result<Vec<serde_json::Value>> 
     budget.max_reader_input_bytes = Some(MAX_FILE_BYTES as usize);
     let mut options = serde_saphyr::Options::default();
     options.budget = Some(budget);
-    serde_saphyr::from_multiple_with_options(text, options)
+    options
+}
+
+/// The documents of one input file as `Value`s (the exact reader).
+fn exact_documents(path: &Path, text: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    // JSON is also YAML, but the JSON reader is several times faster on large dumps; a file that
+    // is not one JSON value (e.g. flow-style YAML documents) goes to the YAML reader.
+    if is_json(text)
+        && let Ok(value) = serde_json::from_str::<serde_json::Value>(text)
+    {
+        return Ok(match value {
+            serde_json::Value::Array(items) => items,
+            one => vec![one],
+        });
+    }
+    serde_saphyr::from_multiple_with_options(text, yaml_options())
         .map_err(|e| anyhow::anyhow!("{}: invalid YAML: {e}", path.display()))
 }
 
@@ -210,7 +317,32 @@ fn unknown_fields(kind: &str, value: &serde_json::Value) -> Vec<String> {
     removed
 }
 
-fn parse_object(value: serde_json::Value, whence: &str) -> anyhow::Result<Vec<(Object, String)>> {
+/// The objects of a document (or List item) the fast reader read; `Other` ones go through
+/// [`parse_object`], so errors and checks are the exact reader's.
+fn objects_of(item: Item, whence: &str, out: &mut Vec<(Object, String)>) -> anyhow::Result<()> {
+    match item {
+        Item::Null => bail!("{whence}: field kind is missing"),
+        Item::Pod(p) => {
+            let what = format!(
+                "{whence} (Pod {})",
+                p.metadata.name.as_deref().unwrap_or("<unnamed>")
+            );
+            out.push((Object::Pod(p), what));
+        }
+        Item::List(items) => {
+            for (i, item) in items.into_iter().enumerate() {
+                objects_of(item, &format!("{whence} items[{i}]"), out)?;
+            }
+        }
+        Item::Other(v) => out.extend(parse_object(v, whence)?),
+    }
+    Ok(())
+}
+
+fn parse_object(
+    mut value: serde_json::Value,
+    whence: &str,
+) -> anyhow::Result<Vec<(Object, String)>> {
     let kind = value
         .get("kind")
         .and_then(|k| k.as_str())
@@ -230,15 +362,13 @@ fn parse_object(value: serde_json::Value, whence: &str) -> anyhow::Result<Vec<(O
     }
     Ok(match kind.as_str() {
         "List" | "PodList" | "NodeList" | "DaemonSetList" | "NodePoolList" | "NodeClaimList" => {
-            let items = value
-                .get("items")
-                .and_then(|i| i.as_array())
-                .with_context(|| {
-                    format!("{whence} ({kind}): field items is missing or not a list")
-                })?;
+            let items = match value.get_mut("items").map(serde_json::Value::take) {
+                Some(serde_json::Value::Array(items)) => items,
+                _ => bail!("{whence} ({kind}): field items is missing or not a list"),
+            };
             let mut out = Vec::new();
-            for (i, item) in items.iter().enumerate() {
-                out.extend(parse_object(item.clone(), &format!("{whence} items[{i}]"))?);
+            for (i, item) in items.into_iter().enumerate() {
+                out.extend(parse_object(item, &format!("{whence} items[{i}]"))?);
             }
             out
         }
@@ -288,20 +418,34 @@ pub fn build_input(
     files: &[(PathBuf, String)],
     instance_types: Vec<InstanceType>,
 ) -> anyhow::Result<SolveInput> {
+    input_from(parse_files(files, Reader::Fast)?, instance_types)
+}
+
+/// The objects of the files, each once (a second copy is refused, naming both places).
+fn parse_files(files: &[(PathBuf, String)], reader: Reader) -> anyhow::Result<Vec<Object>> {
     let mut objects = Vec::new();
-    let mut seen: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut seen: BTreeMap<(&'static str, String), String> = BTreeMap::new();
+    let mut found = Vec::new();
     for (path, text) in files {
-        for (i, doc) in documents(path, text)?.into_iter().enumerate() {
-            if doc.is_null() {
+        for (i, doc) in documents(path, text, reader)?.into_iter().enumerate() {
+            if matches!(doc, Item::Null) {
                 continue;
             }
             let whence = format!("{} document {}", display(path), i + 1);
-            for (object, at) in parse_object(doc, &whence)? {
+            found.clear();
+            objects_of(doc, &whence, &mut found)?;
+            for (object, at) in found.drain(..) {
                 // The same object twice (a file given twice, overlapping dumps) would count its
                 // pods twice.
-                let id = (object.kind().to_string(), object.key());
-                if let Some(first) = seen.insert(id.clone(), at.clone()) {
-                    bail!("{at}: {} {} is also in {first}", id.0, id.1);
+                let id = (object.kind(), object.key());
+                match seen.entry(id) {
+                    std::collections::btree_map::Entry::Occupied(e) => {
+                        let (kind, key) = e.key();
+                        bail!("{at}: {kind} {key} is also in {}", e.get());
+                    }
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        e.insert(at);
+                    }
                 }
                 objects.push(object);
                 if objects.len() > MAX_OBJECTS {
@@ -310,6 +454,14 @@ pub fn build_input(
             }
         }
     }
+    Ok(objects)
+}
+
+/// The solve input from the objects, through the controllers' snapshot.
+fn input_from(
+    objects: Vec<Object>,
+    instance_types: Vec<InstanceType>,
+) -> anyhow::Result<SolveInput> {
     let pools = objects
         .iter()
         .filter(|o| matches!(o, Object::NodePool(_)))
@@ -739,6 +891,166 @@ status:
         assert!(
             text.contains("pools.yaml document 2 (NodePool gpu): unknown field spec.wieght"),
             "{text}"
+        );
+    }
+
+    /// Pods using every field the provisioner reads, and fields it does not (env, volumes,
+    /// probes), in the states it tells apart (pending, bound, terminating, preempting, DaemonSet,
+    /// mirror, finished), one with `kind` after its body: a `kind: List` as JSON text.
+    fn rich_pods() -> String {
+        let pending = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "rich", "namespace": "shop", "uid": "u-1",
+                "labels": {"app": "web", "tier": "front"},
+                "annotations": {"stowage.dev/do-not-disrupt": "true", "note": "x"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1",
+                    "uid": "u-2", "controller": true}],
+                "managedFields": [{"manager": "kubectl", "operation": "Update"}]},
+            "spec": {
+                "containers": [
+                    {"name": "app", "image": "nginx", "env": [{"name": "A", "value": "1"}],
+                     "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},
+                                   "limits": {"cpu": "1", "nvidia.com/gpu": "1"}},
+                     "ports": [{"containerPort": 80, "hostPort": 8080, "protocol": "TCP"}],
+                     "livenessProbe": {"httpGet": {"path": "/", "port": 80}},
+                     "volumeMounts": [{"name": "data", "mountPath": "/data"}]},
+                    {"name": "side", "image": "envoy", "resources": {"limits": {"memory": "1Gi"}}}
+                ],
+                "initContainers": [
+                    {"name": "proxy", "image": "p", "restartPolicy": "Always",
+                     "resources": {"requests": {"cpu": "100m"}},
+                     "ports": [{"containerPort": 53, "hostPort": 53, "protocol": "UDP", "hostIP": "10.0.0.1"}]},
+                    {"name": "migrate", "image": "m", "resources": {"requests": {"cpu": "3", "memory": "4Gi"}}}
+                ],
+                "overhead": {"cpu": "50m"},
+                "nodeSelector": {"kubernetes.io/os": "linux"},
+                "priority": 1000,
+                "priorityClassName": "high",
+                "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "web", "effect": "NoSchedule"},
+                                {"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}],
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                            {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]},
+                            {"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["node-x"]}]}]},
+                        "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 10, "preference":
+                            {"matchExpressions": [{"key": "stowage.dev/capacity-type", "operator": "In", "values": ["spot"]}]}}]},
+                    "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+                        "labelSelector": {"matchLabels": {"app": "cache"}}, "topologyKey": "topology.kubernetes.io/zone"}]},
+                    "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 50,
+                        "podAffinityTerm": {"labelSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]},
+                            "namespaces": ["shop", "other"], "topologyKey": "kubernetes.io/hostname"}}]}
+                },
+                "topologySpreadConstraints": [{"maxSkew": 2, "topologyKey": "topology.kubernetes.io/zone",
+                    "whenUnsatisfiable": "DoNotSchedule", "minDomains": 3, "matchLabelKeys": ["tier"],
+                    "labelSelector": {"matchLabels": {"app": "web"}}}],
+                "volumes": [{"name": "data", "emptyDir": {}}]
+            },
+            "status": {"phase": "Pending", "qosClass": "Burstable", "conditions": [{"type": "PodScheduled",
+                "status": "False", "reason": "Unschedulable", "message": "0/3 nodes"}]}
+        });
+        let mut pods = vec![pending.to_string()];
+        let variant = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut p = pending.clone();
+            p["metadata"]["name"] = name.into();
+            edit(&mut p);
+            p.to_string()
+        };
+        pods.push(variant("bound", &|p| {
+            p["spec"]["nodeName"] = "node-a".into();
+            p["status"] = serde_json::json!({"phase": "Running"});
+        }));
+        pods.push(variant("deleting", &|p| {
+            p["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z".into();
+        }));
+        pods.push(variant("preempting", &|p| {
+            p["status"]["nominatedNodeName"] = "node-a".into();
+        }));
+        pods.push(variant("ds", &|p| {
+            p["metadata"]["ownerReferences"][0]["kind"] = "DaemonSet".into();
+        }));
+        pods.push(variant("mirror", &|p| {
+            p["metadata"]["annotations"]["kubernetes.io/config.mirror"] = "abc".into();
+        }));
+        pods.push(variant("done", &|p| {
+            p["status"]["phase"] = "Succeeded".into()
+        }));
+        pods.push(variant("unscheduled", &|p| {
+            p["status"] = serde_json::json!({"phase": "Pending"});
+        }));
+        // `kind` after the body (the fast reader keeps those fields until it knows the kind).
+        let mut late = pending.clone();
+        late["metadata"]["name"] = "kind-last".into();
+        let fields: Vec<String> = ["metadata", "spec", "status", "apiVersion", "kind"]
+            .iter()
+            .map(|k| format!("{:?}:{}", k, late[k]))
+            .collect();
+        pods.push(format!("{{{}}}", fields.join(",")));
+        format!(
+            "{{\"apiVersion\":\"v1\",\"items\":[{}],\"kind\":\"List\"}}",
+            pods.join(",\n")
+        )
+    }
+
+    #[test]
+    fn the_fast_reader_agrees_with_the_exact_one() {
+        let json = rich_pods();
+        assert!(json.contains("\"kind\":\"Pod\"}"), "a pod with kind last");
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        for (name, text) in [
+            ("pods.json", json.clone()),
+            ("pods.yaml", serde_saphyr::to_string(&value).unwrap()),
+        ] {
+            let fast = if name.ends_with("json") {
+                lean::json_documents(&text)
+            } else {
+                lean::yaml_documents(&text, yaml_options())
+            };
+            assert!(fast.is_some(), "{name}: the fast reader reads it");
+            let files = [
+                (PathBuf::from("pools.yaml"), POOLS.to_string()),
+                (PathBuf::from("nodes.yaml"), NODES.to_string()),
+                (PathBuf::from(name), text),
+            ];
+            let types = stowage_solver::catalog::karpenter_shape(20);
+            let fast =
+                input_from(parse_files(&files, Reader::Fast).unwrap(), types.clone()).unwrap();
+            let exact = input_from(parse_files(&files, Reader::Exact).unwrap(), types).unwrap();
+            assert_eq!(fast, exact, "{name}");
+            let pending: Vec<&str> = fast.pods.iter().map(|p| p.name.as_str()).collect();
+            assert_eq!(pending, ["kind-last", "rich", "unscheduled"], "{name}");
+            assert_eq!(fast.nodes[0].pods.len(), 1, "{name}: the bound pod");
+            let rich = &fast.pods[1];
+            assert!(
+                !rich.host_ports.is_empty()
+                    && !rich.topology_spread.is_empty()
+                    && !rich.pod_affinity.is_empty()
+                    && !rich.preferred_pod_anti_affinity.is_empty()
+                    && rich.required_node_affinity.len() == 2
+                    && rich.owner.as_deref() == Some("ReplicaSet/web-1")
+                    && rich.priority == 1000,
+                "{rich:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_exact_reader_takes_what_the_fast_one_declines() {
+        // A Pod of another apiVersion and a List without kind on its items: declined, then
+        // read (or refused) exactly as before.
+        let v2 = "{\"apiVersion\": \"v2\", \"kind\": \"Pod\", \"metadata\": {\"name\": \"x\"}, \"spec\": {\"containers\": []}}";
+        assert!(lean::json_documents(v2).is_none());
+        let err = build_input(&files(&[("v2.json", v2)]), vec![]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("v2.json document 1 (Pod x): invalid Pod"),
+            "{err:#}"
+        );
+        let no_kind = "{\"kind\": \"PodList\", \"items\": [{\"metadata\": {\"name\": \"x\"}}]}";
+        assert!(lean::json_documents(no_kind).is_none());
+        let err = build_input(&files(&[("l.json", no_kind)]), vec![]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("l.json document 1 items[0]: field kind is missing"),
+            "{err:#}"
         );
     }
 
