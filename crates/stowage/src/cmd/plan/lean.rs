@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// One document (or List item) as the fast reader read it.
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 pub enum Item {
     /// A YAML document that is empty or `null`.
     Null,
@@ -55,10 +55,237 @@ const LIST_KINDS: [&str; 6] = [
 /// The documents of a JSON text (one object, or an array of objects as documents), or `None`
 /// when the exact reader must read it.
 pub fn json_documents(text: &str) -> Option<Vec<Item>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads > 1
+        && text.len() >= PARALLEL_MIN_BYTES
+        && let Some(docs) = parallel::documents(text, threads)
+    {
+        return Some(docs);
+    }
+    json_sequential(text)
+}
+
+/// Below this size a file is read on one thread.
+const PARALLEL_MIN_BYTES: usize = 8 << 20;
+
+fn json_sequential(text: &str) -> Option<Vec<Item>> {
     let mut de = serde_json::Deserializer::from_str(text);
     let docs = Documents.deserialize(&mut de).ok()?;
     de.end().ok()?;
     Some(docs)
+}
+
+/// Reading one large pretty-printed JSON List (`kubectl get -o json`) on several threads.
+///
+/// The text is cut between two items of the List (or of a top-level array): where a line holds
+/// only `{` at the items' indentation and the line before ends with `,`. A raw newline is never
+/// inside a JSON string, so the `{` is structural and starts an element of some array; each
+/// piece is then read strictly on its own, and the pieces only fit together when every cut is
+/// between items of the top-level items array: the first piece (`text[..cut] + "]}"`) must close
+/// with `items` as its last field, every middle piece (`"[" + piece + "]"`) must be a complete
+/// array, and the last (`"[" + text[cut..]`) must close the array and then the document. Any
+/// other text (compact JSON, a cut inside a nested array) fails one of these and is read on one
+/// thread, so the result is the sequential reader's or nothing.
+mod parallel {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use serde::Deserialize;
+    use serde::de::{self, Deserializer as _, IgnoredAny, MapAccess, Visitor};
+
+    use super::{Documents, Item, LIST_KINDS};
+    use serde::de::DeserializeSeed as _;
+
+    pub(super) fn documents(text: &str, threads: usize) -> Option<Vec<Item>> {
+        let object = match text.trim_start().as_bytes().first() {
+            Some(b'{') => true,
+            Some(b'[') => false,
+            _ => return None,
+        };
+        // The indentation unit: that of the second line.
+        let second = text.find('\n')? + 1;
+        let unit = text[second..].bytes().take_while(|b| *b == b' ').count();
+        if unit == 0 {
+            return None;
+        }
+        let level = if object { 2 * unit } else { unit };
+        // A few pieces per thread, so a slow piece does not leave a thread idle.
+        let pieces = threads * 4;
+        let mut cuts: Vec<(usize, usize)> = Vec::new();
+        for j in 1..pieces {
+            let from = (text.len() * j / pieces).max(cuts.last().map_or(0, |c| c.1 + 1));
+            if let Some(cut) = next_cut(text, from, level)
+                && cuts.last().is_none_or(|last| cut.1 > last.1)
+            {
+                cuts.push(cut);
+            }
+        }
+        if cuts.is_empty() {
+            return None;
+        }
+        let n = cuts.len() + 1;
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<Option<Piece>>> = Mutex::new((0..n).map(|_| None).collect());
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for _ in 0..threads.min(n) {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= n || failed.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let piece = read_piece(text, &cuts, i, object);
+                        match (piece, results.lock()) {
+                            (Some(p), Ok(mut r)) => r[i] = Some(p),
+                            _ => failed.store(true, Ordering::Relaxed),
+                        }
+                    }
+                });
+            }
+        });
+        if failed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let results = results.into_inner().ok()?;
+        let mut kind = None;
+        let mut items = Vec::new();
+        for piece in results {
+            let piece = piece?;
+            kind = kind.or(piece.kind);
+            items.extend(piece.items);
+        }
+        if !object {
+            return Some(items);
+        }
+        if !LIST_KINDS.contains(&kind?.as_str()) {
+            return None;
+        }
+        Some(vec![Item::List(items)])
+    }
+
+    /// The first cut at or after `from`: (the comma ending the item before, the `{` starting the
+    /// next one at indentation `level`).
+    fn next_cut(text: &str, from: usize, level: usize) -> Option<(usize, usize)> {
+        let bytes = text.as_bytes();
+        let mut at = from;
+        loop {
+            let line = at + text.get(at..)?.find('\n')? + 1;
+            at = line;
+            let rest = &bytes[line..];
+            if rest.len() > level && rest[..level].iter().all(|b| *b == b' ') && rest[level] == b'{'
+            {
+                let before = bytes[..line]
+                    .iter()
+                    .rposition(|b| !b.is_ascii_whitespace())?;
+                if bytes[before] == b',' {
+                    return Some((before, line + level));
+                }
+            }
+        }
+    }
+
+    /// What one piece holds: items (or documents) and, for the first and last piece of a
+    /// List, the kind when it is there.
+    struct Piece {
+        kind: Option<String>,
+        items: Vec<Item>,
+    }
+
+    fn read_piece(text: &str, cuts: &[(usize, usize)], i: usize, object: bool) -> Option<Piece> {
+        let n = cuts.len() + 1;
+        if i == 0 {
+            let head = &text[..cuts[0].0];
+            if object {
+                let head = format!("{head}]}}");
+                let mut de = serde_json::Deserializer::from_str(&head);
+                let h = de
+                    .deserialize_map(Head {
+                        last_is_items: true,
+                    })
+                    .ok()?;
+                de.end().ok()?;
+                return Some(h);
+            }
+            let head = format!("{head}]");
+            let mut de = serde_json::Deserializer::from_str(&head);
+            let items = Documents.deserialize(&mut de).ok()?;
+            de.end().ok()?;
+            return Some(Piece { kind: None, items });
+        }
+        let start = cuts[i - 1].1;
+        if i + 1 < n {
+            let middle = format!("[{}]", &text[start..cuts[i].0]);
+            let mut de = serde_json::Deserializer::from_str(&middle);
+            let items = Vec::<Item>::deserialize(&mut de).ok()?;
+            de.end().ok()?;
+            return Some(Piece { kind: None, items });
+        }
+        let tail = format!("[{}", &text[start..]);
+        let mut stream = serde_json::Deserializer::from_str(&tail).into_iter::<Vec<Item>>();
+        let items = stream.next()?.ok()?;
+        let rest = tail[stream.byte_offset()..].trim_start();
+        if !object {
+            return rest.is_empty().then_some(Piece { kind: None, items });
+        }
+        // The document's fields after the items array.
+        let fields = if let Some(more) = rest.strip_prefix(',') {
+            format!("{{{more}")
+        } else if rest.starts_with('}') {
+            rest.to_string()
+        } else {
+            return None;
+        };
+        let mut de = serde_json::Deserializer::from_str(&fields);
+        let h = de
+            .deserialize_map(Head {
+                last_is_items: false,
+            })
+            .ok()?;
+        de.end().ok()?;
+        h.items.is_empty().then_some(Piece {
+            kind: h.kind,
+            items,
+        })
+    }
+
+    /// The List's own fields around the items: in the first piece the items must be the last
+    /// field (the cut is in them); after them there must be none.
+    struct Head {
+        last_is_items: bool,
+    }
+
+    impl<'de> Visitor<'de> for Head {
+        type Value = Piece;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a List")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Piece, A::Error> {
+            let mut kind = None;
+            let mut items = None;
+            let mut last = String::new();
+            while let Some(key) = map.next_key::<String>()? {
+                match key.as_str() {
+                    "kind" => kind = Some(map.next_value::<String>()?),
+                    "items" if self.last_is_items => items = Some(map.next_value::<Vec<Item>>()?),
+                    "items" => return Err(de::Error::custom("items after the items")),
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                last = key;
+            }
+            if self.last_is_items && (last != "items" || items.is_none()) {
+                return Err(de::Error::custom("the cut is not in the items"));
+            }
+            Ok(Piece {
+                kind,
+                items: items.unwrap_or_default(),
+            })
+        }
+    }
 }
 
 /// The documents of a multi-document YAML text read with `options`, or `None` when the exact
@@ -348,5 +575,71 @@ impl LeanPod {
             spec,
             status,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(i: usize) -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": format!("p-{i}"), "namespace": "ns", "labels": {"app": "a"}},
+            "spec": {"containers": [
+                {"name": "a", "env": [{"name": "X", "value": "},\n        {"}],
+                 "resources": {"requests": {"cpu": "100m"}}},
+                {"name": "b", "resources": {"requests": {"memory": "1Gi"}}}]},
+            "status": {"phase": "Pending"}
+        })
+    }
+
+    /// As kubectl prints it: 4-space indentation.
+    fn kubectl(value: &serde_json::Value) -> String {
+        use serde::Serialize as _;
+        let mut out = Vec::new();
+        let f = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+        value
+            .serialize(&mut serde_json::Serializer::with_formatter(&mut out, f))
+            .unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn parallel_reading_equals_sequential_reading() {
+        let items: Vec<_> = (0..300).map(pod).collect();
+        let list = serde_json::json!({"apiVersion": "v1", "items": items, "kind": "List",
+            "metadata": {"resourceVersion": ""}});
+        for text in [
+            kubectl(&list),
+            kubectl(&serde_json::Value::Array(items.clone())),
+        ] {
+            let sequential = json_sequential(&text).unwrap();
+            for threads in [2, 3, 8] {
+                let parallel = parallel::documents(&text, threads);
+                assert_eq!(parallel.as_ref(), Some(&sequential), "{threads} threads");
+            }
+        }
+        let Item::List(read) = &json_sequential(&kubectl(&list)).unwrap()[0] else {
+            panic!("a List");
+        };
+        assert_eq!(read.len(), 300);
+    }
+
+    #[test]
+    fn parallel_reading_declines_what_it_cannot_cut() {
+        let items: Vec<_> = (0..50).map(pod).collect();
+        // Compact: no line to cut at.
+        let compact = serde_json::json!({"kind": "List", "items": items}).to_string();
+        assert!(parallel::documents(&compact, 2).is_none());
+        // Another array of objects after the items, at their indentation: a cut there does not
+        // fit the items.
+        let other: Vec<_> = (0..400).map(|i| serde_json::json!({"n": i})).collect();
+        let text =
+            kubectl(&serde_json::json!({"kind": "List", "items": &items[..2], "zother": other}));
+        assert!(parallel::documents(&text, 2).is_none());
+        // Not a List.
+        let text = kubectl(&serde_json::json!({"kind": "Pod", "items": items}));
+        assert!(parallel::documents(&text, 2).is_none());
     }
 }
