@@ -414,7 +414,8 @@ fn parse_object(
 
 /// Parses the files and builds the solve input (existing nodes with their pods, pools with their
 /// usage, pending pods).
-pub fn build_input(
+#[cfg(test)]
+fn build_input(
     files: &[(PathBuf, String)],
     instance_types: Vec<InstanceType>,
 ) -> anyhow::Result<SolveInput> {
