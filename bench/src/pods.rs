@@ -502,7 +502,7 @@ impl Gen {
         });
         // One workflow in four spreads its steps over zones (best effort), as a
         // zone-redundant pipeline does.
-        if (i / 50) % 4 == 0
+        if (i / 50).is_multiple_of(4)
             && let Some(s) = spec.as_object_mut()
         {
             s.insert(
