@@ -177,6 +177,9 @@ struct Caches {
     domains: HashMap<(usize, usize), Vec<u32>>,
     /// New-claim type choices that stay valid (see [`open`]).
     open: HashMap<OpenCacheKey, open::CachedChoice>,
+    /// Per node index: the cheapest type holding what the claim had when last asked (see
+    /// [`place`]); reused while the claim's usage, zones and pinned domains are unchanged.
+    shrink: Vec<Option<place::ShrinkMemo>>,
 }
 
 /// The state of one solve. Each phase owns its part (see the module map).

@@ -657,6 +657,8 @@ impl Engine<'_> {
             index += 1;
             !gone[index - 1]
         });
+        // Node indices moved: the per-index shrink memo no longer applies.
+        self.caches.shrink.clear();
         for (pi, ct, mask, (t, held)) in added {
             let zones = self.catalog.types[t].zones(ct) & mask;
             let n = self.create(held[0].0, pi, t, ct, zones, None);

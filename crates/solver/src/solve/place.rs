@@ -102,6 +102,17 @@ impl SimNode {
     }
 }
 
+/// What [`Engine::cheapest_holding`] answered for a new claim (without the charge ceiling), and
+/// the claim state it depends on: its usage (which also changes whenever its compatible types
+/// narrow, as that happens only when a pod is added), zones and pinned domain values.
+#[derive(Debug, Clone)]
+pub(super) struct ShrinkMemo {
+    used: Vec<i64>,
+    zone_mask: u64,
+    domain_values: Vec<Option<u32>>,
+    choice: Option<usize>,
+}
+
 /// Where and how many pods of a class a node takes now.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Fit {
@@ -236,7 +247,7 @@ impl Engine<'_> {
         // claim has, so rounding gaps are used before anything grows.
         let mut saved = Vec::new();
         for n in 0..self.nodes.len() {
-            if let Some(capacity) = self.shrunk_capacity(n) {
+            if let Some(capacity) = self.shrunk_capacity_memo(n) {
                 saved.push((n, std::mem::replace(&mut self.nodes[n].capacity, capacity)));
             }
         }
@@ -510,8 +521,34 @@ impl Engine<'_> {
 
     /// For a new claim: the allocatable of the cheapest compatible type that holds what it has,
     /// never more than it has now.
-    fn shrunk_capacity(&self, n: usize) -> Option<Vec<i64>> {
-        let t = self.cheapest_holding(n, false)?;
+    fn shrunk_capacity_memo(&mut self, n: usize) -> Option<Vec<i64>> {
+        let node = &self.nodes[n];
+        let zone_mask = node.opened()?.zone_mask;
+        if self.caches.shrink.len() < self.nodes.len() {
+            self.caches.shrink.resize_with(self.nodes.len(), || None);
+        }
+        let hit = self.caches.shrink[n]
+            .as_ref()
+            .filter(|m| {
+                m.zone_mask == zone_mask
+                    && m.used == node.used
+                    && m.domain_values == node.domain_values
+            })
+            .map(|m| m.choice);
+        let t = match hit {
+            Some(choice) => choice,
+            None => {
+                let choice = self.cheapest_holding(n, false);
+                let node = &self.nodes[n];
+                self.caches.shrink[n] = Some(ShrinkMemo {
+                    used: node.used.clone(),
+                    zone_mask,
+                    domain_values: node.domain_values.clone(),
+                    choice,
+                });
+                choice
+            }
+        }?;
         let node = &self.nodes[n];
         Some(
             self.catalog.types[t]
