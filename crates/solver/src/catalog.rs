@@ -45,22 +45,7 @@ pub fn karpenter_type(i: usize) -> InstanceType {
         (gib * 1024).to_string(),
     );
     labels_map.insert(labels::INSTANCE_FAMILY.to_string(), "fake".to_string());
-    let mut offerings = Vec::new();
-    for zone in ZONES {
-        for (ct, price) in [
-            (CapacityType::Spot, on_demand * 0.7),
-            (CapacityType::OnDemand, on_demand),
-        ] {
-            offerings.push(Offering {
-                zone: zone.to_string(),
-                capacity_type: ct,
-                price_per_hour: price,
-                available: true,
-                reservation_capacity: None,
-                reservation_id: None,
-            });
-        }
-    }
+    let offerings = zone_offerings(on_demand, |_| on_demand * 0.7);
     InstanceType {
         name,
         labels: labels_map,
@@ -252,6 +237,27 @@ const BURSTABLE: &[(&str, i64, i64, f64, i64)] = &[
 ];
 
 /// A deterministic number in [0, 1) for a string (FNV-1a), for per-offering price jitter.
+/// A spot (priced by `spot`, per zone) and an on-demand offering in every zone of [`ZONES`].
+fn zone_offerings(on_demand: f64, spot: impl Fn(&str) -> f64) -> Vec<Offering> {
+    ZONES
+        .iter()
+        .flat_map(|zone| {
+            [
+                (CapacityType::Spot, spot(zone)),
+                (CapacityType::OnDemand, on_demand),
+            ]
+            .map(|(capacity_type, price_per_hour)| Offering {
+                zone: zone.to_string(),
+                capacity_type,
+                price_per_hour,
+                available: true,
+                reservation_capacity: None,
+                reservation_id: None,
+            })
+        })
+        .collect()
+}
+
 fn unit_hash(s: &str) -> f64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in s.bytes() {
@@ -312,23 +318,9 @@ fn aws_type(
         system_reserved: Resources::new(),
         eviction_threshold: Resources::new().with(resource::MEMORY, mib(100)),
     };
-    let mut offerings = Vec::new();
-    for zone in ZONES {
-        let jitter = 0.8 + 0.4 * unit_hash(&format!("{name}/{zone}"));
-        for (ct, price) in [
-            (CapacityType::Spot, on_demand * spot_share * jitter),
-            (CapacityType::OnDemand, on_demand),
-        ] {
-            offerings.push(Offering {
-                zone: zone.to_string(),
-                capacity_type: ct,
-                price_per_hour: price,
-                available: true,
-                reservation_capacity: None,
-                reservation_id: None,
-            });
-        }
-    }
+    let offerings = zone_offerings(on_demand, |zone| {
+        on_demand * spot_share * (0.8 + 0.4 * unit_hash(&format!("{name}/{zone}")))
+    });
     InstanceType {
         name: name.to_string(),
         labels: labels_map,
