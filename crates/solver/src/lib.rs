@@ -13,6 +13,7 @@
 pub mod bitset;
 pub mod bound;
 pub mod catalog;
+pub mod consolidate;
 pub mod convert;
 pub mod domain;
 pub mod model;

@@ -1,0 +1,501 @@
+//! Consolidation decisions: which nodes can go (deleted, or replaced by one cheaper node)
+//! because the rest of the cluster plus in-flight capacity holds their pods. Pure: the
+//! disruption controller builds the [`Candidate`]s and the per-pool [`Budgets`] from the cluster
+//! and acts on the [`Command`]; everything here is a function of its input.
+//!
+//! Methods, tried in order by [`decide`]; the first that yields a command wins:
+//! 1. [`Method::Emptiness`]: every empty candidate (no pod but DaemonSet pods) in one delete;
+//! 2. [`Method::MultiNode`]: the largest prefix of the sorted candidates (binary search, at most
+//!    [`ConsolidationOptions::max_multi_candidates`]) whose pods fit the rest of the cluster with
+//!    at most one new, strictly cheaper node;
+//! 3. [`Method::SingleNode`]: the first candidate that can be deleted or replaced by one
+//!    cheaper node.
+//!
+//! A replacement lists only instance types whose worst launch price (the dearest offering it
+//! may be launched as) is below the candidates' summed price; spot-to-spot replacement needs at
+//! least [`ConsolidationOptions::min_spot_to_spot_types`] such types and lists only that many.
+//! The search is bounded by [`ConsolidationOptions::max_simulations`] (work, not time: the solver
+//! reads no clock).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use stowage_api::CapacityType;
+use stowage_api::labels;
+use stowage_api::requirements::Requirements;
+
+use crate::domain::{ExistingNode, NewClaim, PodRequest, SolveInput, SolveOptions};
+use crate::model::InstanceType;
+use crate::solve::simulate_without;
+
+/// How a command was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    Emptiness,
+    MultiNode,
+    SingleNode,
+}
+
+impl Method {
+    pub const ALL: [Method; 3] = [Method::Emptiness, Method::MultiNode, Method::SingleNode];
+
+    /// A short, bounded label (metrics, events).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Emptiness => "emptiness",
+            Method::MultiNode => "multi-node",
+            Method::SingleNode => "single-node",
+        }
+    }
+}
+
+/// Why a node is disrupted: the `reasons` a NodePool budget names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Reason {
+    Empty,
+    Underutilized,
+    Drifted,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Empty => "Empty",
+            Reason::Underutilized => "Underutilized",
+            Reason::Drifted => "Drifted",
+        }
+    }
+}
+
+/// A node the controller found eligible: Initialized, past `consolidateAfter`, nothing on it
+/// blocks disruption (do-not-disrupt, PDBs, pods that would be lost).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// The node's name in [`SolveInput::nodes`].
+    pub node: String,
+    pub nodepool: String,
+    /// What the node costs now, per hour.
+    pub price_per_hour: f64,
+    pub capacity_type: CapacityType,
+    /// The cost of moving its pods (higher moves later): see [`disruption_cost`].
+    pub disruption_cost: f64,
+    /// The pool's policy allows removing a node that still runs pods
+    /// (`WhenEmptyOrUnderutilized`); false: only when empty (`WhenEmpty`).
+    pub underutilized_allowed: bool,
+    /// The pool's `minValues` on instance types, if any (spot-to-spot flexibility).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_instance_types: Option<usize>,
+}
+
+/// How many more nodes each pool may disrupt now, per reason (the controller computes it from
+/// `spec.disruption.budgets`, counting nodes already disrupting). A pool without an entry may
+/// disrupt none.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Budgets {
+    pub allowed: BTreeMap<String, BTreeMap<Reason, usize>>,
+}
+
+impl Budgets {
+    /// No limit for any pool (tests, `stowage plan --consolidate` without budgets).
+    pub fn unlimited(candidates: &[Candidate]) -> Self {
+        let mut b = Budgets::default();
+        for c in candidates {
+            for r in [Reason::Empty, Reason::Underutilized, Reason::Drifted] {
+                b.set(&c.nodepool, r, usize::MAX);
+            }
+        }
+        b
+    }
+
+    pub fn set(&mut self, pool: &str, reason: Reason, allowed: usize) {
+        self.allowed
+            .entry(pool.to_string())
+            .or_default()
+            .insert(reason, allowed);
+    }
+
+    pub fn get(&self, pool: &str, reason: Reason) -> usize {
+        self.allowed
+            .get(pool)
+            .and_then(|m| m.get(&reason))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// The candidates (in order) that fit the budgets, each taking one from its pool.
+    pub fn filter<'a>(&self, candidates: &[&'a Candidate], reason: Reason) -> Vec<&'a Candidate> {
+        let mut left: BTreeMap<&str, usize> = BTreeMap::new();
+        candidates
+            .iter()
+            .filter(|c| {
+                let n = left
+                    .entry(c.nodepool.as_str())
+                    .or_insert_with(|| self.get(&c.nodepool, reason));
+                if *n == 0 {
+                    return false;
+                }
+                *n -= 1;
+                true
+            })
+            .copied()
+            .collect()
+    }
+}
+
+/// Knobs of a consolidation round.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConsolidationOptions {
+    pub solve: SolveOptions,
+    /// Multi-node looks at most at this many candidates (cheapest to move first).
+    pub max_multi_candidates: usize,
+    /// A spot node is replaced by spot only when at least this many cheaper spot types exist
+    /// (or the pool's `minValues`), and the replacement lists that many, so the fleet does not
+    /// churn.
+    pub min_spot_to_spot_types: usize,
+    /// At most this many scheduling simulations per round (all methods together).
+    pub max_simulations: usize,
+}
+
+impl Default for ConsolidationOptions {
+    fn default() -> Self {
+        ConsolidationOptions {
+            solve: SolveOptions::default(),
+            max_multi_candidates: 100,
+            min_spot_to_spot_types: 15,
+            max_simulations: 200,
+        }
+    }
+}
+
+/// What to do: delete the candidates, launching the replacement (if any) first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    pub method: Method,
+    pub reason: Reason,
+    /// Node names, in the order they were chosen.
+    pub candidates: Vec<String>,
+    pub replacement: Option<NewClaim>,
+    /// Candidates' summed price minus the replacement's cheapest price, per hour.
+    pub savings_per_hour: f64,
+}
+
+/// The outcome of a round: the command (if any) and what was looked at.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub command: Option<Command>,
+    /// Scheduling simulations run.
+    pub simulations: usize,
+    /// True when [`ConsolidationOptions::max_simulations`] cut the search short.
+    pub truncated: bool,
+}
+
+/// A pod's eviction cost: 1 + its deletion cost and priority, clamped to [-10, 10].
+pub fn eviction_cost(priority: i32, deletion_cost: i32) -> f64 {
+    (1.0 + f64::from(deletion_cost) / 2f64.powi(27) + f64::from(priority) / 2f64.powi(25))
+        .clamp(-10.0, 10.0)
+}
+
+/// A node's disruption cost: its reschedulable pods' positive eviction costs, scaled by the
+/// fraction of its lifetime left (`1.0` when it does not expire).
+pub fn disruption_cost(pod_costs: impl IntoIterator<Item = f64>, lifetime_left: f64) -> f64 {
+    let sum: f64 = pod_costs.into_iter().map(|c| c.max(0.0)).sum();
+    sum * lifetime_left.clamp(0.0, 1.0)
+}
+
+/// True for a pod that leaves with its node (DaemonSet pods) rather than moving.
+pub fn leaves_with_node(pod: &PodRequest) -> bool {
+    pod.owner
+        .as_deref()
+        .is_some_and(|o| o.starts_with("DaemonSet/"))
+}
+
+/// Runs the methods in order on `candidates` (sorted by the controller, cheapest to move
+/// first) within `budgets`; the first command found wins.
+pub fn decide(
+    input: &SolveInput,
+    candidates: &[Candidate],
+    budgets: &Budgets,
+    options: &ConsolidationOptions,
+) -> Decision {
+    let mut search = Search::new(input, options);
+    let command = emptiness(input, candidates, budgets)
+        .or_else(|| search.multi_node(candidates, budgets))
+        .or_else(|| search.single_node(candidates, budgets));
+    Decision {
+        command,
+        simulations: search.simulations,
+        truncated: search.truncated,
+    }
+}
+
+/// Every empty candidate, within budgets, in one delete.
+pub fn emptiness(
+    input: &SolveInput,
+    candidates: &[Candidate],
+    budgets: &Budgets,
+) -> Option<Command> {
+    let empty: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| node(input, &c.node).is_some_and(|n| n.pods.iter().all(leaves_with_node)))
+        .collect();
+    let chosen = budgets.filter(&empty, Reason::Empty);
+    if chosen.is_empty() {
+        return None;
+    }
+    Some(Command {
+        method: Method::Emptiness,
+        reason: Reason::Empty,
+        savings_per_hour: chosen.iter().map(|c| c.price_per_hour).sum(),
+        candidates: chosen.iter().map(|c| c.node.clone()).collect(),
+        replacement: None,
+    })
+}
+
+/// Re-checks a command on a fresh input (the validation after the delay): the same candidates
+/// must still go with no more than the command's replacement, at a price no higher.
+pub fn validate(input: &SolveInput, command: &Command, options: &ConsolidationOptions) -> bool {
+    let candidates: Vec<Candidate> = command
+        .candidates
+        .iter()
+        .filter_map(|name| {
+            let n = node(input, name)?;
+            Some(Candidate {
+                node: name.clone(),
+                nodepool: n.nodepool.clone().unwrap_or_default(),
+                price_per_hour: n.price_per_hour.unwrap_or(0.0),
+                capacity_type: n.capacity_type.unwrap_or(CapacityType::OnDemand),
+                disruption_cost: 0.0,
+                underutilized_allowed: true,
+                min_instance_types: None,
+            })
+        })
+        .collect();
+    if candidates.len() != command.candidates.len() {
+        return false;
+    }
+    if command.method == Method::Emptiness {
+        return candidates
+            .iter()
+            .all(|c| node(input, &c.node).is_some_and(|n| n.pods.iter().all(leaves_with_node)));
+    }
+    let mut search = Search::new(input, options);
+    let refs: Vec<&Candidate> = candidates.iter().collect();
+    match search.evaluate(&refs) {
+        Some(Outcome::Delete) => true,
+        Some(Outcome::Replace(fresh)) => match &command.replacement {
+            Some(old) => fresh.cheapest_price <= old.cheapest_price + 1e-9,
+            None => false,
+        },
+        None => false,
+    }
+}
+
+/// What removing a set of candidates needs.
+enum Outcome {
+    Delete,
+    Replace(NewClaim),
+}
+
+/// One round's simulations, counted against the cap.
+struct Search<'a> {
+    input: &'a SolveInput,
+    options: &'a ConsolidationOptions,
+    simulations: usize,
+    truncated: bool,
+}
+
+impl<'a> Search<'a> {
+    fn new(input: &'a SolveInput, options: &'a ConsolidationOptions) -> Self {
+        Search {
+            input,
+            options,
+            simulations: 0,
+            truncated: false,
+        }
+    }
+
+    fn multi_node(&mut self, candidates: &[Candidate], budgets: &Budgets) -> Option<Command> {
+        let eligible: Vec<&Candidate> = candidates
+            .iter()
+            .filter(|c| c.underutilized_allowed)
+            .collect();
+        let mut eligible = budgets.filter(&eligible, Reason::Underutilized);
+        eligible.truncate(self.options.max_multi_candidates);
+        if eligible.len() < 2 {
+            return None;
+        }
+        // Largest prefix (at least 2) that consolidates: binary search on its length.
+        let (mut lo, mut hi) = (2usize, eligible.len());
+        let mut best = None;
+        while lo <= hi {
+            let mid = (lo + hi) / 2;
+            match self.command(Method::MultiNode, &eligible[..mid]) {
+                Some(c) => {
+                    best = Some(c);
+                    lo = mid + 1;
+                }
+                None => {
+                    if self.truncated {
+                        break;
+                    }
+                    hi = mid - 1;
+                }
+            }
+        }
+        best
+    }
+
+    fn single_node(&mut self, candidates: &[Candidate], budgets: &Budgets) -> Option<Command> {
+        let eligible: Vec<&Candidate> = candidates
+            .iter()
+            .filter(|c| c.underutilized_allowed)
+            .collect();
+        for c in budgets.filter(&eligible, Reason::Underutilized) {
+            if let Some(cmd) = self.command(Method::SingleNode, &[c]) {
+                return Some(cmd);
+            }
+            if self.truncated {
+                break;
+            }
+        }
+        None
+    }
+
+    fn command(&mut self, method: Method, chosen: &[&Candidate]) -> Option<Command> {
+        let price: f64 = chosen.iter().map(|c| c.price_per_hour).sum();
+        let (replacement, cost) = match self.evaluate(chosen)? {
+            Outcome::Delete => (None, 0.0),
+            Outcome::Replace(claim) => {
+                let cost = claim.cheapest_price;
+                (Some(claim), cost)
+            }
+        };
+        Some(Command {
+            method,
+            reason: Reason::Underutilized,
+            candidates: chosen.iter().map(|c| c.node.clone()).collect(),
+            replacement,
+            savings_per_hour: price - cost,
+        })
+    }
+
+    /// Simulates removing `chosen`: `None` when it cannot be done (pods left over, more than
+    /// one new node, or not strictly cheaper).
+    fn evaluate(&mut self, chosen: &[&Candidate]) -> Option<Outcome> {
+        if self.simulations >= self.options.max_simulations {
+            self.truncated = true;
+            return None;
+        }
+        self.simulations += 1;
+        let names: Vec<&str> = chosen.iter().map(|c| c.node.as_str()).collect();
+        let plan = simulate_without(self.input, &names, &self.options.solve);
+        if !plan.unschedulable.is_empty() || plan.new_claims.len() > 1 {
+            return None;
+        }
+        let Some(mut claim) = plan.new_claims.into_iter().next() else {
+            return Some(Outcome::Delete);
+        };
+        let price: f64 = chosen.iter().map(|c| c.price_per_hour).sum();
+        let all_spot = chosen.iter().all(|c| c.capacity_type == CapacityType::Spot);
+        let min_types = chosen
+            .iter()
+            .filter_map(|c| c.min_instance_types)
+            .max()
+            .unwrap_or(0);
+        restrict_replacement(
+            self.input,
+            &mut claim,
+            price,
+            all_spot,
+            self.options.min_spot_to_spot_types.max(min_types),
+        )
+        .then_some(Outcome::Replace(claim))
+    }
+}
+
+/// Narrows a replacement to the instance types whose worst launch price is below `price`;
+/// false when none is left (or, replacing spot by spot, fewer than `min_spot_types`).
+fn restrict_replacement(
+    input: &SolveInput,
+    claim: &mut NewClaim,
+    price: f64,
+    all_spot: bool,
+    min_spot_types: usize,
+) -> bool {
+    let Ok(reqs) = Requirements::from_requirements(claim.requirements.iter()) else {
+        return false;
+    };
+    let types = pool_types(input, &claim.nodepool);
+    let capacity = reqs.get(labels::CAPACITY_TYPE);
+    let zones = reqs.get(labels::ZONE);
+    // The capacity type the claim would launch as: the cheapest it allows, reserved > spot >
+    // on-demand (a claim that allows spot is narrowed to spot, never risking an on-demand
+    // fallback that costs more).
+    let launch_as = [
+        CapacityType::Reserved,
+        CapacityType::Spot,
+        CapacityType::OnDemand,
+    ]
+    .into_iter()
+    .find(|ct| capacity.is_none_or(|s| s.has(ct.as_str())));
+    let Some(launch_as) = launch_as else {
+        return false;
+    };
+    let worst = |t: &InstanceType| -> Option<f64> {
+        t.offerings
+            .iter()
+            .filter(|o| o.available && o.capacity_type == launch_as)
+            .filter(|o| zones.is_none_or(|z| z.has(&o.zone)))
+            .map(|o| o.price_per_hour)
+            .fold(None, |m: Option<f64>, p| Some(m.map_or(p, |m| m.max(p))))
+    };
+    let mut options: Vec<(f64, String)> = claim
+        .instance_type_options
+        .iter()
+        .filter_map(|name| {
+            let t = types.iter().find(|t| &t.name == name)?;
+            let w = worst(t)?;
+            (w < price).then(|| (w, name.clone()))
+        })
+        .collect();
+    options.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    if launch_as == CapacityType::Spot && all_spot {
+        if options.len() < min_spot_types {
+            return false;
+        }
+        options.truncate(min_spot_types);
+    }
+    if options.is_empty() {
+        return false;
+    }
+    claim.instance_type_options = options.into_iter().map(|(_, n)| n).collect();
+    if capacity.is_some_and(|s| s.values().len() != 1) || capacity.is_none() {
+        claim
+            .requirements
+            .retain(|r| r.key != labels::CAPACITY_TYPE);
+        claim
+            .requirements
+            .push(stowage_api::requirements::Requirement::in_(
+                labels::CAPACITY_TYPE,
+                [launch_as.as_str()],
+            ));
+    }
+    true
+}
+
+fn pool_types<'a>(input: &'a SolveInput, pool: &str) -> &'a [InstanceType] {
+    input
+        .nodepools
+        .iter()
+        .find(|p| p.name == pool)
+        .and_then(|p| p.instance_types.as_deref())
+        .map_or(&input.instance_types[..], |v| &v[..])
+}
+
+fn node<'a>(input: &'a SolveInput, name: &str) -> Option<&'a ExistingNode> {
+    input.nodes.iter().find(|n| n.name == name)
+}
+
+#[cfg(test)]
+mod tests;
