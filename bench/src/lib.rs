@@ -5,6 +5,8 @@
 //! Key decision: no RNG crate; a SplitMix64 generator keeps every run with the same seed
 //! identical across platforms and versions.
 
+pub mod cluster;
+
 use std::time::Instant;
 
 use std::collections::BTreeMap;

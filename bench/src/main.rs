@@ -2,6 +2,11 @@
 //! one timed solve, reported as `solve pods=.. types=.. mix=.. nodes=.. cost_per_hour=..
 //! bound_per_hour=.. gap=.. elapsed_ms=.. pods_per_sec=.. catalog=.. bound_ms=..`, then one
 //! `pool name=.. nodes=.. cost_per_hour=..` line per NodePool.
+//! `stowage-bench consolidate --nodes 3200 --pods 40000`: one timed consolidation round
+//! (`stowage_solver::consolidate::decide`, every method as it runs them) on a seed-shaped running
+//! cluster ([`stowage_bench::cluster`]) over the embedded AWS catalogue, reported as
+//! `consolidate nodes=.. pods=.. candidates=.. command=.. nodes_removed=.. savings_per_hour=..
+//! elapsed_ms=..` (last line); each method run alone is reported on stderr.
 //! `stowage-bench gen-pods --pods N --out pods.json --nodepools pools.yaml`: a `kubectl get pods
 //! -A -o json` dump of pending pods in the seed mix, for timing `stowage plan` (see `pods.rs`).
 
@@ -22,6 +27,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("gen-pods") {
         return pods::main(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("consolidate") {
+        return consolidate(&args[1..]);
     }
     if args.first().map(String::as_str) != Some("solve") {
         return usage();
@@ -92,4 +100,103 @@ fn aws_types() -> Result<Vec<stowage_solver::InstanceType>, stowage_aws_catalog:
         "us-east-1",
         &stowage_aws_catalog::CatalogSettings::default(),
     )
+}
+
+/// `stowage-bench consolidate [--nodes N] [--pods N] [--repeat N]`.
+fn consolidate(args: &[String]) -> ExitCode {
+    use stowage_solver::consolidate::{self, ConsolidationOptions};
+    let (mut nodes, mut pods, mut repeat) = (3_200usize, 40_000usize, 1usize);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().and_then(|v| v.parse::<usize>().ok());
+        match (flag.as_str(), value) {
+            ("--nodes", Some(v)) => nodes = v,
+            ("--pods", Some(v)) => pods = v,
+            ("--repeat", Some(v)) => repeat = v.max(1),
+            _ => {
+                eprintln!("usage: stowage-bench consolidate [--nodes N] [--pods N] [--repeat N]");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let types = match aws_types() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("failed to load the embedded AWS catalogue: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let c = stowage_bench::cluster::consolidation_cluster(nodes, pods, types, 7);
+    eprintln!(
+        "cluster nodes={} running_pods={} pending_pods={} candidates={} blocked={}",
+        c.input.nodes.len(),
+        c.running_pods,
+        c.input.pods.len(),
+        c.candidates.len(),
+        c.blocked
+    );
+    let options = ConsolidationOptions::default();
+    // Each method alone, for where the time goes.
+    type MethodFn = fn(
+        &stowage_solver::SolveInput,
+        &[consolidate::Candidate],
+        &consolidate::Budgets,
+        &ConsolidationOptions,
+    ) -> consolidate::Decision;
+    let methods: [(&str, MethodFn); 2] = [
+        ("multi-node", consolidate::multi_node),
+        ("single-node", consolidate::single_node),
+    ];
+    for (name, f) in methods {
+        let start = std::time::Instant::now();
+        let d = f(&c.input, &c.candidates, &c.budgets, &options);
+        eprintln!(
+            "method={name} simulations={} truncated={} found={} nodes_removed={} elapsed_ms={:.0}",
+            d.simulations,
+            d.truncated,
+            d.command.is_some(),
+            d.command.as_ref().map_or(0, |c| c.candidates.len()),
+            start.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+    let mut best: Option<(f64, consolidate::Decision)> = None;
+    for _ in 0..repeat {
+        let start = std::time::Instant::now();
+        let d = consolidate::decide(&c.input, &c.candidates, &c.budgets, &options);
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        eprintln!("round simulations={} elapsed_ms={ms:.0}", d.simulations);
+        if best.as_ref().is_none_or(|(b, _)| ms < *b) {
+            best = Some((ms, d));
+        }
+    }
+    let Some((ms, d)) = best else {
+        return ExitCode::FAILURE;
+    };
+    if let Some(cmd) = &d.command {
+        eprintln!(
+            "command method={} replacement={} simulations={}",
+            cmd.method.as_str(),
+            cmd.replacement.as_ref().map_or_else(
+                || "none".to_string(),
+                |r| format!(
+                    "{} ({} options, ${:.4}/h)",
+                    r.instance_type_options.first().map_or("?", String::as_str),
+                    r.instance_type_options.len(),
+                    r.cheapest_price
+                )
+            ),
+            d.simulations
+        );
+    }
+    println!(
+        "consolidate nodes={} pods={} candidates={} command={} nodes_removed={} savings_per_hour={:.2} elapsed_ms={:.0}",
+        c.input.nodes.len(),
+        c.running_pods,
+        c.candidates.len(),
+        d.command.as_ref().map_or("none", |c| c.method.as_str()),
+        d.command.as_ref().map_or(0, |c| c.candidates.len()),
+        d.command.as_ref().map_or(0.0, |c| c.savings_per_hour),
+        ms
+    );
+    ExitCode::SUCCESS
 }

@@ -17,16 +17,18 @@
 //! The search is bounded by [`ConsolidationOptions::max_simulations`] (work, not time: the solver
 //! reads no clock).
 
-use std::collections::BTreeMap;
+mod probe;
+
+use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use stowage_api::CapacityType;
 use stowage_api::labels;
 use stowage_api::requirements::Requirements;
 
-use crate::domain::{ExistingNode, NewClaim, PodRequest, SolveInput, SolveOptions};
+use crate::domain::{ExistingNode, NewClaim, PodKey, PodRequest, SolveInput, SolveOptions};
 use crate::model::InstanceType;
-use crate::solve::simulate_without;
+use probe::Prepared;
 
 /// How a command was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -218,10 +220,48 @@ pub fn decide(
     budgets: &Budgets,
     options: &ConsolidationOptions,
 ) -> Decision {
-    let mut search = Search::new(input, options);
-    let command = emptiness(input, candidates, budgets)
-        .or_else(|| search.multi_node(candidates, budgets))
+    if let Some(command) = emptiness(input, candidates, budgets) {
+        return Decision {
+            command: Some(command),
+            ..Decision::default()
+        };
+    }
+    let mut search = Search::new(input, candidates, options);
+    let command = search
+        .multi_node(candidates, budgets)
         .or_else(|| search.single_node(candidates, budgets));
+    Decision {
+        command,
+        simulations: search.simulations,
+        truncated: search.truncated,
+    }
+}
+
+/// [`Method::MultiNode`] alone (benchmarks, tests): the largest prefix that consolidates.
+pub fn multi_node(
+    input: &SolveInput,
+    candidates: &[Candidate],
+    budgets: &Budgets,
+    options: &ConsolidationOptions,
+) -> Decision {
+    let mut search = Search::new(input, candidates, options);
+    let command = search.multi_node(candidates, budgets);
+    Decision {
+        command,
+        simulations: search.simulations,
+        truncated: search.truncated,
+    }
+}
+
+/// [`Method::SingleNode`] alone (benchmarks, tests): the first candidate that consolidates.
+pub fn single_node(
+    input: &SolveInput,
+    candidates: &[Candidate],
+    budgets: &Budgets,
+    options: &ConsolidationOptions,
+) -> Decision {
+    let mut search = Search::new(input, candidates, options);
+    let command = search.single_node(candidates, budgets);
     Decision {
         command,
         simulations: search.simulations,
@@ -279,9 +319,9 @@ pub fn validate(input: &SolveInput, command: &Command, options: &ConsolidationOp
             .iter()
             .all(|c| node(input, &c.node).is_some_and(|n| n.pods.iter().all(leaves_with_node)));
     }
-    let mut search = Search::new(input, options);
+    let mut search = Search::new(input, &candidates, options);
     let refs: Vec<&Candidate> = candidates.iter().collect();
-    match search.evaluate(&refs) {
+    match search.evaluate(command.method, &refs) {
         Some(Outcome::Delete) => true,
         Some(Outcome::Replace(fresh)) => match &command.replacement {
             Some(old) => fresh.cheapest_price <= old.cheapest_price + 1e-9,
@@ -297,19 +337,28 @@ enum Outcome {
     Replace(NewClaim),
 }
 
-/// One round's simulations, counted against the cap.
+/// One round's simulations, counted against the cap, over one [`Prepared`] cluster.
 struct Search<'a> {
     input: &'a SolveInput,
     options: &'a ConsolidationOptions,
+    prepared: Prepared<'a>,
+    /// Keys of the pods pending before the round: they do not block (see [`Search::evaluate`]).
+    pending: HashSet<PodKey>,
     simulations: usize,
     truncated: bool,
 }
 
 impl<'a> Search<'a> {
-    fn new(input: &'a SolveInput, options: &'a ConsolidationOptions) -> Self {
+    fn new(
+        input: &'a SolveInput,
+        candidates: &[Candidate],
+        options: &'a ConsolidationOptions,
+    ) -> Self {
         Search {
             input,
             options,
+            prepared: Prepared::new(input, candidates.iter().map(|c| c.node.as_str())),
+            pending: input.pods.iter().map(PodRequest::key).collect(),
             simulations: 0,
             truncated: false,
         }
@@ -351,7 +400,7 @@ impl<'a> Search<'a> {
             .iter()
             .filter(|c| c.underutilized_allowed)
             .collect();
-        for c in budgets.filter(&eligible, Reason::Underutilized) {
+        for c in interleave_pools(budgets.filter(&eligible, Reason::Underutilized)) {
             if let Some(cmd) = self.command(Method::SingleNode, &[c]) {
                 return Some(cmd);
             }
@@ -364,7 +413,7 @@ impl<'a> Search<'a> {
 
     fn command(&mut self, method: Method, chosen: &[&Candidate]) -> Option<Command> {
         let price: f64 = chosen.iter().map(|c| c.price_per_hour).sum();
-        let (replacement, cost) = match self.evaluate(chosen)? {
+        let (replacement, cost) = match self.evaluate(method, chosen)? {
             Outcome::Delete => (None, 0.0),
             Outcome::Replace(claim) => {
                 let cost = claim.cheapest_price;
@@ -380,23 +429,35 @@ impl<'a> Search<'a> {
         })
     }
 
-    /// Simulates removing `chosen`: `None` when it cannot be done (pods left over, more than
-    /// one new node, or not strictly cheaper).
-    fn evaluate(&mut self, chosen: &[&Candidate]) -> Option<Outcome> {
+    /// Simulates removing `chosen`: `None` when it cannot be done (a pod of theirs left over,
+    /// more than one new node for their pods, or not strictly cheaper). Pods pending before
+    /// the round do not block: they may stay unschedulable, and a new claim holding only
+    /// such pods is the provisioner's (it buys it whatever consolidation does).
+    fn evaluate(&mut self, method: Method, chosen: &[&Candidate]) -> Option<Outcome> {
         if self.simulations >= self.options.max_simulations {
             self.truncated = true;
             return None;
         }
         self.simulations += 1;
         let names: Vec<&str> = chosen.iter().map(|c| c.node.as_str()).collect();
-        let plan = simulate_without(self.input, &names, &self.options.solve);
-        if !plan.unschedulable.is_empty() || plan.new_claims.len() > 1 {
+        let plan = self.prepared.simulate(&names, &self.options.solve);
+        if plan.unschedulable.keys().any(|k| !self.pending.contains(k)) {
             return None;
         }
-        let Some(mut claim) = plan.new_claims.into_iter().next() else {
+        let mut claims = plan
+            .new_claims
+            .into_iter()
+            .filter(|c| c.pods.iter().any(|k| !self.pending.contains(k)));
+        let Some(mut claim) = claims.next() else {
             return Some(Outcome::Delete);
         };
+        if claims.next().is_some() {
+            return None;
+        }
         let price: f64 = chosen.iter().map(|c| c.price_per_hour).sum();
+        // Several nodes replaced by one of a type among them: only when cheaper than the
+        // cheapest candidate of that type (else deleting the others and keeping it is better).
+        let same_type = (method == Method::MultiNode).then(|| self.same_type_prices(chosen));
         let all_spot = chosen.iter().all(|c| c.capacity_type == CapacityType::Spot);
         let min_types = chosen
             .iter()
@@ -407,19 +468,64 @@ impl<'a> Search<'a> {
             self.input,
             &mut claim,
             price,
+            same_type.as_ref(),
             all_spot,
             self.options.min_spot_to_spot_types.max(min_types),
         )
         .then_some(Outcome::Replace(claim))
     }
+
+    /// Per instance type among `chosen`: the cheapest candidate of that type.
+    fn same_type_prices(&self, chosen: &[&Candidate]) -> BTreeMap<String, f64> {
+        let mut out: BTreeMap<String, f64> = BTreeMap::new();
+        for c in chosen {
+            let Some(t) = node(self.input, &c.node).and_then(instance_type_of) else {
+                continue;
+            };
+            let p = out.entry(t.to_string()).or_insert(f64::INFINITY);
+            *p = p.min(c.price_per_hour);
+        }
+        out
+    }
 }
 
-/// Narrows a replacement to the instance types whose worst launch price is below `price`;
-/// false when none is left (or, replacing spot by spot, fewer than `min_spot_types`).
+/// The candidates in round-robin over their NodePools (each pool's own order kept, pools in
+/// the order their first candidate comes), so one large pool does not use up the round.
+fn interleave_pools<'c>(candidates: Vec<&'c Candidate>) -> Vec<&'c Candidate> {
+    let mut queues: Vec<(&str, std::collections::VecDeque<&'c Candidate>)> = Vec::new();
+    for c in candidates {
+        match queues.iter_mut().find(|(p, _)| *p == c.nodepool) {
+            Some((_, q)) => q.push_back(c),
+            None => queues.push((c.nodepool.as_str(), [c].into())),
+        }
+    }
+    let mut out = Vec::new();
+    while queues.iter().any(|(_, q)| !q.is_empty()) {
+        for (_, q) in &mut queues {
+            if let Some(c) = q.pop_front() {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// A node's instance type: the field, else its label.
+fn instance_type_of(n: &ExistingNode) -> Option<&str> {
+    n.instance_type
+        .as_deref()
+        .or_else(|| n.labels.get(labels::INSTANCE_TYPE).map(String::as_str))
+}
+
+/// Narrows a replacement to the instance types whose worst launch price is below `price`
+/// (and, for a type among the candidates (`same_type`), below the cheapest candidate of
+/// that type); false when none is left (or, replacing spot by spot, fewer than
+/// `min_spot_types`). The claim's `cheapest_price` is recomputed over what is left.
 fn restrict_replacement(
     input: &SolveInput,
     claim: &mut NewClaim,
     price: f64,
+    same_type: Option<&BTreeMap<String, f64>>,
     all_spot: bool,
     min_spot_types: usize,
 ) -> bool {
@@ -442,34 +548,46 @@ fn restrict_replacement(
     let Some(launch_as) = launch_as else {
         return false;
     };
-    let worst = |t: &InstanceType| -> Option<f64> {
+    let prices = |t: &InstanceType| -> Vec<f64> {
         t.offerings
             .iter()
             .filter(|o| o.available && o.capacity_type == launch_as)
             .filter(|o| zones.is_none_or(|z| z.has(&o.zone)))
             .map(|o| o.price_per_hour)
-            .fold(None, |m: Option<f64>, p| Some(m.map_or(p, |m| m.max(p))))
+            .collect()
     };
-    let mut options: Vec<(f64, String)> = claim
+    // A type among the candidates caps every option's price (Karpenter's
+    // `filterOutSameInstanceType`).
+    let ceiling = same_type.map_or(price, |m| {
+        claim
+            .instance_type_options
+            .iter()
+            .filter_map(|name| m.get(name))
+            .fold(price, |a, b| a.min(*b))
+    });
+    let mut options: Vec<(f64, f64, String)> = claim
         .instance_type_options
         .iter()
         .filter_map(|name| {
             let t = types.iter().find(|t| &t.name == name)?;
-            let w = worst(t)?;
-            (w < price).then(|| (w, name.clone()))
+            let p = prices(t);
+            let worst = p.iter().copied().reduce(f64::max)?;
+            let cheapest = p.iter().copied().reduce(f64::min)?;
+            (worst < ceiling).then(|| (worst, cheapest, name.clone()))
         })
         .collect();
-    options.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    options.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.2.cmp(&b.2)));
     if launch_as == CapacityType::Spot && all_spot {
         if options.len() < min_spot_types {
             return false;
         }
         options.truncate(min_spot_types);
     }
-    if options.is_empty() {
+    let Some(cheapest) = options.iter().map(|o| o.1).reduce(f64::min) else {
         return false;
-    }
-    claim.instance_type_options = options.into_iter().map(|(_, n)| n).collect();
+    };
+    claim.cheapest_price = cheapest;
+    claim.instance_type_options = options.into_iter().map(|(_, _, n)| n).collect();
     if capacity.is_some_and(|s| s.values().len() != 1) || capacity.is_none() {
         claim
             .requirements

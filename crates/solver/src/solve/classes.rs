@@ -403,7 +403,9 @@ impl Engine<'_> {
             }
         }
         for (g, members) in groups {
-            let undealt = (0..self.classes.len())
+            // The classes there were before dealing (shares dealt for an earlier group are
+            // copies of one of them, already looked at).
+            let undealt = (0..dealt.len())
                 .any(|c| dealt[c] != Some(g) && self.classes[c].counted_in.contains(&g));
             if undealt {
                 continue;
