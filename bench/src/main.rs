@@ -159,6 +159,33 @@ fn consolidate(args: &[String]) -> ExitCode {
             start.elapsed().as_secs_f64() * 1000.0
         );
     }
+    // The worst case: the busiest candidates first, so single-node probes keep failing until
+    // the round's simulation cap.
+    let mut busiest = c.candidates.clone();
+    busiest.reverse();
+    let start = std::time::Instant::now();
+    let d = consolidate::single_node(&c.input, &busiest, &c.budgets, &options);
+    eprintln!(
+        "method=single-node-busiest-first simulations={} truncated={} found={} elapsed_ms={:.0}",
+        d.simulations,
+        d.truncated,
+        d.command.is_some(),
+        start.elapsed().as_secs_f64() * 1000.0
+    );
+    // One from-scratch probe (what every probe cost before the prepared cluster).
+    let start = std::time::Instant::now();
+    let first: Vec<&str> = c
+        .candidates
+        .iter()
+        .take(50)
+        .map(|c| c.node.as_str())
+        .collect();
+    let plan = stowage_solver::simulate_without(&c.input, &first, &options.solve);
+    eprintln!(
+        "probe from-scratch candidates=50 new_claims={} elapsed_ms={:.0}",
+        plan.new_claims.len(),
+        start.elapsed().as_secs_f64() * 1000.0
+    );
     let mut best: Option<(f64, consolidate::Decision)> = None;
     for _ in 0..repeat {
         let start = std::time::Instant::now();

@@ -19,7 +19,7 @@
 
 mod probe;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use stowage_api::CapacityType;
@@ -275,9 +275,15 @@ pub fn emptiness(
     candidates: &[Candidate],
     budgets: &Budgets,
 ) -> Option<Command> {
+    let nodes: HashMap<&str, &ExistingNode> =
+        input.nodes.iter().map(|n| (n.name.as_str(), n)).collect();
     let empty: Vec<&Candidate> = candidates
         .iter()
-        .filter(|c| node(input, &c.node).is_some_and(|n| n.pods.iter().all(leaves_with_node)))
+        .filter(|c| {
+            nodes
+                .get(c.node.as_str())
+                .is_some_and(|n| n.pods.iter().all(leaves_with_node))
+        })
         .collect();
     let chosen = budgets.filter(&empty, Reason::Empty);
     if chosen.is_empty() {

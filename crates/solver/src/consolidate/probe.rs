@@ -9,8 +9,8 @@
 //!   has exactly the room it had (40,000 running pods become ~3,200 aggregates);
 //! - the pools share the catalogue through one `Arc` (no per-probe copy of it).
 //!
-//! A probe then clones only the kept nodes (minus the candidates) and places the pending pods
-//! plus the candidates' pods. When every topology key in play is the hostname (or none is), a
+//! A probe then places the pending pods plus the candidates' pods on the prepared nodes
+//! (minus the candidates), borrowed, not copied ([`crate::solve::solve_on`]). When every topology key in play is the hostname (or none is), a
 //! node with no pod that matters and too little room for the probe's smallest pod is left out:
 //! the solve could never use it. (Zone and label keys are left alone: a node the class could
 //! statically use makes its zone a domain whatever its room, see `topology::class_domains`.)
@@ -28,7 +28,7 @@ use stowage_api::labels;
 use crate::domain::{ExistingNode, Plan, PodRequest, SolveInput, SolveOptions, TaintEffect};
 use crate::model::{Resources, resource};
 use crate::predicates::GroupKey;
-use crate::solve::solve;
+use crate::solve::solve_on;
 
 /// The namespace of aggregate pods: not a valid Kubernetes namespace, so no real pod has it.
 const AGGREGATE_NAMESPACE: &str = "stowage.dev/aggregate";
@@ -151,21 +151,23 @@ impl<'a> Prepared<'a> {
                     f[0] >= smallest[0] && f[1] >= smallest[1] && f[2] >= smallest[2]
                 })
         };
+        let nodes: Vec<&ExistingNode> = (0..nodes_len)
+            .filter(|i| keep(*i))
+            .map(|i| &self.nodes[i])
+            .collect();
+        let in_flight: Vec<&ExistingNode> = (nodes_len..self.nodes.len())
+            .filter(|i| keep(*i))
+            .map(|i| &self.nodes[i])
+            .collect();
         let sim = SolveInput {
             pods,
-            nodes: (0..nodes_len)
-                .filter(|i| keep(*i))
-                .map(|i| self.nodes[i].clone())
-                .collect(),
-            in_flight: (nodes_len..self.nodes.len())
-                .filter(|i| keep(*i))
-                .map(|i| self.nodes[i].clone())
-                .collect(),
+            nodes: Vec::new(),
+            in_flight: Vec::new(),
             nodepools: self.pools.clone(),
             instance_types: Vec::new(),
             daemonsets: self.input.daemonsets.clone(),
         };
-        solve(&sim, options)
+        solve_on(&sim, nodes, &in_flight, options)
     }
 }
 

@@ -168,6 +168,24 @@ pub fn simulate_without(input: &SolveInput, candidates: &[&str], options: &Solve
     solve(&sim, options)
 }
 
+/// [`solve`] with the existing nodes and in-flight claims given by reference instead of
+/// `input.nodes` and `input.in_flight` (which are ignored): consolidation probes place pods on
+/// one prepared node list many times without copying it. Same plan as [`solve`] on an input
+/// holding these nodes.
+pub(crate) fn solve_on(
+    input: &SolveInput,
+    nodes: Vec<&ExistingNode>,
+    in_flight: &[&ExistingNode],
+    options: &SolveOptions,
+) -> Plan {
+    let named = nodes.len();
+    let mut existing = nodes;
+    existing.extend_from_slice(in_flight);
+    let mut e = Engine::with_nodes(input, existing, named, options);
+    e.run();
+    e.finish()
+}
+
 /// Memos that make repeated scans and type choices cheap.
 #[derive(Default)]
 struct Caches {
@@ -188,6 +206,8 @@ struct Engine<'a> {
     options: &'a SolveOptions,
     /// Existing nodes then in-flight claims (indexed by [`place::NodeOrigin::Existing`]).
     existing: Vec<&'a ExistingNode>,
+    /// How many of `existing` are registered nodes (the rest are in-flight claims).
+    named: usize,
     ids: Ids,
     topology: Topology,
     catalog: Catalog<'a>,
@@ -210,6 +230,17 @@ impl<'a> Engine<'a> {
     fn new(input: &'a SolveInput, options: &'a SolveOptions) -> Self {
         let existing: Vec<&ExistingNode> =
             input.nodes.iter().chain(input.in_flight.iter()).collect();
+        Self::with_nodes(input, existing, input.nodes.len(), options)
+    }
+
+    /// [`Engine::new`] on `existing` (the first `named` registered nodes, then in-flight
+    /// claims) instead of the input's.
+    fn with_nodes(
+        input: &'a SolveInput,
+        existing: Vec<&'a ExistingNode>,
+        named: usize,
+        options: &'a SolveOptions,
+    ) -> Self {
         let ids = Ids::for_input(input, &existing);
         let catalog = Catalog::build(input, &ids);
         let any_prefer_taint = catalog.any_prefer_taint()
@@ -223,6 +254,7 @@ impl<'a> Engine<'a> {
             input,
             options,
             existing,
+            named,
             ids,
             topology: Topology::default(),
             catalog,

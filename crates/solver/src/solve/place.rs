@@ -317,7 +317,7 @@ impl Engine<'_> {
                 let node = self.existing[*index];
                 let include_prefer = self.options.relax_preferences && !class.tolerate_prefer;
                 // An in-flight claim's node has no name yet.
-                let named = if *index < self.input.nodes.len() {
+                let named = if *index < self.named {
                     class.node_names.node_names_match(&node.name)
                 } else {
                     class.node_names.admits_unnamed_node()

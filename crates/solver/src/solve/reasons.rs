@@ -146,7 +146,7 @@ impl Engine<'_> {
     fn existing_node_index(&self, name: &str) -> Option<usize> {
         self.nodes.iter().position(|n| {
             n.name == name
-                && matches!(n.origin, NodeOrigin::Existing { index } if index < self.input.nodes.len())
+                && matches!(n.origin, NodeOrigin::Existing { index } if index < self.named)
         })
     }
 
