@@ -9,13 +9,28 @@
 //!    [`ConsolidationOptions::max_multi_candidates`]) whose pods fit the rest of the cluster with
 //!    at most one new, strictly cheaper node;
 //! 3. [`Method::SingleNode`]: the first candidate that can be deleted or replaced by one
-//!    cheaper node.
+//!    cheaper node, the candidates taking turns across NodePools (round-robin, each pool's order
+//!    kept) so one large pool does not use up the round.
 //!
-//! A replacement lists only instance types whose worst launch price (the dearest offering it
-//! may be launched as) is below the candidates' summed price; spot-to-spot replacement needs at
-//! least [`ConsolidationOptions::min_spot_to_spot_types`] such types and lists only that many.
+//! Rules of a probe (removing a set of candidates):
+//! - every pod of the candidates (DaemonSet pods leave with their node) must be placed; pods
+//!   that were pending before the round do not block: they may stay unschedulable, and a new
+//!   claim holding only such pods is the provisioner's, not counted;
+//! - at most one new claim holds candidates' pods: none is a delete, one a replacement;
+//! - a replacement lists only instance types whose worst launch price (the dearest offering of
+//!   the capacity type it launches as: reserved, else spot, else on-demand) is below the
+//!   candidates' summed price, and its price is the cheapest of those; a multi-node replacement
+//!   that lists a type among the candidates must also be cheaper than the cheapest candidate of
+//!   that type (several nodes are not replaced by one more of their own type: deleting the
+//!   others is as good with less churn);
+//! - spot-to-spot replacement needs at least [`ConsolidationOptions::min_spot_to_spot_types`]
+//!   such types (or the pool's `minValues`, when higher) and lists only that many;
+//!   on-demand-to-spot needs none.
+//!
 //! The search is bounded by [`ConsolidationOptions::max_simulations`] (work, not time: the solver
-//! reads no clock).
+//! reads no clock). Probes are cheap: the cluster is prepared once per round and each probe
+//! places only the candidates' (and pending) pods, with the same plan as
+//! [`crate::simulate_without`] (`probe.rs`).
 
 mod probe;
 

@@ -10,7 +10,7 @@
 //! - the pools share the catalogue through one `Arc` (no per-probe copy of it).
 //!
 //! A probe then places the pending pods plus the candidates' pods on the prepared nodes
-//! (minus the candidates), borrowed, not copied ([`crate::solve::solve_on`]). When every topology key in play is the hostname (or none is), a
+//! (minus the candidates), borrowed, not copied (`solve::solve_on`). When every topology key in play is the hostname (or none is), a
 //! node with no pod that matters and too little room for the probe's smallest pod is left out:
 //! the solve could never use it. (Zone and label keys are left alone: a node the class could
 //! statically use makes its zone a domain whatever its room, see `topology::class_domains`.)
