@@ -285,3 +285,58 @@ pub fn consolidation_cluster(
 fn unit(rng: &mut Rng) -> f64 {
     (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cluster_has_the_shape_it_claims() {
+        let types = stowage_aws_catalog::embedded(
+            "us-east-1",
+            &stowage_aws_catalog::CatalogSettings::default(),
+        )
+        .unwrap();
+        let c = consolidation_cluster(300, 3_000, types, 7);
+        assert_eq!(c.input.nodes.len(), 300);
+        assert_eq!(c.running_pods, 3_000);
+        assert_eq!(c.candidates.len() + c.blocked, 300);
+        // Every node runs its DaemonSet pod and fits what it holds.
+        for n in &c.input.nodes {
+            assert!(
+                n.pods
+                    .iter()
+                    .any(stowage_solver::consolidate::leaves_with_node)
+            );
+            assert!(
+                n.requested().cpu_millis() <= n.allocatable.cpu_millis(),
+                "{}",
+                n.name
+            );
+            assert!(
+                n.requested().memory_bytes() <= n.allocatable.memory_bytes(),
+                "{}",
+                n.name
+            );
+        }
+        // 30 % under-used (at most 3 pods, a quarter of the CPU), no node empty.
+        let under = c
+            .input
+            .nodes
+            .iter()
+            .filter(|n| n.requested().cpu_millis() * 4 <= n.allocatable.cpu_millis())
+            .count();
+        assert!((80..=120).contains(&under), "{under}");
+        assert!(c.input.nodes.iter().all(|n| n.pods.len() >= 2));
+        // Several pools, spot and on-demand, candidates cheapest to move first.
+        let pools: std::collections::BTreeSet<&str> =
+            c.candidates.iter().map(|c| c.nodepool.as_str()).collect();
+        assert!(pools.len() >= 3, "{pools:?}");
+        assert!(
+            c.candidates
+                .windows(2)
+                .all(|w| w[0].disruption_cost <= w[1].disruption_cost)
+        );
+        assert!(c.budgets.get("spot", Reason::Underutilized) > 0);
+    }
+}

@@ -7,13 +7,16 @@
 //! - every other pod of a node is folded into one aggregate pod carrying their summed requests
 //!   and host ports, the node's `pods` allocatable lowered by the pods folded away, so the node
 //!   has exactly the room it had (40,000 running pods become ~3,200 aggregates);
+//! - node labels are cut to the keys the movable pods can read (selectors, node affinity,
+//!   topology keys, the well-known ones): a requirement reads only its own key;
 //! - the pools share the catalogue through one `Arc` (no per-probe copy of it).
 //!
 //! A probe then places the pending pods plus the candidates' pods on the prepared nodes
-//! (minus the candidates), borrowed, not copied (`solve::solve_on`). When every topology key in play is the hostname (or none is), a
-//! node with no pod that matters and too little room for the probe's smallest pod is left out:
-//! the solve could never use it. (Zone and label keys are left alone: a node the class could
-//! statically use makes its zone a domain whatever its room, see `topology::class_domains`.)
+//! (minus the candidates), borrowed, not copied (`solve::solve_on`). When every topology key
+//! in play is the hostname (or none is), a node with no pod that matters and too little room
+//! for the probe's smallest pod is left out: the solve could never use it. (Zone and label keys
+//! are left alone: a node the class could statically use makes its zone a domain whatever its
+//! room, see `topology::class_domains`.)
 //!
 //! Exactness: the solve reads running pods only through the node's summed requests, pod count
 //! and host ports (fit), the topology groups that select them and their required
