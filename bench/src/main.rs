@@ -186,6 +186,24 @@ fn consolidate(args: &[String]) -> ExitCode {
         plan.new_claims.len(),
         start.elapsed().as_secs_f64() * 1000.0
     );
+    // Preparation vs probes: a round cut after one simulation against the full round.
+    let time_round = |max_simulations: usize| {
+        let o = ConsolidationOptions {
+            max_simulations,
+            ..options.clone()
+        };
+        let start = std::time::Instant::now();
+        let d = consolidate::decide(&c.input, &c.candidates, &c.budgets, &o);
+        (start.elapsed().as_secs_f64() * 1000.0, d.simulations)
+    };
+    let (one, _) = time_round(1);
+    let (all, sims) = time_round(options.max_simulations);
+    if sims > 1 {
+        eprintln!(
+            "probes simulations={sims} first_round_ms={one:.0} per_probe_ms={:.1}",
+            (all - one) / (sims - 1) as f64
+        );
+    }
     let mut best: Option<(f64, consolidate::Decision)> = None;
     for _ in 0..repeat {
         let start = std::time::Instant::now();
