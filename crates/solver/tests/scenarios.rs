@@ -1168,3 +1168,26 @@ fn a_spot_blast_radius_leaves_on_demand_nodes_alone_and_counts_running_pods() {
     assert_eq!(on_node("a"), 1);
     assert_eq!(on_node("b"), 4);
 }
+
+#[test]
+fn two_zone_spread_groups_are_each_dealt_to_zones() {
+    // Two deployments spread over zones (maxSkew 1): dealing the first group adds classes; the
+    // second group's check must not read past the classes there were (it once panicked with an
+    // index out of bounds).
+    let spread = |p: PodRequest| p.spread(labels::ZONE, 1, WhenUnsatisfiable::DoNotSchedule);
+    let mut all = pods("a", 6, |p| spread(p.label("app", "a").cpu_millis(500)));
+    all.extend(pods("b", 6, |p| {
+        spread(p.label("app", "b").cpu_millis(500))
+    }));
+    let inp = input(all, vec![PoolSpec::new("default")], karpenter_shape(10));
+    let plan = solve(&inp, &SolveOptions::default());
+    assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+    // Group a: two pods in each zone.
+    let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..6 {
+        let zones = req_values(claim_of(&plan, &format!("default/a-{i:03}")), labels::ZONE);
+        assert_eq!(zones.len(), 1);
+        *per_zone.entry(zones[0].clone()).or_default() += 1;
+    }
+    assert_eq!(per_zone.values().copied().collect::<Vec<_>>(), [2, 2, 2]);
+}
