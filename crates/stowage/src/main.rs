@@ -18,8 +18,12 @@ enum Command {
     Run(cmd::run::Args),
     /// Run the real controllers against a simulated cluster in virtual time and report.
     Simulate(cmd::simulate::Args),
-    /// Print what would be bought for a set of pending pods, offline.
+    /// Print what would be bought for a set of pending pods: offline from files, or from a live
+    /// cluster (--kubeconfig) with what migrating its Cluster Autoscaler nodes would save.
     Plan(cmd::plan::Args),
+    /// Turn Cluster Autoscaler node groups (eksctl, ASGs, priority expander) into NodePools and
+    /// EC2NodeClasses, with a report of what could not be mapped.
+    Migrate(cmd::migrate::Args),
     /// Print every CustomResourceDefinition Stowage serves, as multi-document YAML.
     Crds(cmd::crds::Args),
     /// Write the generated reference docs (CRD fields, metrics, settings) into docs/reference.
@@ -41,6 +45,7 @@ async fn main() -> std::process::ExitCode {
         Command::Run(args) => cmd::run::run(args).await,
         Command::Simulate(args) => cmd::simulate::run(args).await,
         Command::Plan(args) => cmd::plan::run(args).await,
+        Command::Migrate(args) => cmd::migrate::run(args).await,
         Command::Crds(args) => cmd::crds::run(args).await,
         Command::Reference(args) => cmd::reference::run(args).await,
         Command::Sim(command) => cmd::sim::run(command).await,

@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod crds;
+pub mod migrate;
 pub mod plan;
 pub mod reference;
 pub mod run;

@@ -11,6 +11,9 @@
 //! `Unschedulable`), so the provisioner's rules decide which are pending (DaemonSet and static
 //! pods, terminating pods and pods with a nominated node are not bought for). NodeClaims in the
 //! input are capacity on the way. Every input error names the file, the document and the field.
+//!
+//! With `--kubeconfig` the cluster is read live instead ([`live`]): the pending pods' plan, and
+//! for nodes Stowage does not own what re-packing their pods onto the `-f` NodePools would cost.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -30,6 +33,7 @@ use stowage_api::quantity::format_resource;
 use stowage_solver::{InstanceType, Plan, SolveInput, SolveOptions};
 
 mod lean;
+mod live;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -42,9 +46,16 @@ pub enum Output {
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// YAML files with Pods, NodePools, Nodes, NodeClaims and DaemonSets (multi-document or
-    /// Lists).
-    #[arg(short = 'f', long = "filename", required = true)]
+    /// Lists; EC2NodeClasses are skipped). With --kubeconfig: NodePools only.
+    #[arg(short = 'f', long = "filename", required_unless_present = "kubeconfig")]
     pub files: Vec<PathBuf>,
+    /// Plan against a live cluster (read-only list calls): pending pods, and for nodes Stowage
+    /// does not own (Cluster Autoscaler's) today's cost against a re-pack onto the -f NodePools.
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (default: its current context).
+    #[arg(long, requires = "kubeconfig")]
+    pub context: Option<String>,
     /// A JSON catalogue: an array of instance types as the solver reads them.
     #[arg(long, conflicts_with = "synthetic")]
     pub catalog: Option<PathBuf>,
@@ -122,6 +133,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut timings = Timings::new(args.timings);
     let types = catalogue(&args).map_err(super::bad_input)?;
     timings.phase("catalogue");
+    if let Some(kubeconfig) = &args.kubeconfig {
+        return run_live(&args, kubeconfig, types).await;
+    }
     let mut texts = Vec::new();
     for f in &args.files {
         texts.push((f.clone(), read_input(f).map_err(super::bad_input)?));
@@ -154,6 +168,40 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         bail!(
             "{} pod(s) cannot be scheduled (--fail-on-unschedulable)",
             plan.unschedulable.len()
+        );
+    }
+    Ok(())
+}
+
+/// `stowage plan --kubeconfig`.
+async fn run_live(args: &Args, kubeconfig: &Path, types: Vec<InstanceType>) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut texts = Vec::new();
+    for f in &args.files {
+        texts.push((f.clone(), read_input(f).map_err(super::bad_input)?));
+    }
+    let pools = live::file_pools(parse_files(&texts, Reader::Fast).map_err(super::bad_input)?)
+        .map_err(super::bad_input)?;
+    let client = live::client(kubeconfig, args.context.as_deref()).await?;
+    let cluster = live::read(&client).await?;
+    let options = SolveOptions {
+        max_instance_types: args.max_instance_types,
+        ..SolveOptions::default()
+    };
+    let report = live::report(cluster, pools, types, &options).map_err(super::bad_input)?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match args.output {
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
+        }
+        Output::Table => out.write_all(live::render_table(&report).as_bytes())?,
+    }
+    out.flush()?;
+    if args.fail_on_unschedulable && !report.pending.unschedulable.is_empty() {
+        bail!(
+            "{} pod(s) cannot be scheduled (--fail-on-unschedulable)",
+            report.pending.unschedulable.len()
         );
     }
     Ok(())
@@ -354,6 +402,22 @@ fn parse_object(
         .unwrap_or("<unnamed>")
         .to_string();
     let what = format!("{whence} ({kind} {name})");
+    if matches!(kind.as_str(), "EC2NodeClass" | "EC2NodeClassList") {
+        // `stowage migrate` writes them next to the NodePools; a plan does not need them, but
+        // they must be what the API server would accept.
+        let mut objects = match value.get_mut("items").map(serde_json::Value::take) {
+            Some(serde_json::Value::Array(items)) if kind == "EC2NodeClassList" => items,
+            _ => vec![value],
+        };
+        for v in objects.drain(..) {
+            let class: stowage_api::EC2NodeClass = serde_json::from_value(v)
+                .with_context(|| format!("{what}: invalid EC2NodeClass"))?;
+            if let Err(errors) = class.validate() {
+                bail!("{what}: {}", stowage_api::validation::summarize(&errors));
+            }
+        }
+        return Ok(Vec::new());
+    }
     if matches!(kind.as_str(), "NodePool" | "NodeClaim") {
         let unknown = unknown_fields(&kind, &value);
         if !unknown.is_empty() {
@@ -463,6 +527,14 @@ fn input_from(
     objects: Vec<Object>,
     instance_types: Vec<InstanceType>,
 ) -> anyhow::Result<SolveInput> {
+    Ok(input_and_state(objects, instance_types)?.0)
+}
+
+/// [`input_from`], and the state it was built from.
+fn input_and_state(
+    objects: Vec<Object>,
+    instance_types: Vec<InstanceType>,
+) -> anyhow::Result<(SolveInput, ClusterState)> {
     let pools = objects
         .iter()
         .filter(|o| matches!(o, Object::NodePool(_)))
@@ -512,7 +584,7 @@ fn input_from(
     if snap.input.nodepools.is_empty() && snap.input.nodes.is_empty() {
         bail!("no NodePool and no Node in the input: nothing could hold the pods");
     }
-    Ok(snap.input)
+    Ok((snap.input, state))
 }
 
 /// A pod without `spec.nodeName` and without a `PodScheduled` condition, as the scheduler would
@@ -1059,5 +1131,144 @@ status:
     fn an_empty_plan_costs_zero_not_minus_zero() {
         let text = render_table(&Plan::default());
         assert!(text.starts_with("New nodes: 0 ($0.0000/hour)"), "{text}");
+    }
+    /// A seed-shaped batch (the seed scenario's workloads, selecting the labels the seed estate's
+    /// node groups carry) against the NodePools `stowage migrate` made of that estate (its golden
+    /// output, EC2NodeClasses included) on the embedded AWS catalogue: everything is placed, each
+    /// workload on the pool its node group was.
+    #[test]
+    fn the_migrated_seed_estate_places_a_seed_shaped_batch() {
+        let pools = include_str!("../../../migrate/testdata/seed/golden/nodepools.yaml");
+        let classes = include_str!("../../../migrate/testdata/seed/golden/nodeclasses.yaml");
+        // (workload, replicas, cpu, memory, toleration, gaudi, expected pool prefix)
+        let batch: &[(&str, usize, &str, &str, Option<&str>, bool, &str)] = &[
+            (
+                "management",
+                3,
+                "1",
+                "2Gi",
+                Some("dedicated"),
+                false,
+                "mgmt-spot",
+            ),
+            (
+                "management",
+                2,
+                "4",
+                "32Gi",
+                Some("dedicated"),
+                false,
+                "mgmt-spot",
+            ),
+            (
+                "api",
+                120,
+                "500m",
+                "1Gi",
+                None,
+                false,
+                "api-ondemand-us-east-1",
+            ),
+            (
+                "payments",
+                30,
+                "1",
+                "2Gi",
+                Some("dedicated"),
+                false,
+                "payments-ondemand",
+            ),
+            ("workflows", 250, "1", "2Gi", None, false, "wf-spot"),
+            ("spark", 2000, "3", "12Gi", None, false, "spark-spot"),
+            (
+                "batch",
+                50,
+                "2",
+                "4Gi",
+                Some("dedicated"),
+                false,
+                "batch-spot",
+            ),
+            (
+                "ci",
+                20,
+                "2",
+                "4Gi",
+                Some("dedicated"),
+                false,
+                "legacy-ci-spot",
+            ),
+            (
+                "dl1.24xlarge",
+                4,
+                "40",
+                "300Gi",
+                Some("habana.ai/gaudi"),
+                true,
+                "gaudi-train",
+            ),
+        ];
+        let mut items = Vec::new();
+        for (i, (workload, n, cpu, mem, tol, gaudi, _)) in batch.iter().enumerate() {
+            let key = if *gaudi { "accel" } else { "workload" };
+            for r in 0..*n {
+                let mut requests = serde_json::json!({"cpu": cpu, "memory": mem});
+                if *gaudi {
+                    requests["habana.ai/gaudi"] = "8".into();
+                }
+                let mut p = serde_json::json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": format!("w{i}-{r}"), "namespace": "seed",
+                        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("w{i}"), "uid": format!("u{i}"), "controller": true}]},
+                    "spec": {"nodeSelector": {key: workload},
+                        "containers": [{"name": "c", "image": "x", "resources": {"requests": requests}}]}
+                });
+                if let Some(t) = tol {
+                    p["spec"]["tolerations"] = serde_json::json!([{"key": t, "operator": "Exists", "effect": "NoSchedule"}]);
+                }
+                items.push(p);
+            }
+        }
+        let pods =
+            serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
+        let input = build_input(
+            &[
+                (PathBuf::from("nodeclasses.yaml"), classes.to_string()),
+                (PathBuf::from("nodepools.yaml"), pools.to_string()),
+                (PathBuf::from("batch.json"), pods),
+            ],
+            stowage_aws_catalog::embedded("us-east-1", &Default::default()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(input.nodepools.len(), 15);
+        let plan = stowage_solver::solve(&input, &SolveOptions::default());
+        assert!(plan.unschedulable.is_empty(), "{:#?}", plan.unschedulable);
+        let placed: usize = plan.new_claims.iter().map(|c| c.pods.len()).sum();
+        assert_eq!(placed, batch.iter().map(|b| b.1).sum::<usize>());
+        for (i, b) in batch.iter().enumerate() {
+            let prefix = format!("seed/w{i}-");
+            for c in plan
+                .new_claims
+                .iter()
+                .filter(|c| c.pods.iter().any(|p| p.starts_with(&prefix)))
+            {
+                assert!(
+                    c.nodepool.starts_with(b.6),
+                    "{} landed on {}",
+                    b.0,
+                    c.nodepool
+                );
+                if b.5 {
+                    assert_eq!(c.instance_type_options, ["dl1.24xlarge"]);
+                }
+                let capacity = values(c, labels::CAPACITY_TYPE);
+                if b.6.contains("ondemand") {
+                    assert_eq!(capacity, ["on-demand"], "{}", c.nodepool);
+                }
+                if b.6.contains("spot") {
+                    assert_eq!(capacity, ["spot"], "{}", c.nodepool);
+                }
+            }
+        }
     }
 }
