@@ -168,3 +168,63 @@ pub fn flags(doc: &Doc, ca: &mut CaOptions, report: &mut Report) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(text: &str) -> crate::source::Doc {
+        crate::source::read("pri.yaml", text).unwrap().remove(0)
+    }
+
+    const PRIORITIES: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cluster-autoscaler-priority-expander}\ndata:\n  priorities: |-\n    10:\n      - .*\n    50:\n      - ^mgmt-.*\n";
+
+    #[test]
+    fn tiers_are_highest_first_and_each_pattern_knows_its_line() {
+        let tiers = priorities(&doc(PRIORITIES)).unwrap();
+        assert_eq!(
+            tiers.iter().map(|t| t.priority).collect::<Vec<_>>(),
+            [50, 10]
+        );
+        assert_eq!(tiers[0].patterns[0].1, "pri.yaml:9 data.priorities[50][0]");
+        // Matched anywhere unless anchored, as Go's MatchString: `^mgmt-` misses the eksctl ASG
+        // name, which is why groups are matched by their node group name as well.
+        assert!(tiers[0].patterns[0].0.is_match("mgmt-spot-m5"));
+        assert!(
+            !tiers[0].patterns[0]
+                .0
+                .is_match("eksctl-seed-nodegroup-mgmt-spot-m5-NodeGroup-1")
+        );
+    }
+
+    #[test]
+    fn a_bad_pattern_is_refused_at_its_tier() {
+        let err = priorities(&doc(&PRIORITIES.replace("^mgmt-.*", "\"(unclosed\""))).unwrap_err();
+        assert!(
+            err.to_string().starts_with("pri.yaml document 1 data.priorities[50]: pattern \"(unclosed\" is not a regular expression"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn go_durations_become_stowage_durations() {
+        let d = doc(PRIORITIES);
+        let at = d.root();
+        assert_eq!(go_duration(&at, "10m0s").unwrap(), "10m");
+        assert_eq!(go_duration(&at, "1h30m0s").unwrap(), "1h30m");
+        assert!(go_duration(&at, "1.5h").is_err());
+    }
+
+    #[test]
+    fn missing_flags_take_cluster_autoscaler_defaults() {
+        let d = doc(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: cluster-autoscaler}\nspec:\n  template:\n    spec:\n      containers:\n        - name: ca\n          image: registry.k8s.io/autoscaling/cluster-autoscaler:v1.33.0\n          command: [./cluster-autoscaler, --scale-down-enabled=false]\n",
+        );
+        let mut ca = CaOptions::default();
+        let mut report = Report::default();
+        flags(&d, &mut ca, &mut report).unwrap();
+        assert_eq!(ca.unneeded.unwrap().v, "10m");
+        assert_eq!(ca.threshold.unwrap().v, 0.5);
+        assert!(!ca.enabled.unwrap().v);
+    }
+}

@@ -196,11 +196,13 @@ pub struct Report {
 }
 
 /// HOOK(consolidation): what consolidation would remove or replace on the live cluster and the
-/// $/h it saves. Consolidation (issue 12: `crates/solver/src/consolidate`,
-/// `crates/controller/src/disruption`) is not merged yet, so this returns `None` and the report
-/// says so. Once it lands, build its input from `state` (nodes, pods, NodePools with their
-/// disruption settings) and `pdbs`, run its planner and map the decisions here; the table and
-/// JSON output already print [`Consolidation`].
+/// $/h it saves. The decisions are `stowage_solver::consolidate::decide`; which nodes are
+/// candidates (initialized, past `consolidateAfter`, not blocked by do-not-disrupt or `pdbs`) and
+/// the per-pool budgets are the disruption controller's (`crates/controller/src/disruption`, issue
+/// 12, with `stowage plan --consolidate`), not merged yet. Until then this returns `None` and the
+/// report says so; then build the candidates and budgets from `state` and `pdbs` with the
+/// controller's own functions, call `decide` and map its command into [`Consolidation`] (the
+/// table and JSON output already print it).
 fn consolidation_hook(
     _state: &stowage_controller::ClusterState,
     _pdbs: &[PodDisruptionBudget],
@@ -979,6 +981,8 @@ mod tests {
         assert!(report.consolidation.is_none());
 
         let table = render_table(&report);
+        // The figures, for whoever runs the test with --nocapture.
+        println!("{table}");
         assert!(table.contains("Stowage CRDs not installed"), "{table}");
         assert!(table.contains("== What would migrating save"), "{table}");
         assert!(table.contains("default/pinned-0"), "{table}");
