@@ -1141,7 +1141,16 @@ status:
         let pools = include_str!("../../../migrate/testdata/seed/golden/nodepools.yaml");
         let classes = include_str!("../../../migrate/testdata/seed/golden/nodeclasses.yaml");
         // (workload, replicas, cpu, memory, toleration, gaudi, expected pool prefix)
-        let batch: &[(&str, usize, &str, &str, Option<&str>, bool, &str)] = &[
+        type Workload<'a> = (
+            &'a str,
+            usize,
+            &'a str,
+            &'a str,
+            Option<&'a str>,
+            bool,
+            &'a str,
+        );
+        let batch: &[Workload] = &[
             (
                 "management",
                 3,

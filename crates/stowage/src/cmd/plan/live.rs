@@ -297,7 +297,7 @@ pub fn report(
     types: Vec<InstanceType>,
     options: &SolveOptions,
 ) -> anyhow::Result<Report> {
-    let mut read = Counts {
+    let read = Counts {
         pods: cluster.pods.len(),
         nodes: cluster.nodes.len(),
         daemonsets: cluster.daemonsets.len(),
@@ -316,7 +316,6 @@ pub fn report(
     for p in &file_pools {
         pools.insert(p.name_any(), p.clone());
     }
-    read.nodepools_in_cluster = read.nodepools_in_cluster.min(pools.len());
 
     // Migration: the nodes Stowage does not own, and their pods.
     let by_name: BTreeMap<&str, &InstanceType> =
@@ -765,9 +764,9 @@ mod tests {
             taint: Some(("dedicated", "management")),
             extra: &[],
         };
-        for i in 0..2 {
+        for (i, zone) in zones.iter().enumerate().take(2) {
             let n = format!("mgmt-{i}");
-            post(node(&n, zones[i], &mgmt)).await;
+            post(node(&n, zone, &mgmt)).await;
             nodes += 1;
             post(pod(
                 &format!("prometheus-{i}"),
@@ -820,9 +819,9 @@ mod tests {
             taint: Some(("dedicated", "payments")),
             extra: &[],
         };
-        for i in 0..3 {
+        for (i, zone) in zones.iter().enumerate() {
             let n = format!("pay-{i}");
-            post(node(&n, zones[i], &pay)).await;
+            post(node(&n, zone, &pay)).await;
             nodes += 1;
             post(pod(
                 &format!("payments-{i}"),
