@@ -358,6 +358,45 @@ fn zone_spread_balances_three_zones() {
     assert_claims_fit(&plan, &types);
 }
 
+/// Pods per zone of the claims holding pods whose name starts with `prefix`.
+fn pods_per_zone(plan: &Plan, prefix: &str) -> Vec<usize> {
+    let mut per_zone: BTreeMap<String, usize> = BTreeMap::new();
+    for c in &plan.new_claims {
+        let zones = req_values(c, labels::ZONE);
+        assert_eq!(zones.len(), 1, "spread claims are pinned to one zone");
+        let n = c.pods.iter().filter(|p| p.starts_with(prefix)).count();
+        *per_zone.entry(zones[0].clone()).or_default() += n;
+    }
+    per_zone.into_values().filter(|n| *n > 0).collect()
+}
+
+#[test]
+fn several_zone_spreads_each_balance_their_own_pods() {
+    // Two Deployments each spread over zones; a third one spreads best effort
+    // (ScheduleAnyway), which is dealt to zones the same way (before: placed a pod or so per
+    // step as a required spread).
+    let types = karpenter_shape(30);
+    let spread = |app: &'static str, n: usize, when: WhenUnsatisfiable| {
+        pods(app, n, move |p| {
+            p.cpu_millis(1000)
+                .label("app", app)
+                .spread(labels::ZONE, 1, when)
+        })
+    };
+    let mut p = spread("a", 6, WhenUnsatisfiable::DoNotSchedule);
+    p.extend(spread("b", 9, WhenUnsatisfiable::DoNotSchedule));
+    p.extend(spread("c", 12, WhenUnsatisfiable::ScheduleAnyway));
+    let plan = solve(
+        &input(p, vec![PoolSpec::new("default")], types.clone()),
+        &SolveOptions::default(),
+    );
+    assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
+    assert_eq!(pods_per_zone(&plan, "default/a-"), [2, 2, 2]);
+    assert_eq!(pods_per_zone(&plan, "default/b-"), [3, 3, 3]);
+    assert_eq!(pods_per_zone(&plan, "default/c-"), [4, 4, 4]);
+    assert_claims_fit(&plan, &types);
+}
+
 #[test]
 fn hostname_anti_affinity_gives_each_pod_its_own_node() {
     let types = karpenter_shape(10);
@@ -864,21 +903,25 @@ fn in_flight_claims_take_pods_before_new_claims() {
     assert_eq!(plan.new_claims[0].pods, ["default/a-002"]);
 }
 
-#[test]
-fn preferred_anti_affinity_is_relaxed_when_the_pool_is_full() {
-    let types = karpenter_shape(8);
-    let pool = PoolSpec::new("one-node").limit("nodes", 1);
-    let p = pods("w", 2, |p| {
-        let mut p = p.cpu_millis(500).label("app", "w");
+fn preferring_apart(prefix: &str, n: usize, cpu: i64) -> Vec<PodRequest> {
+    pods(prefix, n, |p| {
+        let mut p = p.cpu_millis(cpu).label("app", prefix);
         let term = stowage_solver::PodAffinityTerm {
-            label_selector: Some(stowage_solver::LabelSelector::labels([("app", "w")])),
+            label_selector: Some(stowage_solver::LabelSelector::labels([("app", prefix)])),
             topology_key: labels::HOSTNAME.into(),
             namespaces: None,
         };
         p.preferred_pod_anti_affinity
             .push(stowage_solver::WeightedPodAffinityTerm { weight: 50, term });
         p
-    });
+    })
+}
+
+#[test]
+fn preferred_anti_affinity_is_relaxed_when_the_pool_is_full() {
+    let types = karpenter_shape(8);
+    let pool = PoolSpec::new("one-node").limit("nodes", 1);
+    let p = preferring_apart("w", 2, 500);
     let plan = solve(
         &input(p.clone(), vec![pool.clone()], types.clone()),
         &SolveOptions::default(),
@@ -886,10 +929,70 @@ fn preferred_anti_affinity_is_relaxed_when_the_pool_is_full() {
     assert!(plan.unschedulable.is_empty(), "{:?}", plan.unschedulable);
     assert_eq!(plan.new_claims.len(), 1);
     assert_eq!(plan.new_claims[0].pods.len(), 2);
-    // With room for two nodes, the preference is honoured.
+    // With room for two nodes, the preference is honoured when it costs nothing: one 1-vCPU
+    // pod per 1-vCPU node costs what both on a 2-vCPU node cost.
     let roomy = PoolSpec::new("two-nodes").limit("nodes", 2);
+    let p = preferring_apart("w", 2, 1000);
     let plan = solve(&input(p, vec![roomy], types), &SolveOptions::default());
     assert_eq!(plan.new_claims.len(), 2);
+}
+
+#[test]
+fn a_preferred_anti_affinity_never_opens_a_node_per_pod_when_packing_is_cheaper() {
+    let types = karpenter_shape(40);
+    // 500m pods: two fit the smallest type, so a node each would double the cost. The
+    // preference is dropped for new nodes (before: one claim per pod, 2x the cost).
+    let two = solve(
+        &input(
+            preferring_apart("w", 2, 500),
+            vec![PoolSpec::new("default")],
+            types.clone(),
+        ),
+        &SolveOptions::default(),
+    );
+    assert_eq!(two.new_claims.len(), 1);
+    let many = solve(
+        &input(
+            preferring_apart("w", 300, 500),
+            vec![PoolSpec::new("default")],
+            types.clone(),
+        ),
+        &SolveOptions::default(),
+    );
+    let plain = solve(
+        &input(
+            pods("w", 300, |p| p.cpu_millis(500).label("app", "w")),
+            vec![PoolSpec::new("default")],
+            types.clone(),
+        ),
+        &SolveOptions::default(),
+    );
+    assert!(many.unschedulable.is_empty(), "{:?}", many.unschedulable);
+    assert!(many.new_claims.len() <= plain.new_claims.len() + 1);
+    assert!(
+        many.cost_per_hour() <= plain.cost_per_hour() * 1.01,
+        "{} vs {}",
+        many.cost_per_hour(),
+        plain.cost_per_hour()
+    );
+    // Room already there is used the preferred way: one pod per node with room.
+    let nodes: Vec<ExistingNode> = (0..3)
+        .map(|i| node_with_cpu(&format!("n{i}"), 4000))
+        .collect();
+    let plan = solve(
+        &SolveInput {
+            nodes,
+            ..input(
+                preferring_apart("w", 3, 500),
+                vec![PoolSpec::new("default")],
+                types,
+            )
+        },
+        &SolveOptions::default(),
+    );
+    assert!(plan.new_claims.is_empty());
+    let used: std::collections::BTreeSet<&String> = plan.existing_placements.values().collect();
+    assert_eq!(used.len(), 3, "{:?}", plan.existing_placements);
 }
 
 #[test]

@@ -33,6 +33,8 @@ pub(super) struct HostSpread {
     pub(super) group: usize,
     pub(super) max_skew: i32,
     pub(super) selects_self: bool,
+    /// `ScheduleAnyway`: a preference.
+    pub(super) preferred: bool,
 }
 
 /// A hostname pod affinity or anti-affinity term of a class.
@@ -40,6 +42,8 @@ pub(super) struct HostSpread {
 pub(super) struct HostTerm {
     pub(super) group: usize,
     pub(super) selects_self: bool,
+    /// A preferred term (only anti-affinity terms are told apart).
+    pub(super) preferred: bool,
 }
 
 /// Identical pending pods, placed together.
@@ -85,6 +89,15 @@ pub(super) struct PodClass {
     pub(super) workload: Option<usize>,
     /// A zone's share of a class dealt to zones ([`Engine::split_zone_spreads`]).
     pub(super) dealt: bool,
+    /// For a share of a ScheduleAnyway spread: the pod without the spread and the zone pin,
+    /// which relaxing the share yields.
+    pub(super) undealt: Option<PodRequest>,
+    /// Set when honouring a preferred per-node cap (hostname anti-affinity or ScheduleAnyway
+    /// hostname spread on its own pods) would need new nodes at a higher price per pod than
+    /// packing: [`Engine::relax`] drops those preferences first ([`super::open`]).
+    pub(super) relax_host_preferences: bool,
+    /// Whether the cost of those preferences was checked (once, at the first new claim).
+    pub(super) host_preferences_checked: bool,
 }
 
 impl PodClass {
@@ -167,25 +180,29 @@ pub(super) struct Bundles {
     pub(super) members: Vec<Vec<usize>>,
 }
 
-/// Hash of everything that makes two pods interchangeable for scheduling (all but name, owner).
+/// Hash of everything that makes two pods interchangeable for scheduling (all but name, owner
+/// and labels: the labels count only through the topology groups selecting the pod, which
+/// [`Engine::build_classes`] compares).
 fn class_hash(p: &PodRequest) -> u64 {
     let mut h = DefaultHasher::new();
     p.requests.hash(&mut h);
-    shape_hash_into(p, &mut h);
+    shape_hash_into(p, false, &mut h);
     h.finish()
 }
 
 /// Hash of the constraints of a pod (everything but name, owner and requests).
 fn shape_hash(p: &PodRequest) -> u64 {
     let mut h = DefaultHasher::new();
-    shape_hash_into(p, &mut h);
+    shape_hash_into(p, true, &mut h);
     h.finish()
 }
 
-fn shape_hash_into(p: &PodRequest, h: &mut DefaultHasher) {
+fn shape_hash_into(p: &PodRequest, labels: bool, h: &mut DefaultHasher) {
     let h = &mut *h;
     p.namespace.hash(h);
-    p.labels.hash(h);
+    if labels {
+        p.labels.hash(h);
+    }
     p.node_selector.hash(h);
     p.required_node_affinity.hash(h);
     p.preferred_node_affinity.hash(h);
@@ -199,13 +216,17 @@ fn shape_hash_into(p: &PodRequest, h: &mut DefaultHasher) {
     p.priority.hash(h);
 }
 
+/// Alike but for name, owner and labels (see [`class_hash`]).
 fn same_class(a: &PodRequest, b: &PodRequest) -> bool {
-    a.requests == b.requests && same_shape(a, b)
+    a.requests == b.requests && same_shape_but_labels(a, b)
 }
 
 fn same_shape(a: &PodRequest, b: &PodRequest) -> bool {
+    a.labels == b.labels && same_shape_but_labels(a, b)
+}
+
+fn same_shape_but_labels(a: &PodRequest, b: &PodRequest) -> bool {
     a.namespace == b.namespace
-        && a.labels == b.labels
         && a.node_selector == b.node_selector
         && a.required_node_affinity == b.required_node_affinity
         && a.preferred_node_affinity == b.preferred_node_affinity
@@ -237,8 +258,23 @@ struct ClassTopology {
     owned_antis: Vec<usize>,
 }
 
+/// What a class's [`Compatibility`] depends on: its node requirements as written (required
+/// term, node selector, preferred terms still in force), tolerations, requests, zones and
+/// capacity types.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct CompatKey {
+    requirements: Vec<stowage_api::requirements::Requirement>,
+    tolerations: Vec<crate::domain::Toleration>,
+    requests: Vec<i64>,
+    zone_mask: u64,
+    capacity_types: u8,
+    include_prefer: bool,
+    wants_accelerator: bool,
+}
+
 /// Per pool: compatible types (or why none).
-struct Compatibility {
+#[derive(Debug, Clone)]
+pub(super) struct Compatibility {
     compatible: Vec<Option<Bitset>>,
     pool_rejections: Vec<Option<PoolRejection>>,
 }
@@ -251,12 +287,18 @@ impl Engine<'_> {
         order.sort_by(|a, b| input.pods[*a].key().cmp(&input.pods[*b].key()));
         // Under a spot blast radius, pods of different workloads are counted apart.
         let split = self.blast.active;
-        let mut by_hash: HashMap<(u64, Option<String>), Vec<usize>> = HashMap::new();
+        // Pods alike but for labels are one class when the same topology groups select them
+        // (the labels matter only through those): workflow steps labelled with their
+        // workflow's name, say, unless something selects them by it.
+        let mut by_hash: HashMap<(u64, Option<String>, Vec<usize>), Vec<usize>> = HashMap::new();
         let mut class_members: Vec<Vec<usize>> = Vec::new();
         for i in order {
             let p = &input.pods[i];
             let workload = split.then(|| super::blast::workload_key(p)).flatten();
-            let list = by_hash.entry((class_hash(p), workload)).or_default();
+            let selected_by = self.topology.groups_selecting(p);
+            let list = by_hash
+                .entry((class_hash(p), workload, selected_by))
+                .or_default();
             match list
                 .iter()
                 .find(|c| same_class(&input.pods[class_members[**c][0]], p))
@@ -383,12 +425,14 @@ impl Engine<'_> {
     }
 
     /// A zone spread only decides which zone each pod goes to: the pods of every class whose
-    /// one domain constraint is a required, self-counting spread over zones are dealt to the
-    /// zones up front, each to the zone with the fewest matching pods then (existing ones
-    /// included, so the result respects maxSkew), and each zone's share becomes a class pinned
-    /// to that zone without the spread. Those classes pack like unconstrained ones (bundles,
-    /// shared nodes) instead of one pod per placement step. Only groups whose every pending
-    /// member is such a class are dealt, so no other placement moves their counts.
+    /// one domain constraint is a self-counting spread over zones are dealt to the zones up
+    /// front, each to the zone with the fewest matching pods then (existing ones included, so
+    /// the result respects maxSkew), and each zone's share becomes a class pinned to that zone
+    /// without the spread. Those classes pack like unconstrained ones (bundles, shared nodes)
+    /// instead of one pod per placement step. Only groups whose every pending member is such a
+    /// class are dealt, so no other placement moves their counts. A ScheduleAnyway spread is
+    /// dealt the same way; a share of it that cannot be placed in its zone is relaxed to the
+    /// pod without spread or zone pin.
     pub(super) fn split_zone_spreads(&mut self) {
         let Some(zone_key) = self.ids.known_key(labels::ZONE) else {
             return;
@@ -440,6 +484,10 @@ impl Engine<'_> {
                 let class = &mut self.classes[c];
                 class.next = class.members.len();
                 let mut pod = class.pod.clone();
+                let preferred = pod.topology_spread.iter().any(|s| {
+                    s.topology_key == labels::ZONE
+                        && s.when_unsatisfiable == WhenUnsatisfiable::ScheduleAnyway
+                });
                 pod.topology_spread
                     .retain(|s| s.topology_key != labels::ZONE);
                 for (v, members) in share {
@@ -448,6 +496,7 @@ impl Engine<'_> {
                     pinned.node_selector.insert(labels::ZONE.to_string(), zone);
                     let mut split = self.make_class(pinned, false, members);
                     split.dealt = true;
+                    split.undealt = preferred.then(|| pod.clone());
                     self.classes.push(split);
                 }
             }
@@ -455,8 +504,8 @@ impl Engine<'_> {
     }
 
     /// The topology group of the class's zone spread when it can be dealt to zones up front
-    /// ([`Engine::split_zone_spreads`]): one required spread over zones that counts the class
-    /// itself, no other domain constraint, nothing about zones relaxable.
+    /// ([`Engine::split_zone_spreads`]): one spread over zones that counts the class itself, no
+    /// other domain constraint, no preferred node affinity or alternative required terms.
     fn zone_spread_group(&self, c: usize, zone_key: usize) -> Option<usize> {
         let class = &self.classes[c];
         let spreads: Vec<&crate::domain::TopologySpread> = class
@@ -471,8 +520,7 @@ impl Engine<'_> {
         let [d] = class.domain_constraints.as_slice() else {
             return None;
         };
-        let plain = spread.when_unsatisfiable == WhenUnsatisfiable::DoNotSchedule
-            && spread.min_domains.is_none()
+        let plain = spread.min_domains.is_none()
             && d.key == zone_key
             && d.selects_self
             && matches!(d.rule, DomainRule::Spread { .. })
@@ -528,15 +576,33 @@ impl Engine<'_> {
             .collect();
         let (domain_keys, pin_keys) = self.domain_and_pin_keys(&topo, &counted_in, &repelled_by);
         let include_prefer = respect && !tolerate_prefer;
-        let mut compat = self.compatibility(
-            &pod,
-            &requests,
-            &node_requirements,
+        // Classes that differ only in labels, namespace or topology (workflow steps, say) share
+        // their compatible types: computed once per what they depend on.
+        let compat_key = CompatKey {
+            requirements: reqs.clone(),
+            tolerations: pod.tolerations.clone(),
+            requests: requests.clone(),
             zone_mask,
             capacity_types,
             include_prefer,
-        );
-        self.keep_asked_for_types(&pod, &node_requirements, &mut compat);
+            wants_accelerator: pod.wants_accelerator(),
+        };
+        let mut compat = match self.caches.compatibility.get(&compat_key) {
+            Some(known) => known.clone(),
+            None => {
+                let mut compat = self.compatibility(
+                    &pod,
+                    &requests,
+                    &node_requirements,
+                    zone_mask,
+                    capacity_types,
+                    include_prefer,
+                );
+                self.keep_asked_for_types(&pod, &node_requirements, &mut compat);
+                self.caches.compatibility.insert(compat_key, compat.clone());
+                compat
+            }
+        };
         if !node_names.admits_unnamed_node() {
             // Pinned to named nodes: a node to buy cannot be given a chosen name.
             let pools = self.catalog.pools.len();
@@ -568,6 +634,9 @@ impl Engine<'_> {
             topology_reason: None,
             workload,
             dealt: false,
+            undealt: None,
+            relax_host_preferences: false,
+            host_preferences_checked: false,
         }
     }
 
@@ -591,6 +660,7 @@ impl Engine<'_> {
                     group,
                     max_skew,
                     selects_self,
+                    preferred: s.when_unsatisfiable == WhenUnsatisfiable::ScheduleAnyway,
                 });
             } else {
                 let min_domains = s.min_domains.unwrap_or(0);
@@ -620,6 +690,7 @@ impl Engine<'_> {
                 out.host_affinity.push(HostTerm {
                     group,
                     selects_self,
+                    preferred: false,
                 });
             } else {
                 out.domain_constraints.push(DomainConstraint {
@@ -655,6 +726,7 @@ impl Engine<'_> {
                 out.host_anti.push(HostTerm {
                     group: term.group,
                     selects_self,
+                    preferred: !pod.pod_anti_affinity.contains(t),
                 });
             } else {
                 out.domain_constraints.push(DomainConstraint {
@@ -850,7 +922,13 @@ impl Engine<'_> {
         let mut pod = class.pod.clone();
         let mut tolerate_prefer = class.tolerate_prefer;
         let respect = self.options.relax_preferences;
-        let changed = if pod.required_node_affinity.len() > 1 {
+        let changed = if class.relax_host_preferences && drop_host_preferences(&mut pod) {
+            true
+        } else if let Some(undealt) = &class.undealt {
+            // A zone's share of a ScheduleAnyway spread: the spread (and so the zone) goes.
+            pod = undealt.clone();
+            true
+        } else if pod.required_node_affinity.len() > 1 {
             pod.required_node_affinity.remove(0);
             true
         } else if !respect {
@@ -883,6 +961,23 @@ impl Engine<'_> {
         self.classes.push(relaxed);
         Some(self.classes.len() - 1)
     }
+}
+
+/// Drops the pod's preferences that cap its own pods per node (preferred hostname
+/// anti-affinity and ScheduleAnyway hostname spreads that select the pod itself); true when
+/// any was dropped.
+fn drop_host_preferences(pod: &mut PodRequest) -> bool {
+    let hostname = |key: &str| key == labels::HOSTNAME;
+    let (namespace, own) = (pod.namespace.clone(), pod.labels.clone());
+    let before = pod.preferred_pod_anti_affinity.len() + pod.topology_spread.len();
+    pod.preferred_pod_anti_affinity
+        .retain(|w| !(hostname(&w.term.topology_key) && w.term.selects(&namespace, &own)));
+    pod.topology_spread.retain(|s| {
+        !(s.when_unsatisfiable == WhenUnsatisfiable::ScheduleAnyway
+            && hostname(&s.topology_key)
+            && s.label_selector.as_ref().is_some_and(|l| l.matches(&own)))
+    });
+    before != pod.preferred_pod_anti_affinity.len() + pod.topology_spread.len()
 }
 
 /// Keeps, in every pool's compatible types, those `keep` accepts.

@@ -196,8 +196,10 @@ struct Caches {
     /// New-claim type choices that stay valid (see [`open`]).
     open: HashMap<OpenCacheKey, open::CachedChoice>,
     /// Per node index: the cheapest type holding what the claim had when last asked (see
-    /// [`place`]); reused while the claim's usage, zones and pinned domains are unchanged.
+    /// [`place`]); reused while no pod was placed on the claim since.
     shrink: Vec<Option<place::ShrinkMemo>>,
+    /// Compatible types per pool of the classes built so far, by what they depend on.
+    compatibility: HashMap<classes::CompatKey, classes::Compatibility>,
 }
 
 /// The state of one solve. Each phase owns its part (see the module map).

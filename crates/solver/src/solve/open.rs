@@ -600,20 +600,70 @@ impl<'a> Engine<'a> {
     /// The most pods of class `c` one node may ever hold by its per-node rules (host ports,
     /// hostname spread and anti-affinity); a domain spread limits each step, not the node.
     fn node_cap(&self, c: usize) -> usize {
+        self.node_cap_with(c, true)
+    }
+
+    /// [`Engine::node_cap`], counting the class's preferred per-node rules (ScheduleAnyway
+    /// hostname spread, preferred hostname anti-affinity) only with `preferences`.
+    fn node_cap_with(&self, c: usize, preferences: bool) -> usize {
         let class = &self.classes[c];
         let mut k = usize::MAX;
         if !class.pod.host_ports.is_empty() {
             k = k.min(1);
         }
         for s in &class.host_spread {
-            if s.selects_self {
+            if s.selects_self && (preferences || !s.preferred) {
                 k = k.min(s.max_skew.max(1) as usize);
             }
         }
-        if class.host_anti.iter().any(|h| h.selects_self) {
+        if class
+            .host_anti
+            .iter()
+            .any(|h| h.selects_self && (preferences || !h.preferred))
+        {
             k = k.min(1);
         }
         k
+    }
+
+    /// Whether honouring the class's preferred per-node caps on a new claim would cost more
+    /// per pod (beyond [`ROOMY_SLACK`]) than packing the pods it must still place: then the
+    /// preference is dropped instead of opening a node per pod (a preference never multiplies
+    /// the cost of a plan). Compared on the best price per pod either way in the first pool and
+    /// capacity type [`Engine::open`] would try; budgets are ignored.
+    pub(super) fn preference_costs_nodes(&mut self, c: usize, combo: &[u32]) -> bool {
+        let (capped, free) = (self.node_cap_with(c, true), self.node_cap_with(c, false));
+        if capped >= free {
+            return false;
+        }
+        let must_hold = self.must_hold(c, combo);
+        for pi in 0..self.catalog.pools.len() {
+            let Some(bits) = &self.classes[c].compatible[pi] else {
+                continue;
+            };
+            let pins = self.domain_pins(c, pi, combo);
+            for ct in self.capacity_types_for(c, pi, &pins) {
+                let blast = self.open_blast_cap(c, pi, ct).unwrap_or(usize::MAX);
+                let (mut honoured, mut packed) = (f64::INFINITY, f64::INFINITY);
+                for t in bits.iter() {
+                    let ty = &self.catalog.types[t];
+                    let zones = ty.zones(ct) & pins.zone_mask;
+                    if zones == 0 || !self.has_pinned_labels(t, &pins) {
+                        continue;
+                    }
+                    let (price, raw) = (ty.cheapest(ct, zones), self.raw_fit(c, t).min(blast));
+                    if raw == 0 || !price.is_finite() {
+                        continue;
+                    }
+                    honoured = honoured.min(price / raw.min(capped) as f64);
+                    packed = packed.min(price / raw.min(free).min(must_hold) as f64);
+                }
+                if honoured.is_finite() {
+                    return honoured > packed * ROOMY_SLACK;
+                }
+            }
+        }
+        false
     }
 
     /// Opens claim `<pool>-<n>` as type `t`, charged to the pool's budget.
@@ -667,7 +717,12 @@ impl<'a> Engine<'a> {
             capacity,
             domain_values,
         ));
-        self.nodes.len() - 1
+        let n = self.nodes.len() - 1;
+        // A discarded claim's index is reused: forget what was memoised for it.
+        if let Some(memo) = self.caches.shrink.get_mut(n) {
+            *memo = None;
+        }
+        n
     }
 
     /// Undoes the opening of the last node when nothing could go there after all.

@@ -665,6 +665,7 @@ impl Engine<'_> {
             for (c, pods) in held {
                 let class = &self.classes[c];
                 let node = &mut self.nodes[n];
+                node.version += 1;
                 for (u, r) in node.used.iter_mut().zip(&class.requests) {
                     *u += r * pods.len() as i64;
                 }

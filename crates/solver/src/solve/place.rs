@@ -53,6 +53,9 @@ pub(super) struct SimNode {
     anti_counts: Vec<(usize, u32)>,
     /// Domain value per topology key (None: not in any domain, or zone still flexible).
     pub(super) domain_values: Vec<Option<u32>>,
+    /// Bumped whenever pods are placed here (usage, zones, compatible types and pinned
+    /// domains change only then): what [`ShrinkMemo`] is keyed on.
+    pub(super) version: u64,
 }
 
 fn count_of(counts: &[(usize, u32)], id: usize) -> u32 {
@@ -83,6 +86,7 @@ impl SimNode {
             group_counts: Vec::new(),
             anti_counts: Vec::new(),
             domain_values,
+            version: 0,
         }
     }
 
@@ -102,14 +106,12 @@ impl SimNode {
     }
 }
 
-/// What [`Engine::cheapest_holding`] answered for a new claim (without the charge ceiling), and
-/// the claim state it depends on: its usage (which also changes whenever its compatible types
-/// narrow, as that happens only when a pod is added), zones and pinned domain values.
+/// What [`Engine::cheapest_holding`] answered for a new claim (without the charge ceiling), at
+/// the claim's [`SimNode::version`]: its usage, zones, compatible types and pinned domain
+/// values change only when pods are placed, which bumps the version.
 #[derive(Debug, Clone)]
 pub(super) struct ShrinkMemo {
-    used: Vec<i64>,
-    zone_mask: u64,
-    domain_values: Vec<Option<u32>>,
+    version: u64,
     choice: Option<usize>,
 }
 
@@ -206,10 +208,17 @@ impl Engine<'_> {
             self.place(c, n, fit);
             return true;
         }
-        if allow_open
-            && self.can_open(c)
-            && let Some(n) = self.open(c, combo)
-        {
+        if !allow_open || !self.can_open(c) || self.classes[c].relax_host_preferences {
+            return false;
+        }
+        if !self.classes[c].host_preferences_checked {
+            self.classes[c].host_preferences_checked = true;
+            if self.preference_costs_nodes(c, combo) {
+                self.classes[c].relax_host_preferences = true;
+                return false;
+            }
+        }
+        if let Some(n) = self.open(c, combo) {
             if let Some(fit) = self.fit(c, n, combo) {
                 self.place(c, n, fit);
                 return true;
@@ -486,6 +495,7 @@ impl Engine<'_> {
         let members = &class.members[class.next..class.next + k];
         class.next += k;
         let node = &mut self.nodes[n];
+        node.version += 1;
         for (u, r) in node.used.iter_mut().zip(&class.requests) {
             *u += r * k as i64;
         }
@@ -523,29 +533,20 @@ impl Engine<'_> {
     /// never more than it has now.
     fn shrunk_capacity_memo(&mut self, n: usize) -> Option<Vec<i64>> {
         let node = &self.nodes[n];
-        let zone_mask = node.opened()?.zone_mask;
+        node.opened()?;
         if self.caches.shrink.len() < self.nodes.len() {
             self.caches.shrink.resize_with(self.nodes.len(), || None);
         }
+        let version = node.version;
         let hit = self.caches.shrink[n]
             .as_ref()
-            .filter(|m| {
-                m.zone_mask == zone_mask
-                    && m.used == node.used
-                    && m.domain_values == node.domain_values
-            })
+            .filter(|m| m.version == version)
             .map(|m| m.choice);
         let t = match hit {
             Some(choice) => choice,
             None => {
                 let choice = self.cheapest_holding(n, false);
-                let node = &self.nodes[n];
-                self.caches.shrink[n] = Some(ShrinkMemo {
-                    used: node.used.clone(),
-                    zone_mask,
-                    domain_values: node.domain_values.clone(),
-                    choice,
-                });
+                self.caches.shrink[n] = Some(ShrinkMemo { version, choice });
                 choice
             }
         }?;

@@ -35,14 +35,48 @@ pub(super) struct Topology {
     pub(super) domain_counts: HashMap<(usize, usize, u32), u32>,
     /// (anti term, value) -> pods owning the term in that domain.
     pub(super) anti_domain_counts: HashMap<(usize, u32), u32>,
+    /// Groups `..indexed` by their first matchLabels pair, or in `unindexed` when they have
+    /// none ([`Topology::index_groups`]).
+    by_label: HashMap<(String, String), Vec<usize>>,
+    unindexed: Vec<usize>,
+    indexed: usize,
 }
 
 impl Topology {
     /// Groups that select `pod`.
     pub(super) fn groups_selecting(&self, pod: &PodRequest) -> Vec<usize> {
-        (0..self.groups.len())
+        // Indexed groups can select the pod only if it carries their first matchLabels pair.
+        let mut out: Vec<usize> = pod
+            .labels
+            .iter()
+            .filter_map(|(k, v)| self.by_label.get(&(k.clone(), v.clone())))
+            .flatten()
+            .chain(&self.unindexed)
+            .copied()
+            .chain(self.indexed..self.groups.len())
             .filter(|g| self.groups[*g].selects(pod))
-            .collect()
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Indexes the groups registered so far by their first matchLabels pair (see
+    /// [`Topology::groups_selecting`]); groups added later are checked one by one.
+    pub(super) fn index_groups(&mut self) {
+        self.by_label.clear();
+        self.unindexed.clear();
+        for (g, key) in self.groups.iter().enumerate() {
+            match key.selector.match_labels.iter().next() {
+                Some((k, v)) => self
+                    .by_label
+                    .entry((k.clone(), v.clone()))
+                    .or_default()
+                    .push(g),
+                None => self.unindexed.push(g),
+            }
+        }
+        self.indexed = self.groups.len();
     }
 
     /// Counts `k` more pods of the groups `groups` in the domains `domain_values` (per key).
@@ -160,6 +194,7 @@ impl Engine<'_> {
                 }
             }
         }
+        self.topology.index_groups();
     }
 
     /// Domain values each of the class's domain keys may take now, in preference order, as
