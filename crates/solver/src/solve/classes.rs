@@ -1,5 +1,5 @@
-//! Step 4, pod classes and bundles. Identical pods (all but name and owner) form a
-//! [`PodClass`], placed together. A class is compiled once: its requests as a quantity vector,
+//! Step 4, pod classes and bundles. Identical pods (all but name, owner, and labels that no
+//! topology group selects by) form a [`PodClass`], placed together. A class is compiled once: its requests as a quantity vector,
 //! its node requirements (the api's [`Requirements`] algebra), zone and capacity-type masks,
 //! topology constraints split into hostname ones (checked per node) and domain ones (see
 //! [`super::topology`]), and per pool the [`Bitset`] of instance types that can hold one pod

@@ -23,7 +23,10 @@
 //! # Key decisions (see `docs/performance.md` for the figures)
 //! - Identical pods (everything but the name) form a class and are placed together: each step
 //!   puts as many pods of the class on one node as fit, so work scales with nodes and classes,
-//!   not pods x nodes.
+//!   not pods x nodes. Labels count only through the topology groups that select a pod, so pods
+//!   that differ only in labels nothing selects by (a workflow's name, say) are one class; a
+//!   class's compatible types are computed once per distinct requirements, tolerations and
+//!   requests, not per class.
 //! - Instance types are interned per (NodePool, type); a class's compatible types per pool are a
 //!   [`crate::bitset::Bitset`] computed once; offerings are pre-indexed as zone masks per capacity type.
 //! - Every node scan for a class resumes from a cursor: a node that cannot take a pod of a class
@@ -52,12 +55,6 @@
 //!   executors with CPU-bound batch pods). At the end each claim lists every compatible type
 //!   that fits what it holds, cheapest first, so a claim that ended up half full is bought
 //!   smaller.
-//!   largest type within 5 % of the best ratio (so later classes fill it), the cheapest with room
-//!   for three pods for classes capped per node (hostname spread/anti-affinity, host ports), and
-//!   the strict best ratio when a NodePool limit or on-demand cap charges the claim. Classes that
-//!   differ only in size form a bundle and are packed jointly, each new node taking a
-//!   proportional slice of each. At the end each claim lists every compatible type that fits
-//!   what it holds, cheapest first, so a claim that ended up half full is bought smaller.
 //! - The greedy places class by class, so it cannot see that two classes fill one node type
 //!   together better than each fills its own. Step 6b repacks the new claims that hold only free
 //!   classes, per (NodePool, capacity type) the greedy chose (pool weights and capacity-type
@@ -89,7 +86,14 @@
 //! treated as required, then relaxed one at a time only for pods that do not fit, in this order:
 //! next required node-affinity term (terms are alternatives), lightest preferred pod affinity,
 //! lightest preferred pod anti-affinity, lightest preferred node affinity, the last ScheduleAnyway
-//! spread, then PreferNoSchedule taints are tolerated.
+//! spread, then PreferNoSchedule taints are tolerated. Two exceptions keep a preference from
+//! multiplying the cost of a plan: a preference that caps a class's own pods per node
+//! (preferred hostname anti-affinity, ScheduleAnyway hostname spread) is honoured on room that
+//! is already there, but when a new claim is needed and one pod per node would cost more per
+//! pod than packing them (beyond 5 %), it is dropped first instead of opening a node per pod
+//! (Karpenter honours it and opens the nodes); and a ScheduleAnyway zone spread is dealt to
+//! zones like a required one (free when zones cost alike), its shares relaxed to any zone only
+//! when they cannot be placed in theirs.
 //!
 //! Simplification: hostname topology spread allows at most `maxSkew` matching pods per node
 //! (new nodes can always be bought, so the global minimum is 0), as Karpenter does.
