@@ -117,6 +117,13 @@ pub const UNREGISTERED_TAINT_KEY: &str = "stowage.dev/unregistered";
 pub const TERMINATION_FINALIZER: &str = "stowage.dev/termination";
 /// Hash of the NodePool template a NodeClaim was made from (static drift).
 pub const NODEPOOL_HASH: &str = "stowage.dev/nodepool-hash";
+/// On a NodeClaim whose instance the cloud announced it takes away: the event kind
+/// (`spot_interruption`, `scheduled_change`, `rebalance_recommendation`). Set before its
+/// replacement is launched, so a redelivered event never buys the replacement twice.
+pub const INTERRUPTED: &str = "stowage.dev/interrupted";
+/// On an interrupted NodeClaim: when the instance goes away (RFC 3339). The drain deletes the
+/// pods still there in time for it, whatever PodDisruptionBudgets say.
+pub const INTERRUPTION_DEADLINE: &str = "stowage.dev/interruption-deadline";
 
 // --- Extended resources ------------------------------------------------------------------------
 pub const RESOURCE_NVIDIA_GPU: &str = "nvidia.com/gpu";

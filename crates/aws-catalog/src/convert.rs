@@ -325,6 +325,7 @@ pub fn offerings(
                     available: true,
                     reservation_capacity: None,
                     reservation_id: None,
+                    interruption_cost_per_hour: 0.0,
                 });
             }
         }

@@ -4,13 +4,31 @@
 //!
 //! Key decision: parsing is pure and total over the message body: an unknown event type is
 //! `Ok(None)` (acknowledge and ignore), a malformed body is an error naming what is wrong, so a bad
-//! message never blocks the queue.
+//! message never blocks the queue. The queue is the provider's
+//! [`stowage_cloud::InterruptionSource`]: each message becomes the cloud-neutral
+//! [`MessageContent`] the controllers handle (one event per instance named; a state change to
+//! `pending` or `running` is `Ignored`), so the controllers never see an EventBridge shape.
+//!
+//! The four EventBridge rules (see docs/interruption.md) and what they become:
+//! - `aws.ec2` / `EC2 Spot Instance Interruption Warning` -> `SpotInterruption`;
+//! - `aws.ec2` / `EC2 Instance Rebalance Recommendation` -> `RebalanceRecommendation`;
+//! - `aws.health` / `AWS Health Event`, service `EC2`, category `scheduledChange` ->
+//!   `ScheduledChange` for every affected instance;
+//! - `aws.ec2` / `EC2 Instance State-change Notification` (stopping, stopped, shutting-down,
+//!   terminated) -> `StateChange`.
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use serde::Deserialize;
+use stowage_cloud::{
+    AckHandle, InstanceStateChange, InterruptionMessage, InterruptionSource, MessageContent,
+};
 
 use crate::sdk::{self, SqsApi};
+
+/// Seconds one receive long-polls (SQS's maximum).
+pub const LONG_POLL_SECONDS: i32 = 20;
 
 /// Errors of the interruption queue.
 #[derive(Debug, thiserror::Error)]
@@ -168,11 +186,51 @@ pub fn parse_message(body: &str) -> Result<Option<InterruptionEvent>> {
     }))
 }
 
+impl InterruptionEvent {
+    /// The cloud-neutral events of this one (one per instance), or why it is not acted on.
+    pub fn to_content(&self) -> MessageContent {
+        let kind = match &self.kind {
+            InterruptionKind::SpotInterruption => stowage_cloud::InterruptionKind::SpotInterruption,
+            InterruptionKind::RebalanceRecommendation => {
+                stowage_cloud::InterruptionKind::RebalanceRecommendation
+            }
+            InterruptionKind::ScheduledChange => stowage_cloud::InterruptionKind::ScheduledChange,
+            InterruptionKind::StateChange { state } => match InstanceStateChange::parse(state) {
+                Some(s) => stowage_cloud::InterruptionKind::StateChange(s),
+                None => return MessageContent::Ignored(format!("instance state {state}")),
+            },
+        };
+        let time = self.time.as_deref().and_then(|t| t.parse().ok());
+        MessageContent::Events(
+            self.instance_ids
+                .iter()
+                .map(|id| stowage_cloud::InterruptionEvent {
+                    kind,
+                    instance_id: id.clone(),
+                    time,
+                    offering: None,
+                })
+                .collect(),
+        )
+    }
+}
+
+/// What a parsed message body is to the controllers.
+pub fn content_of(parsed: &Result<Option<InterruptionEvent>>) -> MessageContent {
+    match parsed {
+        Ok(Some(event)) => event.to_content(),
+        Ok(None) => MessageContent::Ignored("event type not handled".into()),
+        Err(err) => MessageContent::Malformed(err.to_string()),
+    }
+}
+
 /// A received message: the parsed event (or why it could not be parsed) and its receipt handle.
 #[derive(Debug)]
 pub struct Received {
     pub event: Result<Option<InterruptionEvent>>,
     pub receipt_handle: String,
+    /// SQS's message id (empty when SQS sent none).
+    pub message_id: String,
 }
 
 /// The interruption queue.
@@ -216,6 +274,7 @@ impl InterruptionQueue {
                 Some(Received {
                     event: parse_message(m.body.as_deref().unwrap_or_default()),
                     receipt_handle,
+                    message_id: m.message_id.unwrap_or_default(),
                 })
             })
             .collect())
@@ -227,6 +286,43 @@ impl InterruptionQueue {
             .delete_message(self.url.clone(), receipt_handle.to_string())
             .await
             .map_err(Error::Delete)
+    }
+}
+
+#[async_trait]
+impl InterruptionSource for InterruptionQueue {
+    /// Long-polls 20 s for up to 10 messages.
+    async fn receive(&self) -> stowage_cloud::Result<Vec<InterruptionMessage>> {
+        let received = InterruptionQueue::receive(self, LONG_POLL_SECONDS)
+            .await
+            .map_err(cloud_error("ReceiveMessage"))?;
+        Ok(received
+            .into_iter()
+            .map(|r| InterruptionMessage {
+                content: content_of(&r.event),
+                id: r.message_id,
+                ack: AckHandle(r.receipt_handle),
+            })
+            .collect())
+    }
+
+    async fn acknowledge(&self, ack: &AckHandle) -> stowage_cloud::Result<()> {
+        InterruptionQueue::acknowledge(self, &ack.0)
+            .await
+            .map_err(cloud_error("DeleteMessage"))
+    }
+
+    fn name(&self) -> &'static str {
+        "sqs"
+    }
+}
+
+fn cloud_error(operation: &'static str) -> impl Fn(Error) -> stowage_cloud::Error {
+    move |err| match err {
+        Error::Receive(e) | Error::Delete(e) | Error::ResolveQueue { source: e, .. } => {
+            crate::errors::to_cloud(e)
+        }
+        Error::ParseMessage(message) => stowage_cloud::Error::Api { operation, message },
     }
 }
 

@@ -141,6 +141,7 @@ mod tests {
             available,
             reservation_capacity: None,
             reservation_id: None,
+            interruption_cost_per_hour: 0.0,
         }
     }
 

@@ -45,6 +45,19 @@ impl UnavailableOfferings {
         self.entries().insert(key, until);
     }
 
+    /// Marks the offering unavailable for `ttl` from now (a longer mark already there is kept):
+    /// an interrupted spot offering, kept out longer than an insufficient-capacity answer.
+    pub fn mark_for(&self, key: OfferingKey, ttl: Duration) {
+        let now = self.clock.now();
+        let until = SignedDuration::try_from(ttl)
+            .ok()
+            .and_then(|ttl| now.checked_add(ttl).ok())
+            .unwrap_or(now);
+        let mut entries = self.entries();
+        let entry = entries.entry(key).or_insert(until);
+        *entry = (*entry).max(until);
+    }
+
     /// Whether the offering is currently marked unavailable.
     pub fn is_unavailable(
         &self,
@@ -105,5 +118,17 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(!cache.is_unavailable("m5.large", "us-east-1a", CapacityType::Spot));
         assert!(cache.current().is_empty());
+        // An interrupted offering is kept out for its own, longer TTL.
+        let key = OfferingKey {
+            instance_type: "m5.large".into(),
+            zone: "us-east-1a".into(),
+            capacity_type: CapacityType::Spot,
+        };
+        cache.mark_for(key.clone(), Duration::from_secs(900));
+        cache.mark(key);
+        tokio::time::sleep(Duration::from_secs(899)).await;
+        assert!(cache.is_unavailable("m5.large", "us-east-1a", CapacityType::Spot));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!cache.is_unavailable("m5.large", "us-east-1a", CapacityType::Spot));
     }
 }

@@ -859,6 +859,143 @@ async fn interruption_messages_are_received_parsed_and_acknowledged() {
     );
 }
 
+/// One EventBridge event as the rule delivers it to SQS.
+fn eventbridge(
+    account: &str,
+    id: &str,
+    detail_type: &str,
+    source: &str,
+    instance: &str,
+    detail: serde_json::Value,
+) -> String {
+    json!({
+        "version": "0", "id": id, "detail-type": detail_type, "source": source,
+        "account": account, "time": "2026-11-28T10:00:00Z", "region": "us-east-1",
+        "resources": [format!("arn:aws:ec2:us-east-1:{account}:instance/{instance}")],
+        "detail": detail
+    })
+    .to_string()
+}
+
+/// Each of the four EventBridge rules' messages, a state change that is not an interruption and
+/// a malformed body, sent to the emulator's SQS and read back through the provider's
+/// `InterruptionSource` (the real SDK: ReceiveMessage with a long poll, DeleteMessage).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_interruption_rule_becomes_a_typed_event_through_sqs() {
+    use stowage_cloud::{
+        InstanceStateChange, InterruptionKind as Kind, InterruptionSource, MessageContent,
+    };
+    let account = Account::new().await;
+    let id = account.id.to_string();
+    let url = account.sqs("CreateQueue", json!({"QueueName": "stowage-interruptions"}))["QueueUrl"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bodies = [
+        eventbridge(
+            &id,
+            "e-spot",
+            "EC2 Spot Instance Interruption Warning",
+            "aws.ec2",
+            "i-0001",
+            json!({"instance-id": "i-0001", "instance-action": "terminate"}),
+        ),
+        eventbridge(
+            &id,
+            "e-rebalance",
+            "EC2 Instance Rebalance Recommendation",
+            "aws.ec2",
+            "i-0002",
+            json!({"instance-id": "i-0002"}),
+        ),
+        eventbridge(
+            &id,
+            "e-health",
+            "AWS Health Event",
+            "aws.health",
+            "i-0003",
+            json!({"service": "EC2", "eventTypeCategory": "scheduledChange",
+                   "eventTypeCode": "AWS_EC2_INSTANCE_RETIREMENT_SCHEDULED",
+                   "affectedEntities": [{"entityValue": "i-0003"}, {"entityValue": "i-0004"}]}),
+        ),
+        eventbridge(
+            &id,
+            "e-stopping",
+            "EC2 Instance State-change Notification",
+            "aws.ec2",
+            "i-0005",
+            json!({"instance-id": "i-0005", "state": "stopping"}),
+        ),
+        eventbridge(
+            &id,
+            "e-running",
+            "EC2 Instance State-change Notification",
+            "aws.ec2",
+            "i-0006",
+            json!({"instance-id": "i-0006", "state": "running"}),
+        ),
+        "{\"detail-type\": 42".to_string(),
+    ];
+    for body in &bodies {
+        account.sqs("SendMessage", json!({"QueueUrl": url, "MessageBody": body}));
+    }
+    let queue = InterruptionQueue::new(Arc::clone(&account.clients.sqs), "stowage-interruptions")
+        .await
+        .unwrap();
+    let source: &dyn InterruptionSource = &queue;
+    let mut messages = Vec::new();
+    while messages.len() < bodies.len() {
+        let batch = source.receive().await.unwrap();
+        assert!(!batch.is_empty(), "messages are waiting");
+        assert!(batch.len() <= 10);
+        messages.extend(batch);
+    }
+    let mut events: Vec<(Kind, String)> = Vec::new();
+    let (mut ignored, mut malformed) = (0, 0);
+    for m in &messages {
+        assert!(!m.id.is_empty() && !m.ack.0.is_empty());
+        match &m.content {
+            MessageContent::Events(es) => {
+                for e in es {
+                    assert_eq!(e.time, Some("2026-11-28T10:00:00Z".parse().unwrap()));
+                    events.push((e.kind, e.instance_id.clone()));
+                }
+            }
+            MessageContent::Ignored(why) => {
+                assert!(why.contains("running"), "{why}");
+                ignored += 1;
+            }
+            MessageContent::Malformed(why) => {
+                assert!(why.contains("failed to parse"), "{why}");
+                malformed += 1;
+            }
+        }
+    }
+    events.sort();
+    assert_eq!(
+        events,
+        [
+            (Kind::SpotInterruption, "i-0001".to_string()),
+            (Kind::RebalanceRecommendation, "i-0002".to_string()),
+            (Kind::ScheduledChange, "i-0003".to_string()),
+            (Kind::ScheduledChange, "i-0004".to_string()),
+            (
+                Kind::StateChange(InstanceStateChange::Stopping),
+                "i-0005".to_string()
+            ),
+        ]
+    );
+    assert_eq!((ignored, malformed), (1, 1));
+    for m in &messages {
+        source.acknowledge(&m.ack).await.unwrap();
+    }
+    assert!(
+        queue.receive(0).await.unwrap().is_empty(),
+        "acknowledged messages are deleted"
+    );
+    assert_eq!(account.call_count("DeleteMessage"), bodies.len() as u64);
+}
+
 /// `default` naming only an IAM role, as most Karpenter users write it.
 fn role_class(cluster: &str, role: &str, generation: i64) -> EC2NodeClass {
     let mut class = node_class(cluster, None);

@@ -11,7 +11,11 @@
 //! - `create` is idempotent per NodeClaim name; launches take `launch_latency` of tokio time, so a
 //!   paused runtime makes it virtual time.
 //! - instances get provider ids `fake:///<zone>/i-000001`; `delete` of a gone instance is `NotFound`.
-//! - `interrupt` warns (event) and terminates the instance `interruption_notice` (2 minutes) later.
+//! - `interrupt` warns (event) and terminates the instance `interruption_notice` (2 minutes) later;
+//!   the warning is also a spot-interruption message on the fake's [`InterruptionSource`] queue
+//!   (at-least-once like SQS: a message not acknowledged comes back after 30 s), where tests can
+//!   put any other message too ([`FakeCloud::send_message`]).
+//! - `mark_unavailable` keeps an offering unavailable for a while, as a failed launch does.
 //! - every call is recorded; one-shot errors can be injected per operation; offerings can be marked
 //!   out of capacity one by one or through windows a script opens and closes.
 //! - [`FakeCloud::subscribe`] streams [`FakeEvent`]s (launched, interruption warning, terminated),
@@ -30,10 +34,21 @@ use stowage_solver::{InstanceType, Offering, Resources};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
+use crate::interruption::{
+    AckHandle, InterruptionEvent, InterruptionKind, InterruptionMessage, InterruptionSource,
+    MAX_BATCH, MessageContent,
+};
 use crate::{
     CloudProvider, DriftReason, Error, NodeClassKind, NodeClassStatus, OfferingKey, Operation,
     Result,
 };
+
+/// How long a received, unacknowledged message stays invisible (SQS's default is 30 s).
+const VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `receive` waits for a message (SQS's longest long poll).
+const LONG_POLL: Duration = Duration::from_secs(20);
+/// Messages kept at most (the oldest are dropped: a run without a consumer stays bounded).
+const MAX_QUEUED: usize = 100_000;
 
 /// The provider id scheme of fake instances.
 pub const PROVIDER_ID_PREFIX: &str = "fake:///";
@@ -187,6 +202,14 @@ struct State {
     node_classes_not_ready: BTreeMap<String, String>,
     launches: u64,
     interruptions: u64,
+    /// The interruption queue: visible messages, oldest first.
+    messages: VecDeque<InterruptionMessage>,
+    /// Received and not acknowledged, visible again at the instant.
+    in_flight: BTreeMap<AckHandle, (InterruptionMessage, Instant)>,
+    next_message: u64,
+    acknowledged: u64,
+    /// Expected interruption cost per hour, added to the price when choosing among offerings.
+    interruption_costs: BTreeMap<OfferingKey, f64>,
 }
 
 impl State {
@@ -239,6 +262,10 @@ struct Shared {
     config: FakeConfig,
     state: Mutex<State>,
     events: broadcast::Sender<FakeEvent>,
+    /// Wakes a waiting `receive` when a message is queued.
+    message_ready: tokio::sync::Notify,
+    /// Stamps interruption events with their time (none: events carry no time).
+    clock: Option<stowage_clock::SharedClock>,
 }
 
 /// The fake cloud; clones share one cloud.
@@ -256,10 +283,19 @@ impl std::fmt::Debug for FakeCloud {
 }
 
 /// Builds a [`FakeCloud`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct FakeCloudBuilder {
     config: FakeConfig,
     catalog: Vec<InstanceType>,
+    clock: Option<stowage_clock::SharedClock>,
+}
+
+impl std::fmt::Debug for FakeCloudBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeCloudBuilder")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 impl FakeCloudBuilder {
@@ -301,6 +337,12 @@ impl FakeCloudBuilder {
         self
     }
 
+    /// The clock interruption events are stamped with (the simulator's).
+    pub fn clock(mut self, clock: stowage_clock::SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.config.event_capacity = capacity.max(1);
         self
@@ -318,6 +360,8 @@ impl FakeCloudBuilder {
                 config: self.config,
                 state: Mutex::new(state),
                 events,
+                message_ready: tokio::sync::Notify::new(),
+                clock: self.clock,
             }),
         }
     }
@@ -500,9 +544,19 @@ impl FakeCloud {
             }
             instance.state = InstanceState::Interrupted;
             let name = instance.claim_name.clone();
+            let mut event =
+                InterruptionEvent::new(InterruptionKind::SpotInterruption, &instance.instance_id);
+            event.offering = Some(OfferingKey {
+                instance_type: instance.instance_type.clone(),
+                zone: instance.zone.clone(),
+                capacity_type: instance.capacity_type,
+            });
+            event.time = self.shared.clock.as_ref().map(|c| c.now());
             state.interruptions += 1;
+            Self::queue_message(&mut state, MessageContent::Events(vec![event]));
             name
         };
+        self.shared.message_ready.notify_one();
         self.emit(FakeEvent::InterruptionWarning {
             claim_name,
             provider_id: provider_id.to_string(),
@@ -532,6 +586,44 @@ impl FakeCloud {
             .into_iter()
             .filter(|id| self.interrupt(id).is_ok())
             .collect()
+    }
+
+    fn queue_message(state: &mut State, content: MessageContent) {
+        state.next_message += 1;
+        let id = format!("m-{:06}", state.next_message);
+        if state.messages.len() >= MAX_QUEUED {
+            state.messages.pop_front();
+        }
+        state.messages.push_back(InterruptionMessage {
+            ack: AckHandle(format!("receipt-{id}")),
+            id,
+            content,
+        });
+    }
+
+    /// Puts a message on the interruption queue (any event, or an ignored or malformed one).
+    pub fn send_message(&self, content: MessageContent) {
+        Self::queue_message(&mut self.state(), content);
+        self.shared.message_ready.notify_one();
+    }
+
+    /// Messages on the queue or received and not acknowledged yet.
+    pub fn unacknowledged_messages(&self) -> usize {
+        let state = self.state();
+        state.messages.len() + state.in_flight.len()
+    }
+
+    /// Messages acknowledged so far.
+    pub fn acknowledged_messages(&self) -> u64 {
+        self.state().acknowledged
+    }
+
+    /// Whether the offering is shown unavailable now (a failed launch or `mark_unavailable`).
+    pub fn is_unavailable(&self, key: &OfferingKey) -> bool {
+        self.state()
+            .unavailable_until
+            .get(key)
+            .is_some_and(|until| *until > Instant::now())
     }
 
     fn terminate(&self, provider_id: &str, reason: TerminationReason) -> Option<FakeInstance> {
@@ -688,8 +780,20 @@ impl FakeCloud {
             .iter()
             .filter(|(it, o, _)| state.has_capacity(it, o))
             .min_by(|(ia, a, _), (ib, b, _)| {
-                a.price_per_hour
-                    .total_cmp(&b.price_per_hour)
+                let cost = |it: &InstanceType, o: &Offering| {
+                    o.price_per_hour
+                        + if state.interruption_costs.is_empty() {
+                            0.0
+                        } else {
+                            state
+                                .interruption_costs
+                                .get(&key_of(it, o))
+                                .copied()
+                                .unwrap_or(0.0)
+                        }
+                };
+                cost(ia, a)
+                    .total_cmp(&cost(ib, b))
                     .then_with(|| ia.name.cmp(&ib.name))
                     .then_with(|| a.zone.cmp(&b.zone))
             })
@@ -876,6 +980,21 @@ impl CloudProvider for FakeCloud {
         self.shared.config.node_class_kind.clone()
     }
 
+    /// Ranks offerings by price plus these costs in `create` (what the solver ranks by).
+    fn set_interruption_costs(&self, costs: Vec<(OfferingKey, f64)>) {
+        self.state().interruption_costs = costs.into_iter().filter(|(_, c)| *c > 0.0).collect();
+    }
+
+    fn mark_unavailable(&self, offering: &OfferingKey, ttl: Duration) {
+        let until = Instant::now() + ttl;
+        let mut state = self.state();
+        let entry = state
+            .unavailable_until
+            .entry(offering.clone())
+            .or_insert(until);
+        *entry = (*entry).max(until);
+    }
+
     /// A ready class with one subnet per catalogue zone, one security group and one image
     /// (status fields in the shape of the simulator's AWS-like node class), unless scripted not
     /// ready with [`FakeCloud::set_node_class_not_ready`].
@@ -910,6 +1029,64 @@ impl CloudProvider for FakeCloud {
             serde_json::json!([{"id": "ami-fake", "name": "fake"}]),
         );
         Ok(status)
+    }
+
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+}
+
+#[async_trait]
+impl InterruptionSource for FakeCloud {
+    /// Up to [`MAX_BATCH`] visible messages, waiting up to 20 s (tokio time) for one.
+    async fn receive(&self) -> Result<Vec<InterruptionMessage>> {
+        let deadline = Instant::now() + LONG_POLL;
+        loop {
+            // Registered before looking, so a message queued in between is not missed.
+            let notified = self.shared.message_ready.notified();
+            let next_visible = {
+                let mut state = self.state();
+                let now = Instant::now();
+                let expired: Vec<AckHandle> = state
+                    .in_flight
+                    .iter()
+                    .filter(|(_, (_, at))| *at <= now)
+                    .map(|(h, _)| h.clone())
+                    .collect();
+                for h in expired {
+                    if let Some((m, _)) = state.in_flight.remove(&h) {
+                        state.messages.push_back(m);
+                    }
+                }
+                let n = state.messages.len().min(MAX_BATCH);
+                let batch: Vec<InterruptionMessage> = state.messages.drain(..n).collect();
+                for m in &batch {
+                    state
+                        .in_flight
+                        .insert(m.ack.clone(), (m.clone(), now + VISIBILITY_TIMEOUT));
+                }
+                if !batch.is_empty() {
+                    return Ok(batch);
+                }
+                state.in_flight.values().map(|(_, at)| *at).min()
+            };
+            let wake = next_visible.map_or(deadline, |t| t.min(deadline));
+            if Instant::now() >= deadline {
+                return Ok(Vec::new());
+            }
+            tokio::select! {
+                () = notified => {}
+                () = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+
+    async fn acknowledge(&self, ack: &AckHandle) -> Result<()> {
+        let mut state = self.state();
+        if state.in_flight.remove(ack).is_some() {
+            state.acknowledged += 1;
+        }
+        Ok(())
     }
 
     fn name(&self) -> &'static str {
@@ -1076,6 +1253,7 @@ mod tests {
             available: true,
             reservation_capacity: Some(1),
             reservation_id: Some("cr-1".into()),
+            interruption_cost_per_hour: 0.0,
         });
         let cloud = FakeCloud::new(types);
         let out = cloud.create(&claim("a").build()).await.unwrap();
@@ -1247,6 +1425,92 @@ mod tests {
         assert!(cloud.instance(&id).is_none());
         assert_eq!(cloud.interruption_count(), 1);
         assert!(matches!(cloud.interrupt(&id), Err(Error::NotFound(_))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_interruption_warning_is_a_message_redelivered_until_acknowledged() {
+        let clock: stowage_clock::SharedClock = Arc::new(stowage_clock::TokioClock::starting_at(
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        ));
+        let cloud = FakeCloud::builder()
+            .karpenter_catalog(10)
+            .clock(clock)
+            .build();
+        let out = cloud.create(&claim("a").build()).await.unwrap();
+        let id = out.provider_id().unwrap().to_string();
+        // Nothing queued: a receive long-polls 20 s and comes back empty.
+        let t0 = Instant::now();
+        assert!(cloud.receive().await.unwrap().is_empty());
+        assert_eq!(t0.elapsed(), Duration::from_secs(20));
+        // A receive waiting when the warning is sent gets it at once.
+        let waiting = {
+            let cloud = cloud.clone();
+            tokio::spawn(async move { cloud.receive().await })
+        };
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        cloud.interrupt(&id).unwrap();
+        let batch = waiting.await.unwrap().unwrap();
+        assert_eq!(batch.len(), 1);
+        let MessageContent::Events(events) = &batch[0].content else {
+            panic!("{batch:?}");
+        };
+        assert_eq!(events[0].kind, InterruptionKind::SpotInterruption);
+        assert!(events[0].is_for(&id));
+        assert_eq!(
+            events[0].time,
+            Some("2026-01-01T00:00:21Z".parse().unwrap()),
+            "stamped with the clock"
+        );
+        assert_eq!(
+            events[0].offering,
+            Some(key(&type_name(0), ZONES[0], CapacityType::Spot))
+        );
+        // Not acknowledged: invisible for 30 s, then delivered again.
+        let t1 = Instant::now();
+        let again = cloud.receive().await.unwrap();
+        assert_eq!(t1.elapsed(), Duration::from_secs(20), "still invisible");
+        assert!(again.is_empty());
+        let again = cloud.receive().await.unwrap();
+        assert_eq!(t1.elapsed(), Duration::from_secs(30));
+        assert_eq!(again, batch);
+        cloud.acknowledge(&again[0].ack).await.unwrap();
+        assert_eq!(cloud.unacknowledged_messages(), 0);
+        assert_eq!(cloud.acknowledged_messages(), 1);
+        // Batches of at most ten.
+        for _ in 0..12 {
+            cloud.send_message(MessageContent::Ignored("x".into()));
+        }
+        assert_eq!(cloud.receive().await.unwrap().len(), 10);
+        assert_eq!(cloud.receive().await.unwrap().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn offerings_marked_unavailable_are_not_sold_until_the_ttl_passes() {
+        let cloud = cloud();
+        let spot_a = key(&type_name(2), ZONES[0], CapacityType::Spot);
+        cloud.mark_unavailable(&spot_a, Duration::from_secs(600));
+        assert!(cloud.is_unavailable(&spot_a));
+        let types = cloud.instance_types(&pool()).await.unwrap();
+        let o = types[2]
+            .offerings
+            .iter()
+            .find(|o| o.zone == ZONES[0] && o.capacity_type == CapacityType::Spot)
+            .unwrap();
+        assert!(!o.available);
+        let out = cloud.create(&claim("a").cpu("3").build()).await.unwrap();
+        assert_eq!(out.label(labels::ZONE), Some(ZONES[1]), "the next zone");
+        tokio::time::sleep(Duration::from_secs(601)).await;
+        assert!(!cloud.is_unavailable(&spot_a));
+        let out = cloud.create(&claim("b").cpu("3").build()).await.unwrap();
+        assert_eq!(out.label(labels::ZONE), Some(ZONES[0]));
+        // An expected interruption cost on that offering makes the next zone the better buy.
+        cloud.set_interruption_costs(vec![(spot_a.clone(), 1.0)]);
+        let out = cloud.create(&claim("c").cpu("3").build()).await.unwrap();
+        assert_eq!(out.label(labels::ZONE), Some(ZONES[1]));
+        assert_eq!(
+            out.label(labels::INSTANCE_TYPE),
+            Some(type_name(2).as_str())
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -7,11 +7,16 @@
 
 #[cfg(feature = "fake")]
 pub mod fake;
+pub mod interruption;
 pub mod metered;
 
 use async_trait::async_trait;
 use stowage_solver::InstanceType;
 
+pub use interruption::{
+    AckHandle, InstanceStateChange, InterruptionEvent, InterruptionKind, InterruptionMessage,
+    InterruptionSource, MessageContent,
+};
 pub use metered::{Metered, OperationStats};
 pub use stowage_api::CapacityType;
 
@@ -244,6 +249,20 @@ pub trait CloudProvider: Send + Sync {
     fn retain_node_classes(&self, names: &std::collections::BTreeSet<String>) {
         let _ = names;
     }
+    /// Keeps `offering` out of [`CloudProvider::instance_types`] (shown unavailable) and out of
+    /// launches for `ttl`, as an insufficient-capacity answer would: the core calls it for the
+    /// offering of an interrupted spot instance, so the next batch does not buy it straight back.
+    fn mark_unavailable(&self, offering: &OfferingKey, ttl: std::time::Duration) {
+        let _ = (offering, ttl);
+    }
+    /// The expected interruption cost per hour of spot offerings (the core's learnt interruption
+    /// rates, weighted), replacing the previous set. A provider that itself chooses among the
+    /// offerings a claim allows may add it to their price when it ranks them, as the solver
+    /// does. Default: ignored (AWS: CreateFleet's price-capacity-optimized allocation already
+    /// weighs each pool's spare capacity; the solver's ranking decides types and sizes).
+    fn set_interruption_costs(&self, costs: Vec<(OfferingKey, f64)>) {
+        let _ = costs;
+    }
     /// A short name for logs and metrics (`aws`, `fake`).
     fn name(&self) -> &'static str;
 }
@@ -277,6 +296,12 @@ impl<P: CloudProvider + ?Sized> CloudProvider for std::sync::Arc<P> {
     }
     fn retain_node_classes(&self, names: &std::collections::BTreeSet<String>) {
         (**self).retain_node_classes(names)
+    }
+    fn mark_unavailable(&self, offering: &OfferingKey, ttl: std::time::Duration) {
+        (**self).mark_unavailable(offering, ttl)
+    }
+    fn set_interruption_costs(&self, costs: Vec<(OfferingKey, f64)>) {
+        (**self).set_interruption_costs(costs)
     }
     fn name(&self) -> &'static str {
         (**self).name()

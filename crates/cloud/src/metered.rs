@@ -220,6 +220,14 @@ impl<P: CloudProvider> CloudProvider for Metered<P> {
         self.inner.retain_node_classes(names)
     }
 
+    fn mark_unavailable(&self, offering: &crate::OfferingKey, ttl: Duration) {
+        self.inner.mark_unavailable(offering, ttl)
+    }
+
+    fn set_interruption_costs(&self, costs: Vec<(crate::OfferingKey, f64)>) {
+        self.inner.set_interruption_costs(costs)
+    }
+
     fn name(&self) -> &'static str {
         self.inner.name()
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use kube::Client;
 use stowage_clock::SharedClock;
 use stowage_cloud::metered::Metered;
-use stowage_cloud::{CapacityType, CloudProvider};
+use stowage_cloud::{CapacityType, CloudProvider, InterruptionSource};
 use tokio::sync::watch;
 
 use crate::events::Recorder;
@@ -38,6 +38,10 @@ pub struct Context {
     leader_tx: watch::Sender<bool>,
     backoff: Mutex<HashMap<String, u32>>,
     prices: RwLock<HashMap<PriceKey, f64>>,
+    /// Where interruption events come from (`None`: interruption handling off).
+    interruption_source: Option<Arc<dyn InterruptionSource>>,
+    /// Spot interruption rates per (instance type, zone).
+    rates: Mutex<crate::interruption::rates::RateBook>,
 }
 
 impl std::fmt::Debug for Context {
@@ -57,6 +61,7 @@ impl Context {
         clock: SharedClock,
         settings: Settings,
     ) -> Self {
+        let half_life = settings.spot_interruption_half_life;
         let metered = Arc::new(Metered::new(cloud));
         let recorder = Recorder::new(
             client.clone(),
@@ -79,7 +84,28 @@ impl Context {
             leader_tx: watch::channel(false).0,
             backoff: Mutex::new(HashMap::new()),
             prices: RwLock::new(HashMap::new()),
+            interruption_source: None,
+            rates: Mutex::new(crate::interruption::rates::RateBook::new(half_life)),
         }
+    }
+
+    /// Reads interruption events from `source` (the interruption controller runs only with one).
+    pub fn with_interruption_source(mut self, source: Arc<dyn InterruptionSource>) -> Self {
+        self.interruption_source = Some(source);
+        self
+    }
+
+    pub fn interruption_source(&self) -> Option<Arc<dyn InterruptionSource>> {
+        self.interruption_source.clone()
+    }
+
+    /// Runs `f` on the spot interruption rates (never hold across an await).
+    pub fn with_rates<R>(
+        &self,
+        f: impl FnOnce(&mut crate::interruption::rates::RateBook) -> R,
+    ) -> R {
+        let mut book = self.rates.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut book)
     }
 
     /// Read access to the cluster state (never hold across an await).

@@ -1,7 +1,7 @@
 //! Stowage's controllers: the cluster state fed by watchers, provisioning (pending pods to
 //! NodeClaims), the NodeClaim lifecycle (launch, registration, initialization, liveness),
-//! termination (drain then delete the instance), garbage collection, NodePool status, leader
-//! election and metrics.
+//! termination (drain then delete the instance), garbage collection, NodePool status, spot
+//! interruption handling, leader election and metrics.
 //!
 //! Key decision: controllers talk to Kubernetes only through `kube::Client` and to the cloud only
 //! through `stowage_cloud::CloudProvider`; tests and the simulator drive the same code against the
@@ -13,6 +13,7 @@ pub mod events;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod housekeeping;
+pub mod interruption;
 pub mod leader;
 pub mod lifecycle;
 pub mod metrics;

@@ -53,6 +53,12 @@ pub struct Metrics {
     watch_decode_errors: Family<Labels, Counter>,
     /// Label sets last written by [`Metrics::set_fleet`], so vanished series are removed.
     fleet_keys: Mutex<Vec<Labels>>,
+    interruption_messages: Family<Labels, Counter>,
+    interruption_actions: Family<Labels, Counter>,
+    pub interruption_latency_seconds: Histogram,
+    spot_interruption_rate: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// Label sets last written by [`Metrics::set_spot_interruption_rates`].
+    rate_keys: Mutex<Vec<Labels>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -109,6 +115,11 @@ impl Metrics {
             watch_decode_errors: Family::default(),
             registry: Registry::default(),
             fleet_keys: Mutex::new(Vec::new()),
+            interruption_messages: Family::default(),
+            interruption_actions: Family::default(),
+            interruption_latency_seconds: Histogram::new(exponential_buckets(0.5, 2.0, 12)),
+            spot_interruption_rate: Family::default(),
+            rate_keys: Mutex::new(Vec::new()),
         };
         registry.register(
             "pending_pods",
@@ -235,7 +246,73 @@ impl Metrics {
             "Listed or watched objects skipped because they do not decode, by kind",
             m.watch_decode_errors.clone(),
         );
+        registry.register(
+            "interruption_messages",
+            "Interruption queue messages received, by kind",
+            m.interruption_messages.clone(),
+        );
+        registry.register(
+            "interruption_actions",
+            "What was done about interruption events, by action",
+            m.interruption_actions.clone(),
+        );
+        registry.register(
+            "interruption_message_latency_seconds",
+            "Seconds from an interruption event's time to it being handled",
+            m.interruption_latency_seconds.clone(),
+        );
+        registry.register(
+            "spot_interruption_rate",
+            "Spot interruptions per node-hour, exponentially decayed, by instance type and zone",
+            m.spot_interruption_rate.clone(),
+        );
         Self { registry, ..m }
+    }
+
+    /// One interruption queue message of `kind` (an event kind, `unknown` or `malformed`).
+    pub fn interruption_message(&self, kind: &str) {
+        self.interruption_messages
+            .get_or_create(&labels([("kind", kind)]))
+            .inc();
+    }
+
+    /// One interruption event handled with `action`.
+    pub fn interruption_action(&self, action: &str) {
+        self.interruption_actions
+            .get_or_create(&labels([("action", action)]))
+            .inc();
+    }
+
+    /// Reads `stowage_interruption_actions_total{action}` back.
+    pub fn interruption_actions_total(&self, action: &str) -> u64 {
+        self.interruption_actions
+            .get(&labels([("action", action)]))
+            .map(|c| c.get())
+            .unwrap_or(0)
+    }
+
+    /// Reads `stowage_interruption_messages_total{kind}` back.
+    pub fn interruption_messages_total(&self, kind: &str) -> u64 {
+        self.interruption_messages
+            .get(&labels([("kind", kind)]))
+            .map(|c| c.get())
+            .unwrap_or(0)
+    }
+
+    /// Replaces the spot interruption rates per (instance type, zone).
+    pub fn set_spot_interruption_rates<'a>(
+        &self,
+        rates: impl IntoIterator<Item = (&'a str, &'a str, f64)>,
+    ) {
+        let mut keys = self.rate_keys.lock().unwrap_or_else(|e| e.into_inner());
+        for key in keys.drain(..) {
+            self.spot_interruption_rate.remove(&key);
+        }
+        for (instance_type, zone, rate) in rates {
+            let key = labels([("instance_type", instance_type), ("zone", zone)]);
+            self.spot_interruption_rate.get_or_create(&key).set(rate);
+            keys.push(key);
+        }
     }
 
     pub fn nodeclaim_created(&self, nodepool: &str, reason: &str) {
@@ -385,6 +462,10 @@ impl Metrics {
         };
         m.set_fleet(&[((x.to_string(), x.to_string()), sample)].into());
         m.set_on_demand_caps([(x, 0.0, 100)]);
+        m.interruption_message(x);
+        m.interruption_action(x);
+        m.interruption_latency_seconds.observe(1.0);
+        m.set_spot_interruption_rates([(x, x, 0.1)]);
         m
     }
 

@@ -192,27 +192,7 @@ pub async fn provision(ctx: &Context) -> Result<ProvisionResult> {
     // Why NodePools that exist are not used in this pass: the real cause behind "no NodePool
     // exists" (e.g. its node class is not ready because AWS cannot be reached).
     let mut not_used = pools_not_ready(&ctx.state(), &pools);
-    // Instance types per pool, from the provider (which caches them).
-    let mut types = BTreeMap::new();
-    for pool in &pools {
-        match ctx.cloud.instance_types(pool).await {
-            Ok(list) => {
-                ctx.record_prices(list.iter().flat_map(|it| {
-                    it.offerings.iter().map(|o| {
-                        (
-                            (it.name.clone(), o.zone.clone(), o.capacity_type),
-                            o.price_per_hour,
-                        )
-                    })
-                }));
-                types.insert(pool.name_any(), Arc::new(list));
-            }
-            Err(err) => {
-                tracing::warn!(pool = %pool.name_any(), %err, "no instance types for nodepool");
-                not_used.push(format!("{}: no instance types ({err})", pool.name_any()));
-            }
-        }
-    }
+    let types = pool_types(ctx, &pools, &mut not_used).await;
     let snap = snapshot::build(&ctx.state(), &pools, types, now);
     for err in &snap.skipped {
         let err = crate::error::Chain(err);
@@ -232,6 +212,46 @@ pub async fn provision(ctx: &Context) -> Result<ProvisionResult> {
         .solve_duration_seconds
         .observe(started.elapsed().as_secs_f64());
     apply_plan(ctx, &plan, &pools, &pod_objects, &not_used).await
+}
+
+/// Instance types per pool, from the provider (which caches them), with the expected
+/// interruption cost of spot offerings filled in from the learnt rates; a pool whose types
+/// cannot be had goes into `not_used` with why.
+pub async fn pool_types(
+    ctx: &Context,
+    pools: &[Arc<NodePool>],
+    not_used: &mut Vec<String>,
+) -> BTreeMap<String, Arc<Vec<stowage_solver::InstanceType>>> {
+    let now = ctx.clock.now();
+    let weight = ctx.settings.spot_interruption_cost_weight;
+    let mut types = BTreeMap::new();
+    let mut costs = BTreeMap::new();
+    for pool in pools {
+        match ctx.cloud.instance_types(pool).await {
+            Ok(mut list) => {
+                ctx.record_prices(list.iter().flat_map(|it| {
+                    it.offerings.iter().map(|o| {
+                        (
+                            (it.name.clone(), o.zone.clone(), o.capacity_type),
+                            o.price_per_hour,
+                        )
+                    })
+                }));
+                let applied = ctx.with_rates(|book| {
+                    crate::interruption::rates::apply_costs(&mut list, book, weight, now)
+                });
+                costs.extend(applied);
+                types.insert(pool.name_any(), Arc::new(list));
+            }
+            Err(err) => {
+                tracing::warn!(pool = %pool.name_any(), %err, "no instance types for nodepool");
+                not_used.push(format!("{}: no instance types ({err})", pool.name_any()));
+            }
+        }
+    }
+    ctx.cloud
+        .set_interruption_costs(costs.into_iter().collect());
+    types
 }
 
 /// `name: why` for every NodePool that is not being deleted and not used because it is not

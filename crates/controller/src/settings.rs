@@ -42,8 +42,8 @@ pub struct Settings {
     /// cheapest first). The claim's options are authoritative: the cloud provider launches
     /// exactly them. At most [`MAX_REQUIREMENT_VALUES`], the CRD's limit on one requirement.
     pub max_instance_types: usize,
-    /// The interruption queue name. Interruption handling is not supported yet, so
-    /// [`Settings::validate`] refuses a queue rather than accept one and read nothing.
+    /// The interruption queue name (the binary hands the provider's source for it to the
+    /// [`crate::Context`]; `None`: interruption handling off).
     pub interruption_queue: Option<String>,
     /// The Lease used for leader election.
     pub lease_name: String,
@@ -53,6 +53,16 @@ pub struct Settings {
     pub identity: String,
     /// Events about the same object and reason are not re-sent within this window.
     pub event_dedupe: Duration,
+    /// Act on a rebalance recommendation (replace the node as for a scheduled change); off:
+    /// only count it and say so in an Event.
+    pub act_on_rebalance_recommendation: bool,
+    /// How long the offering of an interrupted spot instance is kept out of the catalogue.
+    pub interrupted_offering_ttl: Duration,
+    /// Half-life of the per-offering spot interruption rate (interruptions per node-hour).
+    pub spot_interruption_half_life: Duration,
+    /// Node-hours of its own price one interruption is reckoned to cost: a spot offering is
+    /// ranked at `price * (1 + weight * rate)`. 0: pure price.
+    pub spot_interruption_cost_weight: f64,
 }
 
 impl Default for Settings {
@@ -74,6 +84,10 @@ impl Default for Settings {
             namespace: "kube-system".to_string(),
             identity: "stowage".to_string(),
             event_dedupe: Duration::from_secs(5 * 60),
+            act_on_rebalance_recommendation: false,
+            interrupted_offering_ttl: Duration::from_secs(15 * 60),
+            spot_interruption_half_life: Duration::from_secs(6 * 3600),
+            spot_interruption_cost_weight: 1.0,
         }
     }
 }
@@ -99,11 +113,18 @@ impl Settings {
                 "must be at least the batch idle duration",
             );
         }
-        if self.interruption_queue.is_some() {
-            return invalid(
-                "interruption-queue",
-                "not supported yet: interruption events are not handled; unset it",
-            );
+        if self
+            .interruption_queue
+            .as_deref()
+            .is_some_and(|q| q.trim().is_empty())
+        {
+            return invalid("interruption-queue", "must not be blank (unset it instead)");
+        }
+        if self.spot_interruption_half_life.is_zero() {
+            return invalid("spot-interruption-half-life", "must be greater than zero");
+        }
+        if !(0.0..=100.0).contains(&self.spot_interruption_cost_weight) {
+            return invalid("spot-interruption-cost-weight", "must be in [0, 100]");
         }
         if !(1..=MAX_REQUIREMENT_VALUES).contains(&self.max_instance_types) {
             return invalid(
@@ -154,15 +175,31 @@ mod tests {
         );
     }
 
+    /// Issue 13: a queue used to be refused as "not supported yet" (accepted and read by
+    /// nothing before that); it is read now, so it is accepted, and a blank one is refused.
     #[test]
-    fn an_interruption_queue_is_refused_as_not_supported_yet() {
+    fn an_interruption_queue_is_accepted_and_the_spot_choice_settings_are_bounded() {
         let s = Settings {
             interruption_queue: Some("stowage-interruptions".into()),
             ..Settings::default()
         };
+        s.validate().unwrap();
+        let s = Settings {
+            interruption_queue: Some(" ".into()),
+            ..Settings::default()
+        };
         let err = s.validate().unwrap_err().to_string();
         assert!(err.contains("interruption-queue"), "{err}");
-        assert!(err.contains("not supported yet"), "{err}");
+        let d = Settings::default();
+        assert_eq!(d.spot_interruption_half_life, Duration::from_secs(6 * 3600));
+        assert!(!d.act_on_rebalance_recommendation);
+        for (weight, ok) in [(0.0, true), (1.0, true), (-1.0, false), (f64::NAN, false)] {
+            let s = Settings {
+                spot_interruption_cost_weight: weight,
+                ..Settings::default()
+            };
+            assert_eq!(s.validate().is_ok(), ok, "{weight}");
+        }
     }
 
     #[test]

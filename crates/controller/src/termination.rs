@@ -6,7 +6,11 @@
 //!    DaemonSet pods, then critical pods, then critical DaemonSet pods; a tier starts only when
 //!    the earlier ones are gone. A `429` (a PodDisruptionBudget would be broken) is retried later
 //!    and never forced, until the claim's `terminationGracePeriod` runs out: from then on a pod
-//!    whose own grace period would not fit before the deadline is deleted directly;
+//!    whose own grace period would not fit before the deadline is deleted directly. An
+//!    interrupted claim (annotation `stowage.dev/interruption-deadline`, see
+//!    [`crate::interruption`]) has the earlier of that and the instance's end as its deadline,
+//!    says in an Event on each pod what was cut short, and does not wait for terminating pods
+//!    past it;
 //! 3. `CloudProvider::delete` until it answers `NotFound`;
 //! 4. the Node's finalizer is removed (and the Node deleted), then the claim's.
 //!
@@ -199,17 +203,42 @@ async fn drain(ctx: &Context, claim: &NodeClaim, node: &Node) -> Result<Option<D
                 < jiff::SignedDuration::try_from(STUCK_TERMINATING).unwrap_or_default()
         })
     });
+    let interrupted_at = interruption_deadline(claim);
+    let past_interruption = interrupted_at.is_some_and(|d| now >= d);
     if live.is_empty() {
-        return Ok(waiting_on_terminating.then_some(DRAIN_POLL));
+        return Ok((waiting_on_terminating && !past_interruption).then_some(DRAIN_POLL));
     }
-    let deadline = claim.spec.termination_grace_period.and_then(|tgp| {
+    let grace_deadline = claim.spec.termination_grace_period.and_then(|tgp| {
         let start = claim.metadata.deletion_timestamp.as_ref()?.0;
         Some(start + jiff::SignedDuration::try_from(tgp.0).ok()?)
     });
+    let deadline = match (grace_deadline, interrupted_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let first_tier = live.iter().map(|p| tier(p)).min().unwrap_or(0);
     let batch: Vec<Arc<Pod>> = live.into_iter().filter(|p| tier(p) == first_tier).collect();
     let results: Vec<EvictOutcome> = futures::stream::iter(batch)
-        .map(|pod| async move { evict_or_delete(ctx, &pod, deadline, now).await })
+        .map(|pod| async move {
+            let outcome = evict_or_delete(ctx, &pod, deadline, now).await;
+            if let (EvictOutcome::Done, Some(at)) = (&outcome, interrupted_at)
+                && deadline.is_some_and(|d| forced(&pod, d, now))
+            {
+                ctx.recorder
+                    .publish(
+                        pod.as_ref(),
+                        EventType::Warning,
+                        "InterruptionCutShort",
+                        &format!(
+                            "Deleted instead of evicted, with at most {}s of its {}s grace period: its node's instance is taken away at {at}, so PodDisruptionBudgets and the full grace period could not be honoured",
+                            at.duration_since(now).as_secs().max(1),
+                            pod_grace(&pod)
+                        ),
+                    )
+                    .await;
+            }
+            outcome
+        })
         .buffer_unordered(EVICTION_CONCURRENCY)
         .collect()
         .await;
@@ -235,6 +264,27 @@ async fn drain(ctx: &Context, claim: &NodeClaim, node: &Node) -> Result<Option<D
     Ok(Some(DRAIN_POLL))
 }
 
+/// The instance end of an interrupted claim (its `stowage.dev/interruption-deadline`).
+pub fn interruption_deadline(claim: &NodeClaim) -> Option<jiff::Timestamp> {
+    claim
+        .annotations()
+        .get(labels::INTERRUPTION_DEADLINE)
+        .and_then(|t| t.parse().ok())
+}
+
+fn pod_grace(pod: &Pod) -> i64 {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(30)
+        .max(0)
+}
+
+/// Whether the drain deletes `pod` rather than evicting it at `now` (see [`evict_or_delete`]).
+fn forced(pod: &Pod, deadline: jiff::Timestamp, now: jiff::Timestamp) -> bool {
+    now >= deadline - jiff::SignedDuration::from_secs(pod_grace(pod))
+}
+
 enum EvictOutcome {
     Done,
     Blocked(String),
@@ -251,15 +301,9 @@ async fn evict_or_delete(
     let ns = pod.namespace().unwrap_or_default();
     let key = stowage_api::key_of(pod);
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let grace = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.termination_grace_period_seconds)
-        .unwrap_or(30)
-        .max(0);
+    let grace = pod_grace(pod);
     if let Some(deadline) = deadline {
-        let forced_at = deadline - jiff::SignedDuration::from_secs(grace);
-        if now >= forced_at {
+        if forced(pod, deadline, now) {
             // The drain budget is spent: delete, with the grace clamped to what is left.
             let left = deadline.duration_since(now).as_secs().max(1);
             let dp = DeleteParams {

@@ -61,6 +61,16 @@ pub struct Report {
     pub max_pending_seconds: f64,
     pub launches: u64,
     pub interruptions: u64,
+    /// Workload pods on nodes when their interruption warning came.
+    pub interrupted_pods: u64,
+    /// Of those: seconds from the warning to a replacement pod of the same workload Running on
+    /// another node (nearest rank), and the longest.
+    pub p95_interruption_rescheduled_seconds: f64,
+    pub max_interruption_rescheduled_seconds: f64,
+    /// Of those: how many had no replacement Running elsewhere by the end.
+    pub interrupted_pods_not_rescheduled: u64,
+    /// Workload pods still on an interrupted instance when it went away (killed, not drained).
+    pub pods_killed_by_interruption: u64,
     pub pods_created: u64,
     pub pods_started: usize,
     pub binds: u64,
@@ -191,6 +201,17 @@ impl Report {
         }
         let _ = writeln!(out, "launches              {}", self.launches);
         let _ = writeln!(out, "interruptions         {}", self.interruptions);
+        if self.interrupted_pods > 0 {
+            let _ = writeln!(
+                out,
+                "  warning -> running  p95 {:.0}s, max {:.0}s elsewhere for {} displaced pods ({} not rescheduled); {} pods killed with their instance",
+                self.p95_interruption_rescheduled_seconds,
+                self.max_interruption_rescheduled_seconds,
+                self.interrupted_pods,
+                self.interrupted_pods_not_rescheduled,
+                self.pods_killed_by_interruption
+            );
+        }
         let _ = writeln!(
             out,
             "pods created          {} ({} binds)",

@@ -206,6 +206,7 @@ impl Simulation {
                 .catalog(catalog.clone())
                 .launch_latency(timings.launch_latency.as_std())
                 .interruption_notice(timings.interruption_warning.as_std())
+                .clock(clock.clone())
                 .node_class_kind(crate::cluster::node_class_kind())
                 .build(),
         );
@@ -293,6 +294,21 @@ impl Simulation {
             ..Default::default()
         };
         report.finish(&cluster.recorder.pending_to_running);
+        let rec = &cluster.recorder;
+        report.interrupted_pods = rec.interrupted_pods;
+        report.p95_interruption_rescheduled_seconds =
+            crate::report::percentile(&rec.interruption_rescheduled, 95.0);
+        report.max_interruption_rescheduled_seconds = rec
+            .interruption_rescheduled
+            .iter()
+            .copied()
+            .fold(0.0, f64::max);
+        report.interrupted_pods_not_rescheduled = rec
+            .interruption_debts
+            .values()
+            .map(|d| d.len() as u64)
+            .sum();
+        report.pods_killed_by_interruption = rec.pods_killed_by_interruption;
         report.wall_seconds = wall.elapsed().as_secs_f64();
         report.cluster_wall_seconds = cluster.recorder.cluster_wall.as_secs_f64();
         report.scheduler_wall_seconds = cluster.recorder.scheduler_wall.as_secs_f64();

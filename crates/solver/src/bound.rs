@@ -590,6 +590,7 @@ mod tests {
             available: true,
             reservation_capacity: None,
             reservation_id: None,
+            interruption_cost_per_hour: 0.0,
         };
         InstanceType {
             name,

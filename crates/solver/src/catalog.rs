@@ -253,6 +253,7 @@ fn zone_offerings(on_demand: f64, spot: impl Fn(&str) -> f64) -> Vec<Offering> {
                 available: true,
                 reservation_capacity: None,
                 reservation_id: None,
+                interruption_cost_per_hour: 0.0,
             })
         })
         .collect()

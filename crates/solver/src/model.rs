@@ -130,6 +130,23 @@ pub struct Offering {
     /// For reserved offerings: the capacity reservation id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reservation_id: Option<String>,
+    /// USD per hour an interruption of this offering is expected to cost (learnt interruption
+    /// rate x price x a weight; see the controller's `interruption::rates`). The solver ranks
+    /// offerings by `price_per_hour + interruption_cost_per_hour`, so a spot pool that is often
+    /// interrupted loses to a slightly dearer calm one. 0 (the default): pure price.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub interruption_cost_per_hour: f64,
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+impl Offering {
+    /// The price the solver ranks by: list price plus the expected interruption cost.
+    pub fn ranking_price(&self) -> f64 {
+        self.price_per_hour + self.interruption_cost_per_hour.max(0.0)
+    }
 }
 
 /// An instance type as the solver sees it.

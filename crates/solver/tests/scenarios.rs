@@ -855,6 +855,7 @@ fn reserved_capacity_first_until_the_reservation_is_used() {
         available: true,
         reservation_capacity: Some(1),
         reservation_id: Some("cr-1".into()),
+        interruption_cost_per_hour: 0.0,
     });
     let p = pods("r", 2, |p| {
         p.cpu_millis(500)

@@ -510,6 +510,10 @@ impl CloudProvider for AwsCloudProvider {
         self.launch(claim).await
     }
 
+    fn mark_unavailable(&self, offering: &OfferingKey, ttl: std::time::Duration) {
+        self.inner.unavailable.mark_for(offering.clone(), ttl);
+    }
+
     async fn delete(&self, claim: &NodeClaim) -> Result<()> {
         let name = claim.metadata.name.clone().unwrap_or_default();
         let view = match claim.provider_id().and_then(instance::instance_id) {

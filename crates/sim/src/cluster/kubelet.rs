@@ -217,6 +217,7 @@ impl Cluster {
         if !p.daemonset {
             let secs = self.now().duration_since(p.created).as_secs_f64().max(0.0);
             self.recorder.pending_to_running.push(secs);
+            self.settle_interruption_debt(&p.obj, &node);
         }
         if let Some(run) = p
             .obj

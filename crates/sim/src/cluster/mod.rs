@@ -123,6 +123,16 @@ pub struct Recorder {
     pub pending_to_running: Vec<f64>,
     pub samples: Vec<crate::report::Sample>,
     pub interruption_warnings: u64,
+    /// Per workload (namespace, name): the interruption warnings (instant, node) of its pods that
+    /// have not been made good by a pod of it Running on another node yet, oldest first.
+    pub interruption_debts:
+        HashMap<(String, String), std::collections::VecDeque<(Instant, String)>>,
+    /// Workload pods on a node when its interruption warning came.
+    pub interrupted_pods: u64,
+    /// Seconds from a warning to a replacement Running elsewhere, per displaced pod.
+    pub interruption_rescheduled: Vec<f64>,
+    /// Workload pods still on an interrupted instance when it went away.
+    pub pods_killed_by_interruption: u64,
     pub pods_created: u64,
     pub binds: u64,
     pub scheduling_cycles: u64,
@@ -167,6 +177,8 @@ pub struct Cluster {
     pub(crate) daemon_pods: HashSet<(String, String)>,
     pub(crate) launched: HashMap<String, stowage_cloud::fake::FakeInstance>,
     pub(crate) node_counter: u64,
+    /// Provider ids of instances that got an interruption warning.
+    pub(crate) interrupted: HashSet<String>,
     pub recorder: Recorder,
 }
 
@@ -239,6 +251,7 @@ impl Cluster {
             daemon_pods: HashSet::new(),
             launched: HashMap::new(),
             node_counter: 0,
+            interrupted: HashSet::new(),
             recorder: Recorder::default(),
         })
     }
@@ -426,8 +439,14 @@ impl Cluster {
                     Timer::RegisterNode(pid),
                 );
             }
-            FakeEvent::InterruptionWarning { .. } => self.recorder.interruption_warnings += 1,
+            FakeEvent::InterruptionWarning { provider_id, .. } => {
+                self.recorder.interruption_warnings += 1;
+                self.on_interruption_warning(&provider_id);
+            }
             FakeEvent::Terminated { provider_id, .. } => {
+                if self.interrupted.remove(&provider_id) {
+                    self.count_killed(&provider_id);
+                }
                 self.launched.remove(&provider_id);
                 self.at(
                     self.options.timings.node_lifecycle.as_std(),
@@ -442,6 +461,93 @@ impl Cluster {
                 }
             }
         }
+    }
+
+    /// The workload pods on the warned node become debts of their workloads (see
+    /// [`Recorder::interruption_debts`]).
+    fn on_interruption_warning(&mut self, provider_id: &str) {
+        self.interrupted.insert(provider_id.to_string());
+        let Some(node) = self
+            .nodes
+            .values()
+            .find(|n| n.provider_id == provider_id)
+            .map(|n| n.name.clone())
+        else {
+            return;
+        };
+        let now = Instant::now();
+        let keys: Vec<String> = self
+            .pods_by_node
+            .get(&node)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        for key in keys {
+            let Some(p) = self.pods.get(&key) else {
+                continue;
+            };
+            if p.daemonset || p.terminating || p.phase == "Succeeded" || p.phase == "Failed" {
+                continue;
+            }
+            let Some(w) = workloads::workload_key(self, &p.obj) else {
+                continue;
+            };
+            self.recorder.interrupted_pods += 1;
+            self.recorder
+                .interruption_debts
+                .entry(w)
+                .or_default()
+                .push_back((now, node.clone()));
+        }
+    }
+
+    /// A workload pod started on `node`: it makes good the oldest debt of its workload from
+    /// another node.
+    pub(crate) fn settle_interruption_debt(&mut self, obj: &Value, node: &str) {
+        if self.recorder.interruption_debts.is_empty() {
+            return;
+        }
+        let Some(w) = workloads::workload_key(self, obj) else {
+            return;
+        };
+        let Some(debts) = self.recorder.interruption_debts.get_mut(&w) else {
+            return;
+        };
+        if let Some(i) = debts.iter().position(|(_, n)| n != node)
+            && let Some((at, _)) = debts.remove(i)
+        {
+            self.recorder
+                .interruption_rescheduled
+                .push(Instant::now().duration_since(at).as_secs_f64());
+        }
+        if debts.is_empty() {
+            self.recorder.interruption_debts.remove(&w);
+        }
+    }
+
+    /// Counts the workload pods an interrupted instance took with it.
+    fn count_killed(&mut self, provider_id: &str) {
+        let Some(node) = self
+            .nodes
+            .values()
+            .find(|n| n.provider_id == provider_id)
+            .map(|n| n.name.clone())
+        else {
+            return;
+        };
+        let killed = self
+            .pods_by_node
+            .get(&node)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| self.pods.get(k))
+            .filter(|p| {
+                p.node.as_deref() == Some(node.as_str())
+                    && !p.daemonset
+                    && p.phase != "Succeeded"
+                    && p.phase != "Failed"
+            })
+            .count();
+        self.recorder.pods_killed_by_interruption += killed as u64;
     }
 
     pub(crate) fn pod_key(obj: &Value) -> String {

@@ -402,6 +402,11 @@ fn workload_of(c: &Cluster, obj: &Value) -> Option<(String, String)> {
     c.workloads.contains_key(&key).then_some(key)
 }
 
+/// The workload (namespace, name) a pod belongs to, if the scenario made it.
+pub(super) fn workload_key(c: &Cluster, obj: &Value) -> Option<(String, String)> {
+    workload_of(c, obj)
+}
+
 pub(super) fn on_pod_gone(c: &mut Cluster, obj: &Value) {
     let Some(key) = workload_of(c, obj) else {
         return;

@@ -505,7 +505,7 @@ impl<'a> Catalog<'a> {
             out.push(TypeOffering {
                 zone: z,
                 capacity_type: o.capacity_type,
-                price: o.price_per_hour,
+                price: o.ranking_price(),
                 reservation,
             });
         }

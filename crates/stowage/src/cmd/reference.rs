@@ -50,6 +50,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// table describes exactly those.
 const METRIC_LABELS: &[(&str, &[(&str, &str)])] = &[
     (
+        "interruption_messages",
+        &[(
+            "kind",
+            "`spot_interruption`, `rebalance_recommendation`, `scheduled_change`, `state_change`, `unknown`, `malformed`",
+        )],
+    ),
+    (
+        "interruption_actions",
+        &[(
+            "action",
+            "`replaced` (cordoned, replacement launched, drained within the notice), `deleted` (state change), `recorded` (rebalance recommendation, no action), `not_owned` (an instance of another cluster), `failed` (retried on redelivery)",
+        )],
+    ),
+    (
+        "spot_interruption_rate",
+        &[("instance_type", "instance type"), ("zone", "zone")],
+    ),
+    (
         "nodeclaims_created",
         &[("nodepool", "pool name"), ("reason", "`provisioning`")],
     ),
