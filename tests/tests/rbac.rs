@@ -1,8 +1,9 @@
 //! The chart's RBAC is least privilege, proven against the code: the real controllers (two
 //! replicas electing a leader on a Lease, as `stowage run` starts them) run against the simulated
 //! API server in audit mode through provisioning, termination (evictions a PDB blocks, then pods
-//! deleted when the drain budget is spent), garbage collection, node-class and NodePool status
-//! and a leader hand-over; then every request they made must be allowed by the ClusterRole and
+//! deleted when the drain budget is spent), garbage collection, node-class and NodePool status,
+//! a spot interruption (replacement, drain, learnt rates stored in their ConfigMap) and a leader
+//! hand-over; then every request they made must be allowed by the ClusterRole and
 //! Role that Helm renders from charts/stowage, and every rule there must have been used, or be
 //! listed in [`NOT_EXERCISED`] with the reason it is needed.
 
@@ -195,12 +196,10 @@ fn replica(env: &SimEnv, audit: &AuditLog, identity: &str) -> Running {
         identity: identity.into(),
         ..Settings::default()
     };
-    let ctx = Arc::new(Context::new(
-        client,
-        env.provider.clone(),
-        env.clock.clone(),
-        settings,
-    ));
+    let ctx = Arc::new(
+        Context::new(client, env.provider.clone(), env.clock.clone(), settings)
+            .with_interruption_source(env.cloud.clone()),
+    );
     stowage_controller::start(
         ctx,
         Leadership::Lease(LeaseConfig::new(LEASE, NAMESPACE, identity)),
@@ -234,6 +233,7 @@ struct Covered {
     terminated_by_hand: bool,
     orphan_terminated: bool,
     vanished_claim_deleted: bool,
+    interrupted_replaced: bool,
     handed_over: bool,
 }
 
@@ -315,7 +315,7 @@ async fn script(env: SimEnv, audit: AuditLog) -> Covered {
         .find(|c| c.metadata.deletion_timestamp.is_none() && c.provider_id().is_some())
         .expect("a launched claim");
     let pid = survivor.provider_id().unwrap_or_default().to_string();
-    env.cloud.interrupt(&pid).expect("interrupt the instance");
+    env.cloud.vanish(&pid).expect("terminate the instance");
     eventually(
         "the claim without an instance deleted",
         Duration::from_secs(1200),
@@ -329,6 +329,34 @@ async fn script(env: SimEnv, audit: AuditLog) -> Covered {
     )
     .await;
     covered.vanished_claim_deleted = true;
+    // A spot interruption warning: the claim is marked, its Node cordoned, a replacement bought,
+    // the claim drained and deleted; the learnt rate is stored in its ConfigMap.
+    eventually("running pods again", Duration::from_secs(900), || async {
+        (running_pods(&client).await == 4).then_some(())
+    })
+    .await;
+    let interrupted = claims(&client)
+        .await
+        .into_iter()
+        .find(|c| c.metadata.deletion_timestamp.is_none() && c.provider_id().is_some())
+        .expect("a launched claim");
+    env.cloud
+        .interrupt(interrupted.provider_id().unwrap_or_default())
+        .expect("interrupt the instance");
+    eventually(
+        "the interrupted claim replaced",
+        Duration::from_secs(600),
+        || async {
+            let all = claims(&client).await;
+            (!all.iter().any(|c| c.name_any() == interrupted.name_any())
+                && env.cloud.acknowledged_messages() >= 1)
+                .then_some(())
+        },
+    )
+    .await;
+    covered.interrupted_replaced = true;
+    // Long enough for the periodic store of the rates (a patch of the ConfigMap by name).
+    tokio::time::sleep(Duration::from_secs(360)).await;
     // Leader hand-over: the leader stops (SIGTERM) and releases the Lease; the standby leads.
     let (leader, standby) = if a.ctx.is_leader() { (a, b) } else { (b, a) };
     leader.shutdown().await;
@@ -350,6 +378,7 @@ async fn the_charts_rbac_allows_every_request_of_the_controllers_and_no_more() {
         covered.terminated_by_hand
             && covered.orphan_terminated
             && covered.vanished_claim_deleted
+            && covered.interrupted_replaced
             && covered.handed_over,
         "{covered:?}"
     );

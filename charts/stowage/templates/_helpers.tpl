@@ -104,6 +104,14 @@ Optional settings whose empty value means "unset" are left out when empty.
 - name: INTERRUPTION_QUEUE
   value: {{ . | quote }}
 {{- end }}
+- name: ACT_ON_REBALANCE_RECOMMENDATION
+  value: {{ $s.actOnRebalanceRecommendation | toString | quote }}
+- name: INTERRUPTED_OFFERING_TTL
+  value: {{ $s.interruptedOfferingTtl | quote }}
+- name: SPOT_INTERRUPTION_HALF_LIFE
+  value: {{ $s.spotInterruptionHalfLife | quote }}
+- name: SPOT_INTERRUPTION_COST_WEIGHT
+  value: {{ $s.spotInterruptionCostWeight | toString | quote }}
 - name: LOG_FORMAT
   value: {{ $s.logFormat | quote }}
 - name: LOG_LEVEL

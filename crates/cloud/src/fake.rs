@@ -571,6 +571,13 @@ impl FakeCloud {
         Ok(())
     }
 
+    /// Terminates an instance at once, without a warning (it went away behind the core's back).
+    pub fn vanish(&self, provider_id: &str) -> Result<()> {
+        self.terminate(provider_id, TerminationReason::Interrupted)
+            .map(|_| ())
+            .ok_or_else(|| Error::NotFound(provider_id.to_string()))
+    }
+
     /// Interrupts up to `n` running spot instances (lowest provider ids first, so the choice is
     /// deterministic); returns their provider ids.
     pub fn interrupt_spot(&self, n: usize) -> Vec<String> {

@@ -134,7 +134,7 @@ fn renders() -> &'static BTreeMap<String, Rendered> {
                 {"name": "bad", "values_files": [values_file("bad.yaml")]},
                 {"name": "no-cluster-name"},
                 {"name": "unknown-key", "values": {"settings": {"clusterName": "demo"}, "replica": 3}},
-                {"name": "interruption-queue", "values": {"settings": {"clusterName": "demo", "interruptionQueue": "q"}}},
+                {"name": "interruption-queue", "values": {"settings": {"clusterName": "demo", "interruptionQueue": "not a queue!"}}},
                 {"name": "log-level", "values": {"settings": {"clusterName": "demo", "logLevel": "verbose"}}},
                 {"name": "overhead", "values": {"settings": {"clusterName": "demo", "vmMemoryOverheadPercent": 1.5}}},
                 {"name": "instance-types", "values": {"settings": {"clusterName": "demo", "maxInstanceTypes": 600}}},
@@ -728,12 +728,17 @@ fn every_run_flag_is_reachable_from_values_with_the_same_default() {
             Value::Bool(b) => json!(!b),
             Value::Number(_) if key == "vmMemoryOverheadPercent" => json!(0.1),
             Value::Number(n) => json!(n.as_i64().expect("integer") + 1),
-            _ if key.ends_with("Duration") || key == "initializedGrace" => json!("7m"),
+            _ if key.ends_with("Duration")
+                || key.ends_with("Ttl")
+                || key.ends_with("HalfLife")
+                || key == "initializedGrace" =>
+            {
+                json!("7m")
+            }
             _ if key == "logFormat" => json!("text"),
             _ if key == "logLevel" => json!("debug"),
             _ if key == "region" => json!("eu-west-1"),
             _ if key == "awsEndpointUrl" => json!("http://localhost:5000"),
-            _ if key == "interruptionQueue" => continue, // refused until supported
             _ => json!("changed"),
         };
         expected_env.insert(flag.env.clone(), as_flag_text(&changed));

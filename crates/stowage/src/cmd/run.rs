@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use stowage_clock::{SharedClock, SystemClock};
-use stowage_cloud::CloudProvider;
+use stowage_cloud::{CloudProvider, InterruptionSource};
 use stowage_controller::leader::LeaseConfig;
 use stowage_controller::{Context, Leadership, Settings};
 
@@ -60,10 +60,25 @@ pub struct Args {
     /// The most instance types one NodeClaim offers the cloud (1..=500; the CRD's limit).
     #[arg(long, env = "MAX_INSTANCE_TYPES", default_value_t = Settings::default().max_instance_types)]
     pub max_instance_types: usize,
-    /// The SQS queue of interruption events (empty: interruption handling off). Not supported
-    /// yet: a non-empty queue is refused.
+    /// The SQS queue (name or URL) EventBridge sends EC2 interruption events to (empty:
+    /// interruption handling off); see docs/interruption.md.
     #[arg(long, env = "INTERRUPTION_QUEUE")]
     pub interruption_queue: Option<String>,
+    /// Replace a node on an EC2 rebalance recommendation too (off: only count it and say so in
+    /// an Event).
+    #[arg(long, env = "ACT_ON_REBALANCE_RECOMMENDATION", default_value_t = false, action = clap::ArgAction::Set)]
+    pub act_on_rebalance_recommendation: bool,
+    /// How long the (instance type, zone) spot offering of an interrupted instance is not
+    /// bought again.
+    #[arg(long, env = "INTERRUPTED_OFFERING_TTL", default_value = "15m")]
+    pub interrupted_offering_ttl: stowage_api::Duration,
+    /// Half-life of the learnt spot interruption rate per (instance type, zone).
+    #[arg(long, env = "SPOT_INTERRUPTION_HALF_LIFE", default_value = "6h")]
+    pub spot_interruption_half_life: stowage_api::Duration,
+    /// Node-hours of its own price one spot interruption is reckoned to cost: offerings are
+    /// ranked at price x (1 + weight x interruptions per node-hour). 0: pure price.
+    #[arg(long, env = "SPOT_INTERRUPTION_COST_WEIGHT", default_value_t = 1.0)]
+    pub spot_interruption_cost_weight: f64,
     /// `json` (in-cluster) or `text`.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json")]
     pub log_format: LogFormat,
@@ -133,6 +148,10 @@ fn settings(args: &Args, identity: &str) -> anyhow::Result<Settings> {
         max_instance_types: args.max_instance_types,
         initialized_grace: args.initialized_grace.0,
         interruption_queue: args.interruption_queue.clone().filter(|q| !q.is_empty()),
+        act_on_rebalance_recommendation: args.act_on_rebalance_recommendation,
+        interrupted_offering_ttl: args.interrupted_offering_ttl.0,
+        spot_interruption_half_life: args.spot_interruption_half_life.0,
+        spot_interruption_cost_weight: args.spot_interruption_cost_weight,
         lease_name: args.lease_name.clone(),
         namespace: args.namespace.clone(),
         identity: identity.to_string(),
@@ -146,13 +165,27 @@ fn settings(args: &Args, identity: &str) -> anyhow::Result<Settings> {
     Ok(s)
 }
 
-async fn aws_provider(args: &Args, clock: SharedClock) -> anyhow::Result<Arc<dyn CloudProvider>> {
+/// The AWS provider and, when a queue is set, the interruption queue it reads.
+type Aws = (Arc<dyn CloudProvider>, Option<Arc<dyn InterruptionSource>>);
+
+async fn aws_provider(args: &Args, clock: SharedClock) -> anyhow::Result<Aws> {
     let config = stowage_aws::AwsConfig {
         region: args.region.clone(),
         endpoint_url: args.aws_endpoint_url.clone(),
         ..stowage_aws::AwsConfig::default()
     };
     let clients = stowage_aws::Clients::new(&config).await;
+    let queue = match args.interruption_queue.as_deref().filter(|q| !q.is_empty()) {
+        Some(q) => {
+            let queue =
+                stowage_aws::interruption::InterruptionQueue::new(Arc::clone(&clients.sqs), q)
+                    .await
+                    .with_context(|| format!("failed to find the interruption queue {q}"))?;
+            tracing::info!(queue = %queue.url(), "interruption handling on");
+            Some(Arc::new(queue) as Arc<dyn InterruptionSource>)
+        }
+        None => None,
+    };
     let cluster = stowage_aws::userdata::ClusterInfo {
         name: args.cluster_name.clone(),
         endpoint: args.cluster_endpoint.clone(),
@@ -163,7 +196,7 @@ async fn aws_provider(args: &Args, clock: SharedClock) -> anyhow::Result<Arc<dyn
     provider_settings.vm_memory_overhead_percent = args.vm_memory_overhead_percent;
     let provider = stowage_aws::AwsCloudProvider::new(&clients, provider_settings, clock)
         .context("failed to set up the AWS provider")?;
-    Ok(Arc::new(provider))
+    Ok((Arc::new(provider), queue))
 }
 
 async fn metrics(State(ctx): State<Arc<Context>>) -> String {
@@ -203,8 +236,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("failed to build a Kubernetes client")?;
-    let cloud = aws_provider(&args, clock.clone()).await?;
-    let ctx = Arc::new(Context::new(client, cloud, clock, settings.clone()));
+    let (cloud, queue) = aws_provider(&args, clock.clone()).await?;
+    let mut ctx = Context::new(client, cloud, clock, settings.clone());
+    if let Some(queue) = queue {
+        ctx = ctx.with_interruption_source(queue);
+    }
+    let ctx = Arc::new(ctx);
     let leadership = if args.leader_elect {
         Leadership::Lease(LeaseConfig::new(
             &settings.lease_name,
@@ -292,8 +329,26 @@ mod tests {
         assert_eq!(s.interruption_queue, None);
         // An empty queue is the documented "off".
         assert!(settings(&args(&["--interruption-queue", ""]), "r").is_ok());
-        let err = settings(&args(&["--interruption-queue", "q"]), "r").unwrap_err();
-        assert!(format!("{err:#}").contains("not supported yet"), "{err:#}");
+        // Issue 13: a queue was refused as "not supported yet"; it is read now.
+        let s = settings(&args(&["--interruption-queue", "q"]), "r").unwrap();
+        assert_eq!(s.interruption_queue.as_deref(), Some("q"));
+        let s = settings(
+            &args(&[
+                "--spot-interruption-half-life",
+                "2h",
+                "--spot-interruption-cost-weight",
+                "0",
+                "--act-on-rebalance-recommendation",
+                "true",
+            ]),
+            "r",
+        )
+        .unwrap();
+        assert_eq!(s.spot_interruption_half_life, Duration::from_secs(7200));
+        assert_eq!(s.spot_interruption_cost_weight, 0.0);
+        assert!(s.act_on_rebalance_recommendation);
+        let err = settings(&args(&["--spot-interruption-cost-weight=-1"]), "r").unwrap_err();
+        assert!(format!("{err:#}").contains("cost-weight"), "{err:#}");
         let err = settings(&args(&["--vm-memory-overhead-percent", "1.5"]), "r").unwrap_err();
         assert!(format!("{err:#}").contains("vm-memory"), "{err:#}");
     }
