@@ -209,14 +209,18 @@ where
 }
 
 /// Starts the real controllers (always leader) on the simulated cluster, with a fresh context:
-/// what a newly started (or restarted) process has.
+/// what a newly started (or restarted) process has (reading interruption events from the fake
+/// cloud, as `stowage run` reads its queue).
 pub fn start_controllers(env: &SimEnv) -> Running {
-    let ctx = Arc::new(Context::new(
-        env.client.clone(),
-        env.provider.clone(),
-        env.clock.clone(),
-        Settings::default(),
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            env.client.clone(),
+            env.provider.clone(),
+            env.clock.clone(),
+            Settings::default(),
+        )
+        .with_interruption_source(env.cloud.clone()),
+    );
     stowage_controller::start(ctx, Leadership::Always)
 }
 

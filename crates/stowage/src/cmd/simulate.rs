@@ -36,12 +36,17 @@ async fn controllers(env: SimEnv) {
         cluster_name: "sim".to_string(),
         ..Settings::default()
     };
-    let ctx = Arc::new(Context::new(
-        env.client.clone(),
-        env.provider.clone(),
-        env.clock.clone(),
-        settings,
-    ));
+    // Interruption warnings reach the controllers through the fake cloud's queue, as they reach
+    // `stowage run` through SQS.
+    let ctx = Arc::new(
+        Context::new(
+            env.client.clone(),
+            env.provider.clone(),
+            env.clock.clone(),
+            settings,
+        )
+        .with_interruption_source(env.cloud.clone()),
+    );
     let running = stowage_controller::start(ctx, Leadership::Always);
     let mut shutdown = env.shutdown.clone();
     while !*shutdown.borrow_and_update() {
