@@ -412,13 +412,18 @@ pub struct IceWindow {
     pub duration: Duration,
 }
 
-/// Interrupt `count` running spot instances (optionally of one NodePool), with the warning.
+/// Interrupt `count` running spot instances (optionally only of one NodePool, instance type or
+/// zone: `instanceType` and `zone` together make one capacity pool "hot"), with the warning.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Interrupt {
     pub count: u32,
     #[serde(default)]
     pub node_pool: Option<String>,
+    #[serde(default)]
+    pub instance_type: Option<String>,
+    #[serde(default)]
+    pub zone: Option<String>,
 }
 
 /// An action resolved to its virtual time.

@@ -283,7 +283,7 @@ impl Cluster {
             Action::Scale(s) => workloads::scale(self, &s.namespace, &s.name, s.replicas),
             Action::Delete(d) => workloads::delete(self, &d.namespace, &d.name),
             Action::InsufficientCapacity(ice) => self.open_ice(ice),
-            Action::Interrupt(x) => self.interrupt(x.count as usize, x.node_pool.as_deref()),
+            Action::Interrupt(x) => self.interrupt(x),
         }
     }
 
@@ -312,7 +312,7 @@ impl Cluster {
         }
     }
 
-    fn interrupt(&mut self, count: usize, pool: Option<&str>) {
+    fn interrupt(&mut self, x: &crate::scenario::Interrupt) {
         let chosen: Vec<String> = self
             .cloud
             .instances()
@@ -321,9 +321,17 @@ impl Cluster {
                 i.capacity_type == CapacityType::Spot
                     && i.state == stowage_cloud::fake::InstanceState::Running
             })
-            .filter(|i| pool.is_none_or(|p| i.nodepool.as_deref() == Some(p)))
+            .filter(|i| {
+                x.node_pool
+                    .as_deref()
+                    .is_none_or(|p| i.nodepool.as_deref() == Some(p))
+                    && x.instance_type
+                        .as_deref()
+                        .is_none_or(|t| i.instance_type == t)
+                    && x.zone.as_deref().is_none_or(|z| i.zone == z)
+            })
             .map(|i| i.provider_id)
-            .take(count)
+            .take(x.count as usize)
             .collect();
         for id in chosen {
             let _ = self.cloud.interrupt(&id);
