@@ -302,21 +302,21 @@ async fn evict_or_delete(
     let key = stowage_api::key_of(pod);
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let grace = pod_grace(pod);
-    if let Some(deadline) = deadline {
-        if forced(pod, deadline, now) {
-            // The drain budget is spent: delete, with the grace clamped to what is left.
-            let left = deadline.duration_since(now).as_secs().max(1);
-            let dp = DeleteParams {
-                grace_period_seconds: Some(left.min(grace.max(1)) as u32),
-                ..Default::default()
-            };
-            ctx.metrics.eviction("deleted_after_grace_period");
-            return match api.delete(&name, &dp).await {
-                Ok(_) => EvictOutcome::Done,
-                Err(e) if is_not_found(&e) => EvictOutcome::Done,
-                Err(e) => EvictOutcome::Failed(Error::kube("delete pod", key)(e)),
-            };
-        }
+    if let Some(deadline) = deadline
+        && forced(pod, deadline, now)
+    {
+        // The drain budget is spent: delete, with the grace clamped to what is left.
+        let left = deadline.duration_since(now).as_secs().max(1);
+        let dp = DeleteParams {
+            grace_period_seconds: Some(left.min(grace.max(1)) as u32),
+            ..Default::default()
+        };
+        ctx.metrics.eviction("deleted_after_grace_period");
+        return match api.delete(&name, &dp).await {
+            Ok(_) => EvictOutcome::Done,
+            Err(e) if is_not_found(&e) => EvictOutcome::Done,
+            Err(e) => EvictOutcome::Failed(Error::kube("delete pod", key)(e)),
+        };
     }
     match api.evict(&name, &EvictParams::default()).await {
         Ok(_) => {

@@ -40,6 +40,9 @@ daemonSets:
     tolerations: [{ operator: Exists }]
 "#;
 
+/// The controllers' context and the simulator's environment of a run.
+type Plugged = (Arc<Context>, SimEnv);
+
 /// What a run left behind for the assertions.
 struct Run {
     report: Report,
@@ -82,7 +85,7 @@ where
         aws_catalog: Some(catalog),
         ..SimOptions::default()
     };
-    let seen: Arc<Mutex<Option<(Arc<Context>, SimEnv)>>> = Arc::default();
+    let seen: Arc<Mutex<Option<Plugged>>> = Arc::default();
     let keep = seen.clone();
     let report = Simulation::new(scenario, options)
         .run(move |env: SimEnv| async move {

@@ -345,13 +345,14 @@ async fn prepare(ctx: &Context, e: &InterruptionEvent) -> Result<Step> {
     };
     let fresh = !claim.annotations().contains_key(labels::INTERRUPTED);
     let offering = offering_of(&claim, e);
-    if fresh && e.kind == InterruptionKind::SpotInterruption {
-        if let Some(o) = &offering {
-            let now = ctx.clock.now();
-            ctx.with_rates(|book| book.record_interruption(&o.instance_type, &o.zone, now));
-            ctx.cloud
-                .mark_unavailable(o, ctx.settings.interrupted_offering_ttl);
-        }
+    if fresh
+        && e.kind == InterruptionKind::SpotInterruption
+        && let Some(o) = &offering
+    {
+        let now = ctx.clock.now();
+        ctx.with_rates(|book| book.record_interruption(&o.instance_type, &o.zone, now));
+        ctx.cloud
+            .mark_unavailable(o, ctx.settings.interrupted_offering_ttl);
     }
     if fresh {
         mark(ctx, &claim, e.kind, deadline).await?;

@@ -80,6 +80,15 @@ pub struct Args {
     /// Also write the solver's input as JSON to this file (for `stowage-bench solve --input`).
     #[arg(long, hide = true)]
     pub write_input: Option<PathBuf>,
+    /// The learnt spot interruption rates: the `rates.json` of the controller's ConfigMap
+    /// (`kubectl -n NAMESPACE get configmap stowage-spot-interruption-rates -o
+    /// jsonpath='{.data.rates\.json}'`). Spot offerings are then ranked, and priced in the table,
+    /// with their expected interruption cost, as the controller does.
+    #[arg(long)]
+    pub spot_interruption_rates: Option<PathBuf>,
+    /// The weight of that cost (the controller's `--spot-interruption-cost-weight`).
+    #[arg(long, default_value_t = 1.0)]
+    pub spot_interruption_cost_weight: f64,
 }
 
 /// Wall time per phase, printed to stderr when asked for (`--timings`), with the CPU time of
@@ -161,7 +170,17 @@ pub const MAX_SYNTHETIC_TYPES: usize = 10_000;
 pub async fn run(args: Args) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut timings = Timings::new(args.timings);
-    let types = catalogue(&args).map_err(super::bad_input)?;
+    let mut types = catalogue(&args).map_err(super::bad_input)?;
+    let adjusted = match &args.spot_interruption_rates {
+        Some(path) => apply_rates(
+            &mut types,
+            path,
+            args.spot_interruption_cost_weight,
+            jiff::Timestamp::now(),
+        )
+        .map_err(super::bad_input)?,
+        None => 0,
+    };
     timings.phase("catalogue");
     if let Some(kubeconfig) = &args.kubeconfig {
         return run_live(&args, kubeconfig, types).await;
@@ -195,7 +214,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             serde_json::to_writer_pretty(&mut out, &plan)?;
             writeln!(out)?;
         }
-        Output::Table => out.write_all(render_table(&plan).as_bytes())?,
+        Output::Table => {
+            if adjusted > 0 {
+                writeln!(
+                    out,
+                    "$/HOUR includes the expected interruption cost of {adjusted} spot offering(s) (learnt rates, weight {}): price x (1 + weight x interruptions per node-hour)",
+                    args.spot_interruption_cost_weight
+                )?;
+            }
+            out.write_all(render_table(&plan).as_bytes())?
+        }
     }
     out.flush()?;
     drop(out);
@@ -242,6 +270,30 @@ async fn run_live(args: &Args, kubeconfig: &Path, types: Vec<InstanceType>) -> a
         );
     }
     Ok(())
+}
+
+/// Adds the expected interruption cost of the rates in `path` (the controller's stored
+/// `rates.json`) to the spot offerings of `types`, as of `now`; returns how many got one.
+fn apply_rates(
+    types: &mut [InstanceType],
+    path: &Path,
+    weight: f64,
+    now: jiff::Timestamp,
+) -> anyhow::Result<usize> {
+    use stowage_controller::interruption::rates::{RateBook, apply_costs};
+    if !(0.0..=100.0).contains(&weight) {
+        bail!("--spot-interruption-cost-weight must be in [0, 100], got {weight}");
+    }
+    let text = read_input(path)?;
+    let mut book =
+        RateBook::new(stowage_controller::Settings::default().spot_interruption_half_life);
+    book.merge_json(&text).with_context(|| {
+        format!(
+            "{}: expected the rates.json of the ConfigMap stowage-spot-interruption-rates",
+            path.display()
+        )
+    })?;
+    Ok(apply_costs(types, &book, weight, now).len())
 }
 
 /// A file's text, refusing files over [`MAX_FILE_BYTES`] before reading them.
@@ -842,6 +894,46 @@ status:
         assert!(table.contains("New nodes: 1"), "{table}");
         assert!(table.contains("shop/huge"), "{table}");
         assert!(table.contains("node-a  1"), "{table}");
+    }
+
+    /// `--spot-interruption-rates`: an often-interrupted pool is priced up and loses to another.
+    #[test]
+    fn learnt_interruption_rates_price_a_hot_pool_up() {
+        let types = stowage_solver::catalog::karpenter_shape(20);
+        let plain = stowage_solver::solve(
+            &build_input(&files(&[]), types.clone()).unwrap(),
+            &SolveOptions::default(),
+        );
+        let before = &plain.new_claims[0];
+        let hot = before.instance_type_options[0].clone();
+        let now = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+        let mut book = stowage_controller::interruption::rates::RateBook::new(
+            std::time::Duration::from_secs(6 * 3600),
+        );
+        for zone in stowage_solver::catalog::ZONES {
+            book.record_interruption(&hot, zone, now);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rates.json");
+        std::fs::write(&path, book.to_json()).unwrap();
+        let mut adjusted = types.clone();
+        assert_eq!(apply_rates(&mut adjusted, &path, 1.0, now).unwrap(), 3);
+        let plan = stowage_solver::solve(
+            &build_input(&files(&[]), adjusted.clone()).unwrap(),
+            &SolveOptions::default(),
+        );
+        let after = &plan.new_claims[0];
+        assert_ne!(after.instance_type_options[0], hot, "{plan:?}");
+        // Weight 0 is pure price: the same plan as without rates.
+        let mut pure = types.clone();
+        apply_rates(&mut pure, &path, 0.0, now).unwrap();
+        let same = stowage_solver::solve(
+            &build_input(&files(&[]), pure).unwrap(),
+            &SolveOptions::default(),
+        );
+        assert_eq!(same, plain);
+        std::fs::write(&path, "{").unwrap();
+        assert!(apply_rates(&mut adjusted, &path, 1.0, now).is_err());
     }
 
     #[test]
