@@ -469,3 +469,56 @@ timeline:
         "{text}"
     );
 }
+
+/// A PodDisruptionBudget that allows no eviction is honoured while time allows, then the pods
+/// still there are deleted in time for the instance's end, each with an Event saying so.
+#[tokio::test(start_paused = true)]
+async fn a_blocking_pdb_is_cut_short_at_the_deadline_and_says_so() {
+    let yaml = r#"
+name: pdb
+duration: 15m
+timeline:
+  - at: 0s
+    create:
+      name: web
+      replicas: 2
+      requests: { cpu: 500m, memory: 512Mi }
+      spread: [{ topologyKey: kubernetes.io/hostname, maxSkew: 1 }]
+      pdb: { maxUnavailable: "0" }
+  - at: 5m
+    interrupt: { count: 1 }
+"#;
+    let cut: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = cut.clone();
+    let done = run(yaml, true, Settings::default(), move |env, _| async move {
+        tokio::time::sleep(Duration::from_secs(9 * 60)).await;
+        let events: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(env.client.clone(), "default");
+        let list = events.list(&ListParams::default()).await.unwrap().items;
+        *seen.lock().unwrap() = list
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("InterruptionCutShort"))
+            .filter_map(|e| e.message)
+            .collect();
+    })
+    .await;
+    let r = &done.report;
+    assert_eq!(r.interruptions, 1);
+    assert_eq!(r.pods_killed_by_interruption, 0, "{}", r.summary_table());
+    assert_eq!(r.interrupted_pods_not_rescheduled, 0);
+    let cut = cut.lock().unwrap();
+    assert_eq!(cut.len(), 1, "{cut:?}");
+    assert!(
+        cut[0].contains("PodDisruptionBudgets") && cut[0].contains("taken away at"),
+        "{}",
+        cut[0]
+    );
+    let text = done.ctx.render_metrics();
+    assert!(
+        text.contains("stowage_eviction_requests_total{result=\"blocked\"}"),
+        "the PDB was asked first: {text}"
+    );
+    assert!(
+        text.contains("stowage_eviction_requests_total{result=\"deleted_after_grace_period\"} 1")
+    );
+}
