@@ -911,7 +911,9 @@ status:
             std::time::Duration::from_secs(6 * 3600),
         );
         for zone in stowage_solver::catalog::ZONES {
-            book.record_interruption(&hot, zone, now);
+            for _ in 0..3 {
+                book.record_interruption(&hot, zone, now);
+            }
         }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rates.json");
@@ -924,6 +926,7 @@ status:
         );
         let after = &plan.new_claims[0];
         assert_ne!(after.instance_type_options[0], hot, "{plan:?}");
+        assert!(after.cheapest_price > before.cheapest_price, "{plan:?}");
         // Weight 0 is pure price: the same plan as without rates.
         let mut pure = types.clone();
         apply_rates(&mut pure, &path, 0.0, now).unwrap();
