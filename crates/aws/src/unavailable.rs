@@ -35,14 +35,17 @@ impl UnavailableOfferings {
         }
     }
 
-    /// Marks the offering unavailable for the TTL from now.
+    /// Marks the offering unavailable for the TTL from now (a longer mark already there, such
+    /// as an interrupted offering's, is kept).
     pub fn mark(&self, key: OfferingKey) {
         let until = self
             .clock
             .now()
             .checked_add(self.ttl)
             .unwrap_or_else(|_| self.clock.now());
-        self.entries().insert(key, until);
+        let mut entries = self.entries();
+        let entry = entries.entry(key).or_insert(until);
+        *entry = (*entry).max(until);
     }
 
     /// Marks the offering unavailable for `ttl` from now (a longer mark already there is kept):
