@@ -84,3 +84,7 @@ demo: ## Run the quickstart simulation (the README's first command).
 .PHONY: seed
 seed: ## Run the seed scenario (1,000+ nodes) in release mode with an HTML report.
 	$(CARGO) run --release -p stowage -- simulate --scenario seed --report report.html
+
+.PHONY: seed-full
+seed-full: ## Run the seed at full scale (3,200 nodes, 40,000 pods) in release mode with an HTML report.
+	$(CARGO) run --release -p stowage -- simulate --scenario seed-full --report report-full.html

@@ -6,6 +6,7 @@
 //! identical across platforms and versions.
 
 pub mod cluster;
+pub mod pods;
 
 use std::time::Instant;
 

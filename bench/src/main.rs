@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use stowage_bench::{Mix, Report, input, run_input, seed_input};
 
-mod pods;
+use stowage_bench::pods;
 
 fn usage() -> ExitCode {
     eprintln!(

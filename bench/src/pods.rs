@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use stowage_bench::Rng;
+use crate::Rng;
 
 /// The seed batch the mix is scaled from: (class, pods).
 const SEED: [(Class, usize); 5] = [

@@ -132,4 +132,10 @@ Optional settings whose empty value means "unset" are left out when empty.
   valueFrom:
     fieldRef:
       fieldPath: metadata.name
+- name: CLOUD_PROVIDER
+  value: {{ $s.cloudProvider | quote }}
+- name: KUBE_CLIENT_QPS
+  value: {{ $s.kubeClientQps | toString | quote }}
+- name: KUBE_CLIENT_BURST
+  value: {{ $s.kubeClientBurst | toString | quote }}
 {{- end }}

@@ -670,6 +670,11 @@ impl FakeCloud {
             .count()
     }
 
+    /// How many calls so far, of every operation.
+    pub fn call_total(&self) -> usize {
+        self.state().calls.len()
+    }
+
     pub fn clear_calls(&self) {
         self.state().calls.clear();
     }

@@ -42,6 +42,8 @@ pub struct Context {
     interruption_source: Option<Arc<dyn InterruptionSource>>,
     /// Spot interruption rates per (instance type, zone).
     rates: Mutex<crate::interruption::rates::RateBook>,
+    /// The latest provisioning passes (what the simulator reports as solver figures).
+    provision_log: Mutex<std::collections::VecDeque<crate::provisioning::PassRecord>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -106,6 +108,29 @@ impl Context {
     ) -> R {
         let mut book = self.rates.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut book)
+    }
+
+            provision_log: Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+
+    /// Records a provisioning pass; the last [`crate::provisioning::PASS_LOG_LEN`] are kept.
+    pub fn record_pass(&self, pass: crate::provisioning::PassRecord) {
+        let mut log = self.provision_log.lock().unwrap_or_else(|e| e.into_inner());
+        if log.len() >= crate::provisioning::PASS_LOG_LEN {
+            log.pop_front();
+        }
+        log.push_back(pass);
+    }
+
+    /// The latest provisioning passes, oldest first.
+    pub fn passes(&self) -> Vec<crate::provisioning::PassRecord> {
+        self.provision_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Read access to the cluster state (never hold across an await).

@@ -19,6 +19,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod nodeclaim;
 pub mod provisioning;
+pub mod ratelimit;
 pub mod runner;
 pub mod settings;
 pub mod snapshot;

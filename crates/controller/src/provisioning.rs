@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -30,6 +31,28 @@ use crate::snapshot;
 
 /// How often still-pending pods are solved again when nothing changed.
 pub const RECHECK: Duration = Duration::from_secs(30);
+
+/// How many provisioning passes [`Context::passes`] keeps.
+pub const PASS_LOG_LEN: usize = 10_000;
+
+/// How many NodeClaim creations of one batch are in flight at once.
+pub const CREATE_CONCURRENCY: usize = 16;
+
+/// What one provisioning pass cost, in wall time (not the injected clock: this measures the
+/// controller, it decides nothing).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PassRecord {
+    /// Pending pods solved for.
+    pub pods: usize,
+    /// NodeClaims created.
+    pub claims: usize,
+    /// Building the snapshot (instance types included).
+    pub snapshot_seconds: f64,
+    /// The solve alone.
+    pub solve_seconds: f64,
+    /// From the start of the pass to the last NodeClaim created.
+    pub total_seconds: f64,
+}
 
 /// What one batch looked like.
 #[derive(Clone, Debug, PartialEq)]
@@ -187,6 +210,7 @@ pub struct ProvisionResult {
 
 /// One solve over the current state, and the NodeClaims it calls for.
 pub async fn provision(ctx: &Context) -> Result<ProvisionResult> {
+    let pass_started = std::time::Instant::now();
     let now = ctx.clock.now();
     let pools = snapshot::pools(&ctx.state());
     // Why NodePools that exist are not used in this pass: the real cause behind "no NodePool
@@ -202,16 +226,24 @@ pub async fn provision(ctx: &Context) -> Result<ProvisionResult> {
     if input.pods.is_empty() {
         return Ok(ProvisionResult::default());
     }
+    let snapshot_seconds = pass_started.elapsed().as_secs_f64();
     let options = SolveOptions {
         max_instance_types: ctx.settings.max_instance_types,
         ..SolveOptions::default()
     };
     let started = std::time::Instant::now();
     let plan = stowage_solver::solve(&input, &options);
-    ctx.metrics
-        .solve_duration_seconds
-        .observe(started.elapsed().as_secs_f64());
-    apply_plan(ctx, &plan, &pools, &pod_objects, &not_used).await
+    let solve_seconds = started.elapsed().as_secs_f64();
+    ctx.metrics.solve_duration_seconds.observe(solve_seconds);
+    let result = apply_plan(ctx, &plan, &pools, &pod_objects, &not_used).await;
+    ctx.record_pass(PassRecord {
+        pods: input.pods.len(),
+        claims: result.as_ref().map_or(0, |r| r.created.len()),
+        snapshot_seconds,
+        solve_seconds,
+        total_seconds: pass_started.elapsed().as_secs_f64(),
+    });
+    result
 }
 
 /// Instance types per pool, from the provider (which caches them), with the expected
@@ -292,21 +324,45 @@ async fn apply_plan(
         .unwrap_or(jiff::SignedDuration::MAX);
     let api: Api<NodeClaim> = Api::all(ctx.client.clone());
     let mut result = ProvisionResult::default();
-    for new in &plan.new_claims {
-        let Some(pool) = pools.iter().find(|p| p.name_any() == new.nodepool) else {
-            continue;
+    // Creations run CREATE_CONCURRENCY at a time (a batch of thousands of pods is hundreds of
+    // claims; one at a time, the round trips add up to seconds). Each claim is recorded and its
+    // pods nominated as soon as it exists; the first failure ends the pass after the creations
+    // already in flight, as before.
+    let jobs: Vec<(usize, NodeClaim)> = plan
+        .new_claims
+        .iter()
+        .enumerate()
+        .filter_map(|(i, new)| {
+            let pool = pools.iter().find(|p| p.name_any() == new.nodepool)?;
+            Some((i, claim_for(pool, new)))
+        })
+        .collect();
+    let mut creations = futures::stream::iter(jobs.into_iter().map(|(i, claim)| {
+        let api = api.clone();
+        async move { (i, api.create(&PostParams::default(), &claim).await) }
+    }))
+    .buffered(CREATE_CONCURRENCY);
+    let mut failed = None;
+    let mut created_claims = Vec::new();
+    while let Some((i, created)) = creations.next().await {
+        let new = &plan.new_claims[i];
+        let created = match created {
+            Ok(c) => c,
+            Err(err) => {
+                failed.get_or_insert_with(|| Error::kube("create nodeclaim", &new.name)(err));
+                continue;
+            }
         };
-        let claim = claim_for(pool, new);
-        let created = api
-            .create(&PostParams::default(), &claim)
-            .await
-            .map_err(Error::kube("create nodeclaim", &new.name))?;
         let name = created.name_any();
         ctx.metrics.nodeclaim_created(&new.nodepool, "provisioning");
         ctx.update_state(|s| {
-            s.apply_claim(created.clone());
+            s.apply_claim(created);
             s.nominate(new.pods.iter().cloned(), &name, now, now + window);
         });
+        created_claims.push((new, name));
+    }
+    drop(creations);
+    for (new, name) in created_claims {
         for key in &new.pods {
             if let Some(pod) = pods.get(key) {
                 ctx.recorder
@@ -320,6 +376,9 @@ async fn apply_plan(
             }
         }
         result.created.push(name);
+    }
+    if let Some(err) = failed {
+        return Err(err);
     }
     // Pods placed on existing claims wait for them: claims not registered yet are placed on by
     // claim name, registered ones by their Node's name. A nomination to an initialized claim's

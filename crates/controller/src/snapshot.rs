@@ -139,12 +139,11 @@ pub fn build(
             .in_flight
             .push(in_flight_node(claim, nominated(&claim.name_any())));
     }
-    let all: Vec<ExistingNode> = input
-        .nodes
-        .iter()
-        .chain(input.in_flight.iter())
-        .cloned()
-        .collect();
+    // Nodes and in-flight claims side by side while usage is counted (moved, not cloned: a
+    // clone copied every bound pod of the cluster once more per solve).
+    let registered = input.nodes.len();
+    input.nodes.append(&mut input.in_flight);
+    let all = std::mem::take(&mut input.nodes);
     for pool in pools {
         let name = pool.name_any();
         let Some(list) = types.remove(&name) else {
@@ -162,6 +161,8 @@ pub fn build(
     // Scopes count every pool of the cluster, also those that cannot buy now.
     let every_pool: Vec<&NodePool> = state.nodepools().map(|p| &**p).collect();
     convert::resolve_capacity_scopes(&mut input.nodepools, &every_pool, &all);
+    input.nodes = all;
+    input.in_flight = input.nodes.split_off(registered);
     for ds in state.daemonsets() {
         match convert::daemonset(ds) {
             Ok(d) => input.daemonsets.push(d),

@@ -7,6 +7,7 @@
 //! keeps thousand-node scenarios fast without a second client implementation in the controllers.
 
 pub mod apiserver;
+pub mod cloudbridge;
 pub mod cluster;
 pub mod report;
 pub mod runner;

@@ -20,12 +20,52 @@ pub struct Sample {
     pub pending_pods: usize,
     pub running_pods: usize,
     pub nodeclaims: usize,
+    /// vCPUs of the live nodes, by capacity type (reserved counts as other).
+    pub vcpu_spot: f64,
+    pub vcpu_on_demand: f64,
+    pub vcpu_other: f64,
+    /// The controllers' API requests so far (cumulative).
+    pub api_requests: u64,
+    /// Calls to the cloud provider so far (cumulative).
+    pub cloud_calls: u64,
 }
 
 impl Sample {
     pub fn nodes(&self) -> usize {
         self.nodes_spot + self.nodes_on_demand + self.nodes_reserved + self.nodes_other
     }
+
+    pub fn vcpu(&self) -> f64 {
+        self.vcpu_spot + self.vcpu_on_demand + self.vcpu_other
+    }
+
+    /// Spot's share of the live vCPUs (`None` without nodes).
+    pub fn spot_share(&self) -> Option<f64> {
+        let total = self.vcpu();
+        (total > 0.0).then(|| self.vcpu_spot / total)
+    }
+}
+
+/// The most calls in one sampling interval, and when (end of the interval, virtual seconds).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct CallPeak {
+    pub calls: u64,
+    pub at_seconds: f64,
+}
+
+/// The solves of the provisioner, as the controllers report them (filled in by whoever plugs
+/// the controllers in: crates/sim does not see them).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SolverFigures {
+    pub batches: usize,
+    /// Wall time of one solve (the pure solver, no I/O).
+    pub p50_seconds: f64,
+    pub max_seconds: f64,
+    /// Pods of the largest batch, and its wall time from the batch closing to its last
+    /// NodeClaim created (snapshot + solve + writes).
+    pub largest_batch_pods: usize,
+    pub largest_batch_claims: usize,
+    pub largest_batch_seconds: f64,
 }
 
 /// Pods of one workload still pending at the end, and why.
@@ -81,6 +121,26 @@ pub struct Report {
     /// Of `wall_seconds`: the API server serving requests and watch streams.
     pub api_wall_seconds: f64,
     pub api_requests: u64,
+    /// Largest number of pods (pending + running) in one sample.
+    pub peak_pods: usize,
+    /// Largest vCPU total of live nodes in one sample.
+    pub peak_vcpu: f64,
+    /// Spot's share of the live vCPUs over the samples that had nodes: lowest and mean.
+    pub spot_share_min: f64,
+    pub spot_share_avg: f64,
+    pub p99_pending_seconds: f64,
+    /// The controllers' API requests by `verb group/resource` (audit mode).
+    pub controller_api_requests: std::collections::BTreeMap<String, u64>,
+    /// The most controller API requests in one sampling interval.
+    pub controller_api_peak: CallPeak,
+    /// Calls to the cloud provider by operation (`create` is one CreateFleet, `delete` one
+    /// TerminateInstances, `get`/`list` DescribeInstances, `instance_types` the catalogue).
+    pub cloud_calls: std::collections::BTreeMap<String, u64>,
+    /// All cloud calls per instance launched.
+    pub cloud_calls_per_launch: f64,
+    /// The most cloud calls in one sampling interval.
+    pub cloud_calls_peak: CallPeak,
+    pub solver: SolverFigures,
     pub samples: Vec<Sample>,
 }
 
@@ -117,8 +177,49 @@ impl Report {
             .sum();
         self.p50_pending_seconds = percentile(latencies, 50.0);
         self.p95_pending_seconds = percentile(latencies, 95.0);
+        self.p99_pending_seconds = percentile(latencies, 99.0);
+        self.peak_pods = self
+            .samples
+            .iter()
+            .map(|s| s.pending_pods + s.running_pods)
+            .max()
+            .unwrap_or(0);
+        self.peak_vcpu = self.samples.iter().map(Sample::vcpu).fold(0.0, f64::max);
+        let shares: Vec<f64> = self.samples.iter().filter_map(Sample::spot_share).collect();
+        self.spot_share_min = shares.iter().copied().fold(f64::NAN, f64::min);
+        if self.spot_share_min.is_nan() {
+            self.spot_share_min = 0.0;
+        }
+        self.spot_share_avg = if shares.is_empty() {
+            0.0
+        } else {
+            shares.iter().sum::<f64>() / shares.len() as f64
+        };
         self.max_pending_seconds = latencies.iter().copied().fold(0.0, f64::max);
         self.pods_started = latencies.len();
+    }
+
+    /// Fills the per-launch and peak figures of the cloud and API calls from the samples and
+    /// the totals.
+    pub fn finish_calls(&mut self) {
+        let cloud: u64 = self.cloud_calls.values().sum();
+        self.cloud_calls_per_launch = if self.launches == 0 {
+            0.0
+        } else {
+            cloud as f64 / self.launches as f64
+        };
+        let peak = |f: &dyn Fn(&Sample) -> u64| {
+            self.samples
+                .windows(2)
+                .map(|w| CallPeak {
+                    calls: f(&w[1]).saturating_sub(f(&w[0])),
+                    at_seconds: w[1].t,
+                })
+                .max_by_key(|p| p.calls)
+                .unwrap_or_default()
+        };
+        self.cloud_calls_peak = peak(&|s| s.cloud_calls);
+        self.controller_api_peak = peak(&|s| s.api_requests);
     }
 
     /// The summary table printed on stdout.
@@ -166,7 +267,17 @@ impl Report {
             );
         }
         let _ = writeln!(out);
-        let _ = writeln!(out, "peak nodes            {}", self.peak_nodes);
+        let _ = writeln!(
+            out,
+            "peak                  {} nodes, {} pods, {:.0} vCPU",
+            self.peak_nodes, self.peak_pods, self.peak_vcpu
+        );
+        let _ = writeln!(
+            out,
+            "spot share of vCPU    min {:.1} %, avg {:.1} %",
+            self.spot_share_min * 100.0,
+            self.spot_share_avg * 100.0
+        );
         let _ = writeln!(
             out,
             "cost                  ${:.2} total, peak ${:.2}/h",
@@ -174,9 +285,10 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "pending -> running    p50 {:.0}s, p95 {:.0}s, max {:.0}s over {} pods",
+            "pending -> running    p50 {:.0}s, p95 {:.0}s, p99 {:.0}s, max {:.0}s over {} pods",
             self.p50_pending_seconds,
             self.p95_pending_seconds,
+            self.p99_pending_seconds,
             self.max_pending_seconds,
             self.pods_started
         );
@@ -217,6 +329,44 @@ impl Report {
             "pods created          {} ({} binds)",
             self.pods_created, self.binds
         );
+        if self.solver.batches > 0 {
+            let s = &self.solver;
+            let _ = writeln!(
+                out,
+                "solver                {} batches, p50 {:.3}s, max {:.3}s; largest batch {} pods -> {} NodeClaims created in {:.2}s",
+                s.batches,
+                s.p50_seconds,
+                s.max_seconds,
+                s.largest_batch_pods,
+                s.largest_batch_claims,
+                s.largest_batch_seconds
+            );
+        }
+        if self.controllers {
+            let total: u64 = self.controller_api_requests.values().sum();
+            let _ = writeln!(
+                out,
+                "controller API calls  {total} (peak {} in {:.0}s at {})",
+                self.controller_api_peak.calls,
+                self.sample_interval(),
+                hms(self.controller_api_peak.at_seconds)
+            );
+            for (what, n) in &self.controller_api_requests {
+                let _ = writeln!(out, "  {what:<40} {n:>8}");
+            }
+            let cloud: u64 = self.cloud_calls.values().sum();
+            let _ = writeln!(
+                out,
+                "cloud calls           {cloud} ({:.2} per launched instance; peak {} in {:.0}s at {})",
+                self.cloud_calls_per_launch,
+                self.cloud_calls_peak.calls,
+                self.sample_interval(),
+                hms(self.cloud_calls_peak.at_seconds)
+            );
+            for (what, n) in &self.cloud_calls {
+                let _ = writeln!(out, "  {what:<40} {n:>8}");
+            }
+        }
         let _ = writeln!(
             out,
             "wall time             {:.1}s: simulated cluster {:.1}s (scheduler {:.1}s), API server {:.1}s for {} requests",
@@ -227,6 +377,14 @@ impl Report {
             self.api_requests
         );
         out
+    }
+
+    /// Seconds between samples (the first two).
+    fn sample_interval(&self) -> f64 {
+        match self.samples.as_slice() {
+            [a, b, ..] => b.t - a.t,
+            _ => 0.0,
+        }
     }
 
     /// One JSON object for machines.
@@ -406,8 +564,66 @@ mod tests {
         ] {
             assert!(json.get(k).is_some(), "{k}");
         }
+        assert_eq!(r.p99_pending_seconds, 100.0);
         let html = r.to_html();
         assert!(html.contains("<svg") && html.contains("polyline") && !html.contains("<script"));
-        assert!(r.summary_table().contains("peak nodes            11"));
+        assert!(r.summary_table().contains("peak                  11 nodes"));
+    }
+
+    #[test]
+    fn spot_share_peaks_and_call_rates() {
+        let at = |t: f64, spot: f64, od: f64, pods: usize, api: u64, cloud: u64| Sample {
+            t,
+            vcpu_spot: spot,
+            vcpu_on_demand: od,
+            pending_pods: pods / 2,
+            running_pods: pods - pods / 2,
+            api_requests: api,
+            cloud_calls: cloud,
+            ..Default::default()
+        };
+        let mut r = Report {
+            controllers: true,
+            launches: 40,
+            samples: vec![
+                at(0.0, 0.0, 0.0, 0, 0, 0),
+                at(30.0, 90.0, 10.0, 500, 100, 20),
+                at(60.0, 190.0, 10.0, 700, 150, 21),
+                at(90.0, 100.0, 0.0, 300, 400, 30),
+            ],
+            cloud_calls: [("create".to_string(), 25), ("get".to_string(), 5)].into(),
+            ..Default::default()
+        };
+        r.finish(&[]);
+        r.finish_calls();
+        assert_eq!(r.peak_pods, 700);
+        assert_eq!(r.peak_vcpu, 200.0);
+        // Samples without nodes do not count: 0.90, 0.95, 1.0.
+        assert!((r.spot_share_min - 0.90).abs() < 1e-9);
+        assert!((r.spot_share_avg - 0.95).abs() < 1e-9);
+        assert_eq!(r.cloud_calls_per_launch, 0.75);
+        assert_eq!(
+            r.cloud_calls_peak,
+            CallPeak {
+                calls: 20,
+                at_seconds: 30.0
+            }
+        );
+        assert_eq!(
+            r.controller_api_peak,
+            CallPeak {
+                calls: 250,
+                at_seconds: 90.0
+            }
+        );
+        let table = r.summary_table();
+        assert!(
+            table.contains("spot share of vCPU    min 90.0 %, avg 95.0 %"),
+            "{table}"
+        );
+        assert!(
+            table.contains("0.75 per launched instance; peak 20 in 30s"),
+            "{table}"
+        );
     }
 }

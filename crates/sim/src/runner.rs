@@ -56,6 +56,18 @@ pub struct SimOptions {
     pub api: ApiServerOptions,
     /// Cluster machinery options; `timings` is replaced by the scenario's.
     pub cluster: ClusterOptions,
+    /// Called with every sample as it is taken (progress of a run served in real time).
+    pub on_sample: Option<OnSample>,
+}
+
+/// A callback on each sample.
+#[derive(Clone)]
+pub struct OnSample(pub Arc<dyn Fn(&Sample) + Send + Sync>);
+
+impl std::fmt::Debug for OnSample {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnSample")
+    }
 }
 
 impl Default for SimOptions {
@@ -66,6 +78,7 @@ impl Default for SimOptions {
                 .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
             api: ApiServerOptions::default(),
             cluster: ClusterOptions::default(),
+            on_sample: None,
         }
     }
 }
@@ -222,9 +235,11 @@ impl Simulation {
         cluster.bootstrap(&scenario)?;
         let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
         let has_controllers = controllers.is_some();
+        // The controllers' requests, counted by verb and resource (audit mode, counting only).
+        let audit = crate::apiserver::AuditLog::counting();
         let handle = controllers.map(|start| {
             let env = SimEnv {
-                client: api.client(),
+                client: kube::Client::new(api.audited_service(audit.clone()), "default"),
                 api: api.clone(),
                 cloud: cloud.clone(),
                 provider: cloud.clone(),
@@ -249,7 +264,12 @@ impl Simulation {
             }
             cluster.step();
             if now >= next_sample {
-                let s = sample(&cluster, &api, now.duration_since(start));
+                let mut s = sample(&cluster, &api, now.duration_since(start));
+                s.api_requests = audit.total();
+                s.cloud_calls = cloud.call_total() as u64;
+                if let Some(OnSample(f)) = &self.options.on_sample {
+                    f(&s);
+                }
                 cluster.recorder.samples.push(s);
                 next_sample += sample_every;
             }
@@ -315,6 +335,13 @@ impl Simulation {
         let (requests, busy) = api.load();
         report.api_requests = requests;
         report.api_wall_seconds = busy.as_secs_f64();
+        report.controller_api_requests = audit.counts();
+        report.cloud_calls = stowage_cloud::Operation::ALL
+            .iter()
+            .map(|op| (op.as_str().to_string(), cloud.call_count(*op) as u64))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        report.finish_calls();
         Ok(report)
     }
 }
@@ -326,10 +353,22 @@ fn sample(cluster: &Cluster, api: &ApiServer, elapsed: Duration) -> Sample {
     };
     for n in cluster.node_infos().filter(|n| !n.dead) {
         match n.capacity_type {
-            Some(CapacityType::Spot) => s.nodes_spot += 1,
-            Some(CapacityType::OnDemand) => s.nodes_on_demand += 1,
-            Some(CapacityType::Reserved) => s.nodes_reserved += 1,
-            None => s.nodes_other += 1,
+            Some(CapacityType::Spot) => {
+                s.nodes_spot += 1;
+                s.vcpu_spot += n.vcpu;
+            }
+            Some(CapacityType::OnDemand) => {
+                s.nodes_on_demand += 1;
+                s.vcpu_on_demand += n.vcpu;
+            }
+            Some(CapacityType::Reserved) => {
+                s.nodes_reserved += 1;
+                s.vcpu_other += n.vcpu;
+            }
+            None => {
+                s.nodes_other += 1;
+                s.vcpu_other += n.vcpu;
+            }
         }
         s.cost_per_hour += n.price_per_hour;
     }

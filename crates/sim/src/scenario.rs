@@ -44,6 +44,7 @@ pub const MAX_SCENARIO_DURATION: std::time::Duration =
 pub const BUILTIN: &[(&str, &str)] = &[
     ("quickstart", include_str!("../scenarios/quickstart.yaml")),
     ("seed", include_str!("../scenarios/seed.yaml")),
+    ("seed-full", include_str!("../scenarios/seed-full.yaml")),
 ];
 
 /// A whole scenario.
@@ -610,6 +611,46 @@ impl Scenario {
         Ok(())
     }
 
+    /// The same scenario `speed` times faster: every duration (the run, sampling, the
+    /// machinery's timings, timeline times, run times, insufficient-capacity windows) divided by
+    /// `speed`. For serving a scenario in real time (`stowage sim serve --scenario`) to a
+    /// controller process that runs on the wall clock. A speed of 0 is taken as 1.
+    pub fn sped_up(mut self, speed: u32) -> Self {
+        let speed = speed.max(1);
+        let f = |d: &mut Duration| *d = Duration(d.as_std() / speed);
+        f(&mut self.duration);
+        f(&mut self.sample_every);
+        let t = &mut self.timings;
+        for d in [
+            &mut t.node_registration,
+            &mut t.startup_taint_removal,
+            &mut t.pod_startup,
+            &mut t.pod_shutdown,
+            &mut t.launch_latency,
+            &mut t.interruption_warning,
+            &mut t.node_lifecycle,
+        ] {
+            f(d);
+        }
+        for step in &mut self.timeline {
+            for d in [&mut step.at, &mut step.every, &mut step.until]
+                .into_iter()
+                .flatten()
+            {
+                f(d);
+            }
+            if let Some(w) = &mut step.create
+                && let Some(r) = &mut w.run_time
+            {
+                f(r);
+            }
+            if let Some(ice) = &mut step.insufficient_capacity {
+                f(&mut ice.duration);
+            }
+        }
+        self
+    }
+
     /// Every action at its virtual time (offset from the start), in time order; recurring steps
     /// are expanded (their workloads get a `-<n>` suffix).
     pub fn schedule(&self) -> Vec<(std::time::Duration, Action)> {
@@ -749,6 +790,85 @@ mod tests {
         assert_eq!(
             names,
             ["burst-1@60", "Interrupt@120", "burst-2@300", "burst-3@540"]
+        );
+    }
+
+    #[test]
+    fn sped_up_divides_every_duration() {
+        let s = Scenario::builtin("seed").unwrap();
+        let fast = s.clone().sped_up(4);
+        assert_eq!(fast.duration.as_std(), s.duration.as_std() / 4);
+        assert_eq!(
+            fast.timings.node_registration.as_std(),
+            s.timings.node_registration.as_std() / 4
+        );
+        let times = |s: &Scenario| -> Vec<u64> {
+            s.schedule()
+                .iter()
+                .map(|(t, _)| t.as_millis() as u64)
+                .collect()
+        };
+        assert_eq!(
+            times(&fast),
+            times(&s).iter().map(|t| t / 4).collect::<Vec<_>>()
+        );
+        assert_eq!(s.clone().sped_up(0), s);
+    }
+
+    /// The full-scale seed keeps the proportions the issue asks for.
+    #[test]
+    fn seed_full_is_the_seed_at_full_scale() {
+        let s = Scenario::builtin("seed-full").unwrap();
+        let pools: Vec<&str> = s.node_pools.iter().map(|p| p.name.as_str()).collect();
+        for p in ["spot", "spot-mgmt", "on-demand", "gpu", "gaudi"] {
+            assert!(pools.contains(&p), "{p}: {pools:?}");
+        }
+        let od = s.node_pools.iter().find(|p| p.name == "on-demand").unwrap();
+        let mix = od.spec.capacity_mix.as_ref().unwrap();
+        assert!(
+            mix.scope.is_some(),
+            "on-demand is capped against the spot fleet"
+        );
+        let sched = s.schedule();
+        let creates: Vec<&Workload> = sched
+            .iter()
+            .filter_map(|(_, a)| match a {
+                Action::Create(w) => Some(w),
+                _ => None,
+            })
+            .collect();
+        let bursts: Vec<u32> = creates
+            .iter()
+            .filter(|w| w.kind == WorkloadKind::Job && w.name.starts_with("argo-"))
+            .map(|w| w.replicas)
+            .collect();
+        assert!(bursts.len() >= 20, "{bursts:?}");
+        assert!(
+            bursts.iter().all(|r| (1_000..=5_000).contains(r)),
+            "{bursts:?}"
+        );
+        assert!(
+            creates
+                .iter()
+                .any(|w| w.kind == WorkloadKind::SparkApplication && w.replicas >= 2_000)
+        );
+        let long_running: u32 = creates
+            .iter()
+            .filter(|w| w.kind == WorkloadKind::Deployment)
+            .map(|w| w.replicas)
+            .sum();
+        assert!(long_running >= 15_000, "{long_running}");
+        assert!(
+            sched
+                .iter()
+                .any(|(_, a)| matches!(a, Action::InsufficientCapacity(_)))
+        );
+        assert!(
+            sched
+                .iter()
+                .filter(|(_, a)| matches!(a, Action::Interrupt(_)))
+                .count()
+                >= 2
         );
     }
 

@@ -6,7 +6,7 @@
 //! The record is taken before the request is served, so refused requests (a `404`, a `409`) are
 //! recorded too: RBAC is checked before the server looks at the object.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 /// One request, as RBAC sees it.
@@ -122,10 +122,14 @@ impl AuditRecord {
     }
 }
 
-/// The requests one client made, in order. Cheap to clone; clones share the log.
+/// The requests one client made, in order, and their counts by verb and resource. Cheap to
+/// clone; clones share the log.
 #[derive(Clone, Debug, Default)]
 pub struct AuditLog {
     records: Arc<Mutex<Vec<AuditRecord>>>,
+    counts: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// Only count (a long run's requests would pile up as records).
+    counting_only: bool,
 }
 
 impl AuditLog {
@@ -133,11 +137,52 @@ impl AuditLog {
         Self::default()
     }
 
+    /// A log that keeps only the counts ([`Self::counts`]), not each request.
+    pub fn counting() -> Self {
+        Self {
+            counting_only: true,
+            ..Self::default()
+        }
+    }
+
     pub(crate) fn record(&self, record: AuditRecord) {
-        self.records
+        let key = match &record {
+            AuditRecord::Resource(r) => {
+                let group = if r.group.is_empty() { "core" } else { &r.group };
+                format!("{} {group}/{}", r.verb, r.resource_path())
+            }
+            AuditRecord::NonResource { verb, .. } => format!("{verb} non-resource"),
+        };
+        *self
+            .counts
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(record);
+            .entry(key)
+            .or_default() += 1;
+        if !self.counting_only {
+            self.records
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(record);
+        }
+    }
+
+    /// Requests so far by `verb group/resource[/subresource]` (`create core/pods/eviction`; the
+    /// core group is `core`; requests on other paths are `<verb> non-resource`).
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Requests so far, also in counting mode.
+    pub fn total(&self) -> u64 {
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .sum()
     }
 
     /// Every request so far, in order.
@@ -254,6 +299,25 @@ mod tests {
         assert_eq!(
             rec("GET", "/apis/stowage.dev/v1").to_string(),
             "get /apis/stowage.dev/v1"
+        );
+        let log = AuditLog::counting();
+        for (m, u) in [
+            ("GET", "/api/v1/pods?watch=true"),
+            ("POST", "/api/v1/namespaces/default/pods/web/eviction"),
+            ("POST", "/api/v1/namespaces/default/pods/db/eviction"),
+            ("GET", "/apis"),
+        ] {
+            log.record(rec(m, u));
+        }
+        assert!(log.is_empty(), "counting mode keeps no records");
+        assert_eq!(log.total(), 4);
+        assert_eq!(
+            log.counts().into_iter().collect::<Vec<_>>(),
+            [
+                ("create core/pods/eviction".to_string(), 2),
+                ("get non-resource".to_string(), 1),
+                ("watch core/pods".to_string(), 1),
+            ]
         );
         assert_eq!(
             rec("POST", "/api/v1/namespaces/default/pods/web/eviction").to_string(),

@@ -86,6 +86,8 @@ pub(crate) struct Shared {
     /// Wall time spent handling requests and writing watch streams, in nanoseconds.
     pub(crate) busy_nanos: std::sync::atomic::AtomicU64,
     pub(crate) requests: std::sync::atomic::AtomicU64,
+    /// The simulated cloud served under [`crate::cloudbridge::PREFIX`], once attached.
+    pub(crate) cloud: std::sync::OnceLock<crate::cloudbridge::Bridge>,
 }
 
 /// Ids of the kinds the simulated cluster's own components use.
@@ -151,6 +153,7 @@ impl ApiServer {
                 pdb_kind,
                 busy_nanos: Default::default(),
                 requests: Default::default(),
+                cloud: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -186,6 +189,12 @@ impl ApiServer {
             self.shared.requests.load(Ordering::Relaxed),
             std::time::Duration::from_nanos(self.shared.busy_nanos.load(Ordering::Relaxed)),
         )
+    }
+
+    /// Serves `cloud` under [`crate::cloudbridge::PREFIX`] on both transports (for a controller
+    /// process of its own; see [`crate::cloudbridge`]). The first attached cloud stays.
+    pub fn attach_cloud(&self, cloud: Arc<dyn stowage_cloud::CloudProvider>) {
+        let _ = self.shared.cloud.set(cloud);
     }
 
     /// The in-process transport.
@@ -326,6 +335,12 @@ where
         if let Some(audit) = &self.audit {
             audit.record(AuditRecord::from_request(req.method(), req.uri()));
         }
+        let bridge = req
+            .uri()
+            .path()
+            .strip_prefix(crate::cloudbridge::PREFIX)
+            .map(str::to_string)
+            .and_then(|op| Some((op, shared.cloud.get()?.clone())));
         Box::pin(async move {
             let (parts, body) = req.into_parts();
             let bytes = match read_body(body).await {
@@ -339,6 +354,12 @@ where
                     return Ok(r);
                 }
             };
+            if let Some((op, cloud)) = bridge {
+                let (head, body) = crate::cloudbridge::serve(cloud, op, bytes)
+                    .await
+                    .into_parts();
+                return Ok(http::Response::from_parts(head, ApiBody::Full(Some(body))));
+            }
             Ok(shared.handle(http::Request::from_parts(parts, bytes)))
         })
     }

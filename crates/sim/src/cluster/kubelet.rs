@@ -377,6 +377,11 @@ pub(super) fn on_node(c: &mut Cluster, name: &str, obj: &Arc<Value>) {
             })
             .unwrap_or(0.0),
     };
+    let vcpu = obj
+        .pointer("/status/capacity/cpu")
+        .and_then(Value::as_str)
+        .and_then(|q| stowage_api::quantity::parse_resource("cpu", q).ok())
+        .map_or(0.0, |milli| milli as f64 / 1000.0);
     let dead = c.nodes.get(name).is_some_and(|n| n.dead)
         || (!provider_id.is_empty()
             && provider_id.starts_with(stowage_cloud::fake::PROVIDER_ID_PREFIX)
@@ -390,6 +395,7 @@ pub(super) fn on_node(c: &mut Cluster, name: &str, obj: &Arc<Value>) {
             instance_type,
             nodepool: label(labels::NODEPOOL),
             price_per_hour: price,
+            vcpu,
             ready,
             dead,
         },

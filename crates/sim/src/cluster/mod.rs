@@ -95,6 +95,8 @@ pub struct NodeInfo {
     pub instance_type: String,
     pub nodepool: Option<String>,
     pub price_per_hour: f64,
+    /// vCPUs of its capacity.
+    pub vcpu: f64,
     pub ready: bool,
     /// The instance behind it is gone (the node object may linger).
     pub dead: bool,

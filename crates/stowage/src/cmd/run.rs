@@ -23,6 +23,16 @@ pub enum LogFormat {
     Text,
 }
 
+/// Which cloud the controllers drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CloudProviderKind {
+    /// AWS (EC2, SSM, IAM, Pricing).
+    Aws,
+    /// The fake cloud of a simulation served by `stowage sim serve --scenario ...`, reached on
+    /// the API server's address (for measuring the controller on its own; never in a cluster).
+    Simulated,
+}
+
 /// Arguments of `stowage run`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -103,6 +113,16 @@ pub struct Args {
     /// This replica's identity in leader election (default: the pod or host name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// The cloud the controllers drive: `aws`, or `simulated` (the fake cloud of `stowage sim
+    /// serve --scenario`, for measurements only).
+    #[arg(long, env = "CLOUD_PROVIDER", value_enum, default_value = "aws")]
+    pub cloud_provider: CloudProviderKind,
+    /// Kubernetes API requests per second, client-side (a token bucket; 0 turns it off).
+    #[arg(long, env = "KUBE_CLIENT_QPS", default_value_t = stowage_controller::ratelimit::DEFAULT_QPS)]
+    pub kube_client_qps: f64,
+    /// Kubernetes API requests that may be sent at once above the rate.
+    #[arg(long, env = "KUBE_CLIENT_BURST", default_value_t = stowage_controller::ratelimit::DEFAULT_BURST)]
+    pub kube_client_burst: u32,
 }
 
 /// Installs the tracing subscriber (JSON or text).
@@ -161,6 +181,9 @@ fn settings(args: &Args, identity: &str) -> anyhow::Result<Settings> {
     // The AWS provider's catalogue reads this one; the controllers do not.
     if !(0.0..1.0).contains(&args.vm_memory_overhead_percent) {
         anyhow::bail!("invalid setting vm-memory-overhead-percent: must be in [0, 1)");
+    }
+    if !(args.kube_client_qps.is_finite() && args.kube_client_qps >= 0.0) {
+        anyhow::bail!("invalid setting kube-client-qps: must be a number >= 0 (0: no limit)");
     }
     Ok(s)
 }
@@ -233,10 +256,28 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(|| "stowage".to_string());
     let settings = settings(&args, &identity)?;
     let clock: SharedClock = Arc::new(SystemClock);
-    let client = kube::Client::try_default()
+    let config = kube::Config::infer()
         .await
-        .context("failed to build a Kubernetes client")?;
-    let (cloud, queue) = aws_provider(&args, clock.clone()).await?;
+        .context("failed to find a Kubernetes configuration")?;
+    let client = kube::client::ClientBuilder::try_from(config)
+        .context("failed to build a Kubernetes client")?
+        .with_layer(&stowage_controller::ratelimit::RateLimitLayer::new(
+            args.kube_client_qps,
+            args.kube_client_burst,
+        ))
+        .build();
+    let (cloud, queue): Aws = match args.cloud_provider {
+        CloudProviderKind::Aws => aws_provider(&args, clock.clone()).await?,
+        // The simulated cloud's interruption warnings are not bridged over HTTP (yet).
+        CloudProviderKind::Simulated => (
+            Arc::new(
+                stowage_sim::cloudbridge::RemoteCloud::connect(client.clone())
+                    .await
+                    .context("failed to reach the simulated cloud (is `stowage sim serve --scenario ...` running?)")?,
+            ),
+            None,
+        ),
+    };
     let mut ctx = Context::new(client, cloud, clock, settings.clone());
     if let Some(queue) = queue {
         ctx = ctx.with_interruption_source(queue);
@@ -351,6 +392,18 @@ mod tests {
         assert!(format!("{err:#}").contains("cost-weight"), "{err:#}");
         let err = settings(&args(&["--vm-memory-overhead-percent", "1.5"]), "r").unwrap_err();
         assert!(format!("{err:#}").contains("vm-memory"), "{err:#}");
+        let err = settings(&args(&["--kube-client-qps=-1"]), "r").unwrap_err();
+        assert!(format!("{err:#}").contains("kube-client-qps"), "{err:#}");
+        assert!(settings(&args(&["--kube-client-qps", "0"]), "r").is_ok());
+        let a = args(&[]);
+        assert_eq!(a.cloud_provider, CloudProviderKind::Aws);
+        assert_eq!(
+            (a.kube_client_qps, a.kube_client_burst),
+            (
+                stowage_controller::ratelimit::DEFAULT_QPS,
+                stowage_controller::ratelimit::DEFAULT_BURST
+            )
+        );
     }
 
     #[test]

@@ -28,6 +28,20 @@ pub struct ServeArgs {
     /// Where to write the kubeconfig that points at the server.
     #[arg(long, default_value = "stowage-sim.kubeconfig")]
     pub kubeconfig: PathBuf,
+    /// Also run this scenario (built-in or file) in real time, its fake cloud served to a
+    /// controller process of its own (`stowage run --cloud-provider simulated`); prints the
+    /// report when the scenario ends. Without it, the server starts empty and runs until Ctrl-C.
+    #[arg(long)]
+    pub scenario: Option<String>,
+    /// With --scenario: run it this many times faster than written (every duration divided).
+    #[arg(long, default_value_t = 1, requires = "scenario")]
+    pub speed: u32,
+    /// With --scenario: print the JSON report instead of the summary table.
+    #[arg(long, requires = "scenario")]
+    pub json: bool,
+    /// Region of the embedded AWS catalogue for scenarios that use it.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -69,6 +83,9 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    if args.scenario.is_some() {
+        return serve_scenario(args).await;
+    }
     let server = ApiServer::new(Arc::new(stowage_clock::SystemClock));
     let listener = tokio::net::TcpListener::bind((args.bind.as_str(), args.port))
         .await
@@ -87,6 +104,71 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         r = tokio::signal::ctrl_c() => r.context("failed to wait for Ctrl-C")?,
     }
     Ok(())
+}
+
+/// `sim serve --scenario`: the simulation on the wall clock (a runtime that is not paused, on a
+/// thread of its own), its API server and fake cloud on `--port`, no controllers in process.
+async fn serve_scenario(args: ServeArgs) -> anyhow::Result<()> {
+    let name = args.scenario.clone().unwrap_or_default();
+    let scenario = Scenario::load(&name)
+        .map_err(|e| super::bad_input(e.into()))?
+        .sped_up(args.speed);
+    let mut options = super::scenario::options_for(&scenario, &args.region)?;
+    // The controllers read the wall clock: the simulation's time starts now.
+    options.epoch = stowage_clock::Clock::now(&stowage_clock::SystemClock);
+    let started = std::time::Instant::now();
+    options.on_sample = Some(stowage_sim::runner::OnSample(Arc::new(move |s| {
+        eprintln!(
+            "t={:>6.0}s wall={:>6.1}s nodes={} pods={} (pending {}) vcpu={:.0} nodeclaims={}",
+            s.t,
+            started.elapsed().as_secs_f64(),
+            s.nodes(),
+            s.pending_pods + s.running_pods,
+            s.pending_pods,
+            s.vcpu(),
+            s.nodeclaims
+        );
+    })));
+    let listener = std::net::TcpListener::bind((args.bind.as_str(), args.port))
+        .with_context(|| format!("failed to listen on {}:{}", args.bind, args.port))?;
+    listener
+        .set_nonblocking(true)
+        .context("failed to set the listener non-blocking")?;
+    let url = format!(
+        "http://{}",
+        listener
+            .local_addr()
+            .context("failed to read the listening address")?
+    );
+    ApiServer::write_kubeconfig(&url, &args.kubeconfig)?;
+    eprintln!(
+        "serving scenario {name} (speed {}) on {url}; kubeconfig written to {}; start the controllers with: KUBECONFIG={} stowage run --cluster-name sim --cloud-provider simulated --leader-elect false",
+        args.speed,
+        args.kubeconfig.display(),
+        args.kubeconfig.display()
+    );
+    let simulation = Simulation::new(scenario, options);
+    let report = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("failed to start the simulation runtime")?;
+        rt.block_on(simulation.run(move |env| async move {
+            env.api.attach_cloud(env.provider.clone());
+            match tokio::net::TcpListener::from_std(listener) {
+                Ok(l) => {
+                    if let Err(e) = env.api.serve(l).await {
+                        tracing::error!(error = %e, "the API server stopped");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "failed to serve the listener"),
+            }
+        }))
+        .context("the simulation failed")
+    })
+    .await
+    .context("the simulation task failed")??;
+    super::scenario::emit(&report, args.json, None)
 }
 
 async fn run_scenario(args: RunArgs) -> anyhow::Result<()> {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use stowage_controller::{Context, Leadership, Settings};
+use stowage_sim::report::SolverFigures;
 use stowage_sim::{Scenario, SimEnv, Simulation};
 
 use super::run::{LogFormat, init_tracing};
@@ -13,7 +14,7 @@ use super::run::{LogFormat, init_tracing};
 /// Arguments of `stowage simulate`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A built-in scenario (`quickstart`, `seed`) or a scenario file.
+    /// A built-in scenario (`quickstart`, `seed`, `seed-full`) or a scenario file.
     #[arg(long, default_value = "quickstart")]
     pub scenario: String,
     /// Write a self-contained HTML report here.
@@ -31,7 +32,8 @@ pub struct Args {
 }
 
 /// The controllers as the simulator's plug-in: one always-leader replica until the scenario ends.
-async fn controllers(env: SimEnv) {
+/// Their context is left in `handoff` for the report's solver figures.
+async fn controllers(env: SimEnv, handoff: Arc<std::sync::Mutex<Option<Arc<Context>>>>) {
     let settings = Settings {
         cluster_name: "sim".to_string(),
         ..Settings::default()
@@ -47,6 +49,7 @@ async fn controllers(env: SimEnv) {
         )
         .with_interruption_source(env.cloud.clone()),
     );
+    *handoff.lock().unwrap_or_else(|e| e.into_inner()) = Some(ctx.clone());
     let running = stowage_controller::start(ctx, Leadership::Always);
     let mut shutdown = env.shutdown.clone();
     while !*shutdown.borrow_and_update() {
@@ -64,9 +67,34 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .map_err(super::bad_input)?;
     let options = super::scenario::options_for(&scenario, &args.region)?;
     let simulation = Simulation::new(scenario, options);
-    let report = tokio::task::spawn_blocking(move || simulation.run_blocking(controllers))
-        .await
-        .context("the simulation task failed")?
-        .context("the simulation failed")?;
+    let handoff = Arc::new(std::sync::Mutex::new(None));
+    let plug = handoff.clone();
+    let mut report = tokio::task::spawn_blocking(move || {
+        simulation.run_blocking(move |env| controllers(env, plug))
+    })
+    .await
+    .context("the simulation task failed")?
+    .context("the simulation failed")?;
+    if let Some(ctx) = handoff.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        report.solver = solver_figures(&ctx.passes());
+    }
     super::scenario::emit(&report, args.json, args.report.as_deref())
+}
+
+/// The report's solver figures from the provisioning passes.
+fn solver_figures(passes: &[stowage_controller::provisioning::PassRecord]) -> SolverFigures {
+    let solves: Vec<f64> = passes.iter().map(|p| p.solve_seconds).collect();
+    let largest = passes
+        .iter()
+        .max_by_key(|p| p.pods)
+        .cloned()
+        .unwrap_or_default();
+    SolverFigures {
+        batches: passes.len(),
+        p50_seconds: stowage_sim::report::percentile(&solves, 50.0),
+        max_seconds: solves.iter().copied().fold(0.0, f64::max),
+        largest_batch_pods: largest.pods,
+        largest_batch_claims: largest.claims,
+        largest_batch_seconds: largest.total_seconds,
+    }
 }

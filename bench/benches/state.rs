@@ -1,0 +1,203 @@
+//! What the controllers' `ClusterState` holds per pod and per node: builds it from a generated
+//! cluster (`stowage_bench::pods`' kubectl-shaped pods of the seed mix, bound and running, and
+//! EKS-shaped Nodes with their labels, conditions, node info and image lists) and reports how
+//! much the process's resident memory grew per object applied, each object decoded from its JSON
+//! as a watch delivers it (the decoding temporaries are freed and reused as it goes; allocator
+//! overhead and fragmentation count, as they do in the controller).
+//!
+//! ```sh
+//! cargo bench -p stowage-bench --bench state              # 40,000 pods on 3,200 nodes
+//! cargo bench -p stowage-bench --bench state -- 10000 800 # pods, nodes
+//! ```
+
+use k8s_openapi::api::core::v1::{Node, Pod};
+use serde_json::{Value, json};
+use stowage_controller::ClusterState;
+
+/// The process's resident memory in bytes (`VmRSS`; Linux).
+fn rss() -> i64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<i64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+const ZONES: [&str; 3] = ["us-east-1a", "us-east-1b", "us-east-1c"];
+
+/// An EKS worker Node as the API server returns it (what a watch delivers).
+fn node(i: usize) -> Value {
+    let zone = ZONES[i % 3];
+    let name = format!(
+        "ip-10-{}-{}-{}.ec2.internal",
+        i / 65536 % 256,
+        i / 256 % 256,
+        i % 256
+    );
+    let images: Vec<Value> = (0..30)
+        .map(|k| {
+            json!({
+                "names": [
+                    format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/team-{k}/service@sha256:{:064x}", k * 7919 + 17),
+                    format!("123456789012.dkr.ecr.us-east-1.amazonaws.com/team-{k}/service:v1.{k}.0")
+                ],
+                "sizeBytes": 100_000_000 + k * 1_000_003
+            })
+        })
+        .collect();
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "uid": format!("{:08x}-0000-4000-8000-{:012x}", i, i),
+            "resourceVersion": format!("{}", 1_000_000 + i),
+            "creationTimestamp": "2026-11-29T08:00:00Z",
+            "labels": {
+                "beta.kubernetes.io/arch": "amd64",
+                "beta.kubernetes.io/instance-type": "m6i.8xlarge",
+                "beta.kubernetes.io/os": "linux",
+                "failure-domain.beta.kubernetes.io/region": "us-east-1",
+                "failure-domain.beta.kubernetes.io/zone": zone,
+                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "node.kubernetes.io/instance-type": "m6i.8xlarge",
+                "topology.kubernetes.io/region": "us-east-1",
+                "topology.kubernetes.io/zone": zone,
+                "topology.k8s.aws/zone-id": "use1-az1",
+                "stowage.dev/nodepool": "spot",
+                "stowage.dev/capacity-type": "spot",
+                "stowage.dev/initialized": "true",
+                "stowage.dev/registered": "true",
+                "aws.stowage.dev/ec2nodeclass": "default",
+                "aws.stowage.dev/instance-category": "m",
+                "aws.stowage.dev/instance-family": "m6i",
+                "aws.stowage.dev/instance-generation": "6",
+                "aws.stowage.dev/instance-size": "8xlarge",
+                "aws.stowage.dev/instance-cpu": "32",
+                "aws.stowage.dev/instance-memory": "131072",
+                "aws.stowage.dev/instance-hypervisor": "nitro",
+                "k8s.io/cloud-provider-aws": "0123456789abcdef0123456789abcdef"
+            },
+            "annotations": {
+                "alpha.kubernetes.io/provided-node-ip": "10.0.0.1",
+                "node.alpha.kubernetes.io/ttl": "0",
+                "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+                "stowage.dev/nodepool-hash": "1234567890123456789"
+            },
+            "ownerReferences": [{"apiVersion": "stowage.dev/v1", "kind": "NodeClaim", "name": format!("spot-{i:05}"), "uid": format!("{:08x}-1111-4000-8000-{:012x}", i, i), "blockOwnerDeletion": true}],
+            "finalizers": ["stowage.dev/termination"],
+            "managedFields": [{"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "time": "2026-11-29T08:00:00Z", "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {"f:labels": {"f:kubernetes.io/hostname": {}}}, "f:status": {"f:conditions": {}, "f:images": {}}}}]
+        },
+        "spec": {
+            "providerID": format!("aws:///{zone}/i-{i:017x}")
+        },
+        "status": {
+            "capacity": {"cpu": "32", "ephemeral-storage": "104845292Ki", "hugepages-1Gi": "0", "hugepages-2Mi": "0", "memory": "130451220Ki", "pods": "234"},
+            "allocatable": {"cpu": "31850m", "ephemeral-storage": "95551679124", "hugepages-1Gi": "0", "hugepages-2Mi": "0", "memory": "124734228Ki", "pods": "234"},
+            "conditions": ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"].iter().map(|t| json!({
+                "type": t, "status": if *t == "Ready" { "True" } else { "False" },
+                "lastHeartbeatTime": "2026-11-29T08:10:00Z", "lastTransitionTime": "2026-11-29T08:00:30Z",
+                "reason": format!("Kubelet{t}"), "message": format!("kubelet has no {t}")
+            })).collect::<Vec<_>>(),
+            "addresses": [
+                {"type": "InternalIP", "address": "10.0.0.1"},
+                {"type": "InternalDNS", "address": name},
+                {"type": "Hostname", "address": name}
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "architecture": "amd64", "bootID": "5c1b2a9e-0000-4000-8000-000000000000",
+                "containerRuntimeVersion": "containerd://1.7.22", "kernelVersion": "6.1.112-122.189.amzn2023.x86_64",
+                "kubeProxyVersion": "v1.31.2-eks-7f9249a", "kubeletVersion": "v1.31.2-eks-7f9249a",
+                "machineID": "ec2a0f0000000000000000000000000a", "operatingSystem": "linux",
+                "osImage": "Amazon Linux 2023.6.20241111", "systemUUID": "ec2a0f00-0000-0000-0000-00000000000a"
+            },
+            "images": images
+        }
+    })
+}
+
+/// A pod of the generated dump, bound to `node` and running.
+fn bound(mut pod: Value, node: &str) -> Value {
+    pod["spec"]["nodeName"] = json!(node);
+    pod["status"] = json!({
+        "phase": "Running",
+        "hostIP": "10.0.0.1",
+        "podIP": "10.1.2.3",
+        "podIPs": [{"ip": "10.1.2.3"}],
+        "qosClass": "Burstable",
+        "startTime": "2026-11-29T08:01:00Z",
+        "conditions": ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"].iter().map(|t| json!({
+            "type": t, "status": "True", "lastTransitionTime": "2026-11-29T08:01:00Z"
+        })).collect::<Vec<_>>(),
+        "containerStatuses": [{
+            "name": "main", "ready": true, "restartCount": 0, "started": true,
+            "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/service:v1.2.3",
+            "imageID": "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/service@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "containerID": "containerd://0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "state": {"running": {"startedAt": "2026-11-29T08:01:02Z"}}
+        }]
+    });
+    pod
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let pods_n = args.first().copied().unwrap_or(40_000);
+    let nodes_n = args.get(1).copied().unwrap_or(3_200).max(1);
+    let nodes: Vec<Value> = (0..nodes_n).map(node).collect();
+    let names: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            n["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    let list = stowage_bench::pods::pod_list(pods_n, 42);
+    let pods: Vec<Value> = list["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| bound(p, &names[i % nodes_n]))
+        .collect();
+    drop(list);
+    let json_per_pod = pods
+        .iter()
+        .map(|p| serde_json::to_vec(p).map_or(0, |v| v.len()))
+        .sum::<usize>()
+        / pods.len().max(1);
+    let json_per_node = serde_json::to_vec(&nodes[0]).map_or(0, |v| v.len());
+
+    let base = rss();
+    let mut state = ClusterState::new();
+    for n in &nodes {
+        let node: Node = serde_json::from_value(n.clone()).expect("a node");
+        state.apply_node(node);
+    }
+    let with_nodes = rss();
+    for p in &pods {
+        let pod: Pod = serde_json::from_value(p.clone()).expect("a pod");
+        state.apply_pod(pod);
+    }
+    let with_pods = rss();
+    let per_node = (with_nodes - base) as f64 / nodes_n as f64;
+    let per_pod = (with_pods - with_nodes) as f64 / pods_n.max(1) as f64;
+    println!(
+        "state pods={pods_n} nodes={nodes_n} bytes_per_pod={per_pod:.0} bytes_per_node={per_node:.0} total_mb={:.1} json_bytes_per_pod={json_per_pod} json_bytes_per_node={json_per_node}",
+        (with_pods - base) as f64 / 1e6
+    );
+    assert_eq!(state.pod_count(), pods_n);
+}
