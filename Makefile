@@ -88,3 +88,8 @@ seed: ## Run the seed scenario (1,000+ nodes) in release mode with an HTML repor
 .PHONY: seed-full
 seed-full: ## Run the seed at full scale (3,200 nodes, 40,000 pods) in release mode with an HTML report.
 	$(CARGO) run --release -p stowage -- simulate --scenario seed-full --report report-full.html
+
+.PHONY: bench-controller
+bench-controller: ## The controllers' own RSS and CPU at seed-full scale (a process apart from the simulator).
+	$(CARGO) build --release -p stowage
+	bench/controller-at-scale.sh 4 seed-full

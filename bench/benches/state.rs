@@ -5,10 +5,15 @@
 //! as a watch delivers it (the decoding temporaries are freed and reused as it goes; allocator
 //! overhead and fragmentation count, as they do in the controller).
 //!
+//! The objects are generated and written out first, then applied in a fresh process of this
+//! benchmark (`--measure`), so memory freed while generating cannot hide the state's growth.
+//!
 //! ```sh
 //! cargo bench -p stowage-bench --bench state              # 40,000 pods on 3,200 nodes
 //! cargo bench -p stowage-bench --bench state -- 10000 800 # pods, nodes
 //! ```
+
+use std::io::{BufRead, Write};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{Value, json};
@@ -38,6 +43,16 @@ fn node(i: usize) -> Value {
         i / 256 % 256,
         i % 256
     );
+    let node_conditions: Vec<Value> = ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"]
+        .iter()
+        .map(|t| {
+            json!({
+                "type": t, "status": if *t == "Ready" { "True" } else { "False" },
+                "lastHeartbeatTime": "2026-11-29T08:10:00Z", "lastTransitionTime": "2026-11-29T08:00:30Z",
+                "reason": format!("Kubelet{t}"), "message": format!("kubelet has no {t}")
+            })
+        })
+        .collect();
     let images: Vec<Value> = (0..30)
         .map(|k| {
             json!({
@@ -100,11 +115,7 @@ fn node(i: usize) -> Value {
         "status": {
             "capacity": {"cpu": "32", "ephemeral-storage": "104845292Ki", "hugepages-1Gi": "0", "hugepages-2Mi": "0", "memory": "130451220Ki", "pods": "234"},
             "allocatable": {"cpu": "31850m", "ephemeral-storage": "95551679124", "hugepages-1Gi": "0", "hugepages-2Mi": "0", "memory": "124734228Ki", "pods": "234"},
-            "conditions": ["MemoryPressure", "DiskPressure", "PIDPressure", "Ready"].iter().map(|t| json!({
-                "type": t, "status": if *t == "Ready" { "True" } else { "False" },
-                "lastHeartbeatTime": "2026-11-29T08:10:00Z", "lastTransitionTime": "2026-11-29T08:00:30Z",
-                "reason": format!("Kubelet{t}"), "message": format!("kubelet has no {t}")
-            })).collect::<Vec<_>>(),
+            "conditions": node_conditions,
             "addresses": [
                 {"type": "InternalIP", "address": "10.0.0.1"},
                 {"type": "InternalDNS", "address": name},
@@ -126,16 +137,24 @@ fn node(i: usize) -> Value {
 /// A pod of the generated dump, bound to `node` and running.
 fn bound(mut pod: Value, node: &str) -> Value {
     pod["spec"]["nodeName"] = json!(node);
-    pod["status"] = json!({
+    let conditions: Vec<Value> = [
+        "PodReadyToStartContainers",
+        "Initialized",
+        "Ready",
+        "ContainersReady",
+        "PodScheduled",
+    ]
+    .iter()
+    .map(|t| json!({"type": t, "status": "True", "lastTransitionTime": "2026-11-29T08:01:00Z"}))
+    .collect();
+    let running = json!({
         "phase": "Running",
         "hostIP": "10.0.0.1",
         "podIP": "10.1.2.3",
         "podIPs": [{"ip": "10.1.2.3"}],
         "qosClass": "Burstable",
         "startTime": "2026-11-29T08:01:00Z",
-        "conditions": ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"].iter().map(|t| json!({
-            "type": t, "status": "True", "lastTransitionTime": "2026-11-29T08:01:00Z"
-        })).collect::<Vec<_>>(),
+        "conditions": conditions,
         "containerStatuses": [{
             "name": "main", "ready": true, "restartCount": 0, "started": true,
             "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/team/service:v1.2.3",
@@ -144,60 +163,101 @@ fn bound(mut pod: Value, node: &str) -> Value {
             "state": {"running": {"startedAt": "2026-11-29T08:01:02Z"}}
         }]
     });
+    pod["status"] = running;
     pod
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let argv: Vec<String> = std::env::args().collect();
+    if let Some(i) = argv.iter().position(|a| a == "--measure") {
+        let path = argv.get(i + 1).cloned().unwrap_or_default();
+        let nodes_n: usize = argv.get(i + 2).and_then(|n| n.parse().ok()).unwrap_or(0);
+        measure(&path, nodes_n);
+        return;
+    }
+    let args: Vec<usize> = argv.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
     let pods_n = args.first().copied().unwrap_or(40_000);
     let nodes_n = args.get(1).copied().unwrap_or(3_200).max(1);
-    let nodes: Vec<Value> = (0..nodes_n).map(node).collect();
-    let names: Vec<String> = nodes
-        .iter()
-        .map(|n| {
+    // Generated here, measured in a fresh process: memory freed while generating stays
+    // resident and would be reused by the state without the resident size growing.
+    let path =
+        std::env::temp_dir().join(format!("stowage-state-bench-{}.jsonl", std::process::id()));
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).expect("temp file"));
+    let mut names = Vec::with_capacity(nodes_n);
+    let mut node_bytes = 0;
+    for i in 0..nodes_n {
+        let n = node(i);
+        names.push(
             n["metadata"]["name"]
                 .as_str()
                 .unwrap_or_default()
-                .to_string()
-        })
-        .collect();
-    let list = stowage_bench::pods::pod_list(pods_n, 42);
-    let pods: Vec<Value> = list["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| bound(p, &names[i % nodes_n]))
-        .collect();
-    drop(list);
-    let json_per_pod = pods
-        .iter()
-        .map(|p| serde_json::to_vec(p).map_or(0, |v| v.len()))
-        .sum::<usize>()
-        / pods.len().max(1);
-    let json_per_node = serde_json::to_vec(&nodes[0]).map_or(0, |v| v.len());
+                .to_string(),
+        );
+        let line = serde_json::to_vec(&n).expect("json");
+        node_bytes += line.len();
+        out.write_all(&line)
+            .and_then(|()| out.write_all(b"\n"))
+            .expect("write");
+    }
+    let mut list = stowage_bench::pods::pod_list(pods_n, 42);
+    let mut pod_bytes = 0;
+    if let Value::Array(items) = list["items"].take() {
+        for (i, p) in items.into_iter().enumerate() {
+            let line = serde_json::to_vec(&bound(p, &names[i % nodes_n])).expect("json");
+            pod_bytes += line.len();
+            out.write_all(&line)
+                .and_then(|()| out.write_all(b"\n"))
+                .expect("write");
+        }
+    }
+    drop(out);
+    let status = std::process::Command::new(std::env::current_exe().expect("own path"))
+        .arg("--measure")
+        .arg(&path)
+        .arg(nodes_n.to_string())
+        .status();
+    let _ = std::fs::remove_file(&path);
+    println!(
+        "json bytes_per_pod={} bytes_per_node={}",
+        pod_bytes / pods_n.max(1),
+        node_bytes / nodes_n
+    );
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "the measuring process failed"
+    );
+}
 
+/// Applies the objects of `path` (JSON lines: `nodes_n` Nodes, then Pods) to a fresh state and
+/// prints how much the resident size grew per node and per pod.
+fn measure(path: &str, nodes_n: usize) {
+    let file = std::io::BufReader::new(std::fs::File::open(path).expect("the objects"));
+    let mut lines = file.lines();
     let base = rss();
     let mut state = ClusterState::new();
-    for n in &nodes {
-        let node: Node = serde_json::from_value(n.clone()).expect("a node");
+    for line in lines.by_ref().take(nodes_n) {
+        let node: Node = serde_json::from_str(&line.expect("a line")).expect("a node");
         state.apply_node(node);
     }
     let with_nodes = rss();
-    for p in &pods {
-        let pod: Pod = serde_json::from_value(p.clone()).expect("a pod");
+    let mut pods_n = 0usize;
+    for line in lines {
+        let pod: Pod = serde_json::from_str(&line.expect("a line")).expect("a pod");
         state.apply_pod(pod);
+        pods_n += 1;
     }
     let with_pods = rss();
-    let per_node = (with_nodes - base) as f64 / nodes_n as f64;
+    let per_node = (with_nodes - base) as f64 / nodes_n.max(1) as f64;
     let per_pod = (with_pods - with_nodes) as f64 / pods_n.max(1) as f64;
     println!(
-        "state pods={pods_n} nodes={nodes_n} bytes_per_pod={per_pod:.0} bytes_per_node={per_node:.0} total_mb={:.1} json_bytes_per_pod={json_per_pod} json_bytes_per_node={json_per_node}",
+        "state pods={pods_n} nodes={nodes_n} bytes_per_pod={per_pod:.0} bytes_per_node={per_node:.0} total_mb={:.1}",
         (with_pods - base) as f64 / 1e6
     );
     assert_eq!(state.pod_count(), pods_n);
+    println!(
+        "inline sizes: Pod {} B, PodRequest {} B, Node {} B",
+        std::mem::size_of::<Pod>(),
+        std::mem::size_of::<stowage_solver::PodRequest>(),
+        std::mem::size_of::<Node>()
+    );
 }

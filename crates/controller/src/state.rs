@@ -230,35 +230,26 @@ fn strip<K: Resource>(mut obj: K) -> K {
 /// `kubectl apply`'s copy of the whole object: often the largest annotation, read by nobody here.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// What the state keeps of a pod: what the solver's conversion, the provisionable check,
-/// termination (tiers, tolerations, grace, PDB-relevant identity) and Events read. Dropped:
-/// containers' images, commands, env, probes, mounts and security contexts, volumes, and every
-/// status field but the phase, the `PodScheduled` condition and the nominated node. At 40,000
-/// pods the dropped fields were most of the state's memory (`cargo bench -p stowage-bench
-/// --bench state`).
+/// What the state keeps of a pod once the solver's conversion of it ([`ClusterState::domain_pod`])
+/// is held next to it: what the provisionable check, termination (tiers, tolerations, grace),
+/// housekeeping and Events read — metadata (without managed fields and kubectl's
+/// last-applied copy), the node, priority, tolerations and grace period, and of the status the
+/// phase, the `PodScheduled` condition and the nominated node. Containers, affinity, spreads,
+/// selectors, volumes and the rest of the status are dropped: the solver reads them from the
+/// converted pod. At 40,000 pods they were most of the state's memory (`cargo bench -p
+/// stowage-bench --bench state`). A pod the solver cannot read is kept whole (its error is
+/// reported again from it).
 pub fn slim_pod(pod: Pod) -> Pod {
     let mut pod = strip(pod);
     if let Some(spec) = pod.spec.as_mut() {
-        for c in spec
-            .containers
-            .iter_mut()
-            .chain(spec.init_containers.iter_mut().flatten())
-        {
-            *c = k8s_openapi::api::core::v1::Container {
-                name: std::mem::take(&mut c.name),
-                resources: c.resources.take(),
-                ports: c.ports.take(),
-                restart_policy: c.restart_policy.take(),
-                ..Default::default()
-            };
-        }
-        spec.ephemeral_containers = None;
-        spec.volumes = None;
-        spec.image_pull_secrets = None;
-        spec.security_context = None;
-        spec.dns_config = None;
-        spec.host_aliases = None;
-        spec.readiness_gates = None;
+        *spec = k8s_openapi::api::core::v1::PodSpec {
+            node_name: spec.node_name.take(),
+            priority: spec.priority,
+            priority_class_name: spec.priority_class_name.take(),
+            tolerations: spec.tolerations.take(),
+            termination_grace_period_seconds: spec.termination_grace_period_seconds,
+            ..Default::default()
+        };
     }
     if let Some(status) = pod.status.as_mut() {
         *status = k8s_openapi::api::core::v1::PodStatus {
@@ -381,8 +372,9 @@ impl ClusterState {
                 None
             }
         };
+        let pod = if domain.is_some() { slim_pod(pod) } else { pod };
         self.domain.insert(key.clone(), domain);
-        self.pods.insert(key, Arc::new(slim_pod(pod)));
+        self.pods.insert(key, Arc::new(pod));
     }
 
     /// The pod as the solver reads it (`None` when absent or unreadable).
