@@ -92,42 +92,60 @@ impl<S> tower::Layer<S> for RateLimitLayer {
         RateLimit {
             inner,
             bucket: self.bucket.clone(),
+            permit: Permit::None,
         }
     }
 }
 
-/// A transport whose requests each wait for a token first.
-#[derive(Clone, Debug)]
+/// A transport whose requests each wait for a token first: `poll_ready` reserves a token and
+/// sleeps until it is due, then asks the inner transport; `call` spends it.
+#[derive(Debug)]
 pub struct RateLimit<S> {
     inner: S,
     bucket: Arc<TokenBucket>,
+    permit: Permit,
+}
+
+#[derive(Debug)]
+enum Permit {
+    None,
+    Waiting(Pin<Box<tokio::time::Sleep>>),
+    Ready,
 }
 
 impl<S, Req> tower::Service<Req> for RateLimit<S>
 where
-    S: tower::Service<Req> + Clone + Send + 'static,
-    S::Future: Send,
-    Req: Send + 'static,
+    S: tower::Service<Req>,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = S::Future;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        loop {
+            match &mut self.permit {
+                Permit::None => {
+                    let wait = self.bucket.reserve(Instant::now());
+                    self.permit = if wait.is_zero() {
+                        Permit::Ready
+                    } else {
+                        Permit::Waiting(Box::pin(tokio::time::sleep(wait)))
+                    };
+                }
+                Permit::Waiting(sleep) => {
+                    if sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    self.permit = Permit::Ready;
+                }
+                Permit::Ready => return self.inner.poll_ready(cx),
+            }
+        }
     }
 
-    fn call(&mut self, req: Req) -> Self::Future {
-        // The clone that was not polled ready is swapped in for later calls; this call waits
-        // for its token, then for the inner transport.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let bucket = self.bucket.clone();
-        Box::pin(async move {
-            bucket.acquire().await;
-            std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
-            inner.call(req).await
-        })
+    fn call(&mut self, req: Req) -> S::Future {
+        self.permit = Permit::None;
+        self.inner.call(req)
     }
 }
 
