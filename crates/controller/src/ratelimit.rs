@@ -177,6 +177,17 @@ mod tests {
         assert!((t.elapsed().as_secs_f64() - 0.1).abs() < 0.01);
     }
 
+    /// The layer fits the kube client's transport as `stowage run` builds it.
+    #[tokio::test]
+    async fn the_layer_wraps_the_kube_client_transport() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        let client = kube::client::ClientBuilder::try_from(config)
+            .unwrap()
+            .with_layer(&RateLimitLayer::new(DEFAULT_QPS, DEFAULT_BURST))
+            .build();
+        assert_eq!(client.default_namespace(), "default");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn zero_qps_is_unlimited() {
         let bucket = TokenBucket::new(0.0, 1);
