@@ -8,6 +8,7 @@
 //! in-memory API server of `stowage-sim` and the fake cloud.
 
 pub mod context;
+pub mod disruption;
 pub mod error;
 pub mod events;
 #[cfg(test)]

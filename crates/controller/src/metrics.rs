@@ -59,6 +59,8 @@ pub struct Metrics {
     spot_interruption_rate: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// Label sets last written by [`Metrics::set_spot_interruption_rates`].
     rate_keys: Mutex<Vec<Labels>>,
+    /// The disruption controller's metrics.
+    pub disruption: crate::disruption::metrics::DisruptionMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -120,6 +122,7 @@ impl Metrics {
             interruption_latency_seconds: Histogram::new(exponential_buckets(0.5, 2.0, 12)),
             spot_interruption_rate: Family::default(),
             rate_keys: Mutex::new(Vec::new()),
+            disruption: Default::default(),
         };
         registry.register(
             "pending_pods",
@@ -266,6 +269,7 @@ impl Metrics {
             "Spot interruptions per node-hour, exponentially decayed, by instance type and zone",
             m.spot_interruption_rate.clone(),
         );
+        m.disruption.register(&mut registry);
         Self { registry, ..m }
     }
 
@@ -466,6 +470,7 @@ impl Metrics {
         m.interruption_action(x);
         m.interruption_latency_seconds.observe(1.0);
         m.set_spot_interruption_rates([(x, x, 0.1)]);
+        m.disruption.example();
         m
     }
 
@@ -485,7 +490,10 @@ mod tests {
     #[test]
     fn the_example_has_every_registered_family() {
         let source = include_str!("metrics.rs");
-        let registered = source.matches(concat!("registry", ".register(")).count();
+        let registered = source.matches(concat!("registry", ".register(")).count()
+            + include_str!("disruption/metrics.rs")
+                .matches(concat!("registry", ".register("))
+                .count();
         let text = Metrics::example().encode();
         let families = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         assert_eq!(families, registered, "{text}");

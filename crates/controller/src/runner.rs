@@ -1,7 +1,7 @@
 //! Starts every controller on one [`Context`]: the watchers feeding the state (every replica),
 //! leadership (a Lease, or always-leader for a single in-process replica), and the leader-only
-//! loops — provisioning, the NodeClaim lifecycle (with termination), housekeeping and interruption
-//! handling (when the context has an interruption source).
+//! loops — provisioning, the NodeClaim lifecycle (with termination), housekeeping, disruption
+//! and interruption handling (when the context has an interruption source).
 
 use std::sync::Arc;
 
@@ -91,6 +91,7 @@ pub fn start(ctx: Arc<Context>, leadership: Leadership) -> Running {
     handles.push(tokio::spawn(crate::lifecycle::run(ctx.clone())));
     handles.push(tokio::spawn(crate::housekeeping::run(ctx.clone())));
     handles.push(tokio::spawn(crate::interruption::run(ctx.clone())));
+    handles.push(tokio::spawn(crate::disruption::run(ctx.clone())));
     Running {
         ctx,
         handles,

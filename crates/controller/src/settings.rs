@@ -63,6 +63,14 @@ pub struct Settings {
     /// Node-hours of its own price one interruption is reckoned to cost: a spot offering is
     /// ranked at `price * (1 + weight * rate)`. 0: pure price.
     pub spot_interruption_cost_weight: f64,
+    /// How often the disruption loop looks at the cluster (it decides only when something
+    /// changed since it last found nothing to do, or 5 minutes passed).
+    pub disruption_interval: Duration,
+    /// How long a consolidation decision waits before it is checked again on fresh state and
+    /// carried out.
+    pub disruption_validation_delay: Duration,
+    /// A disruption whose replacement is not initialized within this long is undone.
+    pub disruption_replacement_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -88,6 +96,9 @@ impl Default for Settings {
             interrupted_offering_ttl: Duration::from_secs(15 * 60),
             spot_interruption_half_life: Duration::from_secs(6 * 3600),
             spot_interruption_cost_weight: 1.0,
+            disruption_interval: Duration::from_secs(10),
+            disruption_validation_delay: Duration::from_secs(15),
+            disruption_replacement_timeout: Duration::from_secs(20 * 60),
         }
     }
 }
@@ -133,6 +144,9 @@ impl Settings {
                     "must be in 1..={MAX_REQUIREMENT_VALUES} (a NodeClaim requirement holds at most {MAX_REQUIREMENT_VALUES} values)"
                 ),
             );
+        }
+        if self.disruption_interval.is_zero() {
+            return invalid("disruption-interval", "must be greater than zero");
         }
         if self.identity.is_empty() {
             return invalid("identity", "must not be empty");

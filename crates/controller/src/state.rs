@@ -159,6 +159,14 @@ pub struct ClusterState {
     undecodable: BTreeMap<Kind, BTreeSet<String>>,
     /// Bumped whenever a pod becomes provisionable that was not before (batcher trigger).
     provisionable_seq: u64,
+    /// Bumped whenever something consolidation decides on changed (pods bound to or gone from
+    /// a node, nodes, claims, pools, PDBs): the disruption loop skips a round while it is still
+    /// what it was at the last "nothing to do".
+    disruption_seq: u64,
+    /// Nodes that had a pod bound to them or removed from them since the disruption loop last
+    /// took them ([`ClusterState::take_pod_event_nodes`]); it stamps their claims'
+    /// `status.lastPodEventTime`. Relists do not mark nodes.
+    pod_event_nodes: BTreeSet<String>,
 }
 
 /// True for a pod the provisioner should buy capacity for: the scheduler marked it
@@ -339,9 +347,44 @@ impl ClusterState {
         self.provisionable_seq
     }
 
+    /// Changes whenever something consolidation decides on changed (see the field).
+    pub fn disruption_seq(&self) -> u64 {
+        self.disruption_seq
+    }
+
+    /// The nodes that had a pod bound to or removed from them since the last call.
+    pub fn take_pod_event_nodes(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.pod_event_nodes)
+    }
+
     // --- pods -----------------------------------------------------------------------------------
 
     pub fn apply_pod(&mut self, pod: Pod) {
+        self.note_pod_event(&pod);
+        self.apply_pod_listed(pod);
+    }
+
+    /// Marks the nodes a pod update binds a pod to or removes it from (it finished, moved).
+    fn note_pod_event(&mut self, pod: &Pod) {
+        let node_of = |p: &Pod| {
+            p.spec
+                .as_ref()
+                .and_then(|s| s.node_name.clone())
+                .filter(|n| !n.is_empty())
+        };
+        let new_node = node_of(pod).filter(|_| !is_terminal(pod));
+        let old_node = self
+            .pods
+            .get(&key_of(pod))
+            .and_then(|old| node_of(old).filter(|_| !is_terminal(old)));
+        if new_node != old_node {
+            self.disruption_seq += 1;
+            self.pod_event_nodes.extend(new_node);
+            self.pod_event_nodes.extend(old_node);
+        }
+    }
+
+    fn apply_pod_listed(&mut self, pod: Pod) {
         let pod = strip(pod);
         let key = key_of(&pod);
         self.unindex_pod(&key);
@@ -395,6 +438,16 @@ impl ClusterState {
     }
 
     pub fn delete_pod(&mut self, key: &str) {
+        if let Some(node) = self
+            .pods
+            .get(key)
+            .filter(|p| !is_terminal(p))
+            .and_then(|p| p.spec.as_ref()?.node_name.clone())
+            .filter(|n| !n.is_empty())
+        {
+            self.disruption_seq += 1;
+            self.pod_event_nodes.insert(node);
+        }
         self.unindex_pod(key);
         self.pods.remove(key);
         self.domain.remove(key);
@@ -408,8 +461,9 @@ impl ClusterState {
         self.domain.clear();
         self.pods_by_node.clear();
         self.provisionable.clear();
+        self.disruption_seq += 1;
         for p in pods {
-            self.apply_pod(p);
+            self.apply_pod_listed(p);
         }
         let pods = &self.pods;
         self.nominations.retain(|k, _| pods.contains_key(k));
@@ -573,6 +627,13 @@ impl ClusterState {
     pub fn apply_node(&mut self, node: Node) {
         let node = slim_node(node);
         let name = node.name_any();
+        if self.nodes.get(&name).is_none_or(|old| {
+            old.spec.as_ref().map(|s| &s.taints) != node.spec.as_ref().map(|s| &s.taints)
+                || old.metadata.deletion_timestamp != node.metadata.deletion_timestamp
+                || old.metadata.annotations != node.metadata.annotations
+        }) {
+            self.disruption_seq += 1;
+        }
         if let Some(old) = self.nodes.get(&name)
             && let Some(pid) = old.spec.as_ref().and_then(|s| s.provider_id.as_deref())
         {
@@ -585,6 +646,7 @@ impl ClusterState {
     }
 
     pub fn delete_node(&mut self, name: &str) {
+        self.disruption_seq += 1;
         if let Some(old) = self.nodes.remove(name)
             && let Some(pid) = old.spec.as_ref().and_then(|s| s.provider_id.as_deref())
         {
@@ -620,6 +682,15 @@ impl ClusterState {
     pub fn apply_claim(&mut self, claim: NodeClaim) {
         let claim = strip(claim);
         let name = claim.name_any();
+        if self.claims.get(&name).is_none_or(|old| {
+            old.status.as_ref().map(|s| &s.conditions)
+                != claim.status.as_ref().map(|s| &s.conditions)
+                || old.metadata.deletion_timestamp != claim.metadata.deletion_timestamp
+                || old.metadata.annotations != claim.metadata.annotations
+                || old.metadata.labels != claim.metadata.labels
+        }) {
+            self.disruption_seq += 1;
+        }
         if let Some(old) = self.claims.get(&name)
             && let Some(pid) = old.provider_id()
         {
@@ -632,6 +703,7 @@ impl ClusterState {
     }
 
     pub fn delete_claim(&mut self, name: &str) {
+        self.disruption_seq += 1;
         if let Some(old) = self.claims.remove(name)
             && let Some(pid) = old.provider_id()
         {
@@ -695,11 +767,13 @@ impl ClusterState {
     // --- nodepools, nodeclasses, daemonsets, pdbs -----------------------------------------------
 
     pub fn apply_nodepool(&mut self, pool: NodePool) {
+        self.disruption_seq += 1;
         let pool = strip(pool);
         self.nodepools.insert(pool.name_any(), Arc::new(pool));
     }
 
     pub fn delete_nodepool(&mut self, name: &str) {
+        self.disruption_seq += 1;
         self.nodepools.remove(name);
     }
 
@@ -763,11 +837,13 @@ impl ClusterState {
     }
 
     pub fn apply_pdb(&mut self, pdb: PodDisruptionBudget) {
+        self.disruption_seq += 1;
         let pdb = strip(pdb);
         self.pdbs.insert(key_of(&pdb), Arc::new(pdb));
     }
 
     pub fn delete_pdb(&mut self, key: &str) {
+        self.disruption_seq += 1;
         self.pdbs.remove(key);
     }
 

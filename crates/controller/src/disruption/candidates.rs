@@ -1,0 +1,481 @@
+//! Which nodes the disruption controller may act on, read from the [`ClusterState`] (pure: no
+//! I/O, time passed in): the candidates with their solver view ([`Candidate`]), the nodes that
+//! are blocked and why, the per-pool budgets left, and when the next node becomes eligible by
+//! the passing of time alone. The controller and `stowage plan --consolidate` both use it, so the
+//! two cannot disagree.
+//!
+//! A NodeClaim is a candidate when it is `Initialized`, has a Node, belongs to a NodePool, is not
+//! being deleted or already disrupting, and no pod is nominated to it. It is **blocked** (an
+//! Event says why) when it or its Node is annotated `stowage.dev/do-not-disrupt: "true"`, or one
+//! of its pods is annotated so, would be lost (no controller owner and neither a DaemonSet nor a
+//! mirror pod), or is covered by a PodDisruptionBudget that allows no disruption now. Blocked
+//! nodes are only disrupted by expiry (forceful: the drain still honours PDBs until the claim's
+//! `terminationGracePeriod`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use stowage_api::conditions::{DISRUPTING, DRIFTED, INITIALIZED};
+use stowage_api::{
+    CapacityType, ConsolidationPolicy, DisruptionReason, NodeClaim, NodePool, key_of, labels,
+};
+use stowage_solver::InstanceType;
+use stowage_solver::consolidate::{Budgets, Candidate, Reason, disruption_cost, eviction_cost};
+
+use crate::state::{ClusterState, is_daemonset_pod, is_static_pod, is_terminal};
+
+/// The annotation a pod deletion cost is read from.
+pub const POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
+
+/// A node the controller may disrupt, with what the methods need to know about it.
+#[derive(Clone, Debug)]
+pub struct Eligible {
+    pub claim: Arc<NodeClaim>,
+    pub node: Arc<Node>,
+    /// The solver's view (`node` is the Node's name).
+    pub candidate: Candidate,
+    /// `consolidateAfter` has passed since the last pod event (or initialization), and it is
+    /// not `Never`: emptiness and consolidation may take it.
+    pub consolidatable: bool,
+    /// Condition `Drifted=True`.
+    pub drifted: bool,
+    /// Older than its `expireAfter`.
+    pub expired: bool,
+    /// On-demand capacity bought because spot was unavailable, past the pool's
+    /// `capacityMix.restoreSpotAfter`: the capacity-mix restore may move it to spot.
+    pub restore_spot: bool,
+    /// Why it must not be disrupted voluntarily (`None`: nothing blocks it). Only expiry takes
+    /// a blocked node.
+    pub blocked: Option<String>,
+}
+
+/// What [`candidates`] found.
+#[derive(Clone, Debug, Default)]
+pub struct Candidates {
+    /// Sorted cheapest to disrupt first (disruption cost, then on-demand above its pool's cap
+    /// first, then name).
+    pub eligible: Vec<Eligible>,
+    /// Per pool: its nodes (claims) and those already disrupting (being deleted, `Disrupting`,
+    /// or tainted `stowage.dev/disrupted`).
+    pub pool_nodes: BTreeMap<String, (usize, usize)>,
+    /// The earliest time a node becomes eligible by time alone (`consolidateAfter`,
+    /// `expireAfter`, `restoreSpotAfter`): the loop looks again then even if nothing changed.
+    pub next_change: Option<Timestamp>,
+}
+
+impl Candidates {
+    /// The solver candidates of the eligible nodes for which `keep` holds, in order.
+    pub fn solver(&self, keep: impl Fn(&Eligible) -> bool) -> Vec<Candidate> {
+        self.eligible
+            .iter()
+            .filter(|e| keep(e))
+            .map(|e| e.candidate.clone())
+            .collect()
+    }
+
+    pub fn by_node(&self, node: &str) -> Option<&Eligible> {
+        self.eligible.iter().find(|e| e.candidate.node == node)
+    }
+}
+
+/// The annotation value that blocks disruption.
+fn do_not_disrupt(annotations: &BTreeMap<String, String>) -> bool {
+    annotations
+        .get(labels::DO_NOT_DISRUPT)
+        .is_some_and(|v| v == "true")
+}
+
+/// The label a claim carries when it was launched on-demand because spot could not be had
+/// (the value is the launch time, RFC 3339); see [`crate::lifecycle`].
+pub const SPOT_FALLBACK: &str = "stowage.dev/spot-fallback";
+
+/// True when the claim is marked disrupting (condition, or its node's taint), or being deleted.
+pub fn is_disrupting(claim: &NodeClaim, node: Option<&Node>) -> bool {
+    claim.metadata.deletion_timestamp.is_some()
+        || claim.is_true(DISRUPTING)
+        || node.is_some_and(|n| {
+            n.metadata.deletion_timestamp.is_some()
+                || n.spec
+                    .as_ref()
+                    .and_then(|s| s.taints.as_ref())
+                    .is_some_and(|t| t.iter().any(|t| t.key == labels::DISRUPTED_TAINT_KEY))
+        })
+}
+
+/// Finds the candidates at `now`; `types` are each pool's instance types (for prices: a node
+/// whose offering is not listed costs 0, so it is only ever deleted, never replaced).
+pub fn candidates(
+    state: &ClusterState,
+    types: &BTreeMap<String, Arc<Vec<InstanceType>>>,
+    now: Timestamp,
+) -> Candidates {
+    let mut out = Candidates::default();
+    let pdbs = PdbIndex::new(state);
+    let mut next: Option<Timestamp> = None;
+    let mut soon = |t: Timestamp| {
+        if t > now {
+            next = Some(next.map_or(t, |n: Timestamp| n.min(t)));
+        }
+    };
+    for claim in state.claims() {
+        let Some(pool_name) = claim.nodepool_name() else {
+            continue;
+        };
+        let node = state.claim_node(claim);
+        let counts = out.pool_nodes.entry(pool_name.to_string()).or_default();
+        counts.0 += 1;
+        if is_disrupting(claim, node.as_deref()) {
+            counts.1 += 1;
+            continue;
+        }
+        let (Some(node), Some(pool)) = (node, state.nodepool(pool_name)) else {
+            continue;
+        };
+        if !claim.is_true(INITIALIZED) {
+            continue;
+        }
+        // Capacity pods wait for is not taken away from them.
+        if state
+            .nominated_to(&claim.name_any())
+            .iter()
+            .any(|p| state.is_nominated(p, now))
+        {
+            continue;
+        }
+        let initialized = claim
+            .condition(INITIALIZED)
+            .and_then(|c| c.last_transition())
+            .unwrap_or(now);
+        let last_event = claim
+            .status
+            .as_ref()
+            .and_then(|s| s.last_pod_event_time.as_ref())
+            .map(|t| t.0)
+            .unwrap_or(initialized)
+            .max(initialized);
+        let consolidatable = match pool.spec.disruption.consolidate_after.as_std() {
+            None => false,
+            Some(after) => {
+                let at = last_event + signed(after);
+                soon(at);
+                now >= at
+            }
+        };
+        let created = claim
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(initialized, |t| t.0);
+        let expire_after = claim.spec.expire_after.as_std();
+        let expired = expire_after.is_some_and(|d| {
+            soon(created + signed(d));
+            now >= created + signed(d)
+        });
+        let lifetime_left = expire_after.map_or(1.0, |d| {
+            let age = now.duration_since(created).as_secs_f64().max(0.0);
+            1.0 - age / d.as_secs_f64().max(1.0)
+        });
+        let restore_spot = restore_spot_due(claim, &pool, now, &mut soon);
+        let pods = state.pods_on_node(&node.name_any());
+        let blocked = blocked_by(claim, &node, &pods, &pdbs);
+        let costs: Vec<f64> = pods
+            .iter()
+            .filter(|p| reschedulable(p))
+            .map(|p| {
+                let priority = p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
+                let deletion_cost = p
+                    .annotations()
+                    .get(POD_DELETION_COST)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                eviction_cost(priority, deletion_cost)
+            })
+            .collect();
+        let capacity_type = claim
+            .label(labels::CAPACITY_TYPE)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(CapacityType::OnDemand);
+        let price = claim_price(claim, types.get(pool_name).map(|t| &t[..]));
+        let min_instance_types = pool
+            .spec
+            .template
+            .spec
+            .requirements
+            .iter()
+            .find(|r| r.key == labels::INSTANCE_TYPE)
+            .and_then(|r| r.min_values)
+            .and_then(|v| usize::try_from(v).ok());
+        out.eligible.push(Eligible {
+            candidate: Candidate {
+                node: node.name_any(),
+                nodepool: pool_name.to_string(),
+                price_per_hour: price.unwrap_or(0.0),
+                capacity_type,
+                disruption_cost: disruption_cost(costs, lifetime_left),
+                underutilized_allowed: pool.spec.disruption.consolidation_policy
+                    == ConsolidationPolicy::WhenEmptyOrUnderutilized,
+                min_instance_types,
+            },
+            claim: claim.clone(),
+            node,
+            consolidatable,
+            drifted: claim.is_true(DRIFTED),
+            expired,
+            restore_spot,
+            blocked,
+        });
+    }
+    out.eligible.sort_by(|a, b| {
+        a.candidate
+            .disruption_cost
+            .total_cmp(&b.candidate.disruption_cost)
+            .then_with(|| a.candidate.node.cmp(&b.candidate.node))
+    });
+    out.next_change = next;
+    out
+}
+
+/// The claim's offering price from the pool's instance types.
+pub fn claim_price(claim: &NodeClaim, types: Option<&[InstanceType]>) -> Option<f64> {
+    let it = claim.label(labels::INSTANCE_TYPE)?;
+    let zone = claim.label(labels::ZONE);
+    let ct: CapacityType = claim.label(labels::CAPACITY_TYPE)?.parse().ok()?;
+    types?
+        .iter()
+        .find(|t| t.name == it)?
+        .offerings
+        .iter()
+        .filter(|o| o.capacity_type == ct && zone.is_none_or(|z| z == o.zone))
+        .map(|o| o.price_per_hour)
+        .reduce(f64::min)
+}
+
+fn restore_spot_due(
+    claim: &NodeClaim,
+    pool: &NodePool,
+    now: Timestamp,
+    soon: &mut impl FnMut(Timestamp),
+) -> bool {
+    let Some(after) = pool
+        .spec
+        .capacity_mix
+        .as_ref()
+        .and_then(|m| m.restore_spot_after)
+    else {
+        return false;
+    };
+    let Some(since) = claim
+        .annotations()
+        .get(SPOT_FALLBACK)
+        .and_then(|v| v.parse::<Timestamp>().ok())
+    else {
+        return false;
+    };
+    let at = since + signed(after.as_std());
+    soon(at);
+    now >= at
+}
+
+/// A pod that moves when its node goes (not a DaemonSet, mirror or finished pod).
+pub fn reschedulable(pod: &Pod) -> bool {
+    !is_terminal(pod) && !is_daemonset_pod(pod) && !is_static_pod(pod)
+}
+
+fn blocked_by(
+    claim: &NodeClaim,
+    node: &Node,
+    pods: &[Arc<Pod>],
+    pdbs: &PdbIndex,
+) -> Option<String> {
+    if do_not_disrupt(claim.annotations()) {
+        return Some(format!(
+            "nodeclaim {} is annotated {}",
+            claim.name_any(),
+            labels::DO_NOT_DISRUPT
+        ));
+    }
+    if do_not_disrupt(node.annotations()) {
+        return Some(format!(
+            "node {} is annotated {}",
+            node.name_any(),
+            labels::DO_NOT_DISRUPT
+        ));
+    }
+    for pod in pods.iter().filter(|p| reschedulable(p)) {
+        let key = key_of(&**pod);
+        if do_not_disrupt(pod.annotations()) {
+            return Some(format!("pod {key} is annotated {}", labels::DO_NOT_DISRUPT));
+        }
+        if !pod
+            .owner_references()
+            .iter()
+            .any(|o| o.controller == Some(true))
+        {
+            return Some(format!(
+                "pod {key} has no controller owner and would be lost"
+            ));
+        }
+        if let Some(pdb) = pdbs.blocking(pod) {
+            return Some(format!(
+                "pod {key} has a PDB ({pdb}) allowing 0 disruptions"
+            ));
+        }
+    }
+    None
+}
+
+/// PodDisruptionBudgets by namespace, each with the disruptions it allows now.
+struct PdbIndex {
+    by_ns: HashMap<String, Vec<(String, LabelSelector, i64)>>,
+}
+
+impl PdbIndex {
+    fn new(state: &ClusterState) -> Self {
+        let mut by_ns: HashMap<String, Vec<(String, LabelSelector, i64)>> = HashMap::new();
+        for pdb in state.pdbs() {
+            let Some(selector) = pdb.spec.as_ref().and_then(|s| s.selector.clone()) else {
+                continue;
+            };
+            let ns = pdb.namespace().unwrap_or_default();
+            let allowed = pdb_allowed(pdb, &selector, state);
+            by_ns
+                .entry(ns)
+                .or_default()
+                .push((pdb.name_any(), selector, allowed));
+        }
+        PdbIndex { by_ns }
+    }
+
+    /// The name of a PDB covering `pod` that allows no disruption now.
+    fn blocking(&self, pod: &Pod) -> Option<&str> {
+        let ns = pod.namespace().unwrap_or_default();
+        self.by_ns
+            .get(&ns)?
+            .iter()
+            .find(|(_, sel, allowed)| *allowed <= 0 && selector_matches(sel, pod.labels()))
+            .map(|(name, _, _)| name.as_str())
+    }
+}
+
+/// How many more pods the PDB lets go now: its healthy pods minus those it needs (from
+/// `minAvailable` or `maxUnavailable`, the API server's rules), and no more than its status
+/// says when the disruption controller has written one.
+pub fn pdb_allowed(
+    pdb: &PodDisruptionBudget,
+    selector: &LabelSelector,
+    state: &ClusterState,
+) -> i64 {
+    let ns = pdb.namespace().unwrap_or_default();
+    let (mut healthy, mut expected) = (0i64, 0i64);
+    for pod in state.pods() {
+        if pod.namespace().as_deref() != Some(ns.as_str())
+            || !selector_matches(selector, pod.labels())
+        {
+            continue;
+        }
+        if !is_terminal(pod) {
+            expected += 1;
+        }
+        if is_healthy(pod) {
+            healthy += 1;
+        }
+    }
+    let spec = pdb.spec.as_ref();
+    let desired = if let Some(min) = spec.and_then(|s| s.min_available.as_ref()) {
+        int_or_percent(min, expected)
+    } else if let Some(max) = spec.and_then(|s| s.max_unavailable.as_ref()) {
+        (expected - int_or_percent(max, expected)).max(0)
+    } else {
+        0
+    };
+    let computed = healthy - desired;
+    match pdb.status.as_ref() {
+        Some(s) if s.observed_generation.is_some() => {
+            computed.min(i64::from(s.disruptions_allowed))
+        }
+        _ => computed,
+    }
+}
+
+fn is_healthy(pod: &Pod) -> bool {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return false;
+    }
+    let Some(status) = pod.status.as_ref() else {
+        return false;
+    };
+    if status.phase.as_deref() != Some("Running") {
+        return false;
+    }
+    status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready")
+        .is_none_or(|c| c.status == "True")
+}
+
+fn int_or_percent(v: &IntOrString, total: i64) -> i64 {
+    match v {
+        IntOrString::Int(i) => i64::from(*i),
+        IntOrString::String(s) => match s.strip_suffix('%') {
+            Some(p) => p
+                .trim()
+                .parse::<i64>()
+                .map_or(0, |p| (p * total + 99) / 100),
+            None => s.parse().unwrap_or(0),
+        },
+    }
+}
+
+/// A (policy/v1) label selector: every `matchLabels` entry and `matchExpressions` term holds;
+/// the empty selector matches every pod.
+pub fn selector_matches(sel: &LabelSelector, pod_labels: &BTreeMap<String, String>) -> bool {
+    let labels_ok = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| pod_labels.get(k) == Some(v));
+    let exprs_ok = sel.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.as_deref().unwrap_or_default();
+        let value = pod_labels.get(&e.key);
+        match e.operator.as_str() {
+            "In" => value.is_some_and(|v| values.contains(v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            _ => false,
+        }
+    });
+    labels_ok && exprs_ok
+}
+
+/// How many more nodes each pool may disrupt now per reason: its budgets' allowance for its
+/// node count, minus the nodes already disrupting. Expiry is not budgeted.
+pub fn budgets(state: &ClusterState, found: &Candidates, now: Timestamp) -> Budgets {
+    let mut b = Budgets::default();
+    for pool in state.nodepools() {
+        let name = pool.name_any();
+        let (total, disrupting) = found.pool_nodes.get(&name).copied().unwrap_or((0, 0));
+        for (reason, api) in [
+            (Reason::Empty, DisruptionReason::Empty),
+            (Reason::Underutilized, DisruptionReason::Underutilized),
+            (Reason::Drifted, DisruptionReason::Drifted),
+        ] {
+            let total = u32::try_from(total).unwrap_or(u32::MAX);
+            let allowed = pool.spec.disruption.allowed_disruptions(api, total, now) as usize;
+            b.set(&name, reason, allowed.saturating_sub(disrupting));
+        }
+    }
+    b
+}
+
+fn signed(d: std::time::Duration) -> SignedDuration {
+    SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
+}
