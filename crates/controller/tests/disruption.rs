@@ -196,3 +196,169 @@ async fn consolidate_after_never_keeps_empty_nodes() {
     .await;
     assert_eq!(before, after, "no node was disrupted");
 }
+
+/// An on-demand pool (spot-to-spot replacement needs more cheaper types than the synthetic
+/// catalogue has) and three 0.6-CPU pods created two minutes apart, so each gets its own
+/// 1-vCPU node ($0.30/h): three half-empty nodes that one 2-vCPU node ($0.60/h) holds.
+fn three_half_empty(disruption: &str, a_extra: &str) -> String {
+    format!(
+        r#"name: three
+duration: 40m
+{HEAD}nodePools:
+  - name: default
+    spec:
+      disruption: {disruption}
+      template:
+        spec:
+          nodeClassRef: {{ group: aws.stowage.dev, kind: EC2NodeClass, name: default }}
+          requirements: [{{ key: stowage.dev/capacity-type, operator: In, values: [on-demand] }}]
+timeline:
+  - at: 0s
+    create: {{ name: a, replicas: 1, requests: {{ cpu: 600m, memory: 512Mi }}{a_extra} }}
+  - at: 2m
+    create: {{ name: b, replicas: 1, requests: {{ cpu: 600m, memory: 512Mi }} }}
+  - at: 4m
+    create: {{ name: c, replicas: 1, requests: {{ cpu: 600m, memory: 512Mi }} }}
+"#
+    )
+}
+
+/// Live, initialized claims.
+async fn live_claims(client: &kube::Client) -> Vec<NodeClaim> {
+    claims(client)
+        .await
+        .into_iter()
+        .filter(|c| c.is_true(INITIALIZED) && c.metadata.deletion_timestamp.is_none())
+        .collect()
+}
+
+async fn all_running(client: &kube::Client) -> bool {
+    running(client, "a").await == 1
+        && running(client, "b").await == 1
+        && running(client, "c").await == 1
+}
+
+/// The node the pod of workload `w` runs on.
+async fn node_of(client: &kube::Client, w: &str) -> Option<String> {
+    let lp = ListParams::default().labels(&format!("sim.stowage.dev/workload={w}"));
+    Api::<Pod>::namespaced(client.clone(), "default")
+        .list(&lp)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .find_map(|p| p.spec.as_ref()?.node_name.clone())
+}
+
+#[tokio::test(start_paused = true)]
+async fn three_half_empty_nodes_become_one_cheaper_node() {
+    let yaml = three_half_empty(
+        "{ consolidateAfter: 1m, budgets: [{ nodes: \"100%\" }] }",
+        "",
+    );
+    let (_report, (peak, metrics)) = simulate(&yaml, |env, ctx| async move {
+        let client = env.client.clone();
+        let peak = eventually("three nodes", Duration::from_secs(8 * 60), || async {
+            let n = live_claims(&client).await.len();
+            (n == 3 && all_running(&client).await).then_some(n)
+        })
+        .await;
+        eventually(
+            "one node running all three pods",
+            Duration::from_secs(20 * 60),
+            || async {
+                (live_claims(&client).await.len() == 1 && all_running(&client).await).then_some(())
+            },
+        )
+        .await;
+        (peak, ctx.render_metrics())
+    })
+    .await;
+    assert_eq!(peak, 3);
+    assert!(
+        metrics.contains(
+            "stowage_disruption_decisions_total{method=\"multi-node\",result=\"executed\"} 1"
+        ),
+        "{metrics}"
+    );
+    let saved: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("stowage_consolidation_savings_dollars_per_hour "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(saved > 0.0, "{metrics}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_empty_never_replaces() {
+    let yaml = three_half_empty(
+        "{ consolidationPolicy: WhenEmpty, consolidateAfter: 1m, budgets: [{ nodes: \"100%\" }] }",
+        "",
+    );
+    let (_report, (before, after)) = simulate(&yaml, |env, _ctx| async move {
+        let client = env.client.clone();
+        eventually("three nodes", Duration::from_secs(8 * 60), || async {
+            (live_claims(&client).await.len() == 3 && all_running(&client).await).then_some(())
+        })
+        .await;
+        let names = |cs: Vec<NodeClaim>| cs.iter().map(|c| c.name_any()).collect::<Vec<_>>();
+        let before = names(live_claims(&client).await);
+        tokio::time::sleep(Duration::from_secs(20 * 60)).await;
+        (before, names(claims(&client).await))
+    })
+    .await;
+    assert_eq!(before, after);
+}
+
+async fn stays_blocked(a_extra: &str, why: &str) {
+    let yaml = three_half_empty(
+        "{ consolidateAfter: 1m, budgets: [{ nodes: \"100%\" }] }",
+        a_extra,
+    );
+    let why = why.to_string();
+    let (_report, (a_before, a_after, others, events)) = simulate(&yaml, |env, _ctx| async move {
+        let client = env.client.clone();
+        eventually("three nodes", Duration::from_secs(8 * 60), || async {
+            (live_claims(&client).await.len() == 3 && all_running(&client).await).then_some(())
+        })
+        .await;
+        let a_before = node_of(&client, "a").await;
+        // b and c consolidate around a (a's node has room for them), a's node never goes.
+        tokio::time::sleep(Duration::from_secs(20 * 60)).await;
+        let a_after = node_of(&client, "a").await;
+        let others = (node_of(&client, "b").await, node_of(&client, "c").await);
+        let events: Vec<String> = Api::<k8s_openapi::api::core::v1::Event>::all(client.clone())
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("DisruptionBlocked"))
+            .filter_map(|e| e.message)
+            .collect();
+        (a_before, a_after, others, events)
+    })
+    .await;
+    assert!(a_before.is_some());
+    assert_eq!(a_before, a_after, "the blocked node kept its pod");
+    assert!(others.0.is_some() && others.1.is_some(), "{others:?}");
+    assert!(
+        events.iter().any(|m| m.contains(&why)),
+        "no DisruptionBlocked event naming {why:?}: {events:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_do_not_disrupt_pod_blocks_its_node() {
+    stays_blocked(
+        ", annotations: { stowage.dev/do-not-disrupt: 'true' }",
+        "is annotated stowage.dev/do-not-disrupt",
+    )
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pdb_allowing_no_disruption_blocks_its_node() {
+    stays_blocked(", pdb: { minAvailable: '1' }", "allowing 0 disruptions").await;
+}

@@ -395,8 +395,16 @@ impl<'a> Search<'a> {
         if eligible.len() < 2 {
             return None;
         }
-        // Largest prefix (at least 2) that consolidates: binary search on its length.
-        let (mut lo, mut hi) = (2usize, eligible.len());
+        // The whole prefix first: consolidating is not monotonic in the prefix length (with
+        // prices linear in size, two nodes never merge for less while three may).
+        if let Some(c) = self.command(Method::MultiNode, &eligible) {
+            return Some(c);
+        }
+        if self.truncated {
+            return None;
+        }
+        // Largest shorter prefix (at least 2) that consolidates: binary search on its length.
+        let (mut lo, mut hi) = (2usize, eligible.len() - 1);
         let mut best = None;
         while lo <= hi {
             let mid = (lo + hi) / 2;

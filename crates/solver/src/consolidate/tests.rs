@@ -352,4 +352,23 @@ fn on_demand_is_replaced_by_spot_without_the_flexibility_rule() {
     assert!((r.cheapest_price - cheapest).abs() < 1e-12);
     assert!(r.cheapest_price < price(16, CapacityType::OnDemand));
     assert!((cmd.savings_per_hour - (price(16, CapacityType::OnDemand) - cheapest)).abs() < 1e-9);
+#[test]
+fn multi_node_takes_three_nodes_when_no_two_merge_for_less() {
+    // Prices are linear in size: two 1-vCPU nodes cost what one 2-vCPU node does, three cost
+    // more. Only the whole prefix consolidates, so the search must not bisect it away.
+    let nodes = vec![
+        node("a", 1, CapacityType::OnDemand, &[600]),
+        node("b", 1, CapacityType::OnDemand, &[600]),
+        node("c", 1, CapacityType::OnDemand, &[600]),
+    ];
+    let mut inp = input(nodes, 8);
+    inp.nodes
+        .iter_mut()
+        .for_each(|n| n.pods.retain(|p| !leaves_with_node(p)));
+    let cands: Vec<Candidate> = inp.nodes.iter().map(candidate).collect();
+    let cmd = run(&inp, &cands, &Budgets::unlimited(&cands)).unwrap();
+    assert_eq!(cmd.method, Method::MultiNode);
+    assert_eq!(cmd.candidates, ["a", "b", "c"]);
+    let r = cmd.replacement.unwrap();
+    assert!(r.cheapest_price < 0.9 - 1e-9, "{r:?}");
 }
