@@ -362,3 +362,90 @@ async fn a_do_not_disrupt_pod_blocks_its_node() {
 async fn a_pdb_allowing_no_disruption_blocks_its_node() {
     stays_blocked(", pdb: { minAvailable: '1' }", "allowing 0 disruptions").await;
 }
+
+/// What a leader that crashed mid-command leaves: the claim annotated and its Node tainted.
+async fn half_done(client: &kube::Client, claim: &NodeClaim, replacements: &[&str]) {
+    use kube::api::{Patch, PatchParams};
+    let marker = serde_json::json!({
+        "method": "single-node",
+        "replacements": replacements,
+        "since": "2026-01-01T00:00:00Z",
+    })
+    .to_string();
+    Api::<NodeClaim>::all(client.clone())
+        .patch(
+            &claim.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"annotations": {
+                stowage_controller::disruption::command::COMMAND: marker
+            }}})),
+        )
+        .await
+        .unwrap();
+    let node = claim.node_name().unwrap();
+    Api::<Node>::all(client.clone())
+        .patch(
+            node,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"taints": [
+                {"key": stowage_api::labels::DISRUPTED_TAINT_KEY, "effect": "NoSchedule"}
+            ]}})),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_leader_finishes_or_undoes_half_done_commands() {
+    let yaml = format!(
+        "name: restart\nduration: 30m\n{HEAD}{}timeline:\n  - at: 0s\n    create: {{ name: web, replicas: 2, requests: {{ cpu: '3', memory: 1Gi }}, antiAffinity: kubernetes.io/hostname }}\n",
+        pool("{ consolidateAfter: Never }")
+    );
+    let (_report, (undone_taints, undone_annotated)) = simulate(&yaml, |env, _ctx| async move {
+        let client = env.client.clone();
+        eventually("2 running pods", Duration::from_secs(300), || async {
+            (running(&client, "web").await == 2).then_some(())
+        })
+        .await;
+        let mut cs = live_claims(&client).await;
+        cs.sort_by_key(|c| c.name_any());
+        // The first had no replacement: it is deleted. The second's replacement is gone:
+        // it is undone.
+        half_done(&client, &cs[0], &[]).await;
+        half_done(&client, &cs[1], &["replacement-that-failed"]).await;
+        let first = cs[0].name_any();
+        let second = cs[1].clone();
+        eventually("the first deleted", Duration::from_secs(120), || async {
+            claims(&client)
+                .await
+                .iter()
+                .find(|c| c.name_any() == first)
+                .is_none_or(|c| c.metadata.deletion_timestamp.is_some())
+                .then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let node: Node = Api::<Node>::all(client.clone())
+            .get(second.node_name().unwrap())
+            .await
+            .unwrap();
+        let taints = node
+            .spec
+            .and_then(|s| s.taints)
+            .unwrap_or_default()
+            .iter()
+            .filter(|t| t.key == stowage_api::labels::DISRUPTED_TAINT_KEY)
+            .count();
+        let c: NodeClaim = Api::<NodeClaim>::all(client.clone())
+            .get(&second.name_any())
+            .await
+            .unwrap();
+        let annotated = c
+            .annotations()
+            .contains_key(stowage_controller::disruption::command::COMMAND);
+        (taints, annotated)
+    })
+    .await;
+    assert_eq!(undone_taints, 0, "the undone node is untainted");
+    assert!(!undone_annotated, "the undone claim lost its mark");
+}

@@ -479,3 +479,210 @@ pub fn budgets(state: &ClusterState, found: &Candidates, now: Timestamp) -> Budg
 fn signed(d: std::time::Duration) -> SignedDuration {
     SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::policy::v1::PodDisruptionBudgetSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+    use stowage_api::{Budget, NillableDuration, NodePoolSpec};
+
+    use super::*;
+    use crate::fixtures::*;
+
+    const T0: &str = "2026-01-01T00:00:00Z";
+
+    fn pool(name: &str, edit: impl FnOnce(&mut NodePoolSpec)) -> NodePool {
+        let mut spec = NodePoolSpec::default();
+        edit(&mut spec);
+        NodePool::new(name, spec)
+    }
+
+    /// A state with `n` initialized claims of pool `default` (created and initialized at T0),
+    /// node `n<i>` each.
+    fn state(n: usize, edit: impl FnOnce(&mut NodePoolSpec)) -> ClusterState {
+        let mut s = ClusterState::new();
+        s.apply_nodepool(pool("default", edit));
+        for i in 0..n {
+            let mut c = launched(
+                claim(&format!("c{i}"), "default"),
+                &format!("fake:///z/i-{i}"),
+            );
+            c.metadata.creation_timestamp = Some(Time(ts(T0)));
+            c.status_mut().set_true(INITIALIZED, "Initialized", ts(T0));
+            s.apply_claim(c);
+            s.apply_node(node(&format!("n{i}"), &format!("fake:///z/i-{i}"), true));
+        }
+        s
+    }
+
+    fn running_pod(name: &str, node: &str) -> Pod {
+        let mut p = bound(pending_pod("default", name, "100m"), node);
+        p.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                kind: "ReplicaSet".into(),
+                name: "web".into(),
+                controller: Some(true),
+                ..Default::default()
+            },
+        ]);
+        p.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
+        p
+    }
+
+    fn found(s: &ClusterState, at: &str) -> Candidates {
+        candidates(s, &BTreeMap::new(), ts(at))
+    }
+
+    #[test]
+    fn consolidate_after_runs_from_the_last_pod_event_and_never_disables() {
+        let mut s = state(1, |p| {
+            p.disruption.consolidate_after = NillableDuration::from_secs(300);
+        });
+        let mut c = (*s.claim("c0").unwrap()).clone();
+        c.status_mut().last_pod_event_time = Some(Time(ts("2026-01-01T00:10:00Z")));
+        s.apply_claim(c);
+        let f = found(&s, "2026-01-01T00:14:59Z");
+        assert!(!f.eligible[0].consolidatable);
+        assert_eq!(f.next_change, Some(ts("2026-01-01T00:15:00Z")));
+        assert!(found(&s, "2026-01-01T00:15:00Z").eligible[0].consolidatable);
+        // Without a pod event: from initialization.
+        let s = state(1, |p| {
+            p.disruption.consolidate_after = NillableDuration::from_secs(60);
+        });
+        assert!(found(&s, "2026-01-01T00:01:00Z").eligible[0].consolidatable);
+        let s = state(1, |p| {
+            p.disruption.consolidate_after = NillableDuration::NEVER
+        });
+        let f = found(&s, "2027-01-01T00:00:00Z");
+        assert!(!f.eligible[0].consolidatable);
+    }
+
+    #[test]
+    fn what_blocks_a_node_is_named() {
+        let at = "2026-01-01T01:00:00Z";
+        let mut s = state(4, |_| {});
+        // n0: a do-not-disrupt pod; n1: a pod without controller; n2: a PDB allowing 0;
+        // n3: only a DaemonSet pod (no controller flag needed) and a pod of a PDB that allows 1.
+        let mut p = running_pod("dnd", "n0");
+        p.metadata.annotations = Some([(labels::DO_NOT_DISRUPT.to_string(), "true".into())].into());
+        s.apply_pod(p);
+        s.apply_pod(bound(pending_pod("default", "naked", "100m"), "n1"));
+        let mut guarded = running_pod("guarded", "n2");
+        guarded.metadata.labels = Some([("app".to_string(), "db".to_string())].into());
+        s.apply_pod(guarded);
+        s.apply_pod(owned_by(
+            bound(pending_pod("kube-system", "agent", "10m"), "n3"),
+            "DaemonSet",
+        ));
+        s.apply_pod(running_pod("w1", "n3"));
+        s.apply_pod(running_pod("w2", "n3"));
+        let pdb = |name: &str, app: &str, min: i32| PodDisruptionBudget {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            spec: Some(PodDisruptionBudgetSpec {
+                min_available: Some(IntOrString::Int(min)),
+                selector: Some(LabelSelector {
+                    match_labels: Some([("app".to_string(), app.to_string())].into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            status: None,
+        };
+        s.apply_pdb(pdb("db", "db", 1));
+        s.apply_pdb(pdb("web", "web", 2));
+        let f = found(&s, at);
+        let why = |n: &str| f.by_node(n).unwrap().blocked.clone();
+        assert!(
+            why("n0")
+                .unwrap()
+                .contains("pod default/dnd is annotated stowage.dev/do-not-disrupt")
+        );
+        assert!(
+            why("n1")
+                .unwrap()
+                .contains("pod default/naked has no controller owner")
+        );
+        assert_eq!(
+            why("n2").unwrap(),
+            "pod default/guarded has a PDB (db) allowing 0 disruptions"
+        );
+        assert_eq!(why("n3"), None, "web has 3 healthy pods and needs 2");
+        // A do-not-disrupt claim blocks too.
+        let mut c = (*s.claim("c3").unwrap()).clone();
+        c.metadata.annotations = Some([(labels::DO_NOT_DISRUPT.to_string(), "true".into())].into());
+        s.apply_claim(c);
+        assert!(found(&s, at).by_node("n3").unwrap().blocked.is_some());
+    }
+
+    #[test]
+    fn budgets_count_nodes_already_disrupting() {
+        let at = ts("2026-01-01T01:00:00Z");
+        // 10 nodes, default 10 %: one at a time.
+        let mut s = state(10, |_| {});
+        let b = budgets(&s, &candidates(&s, &BTreeMap::new(), at), at);
+        assert_eq!(b.get("default", Reason::Underutilized), 1);
+        let mut c = (*s.claim("c0").unwrap()).clone();
+        c.status_mut().set_true(DISRUPTING, "Underutilized", at);
+        s.apply_claim(c);
+        let f = candidates(&s, &BTreeMap::new(), at);
+        assert_eq!(f.eligible.len(), 9, "a disrupting node is no candidate");
+        assert_eq!(budgets(&s, &f, at).get("default", Reason::Underutilized), 0);
+        // A count of 3 for Empty only; a budget whose window is closed does not limit.
+        let mut s = state(10, |p| {
+            p.disruption.budgets = vec![
+                Budget {
+                    reasons: vec![DisruptionReason::Empty],
+                    ..Budget::nodes("3")
+                },
+                Budget {
+                    schedule: Some("0 9 * * *".into()),
+                    duration: Some(stowage_api::Duration::from_hours(1)),
+                    ..Budget::nodes("0")
+                },
+            ];
+        });
+        let mut n = (*s.node("n1").unwrap()).clone();
+        n.spec.as_mut().unwrap().taints =
+            Some(vec![taint(labels::DISRUPTED_TAINT_KEY, "NoSchedule")]);
+        s.apply_node(n);
+        let f = candidates(&s, &BTreeMap::new(), at);
+        let b = budgets(&s, &f, at);
+        assert_eq!(b.get("default", Reason::Empty), 2);
+        assert_eq!(b.get("default", Reason::Underutilized), 9);
+        let nine = ts("2026-01-01T09:30:00Z");
+        assert_eq!(budgets(&s, &f, nine).get("default", Reason::Empty), 0);
+    }
+
+    #[test]
+    fn drifted_expired_and_cost_ordering() {
+        let mut s = state(3, |_| {});
+        let mut c = (*s.claim("c1").unwrap()).clone();
+        c.status_mut().set_true(DRIFTED, "Drifted", ts(T0));
+        c.spec.expire_after = NillableDuration::from_hours(1);
+        s.apply_claim(c);
+        s.apply_pod(running_pod("a", "n0"));
+        s.apply_pod(running_pod("b", "n0"));
+        s.apply_pod(running_pod("c", "n2"));
+        let f = found(&s, "2026-01-01T00:59:00Z");
+        let order: Vec<&str> = f
+            .eligible
+            .iter()
+            .map(|e| e.candidate.node.as_str())
+            .collect();
+        // n1 has no pods; n2 one; n0 two.
+        assert_eq!(order, ["n1", "n2", "n0"]);
+        let n1 = f.by_node("n1").unwrap();
+        assert!(n1.drifted && !n1.expired);
+        assert_eq!(f.next_change, Some(ts("2026-01-01T01:00:00Z")));
+        assert!(
+            found(&s, "2026-01-01T01:00:00Z")
+                .by_node("n1")
+                .unwrap()
+                .expired
+        );
+    }
+}
