@@ -112,6 +112,12 @@ Optional settings whose empty value means "unset" are left out when empty.
   value: {{ $s.spotInterruptionHalfLife | quote }}
 - name: SPOT_INTERRUPTION_COST_WEIGHT
   value: {{ $s.spotInterruptionCostWeight | toString | quote }}
+- name: DISRUPTION_INTERVAL
+  value: {{ $s.disruptionInterval | quote }}
+- name: DISRUPTION_VALIDATION_DELAY
+  value: {{ $s.disruptionValidationDelay | quote }}
+- name: DISRUPTION_REPLACEMENT_TIMEOUT
+  value: {{ $s.disruptionReplacementTimeout | quote }}
 - name: LOG_FORMAT
   value: {{ $s.logFormat | quote }}
 - name: LOG_LEVEL

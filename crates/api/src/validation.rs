@@ -488,12 +488,6 @@ impl NodePoolSpec {
                     }
                 }
             }
-            if mix.restore_spot_after.is_some() {
-                errs.push(
-                    "spec.capacityMix.restoreSpotAfter",
-                    "not supported yet: nothing moves fallback on-demand capacity back to spot; remove the field",
-                );
-            }
         }
         if let Some(b) = &self.spot_blast_radius
             && b.max_pods_per_workload < 1

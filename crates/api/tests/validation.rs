@@ -615,14 +615,6 @@ fn bad_manifests() -> Vec<(&'static str, String, &'static str)> {
             "spec.kubelet.clusterDNS[0]",
         ),
         (
-            "restoreSpotAfter is not supported yet",
-            pool(
-                "",
-                "capacityMix: {onDemandPercentAboveBase: 5, restoreSpotAfter: 2h}",
-            ),
-            "spec.capacityMix.restoreSpotAfter",
-        ),
-        (
             "capacity reservations are not supported yet",
             class_with(
                 "",
@@ -689,6 +681,11 @@ fn good_manifests_pass() {
             "disruption:\n  consolidationPolicy: WhenEmpty\n  consolidateAfter: 30s\n  budgets:\n  - {nodes: '20%', reasons: [Empty, Drifted]}\n  - {nodes: '0', schedule: '0 9 * * mon-fri', duration: 8h}\n  - {nodes: '5', schedule: '@daily', duration: 1h30m}\nlimits: {cpu: '1000', memory: 1000Gi, nvidia.com/gpu: '8'}\nweight: 50\ncapacityMix: {onDemandBase: '16', onDemandPercentAboveBase: 5, scope: {nodePoolSelector: {matchLabels: {example.com/tier: general}}}}\nspotBlastRadius: {maxPodsPerWorkload: 8}",
         )
         .replace("  template:\n", "  template:\n    metadata:\n      labels: {team: web, node.kubernetes.io/role: worker, stowage.dev/capacity-type: spot}\n      annotations: {example.com/owner: me}\n"),
+        // The disruption controller moves fallback on-demand capacity back to spot.
+        pool(
+            "",
+            "capacityMix: {onDemandPercentAboveBase: 5, restoreSpotAfter: 2h}",
+        ),
         // A cluster-wide scope (every pool).
         pool(
             "",
@@ -772,13 +769,6 @@ fn defaults_of_a_minimal_class_are_imdsv2_with_hop_limit_1() {
 
 #[test]
 fn unsupported_fields_say_not_supported_yet() {
-    let errors = validate(&pool("", "capacityMix: {restoreSpotAfter: 1h}")).unwrap_err();
-    assert_eq!(errors.len(), 1, "{errors:?}");
-    assert_eq!(errors[0].path, "spec.capacityMix.restoreSpotAfter");
-    assert!(
-        errors[0].message.starts_with("not supported yet"),
-        "{errors:?}"
-    );
     let errors = validate(&class_with(
         "",
         "capacityReservationSelectorTerms: [{id: cr-0123abcd}]",

@@ -281,12 +281,21 @@ async fn launch(claim: &mut NodeClaim, ctx: &Context) -> Result<Option<Action>> 
     for (k, v) in launched.labels() {
         new_labels.insert(k.clone(), v.clone());
     }
-    if &new_labels != claim.labels() {
+    // On-demand bought although the claim allowed spot: spot could not be had (the provider
+    // prefers it). Stamped so the capacity-mix restore can move it back to spot later.
+    let fallback = spot_fallback(ctx, claim, &new_labels)
+        .await
+        .then(|| ctx.clock.now().to_string());
+    if &new_labels != claim.labels() || fallback.is_some() {
+        let mut metadata = json!({"labels": new_labels});
+        if let Some(at) = &fallback {
+            metadata["annotations"] = json!({ crate::disruption::candidates::SPOT_FALLBACK: at });
+        }
         let patched = api
             .patch(
                 &name,
                 &PatchParams::default(),
-                &Patch::Merge(json!({"metadata": {"labels": new_labels}})),
+                &Patch::Merge(json!({ "metadata": metadata })),
             )
             .await
             .map_err(Error::kube("label nodeclaim", &name))?;
@@ -312,6 +321,54 @@ async fn launch(claim: &mut NodeClaim, ctx: &Context) -> Result<Option<Action>> 
         s.extend_nominations(&name, until);
     });
     Ok(None)
+}
+
+/// True when the instance was launched on-demand because spot could not be had: the claim
+/// allowed spot (the provider prefers it), or its pool allows spot and none of the claim's
+/// instance types has an available spot offering now (the solve pinned the claim to on-demand
+/// after spot ran out).
+async fn spot_fallback(
+    ctx: &Context,
+    claim: &NodeClaim,
+    launched: &BTreeMap<String, String>,
+) -> bool {
+    use stowage_cloud::CapacityType;
+    let allows_spot = |reqs: &[stowage_api::Requirement]| {
+        stowage_api::Requirements::from_requirements(reqs).is_ok_and(|r| {
+            r.get(labels::CAPACITY_TYPE)
+                .is_none_or(|s| s.has(CapacityType::Spot.as_str()))
+        })
+    };
+    if launched.get(labels::CAPACITY_TYPE).map(String::as_str)
+        != Some(CapacityType::OnDemand.as_str())
+    {
+        return false;
+    }
+    if allows_spot(&claim.spec.requirements) {
+        return true;
+    }
+    let Some(pool) = claim.nodepool_name().and_then(|p| ctx.state().nodepool(p)) else {
+        return false;
+    };
+    if !allows_spot(&pool.spec.template.spec.requirements) {
+        return false;
+    }
+    let options: Vec<&str> = claim
+        .spec
+        .requirements
+        .iter()
+        .filter(|r| r.key == labels::INSTANCE_TYPE)
+        .flat_map(|r| r.values.iter().map(String::as_str))
+        .collect();
+    match ctx.cloud.instance_types(&pool).await {
+        Ok(types) => !types.iter().any(|t| {
+            options.contains(&t.name.as_str())
+                && t.offerings
+                    .iter()
+                    .any(|o| o.available && o.capacity_type == CapacityType::Spot)
+        }),
+        Err(_) => false,
+    }
 }
 
 fn signed(d: Duration) -> jiff::SignedDuration {

@@ -449,3 +449,72 @@ async fn a_new_leader_finishes_or_undoes_half_done_commands() {
     assert_eq!(undone_taints, 0, "the undone node is untainted");
     assert!(!undone_annotated, "the undone claim lost its mark");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_on_demand_fallback_node_returns_to_spot_after_restore_spot_after() {
+    let yaml = format!(
+        r#"name: restore
+duration: 60m
+{HEAD}nodePools:
+  - name: default
+    spec:
+      disruption: {{ consolidateAfter: Never }}
+      capacityMix: {{ restoreSpotAfter: 20m }}
+      template:
+        spec:
+          nodeClassRef: {{ group: aws.stowage.dev, kind: EC2NodeClass, name: default }}
+timeline:
+  - at: 0s
+    insufficientCapacity: {{ capacityType: spot, duration: 10m }}
+  - at: 0s
+    create: {{ name: web, replicas: 1, requests: {{ cpu: '1', memory: 1Gi }} }}
+"#
+    );
+    let ct = |c: &NodeClaim| {
+        c.label(stowage_api::labels::CAPACITY_TYPE)
+            .map(str::to_string)
+    };
+    let (_report, (first, fallback, restored_after, metrics)) =
+        simulate(&yaml, move |env, ctx| async move {
+            let client = env.client.clone();
+            let first = eventually("an on-demand node", Duration::from_secs(300), || async {
+                let cs = live_claims(&client).await;
+                (cs.len() == 1 && running(&client, "web").await == 1).then(|| cs[0].clone())
+            })
+            .await;
+            let start = env.clock.now();
+            // Spot is back at 10m; the node is moved at 20m after its launch, not before.
+            eventually(
+                "a spot node running the pod",
+                Duration::from_secs(40 * 60),
+                || async {
+                    let cs = live_claims(&client).await;
+                    let on_spot = cs.len() == 1 && ct(&cs[0]).as_deref() == Some("spot");
+                    (on_spot && running(&client, "web").await == 1).then_some(())
+                },
+            )
+            .await;
+            let restored_after = env.clock.now().duration_since(start);
+            (
+                ct(&first),
+                first
+                    .annotations()
+                    .contains_key(stowage_controller::disruption::candidates::SPOT_FALLBACK),
+                restored_after,
+                ctx.render_metrics(),
+            )
+        })
+        .await;
+    assert_eq!(first.as_deref(), Some("on-demand"));
+    assert!(fallback, "the fallback is stamped at launch");
+    assert!(
+        restored_after.as_secs() >= 18 * 60,
+        "moved {restored_after:?} after launch"
+    );
+    assert!(
+        metrics.contains(
+            "stowage_disruption_decisions_total{method=\"capacity-mix-restore\",result=\"executed\"} 1"
+        ),
+        "{metrics}"
+    );
+}

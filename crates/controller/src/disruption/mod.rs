@@ -32,7 +32,7 @@ pub mod candidates;
 pub mod command;
 pub mod metrics;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,7 +41,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
-use stowage_api::NodeClaim;
+use stowage_api::requirements::{Requirement, Requirements};
+use stowage_api::{CapacityType, NodeClaim, labels};
 use stowage_solver::consolidate::{self, Budgets, ConsolidationOptions, Reason};
 use stowage_solver::{InstanceType, SolveInput, SolveOptions, simulate_without};
 
@@ -77,7 +78,15 @@ pub fn prepare(
     let snap = snapshot::build(state, &pools, types.clone(), now);
     let mut input = snap.input;
     input.pods.clear();
-    let candidates = candidates::candidates(state, types, now);
+    let mut candidates = candidates::candidates(state, types, now);
+    // A pool above its on-demand cap gives up on-demand nodes first.
+    let over = over_on_demand_cap(&input);
+    if !over.is_empty() {
+        candidates.eligible.sort_by_key(|e| {
+            !(e.candidate.capacity_type == CapacityType::OnDemand
+                && over.contains(&e.candidate.nodepool))
+        });
+    }
     let prices: HashMap<&str, f64> = candidates
         .eligible
         .iter()
@@ -155,6 +164,23 @@ pub fn choose(round: &Round, options: &ConsolidationOptions) -> Choice {
             return choice;
         }
     }
+    // Capacity-mix restore: within the Underutilized budget, one node per command.
+    let restore: Vec<&consolidate::Candidate> = eligible
+        .iter()
+        .filter(|e| e.restore_spot && e.blocked.is_none())
+        .filter(|e| e.candidate.capacity_type == CapacityType::OnDemand)
+        .map(|e| &e.candidate)
+        .collect();
+    for c in round.budgets.filter(&restore, Reason::Underutilized) {
+        let Some(e) = round.candidates.by_node(&c.node) else {
+            continue;
+        };
+        choice.simulations += 1;
+        if let Some(plan) = restore_spot(round, e, options) {
+            choice.plan = Some(plan);
+            return choice;
+        }
+    }
     let decision = consolidate::decide(&round.input, &consolidatable, &round.budgets, options);
     choice.simulations += decision.simulations;
     choice.plan = decision.command.map(|cmd| from_solver(round, cmd));
@@ -201,6 +227,98 @@ fn replace(
         replacements: plan.new_claims,
         solver: None,
     })
+}
+
+/// Moves an on-demand fallback node to spot: its pods go elsewhere or onto one spot node,
+/// launched only as spot (no on-demand fallback again) from the types with an available spot
+/// offering; `None` while spot cannot be had.
+fn restore_spot(round: &Round, e: &Eligible, options: &ConsolidationOptions) -> Option<Plan> {
+    let plan = simulate_without(&round.input, &[e.candidate.node.as_str()], &options.solve);
+    if !plan.unschedulable.is_empty() || plan.new_claims.len() > 1 {
+        return None;
+    }
+    let mut replacements = plan.new_claims;
+    if let Some(claim) = replacements.first_mut() {
+        let reqs = Requirements::from_requirements(claim.requirements.iter()).ok()?;
+        // Pods that need on-demand keep it.
+        if reqs
+            .get(labels::CAPACITY_TYPE)
+            .is_some_and(|s| !s.has(CapacityType::Spot.as_str()))
+        {
+            return None;
+        }
+        let zones = reqs.get(labels::ZONE).cloned();
+        let types = round
+            .input
+            .nodepools
+            .iter()
+            .find(|p| p.name == claim.nodepool)
+            .and_then(|p| p.instance_types.clone());
+        let spot_price = |name: &String| -> Option<f64> {
+            types
+                .as_deref()?
+                .iter()
+                .find(|t| &t.name == name)?
+                .offerings
+                .iter()
+                .filter(|o| o.available && o.capacity_type == CapacityType::Spot)
+                .filter(|o| zones.as_ref().is_none_or(|z| z.has(&o.zone)))
+                .map(|o| o.price_per_hour)
+                .reduce(f64::min)
+        };
+        let mut options: Vec<(f64, String)> = claim
+            .instance_type_options
+            .iter()
+            .filter_map(|n| spot_price(n).map(|p| (p, n.clone())))
+            .collect();
+        if options.is_empty() {
+            return None;
+        }
+        options.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+        claim.cheapest_price = options[0].0;
+        claim.instance_type_options = options.into_iter().map(|(_, n)| n).collect();
+        claim
+            .requirements
+            .retain(|r| r.key != labels::CAPACITY_TYPE);
+        claim.requirements.push(Requirement::in_(
+            labels::CAPACITY_TYPE,
+            [CapacityType::Spot.as_str()],
+        ));
+    }
+    let cost: f64 = replacements.iter().map(|c| c.cheapest_price).sum();
+    Some(Plan {
+        method: Method::CapacityMixRestore,
+        reason: Some(Reason::Underutilized),
+        targets: vec![target(e)],
+        savings_per_hour: e.candidate.price_per_hour - cost,
+        replacements,
+        solver: None,
+    })
+}
+
+/// Pools whose on-demand share is above their capacity mix's cap now (unscoped: the pool;
+/// scoped: every pool of the scope), e.g. after spot nodes went away.
+pub fn over_on_demand_cap(input: &SolveInput) -> BTreeSet<String> {
+    let mut over = BTreeSet::new();
+    for p in &input.nodepools {
+        let Some(cap) = &p.capacity_mix else {
+            continue;
+        };
+        match &cap.scope {
+            None => {
+                let od = p.usage.on_demand_cpu_millis;
+                if cap.excess(od, p.usage.total_cpu_millis - od) > 0 {
+                    over.insert(p.name.clone());
+                }
+            }
+            Some(s) => {
+                if cap.excess(s.on_demand_cpu_millis, s.other_cpu_millis) > 0 {
+                    over.extend(s.pools.iter().cloned());
+                }
+            }
+        }
+    }
+    over
 }
 
 /// True when `plan` still holds on a freshly prepared round: every target still an unblocked

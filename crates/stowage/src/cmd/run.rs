@@ -89,6 +89,15 @@ pub struct Args {
     /// ranked at price x (1 + weight x interruptions per node-hour). 0: pure price.
     #[arg(long, env = "SPOT_INTERRUPTION_COST_WEIGHT", default_value_t = 1.0)]
     pub spot_interruption_cost_weight: f64,
+    /// How often the disruption loop looks at the cluster (e.g. `10s`).
+    #[arg(long, env = "DISRUPTION_INTERVAL", default_value = "10s")]
+    pub disruption_interval: stowage_api::Duration,
+    /// How long a consolidation decision waits before it is checked on fresh state and acted on.
+    #[arg(long, env = "DISRUPTION_VALIDATION_DELAY", default_value = "15s")]
+    pub disruption_validation_delay: stowage_api::Duration,
+    /// A disruption whose replacement node is not initialized within this long is undone.
+    #[arg(long, env = "DISRUPTION_REPLACEMENT_TIMEOUT", default_value = "20m")]
+    pub disruption_replacement_timeout: stowage_api::Duration,
     /// `json` (in-cluster) or `text`.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "json")]
     pub log_format: LogFormat,
@@ -175,6 +184,9 @@ fn settings(args: &Args, identity: &str) -> anyhow::Result<Settings> {
         lease_name: args.lease_name.clone(),
         namespace: args.namespace.clone(),
         identity: identity.to_string(),
+        disruption_interval: args.disruption_interval.0,
+        disruption_validation_delay: args.disruption_validation_delay.0,
+        disruption_replacement_timeout: args.disruption_replacement_timeout.0,
         ..Settings::default()
     };
     s.validate()?;
