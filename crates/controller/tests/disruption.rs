@@ -518,3 +518,52 @@ timeline:
         "{metrics}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_budget_of_one_never_lets_two_nodes_disrupt_at_once() {
+    let yaml = format!(
+        "name: budget\nduration: 40m\n{HEAD}{}timeline:\n  - at: 0s\n    create: {{ name: web, replicas: 4, requests: {{ cpu: '3', memory: 1Gi }}, antiAffinity: kubernetes.io/hostname }}\n  - at: 5m\n    delete: {{ name: web }}\n",
+        pool("{ consolidateAfter: 30s, budgets: [{ nodes: \"1\" }] }")
+    );
+    let (_report, (most, samples)) = simulate(&yaml, |env, _ctx| async move {
+        let client = env.client.clone();
+        eventually("4 running pods", Duration::from_secs(300), || async {
+            (running(&client, "web").await == 4).then_some(())
+        })
+        .await;
+        let (mut most, mut samples) = (0, 0);
+        // Until every node is gone, nodes disrupting (deleting, Disrupting, tainted) at once.
+        loop {
+            let cs = claims(&client).await;
+            if cs.is_empty() {
+                break;
+            }
+            let ns = nodes(&client).await;
+            let disrupting = cs
+                .iter()
+                .filter(|c| {
+                    let tainted = ns.iter().any(|n| {
+                        Some(n.name_any().as_str()) == c.node_name()
+                            && n.spec
+                                .as_ref()
+                                .and_then(|s| s.taints.as_ref())
+                                .is_some_and(|t| {
+                                    t.iter()
+                                        .any(|t| t.key == stowage_api::labels::DISRUPTED_TAINT_KEY)
+                                })
+                    });
+                    c.metadata.deletion_timestamp.is_some()
+                        || c.is_true(stowage_api::conditions::DISRUPTING)
+                        || tainted
+                })
+                .count();
+            most = most.max(disrupting);
+            samples += 1;
+            assert!(samples < 100_000, "the nodes never went");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        (most, samples)
+    })
+    .await;
+    assert_eq!(most, 1, "over {samples} samples");
+}
