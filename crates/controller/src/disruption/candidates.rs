@@ -140,6 +140,14 @@ pub fn candidates(
         if !claim.is_true(INITIALIZED) {
             continue;
         }
+        // A replacement is not taken away while the nodes it replaces are still draining.
+        if claim
+            .annotations()
+            .get(crate::disruption::command::REPLACEMENT_FOR)
+            .is_some_and(|r| r.split(',').any(|c| state.claim(c).is_some()))
+        {
+            continue;
+        }
         // Capacity pods wait for is not taken away from them.
         if state
             .nominated_to(&claim.name_any())
@@ -655,6 +663,24 @@ mod tests {
         assert_eq!(b.get("default", Reason::Underutilized), 9);
         let nine = ts("2026-01-01T09:30:00Z");
         assert_eq!(budgets(&s, &f, nine).get("default", Reason::Empty), 0);
+    }
+
+    #[test]
+    fn a_replacement_is_no_candidate_while_what_it_replaces_drains() {
+        let mut s = state(2, |_| {});
+        let mut c = (*s.claim("c1").unwrap()).clone();
+        c.metadata.annotations = Some(
+            [(
+                crate::disruption::command::REPLACEMENT_FOR.to_string(),
+                "c0,gone".to_string(),
+            )]
+            .into(),
+        );
+        s.apply_claim(c);
+        let at = "2026-01-01T01:00:00Z";
+        assert!(found(&s, at).by_node("n1").is_none());
+        s.delete_claim("c0");
+        assert!(found(&s, at).by_node("n1").is_some());
     }
 
     #[test]
