@@ -247,3 +247,22 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod disruption_tests {
+    use super::*;
+
+    #[test]
+    fn disruption_defaults_and_a_zero_interval_is_refused() {
+        let s = Settings::default();
+        assert_eq!(s.disruption_interval, Duration::from_secs(10));
+        assert_eq!(s.disruption_validation_delay, Duration::from_secs(15));
+        assert_eq!(s.disruption_replacement_timeout, Duration::from_secs(1200));
+        let s = Settings {
+            disruption_interval: Duration::ZERO,
+            ..Settings::default()
+        };
+        let err = s.validate().unwrap_err().to_string();
+        assert!(err.contains("disruption-interval"), "{err}");
+    }
+}
