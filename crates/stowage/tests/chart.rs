@@ -731,7 +731,8 @@ fn every_run_flag_is_reachable_from_values_with_the_same_default() {
             _ if key.ends_with("Duration")
                 || key.ends_with("Ttl")
                 || key.ends_with("HalfLife")
-                || key == "initializedGrace" =>
+                || key == "initializedGrace"
+                || key.starts_with("disruption") =>
             {
                 json!("7m")
             }

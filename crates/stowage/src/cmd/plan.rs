@@ -73,6 +73,12 @@ pub struct Args {
     /// Exit 1 when any pod stays unschedulable (for scripts; the default exits 0 with the plan).
     #[arg(long)]
     pub fail_on_unschedulable: bool,
+    /// Instead of buying for pending pods: what consolidation would do with the nodes given
+    /// (the disruption controller's candidates, budgets and methods) and the $/h it saves.
+    /// Nodes without a NodeClaim in the input stand for one (Initialized when the Node was
+    /// created); PodDisruptionBudgets are not read.
+    #[arg(long)]
+    pub consolidate: bool,
     /// Print how long each phase took (catalogue, read, parse, snapshot, solve, output) to
     /// stderr.
     #[arg(long)]
@@ -193,6 +199,30 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let objects = parse_files(&texts, Reader::Fast).map_err(super::bad_input)?;
     drop(texts);
     timings.phase("parse");
+    if args.consolidate {
+        let state = state_from(objects).map_err(super::bad_input)?;
+        timings.phase("snapshot");
+        let c = consolidation(
+            &state,
+            types,
+            stowage_clock::SystemClock.now(),
+            args.max_instance_types,
+        );
+        timings.phase("solve");
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        match args.output {
+            Output::Json => {
+                serde_json::to_writer_pretty(&mut out, &c)?;
+                writeln!(out)?;
+            }
+            Output::Table => out.write_all(render_consolidation(&c).as_bytes())?,
+        }
+        out.flush()?;
+        drop(out);
+        timings.phase("output");
+        timings.total();
+        return Ok(());
+    }
     let input = input_from(objects, types).map_err(super::bad_input)?;
     timings.phase("snapshot");
     if let Some(path) = &args.write_input {
@@ -611,19 +641,17 @@ fn parse_files(files: &[(PathBuf, String)], reader: Reader) -> anyhow::Result<Ve
     Ok(objects)
 }
 
-/// The solve input from the objects, through the controllers' snapshot.
-fn input_from(
-    objects: Vec<Object>,
-    instance_types: Vec<InstanceType>,
-) -> anyhow::Result<SolveInput> {
-    Ok(input_and_state(objects, instance_types)?.0)
+/// The objects loaded into a cluster state, every NodePool valid.
+fn state_from(objects: Vec<Object>) -> anyhow::Result<ClusterState> {
+    let (state, invalid) = load(objects)?;
+    if !invalid.is_empty() {
+        bail!("invalid NodePool: {}", invalid.join("; "));
+    }
+    Ok(state)
 }
 
-/// [`input_from`], and the state it was built from.
-fn input_and_state(
-    objects: Vec<Object>,
-    instance_types: Vec<InstanceType>,
-) -> anyhow::Result<(SolveInput, ClusterState)> {
+/// The objects loaded into a cluster state, and what is wrong with each invalid NodePool.
+fn load(objects: Vec<Object>) -> anyhow::Result<(ClusterState, Vec<String>)> {
     let pools = objects
         .iter()
         .filter(|o| matches!(o, Object::NodePool(_)))
@@ -651,6 +679,23 @@ fn input_and_state(
             Object::NodeClaim(c) => state.apply_claim(*c),
         }
     }
+    Ok((state, invalid))
+}
+
+/// The solve input from the objects, through the controllers' snapshot.
+fn input_from(
+    objects: Vec<Object>,
+    instance_types: Vec<InstanceType>,
+) -> anyhow::Result<SolveInput> {
+    Ok(input_and_state(objects, instance_types)?.0)
+}
+
+/// [`input_from`], and the state it was built from.
+fn input_and_state(
+    objects: Vec<Object>,
+    instance_types: Vec<InstanceType>,
+) -> anyhow::Result<(SolveInput, ClusterState)> {
+    let (state, invalid) = load(objects)?;
     let pools = snapshot::pools(&state);
     // One catalogue shared by every pool (not a copy per pool).
     let catalogue = std::sync::Arc::new(instance_types);
@@ -674,6 +719,185 @@ fn input_and_state(
         bail!("no NodePool and no Node in the input: nothing could hold the pods");
     }
     Ok((snap.input, state))
+}
+
+/// What `--consolidate` prints.
+#[derive(Debug, serde::Serialize)]
+pub struct Consolidation {
+    /// Nodes the disruption controller could act on now (not blocked), and those blocked.
+    pub candidates: usize,
+    pub blocked: Vec<Blocked>,
+    /// The command the first method that finds one would carry out (none: nothing to do).
+    pub command: Option<stowage_controller::disruption::Plan>,
+    pub savings_per_hour: f64,
+}
+
+/// A node that must not be disrupted, and why.
+#[derive(Debug, serde::Serialize)]
+pub struct Blocked {
+    pub node: String,
+    pub reason: String,
+}
+
+/// One disruption round over the objects, as the controller runs it at `now` (budgets of the
+/// pools applied). Nodes with a NodePool label and no NodeClaim get one, initialized when the
+/// Node was created.
+pub fn consolidation(
+    state: &ClusterState,
+    types: Vec<InstanceType>,
+    now: jiff::Timestamp,
+    max_instance_types: usize,
+) -> Consolidation {
+    use stowage_controller::disruption;
+    let state = with_claims_for_nodes(state);
+    let catalogue = std::sync::Arc::new(types);
+    let types: BTreeMap<String, std::sync::Arc<Vec<InstanceType>>> = state
+        .nodepools()
+        .map(|p| (p.name_any(), catalogue.clone()))
+        .collect();
+    let round = disruption::prepare(&state, &types, now);
+    let options = stowage_solver::consolidate::ConsolidationOptions {
+        solve: SolveOptions {
+            max_instance_types,
+            ..SolveOptions::default()
+        },
+        ..Default::default()
+    };
+    let choice = disruption::choose(&round, &options);
+    let blocked = round
+        .candidates
+        .eligible
+        .iter()
+        .filter_map(|e| {
+            Some(Blocked {
+                node: e.candidate.node.clone(),
+                reason: e.blocked.clone()?,
+            })
+        })
+        .collect::<Vec<_>>();
+    Consolidation {
+        candidates: round.candidates.eligible.len() - blocked.len(),
+        blocked,
+        savings_per_hour: choice.plan.as_ref().map_or(0.0, |p| p.savings_per_hour),
+        command: choice.plan,
+    }
+}
+
+/// The state with an initialized NodeClaim for every Node of a NodePool that has none.
+fn with_claims_for_nodes(state: &ClusterState) -> ClusterState {
+    let mut out = ClusterState::new();
+    for p in state.nodepools() {
+        out.apply_nodepool((**p).clone());
+    }
+    for c in state.claims() {
+        out.apply_claim((**c).clone());
+    }
+    for ds in state.daemonsets() {
+        out.apply_daemonset((**ds).clone());
+    }
+    for pdb in state.pdbs() {
+        out.apply_pdb((**pdb).clone());
+    }
+    for node in state.nodes() {
+        let mut node = (**node).clone();
+        let name = node.name_any();
+        let pid = node
+            .spec
+            .get_or_insert_with(Default::default)
+            .provider_id
+            .get_or_insert_with(|| format!("plan:///{name}"))
+            .clone();
+        if state.claim_by_provider_id(&pid).is_none()
+            && let Some(pool) = node.labels().get(labels::NODEPOOL).cloned()
+        {
+            let created = node
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or(jiff::Timestamp::UNIX_EPOCH, |t| t.0);
+            let mut claim = stowage_api::NodeClaim::new(&name, Default::default());
+            let mut claim_labels = BTreeMap::new();
+            for key in [
+                labels::NODEPOOL,
+                labels::INSTANCE_TYPE,
+                labels::ZONE,
+                labels::CAPACITY_TYPE,
+            ] {
+                if let Some(v) = node.labels().get(key) {
+                    claim_labels.insert(key.to_string(), v.clone());
+                }
+            }
+            claim_labels.insert(labels::NODEPOOL.to_string(), pool.clone());
+            claim.metadata.labels = Some(claim_labels);
+            claim.metadata.creation_timestamp = Some(Time(created));
+            // No expiry: a Node alone does not say when it expires.
+            claim.spec.expire_after = stowage_api::NillableDuration::NEVER;
+            let status = claim.status_mut();
+            status.provider_id = Some(pid.clone());
+            status.node_name = Some(name.clone());
+            for c in [
+                stowage_api::conditions::LAUNCHED,
+                stowage_api::conditions::REGISTERED,
+                stowage_api::conditions::INITIALIZED,
+            ] {
+                status.set_true(c, c, created);
+            }
+            out.apply_claim(claim);
+        }
+        out.apply_node(node);
+    }
+    for p in state.pods() {
+        out.apply_pod((**p).clone());
+    }
+    out
+}
+
+/// The consolidation report as a table.
+pub fn render_consolidation(c: &Consolidation) -> String {
+    let mut out = String::new();
+    match &c.command {
+        None => {
+            let _ = writeln!(
+                out,
+                "Nothing to consolidate ({} candidate node(s), {} blocked).",
+                c.candidates,
+                c.blocked.len()
+            );
+        }
+        Some(plan) => {
+            let _ = writeln!(out, "{}: {}", plan.method.as_str(), plan.describe());
+            let mut rows = vec![[
+                "NODE".to_string(),
+                "NODECLAIM".into(),
+                "NODEPOOL".into(),
+                "PRICE/H".into(),
+            ]];
+            for t in &plan.targets {
+                rows.push([
+                    t.node.clone(),
+                    t.claim.clone(),
+                    t.nodepool.clone(),
+                    format!("${:.4}", t.price_per_hour),
+                ]);
+            }
+            out.push_str(&table(&rows));
+            for r in &plan.replacements {
+                let _ = writeln!(
+                    out,
+                    "replacement in {}: {} ({} option(s)), from ${:.4}/h",
+                    r.nodepool,
+                    r.instance_type_options.first().map_or("-", String::as_str),
+                    r.instance_type_options.len(),
+                    r.cheapest_price
+                );
+            }
+            let _ = writeln!(out, "Saves ${:.4}/h.", c.savings_per_hour);
+        }
+    }
+    for b in &c.blocked {
+        let _ = writeln!(out, "blocked {}: {}", b.node, b.reason);
+    }
+    out
 }
 
 /// A pod without `spec.nodeName` and without a `PodScheduled` condition, as the scheduler would
@@ -872,6 +1096,76 @@ status:
         v
     }
 
+    /// Three 1-vCPU on-demand nodes of pool `od`, each running one 600m pod of a ReplicaSet,
+    /// and pod `lone` (no owner) on node `n3`.
+    fn half_empty_nodes() -> String {
+        let mut y = String::from(
+            "apiVersion: stowage.dev/v1\nkind: NodePool\nmetadata: {name: od}\nspec:\n  disruption: {budgets: [{nodes: '100%'}]}\n  template:\n    spec:\n      nodeClassRef: {group: aws.stowage.dev, kind: EC2NodeClass, name: default}\n      requirements: [{key: stowage.dev/capacity-type, operator: In, values: [on-demand]}]\n",
+        );
+        for i in 0..4 {
+            y.push_str(&format!(
+                "---\napiVersion: v1\nkind: Node\nmetadata:\n  name: n{i}\n  creationTimestamp: '2026-01-01T00:00:00Z'\n  labels: {{stowage.dev/nodepool: od, node.kubernetes.io/instance-type: fake-it-0, topology.kubernetes.io/zone: test-zone-a, stowage.dev/capacity-type: on-demand, kubernetes.io/hostname: n{i}}}\nspec: {{providerID: 'aws:///test-zone-a/i-{i}'}}\nstatus:\n  allocatable: {{cpu: '1', memory: 2Gi, pods: '10'}}\n  capacity: {{cpu: '1', memory: 2Gi, pods: '10'}}\n  conditions: [{{type: Ready, status: 'True'}}]\n"
+            ));
+        }
+        for (pod, node, owned) in [
+            ("a", "n0", true),
+            ("b", "n1", true),
+            ("c", "n2", true),
+            ("lone", "n3", false),
+        ] {
+            let owner = if owned {
+                "\n  ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web, uid: u1, controller: true}]"
+            } else {
+                ""
+            };
+            y.push_str(&format!(
+                "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {pod}\n  namespace: default{owner}\nspec:\n  nodeName: {node}\n  containers: [{{name: app, resources: {{requests: {{cpu: 600m, memory: 512Mi}}}}}}]\nstatus: {{phase: Running}}\n"
+            ));
+        }
+        y
+    }
+
+    #[test]
+    fn consolidate_plans_what_the_controller_would_do() {
+        let objects = parse_files(
+            &[(PathBuf::from("c.yaml"), half_empty_nodes())],
+            Reader::Fast,
+        )
+        .unwrap();
+        let state = state_from(objects).unwrap();
+        let now = "2026-01-01T01:00:00Z".parse().unwrap();
+        let c = consolidation(&state, stowage_solver::catalog::karpenter_shape(8), now, 60);
+        // n3 holds a pod that would be lost; n0..n2 (3 x $0.30/h) fit one 2-vCPU node ($0.60/h).
+        assert_eq!(c.candidates, 3);
+        assert_eq!(c.blocked.len(), 1);
+        assert_eq!(c.blocked[0].node, "n3");
+        assert!(
+            c.blocked[0]
+                .reason
+                .contains("default/lone has no controller owner")
+        );
+        let plan = c.command.as_ref().unwrap();
+        assert_eq!(plan.method.as_str(), "multi-node");
+        let nodes: Vec<&str> = plan.targets.iter().map(|t| t.node.as_str()).collect();
+        assert_eq!(nodes, ["n0", "n1", "n2"]);
+        assert_eq!(plan.replacements.len(), 1);
+        assert!(
+            (c.savings_per_hour - 0.3).abs() < 1e-6,
+            "{}",
+            c.savings_per_hour
+        );
+        let table = render_consolidation(&c);
+        assert!(
+            table.contains(
+                "multi-node: deleting 3 nodes, replacing with 1 fake-it-1 on-demand, saves $0.30/h"
+            ),
+            "{table}"
+        );
+        assert!(table.contains("Saves $0.3000/h."), "{table}");
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["command"]["method"], "multi-node");
+    }
+
     #[test]
     fn plans_from_yaml_fixtures() {
         let input = build_input(&files(&[]), stowage_solver::catalog::karpenter_shape(20)).unwrap();
@@ -985,7 +1279,8 @@ status:
             "name: default}\nspec:",
             "name: default}\nspec:\n  capacityMix: {restoreSpotAfter: 1h}",
         );
-        build_input(&[(PathBuf::from("pools.yaml"), restore)], vec![]).unwrap();
+        let objects = parse_files(&[(PathBuf::from("pools.yaml"), restore)], Reader::Fast).unwrap();
+        state_from(objects).unwrap();
 
         let list_without_items = "apiVersion: v1\nkind: List\n";
         let err = build_input(&files(&[("l.yaml", list_without_items)]), vec![]).unwrap_err();

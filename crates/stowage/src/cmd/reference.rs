@@ -72,6 +72,24 @@ const METRIC_LABELS: &[(&str, &[(&str, &str)])] = &[
         &[("nodepool", "pool name"), ("reason", "`provisioning`")],
     ),
     ("nodeclaims_launched", &[("nodepool", "pool name")]),
+    (
+        "disruption_decisions",
+        &[
+            (
+                "method",
+                "`emptiness`, `expiry`, `drift`, `capacity-mix-restore`, `multi-node`, `single-node`; `any` for `undone`",
+            ),
+            ("result", "`executed`, `churn`, `failed`, `undone`"),
+        ],
+    ),
+    ("disruption_eligible_nodes", &[("nodepool", "pool name")]),
+    (
+        "disruption_budgets_allowed_disruptions",
+        &[
+            ("nodepool", "pool name"),
+            ("reason", "`Empty`, `Underutilized`, `Drifted`"),
+        ],
+    ),
     ("nodeclaims_registered", &[("nodepool", "pool name")]),
     ("nodeclaims_initialized", &[("nodepool", "pool name")]),
     (
