@@ -352,6 +352,8 @@ fn on_demand_is_replaced_by_spot_without_the_flexibility_rule() {
     assert!((r.cheapest_price - cheapest).abs() < 1e-12);
     assert!(r.cheapest_price < price(16, CapacityType::OnDemand));
     assert!((cmd.savings_per_hour - (price(16, CapacityType::OnDemand) - cheapest)).abs() < 1e-9);
+}
+
 #[test]
 fn multi_node_takes_three_nodes_when_no_two_merge_for_less() {
     // Prices are linear in size: two 1-vCPU nodes cost what one 2-vCPU node does, three cost
