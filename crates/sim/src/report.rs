@@ -28,6 +28,8 @@ pub struct Sample {
     pub api_requests: u64,
     /// Calls to the cloud provider so far (cumulative).
     pub cloud_calls: u64,
+    /// Ready nodes holding no pod but DaemonSet and finished pods.
+    pub nodes_empty: usize,
 }
 
 impl Sample {
@@ -141,6 +143,37 @@ pub struct Report {
     /// The most cloud calls in one sampling interval.
     pub cloud_calls_peak: CallPeak,
     pub solver: SolverFigures,
+    /// Counted by the simulated cluster itself (`cluster/referee.rs`), independently of the
+    /// controllers: pods covered by a PodDisruptionBudget that went away while it allowed no
+    /// disruption.
+    pub pdb_violations: u64,
+    /// Nodes that started disrupting beyond their NodePool's `spec.disruption.budgets`.
+    pub budget_violations: u64,
+    /// Nodes voluntarily disrupted, by method and by reason (what the controllers' `Disrupting`
+    /// condition names).
+    pub disruptions_by_method: std::collections::BTreeMap<String, u64>,
+    pub disruptions_by_reason: std::collections::BTreeMap<String, u64>,
+    /// The most nodes of each NodePool disrupting at once.
+    pub max_disrupting_by_pool: std::collections::BTreeMap<String, u64>,
+    /// Pods evicted, deleted or killed by the controllers (interruptions excluded).
+    pub pods_disrupted: u64,
+    /// Disrupted pods that nothing recreates, and pods killed with their instance undrained.
+    pub pods_lost: u64,
+    /// Pods that went away with an interrupted spot instance (involuntary).
+    pub pods_interrupted: u64,
+    /// Deployment replicas not Running at the end (desired minus Running, summed).
+    pub replicas_short_at_end: usize,
+    /// Disruption commands the controllers started.
+    pub disruption_commands: u64,
+    /// Price of the nodes removed by voluntary disruption, of the replacements launched for
+    /// them, and the difference (what consolidation saves), $/h.
+    pub removed_price_per_hour: f64,
+    pub replacement_price_per_hour: f64,
+    pub saved_per_hour: f64,
+    /// Ready nodes without workload pods at the last sample.
+    pub empty_nodes_at_end: usize,
+    /// The referee's first violations, described.
+    pub violations: Vec<String>,
     pub samples: Vec<Sample>,
 }
 
@@ -161,10 +194,28 @@ fn hms(secs: f64) -> String {
 }
 
 impl Report {
+    /// Takes the referee's counts.
+    pub fn set_referee(&mut self, t: crate::cluster::Tally) {
+        self.pdb_violations = t.pdb_violations;
+        self.budget_violations = t.budget_violations;
+        self.disruptions_by_method = t.disruptions_by_method;
+        self.disruptions_by_reason = t.disruptions_by_reason;
+        self.max_disrupting_by_pool = t.max_disrupting_by_pool;
+        self.pods_disrupted = t.pods_disrupted;
+        self.pods_lost = t.pods_lost;
+        self.pods_interrupted = t.pods_interrupted;
+        self.disruption_commands = t.disruption_commands;
+        self.removed_price_per_hour = t.removed_price_per_hour;
+        self.replacement_price_per_hour = t.replacement_price_per_hour;
+        self.saved_per_hour = t.removed_price_per_hour - t.replacement_price_per_hour;
+        self.violations = t.details;
+    }
+
     /// Fills the summary figures from the samples and latencies.
     pub fn finish(&mut self, latencies: &[f64]) {
         self.peak_nodes = self.samples.iter().map(Sample::nodes).max().unwrap_or(0);
         self.nodes_at_end = self.samples.last().map_or(0, Sample::nodes);
+        self.empty_nodes_at_end = self.samples.last().map_or(0, |s| s.nodes_empty);
         self.peak_cost_per_hour = self
             .samples
             .iter()
@@ -310,6 +361,42 @@ impl Report {
                 "  {:<20} {:>5} pending: {}",
                 g.workload, g.pods, g.message
             );
+        }
+        let _ = writeln!(
+            out,
+            "empty nodes at end    {} (Ready, no workload pod)",
+            self.empty_nodes_at_end
+        );
+        let by = |m: &std::collections::BTreeMap<String, u64>| {
+            m.iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "disruptions           {} command(s), {} node(s): by method [{}], by reason [{}]",
+            self.disruption_commands,
+            self.disruptions_by_reason.values().sum::<u64>(),
+            by(&self.disruptions_by_method),
+            by(&self.disruptions_by_reason)
+        );
+        let _ = writeln!(
+            out,
+            "consolidation saves   ${:.2}/h (removed ${:.2}/h, replacements ${:.2}/h)",
+            self.saved_per_hour, self.removed_price_per_hour, self.replacement_price_per_hour
+        );
+        let _ = writeln!(
+            out,
+            "violations            {} PDB, {} budget; {} pod(s) disrupted, {} lost, {} replica(s) short at end",
+            self.pdb_violations,
+            self.budget_violations,
+            self.pods_disrupted,
+            self.pods_lost,
+            self.replicas_short_at_end
+        );
+        for v in &self.violations {
+            let _ = writeln!(out, "  {v}");
         }
         let _ = writeln!(out, "launches              {}", self.launches);
         let _ = writeln!(out, "interruptions         {}", self.interruptions);
@@ -533,6 +620,45 @@ mod tests {
     }
 
     #[test]
+    fn the_referees_counts_and_the_savings_are_reported() {
+        let mut r = Report {
+            samples: vec![Sample {
+                nodes_spot: 3,
+                nodes_empty: 1,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        r.finish(&[]);
+        let mut t = crate::cluster::Tally {
+            budget_violations: 2,
+            pdb_violations: 1,
+            disruption_commands: 3,
+            removed_price_per_hour: 1.5,
+            replacement_price_per_hour: 0.25,
+            details: vec!["pod a/b went away".into()],
+            ..Default::default()
+        };
+        t.disruptions_by_method.insert("emptiness".into(), 4);
+        t.disruptions_by_reason.insert("Empty".into(), 4);
+        r.set_referee(t);
+        assert_eq!(r.empty_nodes_at_end, 1);
+        assert!((r.saved_per_hour - 1.25).abs() < 1e-9);
+        let table = r.summary_table();
+        assert!(
+            table.contains("disruptions           3 command(s), 4 node(s): by method [emptiness 4], by reason [Empty 4]"),
+            "{table}"
+        );
+        assert!(
+            table.contains("violations            1 PDB, 2 budget"),
+            "{table}"
+        );
+        assert!(table.contains("  pod a/b went away"), "{table}");
+        assert!(table.contains("consolidation saves   $1.25/h"), "{table}");
+        assert_eq!(r.to_json()["budget_violations"], 2);
+    }
+
+    #[test]
     fn figures_from_samples() {
         let mut r = Report {
             scenario: "x".into(),
@@ -565,6 +691,17 @@ mod tests {
             assert!(json.get(k).is_some(), "{k}");
         }
         assert_eq!(r.p99_pending_seconds, 100.0);
+        for k in [
+            "pdb_violations",
+            "budget_violations",
+            "disruptions_by_method",
+            "disruptions_by_reason",
+            "saved_per_hour",
+            "empty_nodes_at_end",
+            "pods_lost",
+        ] {
+            assert!(json.get(k).is_some(), "{k}");
+        }
         let html = r.to_html();
         assert!(html.contains("<svg") && html.contains("polyline") && !html.contains("<script"));
         assert!(r.summary_table().contains("peak                  11 nodes"));

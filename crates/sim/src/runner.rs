@@ -298,6 +298,8 @@ impl Simulation {
                 w.def.kind != crate::scenario::WorkloadKind::Deployment && !w.done && !w.deleted
             })
             .count();
+        let tally = cluster.referee_tally(true);
+        let replicas_short_at_end = replicas_short(&cluster);
         let mut report = Report {
             scenario: scenario.name.clone(),
             duration_seconds: scenario.duration.as_std().as_secs_f64(),
@@ -311,8 +313,10 @@ impl Simulation {
             pods_created: cluster.recorder.pods_created,
             binds: cluster.recorder.binds,
             samples: std::mem::take(&mut cluster.recorder.samples),
+            replicas_short_at_end,
             ..Default::default()
         };
+        report.set_referee(tally);
         report.finish(&cluster.recorder.pending_to_running);
         let rec = &cluster.recorder;
         report.interrupted_pods = rec.interrupted_pods;
@@ -383,10 +387,33 @@ fn sample(cluster: &Cluster, api: &ApiServer, elapsed: Duration) -> Sample {
         .filter(|i| !registered.contains(i.provider_id.as_str()))
         .map(|i| i.price_per_hour)
         .sum::<f64>();
+    s.nodes_empty = cluster.empty_nodes();
     s.pending_pods = cluster.pending_pods();
     s.running_pods = cluster.running_pods();
     s.nodeclaims = api.store().count(cluster.k.nodeclaim);
     s
+}
+
+/// Replicas of live Deployments that are not Running (desired minus Running, summed).
+fn replicas_short(cluster: &Cluster) -> usize {
+    cluster
+        .workloads
+        .iter()
+        .filter(|(_, w)| w.def.kind == crate::scenario::WorkloadKind::Deployment && !w.deleted)
+        .map(|((ns, _), w)| {
+            let running = w
+                .active
+                .iter()
+                .filter(|n| {
+                    cluster
+                        .pods
+                        .get(&stowage_api::namespaced_key(ns, n))
+                        .is_some_and(|p| p.phase == "Running" && !p.terminating)
+                })
+                .count();
+            (w.desired as usize).saturating_sub(running)
+        })
+        .sum()
 }
 
 /// Pods pending at the end by workload (`namespace/name`, or `-` for others), with the

@@ -8,6 +8,7 @@
 
 mod daemonsets;
 mod kubelet;
+mod referee;
 mod scheduler;
 mod workloads;
 
@@ -30,6 +31,7 @@ use tokio::time::Instant;
 use crate::apiserver::{ApiServer, CoreKinds, EventType, Filter, WatchMsg};
 use crate::scenario::{Action, Scenario, Timings};
 
+pub use referee::Tally;
 pub(crate) use scheduler::signature;
 pub use workloads::WorkloadState;
 
@@ -182,6 +184,8 @@ pub struct Cluster {
     /// Provider ids of instances that got an interruption warning.
     pub(crate) interrupted: HashSet<String>,
     pub recorder: Recorder,
+    /// Counts what a disruption controller must never do (see `referee.rs`).
+    pub(crate) referee: referee::Referee,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -220,6 +224,7 @@ impl Cluster {
         let (_, pod_rx) = api.store().watch(k.pod, Filter::default(), None, false);
         let (_, node_rx) = api.store().watch(k.node, Filter::default(), None, false);
         let cloud_rx = cloud.subscribe();
+        let referee = referee::Referee::new(&api, k, &cloud);
         let region = cloud.config().region.clone();
         Ok(Self {
             api,
@@ -255,6 +260,7 @@ impl Cluster {
             node_counter: 0,
             interrupted: HashSet::new(),
             recorder: Recorder::default(),
+            referee,
         })
     }
 
@@ -352,6 +358,7 @@ impl Cluster {
     fn step_inner(&mut self) -> Option<Instant> {
         loop {
             let mut progressed = false;
+            self.referee.drain(self.clock.now());
             while let Ok(msg) = self.node_rx.try_recv() {
                 progressed = true;
                 if let WatchMsg::Event { etype, object, .. } = msg {
@@ -392,6 +399,7 @@ impl Cluster {
                 break;
             }
         }
+        self.referee.drain(self.clock.now());
         if (!self.fresh.is_empty() || (self.capacity_changed && !self.queue.is_empty()))
             && !self.schedule_queued
         {
@@ -717,6 +725,48 @@ impl Cluster {
     /// Nodes known to the cluster.
     pub fn node_infos(&self) -> impl Iterator<Item = &NodeInfo> {
         self.nodes.values()
+    }
+
+    /// What the referee counted so far (nodes still disrupting without a stated reason are
+    /// judged when `finish` is set: call it once, at the end).
+    pub fn referee_tally(&mut self, finish: bool) -> Tally {
+        self.referee.drain(self.clock.now());
+        if finish {
+            self.referee.finish();
+        }
+        self.referee.tally.clone()
+    }
+
+    /// Deletes a pod as the simulated cluster's own workload controllers do (not a disruption).
+    pub(crate) fn delete_own_pod(&mut self, ns: &str, name: &str) {
+        self.referee
+            .own_pod_deletion(&stowage_api::namespaced_key(ns, name));
+        let _ = self.api.store().delete(
+            self.k.pod,
+            ns,
+            name,
+            &crate::apiserver::DeleteOpts::default(),
+        );
+    }
+
+    /// Ready nodes whose instance is alive and that hold no pod but DaemonSet and finished ones.
+    pub fn empty_nodes(&self) -> usize {
+        self.nodes
+            .values()
+            .filter(|n| n.ready && !n.dead)
+            .filter(|n| {
+                self.pods_by_node.get(&n.name).is_none_or(|keys| {
+                    keys.iter().all(|k| {
+                        self.pods.get(k).is_none_or(|p| {
+                            p.daemonset
+                                || p.phase == "Succeeded"
+                                || p.phase == "Failed"
+                                || p.node.as_deref() != Some(n.name.as_str())
+                        })
+                    })
+                })
+            })
+            .count()
     }
 
     /// Every pending pod's object (for the final report).

@@ -404,6 +404,8 @@ pub(super) fn delete(c: &mut Cluster, ns: &str, name: &str) {
         return;
     };
     w.deleted = true;
+    let uid = w.owner_uid.clone();
+    c.referee.own_owner_deletion(&uid);
     let kind = if w.owner_kind == "ReplicaSet" {
         c.k.replicaset
     } else {
@@ -524,10 +526,7 @@ fn reconcile(c: &mut Cluster, key: &(String, String)) {
                     .collect();
                 victims.sort();
                 for (_, _, n) in victims.into_iter().take((have - w.desired) as usize) {
-                    let _ = c
-                        .api
-                        .store()
-                        .delete(c.k.pod, ns, &n, &DeleteOpts::default());
+                    c.delete_own_pod(ns, &n);
                 }
             }
         }
@@ -551,10 +550,7 @@ fn reconcile(c: &mut Cluster, key: &(String, String)) {
                         .map(|(_, p)| name_of(&p.obj).to_string())
                         .collect();
                     for n in names {
-                        let _ = c
-                            .api
-                            .store()
-                            .delete(c.k.pod, ns, &n, &DeleteOpts::default());
+                        c.delete_own_pod(ns, &n);
                     }
                 }
             } else if have < remaining {
@@ -573,10 +569,7 @@ fn reconcile(c: &mut Cluster, key: &(String, String)) {
                     .map(|ws| ws.active.iter().cloned().collect())
                     .unwrap_or_default();
                 for n in names {
-                    let _ = c
-                        .api
-                        .store()
-                        .delete(c.k.pod, ns, &n, &DeleteOpts::default());
+                    c.delete_own_pod(ns, &n);
                 }
                 return;
             }

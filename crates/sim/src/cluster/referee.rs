@@ -1,0 +1,914 @@
+//! The referee: what a disruption controller must never do, counted by the simulated cluster
+//! itself from the API server's record of changes and the fake cloud's events — never from the
+//! controllers' code or their view of the cluster.
+//!
+//! - **PDB violations.** A pod covered by a PodDisruptionBudget goes away (gets a deletion
+//!   timestamp, is deleted, or is killed because its instance was terminated or its Node
+//!   deleted) while it was healthy and the budget allowed no disruption (healthy pods minus the
+//!   desired healthy count, both before the change, at most 0).
+//! - **Budget violations.** A node of a NodePool starts disrupting (Node tainted
+//!   `stowage.dev/disrupted` or being deleted; NodeClaim being deleted or condition `Disrupting`)
+//!   while the pool's disrupting nodes, this one included, outnumber what
+//!   `spec.disruption.budgets` allow for its reason (the `Disrupting` condition's reason; a node
+//!   that leaves disruption without naming one is held to the strictest reason). The allowance
+//!   comes from `stowage_api`'s `Disruption::allowed_disruptions` over the pool's initialized,
+//!   not terminated nodes.
+//! - **Exemptions.** Involuntary disruption is no controller's choice: nodes whose instance got
+//!   an interruption warning or was terminated, and expired NodeClaims, are not counted against
+//!   budgets, and pods killed with an interrupted instance are not disruptions. Pods the
+//!   simulated workload controllers delete themselves (scale-down, finished Jobs and Spark
+//!   applications, deleted workloads and everything their deletion cascades to) are not
+//!   disruptions either; DaemonSet and mirror pods never are.
+//! - **Pods lost.** A disrupted pod with no controller to recreate it, or a pod still running when
+//!   its instance was terminated by the controllers (killed, not drained).
+//!
+//! Key decision: every change is replayed in resourceVersion order across kinds, so "at the
+//! moment of the change" is exact however late the loop drains; cloud events are applied after
+//! the store changes drained with them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+use stowage_api::nodepool::{Disruption, DisruptionReason};
+use stowage_api::{NodeClaim, NodePool, conditions, labels};
+use stowage_cloud::fake::{FakeCloud, FakeEvent, TerminationReason};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::apiserver::selector::LabelSelector;
+use crate::apiserver::{ApiServer, CoreKinds, EventType, Filter, WatchMsg, name_of, namespace_of};
+
+/// The controllers' annotation on a NodeClaim a disruption command is removing (JSON with the
+/// command's `method`, its replacements and start time); its value is the same on every
+/// NodeClaim of one command.
+pub const COMMAND_ANNOTATION: &str = "stowage.dev/disruption-command";
+/// The controllers' annotation on a NodeClaim launched to replace disrupted ones.
+pub const REPLACEMENT_ANNOTATION: &str = "stowage.dev/replacement-for";
+
+/// At most this many violations are described in the report (the counts are exact).
+const MAX_DETAILS: usize = 20;
+
+/// What the referee counted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Tally {
+    /// Pods covered by a PDB that went away while it allowed no disruption.
+    pub pdb_violations: u64,
+    /// Nodes that started disrupting beyond their NodePool's budget.
+    pub budget_violations: u64,
+    /// Pods disrupted (evicted, deleted or killed by someone other than the simulated cluster,
+    /// interruptions excluded).
+    pub pods_disrupted: u64,
+    /// Of those, pods still running when their instance was terminated (not drained).
+    pub pods_killed: u64,
+    /// Disrupted pods nothing recreates, plus killed pods.
+    pub pods_lost: u64,
+    /// Pods that went away with an interrupted instance (involuntary, exempt).
+    pub pods_interrupted: u64,
+    /// Nodes that started a voluntary disruption, by reason (`Unknown` when the NodeClaim never
+    /// named one).
+    pub disruptions_by_reason: BTreeMap<String, u64>,
+    /// Nodes that started a voluntary disruption, by method (from the controllers' command
+    /// annotation on the NodeClaim; `unknown` when there is none).
+    pub disruptions_by_method: BTreeMap<String, u64>,
+    /// Disruption commands started (distinct command annotations: one per decision acted on).
+    pub disruption_commands: u64,
+    /// The most nodes of each NodePool disrupting at once.
+    pub max_disrupting_by_pool: BTreeMap<String, u64>,
+    /// Summed price of the nodes whose instance was terminated after a voluntary disruption
+    /// started, $/h.
+    pub removed_price_per_hour: f64,
+    /// Summed price of the replacement nodes (NodeClaims annotated as replacements) that
+    /// initialized, $/h.
+    pub replacement_price_per_hour: f64,
+    /// The first violations, described.
+    pub details: Vec<String>,
+}
+
+impl Tally {
+    fn note(&mut self, detail: String) {
+        if self.details.len() < MAX_DETAILS {
+            self.details.push(detail);
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct PodView {
+    obj: Arc<Value>,
+    uid: String,
+    node: Option<String>,
+    healthy: bool,
+    terminating: bool,
+    terminal: bool,
+    daemon_or_mirror: bool,
+    /// The uid of the owner reference marked `controller`.
+    controller: Option<String>,
+    /// Killed with its node: no longer counted, its later deletion is not a new event.
+    gone: bool,
+}
+
+impl PodView {
+    fn new(obj: Arc<Value>) -> Self {
+        let s = |p: &str| obj.pointer(p).and_then(Value::as_str).map(str::to_string);
+        let phase = s("/status/phase").unwrap_or_default();
+        let terminating = obj
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null());
+        let ready = obj
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+            })
+            .is_none_or(|c| c.get("status").and_then(Value::as_str) == Some("True"));
+        let owners = obj
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let controller_ref = owners
+            .iter()
+            .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true));
+        let daemon = controller_ref
+            .is_some_and(|o| o.get("kind").and_then(Value::as_str) == Some("DaemonSet"));
+        let mirror = obj
+            .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+            .is_some();
+        Self {
+            uid: s("/metadata/uid").unwrap_or_default(),
+            node: s("/spec/nodeName").filter(|n| !n.is_empty()),
+            healthy: phase == "Running" && ready && !terminating,
+            terminating,
+            terminal: phase == "Succeeded" || phase == "Failed",
+            daemon_or_mirror: daemon || mirror,
+            controller: controller_ref
+                .and_then(|o| o.get("uid").and_then(Value::as_str))
+                .map(str::to_string),
+            gone: false,
+            obj,
+        }
+    }
+
+    /// Counted by a PDB as expected (a pod that stays).
+    fn expected(&self) -> bool {
+        !self.gone && !self.terminal && !self.terminating
+    }
+
+    fn healthy_now(&self) -> bool {
+        !self.gone && self.healthy
+    }
+
+    /// Present and not leaving yet: its going away would be a disruption.
+    fn present(&self) -> bool {
+        !self.gone && !self.terminating && !self.terminal
+    }
+}
+
+#[derive(Clone, Debug)]
+struct PdbView {
+    ns: String,
+    name: String,
+    selector: Option<LabelSelector>,
+    min_available: Option<Value>,
+    max_unavailable: Option<Value>,
+    healthy: i64,
+    expected: i64,
+}
+
+impl PdbView {
+    fn covers(&self, pod: &PodView) -> bool {
+        self.selector.as_ref().is_some_and(|s| s.matches(&pod.obj))
+    }
+
+    /// Healthy pods the budget wants (Kubernetes' `desiredHealthy`; percentages round up).
+    fn desired(&self) -> i64 {
+        let scaled = |v: &Value| match v {
+            Value::Number(n) => n.as_i64().unwrap_or(0),
+            Value::String(s) => match s.strip_suffix('%') {
+                Some(p) => (p.trim().parse::<i64>().unwrap_or(0) * self.expected + 99) / 100,
+                None => s.parse().unwrap_or(0),
+            },
+            _ => 0,
+        };
+        if let Some(m) = &self.min_available {
+            scaled(m)
+        } else if let Some(m) = &self.max_unavailable {
+            (self.expected - scaled(m)).max(0)
+        } else {
+            0
+        }
+    }
+
+    fn allowed(&self) -> i64 {
+        self.healthy - self.desired()
+    }
+
+    fn count(&mut self, pod: &PodView, sign: i64) {
+        if self.covers(pod) {
+            self.healthy += sign * i64::from(pod.healthy_now());
+            self.expected += sign * i64::from(pod.expected());
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct ClaimView {
+    pool: Option<String>,
+    node: Option<String>,
+    provider_id: Option<String>,
+    initialized: bool,
+    deleting: bool,
+    /// The `Disrupting` condition's reason when it is true.
+    disrupting: Option<String>,
+    /// The controllers' command annotation (the whole value, and its `method`).
+    command: Option<(String, String)>,
+    expires: Option<jiff::Timestamp>,
+}
+
+#[derive(Clone, Debug)]
+struct NodeView {
+    provider_id: String,
+    tainted: bool,
+    deleting: bool,
+}
+
+/// A node counted as disrupting, and what its pool looked like when it started.
+#[derive(Clone, Debug)]
+struct Entry {
+    checked: bool,
+    price: f64,
+    count: u32,
+    total: u32,
+    at: jiff::Timestamp,
+}
+
+/// How a pod went away.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gone {
+    /// Deleted or evicted (deletion timestamp set, or removed at once).
+    Deleted,
+    /// Still running when its instance was terminated or its Node deleted.
+    Killed { interrupted: bool },
+}
+
+/// The referee (see the module docs). Created by the cluster, drained on every step.
+pub(crate) struct Referee {
+    cloud: FakeCloud,
+    rx: Vec<mpsc::UnboundedReceiver<WatchMsg>>,
+    cloud_rx: broadcast::Receiver<FakeEvent>,
+    pods: HashMap<String, PodView>,
+    pods_by_node: HashMap<String, BTreeSet<String>>,
+    pdbs: BTreeMap<String, PdbView>,
+    pools: BTreeMap<String, Disruption>,
+    claims: BTreeMap<String, ClaimView>,
+    nodes: HashMap<String, NodeView>,
+    node_by_pid: HashMap<String, String>,
+    interrupted: HashSet<String>,
+    terminated: HashSet<String>,
+    /// Pool -> claims disrupting now.
+    disrupting: BTreeMap<String, BTreeMap<String, Entry>>,
+    /// Pods the simulated cluster deletes itself (announced before it deletes them).
+    own_deletions: HashSet<String>,
+    /// Owner uids whose dependents' deletion is the simulated cluster's own doing.
+    own_owners: HashSet<String>,
+    /// Command annotations seen (each is one command).
+    commands: HashSet<String>,
+    pub(crate) tally: Tally,
+}
+
+impl std::fmt::Debug for Referee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Referee")
+            .field("tally", &self.tally)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Referee {
+    pub(crate) fn new(api: &ApiServer, k: CoreKinds, cloud: &FakeCloud) -> Self {
+        let store = api.store();
+        let rx = [k.pod, k.node, k.nodeclaim, k.nodepool, k.pdb]
+            .into_iter()
+            .map(|kind| store.watch(kind, Filter::default(), None, false).1)
+            .collect();
+        Self {
+            cloud: cloud.clone(),
+            rx,
+            cloud_rx: cloud.subscribe(),
+            pods: HashMap::new(),
+            pods_by_node: HashMap::new(),
+            pdbs: BTreeMap::new(),
+            pools: BTreeMap::new(),
+            claims: BTreeMap::new(),
+            nodes: HashMap::new(),
+            node_by_pid: HashMap::new(),
+            interrupted: HashSet::new(),
+            terminated: HashSet::new(),
+            disrupting: BTreeMap::new(),
+            own_deletions: HashSet::new(),
+            own_owners: HashSet::new(),
+            commands: HashSet::new(),
+            tally: Tally::default(),
+        }
+    }
+
+    /// The simulated cluster is about to delete this pod itself (not a disruption).
+    pub(crate) fn own_pod_deletion(&mut self, key: &str) {
+        self.own_deletions.insert(key.to_string());
+    }
+
+    /// The simulated cluster is about to delete this owner: what its deletion cascades to is
+    /// not a disruption.
+    pub(crate) fn own_owner_deletion(&mut self, uid: &str) {
+        if !uid.is_empty() {
+            self.own_owners.insert(uid.to_string());
+        }
+    }
+
+    /// Applies every change that happened since the last call, in order.
+    pub(crate) fn drain(&mut self, now: jiff::Timestamp) {
+        let mut events: Vec<(u64, usize, EventType, Arc<Value>)> = Vec::new();
+        for (i, rx) in self.rx.iter_mut().enumerate() {
+            while let Ok(msg) = rx.try_recv() {
+                if let WatchMsg::Event { etype, object, .. } = msg {
+                    let rv = object
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str)
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
+                    events.push((rv, i, etype, object));
+                }
+            }
+        }
+        events.sort_by_key(|(rv, i, _, _)| (*rv, *i));
+        for (_, i, etype, obj) in events {
+            match i {
+                0 => self.on_pod(etype, obj),
+                1 => self.on_node(etype, &obj, now),
+                2 => self.on_claim(etype, &obj, now),
+                3 => self.on_pool(etype, &obj, now),
+                _ => self.on_pdb(etype, obj),
+            }
+        }
+        loop {
+            match self.cloud_rx.try_recv() {
+                Ok(ev) => self.on_cloud(ev, now),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    tracing::warn!(
+                        lost = n,
+                        "the referee lagged behind the fake cloud's events"
+                    );
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Called once at the end: nodes still disrupting without a stated reason are judged now.
+    pub(crate) fn finish(&mut self) {
+        let open: Vec<(String, String)> = self
+            .disrupting
+            .iter()
+            .flat_map(|(p, m)| {
+                m.iter()
+                    .filter(|(_, e)| !e.checked)
+                    .map(|(c, _)| (p.clone(), c.clone()))
+            })
+            .collect();
+        for (pool, claim) in open {
+            self.check(&pool, &claim, None);
+        }
+    }
+
+    // --- pods -----------------------------------------------------------------------------
+
+    fn on_pod(&mut self, etype: EventType, obj: Arc<Value>) {
+        let key = stowage_api::namespaced_key(namespace_of(&obj), name_of(&obj));
+        let prev = self.pods.get(&key).cloned();
+        let mut next = (etype != EventType::Deleted).then(|| PodView::new(obj));
+        if let (Some(p), Some(n)) = (&prev, &mut next) {
+            n.gone = p.gone;
+        }
+        if let Some(p) = &prev
+            && p.present()
+            && next.as_ref().is_none_or(|n| n.terminating || n.terminal)
+        {
+            // Finishing (Succeeded/Failed) is no disruption; anything else leaving is.
+            if next.as_ref().is_none_or(|n| !n.terminal || n.terminating) {
+                self.went_away(&key, p, Gone::Deleted);
+            }
+        }
+        self.replace_pod(&key, prev.as_ref(), next);
+    }
+
+    fn replace_pod(&mut self, key: &str, prev: Option<&PodView>, next: Option<PodView>) {
+        let ns = key.split_once('/').map_or("", |(ns, _)| ns).to_string();
+        for pdb in self.pdbs_in(&ns) {
+            if let Some(v) = self.pdbs.get_mut(&pdb) {
+                if let Some(p) = prev {
+                    v.count(p, -1);
+                }
+                if let Some(n) = &next {
+                    v.count(n, 1);
+                }
+            }
+        }
+        if let Some(n) = prev.and_then(|p| p.node.as_ref())
+            && let Some(set) = self.pods_by_node.get_mut(n)
+        {
+            set.remove(key);
+        }
+        match next {
+            Some(n) => {
+                if let Some(node) = &n.node {
+                    self.pods_by_node
+                        .entry(node.clone())
+                        .or_default()
+                        .insert(key.to_string());
+                }
+                self.pods.insert(key.to_string(), n);
+            }
+            None => {
+                self.pods.remove(key);
+                self.own_deletions.remove(key);
+            }
+        }
+    }
+
+    fn pdbs_in(&self, ns: &str) -> Vec<String> {
+        self.pdbs
+            .range(format!("{ns}/")..)
+            .take_while(|(k, _)| k.starts_with(&format!("{ns}/")))
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// A present pod leaves: attribute it and judge it against its PDBs (state before).
+    fn went_away(&mut self, key: &str, pod: &PodView, how: Gone) {
+        if pod.daemon_or_mirror {
+            return;
+        }
+        let own = self.own_deletions.contains(key)
+            || pod
+                .controller
+                .as_ref()
+                .is_some_and(|o| self.own_owners.contains(o));
+        if own && how == Gone::Deleted {
+            self.own_owners.insert(pod.uid.clone());
+            return;
+        }
+        if how == (Gone::Killed { interrupted: true }) {
+            self.own_owners.insert(pod.uid.clone());
+            self.tally.pods_interrupted += 1;
+            return;
+        }
+        self.tally.pods_disrupted += 1;
+        let killed = matches!(how, Gone::Killed { .. });
+        if killed {
+            self.tally.pods_killed += 1;
+        }
+        if killed || pod.controller.is_none() {
+            self.tally.pods_lost += 1;
+            self.tally.note(format!(
+                "pod {key} lost ({})",
+                if killed {
+                    "killed with its node"
+                } else {
+                    "no controller recreates it"
+                }
+            ));
+        }
+        if !pod.healthy_now() {
+            return;
+        }
+        let ns = key.split_once('/').map_or("", |(ns, _)| ns).to_string();
+        for name in self.pdbs_in(&ns) {
+            let Some(pdb) = self.pdbs.get(&name) else {
+                continue;
+            };
+            if pdb.covers(pod) && pdb.allowed() <= 0 {
+                self.tally.pdb_violations += 1;
+                let detail = format!(
+                    "pod {key} went away ({how:?}) while PDB {}/{} allowed no disruption ({} healthy, {} desired)",
+                    pdb.ns,
+                    pdb.name,
+                    pdb.healthy,
+                    pdb.desired()
+                );
+                self.tally.note(detail);
+            }
+        }
+    }
+
+    /// Pods still on a node that dies with it.
+    fn kill_pods_of(&mut self, node: &str, interrupted: bool) {
+        let keys: Vec<String> = self
+            .pods_by_node
+            .get(node)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        for key in keys {
+            let Some(p) = self.pods.get(&key).cloned() else {
+                continue;
+            };
+            if !p.present() {
+                continue;
+            }
+            self.went_away(&key, &p, Gone::Killed { interrupted });
+            let mut gone = p.clone();
+            gone.gone = true;
+            self.replace_pod(&key, Some(&p), Some(gone));
+        }
+    }
+
+    fn on_pdb(&mut self, etype: EventType, obj: Arc<Value>) {
+        let ns = namespace_of(&obj).to_string();
+        let name = name_of(&obj).to_string();
+        let key = stowage_api::namespaced_key(&ns, &name);
+        if etype == EventType::Deleted {
+            self.pdbs.remove(&key);
+            return;
+        }
+        let mut v = PdbView {
+            ns: ns.clone(),
+            name,
+            selector: obj
+                .pointer("/spec/selector")
+                .and_then(LabelSelector::from_object)
+                .filter(|s| !s.is_empty()),
+            min_available: obj.pointer("/spec/minAvailable").cloned(),
+            max_unavailable: obj.pointer("/spec/maxUnavailable").cloned(),
+            healthy: 0,
+            expected: 0,
+        };
+        let prefix = format!("{ns}/");
+        for (k, p) in &self.pods {
+            if k.starts_with(&prefix) {
+                v.count(p, 1);
+            }
+        }
+        self.pdbs.insert(key, v);
+    }
+
+    // --- nodes, claims, pools -------------------------------------------------------------
+
+    fn on_node(&mut self, etype: EventType, obj: &Value, now: jiff::Timestamp) {
+        let name = name_of(obj).to_string();
+        let label = |k: &str| {
+            obj.pointer(&format!("/metadata/labels/{}", k.replace('/', "~1")))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
+        let claim = label(labels::NODECLAIM).or_else(|| {
+            self.claims
+                .iter()
+                .find(|(_, c)| c.node.as_deref() == Some(&name))
+                .map(|(n, _)| n.clone())
+        });
+        if etype == EventType::Deleted {
+            let interrupted = claim.as_ref().is_some_and(|c| self.interrupted.contains(c));
+            self.kill_pods_of(&name, interrupted);
+            if let Some(v) = self.nodes.remove(&name) {
+                self.node_by_pid.remove(&v.provider_id);
+            }
+            if let Some(c) = claim {
+                self.reevaluate(&c, now);
+            }
+            return;
+        }
+        let provider_id = obj
+            .pointer("/spec/providerID")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let tainted = obj
+            .pointer("/spec/taints")
+            .and_then(Value::as_array)
+            .is_some_and(|ts| {
+                ts.iter().any(|t| {
+                    t.get("key").and_then(Value::as_str) == Some(labels::DISRUPTED_TAINT_KEY)
+                })
+            });
+        let deleting = obj
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null());
+        if !provider_id.is_empty() {
+            self.node_by_pid.insert(provider_id.clone(), name.clone());
+        }
+        self.nodes.insert(
+            name,
+            NodeView {
+                provider_id,
+                tainted,
+                deleting,
+            },
+        );
+        if let Some(c) = claim {
+            self.reevaluate(&c, now);
+        }
+    }
+
+    fn on_claim(&mut self, etype: EventType, obj: &Value, now: jiff::Timestamp) {
+        let name = name_of(obj).to_string();
+        if etype == EventType::Deleted {
+            self.claims.remove(&name);
+            self.reevaluate(&name, now);
+            return;
+        }
+        let claim: NodeClaim = match serde_json::from_value(obj.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, claim = %name, "the referee cannot read a NodeClaim");
+                return;
+            }
+        };
+        let was_initialized = self.claims.get(&name).is_some_and(|c| c.initialized);
+        let created = claim.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        let expires = match (created, claim.spec.expire_after.0) {
+            (Some(c), Some(d)) => jiff::SignedDuration::try_from(d)
+                .ok()
+                .and_then(|d| c.checked_add(d).ok()),
+            _ => None,
+        };
+        let disrupting = claim
+            .condition(conditions::DISRUPTING)
+            .filter(|c| c.is_true())
+            .map(|c| c.reason.clone());
+        let annotations = claim.metadata.annotations.clone().unwrap_or_default();
+        let command = annotations.get(COMMAND_ANNOTATION).map(|v| {
+            let method = serde_json::from_str::<Value>(v)
+                .ok()
+                .and_then(|m| m.get("method").and_then(Value::as_str).map(str::to_string))
+                .unwrap_or_else(|| "unknown".into());
+            (v.clone(), method)
+        });
+        if let Some((v, _)) = &command
+            && self.commands.insert(v.clone())
+        {
+            self.tally.disruption_commands += 1;
+        }
+        let replacement = annotations.contains_key(REPLACEMENT_ANNOTATION);
+        let initialized = claim.is_true(conditions::INITIALIZED);
+        if replacement
+            && initialized
+            && !was_initialized
+            && let Some(i) = claim.provider_id().and_then(|p| self.cloud.instance(p))
+        {
+            self.tally.replacement_price_per_hour += i.price_per_hour;
+        }
+        self.claims.insert(
+            name.clone(),
+            ClaimView {
+                pool: claim.nodepool_name().map(str::to_string),
+                node: claim.node_name().map(str::to_string),
+                provider_id: claim.provider_id().map(str::to_string),
+                initialized: was_initialized || initialized,
+                deleting: claim.metadata.deletion_timestamp.is_some(),
+                disrupting,
+                command,
+                expires,
+            },
+        );
+        self.reevaluate(&name, now);
+    }
+
+    fn on_pool(&mut self, etype: EventType, obj: &Value, now: jiff::Timestamp) {
+        let name = name_of(obj).to_string();
+        if etype == EventType::Deleted {
+            self.pools.remove(&name);
+            return;
+        }
+        match serde_json::from_value::<NodePool>(obj.clone()) {
+            Ok(p) => {
+                self.pools.insert(name.clone(), p.spec.disruption.clone());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, pool = %name, "the referee cannot read a NodePool");
+            }
+        }
+        let claims: Vec<String> = self
+            .claims
+            .iter()
+            .filter(|(_, c)| c.pool.as_deref() == Some(&name))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for c in claims {
+            self.reevaluate(&c, now);
+        }
+    }
+
+    fn on_cloud(&mut self, ev: FakeEvent, now: jiff::Timestamp) {
+        match ev {
+            FakeEvent::Launched(_) => {}
+            FakeEvent::InterruptionWarning { claim_name, .. } => {
+                self.interrupted.insert(claim_name.clone());
+                self.reevaluate(&claim_name, now);
+            }
+            FakeEvent::Terminated {
+                claim_name,
+                provider_id,
+                reason,
+            } => {
+                let interrupted = reason == TerminationReason::Interrupted
+                    || self.interrupted.contains(&claim_name);
+                let removed: f64 = self
+                    .disrupting
+                    .values()
+                    .filter_map(|m| m.get(&claim_name))
+                    .map(|e| e.price)
+                    .sum();
+                self.tally.removed_price_per_hour += removed;
+                self.terminated.insert(claim_name.clone());
+                if let Some(node) = self.node_by_pid.get(&provider_id).cloned() {
+                    self.kill_pods_of(&node, interrupted);
+                }
+                self.reevaluate(&claim_name, now);
+            }
+        }
+    }
+
+    /// Whether the claim counts for its pool's budget (initialized, alive, not interrupted or
+    /// expired), and its pool.
+    fn counted(&self, name: &str, now: jiff::Timestamp) -> Option<String> {
+        let c = self.claims.get(name)?;
+        let reason_exempt = c
+            .disrupting
+            .as_ref()
+            .is_some_and(|r| matches!(r.as_str(), "Expired" | "Interrupted"))
+            || c.command
+                .as_ref()
+                .is_some_and(|(_, m)| matches!(m.as_str(), "expiry" | "interruption"));
+        (c.initialized
+            && !self.interrupted.contains(name)
+            && !self.terminated.contains(name)
+            && c.expires.is_none_or(|e| e > now)
+            && !reason_exempt)
+            .then(|| c.pool.clone())
+            .flatten()
+            .filter(|p| self.pools.contains_key(p))
+    }
+
+    fn is_disrupting(&self, name: &str) -> bool {
+        let Some(c) = self.claims.get(name) else {
+            return false;
+        };
+        let node = c.node.as_ref().and_then(|n| self.nodes.get(n)).or_else(|| {
+            c.provider_id
+                .as_ref()
+                .and_then(|p| self.node_by_pid.get(p))
+                .and_then(|n| self.nodes.get(n))
+        });
+        c.deleting || c.disrupting.is_some() || node.is_some_and(|n| n.tainted || n.deleting)
+    }
+
+    /// The pool's nodes for budget percentages: initialized, instance not terminated.
+    fn pool_total(&self, pool: &str) -> u32 {
+        self.claims
+            .iter()
+            .filter(|(n, c)| {
+                c.pool.as_deref() == Some(pool) && c.initialized && !self.terminated.contains(*n)
+            })
+            .count() as u32
+    }
+
+    fn reevaluate(&mut self, name: &str, now: jiff::Timestamp) {
+        let in_pool = self
+            .disrupting
+            .iter()
+            .find(|(_, m)| m.contains_key(name))
+            .map(|(p, _)| p.clone());
+        let counted = self.counted(name, now);
+        let disrupting = counted.is_some() && self.is_disrupting(name);
+        match (in_pool, disrupting) {
+            (None, true) => {
+                let Some(pool) = counted else { return };
+                let total = self.pool_total(&pool);
+                let price = self
+                    .claims
+                    .get(name)
+                    .and_then(|c| c.provider_id.as_deref())
+                    .and_then(|p| self.cloud.instance(p))
+                    .map_or(0.0, |i| i.price_per_hour);
+                let set = self.disrupting.entry(pool.clone()).or_default();
+                set.insert(
+                    name.to_string(),
+                    Entry {
+                        checked: false,
+                        price,
+                        count: 0,
+                        total,
+                        at: now,
+                    },
+                );
+                let count = set.len() as u32;
+                if let Some(e) = set.get_mut(name) {
+                    e.count = count;
+                }
+                let peak = self
+                    .tally
+                    .max_disrupting_by_pool
+                    .entry(pool.clone())
+                    .or_default();
+                *peak = (*peak).max(u64::from(count));
+                let reason = self.reason_of(name);
+                if reason.is_some() {
+                    self.check(&pool, name, reason);
+                }
+            }
+            (Some(pool), true) => {
+                let unchecked = self
+                    .disrupting
+                    .get(&pool)
+                    .and_then(|m| m.get(name))
+                    .is_some_and(|e| !e.checked);
+                let reason = self.reason_of(name);
+                if unchecked && reason.is_some() {
+                    self.check(&pool, name, reason);
+                }
+            }
+            (Some(pool), false) => {
+                let unchecked = self
+                    .disrupting
+                    .get(&pool)
+                    .and_then(|m| m.get(name))
+                    .is_some_and(|e| !e.checked);
+                if unchecked {
+                    let reason = self.reason_of(name);
+                    self.check(&pool, name, reason);
+                }
+                if let Some(m) = self.disrupting.get_mut(&pool) {
+                    m.remove(name);
+                }
+            }
+            (None, false) => {}
+        }
+    }
+
+    /// The budget reason of a disrupting claim, from its `Disrupting` condition. Restoring spot
+    /// capacity replaces a node to make the pool cheaper: it is held to `Underutilized`.
+    fn reason_of(&self, name: &str) -> Option<DisruptionReason> {
+        let reason = self.claims.get(name)?.disrupting.as_ref()?;
+        match reason.as_str() {
+            "Empty" => Some(DisruptionReason::Empty),
+            "Underutilized" | "CapacityMixRestore" => Some(DisruptionReason::Underutilized),
+            "Drifted" => Some(DisruptionReason::Drifted),
+            _ => None,
+        }
+    }
+
+    fn method_of(&self, name: &str) -> String {
+        self.claims
+            .get(name)
+            .and_then(|c| c.command.as_ref())
+            .map_or_else(|| "unknown".to_string(), |(_, m)| m.clone())
+    }
+
+    /// Judges a disrupting node against its pool's budget for `reason` (all reasons, the
+    /// strictest, when unknown), with the pool as it was when the node started disrupting.
+    fn check(&mut self, pool: &str, name: &str, reason: Option<DisruptionReason>) {
+        let Some(entry) = self.disrupting.get_mut(pool).and_then(|m| m.get_mut(name)) else {
+            return;
+        };
+        entry.checked = true;
+        let entry = entry.clone();
+        let Some(disruption) = self.pools.get(pool) else {
+            return;
+        };
+        let reasons: Vec<DisruptionReason> = match reason {
+            Some(r) => vec![r],
+            None => vec![
+                DisruptionReason::Empty,
+                DisruptionReason::Underutilized,
+                DisruptionReason::Drifted,
+            ],
+        };
+        let allowed = reasons
+            .iter()
+            .map(|r| disruption.allowed_disruptions(*r, entry.total, entry.at))
+            .min()
+            .unwrap_or(0);
+        let label = reason
+            .map_or("Unknown", DisruptionReason::as_str)
+            .to_string();
+        *self
+            .tally
+            .disruptions_by_reason
+            .entry(label.clone())
+            .or_default() += 1;
+        let method = self.method_of(name);
+        *self.tally.disruptions_by_method.entry(method).or_default() += 1;
+        if entry.count > allowed {
+            self.tally.budget_violations += 1;
+            self.tally.note(format!(
+                "node of NodeClaim {name} started disrupting ({label}) as number {} in NodePool {pool}, whose budget allows {allowed} of {} nodes",
+                entry.count, entry.total
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "referee_tests.rs"]
+mod tests;
