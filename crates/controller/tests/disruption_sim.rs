@@ -399,3 +399,225 @@ async fn the_quickstart_ends_without_an_empty_node() {
     assert_safe(&report);
     eprintln!("{}", report.summary_table());
 }
+
+/// A pod as the scheduler reports it when nothing holds it: what provisioning buys for.
+fn as_unscheduled(mut pod: Pod) -> Pod {
+    use k8s_openapi::api::core::v1::{PodCondition, PodStatus};
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.node_name = None;
+    }
+    pod.status = Some(PodStatus {
+        phase: Some("Pending".into()),
+        conditions: Some(vec![PodCondition {
+            type_: "PodScheduled".into(),
+            status: "False".into(),
+            reason: Some("Unschedulable".into()),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    });
+    pod
+}
+
+/// How many nodes a fresh solve buys for every workload pod in the cluster now (running or
+/// pending, DaemonSet pods aside): what the remaining work needs.
+async fn nodes_needed(env: &SimEnv, catalog: &[stowage_solver::InstanceType]) -> usize {
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    use stowage_api::NodePool;
+    let pods: Api<Pod> = Api::all(env.client.clone());
+    let pools: Api<NodePool> = Api::all(env.client.clone());
+    let daemonsets: Api<DaemonSet> = Api::all(env.client.clone());
+    let mut state = stowage_controller::state::ClusterState::new();
+    for p in pools.list(&ListParams::default()).await.unwrap().items {
+        state.apply_nodepool(p);
+    }
+    for d in daemonsets.list(&ListParams::default()).await.unwrap().items {
+        state.apply_daemonset(d);
+    }
+    for p in pods.list(&ListParams::default()).await.unwrap().items {
+        let phase = p.status.as_ref().and_then(|s| s.phase.clone());
+        let daemon = p.owner_references().iter().any(|o| o.kind == "DaemonSet");
+        let finished = matches!(phase.as_deref(), Some("Succeeded" | "Failed"));
+        if daemon || finished || p.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        state.apply_pod(as_unscheduled(p));
+    }
+    let pools = stowage_controller::snapshot::pools(&state);
+    let types = Arc::new(catalog.to_vec());
+    let types = pools
+        .iter()
+        .map(|p| (p.name_any(), types.clone()))
+        .collect();
+    let snap = stowage_controller::snapshot::build(&state, &pools, types, env.clock.now());
+    let plan = stowage_solver::solve(&snap.input, &stowage_solver::SolveOptions::default());
+    plan.new_claims.len()
+}
+
+/// Virtual seconds since the scenario started.
+fn elapsed(env: &SimEnv) -> f64 {
+    env.clock
+        .now()
+        .duration_since(SimOptions::default().epoch)
+        .as_secs_f64()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_seed_shrinks_to_what_the_remaining_work_needs_within_15_minutes_of_the_spark_job() {
+    let catalog = stowage_aws_catalog::embedded(
+        "us-east-1",
+        &stowage_aws_catalog::CatalogSettings::default(),
+    )
+    .unwrap();
+    let options = SimOptions {
+        aws_catalog: Some(catalog),
+        ..SimOptions::default()
+    };
+    let scenario = Scenario::builtin("seed").unwrap();
+    let sold = Simulation::new(scenario.clone(), options.clone())
+        .catalog()
+        .unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let report = Simulation::new(scenario, options)
+        .run(move |env: SimEnv| async move {
+            let running = start(&env);
+            let pods: Api<Pod> = Api::all(env.client.clone());
+            let drivers = ListParams::default().labels("spark-role=driver");
+            // The Spark job ends when its driver succeeds.
+            let ended = loop {
+                let done = pods.list(&drivers).await.unwrap().items.iter().any(|p| {
+                    p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Succeeded")
+                });
+                if done {
+                    break elapsed(&env);
+                }
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            };
+            tokio::time::sleep(Duration::from_secs(15 * 60)).await;
+            let needed = nodes_needed(&env, &sold).await;
+            let _ = tx.send((ended, needed, elapsed(&env)));
+            let mut shutdown = env.shutdown.clone();
+            while !*shutdown.borrow_and_update() {
+                if shutdown.changed().await.is_err() {
+                    break;
+                }
+            }
+            drop(running);
+        })
+        .await
+        .unwrap();
+    let (ended, needed, checked) = rx.await.expect("the Spark job ended before the scenario");
+    let before = at(&report, ended).nodes();
+    let after = at(&report, checked).nodes();
+    eprintln!(
+        "seed: Spark job ended at {ended:.0}s with {before} nodes; {after} nodes 15 min later, \
+         a fresh solve of the remaining pods buys {needed}\n{}",
+        report.summary_table()
+    );
+    // Consolidation moves pods in commands of at most one new node and does not re-pack the
+    // whole cluster: it may stay a quarter above a fresh solve, no more.
+    assert!(
+        after as f64 <= (needed as f64 * 1.25).ceil(),
+        "{after} nodes 15 min after the Spark job ended; the remaining work needs {needed}"
+    );
+    assert!(after < before);
+    assert_safe(&report);
+}
+
+/// SplitMix64: the randomised scenario is the same on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// 24 hours of pods coming and going on a spot/on-demand pool (budget 20 %) and an on-demand
+/// pool (budget 2): Deployments of random sizes with and without PDBs and do-not-disrupt, one
+/// scaled every minute, a Job every 20 minutes, a spot interruption every 2 hours; the last
+/// hour is quiet so every desired replica can be Running at the end.
+fn randomised_scenario(seed: u64) -> String {
+    let mut rng = Rng(seed);
+    let mut t = String::new();
+    let cpus = ["250m", "500m", "1", "1500m", "2", "3"];
+    let n = 14;
+    let mut defs = Vec::new();
+    for i in 0..n {
+        let cpu = cpus[rng.below(cpus.len() as u64) as usize];
+        let mem = 1 + rng.below(4);
+        let pool = if i % 4 == 0 { "steady" } else { "general" };
+        let mut extra = format!(", nodeSelector: {{ stowage.dev/nodepool: {pool} }}");
+        match rng.below(6) {
+            0 => extra.push_str(", pdb: { maxUnavailable: \"1\" }"),
+            1 => extra.push_str(", pdb: { minAvailable: \"60%\" }"),
+            2 => extra.push_str(", annotations: { stowage.dev/do-not-disrupt: \"true\" }"),
+            3 => extra
+                .push_str(", spread: [{ topologyKey: topology.kubernetes.io/zone, maxSkew: 2 }]"),
+            _ => {}
+        }
+        let replicas = 1 + rng.below(12);
+        t.push_str(&format!(
+            "  - at: 0s\n    create: {{ name: d{i}, replicas: {replicas}, requests: {{ cpu: \"{cpu}\", memory: {mem}Gi }}{extra} }}\n"
+        ));
+        defs.push(i);
+    }
+    for minute in 1..23 * 60 {
+        let i = defs[rng.below(n) as usize];
+        let replicas = rng.below(16);
+        t.push_str(&format!(
+            "  - at: {minute}m\n    scale: {{ name: d{i}, replicas: {replicas} }}\n"
+        ));
+        if minute % 20 == 0 {
+            let replicas = 5 + rng.below(30);
+            let run = 3 + rng.below(15);
+            t.push_str(&format!(
+                "  - at: {minute}m\n    create: {{ name: job{minute}, kind: Job, replicas: {replicas}, runTime: {run}m, requests: {{ cpu: \"1\", memory: 2Gi }}, nodeSelector: {{ stowage.dev/nodepool: general }} }}\n"
+            ));
+        }
+        if minute % 120 == 60 {
+            t.push_str(&format!(
+                "  - at: {minute}m\n    interrupt: {{ count: 1, nodePool: general }}\n"
+            ));
+        }
+    }
+    format!(
+        "name: randomised\nduration: 24h\nsampleEvery: 1m\n\
+catalog: {{ source: synthetic, types: 16 }}\n\
+nodeClasses: [{{ name: default }}]\n\
+nodePools:\n\
+  - name: general\n    spec:\n      template:\n        spec:\n          nodeClassRef: {{ group: aws.stowage.dev, kind: EC2NodeClass, name: default }}\n          requirements:\n            - {{ key: stowage.dev/capacity-type, operator: In, values: [spot, on-demand] }}\n      disruption: {{ consolidateAfter: 30s, budgets: [{{ nodes: \"20%\" }}] }}\n\
+  - name: steady\n    spec:\n      template:\n        spec:\n          nodeClassRef: {{ group: aws.stowage.dev, kind: EC2NodeClass, name: default }}\n          requirements:\n            - {{ key: stowage.dev/capacity-type, operator: In, values: [on-demand] }}\n      disruption: {{ consolidateAfter: 1m, budgets: [{{ nodes: \"2\" }}] }}\n\
+daemonSets:\n  - name: node-agent\n    requests: {{ cpu: 100m, memory: 128Mi }}\n    tolerations: [{{ operator: Exists }}]\n\
+timeline:\n{t}"
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_randomised_day_of_churn_disrupts_safely_and_loses_no_pod() {
+    let yaml = randomised_scenario(42);
+    let report = simulate(&yaml).await;
+    eprintln!("{}", report.summary_table());
+    assert!(
+        report.disruption_commands >= 1_000,
+        "{} disruption commands",
+        report.disruption_commands
+    );
+    assert_safe(&report);
+    assert_eq!(
+        report.replicas_short_at_end,
+        0,
+        "{}",
+        report.summary_table()
+    );
+    assert_eq!(report.pending_at_end, 0);
+    assert_eq!(report.jobs_unfinished_at_end, 0);
+}
