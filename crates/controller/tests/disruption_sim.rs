@@ -589,16 +589,35 @@ fn randomised_scenario(seed: u64) -> String {
             ));
         }
     }
-    format!(
-        "name: randomised\nduration: 24h\nsampleEvery: 1m\n\
-catalog: {{ source: synthetic, types: 16 }}\n\
-nodeClasses: [{{ name: default }}]\n\
-nodePools:\n\
-  - name: general\n    spec:\n      template:\n        spec:\n          nodeClassRef: {{ group: aws.stowage.dev, kind: EC2NodeClass, name: default }}\n          requirements:\n            - {{ key: stowage.dev/capacity-type, operator: In, values: [spot, on-demand] }}\n      disruption: {{ consolidateAfter: 30s, budgets: [{{ nodes: \"20%\" }}] }}\n\
-  - name: steady\n    spec:\n      template:\n        spec:\n          nodeClassRef: {{ group: aws.stowage.dev, kind: EC2NodeClass, name: default }}\n          requirements:\n            - {{ key: stowage.dev/capacity-type, operator: In, values: [on-demand] }}\n      disruption: {{ consolidateAfter: 1m, budgets: [{{ nodes: \"2\" }}] }}\n\
-daemonSets:\n  - name: node-agent\n    requests: {{ cpu: 100m, memory: 128Mi }}\n    tolerations: [{{ operator: Exists }}]\n\
-timeline:\n{t}"
-    )
+    let head = r#"name: randomised
+duration: 24h
+sampleEvery: 1m
+catalog: { source: synthetic, types: 16 }
+nodeClasses: [{ name: default }]
+nodePools:
+  - name: general
+    spec:
+      template:
+        spec:
+          nodeClassRef: { group: aws.stowage.dev, kind: EC2NodeClass, name: default }
+          requirements:
+            - { key: stowage.dev/capacity-type, operator: In, values: [spot, on-demand] }
+      disruption: { consolidateAfter: 30s, budgets: [{ nodes: "20%" }] }
+  - name: steady
+    spec:
+      template:
+        spec:
+          nodeClassRef: { group: aws.stowage.dev, kind: EC2NodeClass, name: default }
+          requirements:
+            - { key: stowage.dev/capacity-type, operator: In, values: [on-demand] }
+      disruption: { consolidateAfter: 1m, budgets: [{ nodes: "2" }] }
+daemonSets:
+  - name: node-agent
+    requests: { cpu: 100m, memory: 128Mi }
+    tolerations: [{ operator: Exists }]
+timeline:
+"#;
+    format!("{head}{t}")
 }
 
 #[tokio::test(start_paused = true)]

@@ -75,8 +75,8 @@ pub struct Tally {
     pub disruption_commands: u64,
     /// The most nodes of each NodePool disrupting at once.
     pub max_disrupting_by_pool: BTreeMap<String, u64>,
-    /// Summed price of the nodes whose instance was terminated after a voluntary disruption
-    /// started, $/h.
+    /// Summed price of the nodes removed (NodeClaim gone or instance terminated) after a
+    /// voluntary disruption started, $/h.
     pub removed_price_per_hour: f64,
     /// Summed price of the replacement nodes (NodeClaims annotated as replacements) that
     /// initialized, $/h.
@@ -713,13 +713,6 @@ impl Referee {
             } => {
                 let interrupted = reason == TerminationReason::Interrupted
                     || self.interrupted.contains(&claim_name);
-                let removed: f64 = self
-                    .disrupting
-                    .values()
-                    .filter_map(|m| m.get(&claim_name))
-                    .map(|e| e.price)
-                    .sum();
-                self.tally.removed_price_per_hour += removed;
                 self.terminated.insert(claim_name.clone());
                 if let Some(node) = self.node_by_pid.get(&provider_id).cloned() {
                     self.kill_pods_of(&node, interrupted);
@@ -838,8 +831,12 @@ impl Referee {
                     let reason = self.reason_of(name);
                     self.check(&pool, name, reason);
                 }
-                if let Some(m) = self.disrupting.get_mut(&pool) {
-                    m.remove(name);
+                // Gone (deleted or its instance terminated), not undone: its price is saved.
+                let gone = !self.claims.contains_key(name) || self.terminated.contains(name);
+                if let Some(e) = self.disrupting.get_mut(&pool).and_then(|m| m.remove(name))
+                    && gone
+                {
+                    self.tally.removed_price_per_hour += e.price;
                 }
             }
             (None, false) => {}

@@ -482,6 +482,12 @@ async fn removed_and_replacement_prices_give_the_savings() {
         .unwrap();
     f.disrupt("old", Some("Underutilized"));
     f.drain();
+    // The termination path: the claim's object goes, then the cloud reports the instance gone.
+    f.api
+        .store()
+        .delete(f.k.nodeclaim, "", "old", &DeleteOpts::default())
+        .unwrap();
+    f.drain();
     f.referee.on_cloud(
         FakeEvent::Terminated {
             claim_name: "old".into(),
