@@ -314,6 +314,16 @@ async fn spot_interruptions_remove_nodes_and_pods_come_back() {
         .await
         .unwrap();
     assert_eq!(report.interruptions, 1);
+    // Involuntary: the referee counts the pod that went with it, as no disruption.
+    assert_eq!(report.pods_interrupted, 1);
+    assert_eq!(
+        (
+            report.pods_disrupted,
+            report.pods_lost,
+            report.pdb_violations
+        ),
+        (0, 0, 0)
+    );
     assert_eq!(
         report.launches, 3,
         "the interrupted node's pod got a new node"
