@@ -541,9 +541,9 @@ impl Rng {
     }
 }
 
-/// 24 hours of pods coming and going on a spot/on-demand pool (budget 20 %) and an on-demand
+/// 24 hours of pods coming and going on a spot/on-demand pool (budget 3) and an on-demand
 /// pool (budget 2): Deployments of random sizes with and without PDBs and do-not-disrupt, one
-/// scaled every minute, a Job every 20 minutes, a spot interruption every 2 hours; the last
+/// scaled every 40 s, a Job every 20 minutes, a spot interruption every 2 hours; the last
 /// hour is quiet so every desired replica can be Running at the end.
 fn randomised_scenario(seed: u64) -> String {
     let mut rng = Rng(seed);
@@ -570,12 +570,18 @@ fn randomised_scenario(seed: u64) -> String {
         ));
         defs.push(i);
     }
-    for minute in 1..23 * 60 {
+    for step in 1..23 * 60 * 3 / 2 {
+        // A scale every 40 s.
+        let secs = step * 40;
+        let minute = secs / 60;
         let i = defs[rng.below(n) as usize];
         let replicas = rng.below(16);
         t.push_str(&format!(
-            "  - at: {minute}m\n    scale: {{ name: d{i}, replicas: {replicas} }}\n"
+            "  - at: {secs}s\n    scale: {{ name: d{i}, replicas: {replicas} }}\n"
         ));
+        if secs % 60 != 0 {
+            continue;
+        }
         if minute % 20 == 0 {
             let replicas = 5 + rng.below(30);
             let run = 3 + rng.below(15);
@@ -602,7 +608,7 @@ nodePools:
           nodeClassRef: { group: aws.stowage.dev, kind: EC2NodeClass, name: default }
           requirements:
             - { key: stowage.dev/capacity-type, operator: In, values: [spot, on-demand] }
-      disruption: { consolidateAfter: 30s, budgets: [{ nodes: "20%" }] }
+      disruption: { consolidateAfter: 30s, budgets: [{ nodes: "3" }] }
   - name: steady
     spec:
       template:
