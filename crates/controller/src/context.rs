@@ -88,6 +88,7 @@ impl Context {
             prices: RwLock::new(HashMap::new()),
             interruption_source: None,
             rates: Mutex::new(crate::interruption::rates::RateBook::new(half_life)),
+            provision_log: Mutex::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -108,10 +109,6 @@ impl Context {
     ) -> R {
         let mut book = self.rates.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut book)
-    }
-
-            provision_log: Mutex::new(std::collections::VecDeque::new()),
-        }
     }
 
     /// Records a provisioning pass; the last [`crate::provisioning::PASS_LOG_LEN`] are kept.
