@@ -10,6 +10,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::conditions::{Condition, impl_condition_helpers};
 use crate::requirements::Requirement;
+use crate::stamp::{HashStamp, fnv1a_hex};
+
+/// The version of [`EC2NodeClass::static_hash`]: bumped whenever the hashed fields or their
+/// encoding change, so claims stamped by an older release are re-stamped instead of drifted.
+pub const STATIC_HASH_VERSION: &str = "v1";
 
 /// AMI families an alias may name (`al2023@latest`, `bottlerocket@v1.30.0`, `al2@v20240807`).
 pub const AMI_ALIAS_FAMILIES: &[&str] = &["al2023", "bottlerocket", "al2"];
@@ -346,6 +351,45 @@ impl EC2NodeClass {
         self.status.get_or_insert_with(EC2NodeClassStatus::default)
     }
 
+    /// A stable hash of the spec fields a launched node keeps (`amiFamily`, `role`,
+    /// `instanceProfile`, `userData`, `blockDeviceMappings`, `metadataOptions`, `kubelet`, `tags`,
+    /// `associatePublicIPAddress`, `detailedMonitoring`): a change of any of them drifts the
+    /// class's nodes. The selector terms (AMIs, subnets, security groups, capacity reservations)
+    /// are left out: what they resolve to is compared with each node instead, so an edit that
+    /// still selects a node's image, subnet and groups does not replace it.
+    pub fn static_hash(&self) -> String {
+        let mut spec = match serde_json::to_value(&self.spec) {
+            Ok(serde_json::Value::Object(map)) => map,
+            // A spec always encodes as an object; an empty hash would only make every
+            // comparison equal, never drift a node by mistake.
+            _ => serde_json::Map::new(),
+        };
+        for dynamic in [
+            "amiSelectorTerms",
+            "subnetSelectorTerms",
+            "securityGroupSelectorTerms",
+            "capacityReservationSelectorTerms",
+        ] {
+            spec.remove(dynamic);
+        }
+        let sorted: BTreeMap<String, serde_json::Value> = spec.into_iter().collect();
+        fnv1a_hex(
+            serde_json::to_string(&sorted)
+                .unwrap_or_default()
+                .as_bytes(),
+        )
+    }
+
+    /// [`EC2NodeClass::static_hash`] as the stamp written on claims launched from this class.
+    pub fn static_stamp(&self) -> HashStamp {
+        HashStamp {
+            key: crate::labels::EC2NODECLASS_HASH,
+            version_key: crate::labels::EC2NODECLASS_HASH_VERSION,
+            hash: self.static_hash(),
+            version: STATIC_HASH_VERSION,
+        }
+    }
+
     /// The AMI family: from the alias if there is one, else `amiFamily`.
     pub fn ami_family(&self) -> Option<AmiFamily> {
         self.spec
@@ -356,5 +400,72 @@ impl EC2NodeClass {
                     .and_then(|(family, _)| AmiFamily::from_alias_family(family))
             })
             .or(self.spec.ami_family)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(f: impl FnOnce(&mut EC2NodeClassSpec)) -> EC2NodeClass {
+        let mut spec = EC2NodeClassSpec {
+            ami_selector_terms: vec![AmiSelectorTerm {
+                alias: Some("al2023@latest".into()),
+                ..AmiSelectorTerm::default()
+            }],
+            subnet_selector_terms: vec![SubnetSelectorTerm {
+                tags: [("team".to_string(), "a".to_string())].into(),
+                ..SubnetSelectorTerm::default()
+            }],
+            role: Some("nodes".into()),
+            ..EC2NodeClassSpec::default()
+        };
+        f(&mut spec);
+        EC2NodeClass::new("default", spec)
+    }
+
+    #[test]
+    fn the_static_hash_ignores_selectors_and_tracks_what_nodes_keep() {
+        let h = class(|_| {}).static_hash();
+        assert_eq!(h.len(), 16);
+        assert_eq!(class(|_| {}).static_hash(), h, "deterministic");
+        let selectors_only = [
+            class(|s| s.ami_selector_terms[0].alias = Some("al2023@v20261101".into())),
+            class(|s| {
+                s.subnet_selector_terms[0].tags.insert("zone".into(), "a".into());
+            }),
+            class(|s| {
+                s.security_group_selector_terms.push(SecurityGroupSelectorTerm {
+                    id: Some("sg-1".into()),
+                    ..SecurityGroupSelectorTerm::default()
+                })
+            }),
+        ];
+        for c in &selectors_only {
+            assert_eq!(c.static_hash(), h, "{:?}", c.spec);
+        }
+        let kept_by_nodes = [
+            class(|s| s.role = Some("other".into())),
+            class(|s| s.user_data = Some("echo hi".into())),
+            class(|s| {
+                s.tags.insert("cost-centre".into(), "42".into());
+            }),
+            class(|s| s.metadata_options.http_put_response_hop_limit = 2),
+            class(|s| {
+                s.kubelet = Some(KubeletConfiguration {
+                    max_pods: Some(50),
+                    ..KubeletConfiguration::default()
+                })
+            }),
+            class(|s| s.ami_family = Some(AmiFamily::Custom)),
+            class(|s| s.detailed_monitoring = Some(true)),
+        ];
+        for c in &kept_by_nodes {
+            assert_ne!(c.static_hash(), h, "{:?}", c.spec);
+        }
+        let stamp = class(|_| {}).static_stamp();
+        assert_eq!(stamp.key, crate::labels::EC2NODECLASS_HASH);
+        assert_eq!(stamp.version, STATIC_HASH_VERSION);
+        assert_eq!(stamp.hash, h);
     }
 }

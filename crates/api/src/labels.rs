@@ -124,6 +124,12 @@ pub const INTERRUPTED: &str = "stowage.dev/interrupted";
 /// On an interrupted NodeClaim: when the instance goes away (RFC 3339). The drain deletes the
 /// pods still there in time for it, whatever PodDisruptionBudgets say.
 pub const INTERRUPTION_DEADLINE: &str = "stowage.dev/interruption-deadline";
+/// The version of the NodePool template hash function the claim was stamped with.
+pub const NODEPOOL_HASH_VERSION: &str = "stowage.dev/nodepool-hash-version";
+/// Hash of the EC2NodeClass fields a node was launched with (node-class drift).
+pub const EC2NODECLASS_HASH: &str = "aws.stowage.dev/ec2nodeclass-hash";
+/// The version of the EC2NodeClass hash function the claim was stamped with.
+pub const EC2NODECLASS_HASH_VERSION: &str = "aws.stowage.dev/ec2nodeclass-hash-version";
 
 // --- Extended resources ------------------------------------------------------------------------
 pub const RESOURCE_NVIDIA_GPU: &str = "nvidia.com/gpu";

@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod quantity;
 pub mod reference;
 pub mod requirements;
+pub mod stamp;
 pub mod validation;
 
 pub use conditions::{Condition, ConditionStatus};
@@ -37,4 +38,5 @@ pub use nodepool::{
     NodePoolStatus, SpotBlastRadius, TemplateMetadata,
 };
 pub use requirements::{Operator, Requirement, Requirements, ValueSet};
+pub use stamp::{HashStamp, StampCheck};
 pub use validation::FieldError;

@@ -15,6 +15,11 @@ use crate::duration::{Duration, NillableDuration};
 use crate::labels;
 use crate::nodeclaim::{DEFAULT_EXPIRE_AFTER, NodeClassRef, default_expire_after};
 use crate::requirements::{Requirement, RequirementError, Requirements, ValueSet};
+use crate::stamp::{HashStamp, fnv1a_hex};
+
+/// The version of [`NodePool::template_hash`]: bumped whenever the hashed fields or their
+/// encoding change, so claims stamped by an older release are re-stamped instead of drifted.
+pub const TEMPLATE_HASH_VERSION: &str = "v1";
 
 /// Labels and annotations every node of the pool gets.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -465,7 +470,12 @@ impl NodePool {
     /// A stable hash of the parts of `spec.template` whose change makes existing nodes drift
     /// (labels, annotations, taints, startup taints, expiry, termination grace period, node
     /// class). Requirements are excluded: their drift is judged against each node's labels.
-    /// Taint order does not matter. Stored in the `stowage.dev/nodepool-hash` annotation.
+    /// Taint order does not matter. Stored in the `stowage.dev/nodepool-hash` annotation, with
+    /// [`TEMPLATE_HASH_VERSION`] beside it.
+    ///
+    /// `expireAfter` and `terminationGracePeriod` count because a claim is launched with them (its
+    /// spec keeps the values it was made with): a changed value reaches existing nodes by
+    /// replacing them under the disruption budgets, never by expiring a fleet at once.
     pub fn template_hash(&self) -> String {
         let t = &self.spec.template;
         let mut taints: Vec<_> = t.spec.taints.iter().map(taint_key).collect();
@@ -481,7 +491,17 @@ impl NodePool {
             "terminationGracePeriod": t.spec.termination_grace_period.map(|d| d.to_string()),
             "nodeClassRef": [&t.spec.node_class_ref.group, &t.spec.node_class_ref.kind, &t.spec.node_class_ref.name],
         });
-        format!("{:016x}", fnv1a(canonical.to_string().as_bytes()))
+        fnv1a_hex(canonical.to_string().as_bytes())
+    }
+
+    /// [`NodePool::template_hash`] as the stamp written on the pool's claims at launch.
+    pub fn template_stamp(&self) -> HashStamp {
+        HashStamp {
+            key: labels::NODEPOOL_HASH,
+            version_key: labels::NODEPOOL_HASH_VERSION,
+            hash: self.template_hash(),
+            version: TEMPLATE_HASH_VERSION,
+        }
     }
 }
 
@@ -491,13 +511,6 @@ fn taint_key(t: &Taint) -> (String, String, String) {
         t.value.clone().unwrap_or_default(),
         t.effect.clone(),
     )
-}
-
-/// FNV-1a, 64 bit: tiny, and stable across Rust versions (unlike `DefaultHasher`).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]
@@ -629,6 +642,59 @@ spec:
         let ab = pool_with(|s| s.template.spec.taints = vec![taint("a"), taint("b")]);
         let ba = pool_with(|s| s.template.spec.taints = vec![taint("b"), taint("a")]);
         assert_eq!(ab.template_hash(), ba.template_hash());
+    }
+
+    #[test]
+    fn only_template_fields_a_node_keeps_change_the_stamp() {
+        let h = pool_with(|_| {}).template_stamp();
+        assert_eq!(h.key, crate::labels::NODEPOOL_HASH);
+        assert_eq!(h.version_key, crate::labels::NODEPOOL_HASH_VERSION);
+        assert_eq!(h.version, TEMPLATE_HASH_VERSION);
+        let taint = Taint {
+            key: "boot".into(),
+            effect: "NoSchedule".into(),
+            ..Taint::default()
+        };
+        let drifting = [
+            pool_with(|s| s.template.spec.startup_taints.push(taint.clone())),
+            pool_with(|s| {
+                s.template
+                    .metadata
+                    .annotations
+                    .insert("a".into(), "b".into());
+            }),
+            pool_with(|s| {
+                s.template.spec.termination_grace_period = Some(Duration::from_mins(10))
+            }),
+            pool_with(|s| s.template.spec.node_class_ref.group = "other.dev".into()),
+        ];
+        for p in &drifting {
+            assert_ne!(p.template_stamp().hash, h.hash, "{:?}", p.spec.template);
+        }
+        // What governs the pool rather than its nodes never drifts them.
+        let behavioural = [
+            pool_with(|s| s.weight = Some(50)),
+            pool_with(|s| {
+                s.limits
+                    .insert("cpu".into(), Quantity("1000".into()));
+            }),
+            pool_with(|s| s.disruption.consolidate_after = NillableDuration::NEVER),
+            pool_with(|s| s.disruption.budgets = vec![Budget::nodes("0")]),
+            pool_with(|s| {
+                s.capacity_mix = Some(CapacityMix {
+                    on_demand_percent_above_base: 10,
+                    ..CapacityMix::default()
+                })
+            }),
+            pool_with(|s| {
+                s.spot_blast_radius = Some(SpotBlastRadius {
+                    max_pods_per_workload: 5,
+                })
+            }),
+        ];
+        for p in &behavioural {
+            assert_eq!(p.template_stamp(), h, "{:?}", p.spec);
+        }
     }
 
     #[test]
