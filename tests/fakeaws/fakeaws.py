@@ -13,8 +13,10 @@ its own process and putting a WSGI middleware with control endpoints in front of
   override's zone, or the on-demand price), skips offerings marked insufficient and overrides whose
   type is not offered in the zone, and reports those as ``Errors`` like AWS; ``ClientToken`` is
   honoured (a repeated token returns the first call's result and launches nothing).
-* Faults: ICE per offering (``POST /_fake/ice``), and arbitrary error answers such as throttling
-  (``POST /_fake/faults``), both scoped to the caller's account (``x-moto-account-id``).
+* Faults: ICE (or any other per-override error code) per offering (``POST /_fake/ice``), fleets
+  that launch more or fewer instances than asked (``POST /_fake/fleet-fill``), and arbitrary error
+  answers such as throttling (``POST /_fake/faults``), all scoped to the caller's account
+  (``x-moto-account-id``).
 * SSM: the public EKS AL2023 (standard, nvidia, neuron) and Bottlerocket image parameters, pointing
   at AMIs that exist in moto's catalogue of the region.
 * Speed: DescribeInstanceTypes / DescribeInstanceTypeOfferings answers are cached (~5 s -> ms), and
@@ -55,6 +57,7 @@ class State:
         self.fleet_lock = threading.Lock()
         self.ice: dict[str, list[dict[str, Any]]] = {}
         self.faults: dict[str, list[dict[str, Any]]] = {}
+        self.fills: dict[str, list[dict[str, Any]]] = {}
         self.prices: dict[str, dict[tuple[str, str, str], float]] = {}
         self.tokens: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
         self.calls: dict[str, dict[str, int]] = {}
@@ -65,18 +68,23 @@ class State:
             if account is None:
                 self.ice.clear()
                 self.faults.clear()
+                self.fills.clear()
                 self.prices.clear()
                 self.tokens.clear()
                 self.calls.clear()
             else:
                 self.ice.pop(account, None)
                 self.faults.pop(account, None)
+                self.fills.pop(account, None)
                 self.prices.pop(account, None)
                 self.calls.pop(account, None)
                 for key in [k for k in self.tokens if k[0] == account]:
                     del self.tokens[key]
 
-    def is_ice(self, account: str, instance_type: str, zone: str | None, lifecycle: str) -> bool:
+    def offering_error(self, account: str, instance_type: str, zone: str | None,
+                       lifecycle: str) -> dict[str, Any] | None:
+        """The first ``/_fake/ice`` entry matching the offering (its ``code`` defaults to
+        InsufficientInstanceCapacity), or None."""
         with self.lock:
             for e in self.ice.get(account, []):
                 if e.get("instance_type") not in (None, instance_type):
@@ -85,8 +93,18 @@ class State:
                     continue
                 if e.get("capacity_type") not in (None, lifecycle):
                     continue
-                return True
-        return False
+                return e
+        return None
+
+    def take_fill(self, account: str) -> int:
+        """How many instances the next CreateFleet launches beyond (or, negative, short of) what
+        it allocated, from the account's ``/_fake/fleet-fill`` entries."""
+        with self.lock:
+            for f in self.fills.get(account, []):
+                if f.get("count", 1) > 0:
+                    f["count"] = f.get("count", 1) - 1
+                    return int(f.get("extra", 0))
+        return 0
 
     def take_fault(self, account: str, action: str) -> dict[str, Any] | None:
         with self.lock:
@@ -323,13 +341,16 @@ def patch_moto() -> None:
                     f"requested Availability Zone ({zone}).",
                 ))
                 continue
-            if STATE.is_ice(account, spec.instance_type, zone, lifecycle):
-                errors.append(_fleet_error(
-                    spec, lifecycle, "InsufficientInstanceCapacity",
+            injected = STATE.offering_error(account, spec.instance_type, zone, lifecycle)
+            if injected is not None:
+                code = injected.get("code", "InsufficientInstanceCapacity")
+                message = injected.get("message") or (
                     f"We currently do not have sufficient {spec.instance_type} capacity in the "
                     f"Availability Zone you requested ({zone}). Our system will be working on "
-                    f"provisioning additional capacity.",
-                ))
+                    f"provisioning additional capacity."
+                    if code == "InsufficientInstanceCapacity" else f"{code} ({spec.instance_type})"
+                )
+                errors.append(_fleet_error(spec, lifecycle, code, message))
                 continue
             if lifecycle == "spot" and zone is not None:
                 price = spot_price(account, spec.instance_type, zone)
@@ -344,6 +365,12 @@ def patch_moto() -> None:
         spec = best[2]
         weight = float(spec.weighted_capacity or 1)
         count = int(math.ceil(weight_to_add / weight))
+        # Over- or under-fill once per fleet, as ``/_fake/fleet-fill`` asked (AWS does both).
+        if not self.__dict__.get("_fake_fill_taken"):
+            self._fake_fill_taken = True
+            count = max(0, count + STATE.take_fill(account))
+        if count == 0:
+            return {}, 0.0
         return {spec: count}, count * weight
 
     Fleet.create_spot_requests = create_spot_requests
@@ -642,6 +669,12 @@ class FakeAws:
                 STATE.faults.setdefault(account, []).extend(entries)
             elif path == "/_fake/faults" and method == "DELETE":
                 STATE.faults.pop(account, None)
+            elif path == "/_fake/fleet-fill" and method == "POST":
+                for e in entries:
+                    e.setdefault("count", 1)
+                STATE.fills.setdefault(account, []).extend(entries)
+            elif path == "/_fake/fleet-fill" and method == "DELETE":
+                STATE.fills.pop(account, None)
             elif path == "/_fake/prices" and method == "POST":
                 per = STATE.prices.setdefault(account, {})
                 for e in entries:
@@ -659,6 +692,7 @@ class FakeAws:
             state = {
                 "ice": STATE.ice.get(account, []),
                 "faults": STATE.faults.get(account, []),
+                "fleet_fill": STATE.fills.get(account, []),
                 "calls": STATE.calls.get(account, {}),
             }
         return _json_response(start_response, "200 OK", state)

@@ -115,6 +115,23 @@ def main() -> int:
         out = fleet("t3")
         assert not out.get("Instances") and len(out["Errors"]) == 4, out
 
+        control(url, "DELETE", "/_fake/ice")
+        control(url, "POST", "/_fake/ice", [{"instance_type": "m5.xlarge", "code": "UnauthorizedOperation",
+                                             "message": "denied"}])
+        out = fleet("t4")
+        assert {e["ErrorCode"] for e in out["Errors"]} == {"UnauthorizedOperation"}, out["Errors"]
+        assert out["Instances"][0]["InstanceType"] == "m5.large", out
+        control(url, "POST", "/_fake/fleet-fill", [{"extra": 2}])
+        out = fleet("t5")
+        assert sum(len(i["InstanceIds"]) for i in out["Instances"]) == 3, out
+        out = fleet("t6")
+        assert sum(len(i["InstanceIds"]) for i in out["Instances"]) == 1, "one fleet over-filled: " + str(out)
+        control(url, "POST", "/_fake/fleet-fill", [{"extra": -1}])
+        out = fleet("t7")
+        assert not out.get("Instances"), out
+        assert [f["count"] for f in control(url, "GET", "/_fake/state")["fleet_fill"]] == [0, 0]
+        control(url, "DELETE", "/_fake/ice")
+
         control(url, "POST", "/_fake/faults", [{"action": "DescribeSubnets", "count": 1, "status": 503,
                                                 "code": "RequestLimitExceeded"}])
         try:

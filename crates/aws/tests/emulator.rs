@@ -1,6 +1,7 @@
 //! The AWS provider through the real SDK against the emulator (moto + tests/fakeaws): catalogue,
 //! discovery, launch templates, CreateFleet allocation, insufficient capacity, throttling,
-//! idempotent create, batching, get/list/delete.
+//! idempotent create, batching, get/list/delete, drift, and how CreateFleet answers (partly
+//! filled, over-filled, per-override errors) are read.
 
 // Test helpers unwrap like the tests themselves (clippy.toml only exempts #[test] bodies).
 #![allow(clippy::unwrap_used)]
@@ -15,9 +16,11 @@ use common::Account;
 use serde_json::json;
 use stowage_api::{CapacityType, EC2NodeClass, NodeClaim, NodePool, labels};
 use stowage_aws::catalog::{self, CatalogSettings};
+use stowage_aws::fleet::{ClaimRef, FleetKey, Override, launch_batch};
 use stowage_aws::interruption::{InterruptionKind, InterruptionQueue};
 use stowage_aws::provider::{AwsCloudProvider, SharedCatalog, cluster_tag};
 use stowage_aws::settings::ProviderSettings;
+use stowage_aws::unavailable::UnavailableOfferings;
 use stowage_aws::userdata::ClusterInfo;
 use stowage_clock::SystemClock;
 use stowage_cloud::{CloudProvider, DriftReason, Error as CloudError};
@@ -1149,4 +1152,306 @@ async fn a_sweep_denied_by_iam_is_not_retried_until_the_classes_change() {
     w.provider
         .retain_node_classes(&std::collections::BTreeSet::new());
     wait_for_calls(2).await;
+}
+
+// --- Drift: what the provider compares with each launched node ---------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_class_drift_is_judged_against_the_stamp_written_at_launch() {
+    let w = World::new().await;
+    let a = w
+        .provider
+        .create(&claim("stamped", &["m5.large"], &["on-demand"]))
+        .await
+        .unwrap();
+    let stamp = w.provider.node_class_stamp("default").unwrap();
+    let annotations = a.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations.get(labels::EC2NODECLASS_HASH),
+        Some(&stamp.hash),
+        "create stamps the class hash: {annotations:?}"
+    );
+    assert_eq!(
+        annotations
+            .get(labels::EC2NODECLASS_HASH_VERSION)
+            .map(String::as_str),
+        Some(stamp.version)
+    );
+    assert_eq!(w.provider.is_drifted(&a).await.unwrap(), None);
+
+    // A selector edit that still selects the node's image, subnet and group: no drift.
+    let mut reworded = node_class(&w.cluster, Some("stowage-node"));
+    reworded.spec.subnet_selector_terms = w
+        .subnets
+        .values()
+        .map(|id| stowage_api::SubnetSelectorTerm {
+            id: Some(id.clone()),
+            ..Default::default()
+        })
+        .collect();
+    reworded.metadata.generation = Some(2);
+    w.provider.resolve_node_class(&reworded).await.unwrap();
+    assert_eq!(w.provider.node_class_stamp("default").unwrap(), stamp);
+    assert_eq!(w.provider.is_drifted(&a).await.unwrap(), None);
+
+    // A field the node keeps (its tags) changed: drifted.
+    let mut retagged = reworded.clone();
+    retagged.spec.tags.insert("team".into(), "search".into());
+    retagged.metadata.generation = Some(3);
+    w.provider.resolve_node_class(&retagged).await.unwrap();
+    assert_ne!(w.provider.node_class_stamp("default").unwrap(), stamp);
+    assert_eq!(
+        w.provider.is_drifted(&a).await.unwrap(),
+        Some(DriftReason::NodeClassDrift)
+    );
+    // A claim launched before stamps existed is not drifted by the hash (it is backfilled).
+    let mut unstamped = a.clone();
+    unstamped.metadata.annotations = None;
+    assert_eq!(w.provider.is_drifted(&unstamped).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_outside_the_selected_subnets_or_groups_drift() {
+    let w = World::new().await;
+    let a = w
+        .provider
+        .create(&claim("placed", &["m5.large"], &["on-demand"]))
+        .await
+        .unwrap();
+    let zone = label(&a, labels::ZONE).to_string();
+    assert_eq!(w.provider.is_drifted(&a).await.unwrap(), None);
+
+    // Another group now matches the selector: the node lacks it.
+    let created = w.account.ec2_query(
+        "CreateSecurityGroup",
+        &[
+            ("GroupName", "stowage-extra"),
+            ("GroupDescription", "extra nodes group"),
+        ],
+    );
+    let extra = created
+        .split("<groupId>")
+        .nth(1)
+        .and_then(|s| s.split("</groupId>").next())
+        .unwrap()
+        .to_string();
+    let discovery = ec2t::Tag::builder()
+        .key("stowage.dev/discovery")
+        .value(&w.cluster)
+        .build();
+    w.account
+        .clients
+        .ec2
+        .create_tags(vec![extra], vec![discovery])
+        .await
+        .unwrap();
+    let class = node_class(&w.cluster, Some("stowage-node"));
+    w.provider.resolve_node_class(&class).await.unwrap();
+    assert_eq!(
+        w.provider.is_drifted(&a).await.unwrap(),
+        Some(DriftReason::SecurityGroupDrift)
+    );
+
+    // Only the subnets of the other zones are selected now.
+    let mut elsewhere = class.clone();
+    elsewhere.spec.subnet_selector_terms = w
+        .subnets
+        .iter()
+        .filter(|(z, _)| **z != zone)
+        .map(|(_, id)| stowage_api::SubnetSelectorTerm {
+            id: Some(id.clone()),
+            ..Default::default()
+        })
+        .collect();
+    elsewhere.metadata.generation = Some(2);
+    w.provider.resolve_node_class(&elsewhere).await.unwrap();
+    assert_eq!(
+        w.provider.is_drifted(&a).await.unwrap(),
+        Some(DriftReason::SubnetDrift)
+    );
+}
+
+// --- CreateFleet answers, read by `fleet::launch_batch` (formerly against a canned EC2 stub) ---
+
+/// An account with a launch template `lt` and the fleet key of the old canned tests: m5.large in
+/// subnets of us-east-1a and us-east-1b, c5.large in us-east-1a, spot.
+async fn fleet_world() -> (World, FleetKey) {
+    let w = World::new().await;
+    let ec2 = &w.account.clients.ec2;
+    let image = w
+        .account
+        .clients
+        .ssm
+        .get_parameter("/aws/service/eks/optimized-ami/1.33/amazon-linux-2023/x86_64/standard/recommended/image_id".into())
+        .await
+        .unwrap()
+        .unwrap();
+    ec2.create_launch_template(
+        "stowage-fleet-test".into(),
+        ec2t::RequestLaunchTemplateData::builder()
+            .image_id(image)
+            .build(),
+        vec![],
+    )
+    .await
+    .unwrap();
+    let o = |t: &str, zone: &str| Override {
+        instance_type: t.into(),
+        subnet_id: w.subnets[zone].clone(),
+        zone: zone.into(),
+    };
+    let key = FleetKey {
+        capacity_type: CapacityType::Spot,
+        configs: vec![(
+            "stowage-fleet-test".into(),
+            vec![
+                o("m5.large", "us-east-1a"),
+                o("m5.large", "us-east-1b"),
+                o("c5.large", "us-east-1a"),
+            ],
+        )],
+        tags: vec![],
+    };
+    (w, key)
+}
+
+fn claim_refs(n: usize) -> Vec<ClaimRef> {
+    (0..n)
+        .map(|i| ClaimRef {
+            name: format!("claim-{i}"),
+            token: format!("t{i}"),
+        })
+        .collect()
+}
+
+fn unavailable_cache() -> Arc<UnavailableOfferings> {
+    Arc::new(UnavailableOfferings::new(
+        Arc::new(SystemClock),
+        std::time::Duration::from_secs(180),
+    ))
+}
+
+/// Every instance of the account (any state): id -> (state, its NodeClaim tag).
+async fn fleet_instances(w: &World) -> BTreeMap<String, (String, Option<String>)> {
+    w.account
+        .clients
+        .ec2
+        .describe_instances(vec![], vec![])
+        .await
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let state = i
+                .state()
+                .and_then(|s| s.name())
+                .map(|n| n.as_str().to_string())
+                .unwrap_or_default();
+            let claim = i
+                .tags()
+                .iter()
+                .find(|t| t.key() == Some(labels::NODECLAIM))
+                .and_then(|t| t.value())
+                .map(str::to_string);
+            (i.instance_id().unwrap().to_string(), (state, claim))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partly_filled_batch_tags_what_it_got_and_reports_capacity_for_the_rest() {
+    let (w, key) = fleet_world().await;
+    // m5.large has no spot capacity in either zone; the fleet fills two of three from c5.large.
+    w.account.post(
+        "/_fake/ice",
+        json!([{"instance_type": "m5.large", "capacity_type": "spot"}]),
+    );
+    w.account.post("/_fake/fleet-fill", json!([{"extra": -1}]));
+    let unavailable = unavailable_cache();
+    let out = launch_batch(
+        Arc::clone(&w.account.clients.ec2),
+        Arc::clone(&unavailable),
+        key,
+        claim_refs(3),
+    )
+    .await;
+    let first = out[0].as_ref().unwrap();
+    assert_eq!(first.zone, "us-east-1a");
+    assert_eq!(first.instance_type, "c5.large");
+    assert_eq!(out[1].as_ref().unwrap().capacity_type, CapacityType::Spot);
+    match &out[2] {
+        Err(CloudError::InsufficientCapacity { offerings }) => {
+            let zones: Vec<&str> = offerings.iter().map(|k| k.zone.as_str()).collect();
+            assert_eq!(zones, ["us-east-1a", "us-east-1b"]);
+        }
+        other => panic!("expected InsufficientCapacity, got {other:?}"),
+    }
+    assert!(unavailable.is_unavailable("m5.large", "us-east-1b", CapacityType::Spot));
+    assert!(!unavailable.is_unavailable("c5.large", "us-east-1a", CapacityType::Spot));
+    // Each instance of the shared fleet is tagged with its claim, in claim order; none is
+    // terminated.
+    let instances = fleet_instances(&w).await;
+    let second = out[1].as_ref().unwrap();
+    assert_eq!(instances.len(), 2, "{instances:?}");
+    assert_eq!(
+        instances[&first.id],
+        ("running".to_string(), Some("claim-0".to_string()))
+    );
+    assert_eq!(
+        instances[&second.id],
+        ("running".to_string(), Some("claim-1".to_string()))
+    );
+    assert_eq!(w.account.call_count("TerminateInstances"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extra_instances_are_terminated_and_other_errors_keep_their_code() {
+    let (w, key) = fleet_world().await;
+    // The fleet launches one instance more than the single claim asked for.
+    w.account.post("/_fake/fleet-fill", json!([{"extra": 1}]));
+    let unavailable = unavailable_cache();
+    let out = launch_batch(
+        Arc::clone(&w.account.clients.ec2),
+        Arc::clone(&unavailable),
+        key.clone(),
+        claim_refs(1),
+    )
+    .await;
+    assert_eq!(out.len(), 1);
+    let kept = out[0].as_ref().unwrap();
+    let instances = fleet_instances(&w).await;
+    assert_eq!(instances.len(), 2, "the fleet over-filled: {instances:?}");
+    for (id, (state, claim)) in &instances {
+        if *id == kept.id {
+            assert_eq!(state, "running");
+        } else {
+            assert!(
+                state == "terminated" || state == "shutting-down",
+                "the extra instance is given back: {id} {state}"
+            );
+        }
+        // A single claim is tagged at launch (tag specifications), never afterwards.
+        assert_eq!(claim.as_deref(), Some("claim-0"));
+    }
+    assert_eq!(w.account.call_count("CreateTags"), 0, "tagged at launch");
+
+    // An error that is not about capacity keeps its AWS code and marks nothing unavailable.
+    w.account.post(
+        "/_fake/ice",
+        json!([{"code": "UnauthorizedOperation", "message": "denied"}]),
+    );
+    let out = launch_batch(
+        Arc::clone(&w.account.clients.ec2),
+        Arc::clone(&unavailable),
+        key,
+        vec![ClaimRef {
+            name: "claim-denied".into(),
+            token: "t-denied".into(),
+        }],
+    )
+    .await;
+    assert!(
+        matches!(&out[0], Err(CloudError::Launch { code, .. }) if code == "UnauthorizedOperation"),
+        "{out:?}"
+    );
+    assert!(unavailable.current().is_empty());
 }

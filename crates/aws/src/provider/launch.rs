@@ -23,10 +23,20 @@ use crate::userdata::NodeBootstrap;
 type FleetConfigs = (Vec<(String, Vec<Override>)>, HashMap<String, String>);
 
 impl AwsCloudProvider {
-    /// `CloudProvider::create`; see the module docs.
+    /// `CloudProvider::create`; see the module docs. The claim comes back stamped with the
+    /// node class's static hash (`aws.stowage.dev/ec2nodeclass-hash` and its version), which
+    /// `is_drifted` compares later.
     pub(super) async fn launch(&self, claim: &NodeClaim) -> Result<NodeClaim> {
-        let name = claim.metadata.name.clone().unwrap_or_default();
         let entry = self.class(&claim.spec.node_class_ref.name)?;
+        let mut launched = self.launch_from(claim, &entry).await?;
+        entry
+            .stamp
+            .apply(launched.metadata.annotations.get_or_insert_with(BTreeMap::new));
+        Ok(launched)
+    }
+
+    async fn launch_from(&self, claim: &NodeClaim, entry: &ClassEntry) -> Result<NodeClaim> {
+        let name = claim.metadata.name.clone().unwrap_or_default();
         if let Some(reason) = &entry.resolved.not_ready {
             return Err(CloudError::NodeClassNotReady {
                 reason: reason.clone(),
@@ -36,11 +46,11 @@ impl AwsCloudProvider {
             debug!(claim = %name, instance = %existing.id, "instance already launched for claim");
             return Ok(self.claim_from_instance(&existing, Some(claim)).await);
         }
-        let types = self.types_for(&entry).await?;
+        let types = self.types_for(entry).await?;
         let per_zone = entry.resolved.subnet_per_zone();
         let zones: BTreeSet<String> = per_zone.keys().cloned().collect();
         let selection = selection::select(claim, &types, &zones)?;
-        let base = self.bootstrap(claim, &entry);
+        let base = self.bootstrap(claim, entry);
         let groups = group_by_template(&entry.class, &entry.resolved, &base, &selection.options)
             .map_err(|e| CloudError::NodeClassNotReady {
                 reason: format!("invalid userData: {e}"),
@@ -51,8 +61,8 @@ impl AwsCloudProvider {
                 message: format!("no image of the node class serves nodeclaim {name}'s options"),
             });
         }
-        let (configs, image_of) = self.fleet_configs(&entry, &groups, &per_zone).await?;
-        let tags = self.instance_tags(&entry, claim.nodepool_name());
+        let (configs, image_of) = self.fleet_configs(entry, &groups, &per_zone).await?;
+        let tags = self.instance_tags(entry, claim.nodepool_name());
         let key = FleetKey {
             capacity_type: selection.capacity_type,
             configs,

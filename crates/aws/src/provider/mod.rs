@@ -24,7 +24,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use sha2::{Digest, Sha256};
 use stowage_api::quantity::format_resource;
 use stowage_api::{
-    EC2NodeClass, EC2NodeClassStatus, NodeClaim, NodeClaimSpec, NodeClaimStatus, NodePool, labels,
+    EC2NodeClass, EC2NodeClassStatus, HashStamp, NodeClaim, NodeClaimSpec, NodeClaimStatus,
+    NodePool, StampCheck, labels,
 };
 use stowage_clock::SharedClock;
 use stowage_cloud::{
@@ -61,6 +62,8 @@ struct ClassEntry {
     class: EC2NodeClass,
     resolved: ResolvedNodeClass,
     hash: String,
+    /// The stamp of the class fields a node keeps, written on claims launched from it.
+    stamp: HashStamp,
 }
 
 struct Inner {
@@ -243,6 +246,7 @@ impl AwsCloudProvider {
             class: class.clone(),
             resolved,
             hash: hash.clone(),
+            stamp: class.static_stamp(),
         });
         let previous = write(&i.classes).insert(name.clone(), entry);
         // The class now resolves differently: templates made for the old resolution are stale.
@@ -589,6 +593,11 @@ impl CloudProvider for AwsCloudProvider {
             _ => return Err(CloudError::NotFound(id.to_string())),
         };
         let entry = self.class(&claim.spec.node_class_ref.name)?;
+        // A claim without a stamp of this version is backfilled by the controllers, not drifted.
+        let annotations = claim.metadata.annotations.clone().unwrap_or_default();
+        if entry.stamp.check(&annotations) == StampCheck::Differs {
+            return Ok(Some(DriftReason::NodeClassDrift));
+        }
         let r = &entry.resolved;
         if let Some(image) = &view.image_id
             && !r.amis.iter().any(|a| &a.id == image)
@@ -632,6 +641,12 @@ impl CloudProvider for AwsCloudProvider {
     fn retain_node_classes(&self, names: &BTreeSet<String>) {
         write(&self.inner.classes).retain(|name, _| names.contains(name));
         self.sweep_instance_profiles(names);
+    }
+
+    fn node_class_stamp(&self, name: &str) -> Option<HashStamp> {
+        read(&self.inner.classes)
+            .get(name)
+            .map(|entry| entry.stamp.clone())
     }
 
     fn name(&self) -> &'static str {
