@@ -12,7 +12,8 @@ its own process and putting a WSGI middleware with control endpoints in front of
 * CreateFleet: allocation takes the cheapest override per unit of weight (spot price in the
   override's zone, or the on-demand price), skips offerings marked insufficient and overrides whose
   type is not offered in the zone, and reports those as ``Errors`` like AWS; ``ClientToken`` is
-  honoured (a repeated token returns the first call's result and launches nothing).
+  honoured (a repeated token returns the first call's result and launches nothing); instances get
+  their launch template's security groups.
 * Faults: ICE (or any other per-override error code) per offering (``POST /_fake/ice``), fleets
   that launch more or fewer instances than asked (``POST /_fake/fleet-fill``), and arbitrary error
   answers such as throttling (``POST /_fake/faults``), all scoped to the caller's account
@@ -306,6 +307,22 @@ def _fleet_error(spec: Any, lifecycle: str, code: str, message: str) -> dict[str
     return {"LaunchTemplateAndOverrides": lto, "Lifecycle": lifecycle, "ErrorCode": code, "ErrorMessage": message}
 
 
+def _apply_template_security_groups(backend: Any, instances: list[dict[str, Any]]) -> None:
+    """Gives fleet instances their launch template's ``SecurityGroupIds``, as EC2 does (moto
+    leaves on-demand ones without groups and spot ones in the VPC's default group)."""
+    for item in instances:
+        spec = (item.get("LaunchTemplateAndOverrides") or {}).get("LaunchTemplateSpecification") or {}
+        try:
+            template = backend.get_launch_template(template_id=spec["LaunchTemplateId"])
+            data = template.get_version(spec.get("Version") or template.default_version_number).data
+        except Exception:  # a template that cannot be read leaves moto's groups alone
+            continue
+        groups = data.get("SecurityGroupIds") or []
+        if groups:
+            for instance_id in item.get("InstanceIds", []):
+                backend.modify_instance_security_groups(instance_id, groups)
+
+
 def patch_moto() -> None:
     from moto.core.responses import ActionResult
     from moto.ec2.models import fleets as fleet_models
@@ -415,6 +432,7 @@ def patch_moto() -> None:
             result: dict[str, Any] = {"FleetId": fleet.id}
             if fleet.instances is not None:
                 result["Instances"] = fleet.instances
+                _apply_template_security_groups(self.ec2_backend, fleet.instances)
             errors = getattr(fleet, "_fake_errors", [])
             if errors:
                 result["Errors"] = errors

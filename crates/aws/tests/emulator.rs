@@ -1310,7 +1310,7 @@ async fn fleet_world() -> (World, FleetKey) {
                 o("c5.large", "us-east-1a"),
             ],
         )],
-        tags: vec![],
+        tags: vec![("team".into(), "fleet-test".into())],
     };
     (w, key)
 }
@@ -1406,6 +1406,7 @@ async fn a_partly_filled_batch_tags_what_it_got_and_reports_capacity_for_the_res
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extra_instances_are_terminated_and_other_errors_keep_their_code() {
     let (w, key) = fleet_world().await;
+    let tags_before = w.account.call_count("CreateTags");
     // The fleet launches one instance more than the single claim asked for.
     w.account.post("/_fake/fleet-fill", json!([{"extra": 1}]));
     let unavailable = unavailable_cache();
@@ -1432,7 +1433,11 @@ async fn extra_instances_are_terminated_and_other_errors_keep_their_code() {
         // A single claim is tagged at launch (tag specifications), never afterwards.
         assert_eq!(claim.as_deref(), Some("claim-0"));
     }
-    assert_eq!(w.account.call_count("CreateTags"), 0, "tagged at launch");
+    assert_eq!(
+        w.account.call_count("CreateTags"),
+        tags_before,
+        "tagged at launch"
+    );
 
     // An error that is not about capacity keeps its AWS code and marks nothing unavailable.
     w.account.post(

@@ -2,6 +2,8 @@
 //! NodeClaims), the NodeClaim lifecycle (launch, registration, initialization, liveness),
 //! termination (drain then delete the instance), garbage collection, NodePool status, spot
 //! interruption handling, leader election and metrics.
+//! termination (drain then delete the instance), garbage collection, NodePool status, drift
+//! detection and expiry, leader election and metrics.
 //!
 //! Key decision: controllers talk to Kubernetes only through `kube::Client` and to the cloud only
 //! through `stowage_cloud::CloudProvider`; tests and the simulator drive the same code against the
@@ -9,8 +11,10 @@
 
 pub mod context;
 pub mod disruption;
+pub mod drift;
 pub mod error;
 pub mod events;
+pub mod expiry;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod housekeeping;

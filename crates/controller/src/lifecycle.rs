@@ -5,7 +5,8 @@
 //! 1. **Finalizer**: a claim without `stowage.dev/termination` gets it (so its instance is always
 //!    released). A claim being deleted goes to [`crate::termination`].
 //! 2. **Launch**: `CloudProvider::create` (idempotent per claim), then the instance's labels
-//!    (instance type, zone, capacity type) go onto the claim and `providerID`, capacity,
+//!    (instance type, zone, capacity type) and the annotations the provider stamped (its node
+//!    class hash) go onto the claim and `providerID`, capacity,
 //!    allocatable and `Launched=True` onto its status. `InsufficientCapacity` and
 //!    `NodeClassNotReady` delete the claim so its pods are solved again against what is left;
 //!    `NodeClassNotResolved` (the provider has not resolved the class yet, e.g. just after a
@@ -291,11 +292,22 @@ async fn launch(claim: &mut NodeClaim, ctx: &Context) -> Result<Option<Action>> 
         if let Some(at) = &fallback {
             metadata["annotations"] = json!({ crate::disruption::candidates::SPOT_FALLBACK: at });
         }
+    // Annotations the provider stamped (its node class hash, for drift).
+    let new_annotations: BTreeMap<String, String> = launched
+        .annotations()
+        .iter()
+        .filter(|(k, v)| claim.annotations().get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if &new_labels != claim.labels() || !new_annotations.is_empty() {
         let patched = api
             .patch(
                 &name,
                 &PatchParams::default(),
                 &Patch::Merge(json!({ "metadata": metadata })),
+                &Patch::Merge(
+                    json!({"metadata": {"labels": new_labels, "annotations": new_annotations}}),
+                ),
             )
             .await
             .map_err(Error::kube("label nodeclaim", &name))?;

@@ -51,6 +51,7 @@ pub struct Metrics {
     nodepool_on_demand_base: Family<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     nodepool_on_demand_percent: Family<Labels, Gauge>,
     watch_decode_errors: Family<Labels, Counter>,
+    nodeclaims_drifted: Family<Labels, Gauge>,
     /// Label sets last written by [`Metrics::set_fleet`], so vanished series are removed.
     fleet_keys: Mutex<Vec<Labels>>,
     interruption_messages: Family<Labels, Counter>,
@@ -115,6 +116,7 @@ impl Metrics {
             nodepool_on_demand_base: Family::default(),
             nodepool_on_demand_percent: Family::default(),
             watch_decode_errors: Family::default(),
+            nodeclaims_drifted: Family::default(),
             registry: Registry::default(),
             fleet_keys: Mutex::new(Vec::new()),
             interruption_messages: Family::default(),
@@ -319,6 +321,32 @@ impl Metrics {
         }
     }
 
+            "nodeclaims_drifted",
+            "NodeClaims whose Drifted condition is True, by nodepool and drift reason",
+            m.nodeclaims_drifted.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// Replaces the drifted-claim gauges: counts by (nodepool, reason); series no longer drifted
+    /// are removed.
+    pub fn set_drifted(&self, by_reason: &BTreeMap<(String, String), i64>) {
+        self.nodeclaims_drifted.clear();
+        for ((pool, reason), n) in by_reason {
+            self.nodeclaims_drifted
+                .get_or_create(&labels([("nodepool", pool), ("reason", reason)]))
+                .set(*n);
+        }
+    }
+
+    /// Reads `stowage_nodeclaims_drifted{nodepool,reason}` back.
+    pub fn nodeclaims_drifted(&self, nodepool: &str, reason: &str) -> i64 {
+        self.nodeclaims_drifted
+            .get(&labels([("nodepool", nodepool), ("reason", reason)]))
+            .map(|g| g.get())
+            .unwrap_or(0)
+    }
+
     pub fn nodeclaim_created(&self, nodepool: &str, reason: &str) {
         self.nodeclaims_created
             .get_or_create(&labels([("nodepool", nodepool), ("reason", reason)]))
@@ -471,6 +499,7 @@ impl Metrics {
         m.interruption_latency_seconds.observe(1.0);
         m.set_spot_interruption_rates([(x, x, 0.1)]);
         m.disruption.example();
+        m.set_drifted(&[((x.to_string(), x.to_string()), 1)].into());
         m
     }
 

@@ -443,11 +443,15 @@ async fn apply_plan(
     Ok(result)
 }
 
-/// The NodeClaim object for a claim of the plan.
+/// The NodeClaim object for a claim of the plan, stamped with its NodePool's template hash
+/// (`stowage.dev/nodepool-hash` and its version) for drift detection.
 pub fn claim_for(pool: &NodePool, new: &stowage_solver::NewClaim) -> NodeClaim {
     let template = &pool.spec.template;
     let mut claim_labels: BTreeMap<String, String> = template.metadata.labels.clone();
     claim_labels.insert(labels::NODEPOOL.to_string(), pool.name_any());
+    // The template's hash, for drift: the claim keeps what it was launched from.
+    let mut annotations = template.metadata.annotations.clone();
+    pool.template_stamp().apply(&mut annotations);
     let mut requirements: Vec<Requirement> = Vec::new();
     let mut min_values = None;
     for r in &new.requirements {
@@ -475,8 +479,7 @@ pub fn claim_for(pool: &NodePool, new: &stowage_solver::NewClaim) -> NodeClaim {
         metadata: ObjectMeta {
             generate_name: Some(format!("{}-", pool.name_any())),
             labels: Some(claim_labels),
-            annotations: (!template.metadata.annotations.is_empty())
-                .then(|| template.metadata.annotations.clone()),
+            annotations: Some(annotations),
             finalizers: Some(vec![labels::TERMINATION_FINALIZER.to_string()]),
             owner_references: Some(vec![OwnerReference {
                 api_version: NodePool::api_version(&()).into_owned(),
@@ -597,5 +600,15 @@ mod tests {
             format_resource("cpu", 1500)
         );
         assert_eq!(claim_resources(&c).get("cpu"), 1500);
+        let annotations = c.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(
+            pool.template_stamp().check(&annotations),
+            stowage_api::StampCheck::Current,
+            "{annotations:?}"
+        );
+        assert_eq!(
+            annotations.get(labels::NODEPOOL_HASH_VERSION).map(String::as_str),
+            Some(stowage_api::nodepool::TEMPLATE_HASH_VERSION)
+        );
     }
 }

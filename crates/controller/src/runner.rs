@@ -92,6 +92,7 @@ pub fn start(ctx: Arc<Context>, leadership: Leadership) -> Running {
     handles.push(tokio::spawn(crate::housekeeping::run(ctx.clone())));
     handles.push(tokio::spawn(crate::interruption::run(ctx.clone())));
     handles.push(tokio::spawn(crate::disruption::run(ctx.clone())));
+    handles.push(tokio::spawn(crate::drift::run(ctx.clone())));
     Running {
         ctx,
         handles,

@@ -71,6 +71,9 @@ pub struct Settings {
     pub disruption_validation_delay: Duration,
     /// A disruption whose replacement is not initialized within this long is undone.
     pub disruption_replacement_timeout: Duration,
+    /// How often every initialized NodeClaim is checked for drift (also at once when a NodePool
+    /// or node class changes).
+    pub drift_interval: Duration,
 }
 
 impl Default for Settings {
@@ -99,6 +102,7 @@ impl Default for Settings {
             disruption_interval: Duration::from_secs(10),
             disruption_validation_delay: Duration::from_secs(15),
             disruption_replacement_timeout: Duration::from_secs(20 * 60),
+            drift_interval: Duration::from_secs(5 * 60),
         }
     }
 }
@@ -150,6 +154,9 @@ impl Settings {
         }
         if self.identity.is_empty() {
             return invalid("identity", "must not be empty");
+        }
+        if self.drift_interval < Duration::from_secs(1) {
+            return invalid("drift-interval", "must be at least 1s");
         }
         Ok(())
     }
