@@ -134,6 +134,8 @@ Optional settings whose empty value means "unset" are left out when empty.
       fieldPath: metadata.namespace
 - name: LEASE_NAME
   value: {{ $s.leaseName | quote }}
+- name: DRIFT_INTERVAL
+  value: {{ $s.driftInterval | quote }}
 - name: POD_NAME
   valueFrom:
     fieldRef:

@@ -132,6 +132,10 @@ pub struct Args {
     /// Kubernetes API requests that may be sent at once above the rate.
     #[arg(long, env = "KUBE_CLIENT_BURST", default_value_t = stowage_controller::ratelimit::DEFAULT_BURST)]
     pub kube_client_burst: u32,
+    /// How often every initialized NodeClaim is checked for drift (it is also checked within
+    /// seconds of a NodePool or node class change).
+    #[arg(long, env = "DRIFT_INTERVAL", default_value = "5m")]
+    pub drift_interval: stowage_api::Duration,
 }
 
 /// Installs the tracing subscriber (JSON or text).
@@ -187,6 +191,7 @@ fn settings(args: &Args, identity: &str) -> anyhow::Result<Settings> {
         disruption_interval: args.disruption_interval.0,
         disruption_validation_delay: args.disruption_validation_delay.0,
         disruption_replacement_timeout: args.disruption_replacement_timeout.0,
+        drift_interval: args.drift_interval.0,
         ..Settings::default()
     };
     s.validate()?;
@@ -416,6 +421,11 @@ mod tests {
                 stowage_controller::ratelimit::DEFAULT_BURST
             )
         );
+        assert_eq!(s.drift_interval, Settings::default().drift_interval);
+        let s = settings(&args(&["--drift-interval", "1m"]), "r").unwrap();
+        assert_eq!(s.drift_interval, Duration::from_secs(60));
+        let err = settings(&args(&["--drift-interval", "0s"]), "r").unwrap_err();
+        assert!(format!("{err:#}").contains("drift-interval"), "{err:#}");
     }
 
     #[test]
