@@ -49,6 +49,23 @@ const VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
 const LONG_POLL: Duration = Duration::from_secs(20);
 /// Messages kept at most (the oldest are dropped: a run without a consumer stays bounded).
 const MAX_QUEUED: usize = 100_000;
+/// The image of instances whose node class the fake has not seen.
+pub const DEFAULT_IMAGE: &str = "ami-fake";
+
+/// The image a node class selects: one per distinct `spec.amiSelectorTerms` (so changing an
+/// alias, say `al2023@latest` to `bottlerocket@latest`, selects another image and drifts the
+/// class's nodes), [`DEFAULT_IMAGE`] for a class without terms.
+fn image_of(class: &serde_json::Value) -> String {
+    match class.pointer("/spec/amiSelectorTerms") {
+        Some(terms) if !terms.is_null() => {
+            let h = terms.to_string().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+            format!("{DEFAULT_IMAGE}-{:08x}", h >> 32)
+        }
+        _ => DEFAULT_IMAGE.to_string(),
+    }
+}
 
 /// The provider id scheme of fake instances.
 pub const PROVIDER_ID_PREFIX: &str = "fake:///";
@@ -115,6 +132,9 @@ pub struct FakeInstance {
     pub taints: Vec<Taint>,
     pub startup_taints: Vec<Taint>,
     pub state: InstanceState,
+    /// The image it booted: its node class's when it launched (see
+    /// [`CloudProvider::reconcile_node_class`] of the fake).
+    pub image_id: String,
 }
 
 /// Why an instance went away.
@@ -199,6 +219,8 @@ struct State {
     /// Offerings that failed a launch, unavailable until the instant.
     unavailable_until: BTreeMap<OfferingKey, Instant>,
     drifted: BTreeMap<String, DriftReason>,
+    /// Node class name -> the image its `amiSelectorTerms` select now.
+    class_images: BTreeMap<String, String>,
     node_classes_not_ready: BTreeMap<String, String>,
     launches: u64,
     interruptions: u64,
@@ -722,7 +744,7 @@ impl FakeCloud {
             .extend(instance.labels.clone());
         let status = out.status_mut();
         status.provider_id = Some(instance.provider_id.clone());
-        status.image_id = Some("ami-fake".to_string());
+        status.image_id = Some(instance.image_id.clone());
         status.capacity = quantities(&instance.capacity);
         status.allocatable = quantities(&instance.allocatable);
         out
@@ -878,6 +900,11 @@ impl CloudProvider for FakeCloud {
                     taints: claim.spec.taints.clone(),
                     startup_taints: claim.spec.startup_taints.clone(),
                     state: InstanceState::Pending,
+                    image_id: state
+                        .class_images
+                        .get(&claim.spec.node_class_ref.name)
+                        .cloned()
+                        .unwrap_or_else(|| DEFAULT_IMAGE.to_string()),
                 };
                 let ready_at = now + latency;
                 state
@@ -985,7 +1012,20 @@ impl CloudProvider for FakeCloud {
         let name = claim.metadata.name.clone().unwrap_or_default();
         let mut state = self.state();
         state.record(Operation::IsDrifted, &name)?;
-        Ok(state.drifted.get(&name).cloned())
+        if let Some(reason) = state.drifted.get(&name) {
+            return Ok(Some(reason.clone()));
+        }
+        // The image the node booted is no longer the one its class selects.
+        let booted = state
+            .by_claim
+            .get(&name)
+            .and_then(|id| state.instances.get(id))
+            .map(|i| i.image_id.clone());
+        let selected = state.class_images.get(&claim.spec.node_class_ref.name);
+        Ok(match (booted, selected) {
+            (Some(booted), Some(selected)) if booted != *selected => Some(DriftReason::AmiDrift),
+            _ => None,
+        })
     }
 
     fn node_class_kind(&self) -> Option<NodeClassKind> {
@@ -1021,6 +1061,8 @@ impl CloudProvider for FakeCloud {
         if let Some(reason) = state.node_classes_not_ready.get(&name) {
             return Ok(NodeClassStatus::not_ready(reason));
         }
+        let image = image_of(class);
+        state.class_images.insert(name.clone(), image.clone());
         let zones: BTreeSet<&str> = state
             .catalog
             .iter()
@@ -1036,10 +1078,9 @@ impl CloudProvider for FakeCloud {
             "securityGroups".into(),
             serde_json::json!([{"id": "sg-fake", "name": "fake"}]),
         );
-        status.fields.insert(
-            "amis".into(),
-            serde_json::json!([{"id": "ami-fake", "name": "fake"}]),
-        );
+        status
+            .fields
+            .insert("amis".into(), serde_json::json!([{"id": image, "name": "fake"}]));
         Ok(status)
     }
 
@@ -1597,5 +1638,43 @@ mod tests {
         let status = cloud.reconcile_node_class(&class).await.unwrap();
         assert!(!status.ready);
         assert_eq!(status.message, "no subnets");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn nodes_booted_from_an_image_the_class_no_longer_selects_drift() {
+        let cloud = cloud();
+        let class = |alias: &str| {
+            serde_json::json!({"metadata": {"name": "default"},
+                "spec": {"amiSelectorTerms": [{"alias": alias}]}})
+        };
+        let status = cloud
+            .reconcile_node_class(&class("al2023@latest"))
+            .await
+            .unwrap();
+        let first = status.fields["amis"][0]["id"].as_str().unwrap().to_string();
+        assert!(first.starts_with("ami-fake-"), "{first}");
+        let old = cloud.create(&claim("old").build()).await.unwrap();
+        assert_eq!(
+            old.status.as_ref().unwrap().image_id.as_deref(),
+            Some(first.as_str())
+        );
+        assert_eq!(cloud.is_drifted(&old).await.unwrap(), None);
+        // Same terms, same image; another alias, another image.
+        cloud
+            .reconcile_node_class(&class("al2023@latest"))
+            .await
+            .unwrap();
+        assert_eq!(cloud.is_drifted(&old).await.unwrap(), None);
+        let status = cloud
+            .reconcile_node_class(&class("bottlerocket@latest"))
+            .await
+            .unwrap();
+        assert_ne!(status.fields["amis"][0]["id"].as_str(), Some(first.as_str()));
+        assert_eq!(
+            cloud.is_drifted(&old).await.unwrap(),
+            Some(DriftReason::AmiDrift)
+        );
+        let new = cloud.create(&claim("new").build()).await.unwrap();
+        assert_eq!(cloud.is_drifted(&new).await.unwrap(), None);
     }
 }
