@@ -432,13 +432,16 @@ mod tests {
         let selectors_only = [
             class(|s| s.ami_selector_terms[0].alias = Some("al2023@v20261101".into())),
             class(|s| {
-                s.subnet_selector_terms[0].tags.insert("zone".into(), "a".into());
+                s.subnet_selector_terms[0]
+                    .tags
+                    .insert("zone".into(), "a".into());
             }),
             class(|s| {
-                s.security_group_selector_terms.push(SecurityGroupSelectorTerm {
-                    id: Some("sg-1".into()),
-                    ..SecurityGroupSelectorTerm::default()
-                })
+                s.security_group_selector_terms
+                    .push(SecurityGroupSelectorTerm {
+                        id: Some("sg-1".into()),
+                        ..SecurityGroupSelectorTerm::default()
+                    })
             }),
         ];
         for c in &selectors_only {

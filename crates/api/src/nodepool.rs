@@ -663,9 +663,7 @@ spec:
                     .annotations
                     .insert("a".into(), "b".into());
             }),
-            pool_with(|s| {
-                s.template.spec.termination_grace_period = Some(Duration::from_mins(10))
-            }),
+            pool_with(|s| s.template.spec.termination_grace_period = Some(Duration::from_mins(10))),
             pool_with(|s| s.template.spec.node_class_ref.group = "other.dev".into()),
         ];
         for p in &drifting {
@@ -675,8 +673,7 @@ spec:
         let behavioural = [
             pool_with(|s| s.weight = Some(50)),
             pool_with(|s| {
-                s.limits
-                    .insert("cpu".into(), Quantity("1000".into()));
+                s.limits.insert("cpu".into(), Quantity("1000".into()));
             }),
             pool_with(|s| s.disruption.consolidate_after = NillableDuration::NEVER),
             pool_with(|s| s.disruption.budgets = vec![Budget::nodes("0")]),

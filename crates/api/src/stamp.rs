@@ -33,10 +33,7 @@ pub struct HashStamp {
 impl HashStamp {
     /// Compares the stamp with a claim's annotations.
     pub fn check(&self, annotations: &BTreeMap<String, String>) -> StampCheck {
-        match (
-            annotations.get(self.key),
-            annotations.get(self.version_key),
-        ) {
+        match (annotations.get(self.key), annotations.get(self.version_key)) {
             (Some(hash), Some(version)) if version == self.version => {
                 if *hash == self.hash {
                     StampCheck::Current

@@ -58,9 +58,12 @@ pub const DEFAULT_IMAGE: &str = "ami-fake";
 fn image_of(class: &serde_json::Value) -> String {
     match class.pointer("/spec/amiSelectorTerms") {
         Some(terms) if !terms.is_null() => {
-            let h = terms.to_string().bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-            });
+            let h = terms
+                .to_string()
+                .bytes()
+                .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                    (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+                });
             format!("{DEFAULT_IMAGE}-{:08x}", h >> 32)
         }
         _ => DEFAULT_IMAGE.to_string(),
@@ -1078,9 +1081,10 @@ impl CloudProvider for FakeCloud {
             "securityGroups".into(),
             serde_json::json!([{"id": "sg-fake", "name": "fake"}]),
         );
-        status
-            .fields
-            .insert("amis".into(), serde_json::json!([{"id": image, "name": "fake"}]));
+        status.fields.insert(
+            "amis".into(),
+            serde_json::json!([{"id": image, "name": "fake"}]),
+        );
         Ok(status)
     }
 
@@ -1669,7 +1673,10 @@ mod tests {
             .reconcile_node_class(&class("bottlerocket@latest"))
             .await
             .unwrap();
-        assert_ne!(status.fields["amis"][0]["id"].as_str(), Some(first.as_str()));
+        assert_ne!(
+            status.fields["amis"][0]["id"].as_str(),
+            Some(first.as_str())
+        );
         assert_eq!(
             cloud.is_drifted(&old).await.unwrap(),
             Some(DriftReason::AmiDrift)

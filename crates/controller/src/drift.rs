@@ -440,7 +440,12 @@ mod tests {
                     .labels
                     .insert("tier".into(), "gold".into());
             }),
-            pool(|s| s.template.spec.taints.push(crate::fixtures::taint("gpu", "NoSchedule"))),
+            pool(|s| {
+                s.template
+                    .spec
+                    .taints
+                    .push(crate::fixtures::taint("gpu", "NoSchedule"))
+            }),
             pool(|s| {
                 s.template
                     .spec
@@ -462,8 +467,10 @@ mod tests {
         for same in [
             pool(|s| s.weight = Some(90)),
             pool(|s| {
-                s.limits
-                    .insert("cpu".into(), k8s_openapi::apimachinery::pkg::api::resource::Quantity("10".into()));
+                s.limits.insert(
+                    "cpu".into(),
+                    k8s_openapi::apimachinery::pkg::api::resource::Quantity("10".into()),
+                );
             }),
             pool(|s| s.disruption.budgets = vec![stowage_api::Budget::nodes("0")]),
             pool(|s| s.disruption.consolidate_after = stowage_api::NillableDuration::NEVER),
@@ -489,8 +496,7 @@ mod tests {
         let c = launched_from(&p);
         // Narrowed to spot: the on-demand node is outside it.
         let spot_only = pool(|s| {
-            s.template.spec.requirements =
-                vec![Requirement::in_(labels::CAPACITY_TYPE, ["spot"])];
+            s.template.spec.requirements = vec![Requirement::in_(labels::CAPACITY_TYPE, ["spot"])];
         });
         let d = pool_drift(&c, &spot_only).unwrap();
         assert_eq!(d.reason, REQUIREMENTS_DRIFTED);
@@ -557,7 +563,10 @@ mod tests {
             stamps.get(labels::NODEPOOL_HASH),
             Some(&changed.template_hash())
         );
-        assert_eq!(stamps.get(labels::EC2NODECLASS_HASH).map(String::as_str), Some("c1"));
+        assert_eq!(
+            stamps.get(labels::EC2NODECLASS_HASH).map(String::as_str),
+            Some("c1")
+        );
         assert_eq!(stamps.len(), 4, "{stamps:?}");
         // Stamped claims get nothing; an older hash version is re-stamped.
         let current = launched_from(&p);

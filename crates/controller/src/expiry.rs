@@ -82,7 +82,10 @@ mod tests {
 
     #[test]
     fn a_claim_expires_its_expire_after_past_its_creation() {
-        let c = aged(NillableDuration::from_hours(1), Some("2026-01-01T00:00:00Z"));
+        let c = aged(
+            NillableDuration::from_hours(1),
+            Some("2026-01-01T00:00:00Z"),
+        );
         let before = expiry(&c, ts("2026-01-01T00:59:59Z"));
         assert_eq!(
             before,
@@ -110,12 +113,18 @@ mod tests {
             stowage_api::nodeclaim::DEFAULT_EXPIRE_AFTER,
             Some("2026-01-01T00:00:00Z"),
         );
-        assert_eq!(expiry(&c, ts("2026-01-01T00:00:00Z")).at(), Some(ts("2026-01-31T00:00:00Z")));
+        assert_eq!(
+            expiry(&c, ts("2026-01-01T00:00:00Z")).at(),
+            Some(ts("2026-01-31T00:00:00Z"))
+        );
         let never = aged(NillableDuration::NEVER, Some("2020-01-01T00:00:00Z"));
         assert_eq!(expiry(&never, ts("2026-01-01T00:00:00Z")), Expiry::Never);
         assert_eq!(time_to_expiry(&never, ts("2026-01-01T00:00:00Z")), None);
         // Seconds-long, and far beyond any timestamp: never reached.
-        let short = aged(NillableDuration::from_secs(90), Some("2026-01-01T00:00:00Z"));
+        let short = aged(
+            NillableDuration::from_secs(90),
+            Some("2026-01-01T00:00:00Z"),
+        );
         assert!(expiry(&short, ts("2026-01-01T00:01:30Z")).is_expired());
         let huge = aged(
             NillableDuration(Some(Duration::from_secs(u64::MAX / 2))),

@@ -607,7 +607,9 @@ mod tests {
             "{annotations:?}"
         );
         assert_eq!(
-            annotations.get(labels::NODEPOOL_HASH_VERSION).map(String::as_str),
+            annotations
+                .get(labels::NODEPOOL_HASH_VERSION)
+                .map(String::as_str),
             Some(stowage_api::nodepool::TEMPLATE_HASH_VERSION)
         );
     }

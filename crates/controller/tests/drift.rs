@@ -216,7 +216,8 @@ async fn a_template_change_drifts_every_node_of_the_pool_and_reverting_it_clears
     let old = s.claims().get("general-old").await.unwrap();
     let pool = s.ctx.state().nodepool("general").unwrap();
     assert_eq!(
-        pool.template_stamp().check(old.metadata.annotations.as_ref().unwrap()),
+        pool.template_stamp()
+            .check(old.metadata.annotations.as_ref().unwrap()),
         stowage_api::StampCheck::Current,
         "a claim from before stamps is stamped with today's hash, not drifted"
     );
@@ -244,13 +245,15 @@ async fn a_template_change_drifts_every_node_of_the_pool_and_reverting_it_clears
         assert_eq!(s.drifted(name).await.as_deref(), Some(NODEPOOL_DRIFTED));
     }
     assert_eq!(
-        s.ctx.metrics.nodeclaims_drifted("general", NODEPOOL_DRIFTED),
+        s.ctx
+            .metrics
+            .nodeclaims_drifted("general", NODEPOOL_DRIFTED),
         2
     );
     assert!(
-        s.ctx
-            .render_metrics()
-            .contains("stowage_nodeclaims_drifted{nodepool=\"general\",reason=\"NodePoolDrifted\"} 2")
+        s.ctx.render_metrics().contains(
+            "stowage_nodeclaims_drifted{nodepool=\"general\",reason=\"NodePoolDrifted\"} 2"
+        )
     );
     let events: Api<Event> = Api::namespaced(s.ctx.client.clone(), "kube-system");
     let drifted_events: Vec<Event> = events
@@ -281,7 +284,9 @@ async fn a_template_change_drifts_every_node_of_the_pool_and_reverting_it_clears
     assert_eq!(r.cleared, 2, "{r:?}");
     assert_eq!(s.drifted("general-a").await, None);
     assert_eq!(
-        s.ctx.metrics.nodeclaims_drifted("general", NODEPOOL_DRIFTED),
+        s.ctx
+            .metrics
+            .nodeclaims_drifted("general", NODEPOOL_DRIFTED),
         0
     );
 }

@@ -29,9 +29,12 @@ impl AwsCloudProvider {
     pub(super) async fn launch(&self, claim: &NodeClaim) -> Result<NodeClaim> {
         let entry = self.class(&claim.spec.node_class_ref.name)?;
         let mut launched = self.launch_from(claim, &entry).await?;
-        entry
-            .stamp
-            .apply(launched.metadata.annotations.get_or_insert_with(BTreeMap::new));
+        entry.stamp.apply(
+            launched
+                .metadata
+                .annotations
+                .get_or_insert_with(BTreeMap::new),
+        );
         Ok(launched)
     }
 
