@@ -333,8 +333,8 @@ fn is_conflict(err: &kube::Error) -> bool {
 }
 
 /// A cheap fingerprint of what drift depends on besides the claims: each NodePool's spec
-/// generation and each node class's resourceVersion (its status changes when its selectors
-/// resolve differently).
+/// generation, each node class's resourceVersion (its status changes when its selectors
+/// resolve differently) and the provider's stamp of it.
 fn inputs_fingerprint(ctx: &Context) -> Vec<(String, String)> {
     let state = ctx.state();
     let pools = state.nodepools().map(|p| {
@@ -343,10 +343,17 @@ fn inputs_fingerprint(ctx: &Context) -> Vec<(String, String)> {
             p.metadata.generation.unwrap_or_default().to_string(),
         )
     });
+    // The provider's stamp too: it changes when the class is resolved again, which may be after
+    // the object changed and without a status write.
     let classes = state.nodeclasses().map(|c| {
+        let stamp = ctx
+            .cloud
+            .node_class_stamp(&c.name_any())
+            .map(|s| s.hash)
+            .unwrap_or_default();
         (
             format!("nodeclass/{}", c.name_any()),
-            c.resource_version().unwrap_or_default(),
+            format!("{}/{stamp}", c.resource_version().unwrap_or_default()),
         )
     });
     pools.chain(classes).collect()
