@@ -132,6 +132,19 @@ def main() -> int:
         assert [f["count"] for f in control(url, "GET", "/_fake/state")["fleet_fill"]] == [0, 0]
         control(url, "DELETE", "/_fake/ice")
 
+        # Fleet instances get their launch template's security groups (moto gives them none).
+        group = ec2.create_security_group(GroupName="selftest", Description="selftest")["GroupId"]
+        ec2.create_launch_template(LaunchTemplateName="selftest-sg",
+                                   LaunchTemplateData={"ImageId": ami, "SecurityGroupIds": [group]})
+        out = ec2.create_fleet(
+            Type="instant",
+            LaunchTemplateConfigs=[{"LaunchTemplateSpecification": {"LaunchTemplateName": "selftest-sg",
+                                                                    "Version": "$Latest"},
+                                    "Overrides": [{"InstanceType": "m5.large", "SubnetId": by_zone["us-east-1a"]}]}],
+            TargetCapacitySpecification={"TotalTargetCapacity": 1, "DefaultTargetCapacityType": "on-demand"})
+        got = ec2.describe_instances(InstanceIds=out["Instances"][0]["InstanceIds"])["Reservations"][0]["Instances"][0]
+        assert [g["GroupId"] for g in got["SecurityGroups"]] == [group], got["SecurityGroups"]
+
         control(url, "POST", "/_fake/faults", [{"action": "DescribeSubnets", "count": 1, "status": 503,
                                                 "code": "RequestLimitExceeded"}])
         try:
