@@ -178,6 +178,16 @@ const METRIC_LABELS: &[(&str, &[(&str, &str)])] = &[
             "the Kubernetes kind (`Pod`, `Node`, `NodeClaim`, `NodePool`, ...)",
         )],
     ),
+    (
+        "nodeclaims_drifted",
+        &[
+            ("nodepool", "pool name"),
+            (
+                "reason",
+                "`NodePoolDrifted`, `RequirementsDrifted`, `NodeClassDrift`, `AMIDrift`, `SubnetDrift`, `SecurityGroupDrift`, `InstanceTypeNotFound`",
+            ),
+        ],
+    ),
 ];
 
 /// One metric as the registry describes it.
