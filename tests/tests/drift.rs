@@ -129,7 +129,13 @@ async fn an_ami_alias_or_template_change_drifts_every_node_and_reverting_clears_
             .await
             .unwrap();
         all_drifted(&client, &before, "AMIDrift", Duration::from_secs(90)).await;
-        let ami = ctx.render_metrics();
+        // The gauge is written at the end of the pass that drifted them.
+        let ami = eventually("the drifted gauge", Duration::from_secs(30), || async {
+            let m = ctx.render_metrics();
+            m.contains("stowage_nodeclaims_drifted{nodepool=\"default\",reason=\"AMIDrift\"}")
+                .then_some(m)
+        })
+        .await;
         classes
             .patch(
                 "default",
@@ -162,9 +168,12 @@ async fn an_ami_alias_or_template_change_drifts_every_node_and_reverting_clears_
         ami
     })
     .await;
-    assert!(
-        metrics.lines().any(|l| l
-            .starts_with("stowage_nodeclaims_drifted{nodepool=\"default\",reason=\"AMIDrift\"}")),
-        "{metrics}"
-    );
+    let counted: usize = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("stowage_nodeclaims_drifted{nodepool=\"default\",reason=\"AMIDrift\"} ")
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(counted >= 1, "{metrics}");
 }
