@@ -262,6 +262,7 @@ pub trait CloudProvider: Send + Sync {
     /// weighs each pool's spare capacity; the solver's ranking decides types and sizes).
     fn set_interruption_costs(&self, costs: Vec<(OfferingKey, f64)>) {
         let _ = costs;
+    }
     /// The stamp `create` writes on a claim launched from the node class `name` now (a hash of
     /// the class fields a node keeps), once the class is resolved; `None` for a provider without
     /// one. The drift controller writes it on claims that lack it (launched before stamps
@@ -309,6 +310,7 @@ impl<P: CloudProvider + ?Sized> CloudProvider for std::sync::Arc<P> {
     }
     fn set_interruption_costs(&self, costs: Vec<(OfferingKey, f64)>) {
         (**self).set_interruption_costs(costs)
+    }
     fn node_class_stamp(&self, name: &str) -> Option<stowage_api::HashStamp> {
         (**self).node_class_stamp(name)
     }

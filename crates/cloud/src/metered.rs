@@ -226,6 +226,8 @@ impl<P: CloudProvider> CloudProvider for Metered<P> {
 
     fn set_interruption_costs(&self, costs: Vec<(crate::OfferingKey, f64)>) {
         self.inner.set_interruption_costs(costs)
+    }
+
     fn node_class_stamp(&self, name: &str) -> Option<stowage_api::HashStamp> {
         self.inner.node_class_stamp(name)
     }

@@ -1,9 +1,7 @@
 //! Stowage's controllers: the cluster state fed by watchers, provisioning (pending pods to
 //! NodeClaims), the NodeClaim lifecycle (launch, registration, initialization, liveness),
 //! termination (drain then delete the instance), garbage collection, NodePool status, spot
-//! interruption handling, leader election and metrics.
-//! termination (drain then delete the instance), garbage collection, NodePool status, drift
-//! detection and expiry, leader election and metrics.
+//! interruption handling, drift detection and expiry, disruption, leader election and metrics.
 //!
 //! Key decision: controllers talk to Kubernetes only through `kube::Client` and to the cloud only
 //! through `stowage_cloud::CloudProvider`; tests and the simulator drive the same code against the

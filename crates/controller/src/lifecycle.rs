@@ -287,24 +287,24 @@ async fn launch(claim: &mut NodeClaim, ctx: &Context) -> Result<Option<Action>> 
     let fallback = spot_fallback(ctx, claim, &new_labels)
         .await
         .then(|| ctx.clock.now().to_string());
-    if &new_labels != claim.labels() || fallback.is_some() {
-        let mut metadata = json!({"labels": new_labels});
-        if let Some(at) = &fallback {
-            metadata["annotations"] = json!({ crate::disruption::candidates::SPOT_FALLBACK: at });
-        }
     // Annotations the provider stamped (its node class hash, for drift).
-    let new_annotations: BTreeMap<String, String> = launched
+    let mut new_annotations: BTreeMap<String, String> = launched
         .annotations()
         .iter()
         .filter(|(k, v)| claim.annotations().get(*k) != Some(*v))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    if let Some(at) = &fallback {
+        new_annotations.insert(
+            crate::disruption::candidates::SPOT_FALLBACK.to_string(),
+            at.clone(),
+        );
+    }
     if &new_labels != claim.labels() || !new_annotations.is_empty() {
         let patched = api
             .patch(
                 &name,
                 &PatchParams::default(),
-                &Patch::Merge(json!({ "metadata": metadata })),
                 &Patch::Merge(
                     json!({"metadata": {"labels": new_labels, "annotations": new_annotations}}),
                 ),

@@ -272,6 +272,11 @@ impl Metrics {
             m.spot_interruption_rate.clone(),
         );
         m.disruption.register(&mut registry);
+        registry.register(
+            "nodeclaims_drifted",
+            "NodeClaims whose Drifted condition is True, by nodepool and drift reason",
+            m.nodeclaims_drifted.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -319,13 +324,6 @@ impl Metrics {
             self.spot_interruption_rate.get_or_create(&key).set(rate);
             keys.push(key);
         }
-    }
-
-            "nodeclaims_drifted",
-            "NodeClaims whose Drifted condition is True, by nodepool and drift reason",
-            m.nodeclaims_drifted.clone(),
-        );
-        Self { registry, ..m }
     }
 
     /// Replaces the drifted-claim gauges: counts by (nodepool, reason); series no longer drifted

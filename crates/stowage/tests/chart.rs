@@ -732,9 +732,8 @@ fn every_run_flag_is_reachable_from_values_with_the_same_default() {
                 || key.ends_with("Ttl")
                 || key.ends_with("HalfLife")
                 || key == "initializedGrace"
-                || key.starts_with("disruption") =>
-                || key.ends_with("Interval")
-                || key == "initializedGrace" =>
+                || key.starts_with("disruption")
+                || key.ends_with("Interval") =>
             {
                 json!("7m")
             }
