@@ -1,6 +1,8 @@
-//! Drift detection on the whole simulated cluster: editing a node class's AMI alias or a
+//! Drift and expiry on the whole simulated cluster: editing a node class's AMI alias or a
 //! NodePool's template marks every node launched before as `Drifted` with the reason, within
-//! seconds of virtual time; reverting the edit clears it.
+//! seconds of virtual time (reverting the edit clears it), and the disruption controller replaces
+//! them all under a budget of one; `expireAfter` rotates every node. The simulated cluster's
+//! referee checks that no PDB or budget was broken and no pod lost.
 #![allow(clippy::unwrap_used)] // the script helpers unwrap like the tests
 
 use std::collections::BTreeMap;
@@ -176,4 +178,178 @@ async fn an_ami_alias_or_template_change_drifts_every_node_and_reverting_clears_
         .and_then(|n| n.parse().ok())
         .unwrap();
     assert!(counted >= 1, "{metrics}");
+}
+
+/// Initialized claims not being deleted, by name.
+async fn live_claims(client: &kube::Client) -> Vec<String> {
+    drift_reasons(client).await.into_keys().collect()
+}
+
+/// Running pods of the `web` workload.
+async fn running_web(client: &kube::Client) -> usize {
+    let pods: Vec<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), "default")
+        .list(&ListParams::default().labels("sim.stowage.dev/workload=web"))
+        .await
+        .unwrap()
+        .items;
+    pods.iter()
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .count()
+}
+
+/// Waits for the 12 web pods on initialized nodes; the claims then.
+async fn settled(client: &kube::Client) -> Vec<String> {
+    eventually(
+        "12 pods on initialized nodes",
+        Duration::from_secs(600),
+        || async {
+            let claims = live_claims(client).await;
+            (running_web(client).await == 12 && claims.len() >= 3).then_some(claims)
+        },
+    )
+    .await
+}
+
+const ROTATION: &str = r#"
+name: rotation
+duration: 3h
+catalog: { source: synthetic, types: 8 }
+nodeClasses:
+  - name: default
+    spec:
+      amiSelectorTerms: [{ alias: al2023@latest }]
+      subnetSelectorTerms: [{ tags: { stowage.dev/discovery: test } }]
+      securityGroupSelectorTerms: [{ tags: { stowage.dev/discovery: test } }]
+      role: NodeRole
+nodePools:
+  - name: default
+    spec:
+      template:
+        metadata: { labels: { team: web } }
+        spec:
+          nodeClassRef: { group: aws.stowage.dev, kind: EC2NodeClass, name: default }
+          EXPIRE
+      disruption:
+        consolidateAfter: Never
+        budgets: [{ nodes: "1" }]
+timeline:
+  - at: 0s
+    create: { name: web, replicas: 12, requests: { cpu: "3", memory: 1Gi }, pdb: { maxUnavailable: "1" } }
+"#;
+
+/// What the rotation tests edit to drift every node.
+#[derive(Clone, Copy)]
+enum Edit {
+    TemplateLabel,
+    AmiAlias,
+}
+
+/// Drifts every node with `edit` under a budget of one; all are replaced, one at a time, with no
+/// PDB broken and no pod lost.
+async fn drift_rotation(edit: Edit) {
+    let yaml = ROTATION.replace("EXPIRE", "expireAfter: Never");
+    let (report, replaced) = simulate(&yaml, move |env, _ctx| async move {
+        let client = env.client.clone();
+        let before = settled(&client).await;
+        match edit {
+            Edit::TemplateLabel => {
+                let pools: Api<NodePool> = Api::all(client.clone());
+                pools
+                    .patch(
+                        "default",
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"spec": {"template": {"metadata": {"labels": {"team": "search"}}}}})),
+                    )
+                    .await
+                    .unwrap();
+            }
+            Edit::AmiAlias => {
+                let kind = stowage_sim::node_class_kind();
+                let resource = kube::api::ApiResource {
+                    group: kind.group.clone(),
+                    version: kind.version.clone(),
+                    api_version: kind.api_version(),
+                    kind: kind.kind.clone(),
+                    plural: kind.plural.clone(),
+                };
+                let classes: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+                classes
+                    .patch(
+                        "default",
+                        &PatchParams::default(),
+                        &Patch::Merge(
+                            json!({"spec": {"amiSelectorTerms": [{"alias": "bottlerocket@latest"}]}}),
+                        ),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        eventually(
+            "every drifted node replaced, the pods Running",
+            Duration::from_secs(2 * 3600),
+            || async {
+                let now = live_claims(&client).await;
+                (before.iter().all(|c| !now.contains(c)) && running_web(&client).await == 12)
+                    .then_some(())
+            },
+        )
+        .await;
+        before.len()
+    })
+    .await;
+    assert!(replaced >= 3);
+    assert_eq!(report.budget_violations, 0, "{:?}", report.violations);
+    assert_eq!(report.pdb_violations, 0, "{:?}", report.violations);
+    assert_eq!(report.pods_lost, 0);
+    let drifted = report
+        .disruptions_by_reason
+        .get("Drifted")
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        drifted >= replaced as u64,
+        "{:?}",
+        report.disruptions_by_reason
+    );
+    let most = report
+        .max_disrupting_by_pool
+        .get("default")
+        .copied()
+        .unwrap_or(0);
+    assert_eq!(most, 1, "a budget of one: one node disrupting at a time");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_template_change_replaces_every_node_under_a_budget_of_one() {
+    drift_rotation(Edit::TemplateLabel).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ami_alias_change_replaces_every_node_under_a_budget_of_one() {
+    drift_rotation(Edit::AmiAlias).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn expire_after_rotates_every_node_without_breaking_the_pdb() {
+    let yaml = ROTATION.replace("EXPIRE", "expireAfter: 1h");
+    let (report, rotated) = simulate(&yaml, |env, _ctx| async move {
+        let client = env.client.clone();
+        let before = settled(&client).await;
+        eventually(
+            "every node past its expireAfter replaced, the pods Running",
+            Duration::from_secs(2 * 3600),
+            || async {
+                let now = live_claims(&client).await;
+                (before.iter().all(|c| !now.contains(c)) && running_web(&client).await == 12)
+                    .then_some(())
+            },
+        )
+        .await;
+        before.len()
+    })
+    .await;
+    assert!(rotated >= 3);
+    assert_eq!(report.pdb_violations, 0, "{:?}", report.violations);
+    assert_eq!(report.pods_lost, 0);
 }

@@ -203,7 +203,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let state = state_from(objects).map_err(super::bad_input)?;
         timings.phase("snapshot");
         let c = consolidation(
-            &state,
+            state,
             types,
             stowage_clock::SystemClock.now(),
             args.max_instance_types,
@@ -733,7 +733,7 @@ pub struct Consolidation {
 }
 
 /// A node that must not be disrupted, and why.
-#[derive(Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Blocked {
     pub node: String,
     pub reason: String,
@@ -743,13 +743,13 @@ pub struct Blocked {
 /// pools applied). Nodes with a NodePool label and no NodeClaim get one, initialized when the
 /// Node was created.
 pub fn consolidation(
-    state: &ClusterState,
+    mut state: ClusterState,
     types: Vec<InstanceType>,
     now: jiff::Timestamp,
     max_instance_types: usize,
 ) -> Consolidation {
     use stowage_controller::disruption;
-    let state = with_claims_for_nodes(state);
+    add_claims_for_nodes(&mut state);
     let catalogue = std::sync::Arc::new(types);
     let types: BTreeMap<String, std::sync::Arc<Vec<InstanceType>>> = state
         .nodepools()
@@ -783,21 +783,10 @@ pub fn consolidation(
     }
 }
 
-/// The state with an initialized NodeClaim for every Node of a NodePool that has none.
-fn with_claims_for_nodes(state: &ClusterState) -> ClusterState {
-    let mut out = ClusterState::new();
-    for p in state.nodepools() {
-        out.apply_nodepool((**p).clone());
-    }
-    for c in state.claims() {
-        out.apply_claim((**c).clone());
-    }
-    for ds in state.daemonsets() {
-        out.apply_daemonset((**ds).clone());
-    }
-    for pdb in state.pdbs() {
-        out.apply_pdb((**pdb).clone());
-    }
+/// Gives every Node of a NodePool that has no NodeClaim an initialized one (in place: the state
+/// keeps only what decisions need of its pods, so it is not rebuilt from them).
+fn add_claims_for_nodes(state: &mut ClusterState) {
+    let mut add = Vec::new();
     for node in state.nodes() {
         let mut node = (**node).clone();
         let name = node.name_any();
@@ -842,14 +831,13 @@ fn with_claims_for_nodes(state: &ClusterState) -> ClusterState {
             ] {
                 status.set_true(c, c, created);
             }
-            out.apply_claim(claim);
+            add.push((node, claim));
         }
-        out.apply_node(node);
     }
-    for p in state.pods() {
-        out.apply_pod((**p).clone());
+    for (node, claim) in add {
+        state.apply_node(node);
+        state.apply_claim(claim);
     }
-    out
 }
 
 /// The consolidation report as a table.
@@ -1134,7 +1122,7 @@ status:
         .unwrap();
         let state = state_from(objects).unwrap();
         let now = "2026-01-01T01:00:00Z".parse().unwrap();
-        let c = consolidation(&state, stowage_solver::catalog::karpenter_shape(8), now, 60);
+        let c = consolidation(state, stowage_solver::catalog::karpenter_shape(8), now, 60);
         // n3 holds a pod that would be lost; n0..n2 (3 x $0.30/h) fit one 2-vCPU node ($0.60/h).
         assert_eq!(c.candidates, 3);
         assert_eq!(c.blocked.len(), 1);

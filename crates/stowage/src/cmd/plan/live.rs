@@ -8,8 +8,9 @@
 //! - for nodes Stowage does not own (Cluster Autoscaler's, or any other), their estimated cost
 //!   today against Stowage's re-pack of the same running pods onto the NodePools given with `-f`
 //!   ("what would migrating save");
-//! - what consolidation would remove or replace: a hook ([`consolidation_hook`]) that stays empty
-//!   until the disruption work lands.
+//! - what consolidation would remove or replace now and the $/h it saves: one round of the
+//!   disruption controller's own candidates, budgets and methods ([`consolidation_of`]), with the
+//!   cluster's PodDisruptionBudgets.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -172,14 +173,21 @@ pub struct GroupCost {
     pub per_hour: f64,
 }
 
-/// What consolidation would remove or replace, and the saving. Filled in by
-/// [`consolidation_hook`] once consolidation exists.
+/// What consolidation would remove or replace now, and the saving ([`consolidation_of`]).
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Consolidation {
+    /// Nodes deleted with no replacement.
     pub remove: Vec<String>,
+    /// Nodes deleted once their (cheaper) replacement is up.
     pub replace: Vec<String>,
     pub saving_per_hour: f64,
+    /// The method that found the command, and the command in words.
+    pub method: Option<String>,
+    pub description: Option<String>,
+    /// Nodes the controller may disrupt now, and those blocked (with why).
+    pub candidates: usize,
+    pub blocked: Vec<super::Blocked>,
 }
 
 /// The report of `stowage plan --kubeconfig`.
@@ -191,23 +199,45 @@ pub struct Report {
     pub pending: Plan,
     /// `None` when every node is Stowage's or no NodePool was given with `-f`.
     pub migration: Option<Migration>,
-    /// `None` until consolidation exists (see [`consolidation_hook`]).
-    pub consolidation: Option<Consolidation>,
+    /// What consolidation would do now ([`consolidation_of`]).
+    pub consolidation: Consolidation,
 }
 
-/// HOOK(consolidation): what consolidation would remove or replace on the live cluster and the
-/// $/h it saves. The decisions are `stowage_solver::consolidate::decide`; which nodes are
-/// candidates (initialized, past `consolidateAfter`, not blocked by do-not-disrupt or `pdbs`) and
-/// the per-pool budgets are the disruption controller's (`crates/controller/src/disruption`, issue
-/// 12, with `stowage plan --consolidate`), not merged yet. Until then this returns `None` and the
-/// report says so; then build the candidates and budgets from `state` and `pdbs` with the
-/// controller's own functions, call `decide` and map its command into [`Consolidation`] (the
-/// table and JSON output already print it).
-fn consolidation_hook(
-    _state: &stowage_controller::ClusterState,
-    _pdbs: &[PodDisruptionBudget],
-) -> Option<Consolidation> {
-    None
+/// What one disruption round would do on the live cluster now: the disruption controller's
+/// candidates (initialized, past `consolidateAfter`, not blocked by do-not-disrupt or `pdbs`),
+/// budgets and methods, as `stowage plan --consolidate` runs them.
+fn consolidation_of(
+    mut state: stowage_controller::ClusterState,
+    pdbs: &[PodDisruptionBudget],
+    types: Vec<InstanceType>,
+    options: &SolveOptions,
+) -> Consolidation {
+    for pdb in pdbs {
+        state.apply_pdb(pdb.clone());
+    }
+    let c = super::consolidation(
+        state,
+        types,
+        stowage_clock::SystemClock.now(),
+        options.max_instance_types,
+    );
+    let mut out = Consolidation {
+        candidates: c.candidates,
+        blocked: c.blocked,
+        saving_per_hour: c.savings_per_hour,
+        ..Consolidation::default()
+    };
+    if let Some(plan) = c.command {
+        let nodes: Vec<String> = plan.targets.iter().map(|t| t.node.clone()).collect();
+        if plan.replacements.is_empty() {
+            out.remove = nodes;
+        } else {
+            out.replace = nodes;
+        }
+        out.method = Some(plan.method.as_str().to_string());
+        out.description = Some(plan.describe());
+    }
+    out
 }
 
 fn is_stowage_node(n: &Node) -> bool {
@@ -376,7 +406,7 @@ pub fn report(
     );
     let (input, state) = super::input_and_state(objects, types.clone())?;
     let pending = stowage_solver::solve(&input, options);
-    let consolidation = consolidation_hook(&state, &cluster.pdbs);
+    let consolidation = consolidation_of(state, &cluster.pdbs, types.clone(), options);
 
     let migration = match migration_input {
         None => None,
@@ -543,17 +573,29 @@ pub fn render_table(r: &Report) -> String {
         }
     }
     out.push_str("\n== Consolidation ==\n");
-    match &r.consolidation {
-        None => out.push_str("Not available yet: consolidation is not part of this build.\n"),
-        Some(c) => {
+    let c = &r.consolidation;
+    match &c.description {
+        None => {
             let _ = writeln!(
                 out,
-                "Remove {} nodes, replace {}: saves ${:.4}/hour",
+                "Nothing to consolidate ({} candidate node(s), {} blocked).",
+                c.candidates,
+                c.blocked.len()
+            );
+        }
+        Some(d) => {
+            let _ = writeln!(
+                out,
+                "{}: {d}. Remove {} node(s), replace {}: saves ${:.4}/hour",
+                c.method.as_deref().unwrap_or("-"),
                 c.remove.len(),
                 c.replace.len(),
                 c.saving_per_hour
             );
         }
+    }
+    for b in &c.blocked {
+        let _ = writeln!(out, "  blocked {}: {}", b.node, b.reason);
     }
     out
 }
@@ -977,7 +1019,9 @@ mod tests {
         );
         assert!((m.saving_per_hour - (m.today_per_hour - m.stowage_per_hour)).abs() < 1e-9);
         assert!((m.saving_per_month - m.saving_per_hour * HOURS_PER_MONTH).abs() < 1e-6);
-        assert!(report.consolidation.is_none());
+        // Cluster Autoscaler's nodes are not Stowage's to consolidate.
+        assert_eq!(report.consolidation.candidates, 0);
+        assert!(report.consolidation.description.is_none());
 
         let table = render_table(&report);
         // The figures, for whoever runs the test with --nocapture.
@@ -1035,6 +1079,57 @@ mod tests {
             report.migration.is_none(),
             "no node and no -f pools: nothing to compare"
         );
+    }
+
+    #[tokio::test]
+    async fn consolidation_shows_what_the_disruption_controller_would_do_now() {
+        let server = server(true);
+        let client = server.client();
+        let pool: NodePool = serde_saphyr::from_str(
+            "apiVersion: stowage.dev/v1\nkind: NodePool\nmetadata: {name: general}\nspec:\n  template:\n    spec:\n      nodeClassRef: {group: aws.stowage.dev, kind: EC2NodeClass, name: default}\n      requirements: [{key: kubernetes.io/arch, operator: In, values: [amd64]}]\n  disruption: {consolidationPolicy: WhenEmptyOrUnderutilized, consolidateAfter: 0s}\n",
+        )
+        .unwrap();
+        Api::<NodePool>::all(client.clone())
+            .create(&PostParams::default(), &pool)
+            .await
+            .unwrap();
+        let spec = NodeSpec {
+            group: "stowage",
+            itype: "m5.large",
+            spot: true,
+            cpu: "2",
+            memory: "8Gi",
+            labels: &[
+                (labels::NODEPOOL, "general"),
+                (labels::CAPACITY_TYPE, "spot"),
+            ],
+            taint: None,
+            extra: &[],
+        };
+        let nodes: Api<Node> = Api::all(client.clone());
+        for name in ["busy", "empty"] {
+            nodes
+                .create(
+                    &PostParams::default(),
+                    &serde_json::from_value(node(name, "us-east-1a", &spec)).unwrap(),
+                )
+                .await
+                .unwrap();
+        }
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+        let p = pod("web-0", Some("busy"), "1", "1Gi", &[], None);
+        pods.create(&PostParams::default(), &serde_json::from_value(p).unwrap())
+            .await
+            .unwrap();
+
+        let cluster = read(&client).await.unwrap();
+        let report = report(cluster, Vec::new(), catalogue(), &SolveOptions::default()).unwrap();
+        let c = &report.consolidation;
+        assert_eq!(c.method.as_deref(), Some("emptiness"), "{c:?}");
+        assert_eq!(c.remove, ["empty"], "{c:?}");
+        assert!(c.replace.is_empty() && c.saving_per_hour > 0.0, "{c:?}");
+        let table = render_table(&report);
+        assert!(table.contains("emptiness: deleting 1 node"), "{table}");
     }
 
     #[tokio::test]
