@@ -176,8 +176,16 @@ fn main() {
         return;
     }
     let args: Vec<usize> = argv.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let pods_n = args.first().copied().unwrap_or(40_000);
-    let nodes_n = args.get(1).copied().unwrap_or(3_200).max(1);
+    // `cargo bench` passes `--bench`: the seed's size. `cargo test` (which runs every target)
+    // passes nothing: a small cluster, so the suite checks that the benchmark still runs
+    // without spending minutes and gigabytes of a debug build on it.
+    let (default_pods, default_nodes) = if argv.iter().any(|a| a == "--bench") {
+        (40_000, 3_200)
+    } else {
+        (2_000, 160)
+    };
+    let pods_n = args.first().copied().unwrap_or(default_pods);
+    let nodes_n = args.get(1).copied().unwrap_or(default_nodes).max(1);
     // Generated here, measured in a fresh process: memory freed while generating stays
     // resident and would be reused by the state without the resident size growing.
     let path =
