@@ -61,7 +61,7 @@ pub struct Candidates {
     /// Sorted cheapest to disrupt first (disruption cost, then on-demand above its pool's cap
     /// first, then name).
     pub eligible: Vec<Eligible>,
-    /// Per pool: its nodes (claims) and those already disrupting (being deleted, `Disrupting`,
+    /// Per pool: its initialized nodes (claims) and those already disrupting (being deleted, `Disrupting`,
     /// or tainted `stowage.dev/disrupted`).
     pub pool_nodes: BTreeMap<String, (usize, usize)>,
     /// The earliest time a node becomes eligible by time alone (`consolidateAfter`,
@@ -129,7 +129,11 @@ pub fn candidates(
         };
         let node = state.claim_node(claim);
         let counts = out.pool_nodes.entry(pool_name.to_string()).or_default();
-        counts.0 += 1;
+        // A budget's percentage is of the pool's initialized nodes (a node still launching is
+        // not yet capacity the pool can spare), as Karpenter counts it.
+        if claim.is_true(INITIALIZED) {
+            counts.0 += 1;
+        }
         if is_disrupting(claim, node.as_deref()) {
             counts.1 += 1;
             continue;
@@ -624,6 +628,21 @@ mod tests {
         c.metadata.annotations = Some([(labels::DO_NOT_DISRUPT.to_string(), "true".into())].into());
         s.apply_claim(c);
         assert!(found(&s, at).by_node("n3").unwrap().blocked.is_some());
+    }
+
+    #[test]
+    fn a_budget_percentage_is_of_the_initialized_nodes() {
+        let at = ts("2026-01-01T01:00:00Z");
+        // 10 initialized nodes and 2 still launching: 10 % of 10 is 1 (of 12 it would be 2).
+        let mut s = state(10, |_| {});
+        for i in 10..12 {
+            s.apply_claim(launched(
+                claim(&format!("c{i}"), "default"),
+                &format!("fake:///z/i-{i}"),
+            ));
+        }
+        let b = budgets(&s, &candidates(&s, &BTreeMap::new(), at), at);
+        assert_eq!(b.get("default", Reason::Underutilized), 1);
     }
 
     #[test]
