@@ -151,36 +151,7 @@ enum FinalizerRemoval {
 }
 
 async fn taint_disrupted(ctx: &Context, node: &Node) -> Result<()> {
-    let taint = disrupted_taint();
-    let mut taints = node
-        .spec
-        .as_ref()
-        .and_then(|s| s.taints.clone())
-        .unwrap_or_default();
-    if taints
-        .iter()
-        .any(|t| t.key == taint.key && t.effect == taint.effect)
-    {
-        return Ok(());
-    }
-    taints.push(taint);
-    let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let node_name = node.name_any();
-    match nodes
-        .patch(
-            &node_name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"taints": taints}})),
-        )
-        .await
-    {
-        Ok(n) => {
-            ctx.update_state(|s| s.apply_node(n));
-            Ok(())
-        }
-        Err(e) if is_not_found(&e) => Ok(()),
-        Err(e) => Err(Error::kube("taint node", &node_name)(e)),
-    }
+    crate::disruption::command::set_disrupted_taint(ctx, node, true).await
 }
 
 /// Evicts the next tier; `Some(wait)` while pods remain.

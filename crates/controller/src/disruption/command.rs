@@ -312,8 +312,9 @@ async fn patch_conditions(ctx: &Context, claim: &mut NodeClaim) -> Result<()> {
     }
 }
 
-/// Adds or removes the disrupted taint.
-async fn set_disrupted_taint(ctx: &Context, node: &Node, on: bool) -> Result<()> {
+/// Adds or removes the disrupted taint (`stowage.dev/disrupted:NoSchedule`): the one writer of
+/// it (termination taints through it too).
+pub(crate) async fn set_disrupted_taint(ctx: &Context, node: &Node, on: bool) -> Result<()> {
     let mut taints = node
         .spec
         .as_ref()
