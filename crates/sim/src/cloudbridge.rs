@@ -5,7 +5,10 @@
 //! The bridge is served on the simulated API server's own address under [`PREFIX`] (so the
 //! controller reaches it with the same kubeconfig), one `POST` per [`CloudProvider`] operation
 //! with JSON bodies; errors travel as a typed body ([`WireError`]) so the controller branches on
-//! them exactly as on the in-process provider's. [`RemoteCloud`] is the client side.
+//! them exactly as on the in-process provider's. The fake cloud's interruption queue travels the
+//! same way (`interruptions/receive` long-polls, `interruptions/ack` deletes), so the separate
+//! process sees the scenario's spot interruption warnings as `stowage simulate` does.
+//! [`RemoteCloud`] is the client side of both.
 //!
 //! Nothing here is for production: a real cluster has no such endpoint.
 
@@ -16,6 +19,10 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use serde::{Deserialize, Serialize};
 use stowage_api::{NodeClaim, NodePool};
+use stowage_cloud::interruption::{
+    AckHandle, InstanceStateChange, InterruptionEvent, InterruptionKind, InterruptionMessage,
+    InterruptionSource, MessageContent,
+};
 use stowage_cloud::{
     CapacityType, CloudProvider, DriftReason, Error, NodeClassKind, NodeClassStatus, OfferingKey,
     Result,
@@ -126,6 +133,134 @@ struct Get {
     provider_id: String,
 }
 
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Ack {
+    ack: String,
+}
+
+/// An interruption message as it travels.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireMessage {
+    id: String,
+    ack: String,
+    content: WireContent,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+enum WireContent {
+    Events { events: Vec<WireEvent> },
+    Ignored { what: String },
+    Malformed { why: String },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireEvent {
+    /// [`InterruptionKind::as_str`].
+    kind: String,
+    /// For a state change: EC2's name of the state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    state: Option<String>,
+    instance_id: String,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    time: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    offering: Option<WireOffering>,
+}
+
+impl From<&InterruptionMessage> for WireMessage {
+    fn from(m: &InterruptionMessage) -> Self {
+        let content = match &m.content {
+            MessageContent::Events(events) => WireContent::Events {
+                events: events
+                    .iter()
+                    .map(|e| WireEvent {
+                        kind: e.kind.as_str().to_string(),
+                        state: match e.kind {
+                            InterruptionKind::StateChange(s) => Some(s.as_str().to_string()),
+                            _ => None,
+                        },
+                        instance_id: e.instance_id.clone(),
+                        time: e.time.map(|t| t.to_string()),
+                        offering: e.offering.as_ref().map(|o| WireOffering {
+                            instance_type: o.instance_type.clone(),
+                            zone: o.zone.clone(),
+                            capacity_type: o.capacity_type,
+                        }),
+                    })
+                    .collect(),
+            },
+            MessageContent::Ignored(what) => WireContent::Ignored { what: what.clone() },
+            MessageContent::Malformed(why) => WireContent::Malformed { why: why.clone() },
+        };
+        WireMessage {
+            id: m.id.clone(),
+            ack: m.ack.0.clone(),
+            content,
+        }
+    }
+}
+
+impl WireEvent {
+    /// The event, or why it could not be read (the message is then passed on as malformed, so
+    /// the core counts and acknowledges it).
+    fn into_event(self) -> std::result::Result<InterruptionEvent, String> {
+        let kind = match self.kind.as_str() {
+            "spot_interruption" => InterruptionKind::SpotInterruption,
+            "rebalance_recommendation" => InterruptionKind::RebalanceRecommendation,
+            "scheduled_change" => InterruptionKind::ScheduledChange,
+            "state_change" => InterruptionKind::StateChange(
+                self.state
+                    .as_deref()
+                    .and_then(InstanceStateChange::parse)
+                    .ok_or_else(|| format!("state change without a known state: {:?}", self.state))?,
+            ),
+            other => return Err(format!("unknown interruption kind {other:?}")),
+        };
+        let time = match self.time {
+            Some(t) => Some(
+                t.parse::<jiff::Timestamp>()
+                    .map_err(|e| format!("bad event time {t:?}: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok(InterruptionEvent {
+            kind,
+            instance_id: self.instance_id,
+            time,
+            offering: self.offering.map(|o| OfferingKey {
+                instance_type: o.instance_type,
+                zone: o.zone,
+                capacity_type: o.capacity_type,
+            }),
+        })
+    }
+}
+
+impl WireMessage {
+    fn into_message(self) -> InterruptionMessage {
+        let content = match self.content {
+            WireContent::Events { events } => {
+                match events.into_iter().map(WireEvent::into_event).collect() {
+                    Ok(events) => MessageContent::Events(events),
+                    Err(why) => MessageContent::Malformed(why),
+                }
+            }
+            WireContent::Ignored { what } => MessageContent::Ignored(what),
+            WireContent::Malformed { why } => MessageContent::Malformed(why),
+        };
+        InterruptionMessage {
+            id: self.id,
+            ack: AckHandle(self.ack),
+            content,
+        }
+    }
+}
+
 fn drift_from_str(s: &str) -> Option<DriftReason> {
     [
         DriftReason::AmiDrift,
@@ -165,8 +300,14 @@ fn bad_request(message: String) -> http::Response<Bytes> {
     }))
 }
 
-/// Serves one bridge request (`path` below [`PREFIX`]) against `cloud`.
-pub async fn handle(cloud: &dyn CloudProvider, path: &str, body: &[u8]) -> http::Response<Bytes> {
+/// Serves one bridge request (`path` below [`PREFIX`]) against `cloud` and, for
+/// `interruptions/*`, its interruption queue (refused when none is attached).
+pub async fn handle(
+    cloud: &dyn CloudProvider,
+    interruptions: Option<&dyn InterruptionSource>,
+    path: &str,
+    body: &[u8],
+) -> http::Response<Bytes> {
     fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> std::result::Result<T, String> {
         serde_json::from_slice(body).map_err(|e| format!("bad bridge request body: {e}"))
     }
@@ -204,6 +345,21 @@ pub async fn handle(cloud: &dyn CloudProvider, path: &str, body: &[u8]) -> http:
             kind: k.kind,
             plural: k.plural,
         }))),
+        "interruptions/receive" | "interruptions/ack" => {
+            let Some(queue) = interruptions else {
+                return bad_request("no interruption queue is attached to the bridge".into());
+            };
+            if path == "interruptions/ack" {
+                with_body!(Ack, |a| answer(queue.acknowledge(&AckHandle(a.ack)).await))
+            } else {
+                answer(
+                    queue
+                        .receive()
+                        .await
+                        .map(|ms| ms.iter().map(WireMessage::from).collect::<Vec<_>>()),
+                )
+            }
+        }
         other => bad_request(format!("no bridge operation {other:?}")),
     }
 }
@@ -321,10 +477,41 @@ impl CloudProvider for RemoteCloud {
     }
 }
 
+/// The fake cloud's interruption queue in the other process: `receive` long-polls there (up to
+/// the fake queue's own bound), `acknowledge` deletes there.
+#[async_trait]
+impl InterruptionSource for RemoteCloud {
+    async fn receive(&self) -> Result<Vec<InterruptionMessage>> {
+        let messages: Vec<WireMessage> = self
+            .call("interruptions/receive", "receive_interruptions", &())
+            .await?;
+        Ok(messages
+            .into_iter()
+            .map(WireMessage::into_message)
+            .collect())
+    }
+    async fn acknowledge(&self, ack: &AckHandle) -> Result<()> {
+        let body = Ack { ack: ack.0.clone() };
+        self.call("interruptions/ack", "acknowledge_interruption", &body)
+            .await
+    }
+    fn name(&self) -> &'static str {
+        "simulated"
+    }
+}
+
 /// The bridge as the API server's transports see it: the cloud it serves.
 pub(crate) type Bridge = Arc<dyn CloudProvider>;
 
-/// Reads a whole request body (the bridge's bodies are small).
-pub(crate) async fn serve(cloud: Bridge, path: String, body: Bytes) -> http::Response<Bytes> {
-    handle(cloud.as_ref(), &path, &body).await
+/// The interruption queue the bridge serves, when one is attached.
+pub(crate) type BridgeQueue = Arc<dyn InterruptionSource>;
+
+/// Serves one request (the bridge's bodies are small and read whole).
+pub(crate) async fn serve(
+    cloud: Bridge,
+    interruptions: Option<BridgeQueue>,
+    path: String,
+    body: Bytes,
+) -> http::Response<Bytes> {
+    handle(cloud.as_ref(), interruptions.as_deref(), &path, &body).await
 }

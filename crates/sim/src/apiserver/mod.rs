@@ -88,6 +88,8 @@ pub(crate) struct Shared {
     pub(crate) requests: std::sync::atomic::AtomicU64,
     /// The simulated cloud served under [`crate::cloudbridge::PREFIX`], once attached.
     pub(crate) cloud: std::sync::OnceLock<crate::cloudbridge::Bridge>,
+    /// Its interruption queue, served beside it once attached.
+    pub(crate) interruptions: std::sync::OnceLock<crate::cloudbridge::BridgeQueue>,
 }
 
 /// Ids of the kinds the simulated cluster's own components use.
@@ -154,6 +156,7 @@ impl ApiServer {
                 busy_nanos: Default::default(),
                 requests: Default::default(),
                 cloud: std::sync::OnceLock::new(),
+                interruptions: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -195,6 +198,15 @@ impl ApiServer {
     /// process of its own; see [`crate::cloudbridge`]). The first attached cloud stays.
     pub fn attach_cloud(&self, cloud: Arc<dyn stowage_cloud::CloudProvider>) {
         let _ = self.shared.cloud.set(cloud);
+    }
+
+    /// Serves `queue` (the attached cloud's interruption warnings) under
+    /// [`crate::cloudbridge::PREFIX`]`interruptions/`. The first attached queue stays.
+    pub fn attach_interruptions(
+        &self,
+        queue: Arc<dyn stowage_cloud::interruption::InterruptionSource>,
+    ) {
+        let _ = self.shared.interruptions.set(queue);
     }
 
     /// The in-process transport.
@@ -340,7 +352,10 @@ where
             .path()
             .strip_prefix(crate::cloudbridge::PREFIX)
             .map(str::to_string)
-            .and_then(|op| Some((op, shared.cloud.get()?.clone())));
+            .and_then(|op| {
+                let queue = shared.interruptions.get().cloned();
+                Some((op, shared.cloud.get()?.clone(), queue))
+            });
         Box::pin(async move {
             let (parts, body) = req.into_parts();
             let bytes = match read_body(body).await {
@@ -354,8 +369,8 @@ where
                     return Ok(r);
                 }
             };
-            if let Some((op, cloud)) = bridge {
-                let (head, body) = crate::cloudbridge::serve(cloud, op, bytes)
+            if let Some((op, cloud, queue)) = bridge {
+                let (head, body) = crate::cloudbridge::serve(cloud, queue, op, bytes)
                     .await
                     .into_parts();
                 return Ok(http::Response::from_parts(head, ApiBody::Full(Some(body))));

@@ -285,15 +285,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .build();
     let (cloud, queue): Aws = match args.cloud_provider {
         CloudProviderKind::Aws => aws_provider(&args, clock.clone()).await?,
-        // The simulated cloud's interruption warnings are not bridged over HTTP (yet).
-        CloudProviderKind::Simulated => (
-            Arc::new(
+        // The simulated cloud and its interruption queue, both over the bridge.
+        CloudProviderKind::Simulated => {
+            let remote = Arc::new(
                 stowage_sim::cloudbridge::RemoteCloud::connect(client.clone())
                     .await
                     .context("failed to reach the simulated cloud (is `stowage sim serve --scenario ...` running?)")?,
-            ),
-            None,
-        ),
+            );
+            (remote.clone(), Some(remote))
+        }
     };
     let mut ctx = Context::new(client, cloud, clock, settings.clone());
     if let Some(queue) = queue {

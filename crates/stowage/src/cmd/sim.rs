@@ -117,11 +117,18 @@ async fn serve_scenario(args: ServeArgs) -> anyhow::Result<()> {
     // The controllers read the wall clock: the simulation's time starts now.
     options.epoch = stowage_clock::Clock::now(&stowage_clock::SystemClock);
     let started = std::time::Instant::now();
+    // How far behind its timeline the simulation runs: a sample is due every `sample_every`;
+    // `late` is how long after that it was taken (the wall clock cannot be paused, so a
+    // simulator that does not keep up shows here, not in a slower virtual clock).
+    let every = scenario.sample_every.as_std().as_secs_f64();
+    let taken = std::sync::atomic::AtomicU64::new(0);
     options.on_sample = Some(stowage_sim::runner::OnSample(Arc::new(move |s| {
+        let k = taken.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         eprintln!(
-            "t={:>6.0}s wall={:>6.1}s nodes={} pods={} (pending {}) vcpu={:.0} nodeclaims={}",
+            "t={:>6.0}s wall={:>6.1}s late={:.1}s nodes={} pods={} (pending {}) vcpu={:.0} nodeclaims={}",
             s.t,
             started.elapsed().as_secs_f64(),
+            (s.t - k as f64 * every).max(0.0),
             s.nodes(),
             s.pending_pods + s.running_pods,
             s.pending_pods,
@@ -155,6 +162,9 @@ async fn serve_scenario(args: ServeArgs) -> anyhow::Result<()> {
             .context("failed to start the simulation runtime")?;
         rt.block_on(simulation.run(move |env| async move {
             env.api.attach_cloud(env.provider.clone());
+            // Spot interruption warnings reach the controller process as `stowage simulate`'s
+            // controllers read them: from the fake cloud's queue.
+            env.api.attach_interruptions(env.cloud.clone());
             match tokio::net::TcpListener::from_std(listener) {
                 Ok(l) => {
                     if let Err(e) = env.api.serve(l).await {
