@@ -32,7 +32,7 @@ sim=$!
 for _ in $(seq 600); do [[ -s "$dir/kubeconfig" ]] && break; sleep 0.1; done
 [[ -s "$dir/kubeconfig" ]] || { echo "the simulator wrote no kubeconfig; see $dir/sim.log" >&2; exit 1; }
 KUBECONFIG="$dir/kubeconfig" "$STOWAGE" run --cluster-name sim --cloud-provider simulated \
-    --leader-elect false --log-format text --log-level warn \
+    --leader-elect false --log-format text --log-level warn,stowage_controller::interruption=info \
     --metrics-addr 127.0.0.1:0 --health-addr 127.0.0.1:0 2>"$dir/controller.log" &
 ctl=$!
 tick=$(getconf CLK_TCK)
@@ -43,7 +43,10 @@ cpu_of() { awk -v t="$tick" '{printf "%.1f", ($14 + $15) / t}' "/proc/$1/stat"; 
 # RssAnon is the heap (what the controllers hold); RssFile the binary's pages that were run.
 echo "wall_s rss_mb anon_mb hwm_mb cpu_s sim_cpu_s | simulator"
 while kill -0 "$sim" 2>/dev/null && kill -0 "$ctl" 2>/dev/null; do
-    sleep "$INTERVAL"
+    for _ in $(seq "$INTERVAL"); do
+        sleep 1
+        kill -0 "$sim" 2>/dev/null || break 2
+    done
     [[ -r /proc/$ctl/status && -r /proc/$sim/status ]] || break
     rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$ctl/status")
     anon=$(awk '/^RssAnon:/ {print $2}' "/proc/$ctl/status")
@@ -59,9 +62,12 @@ while kill -0 "$sim" 2>/dev/null && kill -0 "$ctl" 2>/dev/null; do
     if [[ -n "$late" ]]; then late_max=$(awk -v a="$late_max" -v b="$late" 'BEGIN { print (b > a) ? b : a }'); fi
     echo "$(( $(date +%s) - start )) $((rss / 1024)) $((anon / 1024)) $((hwm / 1024)) $cpu $sim_cpu | $last"
 done
-# The simulator prints its report and exits when the scenario's time is up.
-wait "$sim" || echo "the simulator exited with status $?; see $dir/sim.log" >&2
+# The simulator prints its report and exits when the scenario's time is up; the controller's
+# log is read up to then (after it, it only says that the API server went away).
+ended=$(date -u +%Y-%m-%dT%H:%M:%S)
+kill -0 "$ctl" 2>/dev/null || echo "the controller exited before the scenario ended; see $dir/controller.log" >&2
 kill "$ctl" 2>/dev/null || true
+wait "$sim" || echo "the simulator exited with status $?; see $dir/sim.log" >&2
 wait "$ctl" 2>/dev/null || true
 duration_s=$(awk '/of virtual time/ {split($4, a, ":"); print a[1] * 3600 + a[2] * 60 + a[3]; exit}' "$dir/report.txt")
 echo "--- $SCENARIO at speed $SPEED; simulator report in $dir/report.txt, logs in $dir"
@@ -70,5 +76,7 @@ echo "controller peak RSS ${hwm} kB ($((hwm / 1024)) MB); RSS at the largest clu
 # Simulated hours as the scenario is written (the served run is SPEED times shorter).
 awk -v c="$cpu" -v sc="$sim_cpu" -v d="${duration_s:-0}" -v s="$SPEED" 'BEGIN { h = d * s / 3600; if (h > 0) printf "controller CPU %.1f s over %.2f simulated hours (%.0f s of wall): %.1f CPU-s per simulated hour (simulator: %.1f CPU-s per simulated hour)\n", c, h, d, c / h, sc / h }'
 echo "simulator peak RSS $((sim_hwm / 1024)) MB; at most ${late_max}s behind its timeline"
-echo "controller log: $(grep -c ' WARN ' "$dir/controller.log" || true) warnings, $(grep -c ' ERROR ' "$dir/controller.log" || true) errors"
+awk -v end="$ended" '$1 < end' "$dir/controller.log" >"$dir/controller-during.log"
+echo "controller log while the scenario ran: $(grep -c ' WARN ' "$dir/controller-during.log" || true) warnings, $(grep -c ' ERROR ' "$dir/controller-during.log" || true) errors"
+echo "interruption events the controller handled: $(grep -c 'interruption event handled' "$dir/controller.log" || true)"
 grep -E '^(scenario|peak|spot share|pending|launches|interruptions|  warning|cloud calls|violations)' "$dir/report.txt" || true

@@ -135,6 +135,20 @@ struct Get {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+struct MarkUnavailable {
+    offering: WireOffering,
+    ttl_seconds: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InterruptionCost {
+    offering: WireOffering,
+    cost_per_hour: f64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Ack {
     ack: String,
 }
@@ -170,6 +184,26 @@ struct WireEvent {
     time: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     offering: Option<WireOffering>,
+}
+
+impl From<&OfferingKey> for WireOffering {
+    fn from(o: &OfferingKey) -> Self {
+        WireOffering {
+            instance_type: o.instance_type.clone(),
+            zone: o.zone.clone(),
+            capacity_type: o.capacity_type,
+        }
+    }
+}
+
+impl From<WireOffering> for OfferingKey {
+    fn from(o: WireOffering) -> Self {
+        OfferingKey {
+            instance_type: o.instance_type,
+            zone: o.zone,
+            capacity_type: o.capacity_type,
+        }
+    }
 }
 
 impl From<&InterruptionMessage> for WireMessage {
@@ -217,7 +251,9 @@ impl WireEvent {
                 self.state
                     .as_deref()
                     .and_then(InstanceStateChange::parse)
-                    .ok_or_else(|| format!("state change without a known state: {:?}", self.state))?,
+                    .ok_or_else(|| {
+                        format!("state change without a known state: {:?}", self.state)
+                    })?,
             ),
             other => return Err(format!("unknown interruption kind {other:?}")),
         };
@@ -283,11 +319,14 @@ fn json_response(status: u16, body: Vec<u8>) -> http::Response<Bytes> {
     r
 }
 
+/// A provider error is a `422` with its [`WireError`]: a 4xx, because the call was served and the
+/// cloud declined it (an ICE, a throttle) — a 5xx would also make the kube client log each one
+/// at ERROR as a failed request, noise in the measured process.
 fn answer<T: Serialize>(result: Result<T>) -> http::Response<Bytes> {
     match result {
         Ok(v) => json_response(200, serde_json::to_vec(&v).unwrap_or_default()),
         Err(e) => json_response(
-            500,
+            422,
             serde_json::to_vec(&WireError::from(&e)).unwrap_or_default(),
         ),
     }
@@ -345,6 +384,20 @@ pub async fn handle(
             kind: k.kind,
             plural: k.plural,
         }))),
+        "mark-unavailable" => with_body!(MarkUnavailable, |m| {
+            let ttl = std::time::Duration::try_from_secs_f64(m.ttl_seconds).unwrap_or_default();
+            cloud.mark_unavailable(&m.offering.into(), ttl);
+            answer(Ok(()))
+        }),
+        "interruption-costs" => with_body!(Vec<InterruptionCost>, |costs| {
+            cloud.set_interruption_costs(
+                costs
+                    .into_iter()
+                    .map(|c| (c.offering.into(), c.cost_per_hour))
+                    .collect(),
+            );
+            answer(Ok(()))
+        }),
         "interruptions/receive" | "interruptions/ack" => {
             let Some(queue) = interruptions else {
                 return bad_request("no interruption queue is attached to the bridge".into());
@@ -369,6 +422,9 @@ pub async fn handle(
 pub struct RemoteCloud {
     client: kube::Client,
     kind: Option<NodeClassKind>,
+    /// The interruption costs last sent (the core sets them on every provisioning pass; only a
+    /// change travels).
+    costs: std::sync::Mutex<Vec<InterruptionCost>>,
 }
 
 impl std::fmt::Debug for RemoteCloud {
@@ -383,7 +439,11 @@ impl RemoteCloud {
     /// Connects through `client` (a client of the simulated API server) and asks for the node
     /// class kind once.
     pub async fn connect(client: kube::Client) -> Result<Self> {
-        let mut cloud = Self { client, kind: None };
+        let mut cloud = Self {
+            client,
+            kind: None,
+            costs: std::sync::Mutex::new(Vec::new()),
+        };
         let kind: Option<WireKind> = cloud
             .call("node-class-kind", "node_class_kind", &())
             .await?;
@@ -394,6 +454,21 @@ impl RemoteCloud {
             plural: k.plural,
         });
         Ok(cloud)
+    }
+
+    /// A call for a provider method that does not wait (the trait's setters are synchronous):
+    /// sent from a task of its own; a failure is logged, as the in-process setters cannot fail.
+    fn send<B: Serialize + Send + Sync + 'static>(&self, path: &'static str, body: B) {
+        let remote = Self {
+            client: self.client.clone(),
+            kind: None,
+            costs: std::sync::Mutex::new(Vec::new()),
+        };
+        tokio::spawn(async move {
+            if let Err(err) = remote.call::<B, ()>(path, path, &body).await {
+                tracing::warn!(%err, "simulated cloud bridge call failed");
+            }
+        });
     }
 
     async fn call<B: Serialize + ?Sized, T: for<'de> Deserialize<'de>>(
@@ -460,6 +535,30 @@ impl CloudProvider for RemoteCloud {
     }
     fn node_class_kind(&self) -> Option<NodeClassKind> {
         self.kind.clone()
+    }
+    fn mark_unavailable(&self, offering: &OfferingKey, ttl: std::time::Duration) {
+        let body = MarkUnavailable {
+            offering: offering.into(),
+            ttl_seconds: ttl.as_secs_f64(),
+        };
+        self.send("mark-unavailable", body);
+    }
+    fn set_interruption_costs(&self, costs: Vec<(OfferingKey, f64)>) {
+        let costs: Vec<InterruptionCost> = costs
+            .iter()
+            .map(|(o, c)| InterruptionCost {
+                offering: o.into(),
+                cost_per_hour: *c,
+            })
+            .collect();
+        {
+            let mut last = self.costs.lock().unwrap_or_else(|e| e.into_inner());
+            if *last == costs {
+                return;
+            }
+            *last = costs.clone();
+        }
+        self.send("interruption-costs", costs);
     }
     async fn reconcile_node_class(&self, class: &serde_json::Value) -> Result<NodeClassStatus> {
         let s: WireStatus = self

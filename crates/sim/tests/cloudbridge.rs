@@ -67,7 +67,10 @@ async fn interruption_messages_cross_the_bridge_and_are_acknowledged_there() {
         capacity_type: CapacityType::OnDemand,
     });
     let rebalance = InterruptionEvent::new(InterruptionKind::RebalanceRecommendation, "i-7");
-    cloud.send_message(MessageContent::Events(vec![stopped.clone(), rebalance.clone()]));
+    cloud.send_message(MessageContent::Events(vec![
+        stopped.clone(),
+        rebalance.clone(),
+    ]));
     cloud.send_message(MessageContent::Ignored("AWS Health Event".into()));
     cloud.send_message(MessageContent::Malformed("not JSON".into()));
 
@@ -82,11 +85,17 @@ async fn interruption_messages_cross_the_bridge_and_are_acknowledged_there() {
             assert!(e.time.is_some());
             let o = e.offering.as_ref().unwrap();
             assert_eq!(o.capacity_type, CapacityType::Spot);
-            assert_eq!(cloud.instance(&provider_id).unwrap().instance_type, o.instance_type);
+            assert_eq!(
+                cloud.instance(&provider_id).unwrap().instance_type,
+                o.instance_type
+            );
         }
         other => panic!("expected the interruption warning, got {other:?}"),
     }
-    assert_eq!(got[1].content, MessageContent::Events(vec![stopped, rebalance]));
+    assert_eq!(
+        got[1].content,
+        MessageContent::Events(vec![stopped, rebalance])
+    );
     assert_eq!(
         got[2].content,
         MessageContent::Ignored("AWS Health Event".into())
@@ -125,5 +134,38 @@ async fn without_an_attached_queue_receive_is_an_error_not_an_empty_queue() {
     assert!(
         err.to_string().contains("no interruption queue"),
         "unexpected error: {err}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_offering_marked_unavailable_remotely_is_kept_out_of_launches_there() {
+    let (cloud, remote) = bridge(false).await;
+    let launched = remote.create(&claim("a")).await.unwrap();
+    let instance = cloud
+        .instance(&launched.status.unwrap().provider_id.unwrap())
+        .unwrap();
+    let key = OfferingKey {
+        instance_type: instance.instance_type.clone(),
+        zone: instance.zone.clone(),
+        capacity_type: instance.capacity_type,
+    };
+    assert!(!cloud.is_unavailable(&key));
+    remote.mark_unavailable(&key, std::time::Duration::from_secs(600));
+    // The setter is synchronous; its call travels from a task of its own.
+    for _ in 0..100 {
+        if cloud.is_unavailable(&key) {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(cloud.is_unavailable(&key));
+    let next = remote.create(&claim("b")).await.unwrap();
+    let other = cloud
+        .instance(&next.status.unwrap().provider_id.unwrap())
+        .unwrap();
+    assert_ne!(
+        (other.instance_type, other.zone),
+        (key.instance_type, key.zone),
+        "the offering marked unavailable was bought again"
     );
 }
