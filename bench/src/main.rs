@@ -8,7 +8,8 @@
 //! `consolidate nodes=.. pods=.. candidates=.. command=.. nodes_removed=.. savings_per_hour=..
 //! elapsed_ms=..` (last line); each method run alone is reported on stderr.
 //! `stowage-bench solve --input input.json`: the same report for a solver input written by
-//! `stowage plan --write-input` (a real or generated dump, solved without reading it again).
+//! `stowage plan --write-input` (a real or generated dump, solved without reading it again);
+//! `--plan FILE` also writes the plan as JSON (to compare plans across builds).
 //! `stowage-bench gen-pods --pods N --out pods.json --nodepools pools.yaml`: a `kubectl get pods
 //! -A -o json` dump of pending pods in the seed mix, for timing `stowage plan` (see `pods.rs`).
 
@@ -20,7 +21,7 @@ use stowage_bench::pods;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: stowage-bench solve [--pods N] [--types N] [--mix diverse|generic|seed|spread|spread-limit] [--catalog karpenter|aws] [--input FILE] [--bound on|off] [--repeat N]"
+        "usage: stowage-bench solve [--pods N] [--types N] [--mix diverse|generic|seed|spread|spread-limit] [--catalog karpenter|aws] [--input FILE] [--bound on|off] [--repeat N] [--plan FILE]"
     );
     ExitCode::from(2)
 }
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
     let mut catalog = "karpenter".to_string();
     let mut from_file: Option<String> = None;
     let mut with_bound = true;
+    let mut plan_out: Option<String> = None;
     let mut it = args[1..].iter();
     while let Some(flag) = it.next() {
         let Some(value) = it.next() else {
@@ -59,6 +61,10 @@ fn main() -> ExitCode {
             },
             "--input" => {
                 from_file = Some(value.clone());
+                true
+            }
+            "--plan" => {
+                plan_out = Some(value.clone());
                 true
             }
             "--catalog" => {
@@ -111,6 +117,12 @@ fn main() -> ExitCode {
             best = Some(r);
         }
     }
+    if let Some(path) = plan_out
+        && let Err(e) = write_plan(&inp, &path)
+    {
+        eprintln!("failed to write {path}: {e}");
+        return ExitCode::FAILURE;
+    }
     if let Some(r) = best {
         println!("{}", r.line());
         for (name, (nodes, cost)) in &r.pools {
@@ -118,6 +130,17 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Solves `inp` once more and writes the plan as JSON (`--plan`: to compare plans across builds).
+fn write_plan(
+    inp: &stowage_solver::SolveInput,
+    path: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let plan = stowage_solver::solve(inp, &stowage_solver::SolveOptions::default());
+    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    serde_json::to_writer(file, &plan)?;
+    Ok(())
 }
 
 /// A solver input as `stowage plan --write-input` writes it (JSON).
