@@ -284,7 +284,7 @@ impl Engine<'_> {
     pub(super) fn build_classes(&mut self) {
         let input = self.input;
         let mut order: Vec<usize> = (0..input.pods.len()).collect();
-        order.sort_by(|a, b| input.pods[*a].key().cmp(&input.pods[*b].key()));
+        order.sort_by_cached_key(|i| input.pods[*i].key());
         // Under a spot blast radius, pods of different workloads are counted apart.
         let split = self.blast.active;
         // Pods alike but for labels are one class when the same topology groups select them

@@ -37,7 +37,7 @@ pub(super) struct Topology {
     pub(super) anti_domain_counts: HashMap<(usize, u32), u32>,
     /// Groups `..indexed` by their first matchLabels pair, or in `unindexed` when they have
     /// none ([`Topology::index_groups`]).
-    by_label: HashMap<(String, String), Vec<usize>>,
+    by_label: HashMap<String, HashMap<String, Vec<usize>>>,
     unindexed: Vec<usize>,
     indexed: usize,
 }
@@ -49,7 +49,7 @@ impl Topology {
         let mut out: Vec<usize> = pod
             .labels
             .iter()
-            .filter_map(|(k, v)| self.by_label.get(&(k.clone(), v.clone())))
+            .filter_map(|(k, v)| self.by_label.get(k)?.get(v))
             .flatten()
             .chain(&self.unindexed)
             .copied()
@@ -70,7 +70,9 @@ impl Topology {
             match key.selector.match_labels.iter().next() {
                 Some((k, v)) => self
                     .by_label
-                    .entry((k.clone(), v.clone()))
+                    .entry(k.clone())
+                    .or_default()
+                    .entry(v.clone())
                     .or_default()
                     .push(g),
                 None => self.unindexed.push(g),
@@ -322,8 +324,13 @@ impl Engine<'_> {
                 set.insert(v);
             }
         }
-        let mut label_values: Vec<String> = Vec::new();
+        // Zones and capacity types as masks, label values as a set: one pass over the types.
+        let (mut zones, mut capacity_types) = (0u64, 0u8);
+        // In the order first seen (value ids are interned in that order).
+        let (mut label_values, mut seen): (Vec<&str>, BTreeSet<&str>) = Default::default();
         let class = &self.classes[c];
+        let kind = self.ids.key_kind(key);
+        let key_name = self.ids.key_name(key);
         for (pi, pool) in self.catalog.pools.iter().enumerate() {
             let Some(bits) = &class.compatible[pi] else {
                 continue;
@@ -331,33 +338,39 @@ impl Engine<'_> {
             let cts = class.capacity_types & pool.capacity_types;
             for t in bits.iter() {
                 let ty = &self.catalog.types[t];
-                match self.ids.key_kind(key) {
-                    KeyKind::Zone => {
-                        let zones = ty.zones_any(cts) & class.zone_mask;
-                        for z in 0..self.ids.zones().len() {
-                            if zones & (1 << z) != 0 {
-                                set.insert(z as u32);
-                            }
-                        }
-                    }
+                match kind {
+                    KeyKind::Zone => zones |= ty.zones_any(cts) & class.zone_mask,
                     KeyKind::CapacityType => {
                         for ct in CapacityType::ALL {
                             if cts & capacity_type_bit(ct) != 0
                                 && ty.zones(ct) & class.zone_mask != 0
                             {
-                                set.insert(capacity_type_index(ct) as u32);
+                                capacity_types |= 1 << capacity_type_index(ct);
                             }
                         }
                     }
                     KeyKind::Label => {
-                        if let Some(v) = ty.labels.get(self.ids.key_name(key)) {
-                            label_values.push(v.to_string());
+                        if let Some(v) = ty.labels.get(key_name)
+                            && seen.insert(v)
+                        {
+                            label_values.push(v);
                         }
                     }
                     KeyKind::Hostname => {}
                 }
             }
         }
+        for z in 0..self.ids.zones().len() {
+            if zones & (1 << z) != 0 {
+                set.insert(z as u32);
+            }
+        }
+        for i in 0..8 {
+            if capacity_types & (1 << i) != 0 {
+                set.insert(i);
+            }
+        }
+        let label_values: Vec<String> = label_values.into_iter().map(str::to_string).collect();
         for v in label_values {
             if let Some(id) = self.ids.value_id(key, &v) {
                 set.insert(id);
