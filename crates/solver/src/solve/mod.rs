@@ -193,8 +193,10 @@ pub(crate) fn solve_on(
 /// Memos that make repeated scans and type choices cheap.
 #[derive(Default)]
 struct Caches {
-    /// Per (class, domain combination): the first node index worth scanning.
-    cursors: HashMap<(usize, Vec<u32>), usize>,
+    /// Per class, per domain combination: the first node index worth scanning.
+    cursors: HashMap<usize, HashMap<Vec<u32>, usize>>,
+    /// What each block of nodes has room for (see [`place::RoomIndex`]).
+    room: place::RoomIndex,
     /// Per (class, topology key): the domain values the class can reach.
     domains: HashMap<(usize, usize), Vec<u32>>,
     /// New-claim type choices that stay valid (see [`open`]).

@@ -315,6 +315,7 @@ impl<'a> Engine<'a> {
             let allocatable = self.catalog.types[t].allocatable.clone();
             let node = &mut self.nodes[n];
             node.capacity = allocatable;
+            self.caches.room.touch(n);
             if let NodeOrigin::New(claim) = &mut node.origin {
                 claim.target_type = t;
             }
@@ -718,6 +719,7 @@ impl<'a> Engine<'a> {
             domain_values,
         ));
         let n = self.nodes.len() - 1;
+        self.caches.room.touch(n);
         // A discarded claim's index is reused: forget what was memoised for it.
         if let Some(memo) = self.caches.shrink.get_mut(n) {
             *memo = None;
@@ -731,6 +733,7 @@ impl<'a> Engine<'a> {
             return;
         }
         let Some(node) = self.nodes.pop() else { return };
+        self.caches.room.touch(n);
         if let NodeOrigin::New(claim) = node.origin {
             let capacity = &self.catalog.types[claim.target_type].capacity;
             self.catalog.pools[claim.pool]

@@ -657,8 +657,9 @@ impl Engine<'_> {
             index += 1;
             !gone[index - 1]
         });
-        // Node indices moved: the per-index shrink memo no longer applies.
+        // Node indices moved: the per-index shrink memo and room summaries no longer apply.
         self.caches.shrink.clear();
+        self.caches.room.reset();
         for (pi, ct, mask, (t, held)) in added {
             let zones = self.catalog.types[t].zones(ct) & mask;
             let n = self.create(held[0].0, pi, t, ct, zones, None);
@@ -666,6 +667,7 @@ impl Engine<'_> {
                 let class = &self.classes[c];
                 let node = &mut self.nodes[n];
                 node.version += 1;
+                self.caches.room.touch(n);
                 for (u, r) in node.used.iter_mut().zip(&class.requests) {
                     *u += r * pods.len() as i64;
                 }

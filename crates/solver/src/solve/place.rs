@@ -123,6 +123,89 @@ pub(super) struct Fit {
     pub(super) zone_mask: u64,
 }
 
+/// Nodes per block of the [`RoomIndex`].
+const ROOM_BLOCK: usize = 32;
+
+/// A summary per block of [`ROOM_BLOCK`] consecutive nodes that lets a scan skip a whole block
+/// no node of which can take a pod: the most room any of its nodes has, per resource, and the
+/// NodePools of its claims. Every change to a node's usage or capacity, and every node added or
+/// removed, marks the node's block stale ([`RoomIndex::touch`]); a stale block is summed again
+/// when a scan reaches it. A fresh summary is exact, so skipping changes no scan's result.
+#[derive(Debug, Default)]
+pub(super) struct RoomIndex {
+    /// Per block, per resource (`resources` apart): the most room of a node of the block.
+    room: Vec<i64>,
+    /// Per block: bit `p` (at most [`POOL_BITS`] - 1) for a claim of pool `p`, the top bit
+    /// for an existing node or in-flight claim.
+    pools: Vec<u64>,
+    stale: Vec<bool>,
+    resources: usize,
+}
+
+/// Pools past this many share the last bit of [`RoomIndex`]'s pool mask.
+const POOL_BITS: usize = 63;
+
+fn pool_bit(pool: usize) -> u64 {
+    1 << pool.min(POOL_BITS - 1)
+}
+
+impl RoomIndex {
+    /// Node `n` changed (usage, capacity, type) or was added or removed.
+    pub(super) fn touch(&mut self, n: usize) {
+        let b = n / ROOM_BLOCK;
+        if b >= self.stale.len() {
+            self.stale.resize(b + 1, true);
+        }
+        self.stale[b] = true;
+    }
+
+    /// Node indices moved: every block is stale.
+    pub(super) fn reset(&mut self) {
+        self.stale.iter_mut().for_each(|s| *s = true);
+    }
+
+    /// Whether no node of the block starting at node `start` can take a pod requesting `want`
+    /// (per resource) from a pool of `pools` (see [`RoomIndex::pools`]).
+    fn rules_out(&mut self, nodes: &[SimNode], start: usize, want: &[i64], pools: u64) -> bool {
+        let b = start / ROOM_BLOCK;
+        if self.stale.get(b).is_none_or(|s| *s) {
+            self.refresh(nodes, b);
+        }
+        let r = self.resources;
+        self.pools[b] & pools == 0
+            || want
+                .iter()
+                .zip(&self.room[b * r..(b + 1) * r])
+                .any(|(w, room)| *w > 0 && room < w)
+    }
+
+    fn refresh(&mut self, nodes: &[SimNode], b: usize) {
+        let r = nodes.first().map_or(0, |n| n.capacity.len());
+        let blocks = nodes.len().div_ceil(ROOM_BLOCK).max(b + 1);
+        if self.resources != r {
+            self.resources = r;
+            self.room.clear();
+        }
+        self.room.resize(blocks * r, 0);
+        self.pools.resize(blocks, 0);
+        self.stale.resize(blocks, true);
+        let room = &mut self.room[b * r..(b + 1) * r];
+        room.iter_mut().for_each(|x| *x = i64::MIN);
+        let mut pools = 0;
+        for node in nodes.iter().skip(b * ROOM_BLOCK).take(ROOM_BLOCK) {
+            for ((x, c), u) in room.iter_mut().zip(&node.capacity).zip(&node.used) {
+                *x = (*x).max(c - u);
+            }
+            pools |= match &node.origin {
+                NodeOrigin::New(claim) => pool_bit(claim.pool),
+                NodeOrigin::Existing { .. } => 1 << POOL_BITS,
+            };
+        }
+        self.pools[b] = pools;
+        self.stale[b] = false;
+    }
+}
+
 impl Engine<'_> {
     /// Existing and in-flight nodes with their pods counted in the topology groups.
     pub(super) fn add_existing_nodes(&mut self) {
@@ -175,6 +258,7 @@ impl Engine<'_> {
                 self.topology.count_antis(&antis, &node.domain_values, 1);
             }
             self.nodes.push(node);
+            self.caches.room.touch(self.nodes.len() - 1);
         }
     }
 
@@ -256,17 +340,30 @@ impl Engine<'_> {
         // claim has, so rounding gaps are used before anything grows.
         let mut saved = Vec::new();
         for n in 0..self.nodes.len() {
-            if let Some(capacity) = self.shrunk_capacity_memo(n) {
-                saved.push((n, std::mem::replace(&mut self.nodes[n].capacity, capacity)));
+            let Some(t) = self.shrunk_type_memo(n) else {
+                continue;
+            };
+            let allocatable = &self.catalog.types[t].allocatable;
+            let node = &mut self.nodes[n];
+            if allocatable.iter().zip(&node.capacity).all(|(a, c)| a >= c) {
+                continue;
             }
+            saved.push((n, node.capacity.clone()));
+            for (c, a) in node.capacity.iter_mut().zip(allocatable) {
+                *c = (*c).min(*a);
+            }
+            self.caches.room.touch(n);
         }
         for &c in bundle {
             self.place_class_with(c, false);
         }
         for (n, capacity) in saved {
             self.nodes[n].capacity = capacity;
+            self.caches.room.touch(n);
         }
-        self.caches.cursors.retain(|(c, _), _| !bundle.contains(c));
+        for c in bundle {
+            self.caches.cursors.remove(c);
+        }
         for &c in bundle {
             self.place_class_with(c, false);
         }
@@ -346,23 +443,51 @@ impl Engine<'_> {
     fn scan(&mut self, c: usize, combo: &[u32]) -> Option<(usize, Fit)> {
         // With hostname affinity a node can become eligible later (a matching pod arrives).
         let use_cursor = self.classes[c].host_affinity.is_empty();
-        let cursor_key = (c, combo.to_vec());
         let start = if use_cursor {
-            self.caches.cursors.get(&cursor_key).copied().unwrap_or(0)
+            self.caches
+                .cursors
+                .get(&c)
+                .and_then(|m| m.get(combo))
+                .copied()
+                .unwrap_or(0)
         } else {
             0
         };
+        let class = &self.classes[c];
+        // The pools whose claims may take the class; existing nodes always may.
+        let pools = class
+            .compatible
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.is_some())
+            .fold(1 << POOL_BITS, |m, (p, _)| m | pool_bit(p));
         let mut found = None;
         let mut i = start;
         while i < self.nodes.len() {
+            if i % ROOM_BLOCK == 0
+                && self
+                    .caches
+                    .room
+                    .rules_out(&self.nodes, i, &self.classes[c].requests, pools)
+            {
+                i += ROOM_BLOCK;
+                continue;
+            }
             if let Some(fit) = self.fit(c, i, combo) {
                 found = Some((i, fit));
                 break;
             }
             i += 1;
         }
+        let i = i.min(self.nodes.len());
         if use_cursor {
-            self.caches.cursors.insert(cursor_key, i);
+            let cursors = self.caches.cursors.entry(c).or_default();
+            match cursors.get_mut(combo) {
+                Some(cursor) => *cursor = i,
+                None => {
+                    cursors.insert(combo.to_vec(), i);
+                }
+            }
         }
         found
     }
@@ -496,6 +621,7 @@ impl Engine<'_> {
         class.next += k;
         let node = &mut self.nodes[n];
         node.version += 1;
+        self.caches.room.touch(n);
         for (u, r) in node.used.iter_mut().zip(&class.requests) {
             *u += r * k as i64;
         }
@@ -529,9 +655,9 @@ impl Engine<'_> {
         self.count_scope_use(c, n, fit.pods);
     }
 
-    /// For a new claim: the allocatable of the cheapest compatible type that holds what it has,
-    /// never more than it has now.
-    fn shrunk_capacity_memo(&mut self, n: usize) -> Option<Vec<i64>> {
+    /// For a new claim: the cheapest compatible type that holds what it has (memoised per claim
+    /// version).
+    fn shrunk_type_memo(&mut self, n: usize) -> Option<usize> {
         let node = &self.nodes[n];
         node.opened()?;
         if self.caches.shrink.len() < self.nodes.len() {
@@ -542,23 +668,14 @@ impl Engine<'_> {
             .as_ref()
             .filter(|m| m.version == version)
             .map(|m| m.choice);
-        let t = match hit {
+        match hit {
             Some(choice) => choice,
             None => {
                 let choice = self.cheapest_holding(n, false);
                 self.caches.shrink[n] = Some(ShrinkMemo { version, choice });
                 choice
             }
-        }?;
-        let node = &self.nodes[n];
-        Some(
-            self.catalog.types[t]
-                .allocatable
-                .iter()
-                .zip(&node.capacity)
-                .map(|(a, c)| *a.min(c))
-                .collect(),
-        )
+        }
     }
 
     /// For a new claim: the cheapest compatible type in its zones that holds what it has and
