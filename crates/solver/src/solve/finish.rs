@@ -5,15 +5,17 @@
 //! `max_instance_types` while keeping the pool's `minValues`; its requirements pin pool,
 //! types, zones and capacity type.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use stowage_api::labels;
 use stowage_api::requirements::{Operator, Requirement};
 
 use super::Engine;
 use super::interning::KeyKind;
+use super::interning::capacity_type_index;
 use super::place::{NodeOrigin, OpenedClaim, SimNode};
 use super::pools::PoolState;
+use crate::bitset::Bitset;
 use crate::domain::{NewClaim, Plan};
 
 /// One instance type a claim may launch as.
@@ -24,6 +26,20 @@ struct TypeOption {
     zone_mask: u64,
 }
 
+/// Everything a claim's instance type options depend on ([`Engine::type_options`] and
+/// [`Engine::trim_options`]): claims alike in all of it (the copies of one packing pattern, say)
+/// list the same options, computed once.
+#[derive(PartialEq, Eq, Hash)]
+struct OptionsKey<'n> {
+    pool: usize,
+    capacity_type: usize,
+    zone_mask: u64,
+    target_type: usize,
+    compatible: &'n Bitset,
+    used: &'n [i64],
+    pinned: Vec<(String, String)>,
+}
+
 impl Engine<'_> {
     /// Step 7: the plan.
     pub(super) fn finish(self) -> Plan {
@@ -31,6 +47,7 @@ impl Engine<'_> {
             unschedulable: self.unschedulable.clone(),
             ..Plan::default()
         };
+        let mut memo: HashMap<OptionsKey, Vec<TypeOption>> = HashMap::new();
         for node in &self.nodes {
             match &node.origin {
                 NodeOrigin::Existing { .. } => {
@@ -41,7 +58,7 @@ impl Engine<'_> {
                 }
                 NodeOrigin::New(claim) => {
                     if !node.pods.is_empty() {
-                        plan.new_claims.push(self.claim(node, claim));
+                        plan.new_claims.push(self.claim(node, claim, &mut memo));
                     }
                 }
             }
@@ -49,7 +66,12 @@ impl Engine<'_> {
         plan
     }
 
-    fn claim(&self, node: &SimNode, claim: &OpenedClaim) -> NewClaim {
+    fn claim<'n>(
+        &self,
+        node: &'n SimNode,
+        claim: &'n OpenedClaim,
+        memo: &mut HashMap<OptionsKey<'n>, Vec<TypeOption>>,
+    ) -> NewClaim {
         let pool = &self.catalog.pools[claim.pool];
         let target = &self.catalog.types[claim.target_type];
         let pinned: Vec<(String, String)> = (0..self.ids.key_count())
@@ -64,7 +86,22 @@ impl Engine<'_> {
             })
             .filter(|(k, v)| target.labels.get(k) == Some(v))
             .collect();
-        let options = self.trim_options(pool, self.type_options(node, claim, &pinned));
+        let key = OptionsKey {
+            pool: claim.pool,
+            capacity_type: capacity_type_index(claim.capacity_type),
+            zone_mask: claim.zone_mask,
+            target_type: claim.target_type,
+            compatible: &claim.compatible,
+            used: &node.used,
+            pinned: pinned.clone(),
+        };
+        let options = match memo.get(&key) {
+            Some(options) => options.clone(),
+            None => {
+                let options = self.trim_options(pool, self.type_options(node, claim, &pinned));
+                memo.entry(key).or_insert(options).clone()
+            }
+        };
         let names: Vec<String> = options
             .iter()
             .map(|o| self.catalog.types[o.type_index].name().to_string())
