@@ -15,7 +15,12 @@ pub fn namespaced_key(namespace: &str, name: &str) -> String {
     } else {
         namespace
     };
-    format!("{namespace}/{name}")
+    // Built by hand: `format!` costs a visible share when 40,000 pods are keyed at once.
+    let mut key = String::with_capacity(namespace.len() + 1 + name.len());
+    key.push_str(namespace);
+    key.push('/');
+    key.push_str(name);
+    key
 }
 
 /// The `namespace/name` key of a namespaced Kubernetes object.

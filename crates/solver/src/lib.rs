@@ -9,6 +9,7 @@
 //! - [`predicates`]: kube-scheduler's filters over existing nodes ([`predicates::ClusterIndex`]).
 //! - [`convert`]: Kubernetes objects to domain types (the only place `k8s_openapi` is read).
 //! - [`catalog`]: deterministic synthetic catalogues for benchmarks, tests and the fake cloud.
+//! - [`hash`]: the fast, deterministic hasher of the solver's own maps.
 
 pub mod bitset;
 pub mod bound;
@@ -16,6 +17,7 @@ pub mod catalog;
 pub mod consolidate;
 pub mod convert;
 pub mod domain;
+pub mod hash;
 pub mod model;
 pub mod predicates;
 pub mod solve;

@@ -11,25 +11,24 @@
 //! grow, so a node that is full for a workload stays full (the node-scan cursors stay valid).
 //! When any pool sets a cap, classes are split by workload (see `build_classes`).
 
-use std::collections::HashMap;
-
 use stowage_api::CapacityType;
 
 use super::Engine;
 use super::place::NodeOrigin;
 use crate::domain::PodRequest;
+use crate::hash::FastMap;
 
 /// Workload ids and the per-node counts of capped workloads.
 #[derive(Debug, Default)]
 pub(super) struct BlastRadius {
     /// Whether any pool caps its spot nodes (else nothing here is used).
     pub(super) active: bool,
-    workloads: HashMap<String, usize>,
+    workloads: FastMap<String, usize>,
     /// Per existing node (index into `Engine::existing`, which is also its node index): its
     /// cap, when it is a spot node of a pool with a blast radius.
     existing_caps: Vec<Option<u32>>,
     /// (node, workload): pods of the workload on the node, kept for capped nodes only.
-    counts: HashMap<(usize, usize), u32>,
+    counts: FastMap<(usize, usize), u32>,
 }
 
 /// The workload a pod belongs to (`namespace/Kind/name` of its controller), if any.
@@ -45,7 +44,7 @@ impl Engine<'_> {
     /// Whether some pool sets a spot blast radius; then the caps of existing spot nodes and
     /// the counts of the pods on them. Runs before classes are built.
     pub(super) fn init_blast_radius(&mut self) {
-        let caps: HashMap<&str, u32> = self
+        let caps: FastMap<&str, u32> = self
             .input
             .nodepools
             .iter()

@@ -8,8 +8,8 @@
 //! alike (same pools, types, zones; or, with topology constraints, the same shape differing only
 //! in requests), packed jointly onto new nodes ([`super::place`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
 
 use stowage_api::labels;
 use stowage_api::requirements::Requirements;
@@ -26,6 +26,7 @@ use crate::domain::{
     NodeAffinityTerm, PodAffinityTerm, PodRequest, SolveInput, SolveOptions, WhenUnsatisfiable,
     compile_requirements, untolerated,
 };
+use crate::hash::{FastHasher, FastMap};
 
 /// A hostname topology spread constraint of a class.
 #[derive(Debug, Clone, Copy)]
@@ -184,7 +185,7 @@ pub(super) struct Bundles {
 /// and labels: the labels count only through the topology groups selecting the pod, which
 /// [`Engine::build_classes`] compares).
 fn class_hash(p: &PodRequest) -> u64 {
-    let mut h = DefaultHasher::new();
+    let mut h = FastHasher::default();
     p.requests.hash(&mut h);
     shape_hash_into(p, false, &mut h);
     h.finish()
@@ -192,12 +193,12 @@ fn class_hash(p: &PodRequest) -> u64 {
 
 /// Hash of the constraints of a pod (everything but name, owner and requests).
 fn shape_hash(p: &PodRequest) -> u64 {
-    let mut h = DefaultHasher::new();
+    let mut h = FastHasher::default();
     shape_hash_into(p, true, &mut h);
     h.finish()
 }
 
-fn shape_hash_into(p: &PodRequest, labels: bool, h: &mut DefaultHasher) {
+fn shape_hash_into(p: &PodRequest, labels: bool, h: &mut FastHasher) {
     let h = &mut *h;
     p.namespace.hash(h);
     if labels {
@@ -290,7 +291,8 @@ impl Engine<'_> {
         // Pods alike but for labels are one class when the same topology groups select them
         // (the labels matter only through those): workflow steps labelled with their
         // workflow's name, say, unless something selects them by it.
-        let mut by_hash: HashMap<(u64, Option<String>, Vec<usize>), Vec<usize>> = HashMap::new();
+        let mut by_hash: FastMap<(u64, Option<String>, Vec<usize>), Vec<usize>> =
+            FastMap::default();
         let mut class_members: Vec<Vec<usize>> = Vec::new();
         for i in order {
             let p = &input.pods[i];
@@ -326,8 +328,8 @@ impl Engine<'_> {
     /// executors with memory to spare and CPU-bound batch pods, say); otherwise each shape keeps
     /// its own nodes, which fit its balance better.
     pub(super) fn build_bundles(&mut self) {
-        let mut by_key: HashMap<PackKey, Vec<Vec<usize>>> = HashMap::new();
-        let mut by_shape: HashMap<u64, Vec<Vec<usize>>> = HashMap::new();
+        let mut by_key: FastMap<PackKey, Vec<Vec<usize>>> = FastMap::default();
+        let mut by_shape: FastMap<u64, Vec<Vec<usize>>> = FastMap::default();
         self.bundles.of_class = vec![None; self.classes.len()];
         for c in 0..self.classes.len() {
             let class = &self.classes[c];

@@ -5,7 +5,7 @@
 //! `max_instance_types` while keeping the pool's `minValues`; its requirements pin pool,
 //! types, zones and capacity type.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use stowage_api::labels;
 use stowage_api::requirements::{Operator, Requirement};
@@ -17,6 +17,7 @@ use super::place::{NodeOrigin, OpenedClaim, SimNode};
 use super::pools::PoolState;
 use crate::bitset::Bitset;
 use crate::domain::{NewClaim, Plan};
+use crate::hash::FastMap;
 
 /// One instance type a claim may launch as.
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +48,7 @@ impl Engine<'_> {
             unschedulable: self.unschedulable.clone(),
             ..Plan::default()
         };
-        let mut memo: HashMap<OptionsKey, Vec<TypeOption>> = HashMap::new();
+        let mut memo: FastMap<OptionsKey, Vec<TypeOption>> = FastMap::default();
         for node in &self.nodes {
             match &node.origin {
                 NodeOrigin::Existing { .. } => {
@@ -70,7 +71,7 @@ impl Engine<'_> {
         &self,
         node: &'n SimNode,
         claim: &'n OpenedClaim,
-        memo: &mut HashMap<OptionsKey<'n>, Vec<TypeOption>>,
+        memo: &mut FastMap<OptionsKey<'n>, Vec<TypeOption>>,
     ) -> NewClaim {
         let pool = &self.catalog.pools[claim.pool];
         let target = &self.catalog.types[claim.target_type];

@@ -3,12 +3,13 @@
 //! name, at most [`MAX_ZONES`]); topology keys and their label values become ids so domain
 //! counts are hash lookups on integers. Capacity types have fixed bits and indices.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use stowage_api::{CapacityType, labels};
 
 use super::MAX_ZONES;
 use crate::domain::{ExistingNode, SolveInput};
+use crate::hash::FastMap;
 use crate::model::{InstanceType, Resources, resource};
 
 /// The bit of a capacity type in a capacity-type mask.
@@ -44,7 +45,7 @@ struct TopologyKey {
     name: String,
     kind: KeyKind,
     /// Label values seen under this key (hostname and plain labels only).
-    value_ids: HashMap<String, u32>,
+    value_ids: FastMap<String, u32>,
     value_names: Vec<String>,
 }
 
@@ -52,11 +53,11 @@ struct TopologyKey {
 #[derive(Debug, Default)]
 pub(super) struct Ids {
     resources: Vec<String>,
-    resource_ids: HashMap<String, usize>,
+    resource_ids: FastMap<String, usize>,
     zones: Vec<String>,
-    zone_ids: HashMap<String, usize>,
+    zone_ids: FastMap<String, usize>,
     keys: Vec<TopologyKey>,
-    key_ids: HashMap<String, usize>,
+    key_ids: FastMap<String, usize>,
 }
 
 impl Ids {
@@ -201,7 +202,7 @@ impl Ids {
         self.keys.push(TopologyKey {
             name: key.to_string(),
             kind,
-            value_ids: HashMap::new(),
+            value_ids: FastMap::default(),
             value_names: Vec::new(),
         });
         self.key_ids.insert(key.to_string(), self.keys.len() - 1);

@@ -113,9 +113,10 @@ mod reasons;
 mod topology;
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use crate::domain::{ExistingNode, Plan, SolveInput, SolveOptions, TaintEffect};
+use crate::hash::FastMap;
 
 use blast::BlastRadius;
 use classes::{Bundles, PodClass};
@@ -194,18 +195,18 @@ pub(crate) fn solve_on(
 #[derive(Default)]
 struct Caches {
     /// Per class, per domain combination: the first node index worth scanning.
-    cursors: HashMap<usize, HashMap<Vec<u32>, usize>>,
+    cursors: FastMap<usize, FastMap<Vec<u32>, usize>>,
     /// What each block of nodes has room for (see [`place::RoomIndex`]).
     room: place::RoomIndex,
     /// Per (class, topology key): the domain values the class can reach.
-    domains: HashMap<(usize, usize), Vec<u32>>,
+    domains: FastMap<(usize, usize), Vec<u32>>,
     /// New-claim type choices that stay valid (see [`open`]).
-    open: HashMap<OpenCacheKey, open::CachedChoice>,
+    open: FastMap<OpenCacheKey, open::CachedChoice>,
     /// Per node index: the cheapest type holding what the claim had when last asked (see
     /// [`place`]); reused while no pod was placed on the claim since.
     shrink: Vec<Option<place::ShrinkMemo>>,
     /// Compatible types per pool of the classes built so far, by what they depend on.
-    compatibility: HashMap<classes::CompatKey, classes::Compatibility>,
+    compatibility: FastMap<classes::CompatKey, classes::Compatibility>,
 }
 
 /// The state of one solve. Each phase owns its part (see the module map).

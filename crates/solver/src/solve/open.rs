@@ -545,7 +545,7 @@ impl<'a> Engine<'a> {
         blocked: &mut bool,
     ) -> Vec<Candidate<'a>> {
         let budget = &self.catalog.pools[pi].budget;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(bits.len());
         for t in bits.iter() {
             let ty = &self.catalog.types[t];
             let zone_mask = ty.zones(ct) & pins.zone_mask;

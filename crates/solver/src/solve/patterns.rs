@@ -21,13 +21,14 @@
 //! ignores the label values `finish` pins when some pod uses a plain node label as topology key).
 //! A bucket the greedy already packs within [`CLOSE_ENOUGH`] of [`resource_bound`] is skipped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use stowage_api::CapacityType;
 
 use super::Engine;
 use super::place::NodeOrigin;
 use crate::bitset::Bitset;
+use crate::hash::FastMap;
 
 /// Simplex iterations per LP solve.
 const MAX_PIVOTS: usize = 600;
@@ -51,7 +52,7 @@ const ROUNDING_PASSES: usize = 4;
 const IMPROVES: f64 = 1e-9;
 
 /// Memo of [`Engine::holding_price`]: (compatible types, zones, used) -> price.
-type PriceMemo = HashMap<(Bitset, u64, Vec<i64>), f64>;
+type PriceMemo = FastMap<(Bitset, u64, Vec<i64>), f64>;
 
 /// One group of a bucket: classes of one zone mask, packed together.
 struct Group<'g> {
@@ -560,7 +561,7 @@ impl Engine<'_> {
             buckets.entry((claim.pool, ct)).or_default().push(n);
         }
         let mut removed: Vec<usize> = Vec::new();
-        let mut memo = PriceMemo::new();
+        let mut memo = PriceMemo::default();
         let mut work = PATTERN_WORK;
         let mut added: Vec<(usize, CapacityType, u64, NodePlan)> = Vec::new();
         for ((pi, _), nodes) in buckets {

@@ -72,6 +72,9 @@ pub(super) struct PoolType<'a> {
     pub(super) offerings: Vec<TypeOffering>,
     /// Zone masks of available offerings per capacity type index (reserved, spot, on-demand).
     zones_by_capacity_type: [u64; 3],
+    /// The cheapest offering per capacity type index in any zone (infinite if none): what
+    /// [`PoolType::cheapest_any`] answers for a zone mask that covers every zone offered.
+    cheapest_by_capacity_type: [f64; 3],
     /// Accelerator or specialty hardware ([`InstanceType::is_exotic`]): kept for pods that ask.
     pub(super) exotic: bool,
     /// A GPU slice ([`InstanceType::is_fractional_gpu`]): kept even from GPU pods unless named.
@@ -111,6 +114,15 @@ impl PoolType<'_> {
 
     /// The cheapest offering of any capacity type in the mask in the zones of `zone_mask`.
     pub(super) fn cheapest_any(&self, capacity_types: u8, zone_mask: u64) -> f64 {
+        let offered = self.zones_any(capacity_types);
+        if offered & !zone_mask == 0 {
+            // Every offering of these capacity types is in the mask.
+            return CapacityType::ALL
+                .iter()
+                .filter(|ct| capacity_types & capacity_type_bit(**ct) != 0)
+                .map(|ct| self.cheapest_by_capacity_type[capacity_type_index(*ct)])
+                .fold(f64::INFINITY, f64::min);
+        }
         self.offerings
             .iter()
             .filter(|o| {
@@ -554,8 +566,11 @@ fn pool_type<'a>(
     daemons: &[Daemon],
 ) -> PoolType<'a> {
     let mut zones_by_capacity_type = [0u64; 3];
+    let mut cheapest_by_capacity_type = [f64::INFINITY; 3];
     for o in &offerings {
-        zones_by_capacity_type[capacity_type_index(o.capacity_type)] |= 1 << o.zone;
+        let ct = capacity_type_index(o.capacity_type);
+        zones_by_capacity_type[ct] |= 1 << o.zone;
+        cheapest_by_capacity_type[ct] = cheapest_by_capacity_type[ct].min(o.price);
     }
     let mut capacity = ids.quantities(&it.capacity);
     let mut allocatable = ids.quantities(&it.allocatable());
@@ -587,6 +602,7 @@ fn pool_type<'a>(
         capacity,
         offerings,
         zones_by_capacity_type,
+        cheapest_by_capacity_type,
         exotic: it.is_exotic(),
         fractional: it.is_fractional_gpu(),
         previous_generation: it.is_previous_generation(),

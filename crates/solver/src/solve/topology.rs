@@ -3,7 +3,7 @@
 //! per domain (zone, capacity type, label value) kept up to date as pods are placed; and the
 //! domain combinations a class may use next ([`Engine::combos`]), in preference order.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use stowage_api::CapacityType;
 
@@ -11,6 +11,7 @@ use super::interning::{KeyKind, capacity_type_bit, capacity_type_index};
 use super::place::NodeOrigin;
 use super::{Engine, MAX_COMBOS};
 use crate::domain::{LabelSelector, PodAffinityTerm, PodRequest};
+use crate::hash::FastMap;
 use crate::predicates::GroupKey;
 
 /// An anti-affinity term: the topology group it repels, over which topology key.
@@ -24,20 +25,20 @@ pub(super) struct AntiTerm {
 #[derive(Debug, Default)]
 pub(super) struct Topology {
     groups: Vec<GroupKey>,
-    group_ids: HashMap<GroupKey, usize>,
+    group_ids: FastMap<GroupKey, usize>,
     /// Per group: the non-hostname keys it is counted over.
     pub(super) group_domain_keys: Vec<Vec<usize>>,
     /// Per group: matching pods anywhere.
     pub(super) group_total: Vec<u32>,
     pub(super) antis: Vec<AntiTerm>,
-    anti_ids: HashMap<AntiTerm, usize>,
+    anti_ids: FastMap<AntiTerm, usize>,
     /// (group, key, value) -> matching pods in that domain.
-    pub(super) domain_counts: HashMap<(usize, usize, u32), u32>,
+    pub(super) domain_counts: FastMap<(usize, usize, u32), u32>,
     /// (anti term, value) -> pods owning the term in that domain.
-    pub(super) anti_domain_counts: HashMap<(usize, u32), u32>,
+    pub(super) anti_domain_counts: FastMap<(usize, u32), u32>,
     /// Groups `..indexed` by their first matchLabels pair, or in `unindexed` when they have
     /// none ([`Topology::index_groups`]).
-    by_label: HashMap<String, HashMap<String, Vec<usize>>>,
+    by_label: FastMap<String, FastMap<String, Vec<usize>>>,
     unindexed: Vec<usize>,
     indexed: usize,
 }
