@@ -198,6 +198,11 @@ struct Caches {
     cursors: FastMap<usize, FastMap<Vec<u32>, usize>>,
     /// What each block of nodes has room for (see [`place::RoomIndex`]).
     room: place::RoomIndex,
+    /// The types a bundle's node may be, per pool, capacity type, types and pins.
+    bundle_offers: FastMap<open::BundleOffersKey, std::rc::Rc<open::BundleOffers>>,
+    /// While a bundle fills the slack of claims: which claims are still to be shrunk, and the
+    /// capacities of those that were (see [`place`]).
+    slack: place::Slack,
     /// Per (class, topology key): the domain values the class can reach.
     domains: FastMap<(usize, usize), Vec<u32>>,
     /// New-claim type choices that stay valid (see [`open`]).

@@ -8,6 +8,7 @@
 //! budget is what stops a purchase.
 
 use std::cmp::Ordering;
+use std::rc::Rc;
 
 use stowage_api::CapacityType;
 
@@ -124,6 +125,27 @@ impl TypeChoice {
         };
         pool.into_iter().min_by(|a, b| self.cmp(a, b)).copied()
     }
+}
+
+/// What [`Engine::bundle_offers`] depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct BundleOffersKey {
+    pool: usize,
+    capacity_type: usize,
+    types: Bitset,
+    zone_mask: u64,
+    labels: Vec<(usize, u32)>,
+}
+
+/// The types a bundle's node may be in one pool as one capacity type (see
+/// [`Engine::bundle_offers`]): per type, its cheapest price and zones under the pins, and its
+/// allocatable (one resource vector after another).
+#[derive(Debug, Default)]
+pub(super) struct BundleOffers {
+    types: Vec<usize>,
+    prices: Vec<f64>,
+    zone_masks: Vec<u64>,
+    allocatable: Vec<i64>,
 }
 
 /// A node opened for a bundle and the share of the bundle's remaining demand it takes (1: all).
@@ -503,9 +525,8 @@ impl<'a> Engine<'a> {
                     if ct == CapacityType::Reserved {
                         continue;
                     }
-                    let candidates =
-                        self.bundle_candidates(pi, &bits, ct, &pins, &demand, &mut blocked);
-                    if let Some(b) = TypeChoice::BundleShare.best(&candidates) {
+                    let offers = self.bundle_offers(pi, &bits, ct, &pins);
+                    if let Some(b) = self.best_bundle_type(pi, &offers, ct, &demand, &mut blocked) {
                         let node = self.create(lead, pi, b.type_index, ct, b.zone_mask, None);
                         return Some(BundleNode {
                             node,
@@ -534,54 +555,96 @@ impl<'a> Engine<'a> {
         Some(if bits.is_empty() { lead.clone() } else { bits })
     }
 
-    /// The types of a pool that hold a share of a bundle's `demand` (above 1: all of it).
-    fn bundle_candidates(
-        &self,
+    /// The types of pool `pi` (of `bits`) a bundle's node may be as `ct` under `pins`, with
+    /// their price and allocatable there: what does not change while the bundle is placed,
+    /// computed once per (pool, capacity type, types, pins).
+    fn bundle_offers(
+        &mut self,
         pi: usize,
         bits: &Bitset,
         ct: CapacityType,
         pins: &DomainPins,
-        demand: &[i64],
-        blocked: &mut bool,
-    ) -> Vec<Candidate<'a>> {
-        let budget = &self.catalog.pools[pi].budget;
-        let mut out = Vec::with_capacity(bits.len());
+    ) -> Rc<BundleOffers> {
+        let key = BundleOffersKey {
+            pool: pi,
+            capacity_type: capacity_type_index(ct),
+            types: bits.clone(),
+            zone_mask: pins.zone_mask,
+            labels: pins.labels.clone(),
+        };
+        if let Some(offers) = self.caches.bundle_offers.get(&key) {
+            return Rc::clone(offers);
+        }
+        let mut offers = BundleOffers::default();
         for t in bits.iter() {
             let ty = &self.catalog.types[t];
             let zone_mask = ty.zones(ct) & pins.zone_mask;
             if zone_mask == 0 || !self.has_pinned_labels(t, pins) {
                 continue;
             }
-            if !budget.allows(&ty.capacity, ct) {
+            offers.types.push(t);
+            offers.prices.push(ty.cheapest(ct, zone_mask));
+            offers.zone_masks.push(zone_mask);
+            offers.allocatable.extend_from_slice(&ty.allocatable);
+        }
+        let offers = Rc::new(offers);
+        self.caches.bundle_offers.insert(key, Rc::clone(&offers));
+        offers
+    }
+
+    /// Of the `offers` (of pool `pi` as `ct`), the type with the lowest price per share of the
+    /// bundle's `demand` it holds ([`TypeChoice::BundleShare`], the first of equals), among those
+    /// the pool's budget allows (`blocked` is set when it refused one) and that hold a share.
+    fn best_bundle_type(
+        &self,
+        pi: usize,
+        offers: &BundleOffers,
+        ct: CapacityType,
+        demand: &[i64],
+        blocked: &mut bool,
+    ) -> Option<Candidate<'a>> {
+        let budget = &self.catalog.pools[pi].budget;
+        // An unlimited pool allows every type: no need to ask per type.
+        let ask_budget = !budget.unlimited_for(ct);
+        let resources = demand.len();
+        let mut best: Option<Candidate<'a>> = None;
+        for (i, &t) in offers.types.iter().enumerate() {
+            let ty = &self.catalog.types[t];
+            if ask_budget && !budget.allows(&ty.capacity, ct) {
                 *blocked = true;
                 continue;
             }
-            let price = ty.cheapest(ct, zone_mask);
+            let price = offers.prices[i];
             if !price.is_finite() {
                 continue;
             }
             let share = demand
                 .iter()
-                .zip(&ty.allocatable)
+                .zip(&offers.allocatable[i * resources..(i + 1) * resources])
                 .filter(|(d, _)| **d > 0)
                 .map(|(d, a)| *a as f64 / *d as f64)
                 .fold(f64::INFINITY, f64::min);
-            let it = ty.instance_type;
+            if share <= 0.0 || share.is_nan() {
+                continue;
+            }
             let candidate = Candidate {
                 type_index: t,
-                name: &it.name,
+                name: &ty.instance_type.name,
                 pods: 0,
                 share,
                 price,
-                zone_mask,
+                zone_mask: offers.zone_masks[i],
                 reservation: None,
                 allowed: true,
             };
-            if share > 0.0 {
-                out.push(candidate);
+            if best
+                .as_ref()
+                .is_none_or(|b| TypeChoice::BundleShare.cmp(b, &candidate) == Ordering::Greater)
+            {
+                best = Some(candidate);
             }
         }
-        out
+        best
     }
 
     /// Pods of class `c` an empty node of type `t` holds by resources alone.

@@ -123,6 +123,14 @@ pub(super) struct Fit {
     pub(super) zone_mask: u64,
 }
 
+/// A bundle's slack round ([`Engine::place_bundle`]): per node, whether it is a claim still to
+/// be shrunk; the capacities of the claims shrunk, to give back.
+#[derive(Debug, Default)]
+pub(super) struct Slack {
+    pending: Vec<bool>,
+    saved: Vec<(usize, Vec<i64>)>,
+}
+
 /// Nodes per block of the [`RoomIndex`].
 const ROOM_BLOCK: usize = 32;
 
@@ -338,26 +346,16 @@ impl Engine<'_> {
     pub(super) fn place_bundle(&mut self, bundle: &[usize]) {
         // Fill the slack of claims first: up to the cheapest type that already holds what each
         // claim has, so rounding gaps are used before anything grows.
-        let mut saved = Vec::new();
-        for n in 0..self.nodes.len() {
-            let Some(t) = self.shrunk_type_memo(n) else {
-                continue;
-            };
-            let allocatable = &self.catalog.types[t].allocatable;
-            let node = &mut self.nodes[n];
-            if allocatable.iter().zip(&node.capacity).all(|(a, c)| a >= c) {
-                continue;
-            }
-            saved.push((n, node.capacity.clone()));
-            for (c, a) in node.capacity.iter_mut().zip(allocatable) {
-                *c = (*c).min(*a);
-            }
-            self.caches.room.touch(n);
-        }
+        // Each claim is shrunk when a scan first reaches it ([`Engine::take_slack`]): nothing is
+        // placed on a claim before a scan reaches it, so the result is that of shrinking every
+        // claim first, without the work for claims no scan reaches (room summaries taken at the
+        // full capacity only overstate the room).
+        self.caches.slack.pending = self.nodes.iter().map(|n| n.opened().is_some()).collect();
         for &c in bundle {
             self.place_class_with(c, false);
         }
-        for (n, capacity) in saved {
+        self.caches.slack.pending.clear();
+        for (n, capacity) in std::mem::take(&mut self.caches.slack.saved) {
             self.nodes[n].capacity = capacity;
             self.caches.room.touch(n);
         }
@@ -472,6 +470,9 @@ impl Engine<'_> {
             {
                 i += ROOM_BLOCK;
                 continue;
+            }
+            if self.caches.slack.pending.get(i) == Some(&true) {
+                self.take_slack(i);
             }
             if let Some(fit) = self.fit(c, i, combo) {
                 found = Some((i, fit));
@@ -653,6 +654,25 @@ impl Engine<'_> {
             .count_antis(&class.owned_antis, &node.domain_values, k);
         self.count_workload(c, n, fit.pods);
         self.count_scope_use(c, n, fit.pods);
+    }
+
+    /// While a bundle fills slack: shrinks claim `n` to the cheapest compatible type that holds
+    /// what it has (its capacity is given back after the bundle's slack round).
+    fn take_slack(&mut self, n: usize) {
+        self.caches.slack.pending[n] = false;
+        let Some(t) = self.shrunk_type_memo(n) else {
+            return;
+        };
+        let allocatable = &self.catalog.types[t].allocatable;
+        let node = &mut self.nodes[n];
+        if allocatable.iter().zip(&node.capacity).all(|(a, c)| a >= c) {
+            return;
+        }
+        self.caches.slack.saved.push((n, node.capacity.clone()));
+        for (c, a) in node.capacity.iter_mut().zip(allocatable) {
+            *c = (*c).min(*a);
+        }
+        self.caches.room.touch(n);
     }
 
     /// For a new claim: the cheapest compatible type that holds what it has (memoised per claim
