@@ -123,31 +123,91 @@ pub(super) struct Fit {
     pub(super) zone_mask: u64,
 }
 
-/// A bundle's slack round ([`Engine::place_bundle`]): per node, whether it is a claim still to
-/// be shrunk; the capacities of the claims shrunk, to give back.
-#[derive(Debug, Default)]
-pub(super) struct Slack {
-    pending: Vec<bool>,
-    saved: Vec<(usize, Vec<i64>)>,
-}
-
 /// Nodes per block of the [`RoomIndex`].
 const ROOM_BLOCK: usize = 32;
 
-/// A summary per block of [`ROOM_BLOCK`] consecutive nodes that lets a scan skip a whole block
-/// no node of which can take a pod: the most room any of its nodes has, per resource, and the
-/// NodePools of its claims. Every change to a node's usage or capacity, and every node added or
-/// removed, marks the node's block stale ([`RoomIndex::touch`]); a stale block is summed again
-/// when a scan reaches it. A fresh summary is exact, so skipping changes no scan's result.
+/// The room of every node (capacity less usage, per resource, in one flat vector) and, per block
+/// of [`ROOM_BLOCK`] consecutive nodes, the most room any of them has per resource and the
+/// NodePools of its claims: what a scan checks before it looks at a node, and what lets it
+/// skip a whole block.
 #[derive(Debug, Default)]
-pub(super) struct RoomIndex {
-    /// Per block, per resource (`resources` apart): the most room of a node of the block.
-    room: Vec<i64>,
+struct RoomSummary {
+    /// Per node, per resource (`resources` apart); valid in fresh blocks.
+    node_room: Vec<i64>,
+    /// Per block, per resource.
+    block_room: Vec<i64>,
     /// Per block: bit `p` (at most [`POOL_BITS`] - 1) for a claim of pool `p`, the top bit
     /// for an existing node or in-flight claim.
     pools: Vec<u64>,
     stale: Vec<bool>,
-    resources: usize,
+}
+
+impl RoomSummary {
+    fn mark(&mut self, b: usize) {
+        if b >= self.stale.len() {
+            self.stale.resize(b + 1, true);
+        }
+        self.stale[b] = true;
+    }
+
+    fn is_stale(&self, b: usize) -> bool {
+        self.stale.get(b).is_none_or(|s| *s)
+    }
+
+    /// Sets block `b` from its nodes' room (`rooms`: one resource vector per node).
+    fn set(&mut self, b: usize, resources: usize, rooms: &[i64], pools: u64) {
+        let (first, blocks) = (b * ROOM_BLOCK * resources, b + 1);
+        if self.node_room.len() < first + rooms.len() {
+            self.node_room.resize(first + rooms.len(), 0);
+        }
+        self.node_room[first..first + rooms.len()].copy_from_slice(rooms);
+        if self.block_room.len() < blocks * resources {
+            self.block_room.resize(blocks * resources, 0);
+        }
+        if self.pools.len() < blocks {
+            self.pools.resize(blocks, 0);
+        }
+        self.mark(b);
+        let block = &mut self.block_room[b * resources..(b + 1) * resources];
+        block.iter_mut().for_each(|x| *x = i64::MIN);
+        for room in rooms.chunks(resources.max(1)) {
+            for (x, r) in block.iter_mut().zip(room) {
+                *x = (*x).max(*r);
+            }
+        }
+        self.pools[b] = pools;
+        self.stale[b] = false;
+    }
+
+    /// Whether no node of fresh block `b` can take a pod requesting `want` from `pools`.
+    fn rules_out(&self, b: usize, want: &[i64], pools: u64) -> bool {
+        let r = want.len();
+        self.pools[b] & pools == 0 || !holds(&self.block_room[b * r..(b + 1) * r], want)
+    }
+
+    /// Whether node `n` (in a fresh block) has room for a pod requesting `want`.
+    fn has_room(&self, n: usize, want: &[i64]) -> bool {
+        let r = want.len();
+        holds(&self.node_room[n * r..(n + 1) * r], want)
+    }
+}
+
+/// Whether `room` holds `want` (every requested resource; as [`Engine::fit`] counts it).
+fn holds(room: &[i64], want: &[i64]) -> bool {
+    want.iter().zip(room).all(|(w, r)| *w <= 0 || r >= w)
+}
+
+/// Lets a scan skip a whole block of [`ROOM_BLOCK`] nodes none of which can take a pod: one
+/// [`RoomSummary`] of the nodes as they are, one of their room in a bundle's slack round (each
+/// claim shrunk to the cheapest type holding what it has, see [`Engine::take_slack`]). Every
+/// change to a node's usage, capacity or type, and every node added or removed, marks its block
+/// stale in both ([`RoomIndex::touch`]); shrinking a claim for a slack round and restoring it
+/// only in the first. A stale block is summed again when a scan reaches it. A fresh summary is
+/// exact, so skipping changes no scan's result.
+#[derive(Debug, Default)]
+pub(super) struct RoomIndex {
+    now: RoomSummary,
+    slack: RoomSummary,
 }
 
 /// Pools past this many share the last bit of [`RoomIndex`]'s pool mask.
@@ -160,58 +220,23 @@ fn pool_bit(pool: usize) -> u64 {
 impl RoomIndex {
     /// Node `n` changed (usage, capacity, type) or was added or removed.
     pub(super) fn touch(&mut self, n: usize) {
-        let b = n / ROOM_BLOCK;
-        if b >= self.stale.len() {
-            self.stale.resize(b + 1, true);
-        }
-        self.stale[b] = true;
+        self.now.mark(n / ROOM_BLOCK);
+        self.slack.mark(n / ROOM_BLOCK);
     }
 
     /// Node indices moved: every block is stale.
     pub(super) fn reset(&mut self) {
-        self.stale.iter_mut().for_each(|s| *s = true);
+        self.now.stale.iter_mut().for_each(|s| *s = true);
+        self.slack.stale.iter_mut().for_each(|s| *s = true);
     }
+}
 
-    /// Whether no node of the block starting at node `start` can take a pod requesting `want`
-    /// (per resource) from a pool of `pools` (see [`RoomIndex::pools`]).
-    fn rules_out(&mut self, nodes: &[SimNode], start: usize, want: &[i64], pools: u64) -> bool {
-        let b = start / ROOM_BLOCK;
-        if self.stale.get(b).is_none_or(|s| *s) {
-            self.refresh(nodes, b);
-        }
-        let r = self.resources;
-        self.pools[b] & pools == 0
-            || want
-                .iter()
-                .zip(&self.room[b * r..(b + 1) * r])
-                .any(|(w, room)| *w > 0 && room < w)
-    }
-
-    fn refresh(&mut self, nodes: &[SimNode], b: usize) {
-        let r = nodes.first().map_or(0, |n| n.capacity.len());
-        let blocks = nodes.len().div_ceil(ROOM_BLOCK).max(b + 1);
-        if self.resources != r {
-            self.resources = r;
-            self.room.clear();
-        }
-        self.room.resize(blocks * r, 0);
-        self.pools.resize(blocks, 0);
-        self.stale.resize(blocks, true);
-        let room = &mut self.room[b * r..(b + 1) * r];
-        room.iter_mut().for_each(|x| *x = i64::MIN);
-        let mut pools = 0;
-        for node in nodes.iter().skip(b * ROOM_BLOCK).take(ROOM_BLOCK) {
-            for ((x, c), u) in room.iter_mut().zip(&node.capacity).zip(&node.used) {
-                *x = (*x).max(c - u);
-            }
-            pools |= match &node.origin {
-                NodeOrigin::New(claim) => pool_bit(claim.pool),
-                NodeOrigin::Existing { .. } => 1 << POOL_BITS,
-            };
-        }
-        self.pools[b] = pools;
-        self.stale[b] = false;
-    }
+/// A bundle's slack round ([`Engine::place_bundle`]): per node, whether it is a claim still to
+/// be shrunk; the capacities of the claims shrunk, to give back.
+#[derive(Debug, Default)]
+pub(super) struct Slack {
+    pending: Vec<bool>,
+    saved: Vec<(usize, Vec<i64>)>,
 }
 
 impl Engine<'_> {
@@ -357,7 +382,7 @@ impl Engine<'_> {
         self.caches.slack.pending.clear();
         for (n, capacity) in std::mem::take(&mut self.caches.slack.saved) {
             self.nodes[n].capacity = capacity;
-            self.caches.room.touch(n);
+            self.caches.room.now.mark(n / ROOM_BLOCK);
         }
         for c in bundle {
             self.caches.cursors.remove(c);
@@ -451,9 +476,8 @@ impl Engine<'_> {
         } else {
             0
         };
-        let class = &self.classes[c];
         // The pools whose claims may take the class; existing nodes always may.
-        let pools = class
+        let pools = self.classes[c]
             .compatible
             .iter()
             .enumerate()
@@ -461,17 +485,29 @@ impl Engine<'_> {
             .fold(1 << POOL_BITS, |m, (p, _)| m | pool_bit(p));
         let mut found = None;
         let mut i = start;
+        let slack_round = !self.caches.slack.pending.is_empty();
+        // The block whose summary is known fresh (nothing changes nodes during a scan but the
+        // slack round's shrinking, which leaves the slack summary as it is).
+        let mut fresh = usize::MAX;
         while i < self.nodes.len() {
-            if i % ROOM_BLOCK == 0
-                && self
-                    .caches
-                    .room
-                    .rules_out(&self.nodes, i, &self.classes[c].requests, pools)
-            {
-                i += ROOM_BLOCK;
+            let b = i / ROOM_BLOCK;
+            if b != fresh {
+                fresh = b;
+                if self.block_rules_out(c, b, pools, slack_round) {
+                    i = (b + 1) * ROOM_BLOCK;
+                    continue;
+                }
+            }
+            let summary = if slack_round {
+                &self.caches.room.slack
+            } else {
+                &self.caches.room.now
+            };
+            if !summary.has_room(i, &self.classes[c].requests) {
+                i += 1;
                 continue;
             }
-            if self.caches.slack.pending.get(i) == Some(&true) {
+            if slack_round && self.caches.slack.pending[i] {
                 self.take_slack(i);
             }
             if let Some(fit) = self.fit(c, i, combo) {
@@ -672,7 +708,62 @@ impl Engine<'_> {
         for (c, a) in node.capacity.iter_mut().zip(allocatable) {
             *c = (*c).min(*a);
         }
-        self.caches.room.touch(n);
+        // Its room in a slack round is what it was: only the summary of now changes.
+        self.caches.room.now.mark(n / ROOM_BLOCK);
+    }
+
+    /// Whether no node of block `b` can take a pod of class `c` from a pool of `pools`: by the
+    /// slack summary in a bundle's slack round, else by the summary of now (refreshed first
+    /// when stale, so the block's node rooms are fresh afterwards).
+    fn block_rules_out(&mut self, c: usize, b: usize, pools: u64, slack_round: bool) -> bool {
+        let stale = if slack_round {
+            self.caches.room.slack.is_stale(b)
+        } else {
+            self.caches.room.now.is_stale(b)
+        };
+        if stale {
+            self.refresh_room(b, slack_round);
+        }
+        let summary = if slack_round {
+            &self.caches.room.slack
+        } else {
+            &self.caches.room.now
+        };
+        summary.rules_out(b, &self.classes[c].requests, pools)
+    }
+
+    /// Sums block `b` again: each node's room now, or (`slack`) within the cheapest type that
+    /// holds what a claim has.
+    fn refresh_room(&mut self, b: usize, slack: bool) {
+        let resources = self.ids.resource_count();
+        let end = ((b + 1) * ROOM_BLOCK).min(self.nodes.len());
+        let mut rooms = Vec::with_capacity(ROOM_BLOCK * resources);
+        let mut pools = 0;
+        for n in b * ROOM_BLOCK..end {
+            let shrunk = if slack {
+                self.shrunk_type_memo(n)
+            } else {
+                None
+            };
+            let node = &self.nodes[n];
+            for (r, (c, u)) in node.capacity.iter().zip(&node.used).enumerate() {
+                let c = match shrunk {
+                    Some(t) => (*c).min(self.catalog.types[t].allocatable[r]),
+                    None => *c,
+                };
+                rooms.push(c - u);
+            }
+            pools |= match &node.origin {
+                NodeOrigin::New(claim) => pool_bit(claim.pool),
+                NodeOrigin::Existing { .. } => 1 << POOL_BITS,
+            };
+        }
+        let summary = if slack {
+            &mut self.caches.room.slack
+        } else {
+            &mut self.caches.room.now
+        };
+        summary.set(b, resources, &rooms, pools);
     }
 
     /// For a new claim: the cheapest compatible type that holds what it has (memoised per claim
