@@ -30,7 +30,10 @@
 //! - Instance types are interned per (NodePool, type); a class's compatible types per pool are a
 //!   [`crate::bitset::Bitset`] computed once; offerings are pre-indexed as zone masks per capacity type.
 //! - Every node scan for a class resumes from a cursor: a node that cannot take a pod of a class
-//!   now (resources, taints, hostname spread/anti-affinity, pinned zone) never can later.
+//!   now (resources, taints, hostname spread/anti-affinity, pinned zone) never can later. A scan
+//!   checks each node's room in one flat vector before looking at the node, and skips blocks of
+//!   32 nodes none of which has room or a pool for the class ([`place`]'s room index, refreshed
+//!   per block only when one of its nodes changed).
 //! - Topology counts (per node and per domain) are updated incrementally as pods are placed.
 //! - A new claim picks its instance type by price per pod of the class being placed, counting
 //!   only the pods the class must still place in the claim's domain ([`open`]'s `must_hold`):
