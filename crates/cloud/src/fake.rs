@@ -16,7 +16,8 @@
 //!   (at-least-once like SQS: a message not acknowledged comes back after 30 s), where tests can
 //!   put any other message too ([`FakeCloud::send_message`]).
 //! - `mark_unavailable` keeps an offering unavailable for a while, as a failed launch does.
-//! - every call is recorded; one-shot errors can be injected per operation; offerings can be marked
+//! - every call is recorded, and counted as the EC2 calls the AWS provider would make for it,
+//!   coalesced as it coalesces them ([`crate::ec2_model`]); one-shot errors can be injected per operation; offerings can be marked
 //!   out of capacity one by one or through windows a script opens and closes.
 //! - [`FakeCloud::subscribe`] streams [`FakeEvent`]s (launched, interruption warning, terminated),
 //!   which the simulator's fake kubelet turns into Nodes.
@@ -34,6 +35,9 @@ use stowage_solver::{InstanceType, Offering, Resources};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
+use crate::ec2_model::{
+    DESCRIBE_WINDOW, Ec2Action, Ec2Calls, LAUNCH_WINDOW, TERMINATE_WINDOW, shape_key,
+};
 use crate::interruption::{
     AckHandle, InterruptionEvent, InterruptionKind, InterruptionMessage, InterruptionSource,
     MAX_BATCH, MessageContent,
@@ -235,6 +239,8 @@ struct State {
     acknowledged: u64,
     /// Expected interruption cost per hour, added to the price when choosing among offerings.
     interruption_costs: BTreeMap<OfferingKey, f64>,
+    /// The EC2 calls the AWS provider would have made for the calls so far.
+    ec2: Ec2Calls,
 }
 
 impl State {
@@ -704,6 +710,16 @@ impl FakeCloud {
         self.state().calls.clear();
     }
 
+    /// The EC2 calls the AWS provider would have made so far (coalesced as it coalesces them).
+    pub fn ec2_call_total(&self) -> u64 {
+        self.state().ec2.total()
+    }
+
+    /// [`FakeCloud::ec2_call_total`] by EC2 action name (`CreateFleet`, `DescribeInstances`, ...).
+    pub fn ec2_calls(&self) -> BTreeMap<String, u64> {
+        self.state().ec2.by_action()
+    }
+
     /// Live instances, by provider id.
     pub fn instances(&self) -> Vec<FakeInstance> {
         self.state().instances.values().cloned().collect()
@@ -859,8 +875,11 @@ impl CloudProvider for FakeCloud {
         let latency = self.shared.config.launch_latency;
         let (instance, ready_at, is_new) = {
             let mut state = self.state();
-            state.record(Operation::Create, &name)?;
+            let recorded = state.record(Operation::Create, &name);
             let now = Instant::now();
+            // The provider looks the claim's instance up by tag first (batched).
+            state.ec2.describe(now);
+            recorded?;
             let existing = state
                 .by_claim
                 .get(&name)
@@ -874,6 +893,15 @@ impl CloudProvider for FakeCloud {
                     .unwrap_or(now);
                 (instance, ready_at, false)
             } else {
+                // One CreateFleet per launch shape and window, whether it fills or not.
+                let shape = shape_key(&(
+                    &claim.spec.node_class_ref.name,
+                    claim.nodepool_name(),
+                    format!("{:?}", claim.spec.requirements),
+                ));
+                state
+                    .ec2
+                    .coalesced(Ec2Action::CreateFleet, shape, LAUNCH_WINDOW, now);
                 let (it, offering, allocatable) = self.choose(&mut state, claim, now)?;
                 let instance_id = format!("i-{:06}", state.next_instance);
                 state.next_instance += 1;
@@ -955,12 +983,27 @@ impl CloudProvider for FakeCloud {
         let name = claim.metadata.name.clone().unwrap_or_default();
         let provider_id = {
             let mut state = self.state();
-            state.record(Operation::Delete, &name)?;
-            claim
+            let recorded = state.record(Operation::Delete, &name);
+            let now = Instant::now();
+            state.ec2.describe(now);
+            recorded?;
+            let provider_id = claim
                 .provider_id()
                 .map(str::to_string)
-                .or_else(|| state.by_claim.get(&name).cloned())
+                .or_else(|| state.by_claim.get(&name).cloned());
+            // TerminateInstances only for an instance that is still there (batched).
+            if provider_id
+                .as_ref()
+                .is_some_and(|id| state.instances.contains_key(id))
+            {
+                state
+                    .ec2
+                    .coalesced(Ec2Action::TerminateInstances, 0, TERMINATE_WINDOW, now);
+            }
+            provider_id
         };
+        // A batched call returns when its batch closes.
+        tokio::time::sleep(DESCRIBE_WINDOW.idle).await;
         let Some(provider_id) = provider_id else {
             return Err(Error::NotFound(name));
         };
@@ -971,8 +1014,15 @@ impl CloudProvider for FakeCloud {
     }
 
     async fn get(&self, provider_id: &str) -> Result<NodeClaim> {
-        let mut state = self.state();
-        state.record(Operation::Get, provider_id)?;
+        {
+            let mut state = self.state();
+            let recorded = state.record(Operation::Get, provider_id);
+            state.ec2.describe(Instant::now());
+            recorded?;
+        }
+        // A batched call returns when its batch closes.
+        tokio::time::sleep(DESCRIBE_WINDOW.idle).await;
+        let state = self.state();
         state
             .instances
             .get(provider_id)
@@ -982,17 +1032,22 @@ impl CloudProvider for FakeCloud {
 
     async fn list(&self) -> Result<Vec<NodeClaim>> {
         let mut state = self.state();
-        state.record(Operation::List, "")?;
+        let recorded = state.record(Operation::List, "");
+        // One DescribeInstances by cluster tag (its own call, not batched by id).
+        state.ec2.single(Ec2Action::DescribeInstances);
+        recorded?;
         Ok(state.instances.values().map(Self::claim_from).collect())
     }
 
     async fn instance_types(&self, pool: &stowage_api::NodePool) -> Result<Vec<InstanceType>> {
         let mut state = self.state();
-        state.record(
+        let recorded = state.record(
             Operation::InstanceTypes,
             pool.metadata.name.as_deref().unwrap_or_default(),
-        )?;
+        );
         let now = Instant::now();
+        state.ec2.catalog(now);
+        recorded?;
         state.unavailable_until.retain(|_, until| *until > now);
         let mut types = state.catalog.clone();
         for it in &mut types {
@@ -1013,8 +1068,15 @@ impl CloudProvider for FakeCloud {
 
     async fn is_drifted(&self, claim: &NodeClaim) -> Result<Option<DriftReason>> {
         let name = claim.metadata.name.clone().unwrap_or_default();
-        let mut state = self.state();
-        state.record(Operation::IsDrifted, &name)?;
+        {
+            let mut state = self.state();
+            let recorded = state.record(Operation::IsDrifted, &name);
+            state.ec2.describe(Instant::now());
+            recorded?;
+        }
+        // A batched call returns when its batch closes.
+        tokio::time::sleep(DESCRIBE_WINDOW.idle).await;
+        let state = self.state();
         if let Some(reason) = state.drifted.get(&name) {
             return Ok(Some(reason.clone()));
         }
@@ -1060,7 +1122,9 @@ impl CloudProvider for FakeCloud {
             .unwrap_or_default()
             .to_string();
         let mut state = self.state();
-        state.record(Operation::ReconcileNodeClass, &name)?;
+        let recorded = state.record(Operation::ReconcileNodeClass, &name);
+        state.ec2.resolve_node_class();
+        recorded?;
         if let Some(reason) = state.node_classes_not_ready.get(&name) {
             return Ok(NodeClassStatus::not_ready(reason));
         }

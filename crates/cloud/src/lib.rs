@@ -6,6 +6,8 @@
 //! distinct variants rather than strings.
 
 #[cfg(feature = "fake")]
+pub mod ec2_model;
+#[cfg(feature = "fake")]
 pub mod fake;
 pub mod interruption;
 pub mod metered;
@@ -210,7 +212,8 @@ impl std::fmt::Display for Operation {
 /// Contract: `create` is idempotent per NodeClaim (a retry with the same claim never buys a
 /// second instance) and launches only the offerings the claim's requirements allow (the solver
 /// chose them; the provider may drop offerings it knows are unavailable, never add any);
-/// `delete` returns `NotFound` once the instance is gone; every instance it creates is tagged
+/// `delete` returns `Ok` when the cloud accepted the termination (the controllers call it once
+/// and do not poll) and `NotFound` once the instance is gone; every instance it creates is tagged
 /// with the cluster and the NodeClaim name, so `list` finds leaks. Node classes are the
 /// provider's: the core watches their kind generically ([`CloudProvider::node_class_kind`]),
 /// hands each object to [`CloudProvider::reconcile_node_class`] and writes back the status it

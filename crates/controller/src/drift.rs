@@ -32,6 +32,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
@@ -50,6 +51,9 @@ pub const REQUIREMENTS_DRIFTED: &str = "RequirementsDrifted";
 
 /// How often the loop looks for changed NodePools and node classes between full passes.
 pub const WATCH_PERIOD: Duration = Duration::from_secs(10);
+
+/// Claims judged at once in a pass (their cloud lookups batch into one provider call).
+pub const CHECK_CONCURRENCY: usize = 256;
 
 /// Why a claim drifted: the condition's reason and message.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,7 +134,9 @@ pub struct PassResult {
 }
 
 /// One drift pass over every initialized claim (see the module docs). Errors of one claim are
-/// logged and leave it as it was; the pass goes on.
+/// logged and leave it as it was; the pass goes on. Claims are judged [`CHECK_CONCURRENCY`] at a
+/// time, so the provider's per-instance lookups of a pass arrive together and batch (the AWS
+/// provider's DescribeInstances takes up to 500 ids per call) instead of one call per claim.
 pub async fn detect(ctx: &Context) -> PassResult {
     let claims: Vec<Arc<NodeClaim>> = ctx
         .state()
@@ -139,9 +145,17 @@ pub async fn detect(ctx: &Context) -> PassResult {
         .cloned()
         .collect();
     let mut result = PassResult::default();
-    for claim in claims {
+    let outcomes: Vec<(Arc<NodeClaim>, Result<Outcome>)> = futures::stream::iter(claims)
+        .map(|claim| async move {
+            let outcome = check(ctx, &claim).await;
+            (claim, outcome)
+        })
+        .buffer_unordered(CHECK_CONCURRENCY)
+        .collect()
+        .await;
+    for (claim, outcome) in outcomes {
         let pool_name = claim.nodepool_name().unwrap_or_default().to_string();
-        let outcome = match check(ctx, &claim).await {
+        let outcome = match outcome {
             Ok(o) => o,
             Err(err) => {
                 tracing::warn!(claim = %claim.name_any(), err = %Chain(&err), "drift check failed");

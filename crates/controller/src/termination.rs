@@ -11,7 +11,11 @@
 //!    [`crate::interruption`]) has the earlier of that and the instance's end as its deadline,
 //!    says in an Event on each pod what was cut short, and does not wait for terminating pods
 //!    past it;
-//! 3. `CloudProvider::delete` until it answers `NotFound`;
+//! 3. `CloudProvider::delete`, once: `Ok` means the cloud accepted the termination (the instance
+//!    is shutting down; the AWS provider then answers `NotFound` for it), as does `NotFound`.
+//!    Nothing polls the instance afterwards: a failed call is retried with the lifecycle
+//!    controller's per-claim exponential backoff (1 s doubling to 5 minutes), and an instance
+//!    that outlived its claim anyway is garbage collection's (`housekeeping::gc`);
 //! 4. the Node's finalizer is removed (and the Node deleted), then the claim's.
 //!
 //! Pods that tolerate the disrupted taint, static pods and finished pods are not drained.
@@ -40,8 +44,6 @@ const STUCK_TERMINATING: Duration = Duration::from_secs(60);
 const EVICTION_CONCURRENCY: usize = 32;
 /// How often a drain is looked at again.
 const DRAIN_POLL: Duration = Duration::from_secs(1);
-/// How often instance termination is looked at again.
-const INSTANCE_POLL: Duration = Duration::from_secs(5);
 
 /// Which eviction tier a pod belongs to (lower goes first).
 pub fn tier(pod: &Pod) -> u8 {
@@ -113,15 +115,9 @@ pub async fn finalize(claim: &NodeClaim, ctx: &Context) -> Result<Action> {
             return Ok(Action::requeue(wait));
         }
     }
-    // The instance: delete until the provider says it is gone.
+    // The instance: one call; accepted or already gone, it is done with (see the module docs).
     match ctx.cloud.delete(claim).await {
-        Ok(()) => {
-            // Terminating; confirm it is gone on the next look (a provider answers NotFound).
-            if claim.provider_id().is_some() {
-                return Ok(Action::requeue(INSTANCE_POLL));
-            }
-        }
-        Err(CloudError::NotFound(_)) => {}
+        Ok(()) | Err(CloudError::NotFound(_)) => {}
         Err(err) => return Err(Error::cloud(&name)(err)),
     }
     if let Some(node) = &node {

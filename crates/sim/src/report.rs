@@ -28,6 +28,8 @@ pub struct Sample {
     pub api_requests: u64,
     /// Calls to the cloud provider so far (cumulative).
     pub cloud_calls: u64,
+    /// EC2 API calls so far (cumulative), as the AWS provider would make them.
+    pub ec2_calls: u64,
     /// Ready nodes holding no pod but DaemonSet and finished pods.
     pub nodes_empty: usize,
 }
@@ -135,13 +137,22 @@ pub struct Report {
     pub controller_api_requests: std::collections::BTreeMap<String, u64>,
     /// The most controller API requests in one sampling interval.
     pub controller_api_peak: CallPeak,
-    /// Calls to the cloud provider by operation (`create` is one CreateFleet, `delete` one
-    /// TerminateInstances, `get`/`list` DescribeInstances, `instance_types` the catalogue).
+    /// Calls of the controllers to the cloud provider (the `CloudProvider` trait) by operation:
+    /// provider calls, not EC2 calls (`create` is one per NodeClaim; the AWS provider coalesces
+    /// them). See `ec2_calls` for what EC2 sees.
     pub cloud_calls: std::collections::BTreeMap<String, u64>,
-    /// All cloud calls per instance launched.
+    /// All provider calls per instance launched.
     pub cloud_calls_per_launch: f64,
-    /// The most cloud calls in one sampling interval.
+    /// The most provider calls in one sampling interval.
     pub cloud_calls_peak: CallPeak,
+    /// EC2 API calls by action, as the AWS provider would make them for the provider calls
+    /// (coalesced: one CreateFleet per launch shape and window, batched DescribeInstances and
+    /// TerminateInstances; `stowage_cloud::ec2_model`).
+    pub ec2_calls: std::collections::BTreeMap<String, u64>,
+    /// All EC2 calls per instance launched.
+    pub ec2_calls_per_launch: f64,
+    /// The most EC2 calls in one sampling interval.
+    pub ec2_calls_peak: CallPeak,
     pub solver: SolverFigures,
     /// Counted by the simulated cluster itself (`cluster/referee.rs`), independently of the
     /// controllers: pods covered by a PodDisruptionBudget that went away while it allowed no
@@ -253,12 +264,15 @@ impl Report {
     /// Fills the per-launch and peak figures of the cloud and API calls from the samples and
     /// the totals.
     pub fn finish_calls(&mut self) {
-        let cloud: u64 = self.cloud_calls.values().sum();
-        self.cloud_calls_per_launch = if self.launches == 0 {
-            0.0
-        } else {
-            cloud as f64 / self.launches as f64
+        let per_launch = |calls: &std::collections::BTreeMap<String, u64>| {
+            if self.launches == 0 {
+                0.0
+            } else {
+                calls.values().sum::<u64>() as f64 / self.launches as f64
+            }
         };
+        self.cloud_calls_per_launch = per_launch(&self.cloud_calls);
+        self.ec2_calls_per_launch = per_launch(&self.ec2_calls);
         let peak = |f: &dyn Fn(&Sample) -> u64| {
             self.samples
                 .windows(2)
@@ -270,6 +284,7 @@ impl Report {
                 .unwrap_or_default()
         };
         self.cloud_calls_peak = peak(&|s| s.cloud_calls);
+        self.ec2_calls_peak = peak(&|s| s.ec2_calls);
         self.controller_api_peak = peak(&|s| s.api_requests);
     }
 
@@ -441,10 +456,22 @@ impl Report {
             for (what, n) in &self.controller_api_requests {
                 let _ = writeln!(out, "  {what:<40} {n:>8}");
             }
+            let ec2: u64 = self.ec2_calls.values().sum();
+            let _ = writeln!(
+                out,
+                "EC2 calls             {ec2} ({:.2} per launched instance; peak {} in {:.0}s at {})",
+                self.ec2_calls_per_launch,
+                self.ec2_calls_peak.calls,
+                self.sample_interval(),
+                hms(self.ec2_calls_peak.at_seconds)
+            );
+            for (what, n) in &self.ec2_calls {
+                let _ = writeln!(out, "  {what:<40} {n:>8}");
+            }
             let cloud: u64 = self.cloud_calls.values().sum();
             let _ = writeln!(
                 out,
-                "cloud calls           {cloud} ({:.2} per launched instance; peak {} in {:.0}s at {})",
+                "provider calls        {cloud} ({:.2} per launched instance; peak {} in {:.0}s at {})",
                 self.cloud_calls_per_launch,
                 self.cloud_calls_peak.calls,
                 self.sample_interval(),
@@ -729,8 +756,16 @@ mod tests {
                 at(90.0, 100.0, 0.0, 300, 400, 30),
             ],
             cloud_calls: [("create".to_string(), 25), ("get".to_string(), 5)].into(),
+            ec2_calls: [
+                ("CreateFleet".to_string(), 4),
+                ("DescribeInstances".to_string(), 6),
+            ]
+            .into(),
             ..Default::default()
         };
+        for (s, ec2) in r.samples.iter_mut().zip([0, 2, 9, 10]) {
+            s.ec2_calls = ec2;
+        }
         r.finish(&[]);
         r.finish_calls();
         assert_eq!(r.peak_pods, 700);
@@ -739,6 +774,14 @@ mod tests {
         assert!((r.spot_share_min - 0.90).abs() < 1e-9);
         assert!((r.spot_share_avg - 0.95).abs() < 1e-9);
         assert_eq!(r.cloud_calls_per_launch, 0.75);
+        assert_eq!(r.ec2_calls_per_launch, 0.25);
+        assert_eq!(
+            r.ec2_calls_peak,
+            CallPeak {
+                calls: 7,
+                at_seconds: 60.0
+            }
+        );
         assert_eq!(
             r.cloud_calls_peak,
             CallPeak {
@@ -760,6 +803,10 @@ mod tests {
         );
         assert!(
             table.contains("0.75 per launched instance; peak 20 in 30s"),
+            "{table}"
+        );
+        assert!(
+            table.contains("EC2 calls             10 (0.25 per launched instance; peak 7 in 30s"),
             "{table}"
         );
     }

@@ -267,6 +267,7 @@ impl Simulation {
                 let mut s = sample(&cluster, &api, now.duration_since(start));
                 s.api_requests = audit.total();
                 s.cloud_calls = cloud.call_total() as u64;
+                s.ec2_calls = cloud.ec2_call_total();
                 if let Some(OnSample(f)) = &self.options.on_sample {
                     f(&s);
                 }
@@ -345,6 +346,7 @@ impl Simulation {
             .map(|op| (op.as_str().to_string(), cloud.call_count(*op) as u64))
             .filter(|(_, n)| *n > 0)
             .collect();
+        report.ec2_calls = cloud.ec2_calls();
         report.finish_calls();
         Ok(report)
     }

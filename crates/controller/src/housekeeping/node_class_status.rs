@@ -5,6 +5,13 @@
 //! `Ready` condition. A class the provider could not resolve (its API failed) is written
 //! not-ready with the error as the reason; the provider then keeps it unresolved and launches
 //! naming it wait. Classes that no longer exist are forgotten by the provider.
+//!
+//! The housekeeping loop resolves a class through [`Refresh`]: when it is new or its spec changed
+//! (`metadata.generation`), every [`NODE_CLASS_REFRESH`] while it stays ready (to pick up a new
+//! image of an `@latest` alias, or subnets and security groups tagged since), and on every pass
+//! (`gc_interval`) while it is not ready or failed to resolve, so a fixed class recovers fast.
+//! Resolving a class costs the AWS provider DescribeSubnets, DescribeSecurityGroups,
+//! DescribeImages and SSM calls: once every 30 s per class before, once per 5 minutes now.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -81,8 +88,43 @@ fn merged_status(class: &DynamicObject, resolved: &NodeClassStatus, now: jiff::T
     Value::Object(status)
 }
 
+/// How often a ready node class is resolved again when nothing of it changed.
+pub const NODE_CLASS_REFRESH: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// When each node class was last resolved, and whether it came out ready: which classes are due.
+#[derive(Debug, Default)]
+pub struct Refresh {
+    /// Class name -> (uid, generation, when resolved ready).
+    resolved: std::collections::HashMap<String, (String, i64, tokio::time::Instant)>,
+}
+
+impl Refresh {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn due(&self, class: &DynamicObject, now: tokio::time::Instant) -> bool {
+        let uid = class.metadata.uid.clone().unwrap_or_default();
+        let generation = class.metadata.generation.unwrap_or_default();
+        self.resolved
+            .get(&class.name_any())
+            .is_none_or(|(u, g, at)| {
+                *u != uid || *g != generation || now >= *at + NODE_CLASS_REFRESH
+            })
+    }
+}
+
 /// Reconciles every node class with the provider and writes the statuses that changed.
 pub async fn update_node_class_status(ctx: &Context) -> Result<()> {
+    update_node_class_status_with(ctx, None).await
+}
+
+/// [`update_node_class_status`], resolving only the classes `refresh` says are due (all of them
+/// without one); see the module docs.
+pub async fn update_node_class_status_with(
+    ctx: &Context,
+    mut refresh: Option<&mut Refresh>,
+) -> Result<()> {
     let Some(kind) = ctx.cloud.node_class_kind() else {
         return Ok(());
     };
@@ -90,12 +132,38 @@ pub async fn update_node_class_status(ctx: &Context) -> Result<()> {
     let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &node_class_resource(&kind));
     let classes: Vec<Arc<DynamicObject>> = ctx.state().nodeclasses().cloned().collect();
     let names: BTreeSet<String> = classes.iter().map(|c| c.name_any()).collect();
+    let started = tokio::time::Instant::now();
+    if let Some(r) = refresh.as_deref_mut() {
+        r.resolved.retain(|name, _| names.contains(name));
+    }
     for class in classes {
         let name = class.name_any();
+        if refresh.as_deref().is_some_and(|r| !r.due(&class, started)) {
+            continue;
+        }
         let object = serde_json::to_value(&*class).unwrap_or(Value::Null);
         let resolved = match ctx.cloud.reconcile_node_class(&object).await {
-            Ok(s) => s,
+            Ok(s) => {
+                if let Some(r) = refresh.as_deref_mut() {
+                    if s.ready {
+                        r.resolved.insert(
+                            name.clone(),
+                            (
+                                class.metadata.uid.clone().unwrap_or_default(),
+                                class.metadata.generation.unwrap_or_default(),
+                                started,
+                            ),
+                        );
+                    } else {
+                        r.resolved.remove(&name);
+                    }
+                }
+                s
+            }
             Err(err) => {
+                if let Some(r) = refresh.as_deref_mut() {
+                    r.resolved.remove(&name);
+                }
                 tracing::warn!(nodeclass = %name, %err, "failed to resolve node class");
                 NodeClassStatus {
                     reason: "ResolutionFailed".to_string(),
