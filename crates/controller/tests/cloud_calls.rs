@@ -122,6 +122,25 @@ async fn the_quickstart_costs_a_few_ec2_calls_per_launched_instance() {
     assert!(fleets <= report.launches, "{}", summary(&report));
 }
 
+/// A burst of identical pods: one batch of nodes of one launch shape, bought with a CreateFleet
+/// per 100 claims (the AWS provider's batch size), so well under one EC2 call per launched
+/// instance, refreshes included.
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_identical_pods_costs_well_under_one_ec2_call_per_launched_instance() {
+    let timeline = "  - at: 0s\n    create: { name: burst, replicas: 600, requests: { cpu: \"1\", memory: 1Gi } }\n";
+    let report = simulate_yaml(&scenario("10m", timeline)).await;
+    println!(
+        "busiest 30 s: {} EC2 calls\n{}",
+        busiest_30s_after(&report, 0.0),
+        summary(&report)
+    );
+    assert_eq!(report.pending_at_end, 0, "{}", summary(&report));
+    assert!(report.launches >= 50, "{}", summary(&report));
+    let fleets = report.ec2_calls.get("CreateFleet").copied().unwrap_or(0);
+    assert!(fleets * 10 <= report.launches, "{}", summary(&report));
+    assert!(report.ec2_calls_per_launch < 0.5, "{}", summary(&report));
+}
+
 /// Ten nodes, then an idle hour: nothing changes, so the controllers have nothing to ask EC2
 /// but the odd refresh.
 #[tokio::test(start_paused = true)]
