@@ -17,8 +17,9 @@
 //!   put any other message too ([`FakeCloud::send_message`]).
 //! - `mark_unavailable` keeps an offering unavailable for a while, as a failed launch does.
 //! - every call is recorded, and counted as the EC2 calls the AWS provider would make for it,
-//!   coalesced as it coalesces them ([`crate::ec2_model`]); one-shot errors can be injected per operation; offerings can be marked
-//!   out of capacity one by one or through windows a script opens and closes.
+//!   coalesced as it coalesces them ([`crate::ec2_model`]; its batched calls take the batching
+//!   window's 50 ms); one-shot errors can be injected per operation; offerings can be marked out
+//!   of capacity one by one or through windows a script opens and closes.
 //! - [`FakeCloud::subscribe`] streams [`FakeEvent`]s (launched, interruption warning, terminated),
 //!   which the simulator's fake kubelet turns into Nodes.
 
