@@ -12,12 +12,15 @@
 //! `--plan FILE` also writes the plan as JSON (to compare plans across builds).
 //! `stowage-bench gen-pods --pods N --out pods.json --nodepools pools.yaml`: a `kubectl get pods
 //! -A -o json` dump of pending pods in the seed mix, for timing `stowage plan` (see `pods.rs`).
+//! `stowage-bench read-dump pods.json`: the reading and parsing of such a dump alone (`dump.rs`).
 
 use std::process::ExitCode;
 
 use stowage_bench::{Mix, Report, input, run_input, seed_input};
 
 use stowage_bench::pods;
+
+mod dump;
 
 fn usage() -> ExitCode {
     eprintln!(
@@ -30,6 +33,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("gen-pods") {
         return pods::main(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("read-dump") {
+        return dump::main(&args[1..]);
     }
     if args.first().map(String::as_str) == Some("consolidate") {
         return consolidate(&args[1..]);

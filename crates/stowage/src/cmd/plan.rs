@@ -27,12 +27,12 @@ use stowage_controller::{ClusterState, snapshot};
 use anyhow::{Context, bail};
 use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::core::v1 as core;
-use lean::Item;
 use stowage_api::labels;
 use stowage_api::quantity::format_resource;
+use stowage_dump as lean;
+use stowage_dump::Item;
 use stowage_solver::{InstanceType, Plan, SolveInput, SolveOptions};
 
-mod lean;
 mod live;
 
 /// Output format.
@@ -191,13 +191,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(kubeconfig) = &args.kubeconfig {
         return run_live(&args, kubeconfig, types).await;
     }
-    let mut texts = Vec::new();
+    let mut sources = Vec::new();
     for f in &args.files {
-        texts.push((f.clone(), read_input(f).map_err(super::bad_input)?));
+        sources.push((f.clone(), read_source(f).map_err(super::bad_input)?));
     }
+    // JSON files are parsed while they are read: "read" includes their parsing.
     timings.phase("read");
-    let objects = parse_files(&texts, Reader::Fast).map_err(super::bad_input)?;
-    drop(texts);
+    let objects = parse_sources(sources).map_err(super::bad_input)?;
     timings.phase("parse");
     if args.consolidate {
         let state = state_from(objects).map_err(super::bad_input)?;
@@ -271,11 +271,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 /// `stowage plan --kubeconfig`.
 async fn run_live(args: &Args, kubeconfig: &Path, types: Vec<InstanceType>) -> anyhow::Result<()> {
     use std::io::Write as _;
-    let mut texts = Vec::new();
+    let mut sources = Vec::new();
     for f in &args.files {
-        texts.push((f.clone(), read_input(f).map_err(super::bad_input)?));
+        sources.push((f.clone(), read_source(f).map_err(super::bad_input)?));
     }
-    let pools = live::file_pools(parse_files(&texts, Reader::Fast).map_err(super::bad_input)?)
+    let pools = live::file_pools(parse_sources(sources).map_err(super::bad_input)?)
         .map_err(super::bad_input)?;
     let client = live::client(kubeconfig, args.context.as_deref()).await?;
     let cluster = live::read(&client).await?;
@@ -338,6 +338,34 @@ fn read_input(path: &Path) -> anyhow::Result<String> {
         );
     }
     std::fs::read_to_string(path).with_context(|| format!("failed to read {}", path.display()))
+}
+
+/// One input file: its documents when the fast reader read them as it read the file (JSON), or
+/// its text and which reader is to read it.
+enum Source {
+    Documents(Vec<Item>),
+    Text(String, Reader),
+}
+
+/// An input file. JSON is parsed while it is read ([`lean::json_reader`]); when the fast reader
+/// declines it, the text is read again for the exact reader, which names what is wrong.
+fn read_source(path: &Path) -> anyhow::Result<Source> {
+    let read = || format!("failed to read {}", path.display());
+    let size = std::fs::metadata(path).with_context(read)?.len();
+    if size > MAX_FILE_BYTES {
+        bail!(
+            "{}: {size} bytes is over the limit of {MAX_FILE_BYTES} bytes per file; split the input",
+            path.display()
+        );
+    }
+    let mut file = std::fs::File::open(path).with_context(read)?;
+    if !lean::starts_like_json(&mut file).with_context(read)? {
+        return Ok(Source::Text(read_input(path)?, Reader::Fast));
+    }
+    if let Some(docs) = lean::json_reader(file) {
+        return Ok(Source::Documents(docs));
+    }
+    Ok(Source::Text(read_input(path)?, Reader::Exact))
 }
 
 fn catalogue(args: &Args) -> anyhow::Result<Vec<InstanceType>> {
@@ -423,11 +451,10 @@ fn documents(path: &Path, text: &str, reader: Reader) -> anyhow::Result<Vec<Item
 }
 
 /// Which reader reads the files: the fast one (falling back to the exact one), or only the exact
-/// one (tests compare the two).
+/// one (a JSON file the fast reader declined as it read it; tests compare the two).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reader {
     Fast,
-    #[cfg_attr(not(test), allow(dead_code))]
     Exact,
 }
 
@@ -438,15 +465,7 @@ fn is_json(text: &str) -> bool {
 
 /// The YAML reader's options: limits sized for whole-cluster dumps.
 fn yaml_options() -> serde_saphyr::Options {
-    let mut budget = serde_saphyr::Budget::default();
-    budget.max_documents = MAX_OBJECTS;
-    budget.max_nodes = 200_000_000;
-    budget.max_events = 400_000_000;
-    budget.max_total_scalar_bytes = MAX_FILE_BYTES as usize;
-    budget.max_reader_input_bytes = Some(MAX_FILE_BYTES as usize);
-    let mut options = serde_saphyr::Options::default();
-    options.budget = Some(budget);
-    options
+    lean::yaml_options(MAX_OBJECTS, MAX_FILE_BYTES as usize)
 }
 
 /// The documents of one input file as `Value`s (the exact reader).
@@ -605,13 +624,40 @@ fn build_input(
     input_from(parse_files(files, Reader::Fast)?, instance_types)
 }
 
-/// The objects of the files, each once (a second copy is refused, naming both places).
+/// The objects of the files' texts, each once (see [`parse_sources`]).
 fn parse_files(files: &[(PathBuf, String)], reader: Reader) -> anyhow::Result<Vec<Object>> {
-    let mut objects = Vec::new();
-    let mut seen: BTreeMap<(&'static str, String), String> = BTreeMap::new();
-    let mut found = Vec::new();
+    let mut objects = Objects::default();
     for (path, text) in files {
-        for (i, doc) in documents(path, text, reader)?.into_iter().enumerate() {
+        objects.add(path, documents(path, text, reader)?)?;
+    }
+    Ok(objects.objects)
+}
+
+/// The objects of the files, each once (a second copy is refused, naming both places).
+fn parse_sources(files: Vec<(PathBuf, Source)>) -> anyhow::Result<Vec<Object>> {
+    let mut objects = Objects::default();
+    for (path, source) in files {
+        let docs = match source {
+            Source::Documents(docs) => docs,
+            Source::Text(text, reader) => documents(&path, &text, reader)?,
+        };
+        objects.add(&path, docs)?;
+    }
+    Ok(objects.objects)
+}
+
+/// The objects found so far, and where each was found.
+#[derive(Default)]
+struct Objects {
+    objects: Vec<Object>,
+    seen: BTreeMap<(&'static str, String), String>,
+}
+
+impl Objects {
+    /// The objects of one file's documents.
+    fn add(&mut self, path: &Path, docs: Vec<Item>) -> anyhow::Result<()> {
+        let mut found = Vec::new();
+        for (i, doc) in docs.into_iter().enumerate() {
             if matches!(doc, Item::Null) {
                 continue;
             }
@@ -622,7 +668,7 @@ fn parse_files(files: &[(PathBuf, String)], reader: Reader) -> anyhow::Result<Ve
                 // The same object twice (a file given twice, overlapping dumps) would count its
                 // pods twice.
                 let id = (object.kind(), object.key());
-                match seen.entry(id) {
+                match self.seen.entry(id) {
                     std::collections::btree_map::Entry::Occupied(e) => {
                         let (kind, key) = e.key();
                         bail!("{at}: {kind} {key} is also in {}", e.get());
@@ -631,14 +677,14 @@ fn parse_files(files: &[(PathBuf, String)], reader: Reader) -> anyhow::Result<Ve
                         e.insert(at);
                     }
                 }
-                objects.push(object);
-                if objects.len() > MAX_OBJECTS {
+                self.objects.push(object);
+                if self.objects.len() > MAX_OBJECTS {
                     bail!("more than {MAX_OBJECTS} objects in the input; plan a part of it");
                 }
             }
         }
+        Ok(())
     }
-    Ok(objects)
 }
 
 /// The objects loaded into a cluster state, every NodePool valid.
@@ -1516,6 +1562,58 @@ status:
                 "{rich:?}"
             );
         }
+    }
+
+    #[test]
+    fn json_files_are_parsed_as_they_are_read_and_agree_with_their_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let value: serde_json::Value = serde_json::from_str(&rich_pods()).unwrap();
+        let pretty = serde_json::to_string_pretty(&value).unwrap();
+        let yaml = serde_saphyr::to_string(&value).unwrap();
+        let v2 = "{\"apiVersion\": \"v2\", \"kind\": \"Pod\", \"metadata\": {\"name\": \"x\"}, \"spec\": {\"containers\": []}}";
+        let mut sources = Vec::new();
+        for (name, text, expected) in [
+            ("pods.json", pretty.as_str(), "documents"),
+            ("pods.yaml", yaml.as_str(), "text for the fast reader"),
+            ("v2.json", v2, "text for the exact reader"),
+        ] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            let source = read_source(&path).unwrap();
+            let got = match &source {
+                Source::Documents(_) => "documents",
+                Source::Text(t, Reader::Fast) if t == text => "text for the fast reader",
+                Source::Text(t, Reader::Exact) if t == text => "text for the exact reader",
+                Source::Text(..) => "another text",
+            };
+            assert_eq!(got, expected, "{name}");
+            if name != "v2.json" {
+                sources.push((PathBuf::from(name), source));
+            }
+        }
+        // The same pods twice: the streamed file and the YAML text are read alike.
+        let err = parse_sources(sources).err().unwrap();
+        assert!(
+            format!("{err:#}").contains("pods.yaml document 1 items[0] (Pod rich): Pod shop/rich is also in pods.json document 1 items[0] (Pod rich)"),
+            "{err:#}"
+        );
+        let types = stowage_solver::catalog::karpenter_shape(20);
+        let files = [
+            (PathBuf::from("pools.yaml"), POOLS.to_string()),
+            (PathBuf::from("pods.json"), pretty.clone()),
+        ];
+        let exact = input_from(parse_files(&files, Reader::Exact).unwrap(), types.clone()).unwrap();
+        let path = dir.path().join("pods.json");
+        let streamed = vec![
+            (
+                PathBuf::from("pools.yaml"),
+                Source::Text(POOLS.to_string(), Reader::Fast),
+            ),
+            (PathBuf::from("pods.json"), read_source(&path).unwrap()),
+        ];
+        let streamed = input_from(parse_sources(streamed).unwrap(), types).unwrap();
+        assert_eq!(streamed, exact);
+        assert_eq!(streamed.pods.len(), 3);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Read;
 
 use k8s_openapi::api::core::v1 as core;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -55,18 +56,43 @@ const LIST_KINDS: [&str; 6] = [
 /// The documents of a JSON text (one object, or an array of objects as documents), or `None`
 /// when the exact reader must read it.
 pub fn json_documents(text: &str) -> Option<Vec<Item>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads > 1
-        && text.len() >= PARALLEL_MIN_BYTES
-        && let Some(docs) = parallel::documents(text, threads)
-    {
-        return Some(docs);
+    if text.len() >= PIECE_BYTES {
+        return stream::documents(text.as_bytes(), threads(), PIECE_BYTES);
     }
     json_sequential(text)
 }
 
-/// Below this size a file is read on one thread.
-const PARALLEL_MIN_BYTES: usize = 8 << 20;
+/// The documents of a JSON file (or any byte stream), read in pieces that are parsed as they
+/// arrive, or `None` when the exact reader must read it (also on a read error: the exact reader
+/// reads the file again and names the error).
+pub fn json_reader(reader: impl Read) -> Option<Vec<Item>> {
+    stream::documents(reader, threads(), PIECE_BYTES)
+}
+
+/// Whether a file's text starts like JSON (`{` or `[` after white space); the file is rewound.
+pub fn starts_like_json(file: &mut (impl Read + std::io::Seek)) -> std::io::Result<bool> {
+    let mut buf = [0u8; 512];
+    let first = loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break None;
+        }
+        if let Some(b) = buf[..n].iter().find(|b| !b.is_ascii_whitespace()) {
+            break Some(*b);
+        }
+    };
+    file.rewind()?;
+    Ok(matches!(first, Some(b'{' | b'[')))
+}
+
+/// The threads that parse pieces: one per core.
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The size of one piece of a large JSON List: the file is read into a few buffers of this size
+/// that are reused (a fresh buffer as large as the file costs a page fault per 4 KiB).
+const PIECE_BYTES: usize = 4 << 20;
 
 fn json_sequential(text: &str) -> Option<Vec<Item>> {
     let mut de = serde_json::Deserializer::from_str(text);
@@ -75,7 +101,8 @@ fn json_sequential(text: &str) -> Option<Vec<Item>> {
     Some(docs)
 }
 
-/// Reading one large pretty-printed JSON List (`kubectl get -o json`) on several threads.
+/// Reading one large pretty-printed JSON List (`kubectl get -o json`) in pieces, parsed on
+/// several threads while the rest is read.
 ///
 /// The text is cut between two items of the List (or of a top-level array): where a line holds
 /// only `{` at the items' indentation and the line before ends with `,`. A raw newline is never
@@ -84,70 +111,120 @@ fn json_sequential(text: &str) -> Option<Vec<Item>> {
 /// between items of the top-level items array: the first piece (`text[..cut] + "]}"`) must close
 /// with `items` as its last field, every middle piece (`"[" + piece + "]"`) must be a complete
 /// array, and the last (`"[" + text[cut..]`) must close the array and then the document. Any
-/// other text (compact JSON, a cut inside a nested array) fails one of these and is read on one
-/// thread, so the result is the sequential reader's or nothing.
-mod parallel {
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+/// other text (compact JSON, a cut inside a nested array) fails one of these and is read whole
+/// on one thread, so the result is the sequential reader's or nothing.
+///
+/// Pieces are cut as the text is read: the reader fills a buffer of about [`PIECE_BYTES`], cuts
+/// it at its last item boundary, hands it to a parsing thread and starts the next buffer with the
+/// item it cut off. A handful of buffers circulate between the reader and the parsers, so the
+/// memory read into is touched once and the file is never held whole.
+mod stream {
+    use std::io::Read;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Mutex, mpsc};
 
     use serde::Deserialize;
     use serde::de::{self, Deserializer as _, IgnoredAny, MapAccess, Visitor};
 
-    use super::{Documents, Item, LIST_KINDS};
+    use super::{Documents, Item, LIST_KINDS, json_sequential};
     use serde::de::DeserializeSeed as _;
 
-    pub(super) fn documents(text: &str, threads: usize) -> Option<Vec<Item>> {
-        let object = match text.trim_start().as_bytes().first() {
-            Some(b'{') => true,
-            Some(b'[') => false,
-            _ => return None,
-        };
-        // The indentation unit: that of the second line.
-        let second = text.find('\n')? + 1;
-        let unit = text[second..].bytes().take_while(|b| *b == b' ').count();
-        if unit == 0 {
-            return None;
-        }
-        let level = if object { 2 * unit } else { unit };
-        // A few pieces per thread, so a slow piece does not leave a thread idle.
-        let pieces = threads * 4;
-        let mut cuts: Vec<(usize, usize)> = Vec::new();
-        for j in 1..pieces {
-            let from = (text.len() * j / pieces).max(cuts.last().map_or(0, |c| c.1 + 1));
-            if let Some(cut) = next_cut(text, from, level)
-                && cuts.last().is_none_or(|last| cut.1 > last.1)
-            {
-                cuts.push(cut);
+    /// Where a piece lies in the text, which says what must be around it.
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Part {
+        First,
+        Middle,
+        Last,
+    }
+
+    struct Job {
+        index: usize,
+        part: Part,
+        buf: Vec<u8>,
+    }
+
+    /// The text's shape, from its first lines.
+    #[derive(Clone, Copy)]
+    struct Layout {
+        /// A List object (else a top-level array).
+        object: bool,
+        /// The indentation of the items' `{`.
+        level: usize,
+    }
+
+    impl Layout {
+        fn of(text: &[u8]) -> Option<Layout> {
+            let object = match text.iter().find(|b| !b.is_ascii_whitespace()) {
+                Some(b'{') => true,
+                Some(b'[') => false,
+                _ => return None,
+            };
+            // The indentation unit: that of the second line.
+            let second = text.iter().position(|b| *b == b'\n')? + 1;
+            let unit = text[second..].iter().take_while(|b| **b == b' ').count();
+            if unit == 0 {
+                return None;
             }
+            let level = if object { 2 * unit } else { unit };
+            Some(Layout { object, level })
         }
-        if cuts.is_empty() {
-            return None;
+    }
+
+    pub(super) fn documents(
+        mut reader: impl Read,
+        workers: usize,
+        piece_bytes: usize,
+    ) -> Option<Vec<Item>> {
+        let piece_bytes = piece_bytes.max(1);
+        let mut first = Vec::with_capacity(piece_bytes + piece_bytes / 4);
+        if fill(&mut reader, &mut first, piece_bytes)? {
+            return whole(&first);
         }
-        let n = cuts.len() + 1;
-        let next = AtomicUsize::new(0);
-        let results: Mutex<Vec<Option<Piece>>> = Mutex::new((0..n).map(|_| None).collect());
-        let failed = std::sync::atomic::AtomicBool::new(false);
+        let Some(layout) = Layout::of(&first) else {
+            reader.read_to_end(&mut first).ok()?;
+            return whole(&first);
+        };
+        let workers = workers.max(1);
+        let (jobs, job_rx) = mpsc::channel::<Job>();
+        let job_rx = Mutex::new(job_rx);
+        let (free, free_rx) = mpsc::channel::<Vec<u8>>();
+        let results: Mutex<Vec<Option<Piece>>> = Mutex::new(Vec::new());
+        let failed = AtomicBool::new(false);
+        let mut produced = None;
         std::thread::scope(|scope| {
-            for _ in 0..threads.min(n) {
-                scope.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= n || failed.load(Ordering::Relaxed) {
-                            return;
-                        }
-                        let piece = read_piece(text, &cuts, i, object);
-                        match (piece, results.lock()) {
-                            (Some(p), Ok(mut r)) => r[i] = Some(p),
-                            _ => failed.store(true, Ordering::Relaxed),
-                        }
-                    }
+            for _ in 0..workers {
+                let free = free.clone();
+                let (job_rx, results, failed) = (&job_rx, &results, &failed);
+                scope.spawn(move || {
+                    work(job_rx, &free, results, failed, layout.object);
                 });
             }
+            drop(free);
+            produced = produce(
+                reader,
+                first,
+                layout,
+                piece_bytes,
+                workers + 2,
+                jobs,
+                &free_rx,
+                &failed,
+            );
+            if produced.is_none() {
+                failed.store(true, Ordering::Relaxed);
+            }
         });
+        let n = match produced? {
+            Produced::Whole(buf) => return whole(&buf),
+            Produced::Pieces(n) => n,
+        };
         if failed.load(Ordering::Relaxed) {
             return None;
         }
         let results = results.into_inner().ok()?;
+        if results.len() != n {
+            return None;
+        }
         let mut kind = None;
         let mut items = Vec::new();
         for piece in results {
@@ -155,7 +232,7 @@ mod parallel {
             kind = kind.or(piece.kind);
             items.extend(piece.items);
         }
-        if !object {
+        if !layout.object {
             return Some(items);
         }
         if !LIST_KINDS.contains(&kind?.as_str()) {
@@ -164,25 +241,181 @@ mod parallel {
         Some(vec![Item::List(items)])
     }
 
-    /// The first cut at or after `from`: (the comma ending the item before, the `{` starting the
-    /// next one at indentation `level`).
-    fn next_cut(text: &str, from: usize, level: usize) -> Option<(usize, usize)> {
-        let bytes = text.as_bytes();
-        let mut at = from;
+    /// What the reader did: found no cut (the whole text, for the sequential reader), or sent
+    /// this many pieces.
+    enum Produced {
+        Whole(Vec<u8>),
+        Pieces(usize),
+    }
+
+    /// Reads `buf` up to `target` bytes; true at the end of the text.
+    fn fill(reader: &mut impl Read, buf: &mut Vec<u8>, target: usize) -> Option<bool> {
+        let want = target.saturating_sub(buf.len());
+        if want == 0 {
+            return Some(false);
+        }
+        buf.reserve(want);
+        let n = reader.by_ref().take(want as u64).read_to_end(buf).ok()?;
+        Some(n < want)
+    }
+
+    fn whole(text: &[u8]) -> Option<Vec<Item>> {
+        json_sequential(std::str::from_utf8(text).ok()?)
+    }
+
+    /// The reader's side: fills buffers, cuts them and sends the pieces to the parsers.
+    #[allow(clippy::too_many_arguments)]
+    fn produce(
+        mut reader: impl Read,
+        first: Vec<u8>,
+        layout: Layout,
+        piece_bytes: usize,
+        max_buffers: usize,
+        jobs: mpsc::Sender<Job>,
+        free: &mpsc::Receiver<Vec<u8>>,
+        failed: &AtomicBool,
+    ) -> Option<Produced> {
+        let mut buf = first;
+        let mut part = Part::First;
+        let mut index = 0;
+        let mut buffers = 1;
+        let mut eof = false;
+        // Where the search for a cut starts (the piece's own text; the bytes before were
+        // searched already).
+        let mut searched = 0;
         loop {
-            let line = at + text.get(at..)?.find('\n')? + 1;
-            at = line;
-            let rest = &bytes[line..];
-            if rest.len() > level && rest[..level].iter().all(|b| *b == b' ') && rest[level] == b'{'
-            {
-                let before = bytes[..line]
-                    .iter()
-                    .rposition(|b| !b.is_ascii_whitespace())?;
-                if bytes[before] == b',' {
-                    return Some((before, line + level));
+            if failed.load(Ordering::Relaxed) {
+                return Some(Produced::Pieces(index));
+            }
+            let floor = if part == Part::First { 0 } else { 1 };
+            let cut = if eof {
+                None
+            } else {
+                last_cut(&buf, searched.max(floor), floor, layout.level)
+            };
+            let Some((comma, brace)) = cut else {
+                if eof {
+                    if part == Part::First {
+                        return Some(Produced::Whole(buf));
+                    }
+                    jobs.send(Job {
+                        index,
+                        part: Part::Last,
+                        buf,
+                    })
+                    .ok()?;
+                    return Some(Produced::Pieces(index + 1));
                 }
+                // No item ends in this buffer: read more into it.
+                searched = buf.len().saturating_sub(layout.level + 2);
+                let target = buf.len() + piece_bytes;
+                eof = fill(&mut reader, &mut buf, target)?;
+                continue;
+            };
+            let mut next = if buffers < max_buffers {
+                buffers += 1;
+                Vec::with_capacity(piece_bytes + piece_bytes / 4)
+            } else {
+                free.recv().ok()?
+            };
+            next.clear();
+            next.push(b'[');
+            next.extend_from_slice(&buf[brace..]);
+            buf.truncate(comma);
+            buf.extend_from_slice(if part == Part::First && layout.object {
+                b"]}"
+            } else {
+                b"]"
+            });
+            jobs.send(Job { index, part, buf }).ok()?;
+            index += 1;
+            part = Part::Middle;
+            buf = next;
+            searched = buf.len().saturating_sub(layout.level + 2);
+            eof = fill(&mut reader, &mut buf, piece_bytes)?;
+        }
+    }
+
+    /// The last cut in `text` whose line starts at or after `from` (and whose comma is at or
+    /// after `floor`): (the comma ending the item before, the `{` starting the next one at
+    /// indentation `level`).
+    fn last_cut(text: &[u8], from: usize, floor: usize, level: usize) -> Option<(usize, usize)> {
+        let mut end = text.len();
+        while let Some(newline) = text[from.min(end)..end].iter().rposition(|b| *b == b'\n') {
+            let newline = from.min(end) + newline;
+            let line = newline + 1;
+            let rest = &text[line..];
+            if rest.len() > level
+                && rest[..level].iter().all(|b| *b == b' ')
+                && rest[level] == b'{'
+                && let Some(before) = text[floor..newline]
+                    .iter()
+                    .rposition(|b| !b.is_ascii_whitespace())
+                && text[floor + before] == b','
+            {
+                return Some((floor + before, line + level));
+            }
+            end = newline;
+        }
+        None
+    }
+
+    /// The parsers' side: parse pieces until the reader is done, and hand the buffers back.
+    fn work(
+        jobs: &Mutex<mpsc::Receiver<Job>>,
+        free: &mpsc::Sender<Vec<u8>>,
+        results: &Mutex<Vec<Option<Piece>>>,
+        failed: &AtomicBool,
+        object: bool,
+    ) {
+        loop {
+            let job = match jobs.lock() {
+                Ok(rx) => rx.recv(),
+                Err(_) => return,
+            };
+            let Ok(job) = job else {
+                return;
+            };
+            let piece = if failed.load(Ordering::Relaxed) {
+                None
+            } else {
+                make_room(job.buf.len() * 2);
+                read_piece(&job.buf, job.part, object)
+            };
+            let _ = free.send(job.buf);
+            let stored = match (piece, results.lock()) {
+                (Some(p), Ok(mut r)) => {
+                    if r.len() <= job.index {
+                        r.resize_with(job.index + 1, || None);
+                    }
+                    r[job.index] = Some(p);
+                    true
+                }
+                _ => false,
+            };
+            if !stored {
+                failed.store(true, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Makes the calling thread's heap hold `bytes` more before a piece's objects are built.
+    ///
+    /// glibc grows the heap of a thread other than the main one by exactly what each allocation
+    /// lacks, an `mprotect` call per page or so: parsing a 496 MB dump made 134,000 of them, a
+    /// quarter of the parse's CPU time. Allocating and freeing one block of the piece's expected
+    /// size grows the heap once; the objects then fill it. The first call raises glibc's
+    /// thresholds (freeing a 31 MiB block that was mapped on its own makes blocks below that
+    /// size come from the heap, and a heap keep up to twice that free). Other allocators just
+    /// allocate and free.
+    fn make_room(bytes: usize) {
+        static RAISE: std::sync::Once = std::sync::Once::new();
+        RAISE.call_once(|| {
+            let block = vec![0u8; 31 << 20];
+            std::hint::black_box(block.as_ptr());
+        });
+        let block = Vec::<u8>::with_capacity(bytes);
+        std::hint::black_box(block.as_ptr());
     }
 
     /// What one piece holds: items (or documents) and, for the first and last piece of a
@@ -192,37 +425,39 @@ mod parallel {
         items: Vec<Item>,
     }
 
-    fn read_piece(text: &str, cuts: &[(usize, usize)], i: usize, object: bool) -> Option<Piece> {
-        let n = cuts.len() + 1;
-        if i == 0 {
-            let head = &text[..cuts[0].0];
-            if object {
-                let head = format!("{head}]}}");
-                let mut de = serde_json::Deserializer::from_str(&head);
+    /// One piece, with the brackets the reader put around it (`"[" + ... + "]"`; the first
+    /// piece of a List ends in `"]}"`, the last has no `]` of its own).
+    fn read_piece(buf: &[u8], part: Part, object: bool) -> Option<Piece> {
+        let text = std::str::from_utf8(buf).ok()?;
+        match part {
+            Part::First if object => {
+                let mut de = serde_json::Deserializer::from_str(text);
                 let h = de
                     .deserialize_map(Head {
                         last_is_items: true,
                     })
                     .ok()?;
                 de.end().ok()?;
-                return Some(h);
+                Some(h)
             }
-            let head = format!("{head}]");
-            let mut de = serde_json::Deserializer::from_str(&head);
-            let items = Documents.deserialize(&mut de).ok()?;
-            de.end().ok()?;
-            return Some(Piece { kind: None, items });
+            Part::First => {
+                let mut de = serde_json::Deserializer::from_str(text);
+                let items = Documents.deserialize(&mut de).ok()?;
+                de.end().ok()?;
+                Some(Piece { kind: None, items })
+            }
+            Part::Middle => {
+                let mut de = serde_json::Deserializer::from_str(text);
+                let items = Vec::<Item>::deserialize(&mut de).ok()?;
+                de.end().ok()?;
+                Some(Piece { kind: None, items })
+            }
+            Part::Last => read_last(text, object),
         }
-        let start = cuts[i - 1].1;
-        if i + 1 < n {
-            let middle = format!("[{}]", &text[start..cuts[i].0]);
-            let mut de = serde_json::Deserializer::from_str(&middle);
-            let items = Vec::<Item>::deserialize(&mut de).ok()?;
-            de.end().ok()?;
-            return Some(Piece { kind: None, items });
-        }
-        let tail = format!("[{}", &text[start..]);
-        let mut stream = serde_json::Deserializer::from_str(&tail).into_iter::<Vec<Item>>();
+    }
+
+    fn read_last(tail: &str, object: bool) -> Option<Piece> {
+        let mut stream = serde_json::Deserializer::from_str(tail).into_iter::<Vec<Item>>();
         let items = stream.next()?.ok()?;
         let rest = tail[stream.byte_offset()..].trim_start();
         if !object {
@@ -286,6 +521,20 @@ mod parallel {
             })
         }
     }
+}
+
+/// The YAML reader's options, with limits sized for whole-cluster dumps: at most
+/// `max_documents` documents and `max_bytes` of text.
+pub fn yaml_options(max_documents: usize, max_bytes: usize) -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = max_documents;
+    budget.max_nodes = 200_000_000;
+    budget.max_events = 400_000_000;
+    budget.max_total_scalar_bytes = max_bytes;
+    budget.max_reader_input_bytes = Some(max_bytes);
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
 }
 
 /// The documents of a multi-document YAML text read with `options`, or `None` when the exact
@@ -606,7 +855,7 @@ mod tests {
     }
 
     #[test]
-    fn parallel_reading_equals_sequential_reading() {
+    fn reading_in_pieces_equals_sequential_reading() {
         let items: Vec<_> = (0..300).map(pod).collect();
         let list = serde_json::json!({"apiVersion": "v1", "items": items, "kind": "List",
             "metadata": {"resourceVersion": ""}});
@@ -615,9 +864,16 @@ mod tests {
             kubectl(&serde_json::Value::Array(items.clone())),
         ] {
             let sequential = json_sequential(&text).unwrap();
-            for threads in [2, 3, 8] {
-                let parallel = parallel::documents(&text, threads);
-                assert_eq!(parallel.as_ref(), Some(&sequential), "{threads} threads");
+            // Pieces smaller than an item, of a few items, and the whole text in one.
+            for piece in [1, 100, 1_000, 9_000, text.len() - 1, text.len(), 1 << 20] {
+                for threads in [1, 2, 3] {
+                    let read = stream::documents(text.as_bytes(), threads, piece);
+                    assert_eq!(
+                        read.as_ref(),
+                        Some(&sequential),
+                        "{threads} threads, {piece}"
+                    );
+                }
             }
         }
         let Item::List(read) = &json_sequential(&kubectl(&list)).unwrap()[0] else {
@@ -626,20 +882,66 @@ mod tests {
         assert_eq!(read.len(), 300);
     }
 
+    /// A reader handing out a few bytes per call, as a pipe may.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.0.len()).min(7);
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
     #[test]
-    fn parallel_reading_declines_what_it_cannot_cut() {
+    fn short_reads_do_not_change_the_pieces() {
+        let items: Vec<_> = (0..40).map(pod).collect();
+        let text = kubectl(&serde_json::json!({"kind": "PodList", "items": items}));
+        let sequential = json_sequential(&text).unwrap();
+        for piece in [50, 2_000] {
+            let read = stream::documents(Trickle(text.as_bytes()), 2, piece);
+            assert_eq!(read.as_ref(), Some(&sequential), "{piece}");
+        }
+        assert_eq!(json_reader(Trickle(text.as_bytes())), Some(sequential));
+    }
+
+    #[test]
+    fn reading_in_pieces_declines_what_the_sequential_reader_declines() {
         let items: Vec<_> = (0..50).map(pod).collect();
-        // Compact: no line to cut at.
+        let pieces = |text: &str| stream::documents(text.as_bytes(), 2, 500);
+        // Compact: no line to cut at; read whole.
         let compact = serde_json::json!({"kind": "List", "items": items}).to_string();
-        assert!(parallel::documents(&compact, 2).is_none());
+        assert_eq!(pieces(&compact), json_sequential(&compact));
+        assert!(pieces(&compact).is_some());
         // Another array of objects after the items, at their indentation: a cut there does not
         // fit the items.
         let other: Vec<_> = (0..400).map(|i| serde_json::json!({"n": i})).collect();
         let text =
             kubectl(&serde_json::json!({"kind": "List", "items": &items[..2], "zother": other}));
-        assert!(parallel::documents(&text, 2).is_none());
+        assert!(pieces(&text).is_none());
         // Not a List.
         let text = kubectl(&serde_json::json!({"kind": "Pod", "items": items}));
-        assert!(parallel::documents(&text, 2).is_none());
+        assert!(pieces(&text).is_none());
+        // A List whose last item is broken, one whose items are not closed, one with trailing
+        // text, and one that is not UTF-8 in its middle.
+        let good = kubectl(&serde_json::json!({"kind": "List", "items": items}));
+        assert!(pieces(&good).is_some());
+        let at = good.rfind("\"p-49\"").unwrap();
+        let broken = format!("{}\"p-49\" 1{}", &good[..at], &good[at + 6..]);
+        assert!(pieces(&broken).is_none());
+        let unclosed = good
+            .trim_end()
+            .trim_end_matches('}')
+            .trim_end()
+            .trim_end_matches(']');
+        assert!(pieces(unclosed).is_none());
+        assert!(pieces(&format!("{good} {{}}")).is_none());
+        let mut bytes = good.clone().into_bytes();
+        let at = good.find("\"p-25\"").unwrap();
+        bytes[at + 1] = 0xff;
+        assert!(stream::documents(&bytes[..], 2, 500).is_none());
+        // Not JSON at all.
+        assert!(stream::documents(&b"kind: List\nitems: []\n"[..], 2, 5).is_none());
     }
 }

@@ -1,0 +1,93 @@
+//! `stowage-bench read-dump FILE [--repeat N]`: times the fast reader of `stowage plan`
+//! (`stowage_dump`) on a dump written by `gen-pods`, as `plan` calls it: a JSON file read in
+//! pieces that are parsed as they arrive, a YAML file read whole then parsed. Reported as
+//! `read-dump format=.. bytes=.. pods=.. elapsed_ms=.. cpu_ms=.. mb_per_sec=..` per run
+//! (`cpu_ms` is the whole process's, every thread; 10 ms resolution).
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use stowage_dump::Item;
+
+pub fn main(args: &[String]) -> ExitCode {
+    let Some(path) = args.first() else {
+        return usage();
+    };
+    let repeat = match args.get(1..) {
+        Some([flag, n]) if flag == "--repeat" => match n.parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => return usage(),
+        },
+        Some([]) => 1,
+        _ => return usage(),
+    };
+    for _ in 0..repeat {
+        let (start, cpu) = (Instant::now(), process_cpu_ms());
+        let (format, read) = match read(path) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("read-dump: {path}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
+        let cpu_ms = process_cpu_ms() - cpu;
+        let Some(docs) = read else {
+            eprintln!("read-dump: {path}: the fast reader declines it (plan reads it exactly)");
+            return ExitCode::FAILURE;
+        };
+        let bytes = std::fs::metadata(path).map_or(0, |m| m.len());
+        println!(
+            "read-dump format={format} bytes={bytes} pods={} elapsed_ms={elapsed_ms:.1} cpu_ms={cpu_ms:.0} mb_per_sec={:.0}",
+            pods(&docs),
+            bytes as f64 / 1e6 / (elapsed_ms / 1e3),
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+fn usage() -> ExitCode {
+    eprintln!("usage: stowage-bench read-dump FILE [--repeat N]");
+    ExitCode::from(2)
+}
+
+/// The file read as `stowage plan` reads it.
+fn read(path: &str) -> std::io::Result<(&'static str, Option<Vec<Item>>)> {
+    let mut file = std::fs::File::open(path)?;
+    let json = stowage_dump::starts_like_json(&mut file)?;
+    if json {
+        return Ok(("json", stowage_dump::json_reader(file)));
+    }
+    let text = std::fs::read_to_string(path)?;
+    Ok((
+        "yaml",
+        stowage_dump::yaml_documents(&text, stowage_dump::yaml_options(usize::MAX, usize::MAX)),
+    ))
+}
+
+fn pods(docs: &[Item]) -> usize {
+    docs.iter()
+        .map(|d| match d {
+            Item::Pod(_) => 1,
+            Item::List(items) => pods(items),
+            Item::Null | Item::Other(_) => 0,
+        })
+        .sum()
+}
+
+/// CPU time of the whole process (every thread), in ms.
+fn process_cpu_ms() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
+    let Some(after) = stat.rsplit_once(')').map(|(_, a)| a) else {
+        return f64::NAN;
+    };
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(u), Some(s)) => (u + s) * 10.0,
+        _ => f64::NAN,
+    }
+}
