@@ -61,7 +61,7 @@ fn read(path: &str) -> std::io::Result<(&'static str, Option<Vec<Item>>)> {
     let text = std::fs::read_to_string(path)?;
     Ok((
         "yaml",
-        stowage_dump::yaml_documents(&text, stowage_dump::yaml_options(usize::MAX, usize::MAX)),
+        stowage_dump::yaml_documents(&text, || stowage_dump::yaml_options(usize::MAX, usize::MAX)),
     ))
 }
 

@@ -124,9 +124,9 @@ mod stream {
     use std::sync::{Mutex, mpsc};
 
     use serde::Deserialize;
-    use serde::de::{self, Deserializer as _, IgnoredAny, MapAccess, Visitor};
+    use serde::de::Deserializer as _;
 
-    use super::{Documents, Item, LIST_KINDS, json_sequential};
+    use super::{Documents, Head, Item, Piece, join, json_sequential};
     use serde::de::DeserializeSeed as _;
 
     /// Where a piece lies in the text, which says what must be around it.
@@ -225,20 +225,7 @@ mod stream {
         if results.len() != n {
             return None;
         }
-        let mut kind = None;
-        let mut items = Vec::new();
-        for piece in results {
-            let piece = piece?;
-            kind = kind.or(piece.kind);
-            items.extend(piece.items);
-        }
-        if !layout.object {
-            return Some(items);
-        }
-        if !LIST_KINDS.contains(&kind?.as_str()) {
-            return None;
-        }
-        Some(vec![Item::List(items)])
+        join(results, layout.object)
     }
 
     /// What the reader did: found no cut (the whole text, for the sequential reader), or sent
@@ -418,13 +405,6 @@ mod stream {
         std::hint::black_box(block.as_ptr());
     }
 
-    /// What one piece holds: items (or documents) and, for the first and last piece of a
-    /// List, the kind when it is there.
-    struct Piece {
-        kind: Option<String>,
-        items: Vec<Item>,
-    }
-
     /// One piece, with the brackets the reader put around it (`"[" + ... + "]"`; the first
     /// piece of a List ends in `"]}"`, the last has no `]` of its own).
     fn read_piece(buf: &[u8], part: Part, object: bool) -> Option<Piece> {
@@ -444,13 +424,13 @@ mod stream {
                 let mut de = serde_json::Deserializer::from_str(text);
                 let items = Documents.deserialize(&mut de).ok()?;
                 de.end().ok()?;
-                Some(Piece { kind: None, items })
+                Some(Piece::items(items))
             }
             Part::Middle => {
                 let mut de = serde_json::Deserializer::from_str(text);
                 let items = Vec::<Item>::deserialize(&mut de).ok()?;
                 de.end().ok()?;
-                Some(Piece { kind: None, items })
+                Some(Piece::items(items))
             }
             Part::Last => read_last(text, object),
         }
@@ -461,7 +441,7 @@ mod stream {
         let items = stream.next()?.ok()?;
         let rest = tail[stream.byte_offset()..].trim_start();
         if !object {
-            return rest.is_empty().then_some(Piece { kind: None, items });
+            return rest.is_empty().then_some(Piece::items(items));
         }
         // The document's fields after the items array.
         let fields = if let Some(more) = rest.strip_prefix(',') {
@@ -481,45 +461,92 @@ mod stream {
         h.items.is_empty().then_some(Piece {
             kind: h.kind,
             items,
+            keys: h.keys,
         })
     }
+}
 
-    /// The List's own fields around the items: in the first piece the items must be the last
-    /// field (the cut is in them); after them there must be none.
-    struct Head {
-        last_is_items: bool,
+/// What one piece holds: items (or documents) and, for the first and last piece of a
+/// List, the kind when it is there.
+struct Piece {
+    kind: Option<String>,
+    items: Vec<Item>,
+    /// The List's own fields in this piece (none in a middle piece).
+    keys: Vec<String>,
+}
+
+impl Piece {
+    fn items(items: Vec<Item>) -> Piece {
+        Piece {
+            kind: None,
+            items,
+            keys: Vec::new(),
+        }
+    }
+}
+
+/// The items of the pieces of one List (or top-level array) in order, or `None` when they do
+/// not fit together: a List's kind must be a List kind, and no field of the List may be both
+/// before and after the items (the exact reader decides what a duplicate means).
+fn join(pieces: impl IntoIterator<Item = Option<Piece>>, object: bool) -> Option<Vec<Item>> {
+    let mut kind = None;
+    let mut keys: Vec<String> = Vec::new();
+    let mut items = Vec::new();
+    for piece in pieces {
+        let piece = piece?;
+        if piece.keys.iter().any(|k| keys.contains(k)) {
+            return None;
+        }
+        keys.extend(piece.keys);
+        kind = kind.or(piece.kind);
+        items.extend(piece.items);
+    }
+    if !object {
+        return Some(items);
+    }
+    if !LIST_KINDS.contains(&kind?.as_str()) {
+        return None;
+    }
+    Some(vec![Item::List(items)])
+}
+
+/// The List's own fields around the items: in the first piece the items must be the last
+/// field (the cut is in them); after them there must be none.
+struct Head {
+    last_is_items: bool,
+}
+
+impl<'de> Visitor<'de> for Head {
+    type Value = Piece;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a List")
     }
 
-    impl<'de> Visitor<'de> for Head {
-        type Value = Piece;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a List")
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Piece, A::Error> {
-            let mut kind = None;
-            let mut items = None;
-            let mut last = String::new();
-            while let Some(key) = map.next_key::<String>()? {
-                match key.as_str() {
-                    "kind" => kind = Some(map.next_value::<String>()?),
-                    "items" if self.last_is_items => items = Some(map.next_value::<Vec<Item>>()?),
-                    "items" => return Err(de::Error::custom("items after the items")),
-                    _ => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Piece, A::Error> {
+        let mut kind = None;
+        let mut items = None;
+        let mut keys: Vec<String> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "kind" => kind = Some(map.next_value::<String>()?),
+                "items" if self.last_is_items => items = Some(map.next_value::<Vec<Item>>()?),
+                "items" => return Err(de::Error::custom("items after the items")),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
                 }
-                last = key;
             }
-            if self.last_is_items && (last != "items" || items.is_none()) {
-                return Err(de::Error::custom("the cut is not in the items"));
-            }
-            Ok(Piece {
-                kind,
-                items: items.unwrap_or_default(),
-            })
+            keys.push(key);
         }
+        let last = keys.last().map(String::as_str);
+        if self.last_is_items && (last != Some("items") || items.is_none()) {
+            return Err(de::Error::custom("the cut is not in the items"));
+        }
+        Ok(Piece {
+            kind,
+            items: items.unwrap_or_default(),
+            keys,
+        })
     }
 }
 
@@ -537,10 +564,146 @@ pub fn yaml_options(max_documents: usize, max_bytes: usize) -> serde_saphyr::Opt
     options
 }
 
-/// The documents of a multi-document YAML text read with `options`, or `None` when the exact
-/// reader must read it.
-pub fn yaml_documents(text: &str, options: serde_saphyr::Options) -> Option<Vec<Item>> {
-    serde_saphyr::from_multiple_with_options::<Item>(text, options).ok()
+/// The documents of a multi-document YAML text read with `options()` (a function: the options
+/// cannot be shared between threads), or `None` when the exact reader must read it.
+pub fn yaml_documents(text: &str, options: fn() -> serde_saphyr::Options) -> Option<Vec<Item>> {
+    let threads = threads();
+    if threads > 1
+        && text.len() >= YAML_PARALLEL_MIN_BYTES
+        && let Some(docs) = yaml::documents(text, threads * 4, threads, options)
+    {
+        return Some(docs);
+    }
+    serde_saphyr::from_multiple_with_options::<Item>(text, options()).ok()
+}
+
+/// Below this size a YAML text is read on one thread.
+const YAML_PARALLEL_MIN_BYTES: usize = 1 << 20;
+
+/// Reading one large YAML List (`kubectl get -o yaml`) on several threads.
+///
+/// kubectl prints a List as one document, a mapping whose `items` is a block sequence at
+/// column 0: every item starts with a line `- ` at column 0, and nothing else inside an item
+/// can start at column 0 (an item's lines, block scalars and continued scalars included, are
+/// indented). The text is cut before such lines into pieces read in parallel, each strictly on
+/// its own: the first (`apiVersion: ...` up to the cut) must end inside `items`, the middle ones
+/// must be block sequences alone, and the last is cut again at its first line at column 0 that
+/// is not an item (`kind: List`): the items before, the List's fields after, with no `items`
+/// among them and no field both before and after the items. A text with several documents
+/// (`---`, `...`), directives (`%`), or anything that does not fit is read on one thread, so
+/// the result is the sequential reader's or nothing (an alias to an anchor in another piece
+/// fails its piece).
+mod yaml {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use serde::Deserialize;
+    use serde::de::Deserializer;
+
+    use super::{Head, Item, Piece, join};
+
+    pub(super) fn documents(
+        text: &str,
+        pieces: usize,
+        threads: usize,
+        options: fn() -> serde_saphyr::Options,
+    ) -> Option<Vec<Item>> {
+        if text.starts_with(['%', '-', '.'])
+            || text.contains("\n---")
+            || text.contains("\n...")
+            || text.contains("\n%")
+        {
+            return None;
+        }
+        let items = if text.starts_with("items:") {
+            0
+        } else {
+            text.find("\nitems:")? + 1
+        };
+        let mut cuts: Vec<usize> = Vec::new();
+        for j in 1..pieces {
+            let from = (text.len() * j / pieces).max(cuts.last().map_or(items, |c| c + 1));
+            if let Some(cut) = text.get(from..)?.find("\n- ").map(|at| from + at + 1)
+                && cuts.last().is_none_or(|last| cut > *last)
+            {
+                cuts.push(cut);
+            }
+        }
+        if cuts.is_empty() {
+            return None;
+        }
+        let n = cuts.len() + 1;
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<Option<Piece>>> = Mutex::new((0..n).map(|_| None).collect());
+        let failed = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for _ in 0..threads.min(n) {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= n || failed.load(Ordering::Relaxed) {
+                            return;
+                        }
+                        let start = if i == 0 { 0 } else { cuts[i - 1] };
+                        let end = cuts.get(i).copied().unwrap_or(text.len());
+                        let piece = read_piece(&text[start..end], i, n, options());
+                        match (piece, results.lock()) {
+                            (Some(p), Ok(mut r)) => r[i] = Some(p),
+                            _ => failed.store(true, Ordering::Relaxed),
+                        }
+                    }
+                });
+            }
+        });
+        if failed.load(Ordering::Relaxed) {
+            return None;
+        }
+        join(results.into_inner().ok()?, true)
+    }
+
+    fn read_piece(text: &str, i: usize, n: usize, options: serde_saphyr::Options) -> Option<Piece> {
+        if i == 0 {
+            return serde_saphyr::from_str_with_options::<HeadOf<true>>(text, options)
+                .ok()
+                .map(|h| h.0);
+        }
+        if i + 1 < n {
+            let items = serde_saphyr::from_str_with_options::<Vec<Item>>(text, options);
+            return items.ok().map(Piece::items);
+        }
+        // The List's fields after its items: from the first line at column 0 that is not an
+        // item, a comment or blank.
+        let bytes = text.as_bytes();
+        let fields = (0..bytes.len())
+            .filter(|&at| at > 0 && bytes[at - 1] == b'\n')
+            .find(|&at| {
+                let entry = bytes[at] == b'-' && matches!(bytes.get(at + 1), Some(b' ' | b'\n'));
+                !entry && !matches!(bytes[at], b' ' | b'\t' | b'\n' | b'\r' | b'#')
+            })?;
+        let items =
+            serde_saphyr::from_str_with_options::<Vec<Item>>(&text[..fields], options.clone())
+                .ok()?;
+        let head =
+            serde_saphyr::from_str_with_options::<HeadOf<false>>(&text[fields..], options).ok()?;
+        let head = head.0;
+        head.items.is_empty().then_some(Piece {
+            kind: head.kind,
+            items,
+            keys: head.keys,
+        })
+    }
+
+    /// [`Head`] as a type: the first piece's (`true`: must end in the items) or the last's.
+    struct HeadOf<const FIRST: bool>(Piece);
+
+    impl<'de, const FIRST: bool> Deserialize<'de> for HeadOf<FIRST> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_map(Head {
+                last_is_items: FIRST,
+            })
+            .map(HeadOf)
+        }
+    }
 }
 
 /// A JSON text's top level: an array of documents or one document.
@@ -943,5 +1106,83 @@ mod tests {
         assert!(stream::documents(&bytes[..], 2, 500).is_none());
         // Not JSON at all.
         assert!(stream::documents(&b"kind: List\nitems: []\n"[..], 2, 5).is_none());
+    }
+
+    fn yaml_options() -> serde_saphyr::Options {
+        super::yaml_options(1_000, 1 << 30)
+    }
+
+    fn yaml_sequential(text: &str) -> Option<Vec<Item>> {
+        serde_saphyr::from_multiple_with_options::<Item>(text, yaml_options()).ok()
+    }
+
+    #[test]
+    fn yaml_lists_read_in_pieces_equal_sequential_reading() {
+        let items: Vec<_> = (0..60).map(pod).collect();
+        let list = serde_json::json!({"apiVersion": "v1", "items": items, "kind": "List",
+            "metadata": {"resourceVersion": ""}});
+        let printed = serde_saphyr::to_string(&list).unwrap();
+        assert!(printed.contains("\nitems:\n- "), "{printed}");
+        // As kubectl prints some values: a block scalar, a comment, a blank line in an item.
+        let kubectl = printed.replacen(
+            "\n  kind: Pod\n",
+            "\n  kind: Pod\n  # a comment\n\n  script: |\n    - not an item\n    x: 1\n",
+            5,
+        );
+        for text in [printed, kubectl] {
+            let sequential = yaml_sequential(&text).unwrap();
+            let Item::List(read) = &sequential[0] else {
+                panic!("a List");
+            };
+            assert_eq!(read.len(), 60);
+            for pieces in [2, 3, 8, 59, 60, 200] {
+                let read = yaml::documents(&text, pieces, 2, yaml_options);
+                assert_eq!(read.as_ref(), Some(&sequential), "{pieces} pieces");
+            }
+        }
+    }
+
+    #[test]
+    fn yaml_pieces_decline_what_does_not_fit() {
+        let items: Vec<_> = (0..20).map(pod).collect();
+        let pieces = |text: &str| yaml::documents(text, 4, 2, yaml_options);
+        let good =
+            serde_saphyr::to_string(&serde_json::json!({"kind": "List", "items": items})).unwrap();
+        assert!(pieces(&good).is_some());
+        // Several documents.
+        assert!(pieces(&format!("{good}---\nkind: Pod\n")).is_none());
+        // Not a List kind; no kind.
+        assert!(pieces(&good.replace("kind: List", "kind: Pod")).is_none());
+        assert!(pieces(&good.replace("kind: List\n", "")).is_none());
+        // A field before and after the items.
+        assert!(pieces(&format!("kind: List\n{good}")).is_none());
+        // Another sequence at column 0 after the items.
+        let other: Vec<_> = (0..40).map(|i| serde_json::json!({"n": i})).collect();
+        let text = serde_saphyr::to_string(
+            &serde_json::json!({"kind": "List", "items": &items[..2], "zother": other}),
+        )
+        .unwrap();
+        assert!(text.contains("\nzother:\n- "), "{text}");
+        assert!(pieces(&text).is_none());
+        // An alias to an anchor in another piece.
+        let anchored = good.replacen("namespace: ns", "namespace: &n ns", 1);
+        let aliased = format!(
+            "{}namespace: *n{}",
+            &anchored[..anchored.rfind("namespace: ns").unwrap()],
+            &anchored[anchored.rfind("namespace: ns").unwrap() + 13..]
+        );
+        assert!(yaml_sequential(&aliased).is_some());
+        assert!(pieces(&aliased).is_none());
+        // A broken item.
+        assert!(pieces(&good.replacen("name: p-15", "name: [p-15", 1)).is_none());
+    }
+
+    #[test]
+    fn a_json_list_field_before_and_after_the_items_is_declined() {
+        let items: Vec<_> = (0..50).map(pod).collect();
+        let text = kubectl(&serde_json::json!({"items": items, "kind": "List"}));
+        let text = text.replacen("{\n", "{\n    \"kind\": \"PodList\",\n", 1);
+        assert!(json_sequential(&text).is_some());
+        assert!(stream::documents(text.as_bytes(), 2, 500).is_none());
     }
 }

@@ -433,7 +433,7 @@ fn documents(path: &Path, text: &str, reader: Reader) -> anyhow::Result<Vec<Item
     } else if is_json(text) {
         lean::json_documents(text)
     } else {
-        lean::yaml_documents(text, yaml_options())
+        lean::yaml_documents(text, yaml_options)
     };
     if let Some(docs) = fast {
         return Ok(docs);
@@ -1534,7 +1534,7 @@ status:
             let fast = if name.ends_with("json") {
                 lean::json_documents(&text)
             } else {
-                lean::yaml_documents(&text, yaml_options())
+                lean::yaml_documents(&text, yaml_options)
             };
             assert!(fast.is_some(), "{name}: the fast reader reads it");
             let files = [
