@@ -1,4 +1,4 @@
-//! `stowage-bench read-dump FILE [--repeat N]`: times the fast reader of `stowage plan`
+//! `stowage-bench read-dump FILE [--repeat N] [--piece-kib N] [--threads N]`: times the fast reader of `stowage plan`
 //! (`stowage_dump`) on a dump written by `gen-pods`, as `plan` calls it: a JSON file read in
 //! pieces that are parsed as they arrive, a YAML file read whole then parsed. Reported as
 //! `read-dump format=.. bytes=.. pods=.. elapsed_ms=.. cpu_ms=.. mb_per_sec=..` per run
@@ -13,17 +13,25 @@ pub fn main(args: &[String]) -> ExitCode {
     let Some(path) = args.first() else {
         return usage();
     };
-    let repeat = match args.get(1..) {
-        Some([flag, n]) if flag == "--repeat" => match n.parse::<usize>() {
-            Ok(n) if n > 0 => n,
+    let (mut repeat, mut piece_kib, mut threads) = (1usize, 4096usize, None);
+    let mut it = args[1..].iter();
+    while let Some(flag) = it.next() {
+        let value = it
+            .next()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|v| *v > 0);
+        match (flag.as_str(), value) {
+            ("--repeat", Some(v)) => repeat = v,
+            ("--piece-kib", Some(v)) => piece_kib = v,
+            ("--threads", Some(v)) => threads = Some(v),
             _ => return usage(),
-        },
-        Some([]) => 1,
-        _ => return usage(),
-    };
+        }
+    }
+    let threads =
+        threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     for _ in 0..repeat {
         let (start, cpu) = (Instant::now(), process_cpu_ms());
-        let (format, read) = match read(path) {
+        let (format, read) = match read(path, threads, piece_kib << 10) {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("read-dump: {path}: {e}");
@@ -47,16 +55,24 @@ pub fn main(args: &[String]) -> ExitCode {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: stowage-bench read-dump FILE [--repeat N]");
+    eprintln!("usage: stowage-bench read-dump FILE [--repeat N] [--piece-kib N] [--threads N]");
     ExitCode::from(2)
 }
 
-/// The file read as `stowage plan` reads it.
-fn read(path: &str) -> std::io::Result<(&'static str, Option<Vec<Item>>)> {
+/// The file read as `stowage plan` reads it (JSON with `threads` parsers and pieces of
+/// `piece_bytes`; YAML as `plan` does).
+fn read(
+    path: &str,
+    threads: usize,
+    piece_bytes: usize,
+) -> std::io::Result<(&'static str, Option<Vec<Item>>)> {
     let mut file = std::fs::File::open(path)?;
     let json = stowage_dump::starts_like_json(&mut file)?;
     if json {
-        return Ok(("json", stowage_dump::json_reader(file)));
+        return Ok((
+            "json",
+            stowage_dump::json_reader_with(file, threads, piece_bytes),
+        ));
     }
     let text = std::fs::read_to_string(path)?;
     Ok((

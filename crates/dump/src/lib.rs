@@ -85,6 +85,16 @@ pub fn starts_like_json(file: &mut (impl Read + std::io::Seek)) -> std::io::Resu
     Ok(matches!(first, Some(b'{' | b'[')))
 }
 
+/// [`json_reader`] with `threads` parsing threads and pieces of about `piece_bytes` (for
+/// benchmarks).
+pub fn json_reader_with(
+    reader: impl Read,
+    threads: usize,
+    piece_bytes: usize,
+) -> Option<Vec<Item>> {
+    stream::documents(reader, threads, piece_bytes)
+}
+
 /// The threads that parse pieces: one per core.
 fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
