@@ -632,8 +632,11 @@ mod yaml {
         };
         let mut cuts: Vec<usize> = Vec::new();
         for j in 1..pieces {
-            let from = (text.len() * j / pieces).max(cuts.last().map_or(items, |c| c + 1));
-            if let Some(cut) = text.get(from..)?.find("\n- ").map(|at| from + at + 1)
+            let mut from = (text.len() * j / pieces).max(cuts.last().map_or(items, |c| c + 1));
+            while !text.is_char_boundary(from) {
+                from += 1;
+            }
+            if let Some(cut) = text[from..].find("\n- ").map(|at| from + at + 1)
                 && cuts.last().is_none_or(|last| cut > *last)
             {
                 cuts.push(cut);
@@ -1139,7 +1142,9 @@ mod tests {
             "\n  kind: Pod\n  # a comment\n\n  script: |\n    - not an item\n    x: 1\n",
             5,
         );
-        for text in [printed, kubectl] {
+        // Non-ASCII text where a cut is looked for.
+        let wide = printed.replace("name: p-", "name: ééééééééééééééééééééééééééééééé-p-");
+        for text in [printed, kubectl, wide] {
             let sequential = yaml_sequential(&text).unwrap();
             let Item::List(read) = &sequential[0] else {
                 panic!("a List");
