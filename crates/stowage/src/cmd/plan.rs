@@ -625,6 +625,7 @@ fn build_input(
 }
 
 /// The objects of the files' texts, each once (see [`parse_sources`]).
+#[cfg(test)]
 fn parse_files(files: &[(PathBuf, String)], reader: Reader) -> anyhow::Result<Vec<Object>> {
     let mut objects = Objects::default();
     for (path, text) in files {
