@@ -345,12 +345,10 @@ async fn run(pending: usize, nodes: usize) {
         .collect();
     // Every claim of the batch launched (the lifecycle's writes share the rate limit).
     let launched_at = loop {
-        let state = ctx.state();
-        let launched = state.claims().filter(|c| c.is_true(LAUNCHED)).count();
+        let launched = ctx.state().claims().filter(|c| c.is_true(LAUNCHED)).count();
         if launched >= claim_names.len() {
             break created_at.elapsed().as_secs_f64();
         }
-        drop(state);
         if created_at.elapsed() > Duration::from_secs(600) {
             break f64::NAN;
         }
