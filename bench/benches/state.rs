@@ -12,6 +12,10 @@
 //! cargo bench -p stowage-bench --bench state              # 40,000 pods on 3,200 nodes
 //! cargo bench -p stowage-bench --bench state -- 10000 800 # pods, nodes
 //! ```
+//!
+//! It also times, in a third process, what `stowage plan` spends between parsing and solving on
+//! the same pods pending: applying them to a fresh state, `snapshot::build`, and dropping both
+//! (CPU seconds of each).
 
 use std::io::{BufRead, Write};
 
@@ -175,6 +179,10 @@ fn main() {
         measure(&path, nodes_n);
         return;
     }
+    if let Some(i) = argv.iter().position(|a| a == "--snapshot") {
+        snapshot(argv.get(i + 1).map_or("", String::as_str));
+        return;
+    }
     let args: Vec<usize> = argv.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
     // `cargo bench` passes `--bench`: the seed's size. `cargo test` (which runs every target)
     // passes nothing: a small cluster, so the suite checks that the benchmark still runs
@@ -209,8 +217,18 @@ fn main() {
     }
     let mut list = stowage_bench::pods::pod_list(pods_n, 42);
     let mut pod_bytes = 0;
+    // The same pods pending, for the snapshot's CPU time.
+    let pending_path = std::env::temp_dir().join(format!(
+        "stowage-state-bench-pending-{}.jsonl",
+        std::process::id()
+    ));
+    let mut pending =
+        std::io::BufWriter::new(std::fs::File::create(&pending_path).expect("temp file"));
     if let Value::Array(items) = list["items"].take() {
         for (i, p) in items.into_iter().enumerate() {
+            serde_json::to_writer(&mut pending, &p)
+                .and_then(|()| pending.write_all(b"\n").map_err(serde_json::Error::io))
+                .expect("write");
             let line = serde_json::to_vec(&bound(p, &names[i % nodes_n])).expect("json");
             pod_bytes += line.len();
             out.write_all(&line)
@@ -219,12 +237,19 @@ fn main() {
         }
     }
     drop(out);
-    let status = std::process::Command::new(std::env::current_exe().expect("own path"))
+    drop(pending);
+    let own = std::env::current_exe().expect("own path");
+    let status = std::process::Command::new(&own)
         .arg("--measure")
         .arg(&path)
         .arg(nodes_n.to_string())
         .status();
     let _ = std::fs::remove_file(&path);
+    let snapshot = std::process::Command::new(&own)
+        .arg("--snapshot")
+        .arg(&pending_path)
+        .status();
+    let _ = std::fs::remove_file(&pending_path);
     println!(
         "json bytes_per_pod={} bytes_per_node={}",
         pod_bytes / pods_n.max(1),
@@ -233,6 +258,50 @@ fn main() {
     assert!(
         status.is_ok_and(|s| s.success()),
         "the measuring process failed"
+    );
+    assert!(
+        snapshot.is_ok_and(|s| s.success()),
+        "the snapshot process failed"
+    );
+}
+
+/// CPU time of this thread so far (`/proc/thread-self/schedstat`; Linux), in seconds.
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |ns| ns / 1e9)
+}
+
+/// What `stowage plan` spends between parsing and solving: the pending pods of `path` (JSON
+/// lines, decoded first) applied to a fresh state, the solver's input built from it
+/// (`snapshot::build`), and both dropped; prints the CPU time of each step.
+fn snapshot(path: &str) {
+    let file = std::io::BufReader::new(std::fs::File::open(path).expect("the pods"));
+    let pods: Vec<Pod> = file
+        .lines()
+        .map(|l| serde_json::from_str(&l.expect("a line")).expect("a pod"))
+        .collect();
+    let n = pods.len();
+    let t0 = cpu_seconds();
+    let mut state = ClusterState::new();
+    for p in pods {
+        state.apply_pod(p);
+    }
+    let t1 = cpu_seconds();
+    let now = "2026-11-29T09:00:00Z".parse().expect("a time");
+    let snap = stowage_controller::snapshot::build(&state, &[], Default::default(), now);
+    let t2 = cpu_seconds();
+    assert_eq!(snap.input.pods.len(), n);
+    drop(snap);
+    drop(state);
+    let t3 = cpu_seconds();
+    println!(
+        "snapshot pods={n} apply_cpu_s={:.3} build_cpu_s={:.3} drop_cpu_s={:.3} total_cpu_s={:.3}",
+        t1 - t0,
+        t2 - t1,
+        t3 - t2,
+        t3 - t0
     );
 }
 
@@ -263,9 +332,11 @@ fn measure(path: &str, nodes_n: usize) {
     );
     assert_eq!(state.pod_count(), pods_n);
     println!(
-        "inline sizes: Pod {} B, PodRequest {} B, Node {} B",
+        "inline sizes: Pod {} B, LeanPod {} B, PodRequest {} B, Node {} B; interned: {:?}",
         std::mem::size_of::<Pod>(),
+        std::mem::size_of::<stowage_controller::lean::LeanPod>(),
         std::mem::size_of::<stowage_solver::PodRequest>(),
-        std::mem::size_of::<Node>()
+        std::mem::size_of::<Node>(),
+        state.interned()
     );
 }

@@ -18,6 +18,7 @@ pub(crate) mod fixtures;
 pub mod housekeeping;
 pub mod interruption;
 pub mod leader;
+pub mod lean;
 pub mod lifecycle;
 pub mod metrics;
 pub mod nodeclaim;

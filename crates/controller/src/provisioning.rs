@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, PostParams};
@@ -27,6 +26,7 @@ use tokio::time::Instant;
 use crate::context::Context;
 use crate::error::{Chain, Error, Result};
 use crate::events::EventType;
+use crate::lean::LeanPod;
 use crate::snapshot;
 
 /// How often still-pending pods are solved again when nothing changed.
@@ -183,7 +183,7 @@ pub async fn requeue_failed_nominations(ctx: &Context) -> usize {
         let pod = ctx.state().pod(key);
         if let Some(pod) = pod {
             ctx.recorder.queue(
-                pod.as_ref(),
+                &pod.object(),
                 EventType::Warning,
                 "NominationFailed",
                 &format!(
@@ -322,7 +322,7 @@ async fn apply_plan(
     ctx: &Context,
     plan: &Plan,
     pools: &[Arc<NodePool>],
-    pods: &BTreeMap<String, Arc<Pod>>,
+    pods: &BTreeMap<String, Arc<LeanPod>>,
     not_used: &[String],
     pass_started: std::time::Instant,
 ) -> Result<ProvisionResult> {
@@ -377,7 +377,7 @@ async fn apply_plan(
         for key in &new.pods {
             if let Some(pod) = pods.get(key) {
                 ctx.recorder
-                    .queue(pod.as_ref(), EventType::Normal, "Nominated", &message);
+                    .queue(&pod.object(), EventType::Normal, "Nominated", &message);
             }
         }
         result.created.push(name);
@@ -436,7 +436,7 @@ async fn apply_plan(
     for (key, reason) in &plan.unschedulable {
         if let Some(pod) = pods.get(key) {
             ctx.recorder.queue(
-                pod.as_ref(),
+                &pod.object(),
                 EventType::Warning,
                 "FailedScheduling",
                 &format!("Failed to schedule pod, {reason}{not_used}"),

@@ -11,26 +11,27 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use k8s_openapi::api::core::v1::{Node, Pod, Taint};
+use k8s_openapi::api::core::v1::{Node, Taint};
 use kube::ResourceExt;
 use stowage_api::conditions::{INITIALIZED, READY};
 use stowage_api::labels;
 use stowage_api::quantity::parse_resource;
 use stowage_api::requirements::{Operator, Requirement};
-use stowage_api::{NodeClaim, NodePool, key_of};
+use stowage_api::{NodeClaim, NodePool};
 use stowage_solver::convert;
 use stowage_solver::{ExistingNode, InstanceType, PodRequest, Resources, SolveInput};
 
+use crate::lean::LeanPod;
 use crate::lifecycle::EPHEMERAL_TAINTS;
 use crate::nodeclaim::{claim_capacity_type, claim_resources};
-use crate::state::{ClusterState, is_terminal};
+use crate::state::ClusterState;
 
 /// The solver's input and what went into it.
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub input: SolveInput,
-    /// The pending pod objects by key (for Events).
-    pub pending: BTreeMap<String, Arc<Pod>>,
+    /// The pending pods by key (for Events).
+    pub pending: BTreeMap<String, Arc<LeanPod>>,
     /// Objects left out because the solver cannot read them, each naming the object and field.
     /// The controllers log them; `stowage plan` refuses its input.
     pub skipped: Vec<convert::Error>,
@@ -58,21 +59,20 @@ pub fn build(
     let input = &mut snap.input;
     let skipped = std::cell::RefCell::new(Vec::new());
     // A pod as the solver reads it; an unreadable one is skipped with its conversion error.
-    let domain_pod = |key: &str| -> Option<stowage_solver::PodRequest> {
-        if let Some(p) = state.domain_pod(key) {
-            return Some((*p).clone());
+    let domain_pod = |pod: &LeanPod| -> Option<stowage_solver::PodRequest> {
+        if let Some(p) = pod.request() {
+            return Some((**p).clone());
         }
-        if let Some(Err(err)) = state.pod(key).map(|p| convert::pod(&p)) {
+        if let Some(Err(err)) = pod.unreadable().map(convert::pod) {
             skipped.borrow_mut().push(err);
         }
         None
     };
     for pod in state.pending_pods(now) {
-        let key = key_of(&*pod);
-        if let Some(mut p) = domain_pod(&key) {
-            keep_off_rejected_nodes(state, &key, &mut p);
+        if let Some(mut p) = domain_pod(&pod) {
+            keep_off_rejected_nodes(state, pod.key(), &mut p);
             input.pods.push(p);
-            snap.pending.insert(key, pod.clone());
+            snap.pending.insert(pod.key().to_string(), pod);
         }
     }
     // Pods nominated to each claim that are not bound yet.
@@ -81,23 +81,18 @@ pub fn build(
             .nominated_to(claim)
             .iter()
             .filter(|k| state.is_nominated(k, now))
-            .filter(|k| {
-                state.pod(k).is_some_and(|p| {
-                    p.spec
-                        .as_ref()
-                        .and_then(|s| s.node_name.as_deref())
-                        .is_none_or(str::is_empty)
-                })
-            })
-            .filter_map(|k| domain_pod(k))
+            .filter_map(|k| state.pod(k))
+            .filter(|p| p.node_name().is_none())
+            .filter_map(|p| domain_pod(&p))
             .collect()
     };
     for node in state.nodes() {
         let name = node.name_any();
         let mut pods: Vec<PodRequest> = state
             .pod_keys_on_node(&name)
-            .filter(|k| state.pod(k).is_some_and(|p| !is_terminal(&p)))
-            .filter_map(|k| domain_pod(k))
+            .filter_map(|k| state.pod(k))
+            .filter(|p| !p.is_terminal())
+            .filter_map(|p| domain_pod(&p))
             .collect();
         let claim = state.claim_for_node(node);
         if let Some(c) = &claim {
@@ -280,7 +275,7 @@ pub fn in_flight_node(claim: &NodeClaim, pods: Vec<PodRequest>) -> ExistingNode 
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::core::v1::{
-        Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+        Affinity, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
     };
 
     use super::*;

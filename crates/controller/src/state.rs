@@ -19,6 +19,8 @@ use kube::{Resource, ResourceExt};
 use stowage_api::{NodeClaim, NodePool, conditions, key_of};
 use stowage_solver::PodRequest;
 
+use crate::lean::{Interner, LeanPod};
+
 /// The kinds the state tracks; the state is synced once each has completed its first list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
@@ -50,6 +52,13 @@ pub struct Nomination {
     pub until: Timestamp,
     /// When the pod was first nominated to this claim (kept when it is nominated to it again).
     pub since: Timestamp,
+}
+
+/// A pod made ready for the state ([`ClusterState::prepare_pod`]).
+#[derive(Debug)]
+pub struct PreparedPod {
+    lean: LeanPod,
+    provisionable: bool,
 }
 
 /// Nominations indexed by pod and by claim (lookups both ways stay cheap at thousands of claims).
@@ -136,11 +145,13 @@ impl Nominations {
 /// The state. See the module docs.
 #[derive(Debug, Default)]
 pub struct ClusterState {
-    pods: HashMap<String, Arc<Pod>>,
-    /// Each pod as the solver reads it, converted once per update (`None`: unreadable).
-    domain: HashMap<String, Option<Arc<PodRequest>>>,
-    pods_by_node: HashMap<String, BTreeSet<String>>,
-    provisionable: BTreeSet<String>,
+    /// What is kept of each pod (its solver conversion included), by `namespace/name`; the
+    /// indexes below share the key.
+    pods: HashMap<Arc<str>, Arc<LeanPod>>,
+    pods_by_node: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
+    provisionable: BTreeSet<Arc<str>>,
+    /// Shared copies of the strings and label sets pods repeat.
+    interner: Interner,
     nodes: BTreeMap<String, Arc<Node>>,
     node_by_provider: HashMap<String, String>,
     claims: BTreeMap<String, Arc<NodeClaim>>,
@@ -215,7 +226,7 @@ pub fn is_static_pod(pod: &Pod) -> bool {
     pod.owner_references().iter().any(|o| o.kind == "Node")
         || pod
             .annotations()
-            .contains_key("kubernetes.io/config.mirror")
+            .contains_key(crate::lean::MIRROR_ANNOTATION)
 }
 
 /// A pod that no longer holds resources on its node.
@@ -238,48 +249,21 @@ fn strip<K: Resource>(mut obj: K) -> K {
 /// `kubectl apply`'s copy of the whole object: often the largest annotation, read by nobody here.
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// What the state keeps of a pod once the solver's conversion of it ([`ClusterState::domain_pod`])
-/// is held next to it: what the provisionable check, termination (tiers, tolerations, grace),
-/// housekeeping and Events read — metadata (without managed fields and kubectl's
-/// last-applied copy), the node, priority, tolerations and grace period, and of the status the
-/// phase, the `PodScheduled` condition and the nominated node. Containers, affinity, spreads,
-/// selectors, volumes and the rest of the status are dropped: the solver reads them from the
-/// converted pod. At 40,000 pods they were most of the state's memory (`cargo bench -p
-/// stowage-bench --bench state`). A pod the solver cannot read is kept whole (its error is
-/// reported again from it).
-pub fn slim_pod(pod: Pod) -> Pod {
-    let mut pod = strip(pod);
-    if let Some(spec) = pod.spec.as_mut() {
-        *spec = k8s_openapi::api::core::v1::PodSpec {
-            node_name: spec.node_name.take(),
-            priority: spec.priority,
-            priority_class_name: spec.priority_class_name.take(),
-            tolerations: spec.tolerations.take(),
-            termination_grace_period_seconds: spec.termination_grace_period_seconds,
-            ..Default::default()
-        };
-    }
-    if let Some(status) = pod.status.as_mut() {
-        *status = k8s_openapi::api::core::v1::PodStatus {
-            phase: status.phase.take(),
-            nominated_node_name: status.nominated_node_name.take(),
-            conditions: status.conditions.take().map(|cs| {
-                cs.into_iter()
-                    .filter(|c| c.type_ == "PodScheduled")
-                    .collect()
-            }),
-            ..Default::default()
-        };
-    }
-    pod
-}
-
 /// What the state keeps of a Node: everything the controllers read (labels, taints, provider id,
-/// capacity, allocatable, conditions), without the image list, node info, addresses and daemon
-/// endpoints the kubelet reports (the images alone are several KB per node).
+/// capacity, allocatable, the `Ready` condition), without the image list, node info, addresses
+/// and daemon endpoints the kubelet reports (the images alone are several KB per node), the
+/// other conditions, and the heartbeat time and message of `Ready`.
 pub fn slim_node(node: Node) -> Node {
     let mut node = strip(node);
     if let Some(status) = node.status.as_mut() {
+        if let Some(conditions) = status.conditions.as_mut() {
+            conditions.retain(|c| c.type_ == "Ready");
+            for c in conditions.iter_mut() {
+                c.last_heartbeat_time = None;
+                c.message = None;
+            }
+            conditions.shrink_to_fit();
+        }
         status.images = None;
         status.node_info = None;
         status.addresses = None;
@@ -360,74 +344,77 @@ impl ClusterState {
     // --- pods -----------------------------------------------------------------------------------
 
     pub fn apply_pod(&mut self, pod: Pod) {
-        self.note_pod_event(&pod);
-        self.apply_pod_listed(pod);
+        let pod = self.prepare_pod(pod);
+        self.apply_prepared_pod(pod);
+    }
+
+    /// What the state will keep of `pod`, made ahead of applying it: a watch's list holds each
+    /// pod in this form, not whole, until the list completes.
+    pub fn prepare_pod(&mut self, pod: Pod) -> PreparedPod {
+        let pod = strip(pod);
+        let key = key_of(&pod);
+        let key = match self.pods.get_key_value(key.as_str()) {
+            Some((shared, _)) => shared.clone(),
+            None => Arc::from(key),
+        };
+        let provisionable = is_provisionable(&pod);
+        PreparedPod {
+            lean: LeanPod::new(pod, key, &mut self.interner),
+            provisionable,
+        }
+    }
+
+    /// Applies a pod update made ready by [`Self::prepare_pod`].
+    pub fn apply_prepared_pod(&mut self, pod: PreparedPod) {
+        self.note_pod_event(&pod.lean);
+        self.insert_pod(pod);
     }
 
     /// Marks the nodes a pod update binds a pod to or removes it from (it finished, moved).
-    fn note_pod_event(&mut self, pod: &Pod) {
-        let node_of = |p: &Pod| {
-            p.spec
-                .as_ref()
-                .and_then(|s| s.node_name.clone())
-                .filter(|n| !n.is_empty())
-        };
-        let new_node = node_of(pod).filter(|_| !is_terminal(pod));
-        let old_node = self
-            .pods
-            .get(&key_of(pod))
-            .and_then(|old| node_of(old).filter(|_| !is_terminal(old)));
+    fn note_pod_event(&mut self, pod: &LeanPod) {
+        let node_of = |p: &LeanPod| p.node_name.clone().filter(|_| !p.is_terminal());
+        let new_node = node_of(pod);
+        let old_node = self.pods.get(pod.key()).and_then(|old| node_of(old));
         if new_node != old_node {
             self.disruption_seq += 1;
-            self.pod_event_nodes.extend(new_node);
-            self.pod_event_nodes.extend(old_node);
+            self.pod_event_nodes.extend(new_node.map(|n| n.to_string()));
+            self.pod_event_nodes.extend(old_node.map(|n| n.to_string()));
         }
     }
 
-    fn apply_pod_listed(&mut self, pod: Pod) {
-        let pod = strip(pod);
-        let key = key_of(&pod);
+    fn insert_pod(&mut self, pod: PreparedPod) {
+        let PreparedPod {
+            lean,
+            provisionable,
+        } = pod;
+        let key = lean.shared_key().clone();
         self.unindex_pod(&key);
-        if let Some(node) = pod
-            .spec
-            .as_ref()
-            .and_then(|s| s.node_name.clone())
-            .filter(|n| !n.is_empty())
-        {
+        if let Some(node) = &lean.node_name {
             self.pods_by_node
-                .entry(node)
+                .entry(node.clone())
                 .or_default()
                 .insert(key.clone());
             self.nominations.remove_pod(&key);
-            self.rejected.remove(&key);
+            self.rejected.remove(&*key);
         }
-        if is_provisionable(&pod) {
+        if provisionable {
             if self.provisionable.insert(key.clone()) {
                 self.provisionable_seq += 1;
             }
         } else {
-            self.provisionable.remove(&key);
+            self.provisionable.remove(&*key);
         }
-        let domain = match stowage_solver::convert::pod(&pod) {
-            Ok(d) => Some(Arc::new(d)),
-            Err(err) => {
-                tracing::warn!(%err, "pod unreadable by the solver");
-                None
-            }
-        };
-        let pod = if domain.is_some() { slim_pod(pod) } else { pod };
-        self.domain.insert(key.clone(), domain);
-        self.pods.insert(key, Arc::new(pod));
+        self.pods.insert(key, Arc::new(lean));
     }
 
     /// The pod as the solver reads it (`None` when absent or unreadable).
     pub fn domain_pod(&self, key: &str) -> Option<Arc<PodRequest>> {
-        self.domain.get(key).cloned().flatten()
+        self.pods.get(key).and_then(|p| p.request().cloned())
     }
 
     fn unindex_pod(&mut self, key: &str) {
         if let Some(old) = self.pods.get(key)
-            && let Some(node) = old.spec.as_ref().and_then(|s| s.node_name.as_deref())
+            && let Some(node) = old.node_name()
             && let Some(set) = self.pods_by_node.get_mut(node)
         {
             set.remove(key);
@@ -441,40 +428,43 @@ impl ClusterState {
         if let Some(node) = self
             .pods
             .get(key)
-            .filter(|p| !is_terminal(p))
-            .and_then(|p| p.spec.as_ref()?.node_name.clone())
-            .filter(|n| !n.is_empty())
+            .filter(|p| !p.is_terminal())
+            .and_then(|p| p.node_name())
         {
             self.disruption_seq += 1;
-            self.pod_event_nodes.insert(node);
+            self.pod_event_nodes.insert(node.to_string());
         }
         self.unindex_pod(key);
         self.pods.remove(key);
-        self.domain.remove(key);
         self.provisionable.remove(key);
         self.nominations.remove_pod(key);
         self.rejected.remove(key);
     }
 
     pub fn replace_pods(&mut self, pods: Vec<Pod>) {
+        let pods = pods.into_iter().map(|p| self.prepare_pod(p)).collect();
+        self.replace_prepared_pods(pods);
+    }
+
+    /// [`Self::replace_pods`] with pods made ready by [`Self::prepare_pod`].
+    pub fn replace_prepared_pods(&mut self, pods: Vec<PreparedPod>) {
         self.pods.clear();
-        self.domain.clear();
         self.pods_by_node.clear();
         self.provisionable.clear();
         self.disruption_seq += 1;
         for p in pods {
-            self.apply_pod_listed(p);
+            self.insert_pod(p);
         }
         let pods = &self.pods;
         self.nominations.retain(|k, _| pods.contains_key(k));
-        self.rejected.retain(|k, _| pods.contains_key(k));
+        self.rejected.retain(|k, _| pods.contains_key(k.as_str()));
     }
 
-    pub fn pod(&self, key: &str) -> Option<Arc<Pod>> {
+    pub fn pod(&self, key: &str) -> Option<Arc<LeanPod>> {
         self.pods.get(key).cloned()
     }
 
-    pub fn pods(&self) -> impl Iterator<Item = &Arc<Pod>> {
+    pub fn pods(&self) -> impl Iterator<Item = &Arc<LeanPod>> {
         self.pods.values()
     }
 
@@ -483,22 +473,23 @@ impl ClusterState {
     }
 
     /// Keys of the pods bound to `node` (any phase), in order.
-    pub fn pod_keys_on_node(&self, node: &str) -> impl Iterator<Item = &String> {
-        self.pods_by_node.get(node).into_iter().flatten()
-    }
-
-    pub fn pods_on_node(&self, node: &str) -> Vec<Arc<Pod>> {
+    pub fn pod_keys_on_node(&self, node: &str) -> impl Iterator<Item = &str> {
         self.pods_by_node
             .get(node)
             .into_iter()
             .flatten()
+            .map(|k| &**k)
+    }
+
+    pub fn pods_on_node(&self, node: &str) -> Vec<Arc<LeanPod>> {
+        self.pod_keys_on_node(node)
             .filter_map(|k| self.pods.get(k).cloned())
             .collect()
     }
 
     /// Provisionable pods that are not nominated to a live in-flight NodeClaim at `now`: the ones
     /// the next batch must buy for.
-    pub fn pending_pods(&self, now: Timestamp) -> Vec<Arc<Pod>> {
+    pub fn pending_pods(&self, now: Timestamp) -> Vec<Arc<LeanPod>> {
         self.provisionable
             .iter()
             .filter(|k| !self.is_nominated(k, now))
@@ -509,6 +500,11 @@ impl ClusterState {
     /// Number of provisionable pods.
     pub fn provisionable_count(&self) -> usize {
         self.provisionable.len()
+    }
+
+    /// Distinct strings and label sets the state's pods share.
+    pub fn interned(&self) -> (usize, usize) {
+        self.interner.len()
     }
 
     // --- nominations ----------------------------------------------------------------------------
@@ -566,7 +562,7 @@ impl ClusterState {
     ) -> Vec<(String, String, String)> {
         let mut out = Vec::new();
         for (pod, n) in &self.nominations.by_pod {
-            if !self.provisionable.contains(pod) {
+            if !self.provisionable.contains(pod.as_str()) {
                 continue;
             }
             let Some(claim) = self.claims.get(&n.claim) else {
@@ -918,7 +914,11 @@ mod tests {
             now,
             ts("2026-01-01T00:00:20Z"),
         );
-        let pending: Vec<String> = s.pending_pods(now).iter().map(|p| key_of(&**p)).collect();
+        let pending: Vec<String> = s
+            .pending_pods(now)
+            .iter()
+            .map(|p| p.key().to_string())
+            .collect();
         assert_eq!(pending, vec!["default/b"]);
         assert_eq!(s.pending_pods(ts("2026-01-01T00:00:21Z")).len(), 2);
         let seq = s.provisionable_seq();
@@ -996,7 +996,7 @@ mod tests {
         let pending: Vec<String> = s
             .pending_pods(t("01:30"))
             .iter()
-            .map(|p| key_of(&**p))
+            .map(|p| p.key().to_string())
             .collect();
         assert_eq!(pending, vec!["default/a"]);
         assert!(s.rejected_nodes("default/a").unwrap().contains("n1"));

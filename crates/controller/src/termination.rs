@@ -36,7 +36,7 @@ use stowage_cloud::Error as CloudError;
 use crate::context::Context;
 use crate::error::{Error, Result, is_not_found};
 use crate::events::EventType;
-use crate::state::{is_static_pod, is_terminal};
+use crate::lean::LeanPod;
 
 /// Pods terminating for longer than this are not waited for.
 const STUCK_TERMINATING: Duration = Duration::from_secs(60);
@@ -154,19 +154,19 @@ async fn taint_disrupted(ctx: &Context, node: &Node) -> Result<()> {
 async fn drain(ctx: &Context, claim: &NodeClaim, node: &Node) -> Result<Option<Duration>> {
     let now = ctx.clock.now();
     let node_name = node.name_any();
-    let pods: Vec<Arc<Pod>> = ctx
+    let pods: Vec<Arc<LeanPod>> = ctx
         .state()
         .pods_on_node(&node_name)
         .into_iter()
-        .filter(|p| !is_terminal(p) && !is_static_pod(p) && !tolerates_disrupted(p))
+        .filter(|p| !p.is_terminal() && !p.static_pod && !p.tolerates_disrupted)
         .collect();
     // Pods already terminating: wait for them unless stuck.
     let (terminating, live): (Vec<_>, Vec<_>) = pods
         .into_iter()
-        .partition(|p| p.metadata.deletion_timestamp.is_some());
+        .partition(|p| p.deletion_timestamp.is_some());
     let waiting_on_terminating = terminating.iter().any(|p| {
-        p.metadata.deletion_timestamp.as_ref().is_some_and(|t| {
-            now.duration_since(t.0)
+        p.deletion_timestamp.is_some_and(|t| {
+            now.duration_since(t)
                 < jiff::SignedDuration::try_from(STUCK_TERMINATING).unwrap_or_default()
         })
     });
@@ -183,8 +183,8 @@ async fn drain(ctx: &Context, claim: &NodeClaim, node: &Node) -> Result<Option<D
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     };
-    let first_tier = live.iter().map(|p| tier(p)).min().unwrap_or(0);
-    let batch: Vec<Arc<Pod>> = live.into_iter().filter(|p| tier(p) == first_tier).collect();
+    let first_tier = live.iter().map(|p| p.tier).min().unwrap_or(0);
+    let batch: Vec<Arc<LeanPod>> = live.into_iter().filter(|p| p.tier == first_tier).collect();
     let results: Vec<EvictOutcome> = futures::stream::iter(batch)
         .map(|pod| async move {
             let outcome = evict_or_delete(ctx, &pod, deadline, now).await;
@@ -193,13 +193,13 @@ async fn drain(ctx: &Context, claim: &NodeClaim, node: &Node) -> Result<Option<D
             {
                 ctx.recorder
                     .publish(
-                        pod.as_ref(),
+                        &pod.object(),
                         EventType::Warning,
                         "InterruptionCutShort",
                         &format!(
                             "Deleted instead of evicted, with at most {}s of its {}s grace period: its node's instance is taken away at {at}, so PodDisruptionBudgets and the full grace period could not be honoured",
                             at.duration_since(now).as_secs().max(1),
-                            pod_grace(&pod)
+                            pod.grace_seconds
                         ),
                     )
                     .await;
@@ -239,7 +239,8 @@ pub fn interruption_deadline(claim: &NodeClaim) -> Option<jiff::Timestamp> {
         .and_then(|t| t.parse().ok())
 }
 
-fn pod_grace(pod: &Pod) -> i64 {
+/// `spec.terminationGracePeriodSeconds`, 30 when unset, at least 0.
+pub fn pod_grace(pod: &Pod) -> i64 {
     pod.spec
         .as_ref()
         .and_then(|s| s.termination_grace_period_seconds)
@@ -248,8 +249,8 @@ fn pod_grace(pod: &Pod) -> i64 {
 }
 
 /// Whether the drain deletes `pod` rather than evicting it at `now` (see [`evict_or_delete`]).
-fn forced(pod: &Pod, deadline: jiff::Timestamp, now: jiff::Timestamp) -> bool {
-    now >= deadline - jiff::SignedDuration::from_secs(pod_grace(pod))
+fn forced(pod: &LeanPod, deadline: jiff::Timestamp, now: jiff::Timestamp) -> bool {
+    now >= deadline - jiff::SignedDuration::from_secs(pod.grace_seconds)
 }
 
 enum EvictOutcome {
@@ -260,15 +261,14 @@ enum EvictOutcome {
 
 async fn evict_or_delete(
     ctx: &Context,
-    pod: &Pod,
+    pod: &LeanPod,
     deadline: Option<jiff::Timestamp>,
     now: jiff::Timestamp,
 ) -> EvictOutcome {
-    let name = pod.name_any();
-    let ns = pod.namespace().unwrap_or_default();
-    let key = stowage_api::key_of(pod);
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let grace = pod_grace(pod);
+    let name = pod.name();
+    let key = pod.key();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), pod.namespace());
+    let grace = pod.grace_seconds;
     if let Some(deadline) = deadline
         && forced(pod, deadline, now)
     {

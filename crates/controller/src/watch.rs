@@ -35,7 +35,7 @@ use stowage_cloud::NodeClassKind;
 pub use self::backoff::WatchBackoff;
 pub use self::lenient::{Lenient, Undecodable};
 use crate::context::Context;
-use crate::state::{ClusterState, Kind};
+use crate::state::{ClusterState, Kind, PreparedPod};
 
 /// Page size of initial lists.
 pub const PAGE_SIZE: u32 = 500;
@@ -43,12 +43,17 @@ pub const PAGE_SIZE: u32 = 500;
 /// A kind the state tracks.
 pub trait Tracked: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static {
     const KIND: Kind;
+    /// What a list in progress holds of each object until the list completes: the object, or
+    /// for kinds the state keeps only part of, that part (a 40,000-pod list is not held whole).
+    type Listed: Send + 'static;
     /// The key the state files an object under: `namespace/name`, or the name of a
     /// cluster-scoped object.
     fn key(meta: &ObjectMeta) -> String;
     fn apply(state: &mut ClusterState, obj: Self);
     fn delete(state: &mut ClusterState, key: &str);
-    fn replace(state: &mut ClusterState, objs: Vec<Self>);
+    /// What a list holds of `obj` until it completes.
+    fn listed(ctx: &Context, obj: Self) -> Self::Listed;
+    fn replace(state: &mut ClusterState, objs: Vec<Self::Listed>);
     /// Seconds from creation to binding, when this update binds a pod the state saw unbound.
     fn bound_latency(_state: &ClusterState, _obj: &Self, _now: jiff::Timestamp) -> Option<f64> {
         None
@@ -68,6 +73,7 @@ fn cluster_key_of(meta: &ObjectMeta) -> String {
 
 impl Tracked for Pod {
     const KIND: Kind = Kind::Pod;
+    type Listed = PreparedPod;
     fn key(meta: &ObjectMeta) -> String {
         namespaced_key_of(meta)
     }
@@ -77,8 +83,11 @@ impl Tracked for Pod {
     fn delete(state: &mut ClusterState, key: &str) {
         state.delete_pod(key)
     }
-    fn replace(state: &mut ClusterState, objs: Vec<Self>) {
-        state.replace_pods(objs)
+    fn listed(ctx: &Context, obj: Self) -> PreparedPod {
+        ctx.update_state(|s| s.prepare_pod(obj))
+    }
+    fn replace(state: &mut ClusterState, objs: Vec<PreparedPod>) {
+        state.replace_prepared_pods(objs)
     }
     fn bound_latency(state: &ClusterState, obj: &Self, now: jiff::Timestamp) -> Option<f64> {
         let bound = |p: &Pod| {
@@ -91,7 +100,7 @@ impl Tracked for Pod {
             return None;
         }
         let old = state.pod(&key_of(obj))?;
-        if bound(&old) {
+        if old.node_name().is_some() {
             return None;
         }
         let created = obj.metadata.creation_timestamp.as_ref()?.0;
@@ -101,6 +110,7 @@ impl Tracked for Pod {
 
 impl Tracked for Node {
     const KIND: Kind = Kind::Node;
+    type Listed = Self;
     fn key(meta: &ObjectMeta) -> String {
         cluster_key_of(meta)
     }
@@ -110,6 +120,9 @@ impl Tracked for Node {
     fn delete(state: &mut ClusterState, key: &str) {
         state.delete_node(key)
     }
+    fn listed(_ctx: &Context, obj: Self) -> Self {
+        crate::state::slim_node(obj)
+    }
     fn replace(state: &mut ClusterState, objs: Vec<Self>) {
         state.replace_nodes(objs)
     }
@@ -117,6 +130,7 @@ impl Tracked for Node {
 
 impl Tracked for NodeClaim {
     const KIND: Kind = Kind::NodeClaim;
+    type Listed = Self;
     fn key(meta: &ObjectMeta) -> String {
         cluster_key_of(meta)
     }
@@ -126,6 +140,9 @@ impl Tracked for NodeClaim {
     fn delete(state: &mut ClusterState, key: &str) {
         state.delete_claim(key)
     }
+    fn listed(_ctx: &Context, obj: Self) -> Self {
+        obj
+    }
     fn replace(state: &mut ClusterState, objs: Vec<Self>) {
         state.replace_claims(objs)
     }
@@ -133,6 +150,7 @@ impl Tracked for NodeClaim {
 
 impl Tracked for NodePool {
     const KIND: Kind = Kind::NodePool;
+    type Listed = Self;
     fn key(meta: &ObjectMeta) -> String {
         cluster_key_of(meta)
     }
@@ -142,6 +160,9 @@ impl Tracked for NodePool {
     fn delete(state: &mut ClusterState, key: &str) {
         state.delete_nodepool(key)
     }
+    fn listed(_ctx: &Context, obj: Self) -> Self {
+        obj
+    }
     fn replace(state: &mut ClusterState, objs: Vec<Self>) {
         state.replace_nodepools(objs)
     }
@@ -150,6 +171,7 @@ impl Tracked for NodePool {
 /// The cloud provider's node classes, whatever their kind.
 impl Tracked for DynamicObject {
     const KIND: Kind = Kind::NodeClass;
+    type Listed = Self;
     fn key(meta: &ObjectMeta) -> String {
         cluster_key_of(meta)
     }
@@ -159,6 +181,9 @@ impl Tracked for DynamicObject {
     fn delete(state: &mut ClusterState, key: &str) {
         state.delete_nodeclass(key)
     }
+    fn listed(_ctx: &Context, obj: Self) -> Self {
+        obj
+    }
     fn replace(state: &mut ClusterState, objs: Vec<Self>) {
         state.replace_nodeclasses(objs)
     }
@@ -166,6 +191,7 @@ impl Tracked for DynamicObject {
 
 impl Tracked for DaemonSet {
     const KIND: Kind = Kind::DaemonSet;
+    type Listed = Self;
     fn key(meta: &ObjectMeta) -> String {
         namespaced_key_of(meta)
     }
@@ -175,6 +201,9 @@ impl Tracked for DaemonSet {
     fn delete(state: &mut ClusterState, key: &str) {
         state.delete_daemonset(key)
     }
+    fn listed(_ctx: &Context, obj: Self) -> Self {
+        obj
+    }
     fn replace(state: &mut ClusterState, objs: Vec<Self>) {
         state.replace_daemonsets(objs)
     }
@@ -182,6 +211,7 @@ impl Tracked for DaemonSet {
 
 impl Tracked for PodDisruptionBudget {
     const KIND: Kind = Kind::Pdb;
+    type Listed = Self;
     fn key(meta: &ObjectMeta) -> String {
         namespaced_key_of(meta)
     }
@@ -190,6 +220,9 @@ impl Tracked for PodDisruptionBudget {
     }
     fn delete(state: &mut ClusterState, key: &str) {
         state.delete_pdb(key)
+    }
+    fn listed(_ctx: &Context, obj: Self) -> Self {
+        obj
     }
     fn replace(state: &mut ClusterState, objs: Vec<Self>) {
         state.replace_pdbs(objs)
@@ -221,11 +254,11 @@ pub async fn feed<K: Tracked>(
 }
 
 /// One watcher's bookkeeping between its stream and the state.
-struct Feed<K> {
+struct Feed<K: Tracked> {
     kind: String,
     backoff: WatchBackoff,
-    /// Objects of the list in progress.
-    listed: Vec<K>,
+    /// What is held of the objects of the list in progress ([`Tracked::listed`]).
+    listed: Vec<K::Listed>,
     /// Keys and resourceVersions of the list in progress's objects that do not decode.
     listed_undecodable: BTreeMap<String, String>,
     /// Objects that do not decode, as last reported (key to resourceVersion), so each version is
@@ -251,7 +284,7 @@ impl<K: Tracked> Feed<K> {
                 self.listed.clear();
                 self.listed_undecodable.clear();
             }
-            Event::InitApply(Lenient::Decoded(obj)) => self.listed.push(obj),
+            Event::InitApply(Lenient::Decoded(obj)) => self.listed.push(K::listed(ctx, obj)),
             Event::InitApply(Lenient::Undecodable(bad)) => {
                 let (key, version) = self.report(ctx, &bad);
                 self.listed_undecodable.insert(key, version);

@@ -328,7 +328,7 @@ pub fn pod_from_spec(
         node_affinity(object, aff, &mut pod)?;
         pod_affinity(object, namespace, aff, &pod_labels, &mut pod)?;
     }
-    pod.labels = pod_labels;
+    pod.labels = std::sync::Arc::new(pod_labels);
     Ok(pod)
 }
 

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use stowage_api::CapacityType;
@@ -364,7 +365,9 @@ impl HostPort {
 pub struct PodRequest {
     pub namespace: String,
     pub name: String,
-    pub labels: BTreeMap<String, String>,
+    /// Shared: the controllers' state hands identical label sets out as one map (a workload's
+    /// thousands of pods hold one), and its own view of the pod reads them from here.
+    pub labels: Arc<BTreeMap<String, String>>,
     /// max(init containers, containers + restartable init containers) + pod overhead, in the
     /// solver's integer units. Does not include the `pods` count (the solver adds 1).
     pub requests: Resources,
@@ -416,7 +419,7 @@ impl PodRequest {
     }
 
     pub fn label(mut self, key: &str, value: &str) -> Self {
-        self.labels.insert(key.into(), value.into());
+        Arc::make_mut(&mut self.labels).insert(key.into(), value.into());
         self
     }
 
@@ -463,7 +466,7 @@ impl PodRequest {
     /// Spreads over `key` with `max_skew`, counting pods with the same `app` label as this pod.
     pub fn spread(mut self, key: &str, max_skew: i32, when: WhenUnsatisfiable) -> Self {
         let selector = LabelSelector {
-            match_labels: self.labels.clone(),
+            match_labels: (*self.labels).clone(),
             match_expressions: Vec::new(),
         };
         self.topology_spread.push(TopologySpread {
@@ -493,7 +496,7 @@ impl PodRequest {
     fn self_term(&self, key: &str) -> PodAffinityTerm {
         PodAffinityTerm {
             label_selector: Some(LabelSelector {
-                match_labels: self.labels.clone(),
+                match_labels: (*self.labels).clone(),
                 match_expressions: Vec::new(),
             }),
             topology_key: key.into(),

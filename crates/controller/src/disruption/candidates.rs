@@ -16,19 +16,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use stowage_api::conditions::{DISRUPTING, DRIFTED, INITIALIZED};
 use stowage_api::{
-    CapacityType, ConsolidationPolicy, DisruptionReason, NodeClaim, NodePool, key_of, labels,
+    CapacityType, ConsolidationPolicy, DisruptionReason, NodeClaim, NodePool, labels,
 };
 use stowage_solver::InstanceType;
 use stowage_solver::consolidate::{Budgets, Candidate, Reason, disruption_cost, eviction_cost};
 
-use crate::state::{ClusterState, is_daemonset_pod, is_static_pod, is_terminal};
+use crate::lean::LeanPod;
+use crate::state::ClusterState;
 
 /// The annotation a pod deletion cost is read from.
 pub const POD_DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
@@ -198,11 +199,11 @@ pub fn candidates(
         let blocked = blocked_by(claim, &node, &pods, &pdbs);
         let costs: Vec<f64> = pods
             .iter()
-            .filter(|p| reschedulable(p))
+            .filter(|p| p.is_reschedulable())
             .map(|p| {
-                let priority = p.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
+                let priority = p.priority;
                 let deletion_cost = p
-                    .annotations()
+                    .annotations
                     .get(POD_DELETION_COST)
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0);
@@ -294,15 +295,10 @@ fn restore_spot_due(
     now >= at
 }
 
-/// A pod that moves when its node goes (not a DaemonSet, mirror or finished pod).
-pub fn reschedulable(pod: &Pod) -> bool {
-    !is_terminal(pod) && !is_daemonset_pod(pod) && !is_static_pod(pod)
-}
-
 fn blocked_by(
     claim: &NodeClaim,
     node: &Node,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<LeanPod>],
     pdbs: &PdbIndex,
 ) -> Option<String> {
     if do_not_disrupt(claim.annotations()) {
@@ -319,16 +315,12 @@ fn blocked_by(
             labels::DO_NOT_DISRUPT
         ));
     }
-    for pod in pods.iter().filter(|p| reschedulable(p)) {
-        let key = key_of(&**pod);
-        if do_not_disrupt(pod.annotations()) {
+    for pod in pods.iter().filter(|p| p.is_reschedulable()) {
+        let key = pod.key();
+        if do_not_disrupt(&pod.annotations) {
             return Some(format!("pod {key} is annotated {}", labels::DO_NOT_DISRUPT));
         }
-        if !pod
-            .owner_references()
-            .iter()
-            .any(|o| o.controller == Some(true))
-        {
+        if !pod.has_controller {
             return Some(format!(
                 "pod {key} has no controller owner and would be lost"
             ));
@@ -365,10 +357,9 @@ impl PdbIndex {
     }
 
     /// The name of a PDB covering `pod` that allows no disruption now.
-    fn blocking(&self, pod: &Pod) -> Option<&str> {
-        let ns = pod.namespace().unwrap_or_default();
+    fn blocking(&self, pod: &LeanPod) -> Option<&str> {
         self.by_ns
-            .get(&ns)?
+            .get(pod.namespace())?
             .iter()
             .find(|(_, sel, allowed)| *allowed <= 0 && selector_matches(sel, pod.labels()))
             .map(|(name, _, _)| name.as_str())
@@ -386,12 +377,10 @@ pub fn pdb_allowed(
     let ns = pdb.namespace().unwrap_or_default();
     let (mut healthy, mut expected) = (0i64, 0i64);
     for pod in state.pods() {
-        if pod.namespace().as_deref() != Some(ns.as_str())
-            || !selector_matches(selector, pod.labels())
-        {
+        if pod.namespace() != ns || !selector_matches(selector, pod.labels()) {
             continue;
         }
-        if !is_terminal(pod) {
+        if !pod.is_terminal() {
             expected += 1;
         }
         if is_healthy(pod) {
@@ -415,22 +404,10 @@ pub fn pdb_allowed(
     }
 }
 
-fn is_healthy(pod: &Pod) -> bool {
-    if pod.metadata.deletion_timestamp.is_some() {
-        return false;
-    }
-    let Some(status) = pod.status.as_ref() else {
-        return false;
-    };
-    if status.phase.as_deref() != Some("Running") {
-        return false;
-    }
-    status
-        .conditions
-        .iter()
-        .flatten()
-        .find(|c| c.type_ == "Ready")
-        .is_none_or(|c| c.status == "True")
+fn is_healthy(pod: &LeanPod) -> bool {
+    pod.deletion_timestamp.is_none()
+        && pod.phase.as_deref() == Some("Running")
+        && pod.ready.is_none_or(|r| r)
 }
 
 fn int_or_percent(v: &IntOrString, total: i64) -> i64 {
@@ -494,6 +471,7 @@ fn signed(d: std::time::Duration) -> SignedDuration {
 
 #[cfg(test)]
 mod tests {
+    use k8s_openapi::api::core::v1::Pod;
     use k8s_openapi::api::policy::v1::PodDisruptionBudgetSpec;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
     use stowage_api::{Budget, NillableDuration, NodePoolSpec};

@@ -45,7 +45,7 @@ pub fn update_fleet_metrics(ctx: &Context) {
             }
         }
         for key in state.pod_keys_on_node(&node.name_any()) {
-            if state.pod(key).is_none_or(|p| crate::state::is_terminal(&p)) {
+            if state.pod(key).is_none_or(|p| p.is_terminal()) {
                 continue;
             }
             let Some(pod) = state.domain_pod(key) else {
