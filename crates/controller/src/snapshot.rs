@@ -49,19 +49,86 @@ pub fn pools(state: &ClusterState) -> Vec<Arc<NodePool>> {
 
 /// Builds the solver's input from the state: `pools` (see [`pools`]) with the instance types
 /// each may launch (a pool without an entry in `types` is left out), at `now` (nominations).
+/// The state's pod conversions are copied into the input; see [`build_owned`].
 pub fn build(
+    state: &ClusterState,
+    pools: &[Arc<NodePool>],
+    types: BTreeMap<String, Arc<Vec<InstanceType>>>,
+    now: Timestamp,
+) -> Snapshot {
+    let (snap, pods) = build_shared(state, pools, types, now);
+    pods.fill(snap, |p| (*p).clone())
+}
+
+/// [`build`] from a state that is not needed afterwards (`stowage plan`): each pod's
+/// conversion moves into the input instead of being copied. The snapshot's `pending` is left
+/// empty (it would keep the state's pods alive).
+pub fn build_owned(
+    state: ClusterState,
+    pools: &[Arc<NodePool>],
+    types: BTreeMap<String, Arc<Vec<InstanceType>>>,
+    now: Timestamp,
+) -> Snapshot {
+    let (mut snap, pods) = build_shared(&state, pools, types, now);
+    snap.pending.clear();
+    drop(state);
+    pods.fill(snap, |p| {
+        Arc::try_unwrap(p).unwrap_or_else(|p| (*p).clone())
+    })
+}
+
+/// The pods of a snapshot as the state's shared conversions, by where they go in the input;
+/// [`SharedPods::fill`] puts them there.
+struct SharedPods {
+    /// Pending pods, each with the hostnames it must keep off (see [`rejected_hostnames`]).
+    pending: Vec<(Arc<PodRequest>, Option<Requirement>)>,
+    nodes: Vec<Vec<Arc<PodRequest>>>,
+    in_flight: Vec<Vec<Arc<PodRequest>>>,
+}
+
+impl SharedPods {
+    fn fill(self, mut snap: Snapshot, own: impl Fn(Arc<PodRequest>) -> PodRequest) -> Snapshot {
+        let input = &mut snap.input;
+        input.pods = self
+            .pending
+            .into_iter()
+            .map(|(p, off)| {
+                let mut p = own(p);
+                if let Some(off) = off {
+                    keep_off(&mut p, off);
+                }
+                p
+            })
+            .collect();
+        for (n, pods) in input.nodes.iter_mut().zip(self.nodes) {
+            n.pods = pods.into_iter().map(&own).collect();
+        }
+        for (n, pods) in input.in_flight.iter_mut().zip(self.in_flight) {
+            n.pods = pods.into_iter().map(&own).collect();
+        }
+        snap
+    }
+}
+
+/// Everything of the snapshot but the pods, which come back as the state's shared conversions.
+fn build_shared(
     state: &ClusterState,
     pools: &[Arc<NodePool>],
     mut types: BTreeMap<String, Arc<Vec<InstanceType>>>,
     now: Timestamp,
-) -> Snapshot {
+) -> (Snapshot, SharedPods) {
     let mut snap = Snapshot::default();
+    let mut shared = SharedPods {
+        pending: Vec::new(),
+        nodes: Vec::new(),
+        in_flight: Vec::new(),
+    };
     let input = &mut snap.input;
     let skipped = std::cell::RefCell::new(Vec::new());
     // A pod as the solver reads it; an unreadable one is skipped with its conversion error.
-    let domain_pod = |pod: &LeanPod| -> Option<stowage_solver::PodRequest> {
+    let domain_pod = |pod: &LeanPod| -> Option<Arc<PodRequest>> {
         if let Some(p) = pod.request() {
-            return Some((**p).clone());
+            return Some(p.clone());
         }
         if let Some(Err(err)) = pod.unreadable().map(convert::pod) {
             skipped.borrow_mut().push(err);
@@ -69,14 +136,15 @@ pub fn build(
         None
     };
     for pod in state.pending_pods(now) {
-        if let Some(mut p) = domain_pod(&pod) {
-            keep_off_rejected_nodes(state, pod.key(), &mut p);
-            input.pods.push(p);
+        if let Some(p) = domain_pod(&pod) {
+            shared
+                .pending
+                .push((p, rejected_hostnames(state, pod.key())));
             snap.pending.insert(pod.key().to_string(), pod);
         }
     }
     // Pods nominated to each claim that are not bound yet.
-    let nominated = |claim: &str| -> Vec<PodRequest> {
+    let nominated = |claim: &str| -> Vec<Arc<PodRequest>> {
         state
             .nominated_to(claim)
             .iter()
@@ -88,7 +156,7 @@ pub fn build(
     };
     for node in state.nodes() {
         let name = node.name_any();
-        let mut pods: Vec<PodRequest> = state
+        let mut pods: Vec<Arc<PodRequest>> = state
             .pod_keys_on_node(&name)
             .filter_map(|k| state.pod(k))
             .filter(|p| !p.is_terminal())
@@ -106,7 +174,7 @@ pub fn build(
             }
             _ => &**node,
         };
-        match convert::node(node, pods) {
+        match convert::node(node, Vec::new()) {
             Ok(mut n) => {
                 let disrupted = node
                     .spec
@@ -122,6 +190,7 @@ pub fn build(
                     n.unschedulable = true;
                 }
                 input.nodes.push(n);
+                shared.nodes.push(pods);
             }
             Err(err) => skipped.borrow_mut().push(err),
         }
@@ -130,9 +199,8 @@ pub fn build(
         if claim.metadata.deletion_timestamp.is_some() || state.claim_node(claim).is_some() {
             continue;
         }
-        input
-            .in_flight
-            .push(in_flight_node(claim, nominated(&claim.name_any())));
+        input.in_flight.push(in_flight_node(claim, Vec::new()));
+        shared.in_flight.push(nominated(&claim.name_any()));
     }
     // Nodes and in-flight claims side by side while usage is counted (moved, not cloned: a
     // clone copied every bound pod of the cluster once more per solve).
@@ -165,7 +233,7 @@ pub fn build(
         }
     }
     snap.skipped = skipped.into_inner();
-    snap
+    (snap, shared)
 }
 
 /// A registered Node whose claim is not `Initialized` yet, as it will be once it is: without
@@ -195,12 +263,11 @@ fn without_startup_taints(node: &Node, claim: &NodeClaim, state: &ClusterState) 
     node
 }
 
-/// Keeps a pod off the Nodes it was nominated to and did not schedule on (see
-/// [`ClusterState::failed_nominations`]): the solver's model of them was wrong once already.
-fn keep_off_rejected_nodes(state: &ClusterState, key: &str, pod: &mut PodRequest) {
-    let Some(rejected) = state.rejected_nodes(key).filter(|r| !r.is_empty()) else {
-        return;
-    };
+/// The Nodes a pod was nominated to and did not schedule on (see
+/// [`ClusterState::failed_nominations`]), as a requirement on their hostnames: the solver's model
+/// of them was wrong once already.
+fn rejected_hostnames(state: &ClusterState, key: &str) -> Option<Requirement> {
+    let rejected = state.rejected_nodes(key).filter(|r| !r.is_empty())?;
     let hostnames: Vec<String> = rejected
         .iter()
         .map(|n| {
@@ -210,7 +277,11 @@ fn keep_off_rejected_nodes(state: &ClusterState, key: &str, pod: &mut PodRequest
                 .unwrap_or_else(|| n.clone())
         })
         .collect();
-    let off = Requirement::not_in(labels::HOSTNAME, hostnames);
+    Some(Requirement::not_in(labels::HOSTNAME, hostnames))
+}
+
+/// Adds `off` ([`rejected_hostnames`]) to every required node-affinity term of `pod`.
+fn keep_off(pod: &mut PodRequest, off: Requirement) {
     if pod.required_node_affinity.is_empty() {
         pod.required_node_affinity
             .push(stowage_solver::NodeAffinityTerm::labels(vec![off]));
@@ -365,6 +436,34 @@ mod tests {
         let s = state_with_registered_node(true);
         let snap = build(&s, &[], BTreeMap::new(), now);
         assert_eq!(taint_keys(&snap).len(), 4);
+    }
+
+    #[test]
+    fn a_state_given_up_gives_the_input_a_borrowed_one_gives() {
+        let now = ts("2026-01-01T00:02:00Z");
+        let make = || {
+            let mut s = state_with_registered_node(true);
+            s.apply_pod(pending_pod("default", "a", "1"));
+            s.apply_pod(pending_pod("default", "b", "1"));
+            s.apply_pod(bound(pending_pod("default", "c", "1"), "n1"));
+            s.nomination_failed("default/a", "n1");
+            s.apply_claim(claim("c2", "pool"));
+            s.nominate(
+                ["default/b".to_string()],
+                "c2",
+                now,
+                ts("2026-01-01T00:03:00Z"),
+            );
+            s
+        };
+        let shared = build(&make(), &[], BTreeMap::new(), now);
+        let owned = build_owned(make(), &[], BTreeMap::new(), now);
+        assert_eq!(owned.input, shared.input);
+        let keys = |pods: &[PodRequest]| pods.iter().map(PodRequest::key).collect::<Vec<_>>();
+        assert_eq!(keys(&shared.input.pods), ["default/a"]);
+        assert!(!shared.input.pods[0].required_node_affinity.is_empty());
+        assert_eq!(keys(&shared.input.nodes[0].pods), ["default/c"]);
+        assert_eq!(keys(&shared.input.in_flight[0].pods), ["default/b"]);
     }
 
     #[test]

@@ -734,7 +734,24 @@ fn input_from(
     objects: Vec<Object>,
     instance_types: Vec<InstanceType>,
 ) -> anyhow::Result<SolveInput> {
-    Ok(input_and_state(objects, instance_types)?.0)
+    let (state, invalid) = load(objects)?;
+    let pools = snapshot::pools(&state);
+    let types = pool_types(&pools, instance_types);
+    // The state is not needed afterwards: its pods move into the input, not copied.
+    let snap = snapshot::build_owned(state, &pools, types, stowage_clock::SystemClock.now());
+    checked(snap, &invalid)
+}
+
+/// One catalogue shared by every pool (not a copy per pool).
+fn pool_types(
+    pools: &[std::sync::Arc<stowage_api::NodePool>],
+    instance_types: Vec<InstanceType>,
+) -> BTreeMap<String, std::sync::Arc<Vec<InstanceType>>> {
+    let catalogue = std::sync::Arc::new(instance_types);
+    pools
+        .iter()
+        .map(|p| (p.name_any(), catalogue.clone()))
+        .collect()
 }
 
 /// [`input_from`], and the state it was built from.
@@ -744,13 +761,13 @@ fn input_and_state(
 ) -> anyhow::Result<(SolveInput, ClusterState)> {
     let (state, invalid) = load(objects)?;
     let pools = snapshot::pools(&state);
-    // One catalogue shared by every pool (not a copy per pool).
-    let catalogue = std::sync::Arc::new(instance_types);
-    let types = pools
-        .iter()
-        .map(|p| (p.name_any(), catalogue.clone()))
-        .collect();
+    let types = pool_types(&pools, instance_types);
     let snap = snapshot::build(&state, &pools, types, stowage_clock::SystemClock.now());
+    Ok((checked(snap, &invalid)?, state))
+}
+
+/// The snapshot's input, unless an object or NodePool is unusable or nothing could hold pods.
+fn checked(snap: snapshot::Snapshot, invalid: &[String]) -> anyhow::Result<SolveInput> {
     if !snap.skipped.is_empty() {
         let errors: Vec<String> = snap
             .skipped
@@ -765,7 +782,7 @@ fn input_and_state(
     if snap.input.nodepools.is_empty() && snap.input.nodes.is_empty() {
         bail!("no NodePool and no Node in the input: nothing could hold the pods");
     }
-    Ok((snap.input, state))
+    Ok(snap.input)
 }
 
 /// What `--consolidate` prints.
