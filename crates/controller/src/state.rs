@@ -6,6 +6,10 @@
 //! It is fed by watchers (see [`crate::watch`]) through `apply`/`delete`/`replace`, and can be
 //! driven the same way directly in tests, without an API server. Nothing here blocks or awaits;
 //! callers hold the lock only for the duration of one call.
+//!
+//! It keeps only what decisions need: pods as [`LeanPod`]s (the solver's conversion plus a few
+//! facts, label sets and repeated strings shared through one [`Interner`]), Nodes without their
+//! images, node info and conditions other than `Ready`, every object without `managedFields`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
