@@ -279,13 +279,13 @@ async fn evict_or_delete(
             ..Default::default()
         };
         ctx.metrics.eviction("deleted_after_grace_period");
-        return match api.delete(&name, &dp).await {
+        return match api.delete(name, &dp).await {
             Ok(_) => EvictOutcome::Done,
             Err(e) if is_not_found(&e) => EvictOutcome::Done,
             Err(e) => EvictOutcome::Failed(Error::kube("delete pod", key)(e)),
         };
     }
-    match api.evict(&name, &EvictParams::default()).await {
+    match api.evict(name, &EvictParams::default()).await {
         Ok(_) => {
             ctx.metrics.eviction("evicted");
             EvictOutcome::Done
