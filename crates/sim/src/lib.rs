@@ -8,6 +8,7 @@
 
 pub mod apiserver;
 pub mod cloudbridge;
+mod json;
 pub mod cluster;
 pub mod report;
 pub mod runner;

@@ -14,6 +14,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use crate::json::JsonPointer as _;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -426,14 +427,14 @@ fn pending_by_workload(cluster: &Cluster) -> Vec<crate::report::PendingGroup> {
     for obj in cluster.pending_objects() {
         let ns = crate::apiserver::namespace_of(&obj);
         let wl = obj
-            .pointer(&format!(
+            .ptr(&format!(
                 "/metadata/labels/{}",
                 crate::cluster::WORKLOAD_LABEL.replace('/', "~1")
             ))
             .and_then(serde_json::Value::as_str)
             .map_or_else(|| "-".to_string(), |w| stowage_api::namespaced_key(ns, w));
         let message = obj
-            .pointer("/status/conditions")
+            .ptr("/status/conditions")
             .and_then(serde_json::Value::as_array)
             .and_then(|cs| {
                 cs.iter().find(|c| {

@@ -74,11 +74,21 @@ pub fn prepare(
     types: &BTreeMap<String, Arc<Vec<InstanceType>>>,
     now: Timestamp,
 ) -> Round {
+    let mut candidates = candidates::candidates(state, types, now);
+    let budgets = candidates::budgets(state, &candidates, now);
+    // No method can take any node: the cluster need not be snapshotted (at 3,200 nodes and
+    // 40,000 pods the snapshot is most of a round's cost).
+    if !candidates.eligible.iter().any(|e| actionable(e, &budgets)) {
+        return Round {
+            input: SolveInput::default(),
+            candidates,
+            budgets,
+        };
+    }
     let pools = snapshot::pools(state);
     let snap = snapshot::build(state, &pools, types.clone(), now);
     let mut input = snap.input;
     input.pods.clear();
-    let mut candidates = candidates::candidates(state, types, now);
     // A pool above its on-demand cap gives up on-demand nodes first.
     let over = over_on_demand_cap(&input);
     if !over.is_empty() {
@@ -97,12 +107,29 @@ pub fn prepare(
             n.price_per_hour = Some(*p);
         }
     }
-    let budgets = candidates::budgets(state, &candidates, now);
     Round {
         input,
         candidates,
         budgets,
     }
+}
+
+/// Whether some method of [`choose`] could take `e` now: expiry always; drift, the
+/// capacity-mix restore and consolidation when nothing blocks it and its pool's budget for the
+/// method's reason allows one more node.
+fn actionable(e: &Eligible, budgets: &Budgets) -> bool {
+    if e.expired {
+        return true;
+    }
+    if e.blocked.is_some() {
+        return false;
+    }
+    let within = |reason| budgets.get(&e.candidate.nodepool, reason) > 0;
+    (e.drifted && within(Reason::Drifted))
+        || (e.restore_spot
+            && e.candidate.capacity_type == CapacityType::OnDemand
+            && within(Reason::Underutilized))
+        || (e.consolidatable && (within(Reason::Empty) || within(Reason::Underutilized)))
 }
 
 /// The outcome of [`choose`].

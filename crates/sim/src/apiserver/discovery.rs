@@ -1,6 +1,7 @@
 //! Discovery documents (`/version`, `/api`, `/apis`, `/apis/<g>`, `/apis/<g>/<v>`) generated from
 //! the kind table, and server-side `Table` rendering so `kubectl get` prints useful columns.
 
+use crate::json::JsonPointer as _;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -105,7 +106,7 @@ pub fn resource_list(kinds: &[KindInfo], group: &str, version: &str) -> Value {
 
 fn age(obj: &Value, now: Timestamp) -> String {
     let Some(created) = obj
-        .pointer("/metadata/creationTimestamp")
+        .ptr("/metadata/creationTimestamp")
         .and_then(Value::as_str)
         .and_then(|s| s.parse::<Timestamp>().ok())
     else {
@@ -121,7 +122,7 @@ fn age(obj: &Value, now: Timestamp) -> String {
 }
 
 fn condition_status(obj: &Value, ty: &str) -> Option<String> {
-    obj.pointer("/status/conditions")
+    obj.ptr("/status/conditions")
         .and_then(Value::as_array)?
         .iter()
         .find(|c| c.get("type").and_then(Value::as_str) == Some(ty))
@@ -129,7 +130,7 @@ fn condition_status(obj: &Value, ty: &str) -> Option<String> {
 }
 
 fn s<'a>(obj: &'a Value, ptr: &str) -> &'a str {
-    obj.pointer(ptr).and_then(Value::as_str).unwrap_or_default()
+    obj.ptr(ptr).and_then(Value::as_str).unwrap_or_default()
 }
 
 type CellFn = Box<dyn Fn(&Value) -> Vec<Value>>;
@@ -146,7 +147,7 @@ pub fn table(info: &KindInfo, items: &[Arc<Value>], now: Timestamp) -> Value {
                 col("Age", "string"),
             ],
             Box::new(move |o: &Value| {
-                let status = if o.pointer("/metadata/deletionTimestamp").is_some() {
+                let status = if o.ptr("/metadata/deletionTimestamp").is_some() {
                     "Terminating"
                 } else {
                     s(o, "/status/phase")

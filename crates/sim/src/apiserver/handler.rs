@@ -1,6 +1,7 @@
 //! HTTP routing for the API server: Kubernetes REST paths to store operations, discovery
 //! documents, `Table` output for kubectl, and the streaming watch body.
 
+use crate::json::JsonPointer as _;
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -556,11 +557,11 @@ impl Shared {
                 let mut items = Vec::new();
                 for item in page.items {
                     let ns = item
-                        .pointer("/metadata/namespace")
+                        .ptr("/metadata/namespace")
                         .and_then(Value::as_str)
                         .unwrap_or_default();
                     let name = item
-                        .pointer("/metadata/name")
+                        .ptr("/metadata/name")
                         .and_then(Value::as_str)
                         .unwrap_or_default();
                     if let Ok(o) = store.delete(kind, ns, name, &opts) {
@@ -625,7 +626,7 @@ impl Shared {
             (Some(name), Some("binding"), &Method::POST) => {
                 let b = super::patch::parse_body(&body)?;
                 let node = b
-                    .pointer("/target/name")
+                    .ptr("/target/name")
                     .and_then(Value::as_str)
                     .unwrap_or_default();
                 if node.is_empty() {
@@ -713,11 +714,11 @@ fn delete_opts(query: &Query, body: &Bytes) -> ApiResult<DeleteOpts> {
             .map(str::to_string)
             .or_else(|| query.get("propagationPolicy").map(str::to_string)),
         precondition_uid: b
-            .pointer("/preconditions/uid")
+            .ptr("/preconditions/uid")
             .and_then(Value::as_str)
             .map(str::to_string),
         precondition_rv: b
-            .pointer("/preconditions/resourceVersion")
+            .ptr("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_string),
     })

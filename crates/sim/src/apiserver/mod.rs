@@ -16,6 +16,7 @@ pub mod selector;
 pub mod status;
 pub mod store;
 
+use crate::json::JsonPointer as _;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -408,14 +409,14 @@ where
 
 /// The `metadata.name` of a stored object.
 pub fn name_of(obj: &Value) -> &str {
-    obj.pointer("/metadata/name")
+    obj.ptr("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default()
 }
 
 /// The `metadata.namespace` of a stored object (empty for cluster-scoped kinds).
 pub fn namespace_of(obj: &Value) -> &str {
-    obj.pointer("/metadata/namespace")
+    obj.ptr("/metadata/namespace")
         .and_then(Value::as_str)
         .unwrap_or_default()
 }

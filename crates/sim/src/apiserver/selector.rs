@@ -1,6 +1,7 @@
 //! Label selectors (equality- and set-based, as in `?labelSelector=`) and field selectors
 //! (`?fieldSelector=`), parsed once per request and matched against stored JSON objects.
 
+use crate::json::JsonPointer as _;
 use std::collections::BTreeSet;
 
 use serde_json::Value;
@@ -114,7 +115,7 @@ impl LabelSelector {
 
     pub fn matches(&self, obj: &Value) -> bool {
         self.is_empty()
-            || self.matches_labels(obj.pointer("/metadata/labels").and_then(Value::as_object))
+            || self.matches_labels(obj.ptr("/metadata/labels").and_then(Value::as_object))
     }
 
     /// Builds a selector from a `metav1.LabelSelector` object (`matchLabels` + `matchExpressions`),

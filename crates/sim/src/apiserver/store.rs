@@ -7,6 +7,7 @@
 //! watchers' channels before the lock is released, so watch streams see events in resourceVersion
 //! order and a list's resourceVersion is always a consistent point to watch from.
 
+use crate::json::JsonPointer as _;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
@@ -97,7 +98,7 @@ impl Filter {
     pub fn matches(&self, obj: &Value) -> bool {
         if let Some(ns) = &self.namespace
             && obj
-                .pointer("/metadata/namespace")
+                .ptr("/metadata/namespace")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 != ns
@@ -139,7 +140,7 @@ struct PdbIndex {
 /// A pod's contribution to a PDB's counts: (healthy, counts).
 fn pdb_contribution(pod: &Value) -> (i64, i64) {
     let ph = pod
-        .pointer("/status/phase")
+        .ptr("/status/phase")
         .and_then(Value::as_str)
         .unwrap_or_default();
     (
@@ -234,7 +235,7 @@ fn meta_mut(obj: &mut Value) -> &mut serde_json::Map<String, Value> {
 }
 
 fn finalizers(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/finalizers")
+    obj.ptr("/metadata/finalizers")
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -245,7 +246,7 @@ fn finalizers(obj: &Value) -> Vec<String> {
 }
 
 fn owner_uids(obj: &Value) -> Vec<String> {
-    obj.pointer("/metadata/ownerReferences")
+    obj.ptr("/metadata/ownerReferences")
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -282,16 +283,16 @@ fn same_ignoring_rv(a: &Value, b: &Value) -> bool {
 
 fn pod_is_healthy(pod: &Value) -> bool {
     if pod
-        .pointer("/metadata/deletionTimestamp")
+        .ptr("/metadata/deletionTimestamp")
         .is_some_and(|v| !v.is_null())
     {
         return false;
     }
-    if pod.pointer("/status/phase").and_then(Value::as_str) != Some("Running") {
+    if pod.ptr("/status/phase").and_then(Value::as_str) != Some("Running") {
         return false;
     }
     let ready = pod
-        .pointer("/status/conditions")
+        .ptr("/status/conditions")
         .and_then(Value::as_array)
         .and_then(|cs| {
             cs.iter()
@@ -452,7 +453,7 @@ impl Store {
             inner.pdbs.counts.remove(&key);
             let Some(new) = new else { return };
             let sel = new
-                .pointer("/spec/selector")
+                .ptr("/spec/selector")
                 .and_then(LabelSelector::from_object)
                 .filter(|s| !s.is_empty());
             if let Some(sel) = &sel
@@ -1018,7 +1019,7 @@ impl Store {
         };
         // Terminating objects accept no new finalizers.
         let terminating = old
-            .pointer("/metadata/deletionTimestamp")
+            .ptr("/metadata/deletionTimestamp")
             .is_some_and(|v| !v.is_null());
         let new_finalizers = finalizers(&new);
         if terminating {
@@ -1034,7 +1035,7 @@ impl Store {
         }
         if !same_except(&new, &old, &["metadata", "status"]) {
             let g = old
-                .pointer("/metadata/generation")
+                .ptr("/metadata/generation")
                 .and_then(Value::as_i64)
                 .unwrap_or(1);
             meta_mut(&mut new).insert("generation".into(), json!(g + 1));
@@ -1057,7 +1058,7 @@ impl Store {
         info.group.is_empty()
             && info.kind == "Pod"
             && obj
-                .pointer("/metadata/deletionGracePeriodSeconds")
+                .ptr("/metadata/deletionGracePeriodSeconds")
                 .and_then(Value::as_i64)
                 .unwrap_or(0)
                 > 0
@@ -1184,16 +1185,16 @@ impl Store {
         let mut grace = 0;
         if is_pod {
             let bound = old
-                .pointer("/spec/nodeName")
+                .ptr("/spec/nodeName")
                 .and_then(Value::as_str)
                 .is_some_and(|n| !n.is_empty());
             let phase = old
-                .pointer("/status/phase")
+                .ptr("/status/phase")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let terminal = phase == "Succeeded" || phase == "Failed";
             let default = old
-                .pointer("/spec/terminationGracePeriodSeconds")
+                .ptr("/spec/terminationGracePeriodSeconds")
                 .and_then(Value::as_i64)
                 .unwrap_or(30);
             grace = opts.grace_period_seconds.unwrap_or(default).max(0);
@@ -1209,7 +1210,7 @@ impl Store {
             fins.push("foregroundDeletion".into());
         }
         let terminating = old
-            .pointer("/metadata/deletionTimestamp")
+            .ptr("/metadata/deletionTimestamp")
             .is_some_and(|v| !v.is_null());
         if fins.is_empty() && grace == 0 {
             let removed = self.remove_locked(inner, kind, old);
@@ -1218,7 +1219,7 @@ impl Store {
         if terminating {
             // Only a shorter grace period changes anything for an object already terminating.
             let cur = old
-                .pointer("/metadata/deletionGracePeriodSeconds")
+                .ptr("/metadata/deletionGracePeriodSeconds")
                 .and_then(Value::as_i64)
                 .unwrap_or(0);
             if is_pod && grace < cur {
@@ -1354,7 +1355,7 @@ impl Store {
             .cloned()
             .ok_or_else(|| ApiError::not_found(info, name))?;
         if let Some(cur) = old
-            .pointer("/spec/nodeName")
+            .ptr("/spec/nodeName")
             .and_then(Value::as_str)
             .filter(|n| !n.is_empty())
         {
@@ -1365,7 +1366,7 @@ impl Store {
             ));
         }
         if old
-            .pointer("/metadata/deletionTimestamp")
+            .ptr("/metadata/deletionTimestamp")
             .is_some_and(|v| !v.is_null())
         {
             return Err(ApiError::conflict_message(
@@ -1415,11 +1416,11 @@ impl Store {
             .cloned()
             .ok_or_else(|| ApiError::not_found(info, name))?;
         let phase = pod
-            .pointer("/status/phase")
+            .ptr("/status/phase")
             .and_then(Value::as_str)
             .unwrap_or_default();
         let terminating = pod
-            .pointer("/metadata/deletionTimestamp")
+            .ptr("/metadata/deletionTimestamp")
             .is_some_and(|v| !v.is_null());
         if terminating
             || phase == "Succeeded"
@@ -1436,7 +1437,7 @@ impl Store {
                 .take_while(|(k, _)| k.0 == ns)
                 .map(|(_, v)| v.clone())
                 .filter(|pdb| {
-                    pdb.pointer("/spec/selector")
+                    pdb.ptr("/spec/selector")
                         .and_then(LabelSelector::from_object)
                         .is_some_and(|s| !s.is_empty() && s.matches(&pod))
                 })
@@ -1453,9 +1454,9 @@ impl Store {
                     .get(&(ns.to_string(), meta(pdb, "name").unwrap_or_default()))
                     .copied()
                     .unwrap_or_default();
-                let desired = if let Some(min) = pdb.pointer("/spec/minAvailable") {
+                let desired = if let Some(min) = pdb.ptr("/spec/minAvailable") {
                     int_or_percent(min, expected, true).unwrap_or(0)
-                } else if let Some(max) = pdb.pointer("/spec/maxUnavailable") {
+                } else if let Some(max) = pdb.ptr("/spec/maxUnavailable") {
                     (expected - int_or_percent(max, expected, true).unwrap_or(0)).max(0)
                 } else {
                     0
@@ -1523,11 +1524,11 @@ fn default_pod(obj: &mut Value) {
     }
     let mut status = json!({ "phase": "Pending" });
     let requests_any = obj
-        .pointer("/spec/containers")
+        .ptr("/spec/containers")
         .and_then(Value::as_array)
         .is_some_and(|cs| {
             cs.iter().any(|c| {
-                c.pointer("/resources/requests")
+                c.ptr("/resources/requests")
                     .is_some_and(|r| r.as_object().is_some_and(|o| !o.is_empty()))
             })
         });

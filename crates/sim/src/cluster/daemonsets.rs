@@ -10,6 +10,7 @@
 //! Nodes are looked at whenever they change (a startup taint removed lets a DaemonSet in), and
 //! a DaemonSet pod that goes away is replaced while its node should still run it.
 
+use crate::json::JsonPointer as _;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
@@ -101,7 +102,7 @@ pub(crate) fn revision_hash(template: &Value) -> String {
 pub(crate) fn daemon_pod(ds: &DaemonSetInfo, node: &str) -> Value {
     let mut labels = ds
         .template
-        .pointer("/metadata/labels")
+        .ptr("/metadata/labels")
         .cloned()
         .filter(Value::is_object)
         .unwrap_or_else(|| json!({}));
@@ -116,7 +117,7 @@ pub(crate) fn daemon_pod(ds: &DaemonSetInfo, node: &str) -> Value {
             "controller": true, "blockOwnerDeletion": true,
         }],
     });
-    if let Some(a) = ds.template.pointer("/metadata/annotations") {
+    if let Some(a) = ds.template.ptr("/metadata/annotations") {
         metadata["annotations"] = a.clone();
     }
     let mut spec = ds
@@ -144,7 +145,7 @@ pub(crate) fn daemon_pod(ds: &DaemonSetInfo, node: &str) -> Value {
 /// The DaemonSet a pod belongs to (`namespace/name`) and the node it is pinned to.
 fn owner_and_node(pod: &Value) -> Option<(String, String)> {
     let owner = pod
-        .pointer("/metadata/ownerReferences")
+        .ptr("/metadata/ownerReferences")
         .and_then(Value::as_array)?
         .iter()
         .find(|o| {
@@ -154,9 +155,9 @@ fn owner_and_node(pod: &Value) -> Option<(String, String)> {
         .get("name")
         .and_then(Value::as_str)?;
     let node = pod
-        .pointer("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0/matchFields/0/values/0")
+        .ptr("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms/0/matchFields/0/values/0")
         .and_then(Value::as_str)
-        .or_else(|| pod.pointer("/spec/nodeName").and_then(Value::as_str))?;
+        .or_else(|| pod.ptr("/spec/nodeName").and_then(Value::as_str))?;
     let ns = crate::apiserver::namespace_of(pod);
     Some((stowage_api::namespaced_key(ns, owner), node.to_string()))
 }

@@ -6,6 +6,7 @@
 //! (pods of deleted Nodes are removed). DaemonSet pods are created by `daemonsets.rs` and bound
 //! by the scheduler.
 
+use crate::json::JsonPointer as _;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -221,7 +222,7 @@ impl Cluster {
         }
         if let Some(run) = p
             .obj
-            .pointer(&format!(
+            .ptr(&format!(
                 "/metadata/annotations/{}",
                 RUN_SECONDS_ANNOTATION.replace('/', "~1")
             ))
@@ -280,7 +281,7 @@ pub(super) fn on_pod(c: &mut Cluster, key: &str) {
         }
         let grace = p
             .obj
-            .pointer("/metadata/deletionGracePeriodSeconds")
+            .ptr("/metadata/deletionGracePeriodSeconds")
             .and_then(Value::as_i64)
             .unwrap_or(0)
             .max(0) as u64;
@@ -341,7 +342,7 @@ pub(super) fn collect_pods_of(c: &mut Cluster, node: &str) {
 /// pods it should run, start pods that were waiting for it.
 pub(super) fn on_node(c: &mut Cluster, name: &str, obj: &Arc<Value>) {
     let ready = obj
-        .pointer("/status/conditions")
+        .ptr("/status/conditions")
         .and_then(Value::as_array)
         .and_then(|cs| {
             cs.iter()
@@ -349,12 +350,12 @@ pub(super) fn on_node(c: &mut Cluster, name: &str, obj: &Arc<Value>) {
         })
         .is_some_and(|x| x.get("status").and_then(Value::as_str) == Some("True"));
     let provider_id = obj
-        .pointer("/spec/providerID")
+        .ptr("/spec/providerID")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
     let label = |k: &str| {
-        obj.pointer(&format!("/metadata/labels/{}", k.replace('/', "~1")))
+        obj.ptr(&format!("/metadata/labels/{}", k.replace('/', "~1")))
             .and_then(Value::as_str)
             .map(str::to_string)
     };
@@ -378,7 +379,7 @@ pub(super) fn on_node(c: &mut Cluster, name: &str, obj: &Arc<Value>) {
             .unwrap_or(0.0),
     };
     let vcpu = obj
-        .pointer("/status/capacity/cpu")
+        .ptr("/status/capacity/cpu")
         .and_then(Value::as_str)
         .and_then(|q| stowage_api::quantity::parse_resource("cpu", q).ok())
         .map_or(0.0, |milli| milli as f64 / 1000.0);

@@ -12,6 +12,7 @@ mod referee;
 mod scheduler;
 mod workloads;
 
+use crate::json::JsonPointer as _;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
@@ -584,27 +585,27 @@ impl Cluster {
             return;
         }
         let node = obj
-            .pointer("/spec/nodeName")
+            .ptr("/spec/nodeName")
             .and_then(Value::as_str)
             .filter(|n| !n.is_empty())
             .map(str::to_string);
         let phase = obj
-            .pointer("/status/phase")
+            .ptr("/status/phase")
             .and_then(Value::as_str)
             .unwrap_or("Pending")
             .to_string();
         let terminating = obj
-            .pointer("/metadata/deletionTimestamp")
+            .ptr("/metadata/deletionTimestamp")
             .is_some_and(|v| !v.is_null());
         let daemonset = obj
-            .pointer("/metadata/ownerReferences")
+            .ptr("/metadata/ownerReferences")
             .and_then(Value::as_array)
             .is_some_and(|r| {
                 r.iter()
                     .any(|o| o.get("kind").and_then(Value::as_str) == Some("DaemonSet"))
             });
         let created = obj
-            .pointer("/metadata/creationTimestamp")
+            .ptr("/metadata/creationTimestamp")
             .and_then(Value::as_str)
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| self.now());

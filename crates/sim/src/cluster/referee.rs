@@ -26,6 +26,7 @@
 //! moment of the change" is exact however late the loop drains; cloud events are applied after
 //! the store changes drained with them.
 
+use crate::json::JsonPointer as _;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -110,13 +111,13 @@ struct PodView {
 
 impl PodView {
     fn new(obj: Arc<Value>) -> Self {
-        let s = |p: &str| obj.pointer(p).and_then(Value::as_str).map(str::to_string);
+        let s = |p: &str| obj.ptr(p).and_then(Value::as_str).map(str::to_string);
         let phase = s("/status/phase").unwrap_or_default();
         let terminating = obj
-            .pointer("/metadata/deletionTimestamp")
+            .ptr("/metadata/deletionTimestamp")
             .is_some_and(|v| !v.is_null());
         let ready = obj
-            .pointer("/status/conditions")
+            .ptr("/status/conditions")
             .and_then(Value::as_array)
             .and_then(|cs| {
                 cs.iter()
@@ -124,7 +125,7 @@ impl PodView {
             })
             .is_none_or(|c| c.get("status").and_then(Value::as_str) == Some("True"));
         let owners = obj
-            .pointer("/metadata/ownerReferences")
+            .ptr("/metadata/ownerReferences")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
@@ -134,7 +135,7 @@ impl PodView {
         let daemon = controller_ref
             .is_some_and(|o| o.get("kind").and_then(Value::as_str) == Some("DaemonSet"));
         let mirror = obj
-            .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+            .ptr("/metadata/annotations/kubernetes.io~1config.mirror")
             .is_some();
         Self {
             uid: s("/metadata/uid").unwrap_or_default(),
@@ -334,7 +335,7 @@ impl Referee {
             while let Ok(msg) = rx.try_recv() {
                 if let WatchMsg::Event { etype, object, .. } = msg {
                     let rv = object
-                        .pointer("/metadata/resourceVersion")
+                        .ptr("/metadata/resourceVersion")
                         .and_then(Value::as_str)
                         .and_then(|s| s.parse().ok())
                         .unwrap_or(0);
@@ -535,11 +536,11 @@ impl Referee {
             ns: ns.clone(),
             name,
             selector: obj
-                .pointer("/spec/selector")
+                .ptr("/spec/selector")
                 .and_then(LabelSelector::from_object)
                 .filter(|s| !s.is_empty()),
-            min_available: obj.pointer("/spec/minAvailable").cloned(),
-            max_unavailable: obj.pointer("/spec/maxUnavailable").cloned(),
+            min_available: obj.ptr("/spec/minAvailable").cloned(),
+            max_unavailable: obj.ptr("/spec/maxUnavailable").cloned(),
             healthy: 0,
             expected: 0,
         };
@@ -557,7 +558,7 @@ impl Referee {
     fn on_node(&mut self, etype: EventType, obj: &Value, now: jiff::Timestamp) {
         let name = name_of(obj).to_string();
         let label = |k: &str| {
-            obj.pointer(&format!("/metadata/labels/{}", k.replace('/', "~1")))
+            obj.ptr(&format!("/metadata/labels/{}", k.replace('/', "~1")))
                 .and_then(Value::as_str)
                 .map(str::to_string)
         };
@@ -579,12 +580,12 @@ impl Referee {
             return;
         }
         let provider_id = obj
-            .pointer("/spec/providerID")
+            .ptr("/spec/providerID")
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
         let tainted = obj
-            .pointer("/spec/taints")
+            .ptr("/spec/taints")
             .and_then(Value::as_array)
             .is_some_and(|ts| {
                 ts.iter().any(|t| {
@@ -592,7 +593,7 @@ impl Referee {
                 })
             });
         let deleting = obj
-            .pointer("/metadata/deletionTimestamp")
+            .ptr("/metadata/deletionTimestamp")
             .is_some_and(|v| !v.is_null());
         if !provider_id.is_empty() {
             self.node_by_pid.insert(provider_id.clone(), name.clone());

@@ -12,6 +12,7 @@
 //! scheduling constraints as one that just failed fail with the same message without another pass
 //! over the nodes.
 
+use crate::json::JsonPointer as _;
 use std::cmp::Reverse;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{BinaryHeap, HashMap};
@@ -137,7 +138,7 @@ impl Cluster {
             }
             let scheduler = info
                 .obj
-                .pointer("/spec/schedulerName")
+                .ptr("/spec/schedulerName")
                 .and_then(Value::as_str)
                 .unwrap_or("default-scheduler");
             if scheduler != "default-scheduler" {
@@ -209,14 +210,14 @@ impl Cluster {
     fn priority_of(&self, key: &str) -> i64 {
         self.pods
             .get(key)
-            .and_then(|p| p.obj.pointer("/spec/priority"))
+            .and_then(|p| p.obj.ptr("/spec/priority"))
             .and_then(Value::as_i64)
             .unwrap_or(0)
     }
 
     fn mark_unschedulable(&mut self, key: &str, obj: &Value, message: &str) {
         let cond = obj
-            .pointer("/status/conditions")
+            .ptr("/status/conditions")
             .and_then(Value::as_array)
             .and_then(|cs| {
                 cs.iter()
@@ -243,7 +244,7 @@ impl Cluster {
         let (ns, name) = key.split_once('/').unwrap_or_default();
         let message = message.to_string();
         let _ = self.api.store().modify(self.k.pod, ns, name, move |pod| {
-            if pod.pointer("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
+            if pod.ptr("/spec/nodeName").and_then(Value::as_str).is_some_and(|n| !n.is_empty()) {
                 return false;
             }
             let cond = json!({ "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,

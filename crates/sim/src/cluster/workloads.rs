@@ -5,6 +5,7 @@
 //! Also the bootstrap (NodeClasses, NodePools, DaemonSets, initial nodes); DaemonSet pods are
 //! the DaemonSet controller's (`daemonsets.rs`), which creates them as nodes appear and change.
 
+use crate::json::JsonPointer as _;
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
@@ -176,12 +177,12 @@ pub(super) fn bootstrap(c: &mut Cluster, scenario: &Scenario) -> Result<(), Erro
         });
         if let Some(d) = check {
             let uid = created
-                .pointer("/metadata/uid")
+                .ptr("/metadata/uid")
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
             let generation = created
-                .pointer("/metadata/generation")
+                .ptr("/metadata/generation")
                 .and_then(Value::as_i64)
                 .unwrap_or(1);
             c.daemonsets.push(super::daemonsets::DaemonSetInfo {
@@ -357,7 +358,7 @@ pub(super) fn create(c: &mut Cluster, w: &Workload) {
         );
     }
     let uid = owner
-        .pointer("/metadata/uid")
+        .ptr("/metadata/uid")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
@@ -420,7 +421,7 @@ pub(super) fn delete(c: &mut Cluster, ns: &str, name: &str) {
 
 fn workload_of(c: &Cluster, obj: &Value) -> Option<(String, String)> {
     let name = obj
-        .pointer(&format!(
+        .ptr(&format!(
             "/metadata/labels/{}",
             WORKLOAD_LABEL.replace('/', "~1")
         ))
@@ -463,7 +464,7 @@ pub(super) fn on_pod_changed(c: &mut Cluster, pod_key: &str, prev_phase: Option<
     let terminating = p.terminating;
     let is_driver = p
         .obj
-        .pointer("/metadata/labels/spark-role")
+        .ptr("/metadata/labels/spark-role")
         .and_then(Value::as_str)
         == Some("driver");
     let Some(w) = c.workloads.get_mut(&key) else {
@@ -586,7 +587,7 @@ fn reconcile(c: &mut Cluster, key: &(String, String)) {
                         c.recorder.pods_created += 1;
                         let dn = name_of(&created).to_string();
                         let uid = created
-                            .pointer("/metadata/uid")
+                            .ptr("/metadata/uid")
                             .and_then(Value::as_str)
                             .unwrap_or_default()
                             .to_string();
