@@ -104,7 +104,10 @@ fn main() {
         };
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&report.to_json()).unwrap());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report.to_json()).unwrap()
+        );
     } else {
         println!("{}", report.summary_table());
     }

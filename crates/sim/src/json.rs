@@ -55,9 +55,21 @@ mod tests {
             "": { "e": 4 }
         });
         for p in [
-            "", "/", "/metadata", "/metadata/name", "/metadata/labels/a~1b",
-            "/metadata/labels/c~0d", "/metadata/labels/", "/list/1/k", "/list/01",
-            "/list/+1", "/list/2", "/list/x", "/metadata/name/deeper", "metadata", "//e",
+            "",
+            "/",
+            "/metadata",
+            "/metadata/name",
+            "/metadata/labels/a~1b",
+            "/metadata/labels/c~0d",
+            "/metadata/labels/",
+            "/list/1/k",
+            "/list/01",
+            "/list/+1",
+            "/list/2",
+            "/list/x",
+            "/metadata/name/deeper",
+            "metadata",
+            "//e",
             "/missing/x",
         ] {
             assert_eq!(v.ptr(p), v.pointer(p), "{p}");

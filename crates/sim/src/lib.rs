@@ -8,8 +8,8 @@
 
 pub mod apiserver;
 pub mod cloudbridge;
-mod json;
 pub mod cluster;
+mod json;
 pub mod report;
 pub mod runner;
 pub mod scenario;
