@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use stowage_controller::{Context, Leadership, Settings};
+use stowage_controller::Context;
 use stowage_sim::report::SolverFigures;
 use stowage_sim::scenario::CatalogSource;
 use stowage_sim::{Scenario, SimEnv, SimOptions, Simulation};
@@ -19,28 +19,14 @@ type Handoff = Arc<std::sync::Mutex<Option<Arc<Context>>>>;
 
 /// The controllers as `stowage simulate` plugs them in (interruptions through the fake cloud).
 async fn controllers(env: SimEnv, handoff: Handoff) {
-    let settings = Settings {
-        cluster_name: "sim".to_string(),
-        ..Settings::default()
-    };
-    let ctx = Arc::new(
-        Context::new(
-            env.client.clone(),
-            env.provider.clone(),
-            env.clock.clone(),
-            settings,
-        )
-        .with_interruption_source(env.cloud.clone()),
-    );
+    let ctx = Arc::new(Context::simulated(
+        env.client.clone(),
+        env.provider.clone(),
+        env.clock.clone(),
+        env.cloud.clone(),
+    ));
     *handoff.lock().unwrap() = Some(ctx.clone());
-    let running = stowage_controller::start(ctx, Leadership::Always);
-    let mut shutdown = env.shutdown.clone();
-    while !*shutdown.borrow_and_update() {
-        if shutdown.changed().await.is_err() {
-            break;
-        }
-    }
-    drop(running);
+    stowage_controller::run_until(ctx, env.shutdown.clone()).await;
 }
 
 fn main() {

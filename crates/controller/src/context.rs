@@ -92,6 +92,22 @@ impl Context {
         }
     }
 
+    /// The context of the controllers in the simulated cluster (`stowage simulate`, its
+    /// SDK-free example, the simulator tests): default settings for a cluster named `sim`, and
+    /// spot interruption warnings from the fake cloud's queue, as `stowage run` gets them from SQS.
+    pub fn simulated(
+        client: Client,
+        cloud: Arc<dyn CloudProvider>,
+        clock: SharedClock,
+        interruptions: Arc<dyn InterruptionSource>,
+    ) -> Self {
+        let settings = Settings {
+            cluster_name: "sim".to_string(),
+            ..Settings::default()
+        };
+        Self::new(client, cloud, clock, settings).with_interruption_source(interruptions)
+    }
+
     /// Reads interruption events from `source` (the interruption controller runs only with one).
     pub fn with_interruption_source(mut self, source: Arc<dyn InterruptionSource>) -> Self {
         self.interruption_source = Some(source);

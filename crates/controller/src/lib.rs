@@ -33,6 +33,6 @@ pub mod watch;
 
 pub use context::Context;
 pub use metrics::Metrics;
-pub use runner::{Leadership, Running, start};
+pub use runner::{Leadership, Running, run_until, start};
 pub use settings::Settings;
 pub use state::ClusterState;

@@ -99,3 +99,16 @@ pub fn start(ctx: Arc<Context>, leadership: Leadership) -> Running {
         lease,
     }
 }
+
+/// Runs every controller as the one always-leader replica until `shutdown` turns true (or its
+/// sender is gone), then stops them: how `stowage simulate`, the SDK-free `simulate` example and
+/// the simulated-cluster tests plug the controllers into the simulator.
+pub async fn run_until(ctx: Arc<Context>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+    let running = start(ctx, Leadership::Always);
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            break;
+        }
+    }
+    drop(running);
+}

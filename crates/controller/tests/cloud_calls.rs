@@ -8,34 +8,20 @@
 use std::sync::Arc;
 
 use stowage_cloud::Operation;
-use stowage_controller::{Context, Leadership, Settings};
+use stowage_controller::Context;
 use stowage_sim::{Report, Sample, Scenario, SimEnv, SimOptions, Simulation};
 
 /// Runs `scenario` with the controllers as `stowage simulate` runs them.
 async fn simulate(scenario: Scenario, options: SimOptions) -> Report {
     Simulation::new(scenario, options)
         .run(|env: SimEnv| async move {
-            let settings = Settings {
-                cluster_name: "sim".to_string(),
-                ..Settings::default()
-            };
-            let ctx = Arc::new(
-                Context::new(
-                    env.client.clone(),
-                    env.provider.clone(),
-                    env.clock.clone(),
-                    settings,
-                )
-                .with_interruption_source(env.cloud.clone()),
-            );
-            let running = stowage_controller::start(ctx, Leadership::Always);
-            let mut shutdown = env.shutdown.clone();
-            while !*shutdown.borrow_and_update() {
-                if shutdown.changed().await.is_err() {
-                    break;
-                }
-            }
-            drop(running);
+            let ctx = Arc::new(Context::simulated(
+                env.client.clone(),
+                env.provider.clone(),
+                env.clock.clone(),
+                env.cloud.clone(),
+            ));
+            stowage_controller::run_until(ctx, env.shutdown.clone()).await;
         })
         .await
         .unwrap()

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use stowage_controller::{Context, Leadership, Settings};
+use stowage_controller::Context;
 use stowage_sim::report::SolverFigures;
 use stowage_sim::{Scenario, SimEnv, Simulation};
 
@@ -34,30 +34,14 @@ pub struct Args {
 /// The controllers as the simulator's plug-in: one always-leader replica until the scenario ends.
 /// Their context is left in `handoff` for the report's solver figures.
 async fn controllers(env: SimEnv, handoff: Arc<std::sync::Mutex<Option<Arc<Context>>>>) {
-    let settings = Settings {
-        cluster_name: "sim".to_string(),
-        ..Settings::default()
-    };
-    // Interruption warnings reach the controllers through the fake cloud's queue, as they reach
-    // `stowage run` through SQS.
-    let ctx = Arc::new(
-        Context::new(
-            env.client.clone(),
-            env.provider.clone(),
-            env.clock.clone(),
-            settings,
-        )
-        .with_interruption_source(env.cloud.clone()),
-    );
+    let ctx = Arc::new(Context::simulated(
+        env.client.clone(),
+        env.provider.clone(),
+        env.clock.clone(),
+        env.cloud.clone(),
+    ));
     *handoff.lock().unwrap_or_else(|e| e.into_inner()) = Some(ctx.clone());
-    let running = stowage_controller::start(ctx, Leadership::Always);
-    let mut shutdown = env.shutdown.clone();
-    while !*shutdown.borrow_and_update() {
-        if shutdown.changed().await.is_err() {
-            break;
-        }
-    }
-    drop(running);
+    stowage_controller::run_until(ctx, env.shutdown.clone()).await;
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
