@@ -60,12 +60,17 @@ enum Shape {
 }
 
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
-    let pending = args.first().copied().unwrap_or(5_000);
-    let nodes = args.get(1).copied().unwrap_or(3_200);
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<usize> = argv.iter().filter_map(|a| a.parse().ok()).collect();
+    // `cargo bench` passes `--bench`: seed-full's size. `cargo test` (which runs every target)
+    // runs it small, as a check that the benchmark still works.
+    let (default_pending, default_nodes) = if argv.iter().any(|a| a == "--bench") {
+        (5_000, 3_200)
+    } else {
+        (200, 40)
+    };
+    let pending = args.first().copied().unwrap_or(default_pending);
+    let nodes = args.get(1).copied().unwrap_or(default_nodes);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
