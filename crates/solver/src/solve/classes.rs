@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use stowage_api::labels;
 use stowage_api::requirements::Requirements;
@@ -82,8 +83,9 @@ pub(super) struct PodClass {
     /// Anti-affinity terms (of any pod) whose group selects the class's pods.
     pub(super) repelled_by: Vec<usize>,
     /// Per pool: the types that can hold a pod of the class, or None (see `pool_rejections`).
-    pub(super) compatible: Vec<Option<Bitset>>,
-    pub(super) pool_rejections: Vec<Option<PoolRejection>>,
+    /// Shared by the classes that depend on the same (see [`CompatKey`]).
+    pub(super) compatible: Arc<[Option<Bitset>]>,
+    pub(super) pool_rejections: Arc<[Option<PoolRejection>]>,
     /// Set when the class failed for a topology reason.
     pub(super) topology_reason: Option<String>,
     /// The workload of its pods, when a spot blast radius is in force ([`super::blast`]).
@@ -91,8 +93,8 @@ pub(super) struct PodClass {
     /// A zone's share of a class dealt to zones ([`Engine::split_zone_spreads`]).
     pub(super) dealt: bool,
     /// For a share of a ScheduleAnyway spread: the pod without the spread and the zone pin,
-    /// which relaxing the share yields.
-    pub(super) undealt: Option<PodRequest>,
+    /// which relaxing the share yields (one copy shared by every share of the class).
+    pub(super) undealt: Option<Arc<PodRequest>>,
     /// Set when honouring a preferred per-node cap (hostname anti-affinity or ScheduleAnyway
     /// hostname spread on its own pods) would need new nodes at a higher price per pod than
     /// packing: [`Engine::relax`] drops those preferences first ([`super::open`]).
@@ -191,6 +193,55 @@ fn class_hash(p: &PodRequest) -> u64 {
     h.finish()
 }
 
+/// From this many pending pods on, [`Engine::build_classes`] reads them on two threads.
+const PARALLEL_PODS: usize = 4096;
+
+/// What [`Engine::build_classes`] reads of a run of pods.
+struct PodFacts {
+    /// Their keys.
+    keys: Vec<String>,
+    /// Their class hash and the topology groups selecting them.
+    facts: Vec<(u64, Vec<usize>)>,
+    /// Their indices, sorted by key (stable).
+    order: Vec<usize>,
+}
+
+/// The [`PodFacts`] of the pods of `range`.
+fn pod_facts(
+    input: &SolveInput,
+    topology: &super::topology::Topology,
+    range: std::ops::Range<usize>,
+) -> PodFacts {
+    let pods = &input.pods[range.clone()];
+    let keys: Vec<String> = pods.iter().map(PodRequest::key).collect();
+    let facts = pods
+        .iter()
+        .map(|p| (class_hash(p), topology.groups_selecting(p)))
+        .collect();
+    let mut order: Vec<usize> = range.clone().collect();
+    order.sort_by(|a, b| keys[a - range.start].cmp(&keys[b - range.start]));
+    PodFacts { keys, facts, order }
+}
+
+/// Two index lists each sorted by key (stable), every index of `first` below those of
+/// `second`, merged into the order a stable sort of both by key gives.
+fn merge_by_key(first: &[usize], second: &[usize], keys: &[String]) -> Vec<usize> {
+    let mut out = Vec::with_capacity(first.len() + second.len());
+    let (mut i, mut j) = (0, 0);
+    while i < first.len() && j < second.len() {
+        if keys[second[j]] < keys[first[i]] {
+            out.push(second[j]);
+            j += 1;
+        } else {
+            out.push(first[i]);
+            i += 1;
+        }
+    }
+    out.extend_from_slice(&first[i..]);
+    out.extend_from_slice(&second[j..]);
+    out
+}
+
 /// Hash of the constraints of a pod (everything but name, owner and requests).
 fn shape_hash(p: &PodRequest) -> u64 {
     let mut h = FastHasher::default();
@@ -261,8 +312,9 @@ struct ClassTopology {
 
 /// What a class's [`Compatibility`] depends on: its node requirements as written (required
 /// term, node selector, preferred terms still in force), tolerations, requests, zones and
-/// capacity types.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// capacity types. Looked up by reference ([`CompatKey::hash_of`] and
+/// [`CompatKey::is`]): a class built from an earlier one's answer copies nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct CompatKey {
     requirements: Vec<stowage_api::requirements::Requirement>,
     tolerations: Vec<crate::domain::Toleration>,
@@ -273,6 +325,41 @@ pub(super) struct CompatKey {
     wants_accelerator: bool,
 }
 
+impl CompatKey {
+    /// The hash the compatibility memo is keyed on (of what [`CompatKey`] holds).
+    fn hash_of(
+        requirements: &[stowage_api::requirements::Requirement],
+        tolerations: &[crate::domain::Toleration],
+        requests: &[i64],
+        masks: (u64, u8, bool, bool),
+    ) -> u64 {
+        let mut h = FastHasher::default();
+        requirements.hash(&mut h);
+        tolerations.hash(&mut h);
+        requests.hash(&mut h);
+        masks.hash(&mut h);
+        h.finish()
+    }
+
+    fn is(
+        &self,
+        requirements: &[stowage_api::requirements::Requirement],
+        tolerations: &[crate::domain::Toleration],
+        requests: &[i64],
+        masks: (u64, u8, bool, bool),
+    ) -> bool {
+        self.requirements == requirements
+            && self.tolerations == tolerations
+            && self.requests == requests
+            && (
+                self.zone_mask,
+                self.capacity_types,
+                self.include_prefer,
+                self.wants_accelerator,
+            ) == masks
+    }
+}
+
 /// Per pool: compatible types (or why none).
 #[derive(Debug, Clone)]
 pub(super) struct Compatibility {
@@ -280,12 +367,70 @@ pub(super) struct Compatibility {
     pool_rejections: Vec<Option<PoolRejection>>,
 }
 
+/// Per pool, what a class's node requirements and tolerations alone decide (whatever its
+/// requests and zones): the untolerated taint, or the types whose labels the requirements
+/// admit (in the pool's order) and the first key a type failed on. Classes of many sizes
+/// under the same requirements (zones' shares of workflows, say) compute it once.
+#[derive(Debug)]
+pub(super) struct PoolMatch {
+    taint: Option<String>,
+    types: Vec<usize>,
+    mismatch: Option<String>,
+}
+
+/// What a [`PoolMatch`] list depends on: the requirements as written, the tolerations, and
+/// whether PreferNoSchedule taints count.
+#[derive(Debug)]
+pub(super) struct MatchKey {
+    requirements: Vec<stowage_api::requirements::Requirement>,
+    tolerations: Vec<crate::domain::Toleration>,
+    include_prefer: bool,
+}
+
+/// The compatibility memo: by [`CompatKey::hash_of`], the keys seen and their answers.
+pub(super) type CompatMemo = FastMap<u64, Vec<(CompatKey, SharedCompatibility)>>;
+
+/// The requirement-matching memo ([`Engine::pool_matches`]): by hash, the keys seen and
+/// their answers.
+pub(super) type MatchMemo = FastMap<u64, Vec<(MatchKey, Arc<[PoolMatch]>)>>;
+
+/// A [`Compatibility`] as classes share it.
+#[derive(Debug, Clone)]
+pub(super) struct SharedCompatibility {
+    compatible: Arc<[Option<Bitset>]>,
+    pool_rejections: Arc<[Option<PoolRejection>]>,
+}
+
 impl Engine<'_> {
     /// Groups the pending pods into classes (in pod-key order).
+    /// The pods' keys, class hashes and the groups selecting them are read first, on two threads
+    /// for many pods (each half sorted by key on its own, then merged: the order a stable sort
+    /// of the whole gives).
     pub(super) fn build_classes(&mut self) {
         let input = self.input;
-        let mut order: Vec<usize> = (0..input.pods.len()).collect();
-        order.sort_by_cached_key(|i| input.pods[*i].key());
+        let n = input.pods.len();
+        let PodFacts {
+            keys,
+            mut facts,
+            order,
+        } = if n < PARALLEL_PODS {
+            pod_facts(input, &self.topology, 0..n)
+        } else {
+            let topology = &self.topology;
+            std::thread::scope(|s| {
+                let later = s.spawn(move || pod_facts(input, topology, n / 2..n));
+                let mut all = pod_facts(input, topology, 0..n / 2);
+                let second = match later.join() {
+                    Ok(half) => half,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                };
+                all.keys.extend(second.keys);
+                all.facts.extend(second.facts);
+                all.order = merge_by_key(&all.order, &second.order, &all.keys);
+                all
+            })
+        };
+        self.pod_keys = keys;
         // Under a spot blast radius, pods of different workloads are counted apart.
         let split = self.blast.active;
         // Pods alike but for labels are one class when the same topology groups select them
@@ -297,10 +442,8 @@ impl Engine<'_> {
         for i in order {
             let p = &input.pods[i];
             let workload = split.then(|| super::blast::workload_key(p)).flatten();
-            let selected_by = self.topology.groups_selecting(p);
-            let list = by_hash
-                .entry((class_hash(p), workload, selected_by))
-                .or_default();
+            let (hash, selected_by) = std::mem::take(&mut facts[i]);
+            let list = by_hash.entry((hash, workload, selected_by)).or_default();
             match list
                 .iter()
                 .find(|c| same_class(&input.pods[class_members[**c][0]], p))
@@ -492,13 +635,14 @@ impl Engine<'_> {
                 });
                 pod.topology_spread
                     .retain(|s| s.topology_key != labels::ZONE);
+                let undealt = preferred.then(|| Arc::new(pod.clone()));
                 for (v, members) in share {
                     let mut pinned = pod.clone();
                     let zone = self.ids.zones()[v as usize].clone();
                     pinned.node_selector.insert(labels::ZONE.to_string(), zone);
                     let mut split = self.make_class(pinned, false, members);
                     split.dealt = true;
-                    split.undealt = preferred.then(|| pod.clone());
+                    split.undealt = undealt.clone();
                     self.classes.push(split);
                 }
             }
@@ -580,36 +724,52 @@ impl Engine<'_> {
         let include_prefer = respect && !tolerate_prefer;
         // Classes that differ only in labels, namespace or topology (workflow steps, say) share
         // their compatible types: computed once per what they depend on.
-        let compat_key = CompatKey {
-            requirements: reqs.clone(),
-            tolerations: pod.tolerations.clone(),
-            requests: requests.clone(),
+        let masks = (
             zone_mask,
             capacity_types,
             include_prefer,
-            wants_accelerator: pod.wants_accelerator(),
-        };
-        let mut compat = match self.caches.compatibility.get(&compat_key) {
-            Some(known) => known.clone(),
+            pod.wants_accelerator(),
+        );
+        let hash = CompatKey::hash_of(&reqs, &pod.tolerations, &requests, masks);
+        let known = self.caches.compatibility.get(&hash).and_then(|list| {
+            list.iter()
+                .find(|(k, _)| k.is(&reqs, &pod.tolerations, &requests, masks))
+                .map(|(_, c)| c.clone())
+        });
+        let mut compat = match known {
+            Some(known) => known,
             None => {
-                let mut compat = self.compatibility(
-                    &pod,
-                    &requests,
-                    &node_requirements,
+                let matching =
+                    self.pool_matches(&reqs, &node_requirements, &pod.tolerations, include_prefer);
+                let mut compat =
+                    self.compatibility(&matching, &requests, zone_mask, capacity_types);
+                self.keep_asked_for_types(&pod, &node_requirements, &mut compat);
+                let shared = SharedCompatibility {
+                    compatible: compat.compatible.into(),
+                    pool_rejections: compat.pool_rejections.into(),
+                };
+                let key = CompatKey {
+                    requirements: reqs,
+                    tolerations: pod.tolerations.clone(),
+                    requests: requests.clone(),
                     zone_mask,
                     capacity_types,
                     include_prefer,
-                );
-                self.keep_asked_for_types(&pod, &node_requirements, &mut compat);
-                self.caches.compatibility.insert(compat_key, compat.clone());
-                compat
+                    wants_accelerator: masks.3,
+                };
+                self.caches
+                    .compatibility
+                    .entry(hash)
+                    .or_default()
+                    .push((key, shared.clone()));
+                shared
             }
         };
         if !node_names.admits_unnamed_node() {
             // Pinned to named nodes: a node to buy cannot be given a chosen name.
             let pools = self.catalog.pools.len();
-            compat.compatible = vec![None; pools];
-            compat.pool_rejections = vec![Some(PoolRejection::PinnedToNodes); pools];
+            compat.compatible = vec![None; pools].into();
+            compat.pool_rejections = vec![Some(PoolRejection::PinnedToNodes); pools].into();
         }
         let workload = self.workload_id(&pod);
         PodClass {
@@ -774,40 +934,95 @@ impl Engine<'_> {
         (domain_keys, pin_keys)
     }
 
-    /// Per pool: the types that can hold one pod of the class (or why none can).
+    /// Per pool, the [`PoolMatch`] of these requirements (as written and compiled) and
+    /// tolerations, memoised.
+    fn pool_matches(
+        &mut self,
+        written: &[stowage_api::requirements::Requirement],
+        reqs: &Requirements,
+        tolerations: &[crate::domain::Toleration],
+        include_prefer: bool,
+    ) -> Arc<[PoolMatch]> {
+        let mut h = FastHasher::default();
+        written.hash(&mut h);
+        tolerations.hash(&mut h);
+        include_prefer.hash(&mut h);
+        let hash = h.finish();
+        let known = self.caches.matches.get(&hash).and_then(|list| {
+            list.iter()
+                .find(|(k, _)| {
+                    k.requirements == written
+                        && k.tolerations == tolerations
+                        && k.include_prefer == include_prefer
+                })
+                .map(|(_, m)| Arc::clone(m))
+        });
+        if let Some(known) = known {
+            return known;
+        }
+        let mut out = Vec::with_capacity(self.catalog.pools.len());
+        for pool in &self.catalog.pools {
+            let mut m = PoolMatch {
+                taint: None,
+                types: Vec::new(),
+                mismatch: None,
+            };
+            if let Some(t) = untolerated(&pool.pool.taints, tolerations, include_prefer) {
+                m.taint = Some(t.to_string());
+                out.push(m);
+                continue;
+            }
+            for &t in &pool.types {
+                match first_mismatch_on_new_node(reqs, &self.catalog.types[t].labels) {
+                    Some(key) => {
+                        m.mismatch.get_or_insert_with(|| key.to_string());
+                    }
+                    None => m.types.push(t),
+                }
+            }
+            out.push(m);
+        }
+        let out: Arc<[PoolMatch]> = out.into();
+        let key = MatchKey {
+            requirements: written.to_vec(),
+            tolerations: tolerations.to_vec(),
+            include_prefer,
+        };
+        self.caches
+            .matches
+            .entry(hash)
+            .or_default()
+            .push((key, Arc::clone(&out)));
+        out
+    }
+
+    /// Per pool: the types that can hold one pod of the class (or why none can), of those its
+    /// requirements admit (`matching`).
     fn compatibility(
         &self,
-        pod: &PodRequest,
+        matching: &[PoolMatch],
         requests: &[i64],
-        reqs: &Requirements,
         zone_mask: u64,
         capacity_types: u8,
-        include_prefer: bool,
     ) -> Compatibility {
         let mut out = Compatibility {
             compatible: Vec::new(),
             pool_rejections: Vec::new(),
         };
         let type_count = self.catalog.types.len();
-        for pool in &self.catalog.pools {
-            if let Some(t) = untolerated(&pool.pool.taints, &pod.tolerations, include_prefer) {
+        for (pool, m) in self.catalog.pools.iter().zip(matching) {
+            if let Some(t) = &m.taint {
                 out.compatible.push(None);
                 out.pool_rejections
-                    .push(Some(PoolRejection::Taint(t.to_string())));
+                    .push(Some(PoolRejection::Taint(t.clone())));
                 continue;
             }
             let mut bits = Bitset::new(type_count);
-            let mut mismatch: Option<String> = None;
-            let mut any_matching = false;
+            let any_matching = !m.types.is_empty();
             let mut any_fitting = false;
             let cts = capacity_types & pool.capacity_types;
-            for &t in &pool.types {
+            for &t in &m.types {
                 let ty = &self.catalog.types[t];
-                if let Some(key) = first_mismatch_on_new_node(reqs, &ty.labels) {
-                    mismatch.get_or_insert_with(|| key.to_string());
-                    continue;
-                }
-                any_matching = true;
                 let offered = ty.zones_any(cts) & zone_mask != 0;
                 if requests.iter().zip(&ty.allocatable).any(|(a, b)| a > b) {
                     continue;
@@ -823,7 +1038,11 @@ impl Engine<'_> {
                 } else if any_matching {
                     PoolRejection::TooBig
                 } else {
-                    PoolRejection::Requirements(mismatch.unwrap_or_else(|| "instance types".into()))
+                    PoolRejection::Requirements(
+                        m.mismatch
+                            .clone()
+                            .unwrap_or_else(|| "instance types".into()),
+                    )
                 })
             } else {
                 self.min_values_short(pool.pool, &bits)
@@ -928,7 +1147,7 @@ impl Engine<'_> {
             true
         } else if let Some(undealt) = &class.undealt {
             // A zone's share of a ScheduleAnyway spread: the spread (and so the zone) goes.
-            pod = undealt.clone();
+            pod = PodRequest::clone(undealt);
             true
         } else if pod.required_node_affinity.len() > 1 {
             pod.required_node_affinity.remove(0);
@@ -1009,13 +1228,13 @@ pub(crate) fn lower_bound_input(input: &SolveInput) -> BoundInput {
     // Per (type, offering index): the classes that may use it.
     let mut users: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
     for c in 0..class_count {
-        let mut compatible = e.classes[c].compatible.clone();
+        let mut compatible = e.classes[c].compatible.to_vec();
         // Required node-affinity terms are alternatives: the pod may use the types of any.
         let mut pod = e.classes[c].pod.clone();
         while pod.required_node_affinity.len() > 1 {
             pod.required_node_affinity.remove(0);
             let alt = e.make_class(pod.clone(), false, Vec::new());
-            for (slot, bits) in compatible.iter_mut().zip(alt.compatible) {
+            for (slot, bits) in compatible.iter_mut().zip(alt.compatible.iter().cloned()) {
                 match (slot.as_mut(), bits) {
                     (Some(s), Some(b)) => s.or_with(&b),
                     (None, Some(b)) => *slot = Some(b),

@@ -7,14 +7,15 @@
 
 use std::collections::BTreeSet;
 
-use stowage_api::labels;
 use stowage_api::requirements::{Operator, Requirement};
+use stowage_api::{CapacityType, labels};
 
 use super::Engine;
+use super::interning::Ids;
 use super::interning::KeyKind;
 use super::interning::capacity_type_index;
 use super::place::{NodeOrigin, OpenedClaim, SimNode};
-use super::pools::PoolState;
+use super::pools::PoolType;
 use crate::bitset::Bitset;
 use crate::domain::{NewClaim, Plan};
 use crate::hash::FastMap;
@@ -41,30 +42,108 @@ struct OptionsKey<'n> {
     pinned: Vec<(String, String)>,
 }
 
+/// Claims are built on two threads from this many on (below it a thread costs more than it
+/// saves; consolidation probes finish small plans many times).
+const PARALLEL_CLAIMS: usize = 256;
+
+/// What building a claim reads, apart from the engine's single-threaded parts (budgets,
+/// caches): shared by the threads that build the claims.
+struct ClaimContext<'e, 'a> {
+    ids: &'e Ids,
+    types: &'e [PoolType<'a>],
+    pools: Vec<PoolView<'a>>,
+    pod_keys: &'e [String],
+    max_instance_types: usize,
+}
+
+/// A pool as its claims are written: its spec and, per capacity type index, the resources its
+/// budget caps (a claim's options never exceed its charged type on them).
+struct PoolView<'a> {
+    pool: &'a crate::domain::PoolSpec,
+    ceilings: [Vec<usize>; 3],
+}
+
 impl Engine<'_> {
-    /// Step 7: the plan.
-    pub(super) fn finish(self) -> Plan {
+    /// Step 7: the plan. The claims are built on two threads when there are many (each thread
+    /// takes a contiguous half, in node order, so the plan is the same whatever the timing),
+    /// while a third drops what the plan does not need (classes, caches, topology counts).
+    pub(super) fn finish(mut self) -> Plan {
         let mut plan = Plan {
-            unschedulable: self.unschedulable.clone(),
+            unschedulable: std::mem::take(&mut self.unschedulable),
             ..Plan::default()
         };
-        let mut memo: FastMap<OptionsKey, Vec<TypeOption>> = FastMap::default();
-        for node in &self.nodes {
+        let mut claims = Vec::new();
+        for (n, node) in self.nodes.iter().enumerate() {
             match &node.origin {
                 NodeOrigin::Existing { .. } => {
                     for &p in &node.pods {
                         plan.existing_placements
-                            .insert(self.input.pods[p].key(), node.name.clone());
+                            .insert(self.pod_keys[p].clone(), node.name.clone());
                     }
                 }
-                NodeOrigin::New(claim) => {
+                NodeOrigin::New(_) => {
                     if !node.pods.is_empty() {
-                        plan.new_claims.push(self.claim(node, claim, &mut memo));
+                        claims.push(n);
                     }
                 }
             }
         }
+        let spare = (
+            std::mem::take(&mut self.classes),
+            std::mem::take(&mut self.caches),
+            std::mem::take(&mut self.topology),
+            std::mem::take(&mut self.bundles),
+        );
+        let cx = ClaimContext {
+            ids: &self.ids,
+            types: &self.catalog.types,
+            pools: self
+                .catalog
+                .pools
+                .iter()
+                .map(|p| PoolView {
+                    pool: p.pool,
+                    ceilings: CapacityType::ALL.map(|ct| p.budget.ceiling(ct)),
+                })
+                .collect(),
+            pod_keys: &self.pod_keys,
+            max_instance_types: self.options.max_instance_types,
+        };
+        let nodes = &self.nodes;
+        if claims.len() < PARALLEL_CLAIMS {
+            drop(spare);
+            plan.new_claims = cx.claims(nodes, &claims);
+            return plan;
+        }
+        let (first, second) = claims.split_at(claims.len() / 2);
+        plan.new_claims = std::thread::scope(|s| {
+            s.spawn(move || drop(spare));
+            let later = s.spawn(|| cx.claims(nodes, second));
+            let mut out = cx.claims(nodes, first);
+            match later.join() {
+                Ok(more) => out.extend(more),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+            out
+        });
         plan
+    }
+}
+
+impl ClaimContext<'_, '_> {
+    /// The claims of `nodes[n]` for each `n` of `claims`, in that order.
+    fn claims(&self, nodes: &[SimNode], claims: &[usize]) -> Vec<NewClaim> {
+        let mut memo: FastMap<OptionsKey, Vec<TypeOption>> = FastMap::default();
+        claims
+            .iter()
+            .filter_map(|&n| {
+                let node = &nodes[n];
+                match &node.origin {
+                    NodeOrigin::New(claim) => Some(self.claim(node, claim, &mut memo)),
+                    NodeOrigin::Existing { .. } => None,
+                }
+            })
+            .collect()
     }
 
     fn claim<'n>(
@@ -73,8 +152,8 @@ impl Engine<'_> {
         claim: &'n OpenedClaim,
         memo: &mut FastMap<OptionsKey<'n>, Vec<TypeOption>>,
     ) -> NewClaim {
-        let pool = &self.catalog.pools[claim.pool];
-        let target = &self.catalog.types[claim.target_type];
+        let pool = &self.pools[claim.pool];
+        let target = &self.types[claim.target_type];
         let pinned: Vec<(String, String)> = (0..self.ids.key_count())
             .filter(|k| self.ids.key_kind(*k) == KeyKind::Label)
             .filter_map(|k| {
@@ -105,7 +184,7 @@ impl Engine<'_> {
         };
         let names: Vec<String> = options
             .iter()
-            .map(|o| self.catalog.types[o.type_index].name().to_string())
+            .map(|o| self.types[o.type_index].name().to_string())
             .collect();
         let zone_mask = options.iter().fold(0u64, |m, o| m | o.zone_mask);
         let mut requests = node.used.clone();
@@ -120,7 +199,7 @@ impl Engine<'_> {
             pods: node
                 .pods
                 .iter()
-                .map(|p| self.input.pods[*p].key())
+                .map(|p| self.pod_keys[*p].clone())
                 .collect(),
             requests: self.ids.to_resources(&requests),
             cheapest_price: options[0].price,
@@ -136,11 +215,11 @@ impl Engine<'_> {
         pinned: &[(String, String)],
     ) -> Vec<TypeOption> {
         let ct = claim.capacity_type;
-        let target = &self.catalog.types[claim.target_type];
-        let ceiling = self.catalog.pools[claim.pool].budget.ceiling(ct);
+        let target = &self.types[claim.target_type];
+        let ceiling = &self.pools[claim.pool].ceilings[capacity_type_index(ct)];
         let mut options: Vec<TypeOption> = Vec::new();
         for t in claim.compatible.iter() {
-            let ty = &self.catalog.types[t];
+            let ty = &self.types[t];
             let zone_mask = ty.zones(ct) & claim.zone_mask;
             if node.used.iter().zip(&ty.allocatable).any(|(u, a)| u > a)
                 || ceiling
@@ -165,7 +244,7 @@ impl Engine<'_> {
                 zone_mask: target.zones(ct) & claim.zone_mask,
             });
         }
-        let types = &self.catalog.types;
+        let types = self.types;
         options.sort_by(|a, b| {
             a.price
                 .total_cmp(&b.price)
@@ -176,8 +255,8 @@ impl Engine<'_> {
 
     /// At most `max_instance_types` options, keeping the first that give each `minValues`
     /// requirement of the pool its distinct values, then the cheapest.
-    fn trim_options(&self, pool: &PoolState, options: Vec<TypeOption>) -> Vec<TypeOption> {
-        let max = self.options.max_instance_types.max(1);
+    fn trim_options(&self, pool: &PoolView, options: Vec<TypeOption>) -> Vec<TypeOption> {
+        let max = self.max_instance_types.max(1);
         if options.len() <= max {
             return options;
         }
@@ -191,7 +270,7 @@ impl Engine<'_> {
                 if seen.len() >= min_values.max(0) as usize {
                     break;
                 }
-                if let Some(v) = self.catalog.types[o.type_index].labels.get(&r.key)
+                if let Some(v) = self.types[o.type_index].labels.get(&r.key)
                     && seen.insert(v)
                 {
                     keep[i] = true;
@@ -219,7 +298,7 @@ impl Engine<'_> {
     /// capacity type, the pool's other requirements, pinned labels.
     fn claim_requirements(
         &self,
-        pool: &PoolState,
+        pool: &PoolView,
         claim: &OpenedClaim,
         names: &[String],
         zone_mask: u64,

@@ -202,7 +202,7 @@ struct Caches {
     /// What each block of nodes has room for (see [`place::RoomIndex`]).
     room: place::RoomIndex,
     /// The types a bundle's node may be, per pool, capacity type, types and pins.
-    bundle_offers: FastMap<open::BundleOffersKey, std::rc::Rc<open::BundleOffers>>,
+    bundle_offers: FastMap<open::BundleOffersKey, std::sync::Arc<open::BundleOffers>>,
     /// While a bundle fills the slack of claims: which claims are still to be shrunk, and the
     /// capacities of those that were (see [`place`]).
     slack: place::Slack,
@@ -214,7 +214,10 @@ struct Caches {
     /// [`place`]); reused while no pod was placed on the claim since.
     shrink: Vec<Option<place::ShrinkMemo>>,
     /// Compatible types per pool of the classes built so far, by what they depend on.
-    compatibility: FastMap<classes::CompatKey, classes::Compatibility>,
+    compatibility: classes::CompatMemo,
+    /// Per pool, the types the requirements of the classes built so far admit, by what they
+    /// depend on (hashed).
+    matches: classes::MatchMemo,
 }
 
 /// The state of one solve. Each phase owns its part (see the module map).
@@ -236,6 +239,9 @@ struct Engine<'a> {
     /// Per pool: why the last attempt to open a claim there failed (limits, cap, offerings).
     pool_failures: Vec<Option<PoolRejection>>,
     unschedulable: BTreeMap<String, String>,
+    /// `namespace/name` of every pending pod (by index into `SolveInput::pods`): built once, by
+    /// [`Engine::build_classes`], for the class order and the plan.
+    pod_keys: Vec<String>,
     /// Whether any pool or node has a PreferNoSchedule taint (worth relaxing to tolerate).
     any_prefer_taint: bool,
     /// Per-node workload counts under a spot blast radius.
@@ -281,6 +287,7 @@ impl<'a> Engine<'a> {
             caches: Caches::default(),
             pool_failures: vec![None; pool_count],
             unschedulable: BTreeMap::new(),
+            pod_keys: Vec::new(),
             any_prefer_taint,
             blast: BlastRadius::default(),
         };
@@ -372,7 +379,7 @@ impl<'a> Engine<'a> {
         let class = &mut self.classes[c];
         for &m in &class.members[class.next..] {
             self.unschedulable
-                .insert(self.input.pods[m].key(), reason.clone());
+                .insert(self.pod_keys[m].clone(), reason.clone());
         }
         class.next = class.members.len();
     }
@@ -400,7 +407,7 @@ impl<'a> Engine<'a> {
                     .filter(|(r, _)| *r != PODS)
                     .map(|(r, q)| *q as f64 / largest[r])
                     .fold(0.0, f64::max),
-                first_pod: self.input.pods[c.members[0]].key(),
+                first_pod: self.pod_keys[c.members[0]].clone(),
             })
             .collect()
     }

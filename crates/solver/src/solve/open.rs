@@ -8,7 +8,7 @@
 //! budget is what stops a purchase.
 
 use std::cmp::Ordering;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use stowage_api::CapacityType;
 
@@ -564,7 +564,7 @@ impl<'a> Engine<'a> {
         bits: &Bitset,
         ct: CapacityType,
         pins: &DomainPins,
-    ) -> Rc<BundleOffers> {
+    ) -> Arc<BundleOffers> {
         let key = BundleOffersKey {
             pool: pi,
             capacity_type: capacity_type_index(ct),
@@ -573,7 +573,7 @@ impl<'a> Engine<'a> {
             labels: pins.labels.clone(),
         };
         if let Some(offers) = self.caches.bundle_offers.get(&key) {
-            return Rc::clone(offers);
+            return Arc::clone(offers);
         }
         let mut offers = BundleOffers::default();
         for t in bits.iter() {
@@ -587,8 +587,8 @@ impl<'a> Engine<'a> {
             offers.zone_masks.push(zone_mask);
             offers.allocatable.extend_from_slice(&ty.allocatable);
         }
-        let offers = Rc::new(offers);
-        self.caches.bundle_offers.insert(key, Rc::clone(&offers));
+        let offers = Arc::new(offers);
+        self.caches.bundle_offers.insert(key, Arc::clone(&offers));
         offers
     }
 
@@ -608,6 +608,8 @@ impl<'a> Engine<'a> {
         let ask_budget = !budget.unlimited_for(ct);
         let resources = demand.len();
         let mut best: Option<Candidate<'a>> = None;
+        // The best's price per share, kept: most types lose on it alone.
+        let mut best_per_share = f64::INFINITY;
         for (i, &t) in offers.types.iter().enumerate() {
             let ty = &self.catalog.types[t];
             if ask_budget && !budget.allows(&ty.capacity, ct) {
@@ -637,11 +639,20 @@ impl<'a> Engine<'a> {
                 reservation: None,
                 allowed: true,
             };
-            if best
-                .as_ref()
-                .is_none_or(|b| TypeChoice::BundleShare.cmp(b, &candidate) == Ordering::Greater)
-            {
+            // As [`TypeChoice::cmp`] orders them: price per share first.
+            let per_share = price / share.min(1.0);
+            let better = match &best {
+                None => true,
+                Some(b) => match cmp_ratio(best_per_share, per_share) {
+                    Ordering::Equal => {
+                        TypeChoice::BundleShare.cmp(b, &candidate) == Ordering::Greater
+                    }
+                    order => order == Ordering::Greater,
+                },
+            };
+            if better {
                 best = Some(candidate);
+                best_per_share = per_share;
             }
         }
         best

@@ -806,8 +806,16 @@ impl Engine<'_> {
             .filter(|k| self.ids.key_kind(*k) == KeyKind::Label)
             .filter_map(|k| node.domain_values[k].map(|v| (k, v)))
             .collect();
+        // The cheapest, then the lowest index: types come by their lowest price in any zone
+        // (then index), so none past a bound above the best price found can be it.
         let mut best: Option<(f64, usize)> = None;
-        for t in claim.compatible.iter() {
+        for (t, bound) in self.catalog.by_price(ct) {
+            if best.is_some_and(|(p, _)| bound > p) {
+                break;
+            }
+            if !claim.compatible.contains(t) {
+                continue;
+            }
             let ty = &self.catalog.types[t];
             if ty.zones(ct) & claim.zone_mask == 0
                 || node.used.iter().zip(&ty.allocatable).any(|(u, a)| u > a)
@@ -819,7 +827,7 @@ impl Engine<'_> {
                 continue;
             }
             let price = ty.cheapest(ct, claim.zone_mask);
-            if best.is_none_or(|(p, _)| price < p) {
+            if best.is_none_or(|(p, b)| price < p || (price == p && t < b)) {
                 best = Some((price, t));
             }
         }

@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use stowage_api::quantity::format_resource;
 use stowage_api::requirements::{Operator, Requirements};
@@ -35,12 +36,12 @@ pub(super) struct TypeOffering {
 /// of pools over a 1,400-type catalogue, copies cost gigabytes.
 #[derive(Debug, Clone)]
 pub(super) struct TypeLabels<'a> {
-    pool: Rc<BTreeMap<String, String>>,
+    pool: Arc<BTreeMap<String, String>>,
     instance_type: &'a InstanceType,
 }
 
 impl<'a> TypeLabels<'a> {
-    fn new(pool: Rc<BTreeMap<String, String>>, instance_type: &'a InstanceType) -> Self {
+    fn new(pool: Arc<BTreeMap<String, String>>, instance_type: &'a InstanceType) -> Self {
         Self {
             pool,
             instance_type,
@@ -375,6 +376,10 @@ pub(super) struct Catalog<'a> {
     pub(super) types: Vec<PoolType<'a>>,
     pub(super) pools: Vec<PoolState<'a>>,
     pub(super) reservations: Vec<Reservation>,
+    /// Per capacity type index: every type index by its cheapest offering of that capacity
+    /// type in any zone (a lower bound on its price in any zones), then by index; what lets a
+    /// search for the cheapest type stop early ([`Catalog::by_price`]).
+    by_price: [Vec<usize>; 3],
 }
 
 /// A daemonset's pod compiled once: its alternative node requirements and requests.
@@ -411,6 +416,7 @@ impl<'a> Catalog<'a> {
             types: Vec::new(),
             pools: Vec::new(),
             reservations: Vec::new(),
+            by_price: Default::default(),
         };
         let mut pools: Vec<&PoolSpec> = input.nodepools.iter().collect();
         pools.sort_by(|a, b| b.weight.cmp(&a.weight).then_with(|| a.name.cmp(&b.name)));
@@ -423,7 +429,28 @@ impl<'a> Catalog<'a> {
                 .collect();
             catalog.add_pool(p, input, ids, &daemons, covering);
         }
+        for (ct, order) in catalog.by_price.iter_mut().enumerate() {
+            let types = &catalog.types;
+            *order = (0..types.len()).collect();
+            order.sort_by(|a, b| {
+                let (pa, pb) = (
+                    types[*a].cheapest_by_capacity_type[ct],
+                    types[*b].cheapest_by_capacity_type[ct],
+                );
+                pa.total_cmp(&pb).then(a.cmp(b))
+            });
+        }
         catalog
+    }
+
+    /// Every type index with its lowest price as capacity type `ct` in any zone, cheapest
+    /// first (then by index): a type's price in any zones is at least that, so a search for
+    /// the cheapest type that finds one at price `p` can stop at the first bound above `p`.
+    pub(super) fn by_price(&self, ct: CapacityType) -> impl Iterator<Item = (usize, f64)> + '_ {
+        let ci = capacity_type_index(ct);
+        self.by_price[ci]
+            .iter()
+            .map(move |&t| (t, self.types[t].cheapest_by_capacity_type[ci]))
     }
 
     fn add_pool(
@@ -461,7 +488,7 @@ impl<'a> Catalog<'a> {
             }
         }
         base_labels.insert(labels::NODEPOOL.to_string(), p.name.clone());
-        let base_labels = Rc::new(base_labels);
+        let base_labels = Arc::new(base_labels);
         let catalogue: &[InstanceType] =
             p.instance_types.as_deref().unwrap_or(&input.instance_types);
         let mut types = Vec::new();
