@@ -98,6 +98,10 @@
 //! zones like a required one (free when zones cost alike), its shares relaxed to any zone only
 //! when they cannot be placed in theirs.
 //!
+//! Threads: for many pods the solve reads the pods for classes ([`classes`]) and writes the
+//! plan ([`finish`]) on two scoped threads, each over a contiguous half whose results are joined
+//! in order, so the plan never depends on timing; placing stays on one thread.
+//!
 //! Simplification: hostname topology spread allows at most `maxSkew` matching pods per node
 //! (new nodes can always be bought, so the global minimum is 0), as Karpenter does.
 //!
