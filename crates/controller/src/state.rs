@@ -23,6 +23,7 @@ use kube::{Resource, ResourceExt};
 use stowage_api::{NodeClaim, NodePool, conditions, key_of};
 use stowage_solver::PodRequest;
 
+use crate::disruption::candidates::PdbCounts;
 use crate::lean::{Interner, LeanPod};
 
 /// The kinds the state tracks; the state is synced once each has completed its first list.
@@ -182,6 +183,8 @@ pub struct ClusterState {
     /// took them ([`ClusterState::take_pod_event_nodes`]); it stamps their claims'
     /// `status.lastPodEventTime`. Relists do not mark nodes.
     pod_event_nodes: BTreeSet<String>,
+    /// Each PDB's selected pods, counted per pod event (the disruption candidates read them).
+    pdb_counts: PdbCounts,
 }
 
 /// True for a pod the provisioner should buy capacity for: the scheduler marked it
@@ -393,6 +396,10 @@ impl ClusterState {
         } = pod;
         let key = lean.shared_key().clone();
         self.unindex_pod(&key);
+        if let Some(old) = self.pods.get(&key) {
+            self.pdb_counts.pod(old, -1);
+        }
+        self.pdb_counts.pod(&lean, 1);
         if let Some(node) = &lean.node_name {
             self.pods_by_node
                 .entry(node.clone())
@@ -439,7 +446,9 @@ impl ClusterState {
             self.pod_event_nodes.insert(node.to_string());
         }
         self.unindex_pod(key);
-        self.pods.remove(key);
+        if let Some(old) = self.pods.remove(key) {
+            self.pdb_counts.pod(&old, -1);
+        }
         self.provisionable.remove(key);
         self.nominations.remove_pod(key);
         self.rejected.remove(key);
@@ -455,6 +464,7 @@ impl ClusterState {
         self.pods.clear();
         self.pods_by_node.clear();
         self.provisionable.clear();
+        self.pdb_counts.zero();
         self.disruption_seq += 1;
         for p in pods {
             self.insert_pod(p);
@@ -839,16 +849,20 @@ impl ClusterState {
     pub fn apply_pdb(&mut self, pdb: PodDisruptionBudget) {
         self.disruption_seq += 1;
         let pdb = strip(pdb);
-        self.pdbs.insert(key_of(&pdb), Arc::new(pdb));
+        let key = key_of(&pdb);
+        self.pdb_counts.pdb(&key, &pdb, self.pods.values());
+        self.pdbs.insert(key, Arc::new(pdb));
     }
 
     pub fn delete_pdb(&mut self, key: &str) {
         self.disruption_seq += 1;
         self.pdbs.remove(key);
+        self.pdb_counts.remove(key);
     }
 
     pub fn replace_pdbs(&mut self, pdbs: Vec<PodDisruptionBudget>) {
         self.pdbs.clear();
+        self.pdb_counts.clear();
         for p in pdbs {
             self.apply_pdb(p);
         }
@@ -856,6 +870,11 @@ impl ClusterState {
 
     pub fn pdbs(&self) -> impl Iterator<Item = &Arc<PodDisruptionBudget>> {
         self.pdbs.values()
+    }
+
+    /// The PDBs' selected pods, counted as pods come and go.
+    pub fn pdb_counts(&self) -> &PdbCounts {
+        &self.pdb_counts
     }
 }
 

@@ -366,6 +366,107 @@ impl PdbIndex {
     }
 }
 
+/// Per PodDisruptionBudget (by `namespace/name`), the state's pods its selector selects that
+/// are not finished (`expected`) and healthy, kept up to date per pod event by
+/// [`ClusterState`]: a round reads them instead of matching every pod against every PDB.
+#[derive(Clone, Debug, Default)]
+pub struct PdbCounts {
+    by_key: BTreeMap<String, PdbCount>,
+}
+
+#[derive(Clone, Debug)]
+struct PdbCount {
+    namespace: String,
+    selector: LabelSelector,
+    expected: i64,
+    healthy: i64,
+}
+
+impl PdbCounts {
+    /// Counts `pod` in (`sign` 1) or out (`sign` -1) of the PDBs of its namespace.
+    pub(crate) fn pod(&mut self, pod: &LeanPod, sign: i64) {
+        let ns = pod.namespace();
+        let (expected, healthy) = (i64::from(!pod.is_terminal()), i64::from(is_healthy(pod)));
+        if expected == 0 && healthy == 0 {
+            return;
+        }
+        let prefix = format!("{ns}/");
+        for (_, c) in self
+            .by_key
+            .range_mut(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+        {
+            if c.namespace == ns && selector_matches(&c.selector, pod.labels()) {
+                c.expected += sign * expected;
+                c.healthy += sign * healthy;
+            }
+        }
+    }
+
+    /// Starts counting `pdb` (`key`: `namespace/name`) over `pods`, unless it is counted with
+    /// the same namespace and selector already; a PDB without selector is not counted.
+    pub(crate) fn pdb<'p>(
+        &mut self,
+        key: &str,
+        pdb: &PodDisruptionBudget,
+        pods: impl Iterator<Item = &'p Arc<LeanPod>>,
+    ) {
+        let Some(selector) = pdb.spec.as_ref().and_then(|s| s.selector.clone()) else {
+            self.by_key.remove(key);
+            return;
+        };
+        let namespace = pdb.namespace().unwrap_or_default();
+        if self
+            .by_key
+            .get(key)
+            .is_some_and(|c| c.namespace == namespace && c.selector == selector)
+        {
+            return;
+        }
+        let (mut expected, mut healthy) = (0, 0);
+        for pod in pods {
+            if pod.namespace() != namespace || !selector_matches(&selector, pod.labels()) {
+                continue;
+            }
+            expected += i64::from(!pod.is_terminal());
+            healthy += i64::from(is_healthy(pod));
+        }
+        self.by_key.insert(
+            key.to_string(),
+            PdbCount {
+                namespace,
+                selector,
+                expected,
+                healthy,
+            },
+        );
+    }
+
+    pub(crate) fn remove(&mut self, key: &str) {
+        self.by_key.remove(key);
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.by_key.clear();
+    }
+
+    /// Every count to zero (the pods are counted in again).
+    pub(crate) fn zero(&mut self) {
+        for c in self.by_key.values_mut() {
+            c.expected = 0;
+            c.healthy = 0;
+        }
+    }
+
+    /// (healthy, expected) of the PDB `key` when counted with `selector`.
+    fn get(&self, key: &str, namespace: &str, selector: &LabelSelector) -> Option<(i64, i64)> {
+        self.by_key
+            .get(key)
+            .filter(|c| c.namespace == namespace && c.selector == *selector)
+            .map(|c| (c.healthy, c.expected))
+    }
+}
+
 /// How many more pods the PDB lets go now: its healthy pods minus those it needs (from
 /// `minAvailable` or `maxUnavailable`, the API server's rules), and no more than its status
 /// says when the disruption controller has written one.
@@ -375,18 +476,25 @@ pub fn pdb_allowed(
     state: &ClusterState,
 ) -> i64 {
     let ns = pdb.namespace().unwrap_or_default();
-    let (mut healthy, mut expected) = (0i64, 0i64);
-    for pod in state.pods() {
-        if pod.namespace() != ns || !selector_matches(selector, pod.labels()) {
-            continue;
-        }
-        if !pod.is_terminal() {
-            expected += 1;
-        }
-        if is_healthy(pod) {
-            healthy += 1;
-        }
-    }
+    let key = stowage_api::key_of(pdb);
+    let (healthy, expected) = state
+        .pdb_counts()
+        .get(&key, &ns, selector)
+        .unwrap_or_else(|| {
+            let (mut healthy, mut expected) = (0i64, 0i64);
+            for pod in state.pods() {
+                if pod.namespace() != ns || !selector_matches(selector, pod.labels()) {
+                    continue;
+                }
+                if !pod.is_terminal() {
+                    expected += 1;
+                }
+                if is_healthy(pod) {
+                    healthy += 1;
+                }
+            }
+            (healthy, expected)
+        });
     let spec = pdb.spec.as_ref();
     let desired = if let Some(min) = spec.and_then(|s| s.min_available.as_ref()) {
         int_or_percent(min, expected)
@@ -707,5 +815,69 @@ mod tests {
                 .unwrap()
                 .expired
         );
+    }
+
+    /// The counts kept per pod event are those of a recount over every pod.
+    #[test]
+    fn pdb_counts_follow_pod_events() {
+        let mut s = state(2, |_| {});
+        let pdb = |name: &str, app: &str| PodDisruptionBudget {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                namespace: Some("default".into()),
+                ..Default::default()
+            },
+            spec: Some(PodDisruptionBudgetSpec {
+                max_unavailable: Some(IntOrString::String("10%".into())),
+                selector: Some(LabelSelector {
+                    match_labels: Some([("app".to_string(), app.to_string())].into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            status: None,
+        };
+        let check = |s: &ClusterState| {
+            for p in s.pdbs() {
+                let sel = p.spec.as_ref().unwrap().selector.clone().unwrap();
+                let key = stowage_api::key_of(&**p);
+                let kept = s.pdb_counts().get(&key, "default", &sel).unwrap();
+                let (mut healthy, mut expected) = (0, 0);
+                for pod in s.pods() {
+                    if pod.namespace() == "default" && selector_matches(&sel, pod.labels()) {
+                        expected += i64::from(!pod.is_terminal());
+                        healthy += i64::from(is_healthy(pod));
+                    }
+                }
+                assert_eq!(kept, (healthy, expected), "{key}");
+            }
+        };
+        s.apply_pod(running_pod("w0", "n0"));
+        s.apply_pdb(pdb("web", "web"));
+        s.apply_pdb(pdb("db", "db"));
+        check(&s);
+        let mut running = running_pod("w1", "n1");
+        running.status.get_or_insert_default().phase = Some("Running".into());
+        s.apply_pod(running.clone());
+        check(&s);
+        running.status.get_or_insert_default().phase = Some("Succeeded".into());
+        s.apply_pod(running);
+        check(&s);
+        let mut db = running_pod("d0", "n1");
+        db.metadata.labels = Some([("app".to_string(), "db".to_string())].into());
+        db.status.get_or_insert_default().phase = Some("Running".into());
+        s.apply_pod(db);
+        check(&s);
+        s.delete_pod("default/w0");
+        check(&s);
+        // A PDB's selector changed: counted again.
+        s.apply_pdb(pdb("web", "db"));
+        check(&s);
+        s.replace_pods(vec![running_pod("w2", "n0")]);
+        check(&s);
+        s.replace_pdbs(vec![pdb("web", "web")]);
+        check(&s);
+        s.delete_pdb("default/web");
+        assert!(s.pdb_counts().by_key.is_empty());
     }
 }
