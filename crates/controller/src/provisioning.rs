@@ -124,6 +124,8 @@ pub async fn run(ctx: Arc<Context>) {
     let mut synced = ctx.subscribe_synced();
     // The first batch may start at once if pods are already pending.
     let mut recheck = Duration::ZERO;
+    // The nodes of the last pass, reused where they did not change.
+    let mut nodes = snapshot::NodeCache::default();
     loop {
         while !*leader.borrow_and_update() {
             if leader.changed().await.is_err() {
@@ -150,7 +152,7 @@ pub async fn run(ctx: Arc<Context>) {
         ctx.metrics
             .batch_duration_seconds
             .observe(batch.duration.as_secs_f64());
-        match provision(&ctx).await {
+        match provision_with(&ctx, &mut nodes).await {
             Ok(result) => tracing::info!(
                 pods = pending,
                 claims = result.created.len(),
@@ -213,6 +215,14 @@ pub struct ProvisionResult {
 
 /// One solve over the current state, and the NodeClaims it calls for.
 pub async fn provision(ctx: &Context) -> Result<ProvisionResult> {
+    provision_with(ctx, &mut snapshot::NodeCache::default()).await
+}
+
+/// [`provision`] reusing the nodes of earlier passes given back to `cache`.
+pub async fn provision_with(
+    ctx: &Context,
+    cache: &mut snapshot::NodeCache,
+) -> Result<ProvisionResult> {
     let pass_started = std::time::Instant::now();
     let now = ctx.clock.now();
     let pools = snapshot::pools(&ctx.state());
@@ -220,13 +230,14 @@ pub async fn provision(ctx: &Context) -> Result<ProvisionResult> {
     // exists" (e.g. its node class is not ready because AWS cannot be reached).
     let mut not_used = pools_not_ready(&ctx.state(), &pools);
     let types = pool_types(ctx, &pools, &mut not_used).await;
-    let snap = snapshot::build(&ctx.state(), &pools, types, now);
+    let snap = snapshot::build_cached(&ctx.state(), &pools, types, now, cache);
     for err in &snap.skipped {
         let err = crate::error::Chain(err);
         tracing::warn!(%err, "object skipped by the provisioner (unreadable)");
     }
     let (input, pod_objects) = (snap.input, snap.pending);
     if input.pods.is_empty() {
+        cache.recycle(input);
         return Ok(ProvisionResult::default());
     }
     let snapshot_seconds = pass_started.elapsed().as_secs_f64();
@@ -249,6 +260,7 @@ pub async fn provision(ctx: &Context) -> Result<ProvisionResult> {
             .map_or(0.0, |r| r.claims_created_after.as_secs_f64()),
         total_seconds: pass_started.elapsed().as_secs_f64(),
     });
+    cache.recycle(input);
     result
 }
 

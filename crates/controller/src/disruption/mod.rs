@@ -74,6 +74,18 @@ pub fn prepare(
     types: &BTreeMap<String, Arc<Vec<InstanceType>>>,
     now: Timestamp,
 ) -> Round {
+    prepare_with(state, types, now, &mut snapshot::NodeCache::default())
+}
+
+/// [`prepare`] reusing the nodes of earlier rounds given back to `cache`
+/// ([`snapshot::NodeCache::recycle`]): the same round, built without converting again the
+/// nodes (and copying the pods) that did not change.
+pub fn prepare_with(
+    state: &ClusterState,
+    types: &BTreeMap<String, Arc<Vec<InstanceType>>>,
+    now: Timestamp,
+    cache: &mut snapshot::NodeCache,
+) -> Round {
     let mut candidates = candidates::candidates(state, types, now);
     let budgets = candidates::budgets(state, &candidates, now);
     // No method can take any node: the cluster need not be snapshotted (at 3,200 nodes and
@@ -86,9 +98,9 @@ pub fn prepare(
         };
     }
     let pools = snapshot::pools(state);
-    let snap = snapshot::build(state, &pools, types.clone(), now);
+    // Without pending pods: they are provisioning's business.
+    let snap = snapshot::build_bound(state, &pools, types.clone(), now, cache);
     let mut input = snap.input;
-    input.pods.clear();
     // A pool above its on-demand cap gives up on-demand nodes first.
     let over = over_on_demand_cap(&input);
     if !over.is_empty() {
@@ -386,6 +398,8 @@ struct Memo {
     quiet: Option<(u64, tokio::time::Instant)>,
     /// When a node becomes eligible by time alone.
     next_change: Option<Timestamp>,
+    /// The registered nodes of the last rounds, as the solver reads them.
+    nodes: snapshot::NodeCache,
 }
 
 /// Runs the disruption loop while this replica is leader.
@@ -435,7 +449,7 @@ async fn tick(ctx: &Context, memo: &mut Memo) -> Result<()> {
     let types = instance_types(ctx).await;
     let options = options(ctx);
     let started = std::time::Instant::now();
-    let round = prepare(&ctx.state(), &types, now);
+    let round = prepare_with(&ctx.state(), &types, now, &mut memo.nodes);
     let choice = choose(&round, &options);
     ctx.metrics
         .disruption
@@ -443,6 +457,7 @@ async fn tick(ctx: &Context, memo: &mut Memo) -> Result<()> {
         .observe(started.elapsed().as_secs_f64());
     record_round(ctx, &round, now).await;
     memo.next_change = round.candidates.next_change;
+    memo.nodes.recycle(round.input);
     let Some(plan) = choice.plan else {
         memo.quiet = Some((seq, tokio::time::Instant::now()));
         return Ok(());
@@ -458,8 +473,10 @@ async fn tick(ctx: &Context, memo: &mut Memo) -> Result<()> {
         if !ctx.is_leader() {
             return Ok(());
         }
-        let fresh = prepare(&ctx.state(), &types, ctx.clock.now());
-        if !still_valid(&fresh, &plan, &options) {
+        let fresh = prepare_with(&ctx.state(), &types, ctx.clock.now(), &mut memo.nodes);
+        let valid = still_valid(&fresh, &plan, &options);
+        memo.nodes.recycle(fresh.input);
+        if !valid {
             tracing::debug!(method, "disruption command no longer valid; dropped");
             ctx.metrics.disruption.decision(method, "churn");
             return Ok(());
