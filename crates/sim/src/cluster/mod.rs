@@ -119,6 +119,10 @@ pub(crate) struct PodInfo {
     pub stop_queued: bool,
     /// Seconds from creation to Running, once it ran.
     pub seq: u64,
+    /// `spec.priority` (0 when unset) and whether `spec.schedulerName` is the default one:
+    /// read from the object once, not by every scheduling cycle for every queued pod.
+    pub priority: i64,
+    pub default_scheduler: bool,
 }
 
 /// Counters and samples the report is built from.
@@ -627,6 +631,14 @@ impl Cluster {
             start_queued: prev.as_ref().is_some_and(|p| p.start_queued),
             stop_queued: prev.as_ref().is_some_and(|p| p.stop_queued),
             seq,
+            priority: obj
+                .ptr("/spec/priority")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
+            default_scheduler: obj
+                .ptr("/spec/schedulerName")
+                .and_then(Value::as_str)
+                .is_none_or(|s| s == "default-scheduler"),
         };
         let terminal = phase == "Succeeded" || phase == "Failed";
         // Scheduler queue.

@@ -136,12 +136,7 @@ impl Cluster {
             if info.node.is_some() || info.terminating {
                 continue;
             }
-            let scheduler = info
-                .obj
-                .ptr("/spec/schedulerName")
-                .and_then(Value::as_str)
-                .unwrap_or("default-scheduler");
-            if scheduler != "default-scheduler" {
+            if !info.default_scheduler {
                 continue;
             }
             let obj = info.obj.clone();
@@ -208,14 +203,20 @@ impl Cluster {
     }
 
     fn priority_of(&self, key: &str) -> i64 {
-        self.pods
-            .get(key)
-            .and_then(|p| p.obj.ptr("/spec/priority"))
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
+        self.pods.get(key).map_or(0, |p| p.priority)
     }
 
     fn mark_unschedulable(&mut self, key: &str, obj: &Value, message: &str) {
+        // This scheduler wrote the pod's condition with this very message (nothing else writes
+        // `PodScheduled`, and a bind forgets the entry): nothing to do, without reading the
+        // object (a cycle passes every queued pod through here).
+        if self
+            .unschedulable_since
+            .get(key)
+            .is_some_and(|(_, m)| m == message)
+        {
+            return;
+        }
         let cond = obj
             .ptr("/status/conditions")
             .and_then(Value::as_array)
