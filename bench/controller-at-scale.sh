@@ -9,6 +9,7 @@
 #
 #   make bench-controller              # or: bench/controller-at-scale.sh [speed] [scenario]
 #   STOWAGE=path/to/stowage bench/controller-at-scale.sh 8 seed-full
+#   CTL_WRAP="heaptrack -o /tmp/ctl" bench/controller-at-scale.sh   # the controller under a profiler
 #
 # The last lines summarise: peak RSS, RSS at the largest cluster seen, CPU seconds and CPU
 # seconds per simulated hour of the controller (and of the simulator, for scale), the
@@ -31,10 +32,20 @@ echo "load before: $(uptime)"
 sim=$!
 for _ in $(seq 600); do [[ -s "$dir/kubeconfig" ]] && break; sleep 0.1; done
 [[ -s "$dir/kubeconfig" ]] || { echo "the simulator wrote no kubeconfig; see $dir/sim.log" >&2; exit 1; }
-KUBECONFIG="$dir/kubeconfig" "$STOWAGE" run --cluster-name sim --cloud-provider simulated \
+# shellcheck disable=SC2086 # CTL_WRAP is a command line (a profiler and its options)
+KUBECONFIG="$dir/kubeconfig" ${CTL_WRAP:-} "$STOWAGE" run --cluster-name sim --cloud-provider simulated \
     --leader-elect false --log-format text --log-level warn,stowage_controller::interruption=info \
     --metrics-addr 127.0.0.1:0 --health-addr 127.0.0.1:0 2>"$dir/controller.log" &
 ctl=$!
+wrapper=$ctl
+if [[ -n "${CTL_WRAP:-}" ]]; then
+    # The wrapper starts the controller as its child: measure the child.
+    for _ in $(seq 100); do
+        child=$(pgrep -n -f -- "$STOWAGE run --cluster-name sim" || true)
+        [[ -n "$child" && "$child" != "$wrapper" ]] && { ctl=$child; break; }
+        sleep 0.1
+    done
+fi
 tick=$(getconf CLK_TCK)
 start=$(date +%s)
 max_nodes=0 max_pods=0 rss_at_max=0 anon_at_max=0 hwm=0 cpu=0 sim_cpu=0 sim_hwm=0 late_max=0
@@ -68,7 +79,7 @@ ended=$(date -u +%Y-%m-%dT%H:%M:%S)
 kill -0 "$ctl" 2>/dev/null || echo "the controller exited before the scenario ended; see $dir/controller.log" >&2
 kill "$ctl" 2>/dev/null || true
 wait "$sim" || echo "the simulator exited with status $?; see $dir/sim.log" >&2
-wait "$ctl" 2>/dev/null || true
+wait "$wrapper" 2>/dev/null || true
 duration_s=$(awk '/of virtual time/ {split($4, a, ":"); print a[1] * 3600 + a[2] * 60 + a[3]; exit}' "$dir/report.txt")
 echo "--- $SCENARIO at speed $SPEED; simulator report in $dir/report.txt, logs in $dir"
 echo "load after: $(uptime)"

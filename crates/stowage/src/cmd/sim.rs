@@ -165,13 +165,16 @@ async fn serve_scenario(args: ServeArgs) -> anyhow::Result<()> {
             // Spot interruption warnings reach the controller process as `stowage simulate`'s
             // controllers read them: from the fake cloud's queue.
             env.api.attach_interruptions(env.cloud.clone());
-            match tokio::net::TcpListener::from_std(listener) {
-                Ok(l) => {
-                    if let Err(e) = env.api.serve(l).await {
-                        tracing::error!(error = %e, "the API server stopped");
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "failed to serve the listener"),
+            // The API server answers on a runtime of its own (SERVE_THREADS workers), not on
+            // the thread that steps the cluster: at seed-full's size a controller's requests
+            // waited behind the scheduler's cycles, and the cycles behind the requests.
+            let api = env.api.clone();
+            let mut shutdown = env.shutdown.clone();
+            let served = std::thread::Builder::new()
+                .name("sim-apiserver".into())
+                .spawn(move || serve_apart(api, listener, &mut shutdown));
+            if let Err(e) = served {
+                tracing::error!(error = %e, "failed to start the API server's thread");
             }
         }))
         .context("the simulation failed")
@@ -179,6 +182,49 @@ async fn serve_scenario(args: ServeArgs) -> anyhow::Result<()> {
     .await
     .context("the simulation task failed")??;
     super::scenario::emit(&report, args.json, None)
+}
+
+/// Worker threads of the API server's runtime under `sim serve --scenario`.
+const SERVE_THREADS: usize = 2;
+
+/// Serves `api` on `listener` from a multi-thread runtime of its own until `shutdown` turns
+/// true (the scenario's end) or the server stops.
+fn serve_apart(
+    api: ApiServer,
+    listener: std::net::TcpListener,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(SERVE_THREADS)
+        .thread_name("sim-apiserver")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "failed to start the API server's runtime");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(error = %e, "failed to serve the listener");
+                return;
+            }
+        };
+        tokio::select! {
+            r = api.serve(listener) => {
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "the API server stopped");
+                }
+            }
+            _ = shutdown.wait_for(|done| *done) => {}
+        }
+    });
+    // Open watch streams end with the runtime.
+    rt.shutdown_background();
 }
 
 async fn run_scenario(args: RunArgs) -> anyhow::Result<()> {
