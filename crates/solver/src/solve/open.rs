@@ -2,7 +2,9 @@
 //! order) with a compatible type, capacity types tried reserved > spot > on-demand, and the
 //! instance type chosen by [`TypeChoice`] among the [`Candidate`]s, sized by what the claim must
 //! hold ([`Engine::must_hold`]). The pool's budget only filters: the choice is the one an
-//! unlimited pool would make whenever the budget allows it. The claim is charged to the pool's
+//! unlimited pool would make whenever the budget allows it, except in a pool whose limit binds
+//! (`Engine::thrifty`, set when a first solve left pods out at the limit), where
+//! [`TypeChoice::Thrifty`] spends the limit well. The claim is charged to the pool's
 //! [`super::pools::PoolBudget`] at once; [`Engine::discard`] refunds it when nothing could go
 //! there after all, and [`Engine::settle`] shrinks the pool's claims to what they hold when the
 //! budget is what stops a purchase.
@@ -57,6 +59,9 @@ struct Candidate<'a> {
     reservation: Option<usize>,
     /// Whether the pool's budget allows one more node of the type.
     allowed: bool,
+    /// The share of the pool's limits one node of the type takes
+    /// ([`super::pools::PoolBudget::limit_share`]; [`TypeChoice::Thrifty`] only).
+    spend: f64,
 }
 
 /// How to choose among candidates; every mode ends with cheaper, then name. `pods` is what an
@@ -78,6 +83,12 @@ enum TypeChoice {
     /// is the cheapest that holds the rest, unless part of the rest is cheaper per share
     /// elsewhere), then the larger share.
     BundleShare,
+    /// A pool whose limit binds: among the types within the engine's `thrift_slack` of the
+    /// least share of the limit per pod (per share of a bundle's demand), the lowest price per
+    /// pod (per share), then more pods. Pods are counted up to what the class must still place, as for
+    /// [`TypeChoice::Roomy`], so DaemonSet overhead, unused room and the tail's slack waste as
+    /// little of the limit as the types allow.
+    Thrifty,
 }
 
 /// Room for this many pods of a capped class makes a type good for [`TypeChoice::Share`].
@@ -93,6 +104,7 @@ impl TypeChoice {
             TypeChoice::Strict => cmp_ratio(per_pod(a), per_pod(b)).then(b.pods.cmp(&a.pods)),
             TypeChoice::Share => (b.pods >= SHARE_PODS).cmp(&(a.pods >= SHARE_PODS)),
             TypeChoice::Roomy => b.pods.cmp(&a.pods),
+            TypeChoice::Thrifty => cmp_ratio(per_pod(a), per_pod(b)).then(b.pods.cmp(&a.pods)),
             TypeChoice::BundleShare => {
                 let per_share = |c: &Candidate| c.price / c.share.min(1.0);
                 cmp_ratio(per_share(a), per_share(b)).then_with(|| {
@@ -110,18 +122,18 @@ impl TypeChoice {
     }
 
     /// The best candidate (the first of equals).
-    fn best<'a>(self, candidates: &[Candidate<'a>]) -> Option<Candidate<'a>> {
-        let pool: Vec<&Candidate> = if self == TypeChoice::Roomy {
-            let min = candidates
-                .iter()
-                .map(|c| c.price / c.pods as f64)
-                .fold(f64::INFINITY, f64::min);
+    fn best<'a>(self, candidates: &[Candidate<'a>], thrift_slack: f64) -> Option<Candidate<'a>> {
+        let within_slack = |key: &dyn Fn(&Candidate) -> f64, slack: f64| {
+            let min = candidates.iter().map(key).fold(f64::INFINITY, f64::min);
             candidates
                 .iter()
-                .filter(|c| c.price / c.pods as f64 <= min * ROOMY_SLACK)
+                .filter(|c| key(c) <= min * slack)
                 .collect()
-        } else {
-            candidates.iter().collect()
+        };
+        let pool: Vec<&Candidate> = match self {
+            TypeChoice::Roomy => within_slack(&|c| c.price / c.pods as f64, ROOMY_SLACK),
+            TypeChoice::Thrifty => within_slack(&|c| c.spend / c.pods as f64, thrift_slack),
+            _ => candidates.iter().collect(),
         };
         pool.into_iter().min_by(|a, b| self.cmp(a, b)).copied()
     }
@@ -230,7 +242,11 @@ impl<'a> Engine<'a> {
                 None => {
                     // A blast radius caps the class per node: the lowest price per pod it may
                     // take is the cheapest type holding the cap.
-                    let choice = if reserved || self.open_blast_cap(c, pi, ct).is_some() {
+                    let choice = if reserved {
+                        TypeChoice::Strict
+                    } else if self.thrifty[pi] {
+                        TypeChoice::Thrifty
+                    } else if self.open_blast_cap(c, pi, ct).is_some() {
                         TypeChoice::Strict
                     } else if self.classes[c].capped() {
                         TypeChoice::Share
@@ -244,7 +260,7 @@ impl<'a> Engine<'a> {
                     } else {
                         candidates.iter().map(|x| x.pods).max().unwrap_or(0)
                     };
-                    let unbounded = choice.best(&candidates);
+                    let unbounded = choice.best(&candidates, self.thrift_slack);
                     if !reserved && let Some(b) = &unbounded {
                         let cached = CachedChoice {
                             type_index: b.type_index,
@@ -261,7 +277,7 @@ impl<'a> Engine<'a> {
                                     x.pods = x.pods.min(must_hold);
                                 }
                             }
-                            choice.best(&candidates)
+                            choice.best(&candidates, self.thrift_slack)
                         }
                     }
                 }
@@ -320,7 +336,12 @@ impl<'a> Engine<'a> {
                 continue;
             }
             let (old, ct) = (claim.target_type, claim.capacity_type);
-            let Some(t) = self.cheapest_holding(n, true) else {
+            let held = if self.thrifty[pi] {
+                self.leanest_holding(n)
+            } else {
+                self.cheapest_holding(n, true)
+            };
+            let Some(t) = held else {
                 continue;
             };
             let ceiling = self.catalog.pools[pi].budget.ceiling(ct);
@@ -374,6 +395,7 @@ impl<'a> Engine<'a> {
             zone_mask: zones,
             reservation: None,
             allowed: true,
+            spend: 0.0,
         }
     }
 
@@ -418,7 +440,7 @@ impl<'a> Engine<'a> {
         blocked: &mut Option<OverBudget>,
     ) -> Vec<Candidate<'a>> {
         let budget = &self.catalog.pools[pi].budget;
-        let share = self.classes[c].capped() && ct != CapacityType::Reserved;
+        let share = self.classes[c].capped() && ct != CapacityType::Reserved && !self.thrifty[pi];
         let mut out = Vec::new();
         for t in bits.iter() {
             let ty = &self.catalog.types[t];
@@ -451,6 +473,11 @@ impl<'a> Engine<'a> {
             }
             let blast_cap = self.open_blast_cap(c, pi, ct).unwrap_or(usize::MAX);
             let it = ty.instance_type;
+            let spend = if self.thrifty[pi] {
+                budget.limit_share(&ty.capacity)
+            } else {
+                0.0
+            };
             out.push(Candidate {
                 type_index: t,
                 name: &it.name,
@@ -465,6 +492,7 @@ impl<'a> Engine<'a> {
                 zone_mask,
                 reservation,
                 allowed: why.is_none(),
+                spend,
             });
         }
         out
@@ -607,6 +635,8 @@ impl<'a> Engine<'a> {
         // An unlimited pool allows every type: no need to ask per type.
         let ask_budget = !budget.unlimited_for(ct);
         let resources = demand.len();
+        let thrifty = self.thrifty[pi];
+        let mut all = Vec::new();
         let mut best: Option<Candidate<'a>> = None;
         // The best's price per share, kept: most types lose on it alone.
         let mut best_per_share = f64::INFINITY;
@@ -638,7 +668,16 @@ impl<'a> Engine<'a> {
                 zone_mask: offers.zone_masks[i],
                 reservation: None,
                 allowed: true,
+                spend: if thrifty {
+                    budget.limit_share(&ty.capacity)
+                } else {
+                    0.0
+                },
             };
+            if thrifty {
+                all.push(candidate);
+                continue;
+            }
             // As [`TypeChoice::cmp`] orders them: price per share first.
             let per_share = price / share.min(1.0);
             let better = match &best {
@@ -654,6 +693,17 @@ impl<'a> Engine<'a> {
                 best = Some(candidate);
                 best_per_share = per_share;
             }
+        }
+        if thrifty {
+            // The least share of the limit per share of the demand, within the slack; then the
+            // bundle's usual order.
+            let per_share = |c: &Candidate| c.spend / c.share.min(1.0);
+            let min = all.iter().map(per_share).fold(f64::INFINITY, f64::min);
+            best = all
+                .iter()
+                .filter(|c| per_share(c) <= min * self.thrift_slack)
+                .min_by(|a, b| TypeChoice::BundleShare.cmp(a, b))
+                .copied();
         }
         best
     }

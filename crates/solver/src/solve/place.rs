@@ -833,4 +833,40 @@ impl Engine<'_> {
         }
         best.map(|(_, t)| t)
     }
+
+    /// [`Engine::cheapest_holding`] within the charge, for a pool whose limit binds: the type
+    /// taking the least share of the pool's limits, then the cheapest, then the lowest index.
+    pub(super) fn leanest_holding(&self, n: usize) -> Option<usize> {
+        let node = &self.nodes[n];
+        let claim = node.opened()?;
+        let ct = claim.capacity_type;
+        let charged = &self.catalog.types[claim.target_type].capacity;
+        let budget = &self.catalog.pools[claim.pool].budget;
+        let ceiling = budget.ceiling(ct);
+        let pinned: Vec<(usize, u32)> = (0..self.ids.key_count())
+            .filter(|k| self.ids.key_kind(*k) == KeyKind::Label)
+            .filter_map(|k| node.domain_values[k].map(|v| (k, v)))
+            .collect();
+        let mut best: Option<((f64, f64), usize)> = None;
+        for t in claim.compatible.iter() {
+            let ty = &self.catalog.types[t];
+            if ty.zones(ct) & claim.zone_mask == 0
+                || node.used.iter().zip(&ty.allocatable).any(|(u, a)| u > a)
+                || ceiling.iter().any(|r| ty.capacity[*r] > charged[*r])
+                || pinned.iter().any(|(k, v)| {
+                    ty.labels.get(self.ids.key_name(*k)) != Some(self.ids.value_name(*k, *v))
+                })
+            {
+                continue;
+            }
+            let key = (
+                budget.limit_share(&ty.capacity),
+                ty.cheapest(ct, claim.zone_mask),
+            );
+            if best.is_none_or(|(k, b)| key < k || (key == k && t < b)) {
+                best = Some((key, t));
+            }
+        }
+        best.map(|(_, t)| t)
+    }
 }

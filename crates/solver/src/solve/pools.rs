@@ -293,6 +293,18 @@ impl PoolBudget {
         }
     }
 
+    /// The largest share of one of the pool's limits (a resource, or the node count) one node
+    /// with this capacity takes: what a type costs of the limit when the limit binds (0 for a
+    /// pool without limits). Shares of the limits as written, so choices do not drift as the
+    /// pool fills.
+    pub(super) fn limit_share(&self, capacity: &[i64]) -> f64 {
+        let nodes = self.nodes.map_or(0.0, |(l, _)| 1.0 / l.max(1) as f64);
+        self.limits
+            .iter()
+            .map(|l| capacity[l.resource] as f64 / l.limit.max(1) as f64)
+            .fold(nodes, f64::max)
+    }
+
     /// Whether the pool has no limit and no on-demand cap (what it buys changes no other choice).
     pub(super) fn unlimited(&self) -> bool {
         self.limits.is_empty() && self.nodes.is_none() && self.on_demand_cap.is_none()
