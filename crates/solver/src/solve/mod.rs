@@ -305,6 +305,8 @@ struct Engine<'a> {
     thrifty: Vec<bool>,
     /// The slack of `TypeChoice::Thrifty` (see [`THRIFT_SLACKS`]).
     thrift_slack: f64,
+    /// Per pool: the summed requests of the pods given up that could use it.
+    left_out: Vec<Vec<i64>>,
 }
 
 impl<'a> Engine<'a> {
@@ -351,6 +353,7 @@ impl<'a> Engine<'a> {
             blast: BlastRadius::default(),
             thrifty: vec![false; pool_count],
             thrift_slack: THRIFT_SLACKS[0],
+            left_out: vec![Vec::new(); pool_count],
         };
         e.register_topology_groups();
         e.add_existing_nodes();
@@ -435,18 +438,49 @@ impl<'a> Engine<'a> {
     }
 
     /// Per pool: whether a limit (a resource or the node count) stopped its last claim while
-    /// pods stayed unschedulable: the pools to solve again spending their limits well.
+    /// pods stayed unschedulable, and a re-plan could hold them: what the pool's new claims hold
+    /// plus what the pods left out that may use the pool request stays within its resource
+    /// limits (a limit that the requests alone exceed is spent, however well it is packed: no
+    /// extra solves). These pools are solved again spending their limits well.
     fn limits_left_pods_out(&self) -> Vec<bool> {
         let left_out = !self.unschedulable.is_empty();
-        self.pool_failures
-            .iter()
-            .map(|f| left_out && matches!(f, Some(PoolRejection::Limit(_))))
+        let resources = self.ids.resource_count();
+        (0..self.catalog.pools.len())
+            .map(|pi| {
+                if !left_out || !matches!(self.pool_failures[pi], Some(PoolRejection::Limit(_))) {
+                    return false;
+                }
+                let mut demand = self.left_out[pi].clone();
+                demand.resize(resources, 0);
+                let mut charged = vec![0i64; resources];
+                for node in &self.nodes {
+                    if let Some(claim) = node.opened()
+                        && claim.pool == pi
+                    {
+                        let capacity = &self.catalog.types[claim.target_type].capacity;
+                        for r in 0..resources {
+                            demand[r] += node.used[r];
+                            charged[r] += capacity[r];
+                        }
+                    }
+                }
+                self.catalog.pools[pi].budget.could_hold(&demand, &charged)
+            })
             .collect()
     }
 
     /// Marks the remaining pods of class `c` unschedulable, with the reason.
     fn give_up(&mut self, c: usize) {
         let reason = self.reason(c);
+        let class = &self.classes[c];
+        for (pi, left) in self.left_out.iter_mut().enumerate() {
+            if class.compatible[pi].is_some() && class.pool_rejections[pi].is_none() {
+                left.resize(class.requests.len(), 0);
+                for (l, r) in left.iter_mut().zip(&class.requests) {
+                    *l += r * class.remaining() as i64;
+                }
+            }
+        }
         let class = &mut self.classes[c];
         for &m in &class.members[class.next..] {
             self.unschedulable

@@ -305,6 +305,15 @@ impl PoolBudget {
             .fold(nodes, f64::max)
     }
 
+    /// Whether `demand` (requests) could fit the resource limits if the pool's new claims, which
+    /// were charged `charged` in all, were bought again: never when it exceeds what the limits
+    /// left before them. (A node-count limit cannot be told from requests: true.)
+    pub(super) fn could_hold(&self, demand: &[i64], charged: &[i64]) -> bool {
+        self.limits
+            .iter()
+            .all(|l| demand[l.resource] <= l.remaining + charged[l.resource])
+    }
+
     /// Whether the pool has no limit and no on-demand cap (what it buys changes no other choice).
     pub(super) fn unlimited(&self) -> bool {
         self.limits.is_empty() && self.nodes.is_none() && self.on_demand_cap.is_none()
