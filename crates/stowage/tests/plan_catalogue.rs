@@ -2,7 +2,9 @@
 //! accelerator or specialty type (GPU, fractional GPU, FPGA, media accelerator, Inferentia,
 //! Trainium, Gaudi, Qualcomm, Mac) or a previous-generation type; a GPU pod's options are all
 //! types with that GPU (no GPU slices); a Gaudi pod's only `dl1`; a pool that names an old family
-//! or a fractional GPU family gets it.
+//! or a fractional GPU family gets it. And issue 10's tight NodePool limit: a `cpu: 300` limit
+//! that the cheapest plan (134 small nodes) would exceed is spent on fewer, larger nodes, every
+//! pod placed.
 #![allow(clippy::unwrap_used)] // the fixture and plan helpers outside #[test] functions unwrap too
 
 use std::collections::BTreeMap;
@@ -268,4 +270,84 @@ spec:
         render.iter().all(|o| types[o].is_fractional_gpu()),
         "the pool names g6f: {render:?}"
     );
+}
+
+/// Issue 10's review case as manifests: one pool in three zones with a CPU limit, two
+/// DaemonSets, 240 zone-spread web pods (500m/1Gi) and 60 batch pods (2 vCPU/8Gi).
+fn tight_limit_manifests(limit: &str) -> (String, String) {
+    let pool = format!(
+        r#"
+apiVersion: stowage.dev/v1
+kind: NodePool
+metadata: {{name: general}}
+spec:
+  limits: {{{limit}}}
+  template:
+    spec:
+      nodeClassRef: {{group: aws.stowage.dev, kind: EC2NodeClass, name: default}}
+      requirements:
+      - {{key: topology.kubernetes.io/zone, operator: In, values: [us-east-1a, us-east-1b, us-east-1c]}}
+"#
+    );
+    let mut pods = String::new();
+    for (name, cpu, memory) in [("agent", "100m", "128Mi"), ("logs", "200m", "256Mi")] {
+        write!(
+            pods,
+            "---\napiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: {name}, namespace: kube-system}}\n\
+             spec:\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    \
+             spec:\n      containers: [{{name: c, image: i, resources: {{requests: {{cpu: {cpu}, memory: {memory}}}}}}}]\n"
+        )
+        .unwrap();
+    }
+    for i in 0..240 {
+        write!(
+            pods,
+            "---\napiVersion: v1\nkind: Pod\nmetadata: {{name: web-{i}, namespace: t, labels: {{app: web}}}}\n\
+             spec:\n  containers: [{{name: c, image: i, resources: {{requests: {{cpu: 500m, memory: 1Gi}}}}}}]\n  \
+             topologySpreadConstraints:\n  - {{maxSkew: 1, topologyKey: topology.kubernetes.io/zone, \
+             whenUnsatisfiable: DoNotSchedule, labelSelector: {{matchLabels: {{app: web}}}}}}\n"
+        )
+        .unwrap();
+    }
+    for i in 0..60 {
+        pod(
+            &mut pods,
+            &format!("batch-{i}"),
+            "cpu: \"2\", memory: 8Gi",
+            "",
+        );
+    }
+    (pool, pods)
+}
+
+#[test]
+fn a_tight_limit_is_spent_on_fewer_larger_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let types = catalogue();
+    for (limit, cap) in [("cpu: 1000", 1_000_000), ("cpu: 300", 300_000)] {
+        let (pool, pods) = tight_limit_manifests(limit);
+        let plan = plan(
+            dir.path(),
+            &[("pool.yaml", pool.as_str()), ("pods.yaml", pods.as_str())],
+        );
+        let unschedulable = plan["unschedulable"].as_object().unwrap().len();
+        let claims = claims(&plan);
+        let placed: usize = claims.iter().map(|(pods, _)| pods.len()).sum();
+        let most_cpu: i64 = claims
+            .iter()
+            .map(|(_, options)| {
+                options
+                    .iter()
+                    .map(|t| types[t].capacity.cpu_millis())
+                    .max()
+                    .unwrap()
+            })
+            .sum();
+        let figures = format!(
+            "{limit}: {} claims, {placed} pods placed, {unschedulable} unschedulable, up to {most_cpu}m",
+            claims.len()
+        );
+        assert_eq!((placed, unschedulable), (300, 0), "{figures}");
+        assert!(most_cpu <= cap, "{figures}");
+    }
 }
