@@ -85,9 +85,9 @@ enum TypeChoice {
     BundleShare,
     /// A pool whose limit binds: among the types within the engine's `thrift_slack` of the
     /// least share of the limit per pod (per share of a bundle's demand), the lowest price per
-    /// pod (per share), then more pods. Pods are counted up to what the class must still place, as for
-    /// [`TypeChoice::Roomy`], so DaemonSet overhead, unused room and the tail's slack waste as
-    /// little of the limit as the types allow.
+    /// pod (per share), then more pods. Pods are counted up to what the class must still
+    /// place, as for [`TypeChoice::Roomy`], so DaemonSet overhead, unused room and the tail's
+    /// slack waste as little of the limit as the types allow.
     Thrifty,
 }
 
