@@ -146,4 +146,6 @@ Optional settings whose empty value means "unset" are left out when empty.
   value: {{ $s.kubeClientQps | toString | quote }}
 - name: KUBE_CLIENT_BURST
   value: {{ $s.kubeClientBurst | toString | quote }}
+- name: KUBE_CLIENT_CREATE_BURST
+  value: {{ $s.kubeClientCreateBurst | toString | quote }}
 {{- end }}

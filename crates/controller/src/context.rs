@@ -22,6 +22,10 @@ pub type PriceKey = (String, String, CapacityType);
 /// Shared by every controller. Cheap to clone behind an `Arc`.
 pub struct Context {
     pub client: Client,
+    /// The client NodeClaim creations go through: `client` unless [`Context::with_create_client`]
+    /// gave one whose rate limit lets them go ahead of the other requests (see
+    /// [`crate::ratelimit::RateLimitLayer::ahead`]).
+    create_client: Client,
     /// The provider, metered (calls and errors per operation feed `/metrics`).
     pub cloud: Arc<dyn CloudProvider>,
     metered: Arc<Metered<Arc<dyn CloudProvider>>>,
@@ -73,6 +77,7 @@ impl Context {
             settings.event_dedupe,
         );
         Self {
+            create_client: client.clone(),
             client,
             cloud: metered.clone(),
             metered,
@@ -112,6 +117,19 @@ impl Context {
     pub fn with_interruption_source(mut self, source: Arc<dyn InterruptionSource>) -> Self {
         self.interruption_source = Some(source);
         self
+    }
+
+    /// Sends NodeClaim creations through `client` (same cluster, its own rate limit layer: a
+    /// client sends its requests in order, so creations on the shared one would queue behind
+    /// every request waiting there).
+    pub fn with_create_client(mut self, client: Client) -> Self {
+        self.create_client = client;
+        self
+    }
+
+    /// The client for NodeClaim creations.
+    pub fn create_client(&self) -> &Client {
+        &self.create_client
     }
 
     pub fn interruption_source(&self) -> Option<Arc<dyn InterruptionSource>> {

@@ -341,7 +341,9 @@ async fn apply_plan(
     let now = ctx.clock.now();
     let window = jiff::SignedDuration::try_from(ctx.settings.nomination_window)
         .unwrap_or(jiff::SignedDuration::MAX);
-    let api: Api<NodeClaim> = Api::all(ctx.client.clone());
+    // Creations go ahead of the other requests in the client's rate limit (when `stowage run`
+    // gave them their own client): they are what the batch's pods wait for.
+    let api: Api<NodeClaim> = Api::all(ctx.create_client().clone());
     let mut result = ProvisionResult::default();
     // Creations run CREATE_CONCURRENCY at a time (a batch of thousands of pods is hundreds of
     // claims; one at a time, the round trips add up to seconds). Each claim is recorded and its

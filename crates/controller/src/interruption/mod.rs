@@ -560,7 +560,8 @@ async fn launch_replacements(
     let plan = stowage_solver::simulate_without(&input, &refs, &options);
     let window = jiff::SignedDuration::try_from(ctx.settings.nomination_window)
         .unwrap_or(jiff::SignedDuration::MAX);
-    let api: Api<NodeClaim> = Api::all(ctx.client.clone());
+    // Replacements are urgent (the warning gives two minutes): they go ahead of the queue.
+    let api: Api<NodeClaim> = Api::all(ctx.create_client().clone());
     let mut created = Vec::new();
     for new in &plan.new_claims {
         let Some(pool) = pools.iter().find(|p| p.name_any() == new.nodepool) else {

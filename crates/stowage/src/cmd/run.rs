@@ -132,6 +132,11 @@ pub struct Args {
     /// Kubernetes API requests that may be sent at once above the rate.
     #[arg(long, env = "KUBE_CLIENT_BURST", default_value_t = stowage_controller::ratelimit::DEFAULT_BURST)]
     pub kube_client_burst: u32,
+    /// NodeClaim creations (what a batch's pods wait for) sent ahead of the other requests:
+    /// they go at once while the shared bucket is at most this many tokens in debt, and the
+    /// debt is paid back at the shared rate (0: they wait as any other request).
+    #[arg(long, env = "KUBE_CLIENT_CREATE_BURST", default_value_t = stowage_controller::ratelimit::DEFAULT_CREATE_BURST)]
+    pub kube_client_create_burst: u32,
     /// How often every initialized NodeClaim is checked for drift (it is also checked within
     /// seconds of a NodePool or node class change).
     #[arg(long, env = "DRIFT_INTERVAL", default_value = "5m")]
@@ -276,12 +281,19 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let config = kube::Config::infer()
         .await
         .context("failed to find a Kubernetes configuration")?;
+    let limit = stowage_controller::ratelimit::RateLimitLayer::new(
+        args.kube_client_qps,
+        args.kube_client_burst,
+    );
+    // NodeClaim creations on a client of their own (a client sends in order: on the shared
+    // one they would queue behind every waiting request), on the same bucket, going ahead.
+    let create_client = kube::client::ClientBuilder::try_from(config.clone())
+        .context("failed to build a Kubernetes client")?
+        .with_layer(&limit.ahead(args.kube_client_create_burst))
+        .build();
     let client = kube::client::ClientBuilder::try_from(config)
         .context("failed to build a Kubernetes client")?
-        .with_layer(&stowage_controller::ratelimit::RateLimitLayer::new(
-            args.kube_client_qps,
-            args.kube_client_burst,
-        ))
+        .with_layer(&limit)
         .build();
     let (cloud, queue): Aws = match args.cloud_provider {
         CloudProviderKind::Aws => aws_provider(&args, clock.clone()).await?,
@@ -295,7 +307,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             (remote.clone(), Some(remote))
         }
     };
-    let mut ctx = Context::new(client, cloud, clock, settings.clone());
+    let mut ctx =
+        Context::new(client, cloud, clock, settings.clone()).with_create_client(create_client);
     if let Some(queue) = queue {
         ctx = ctx.with_interruption_source(queue);
     }
