@@ -6,12 +6,17 @@
 //! rest tainted on-demand; pre-existing nodes, so garbage collection and disruption leave them
 //! alone) and ~35,000 bound pods packed to ~97 % of their CPU, on the embedded AWS catalogue.
 //! Every controller then starts on a client behind [`RateLimitLayer`] at the defaults of
-//! `--kube-client-qps` / `--kube-client-burst`, and once it is synced 5,000 pods of a seed-like
+//! `--kube-client-qps` / `--kube-client-burst`, NodeClaim creations on a second client going
+//! ahead on the same bucket (`--kube-client-create-burst`, as `stowage run` builds them; the
+//! third argument sets it, 0: creations wait as any other request), and once it is synced 5,000
+//! pods of a seed-like
 //! mix (workflow pods, Spark executors, zone-spread services, on-demand pods) are created
 //! `PodScheduled=False/Unschedulable` at once.
 //!
 //! Reported: the pass's phases (snapshot, solve, NodeClaim creations) from when the batch window
-//! closed, the time until every created NodeClaim is launched (the lifecycle controller shares the
+//! closed (per pass: under load the bench's own creation of the pods can outlast the 1 s batch
+//! window, which then closes on part of them), from the last pod created (all pending) to the
+//! last NodeClaim created over every pass, the time until every created NodeClaim is launched (the lifecycle controller shares the
 //! rate limit with everything else), when the batch's Events were all written, and the API
 //! requests by verb and resource. The run is wall-clock and on a multi-threaded runtime of
 //! two workers, as `stowage run` is.
@@ -19,6 +24,7 @@
 //! ```sh
 //! cargo bench -p stowage-controller --bench first_batch            # 5,000 pods, 3,200 nodes
 //! cargo bench -p stowage-controller --bench first_batch -- 2000 800 # pending pods, nodes
+//! cargo bench -p stowage-controller --bench first_batch -- 5000 3200 0 # no creations ahead
 //! ```
 // A benchmark: a failure to set up is a panic with the reason.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -30,8 +36,10 @@ use serde_json::{Value, json};
 use stowage_api::conditions::LAUNCHED;
 use stowage_clock::{SharedClock, SystemClock};
 use stowage_cloud::fake::FakeCloud;
-use stowage_controller::ratelimit::{DEFAULT_BURST, DEFAULT_QPS, RateLimitLayer};
-use stowage_controller::{Context, Leadership, Settings};
+use stowage_controller::ratelimit::{
+    DEFAULT_BURST, DEFAULT_CREATE_BURST, DEFAULT_QPS, RateLimitLayer,
+};
+use stowage_controller::{Context, Leadership, Settings, provisioning};
 use stowage_sim::apiserver::patch::PatchKind;
 use stowage_sim::apiserver::{ApiServer, AuditLog, KindId, Store, Sub};
 use stowage_sim::cluster::{Cluster, ClusterOptions};
@@ -71,12 +79,15 @@ fn main() {
     };
     let pending = args.first().copied().unwrap_or(default_pending);
     let nodes = args.get(1).copied().unwrap_or(default_nodes);
+    let create_burst = args
+        .get(2)
+        .map_or(DEFAULT_CREATE_BURST, |&b| u32::try_from(b).unwrap());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(run(pending, nodes));
+    rt.block_on(run(pending, nodes, create_burst));
 }
 
 fn pod(name: &str, ns: &str, app: &str, cpu: u32, mem_gib: u32, shape: Shape) -> Value {
@@ -133,7 +144,7 @@ fn create_with_status(store: &Store, kind: KindId, ns: &str, mut obj: Value) {
         .unwrap();
 }
 
-async fn run(pending: usize, nodes: usize) {
+async fn run(pending: usize, nodes: usize, create_burst: u32) {
     let setup = Instant::now();
     let mut scenario = Scenario::builtin("seed-full").unwrap();
     scenario.timeline.clear();
@@ -272,9 +283,14 @@ async fn run(pending: usize, nodes: usize) {
 
     // The controllers, on a rate-limited client whose requests are counted.
     let audit = AuditLog::counting();
+    let limit = RateLimitLayer::new(DEFAULT_QPS, DEFAULT_BURST);
     let client = kube::Client::new(
+        tower::Layer::layer(&limit, api.audited_service(audit.clone())),
+        "default",
+    );
+    let create_client = kube::Client::new(
         tower::Layer::layer(
-            &RateLimitLayer::new(DEFAULT_QPS, DEFAULT_BURST),
+            &limit.ahead(create_burst),
             api.audited_service(audit.clone()),
         ),
         "default",
@@ -284,12 +300,10 @@ async fn run(pending: usize, nodes: usize) {
         ..Settings::default()
     };
     let provider: Arc<dyn stowage_cloud::CloudProvider> = cloud.clone();
-    let ctx = Arc::new(Context::new(
-        client,
-        provider,
-        clock.clone(),
-        settings.clone(),
-    ));
+    let ctx = Arc::new(
+        Context::new(client, provider, clock.clone(), settings.clone())
+            .with_create_client(create_client),
+    );
     let started = Instant::now();
     let _running = stowage_controller::start(ctx.clone(), Leadership::Always);
     let mut synced = ctx.subscribe_synced();
@@ -336,18 +350,54 @@ async fn run(pending: usize, nodes: usize) {
     let create_secs = created_at.elapsed().as_secs_f64();
     let cpu0 = process_cpu();
 
-    let pass = loop {
-        if let Some(p) = ctx.passes()[passes_before..].iter().find(|p| p.pods > 0) {
-            break p.clone();
+    // Every pass until all the batch's pods were solved for, with when each was recorded (its
+    // last NodeClaim was created `total - claims` seconds before).
+    let mut passes: Vec<(provisioning::PassRecord, f64)> = Vec::new();
+    let mut seen = passes_before;
+    while passes.iter().map(|p| p.0.pods).sum::<usize>() < made {
+        let log = ctx.passes();
+        for p in &log[seen..] {
+            let at = created_at.elapsed().as_secs_f64();
+            if p.pods > 0 {
+                passes.push((p.clone(), at - (p.total_seconds - p.claims_seconds)));
+            }
+        }
+        seen = log.len();
+        if created_at.elapsed() > Duration::from_secs(600) {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
-    };
-    let pass_done = created_at.elapsed().as_secs_f64();
+    }
+    let pass = passes[0].0.clone();
+    let pass_done = passes[0].1 + (pass.total_seconds - pass.claims_seconds);
+    let last_claim = passes.last().map_or(f64::NAN, |p| p.1);
     let claim_names: Vec<String> = ctx
         .state()
         .claims()
         .map(|c| kube::ResourceExt::name_any(c.as_ref()))
         .collect();
+    // How many claims the creation already pins to what a launch resolves (one instance type,
+    // one zone): only those could launch without a label patch.
+    let pinned = ctx
+        .state()
+        .claims()
+        .filter(|c| {
+            let one = |key: &str| {
+                c.spec
+                    .requirements
+                    .iter()
+                    .any(|r| r.key == key && r.values.len() == 1)
+            };
+            one(stowage_api::labels::INSTANCE_TYPE) && one(stowage_api::labels::ZONE)
+        })
+        .count();
+    let options: usize = ctx
+        .state()
+        .claims()
+        .flat_map(|c| c.spec.requirements.iter())
+        .filter(|r| r.key == stowage_api::labels::INSTANCE_TYPE)
+        .map(|r| r.values.len())
+        .sum();
     // Every claim of the batch launched (the lifecycle's writes share the rate limit).
     let launched_at = loop {
         let launched = ctx.state().claims().filter(|c| c.is_true(LAUNCHED)).count();
@@ -378,7 +428,7 @@ async fn run(pending: usize, nodes: usize) {
 
     println!(
         "first batch: {made} pending pods (created in {create_secs:.2}s) on {node_count} nodes / {bound_pods} bound pods; \
-         client rate limit {DEFAULT_QPS} QPS, burst {DEFAULT_BURST}; batch window {:?} idle",
+         client rate limit {DEFAULT_QPS} QPS, burst {DEFAULT_BURST}, creations ahead by {create_burst}; batch window {:?} idle",
         settings.batch_idle
     );
     println!(
@@ -392,11 +442,33 @@ async fn run(pending: usize, nodes: usize) {
         pass.claims_seconds,
         pass.total_seconds,
     );
+    for (i, (p, _)) in passes.iter().enumerate().skip(1) {
+        println!(
+            "pass {}: {} pods -> {} NodeClaims; snapshot {:.3}s, solve {:.3}s, creations {:.3}s",
+            i + 1,
+            p.pods,
+            p.claims,
+            p.snapshot_seconds,
+            p.solve_seconds,
+            p.claims_seconds - p.solve_seconds - p.snapshot_seconds,
+        );
+    }
+    println!(
+        "all {made} pods: {} pass(es) -> {} NodeClaims; last NodeClaim created {:.3}s after the last pod was (all pending), {last_claim:.3}s after the first",
+        passes.len(),
+        passes.iter().map(|p| p.0.claims).sum::<usize>(),
+        last_claim - create_secs,
+    );
     println!(
         "from the first pod of the batch created: pass recorded {pass_done:.2}s, every NodeClaim launched {launched_at:.2}s, \
          last Event written {:.2}s ({} Events)",
         events_done.1.as_secs_f64(),
         events_done.0
+    );
+    println!(
+        "claims: {pinned} of {} pinned to one instance type and zone; {:.1} instance-type options per claim",
+        claim_names.len(),
+        options as f64 / claim_names.len().max(1) as f64
     );
     println!(
         "process CPU from the batch to every claim launched: {cpu_launched:.2}s (controllers and the in-process API server); load {}",
