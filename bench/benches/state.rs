@@ -183,6 +183,10 @@ fn main() {
         snapshot(argv.get(i + 1).map_or("", String::as_str));
         return;
     }
+    if let Some(i) = argv.iter().position(|a| a == "--plan-dump") {
+        plan_dump(argv.get(i + 1).map_or("", String::as_str));
+        return;
+    }
     let args: Vec<usize> = argv.iter().skip(1).filter_map(|a| a.parse().ok()).collect();
     // `cargo bench` passes `--bench`: the seed's size. `cargo test` (which runs every target)
     // passes nothing: a small cluster, so the suite checks that the benchmark still runs
@@ -304,6 +308,82 @@ fn snapshot(path: &str) {
         t3 - t2,
         t3 - t0
     );
+}
+
+/// CPU time of the whole process (every thread) so far (`/proc/self/stat`; Linux), in seconds.
+fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    let Some(after) = stat.rsplit_once(')').map(|(_, a)| a) else {
+        return f64::NAN;
+    };
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(u), Some(s)) => (u + s) / 100.0,
+        _ => f64::NAN,
+    }
+}
+
+/// Each Pod made ready for the state on the thread that read it, as `stowage plan` does.
+struct Prepare;
+
+impl stowage_dump::Convert for Prepare {
+    type Pod = stowage_controller::state::PreparedPod;
+    type Scratch = stowage_controller::lean::Interner;
+
+    fn pod(
+        &self,
+        interner: &mut stowage_controller::lean::Interner,
+        pod: Box<Pod>,
+    ) -> stowage_controller::state::PreparedPod {
+        stowage_controller::state::PreparedPod::new(*pod, interner)
+    }
+}
+
+/// What `stowage plan -f FILE` does with a JSON dump (`stowage-bench gen-pods`) before solving,
+/// without the binary (an SDK build): the file read in pieces, each Pod made ready for the state
+/// on the thread that read it; the state assembled; the solver's input built
+/// (`snapshot::build_owned`). Prints the wall and CPU time (the process's, every thread) of each
+/// step; nothing is freed at the end, as in `plan`.
+fn plan_dump(path: &str) {
+    let (t0, c0) = (std::time::Instant::now(), process_cpu_seconds());
+    let file = std::fs::File::open(path).expect("the dump");
+    let docs =
+        stowage_dump::json_reader_converted(file, &Prepare).expect("the fast reader reads it");
+    let (t1, c1) = (std::time::Instant::now(), process_cpu_seconds());
+    let mut state = ClusterState::new();
+    let mut pods = 0;
+    let mut stack = docs;
+    while let Some(item) = stack.pop() {
+        match item {
+            stowage_dump::Item::Pod(p) => {
+                state.apply_prepared_pod(p);
+                pods += 1;
+            }
+            stowage_dump::Item::List(items) => stack.extend(items),
+            stowage_dump::Item::Null | stowage_dump::Item::Other(_) => {}
+        }
+    }
+    let (t2, c2) = (std::time::Instant::now(), process_cpu_seconds());
+    let now = "2026-11-29T09:00:00Z".parse().expect("a time");
+    let snap = stowage_controller::snapshot::build_owned(state, &[], Default::default(), now);
+    let (t3, c3) = (std::time::Instant::now(), process_cpu_seconds());
+    println!(
+        "plan-dump pods={pods} pending={} read_ms={:.0} read_cpu_ms={:.0} apply_ms={:.0} apply_cpu_ms={:.0} build_ms={:.0} build_cpu_ms={:.0} total_ms={:.0} total_cpu_ms={:.0}",
+        snap.input.pods.len(),
+        (t1 - t0).as_secs_f64() * 1e3,
+        (c1 - c0) * 1e3,
+        (t2 - t1).as_secs_f64() * 1e3,
+        (c2 - c1) * 1e3,
+        (t3 - t2).as_secs_f64() * 1e3,
+        (c3 - c2) * 1e3,
+        (t3 - t0).as_secs_f64() * 1e3,
+        (c3 - c0) * 1e3,
+    );
+    // As `plan`: the process ends without freeing the input.
+    std::mem::forget(snap);
 }
 
 /// Applies the objects of `path` (JSON lines: `nodes_n` Nodes, then Pods) to a fresh state and

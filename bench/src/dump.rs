@@ -71,7 +71,7 @@ fn read(
     if json {
         return Ok((
             "json",
-            stowage_dump::json_reader_with(file, threads, piece_bytes),
+            stowage_dump::json_reader_with(file, threads, piece_bytes, &stowage_dump::Keep),
         ));
     }
     let text = std::fs::read_to_string(path)?;

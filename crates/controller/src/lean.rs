@@ -146,30 +146,25 @@ impl LeanPod {
             .and_then(|s| s.conditions.as_ref())
             .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
             .map(|c| c.status == "True");
-        let mut lean = LeanPod {
-            uid: meta.uid.clone(),
-            creation_timestamp: meta.creation_timestamp.as_ref().map(|t| t.0),
-            deletion_timestamp: meta.deletion_timestamp.as_ref().map(|t| t.0),
-            annotations,
-            node_name: spec
-                .and_then(|s| s.node_name.as_deref())
-                .filter(|n| !n.is_empty())
-                .map(|n| interner.str(n)),
-            priority: spec.and_then(|s| s.priority).unwrap_or(0),
-            phase: status
-                .and_then(|s| s.phase.as_deref())
-                .map(|p| interner.str(p)),
-            ready,
-            grace_seconds: crate::termination::pod_grace(&pod),
-            tier: crate::termination::tier(&pod),
-            tolerates_disrupted: crate::termination::tolerates_disrupted(&pod),
-            daemonset: crate::state::is_daemonset_pod(&pod),
-            static_pod: crate::state::is_static_pod(&pod),
-            has_controller: owners.clone().any(|o| o.controller == Some(true)),
-            key,
-            request: Err(Box::default()),
-        };
-        lean.request = match stowage_solver::convert::pod(&pod) {
+        let uid = meta.uid.clone();
+        let creation_timestamp = meta.creation_timestamp.as_ref().map(|t| t.0);
+        let deletion_timestamp = meta.deletion_timestamp.as_ref().map(|t| t.0);
+        let node_name = spec
+            .and_then(|s| s.node_name.as_deref())
+            .filter(|n| !n.is_empty())
+            .map(|n| interner.str(n));
+        let priority = spec.and_then(|s| s.priority).unwrap_or(0);
+        let phase = status
+            .and_then(|s| s.phase.as_deref())
+            .map(|p| interner.str(p));
+        let grace_seconds = crate::termination::pod_grace(&pod);
+        let tier = crate::termination::tier(&pod);
+        let tolerates_disrupted = crate::termination::tolerates_disrupted(&pod);
+        let daemonset = crate::state::is_daemonset_pod(&pod);
+        let static_pod = crate::state::is_static_pod(&pod);
+        let has_controller = owners.clone().any(|o| o.controller == Some(true));
+        // Converted last: an unreadable pod is kept whole (no placeholder is built meanwhile).
+        let request = match stowage_solver::convert::pod(&pod) {
             Ok(mut r) => {
                 r.labels = interner.labels(std::mem::take(&mut r.labels));
                 Ok(Arc::new(r))
@@ -179,7 +174,24 @@ impl LeanPod {
                 Err(Box::new(pod))
             }
         };
-        lean
+        LeanPod {
+            uid,
+            creation_timestamp,
+            deletion_timestamp,
+            annotations,
+            node_name,
+            priority,
+            phase,
+            ready,
+            grace_seconds,
+            tier,
+            tolerates_disrupted,
+            daemonset,
+            static_pod,
+            has_controller,
+            key,
+            request,
+        }
     }
 }
 

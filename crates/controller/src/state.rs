@@ -59,11 +59,43 @@ pub struct Nomination {
     pub since: Timestamp,
 }
 
-/// A pod made ready for the state ([`ClusterState::prepare_pod`]).
+/// A pod made ready for the state ([`ClusterState::prepare_pod`], or [`PreparedPod::new`]
+/// apart from any state).
 #[derive(Debug)]
 pub struct PreparedPod {
     lean: LeanPod,
     provisionable: bool,
+}
+
+impl PreparedPod {
+    /// What a state will keep of `pod`, made apart from any state (`stowage plan` prepares the
+    /// pods of a dump on the threads that read it), sharing strings and label sets through
+    /// `interner`. The same as [`ClusterState::prepare_pod`] makes, but that the key is not
+    /// shared with a state's pod of the same key.
+    pub fn new(pod: Pod, interner: &mut Interner) -> PreparedPod {
+        let pod = strip(pod);
+        let key = Arc::from(key_of(&pod));
+        PreparedPod::with_key(pod, key, interner)
+    }
+
+    /// `pod` (stripped) under `key`.
+    fn with_key(pod: Pod, key: Arc<str>, interner: &mut Interner) -> PreparedPod {
+        let provisionable = is_provisionable(&pod);
+        PreparedPod {
+            lean: LeanPod::new(pod, key, interner),
+            provisionable,
+        }
+    }
+
+    /// What the state will keep.
+    pub fn lean(&self) -> &LeanPod {
+        &self.lean
+    }
+
+    /// Whether the provisioner buys for it ([`is_provisionable`]).
+    pub fn provisionable(&self) -> bool {
+        self.provisionable
+    }
 }
 
 /// Nominations indexed by pod and by claim (lookups both ways stay cheap at thousands of claims).
@@ -364,11 +396,7 @@ impl ClusterState {
             Some((shared, _)) => shared.clone(),
             None => Arc::from(key),
         };
-        let provisionable = is_provisionable(&pod);
-        PreparedPod {
-            lean: LeanPod::new(pod, key, &mut self.interner),
-            provisionable,
-        }
+        PreparedPod::with_key(pod, key, &mut self.interner)
     }
 
     /// Applies a pod update made ready by [`Self::prepare_pod`].
@@ -882,6 +910,74 @@ impl ClusterState {
 mod tests {
     use super::*;
     use crate::fixtures::*;
+
+    /// `stowage plan` prepares pods on its reading threads, apart from the state: the state must
+    /// keep exactly what it keeps of the same pod applied directly (one conversion).
+    #[test]
+    fn a_pod_prepared_apart_is_what_the_state_makes_of_it() {
+        use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+        let mut pods = vec![
+            pending_pod("default", "a", "1"),
+            bound(pending_pod("default", "b", "2"), "n1"),
+            owned_by(pending_pod("default", "c", "1"), "DaemonSet"),
+            owned_by(pending_pod("kube-system", "d", "1"), "ReplicaSet"),
+        ];
+        let mut labelled = pending_pod("shop", "e", "500m");
+        labelled.metadata.labels = Some([("app".to_string(), "web".to_string())].into());
+        labelled.metadata.annotations = Some(
+            [
+                (LAST_APPLIED.to_string(), "{}".to_string()),
+                (
+                    stowage_api::labels::DO_NOT_DISRUPT.to_string(),
+                    "true".to_string(),
+                ),
+                ("other".to_string(), "y".to_string()),
+            ]
+            .into(),
+        );
+        pods.push(labelled);
+        // Unreadable by the solver: kept whole to report its error.
+        let mut unreadable = pending_pod("default", "f", "1");
+        unreadable.spec.as_mut().unwrap().containers[0]
+            .resources
+            .as_mut()
+            .unwrap()
+            .requests = Some([("cpu".to_string(), Quantity("x".into()))].into());
+        pods.push(unreadable);
+        let mut direct = ClusterState::new();
+        let mut apart = ClusterState::new();
+        let mut interner = Interner::default();
+        for p in pods {
+            let prepared = PreparedPod::new(p.clone(), &mut interner);
+            assert_eq!(prepared.lean().key(), key_of(&p));
+            assert_eq!(prepared.provisionable(), is_provisionable(&p));
+            apart.apply_prepared_pod(prepared);
+            direct.apply_pod(p);
+        }
+        assert_eq!(apart.pod_count(), 6);
+        for p in direct.pods() {
+            let q = apart.pod(p.key()).unwrap();
+            assert_eq!(format!("{p:?}"), format!("{q:?}"));
+        }
+        let keys = |s: &ClusterState| {
+            let mut k: Vec<String> = s
+                .pending_pods(ts("2026-01-01T00:00:00Z"))
+                .iter()
+                .map(|p| p.key().to_string())
+                .collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(&apart), keys(&direct));
+        assert_eq!(
+            keys(&apart),
+            ["default/a", "default/f", "kube-system/d", "shop/e"]
+        );
+        assert_eq!(
+            apart.pod_keys_on_node("n1").collect::<Vec<_>>(),
+            ["default/b"]
+        );
+    }
 
     #[test]
     fn provisionable_follows_the_scheduler_condition_and_exclusions() {

@@ -25,16 +25,61 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-/// One document (or List item) as the fast reader read it.
+/// One document (or List item) as the fast reader read it; a Pod as `P` (the `k8s_openapi` Pod,
+/// or what a [`Convert`] made of it on the thread that read it).
 #[derive(Debug, PartialEq)]
-pub enum Item {
+pub enum Item<P = Box<core::Pod>> {
     /// A YAML document that is empty or `null`.
     Null,
-    Pod(Box<core::Pod>),
+    Pod(P),
     /// The items of a List kind (`List`, `PodList`, ...).
-    List(Vec<Item>),
+    List(Vec<Item<P>>),
     /// Any other object, for the exact reader.
     Other(serde_json::Value),
+}
+
+impl<P> Item<P> {
+    /// The item with every Pod (in Lists too) made into `f(pod)`, in order.
+    pub fn map<Q>(self, f: &mut impl FnMut(P) -> Q) -> Item<Q> {
+        match self {
+            Item::Null => Item::Null,
+            Item::Pod(p) => Item::Pod(f(p)),
+            Item::List(items) => Item::List(items.into_iter().map(|i| i.map(f)).collect()),
+            Item::Other(v) => Item::Other(v),
+        }
+    }
+}
+
+/// What the reader's threads make of each Pod they read, right after reading it: the work is
+/// spread over the cores with the reading, and the `k8s_openapi` Pod (2.2 KB, and 2.1 KB per
+/// container, mostly empty) is dropped on the thread that built it, whose memory it reuses,
+/// instead of living until the caller converts it.
+pub trait Convert: Sync {
+    /// What a Pod becomes.
+    type Pod: Send;
+    /// Each reading thread's own scratch state (e.g. an interner), made with `Default`.
+    type Scratch: Default;
+
+    fn pod(&self, scratch: &mut Self::Scratch, pod: Box<core::Pod>) -> Self::Pod;
+}
+
+/// The [`Convert`] that keeps each Pod as it was read.
+pub struct Keep;
+
+impl Convert for Keep {
+    type Pod = Box<core::Pod>;
+    type Scratch = ();
+
+    fn pod(&self, _: &mut (), pod: Box<core::Pod>) -> Box<core::Pod> {
+        pod
+    }
+}
+
+/// `items` with each Pod converted by `convert` (on this thread, with its own scratch state).
+fn convert_all<C: Convert>(items: Vec<Item>, convert: &C) -> Vec<Item<C::Pod>> {
+    let mut scratch = C::Scratch::default();
+    let mut f = |p| convert.pod(&mut scratch, p);
+    items.into_iter().map(|i| i.map(&mut f)).collect()
 }
 
 /// The fast reader declined the document: the caller reads the file with the exact reader.
@@ -56,17 +101,31 @@ const LIST_KINDS: [&str; 6] = [
 /// The documents of a JSON text (one object, or an array of objects as documents), or `None`
 /// when the exact reader must read it.
 pub fn json_documents(text: &str) -> Option<Vec<Item>> {
+    json_documents_converted(text, &Keep)
+}
+
+/// [`json_documents`] with each Pod made into what `convert` makes of it.
+pub fn json_documents_converted<C: Convert>(text: &str, convert: &C) -> Option<Vec<Item<C::Pod>>> {
     if text.len() >= PIECE_BYTES {
-        return stream::documents(text.as_bytes(), threads(), PIECE_BYTES);
+        return stream::documents(text.as_bytes(), threads(), PIECE_BYTES, convert);
     }
-    json_sequential(text)
+    json_sequential(text).map(|docs| convert_all(docs, convert))
 }
 
 /// The documents of a JSON file (or any byte stream), read in pieces that are parsed as they
 /// arrive, or `None` when the exact reader must read it (also on a read error: the exact reader
 /// reads the file again and names the error).
 pub fn json_reader(reader: impl Read) -> Option<Vec<Item>> {
-    stream::documents(reader, threads(), PIECE_BYTES)
+    json_reader_converted(reader, &Keep)
+}
+
+/// [`json_reader`] with each Pod made into what `convert` makes of it, on the thread that
+/// parsed it.
+pub fn json_reader_converted<C: Convert>(
+    reader: impl Read,
+    convert: &C,
+) -> Option<Vec<Item<C::Pod>>> {
+    stream::documents(reader, threads(), PIECE_BYTES, convert)
 }
 
 /// Whether a file's text starts like JSON (`{` or `[` after white space); the file is rewound.
@@ -87,12 +146,13 @@ pub fn starts_like_json(file: &mut (impl Read + std::io::Seek)) -> std::io::Resu
 
 /// [`json_reader`] with `threads` parsing threads and pieces of about `piece_bytes` (for
 /// benchmarks).
-pub fn json_reader_with(
+pub fn json_reader_with<C: Convert>(
     reader: impl Read,
     threads: usize,
     piece_bytes: usize,
-) -> Option<Vec<Item>> {
-    stream::documents(reader, threads, piece_bytes)
+    convert: &C,
+) -> Option<Vec<Item<C::Pod>>> {
+    stream::documents(reader, threads, piece_bytes, convert)
 }
 
 /// The threads that parse pieces: one per core.
@@ -136,7 +196,7 @@ mod stream {
     use serde::Deserialize;
     use serde::de::Deserializer as _;
 
-    use super::{Documents, Head, Item, Piece, join, json_sequential};
+    use super::{Convert, Documents, Head, Item, Piece, convert_all, join, json_sequential};
     use serde::de::DeserializeSeed as _;
 
     /// Where a piece lies in the text, which says what must be around it.
@@ -180,25 +240,26 @@ mod stream {
         }
     }
 
-    pub(super) fn documents(
+    pub(super) fn documents<C: Convert>(
         mut reader: impl Read,
         workers: usize,
         piece_bytes: usize,
-    ) -> Option<Vec<Item>> {
+        convert: &C,
+    ) -> Option<Vec<Item<C::Pod>>> {
         let piece_bytes = piece_bytes.max(1);
         let mut first = Vec::with_capacity(piece_bytes + piece_bytes / 4);
         if fill(&mut reader, &mut first, piece_bytes)? {
-            return whole(&first);
+            return whole(&first, convert);
         }
         let Some(layout) = Layout::of(&first) else {
             reader.read_to_end(&mut first).ok()?;
-            return whole(&first);
+            return whole(&first, convert);
         };
         let workers = workers.max(1);
         let (jobs, job_rx) = mpsc::channel::<Job>();
         let job_rx = Mutex::new(job_rx);
         let (free, free_rx) = mpsc::channel::<Vec<u8>>();
-        let results: Mutex<Vec<Option<Piece>>> = Mutex::new(Vec::new());
+        let results: Mutex<Vec<Option<Piece<C::Pod>>>> = Mutex::new(Vec::new());
         let failed = AtomicBool::new(false);
         let mut produced = None;
         std::thread::scope(|scope| {
@@ -206,7 +267,7 @@ mod stream {
                 let free = free.clone();
                 let (job_rx, results, failed) = (&job_rx, &results, &failed);
                 scope.spawn(move || {
-                    work(job_rx, &free, results, failed, layout.object);
+                    work(job_rx, &free, results, failed, layout.object, convert);
                 });
             }
             drop(free);
@@ -225,7 +286,7 @@ mod stream {
             }
         });
         let n = match produced? {
-            Produced::Whole(buf) => return whole(&buf),
+            Produced::Whole(buf) => return whole(&buf, convert),
             Produced::Pieces(n) => n,
         };
         if failed.load(Ordering::Relaxed) {
@@ -256,8 +317,9 @@ mod stream {
         Some(n < want)
     }
 
-    fn whole(text: &[u8]) -> Option<Vec<Item>> {
-        json_sequential(std::str::from_utf8(text).ok()?)
+    fn whole<C: Convert>(text: &[u8], convert: &C) -> Option<Vec<Item<C::Pod>>> {
+        let docs = json_sequential(std::str::from_utf8(text).ok()?)?;
+        Some(convert_all(docs, convert))
     }
 
     /// The reader's side: fills buffers, cuts them and sends the pieces to the parsers.
@@ -357,14 +419,17 @@ mod stream {
         None
     }
 
-    /// The parsers' side: parse pieces until the reader is done, and hand the buffers back.
-    fn work(
+    /// The parsers' side: parse pieces (each Pod converted as soon as its piece is read) until
+    /// the reader is done, and hand the buffers back.
+    fn work<C: Convert>(
         jobs: &Mutex<mpsc::Receiver<Job>>,
         free: &mpsc::Sender<Vec<u8>>,
-        results: &Mutex<Vec<Option<Piece>>>,
+        results: &Mutex<Vec<Option<Piece<C::Pod>>>>,
         failed: &AtomicBool,
         object: bool,
+        convert: &C,
     ) {
+        let mut scratch = C::Scratch::default();
         loop {
             let job = match jobs.lock() {
                 Ok(rx) => rx.recv(),
@@ -380,6 +445,7 @@ mod stream {
                 read_piece(&job.buf, job.part, object)
             };
             let _ = free.send(job.buf);
+            let piece = piece.map(|p| p.convert(&mut |pod| convert.pod(&mut scratch, pod)));
             let stored = match (piece, results.lock()) {
                 (Some(p), Ok(mut r)) => {
                     if r.len() <= job.index {
@@ -478,9 +544,9 @@ mod stream {
 
 /// What one piece holds: items (or documents) and, for the first and last piece of a
 /// List, the kind when it is there.
-struct Piece {
+struct Piece<P = Box<core::Pod>> {
     kind: Option<String>,
-    items: Vec<Item>,
+    items: Vec<Item<P>>,
     /// The List's own fields in this piece (none in a middle piece).
     keys: Vec<String>,
 }
@@ -493,12 +559,24 @@ impl Piece {
             keys: Vec::new(),
         }
     }
+
+    /// The piece with each Pod made into `f(pod)`.
+    fn convert<Q>(self, f: &mut impl FnMut(Box<core::Pod>) -> Q) -> Piece<Q> {
+        Piece {
+            kind: self.kind,
+            items: self.items.into_iter().map(|i| i.map(f)).collect(),
+            keys: self.keys,
+        }
+    }
 }
 
 /// The items of the pieces of one List (or top-level array) in order, or `None` when they do
 /// not fit together: a List's kind must be a List kind, and no field of the List may be both
 /// before and after the items (the exact reader decides what a duplicate means).
-fn join(pieces: impl IntoIterator<Item = Option<Piece>>, object: bool) -> Option<Vec<Item>> {
+fn join<P>(
+    pieces: impl IntoIterator<Item = Option<Piece<P>>>,
+    object: bool,
+) -> Option<Vec<Item<P>>> {
     let mut kind = None;
     let mut keys: Vec<String> = Vec::new();
     let mut items = Vec::new();
@@ -577,14 +655,25 @@ pub fn yaml_options(max_documents: usize, max_bytes: usize) -> serde_saphyr::Opt
 /// The documents of a multi-document YAML text read with `options()` (a function: the options
 /// cannot be shared between threads), or `None` when the exact reader must read it.
 pub fn yaml_documents(text: &str, options: fn() -> serde_saphyr::Options) -> Option<Vec<Item>> {
+    yaml_documents_converted(text, options, &Keep)
+}
+
+/// [`yaml_documents`] with each Pod made into what `convert` makes of it (on the thread that
+/// read its piece).
+pub fn yaml_documents_converted<C: Convert>(
+    text: &str,
+    options: fn() -> serde_saphyr::Options,
+    convert: &C,
+) -> Option<Vec<Item<C::Pod>>> {
     let threads = threads();
     if threads > 1
         && text.len() >= YAML_PARALLEL_MIN_BYTES
-        && let Some(docs) = yaml::documents(text, threads * 4, threads, options)
+        && let Some(docs) = yaml::documents(text, threads * 4, threads, options, convert)
     {
         return Some(docs);
     }
-    serde_saphyr::from_multiple_with_options::<Item>(text, options()).ok()
+    let docs = serde_saphyr::from_multiple_with_options::<Item>(text, options()).ok()?;
+    Some(convert_all(docs, convert))
 }
 
 /// Below this size a YAML text is read on one thread.
@@ -610,14 +699,15 @@ mod yaml {
     use serde::Deserialize;
     use serde::de::Deserializer;
 
-    use super::{Head, Item, Piece, join};
+    use super::{Convert, Head, Item, Piece, join};
 
-    pub(super) fn documents(
+    pub(super) fn documents<C: Convert>(
         text: &str,
         pieces: usize,
         threads: usize,
         options: fn() -> serde_saphyr::Options,
-    ) -> Option<Vec<Item>> {
+        convert: &C,
+    ) -> Option<Vec<Item<C::Pod>>> {
         if text.starts_with(['%', '-', '.'])
             || text.contains("\n---")
             || text.contains("\n...")
@@ -647,11 +737,12 @@ mod yaml {
         }
         let n = cuts.len() + 1;
         let next = AtomicUsize::new(0);
-        let results: Mutex<Vec<Option<Piece>>> = Mutex::new((0..n).map(|_| None).collect());
+        let results: Mutex<Vec<Option<Piece<C::Pod>>>> = Mutex::new((0..n).map(|_| None).collect());
         let failed = AtomicBool::new(false);
         std::thread::scope(|scope| {
             for _ in 0..threads.min(n) {
                 scope.spawn(|| {
+                    let mut scratch = C::Scratch::default();
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         if i >= n || failed.load(Ordering::Relaxed) {
@@ -659,7 +750,8 @@ mod yaml {
                         }
                         let start = if i == 0 { 0 } else { cuts[i - 1] };
                         let end = cuts.get(i).copied().unwrap_or(text.len());
-                        let piece = read_piece(&text[start..end], i, n, options());
+                        let piece = read_piece(&text[start..end], i, n, options())
+                            .map(|p| p.convert(&mut |pod| convert.pod(&mut scratch, pod)));
                         match (piece, results.lock()) {
                             (Some(p), Ok(mut r)) => r[i] = Some(p),
                             _ => failed.store(true, Ordering::Relaxed),
@@ -1043,7 +1135,7 @@ mod tests {
             // Pieces smaller than an item, of a few items, and the whole text in one.
             for piece in [1, 100, 1_000, 9_000, text.len() - 1, text.len(), 1 << 20] {
                 for threads in [1, 2, 3] {
-                    let read = stream::documents(text.as_bytes(), threads, piece);
+                    let read = stream::documents(text.as_bytes(), threads, piece, &Keep);
                     assert_eq!(
                         read.as_ref(),
                         Some(&sequential),
@@ -1076,7 +1168,7 @@ mod tests {
         let text = kubectl(&serde_json::json!({"kind": "PodList", "items": items}));
         let sequential = json_sequential(&text).unwrap();
         for piece in [50, 2_000] {
-            let read = stream::documents(Trickle(text.as_bytes()), 2, piece);
+            let read = stream::documents(Trickle(text.as_bytes()), 2, piece, &Keep);
             assert_eq!(read.as_ref(), Some(&sequential), "{piece}");
         }
         assert_eq!(json_reader(Trickle(text.as_bytes())), Some(sequential));
@@ -1085,7 +1177,7 @@ mod tests {
     #[test]
     fn reading_in_pieces_declines_what_the_sequential_reader_declines() {
         let items: Vec<_> = (0..50).map(pod).collect();
-        let pieces = |text: &str| stream::documents(text.as_bytes(), 2, 500);
+        let pieces = |text: &str| stream::documents(text.as_bytes(), 2, 500, &Keep);
         // Compact: no line to cut at; read whole.
         let compact = serde_json::json!({"kind": "List", "items": items}).to_string();
         assert_eq!(pieces(&compact), json_sequential(&compact));
@@ -1116,9 +1208,9 @@ mod tests {
         let mut bytes = good.clone().into_bytes();
         let at = good.find("\"p-25\"").unwrap();
         bytes[at + 1] = 0xff;
-        assert!(stream::documents(&bytes[..], 2, 500).is_none());
+        assert!(stream::documents(&bytes[..], 2, 500, &Keep).is_none());
         // Not JSON at all.
-        assert!(stream::documents(&b"kind: List\nitems: []\n"[..], 2, 5).is_none());
+        assert!(stream::documents(&b"kind: List\nitems: []\n"[..], 2, 5, &Keep).is_none());
     }
 
     fn yaml_options() -> serde_saphyr::Options {
@@ -1151,7 +1243,7 @@ mod tests {
             };
             assert_eq!(read.len(), 60);
             for pieces in [2, 3, 8, 59, 60, 200] {
-                let read = yaml::documents(&text, pieces, 2, yaml_options);
+                let read = yaml::documents(&text, pieces, 2, yaml_options, &Keep);
                 assert_eq!(read.as_ref(), Some(&sequential), "{pieces} pieces");
             }
         }
@@ -1160,7 +1252,7 @@ mod tests {
     #[test]
     fn yaml_pieces_decline_what_does_not_fit() {
         let items: Vec<_> = (0..20).map(pod).collect();
-        let pieces = |text: &str| yaml::documents(text, 4, 2, yaml_options);
+        let pieces = |text: &str| yaml::documents(text, 4, 2, yaml_options, &Keep);
         let good =
             serde_saphyr::to_string(&serde_json::json!({"kind": "List", "items": items})).unwrap();
         assert!(pieces(&good).is_some());
@@ -1198,6 +1290,6 @@ mod tests {
         let text = kubectl(&serde_json::json!({"items": items, "kind": "List"}));
         let text = text.replacen("{\n", "{\n    \"kind\": \"PodList\",\n", 1);
         assert!(json_sequential(&text).is_some());
-        assert!(stream::documents(text.as_bytes(), 2, 500).is_none());
+        assert!(stream::documents(text.as_bytes(), 2, 500, &Keep).is_none());
     }
 }

@@ -81,55 +81,105 @@ fn quantities(
     Ok(r)
 }
 
-fn container_requests(object: &str, field: &str, c: &core::Container) -> Result<Resources> {
+/// Quantities keyed by the pod's own resource names while its requests are summed: no name is
+/// copied until the result (a `Resources` copies its key on every update; 40,000 pods are
+/// converted at once in a whole-cluster plan). The arithmetic is [`Resources`']: an absent name
+/// is zero, and no quantity is negative ([`quantities`] refuses them).
+type Tally<'a> = BTreeMap<&'a str, i64>;
+
+/// [`quantities`] as a [`Tally`] (the same checks, in the same order).
+fn tally<'a>(
+    object: &str,
+    field: &str,
+    map: Option<&'a BTreeMap<String, Quantity>>,
+) -> Result<Tally<'a>> {
+    let mut r = Tally::new();
+    for (k, q) in map.into_iter().flatten() {
+        let v = quantity::parse_resource(k, &q.0).map_err(|source| Error::ParseQuantity {
+            object: object.to_string(),
+            field: format!("{field}.{k}"),
+            source,
+        })?;
+        if v < 0 {
+            return Err(invalid(
+                object,
+                &format!("{field}.{k}"),
+                format!("must not be negative, got {}", q.0),
+            ));
+        }
+        // As `Resources::set`: a zero is no entry (so a zero request leaves the limit).
+        if v != 0 {
+            r.insert(k, v);
+        }
+    }
+    Ok(r)
+}
+
+fn tally_add<'a>(sum: &mut Tally<'a>, other: &Tally<'a>) {
+    for (k, v) in other {
+        let cur = sum.entry(k).or_insert(0);
+        *cur = cur.saturating_add(*v);
+    }
+}
+
+fn tally_max<'a>(max: &mut Tally<'a>, other: &Tally<'a>) {
+    for (k, v) in other {
+        let cur = max.entry(k).or_insert(0);
+        *cur = (*cur).max(*v);
+    }
+}
+
+fn container_requests<'a>(object: &str, field: &str, c: &'a core::Container) -> Result<Tally<'a>> {
     let res = c.resources.as_ref();
-    let mut r = quantities(
+    let mut r = tally(
         object,
         &format!("{field}.resources.limits"),
         res.and_then(|r| r.limits.as_ref()),
     )?;
-    let req = quantities(
+    let req = tally(
         object,
         &format!("{field}.resources.requests"),
         res.and_then(|r| r.requests.as_ref()),
     )?;
-    for (k, v) in req.0 {
-        r.set(k, v);
-    }
+    // A request overrides the limit (the limit is the default request).
+    r.extend(req);
     Ok(r)
 }
 
 /// The pod's effective requests (Kubernetes' `PodRequests`).
 pub fn pod_requests(object: &str, spec: &core::PodSpec) -> Result<Resources> {
-    let mut sum = Resources::new();
+    let mut sum = Tally::new();
     for (i, c) in spec.containers.iter().enumerate() {
-        sum.add(&container_requests(
-            object,
-            &format!("spec.containers[{i}]"),
-            c,
-        )?);
+        tally_add(
+            &mut sum,
+            &container_requests(object, &format!("spec.containers[{i}]"), c)?,
+        );
     }
-    let mut sidecars = Resources::new();
-    let mut init_max = Resources::new();
+    let mut sidecars = Tally::new();
+    let mut init_max = Tally::new();
     for (i, c) in spec.init_containers.iter().flatten().enumerate() {
         let r = container_requests(object, &format!("spec.initContainers[{i}]"), c)?;
         if c.restart_policy.as_deref() == Some("Always") {
-            sidecars.add(&r);
-            init_max.max_with(&sidecars);
+            tally_add(&mut sidecars, &r);
+            tally_max(&mut init_max, &sidecars);
         } else {
             let mut with = r;
-            with.add(&sidecars);
-            init_max.max_with(&with);
+            tally_add(&mut with, &sidecars);
+            tally_max(&mut init_max, &with);
         }
     }
-    sum.add(&sidecars);
-    sum.max_with(&init_max);
-    sum.add(&quantities(
-        object,
-        "spec.overhead",
-        spec.overhead.as_ref(),
-    )?);
-    Ok(sum)
+    tally_add(&mut sum, &sidecars);
+    tally_max(&mut sum, &init_max);
+    tally_add(
+        &mut sum,
+        &tally(object, "spec.overhead", spec.overhead.as_ref())?,
+    );
+    Ok(Resources(
+        sum.into_iter()
+            .filter(|(_, v)| *v != 0)
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    ))
 }
 
 fn operator(object: &str, field: &str, op: &str) -> Result<Operator> {
@@ -906,6 +956,68 @@ spec:
             1
         );
         assert_eq!(p.tolerations[0].operator, TolerationOperator::Exists);
+    }
+
+    /// The requests as `Resources`' own arithmetic sums them (what [`pod_requests`] computed
+    /// before its [`Tally`]): the tally must agree on every shape, zeros and sidecars included.
+    fn requests_by_resources(spec: &core::PodSpec) -> Resources {
+        let container = |c: &core::Container| {
+            let res = c.resources.as_ref();
+            let mut r = quantities("p", "f", res.and_then(|r| r.limits.as_ref())).unwrap();
+            let req = quantities("p", "f", res.and_then(|r| r.requests.as_ref())).unwrap();
+            for (k, v) in req.0 {
+                r.set(k, v);
+            }
+            r
+        };
+        let mut sum = Resources::new();
+        for c in &spec.containers {
+            sum.add(&container(c));
+        }
+        let (mut sidecars, mut init_max) = (Resources::new(), Resources::new());
+        for c in spec.init_containers.iter().flatten() {
+            let r = container(c);
+            if c.restart_policy.as_deref() == Some("Always") {
+                sidecars.add(&r);
+                init_max.max_with(&sidecars);
+            } else {
+                let mut with = r;
+                with.add(&sidecars);
+                init_max.max_with(&with);
+            }
+        }
+        sum.add(&sidecars);
+        sum.max_with(&init_max);
+        sum.add(&quantities("p", "f", spec.overhead.as_ref()).unwrap());
+        sum
+    }
+
+    #[test]
+    fn requests_are_summed_as_resources_sum_them() {
+        let base: core::Pod = serde_saphyr::from_str(POD).unwrap();
+        let zero_request = POD.replace(
+            "requests: {cpu: 500m}, limits: {memory: 512Mi",
+            "requests: {cpu: \"0\", memory: \"0\"}, limits: {cpu: \"1\", memory: 512Mi",
+        );
+        let big = POD.replace("cpu: \"2\"", "cpu: \"9000000000000000\"");
+        let no_init = POD.replace("initContainers:", "xInitContainers:");
+        let sidecars_only = POD.replace(
+            "  - name: migrate\n    resources: {requests: {cpu: \"2\", memory: 1Gi}}\n",
+            "",
+        );
+        for text in [POD.to_string(), zero_request, big, no_init, sidecars_only] {
+            let k: core::Pod = serde_saphyr::from_str(&text).unwrap();
+            let spec = k.spec.as_ref().unwrap();
+            assert_eq!(
+                pod_requests("p", spec).unwrap(),
+                requests_by_resources(spec),
+                "{text}"
+            );
+        }
+        assert_ne!(
+            requests_by_resources(base.spec.as_ref().unwrap()),
+            Resources::new()
+        );
     }
 
     #[test]
