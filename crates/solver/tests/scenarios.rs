@@ -1295,3 +1295,168 @@ fn two_zone_spread_groups_are_each_dealt_to_zones() {
     }
     assert_eq!(per_zone.values().copied().collect::<Vec<_>>(), [2, 2, 2]);
 }
+
+/// A zone holding only nodes the pods cannot use (a tainted node, a cordoned one) is still a
+/// domain of their zone spread to kube-scheduler (nodeTaintsPolicy Ignore; cordoned nodes are
+/// not filtered), and its count (0 here) is the global minimum: with maxSkew 2, zones already
+/// holding 3 matching pods refuse another. The solver must not buy nodes there for them
+/// (seed-full: ~860 nodes launched in zones the scheduler refused, gaudi nodes being the only
+/// nodes of a zone the spot pool cannot buy in).
+#[test]
+fn zone_spread_counts_zones_of_nodes_the_pods_cannot_use() {
+    use stowage_solver::predicates::{ClusterIndex, Misfit};
+    let types = karpenter_shape(30);
+    let api = |p: PodRequest| {
+        p.cpu_millis(1000).label("app", "api").spread(
+            labels::ZONE,
+            2,
+            WhenUnsatisfiable::DoNotSchedule,
+        )
+    };
+    let alloc = || {
+        Resources::new()
+            .with("cpu", 3000)
+            .with("memory", 8 << 30)
+            .with("pods", 20)
+    };
+    let nodes: Vec<ExistingNode> = ZONES
+        .iter()
+        .enumerate()
+        .map(|(z, zone)| {
+            let mut n = ExistingNode::new(&format!("full-{z}"), alloc()).label(labels::ZONE, zone);
+            for i in 0..3 {
+                n = n.with_pod(api(PodRequest::new("default", &format!("run-{z}-{i}"))));
+            }
+            n
+        })
+        .collect();
+    let other_zone = "test-zone-e";
+    for unusable in [
+        ExistingNode::new("gaudi", alloc())
+            .label(labels::ZONE, other_zone)
+            .taint(NodeTaint::new(
+                "habana.ai/gaudi",
+                "true",
+                TaintEffect::NoSchedule,
+            )),
+        {
+            let mut n = ExistingNode::new("cordoned", alloc()).label(labels::ZONE, other_zone);
+            n.unschedulable = true;
+            n
+        },
+    ] {
+        let mut nodes = nodes.clone();
+        nodes.push(unusable.clone());
+        // The scheduler's view: a new empty node in a zone the pool can buy in is refused.
+        let mut idx = ClusterIndex::new(nodes.clone());
+        idx.add_node(ExistingNode::new("new", alloc()).label(labels::ZONE, ZONES[0]));
+        let pod = api(PodRequest::new("default", "api-000"));
+        assert_eq!(idx.check(&pod, "new"), Err(Misfit::TopologySpread));
+        let inp = SolveInput {
+            nodes,
+            ..input(
+                pods("api", 3, api),
+                vec![PoolSpec::new("default")],
+                types.clone(),
+            )
+        };
+        let plan = solve(&inp, &SolveOptions::default());
+        assert!(
+            plan.new_claims.is_empty(),
+            "{}: bought {} claim(s) the scheduler refuses: {:?}",
+            unusable.name,
+            plan.new_claims.len(),
+            plan.new_claims
+                .iter()
+                .map(|c| req_values(c, labels::ZONE).to_vec())
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(plan.unschedulable.len(), 3, "{:?}", plan.unschedulable);
+        assert!(
+            plan.unschedulable["default/api-000"].contains("topology spread"),
+            "{:?}",
+            plan.unschedulable
+        );
+    }
+}
+
+/// Dealt to zones or placed one by one (minDomains keeps a spread from being dealt), a zone
+/// spread buys only for the pods the scheduler will bind: with a zone of unusable nodes at 0
+/// matching pods and maxSkew 2, one more pod per zone holding 1, the rest unschedulable; every
+/// bought pod is then bound by the scheduler's own predicates.
+#[test]
+fn zone_spread_buys_only_what_the_scheduler_binds() {
+    use stowage_solver::predicates::ClusterIndex;
+    let types = karpenter_shape(30);
+    for min_domains in [None, Some(1)] {
+        let api = |p: PodRequest| {
+            let mut p = p.cpu_millis(1000).label("app", "api").spread(
+                labels::ZONE,
+                2,
+                WhenUnsatisfiable::DoNotSchedule,
+            );
+            p.topology_spread[0].min_domains = min_domains;
+            p
+        };
+        let alloc = |cpu: i64| {
+            Resources::new()
+                .with("cpu", cpu)
+                .with("memory", 64 << 30)
+                .with("pods", 100)
+        };
+        let mut nodes: Vec<ExistingNode> = ZONES
+            .iter()
+            .enumerate()
+            .map(|(z, zone)| {
+                ExistingNode::new(&format!("full-{z}"), alloc(1000))
+                    .label(labels::ZONE, zone)
+                    .with_pod(api(PodRequest::new("default", &format!("run-{z}"))))
+            })
+            .collect();
+        nodes.push(
+            ExistingNode::new("gaudi", alloc(96_000))
+                .label(labels::ZONE, "test-zone-e")
+                .taint(NodeTaint::new(
+                    "habana.ai/gaudi",
+                    "true",
+                    TaintEffect::NoSchedule,
+                )),
+        );
+        let pending = pods("api", 6, api);
+        let inp = SolveInput {
+            nodes: nodes.clone(),
+            ..input(
+                pending.clone(),
+                vec![PoolSpec::new("default")],
+                types.clone(),
+            )
+        };
+        let plan = solve(&inp, &SolveOptions::default());
+        assert_eq!(
+            plan.unschedulable.len(),
+            3,
+            "minDomains {min_domains:?}: {:?}",
+            plan.unschedulable
+        );
+        let bought: usize = plan.new_claims.iter().map(|c| c.pods.len()).sum();
+        assert_eq!(bought, 3, "minDomains {min_domains:?}");
+        // The scheduler binds every pod bought for to its claim's node.
+        let mut idx = ClusterIndex::new(nodes);
+        for (i, c) in plan.new_claims.iter().enumerate() {
+            let name = format!("claim-{i}");
+            idx.add_node(
+                ExistingNode::new(&name, alloc(30_000))
+                    .label(labels::ZONE, &req_values(c, labels::ZONE)[0]),
+            );
+            for key in &c.pods {
+                let pod = pending.iter().find(|p| &p.key() == key).unwrap();
+                assert_eq!(
+                    idx.check(pod, &name),
+                    Ok(()),
+                    "minDomains {min_domains:?}: {key}"
+                );
+                idx.bind(pod.clone(), &name).unwrap();
+            }
+        }
+    }
+}

@@ -599,21 +599,39 @@ impl Engine<'_> {
             if undealt {
                 continue;
             }
-            // The zones each class can use, and the matching pods there now.
+            // The zones each class can use, those its spread takes the minimum over (zones of
+            // nodes it cannot use included, as kube-scheduler's), and the matching pods there now.
             let mut counts: BTreeMap<u32, usize> = BTreeMap::new();
-            let mut domains: Vec<Vec<u32>> = Vec::new();
+            let mut domains: Vec<(Vec<u32>, Vec<u32>)> = Vec::new();
             for &c in &members {
                 let d = self.class_domains(c, zone_key);
-                for &v in &d {
+                let eligible = self.spread_domains(c, zone_key);
+                for &v in d.iter().chain(&eligible) {
                     counts.insert(v, self.topology.domain_count(g, zone_key, v) as usize);
                 }
-                domains.push(d);
+                domains.push((d, eligible));
             }
-            for (&c, domains) in members.iter().zip(&domains) {
+            for (&c, (domains, eligible)) in members.iter().zip(&domains) {
                 if domains.is_empty() {
                     continue;
                 }
+                let mut pod = self.classes[c].pod.clone();
+                let preferred = pod.topology_spread.iter().any(|s| {
+                    s.topology_key == labels::ZONE
+                        && s.when_unsatisfiable == WhenUnsatisfiable::ScheduleAnyway
+                });
+                // A required spread deals a pod only where the scheduler will take it: at most
+                // maxSkew above the least loaded eligible zone (one the class cannot reach may
+                // be it, and stays so). The rest are left unschedulable, not bought for.
+                let max_skew = pod
+                    .topology_spread
+                    .iter()
+                    .find(|s| s.topology_key == labels::ZONE)
+                    .map_or(usize::MAX, |s| {
+                        usize::try_from(s.max_skew.max(1)).unwrap_or(1)
+                    });
                 let mut share: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+                let mut refused: Vec<usize> = Vec::new();
                 for &m in &self.classes[c].members {
                     let zones = self.ids.zones();
                     let Some(&v) = domains.iter().min_by(|a, b| {
@@ -623,16 +641,34 @@ impl Engine<'_> {
                     }) else {
                         continue;
                     };
+                    let floor = eligible.iter().map(|e| counts[e]).min().unwrap_or(0);
+                    if !preferred && (counts[&v] + 1).saturating_sub(floor) > max_skew {
+                        refused.push(m);
+                        continue;
+                    }
                     *counts.entry(v).or_insert(0) += 1;
                     share.entry(v).or_default().push(m);
                 }
+                let refused_reason = (!refused.is_empty()).then(|| {
+                    let least = eligible.iter().min_by_key(|e| counts[*e]).copied();
+                    let (zone, n) = least.map_or(("", 0), |e| {
+                        (self.ids.zones()[e as usize].as_str(), counts[&e])
+                    });
+                    format!(
+                        "topology spread on {} (maxSkew {max_skew}) cannot be satisfied in any domain the pods can be placed in ({zone} has {n} matching pod(s))",
+                        labels::ZONE
+                    )
+                });
                 let class = &mut self.classes[c];
                 class.next = class.members.len();
-                let mut pod = class.pod.clone();
-                let preferred = pod.topology_spread.iter().any(|s| {
-                    s.topology_key == labels::ZONE
-                        && s.when_unsatisfiable == WhenUnsatisfiable::ScheduleAnyway
-                });
+                if let Some(reason) = refused_reason {
+                    // Given up: the refused members last, from `next`.
+                    let dealt: Vec<usize> = share.values().flatten().copied().collect();
+                    class.next = dealt.len();
+                    class.members = dealt.into_iter().chain(refused).collect();
+                    class.topology_reason = Some(reason);
+                    self.give_up(c);
+                }
                 pod.topology_spread
                     .retain(|s| s.topology_key != labels::ZONE);
                 let undealt = preferred.then(|| Arc::new(pod.clone()));

@@ -262,6 +262,8 @@ struct Caches {
     slack: place::Slack,
     /// Per (class, topology key): the domain values the class can reach.
     domains: FastMap<(usize, usize), Vec<u32>>,
+    /// Per (class, topology key): the domains its spreads take the global minimum over.
+    spread_domains: FastMap<(usize, usize), Vec<u32>>,
     /// New-claim type choices that stay valid (see [`open`]).
     open: FastMap<OpenCacheKey, open::CachedChoice>,
     /// Per node index: the cheapest type holding what the claim had when last asked (see

@@ -214,7 +214,8 @@ impl Engine<'_> {
                 // Nowhere to go at all: the pool reasons say why.
                 return Ok(Vec::new());
             }
-            per_key.push(self.allowed_domains(c, key, &domains)?);
+            let eligible = self.spread_domains(c, key);
+            per_key.push(self.allowed_domains(c, key, &domains, &eligible)?);
         }
         let mut combos: Vec<Vec<u32>> = vec![Vec::new()];
         for values in per_key {
@@ -235,8 +236,15 @@ impl Engine<'_> {
     }
 
     /// Of the domains of `key` the class can reach, those its constraints (and the
-    /// anti-affinity of running pods) allow, least loaded first, then by name.
-    fn allowed_domains(&self, c: usize, key: usize, domains: &[u32]) -> Result<Vec<u32>, String> {
+    /// anti-affinity of running pods) allow, least loaded first, then by name. A spread's
+    /// global minimum is taken over `eligible` ([`Engine::spread_domains`]).
+    fn allowed_domains(
+        &self,
+        c: usize,
+        key: usize,
+        domains: &[u32],
+        eligible: &[u32],
+    ) -> Result<Vec<u32>, String> {
         let class = &self.classes[c];
         let topo = &self.topology;
         let key_name = self.ids.key_name(key);
@@ -249,10 +257,10 @@ impl Engine<'_> {
                     max_skew,
                     min_domains,
                 } => {
-                    let min = if (domains.len() as i32) < min_domains {
+                    let min = if (eligible.len() as i32) < min_domains {
                         0
                     } else {
-                        domains.iter().map(|v| count(*v)).min().unwrap_or(0)
+                        eligible.iter().map(|v| count(*v)).min().unwrap_or(0)
                     };
                     let me = u32::from(con.selects_self);
                     allowed.retain(|(_, v)| {
@@ -308,6 +316,41 @@ impl Engine<'_> {
             })
         });
         Ok(allowed.into_iter().map(|(_, v)| v).collect())
+    }
+
+    /// The domains of `key` a spread of class `c` takes its global minimum over, as
+    /// kube-scheduler does: those of every existing node (or in-flight claim) the pod's node
+    /// selector and required node affinity admit (nodeAffinityPolicy Honor), whatever its taints
+    /// (nodeTaintsPolicy Ignore) and cordoned or not; and those the class can reach
+    /// ([`Engine::class_domains`]: a zone the class can buy in gets a node if a pod goes
+    /// there). A zone holding only nodes the pods cannot use still counts: while it has fewer
+    /// matching pods than maxSkew below the others, the scheduler refuses them everywhere else
+    /// (sorted by name; cached).
+    pub(super) fn spread_domains(&mut self, c: usize, key: usize) -> Vec<u32> {
+        if let Some(d) = self.caches.spread_domains.get(&(c, key)) {
+            return d.clone();
+        }
+        let mut set: BTreeSet<u32> = self.class_domains(c, key).into_iter().collect();
+        let pod = &self.classes[c].pod;
+        for n in &self.nodes {
+            if let NodeOrigin::Existing { index } = n.origin
+                && let Some(v) = n.domain_values[key]
+                && !set.contains(&v)
+            {
+                let node = self.existing[index];
+                if pod.node_affinity_matches(&node.name, &node.labels) {
+                    set.insert(v);
+                }
+            }
+        }
+        let mut out: Vec<u32> = set.into_iter().collect();
+        out.sort_by(|a, b| {
+            self.ids
+                .value_name(key, *a)
+                .cmp(self.ids.value_name(key, *b))
+        });
+        self.caches.spread_domains.insert((c, key), out.clone());
+        out
     }
 
     /// The domains of `key` the class could use at all: those of existing nodes it may go to
