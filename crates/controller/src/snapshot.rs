@@ -193,8 +193,9 @@ pub fn build_owned(
 /// The pods of a snapshot as the state's shared conversions, by where they go in the input;
 /// [`SharedPods::fill`] puts them there.
 struct SharedPods {
-    /// Pending pods, each with the hostnames it must keep off (see [`rejected_hostnames`]).
-    pending: Vec<(Arc<PodRequest>, Option<Requirement>)>,
+    /// Pending pods, each with the nodes (and spread domains) it must keep off (see
+    /// [`rejected_requirements`]).
+    pending: Vec<(Arc<PodRequest>, Vec<Requirement>)>,
     /// `None`: the node came from a [`NodeCache`] with its pods.
     nodes: Vec<Option<Vec<Arc<PodRequest>>>>,
     in_flight: Vec<Vec<Arc<PodRequest>>>,
@@ -208,8 +209,8 @@ impl SharedPods {
             .into_iter()
             .map(|(p, off)| {
                 let mut p = own(p);
-                if let Some(off) = off {
-                    keep_off(&mut p, off);
+                if !off.is_empty() {
+                    keep_off(&mut p, &off);
                 }
                 p
             })
@@ -260,9 +261,8 @@ fn build_shared(
     };
     for pod in pending {
         if let Some(p) = domain_pod(&pod) {
-            shared
-                .pending
-                .push((p, rejected_hostnames(state, pod.key())));
+            let off = rejected_requirements(state, pod.key(), &p);
+            shared.pending.push((p, off));
             snap.pending.insert(pod.key().to_string(), pod);
         }
     }
@@ -403,10 +403,16 @@ fn without_startup_taints(node: &Node, claim: &NodeClaim, state: &ClusterState) 
 }
 
 /// The Nodes a pod was nominated to and did not schedule on (see
-/// [`ClusterState::failed_nominations`]), as a requirement on their hostnames: the solver's model
-/// of them was wrong once already.
-fn rejected_hostnames(state: &ClusterState, key: &str) -> Option<Requirement> {
-    let rejected = state.rejected_nodes(key).filter(|r| !r.is_empty())?;
+/// [`ClusterState::failed_nominations`]), as requirements: off their hostnames (the solver's
+/// model of them was wrong once already), and, for each required topology spread of the pod over
+/// another key (zone), off their values of that key. kube-scheduler refuses a spread pod for a
+/// whole domain at once (its count against the global minimum), so another node bought in the
+/// same zone would be refused the same way: without this, every failed nomination bought one
+/// more node there (seed-full: ~860 nodes for api pods the scheduler refused for spread).
+fn rejected_requirements(state: &ClusterState, key: &str, pod: &PodRequest) -> Vec<Requirement> {
+    let Some(rejected) = state.rejected_nodes(key).filter(|r| !r.is_empty()) else {
+        return Vec::new();
+    };
     let hostnames: Vec<String> = rejected
         .iter()
         .map(|n| {
@@ -416,17 +422,33 @@ fn rejected_hostnames(state: &ClusterState, key: &str) -> Option<Requirement> {
                 .unwrap_or_else(|| n.clone())
         })
         .collect();
-    Some(Requirement::not_in(labels::HOSTNAME, hostnames))
+    let mut out = vec![Requirement::not_in(labels::HOSTNAME, hostnames)];
+    for spread in &pod.topology_spread {
+        if spread.when_unsatisfiable != stowage_solver::WhenUnsatisfiable::DoNotSchedule
+            || spread.topology_key == labels::HOSTNAME
+            || out.iter().any(|r| r.key == spread.topology_key)
+        {
+            continue;
+        }
+        let values: std::collections::BTreeSet<String> = rejected
+            .iter()
+            .filter_map(|n| state.node(n)?.labels().get(&spread.topology_key).cloned())
+            .collect();
+        if !values.is_empty() {
+            out.push(Requirement::not_in(&spread.topology_key, values));
+        }
+    }
+    out
 }
 
-/// Adds `off` ([`rejected_hostnames`]) to every required node-affinity term of `pod`.
-fn keep_off(pod: &mut PodRequest, off: Requirement) {
+/// Adds `off` ([`rejected_requirements`]) to every required node-affinity term of `pod`.
+fn keep_off(pod: &mut PodRequest, off: &[Requirement]) {
     if pod.required_node_affinity.is_empty() {
         pod.required_node_affinity
-            .push(stowage_solver::NodeAffinityTerm::labels(vec![off]));
+            .push(stowage_solver::NodeAffinityTerm::labels(off.to_vec()));
     } else {
         for term in &mut pod.required_node_affinity {
-            term.requirements.push(off.clone());
+            term.requirements.extend(off.iter().cloned());
         }
     }
 }
@@ -617,6 +639,46 @@ mod tests {
             pod.required_node_affinity,
             vec![stowage_solver::NodeAffinityTerm::labels(vec![
                 Requirement::not_in(labels::HOSTNAME, ["n1"])
+            ])]
+        );
+    }
+
+    /// A pod refused by the scheduler on its nominated Node keeps off that Node's zone too when
+    /// it spreads over zones: the scheduler refuses a whole zone at once (its count against the
+    /// global minimum), so another node there would be bought in vain.
+    #[test]
+    fn a_spread_pod_is_kept_off_the_zone_of_the_node_it_did_not_schedule_on() {
+        let now = ts("2026-01-01T00:02:00Z");
+        let mut s = state_with_registered_node(true);
+        let mut n1 = Node::clone(&s.node("n1").unwrap());
+        n1.metadata
+            .labels
+            .get_or_insert_default()
+            .insert(labels::ZONE.into(), "zone-a".into());
+        s.apply_node(n1);
+        let mut p = pending_pod("default", "a", "1");
+        p.metadata.labels = Some(BTreeMap::from([("app".into(), "api".into())]));
+        p.spec.as_mut().unwrap().topology_spread_constraints =
+            Some(vec![k8s_openapi::api::core::v1::TopologySpreadConstraint {
+                max_skew: 2,
+                topology_key: labels::ZONE.into(),
+                when_unsatisfiable: "DoNotSchedule".into(),
+                label_selector: Some(
+                    k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                        match_labels: Some(BTreeMap::from([("app".into(), "api".into())])),
+                        ..Default::default()
+                    },
+                ),
+                ..Default::default()
+            }]);
+        s.apply_pod(p);
+        s.nomination_failed("default/a", "n1");
+        let snap = build(&s, &[], BTreeMap::new(), now);
+        assert_eq!(
+            snap.input.pods[0].required_node_affinity,
+            vec![stowage_solver::NodeAffinityTerm::labels(vec![
+                Requirement::not_in(labels::HOSTNAME, ["n1"]),
+                Requirement::not_in(labels::ZONE, ["zone-a"]),
             ])]
         );
     }
