@@ -57,6 +57,23 @@ fn invalid(object: &str, field: &str, message: impl Into<String>) -> Error {
     }
 }
 
+/// The quantity `q` of resource `k` at `{field}.{k}` of `object`: parsed, and never negative.
+fn checked_quantity(object: &str, field: &str, k: &str, q: &Quantity) -> Result<i64> {
+    let v = quantity::parse_resource(k, &q.0).map_err(|source| Error::ParseQuantity {
+        object: object.to_string(),
+        field: format!("{field}.{k}"),
+        source,
+    })?;
+    if v < 0 {
+        return Err(invalid(
+            object,
+            &format!("{field}.{k}"),
+            format!("must not be negative, got {}", q.0),
+        ));
+    }
+    Ok(v)
+}
+
 fn quantities(
     object: &str,
     field: &str,
@@ -64,18 +81,7 @@ fn quantities(
 ) -> Result<Resources> {
     let mut r = Resources::new();
     for (k, q) in map.into_iter().flatten() {
-        let v = quantity::parse_resource(k, &q.0).map_err(|source| Error::ParseQuantity {
-            object: object.to_string(),
-            field: format!("{field}.{k}"),
-            source,
-        })?;
-        if v < 0 {
-            return Err(invalid(
-                object,
-                &format!("{field}.{k}"),
-                format!("must not be negative, got {}", q.0),
-            ));
-        }
+        let v = checked_quantity(object, field, k, q)?;
         r.set(k.clone(), v);
     }
     Ok(r)
@@ -95,18 +101,7 @@ fn tally<'a>(
 ) -> Result<Tally<'a>> {
     let mut r = Tally::new();
     for (k, q) in map.into_iter().flatten() {
-        let v = quantity::parse_resource(k, &q.0).map_err(|source| Error::ParseQuantity {
-            object: object.to_string(),
-            field: format!("{field}.{k}"),
-            source,
-        })?;
-        if v < 0 {
-            return Err(invalid(
-                object,
-                &format!("{field}.{k}"),
-                format!("must not be negative, got {}", q.0),
-            ));
-        }
+        let v = checked_quantity(object, field, k, q)?;
         // As `Resources::set`: a zero is no entry (so a zero request leaves the limit).
         if v != 0 {
             r.insert(k, v);

@@ -9,6 +9,7 @@ use stowage_api::CapacityType;
 
 use super::classes::pins_zone;
 use super::interning::{KeyKind, capacity_type_bit};
+use super::pools::PoolType;
 use super::{DEFAULT_MAX_PODS, Engine, PODS};
 use crate::bitset::Bitset;
 use crate::domain::{HostPort, untolerated};
@@ -789,6 +790,35 @@ impl Engine<'_> {
         }
     }
 
+    /// The label values a node is counted under (its topology domains that are labels), as
+    /// (key, value) ids: a type it shrinks to must carry them.
+    fn pinned_labels(&self, node: &SimNode) -> Vec<(usize, u32)> {
+        (0..self.ids.key_count())
+            .filter(|k| self.ids.key_kind(*k) == KeyKind::Label)
+            .filter_map(|k| node.domain_values[k].map(|v| (k, v)))
+            .collect()
+    }
+
+    /// Whether `ty` can take `node`'s claim as it is: sold in one of its zones, holding what
+    /// it has, no larger than the `charged` capacity on a `ceiling` resource, carrying the
+    /// `pinned` label values ([`Engine::cheapest_holding`], [`Engine::leanest_holding`]).
+    fn type_holds(
+        &self,
+        ty: &PoolType<'_>,
+        node: &SimNode,
+        claim: &OpenedClaim,
+        charged: &[i64],
+        ceiling: &[usize],
+        pinned: &[(usize, u32)],
+    ) -> bool {
+        ty.zones(claim.capacity_type) & claim.zone_mask != 0
+            && node.used.iter().zip(&ty.allocatable).all(|(u, a)| u <= a)
+            && ceiling.iter().all(|r| ty.capacity[*r] <= charged[*r])
+            && pinned.iter().all(|(k, v)| {
+                ty.labels.get(self.ids.key_name(*k)) == Some(self.ids.value_name(*k, *v))
+            })
+    }
+
     /// For a new claim: the cheapest compatible type in its zones that holds what it has and
     /// carries the label values it is counted under; with `within_charge`, never larger than
     /// the type it was charged for on a budgeted resource.
@@ -802,10 +832,7 @@ impl Engine<'_> {
         } else {
             Vec::new()
         };
-        let pinned: Vec<(usize, u32)> = (0..self.ids.key_count())
-            .filter(|k| self.ids.key_kind(*k) == KeyKind::Label)
-            .filter_map(|k| node.domain_values[k].map(|v| (k, v)))
-            .collect();
+        let pinned = self.pinned_labels(node);
         // The cheapest, then the lowest index: types come by their lowest price in any zone
         // (then index), so none past a bound above the best price found can be it.
         let mut best: Option<(f64, usize)> = None;
@@ -817,13 +844,7 @@ impl Engine<'_> {
                 continue;
             }
             let ty = &self.catalog.types[t];
-            if ty.zones(ct) & claim.zone_mask == 0
-                || node.used.iter().zip(&ty.allocatable).any(|(u, a)| u > a)
-                || ceiling.iter().any(|r| ty.capacity[*r] > charged[*r])
-                || pinned.iter().any(|(k, v)| {
-                    ty.labels.get(self.ids.key_name(*k)) != Some(self.ids.value_name(*k, *v))
-                })
-            {
+            if !self.type_holds(ty, node, claim, charged, &ceiling, &pinned) {
                 continue;
             }
             let price = ty.cheapest(ct, claim.zone_mask);
@@ -843,20 +864,11 @@ impl Engine<'_> {
         let charged = &self.catalog.types[claim.target_type].capacity;
         let budget = &self.catalog.pools[claim.pool].budget;
         let ceiling = budget.ceiling(ct);
-        let pinned: Vec<(usize, u32)> = (0..self.ids.key_count())
-            .filter(|k| self.ids.key_kind(*k) == KeyKind::Label)
-            .filter_map(|k| node.domain_values[k].map(|v| (k, v)))
-            .collect();
+        let pinned = self.pinned_labels(node);
         let mut best: Option<((f64, f64), usize)> = None;
         for t in claim.compatible.iter() {
             let ty = &self.catalog.types[t];
-            if ty.zones(ct) & claim.zone_mask == 0
-                || node.used.iter().zip(&ty.allocatable).any(|(u, a)| u > a)
-                || ceiling.iter().any(|r| ty.capacity[*r] > charged[*r])
-                || pinned.iter().any(|(k, v)| {
-                    ty.labels.get(self.ids.key_name(*k)) != Some(self.ids.value_name(*k, *v))
-                })
-            {
+            if !self.type_holds(ty, node, claim, charged, &ceiling, &pinned) {
                 continue;
             }
             let key = (
