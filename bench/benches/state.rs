@@ -269,12 +269,9 @@ fn main() {
     );
 }
 
-/// CPU time of this thread so far (`/proc/thread-self/schedstat`; Linux), in seconds.
+/// CPU time of this thread so far, in seconds.
 fn cpu_seconds() -> f64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |ns| ns / 1e9)
+    stowage_bench::thread_cpu_ms() / 1000.0
 }
 
 /// What `stowage plan` spends between parsing and solving: the pending pods of `path` (JSON
@@ -310,20 +307,9 @@ fn snapshot(path: &str) {
     );
 }
 
-/// CPU time of the whole process (every thread) so far (`/proc/self/stat`; Linux), in seconds.
+/// CPU time of the whole process (every thread) so far, in seconds.
 fn process_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return f64::NAN;
-    };
-    let Some(after) = stat.rsplit_once(')').map(|(_, a)| a) else {
-        return f64::NAN;
-    };
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
-    match (ticks(11), ticks(12)) {
-        (Some(u), Some(s)) => (u + s) / 100.0,
-        _ => f64::NAN,
-    }
+    stowage_bench::process_cpu_ms() / 1000.0
 }
 
 /// Each Pod made ready for the state on the thread that read it, as `stowage plan` does.

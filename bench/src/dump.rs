@@ -7,6 +7,7 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use stowage_bench::process_cpu_ms;
 use stowage_dump::Item;
 
 pub fn main(args: &[String]) -> ExitCode {
@@ -89,21 +90,4 @@ fn pods(docs: &[Item]) -> usize {
             Item::Null | Item::Other(_) => 0,
         })
         .sum()
-}
-
-/// CPU time of the whole process (every thread), in ms.
-fn process_cpu_ms() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return f64::NAN;
-    };
-    // Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
-    let Some(after) = stat.rsplit_once(')').map(|(_, a)| a) else {
-        return f64::NAN;
-    };
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
-    match (ticks(11), ticks(12)) {
-        (Some(u), Some(s)) => (u + s) * 10.0,
-        _ => f64::NAN,
-    }
 }

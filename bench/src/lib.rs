@@ -342,6 +342,24 @@ pub fn thread_cpu_ms() -> f64 {
         .map_or(f64::NAN, |ns| ns / 1e6)
 }
 
+/// CPU time of the whole process (every thread) so far, in ms (`/proc/self/stat`; NaN where it
+/// is not readable).
+pub fn process_cpu_ms() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    // Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
+    let Some(after) = stat.rsplit_once(')').map(|(_, a)| a) else {
+        return f64::NAN;
+    };
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(u), Some(s)) => (u + s) * 10.0,
+        _ => f64::NAN,
+    }
+}
+
 /// Times one solve of `inp` and computes the bound (NaN without `with_bound`: on inputs with
 /// tens of thousands of classes it takes minutes).
 pub fn run_input(inp: &SolveInput, mix: Mix, catalog: &'static str, with_bound: bool) -> Report {
