@@ -4,6 +4,10 @@ mod cmd;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of the system allocator (see docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Stowage: a Kubernetes node provisioner for AWS.
 #[derive(Debug, Parser)]
 #[command(name = "stowage", version, about, long_about = None)]
