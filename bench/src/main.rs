@@ -22,6 +22,10 @@ use stowage_bench::pods;
 
 mod dump;
 
+/// mimalloc, as the `stowage` binary (so `read-dump` and `solve` time what `plan` runs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn usage() -> ExitCode {
     eprintln!(
         "usage: stowage-bench solve [--pods N] [--types N] [--mix diverse|generic|seed|spread|spread-limit] [--catalog karpenter|aws] [--input FILE] [--bound on|off] [--repeat N] [--plan FILE]"
