@@ -561,29 +561,60 @@ fn unknown_fields(kind: &str, value: &serde_json::Value) -> Vec<String> {
 fn objects_of(
     item: Item<Box<PlanPod>>,
     whence: &str,
-    out: &mut Vec<(Object, String)>,
+    out: &mut Vec<(Object, Place)>,
 ) -> anyhow::Result<()> {
     match item {
         Item::Null => bail!("{whence}: field kind is missing"),
         Item::Pod(p) => {
             let what = format!("{whence} (Pod {})", p.name());
-            out.push((Object::Prepared(p), what));
+            out.push((Object::Prepared(p), Place::Text(what)));
         }
         Item::List(items) => {
+            let list: std::rc::Rc<str> = whence.into();
             for (i, item) in items.into_iter().enumerate() {
                 match item {
-                    // As below, without the intermediate string (40,000 pods in a dump).
-                    Item::Pod(p) => {
-                        let what = format!("{whence} items[{i}] (Pod {})", p.name());
-                        out.push((Object::Prepared(p), what));
-                    }
+                    // As below, named only when a message needs it (40,000 pods in a dump).
+                    Item::Pod(p) => out.push((
+                        Object::Prepared(p),
+                        Place::Item {
+                            whence: list.clone(),
+                            item: i,
+                        },
+                    )),
                     other => objects_of(other, &format!("{whence} items[{i}]"), out)?,
                 }
             }
         }
-        Item::Other(v) => out.extend(parse_object(v, whence)?),
+        Item::Other(v) => out.extend(
+            parse_object(v, whence)?
+                .into_iter()
+                .map(|(o, at)| (o, Place::Text(at))),
+        ),
     }
     Ok(())
+}
+
+/// Where an object was found, as messages name it.
+enum Place {
+    Text(String),
+    /// A Pod the fast reader read as item `item` of the List in the document `whence`.
+    Item {
+        whence: std::rc::Rc<str>,
+        item: usize,
+    },
+}
+
+impl Place {
+    /// The place as messages name it (`object` is the object found there).
+    fn describe(&self, object: &Object) -> String {
+        match (self, object) {
+            (Place::Text(what), _) => what.clone(),
+            (Place::Item { whence, item }, Object::Prepared(p)) => {
+                format!("{whence} items[{item}] (Pod {})", p.name())
+            }
+            (Place::Item { whence, item }, _) => format!("{whence} items[{item}]"),
+        }
+    }
 }
 
 fn parse_object(
@@ -708,11 +739,11 @@ fn parse_sources(files: Vec<(PathBuf, Source)>) -> anyhow::Result<Vec<Object>> {
     Ok(objects.objects)
 }
 
-/// The objects found so far, and where each was found.
+/// The objects found so far, and where each was found (the index of the object found there).
 #[derive(Default)]
 struct Objects {
     objects: Vec<Object>,
-    seen: std::collections::HashMap<(&'static str, String), String>,
+    seen: std::collections::HashMap<(&'static str, String), (Place, usize)>,
 }
 
 impl Objects {
@@ -726,6 +757,7 @@ impl Objects {
             let whence = format!("{} document {}", display(path), i + 1);
             found.clear();
             objects_of(doc, &whence, &mut found)?;
+            self.seen.reserve(found.len());
             for (object, at) in found.drain(..) {
                 // The same object twice (a file given twice, overlapping dumps) would count its
                 // pods twice.
@@ -733,10 +765,15 @@ impl Objects {
                 match self.seen.entry(id) {
                     std::collections::hash_map::Entry::Occupied(e) => {
                         let (kind, key) = e.key();
-                        bail!("{at}: {kind} {key} is also in {}", e.get());
+                        let (first, index) = e.get();
+                        bail!(
+                            "{}: {kind} {key} is also in {}",
+                            at.describe(&object),
+                            first.describe(&self.objects[*index])
+                        );
                     }
                     std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert(at);
+                        e.insert((at, self.objects.len()));
                     }
                 }
                 self.objects.push(object);
