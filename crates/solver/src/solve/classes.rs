@@ -672,8 +672,14 @@ impl Engine<'_> {
                 pod.topology_spread
                     .retain(|s| s.topology_key != labels::ZONE);
                 let undealt = preferred.then(|| Arc::new(pod.clone()));
-                for (v, members) in share {
-                    let mut pinned = pod.clone();
+                // Each share but the last is pinned on a copy; the last takes the pod itself.
+                let last = share.len().saturating_sub(1);
+                for (i, (v, members)) in share.into_iter().enumerate() {
+                    let mut pinned = if i == last {
+                        std::mem::take(&mut pod)
+                    } else {
+                        pod.clone()
+                    };
                     let zone = self.ids.zones()[v as usize].clone();
                     pinned.node_selector.insert(labels::ZONE.to_string(), zone);
                     let mut split = self.make_class(pinned, false, members);
