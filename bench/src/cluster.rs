@@ -154,7 +154,7 @@ pub fn consolidation_cluster(
             .memory_mib(128)
             .toleration(Toleration::exists("", None));
         agent.owner = Some("DaemonSet/node-agent".into());
-        n.pods.push(agent);
+        n.pods.push(agent.into());
 
         // Pod sizes: the node's target share of CPU and memory split over its pods.
         let fill = if s.under {
@@ -205,7 +205,7 @@ pub fn consolidation_cluster(
                 // No GPU left for it: a CPU-only sidecar of the inference service instead.
                 p.requests.set(labels::RESOURCE_NVIDIA_GPU, 0);
             }
-            n.pods.push(p);
+            n.pods.push(p.into());
             running_pods += 1;
         }
         // 4 % of nodes run a pod whose PDB allows 0 disruptions now, 3 % are do-not-disrupt.
@@ -224,14 +224,14 @@ pub fn consolidation_cluster(
             .cpu_millis(rng.pick(&[500, 1000, 2000]))
             .memory_mib(rng.pick(&[1024, 2048, 4096]));
         p.owner = Some("Job/pending".into());
-        input.pods.push(p);
+        input.pods.push(p.into());
     }
     for k in 0..2 {
         let mut p = PodRequest::new("batch", &format!("huge-{k}"))
             .label("app", "huge")
             .cpu_millis(4_000_000);
         p.owner = Some("Job/huge".into());
-        input.pods.push(p);
+        input.pods.push(p.into());
     }
 
     let mut candidates: Vec<Candidate> = input
@@ -306,7 +306,7 @@ mod tests {
             assert!(
                 n.pods
                     .iter()
-                    .any(stowage_solver::consolidate::leaves_with_node)
+                    .any(|p| stowage_solver::consolidate::leaves_with_node(p))
             );
             assert!(
                 n.requested().cpu_millis() <= n.allocatable.cpu_millis(),

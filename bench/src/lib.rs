@@ -135,7 +135,7 @@ pub fn input(n: usize, types: usize, mix: Mix) -> SolveInput {
         pool = pool.limit("cpu", 10 * cpu);
     }
     SolveInput {
-        pods,
+        pods: pods.into_iter().map(std::sync::Arc::new).collect(),
         nodepools: vec![pool],
         instance_types: karpenter_shape(types),
         ..SolveInput::default()
@@ -264,7 +264,10 @@ pub fn seed_pools() -> Vec<PoolSpec> {
 /// node agent DaemonSet (100m, 128Mi) on every node.
 pub fn seed_input(n: usize, instance_types: Vec<InstanceType>) -> SolveInput {
     SolveInput {
-        pods: seed_pods(n, 42),
+        pods: seed_pods(n, 42)
+            .into_iter()
+            .map(std::sync::Arc::new)
+            .collect(),
         nodepools: seed_pools(),
         instance_types,
         daemonsets: vec![DaemonSet {

@@ -52,7 +52,7 @@ fn input(types: &[InstanceType], limit: Option<(&str, i64)>) -> SolveInput {
         pool = pool.limit(name, value);
     }
     SolveInput {
-        pods: web.chain(batch).collect(),
+        pods: web.chain(batch).map(std::sync::Arc::new).collect(),
         nodepools: vec![pool],
         instance_types: types.to_vec(),
         daemonsets: vec![daemonset("agent", 100, 128), daemonset("logs", 200, 256)],

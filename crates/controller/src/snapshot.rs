@@ -49,7 +49,8 @@ pub fn pools(state: &ClusterState) -> Vec<Arc<NodePool>> {
 
 /// Builds the solver's input from the state: `pools` (see [`pools`]) with the instance types
 /// each may launch (a pool without an entry in `types` is left out), at `now` (nominations).
-/// The state's pod conversions are copied into the input; see [`build_owned`].
+/// The input shares the state's pod conversions (the same `Arc`s): a pod is copied only when
+/// the snapshot adds to its requirements (a pending pod kept off the nodes it was refused on).
 pub fn build(
     state: &ClusterState,
     pools: &[Arc<NodePool>],
@@ -57,7 +58,7 @@ pub fn build(
     now: Timestamp,
 ) -> Snapshot {
     let (snap, pods) = build_shared(state, pools, types, now, true, None);
-    pods.fill(snap, |p| (*p).clone())
+    pods.fill(snap)
 }
 
 /// [`build`] without the pending pods (`input.pods` and `pending` stay empty: the disruption
@@ -72,7 +73,7 @@ pub fn build_bound(
     cache: &mut NodeCache,
 ) -> Snapshot {
     let (snap, pods) = build_shared(state, pools, types, now, false, Some(cache));
-    pods.fill(snap, |p| (*p).clone())
+    pods.fill(snap)
 }
 
 /// [`build`] with each registered Node taken from `cache` when nothing it is built from
@@ -86,7 +87,7 @@ pub fn build_cached(
     cache: &mut NodeCache,
 ) -> Snapshot {
     let (snap, pods) = build_shared(state, pools, types, now, true, Some(cache));
-    pods.fill(snap, |p| (*p).clone())
+    pods.fill(snap)
 }
 
 /// The registered Nodes of the last snapshots as the solver reads them, for a loop that
@@ -173,9 +174,9 @@ impl NodeCache {
     }
 }
 
-/// [`build`] from a state that is not needed afterwards (`stowage plan`): each pod's
-/// conversion moves into the input instead of being copied. The snapshot's `pending` is left
-/// empty (it would keep the state's pods alive).
+/// [`build`] from a state that is not needed afterwards (`stowage plan`): the state is dropped
+/// once the input is built, so the input is left the only holder of each pod's conversion. The
+/// snapshot's `pending` is left empty (it would keep the state's pods alive).
 pub fn build_owned(
     state: ClusterState,
     pools: &[Arc<NodePool>],
@@ -185,9 +186,7 @@ pub fn build_owned(
     let (mut snap, pods) = build_shared(&state, pools, types, now, true, None);
     snap.pending.clear();
     drop(state);
-    pods.fill(snap, |p| {
-        Arc::try_unwrap(p).unwrap_or_else(|p| (*p).clone())
-    })
+    pods.fill(snap)
 }
 
 /// The pods of a snapshot as the state's shared conversions, by where they go in the input;
@@ -202,26 +201,28 @@ struct SharedPods {
 }
 
 impl SharedPods {
-    fn fill(self, mut snap: Snapshot, own: impl Fn(Arc<PodRequest>) -> PodRequest) -> Snapshot {
+    fn fill(self, mut snap: Snapshot) -> Snapshot {
         let input = &mut snap.input;
         input.pods = self
             .pending
             .into_iter()
             .map(|(p, off)| {
-                let mut p = own(p);
-                if !off.is_empty() {
-                    keep_off(&mut p, &off);
+                if off.is_empty() {
+                    return p;
                 }
-                p
+                // The state's conversion stays as the pod is; the input's copy keeps off.
+                let mut p = PodRequest::clone(&p);
+                keep_off(&mut p, &off);
+                Arc::new(p)
             })
             .collect();
         for (n, pods) in input.nodes.iter_mut().zip(self.nodes) {
             if let Some(pods) = pods {
-                n.pods = pods.into_iter().map(&own).collect();
+                n.pods = pods;
             }
         }
         for (n, pods) in input.in_flight.iter_mut().zip(self.in_flight) {
-            n.pods = pods.into_iter().map(&own).collect();
+            n.pods = pods;
         }
         snap
     }
@@ -456,7 +457,7 @@ fn keep_off(pod: &mut PodRequest, off: &[Requirement]) {
 /// An in-flight claim as a node: the labels it will have (its own plus single-valued `In`
 /// requirements), its taints, the allocatable it will have (the instance's once launched, its
 /// requests before) and the pods nominated to it.
-pub fn in_flight_node(claim: &NodeClaim, pods: Vec<PodRequest>) -> ExistingNode {
+pub fn in_flight_node(claim: &NodeClaim, pods: Vec<Arc<PodRequest>>) -> ExistingNode {
     let name = claim.name_any();
     let mut node_labels: BTreeMap<String, String> = claim.labels().clone();
     for r in &claim.spec.requirements {
@@ -546,7 +547,7 @@ mod tests {
         state.apply_pod(pending_pod("default", "web", "1"));
         let snap = build(&state, &[], BTreeMap::new(), ts("2026-01-01T00:00:00Z"));
         assert!(snap.skipped.is_empty(), "{:?}", snap.skipped);
-        let keys: Vec<String> = snap.input.pods.iter().map(PodRequest::key).collect();
+        let keys: Vec<String> = snap.input.pods.iter().map(|p| p.key()).collect();
         assert_eq!(keys, ["default/web"]);
         let n1 = &snap.input.nodes[0];
         assert_eq!(n1.pods.len(), 1);
@@ -620,11 +621,48 @@ mod tests {
         let shared = build(&make(), &[], BTreeMap::new(), now);
         let owned = build_owned(make(), &[], BTreeMap::new(), now);
         assert_eq!(owned.input, shared.input);
-        let keys = |pods: &[PodRequest]| pods.iter().map(PodRequest::key).collect::<Vec<_>>();
+        let keys = |pods: &[Arc<PodRequest>]| pods.iter().map(|p| p.key()).collect::<Vec<_>>();
         assert_eq!(keys(&shared.input.pods), ["default/a"]);
         assert!(!shared.input.pods[0].required_node_affinity.is_empty());
         assert_eq!(keys(&shared.input.nodes[0].pods), ["default/c"]);
         assert_eq!(keys(&shared.input.in_flight[0].pods), ["default/b"]);
+    }
+
+    /// The input holds the state's conversions, not copies: only a pod the snapshot keeps off
+    /// a node (its requirements changed) is a copy, and the state's stays as it was.
+    #[test]
+    fn the_input_shares_the_state_conversions() {
+        let now = ts("2026-01-01T00:02:00Z");
+        let mut s = state_with_registered_node(true);
+        s.apply_pod(pending_pod("default", "a", "1"));
+        s.apply_pod(pending_pod("default", "b", "1"));
+        s.apply_pod(bound(pending_pod("default", "c", "1"), "n1"));
+        s.nomination_failed("default/b", "n1");
+        let snap = build(&s, &[], BTreeMap::new(), now);
+        let state_pod = |k: &str| s.pod(k).unwrap().request().unwrap().clone();
+        let input_pod = |k: &str| {
+            snap.input
+                .pods
+                .iter()
+                .chain(&snap.input.nodes[0].pods)
+                .find(|p| p.key() == k)
+                .unwrap()
+                .clone()
+        };
+        assert!(Arc::ptr_eq(
+            &input_pod("default/a"),
+            &state_pod("default/a")
+        ));
+        assert!(Arc::ptr_eq(
+            &input_pod("default/c"),
+            &state_pod("default/c")
+        ));
+        assert!(!Arc::ptr_eq(
+            &input_pod("default/b"),
+            &state_pod("default/b")
+        ));
+        assert!(!input_pod("default/b").required_node_affinity.is_empty());
+        assert!(state_pod("default/b").required_node_affinity.is_empty());
     }
 
     #[test]

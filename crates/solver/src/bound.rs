@@ -538,6 +538,7 @@ fn solve_dual(demand: &[f64], coef: &[Vec<(usize, f64)>], prices: &[f64]) -> f64
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     use stowage_api::{CapacityType, labels};
 
@@ -640,7 +641,7 @@ mod tests {
                     if let Some(f) = p.family {
                         q = q.node_selector(labels::INSTANCE_FAMILY, f);
                     }
-                    q
+                    Arc::new(q)
                 })
                 .collect(),
             nodepools: vec![PoolSpec::new("default")],

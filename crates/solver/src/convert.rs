@@ -589,7 +589,7 @@ pub fn pod(p: &core::Pod) -> Result<PodRequest> {
 }
 
 /// A Kubernetes Node with the (already converted) pods bound to it.
-pub fn node(n: &core::Node, pods: Vec<PodRequest>) -> Result<ExistingNode> {
+pub fn node(n: &core::Node, pods: Vec<std::sync::Arc<PodRequest>>) -> Result<ExistingNode> {
     let name = n.metadata.name.clone().unwrap_or_default();
     let object = format!("Node {name}");
     if name.is_empty() {

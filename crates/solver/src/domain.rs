@@ -555,7 +555,7 @@ pub struct ExistingNode {
     pub allocatable: Resources,
     pub capacity: Resources,
     /// Pods bound (or nominated) to the node, daemonset pods included.
-    pub pods: Vec<PodRequest>,
+    pub pods: Vec<Arc<PodRequest>>,
     pub nodepool: Option<String>,
     pub capacity_type: Option<CapacityType>,
     pub instance_type: Option<String>,
@@ -587,8 +587,8 @@ impl ExistingNode {
         self
     }
 
-    pub fn with_pod(mut self, pod: PodRequest) -> Self {
-        self.pods.push(pod);
+    pub fn with_pod(mut self, pod: impl Into<Arc<PodRequest>>) -> Self {
+        self.pods.push(pod.into());
         self
     }
 
@@ -836,7 +836,7 @@ pub struct DaemonSet {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SolveInput {
     /// Pods to place.
-    pub pods: Vec<PodRequest>,
+    pub pods: Vec<Arc<PodRequest>>,
     /// Existing nodes, with the pods already on them.
     pub nodes: Vec<ExistingNode>,
     /// In-flight NodeClaims (launched, not yet registered), modelled as nodes: known labels,

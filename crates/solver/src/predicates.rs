@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 use crate::domain::{
     ExistingNode, LabelSelector, NodeTaint, PodAffinityTerm, PodKey, PodRequest, WhenUnsatisfiable,
@@ -187,12 +188,7 @@ impl ClusterIndex {
     /// Removes a node and returns it with its pods.
     pub fn remove_node(&mut self, name: &str) -> Option<ExistingNode> {
         let i = self.by_name.remove(name)?;
-        let keys: Vec<PodKey> = self.nodes[i]
-            .node
-            .pods
-            .iter()
-            .map(PodRequest::key)
-            .collect();
+        let keys: Vec<PodKey> = self.nodes[i].node.pods.iter().map(|p| p.key()).collect();
         let mut pods = Vec::new();
         for k in keys {
             if let Some(p) = self.unbind(&k) {
@@ -232,7 +228,8 @@ impl ClusterIndex {
     }
 
     /// Binds a pod to a node (no fit check: call [`ClusterIndex::check`] first).
-    pub fn bind(&mut self, pod: PodRequest, node: &str) -> Result<(), IndexError> {
+    pub fn bind(&mut self, pod: impl Into<Arc<PodRequest>>, node: &str) -> Result<(), IndexError> {
+        let pod = pod.into();
         let i = *self
             .by_name
             .get(node)
@@ -244,7 +241,7 @@ impl ClusterIndex {
         Ok(())
     }
 
-    fn insert_pod(&mut self, pod: PodRequest, i: usize) {
+    fn insert_pod(&mut self, pod: Arc<PodRequest>, i: usize) {
         let key = pod.key();
         for (g, c) in &mut self.counts {
             if g.selects(&pod) {
@@ -263,7 +260,7 @@ impl ClusterIndex {
     }
 
     /// Removes a pod from wherever it is bound.
-    pub fn unbind(&mut self, pod_key: &str) -> Option<PodRequest> {
+    pub fn unbind(&mut self, pod_key: &str) -> Option<Arc<PodRequest>> {
         let i = self.pod_node.remove(pod_key)?;
         let n = &mut self.nodes[i];
         let pos = n.node.pods.iter().position(|p| p.key() == pod_key)?;

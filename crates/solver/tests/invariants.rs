@@ -176,7 +176,7 @@ fn input(w: &World) -> SolveInput {
             .pods
             .iter()
             .enumerate()
-            .map(|(i, s)| build_pod(i, s))
+            .map(|(i, s)| build_pod(i, s).into())
             .collect(),
         nodes,
         nodepools: vec![first, second],
@@ -205,10 +205,10 @@ fn check(inp: &SolveInput, plan: &Plan) {
             assert!(seen.insert(p.clone()), "{p} placed twice");
         }
     }
-    let input_keys: BTreeSet<String> = inp.pods.iter().map(PodRequest::key).collect();
+    let input_keys: BTreeSet<String> = inp.pods.iter().map(|p| p.key()).collect();
     assert_eq!(seen, input_keys);
     // Hostname anti-affinity and host ports: at most one such pod per node.
-    let by_key: BTreeMap<String, &PodRequest> = inp.pods.iter().map(|p| (p.key(), p)).collect();
+    let by_key: BTreeMap<String, &PodRequest> = inp.pods.iter().map(|p| (p.key(), &**p)).collect();
     let mut groups: Vec<Vec<&str>> = plan
         .new_claims
         .iter()

@@ -24,7 +24,7 @@ fn agent() -> DaemonSet {
 
 fn input(pods: Vec<PodRequest>, pool: PoolSpec, types: &[InstanceType]) -> SolveInput {
     SolveInput {
-        pods,
+        pods: pods.into_iter().map(std::sync::Arc::new).collect(),
         nodepools: vec![pool],
         instance_types: types.to_vec(),
         daemonsets: vec![agent()],

@@ -16,7 +16,7 @@ use stowage_solver::{
 
 fn input(pods: Vec<PodRequest>, pools: Vec<PoolSpec>, types: Vec<InstanceType>) -> SolveInput {
     SolveInput {
-        pods,
+        pods: pods.into_iter().map(std::sync::Arc::new).collect(),
         nodepools: pools,
         instance_types: types,
         ..SolveInput::default()

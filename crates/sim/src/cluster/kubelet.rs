@@ -433,7 +433,7 @@ pub(super) fn on_node(c: &mut Cluster, name: &str, obj: &Arc<Value>) {
                         keys.iter()
                             .filter_map(|k| c.pods.get(k))
                             .filter(|p| p.phase != "Succeeded" && p.phase != "Failed")
-                            .filter_map(|p| c.domain_pod(&p.obj))
+                            .filter_map(|p| c.domain_pod(&p.obj).map(std::sync::Arc::new))
                             .collect()
                     }
                 };

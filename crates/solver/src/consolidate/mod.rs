@@ -297,7 +297,7 @@ pub fn emptiness(
         .filter(|c| {
             nodes
                 .get(c.node.as_str())
-                .is_some_and(|n| n.pods.iter().all(leaves_with_node))
+                .is_some_and(|n| n.pods.iter().all(|p| leaves_with_node(p)))
         })
         .collect();
     let chosen = budgets.filter(&empty, Reason::Empty);
@@ -336,9 +336,9 @@ pub fn validate(input: &SolveInput, command: &Command, options: &ConsolidationOp
         return false;
     }
     if command.method == Method::Emptiness {
-        return candidates
-            .iter()
-            .all(|c| node(input, &c.node).is_some_and(|n| n.pods.iter().all(leaves_with_node)));
+        return candidates.iter().all(|c| {
+            node(input, &c.node).is_some_and(|n| n.pods.iter().all(|p| leaves_with_node(p)))
+        });
     }
     let mut search = Search::new(input, &candidates, options);
     let refs: Vec<&Candidate> = candidates.iter().collect();
@@ -379,7 +379,7 @@ impl<'a> Search<'a> {
             input,
             options,
             prepared: Prepared::new(input, candidates.iter().map(|c| c.node.as_str())),
-            pending: input.pods.iter().map(PodRequest::key).collect(),
+            pending: input.pods.iter().map(|p| p.key()).collect(),
             simulations: 0,
             truncated: false,
         }

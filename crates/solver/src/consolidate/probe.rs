@@ -64,10 +64,10 @@ impl<'a> Prepared<'a> {
             .enumerate()
             .map(|(i, n)| (n.name.as_str(), i))
             .collect();
-        let mut movable: Vec<&PodRequest> = input.pods.iter().collect();
+        let mut movable: Vec<&PodRequest> = input.pods.iter().map(|p| &**p).collect();
         for name in candidates {
             if let Some(&i) = index.get(name) {
-                movable.extend(all[i].pods.iter());
+                movable.extend(all[i].pods.iter().map(|p| &**p));
             }
         }
         let terms = Terms::of(&movable, &all);
@@ -291,7 +291,7 @@ fn fold_node(n: &ExistingNode, keeps: &impl Fn(&PodRequest) -> bool) -> Existing
     }
     requests.set(resource::PODS, 0);
     aggregate.requests = requests;
-    pods.push(aggregate);
+    pods.push(Arc::new(aggregate));
     let mut out = ExistingNode {
         name: n.name.clone(),
         labels: n.labels.clone(),
@@ -324,7 +324,7 @@ fn room(n: &ExistingNode) -> [i64; 3] {
 }
 
 /// The smallest (cpu, memory, pod slots) any of `pods` needs.
-fn smallest_request(pods: &[PodRequest]) -> [i64; 3] {
+fn smallest_request(pods: &[Arc<PodRequest>]) -> [i64; 3] {
     let mut m = [i64::MAX, i64::MAX, 1];
     for p in pods {
         m[0] = m[0].min(p.requests.cpu_millis());
@@ -430,7 +430,7 @@ mod tests {
             n.price_per_hour = ty.cheapest_available().map(|o| o.price_per_hour);
             let mut agent = PodRequest::new("kube-system", &format!("agent-{name}")).cpu_millis(50);
             agent.owner = Some("DaemonSet/agent".into());
-            n.pods.push(agent);
+            n.pods.push(Arc::new(agent));
             let cap = n.allocatable.cpu_millis();
             let mut used = 50;
             for k in 0..rng.below(12) {
@@ -439,12 +439,12 @@ mod tests {
                     break;
                 }
                 used += p.requests.cpu_millis();
-                n.pods.push(p);
+                n.pods.push(Arc::new(p));
             }
             nodes.push(n);
         }
         let pending = (0..rng.below(4))
-            .map(|k| pod(&mut rng, &format!("pending-{k}"), exotic))
+            .map(|k| Arc::new(pod(&mut rng, &format!("pending-{k}"), exotic)))
             .collect();
         let mut pool_b = PoolSpec::new("b").weight(10);
         if rng.below(3) == 0 {

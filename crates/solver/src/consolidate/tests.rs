@@ -188,7 +188,7 @@ fn a_command_is_dropped_when_the_cluster_changed() {
     let mut changed = inp.clone();
     let mut p = PodRequest::new("default", "late").cpu_millis(5500);
     p.owner = Some("ReplicaSet/late".into());
-    changed.nodes[1].pods.push(p);
+    changed.nodes[1].pods.push(p.into());
     assert!(!validate(&changed, &cmd, &ConsolidationOptions::default()));
 }
 
@@ -216,14 +216,14 @@ fn pods_already_pending_do_not_block() {
     let mut inp = input(nodes, 10);
     let cands: Vec<Candidate> = inp.nodes.iter().map(candidate).collect();
     // One pending pod fits no type at all, another needs a new node whatever happens.
-    inp.pods.push(busy("huge", 1_000_000));
-    inp.pods.push(busy("waiting", 9_000));
+    inp.pods.push(busy("huge", 1_000_000).into());
+    inp.pods.push(busy("waiting", 9_000).into());
     let cmd = run(&inp, &cands[..1], &Budgets::unlimited(&cands)).unwrap();
     assert_eq!(cmd.method, Method::SingleNode);
     assert_eq!(cmd.candidates, ["a"]);
     assert!(cmd.replacement.is_none());
     // The candidates' own pods still must fit: a's pod does not fit once b is full.
-    inp.nodes[1].pods.push(busy("late", 5_500));
+    inp.nodes[1].pods.push(busy("late", 5_500).into());
     assert!(run(&inp, &cands[..1], &Budgets::unlimited(&cands)).is_none());
 }
 

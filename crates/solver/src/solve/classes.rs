@@ -213,7 +213,7 @@ fn pod_facts(
     range: std::ops::Range<usize>,
 ) -> PodFacts {
     let pods = &input.pods[range.clone()];
-    let keys: Vec<String> = pods.iter().map(PodRequest::key).collect();
+    let keys: Vec<String> = pods.iter().map(|p| p.key()).collect();
     let facts = pods
         .iter()
         .map(|p| (class_hash(p), topology.groups_selecting(p)))
@@ -456,7 +456,7 @@ impl Engine<'_> {
             }
         }
         for members in class_members {
-            let pod = input.pods[members[0]].clone();
+            let pod = PodRequest::clone(&input.pods[members[0]]);
             let c = self.make_class(pod, false, members);
             self.classes.push(c);
         }

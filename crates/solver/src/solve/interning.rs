@@ -71,8 +71,9 @@ impl Ids {
         let requests = input
             .pods
             .iter()
+            .map(|p| &**p)
             .chain(input.daemonsets.iter().map(|d| &d.pod))
-            .chain(existing.iter().flat_map(|n| n.pods.iter()));
+            .chain(existing.iter().flat_map(|n| n.pods.iter().map(|p| &**p)));
         for p in requests {
             names.extend(p.requests.0.keys().map(String::as_str));
         }

@@ -919,7 +919,7 @@ mod tests {
             );
         }
         SolveInput {
-            pods,
+            pods: pods.into_iter().map(std::sync::Arc::new).collect(),
             nodepools: vec![pool],
             instance_types: vec![ty("c", 6, 2, 1.0), ty("m", 2, 6, 1.0), ty("b", 4, 4, 0.9)],
             ..SolveInput::default()
@@ -966,7 +966,8 @@ mod tests {
                 PodRequest::new("default", &format!("odd-{i:02}"))
                     .cpu_millis(500 + 250 * (i % 5))
                     .memory_mib(512 * (1 + i % 3))
-                    .label("app", &format!("odd-{}", i % 4)),
+                    .label("app", &format!("odd-{}", i % 4))
+                    .into(),
             );
         }
         input.instance_types.extend((1..12).map(karpenter_type));
