@@ -2,6 +2,8 @@
 //! leader election runs on a Lease (only the holder provisions and disrupts), `/metrics` is
 //! served in Prometheus text format and `/healthz` / `/readyz` for probes; logs are JSON by default.
 
+mod client;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -287,11 +289,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     // NodeClaim creations on a client of their own (a client sends in order: on the shared
     // one they would queue behind every waiting request), on the same bucket, going ahead.
-    let create_client = kube::client::ClientBuilder::try_from(config.clone())
+    let create_client = client::builder(config.clone())
         .context("failed to build a Kubernetes client")?
         .with_layer(&limit.ahead(args.kube_client_create_burst))
         .build();
-    let client = kube::client::ClientBuilder::try_from(config)
+    let client = client::builder(config)
         .context("failed to build a Kubernetes client")?
         .with_layer(&limit)
         .build();

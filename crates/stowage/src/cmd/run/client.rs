@@ -1,0 +1,68 @@
+//! The Kubernetes clients of `stowage run`: kube's default stack (base URI, retries of the
+//! API server's 429/503/504, authentication, extra headers, connect/read/write timeouts,
+//! rustls), built here only to bound its connection pool.
+//!
+//! Key decision: kube's own builder keeps every idle connection it ever opened (hyper's pool
+//! has no bound, and without a timer no idle timeout): a burst of concurrent requests (drift
+//! checks, NodeClaim reconciles, creations) left the controller with 415 TCP connections to
+//! the API server at `seed-full` scale, each with its buffers. Here at most
+//! [`MAX_IDLE_CONNECTIONS`] wait idle, each for at most [`IDLE_TIMEOUT`]; requests beyond them
+//! still open connections of their own, closed when done. A configuration with a proxy gets
+//! kube's builder unchanged.
+
+use std::time::Duration;
+
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use kube::client::retry::RetryPolicy;
+use kube::client::{Body, ClientBuilder, ConfigExt, DynBody};
+use tower::retry::RetryLayer;
+use tower::util::BoxService;
+use tower::{BoxError, ServiceBuilder, ServiceExt};
+
+/// Idle connections kept to the API server (per client); more are closed once done.
+pub const MAX_IDLE_CONNECTIONS: usize = 32;
+/// How long an idle connection is kept.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// What [`builder`] gives: kube's boxed service type (its builder's too).
+pub type Service = BoxService<http::Request<Body>, http::Response<Box<DynBody>>, BoxError>;
+
+/// A client builder for `config` with a bounded pool (see the module docs).
+pub fn builder(config: kube::Config) -> kube::Result<ClientBuilder<Service>> {
+    if config.proxy_url.is_some() {
+        return ClientBuilder::try_from(config);
+    }
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    let https = config.rustls_https_connector_with_connector(http)?;
+    let mut connector = hyper_timeout::TimeoutConnector::new(https);
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    connector.set_reset_reader_on_write(config.reset_reader_on_write);
+    let pool: hyper_util::client::legacy::Client<_, Body> =
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS)
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+    let service = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(
+            config
+                .default_retry
+                .then(|| RetryLayer::new(RetryPolicy::server_retry())),
+        )
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(BoxError::from)
+        .service(pool)
+        .map_response(|res| {
+            res.map(|body| {
+                Box::new(http_body_util::BodyExt::map_err(body, BoxError::from)) as Box<DynBody>
+            })
+        })
+        .boxed();
+    Ok(ClientBuilder::new(service, config.default_namespace))
+}
