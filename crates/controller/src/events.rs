@@ -18,7 +18,7 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -289,9 +289,9 @@ impl Recorder {
         let now = self.clock.now();
         {
             let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
-            let mut h = self.hasher.build_hasher();
-            (meta.uid.as_deref().unwrap_or_default(), reason, message).hash(&mut h);
-            let key = h.finish();
+            let key =
+                self.hasher
+                    .hash_one((meta.uid.as_deref().unwrap_or_default(), reason, message));
             if let Some(at) = sent.get(&key) {
                 let age = now.duration_since(*at);
                 if age
