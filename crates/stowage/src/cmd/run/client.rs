@@ -1,6 +1,8 @@
 //! The Kubernetes clients of `stowage run`: kube's default stack (base URI, retries of the
-//! API server's 429/503/504, authentication, extra headers, connect/read/write timeouts,
-//! rustls), built here only to bound its connection pool.
+//! API server's 429/503/504, authentication, extra headers, a debug span per request and an
+//! error log per failed one, connect/read/write timeouts, rustls), built here only to bound its
+//! connection pool. Left out: the expiry of an exec plugin's client certificate (kube keeps it
+//! private; its token-based auth refreshes as before).
 //!
 //! Key decision: kube's own builder keeps every idle connection it ever opened (hyper's pool
 //! has no bound, and without a timer no idle timeout): a burst of concurrent requests (drift
@@ -19,6 +21,8 @@ use kube::client::{Body, ClientBuilder, ConfigExt, DynBody};
 use tower::retry::RetryLayer;
 use tower::util::BoxService;
 use tower::{BoxError, ServiceBuilder, ServiceExt};
+use tower_http::classify::ServerErrorsFailureClass;
+use tower_http::trace::TraceLayer;
 
 /// Idle connections kept to the API server (per client); more are closed once done.
 pub const MAX_IDLE_CONNECTIONS: usize = 32;
@@ -56,6 +60,22 @@ pub fn builder(config: kube::Config) -> kube::Result<ClientBuilder<Service>> {
         )
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &http::Request<Body>| {
+                    tracing::debug_span!("HTTP", http.method = %req.method(), http.url = %req.uri())
+                })
+                .on_failure(|failure: ServerErrorsFailureClass, _: Duration, _: &tracing::Span| {
+                    match failure {
+                        ServerErrorsFailureClass::StatusCode(status) => {
+                            tracing::error!("failed with status {status}")
+                        }
+                        ServerErrorsFailureClass::Error(err) => {
+                            tracing::error!("failed with error {err}")
+                        }
+                    }
+                }),
+        )
         .map_err(BoxError::from)
         .service(pool)
         .map_response(|res| {
