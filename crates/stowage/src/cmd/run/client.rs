@@ -86,3 +86,80 @@ pub fn builder(config: kube::Config) -> kube::Result<ClientBuilder<Service>> {
         .boxed();
     Ok(ClientBuilder::new(service, config.default_namespace))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use hyper_util::rt::TokioIo;
+
+    use super::*;
+
+    /// Connections a test server has open now and at most.
+    #[derive(Default)]
+    struct Open {
+        now: AtomicUsize,
+        peak: AtomicUsize,
+    }
+
+    /// An HTTP/1 server answering every request after 100 ms, counting its open connections.
+    async fn server() -> (String, Arc<Open>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let open = Arc::new(Open::default());
+        let counted = open.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let n = counted.now.fetch_add(1, Ordering::SeqCst) + 1;
+                counted.peak.fetch_max(n, Ordering::SeqCst);
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let answer = hyper::service::service_fn(|_req| async {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        Ok::<_, Infallible>(http::Response::new(http_body_util::Full::new(
+                            bytes::Bytes::from_static(b"{}"),
+                        )))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), answer)
+                        .await;
+                    counted.now.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (url, open)
+    }
+
+    #[tokio::test]
+    async fn a_burst_leaves_at_most_the_bound_of_idle_connections_open() {
+        let (url, open) = server().await;
+        let client = builder(kube::Config::new(url.parse().unwrap()))
+            .unwrap()
+            .build();
+        let burst = (0..100).map(|_| {
+            let client = client.clone();
+            async move {
+                client
+                    .request_text(http::Request::get("/version").body(Vec::new()).unwrap())
+                    .await
+                    .unwrap()
+            }
+        });
+        futures::future::join_all(burst).await;
+        assert!(
+            open.peak.load(Ordering::SeqCst) > MAX_IDLE_CONNECTIONS,
+            "the burst opened a connection per request in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(open.now.load(Ordering::SeqCst) <= MAX_IDLE_CONNECTIONS);
+        // The idle ones are reused, not reopened.
+        client
+            .request_text(http::Request::get("/version").body(Vec::new()).unwrap())
+            .await
+            .unwrap();
+        assert!(open.now.load(Ordering::SeqCst) <= MAX_IDLE_CONNECTIONS);
+    }
+}
