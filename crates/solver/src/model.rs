@@ -66,16 +66,33 @@ impl Resources {
     /// Adds every quantity of `other` (saturating).
     pub fn add(&mut self, other: &Resources) {
         for (k, v) in &other.0 {
-            let cur = self.get(k);
-            self.set(k.clone(), cur.saturating_add(*v));
+            self.combine(k, *v, i64::saturating_add);
         }
     }
 
     /// Subtracts every quantity of `other` (saturating; may go negative).
     pub fn sub(&mut self, other: &Resources) {
         for (k, v) in &other.0 {
-            let cur = self.get(k);
-            self.set(k.clone(), cur.saturating_sub(*v));
+            self.combine(k, *v, i64::saturating_sub);
+        }
+    }
+
+    /// `self[k] = op(self[k], v)`, zero removing the entry, the name copied only when it is
+    /// new (summing a node's pods adds the same few names thousands of times).
+    fn combine(&mut self, k: &str, v: i64, op: fn(i64, i64) -> i64) {
+        match self.0.get_mut(k) {
+            Some(cur) => {
+                *cur = op(*cur, v);
+                if *cur == 0 {
+                    self.0.remove(k);
+                }
+            }
+            None => {
+                let x = op(0, v);
+                if x != 0 {
+                    self.0.insert(k.to_string(), x);
+                }
+            }
         }
     }
 

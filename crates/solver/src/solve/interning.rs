@@ -67,7 +67,9 @@ impl Ids {
         for r in [resource::CPU, resource::MEMORY, resource::PODS] {
             ids.resource_id(r);
         }
-        let mut names: BTreeSet<&str> = BTreeSet::new();
+        // The few distinct names of many pods: a scan of a short list per name (each pod's
+        // names are mostly ones already seen), sorted into the set afterwards.
+        let mut seen: Vec<&str> = Vec::new();
         let requests = input
             .pods
             .iter()
@@ -75,8 +77,13 @@ impl Ids {
             .chain(input.daemonsets.iter().map(|d| &d.pod))
             .chain(existing.iter().flat_map(|n| n.pods.iter().map(|p| &**p)));
         for p in requests {
-            names.extend(p.requests.0.keys().map(String::as_str));
+            for k in p.requests.0.keys() {
+                if !seen.contains(&k.as_str()) {
+                    seen.push(k);
+                }
+            }
         }
+        let mut names: BTreeSet<&str> = seen.into_iter().collect();
         // Pools usually share one catalogue (the same `Arc`): visit each list once.
         let mut lists: Vec<&std::sync::Arc<Vec<InstanceType>>> = Vec::new();
         for list in input
@@ -96,9 +103,15 @@ impl Ids {
         {
             names.extend(it.capacity.0.keys().map(String::as_str));
         }
+        let mut seen: Vec<&str> = Vec::new();
         for n in existing {
-            names.extend(n.allocatable.0.keys().map(String::as_str));
+            for k in n.allocatable.0.keys() {
+                if !seen.contains(&k.as_str()) {
+                    seen.push(k);
+                }
+            }
         }
+        names.extend(seen);
         for p in &input.nodepools {
             names.extend(
                 p.limits
@@ -160,6 +173,20 @@ impl Ids {
                 v[*i] = *x;
             }
         }
+        v
+    }
+
+    /// `quantities(&n.requested())` summed straight into the vector (no map per node).
+    pub(super) fn requested(&self, n: &ExistingNode) -> Vec<i64> {
+        let mut v: Vec<i64> = vec![0; self.resources.len()];
+        for p in &n.pods {
+            for (k, x) in &p.requests.0 {
+                if let Some(i) = self.resource_ids.get(k) {
+                    v[*i] = v[*i].saturating_add(*x);
+                }
+            }
+        }
+        v[super::PODS] = n.pods.len() as i64;
         v
     }
 

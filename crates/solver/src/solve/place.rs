@@ -269,7 +269,7 @@ impl Engine<'_> {
                 capacity,
                 domain_values,
             );
-            node.used = self.ids.quantities(&n.requested());
+            node.used = self.ids.requested(n);
             node.ports = n
                 .pods
                 .iter()
