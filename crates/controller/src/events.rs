@@ -387,23 +387,20 @@ mod tests {
     /// Every event written: (when, reason, object name).
     type Written = Arc<Mutex<Vec<(Instant, String, String)>>>;
 
-    /// A recorder on a transport that accepts every request and notes the events written.
-    fn recorder() -> (Recorder, Written) {
-        let written: Written = Arc::default();
-        let log = written.clone();
+    /// A recorder (its namespace `namespace`) on a transport that accepts every request and
+    /// hands each Event written to `seen`.
+    fn recorder_seeing(
+        namespace: &str,
+        seen: impl Fn(Event) + Clone + Send + Sync + 'static,
+    ) -> Recorder {
         let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
-            let log = log.clone();
+            let seen = seen.clone();
             async move {
                 let body = http_body_util::BodyExt::collect(req.into_body())
                     .await
                     .unwrap()
                     .to_bytes();
-                let event: Event = serde_json::from_slice(&body).unwrap();
-                log.lock().unwrap().push((
-                    Instant::now(),
-                    event.reason.clone().unwrap_or_default(),
-                    event.involved_object.name.clone().unwrap_or_default(),
-                ));
+                seen(serde_json::from_slice(&body).unwrap());
                 Ok::<_, Infallible>(
                     http::Response::builder()
                         .status(201)
@@ -415,13 +412,26 @@ mod tests {
         let clock: SharedClock = Arc::new(stowage_clock::TokioClock::starting_at(
             "2026-01-01T00:00:00Z".parse().unwrap(),
         ));
-        let recorder = Recorder::new(
+        Recorder::new(
             kube::Client::new(svc, "default"),
             clock,
             "stowage",
-            "stowage",
+            namespace,
             Duration::from_secs(300),
-        );
+        )
+    }
+
+    /// A recorder on a transport that accepts every request and notes the events written.
+    fn recorder() -> (Recorder, Written) {
+        let written: Written = Arc::default();
+        let log = written.clone();
+        let recorder = recorder_seeing("stowage", move |event: Event| {
+            log.lock().unwrap().push((
+                Instant::now(),
+                event.reason.clone().unwrap_or_default(),
+                event.involved_object.name.clone().unwrap_or_default(),
+            ));
+        });
         (recorder, written)
     }
 
@@ -489,34 +499,9 @@ mod tests {
     async fn a_queued_event_is_the_event_a_published_one_is() {
         let bodies: Arc<Mutex<Vec<Event>>> = Arc::default();
         let log = bodies.clone();
-        let svc = tower::service_fn(move |req: http::Request<kube::client::Body>| {
-            let log = log.clone();
-            async move {
-                let body = http_body_util::BodyExt::collect(req.into_body())
-                    .await
-                    .unwrap()
-                    .to_bytes();
-                log.lock()
-                    .unwrap()
-                    .push(serde_json::from_slice(&body).unwrap());
-                Ok::<_, Infallible>(
-                    http::Response::builder()
-                        .status(201)
-                        .body(kube::client::Body::from(body.to_vec()))
-                        .unwrap(),
-                )
-            }
+        let recorder = recorder_seeing("stowage-system", move |event: Event| {
+            log.lock().unwrap().push(event);
         });
-        let clock: SharedClock = Arc::new(stowage_clock::TokioClock::starting_at(
-            "2026-01-01T00:00:00Z".parse().unwrap(),
-        ));
-        let recorder = Recorder::new(
-            kube::Client::new(svc, "default"),
-            clock,
-            "stowage",
-            "stowage-system",
-            Duration::from_secs(300),
-        );
         let mut pod = pending_pod("team-a", "web-0", "1");
         pod.metadata.uid = Some("uid-1".into());
         pod.metadata.resource_version = Some("7".into());
