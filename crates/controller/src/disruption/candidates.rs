@@ -131,8 +131,10 @@ pub fn candidates(
         let node = state.claim_node(claim);
         let counts = out.pool_nodes.entry(pool_name.to_string()).or_default();
         // A budget's percentage is of the pool's initialized nodes (a node still launching is
-        // not yet capacity the pool can spare), as Karpenter counts it.
-        if claim.is_true(INITIALIZED) {
+        // not yet capacity the pool can spare), as Karpenter counts it; a claim whose Node is
+        // gone (its instance ended, the claim not yet collected) is no capacity either, and
+        // counting it let a pool disrupt more than its share of the nodes it has.
+        if claim.is_true(INITIALIZED) && node.is_some() {
             counts.0 += 1;
         }
         if is_disrupting(claim, node.as_deref()) {
@@ -768,6 +770,34 @@ mod tests {
         assert_eq!(b.get("default", Reason::Underutilized), 9);
         let nine = ts("2026-01-01T09:30:00Z");
         assert_eq!(budgets(&s, &f, nine).get("default", Reason::Empty), 0);
+    }
+
+    #[test]
+    fn a_claim_whose_node_is_gone_does_not_raise_the_budget() {
+        let at = ts("2026-01-01T01:00:00Z");
+        // 20 nodes, default 10 %: two at a time.
+        let mut s = state(20, |_| {});
+        assert_eq!(
+            budgets(&s, &candidates(&s, &BTreeMap::new(), at), at).get("default", Reason::Empty),
+            2
+        );
+        // Ten instances end (interrupted) and their Nodes go; the claims are not collected yet.
+        // Counted, they would make the 10 % of 20 nodes three.
+        for i in 20..30 {
+            let mut c = launched(
+                claim(&format!("c{i}"), "default"),
+                &format!("fake:///z/i-{i}"),
+            );
+            c.status_mut().set_true(INITIALIZED, "Initialized", ts(T0));
+            s.apply_claim(c);
+        }
+        let f = candidates(&s, &BTreeMap::new(), at);
+        assert_eq!(f.pool_nodes.get("default"), Some(&(20, 0)));
+        assert_eq!(budgets(&s, &f, at).get("default", Reason::Empty), 2);
+        // A node that goes takes its claim out of the count.
+        s.delete_node("n0");
+        let f = candidates(&s, &BTreeMap::new(), at);
+        assert_eq!(f.pool_nodes.get("default"), Some(&(19, 0)));
     }
 
     #[test]
