@@ -345,8 +345,7 @@ fn a_binding_limit_is_spent_on_fewer_larger_nodes() {
             cheapest > limit,
             "the limit must bind: {resource} {cheapest}"
         );
-        let mut inp = web_and_batch();
-        inp.nodepools[0] = inp.nodepools[0].clone().limit(resource, limit);
+        let inp = web_and_batch_limited(resource, limit);
         let limited = solve(&inp, &SolveOptions::default());
         let used = most_launched(&limited, &types, resource);
         let figures = format!(
@@ -395,15 +394,23 @@ fn cheapest_types(plan: &Plan, types: &[InstanceType], resource: &str) -> i64 {
 fn a_limit_that_does_not_bind_gives_the_unlimited_plan() {
     let free = solve(&web_and_batch(), &SolveOptions::default());
     for (resource, limit) in [(resource::CPU, 1_000_000), (resource::MEMORY, 4 << 40)] {
-        let mut inp = web_and_batch();
-        inp.nodepools[0] = inp.nodepools[0].clone().limit(resource, limit);
-        let limited = solve(&inp, &SolveOptions::default());
+        let limited = solve(
+            &web_and_batch_limited(resource, limit),
+            &SolveOptions::default(),
+        );
         // The same claims, pods and types; only the options differ: a limited pool's claims
         // never list a type larger than the one charged on a limited resource.
         assert_eq!(claims(&limited), claims(&free), "{resource} {limit}");
         assert!(limited.unschedulable.is_empty());
         assert!((limited.cost_per_hour() - free.cost_per_hour()).abs() < 1e-9);
     }
+}
+
+/// [`web_and_batch`] with a `limit` of `resource` on its pool.
+fn web_and_batch_limited(resource: &str, limit: i64) -> SolveInput {
+    let mut inp = web_and_batch();
+    inp.nodepools[0] = inp.nodepools[0].clone().limit(resource, limit);
+    inp
 }
 
 /// Each claim's name, cheapest type and pods.
@@ -425,9 +432,10 @@ fn a_binding_node_count_limit_is_spent_on_larger_nodes() {
     let free = solve(&web_and_batch(), &SolveOptions::default());
     let limit = 8;
     assert!(free.new_claims.len() > limit, "the limit must bind");
-    let mut inp = web_and_batch();
-    inp.nodepools[0] = inp.nodepools[0].clone().limit("nodes", limit as i64);
-    let limited = solve(&inp, &SolveOptions::default());
+    let limited = solve(
+        &web_and_batch_limited("nodes", limit as i64),
+        &SolveOptions::default(),
+    );
     let figures = format!(
         "{} nodes ${:.4} ({} unschedulable); unlimited {} nodes ${:.4}",
         limited.new_claims.len(),
