@@ -12,7 +12,7 @@
 //! - the pools share the catalogue through one `Arc` (no per-probe copy of it).
 //!
 //! A probe then places the pending pods plus the candidates' pods on the prepared nodes
-//! (minus the candidates), borrowed, not copied (`solve::solve_on`). When every topology key
+//! (minus the candidates), borrowed, not copied (`solve::solve_on_base`). When every topology key
 //! in play is the hostname (or none is), a node with no pod that matters and too little room
 //! for the probe's smallest pod is left out: the solve could never use it. (Zone and label keys
 //! are left alone: a node the class could statically use makes its zone a domain whatever its
@@ -31,7 +31,7 @@ use stowage_api::labels;
 use crate::domain::{ExistingNode, Plan, PodRequest, SolveInput, SolveOptions, TaintEffect};
 use crate::model::{Resources, resource};
 use crate::predicates::GroupKey;
-use crate::solve::solve_on;
+use crate::solve::{Base, solve_on_base};
 
 /// The namespace of aggregate pods: not a valid Kubernetes namespace, so no real pod has it.
 const AGGREGATE_NAMESPACE: &str = "stowage.dev/aggregate";
@@ -50,6 +50,8 @@ pub(super) struct Prepared<'a> {
     pools: Vec<crate::domain::PoolSpec>,
     /// Node name -> index in `nodes`.
     index: HashMap<&'a str, usize>,
+    /// Ids, quantity vectors and running pods' counts of `nodes`, for every probe.
+    base: Base,
 }
 
 impl<'a> Prepared<'a> {
@@ -103,7 +105,7 @@ impl<'a> Prepared<'a> {
             nodes.push(node);
         }
         let shared = Arc::new(input.instance_types.clone());
-        let pools = input
+        let pools: Vec<crate::domain::PoolSpec> = input
             .nodepools
             .iter()
             .map(|p| {
@@ -114,12 +116,18 @@ impl<'a> Prepared<'a> {
                 p
             })
             .collect();
+        let base = Base::new(
+            &probe_input(input, &pools, input.pods.clone()),
+            &nodes,
+            &movable,
+        );
         Prepared {
             input,
             nodes,
             free,
             pools,
             index,
+            base,
         }
     }
 
@@ -154,23 +162,29 @@ impl<'a> Prepared<'a> {
                     f[0] >= smallest[0] && f[1] >= smallest[1] && f[2] >= smallest[2]
                 })
         };
-        let nodes: Vec<&ExistingNode> = (0..nodes_len)
-            .filter(|i| keep(*i))
-            .map(|i| &self.nodes[i])
-            .collect();
-        let in_flight: Vec<&ExistingNode> = (nodes_len..self.nodes.len())
-            .filter(|i| keep(*i))
-            .map(|i| &self.nodes[i])
-            .collect();
-        let sim = SolveInput {
-            pods,
-            nodes: Vec::new(),
-            in_flight: Vec::new(),
-            nodepools: self.pools.clone(),
-            instance_types: Vec::new(),
-            daemonsets: self.input.daemonsets.clone(),
-        };
-        solve_on(&sim, nodes, &in_flight, options)
+        let at: Vec<usize> = (0..self.nodes.len()).filter(|i| keep(*i)).collect();
+        let named = at.partition_point(|i| *i < nodes_len);
+        let nodes: Vec<&ExistingNode> = at[..named].iter().map(|i| &self.nodes[*i]).collect();
+        let in_flight: Vec<&ExistingNode> = at[named..].iter().map(|i| &self.nodes[*i]).collect();
+        let sim = probe_input(self.input, &self.pools, pods);
+        solve_on_base(&sim, nodes, &in_flight, &self.base, &at, options)
+    }
+}
+
+/// A probe's input: `pods` with the round's pools (sharing one catalogue) and daemonsets; the
+/// nodes are given apart.
+fn probe_input(
+    input: &SolveInput,
+    pools: &[crate::domain::PoolSpec],
+    pods: Vec<Arc<PodRequest>>,
+) -> SolveInput {
+    SolveInput {
+        pods,
+        nodes: Vec::new(),
+        in_flight: Vec::new(),
+        nodepools: pools.to_vec(),
+        instance_types: Vec::new(),
+        daemonsets: input.daemonsets.clone(),
     }
 }
 
@@ -502,6 +516,139 @@ mod tests {
         }
         // The folding was exercised, not skipped.
         assert!(folded > 100, "{folded}");
+    }
+
+    /// [`cluster`] widened: in-flight claims (some holding pods, some probed), pool limits that
+    /// bind (the solve runs again, thrifty, on the same base), on-demand caps, a spot blast
+    /// radius on either pool, pending zone spreads and anti-affinity, pods that select
+    /// running ones.
+    fn wide_cluster(seed: u64) -> SolveInput {
+        let mut input = cluster(seed);
+        let mut rng = Rng(seed ^ 0x5eed_0f_f11e);
+        let types = aws_like();
+        for i in 0..rng.below(4) {
+            let ty = &types[rng.below(12) as usize];
+            let zone = ZONES[rng.below(3) as usize];
+            let ct = if rng.below(2) == 0 {
+                stowage_api::CapacityType::Spot
+            } else {
+                stowage_api::CapacityType::OnDemand
+            };
+            let pool = if rng.below(2) == 0 { "a" } else { "b" };
+            let name = format!("claim{i}");
+            let mut n = ExistingNode::new(&name, ty.allocatable());
+            n.labels.extend(ty.labels.clone());
+            n.labels.insert(labels::ZONE.into(), zone.into());
+            n.labels
+                .insert(labels::CAPACITY_TYPE.into(), ct.as_str().into());
+            n.labels.insert(labels::NODEPOOL.into(), pool.into());
+            n.nodepool = Some(pool.into());
+            n.capacity_type = Some(ct);
+            n.instance_type = Some(ty.name.clone());
+            n.price_per_hour = ty.cheapest_available().map(|o| o.price_per_hour);
+            for k in 0..rng.below(3) {
+                let p = pod(&mut rng, &format!("{name}-p{k}"), true);
+                if p.requests.cpu_millis() * (k as i64 + 1) < n.allocatable.cpu_millis() {
+                    n.pods.push(Arc::new(p));
+                }
+            }
+            input.in_flight.push(n);
+        }
+        for k in 0..rng.below(3) {
+            let mut p = pod(&mut rng, &format!("wide-{k}"), false);
+            p = match rng.below(3) {
+                0 => p.spread(labels::ZONE, 1, WhenUnsatisfiable::DoNotSchedule),
+                1 => p.self_anti_affinity(labels::ZONE),
+                _ => p.spread(labels::HOSTNAME, 1, WhenUnsatisfiable::DoNotSchedule),
+            };
+            input.pods.push(Arc::new(p));
+        }
+        let cpu_of = |pool: &str| -> i64 {
+            input
+                .nodes
+                .iter()
+                .chain(&input.in_flight)
+                .filter(|n| n.nodepool.as_deref() == Some(pool))
+                .map(|n| n.allocatable.cpu_millis())
+                .sum()
+        };
+        let (cpu_a, cpu_b) = (cpu_of("a"), cpu_of("b"));
+        let a = &mut input.nodepools[0];
+        a.usage.resources.set(resource::CPU, cpu_a);
+        a.usage.total_cpu_millis = cpu_a;
+        a.usage.on_demand_cpu_millis = cpu_a / 2;
+        match rng.below(4) {
+            0 => {
+                *a = a
+                    .clone()
+                    .limit(resource::CPU, cpu_a + 4_000 * rng.below(3) as i64)
+            }
+            1 => *a = a.clone().capacity_mix(2_000, 10 * rng.below(3) as u32),
+            2 => *a = a.clone().spot_blast_radius(1 + rng.below(2) as u32),
+            _ => {}
+        }
+        let b = &mut input.nodepools[1];
+        b.usage.resources.set(resource::CPU, cpu_b);
+        b.usage.total_cpu_millis = cpu_b;
+        if rng.below(3) == 0 {
+            *b = b
+                .clone()
+                .limit(resource::CPU, cpu_b + 2_000 * rng.below(3) as i64);
+        }
+        input
+    }
+
+    /// The prepared probe (one base per round, every probe on it) against a from-scratch
+    /// `simulate_without` on [`wide_cluster`]s, in-flight claims among the candidates.
+    #[test]
+    fn prepared_probes_plan_exactly_on_wider_clusters() {
+        let options = SolveOptions::default();
+        let (mut with_claims, mut limited) = (0, 0);
+        for seed in 0..240u64 {
+            let input = wide_cluster(seed);
+            let mut rng = Rng(seed ^ 0x1234_5678);
+            let names: Vec<&str> = input
+                .nodes
+                .iter()
+                .chain(&input.in_flight)
+                .map(|n| n.name.as_str())
+                .collect();
+            let candidates: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|_| rng.below(3) != 0)
+                .collect();
+            let prepared = Prepared::new(&input, candidates.iter().copied());
+            for round in 0..5 {
+                let take = 1 + rng.below(candidates.len().max(1) as u64) as usize;
+                let chosen: Vec<&str> = candidates
+                    .iter()
+                    .copied()
+                    .filter(|_| rng.below(2) == 0 || round == 0)
+                    .take(take)
+                    .collect();
+                let fast = prepared.simulate(&chosen, &options);
+                let slow = simulate_without(&input, &chosen, &options);
+                assert_eq!(fast.new_claims, slow.new_claims, "seed {seed} {chosen:?}");
+                assert_eq!(
+                    fast.existing_placements, slow.existing_placements,
+                    "seed {seed} {chosen:?}"
+                );
+                assert_eq!(
+                    fast.unschedulable, slow.unschedulable,
+                    "seed {seed} {chosen:?}"
+                );
+                with_claims += usize::from(chosen.iter().any(|c| c.starts_with("claim")));
+                limited += usize::from(
+                    slow.unschedulable
+                        .values()
+                        .any(|r| r.contains("limit") || r.contains("on-demand")),
+                );
+            }
+        }
+        // In-flight candidates and binding limits were exercised, not skipped.
+        assert!(with_claims > 50, "{with_claims}");
+        assert!(limited > 5, "{limited}");
     }
 
     #[test]

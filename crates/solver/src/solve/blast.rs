@@ -55,6 +55,11 @@ impl Engine<'_> {
             return;
         }
         let existing = self.existing.clone();
+        // With a base: each base workload's id here, interned when first met (as the pods'
+        // own keys would be, in node and pod order).
+        let mut ids: Vec<Option<usize>> = self
+            .base
+            .map_or_else(Vec::new, |b| vec![None; b.base.workloads.len()]);
         for (i, n) in existing.iter().enumerate() {
             let cap = n
                 .nodepool
@@ -62,12 +67,27 @@ impl Engine<'_> {
                 .and_then(|p| caps.get(p).copied())
                 .filter(|_| n.capacity_type == Some(CapacityType::Spot));
             self.blast.existing_caps.push(cap);
-            if cap.is_some() {
+            if cap.is_none() {
+                continue;
+            }
+            let Some(b) = self.base else {
                 for p in &n.pods {
                     if let Some(w) = self.workload_id(p) {
                         *self.blast.counts.entry((i, w)).or_default() += 1;
                     }
                 }
+                continue;
+            };
+            for &(bw, k) in &b.node(i).workloads {
+                let w = *ids[bw].get_or_insert_with(|| {
+                    let next = self.blast.workloads.len();
+                    *self
+                        .blast
+                        .workloads
+                        .entry(b.base.workloads[bw].clone())
+                        .or_insert(next)
+                });
+                *self.blast.counts.entry((i, w)).or_default() += k;
             }
         }
     }

@@ -40,7 +40,7 @@ pub(super) enum KeyKind {
     Label,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct TopologyKey {
     name: String,
     kind: KeyKind,
@@ -50,7 +50,7 @@ struct TopologyKey {
 }
 
 /// The id tables.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(super) struct Ids {
     resources: Vec<String>,
     resource_ids: FastMap<String, usize>,

@@ -116,6 +116,7 @@
 //! Vocabulary: a *topology group* is the set of pods one spread/affinity term counts (namespaces
 //! + selector); a *bundle* is a set of pod classes packed jointly onto new nodes.
 
+mod base;
 mod blast;
 mod classes;
 mod finish;
@@ -133,6 +134,7 @@ use std::collections::BTreeMap;
 use crate::domain::{ExistingNode, Plan, SolveInput, SolveOptions, TaintEffect};
 use crate::hash::FastMap;
 
+use base::OnBase;
 use blast::BlastRadius;
 use classes::{Bundles, PodClass};
 use interning::Ids;
@@ -142,6 +144,7 @@ use pools::Catalog;
 use reasons::PoolRejection;
 use topology::Topology;
 
+pub(crate) use base::Base;
 pub(crate) use classes::lower_bound_input;
 
 /// Resource ids fixed by [`Ids::for_input`].
@@ -155,7 +158,7 @@ const MAX_COMBOS: usize = 32;
 /// Solves: decides where every pending pod goes. Pure and deterministic.
 pub fn solve(input: &SolveInput, options: &SolveOptions) -> Plan {
     let existing: Vec<&ExistingNode> = input.nodes.iter().chain(input.in_flight.iter()).collect();
-    solve_with_limits(input, existing, input.nodes.len(), options)
+    solve_with_limits(input, existing, input.nodes.len(), None, options)
 }
 
 /// Solves once as the unlimited pools would choose; when a pool's limit then leaves pods out,
@@ -166,9 +169,10 @@ fn solve_with_limits<'a>(
     input: &'a SolveInput,
     existing: Vec<&'a ExistingNode>,
     named: usize,
+    base: Option<OnBase<'a>>,
     options: &'a SolveOptions,
 ) -> Plan {
-    let mut e = Engine::with_nodes(input, existing.clone(), named, options);
+    let mut e = Engine::with_nodes(input, existing.clone(), named, base, options);
     e.run();
     let bound = e.limits_left_pods_out();
     let plan = e.finish();
@@ -177,7 +181,7 @@ fn solve_with_limits<'a>(
     }
     let mut best = plan;
     for slack in THRIFT_SLACKS {
-        let mut thrifty = Engine::with_nodes(input, existing.clone(), named, options);
+        let mut thrifty = Engine::with_nodes(input, existing.clone(), named, base, options);
         thrifty.thrifty = bound.clone();
         thrifty.thrift_slack = slack;
         thrifty.run();
@@ -233,19 +237,25 @@ pub fn simulate_without(input: &SolveInput, candidates: &[&str], options: &Solve
 }
 
 /// [`solve`] with the existing nodes and in-flight claims given by reference instead of
-/// `input.nodes` and `input.in_flight` (which are ignored): consolidation probes place pods on
-/// one prepared node list many times without copying it. Same plan as [`solve`] on an input
-/// holding these nodes.
-pub(crate) fn solve_on(
+/// `input.nodes` and `input.in_flight` (which are ignored), over nodes a [`Base`] was built
+/// for (`at[i]`: the index in the base's nodes of `nodes` then `in_flight`): consolidation
+/// probes place pods on one prepared node list many times without copying it, the engine
+/// taking ids, quantity vectors and running pods' counts from the base instead of every
+/// node's pods. Same plan as [`solve`] on an input holding these nodes whenever the base's
+/// ids are those that input interns (see [`base`]).
+pub(crate) fn solve_on_base(
     input: &SolveInput,
     nodes: Vec<&ExistingNode>,
     in_flight: &[&ExistingNode],
+    base: &Base,
+    at: &[usize],
     options: &SolveOptions,
 ) -> Plan {
     let named = nodes.len();
     let mut existing = nodes;
     existing.extend_from_slice(in_flight);
-    solve_with_limits(input, existing, named, options)
+    debug_assert_eq!(existing.len(), at.len(), "one base index per node");
+    solve_with_limits(input, existing, named, Some(OnBase { base, at }), options)
 }
 
 /// Memos that make repeated scans and type choices cheap.
@@ -284,6 +294,8 @@ struct Engine<'a> {
     existing: Vec<&'a ExistingNode>,
     /// How many of `existing` are registered nodes (the rest are in-flight claims).
     named: usize,
+    /// What a consolidation round computed once for its nodes (see [`base`]).
+    base: Option<OnBase<'a>>,
     ids: Ids,
     topology: Topology,
     catalog: Catalog<'a>,
@@ -316,18 +328,22 @@ impl<'a> Engine<'a> {
     fn new(input: &'a SolveInput, options: &'a SolveOptions) -> Self {
         let existing: Vec<&ExistingNode> =
             input.nodes.iter().chain(input.in_flight.iter()).collect();
-        Self::with_nodes(input, existing, input.nodes.len(), options)
+        Self::with_nodes(input, existing, input.nodes.len(), None, options)
     }
 
     /// [`Engine::new`] on `existing` (the first `named` registered nodes, then in-flight
-    /// claims) instead of the input's.
+    /// claims) instead of the input's, on `base` when a round prepared one.
     fn with_nodes(
         input: &'a SolveInput,
         existing: Vec<&'a ExistingNode>,
         named: usize,
+        base: Option<OnBase<'a>>,
         options: &'a SolveOptions,
     ) -> Self {
-        let ids = Ids::for_input(input, &existing);
+        let ids = match base {
+            Some(b) => b.base.ids.clone(),
+            None => Ids::for_input(input, &existing),
+        };
         let catalog = Catalog::build(input, &ids);
         let any_prefer_taint = catalog.any_prefer_taint()
             || existing.iter().any(|n| {
@@ -341,6 +357,7 @@ impl<'a> Engine<'a> {
             options,
             existing,
             named,
+            base,
             ids,
             topology: Topology::default(),
             catalog,

@@ -244,11 +244,32 @@ impl Engine<'_> {
     /// Existing and in-flight nodes with their pods counted in the topology groups.
     pub(super) fn add_existing_nodes(&mut self) {
         let existing = self.existing.clone();
-        for (index, n) in existing.iter().enumerate() {
-            let mut capacity = self.ids.quantities(&n.allocatable);
-            if n.allocatable.get(resource::PODS) == 0 {
-                capacity[PODS] = DEFAULT_MAX_PODS;
+        // With a base: each base group's id here (None: no probe pod registered it). A group
+        // registered here that the base lacks means counting every pod, as without a base.
+        let base = self.base.and_then(|b| {
+            let groups = self.topology.groups();
+            if groups.iter().any(|g| b.base.topology.find(g).is_none()) {
+                return None;
             }
+            let mut map = vec![None; b.base.topology.groups().len()];
+            for (id, g) in groups.iter().enumerate() {
+                if let Some(i) = b.base.topology.find(g) {
+                    map[i] = Some(id);
+                }
+            }
+            Some((b, map))
+        });
+        for (index, n) in existing.iter().enumerate() {
+            let capacity = match &base {
+                Some((b, _)) => b.node(index).capacity.clone(),
+                None => {
+                    let mut capacity = self.ids.quantities(&n.allocatable);
+                    if n.allocatable.get(resource::PODS) == 0 {
+                        capacity[PODS] = DEFAULT_MAX_PODS;
+                    }
+                    capacity
+                }
+            };
             let mut domain_values = Vec::new();
             for key in 0..self.ids.key_count() {
                 let v = match self.ids.key_kind(key) {
@@ -269,31 +290,56 @@ impl Engine<'_> {
                 capacity,
                 domain_values,
             );
-            node.used = self.ids.requested(n);
-            node.ports = n
-                .pods
-                .iter()
-                .flat_map(|p| p.host_ports.iter().cloned())
-                .collect();
-            for p in &n.pods {
-                let groups = self.topology.groups_selecting(p);
-                for &g in &groups {
-                    bump(&mut node.group_counts, g, 1);
-                }
-                self.topology.count_groups(&groups, &node.domain_values, 1);
-                let antis: Vec<usize> = p
-                    .pod_anti_affinity
+            let Some((b, groups)) = base.as_ref().map(|(b, g)| (b.node(index), g)) else {
+                node.used = self.ids.requested(n);
+                node.ports = n
+                    .pods
                     .iter()
-                    .filter_map(|t| self.anti_id(t))
+                    .flat_map(|p| p.host_ports.iter().cloned())
                     .collect();
-                for &a in &antis {
-                    bump(&mut node.anti_counts, a, 1);
+                for p in &n.pods {
+                    let groups = self.topology.groups_selecting(p);
+                    for &g in &groups {
+                        bump(&mut node.group_counts, g, 1);
+                    }
+                    self.topology.count_groups(&groups, &node.domain_values, 1);
+                    self.count_existing_antis(&mut node, p);
                 }
-                self.topology.count_antis(&antis, &node.domain_values, 1);
+                self.nodes.push(node);
+                self.caches.room.touch(self.nodes.len() - 1);
+                continue;
+            };
+            // The base's sums: the same counts as adding the pods one by one.
+            node.used.clone_from(&b.used);
+            node.ports.clone_from(&b.ports);
+            for &(g, k) in &b.groups {
+                if let Some(g) = groups[g] {
+                    bump(&mut node.group_counts, g, k);
+                    self.topology.count_groups(&[g], &node.domain_values, k);
+                }
+            }
+            for &p in &b.anti_pods {
+                self.count_existing_antis(&mut node, &n.pods[p]);
             }
             self.nodes.push(node);
             self.caches.room.touch(self.nodes.len() - 1);
         }
+    }
+
+    /// Counts the required anti-affinity terms of `p`, running on existing `node`.
+    fn count_existing_antis(&mut self, node: &mut SimNode, p: &crate::domain::PodRequest) {
+        if p.pod_anti_affinity.is_empty() {
+            return;
+        }
+        let antis: Vec<usize> = p
+            .pod_anti_affinity
+            .iter()
+            .filter_map(|t| self.anti_id(t))
+            .collect();
+        for &a in &antis {
+            bump(&mut node.anti_counts, a, 1);
+        }
+        self.topology.count_antis(&antis, &node.domain_values, 1);
     }
 
     pub(super) fn place_class(&mut self, c: usize) {

@@ -103,6 +103,28 @@ impl Topology {
         }
     }
 
+    /// The id of group `g`, registered on first use.
+    pub(super) fn intern(&mut self, g: GroupKey) -> usize {
+        if let Some(i) = self.group_ids.get(&g) {
+            return *i;
+        }
+        self.groups.push(g.clone());
+        self.group_domain_keys.push(Vec::new());
+        self.group_total.push(0);
+        self.group_ids.insert(g, self.groups.len() - 1);
+        self.groups.len() - 1
+    }
+
+    /// The id of group `g` if registered.
+    pub(super) fn find(&self, g: &GroupKey) -> Option<usize> {
+        self.group_ids.get(g).copied()
+    }
+
+    /// The registered groups, by id.
+    pub(super) fn groups(&self) -> &[GroupKey] {
+        &self.groups
+    }
+
     pub(super) fn domain_count(&self, group: usize, key: usize, value: u32) -> u32 {
         self.domain_counts
             .get(&(group, key, value))
@@ -120,20 +142,10 @@ impl Engine<'_> {
         key: usize,
     ) -> usize {
         let t = &mut self.topology;
-        let g = GroupKey {
+        let id = t.intern(GroupKey {
             namespaces,
             selector: selector.clone(),
-        };
-        let id = match t.group_ids.get(&g) {
-            Some(i) => *i,
-            None => {
-                t.groups.push(g.clone());
-                t.group_domain_keys.push(Vec::new());
-                t.group_total.push(0);
-                t.group_ids.insert(g, t.groups.len() - 1);
-                t.groups.len() - 1
-            }
-        };
+        });
         if !self.ids.is_hostname(key) && !t.group_domain_keys[id].contains(&key) {
             t.group_domain_keys[id].push(key);
         }
@@ -190,10 +202,22 @@ impl Engine<'_> {
             self.register_pod(p);
         }
         let existing = self.existing.clone();
-        for n in &existing {
-            for p in &n.pods {
-                for t in &p.pod_anti_affinity {
-                    self.anti_id(t);
+        for (i, n) in existing.iter().enumerate() {
+            match self.base {
+                // The base lists the pods with anti-affinity (the same, in the same order).
+                Some(b) => {
+                    for &k in &b.node(i).anti_pods {
+                        for t in &n.pods[k].pod_anti_affinity {
+                            self.anti_id(t);
+                        }
+                    }
+                }
+                None => {
+                    for p in &n.pods {
+                        for t in &p.pod_anti_affinity {
+                            self.anti_id(t);
+                        }
+                    }
                 }
             }
         }
