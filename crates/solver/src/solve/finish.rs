@@ -75,10 +75,10 @@ impl Engine<'_> {
         let mut claims = Vec::new();
         for (n, node) in self.nodes.iter().enumerate() {
             match &node.origin {
-                NodeOrigin::Existing { .. } => {
+                NodeOrigin::Existing { index } => {
                     for &p in &node.pods {
                         plan.existing_placements
-                            .insert(self.pod_keys[p].clone(), node.name.clone());
+                            .insert(self.pod_keys[p].clone(), self.existing[*index].name.clone());
                     }
                 }
                 NodeOrigin::New(_) => {

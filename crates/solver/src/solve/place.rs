@@ -40,6 +40,8 @@ pub(super) struct OpenedClaim {
 /// A node as the solve tracks it.
 #[derive(Debug)]
 pub(super) struct SimNode {
+    /// A new claim's name; empty for an existing node or in-flight claim (its name is
+    /// `Engine::existing`'s: not copied for every node of every consolidation probe).
     pub(super) name: String,
     pub(super) origin: NodeOrigin,
     /// Allocatable as a quantity vector.
@@ -285,7 +287,7 @@ impl Engine<'_> {
                 domain_values.push(v);
             }
             let mut node = SimNode::new(
-                n.name.clone(),
+                String::new(),
                 NodeOrigin::Existing { index },
                 capacity,
                 domain_values,

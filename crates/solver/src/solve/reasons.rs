@@ -145,8 +145,8 @@ impl Engine<'_> {
     /// The solve's index of the existing (registered, not in-flight) node called `name`.
     fn existing_node_index(&self, name: &str) -> Option<usize> {
         self.nodes.iter().position(|n| {
-            n.name == name
-                && matches!(n.origin, NodeOrigin::Existing { index } if index < self.named)
+            matches!(n.origin, NodeOrigin::Existing { index }
+                if index < self.named && self.existing[index].name == name)
         })
     }
 
