@@ -524,7 +524,7 @@ mod tests {
     /// running ones.
     fn wide_cluster(seed: u64) -> SolveInput {
         let mut input = cluster(seed);
-        let mut rng = Rng(seed ^ 0x5eed_0f_f11e);
+        let mut rng = Rng(seed ^ 0x5eed_0ff1);
         let types = aws_like();
         for i in 0..rng.below(4) {
             let ty = &types[rng.below(12) as usize];
