@@ -14,6 +14,7 @@
 //! | 6b | [`patterns`] | repacking the claims that hold only *free* classes (no topology, ports or pins; unlimited pools) by the configuration LP, kept when cheaper |
 //! | 7 | [`finish`] | turning opened claims into [`crate::NewClaim`]s: shrink to what they hold, instance type options |
 //! | - | [`reasons`] | why pods stay unschedulable |
+//! | - | [`base`] | a consolidation round's ids, node vectors and running pods' counts, built once for every probe ([`solve_on_base`]) |
 //! | - | [`blast`] | spot blast radius: at most N pods of one workload per spot node of a pool |
 //!
 //! [`Engine::new`] runs steps 1-4; [`Engine::run`] orders the classes and, per class, alternates
