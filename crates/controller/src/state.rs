@@ -669,6 +669,8 @@ impl ClusterState {
             old.spec.as_ref().map(|s| &s.taints) != node.spec.as_ref().map(|s| &s.taints)
                 || old.metadata.deletion_timestamp != node.metadata.deletion_timestamp
                 || old.metadata.annotations != node.metadata.annotations
+                || crate::disruption::candidates::not_ready(old)
+                    != crate::disruption::candidates::not_ready(&node)
         }) {
             self.disruption_seq += 1;
         }

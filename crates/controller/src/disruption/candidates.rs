@@ -63,7 +63,7 @@ pub struct Candidates {
     /// first, then name).
     pub eligible: Vec<Eligible>,
     /// Per pool: its initialized nodes (claims) and those already disrupting (being deleted, `Disrupting`,
-    /// or tainted `stowage.dev/disrupted`).
+    /// tainted `stowage.dev/disrupted`, or their Node not `Ready`).
     pub pool_nodes: BTreeMap<String, (usize, usize)>,
     /// The earliest time a node becomes eligible by time alone (`consolidateAfter`,
     /// `expireAfter`, `restoreSpotAfter`): the loop looks again then even if nothing changed.
@@ -109,6 +109,16 @@ pub fn is_disrupting(claim: &NodeClaim, node: Option<&Node>) -> bool {
         })
 }
 
+/// True when the Node's `Ready` condition says `False` or `Unknown` (a Node without one is
+/// not judged).
+pub fn not_ready(node: &Node) -> bool {
+    node.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status != "True")
+}
+
 /// Finds the candidates at `now`; `types` are each pool's instance types (for prices: a node
 /// whose offering is not listed costs 0, so it is only ever deleted, never replaced).
 pub fn candidates(
@@ -140,6 +150,12 @@ pub fn candidates(
         if is_disrupting(claim, node.as_deref()) {
             counts.1 += 1;
             continue;
+        }
+        // A Node that stopped being Ready (its instance ended without notice, its kubelet
+        // died) is capacity the pool has lost already: Karpenter counts it as disrupting, so
+        // the budget is not spent a second time on voluntary disruption.
+        if node.as_deref().is_some_and(not_ready) {
+            counts.1 += 1;
         }
         let (Some(node), Some(pool)) = (node, state.nodepool(pool_name)) else {
             continue;
@@ -798,6 +814,31 @@ mod tests {
         s.delete_node("n0");
         let f = candidates(&s, &BTreeMap::new(), at);
         assert_eq!(f.pool_nodes.get("default"), Some(&(19, 0)));
+    }
+
+    #[test]
+    fn a_node_no_longer_ready_counts_as_disrupting() {
+        let at = ts("2026-01-01T01:00:00Z");
+        // 20 nodes, default 10 %: two at a time.
+        let mut s = state(20, |_| {});
+        assert_eq!(
+            budgets(&s, &candidates(&s, &BTreeMap::new(), at), at).get("default", Reason::Empty),
+            2
+        );
+        // Two instances end without notice: their Nodes go NotReady (the kubelet stopped
+        // posting status) before anything deletes them. The pool has lost them already.
+        for i in 0..2 {
+            let seq = s.disruption_seq();
+            let mut n = (*s.node(&format!("n{i}")).unwrap()).clone();
+            let ready = &mut n.status.as_mut().unwrap().conditions.as_mut().unwrap()[0];
+            ready.status = "Unknown".into();
+            s.apply_node(n);
+            assert!(s.disruption_seq() > seq, "a round looks again");
+        }
+        let f = candidates(&s, &BTreeMap::new(), at);
+        assert_eq!(f.pool_nodes.get("default"), Some(&(20, 2)));
+        assert_eq!(budgets(&s, &f, at).get("default", Reason::Empty), 0);
+        assert_eq!(budgets(&s, &f, at).get("default", Reason::Underutilized), 0);
     }
 
     #[test]
