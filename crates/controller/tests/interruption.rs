@@ -506,6 +506,9 @@ timeline:
     assert_eq!(r.interruptions, 1);
     assert_eq!(r.pods_killed_by_interruption, 0, "{}", r.summary_table());
     assert_eq!(r.interrupted_pods_not_rescheduled, 0);
+    // The referee counts the pod apart: its PDB could not be honoured in the notice's time.
+    assert_eq!(r.pods_cut_short, 1, "{}", r.summary_table());
+    assert_eq!(r.pdb_violations, 0, "{:?}", r.violations);
     let cut = cut.lock().unwrap();
     assert_eq!(cut.len(), 1, "{cut:?}");
     assert!(

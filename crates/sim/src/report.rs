@@ -172,6 +172,9 @@ pub struct Report {
     pub pods_lost: u64,
     /// Pods that went away with an interrupted spot instance (involuntary).
     pub pods_interrupted: u64,
+    /// Of those, pods deleted within their grace period of the instance's end while a PDB
+    /// allowed no disruption (the notice left no time to honour it; not violations).
+    pub pods_cut_short: u64,
     /// Deployment replicas not Running at the end (desired minus Running, summed).
     pub replicas_short_at_end: usize,
     /// Disruption commands the controllers started.
@@ -215,6 +218,7 @@ impl Report {
         self.pods_disrupted = t.pods_disrupted;
         self.pods_lost = t.pods_lost;
         self.pods_interrupted = t.pods_interrupted;
+        self.pods_cut_short = t.pods_cut_short;
         self.disruption_commands = t.disruption_commands;
         self.removed_price_per_hour = t.removed_price_per_hour;
         self.replacement_price_per_hour = t.replacement_price_per_hour;
@@ -418,12 +422,13 @@ impl Report {
         if self.interrupted_pods > 0 {
             let _ = writeln!(
                 out,
-                "  warning -> running  p95 {:.0}s, max {:.0}s elsewhere for {} displaced pods ({} not rescheduled); {} pods killed with their instance",
+                "  warning -> running  p95 {:.0}s, max {:.0}s elsewhere for {} displaced pods ({} not rescheduled); {} pods killed with their instance, {} deleted at its end past their PDB",
                 self.p95_interruption_rescheduled_seconds,
                 self.max_interruption_rescheduled_seconds,
                 self.interrupted_pods,
                 self.interrupted_pods_not_rescheduled,
-                self.pods_killed_by_interruption
+                self.pods_killed_by_interruption,
+                self.pods_cut_short
             );
         }
         let _ = writeln!(

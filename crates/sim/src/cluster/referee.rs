@@ -15,7 +15,11 @@
 //!   not terminated nodes.
 //! - **Exemptions.** Involuntary disruption is no controller's choice: nodes whose instance got
 //!   an interruption warning or was terminated, and expired NodeClaims, are not counted against
-//!   budgets, and pods killed with an interrupted instance are not disruptions. Pods the
+//!   budgets, and pods killed with an interrupted instance are not disruptions, nor are pods
+//!   deleted in its last moments (within their own grace period of the instance's end, when
+//!   waiting for their PDB would have them killed anyway); those a PDB was guarding are counted
+//!   apart (`pods_cut_short`). A pod deleted earlier on an interrupted instance is judged as
+//!   any other. Pods the
 //!   simulated workload controllers delete themselves (scale-down, finished Jobs and Spark
 //!   applications, deleted workloads and everything their deletion cascades to) are not
 //!   disruptions either; DaemonSet and mirror pods never are.
@@ -50,6 +54,9 @@ pub const REPLACEMENT_ANNOTATION: &str = "stowage.dev/replacement-for";
 /// At most this many violations are described in the report (the counts are exact).
 const MAX_DETAILS: usize = 20;
 
+/// Leeway of [`Referee::cut_short`] on an interrupted instance's end.
+const CUT_SHORT_SLACK: jiff::SignedDuration = jiff::SignedDuration::from_secs(5);
+
 /// What the referee counted.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Tally {
@@ -64,8 +71,13 @@ pub struct Tally {
     pub pods_killed: u64,
     /// Disrupted pods nothing recreates, plus killed pods.
     pub pods_lost: u64,
-    /// Pods that went away with an interrupted instance (involuntary, exempt).
+    /// Pods that went away with an interrupted instance (involuntary, exempt): killed with it,
+    /// or deleted within their grace period of its end.
     pub pods_interrupted: u64,
+    /// Of those, pods deleted within their grace period of their interrupted instance's end
+    /// while a PDB covering them allowed no disruption: the notice left no time to honour the
+    /// budget (the pods would have been killed with the instance instead). Not violations.
+    pub pods_cut_short: u64,
     /// Nodes that started a voluntary disruption, by reason (`Unknown` when the NodeClaim never
     /// named one).
     pub disruptions_by_reason: BTreeMap<String, u64>,
@@ -105,6 +117,8 @@ struct PodView {
     daemon_or_mirror: bool,
     /// The uid of the owner reference marked `controller`.
     controller: Option<String>,
+    /// `spec.terminationGracePeriodSeconds` (30 when unset).
+    grace: i64,
     /// Killed with its node: no longer counted, its later deletion is not a new event.
     gone: bool,
 }
@@ -147,6 +161,11 @@ impl PodView {
             controller: controller_ref
                 .and_then(|o| o.get("uid").and_then(Value::as_str))
                 .map(str::to_string),
+            grace: obj
+                .ptr("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .unwrap_or(30)
+                .max(0),
             gone: false,
             obj,
         }
@@ -231,6 +250,8 @@ struct ClaimView {
 #[derive(Clone, Debug)]
 struct NodeView {
     provider_id: String,
+    /// Its NodeClaim (label, or the claim naming it).
+    claim: Option<String>,
     tainted: bool,
     deleting: bool,
 }
@@ -266,7 +287,8 @@ pub(crate) struct Referee {
     claims: BTreeMap<String, ClaimView>,
     nodes: HashMap<String, NodeView>,
     node_by_pid: HashMap<String, String>,
-    interrupted: HashSet<String>,
+    /// Claims whose instance got an interruption warning -> when the instance ends.
+    interrupted: HashMap<String, jiff::Timestamp>,
     terminated: HashSet<String>,
     /// Pool -> claims disrupting now.
     disrupting: BTreeMap<String, BTreeMap<String, Entry>>,
@@ -305,7 +327,7 @@ impl Referee {
             claims: BTreeMap::new(),
             nodes: HashMap::new(),
             node_by_pid: HashMap::new(),
-            interrupted: HashSet::new(),
+            interrupted: HashMap::new(),
             terminated: HashSet::new(),
             disrupting: BTreeMap::new(),
             own_deletions: HashSet::new(),
@@ -346,7 +368,7 @@ impl Referee {
         events.sort_by_key(|(rv, i, _, _)| (*rv, *i));
         for (_, i, etype, obj) in events {
             match i {
-                0 => self.on_pod(etype, obj),
+                0 => self.on_pod(etype, obj, now),
                 1 => self.on_node(etype, &obj, now),
                 2 => self.on_claim(etype, &obj, now),
                 3 => self.on_pool(etype, &obj, now),
@@ -385,7 +407,7 @@ impl Referee {
 
     // --- pods -----------------------------------------------------------------------------
 
-    fn on_pod(&mut self, etype: EventType, obj: Arc<Value>) {
+    fn on_pod(&mut self, etype: EventType, obj: Arc<Value>, now: jiff::Timestamp) {
         let key = stowage_api::namespaced_key(namespace_of(&obj), name_of(&obj));
         let prev = self.pods.get(&key).cloned();
         let mut next = (etype != EventType::Deleted).then(|| PodView::new(obj));
@@ -398,7 +420,7 @@ impl Referee {
         {
             // Finishing (Succeeded/Failed) is no disruption; anything else leaving is.
             if next.as_ref().is_none_or(|n| !n.terminal || n.terminating) {
-                self.went_away(&key, p, Gone::Deleted);
+                self.went_away(&key, p, Gone::Deleted, now);
             }
         }
         self.replace_pod(&key, prev.as_ref(), next);
@@ -446,8 +468,9 @@ impl Referee {
             .collect()
     }
 
-    /// A present pod leaves: attribute it and judge it against its PDBs (state before).
-    fn went_away(&mut self, key: &str, pod: &PodView, how: Gone) {
+    /// A present pod leaves at `now`: attribute it and judge it against its PDBs (state
+    /// before).
+    fn went_away(&mut self, key: &str, pod: &PodView, how: Gone, now: jiff::Timestamp) {
         if pod.daemon_or_mirror {
             return;
         }
@@ -463,6 +486,14 @@ impl Referee {
         if how == (Gone::Killed { interrupted: true }) {
             self.own_owners.insert(pod.uid.clone());
             self.tally.pods_interrupted += 1;
+            return;
+        }
+        if how == Gone::Deleted && self.cut_short(pod, now) {
+            self.own_owners.insert(pod.uid.clone());
+            self.tally.pods_interrupted += 1;
+            if pod.healthy_now() && !self.pdbs_allowing_none(key, pod).is_empty() {
+                self.tally.pods_cut_short += 1;
+            }
             return;
         }
         self.tally.pods_disrupted += 1;
@@ -484,27 +515,51 @@ impl Referee {
         if !pod.healthy_now() {
             return;
         }
-        let ns = key.split_once('/').map_or("", |(ns, _)| ns).to_string();
-        for name in self.pdbs_in(&ns) {
-            let Some(pdb) = self.pdbs.get(&name) else {
-                continue;
-            };
-            if pdb.covers(pod) && pdb.allowed() <= 0 {
-                self.tally.pdb_violations += 1;
-                let detail = format!(
-                    "pod {key} went away ({how:?}) while PDB {}/{} allowed no disruption ({} healthy, {} desired)",
-                    pdb.ns,
-                    pdb.name,
-                    pdb.healthy,
-                    pdb.desired()
-                );
-                self.tally.note(detail);
-            }
+        for (name, healthy, desired) in self.pdbs_allowing_none(key, pod) {
+            self.tally.pdb_violations += 1;
+            self.tally.note(format!(
+                "pod {key} went away ({how:?}) while PDB {name} allowed no disruption ({healthy} healthy, {desired} desired)"
+            ));
         }
     }
 
-    /// Pods still on a node that dies with it.
-    fn kill_pods_of(&mut self, node: &str, interrupted: bool) {
+    /// The PDBs covering `pod` that allow no disruption now: (`namespace/name`, healthy,
+    /// desired).
+    fn pdbs_allowing_none(&self, key: &str, pod: &PodView) -> Vec<(String, i64, i64)> {
+        let ns = key.split_once('/').map_or("", |(ns, _)| ns);
+        self.pdbs_in(ns)
+            .iter()
+            .filter_map(|name| self.pdbs.get(name))
+            .filter(|pdb| pdb.covers(pod) && pdb.allowed() <= 0)
+            .map(|pdb| {
+                (
+                    format!("{}/{}", pdb.ns, pdb.name),
+                    pdb.healthy,
+                    pdb.desired(),
+                )
+            })
+            .collect()
+    }
+
+    /// Whether `pod`, deleted at `now`, goes with an interrupted instance: its instance got a
+    /// warning and ends within the pod's grace period (with [`CUT_SHORT_SLACK`] for the
+    /// notice's event time, which a queue message carries in whole seconds).
+    fn cut_short(&self, pod: &PodView, now: jiff::Timestamp) -> bool {
+        let Some(end) = pod
+            .node
+            .as_ref()
+            .and_then(|n| self.nodes.get(n))
+            .and_then(|n| n.claim.as_ref())
+            .and_then(|c| self.interrupted.get(c))
+        else {
+            return false;
+        };
+        let grace = jiff::SignedDuration::from_secs(pod.grace) + CUT_SHORT_SLACK;
+        now.checked_add(grace).is_ok_and(|t| t >= *end)
+    }
+
+    /// Pods still on a node that dies with it at `now`.
+    fn kill_pods_of(&mut self, node: &str, interrupted: bool, now: jiff::Timestamp) {
         let keys: Vec<String> = self
             .pods_by_node
             .get(node)
@@ -517,7 +572,7 @@ impl Referee {
             if !p.present() {
                 continue;
             }
-            self.went_away(&key, &p, Gone::Killed { interrupted });
+            self.went_away(&key, &p, Gone::Killed { interrupted }, now);
             let mut gone = p.clone();
             gone.gone = true;
             self.replace_pod(&key, Some(&p), Some(gone));
@@ -569,8 +624,10 @@ impl Referee {
                 .map(|(n, _)| n.clone())
         });
         if etype == EventType::Deleted {
-            let interrupted = claim.as_ref().is_some_and(|c| self.interrupted.contains(c));
-            self.kill_pods_of(&name, interrupted);
+            let interrupted = claim
+                .as_ref()
+                .is_some_and(|c| self.interrupted.contains_key(c));
+            self.kill_pods_of(&name, interrupted, now);
             if let Some(v) = self.nodes.remove(&name) {
                 self.node_by_pid.remove(&v.provider_id);
             }
@@ -602,6 +659,7 @@ impl Referee {
             name,
             NodeView {
                 provider_id,
+                claim: claim.clone(),
                 tainted,
                 deleting,
             },
@@ -703,8 +761,12 @@ impl Referee {
     fn on_cloud(&mut self, ev: FakeEvent, now: jiff::Timestamp) {
         match ev {
             FakeEvent::Launched(_) => {}
-            FakeEvent::InterruptionWarning { claim_name, .. } => {
-                self.interrupted.insert(claim_name.clone());
+            FakeEvent::InterruptionWarning {
+                claim_name, notice, ..
+            } => {
+                let notice = jiff::SignedDuration::try_from(notice).unwrap_or_default();
+                self.interrupted
+                    .insert(claim_name.clone(), now.checked_add(notice).unwrap_or(now));
                 self.reevaluate(&claim_name, now);
             }
             FakeEvent::Terminated {
@@ -713,10 +775,10 @@ impl Referee {
                 reason,
             } => {
                 let interrupted = reason == TerminationReason::Interrupted
-                    || self.interrupted.contains(&claim_name);
+                    || self.interrupted.contains_key(&claim_name);
                 self.terminated.insert(claim_name.clone());
                 if let Some(node) = self.node_by_pid.get(&provider_id).cloned() {
-                    self.kill_pods_of(&node, interrupted);
+                    self.kill_pods_of(&node, interrupted, now);
                 }
                 self.reevaluate(&claim_name, now);
             }
@@ -735,7 +797,7 @@ impl Referee {
                 .as_ref()
                 .is_some_and(|(_, m)| matches!(m.as_str(), "expiry" | "interruption"));
         (c.initialized
-            && !self.interrupted.contains(name)
+            && !self.interrupted.contains_key(name)
             && !self.terminated.contains(name)
             && c.expires.is_none_or(|e| e > now)
             && !reason_exempt)

@@ -415,6 +415,59 @@ async fn pods_killed_with_their_instance_are_lost_unless_it_was_interrupted() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn pods_deleted_at_their_interrupted_instances_end_are_cut_short_not_violations() {
+    let mut f = Fixture::new();
+    f.pool("default", json!([{ "nodes": "10%" }]));
+    f.node("default", "a", "720h");
+    for p in ["web-1", "web-2", "web-3"] {
+        f.pod(p, "web", "a", Some(("ReplicaSet", "rs-web")));
+    }
+    // Every pod is needed: the budget allows nothing.
+    f.pdb("web", json!(3));
+    f.drain();
+    f.referee.on_cloud(
+        FakeEvent::InterruptionWarning {
+            claim_name: "a".into(),
+            provider_id: "fake:///z/a".into(),
+            notice: std::time::Duration::from_secs(120),
+        },
+        f.now,
+    );
+    // Deleted at the warning: the PDB could still be honoured for 90 s. A violation.
+    f.delete_pod("web-1");
+    let t = f.drain();
+    assert_eq!(
+        (t.pdb_violations, t.pods_cut_short),
+        (1, 0),
+        "{:?}",
+        t.details
+    );
+    // Deleted 90 s in, within its 30 s grace period of the instance's end: waiting for the PDB
+    // would only have it killed with the instance.
+    f.now += jiff::SignedDuration::from_secs(90);
+    f.delete_pod("web-2");
+    let t = f.drain();
+    assert_eq!(
+        (t.pdb_violations, t.pods_cut_short, t.pods_interrupted),
+        (1, 1, 1),
+        "{:?}",
+        t.details
+    );
+    assert_eq!(t.pods_disrupted, 1, "web-1 only");
+    // The last one killed with the instance: interrupted, as before.
+    f.referee.on_cloud(
+        FakeEvent::Terminated {
+            claim_name: "a".into(),
+            provider_id: "fake:///z/a".into(),
+            reason: TerminationReason::Interrupted,
+        },
+        f.now,
+    );
+    let t = f.referee.tally.clone();
+    assert_eq!((t.pdb_violations, t.pods_interrupted), (1, 2));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_bare_pod_disrupted_is_lost() {
     let mut f = Fixture::new();
     f.pool("default", json!([{ "nodes": "10%" }]));
