@@ -12,7 +12,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
-use stowage_controller::{Context, Leadership, Settings};
+use stowage_controller::{Context, Leadership};
 use stowage_sim::{Report, Sample, Scenario, SimEnv, SimOptions, Simulation};
 
 /// A scenario on the synthetic catalogue (type `i` has `i+1` vCPUs, `2(i+1)` GiB; prices
@@ -50,17 +50,15 @@ fn three_half_empty(extra: &str) -> String {
     t
 }
 
-/// The controllers as a newly started process has them (always leader).
+/// The controllers as a newly started process has them (always leader), wired as `stowage
+/// simulate` and `stowage run` wire them: spot interruption warnings come from the fake cloud's
+/// queue, as they come from SQS in a cluster.
 fn start(env: &SimEnv) -> stowage_controller::Running {
-    let settings = Settings {
-        cluster_name: "sim".to_string(),
-        ..Settings::default()
-    };
-    let ctx = Arc::new(Context::new(
+    let ctx = Arc::new(Context::simulated(
         env.client.clone(),
         env.provider.clone(),
         env.clock.clone(),
-        settings,
+        env.cloud.clone(),
     ));
     stowage_controller::start(ctx, Leadership::Always)
 }
