@@ -322,9 +322,11 @@ impl stowage_dump::Convert for Prepare {
     fn pod(
         &self,
         interner: &mut stowage_controller::lean::Interner,
-        pod: Box<Pod>,
+        pod: Box<stowage_dump::LeanPod>,
     ) -> stowage_controller::state::PreparedPod {
-        stowage_controller::state::PreparedPod::new(*pod, interner)
+        stowage_controller::state::PreparedPod::from_view(&pod.view(), interner, || {
+            (*pod).clone().into_pod()
+        })
     }
 }
 

@@ -18,6 +18,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use stowage_api::labels;
 use stowage_solver::PodRequest;
+use stowage_solver::convert::{ContainerView, PodView};
 
 /// Pod annotations some controller reads; a pod's other annotations are not kept.
 pub const KEPT_POD_ANNOTATIONS: [&str; 3] = [
@@ -131,64 +132,61 @@ impl LeanPod {
     /// What the state keeps of `pod` (stripped of managed fields already), `key` its
     /// `namespace/name`.
     pub(crate) fn new(pod: Pod, key: Arc<str>, interner: &mut Interner) -> LeanPod {
-        let meta = &pod.metadata;
-        let annotations = meta
+        LeanPod::from_view(&PodView::of(&pod), key, interner, || pod.clone())
+    }
+
+    /// What the state keeps of the pod `view` reads (stripped of managed fields already),
+    /// `key` its `namespace/name`; `whole` makes the object when the solver cannot read it.
+    pub(crate) fn from_view<C: ContainerView>(
+        view: &PodView<'_, C>,
+        key: Arc<str>,
+        interner: &mut Interner,
+        whole: impl FnOnce() -> Pod,
+    ) -> LeanPod {
+        let annotations = view
             .annotations
-            .iter()
+            .into_iter()
             .flatten()
             .filter(|(k, _)| KEPT_POD_ANNOTATIONS.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let owners = meta.owner_references.iter().flatten();
-        let spec = pod.spec.as_ref();
-        let status = pod.status.as_ref();
+        let spec = view.spec.as_ref();
+        let status = view.status.as_ref();
         let ready = status
-            .and_then(|s| s.conditions.as_ref())
-            .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
             .map(|c| c.status == "True");
-        let uid = meta.uid.clone();
-        let creation_timestamp = meta.creation_timestamp.as_ref().map(|t| t.0);
-        let deletion_timestamp = meta.deletion_timestamp.as_ref().map(|t| t.0);
         let node_name = spec
-            .and_then(|s| s.node_name.as_deref())
+            .and_then(|s| s.node_name)
             .filter(|n| !n.is_empty())
             .map(|n| interner.str(n));
-        let priority = spec.and_then(|s| s.priority).unwrap_or(0);
-        let phase = status
-            .and_then(|s| s.phase.as_deref())
-            .map(|p| interner.str(p));
-        let grace_seconds = crate::termination::pod_grace(&pod);
-        let tier = crate::termination::tier(&pod);
-        let tolerates_disrupted = crate::termination::tolerates_disrupted(&pod);
-        let daemonset = crate::state::is_daemonset_pod(&pod);
-        let static_pod = crate::state::is_static_pod(&pod);
-        let has_controller = owners.clone().any(|o| o.controller == Some(true));
+        let phase = status.and_then(|s| s.phase).map(|p| interner.str(p));
         // Converted last: an unreadable pod is kept whole (no placeholder is built meanwhile).
-        let request = match stowage_solver::convert::pod(&pod) {
-            Ok(mut r) => {
-                r.labels = interner.labels(std::mem::take(&mut r.labels));
-                Ok(Arc::new(r))
-            }
+        let request = match stowage_solver::convert::pod_from_view(view, |l| interner.labels_of(l))
+        {
+            Ok(r) => Ok(Arc::new(r)),
             Err(err) => {
                 tracing::warn!(%err, "pod unreadable by the solver");
-                Err(Box::new(pod))
+                Err(Box::new(whole()))
             }
         };
         LeanPod {
-            uid,
-            creation_timestamp,
-            deletion_timestamp,
+            uid: view.uid.map(String::from),
+            creation_timestamp: view.creation_timestamp.map(|t| t.0),
+            deletion_timestamp: view.deletion_timestamp.map(|t| t.0),
             annotations,
             node_name,
-            priority,
+            priority: spec.and_then(|s| s.priority).unwrap_or(0),
             phase,
             ready,
-            grace_seconds,
-            tier,
-            tolerates_disrupted,
-            daemonset,
-            static_pod,
-            has_controller,
+            grace_seconds: crate::termination::pod_grace_of(view),
+            tier: crate::termination::tier_of(view),
+            tolerates_disrupted: crate::termination::tolerates_disrupted_of(view),
+            daemonset: crate::state::owned_by_daemonset(view.owner_references),
+            static_pod: crate::state::static_view(view),
+            has_controller: view
+                .owner_references
+                .iter()
+                .any(|o| o.controller == Some(true)),
             key,
             request,
         }
@@ -222,6 +220,17 @@ impl Interner {
             return shared.clone();
         }
         self.labels.insert(labels)
+    }
+
+    /// The shared copy of the label set `labels`, copied only when it is new.
+    pub fn labels_of(
+        &mut self,
+        labels: &BTreeMap<String, String>,
+    ) -> Arc<BTreeMap<String, String>> {
+        if let Some(shared) = self.labels.set.get(labels) {
+            return shared.clone();
+        }
+        self.labels.insert(Arc::new(labels.clone()))
     }
 
     /// Distinct strings and label sets held.

@@ -18,10 +18,13 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::DynamicObject;
 use kube::{Resource, ResourceExt};
+use stowage_api::namespaced_key;
 use stowage_api::{NodeClaim, NodePool, conditions, key_of};
 use stowage_solver::PodRequest;
+use stowage_solver::convert::{ContainerView, PodView};
 
 use crate::disruption::candidates::PdbCounts;
 use crate::lean::{Interner, LeanPod};
@@ -78,12 +81,30 @@ impl PreparedPod {
         PreparedPod::with_key(pod, key, interner)
     }
 
+    /// [`PreparedPod::new`] of what Stowage reads of a Pod, from a form of it other than the
+    /// `k8s_openapi` Pod (`stowage plan`'s fast reader never builds one): the same rules, read
+    /// through the same view. `whole` makes the Pod only when the solver cannot read it (the
+    /// state keeps that object to report its error again).
+    pub fn from_view<C: ContainerView>(
+        pod: &PodView<'_, C>,
+        interner: &mut Interner,
+        whole: impl FnOnce() -> Pod,
+    ) -> PreparedPod {
+        let key = Arc::from(namespaced_key(
+            pod.namespace.unwrap_or_default(),
+            pod.name.unwrap_or_default(),
+        ));
+        PreparedPod {
+            lean: LeanPod::from_view(pod, key, interner, || strip(whole())),
+            provisionable: is_provisionable_view(pod),
+        }
+    }
+
     /// `pod` (stripped) under `key`.
     fn with_key(pod: Pod, key: Arc<str>, interner: &mut Interner) -> PreparedPod {
-        let provisionable = is_provisionable(&pod);
         PreparedPod {
+            provisionable: is_provisionable(&pod),
             lean: LeanPod::new(pod, key, interner),
-            provisionable,
         }
     }
 
@@ -223,32 +244,33 @@ pub struct ClusterState {
 /// `PodScheduled=False/Unschedulable`, it is not bound, not terminating, not preempting (no
 /// nominated node), not finished, and neither a DaemonSet pod nor a static/mirror pod.
 pub fn is_provisionable(pod: &Pod) -> bool {
-    if pod.metadata.deletion_timestamp.is_some() {
+    is_provisionable_view(&PodView::of(pod))
+}
+
+/// [`is_provisionable`] of what Stowage reads of a pod.
+pub fn is_provisionable_view<C>(pod: &PodView<'_, C>) -> bool {
+    if pod.deletion_timestamp.is_some() {
         return false;
     }
     let Some(spec) = pod.spec.as_ref() else {
         return false;
     };
-    if spec.node_name.as_deref().is_some_and(|n| !n.is_empty()) {
+    if spec.node_name.is_some_and(|n| !n.is_empty()) {
         return false;
     }
-    if is_daemonset_pod(pod) || is_static_pod(pod) {
+    if owned_by_daemonset(pod.owner_references) || static_view(pod) {
         return false;
     }
     let Some(status) = pod.status.as_ref() else {
         return false;
     };
-    if status
-        .nominated_node_name
-        .as_deref()
-        .is_some_and(|n| !n.is_empty())
-    {
+    if status.nominated_node_name.is_some_and(|n| !n.is_empty()) {
         return false;
     }
-    if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+    if matches!(status.phase, Some("Succeeded" | "Failed")) {
         return false;
     }
-    status.conditions.iter().flatten().any(|c| {
+    status.conditions.iter().any(|c| {
         c.type_ == "PodScheduled"
             && c.status == "False"
             && c.reason.as_deref() == Some("Unschedulable")
@@ -257,15 +279,25 @@ pub fn is_provisionable(pod: &Pod) -> bool {
 
 /// Owned by a DaemonSet.
 pub fn is_daemonset_pod(pod: &Pod) -> bool {
-    pod.owner_references().iter().any(|o| o.kind == "DaemonSet")
+    owned_by_daemonset(pod.owner_references())
+}
+
+/// Owner references that name a DaemonSet.
+pub fn owned_by_daemonset(owners: &[OwnerReference]) -> bool {
+    owners.iter().any(|o| o.kind == "DaemonSet")
 }
 
 /// A static (mirror) pod: owned by its Node or carrying the mirror annotation.
 pub fn is_static_pod(pod: &Pod) -> bool {
-    pod.owner_references().iter().any(|o| o.kind == "Node")
+    static_view(&PodView::of(pod))
+}
+
+/// [`is_static_pod`] of what Stowage reads of a pod.
+pub fn static_view<C>(pod: &PodView<'_, C>) -> bool {
+    pod.owner_references.iter().any(|o| o.kind == "Node")
         || pod
-            .annotations()
-            .contains_key(crate::lean::MIRROR_ANNOTATION)
+            .annotations
+            .is_some_and(|a| a.contains_key(crate::lean::MIRROR_ANNOTATION))
 }
 
 /// A pod that no longer holds resources on its node.

@@ -32,6 +32,7 @@ use serde_json::json;
 use stowage_api::NodeClaim;
 use stowage_api::labels;
 use stowage_cloud::Error as CloudError;
+use stowage_solver::convert::PodView;
 
 use crate::context::Context;
 use crate::error::{Error, Result, is_not_found};
@@ -47,12 +48,17 @@ const DRAIN_POLL: Duration = Duration::from_secs(1);
 
 /// Which eviction tier a pod belongs to (lower goes first).
 pub fn tier(pod: &Pod) -> u8 {
+    tier_of(&PodView::of(pod))
+}
+
+/// [`tier`] of what Stowage reads of a pod.
+pub fn tier_of<C>(pod: &PodView<'_, C>) -> u8 {
     let critical = pod
         .spec
         .as_ref()
-        .and_then(|s| s.priority_class_name.as_deref())
+        .and_then(|s| s.priority_class_name)
         .is_some_and(|p| p == "system-cluster-critical" || p == "system-node-critical");
-    let daemon = crate::state::is_daemonset_pod(pod);
+    let daemon = crate::state::owned_by_daemonset(pod.owner_references);
     match (critical, daemon) {
         (false, false) => 0,
         (false, true) => 1,
@@ -63,12 +69,16 @@ pub fn tier(pod: &Pod) -> u8 {
 
 /// True when the pod tolerates the disrupted taint (it would land right back; not drained).
 pub fn tolerates_disrupted(pod: &Pod) -> bool {
+    tolerates_disrupted_of(&PodView::of(pod))
+}
+
+/// [`tolerates_disrupted`] of what Stowage reads of a pod.
+pub fn tolerates_disrupted_of<C>(pod: &PodView<'_, C>) -> bool {
     let taint = disrupted_taint();
     pod.spec
         .as_ref()
-        .and_then(|s| s.tolerations.as_ref())
-        .into_iter()
-        .flatten()
+        .map_or(&[][..], |s| s.tolerations)
+        .iter()
         .any(|t| {
             let key_ok = match t.key.as_deref() {
                 None | Some("") => t.operator.as_deref() == Some("Exists"),
@@ -241,6 +251,11 @@ pub fn interruption_deadline(claim: &NodeClaim) -> Option<jiff::Timestamp> {
 
 /// `spec.terminationGracePeriodSeconds`, 30 when unset, at least 0.
 pub fn pod_grace(pod: &Pod) -> i64 {
+    pod_grace_of(&PodView::of(pod))
+}
+
+/// [`pod_grace`] of what Stowage reads of a pod.
+pub fn pod_grace_of<C>(pod: &PodView<'_, C>) -> i64 {
     pod.spec
         .as_ref()
         .and_then(|s| s.termination_grace_period_seconds)

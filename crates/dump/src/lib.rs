@@ -1,7 +1,8 @@
 //! The fast reader of `stowage plan`: documents are deserialized straight from the text (no
 //! `serde_json::Value` tree in between), and Pods keep only the fields the provisioner reads
-//! (`ClusterState`, `snapshot`, `stowage_solver::convert::pod`); env, volumes, probes, images
-//! and every other field are skipped without being built. Other kinds (Nodes, NodePools,
+//! ([`LeanPod`], read through `stowage_solver::convert::PodView` by the same conversion as a
+//! `k8s_openapi` Pod, which is never built); env, volumes, probes, images and every other field
+//! are skipped without being built. Other kinds (Nodes, NodePools,
 //! DaemonSets, NodeClaims: a handful in a dump) are kept as `Value`s for the exact reader.
 //!
 //! Key decision: this reader only ever says "these are the objects" or "not mine". Anything
@@ -12,8 +13,10 @@
 //! has to agree with it on input both accept.
 //!
 //! **Invariant:** [`LeanSpec`], [`LeanMeta`], [`LeanContainer`] and [`LeanStatus`] carry every
-//! Pod field the provisioner reads. A field read there and not here would be silently dropped;
-//! `plan::tests::the_fast_reader_agrees_with_the_exact_one` compares both on a pod using each.
+//! Pod field the provisioner reads (every field of `PodView` but the uid and creation time,
+//! which `plan` does not use). A field read there and not here would be silently dropped;
+//! `tests::the_lean_view_converts_as_the_full_pod` and
+//! `plan::tests::the_fast_reader_agrees_with_the_exact_one` compare both on pods using each.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,6 +27,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use stowage_solver::convert::{ContainerView, PodView, SpecView, StatusView};
 
 /// One document (or List item) as the fast reader read it; a Pod as `P` (the `k8s_openapi` Pod,
 /// or what a [`Convert`] made of it on the thread that read it).
@@ -51,32 +55,34 @@ impl<P> Item<P> {
 }
 
 /// What the reader's threads make of each Pod they read, right after reading it: the work is
-/// spread over the cores with the reading, and the `k8s_openapi` Pod (2.2 KB, and 2.1 KB per
-/// container, mostly empty) is dropped on the thread that built it, whose memory it reuses,
-/// instead of living until the caller converts it.
+/// spread over the cores with the reading, and the lean Pod is dropped on the thread that built
+/// it, whose memory it reuses, instead of living until the caller converts it.
 pub trait Convert: Sync {
     /// What a Pod becomes.
     type Pod: Send;
     /// Each reading thread's own scratch state (e.g. an interner), made with `Default`.
     type Scratch: Default;
 
-    fn pod(&self, scratch: &mut Self::Scratch, pod: Box<core::Pod>) -> Self::Pod;
+    fn pod(&self, scratch: &mut Self::Scratch, pod: Box<LeanPod>) -> Self::Pod;
 }
 
-/// The [`Convert`] that keeps each Pod as it was read.
+/// The [`Convert`] that makes each Pod a `k8s_openapi` Pod (with only the fields read).
 pub struct Keep;
 
 impl Convert for Keep {
     type Pod = Box<core::Pod>;
     type Scratch = ();
 
-    fn pod(&self, _: &mut (), pod: Box<core::Pod>) -> Box<core::Pod> {
-        pod
+    fn pod(&self, _: &mut (), pod: Box<LeanPod>) -> Box<core::Pod> {
+        Box::new(pod.into_pod())
     }
 }
 
+/// A document as the parser reads it, each Pod in its lean form.
+type Raw = Item<Box<LeanPod>>;
+
 /// `items` with each Pod converted by `convert` (on this thread, with its own scratch state).
-fn convert_all<C: Convert>(items: Vec<Item>, convert: &C) -> Vec<Item<C::Pod>> {
+fn convert_all<C: Convert>(items: Vec<Raw>, convert: &C) -> Vec<Item<C::Pod>> {
     let mut scratch = C::Scratch::default();
     let mut f = |p| convert.pod(&mut scratch, p);
     items.into_iter().map(|i| i.map(&mut f)).collect()
@@ -164,7 +170,7 @@ fn threads() -> usize {
 /// that are reused (a fresh buffer as large as the file costs a page fault per 4 KiB).
 const PIECE_BYTES: usize = 4 << 20;
 
-fn json_sequential(text: &str) -> Option<Vec<Item>> {
+fn json_sequential(text: &str) -> Option<Vec<Raw>> {
     let mut de = serde_json::Deserializer::from_str(text);
     let docs = Documents.deserialize(&mut de).ok()?;
     de.end().ok()?;
@@ -196,7 +202,7 @@ mod stream {
     use serde::Deserialize;
     use serde::de::Deserializer as _;
 
-    use super::{Convert, Documents, Head, Item, Piece, convert_all, join, json_sequential};
+    use super::{Convert, Documents, Head, Item, Piece, Raw, convert_all, join, json_sequential};
     use serde::de::DeserializeSeed as _;
 
     /// Where a piece lies in the text, which says what must be around it.
@@ -556,7 +562,7 @@ mod stream {
             }
             Part::Middle => {
                 let mut de = serde_json::Deserializer::from_str(text);
-                let items = Vec::<Item>::deserialize(&mut de).ok()?;
+                let items = Vec::<Raw>::deserialize(&mut de).ok()?;
                 de.end().ok()?;
                 Some(Piece::items(items))
             }
@@ -565,7 +571,7 @@ mod stream {
     }
 
     fn read_last(tail: &str, object: bool) -> Option<Piece> {
-        let mut stream = serde_json::Deserializer::from_str(tail).into_iter::<Vec<Item>>();
+        let mut stream = serde_json::Deserializer::from_str(tail).into_iter::<Vec<Raw>>();
         let items = stream.next()?.ok()?;
         let rest = tail[stream.byte_offset()..].trim_start();
         if !object {
@@ -596,7 +602,7 @@ mod stream {
 
 /// What one piece holds: items (or documents) and, for the first and last piece of a
 /// List, the kind when it is there.
-struct Piece<P = Box<core::Pod>> {
+struct Piece<P = Box<LeanPod>> {
     kind: Option<String>,
     items: Vec<Item<P>>,
     /// The List's own fields in this piece (none in a middle piece).
@@ -604,7 +610,7 @@ struct Piece<P = Box<core::Pod>> {
 }
 
 impl Piece {
-    fn items(items: Vec<Item>) -> Piece {
+    fn items(items: Vec<Raw>) -> Piece {
         Piece {
             kind: None,
             items,
@@ -613,7 +619,7 @@ impl Piece {
     }
 
     /// The piece with each Pod made into `f(pod)`.
-    fn convert<Q>(self, f: &mut impl FnMut(Box<core::Pod>) -> Q) -> Piece<Q> {
+    fn convert<Q>(self, f: &mut impl FnMut(Box<LeanPod>) -> Q) -> Piece<Q> {
         Piece {
             kind: self.kind,
             items: self.items.into_iter().map(|i| i.map(f)).collect(),
@@ -670,7 +676,7 @@ impl<'de> Visitor<'de> for Head {
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "kind" => kind = Some(map.next_value::<String>()?),
-                "items" if self.last_is_items => items = Some(map.next_value::<Vec<Item>>()?),
+                "items" if self.last_is_items => items = Some(map.next_value::<Vec<Raw>>()?),
                 "items" => return Err(de::Error::custom("items after the items")),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -724,7 +730,7 @@ pub fn yaml_documents_converted<C: Convert>(
     {
         return Some(docs);
     }
-    let docs = serde_saphyr::from_multiple_with_options::<Item>(text, options()).ok()?;
+    let docs = serde_saphyr::from_multiple_with_options::<Raw>(text, options()).ok()?;
     Some(convert_all(docs, convert))
 }
 
@@ -751,7 +757,7 @@ mod yaml {
     use serde::Deserialize;
     use serde::de::Deserializer;
 
-    use super::{Convert, Head, Item, Piece, join};
+    use super::{Convert, Head, Item, Piece, Raw, join};
 
     pub(super) fn documents<C: Convert>(
         text: &str,
@@ -825,7 +831,7 @@ mod yaml {
                 .map(|h| h.0);
         }
         if i + 1 < n {
-            let items = serde_saphyr::from_str_with_options::<Vec<Item>>(text, options);
+            let items = serde_saphyr::from_str_with_options::<Vec<Raw>>(text, options);
             return items.ok().map(Piece::items);
         }
         // The List's fields after its items: from the first line at column 0 that is not an
@@ -838,7 +844,7 @@ mod yaml {
                 !entry && !matches!(bytes[at], b' ' | b'\t' | b'\n' | b'\r' | b'#')
             })?;
         let items =
-            serde_saphyr::from_str_with_options::<Vec<Item>>(&text[..fields], options.clone())
+            serde_saphyr::from_str_with_options::<Vec<Raw>>(&text[..fields], options.clone())
                 .ok()?;
         let head =
             serde_saphyr::from_str_with_options::<HeadOf<false>>(&text[fields..], options).ok()?;
@@ -867,35 +873,35 @@ mod yaml {
 struct Documents;
 
 impl<'de> DeserializeSeed<'de> for Documents {
-    type Value = Vec<Item>;
+    type Value = Vec<Raw>;
 
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Item>, D::Error> {
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Raw>, D::Error> {
         d.deserialize_any(self)
     }
 }
 
 impl<'de> Visitor<'de> for Documents {
-    type Value = Vec<Item>;
+    type Value = Vec<Raw>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("an object or an array of objects")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Item>, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Raw>, A::Error> {
         let mut out = Vec::new();
-        while let Some(item) = seq.next_element::<Item>()? {
+        while let Some(item) = seq.next_element::<Raw>()? {
             out.push(item);
         }
         Ok(out)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Vec<Item>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Vec<Raw>, A::Error> {
         Ok(vec![ItemVisitor.visit_map(map)?])
     }
 }
 
-impl<'de> Deserialize<'de> for Item {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Item, D::Error> {
+impl<'de> Deserialize<'de> for Raw {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Raw, D::Error> {
         d.deserialize_any(ItemVisitor)
     }
 }
@@ -938,24 +944,24 @@ impl<'de> Deserialize<'de> for Key {
 struct ItemVisitor;
 
 impl<'de> Visitor<'de> for ItemVisitor {
-    type Value = Item;
+    type Value = Raw;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a Kubernetes object")
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Item, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Raw, E> {
         Ok(Item::Null)
     }
 
-    fn visit_none<E: de::Error>(self) -> Result<Item, E> {
+    fn visit_none<E: de::Error>(self) -> Result<Raw, E> {
         Ok(Item::Null)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
         let mut api_version: Option<String> = None;
         let mut kind: Option<String> = None;
-        let mut items: Option<Vec<Item>> = None;
+        let mut items: Option<Vec<Raw>> = None;
         let mut pod = LeanPod::default();
         // Fields seen before `kind` (or of a kind other than Pod), for the exact reader.
         let mut rest = serde_json::Map::new();
@@ -1019,77 +1025,154 @@ impl<'de> Visitor<'de> for ItemVisitor {
         if let Some(v) = rest.remove("status") {
             pod.status = Some(serde_json::from_value(v).map_err(|_| decline::<A::Error>())?);
         }
-        pod.into_pod().map(|p| Item::Pod(Box::new(p)))
+        if !pod.accepted() {
+            return Err(decline());
+        }
+        Ok(Item::Pod(Box::new(pod)))
     }
 }
 
-#[derive(Default)]
-struct LeanPod {
-    metadata: Option<LeanMeta>,
-    spec: Option<LeanSpec>,
-    status: Option<LeanStatus>,
+/// A Pod as the fast reader keeps it: the fields Stowage reads of a Pod and no other. It is
+/// read through [`LeanPod::view`] by the same conversion as a `k8s_openapi` Pod
+/// (`stowage_solver::convert::PodView`), so no `k8s_openapi` Pod is built (2.2 KB, and 2.1 KB
+/// per container, mostly empty) for a dump's pods.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct LeanPod {
+    pub metadata: Option<LeanMeta>,
+    pub spec: Option<LeanSpec>,
+    pub status: Option<LeanStatus>,
 }
 
-#[derive(Deserialize, Default)]
+/// What is read of a Pod's `metadata`.
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
-struct LeanMeta {
-    name: Option<String>,
-    namespace: Option<String>,
-    labels: Option<BTreeMap<String, String>>,
-    annotations: Option<BTreeMap<String, String>>,
-    owner_references: Option<Vec<meta::OwnerReference>>,
-    deletion_timestamp: Option<meta::Time>,
+pub struct LeanMeta {
+    pub name: Option<String>,
+    pub namespace: Option<String>,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub annotations: Option<BTreeMap<String, String>>,
+    pub owner_references: Option<Vec<meta::OwnerReference>>,
+    pub deletion_timestamp: Option<meta::Time>,
 }
 
-#[derive(Deserialize)]
+/// What is read of a Pod's `spec`.
+#[derive(Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
-struct LeanSpec {
-    node_name: Option<String>,
-    containers: Option<Vec<LeanContainer>>,
-    init_containers: Option<Vec<LeanContainer>>,
-    overhead: Option<BTreeMap<String, Quantity>>,
-    node_selector: Option<BTreeMap<String, String>>,
-    priority: Option<i32>,
-    tolerations: Option<Vec<core::Toleration>>,
-    affinity: Option<core::Affinity>,
-    topology_spread_constraints: Option<Vec<core::TopologySpreadConstraint>>,
+pub struct LeanSpec {
+    pub node_name: Option<String>,
+    pub containers: Option<Vec<LeanContainer>>,
+    pub init_containers: Option<Vec<LeanContainer>>,
+    pub overhead: Option<BTreeMap<String, Quantity>>,
+    pub node_selector: Option<BTreeMap<String, String>>,
+    pub priority: Option<i32>,
+    pub priority_class_name: Option<String>,
+    pub termination_grace_period_seconds: Option<i64>,
+    pub tolerations: Option<Vec<core::Toleration>>,
+    pub affinity: Option<core::Affinity>,
+    pub topology_spread_constraints: Option<Vec<core::TopologySpreadConstraint>>,
 }
 
-#[derive(Deserialize)]
+/// What is read of a container.
+#[derive(Deserialize, Debug, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
-struct LeanContainer {
-    name: Option<String>,
-    resources: Option<core::ResourceRequirements>,
-    ports: Option<Vec<core::ContainerPort>>,
-    restart_policy: Option<String>,
+pub struct LeanContainer {
+    pub name: Option<String>,
+    pub resources: Option<core::ResourceRequirements>,
+    pub ports: Option<Vec<core::ContainerPort>>,
+    pub restart_policy: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// What is read of a Pod's `status`.
+#[derive(Deserialize, Debug, Default, Clone, PartialEq)]
 #[serde(rename_all = "camelCase")]
-struct LeanStatus {
-    phase: Option<String>,
-    conditions: Option<Vec<core::PodCondition>>,
-    nominated_node_name: Option<String>,
+pub struct LeanStatus {
+    pub phase: Option<String>,
+    pub conditions: Option<Vec<core::PodCondition>>,
+    pub nominated_node_name: Option<String>,
+}
+
+impl ContainerView for LeanContainer {
+    fn resources(&self) -> Option<&core::ResourceRequirements> {
+        self.resources.as_ref()
+    }
+
+    fn ports(&self) -> &[core::ContainerPort] {
+        self.ports.as_deref().unwrap_or_default()
+    }
+
+    fn restart_policy(&self) -> Option<&str> {
+        self.restart_policy.as_deref()
+    }
 }
 
 impl LeanContainer {
-    fn into_container<E: de::Error>(self) -> Result<core::Container, E> {
-        // k8s_openapi requires a container's name.
-        let Some(name) = self.name else {
-            return Err(decline());
-        };
-        Ok(core::Container {
-            name,
+    fn into_container(self) -> core::Container {
+        core::Container {
+            // Checked by `LeanPod::accepted`.
+            name: self.name.unwrap_or_default(),
             resources: self.resources,
             ports: self.ports,
             restart_policy: self.restart_policy,
             ..Default::default()
-        })
+        }
     }
 }
 
 impl LeanPod {
-    fn into_pod<E: de::Error>(self) -> Result<core::Pod, E> {
+    /// Whether `k8s_openapi` reads it as a Pod too: a spec has `containers`, and each container
+    /// a name (else the exact reader reads the file and names the field).
+    fn accepted(&self) -> bool {
+        self.spec.as_ref().is_none_or(|s| {
+            s.containers.is_some()
+                && s.containers
+                    .iter()
+                    .chain(&s.init_containers)
+                    .flatten()
+                    .all(|c| c.name.is_some())
+        })
+    }
+
+    /// What Stowage reads of it, as of a `k8s_openapi` Pod.
+    pub fn view(&self) -> PodView<'_, LeanContainer> {
+        let m = self.metadata.as_ref();
+        PodView {
+            name: m.and_then(|m| m.name.as_deref()),
+            namespace: m.and_then(|m| m.namespace.as_deref()),
+            // Not read: `plan` sends no Events and does not age pods.
+            uid: None,
+            creation_timestamp: None,
+            deletion_timestamp: m.and_then(|m| m.deletion_timestamp.as_ref()),
+            labels: m.and_then(|m| m.labels.as_ref()),
+            annotations: m.and_then(|m| m.annotations.as_ref()),
+            owner_references: m
+                .and_then(|m| m.owner_references.as_deref())
+                .unwrap_or_default(),
+            spec: self.spec.as_ref().map(|s| SpecView {
+                node_name: s.node_name.as_deref(),
+                containers: s.containers.as_deref().unwrap_or_default(),
+                init_containers: s.init_containers.as_deref().unwrap_or_default(),
+                overhead: s.overhead.as_ref(),
+                node_selector: s.node_selector.as_ref(),
+                priority: s.priority,
+                priority_class_name: s.priority_class_name.as_deref(),
+                termination_grace_period_seconds: s.termination_grace_period_seconds,
+                tolerations: s.tolerations.as_deref().unwrap_or_default(),
+                affinity: s.affinity.as_ref(),
+                topology_spread_constraints: s
+                    .topology_spread_constraints
+                    .as_deref()
+                    .unwrap_or_default(),
+            }),
+            status: self.status.as_ref().map(|s| StatusView {
+                phase: s.phase.as_deref(),
+                conditions: s.conditions.as_deref().unwrap_or_default(),
+                nominated_node_name: s.nominated_node_name.as_deref(),
+            }),
+        }
+    }
+
+    /// The `k8s_openapi` Pod with the fields read (for callers that need the object itself).
+    pub fn into_pod(self) -> core::Pod {
         let m = self.metadata.unwrap_or_default();
         let metadata = meta::ObjectMeta {
             name: m.name,
@@ -1100,56 +1183,56 @@ impl LeanPod {
             deletion_timestamp: m.deletion_timestamp,
             ..Default::default()
         };
-        let spec = match self.spec {
-            None => None,
-            Some(s) => {
-                // k8s_openapi requires `containers`.
-                let Some(containers) = s.containers else {
-                    return Err(decline());
-                };
-                let containers = containers
-                    .into_iter()
-                    .map(LeanContainer::into_container)
-                    .collect::<Result<_, E>>()?;
-                let init_containers = s
-                    .init_containers
-                    .map(|cs| {
-                        cs.into_iter()
-                            .map(LeanContainer::into_container)
-                            .collect::<Result<Vec<_>, E>>()
-                    })
-                    .transpose()?;
-                Some(core::PodSpec {
-                    node_name: s.node_name,
-                    containers,
-                    init_containers,
-                    overhead: s.overhead,
-                    node_selector: s.node_selector,
-                    priority: s.priority,
-                    tolerations: s.tolerations,
-                    affinity: s.affinity,
-                    topology_spread_constraints: s.topology_spread_constraints,
-                    ..Default::default()
-                })
-            }
-        };
+        let spec = self.spec.map(|s| core::PodSpec {
+            node_name: s.node_name,
+            containers: s
+                .containers
+                .into_iter()
+                .flatten()
+                .map(LeanContainer::into_container)
+                .collect(),
+            init_containers: s
+                .init_containers
+                .map(|cs| cs.into_iter().map(LeanContainer::into_container).collect()),
+            overhead: s.overhead,
+            node_selector: s.node_selector,
+            priority: s.priority,
+            priority_class_name: s.priority_class_name,
+            termination_grace_period_seconds: s.termination_grace_period_seconds,
+            tolerations: s.tolerations,
+            affinity: s.affinity,
+            topology_spread_constraints: s.topology_spread_constraints,
+            ..Default::default()
+        });
         let status = self.status.map(|s| core::PodStatus {
             phase: s.phase,
             conditions: s.conditions,
             nominated_node_name: s.nominated_node_name,
             ..Default::default()
         });
-        Ok(core::Pod {
+        core::Pod {
             metadata,
             spec,
             status,
-        })
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Keeps each Pod in its lean form, to compare with what the parser made.
+    struct Same;
+
+    impl Convert for Same {
+        type Pod = Box<LeanPod>;
+        type Scratch = ();
+
+        fn pod(&self, _: &mut (), pod: Box<LeanPod>) -> Box<LeanPod> {
+            pod
+        }
+    }
 
     fn pod(i: usize) -> serde_json::Value {
         serde_json::json!({
@@ -1172,6 +1255,216 @@ mod tests {
             .serialize(&mut serde_json::Serializer::with_formatter(&mut out, f))
             .unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    /// Pods of every shape the conversion tells apart, and pods it refuses.
+    fn varied_pods() -> Vec<serde_json::Value> {
+        let rich = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "rich", "namespace": "shop", "uid": "u-1",
+                "labels": {"app": "web", "tier": "front"},
+                "annotations": {"stowage.dev/do-not-disrupt": "true", "kubernetes.io/config.mirror": "x"},
+                "ownerReferences": [
+                    {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "u-2", "controller": true},
+                    {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "d", "uid": "u-3"}],
+                "deletionTimestamp": "2026-11-29T10:00:00Z"},
+            "spec": {
+                "nodeName": "",
+                "containers": [
+                    {"name": "app", "image": "nginx",
+                     "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},
+                                   "limits": {"cpu": "1", "nvidia.com/gpu": "1"}},
+                     "ports": [{"containerPort": 80, "hostPort": 8080, "protocol": "TCP"}]},
+                    {"name": "side", "resources": {"limits": {"memory": "1Gi"}}},
+                    {"name": "bare"}
+                ],
+                "initContainers": [
+                    {"name": "proxy", "restartPolicy": "Always",
+                     "resources": {"requests": {"cpu": "100m", "memory": "0"}},
+                     "ports": [{"containerPort": 53, "hostPort": 53, "protocol": "UDP", "hostIP": "10.0.0.1"}]},
+                    {"name": "migrate", "resources": {"requests": {"cpu": "3", "memory": "4Gi"}}},
+                    {"name": "late-sidecar", "restartPolicy": "Always", "resources": {"requests": {"cpu": "2"}}}
+                ],
+                "overhead": {"cpu": "50m", "memory": "10Mi"},
+                "nodeSelector": {"kubernetes.io/os": "linux"},
+                "priority": 1000,
+                "priorityClassName": "system-node-critical",
+                "terminationGracePeriodSeconds": 5,
+                "tolerations": [
+                    {"key": "dedicated", "operator": "Equal", "value": "web", "effect": "NoSchedule"},
+                    {"operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                    {"key": "stowage.dev/disrupted", "operator": "Exists"}],
+                "affinity": {
+                    "nodeAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                            {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]},
+                            {"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["node-x"]}]}]},
+                        "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 10, "preference":
+                            {"matchExpressions": [{"key": "karpenter.sh/capacity-type", "operator": "Gt", "values": ["3"]}]}}]},
+                    "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+                        "labelSelector": {"matchLabels": {"app": "cache"}}, "topologyKey": "topology.kubernetes.io/zone",
+                        "namespaces": ["a", "b"]}]},
+                    "podAntiAffinity": {
+                        "requiredDuringSchedulingIgnoredDuringExecution": [{
+                            "labelSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": ["web"]}]},
+                            "topologyKey": "kubernetes.io/hostname", "namespaceSelector": {}}],
+                        "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 50,
+                            "podAffinityTerm": {"labelSelector": {"matchLabels": {"app": "web"}},
+                                "topologyKey": "kubernetes.io/hostname", "matchLabelKeys": ["tier"]}}]}},
+                "topologySpreadConstraints": [
+                    {"maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "DoNotSchedule",
+                     "labelSelector": {"matchLabels": {"app": "web"}}, "matchLabelKeys": ["tier", "absent"], "minDomains": 3},
+                    {"maxSkew": 2, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway"}]
+            },
+            "status": {"phase": "Pending", "nominatedNodeName": "n-2",
+                "conditions": [{"type": "Ready", "status": "False"},
+                    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}
+        });
+        let mut pods = vec![rich];
+        for (name, spec, status) in [
+            // No namespace, one container without resources, no status.
+            (
+                "minimal",
+                serde_json::json!({"containers": [{"name": "a"}]}),
+                None,
+            ),
+            (
+                "limits-only",
+                serde_json::json!({"containers": [{"name": "a",
+                    "resources": {"limits": {"cpu": "2", "memory": "1Gi", "ephemeral-storage": "1Gi"}}}]}),
+                Some(serde_json::json!({"phase": "Succeeded"})),
+            ),
+            (
+                "bad-quantity",
+                serde_json::json!({"containers": [{"name": "a"}],
+                    "initContainers": [{"name": "i", "resources": {"requests": {"cpu": "2x"}}}]}),
+                None,
+            ),
+            (
+                "negative",
+                serde_json::json!({"containers": [{"name": "a", "resources": {"limits": {"memory": "-1"}}}]}),
+                None,
+            ),
+            (
+                "bad-toleration",
+                serde_json::json!({"containers": [{"name": "a"}],
+                    "tolerations": [{"key": "k", "operator": "Equal"}, {"key": "k", "operator": "Maybe"}]}),
+                None,
+            ),
+            (
+                "bad-spread",
+                serde_json::json!({"containers": [{"name": "a"}], "topologySpreadConstraints": [
+                    {"maxSkew": 0, "topologyKey": "z", "whenUnsatisfiable": "DoNotSchedule"}]}),
+                None,
+            ),
+            (
+                "bad-field",
+                serde_json::json!({"containers": [{"name": "a"}], "affinity": {"nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                        {"matchFields": [{"key": "spec.x", "operator": "In", "values": ["y"]}]}]}}}}),
+                None,
+            ),
+            ("", serde_json::json!({"containers": [{"name": "a"}]}), None),
+        ] {
+            let mut pod = serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name}, "spec": spec});
+            if let Some(status) = status {
+                pod["status"] = status;
+            }
+            pods.push(pod);
+        }
+        pods.push(
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "no-spec"}}),
+        );
+        pods
+    }
+
+    /// The lean form, read through its view, converts as the `k8s_openapi` Pod does: the same
+    /// `PodRequest` (or the same error) and the same fields for the controllers' facts.
+    #[test]
+    fn the_lean_view_converts_as_the_full_pod() {
+        use stowage_solver::convert;
+        let pods = varied_pods();
+        let text = kubectl(&serde_json::Value::Array(pods.clone()));
+        let read = json_documents_converted(&text, &Same).expect("the fast reader reads them");
+        assert_eq!(read.len(), pods.len());
+        let mut converted = 0;
+        for (item, value) in read.iter().zip(&pods) {
+            let Item::Pod(lean) = item else {
+                panic!("a pod: {item:?}");
+            };
+            let full: core::Pod = serde_json::from_value(value.clone()).unwrap();
+            let (l, f) = (lean.view(), convert::PodView::of(&full));
+            let share = |labels: &BTreeMap<String, String>| std::sync::Arc::new(labels.clone());
+            let (from_lean, from_full) = (
+                convert::pod_from_view(&l, share).map_err(|e| e.to_string()),
+                convert::pod(&full).map_err(|e| e.to_string()),
+            );
+            assert_eq!(from_lean, from_full, "{value}");
+            converted += usize::from(from_full.is_ok());
+            // What the controllers read beyond the solver (`uid` and the creation time are not
+            // read from a dump).
+            assert_eq!(
+                (
+                    l.name,
+                    l.namespace,
+                    l.deletion_timestamp,
+                    l.labels,
+                    l.annotations
+                ),
+                (
+                    f.name,
+                    f.namespace,
+                    f.deletion_timestamp,
+                    f.labels,
+                    f.annotations
+                ),
+            );
+            assert_eq!(l.owner_references, f.owner_references);
+            assert_eq!(
+                l.spec.map(|s| (
+                    s.node_name,
+                    s.priority,
+                    s.priority_class_name,
+                    s.termination_grace_period_seconds,
+                    s.tolerations
+                )),
+                f.spec.map(|s| (
+                    s.node_name,
+                    s.priority,
+                    s.priority_class_name,
+                    s.termination_grace_period_seconds,
+                    s.tolerations
+                )),
+            );
+            assert_eq!(
+                l.status
+                    .map(|s| (s.phase, s.conditions, s.nominated_node_name)),
+                f.status
+                    .map(|s| (s.phase, s.conditions, s.nominated_node_name)),
+            );
+            // And the k8s Pod made of the lean one is read alike.
+            let made = (**lean).clone().into_pod();
+            assert_eq!(
+                convert::pod(&made).map_err(|e| e.to_string()),
+                from_full,
+                "{value}"
+            );
+        }
+        assert_eq!(converted, 3, "rich, minimal and limits-only convert");
+        let rich = convert::pod(&serde_json::from_value(pods[0].clone()).unwrap()).unwrap();
+        assert!(
+            rich.host_ports.len() == 2
+                && rich.topology_spread.len() == 2
+                && rich.pod_affinity.len() == 1
+                && rich.pod_anti_affinity.len() == 1
+                && rich.preferred_pod_anti_affinity.len() == 1
+                && rich.required_node_affinity.len() == 2
+                && rich.preferred_node_affinity.len() == 1
+                && rich.tolerations.len() == 3
+                && rich.owner.as_deref() == Some("ReplicaSet/web-1"),
+            "{rich:?}"
+        );
     }
 
     #[test]
@@ -1217,7 +1510,7 @@ mod tests {
             // Pieces smaller than an item, of a few items, and the whole text in one.
             for piece in [1, 100, 1_000, 9_000, text.len() - 1, text.len(), 1 << 20] {
                 for threads in [1, 2, 3] {
-                    let read = stream::documents(text.as_bytes(), threads, piece, &Keep);
+                    let read = stream::documents(text.as_bytes(), threads, piece, &Same);
                     assert_eq!(
                         read.as_ref(),
                         Some(&sequential),
@@ -1250,16 +1543,19 @@ mod tests {
         let text = kubectl(&serde_json::json!({"kind": "PodList", "items": items}));
         let sequential = json_sequential(&text).unwrap();
         for piece in [50, 2_000] {
-            let read = stream::documents(Trickle(text.as_bytes()), 2, piece, &Keep);
+            let read = stream::documents(Trickle(text.as_bytes()), 2, piece, &Same);
             assert_eq!(read.as_ref(), Some(&sequential), "{piece}");
         }
-        assert_eq!(json_reader(Trickle(text.as_bytes())), Some(sequential));
+        assert_eq!(
+            json_reader(Trickle(text.as_bytes())),
+            Some(convert_all(sequential, &Keep))
+        );
     }
 
     #[test]
     fn reading_in_pieces_declines_what_the_sequential_reader_declines() {
         let items: Vec<_> = (0..50).map(pod).collect();
-        let pieces = |text: &str| stream::documents(text.as_bytes(), 2, 500, &Keep);
+        let pieces = |text: &str| stream::documents(text.as_bytes(), 2, 500, &Same);
         // Compact: no line to cut at; read whole.
         let compact = serde_json::json!({"kind": "List", "items": items}).to_string();
         assert_eq!(pieces(&compact), json_sequential(&compact));
@@ -1290,17 +1586,17 @@ mod tests {
         let mut bytes = good.clone().into_bytes();
         let at = good.find("\"p-25\"").unwrap();
         bytes[at + 1] = 0xff;
-        assert!(stream::documents(&bytes[..], 2, 500, &Keep).is_none());
+        assert!(stream::documents(&bytes[..], 2, 500, &Same).is_none());
         // Not JSON at all.
-        assert!(stream::documents(&b"kind: List\nitems: []\n"[..], 2, 5, &Keep).is_none());
+        assert!(stream::documents(&b"kind: List\nitems: []\n"[..], 2, 5, &Same).is_none());
     }
 
     fn yaml_options() -> serde_saphyr::Options {
         super::yaml_options(1_000, 1 << 30)
     }
 
-    fn yaml_sequential(text: &str) -> Option<Vec<Item>> {
-        serde_saphyr::from_multiple_with_options::<Item>(text, yaml_options()).ok()
+    fn yaml_sequential(text: &str) -> Option<Vec<Raw>> {
+        serde_saphyr::from_multiple_with_options::<Raw>(text, yaml_options()).ok()
     }
 
     #[test]
@@ -1325,7 +1621,7 @@ mod tests {
             };
             assert_eq!(read.len(), 60);
             for pieces in [2, 3, 8, 59, 60, 200] {
-                let read = yaml::documents(&text, pieces, 2, yaml_options, &Keep);
+                let read = yaml::documents(&text, pieces, 2, yaml_options, &Same);
                 assert_eq!(read.as_ref(), Some(&sequential), "{pieces} pieces");
             }
         }
@@ -1334,7 +1630,7 @@ mod tests {
     #[test]
     fn yaml_pieces_decline_what_does_not_fit() {
         let items: Vec<_> = (0..20).map(pod).collect();
-        let pieces = |text: &str| yaml::documents(text, 4, 2, yaml_options, &Keep);
+        let pieces = |text: &str| yaml::documents(text, 4, 2, yaml_options, &Same);
         let good =
             serde_saphyr::to_string(&serde_json::json!({"kind": "List", "items": items})).unwrap();
         assert!(pieces(&good).is_some());
@@ -1372,6 +1668,6 @@ mod tests {
         let text = kubectl(&serde_json::json!({"items": items, "kind": "List"}));
         let text = text.replacen("{\n", "{\n    \"kind\": \"PodList\",\n", 1);
         assert!(json_sequential(&text).is_some());
-        assert!(stream::documents(text.as_bytes(), 2, 500, &Keep).is_none());
+        assert!(stream::documents(text.as_bytes(), 2, 500, &Same).is_none());
     }
 }

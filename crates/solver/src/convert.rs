@@ -7,9 +7,12 @@
 //! requests are max(any init container + the sidecars started before it, containers + all
 //! sidecars) plus the pod overhead. Node affinity's `matchFields` are read on `metadata.name`
 //! (the only node field Kubernetes supports; the DaemonSet controller pins each of its pods to
-//! its node that way) and refused on any other field.
+//! its node that way) and refused on any other field. A Pod is read through [`PodView`], so a
+//! reader's leaner form of it (`stowage plan`'s) converts by the same rules as the full object;
+//! field paths are written out only when a conversion fails.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1 as apps;
 use k8s_openapi::api::core::v1 as core;
@@ -49,6 +52,117 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What Stowage reads of a Pod, borrowed: from a `k8s_openapi` Pod ([`PodView::of`]) or from a
+/// reader's leaner form of one (`stowage_dump`'s, which never builds the `k8s_openapi` Pod).
+/// The solver's conversion ([`pod_from_view`]) and the controllers' facts (stowage-controller's
+/// `LeanPod`) read a Pod only through it, so every form of a Pod goes through one conversion.
+///
+/// **Invariant:** a field Stowage reads of a Pod is read through this view; a reader that fills
+/// it from its own form must fill every field (a field it leaves `None` is absent to the rules).
+#[derive(Debug, Clone, Copy)]
+pub struct PodView<'a, C = core::Container> {
+    pub name: Option<&'a str>,
+    pub namespace: Option<&'a str>,
+    pub uid: Option<&'a str>,
+    pub creation_timestamp: Option<&'a meta::Time>,
+    pub deletion_timestamp: Option<&'a meta::Time>,
+    pub labels: Option<&'a BTreeMap<String, String>>,
+    pub annotations: Option<&'a BTreeMap<String, String>>,
+    pub owner_references: &'a [meta::OwnerReference],
+    pub spec: Option<SpecView<'a, C>>,
+    pub status: Option<StatusView<'a>>,
+}
+
+/// What Stowage reads of a Pod's spec (see [`PodView`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SpecView<'a, C = core::Container> {
+    pub node_name: Option<&'a str>,
+    pub containers: &'a [C],
+    pub init_containers: &'a [C],
+    pub overhead: Option<&'a BTreeMap<String, Quantity>>,
+    pub node_selector: Option<&'a BTreeMap<String, String>>,
+    pub priority: Option<i32>,
+    pub priority_class_name: Option<&'a str>,
+    pub termination_grace_period_seconds: Option<i64>,
+    pub tolerations: &'a [core::Toleration],
+    pub affinity: Option<&'a core::Affinity>,
+    pub topology_spread_constraints: &'a [core::TopologySpreadConstraint],
+}
+
+/// What Stowage reads of a Pod's status (see [`PodView`]).
+#[derive(Debug, Clone, Copy)]
+pub struct StatusView<'a> {
+    pub phase: Option<&'a str>,
+    pub conditions: &'a [core::PodCondition],
+    pub nominated_node_name: Option<&'a str>,
+}
+
+/// What Stowage reads of a container (see [`PodView`]).
+pub trait ContainerView {
+    fn resources(&self) -> Option<&core::ResourceRequirements>;
+    fn ports(&self) -> &[core::ContainerPort];
+    fn restart_policy(&self) -> Option<&str>;
+}
+
+impl ContainerView for core::Container {
+    fn resources(&self) -> Option<&core::ResourceRequirements> {
+        self.resources.as_ref()
+    }
+
+    fn ports(&self) -> &[core::ContainerPort] {
+        self.ports.as_deref().unwrap_or_default()
+    }
+
+    fn restart_policy(&self) -> Option<&str> {
+        self.restart_policy.as_deref()
+    }
+}
+
+impl<'a> PodView<'a> {
+    /// The view of a `k8s_openapi` Pod.
+    pub fn of(p: &'a core::Pod) -> Self {
+        let m = &p.metadata;
+        PodView {
+            name: m.name.as_deref(),
+            namespace: m.namespace.as_deref(),
+            uid: m.uid.as_deref(),
+            creation_timestamp: m.creation_timestamp.as_ref(),
+            deletion_timestamp: m.deletion_timestamp.as_ref(),
+            labels: m.labels.as_ref(),
+            annotations: m.annotations.as_ref(),
+            owner_references: m.owner_references.as_deref().unwrap_or_default(),
+            spec: p.spec.as_ref().map(SpecView::of),
+            status: p.status.as_ref().map(|s| StatusView {
+                phase: s.phase.as_deref(),
+                conditions: s.conditions.as_deref().unwrap_or_default(),
+                nominated_node_name: s.nominated_node_name.as_deref(),
+            }),
+        }
+    }
+}
+
+impl<'a> SpecView<'a> {
+    /// The view of a `k8s_openapi` PodSpec.
+    pub fn of(s: &'a core::PodSpec) -> Self {
+        SpecView {
+            node_name: s.node_name.as_deref(),
+            containers: &s.containers,
+            init_containers: s.init_containers.as_deref().unwrap_or_default(),
+            overhead: s.overhead.as_ref(),
+            node_selector: s.node_selector.as_ref(),
+            priority: s.priority,
+            priority_class_name: s.priority_class_name.as_deref(),
+            termination_grace_period_seconds: s.termination_grace_period_seconds,
+            tolerations: s.tolerations.as_deref().unwrap_or_default(),
+            affinity: s.affinity.as_ref(),
+            topology_spread_constraints: s
+                .topology_spread_constraints
+                .as_deref()
+                .unwrap_or_default(),
+        }
+    }
+}
+
 fn invalid(object: &str, field: &str, message: impl Into<String>) -> Error {
     Error::InvalidValue {
         object: object.to_string(),
@@ -58,16 +172,23 @@ fn invalid(object: &str, field: &str, message: impl Into<String>) -> Error {
 }
 
 /// The quantity `q` of resource `k` at `{field}.{k}` of `object`: parsed, and never negative.
-fn checked_quantity(object: &str, field: &str, k: &str, q: &Quantity) -> Result<i64> {
+/// `field` is written out only when the quantity is refused (a pod's conversion formats no
+/// path unless it fails).
+fn checked_quantity(
+    object: &str,
+    field: &dyn Fn() -> String,
+    k: &str,
+    q: &Quantity,
+) -> Result<i64> {
     let v = quantity::parse_resource(k, &q.0).map_err(|source| Error::ParseQuantity {
         object: object.to_string(),
-        field: format!("{field}.{k}"),
+        field: format!("{}.{k}", field()),
         source,
     })?;
     if v < 0 {
         return Err(invalid(
             object,
-            &format!("{field}.{k}"),
+            &format!("{}.{k}", field()),
             format!("must not be negative, got {}", q.0),
         ));
     }
@@ -81,7 +202,7 @@ fn quantities(
 ) -> Result<Resources> {
     let mut r = Resources::new();
     for (k, q) in map.into_iter().flatten() {
-        let v = checked_quantity(object, field, k, q)?;
+        let v = checked_quantity(object, &|| field.to_string(), k, q)?;
         r.set(k.clone(), v);
     }
     Ok(r)
@@ -96,7 +217,7 @@ type Tally<'a> = BTreeMap<&'a str, i64>;
 /// [`quantities`] as a [`Tally`] (the same checks, in the same order).
 fn tally<'a>(
     object: &str,
-    field: &str,
+    field: &dyn Fn() -> String,
     map: Option<&'a BTreeMap<String, Quantity>>,
 ) -> Result<Tally<'a>> {
     let mut r = Tally::new();
@@ -124,16 +245,20 @@ fn tally_max<'a>(max: &mut Tally<'a>, other: &Tally<'a>) {
     }
 }
 
-fn container_requests<'a>(object: &str, field: &str, c: &'a core::Container) -> Result<Tally<'a>> {
-    let res = c.resources.as_ref();
+fn container_requests<'a, C: ContainerView>(
+    object: &str,
+    field: &dyn Fn() -> String,
+    c: &'a C,
+) -> Result<Tally<'a>> {
+    let res = c.resources();
     let mut r = tally(
         object,
-        &format!("{field}.resources.limits"),
+        &|| format!("{}.resources.limits", field()),
         res.and_then(|r| r.limits.as_ref()),
     )?;
     let req = tally(
         object,
-        &format!("{field}.resources.requests"),
+        &|| format!("{}.resources.requests", field()),
         res.and_then(|r| r.requests.as_ref()),
     )?;
     // A request overrides the limit (the limit is the default request).
@@ -143,18 +268,23 @@ fn container_requests<'a>(object: &str, field: &str, c: &'a core::Container) -> 
 
 /// The pod's effective requests (Kubernetes' `PodRequests`).
 pub fn pod_requests(object: &str, spec: &core::PodSpec) -> Result<Resources> {
+    spec_requests(object, &SpecView::of(spec))
+}
+
+/// [`pod_requests`] of a borrowed spec.
+fn spec_requests<C: ContainerView>(object: &str, spec: &SpecView<'_, C>) -> Result<Resources> {
     let mut sum = Tally::new();
     for (i, c) in spec.containers.iter().enumerate() {
         tally_add(
             &mut sum,
-            &container_requests(object, &format!("spec.containers[{i}]"), c)?,
+            &container_requests(object, &|| format!("spec.containers[{i}]"), c)?,
         );
     }
     let mut sidecars = Tally::new();
     let mut init_max = Tally::new();
-    for (i, c) in spec.init_containers.iter().flatten().enumerate() {
-        let r = container_requests(object, &format!("spec.initContainers[{i}]"), c)?;
-        if c.restart_policy.as_deref() == Some("Always") {
+    for (i, c) in spec.init_containers.iter().enumerate() {
+        let r = container_requests(object, &|| format!("spec.initContainers[{i}]"), c)?;
+        if c.restart_policy() == Some("Always") {
             tally_add(&mut sidecars, &r);
             tally_max(&mut init_max, &sidecars);
         } else {
@@ -167,7 +297,7 @@ pub fn pod_requests(object: &str, spec: &core::PodSpec) -> Result<Resources> {
     tally_max(&mut sum, &init_max);
     tally_add(
         &mut sum,
-        &tally(object, "spec.overhead", spec.overhead.as_ref())?,
+        &tally(object, &|| "spec.overhead".to_string(), spec.overhead)?,
     );
     Ok(Resources(
         sum.into_iter()
@@ -324,6 +454,11 @@ fn affinity_term(
 }
 
 fn effect(object: &str, field: &str, e: &str) -> Result<TaintEffect> {
+    effect_lazy(object, &|| field.to_string(), e)
+}
+
+/// [`effect`] with the field's path written out only on error.
+fn effect_lazy(object: &str, field: &dyn Fn() -> String, e: &str) -> Result<TaintEffect> {
     Ok(match e {
         "NoSchedule" => TaintEffect::NoSchedule,
         "PreferNoSchedule" => TaintEffect::PreferNoSchedule,
@@ -331,7 +466,7 @@ fn effect(object: &str, field: &str, e: &str) -> Result<TaintEffect> {
         other => {
             return Err(invalid(
                 object,
-                field,
+                &field(),
                 format!("unknown taint effect {other:?}"),
             ));
         }
@@ -355,46 +490,58 @@ pub fn pod_from_spec(
     meta: &meta::ObjectMeta,
     spec: &core::PodSpec,
 ) -> Result<PodRequest> {
-    let pod_labels = meta.labels.clone().unwrap_or_default();
+    let labels = Arc::new(meta.labels.clone().unwrap_or_default());
+    let owners = meta.owner_references.as_deref().unwrap_or_default();
+    request(object, namespace, name, labels, owners, &SpecView::of(spec))
+}
+
+/// The pod `namespace/name` (`object` in messages) from the parts the solver reads.
+fn request<C: ContainerView>(
+    object: &str,
+    namespace: &str,
+    name: &str,
+    labels: Arc<BTreeMap<String, String>>,
+    owners: &[meta::OwnerReference],
+    spec: &SpecView<'_, C>,
+) -> Result<PodRequest> {
+    let pod_labels = &*labels;
     let mut pod = PodRequest::new(namespace, name);
-    pod.requests = pod_requests(object, spec)?;
-    pod.node_selector = spec.node_selector.clone().unwrap_or_default();
+    pod.requests = spec_requests(object, spec)?;
+    pod.node_selector = spec.node_selector.cloned().unwrap_or_default();
     pod.priority = spec.priority.unwrap_or(0);
-    pod.owner = meta
-        .owner_references
+    pod.owner = owners
         .iter()
-        .flatten()
         .find(|o| o.controller == Some(true))
         .map(|o| format!("{}/{}", o.kind, o.name));
-    pod.tolerations = tolerations(object, spec)?;
+    pod.tolerations = tolerations(object, spec.tolerations)?;
     pod.host_ports = host_ports(spec);
-    pod.topology_spread = topology_spread(object, spec, &pod_labels)?;
-    if let Some(aff) = &spec.affinity {
+    pod.topology_spread = topology_spread(object, spec.topology_spread_constraints, pod_labels)?;
+    if let Some(aff) = spec.affinity {
         node_affinity(object, aff, &mut pod)?;
-        pod_affinity(object, namespace, aff, &pod_labels, &mut pod)?;
+        pod_affinity(object, namespace, aff, pod_labels, &mut pod)?;
     }
-    pod.labels = std::sync::Arc::new(pod_labels);
+    pod.labels = labels;
     Ok(pod)
 }
 
-fn tolerations(object: &str, spec: &core::PodSpec) -> Result<Vec<Toleration>> {
-    let mut out = Vec::new();
-    for (i, t) in spec.tolerations.iter().flatten().enumerate() {
-        let f = format!("spec.tolerations[{i}]");
+fn tolerations(object: &str, tolerations: &[core::Toleration]) -> Result<Vec<Toleration>> {
+    let mut out = Vec::with_capacity(tolerations.len());
+    for (i, t) in tolerations.iter().enumerate() {
+        let f = || format!("spec.tolerations[{i}]");
         let op = match t.operator.as_deref() {
             None | Some("Equal") => TolerationOperator::Equal,
             Some("Exists") => TolerationOperator::Exists,
             Some(o) => {
                 return Err(invalid(
                     object,
-                    &format!("{f}.operator"),
+                    &format!("{}.operator", f()),
                     format!("unknown operator {o:?}"),
                 ));
             }
         };
         let eff = match t.effect.as_deref() {
             None | Some("") => None,
-            Some(e) => Some(effect(object, &format!("{f}.effect"), e)?),
+            Some(e) => Some(effect_lazy(object, &|| format!("{}.effect", f()), e)?),
         };
         out.push(Toleration {
             key: t.key.clone().unwrap_or_default(),
@@ -406,14 +553,10 @@ fn tolerations(object: &str, spec: &core::PodSpec) -> Result<Vec<Toleration>> {
     Ok(out)
 }
 
-fn host_ports(spec: &core::PodSpec) -> Vec<HostPort> {
+fn host_ports<C: ContainerView>(spec: &SpecView<'_, C>) -> Vec<HostPort> {
     let mut out = Vec::new();
-    for c in spec
-        .containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten())
-    {
-        for p in c.ports.iter().flatten() {
+    for c in spec.containers.iter().chain(spec.init_containers) {
+        for p in c.ports() {
             if let Some(hp) = p.host_port.filter(|h| *h > 0) {
                 out.push(HostPort {
                     port: hp,
@@ -428,16 +571,11 @@ fn host_ports(spec: &core::PodSpec) -> Vec<HostPort> {
 
 fn topology_spread(
     object: &str,
-    spec: &core::PodSpec,
+    spreads: &[core::TopologySpreadConstraint],
     pod_labels: &BTreeMap<String, String>,
 ) -> Result<Vec<TopologySpread>> {
     let mut out = Vec::new();
-    for (i, s) in spec
-        .topology_spread_constraints
-        .iter()
-        .flatten()
-        .enumerate()
-    {
+    for (i, s) in spreads.iter().enumerate() {
         let f = format!("spec.topologySpreadConstraints[{i}]");
         let when = match s.when_unsatisfiable.as_str() {
             "DoNotSchedule" => WhenUnsatisfiable::DoNotSchedule,
@@ -568,12 +706,18 @@ fn pod_affinity(
 
 /// A Kubernetes Pod.
 pub fn pod(p: &core::Pod) -> Result<PodRequest> {
-    let name = p.metadata.name.clone().unwrap_or_default();
-    let namespace = p
-        .metadata
-        .namespace
-        .clone()
-        .unwrap_or_else(|| "default".into());
+    pod_from_view(&PodView::of(p), |labels| Arc::new(labels.clone()))
+}
+
+/// A Pod from what Stowage reads of it ([`PodView`]), its labels shared as `share_labels` makes
+/// them (e.g. one allocation for every pod of a workload).
+pub fn pod_from_view<C: ContainerView>(
+    p: &PodView<'_, C>,
+    share_labels: impl FnOnce(&BTreeMap<String, String>) -> Arc<BTreeMap<String, String>>,
+) -> Result<PodRequest> {
+    static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+    let name = p.name.unwrap_or_default();
+    let namespace = p.namespace.unwrap_or("default");
     let object = format!("Pod {namespace}/{name}");
     if name.is_empty() {
         return Err(Error::MissingField {
@@ -585,7 +729,8 @@ pub fn pod(p: &core::Pod) -> Result<PodRequest> {
         object: object.clone(),
         field: "spec".into(),
     })?;
-    pod_from_spec(&object, &namespace, &name, &p.metadata, spec)
+    let labels = share_labels(p.labels.unwrap_or(&NO_LABELS));
+    request(&object, namespace, name, labels, p.owner_references, spec)
 }
 
 /// A Kubernetes Node with the (already converted) pods bound to it.

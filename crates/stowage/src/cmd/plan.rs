@@ -372,8 +372,9 @@ impl PlanPod {
 
 /// What `plan` makes of each Pod the fast reader reads, on the reading threads: the Pod as the
 /// scheduler would report it ([`as_scheduler_reports`]), then what the state keeps of it
-/// ([`PreparedPod::new`], the controllers' own conversion; each thread shares strings and label
-/// sets through its own interner). The snapshot then only assembles the state.
+/// ([`PreparedPod::from_view`]: the controllers' own conversion, read through the same view as a
+/// `k8s_openapi` Pod, which is never built; each thread shares strings and label sets through its
+/// own interner). The snapshot then only assembles the state.
 struct Prepare {
     now: jiff::Timestamp,
 }
@@ -390,9 +391,14 @@ impl lean::Convert for Prepare {
     type Pod = Box<PlanPod>;
     type Scratch = Interner;
 
-    fn pod(&self, interner: &mut Interner, pod: Box<core::Pod>) -> Box<PlanPod> {
-        let name_len = pod.metadata.name.as_ref().map(String::len);
-        let pod = PreparedPod::new(as_scheduler_reports(*pod, self.now), interner);
+    fn pod(&self, interner: &mut Interner, mut pod: Box<lean::LeanPod>) -> Box<PlanPod> {
+        let meta = pod.metadata.as_ref();
+        let name_len = meta.and_then(|m| m.name.as_ref()).map(String::len);
+        let bound = pod.spec.as_ref().and_then(|s| s.node_name.as_deref());
+        let bound = is_bound(bound);
+        let status = pod.status.get_or_insert_with(Default::default);
+        mark_unschedulable(bound, &mut status.conditions, self.now);
+        let pod = PreparedPod::from_view(&pod.view(), interner, || (*pod).clone().into_pod());
         Box::new(PlanPod { pod, name_len })
     }
 }
@@ -1055,13 +1061,25 @@ pub fn render_consolidation(c: &Consolidation) -> String {
 /// A pod without `spec.nodeName` and without a `PodScheduled` condition, as the scheduler would
 /// report it after failing to place it at `now`; other pods as they are.
 fn as_scheduler_reports(mut pod: core::Pod, now: jiff::Timestamp) -> core::Pod {
-    let bound = pod
-        .spec
-        .as_ref()
-        .and_then(|s| s.node_name.as_deref())
-        .is_some_and(|n| !n.is_empty());
+    let bound = is_bound(pod.spec.as_ref().and_then(|s| s.node_name.as_deref()));
     let status = pod.status.get_or_insert_with(Default::default);
-    let conditions = status.conditions.get_or_insert_with(Vec::new);
+    mark_unschedulable(bound, &mut status.conditions, now);
+    pod
+}
+
+/// A pod with a node name is bound.
+fn is_bound(node_name: Option<&str>) -> bool {
+    node_name.is_some_and(|n| !n.is_empty())
+}
+
+/// [`as_scheduler_reports`] on a pod's conditions: a pod neither `bound` nor with a
+/// `PodScheduled` condition gets `PodScheduled=False/Unschedulable`.
+fn mark_unschedulable(
+    bound: bool,
+    conditions: &mut Option<Vec<core::PodCondition>>,
+    now: jiff::Timestamp,
+) {
+    let conditions = conditions.get_or_insert_with(Vec::new);
     if !bound && !conditions.iter().any(|c| c.type_ == "PodScheduled") {
         conditions.push(core::PodCondition {
             type_: "PodScheduled".into(),
@@ -1072,7 +1090,6 @@ fn as_scheduler_reports(mut pod: core::Pod, now: jiff::Timestamp) -> core::Pod {
             ..Default::default()
         });
     }
-    pod
 }
 
 fn display(p: &Path) -> String {
