@@ -271,6 +271,151 @@ async fn watch_resumes_from_a_version_and_expires_old_ones() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn watch_history_keeps_75_seconds_like_the_watch_cache() {
+    let pods: Api<Pod> = Api::namespaced(server().client(), "default");
+    let first = pods
+        .create(&PostParams::default(), &pod("a").build())
+        .await
+        .unwrap();
+    let rv0 = first.metadata.resource_version.unwrap();
+    // 150 more events within a minute: more than the 100 always kept, all fresh.
+    for i in 0..150 {
+        pods.create(&PostParams::default(), &pod(&format!("p{i}")).build())
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    let mut fresh = pods
+        .watch(&WatchParams::default(), &rv0)
+        .await
+        .unwrap()
+        .boxed();
+    match fresh.next().await.unwrap().unwrap() {
+        WatchEvent::Added(p) => assert_eq!(p.metadata.name.as_deref(), Some("p0")),
+        other => panic!("unexpected {other:?}"),
+    }
+    drop(fresh);
+    // Past 75 s, the next write drops what is older and beyond the last 100: rv0 is too old.
+    tokio::time::sleep(std::time::Duration::from_secs(16)).await;
+    pods.create(&PostParams::default(), &pod("late").build())
+        .await
+        .unwrap();
+    let mut old = pods
+        .watch(&WatchParams::default(), &rv0)
+        .await
+        .unwrap()
+        .boxed();
+    match old.next().await.unwrap() {
+        Ok(WatchEvent::Error(s)) => assert_eq!((s.code, s.reason.as_str()), (410, "Expired")),
+        Err(kube::Error::Api(s)) => assert_eq!((s.code, s.reason.as_str()), (410, "Expired")),
+        other => panic!("expected 410, got {other:?}"),
+    }
+    // The last 100 events stay however old: a watch from the 50th newest sees 50 events.
+    tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+    let list = pods.list(&ListParams::default()).await.unwrap();
+    let mut rvs: Vec<u64> = list
+        .items
+        .iter()
+        .map(|p| {
+            p.metadata
+                .resource_version
+                .as_deref()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    rvs.sort_unstable();
+    let from = rvs[rvs.len() - 51].to_string();
+    let seen: Vec<_> = pods
+        .watch(&WatchParams::default().timeout(1), &from)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(seen.len(), 50, "{seen:?}");
+    assert!(seen.iter().all(|e| matches!(e, WatchEvent::Added(_))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn events_expire_an_hour_after_their_last_write() {
+    use k8s_openapi::api::core::v1::Event;
+    let client = server().client();
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    let event = |name: &str| -> Event {
+        serde_json::from_value(json!({
+            "metadata": { "name": name },
+            "involvedObject": { "kind": "Pod", "namespace": "default", "name": "web" },
+            "reason": "Nominated", "message": "m", "type": "Normal", "count": 1
+        }))
+        .unwrap()
+    };
+    events
+        .create(&PostParams::default(), &event("once"))
+        .await
+        .unwrap();
+    events
+        .create(&PostParams::default(), &event("again"))
+        .await
+        .unwrap();
+    pods.create(&PostParams::default(), &pod("web").build())
+        .await
+        .unwrap();
+    let rv = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut wp = WatchParams::default().timeout(7200);
+    wp.bookmarks = false;
+    let mut watch = events.watch(&wp, &rv).await.unwrap().boxed();
+    // Half an hour later "again" is written again (count 2): its hour starts over.
+    tokio::time::sleep(std::time::Duration::from_secs(1800)).await;
+    events
+        .patch(
+            "again",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "count": 2 })),
+        )
+        .await
+        .unwrap();
+    match watch.next().await.unwrap().unwrap() {
+        WatchEvent::Modified(e) => assert_eq!(e.metadata.name.as_deref(), Some("again")),
+        other => panic!("unexpected {other:?}"),
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(1801)).await;
+    let names = |l: kube::core::ObjectList<Event>| -> Vec<String> {
+        l.items
+            .into_iter()
+            .map(|e| e.metadata.name.unwrap())
+            .collect()
+    };
+    assert_eq!(
+        names(events.list(&ListParams::default()).await.unwrap()),
+        ["again"]
+    );
+    match watch.next().await.unwrap().unwrap() {
+        WatchEvent::Deleted(e) => assert_eq!(e.metadata.name.as_deref(), Some("once")),
+        other => panic!("unexpected {other:?}"),
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(1800)).await;
+    assert!(
+        names(events.list(&ListParams::default()).await.unwrap()).is_empty(),
+        "an hour after its last write"
+    );
+    match watch.next().await.unwrap().unwrap() {
+        WatchEvent::Deleted(e) => assert_eq!(e.metadata.name.as_deref(), Some("again")),
+        other => panic!("unexpected {other:?}"),
+    }
+    // Other kinds do not expire.
+    assert!(pods.get_opt("web").await.unwrap().is_some());
+}
+
+#[tokio::test(start_paused = true)]
 async fn bookmarks_and_timeouts_in_virtual_time() {
     let pods: Api<Pod> = Api::namespaced(server().client(), "default");
     let rv = pods

@@ -34,13 +34,22 @@ pub use audit::{AuditLog, AuditRecord, ResourceRequest};
 pub use handler::ApiBody;
 pub use kinds::KindInfo;
 pub use status::ApiError;
-pub use store::{DeleteOpts, EventType, Filter, KindId, Store, Sub, WatchMsg};
+pub use store::{
+    DEFAULT_EVENT_TTL, DeleteOpts, EventType, Filter, HistoryLimits, KindId, Store, Sub, WatchMsg,
+};
 
 /// Tuning of the API server.
 #[derive(Clone, Debug)]
 pub struct ApiServerOptions {
-    /// Watch events retained per kind; watching from an older resourceVersion is `410 Gone`.
+    /// Watch events retained per kind at most (kube-apiserver's watch cache: 102,400); watching
+    /// from an older resourceVersion is `410 Gone`. See [`HistoryLimits`] for the rest.
     pub history_per_kind: usize,
+    /// Events younger than this are kept (beyond the last 100 per kind, and within
+    /// `history_per_kind`); kube-apiserver's watch cache keeps 75 s.
+    pub history_fresh: Duration,
+    /// Events (core and `events.k8s.io`) are deleted this long after their last write, as
+    /// kube-apiserver's `--event-ttl` (default 1 h) has etcd do; `None`: kept for good.
+    pub event_ttl: Option<Duration>,
     /// Kinds served (default: [`kinds::builtin`]).
     pub kinds: Vec<KindInfo>,
     /// Namespaces that exist from the start.
@@ -50,7 +59,9 @@ pub struct ApiServerOptions {
 impl Default for ApiServerOptions {
     fn default() -> Self {
         Self {
-            history_per_kind: 20_000,
+            history_per_kind: HistoryLimits::default().max,
+            history_fresh: HistoryLimits::default().fresh,
+            event_ttl: Some(DEFAULT_EVENT_TTL),
             kinds: kinds::builtin(),
             namespaces: ["default", "kube-system", "kube-public", "kube-node-lease"]
                 .map(String::from)
@@ -143,7 +154,12 @@ impl ApiServer {
     }
 
     pub fn with_options(clock: SharedClock, options: ApiServerOptions) -> Self {
-        let store = Store::new(options.kinds, clock, options.history_per_kind);
+        let history = HistoryLimits {
+            max: options.history_per_kind,
+            fresh: options.history_fresh,
+            ..HistoryLimits::default()
+        };
+        let store = Store::new(options.kinds, clock, history, options.event_ttl);
         if let Some(ns_kind) = store.kind_id("", "Namespace") {
             for ns in &options.namespaces {
                 let _ = store.create(ns_kind, "", json!({ "metadata": { "name": ns } }));

@@ -1,7 +1,9 @@
 //! The object store behind the API server: every kind as JSON in a `BTreeMap`, one global
-//! resourceVersion counter, per-kind bounded watch history, watchers with label/field filters,
-//! and the write semantics controllers depend on (optimistic concurrency, finalizers, graceful
-//! pod deletion, owner-reference garbage collection, bindings, PDB-aware evictions).
+//! resourceVersion counter, per-kind watch history bounded as kube-apiserver's watch cache
+//! bounds it ([`HistoryLimits`]), watchers with label/field filters, Events that expire
+//! (`--event-ttl`), and the write semantics controllers depend on (optimistic concurrency,
+//! finalizers, graceful pod deletion, owner-reference garbage collection, bindings, PDB-aware
+//! evictions).
 //!
 //! Key decision: one `Mutex` around everything. Every write happens under it and fans out to the
 //! watchers' channels before the lock is released, so watch streams see events in resourceVersion
@@ -10,6 +12,7 @@
 use crate::json::JsonPointer as _;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -80,6 +83,8 @@ pub enum WatchMsg {
 #[derive(Debug)]
 struct HistEvent {
     rv: u64,
+    /// When it happened (tokio's clock: the clock the watch streams' bookmarks run on).
+    at: tokio::time::Instant,
     etype: EventType,
     old: Option<Arc<Value>>,
     new: Arc<Value>,
@@ -158,7 +163,36 @@ struct Inner {
     dependents: HashMap<String, BTreeSet<(KindId, String, String)>>,
     /// Owners waiting for their dependents before their `foregroundDeletion` finalizer goes.
     foreground: BTreeSet<(KindId, String, String)>,
+    /// Objects of kinds with a time to live, in the order they expire: (when, kind, key, the
+    /// resourceVersion written then). A later write of the same object queues it again, and
+    /// the stale entry is skipped.
+    expiring: VecDeque<(jiff::Timestamp, KindId, (String, String), u64)>,
 }
+
+/// How much watch history each kind keeps, as kube-apiserver's watch cache keeps it: every
+/// event younger than `fresh` (75 s there: the one-minute bookmark interval plus 15 s, so a
+/// client resuming from its latest bookmark is never too old), but at least the last `min`
+/// events and at most `max` (100 and 102,400 there). Watching from an older resourceVersion is
+/// `410 Expired` ("too old resource version"), upon which a client lists again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryLimits {
+    pub min: usize,
+    pub max: usize,
+    pub fresh: Duration,
+}
+
+impl Default for HistoryLimits {
+    fn default() -> Self {
+        Self {
+            min: 100,
+            max: 100 * 1024,
+            fresh: Duration::from_secs(75),
+        }
+    }
+}
+
+/// kube-apiserver's default `--event-ttl`: an Event is deleted an hour after its last write.
+pub const DEFAULT_EVENT_TTL: Duration = Duration::from_secs(3600);
 
 /// Options of a delete call (`DeleteOptions` body plus query parameters).
 #[derive(Clone, Debug, Default)]
@@ -199,7 +233,9 @@ pub struct Store {
     schemas: Vec<Option<Value>>,
     inner: Mutex<Inner>,
     clock: SharedClock,
-    history_limit: usize,
+    history: HistoryLimits,
+    /// Per kind: how long an object lives after its last write (Events), if it expires.
+    ttl: Vec<Option<jiff::SignedDuration>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -363,9 +399,25 @@ fn custom_schemas(kinds: &[KindInfo]) -> Vec<Option<Value>> {
 }
 
 impl Store {
-    pub fn new(kinds: Vec<KindInfo>, clock: SharedClock, history_limit: usize) -> Self {
+    /// A store of `kinds`; Events (core and `events.k8s.io`) expire `event_ttl` after their
+    /// last write (`None`: never).
+    pub fn new(
+        kinds: Vec<KindInfo>,
+        clock: SharedClock,
+        history: HistoryLimits,
+        event_ttl: Option<Duration>,
+    ) -> Self {
         let states = kinds.iter().map(|_| KindState::default()).collect();
         let schemas = custom_schemas(&kinds);
+        let ttl = kinds
+            .iter()
+            .map(|k| {
+                (k.kind == "Event" && matches!(k.group, "" | "events.k8s.io"))
+                    .then_some(event_ttl)
+                    .flatten()
+                    .and_then(|t| jiff::SignedDuration::try_from(t).ok())
+            })
+            .collect();
         Self {
             kinds,
             schemas,
@@ -376,9 +428,15 @@ impl Store {
                 next_id: 0,
                 dependents: HashMap::new(),
                 foreground: BTreeSet::new(),
+                expiring: VecDeque::new(),
             }),
             clock,
-            history_limit: history_limit.max(1),
+            history: HistoryLimits {
+                max: history.max.max(1),
+                min: history.min.min(history.max.max(1)),
+                fresh: history.fresh,
+            },
+            ttl,
         }
     }
 
@@ -476,8 +534,35 @@ impl Store {
         }
     }
 
+    /// The store, with the objects whose time to live ran out deleted first (etcd drops them
+    /// when their lease expires, whoever looks; here, at the next look).
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        self.expire_due(&mut inner);
+        inner
+    }
+
+    /// Deletes the objects whose time to live has run out (a `DELETED` watch event each; no
+    /// finalizer holds them, as none holds an expired etcd lease).
+    fn expire_due(&self, inner: &mut Inner) {
+        let Some(first) = inner.expiring.front().map(|e| e.0) else {
+            return;
+        };
+        let now = self.clock.now();
+        if first > now {
+            return;
+        }
+        while inner.expiring.front().is_some_and(|e| e.0 <= now) {
+            let Some((_, kind, key, rv)) = inner.expiring.pop_front() else {
+                break;
+            };
+            let Some(obj) = inner.kinds[kind].objects.get(&key).cloned() else {
+                continue;
+            };
+            if resource_version_of(&obj) == Some(rv) {
+                self.remove_locked(inner, kind, obj);
+            }
+        }
     }
 
     /// The current global resourceVersion.
@@ -782,14 +867,26 @@ impl Store {
         }
         let new_live = (etype != EventType::Deleted).then_some(&obj);
         self.index_pdbs(inner, kind, old.as_deref(), new_live.map(|o| &**o));
+        if etype != EventType::Deleted
+            && let Some(ttl) = self.ttl[kind]
+        {
+            let at = self
+                .clock
+                .now()
+                .checked_add(ttl)
+                .unwrap_or(jiff::Timestamp::MAX);
+            inner.expiring.push_back((at, kind, key.clone(), rv));
+        }
         let state = &mut inner.kinds[kind];
         if etype == EventType::Deleted {
             state.objects.remove(&key);
         } else {
             state.objects.insert(key, obj.clone());
         }
+        let now = tokio::time::Instant::now();
         let ev = HistEvent {
             rv,
+            at: now,
             etype,
             old,
             new: obj.clone(),
@@ -800,10 +897,15 @@ impl Store {
             None => !w.tx.is_closed(),
         });
         state.history.push_back(ev);
-        while state.history.len() > self.history_limit {
-            if let Some(e) = state.history.pop_front() {
-                state.compacted_rv = e.rv;
+        let limits = self.history;
+        while let Some(oldest) = state.history.front() {
+            let len = state.history.len();
+            let stale = len > limits.min && now.duration_since(oldest.at) > limits.fresh;
+            if len <= limits.max && !stale {
+                break;
             }
+            state.compacted_rv = oldest.rv;
+            state.history.pop_front();
         }
         obj
     }
@@ -1482,6 +1584,13 @@ impl Store {
         }
         self.delete_locked(&mut inner, pod_kind, ns, name, opts)
     }
+}
+
+/// `metadata.resourceVersion` as a number.
+fn resource_version_of(obj: &Value) -> Option<u64> {
+    obj.ptr("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .and_then(|v| v.parse().ok())
 }
 
 /// What a watcher with `filter` sees of a history event (transitions in and out of the filter
