@@ -41,8 +41,10 @@ pub use store::{
 /// Tuning of the API server.
 #[derive(Clone, Debug)]
 pub struct ApiServerOptions {
-    /// Watch events retained per kind at most (kube-apiserver's watch cache: 102,400); watching
-    /// from an older resourceVersion is `410 Gone`. See [`HistoryLimits`] for the rest.
+    /// Watch events retained per kind at most; watching from an older resourceVersion is
+    /// `410 Gone`. kube-apiserver's watch cache grows to 102,400 when 75 s hold that many; the
+    /// simulator stops at 20,000 (by default) to bound its own memory (a pod's every version
+    /// held as JSON). See [`HistoryLimits`] for the rest.
     pub history_per_kind: usize,
     /// Events younger than this are kept (beyond the last 100 per kind, and within
     /// `history_per_kind`); kube-apiserver's watch cache keeps 75 s.
@@ -59,7 +61,7 @@ pub struct ApiServerOptions {
 impl Default for ApiServerOptions {
     fn default() -> Self {
         Self {
-            history_per_kind: HistoryLimits::default().max,
+            history_per_kind: 20_000,
             history_fresh: HistoryLimits::default().fresh,
             event_ttl: Some(DEFAULT_EVENT_TTL),
             kinds: kinds::builtin(),
