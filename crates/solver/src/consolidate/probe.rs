@@ -476,9 +476,55 @@ mod tests {
         }
     }
 
+    /// Plans `rounds` random subsets of `candidates` (all of the first round's draw) with
+    /// the prepared probe and with `simulate_without`, asserts the plans equal (the
+    /// unschedulable reasons whole when `whole_reasons`, else which pods), and returns each
+    /// subset with `simulate_without`'s plan.
+    fn compare_probes<'c>(
+        input: &SolveInput,
+        prepared: &Prepared<'_>,
+        candidates: &[&'c str],
+        rng: &mut Rng,
+        rounds: usize,
+        whole_reasons: bool,
+        seed: u64,
+    ) -> Vec<(Vec<&'c str>, Plan)> {
+        let options = SolveOptions::default();
+        (0..rounds)
+            .map(|round| {
+                let take = 1 + rng.below(candidates.len().max(1) as u64) as usize;
+                let chosen: Vec<&str> = candidates
+                    .iter()
+                    .copied()
+                    .filter(|_| rng.below(2) == 0 || round == 0)
+                    .take(take)
+                    .collect();
+                let fast = prepared.simulate(&chosen, &options);
+                let slow = simulate_without(input, &chosen, &options);
+                assert_eq!(fast.new_claims, slow.new_claims, "seed {seed} {chosen:?}");
+                assert_eq!(
+                    fast.existing_placements, slow.existing_placements,
+                    "seed {seed} {chosen:?}"
+                );
+                if whole_reasons {
+                    assert_eq!(
+                        fast.unschedulable, slow.unschedulable,
+                        "seed {seed} {chosen:?}"
+                    );
+                } else {
+                    assert_eq!(
+                        fast.unschedulable.keys().collect::<Vec<_>>(),
+                        slow.unschedulable.keys().collect::<Vec<_>>(),
+                        "seed {seed} {chosen:?}"
+                    );
+                }
+                (chosen, slow)
+            })
+            .collect()
+    }
+
     #[test]
     fn prepared_probes_plan_exactly_as_simulate_without() {
-        let options = SolveOptions::default();
         let mut folded = 0;
         for seed in 0..120u64 {
             let input = cluster(seed);
@@ -492,27 +538,7 @@ mod tests {
             let prepared = Prepared::new(&input, candidates.iter().copied());
             let pods = |nodes: &[ExistingNode]| nodes.iter().map(|n| n.pods.len()).sum::<usize>();
             folded += pods(&input.nodes) - pods(&prepared.nodes);
-            for round in 0..4 {
-                let take = 1 + rng.below(candidates.len().max(1) as u64) as usize;
-                let chosen: Vec<&str> = candidates
-                    .iter()
-                    .copied()
-                    .filter(|_| rng.below(2) == 0 || round == 0)
-                    .take(take)
-                    .collect();
-                let fast = prepared.simulate(&chosen, &options);
-                let slow = simulate_without(&input, &chosen, &options);
-                assert_eq!(fast.new_claims, slow.new_claims, "seed {seed} {chosen:?}");
-                assert_eq!(
-                    fast.existing_placements, slow.existing_placements,
-                    "seed {seed} {chosen:?}"
-                );
-                assert_eq!(
-                    fast.unschedulable.keys().collect::<Vec<_>>(),
-                    slow.unschedulable.keys().collect::<Vec<_>>(),
-                    "seed {seed} {chosen:?}"
-                );
-            }
+            compare_probes(&input, &prepared, &candidates, &mut rng, 4, false, seed);
         }
         // The folding was exercised, not skipped.
         assert!(folded > 100, "{folded}");
@@ -602,7 +628,6 @@ mod tests {
     /// `simulate_without` on [`wide_cluster`]s, in-flight claims among the candidates.
     #[test]
     fn prepared_probes_plan_exactly_on_wider_clusters() {
-        let options = SolveOptions::default();
         let (mut with_claims, mut limited) = (0, 0);
         for seed in 0..240u64 {
             let input = wide_cluster(seed);
@@ -619,25 +644,9 @@ mod tests {
                 .filter(|_| rng.below(3) != 0)
                 .collect();
             let prepared = Prepared::new(&input, candidates.iter().copied());
-            for round in 0..5 {
-                let take = 1 + rng.below(candidates.len().max(1) as u64) as usize;
-                let chosen: Vec<&str> = candidates
-                    .iter()
-                    .copied()
-                    .filter(|_| rng.below(2) == 0 || round == 0)
-                    .take(take)
-                    .collect();
-                let fast = prepared.simulate(&chosen, &options);
-                let slow = simulate_without(&input, &chosen, &options);
-                assert_eq!(fast.new_claims, slow.new_claims, "seed {seed} {chosen:?}");
-                assert_eq!(
-                    fast.existing_placements, slow.existing_placements,
-                    "seed {seed} {chosen:?}"
-                );
-                assert_eq!(
-                    fast.unschedulable, slow.unschedulable,
-                    "seed {seed} {chosen:?}"
-                );
+            for (chosen, slow) in
+                compare_probes(&input, &prepared, &candidates, &mut rng, 5, true, seed)
+            {
                 with_claims += usize::from(chosen.iter().any(|c| c.starts_with("claim")));
                 limited += usize::from(
                     slow.unschedulable
