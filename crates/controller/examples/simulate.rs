@@ -15,6 +15,10 @@ use stowage_sim::report::SolverFigures;
 use stowage_sim::scenario::CatalogSource;
 use stowage_sim::{Scenario, SimEnv, SimOptions, Simulation};
 
+/// The `stowage` binary's allocator, so the figures are those `stowage simulate` gives.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 type Handoff = Arc<std::sync::Mutex<Option<Arc<Context>>>>;
 
 /// The controllers as `stowage simulate` plugs them in (interruptions through the fake cloud).
