@@ -184,6 +184,21 @@ async fn stale_update_is_a_conflict() {
     assert_eq!(err.code, 409);
 }
 
+/// A watch of `pods` from `rv` is refused as too old: `410 Expired`, as an error event or
+/// an error response.
+async fn assert_watch_expired(pods: &Api<Pod>, rv: &str) {
+    let mut old = pods
+        .watch(&WatchParams::default(), rv)
+        .await
+        .unwrap()
+        .boxed();
+    match old.next().await.unwrap() {
+        Ok(WatchEvent::Error(s)) => assert_eq!((s.code, s.reason.as_str()), (410, "Expired")),
+        Err(kube::Error::Api(s)) => assert_eq!((s.code, s.reason.as_str()), (410, "Expired")),
+        other => panic!("expected 410, got {other:?}"),
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn watch_resumes_from_a_version_and_expires_old_ones() {
     let srv = ApiServer::with_options(
@@ -258,16 +273,7 @@ async fn watch_resumes_from_a_version_and_expires_old_ones() {
             .await
             .unwrap();
     }
-    let mut old = pods
-        .watch(&WatchParams::default(), &rv0)
-        .await
-        .unwrap()
-        .boxed();
-    match old.next().await.unwrap() {
-        Ok(WatchEvent::Error(s)) => assert_eq!((s.code, s.reason.as_str()), (410, "Expired")),
-        Err(kube::Error::Api(s)) => assert_eq!((s.code, s.reason.as_str()), (410, "Expired")),
-        other => panic!("expected 410, got {other:?}"),
-    }
+    assert_watch_expired(&pods, &rv0).await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -300,16 +306,7 @@ async fn watch_history_keeps_75_seconds_like_the_watch_cache() {
     pods.create(&PostParams::default(), &pod("late").build())
         .await
         .unwrap();
-    let mut old = pods
-        .watch(&WatchParams::default(), &rv0)
-        .await
-        .unwrap()
-        .boxed();
-    match old.next().await.unwrap() {
-        Ok(WatchEvent::Error(s)) => assert_eq!((s.code, s.reason.as_str()), (410, "Expired")),
-        Err(kube::Error::Api(s)) => assert_eq!((s.code, s.reason.as_str()), (410, "Expired")),
-        other => panic!("expected 410, got {other:?}"),
-    }
+    assert_watch_expired(&pods, &rv0).await;
     // The last 100 events stay however old: a watch from the 50th newest sees 50 events.
     tokio::time::sleep(std::time::Duration::from_secs(600)).await;
     let list = pods.list(&ListParams::default()).await.unwrap();
