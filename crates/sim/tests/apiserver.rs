@@ -569,6 +569,94 @@ async fn eviction_is_blocked_by_a_pdb() {
     );
 }
 
+/// `maxUnavailable` is counted against the controllers' `replicas`, as the disruption controller
+/// counts it, not against the pods present: a pod deleted and not yet recreated still counts.
+#[tokio::test(start_paused = true)]
+async fn eviction_expects_the_controllers_replicas() {
+    let client = server().client();
+    let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let rs: ReplicaSet = serde_json::from_value(json!({
+        "metadata": { "name": "web" },
+        "spec": { "replicas": 3, "selector": { "matchLabels": { "app": "web" } } }
+    }))
+    .unwrap();
+    let rs = rss.create(&PostParams::default(), &rs).await.unwrap();
+    for n in ["a", "b"] {
+        pods.create(
+            &PostParams::default(),
+            &pod(n).label("app", "web").node("n1").owner(&rs).build(),
+        )
+        .await
+        .unwrap();
+        run_pod(&pods, n).await;
+    }
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
+    let pdb = serde_json::from_value(json!({
+        "metadata": { "name": "web" }, "spec": { "maxUnavailable": 1, "selector": { "matchLabels": { "app": "web" } } }
+    }))
+    .unwrap();
+    pdbs.create(&PostParams::default(), &pdb).await.unwrap();
+    // 3 expected, 1 may be unavailable: 2 desired, 2 healthy, none allowed (counting the 2
+    // pods present would have allowed one).
+    let err = api_err(pods.evict("a", &EvictParams::default()).await.unwrap_err());
+    assert_eq!(err.code, 429);
+    assert_eq!(
+        err.details.as_ref().unwrap().causes[0].message,
+        "The disruption budget web needs 2 healthy pods and has 2 currently"
+    );
+    // Scaled down to the 2 present: 1 desired, 1 allowed.
+    rss.patch(
+        "web",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "spec": { "replicas": 2 } })),
+    )
+    .await
+    .unwrap();
+    pods.evict("a", &EvictParams::default()).await.unwrap();
+
+    // A Job's pods have no scale to count: a maxUnavailable budget over them allows nothing.
+    let jobs = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        "default",
+        &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("batch", "v1", "Job"), "jobs"),
+    );
+    let job: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": { "name": "etl" },
+        "spec": { "template": { "spec": { "containers": [] } } }
+    }))
+    .unwrap();
+    let job = jobs.create(&PostParams::default(), &job).await.unwrap();
+    let mut p = pod("etl-1").label("app", "etl").node("n1").build();
+    p.metadata.owner_references = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+            api_version: "batch/v1".into(),
+            kind: "Job".into(),
+            name: "etl".into(),
+            uid: job.metadata.uid.clone().unwrap(),
+            controller: Some(true),
+            ..Default::default()
+        },
+    ]);
+    pods.create(&PostParams::default(), &p).await.unwrap();
+    run_pod(&pods, "etl-1").await;
+    let pdb = serde_json::from_value(json!({
+        "metadata": { "name": "etl" }, "spec": { "maxUnavailable": "50%", "selector": { "matchLabels": { "app": "etl" } } }
+    }))
+    .unwrap();
+    pdbs.create(&PostParams::default(), &pdb).await.unwrap();
+    let err = api_err(
+        pods.evict("etl-1", &EvictParams::default())
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 429);
+    assert_eq!(
+        err.details.as_ref().unwrap().causes[0].message,
+        "The disruption budget etl allows no disruption: the pods' controller Job/etl is gone or has no scale"
+    );
+}
+
 fn nodeclaims(client: kube::Client) -> Api<DynamicObject> {
     let ar = ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk("stowage.dev", "v1", "NodeClaim"),

@@ -8,6 +8,7 @@
 //! in docs/simulator.md.
 
 pub mod audit;
+pub mod budget;
 pub mod discovery;
 pub mod handler;
 pub mod kinds;

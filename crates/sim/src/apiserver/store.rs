@@ -20,6 +20,7 @@ use stowage_api::openapi;
 use stowage_clock::SharedClock;
 use tokio::sync::mpsc;
 
+use super::budget;
 use super::kinds::KindInfo;
 use super::patch::{PatchKind, apply_patch};
 use super::selector::{FieldSelector, LabelSelector};
@@ -138,20 +139,31 @@ struct PdbIndex {
     /// Namespace -> its PDBs (name, selector; `None` when the selector is missing or empty,
     /// which selects nothing here).
     by_ns: HashMap<String, Vec<(String, Option<LabelSelector>)>>,
-    /// (namespace, PDB name) -> (healthy pods, pods that count: not Succeeded or Failed).
-    counts: HashMap<(String, String), (i64, i64)>,
+    /// (namespace, PDB name) -> what it counts of the pods it selects.
+    counts: HashMap<(String, String), PdbCounts>,
 }
 
-/// A pod's contribution to a PDB's counts: (healthy, counts).
-fn pdb_contribution(pod: &Value) -> (i64, i64) {
-    let ph = pod
-        .ptr("/status/phase")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    (
-        i64::from(pod_is_healthy(pod)),
-        i64::from(ph != "Succeeded" && ph != "Failed"),
-    )
+/// What a PDB counts of the pods it selects (see [`super::budget`]).
+#[derive(Default)]
+struct PdbCounts {
+    healthy: i64,
+    pods: i64,
+    /// The pods' controllers (kind, name, uid) -> how many of the pods they own.
+    controllers: HashMap<(String, String, String), i64>,
+}
+
+impl PdbCounts {
+    fn add(&mut self, pod: &Value, sign: i64) {
+        self.healthy += sign * i64::from(pod_is_healthy(pod));
+        self.pods += sign;
+        if let Some(c) = budget::controller_of(pod) {
+            let n = self.controllers.entry(c.clone()).or_default();
+            *n += sign;
+            if *n == 0 {
+                self.controllers.remove(&c);
+            }
+        }
+    }
 }
 
 struct Inner {
@@ -340,26 +352,6 @@ fn pod_is_healthy(pod: &Value) -> bool {
     }
 }
 
-fn int_or_percent(v: &Value, total: i64, round_up: bool) -> Option<i64> {
-    match v {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => {
-            if let Some(p) = s.strip_suffix('%') {
-                let p: i64 = p.trim().parse().ok()?;
-                let scaled = p * total;
-                Some(if round_up {
-                    (scaled + 99) / 100
-                } else {
-                    scaled / 100
-                })
-            } else {
-                s.parse().ok()
-            }
-        }
-        _ => None,
-    }
-}
-
 /// Why `name` is not a valid name for an object of `info`'s kind, in the API server's words:
 /// namespaces are RFC 1123 labels, services RFC 1035 labels, everything else RFC 1123 subdomains.
 fn name_error(info: &KindInfo, name: &str) -> Option<&'static str> {
@@ -482,23 +474,21 @@ impl Store {
             };
             for (name, sel) in pdbs {
                 let Some(sel) = sel else { continue };
-                let mut delta = (0i64, 0i64);
-                if let Some(o) = old.filter(|o| sel.matches(o)) {
-                    let (h, e) = pdb_contribution(o);
-                    delta = (delta.0 - h, delta.1 - e);
+                let old = old.filter(|o| sel.matches(o));
+                let new = new.filter(|n| sel.matches(n));
+                if old.is_none() && new.is_none() {
+                    continue;
                 }
-                if let Some(n) = new.filter(|n| sel.matches(n)) {
-                    let (h, e) = pdb_contribution(n);
-                    delta = (delta.0 + h, delta.1 + e);
+                let c = inner
+                    .pdbs
+                    .counts
+                    .entry((ns.clone(), name.clone()))
+                    .or_default();
+                if let Some(o) = old {
+                    c.add(o, -1);
                 }
-                if delta != (0, 0) {
-                    let c = inner
-                        .pdbs
-                        .counts
-                        .entry((ns.clone(), name.clone()))
-                        .or_default();
-                    c.0 += delta.0;
-                    c.1 += delta.1;
+                if let Some(n) = new {
+                    c.add(n, 1);
                 }
             }
         } else if info.group == "policy" && info.kind == "PodDisruptionBudget" {
@@ -517,15 +507,15 @@ impl Store {
             if let Some(sel) = &sel
                 && let Some(pod_kind) = self.kind_id("", "Pod")
             {
-                let counts = inner.kinds[pod_kind]
+                let mut counts = PdbCounts::default();
+                for (_, p) in inner.kinds[pod_kind]
                     .objects
                     .range((ns.clone(), String::new())..)
                     .take_while(|(k, _)| k.0 == ns)
                     .filter(|(_, p)| sel.matches(p))
-                    .fold((0i64, 0i64), |(h, e), (_, p)| {
-                        let (dh, de) = pdb_contribution(p);
-                        (h + dh, e + de)
-                    });
+                {
+                    counts.add(p, 1);
+                }
                 inner.pdbs.counts.insert(key, counts);
             }
             if let Some(list) = inner.pdbs.by_ns.get_mut(&ns) {
@@ -1499,6 +1489,60 @@ impl Store {
         Ok(self.commit(&mut inner, pod_kind, Some(old), Some(new)))
     }
 
+    /// The sum of the `replicas` of the controllers of a PDB's pods (its expected count, see
+    /// [`budget`]), each scale counted once.
+    fn expected_scale(
+        &self,
+        inner: &Inner,
+        ns: &str,
+        counts: &PdbCounts,
+    ) -> Result<i64, budget::CountError> {
+        let mut seen = BTreeSet::new();
+        let mut total = 0;
+        for (kind, name, uid) in counts.controllers.keys() {
+            let (scale_uid, replicas) =
+                self.scale_of(inner, ns, kind, name, uid).ok_or_else(|| {
+                    budget::CountError::NoScalableController(format!("{kind}/{name}"))
+                })?;
+            if seen.insert(scale_uid) {
+                total += replicas;
+            }
+        }
+        Ok(total)
+    }
+
+    /// The scale (uid, `replicas`) a controller counts with: its own, or its Deployment's for a
+    /// ReplicaSet a Deployment owns; `None` when it is gone or has no scale.
+    fn scale_of(
+        &self,
+        inner: &Inner,
+        ns: &str,
+        kind: &str,
+        name: &str,
+        uid: &str,
+    ) -> Option<(String, i64)> {
+        if !budget::is_scalable(kind) {
+            return None;
+        }
+        let group = if kind == "ReplicationController" {
+            ""
+        } else {
+            "apps"
+        };
+        let id = self.kind_id(group, kind)?;
+        let obj = inner.kinds[id].objects.get(&self.key(id, ns, name))?;
+        if meta(obj, "uid").as_deref() != Some(uid) {
+            return None;
+        }
+        if kind == "ReplicaSet"
+            && let Some((k, n, u)) = budget::controller_of(obj)
+            && k == "Deployment"
+        {
+            return self.scale_of(inner, ns, &k, &n, &u);
+        }
+        Some((uid.to_string(), budget::replicas_of(obj)))
+    }
+
     /// `POST pods/<name>/eviction`: deletes the pod unless that would break its
     /// PodDisruptionBudget (429 with the budget's numbers, like the real API server).
     pub fn evict(
@@ -1550,34 +1594,32 @@ impl Store {
                 ));
             }
             if let Some(pdb) = pdbs.first() {
-                let (healthy, expected) = inner
+                let pdb_name = meta(pdb, "name").unwrap_or_default();
+                let empty = PdbCounts::default();
+                let counts = inner
                     .pdbs
                     .counts
-                    .get(&(ns.to_string(), meta(pdb, "name").unwrap_or_default()))
-                    .copied()
-                    .unwrap_or_default();
-                let desired = if let Some(min) = pdb.ptr("/spec/minAvailable") {
-                    int_or_percent(min, expected, true).unwrap_or(0)
-                } else if let Some(max) = pdb.ptr("/spec/maxUnavailable") {
-                    (expected - int_or_percent(max, expected, true).unwrap_or(0)).max(0)
-                } else {
-                    0
+                    .get(&(ns.to_string(), pdb_name.clone()))
+                    .unwrap_or(&empty);
+                let budget = budget::budget(pdb.get("spec"), counts.healthy, counts.pods, || {
+                    self.expected_scale(&inner, ns, counts)
+                });
+                let refusal = match budget {
+                    Ok(b) if budget::may_evict(&b, pod_is_healthy(&pod), counts.healthy) => None,
+                    Ok(b) => Some(format!(
+                        "The disruption budget {pdb_name} needs {} healthy pods and has {} currently",
+                        b.desired, counts.healthy
+                    )),
+                    Err(e) => Some(format!(
+                        "The disruption budget {pdb_name} allows no disruption: {e}"
+                    )),
                 };
-                let pdb_name = meta(pdb, "name").unwrap_or_default();
-                let allowed = if pod_is_healthy(&pod) {
-                    healthy - desired > 0
-                } else {
-                    healthy >= desired
-                };
-                if !allowed {
+                if let Some(message) = refusal {
                     return Err(ApiError::too_many_requests(
                         "Cannot evict pod as it would violate the pod's disruption budget.",
                     )
                     .with_details(json!({
-                        "causes": [{
-                            "reason": "DisruptionBudget",
-                            "message": format!("The disruption budget {pdb_name} needs {desired} healthy pods and has {healthy} currently"),
-                        }]
+                        "causes": [{ "reason": "DisruptionBudget", "message": message }]
                     })));
                 }
             }

@@ -41,6 +41,7 @@ use stowage_api::{NodeClaim, NodePool, conditions, labels};
 use stowage_cloud::fake::{FakeCloud, FakeEvent, TerminationReason};
 use tokio::sync::{broadcast, mpsc};
 
+use crate::apiserver::budget;
 use crate::apiserver::selector::LabelSelector;
 use crate::apiserver::{ApiServer, CoreKinds, EventType, Filter, WatchMsg, name_of, namespace_of};
 
@@ -171,11 +172,6 @@ impl PodView {
         }
     }
 
-    /// Counted by a PDB as expected (a pod that stays).
-    fn expected(&self) -> bool {
-        !self.gone && !self.terminal && !self.terminating
-    }
-
     fn healthy_now(&self) -> bool {
         !self.gone && self.healthy
     }
@@ -191,10 +187,20 @@ struct PdbView {
     ns: String,
     name: String,
     selector: Option<LabelSelector>,
-    min_available: Option<Value>,
-    max_unavailable: Option<Value>,
+    spec: Option<Value>,
     healthy: i64,
-    expected: i64,
+    /// Pods it selects (in the API server, whatever their phase).
+    pods: i64,
+    /// Their controllers' uids -> how many of the pods each owns.
+    controllers: HashMap<String, i64>,
+}
+
+/// A scalable controller's `replicas`, and the Deployment whose scale counts instead (for a
+/// ReplicaSet a Deployment owns).
+#[derive(Clone, Debug)]
+struct Scale {
+    replicas: i64,
+    owner: Option<String>,
 }
 
 impl PdbView {
@@ -202,33 +208,40 @@ impl PdbView {
         self.selector.as_ref().is_some_and(|s| s.matches(&pod.obj))
     }
 
-    /// Healthy pods the budget wants (Kubernetes' `desiredHealthy`; percentages round up).
-    fn desired(&self) -> i64 {
-        let scaled = |v: &Value| match v {
-            Value::Number(n) => n.as_i64().unwrap_or(0),
-            Value::String(s) => match s.strip_suffix('%') {
-                Some(p) => (p.trim().parse::<i64>().unwrap_or(0) * self.expected + 99) / 100,
-                None => s.parse().unwrap_or(0),
-            },
-            _ => 0,
-        };
-        if let Some(m) = &self.min_available {
-            scaled(m)
-        } else if let Some(m) = &self.max_unavailable {
-            (self.expected - scaled(m)).max(0)
-        } else {
-            0
-        }
-    }
-
-    fn allowed(&self) -> i64 {
-        self.healthy - self.desired()
+    /// The budget now, as the eviction subresource would see it (`None`: uncountable, which
+    /// allows no disruption).
+    fn budget(&self, scales: &HashMap<String, Scale>) -> Option<budget::Budget> {
+        budget::budget(self.spec.as_ref(), self.healthy, self.pods, || {
+            let mut seen = HashSet::new();
+            let mut total = 0;
+            for uid in self.controllers.keys() {
+                let mut s = scales.get(uid);
+                let mut at = uid;
+                if let Some(owner) = s.and_then(|s| s.owner.as_ref()) {
+                    s = scales.get(owner);
+                    at = owner;
+                }
+                let s = s.ok_or_else(|| budget::CountError::NoScalableController(uid.clone()))?;
+                if seen.insert(at) {
+                    total += s.replicas;
+                }
+            }
+            Ok(total)
+        })
+        .ok()
     }
 
     fn count(&mut self, pod: &PodView, sign: i64) {
         if self.covers(pod) {
             self.healthy += sign * i64::from(pod.healthy_now());
-            self.expected += sign * i64::from(pod.expected());
+            self.pods += sign;
+            if let Some(c) = &pod.controller {
+                let n = self.controllers.entry(c.clone()).or_default();
+                *n += sign;
+                if *n == 0 {
+                    self.controllers.remove(c);
+                }
+            }
         }
     }
 }
@@ -283,6 +296,8 @@ pub(crate) struct Referee {
     pods: HashMap<String, PodView>,
     pods_by_node: HashMap<String, BTreeSet<String>>,
     pdbs: BTreeMap<String, PdbView>,
+    /// ReplicaSets' and Deployments' scales by uid (a PDB's expected count).
+    scales: HashMap<String, Scale>,
     pools: BTreeMap<String, Disruption>,
     claims: BTreeMap<String, ClaimView>,
     nodes: HashMap<String, NodeView>,
@@ -312,8 +327,10 @@ impl std::fmt::Debug for Referee {
 impl Referee {
     pub(crate) fn new(api: &ApiServer, k: CoreKinds, cloud: &FakeCloud) -> Self {
         let store = api.store();
-        let rx = [k.pod, k.node, k.nodeclaim, k.nodepool, k.pdb]
+        let deployment = store.kind_id("apps", "Deployment");
+        let rx = [k.pod, k.node, k.nodeclaim, k.nodepool, k.pdb, k.replicaset]
             .into_iter()
+            .chain(deployment)
             .map(|kind| store.watch(kind, Filter::default(), None, false).1)
             .collect();
         Self {
@@ -323,6 +340,7 @@ impl Referee {
             pods: HashMap::new(),
             pods_by_node: HashMap::new(),
             pdbs: BTreeMap::new(),
+            scales: HashMap::new(),
             pools: BTreeMap::new(),
             claims: BTreeMap::new(),
             nodes: HashMap::new(),
@@ -372,7 +390,8 @@ impl Referee {
                 1 => self.on_node(etype, &obj, now),
                 2 => self.on_claim(etype, &obj, now),
                 3 => self.on_pool(etype, &obj, now),
-                _ => self.on_pdb(etype, obj),
+                4 => self.on_pdb(etype, obj),
+                _ => self.on_scale(etype, &obj),
             }
         }
         loop {
@@ -524,19 +543,22 @@ impl Referee {
     }
 
     /// The PDBs covering `pod` that allow no disruption now: (`namespace/name`, healthy,
-    /// desired).
+    /// desired; -1 when the budget cannot be counted).
     fn pdbs_allowing_none(&self, key: &str, pod: &PodView) -> Vec<(String, i64, i64)> {
         let ns = key.split_once('/').map_or("", |(ns, _)| ns);
         self.pdbs_in(ns)
             .iter()
             .filter_map(|name| self.pdbs.get(name))
-            .filter(|pdb| pdb.covers(pod) && pdb.allowed() <= 0)
-            .map(|pdb| {
-                (
-                    format!("{}/{}", pdb.ns, pdb.name),
-                    pdb.healthy,
-                    pdb.desired(),
-                )
+            .filter(|pdb| pdb.covers(pod))
+            .filter_map(|pdb| {
+                let b = pdb.budget(&self.scales);
+                b.is_none_or(|b| b.allowed <= 0).then(|| {
+                    (
+                        format!("{}/{}", pdb.ns, pdb.name),
+                        pdb.healthy,
+                        b.map_or(-1, |b| b.desired),
+                    )
+                })
             })
             .collect()
     }
@@ -594,10 +616,10 @@ impl Referee {
                 .ptr("/spec/selector")
                 .and_then(LabelSelector::from_object)
                 .filter(|s| !s.is_empty()),
-            min_available: obj.ptr("/spec/minAvailable").cloned(),
-            max_unavailable: obj.ptr("/spec/maxUnavailable").cloned(),
+            spec: obj.get("spec").cloned(),
             healthy: 0,
-            expected: 0,
+            pods: 0,
+            controllers: HashMap::new(),
         };
         let prefix = format!("{ns}/");
         for (k, p) in &self.pods {
@@ -606,6 +628,29 @@ impl Referee {
             }
         }
         self.pdbs.insert(key, v);
+    }
+
+    /// A ReplicaSet or Deployment changed: its `replicas` are what PDBs over its pods expect.
+    fn on_scale(&mut self, etype: EventType, obj: &Value) {
+        let uid = obj
+            .ptr("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if etype == EventType::Deleted {
+            self.scales.remove(&uid);
+            return;
+        }
+        let owner = budget::controller_of(obj)
+            .filter(|(kind, _, _)| kind == "Deployment")
+            .map(|(_, _, uid)| uid);
+        self.scales.insert(
+            uid,
+            Scale {
+                replicas: budget::replicas_of(obj),
+                owner,
+            },
+        );
     }
 
     // --- nodes, claims, pools -------------------------------------------------------------

@@ -557,3 +557,53 @@ async fn removed_and_replacement_prices_give_the_savings() {
     assert!((t.replacement_price_per_hour - launched[1].2).abs() < 1e-9);
     assert!(launched[0].2 > launched[1].2);
 }
+
+/// `maxUnavailable` is judged against the ReplicaSet's `replicas`, as the eviction subresource
+/// judges it: a pod gone and not yet recreated still counts as expected.
+#[tokio::test(start_paused = true)]
+async fn max_unavailable_is_judged_against_the_controllers_replicas() {
+    let mut f = Fixture::new();
+    f.pool("default", json!([{ "nodes": "10%" }]));
+    f.node("default", "a", "720h");
+    let rs = f
+        .api
+        .store()
+        .create(
+            f.k.replicaset,
+            "default",
+            json!({ "metadata": { "name": "web" },
+                "spec": { "replicas": 3, "selector": { "matchLabels": { "app": "web" } } } }),
+        )
+        .unwrap();
+    let uid = rs["metadata"]["uid"].as_str().unwrap().to_string();
+    for p in ["web-1", "web-2", "web-3"] {
+        f.pod(p, "web", "a", Some(("ReplicaSet", &uid)));
+    }
+    f.api
+        .store()
+        .create(
+            f.k.pdb,
+            "default",
+            json!({ "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": { "name": "web" },
+                "spec": { "selector": { "matchLabels": { "app": "web" } }, "maxUnavailable": 1 } }),
+        )
+        .unwrap();
+    let gone = DeleteOpts {
+        grace_period_seconds: Some(0),
+        ..DeleteOpts::default()
+    };
+    f.api
+        .store()
+        .delete(f.k.pod, "default", "web-1", &gone)
+        .unwrap();
+    assert_eq!(
+        f.drain().pdb_violations,
+        0,
+        "3 expected, 3 healthy: one may go"
+    );
+    // web-1 is gone, not recreated yet: 3 expected, 2 desired, 2 healthy. Counting the two
+    // pods present as expected would have allowed one more.
+    f.delete_pod("web-2");
+    let t = f.drain();
+    assert_eq!(t.pdb_violations, 1, "{:?}", t.details);
+}
