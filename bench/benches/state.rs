@@ -16,6 +16,13 @@
 //! It also times, in a third process, what `stowage plan` spends between parsing and solving on
 //! the same pods pending: applying them to a fresh state, `snapshot::build`, and dropping both
 //! (CPU seconds of each).
+//!
+//! And, in two more processes on the same state, the memory of an interruption batch's
+//! replacement solve (10 nodes interrupted): how far the resident size rises above the state
+//! (`VmHWM` after resetting it) the way the interruption handler solved before (a fresh
+//! `snapshot::build` of every Node, then `simulate_without`, which copies the input) and the way
+//! it solves now (the provisioner's node cache, the nodes taken out in place), and what the
+//! provisioner's cache of converted Nodes holds.
 
 use std::io::{BufRead, Write};
 
@@ -176,7 +183,10 @@ fn main() {
     if let Some(i) = argv.iter().position(|a| a == "--measure") {
         let path = argv.get(i + 1).cloned().unwrap_or_default();
         let nodes_n: usize = argv.get(i + 2).and_then(|n| n.parse().ok()).unwrap_or(0);
-        measure(&path, nodes_n);
+        let state = measure(&path, nodes_n);
+        if let Some(mode) = argv.get(i + 3) {
+            replacement(&state, mode == "old");
+        }
         return;
     }
     if let Some(i) = argv.iter().position(|a| a == "--snapshot") {
@@ -248,6 +258,18 @@ fn main() {
         .arg(&path)
         .arg(nodes_n.to_string())
         .status();
+    let replace: Vec<bool> = ["old", "new"]
+        .iter()
+        .map(|mode| {
+            std::process::Command::new(&own)
+                .arg("--measure")
+                .arg(&path)
+                .arg(nodes_n.to_string())
+                .arg(mode)
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect();
     let _ = std::fs::remove_file(&path);
     let snapshot = std::process::Command::new(&own)
         .arg("--snapshot")
@@ -266,6 +288,10 @@ fn main() {
     assert!(
         snapshot.is_ok_and(|s| s.success()),
         "the snapshot process failed"
+    );
+    assert!(
+        replace.iter().all(|ok| *ok),
+        "a replacement-solve process failed"
     );
 }
 
@@ -375,8 +401,8 @@ fn plan_dump(path: &str) {
 }
 
 /// Applies the objects of `path` (JSON lines: `nodes_n` Nodes, then Pods) to a fresh state and
-/// prints how much the resident size grew per node and per pod.
-fn measure(path: &str, nodes_n: usize) {
+/// prints how much the resident size grew per node and per pod; returns the state.
+fn measure(path: &str, nodes_n: usize) -> ClusterState {
     let file = std::io::BufReader::new(std::fs::File::open(path).expect("the objects"));
     let mut lines = file.lines();
     let base = rss();
@@ -407,5 +433,67 @@ fn measure(path: &str, nodes_n: usize) {
         std::mem::size_of::<stowage_solver::PodRequest>(),
         std::mem::size_of::<Node>(),
         state.interned()
+    );
+    state
+}
+
+/// The process's peak resident memory in bytes (`VmHWM`; Linux).
+fn hwm() -> i64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<i64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// One interruption batch's replacement solve on `state` (its first 10 Nodes interrupted),
+/// `old`: as the handler solved before (every Node converted afresh, then `simulate_without`,
+/// which copies the input), else as it solves now (the provisioner's node cache, the nodes
+/// taken out in place); prints the provisioner's cache size and how far the resident size rose
+/// above what it was before the solve.
+fn replacement(state: &ClusterState, old: bool) {
+    use stowage_controller::snapshot;
+    let now = "2026-11-29T09:00:00Z".parse().expect("a time");
+    let before_cache = rss();
+    // The provisioner's cache, as a pass leaves it (held in both cases).
+    let mut cache = snapshot::NodeCache::default();
+    let warm = snapshot::build_cached(state, &[], Default::default(), now, &mut cache);
+    cache.recycle(warm.input);
+    let cached = rss() - before_cache;
+    let names: Vec<String> = state
+        .nodes()
+        .take(10)
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let options = stowage_solver::SolveOptions::default();
+    // Resets VmHWM to the current resident size (Linux >= 4.0).
+    std::fs::write("/proc/self/clear_refs", "5").expect("reset VmHWM");
+    let base = rss();
+    let t0 = cpu_seconds();
+    let plan = if old {
+        let input = snapshot::build(state, &[], Default::default(), now).input;
+        stowage_solver::simulate_without(&input, &refs, &options)
+    } else {
+        let mut input =
+            snapshot::build_bound(state, &[], Default::default(), now, &mut cache).input;
+        drop(stowage_solver::displace(&mut input, &refs));
+        let plan = stowage_solver::solve(&input, &options);
+        cache.recycle(input);
+        plan
+    };
+    let cpu = cpu_seconds() - t0;
+    let placed = plan.existing_placements.len();
+    println!(
+        "replacement mode={} nodes={} displaced_placed={placed} unschedulable={} cached_nodes_mb={:.1} peak_above_state_mb={:.1} cpu_s={cpu:.2}",
+        if old { "old" } else { "new" },
+        names.len(),
+        plan.unschedulable.len(),
+        cached as f64 / 1e6,
+        (hwm() - base) as f64 / 1e6,
     );
 }

@@ -48,6 +48,9 @@ pub struct Context {
     rates: Mutex<crate::interruption::rates::RateBook>,
     /// The latest provisioning passes (what the simulator reports as solver figures).
     provision_log: Mutex<std::collections::VecDeque<crate::provisioning::PassRecord>>,
+    /// The registered Nodes as the solver reads them, shared by the provisioner's passes and the
+    /// interruption handler's replacement solves (see [`Context::solver_nodes`]).
+    solver_nodes: tokio::sync::Mutex<crate::snapshot::NodeCache>,
 }
 
 impl std::fmt::Debug for Context {
@@ -94,6 +97,7 @@ impl Context {
             interruption_source: None,
             rates: Mutex::new(crate::interruption::rates::RateBook::new(half_life)),
             provision_log: Mutex::new(std::collections::VecDeque::new()),
+            solver_nodes: tokio::sync::Mutex::new(crate::snapshot::NodeCache::default()),
         }
     }
 
@@ -162,6 +166,16 @@ impl Context {
             .iter()
             .cloned()
             .collect()
+    }
+
+    /// The node cache of the solves that place pods on the cluster (the provisioner's passes, the
+    /// interruption handler's replacement solves), held from the snapshot to the end of the
+    /// solve: one set of converted Nodes for both instead of a fresh conversion of every Node per
+    /// interruption batch, and never two of these solves at once (each holds a working set the
+    /// size of the cluster). A solve takes well under a second at `seed-full` scale, so the
+    /// other waits about that long at most.
+    pub async fn solver_nodes(&self) -> tokio::sync::MutexGuard<'_, crate::snapshot::NodeCache> {
+        self.solver_nodes.lock().await
     }
 
     /// Read access to the cluster state (never hold across an await).

@@ -124,8 +124,6 @@ pub async fn run(ctx: Arc<Context>) {
     let mut synced = ctx.subscribe_synced();
     // The first batch may start at once if pods are already pending.
     let mut recheck = Duration::ZERO;
-    // The nodes of the last pass, reused where they did not change.
-    let mut nodes = snapshot::NodeCache::default();
     loop {
         while !*leader.borrow_and_update() {
             if leader.changed().await.is_err() {
@@ -152,7 +150,7 @@ pub async fn run(ctx: Arc<Context>) {
         ctx.metrics
             .batch_duration_seconds
             .observe(batch.duration.as_secs_f64());
-        match provision_with(&ctx, &mut nodes).await {
+        match provision(&ctx).await {
             Ok(result) => tracing::info!(
                 pods = pending,
                 claims = result.created.len(),
@@ -213,45 +211,45 @@ pub struct ProvisionResult {
     pub claims_created_after: Duration,
 }
 
-/// One solve over the current state, and the NodeClaims it calls for.
+/// One solve over the current state, and the NodeClaims it calls for. The registered Nodes
+/// come from the context's shared cache ([`Context::solver_nodes`]), held until the solve ends.
 pub async fn provision(ctx: &Context) -> Result<ProvisionResult> {
-    provision_with(ctx, &mut snapshot::NodeCache::default()).await
-}
-
-/// [`provision`] reusing the nodes of earlier passes given back to `cache`.
-pub async fn provision_with(
-    ctx: &Context,
-    cache: &mut snapshot::NodeCache,
-) -> Result<ProvisionResult> {
     let pass_started = std::time::Instant::now();
-    let now = ctx.clock.now();
     let pools = snapshot::pools(&ctx.state());
     // Why NodePools that exist are not used in this pass: the real cause behind "no NodePool
     // exists" (e.g. its node class is not ready because AWS cannot be reached).
     let mut not_used = pools_not_ready(&ctx.state(), &pools);
     let types = pool_types(ctx, &pools, &mut not_used).await;
-    let snap = snapshot::build_cached(&ctx.state(), &pools, types, now, cache);
-    for err in &snap.skipped {
-        let err = crate::error::Chain(err);
-        tracing::warn!(%err, "object skipped by the provisioner (unreadable)");
-    }
-    let (input, pod_objects) = (snap.input, snap.pending);
-    if input.pods.is_empty() {
+    let (plan, pod_objects, pods, snapshot_seconds, solve_seconds) = {
+        let mut cache = ctx.solver_nodes().await;
+        let now = ctx.clock.now();
+        let snap = snapshot::build_cached(&ctx.state(), &pools, types, now, &mut cache);
+        for err in &snap.skipped {
+            let err = crate::error::Chain(err);
+            tracing::warn!(%err, "object skipped by the provisioner (unreadable)");
+        }
+        let (input, pod_objects) = (snap.input, snap.pending);
+        if input.pods.is_empty() {
+            cache.recycle(input);
+            return Ok(ProvisionResult::default());
+        }
+        let snapshot_seconds = pass_started.elapsed().as_secs_f64();
+        let options = SolveOptions {
+            max_instance_types: ctx.settings.max_instance_types,
+            ..SolveOptions::default()
+        };
+        let started = std::time::Instant::now();
+        let plan = stowage_solver::solve(&input, &options);
+        let solve_seconds = started.elapsed().as_secs_f64();
+        let pods = input.pods.len();
+        // The nodes go back before the claims are written: the next solve may start meanwhile.
         cache.recycle(input);
-        return Ok(ProvisionResult::default());
-    }
-    let snapshot_seconds = pass_started.elapsed().as_secs_f64();
-    let options = SolveOptions {
-        max_instance_types: ctx.settings.max_instance_types,
-        ..SolveOptions::default()
+        (plan, pod_objects, pods, snapshot_seconds, solve_seconds)
     };
-    let started = std::time::Instant::now();
-    let plan = stowage_solver::solve(&input, &options);
-    let solve_seconds = started.elapsed().as_secs_f64();
     ctx.metrics.solve_duration_seconds.observe(solve_seconds);
     let result = apply_plan(ctx, &plan, &pools, &pod_objects, &not_used, pass_started).await;
     ctx.record_pass(PassRecord {
-        pods: input.pods.len(),
+        pods,
         claims: result.as_ref().map_or(0, |r| r.created.len()),
         snapshot_seconds,
         solve_seconds,
@@ -260,7 +258,6 @@ pub async fn provision_with(
             .map_or(0.0, |r| r.claims_created_after.as_secs_f64()),
         total_seconds: pass_started.elapsed().as_secs_f64(),
     });
-    cache.recycle(input);
     result
 }
 

@@ -30,4 +30,4 @@ pub use domain::{
     WeightedPodAffinityTerm, WhenUnsatisfiable, on_demand_caps_allow,
 };
 pub use model::{InstanceType, Offering, Overhead, Resources};
-pub use solve::{simulate_without, solve};
+pub use solve::{displace, simulate_without, solve};

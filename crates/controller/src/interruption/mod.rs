@@ -516,7 +516,6 @@ async fn launch_replacements(
     ctx: &Context,
     claims: &[(Arc<NodeClaim>, Option<OfferingKey>)],
 ) -> Result<()> {
-    let now = ctx.clock.now();
     let pools = snapshot::pools(&ctx.state());
     let mut not_used = Vec::new();
     let mut types = provisioning::pool_types(ctx, &pools, &mut not_used).await;
@@ -537,27 +536,36 @@ async fn launch_replacements(
             }
         }
     }
-    let (candidates, mut input) = {
-        let state = ctx.state();
-        let candidates: Vec<String> = claims
-            .iter()
-            .map(|(c, _)| {
-                state
-                    .claim_node(c)
-                    .map_or_else(|| c.name_any(), |n| n.name_any())
-            })
-            .collect();
-        let snap = snapshot::build(&state, &pools, types, now);
-        (candidates, snap.input)
-    };
-    // Only the displaced pods: pending pods are the provisioner's.
-    input.pods.clear();
-    let refs: Vec<&str> = candidates.iter().map(String::as_str).collect();
     let options = SolveOptions {
         max_instance_types: ctx.settings.max_instance_types,
         ..SolveOptions::default()
     };
-    let plan = stowage_solver::simulate_without(&input, &refs, &options);
+    // The provisioner's converted Nodes, and no provisioning solve at the same time (see
+    // `Context::solver_nodes`); the input is solved as built, the interrupted nodes taken out
+    // of it (no copy of the cluster's nodes per batch, as `simulate_without` would make).
+    let (plan, now) = {
+        let mut cache = ctx.solver_nodes().await;
+        let now = ctx.clock.now();
+        let input = {
+            let state = ctx.state();
+            let candidates: Vec<String> = claims
+                .iter()
+                .map(|(c, _)| {
+                    state
+                        .claim_node(c)
+                        .map_or_else(|| c.name_any(), |n| n.name_any())
+                })
+                .collect();
+            // Without the pending pods: they are the provisioner's.
+            let mut input = snapshot::build_bound(&state, &pools, types, now, &mut cache).input;
+            let refs: Vec<&str> = candidates.iter().map(String::as_str).collect();
+            drop(stowage_solver::displace(&mut input, &refs));
+            input
+        };
+        let plan = stowage_solver::solve(&input, &options);
+        cache.recycle(input);
+        (plan, now)
+    };
     let window = jiff::SignedDuration::try_from(ctx.settings.nomination_window)
         .unwrap_or(jiff::SignedDuration::MAX);
     // Replacements are urgent (the warning gives two minutes): they go ahead of the queue.

@@ -214,14 +214,27 @@ const THRIFT_SLACKS: [f64; 5] = [2.0, 1.5, 1.3, 1.15, 1.05];
 /// when the plan has no new claims and nothing unschedulable.
 pub fn simulate_without(input: &SolveInput, candidates: &[&str], options: &SolveOptions) -> Plan {
     let mut sim = input.clone();
+    displace(&mut sim, candidates);
+    solve(&sim, options)
+}
+
+/// [`simulate_without`]'s input, made in place: the `candidates` (existing or in-flight node
+/// names) are taken out of `input.nodes` and `input.in_flight` and returned, and their pods
+/// (DaemonSet pods excepted) are added to `input.pods`, nodes first, in node order. A caller
+/// that owns its input solves it as it is then ([`solve`]), without the copy of every node that
+/// [`simulate_without`] makes (the interruption handler, once per batch at full scale).
+pub fn displace(input: &mut SolveInput, candidates: &[&str]) -> Vec<ExistingNode> {
     let is_candidate = |n: &ExistingNode| candidates.contains(&n.name.as_str());
-    for n in input
-        .nodes
-        .iter()
-        .chain(&input.in_flight)
-        .filter(|n| is_candidate(n))
-    {
-        sim.pods.extend(
+    let mut gone = Vec::new();
+    for list in [&mut input.nodes, &mut input.in_flight] {
+        let (out, kept): (Vec<ExistingNode>, Vec<ExistingNode>) = std::mem::take(list)
+            .into_iter()
+            .partition(|n| is_candidate(n));
+        *list = kept;
+        gone.extend(out);
+    }
+    for n in &gone {
+        input.pods.extend(
             n.pods
                 .iter()
                 .filter(|p| {
@@ -232,9 +245,7 @@ pub fn simulate_without(input: &SolveInput, candidates: &[&str], options: &Solve
                 .cloned(),
         );
     }
-    sim.nodes.retain(|n| !is_candidate(n));
-    sim.in_flight.retain(|n| !is_candidate(n));
-    solve(&sim, options)
+    gone
 }
 
 /// [`solve`] with the existing nodes and in-flight claims given by reference instead of
