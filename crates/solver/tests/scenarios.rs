@@ -846,6 +846,56 @@ fn simulate_without_replaces_removed_nodes() {
 }
 
 #[test]
+fn displace_takes_the_candidates_out_in_place_and_plans_as_simulate_without() {
+    let types = karpenter_shape(10);
+    let alloc = || {
+        Resources::new()
+            .with("cpu", 4000)
+            .with("memory", 8 << 30)
+            .with("pods", 20)
+    };
+    let mut ds = PodRequest::new("kube-system", "agent-a").cpu_millis(100);
+    ds.owner = Some("DaemonSet/agent".into());
+    let a = ExistingNode::new("a", alloc())
+        .with_pod(PodRequest::new("default", "w1").cpu_millis(1000))
+        .with_pod(ds);
+    let b =
+        ExistingNode::new("b", alloc()).with_pod(PodRequest::new("default", "w2").cpu_millis(3500));
+    let c =
+        ExistingNode::new("c", alloc()).with_pod(PodRequest::new("default", "w3").cpu_millis(500));
+    let claim = ExistingNode::new("claim-1", alloc())
+        .with_pod(PodRequest::new("default", "w4").cpu_millis(3900));
+    let inp = SolveInput {
+        pods: vec![
+            PodRequest::new("default", "pending")
+                .cpu_millis(3000)
+                .into(),
+        ],
+        nodes: vec![a, b, c],
+        in_flight: vec![claim],
+        nodepools: vec![PoolSpec::new("default")],
+        instance_types: types,
+        ..SolveInput::default()
+    };
+    let candidates = ["claim-1", "a"];
+    let mut owned = inp.clone();
+    let gone = stowage_solver::displace(&mut owned, &candidates);
+    let names = |ns: &[ExistingNode]| ns.iter().map(|n| n.name.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&gone), ["a", "claim-1"]);
+    assert_eq!(names(&owned.nodes), ["b", "c"]);
+    assert!(owned.in_flight.is_empty());
+    // The input's own pods first, then the candidates' (nodes before claims), DaemonSet pods
+    // left with their node.
+    let pods: Vec<&str> = owned.pods.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(pods, ["pending", "w1", "w4"]);
+    let options = SolveOptions::default();
+    assert_eq!(
+        solve(&owned, &options),
+        stowage_solver::simulate_without(&inp, &candidates, &options)
+    );
+}
+
+#[test]
 fn reserved_capacity_first_until_the_reservation_is_used() {
     let mut types = karpenter_shape(4);
     types[0].offerings.push(stowage_solver::Offering {
