@@ -10,9 +10,12 @@
 //!    `Disrupting` condition, its Node is cordoned and tainted `stowage.dev/disrupted:NoSchedule`;
 //!    a spot interruption also feeds the offering's interruption rate ([`rates`]) and keeps the
 //!    (type, zone, spot) offering out of the catalogue for `interrupted_offering_ttl`;
-//! 3. one solve places the displaced pods of every node of the batch
-//!    ([`stowage_solver::simulate_without`] with the interrupted offerings unavailable), and the
-//!    NodeClaims it calls for are created at once, with the displaced pods nominated to them;
+//! 3. one solve places the displaced pods of every node of the batch (the cluster without those
+//!    nodes, [`stowage_solver::displace`], with the interrupted offerings unavailable), and the
+//!    NodeClaims it calls for are created at once, with the displaced pods nominated to them. It
+//!    takes the provisioner's converted Nodes and never runs beside a provisioning solve
+//!    ([`Context::solver_nodes`]): at full scale a fresh snapshot and copy per batch were
+//!    the controller's peak during an interruption wave;
 //! 4. the claims are deleted: the termination path drains them, deleting whatever is still there
 //!    in time for the deadline (PodDisruptionBudgets honoured until then; Events name the pods
 //!    cut short), and releases the instance;
