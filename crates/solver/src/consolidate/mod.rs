@@ -41,7 +41,7 @@ use stowage_api::CapacityType;
 use stowage_api::labels;
 use stowage_api::requirements::Requirements;
 
-use crate::domain::{ExistingNode, NewClaim, PodKey, PodRequest, SolveInput, SolveOptions};
+use crate::domain::{ExistingNode, NewClaim, Plan, PodKey, PodRequest, SolveInput, SolveOptions};
 use crate::model::InstanceType;
 use probe::Prepared;
 
@@ -172,6 +172,16 @@ pub struct ConsolidationOptions {
     pub min_spot_to_spot_types: usize,
     /// At most this many scheduling simulations per round (all methods together).
     pub max_simulations: usize,
+    /// Threads a round's probes may run on (at least 1). With more than one, the probes the
+    /// sequential search will run next (the next single-node candidates, the binary search's
+    /// next prefixes) are solved ahead at the same time; the search then reads their plans in
+    /// its own order, so the decision and the simulation count are those of one thread.
+    #[serde(default = "one_thread")]
+    pub probe_threads: usize,
+}
+
+fn one_thread() -> usize {
+    1
 }
 
 impl Default for ConsolidationOptions {
@@ -181,6 +191,7 @@ impl Default for ConsolidationOptions {
             max_multi_candidates: 100,
             min_spot_to_spot_types: 15,
             max_simulations: 200,
+            probe_threads: 1,
         }
     }
 }
@@ -367,6 +378,9 @@ struct Search<'a> {
     pending: HashSet<PodKey>,
     simulations: usize,
     truncated: bool,
+    /// Plans solved ahead on other threads (see [`Search::solve_ahead`]), by the removed
+    /// candidates' names.
+    ahead: HashMap<Vec<String>, Plan>,
 }
 
 impl<'a> Search<'a> {
@@ -382,6 +396,57 @@ impl<'a> Search<'a> {
             pending: input.pods.iter().map(|p| p.key()).collect(),
             simulations: 0,
             truncated: false,
+            ahead: HashMap::new(),
+        }
+    }
+
+    /// Solves the probes removing each of `sets` at the same time, one per thread: the first
+    /// is the probe the search runs next, the others those it may run after it, most likely
+    /// first. At most [`ConsolidationOptions::probe_threads`] of them and no more than the
+    /// simulations left; nothing when one thread is set or the next probe was solved ahead
+    /// already. [`Search::evaluate`] takes the plans in its own order and counts each as a
+    /// simulation then, so the search decides and counts exactly as on one thread (a plan is
+    /// a function of the prepared round and the set alone); a plan it never asks for is
+    /// dropped with the round.
+    fn solve_ahead(&mut self, sets: &[Vec<&str>]) {
+        let threads = self.options.probe_threads;
+        let Some(next) = sets.first() else {
+            return;
+        };
+        if threads <= 1 || self.ahead.contains_key(&key(next)) {
+            return;
+        }
+        let left = self
+            .options
+            .max_simulations
+            .saturating_sub(self.simulations);
+        let mut todo: Vec<&[&str]> = Vec::new();
+        for s in sets {
+            if todo.len() >= threads.min(left) {
+                break;
+            }
+            if !self.ahead.contains_key(&key(s)) && !todo.contains(&s.as_slice()) {
+                todo.push(s);
+            }
+        }
+        if todo.len() < 2 {
+            return;
+        }
+        let prepared = &self.prepared;
+        let solve = &self.options.solve;
+        let plans: Vec<Plan> = std::thread::scope(|scope| {
+            let others: Vec<_> = todo[1..]
+                .iter()
+                .map(|s| scope.spawn(move || prepared.simulate(s, solve)))
+                .collect();
+            let mut plans = vec![prepared.simulate(todo[0], solve)];
+            for h in others {
+                plans.push(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            }
+            plans
+        });
+        for (s, plan) in todo.into_iter().zip(plans) {
+            self.ahead.insert(key(s), plan);
         }
     }
 
@@ -395,8 +460,16 @@ impl<'a> Search<'a> {
         if eligible.len() < 2 {
             return None;
         }
+        let prefix =
+            |len: usize| -> Vec<&str> { eligible[..len].iter().map(|c| c.node.as_str()).collect() };
         // The whole prefix first: consolidating is not monotonic in the prefix length (with
-        // prices linear in size, two nodes never merge for less while three may).
+        // prices linear in size, two nodes never merge for less while three may). Ahead: the
+        // binary search's first prefix.
+        let mut sets = vec![prefix(eligible.len())];
+        if eligible.len() > 2 {
+            sets.push(prefix((1 + eligible.len()) / 2));
+        }
+        self.solve_ahead(&sets);
         if let Some(c) = self.command(Method::MultiNode, &eligible) {
             return Some(c);
         }
@@ -408,6 +481,15 @@ impl<'a> Search<'a> {
         let mut best = None;
         while lo <= hi {
             let mid = (lo + hi) / 2;
+            // Ahead: the next prefix if this one fails, then if it consolidates.
+            let mut sets = vec![prefix(mid)];
+            if lo < mid {
+                sets.push(prefix((lo + mid - 1) / 2));
+            }
+            if mid < hi {
+                sets.push(prefix((mid + 1 + hi) / 2));
+            }
+            self.solve_ahead(&sets);
             match self.command(Method::MultiNode, &eligible[..mid]) {
                 Some(c) => {
                     best = Some(c);
@@ -429,7 +511,15 @@ impl<'a> Search<'a> {
             .iter()
             .filter(|c| c.underutilized_allowed)
             .collect();
-        for c in interleave_pools(budgets.filter(&eligible, Reason::Underutilized)) {
+        let order = interleave_pools(budgets.filter(&eligible, Reason::Underutilized));
+        for (i, &c) in order.iter().enumerate() {
+            // Ahead: this candidate and the next ones, one per thread.
+            let sets: Vec<Vec<&str>> = order[i..]
+                .iter()
+                .take(self.options.probe_threads)
+                .map(|c| vec![c.node.as_str()])
+                .collect();
+            self.solve_ahead(&sets);
             if let Some(cmd) = self.command(Method::SingleNode, &[c]) {
                 return Some(cmd);
             }
@@ -469,7 +559,10 @@ impl<'a> Search<'a> {
         }
         self.simulations += 1;
         let names: Vec<&str> = chosen.iter().map(|c| c.node.as_str()).collect();
-        let plan = self.prepared.simulate(&names, &self.options.solve);
+        let plan = match self.ahead.remove(&key(&names)) {
+            Some(plan) => plan,
+            None => self.prepared.simulate(&names, &self.options.solve),
+        };
         if plan.unschedulable.keys().any(|k| !self.pending.contains(k)) {
             return None;
         }
@@ -516,6 +609,11 @@ impl<'a> Search<'a> {
         }
         out
     }
+}
+
+/// The key of a probe's plan solved ahead: the removed candidates' names, in order.
+fn key(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| n.to_string()).collect()
 }
 
 /// The candidates in round-robin over their NodePools (each pool's own order kept, pools in

@@ -31,7 +31,7 @@ use stowage_api::labels;
 use crate::domain::{ExistingNode, Plan, PodRequest, SolveInput, SolveOptions, TaintEffect};
 use crate::model::{Resources, resource};
 use crate::predicates::GroupKey;
-use crate::solve::{Base, solve_on_base};
+use crate::solve::{Base, SharedCatalog, solve_on_base};
 
 /// The namespace of aggregate pods: not a valid Kubernetes namespace, so no real pod has it.
 const AGGREGATE_NAMESPACE: &str = "stowage.dev/aggregate";
@@ -52,6 +52,9 @@ pub(super) struct Prepared<'a> {
     index: HashMap<&'a str, usize>,
     /// Ids, quantity vectors and running pods' counts of `nodes`, for every probe.
     base: Base,
+    /// The pools' instance types as the solve reads them (daemonset overhead, offerings),
+    /// built once over the base's ids; each probe takes it with fresh budgets.
+    catalog: SharedCatalog<'a>,
 }
 
 impl<'a> Prepared<'a> {
@@ -121,6 +124,9 @@ impl<'a> Prepared<'a> {
             &nodes,
             &movable,
         );
+        // From the round's input: the same pools (but for the shared catalogue `Arc`), types
+        // and daemonsets as each probe's input.
+        let catalog = SharedCatalog::for_base(input, &base);
         Prepared {
             input,
             nodes,
@@ -128,6 +134,7 @@ impl<'a> Prepared<'a> {
             pools,
             index,
             base,
+            catalog,
         }
     }
 
@@ -167,7 +174,15 @@ impl<'a> Prepared<'a> {
         let nodes: Vec<&ExistingNode> = at[..named].iter().map(|i| &self.nodes[*i]).collect();
         let in_flight: Vec<&ExistingNode> = at[named..].iter().map(|i| &self.nodes[*i]).collect();
         let sim = probe_input(self.input, &self.pools, pods);
-        solve_on_base(&sim, nodes, &in_flight, &self.base, &at, options)
+        solve_on_base(
+            &sim,
+            nodes,
+            &in_flight,
+            &self.base,
+            &self.catalog,
+            &at,
+            options,
+        )
     }
 }
 
@@ -658,6 +673,83 @@ mod tests {
         // In-flight candidates and binding limits were exercised, not skipped.
         assert!(with_claims > 50, "{with_claims}");
         assert!(limited > 5, "{limited}");
+    }
+
+    /// A round's decision on threads: the same command, simulation count and truncation as
+    /// on one thread, with the cap left loose or binding, on [`cluster`]s and
+    /// [`wide_cluster`]s.
+    #[test]
+    fn decisions_are_the_same_on_one_thread_and_several() {
+        use crate::consolidate::{
+            Budgets, Candidate, ConsolidationOptions, decide, multi_node, single_node,
+        };
+        let (mut commands, mut multi, mut truncated) = (0, 0, 0);
+        for seed in 0..160u64 {
+            let input = if seed % 2 == 0 {
+                cluster(seed)
+            } else {
+                wide_cluster(seed)
+            };
+            let mut rng = Rng(seed ^ 0x7ead_5eed);
+            let mut candidates = Vec::new();
+            for n in input.nodes.iter().chain(&input.in_flight) {
+                if rng.below(4) == 0 {
+                    continue;
+                }
+                candidates.push(Candidate {
+                    node: n.name.clone(),
+                    nodepool: n.nodepool.clone().unwrap_or_default(),
+                    price_per_hour: n.price_per_hour.unwrap_or(0.0),
+                    capacity_type: n
+                        .capacity_type
+                        .unwrap_or(stowage_api::CapacityType::OnDemand),
+                    disruption_cost: 0.0,
+                    underutilized_allowed: rng.below(8) != 0,
+                    min_instance_types: None,
+                });
+            }
+            let budgets = Budgets::unlimited(&candidates);
+            let max_simulations = [200, 3, 1 + rng.below(6) as usize][seed as usize % 3];
+            let one = ConsolidationOptions {
+                max_simulations,
+                min_spot_to_spot_types: 1 + rng.below(15) as usize,
+                probe_threads: 1,
+                ..ConsolidationOptions::default()
+            };
+            for threads in [2, 3, 4] {
+                let many = ConsolidationOptions {
+                    probe_threads: threads,
+                    ..one.clone()
+                };
+                let d = decide(&input, &candidates, &budgets, &one);
+                assert_eq!(
+                    d,
+                    decide(&input, &candidates, &budgets, &many),
+                    "seed {seed}"
+                );
+                let m = multi_node(&input, &candidates, &budgets, &one);
+                assert_eq!(
+                    m,
+                    multi_node(&input, &candidates, &budgets, &many),
+                    "seed {seed}"
+                );
+                let s = single_node(&input, &candidates, &budgets, &one);
+                assert_eq!(
+                    s,
+                    single_node(&input, &candidates, &budgets, &many),
+                    "seed {seed}"
+                );
+                if threads == 2 {
+                    commands += usize::from(d.command.is_some());
+                    multi += usize::from(m.command.is_some());
+                    truncated += usize::from(d.truncated || s.truncated);
+                }
+            }
+        }
+        // Commands found, multi-node among them, and searches the cap cut short.
+        assert!(commands > 20, "{commands}");
+        assert!(multi > 5, "{multi}");
+        assert!(truncated > 5, "{truncated}");
     }
 
     #[test]

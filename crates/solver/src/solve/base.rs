@@ -19,6 +19,7 @@ use crate::hash::FastMap;
 use crate::predicates::GroupKey;
 
 use super::interning::Ids;
+use super::pools::SharedCatalog;
 use super::topology::Topology;
 use super::{DEFAULT_MAX_PODS, PODS};
 use crate::model::resource;
@@ -166,6 +167,9 @@ pub(super) struct OnBase<'a> {
     pub(super) base: &'a Base,
     /// Per node of the engine's `existing`: its index in [`Base::nodes`].
     pub(super) at: &'a [usize],
+    /// The round's catalogue, built over the base's ids from the same pools, types and
+    /// daemonsets as the probe's input.
+    pub(super) catalog: &'a SharedCatalog<'a>,
 }
 
 impl<'a> OnBase<'a> {

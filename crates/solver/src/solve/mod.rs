@@ -147,6 +147,7 @@ use topology::Topology;
 
 pub(crate) use base::Base;
 pub(crate) use classes::lower_bound_input;
+pub(crate) use pools::SharedCatalog;
 
 /// Resource ids fixed by [`Ids::for_input`].
 const CPU: usize = 0;
@@ -260,6 +261,7 @@ pub(crate) fn solve_on_base(
     nodes: Vec<&ExistingNode>,
     in_flight: &[&ExistingNode],
     base: &Base,
+    catalog: &SharedCatalog<'_>,
     at: &[usize],
     options: &SolveOptions,
 ) -> Plan {
@@ -267,7 +269,8 @@ pub(crate) fn solve_on_base(
     let mut existing = nodes;
     existing.extend_from_slice(in_flight);
     debug_assert_eq!(existing.len(), at.len(), "one base index per node");
-    solve_with_limits(input, existing, named, Some(OnBase { base, at }), options)
+    let on = OnBase { base, at, catalog };
+    solve_with_limits(input, existing, named, Some(on), options)
 }
 
 /// Memos that make repeated scans and type choices cheap.
@@ -356,7 +359,10 @@ impl<'a> Engine<'a> {
             Some(b) => b.base.ids.clone(),
             None => Ids::for_input(input, &existing),
         };
-        let catalog = Catalog::build(input, &ids);
+        let catalog = match base {
+            Some(b) => b.catalog.catalog(&ids),
+            None => Catalog::build(input, &ids),
+        };
         let any_prefer_taint = catalog.any_prefer_taint()
             || existing.iter().any(|n| {
                 n.taints
@@ -523,7 +529,7 @@ impl<'a> Engine<'a> {
     fn class_order_keys(&self) -> Vec<ClassOrder> {
         // A class's size: its largest request as a share of the largest allocatable anywhere.
         let mut largest: Vec<f64> = vec![1.0; self.ids.resource_count()];
-        for ty in &self.catalog.types {
+        for ty in self.catalog.types.iter() {
             for (s, a) in largest.iter_mut().zip(&ty.allocatable) {
                 *s = s.max(*a as f64);
             }

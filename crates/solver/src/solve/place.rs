@@ -277,10 +277,7 @@ impl Engine<'_> {
                 let v = match self.ids.key_kind(key) {
                     KeyKind::Hostname => None,
                     _ => match n.labels.get(self.ids.key_name(key)) {
-                        Some(v) => {
-                            let v = v.clone();
-                            self.ids.value_id(key, &v)
-                        }
+                        Some(v) => self.ids.value_id(key, v),
                         None => None,
                     },
                 };

@@ -394,13 +394,116 @@ pub(super) struct PoolState<'a> {
 /// The pools and every (pool, instance type) they may launch.
 #[derive(Debug)]
 pub(super) struct Catalog<'a> {
-    pub(super) types: Vec<PoolType<'a>>,
+    /// Built once per [`SharedCatalog`]; no solve changes them.
+    pub(super) types: Arc<Vec<PoolType<'a>>>,
     pub(super) pools: Vec<PoolState<'a>>,
     pub(super) reservations: Vec<Reservation>,
     /// Per capacity type index: every type index by its cheapest offering of that capacity
     /// type in any zone (a lower bound on its price in any zones), then by index; what lets a
     /// search for the cheapest type stop early ([`Catalog::by_price`]).
+    by_price: Arc<[Vec<usize>; 3]>,
+}
+
+/// What a [`Catalog`] is made of that no solve changes, built once: the (pool, type) list,
+/// the price orders, each pool's types, zones and capacity types, the reservations'
+/// capacities. [`SharedCatalog::catalog`] makes a solve's catalogue of it with fresh budgets
+/// (limits, on-demand caps, scoped caps as the input states them), no claim opened and no
+/// reservation used: the catalogue [`Catalog::build`] makes, without rebuilding the types.
+/// Shared by a consolidation round's probes (one per round instead of one per probe).
+#[derive(Debug)]
+pub(crate) struct SharedCatalog<'a> {
+    types: Arc<Vec<PoolType<'a>>>,
+    by_price: Arc<[Vec<usize>; 3]>,
+    /// In catalogue order (weight, then name).
+    pools: Vec<SharedPool<'a>>,
+    /// The capacity of each reservation.
+    reservations: Vec<u32>,
+}
+
+#[derive(Debug)]
+struct SharedPool<'a> {
+    pool: &'a PoolSpec,
+    types: Vec<usize>,
+    zone_mask: u64,
+    capacity_types: u8,
+}
+
+impl<'a> SharedCatalog<'a> {
+    /// The catalogue of `input`'s pools, instance types and daemonsets over `base`'s ids: what
+    /// every probe on `base` would build (their inputs have the same pools, types and
+    /// daemonsets).
+    pub(crate) fn for_base(input: &'a SolveInput, base: &super::Base) -> Self {
+        Self::new(input, &base.ids)
+    }
+
+    /// The catalogue of `input`'s pools, instance types and daemonsets, over `ids`' resources
+    /// and zones.
+    fn new(input: &'a SolveInput, ids: &Ids) -> Self {
+        let built = Catalog::build_types(input, ids);
+        SharedCatalog {
+            types: Arc::new(built.types),
+            by_price: Arc::new(built.by_price),
+            pools: built
+                .pools
+                .into_iter()
+                .map(|p| SharedPool {
+                    pool: p.pool,
+                    types: p.types,
+                    zone_mask: p.zone_mask,
+                    capacity_types: p.capacity_types,
+                })
+                .collect(),
+            reservations: built.reservations.iter().map(|r| r.capacity).collect(),
+        }
+    }
+
+    /// A solve's catalogue: the shared types with fresh budgets and counts (`ids`: those the
+    /// catalogue was built over, as the solve's own ids start).
+    pub(super) fn catalog(&self, ids: &Ids) -> Catalog<'a> {
+        let sorted: Vec<&PoolSpec> = self.pools.iter().map(|p| p.pool).collect();
+        let scopes = scope_budgets(&sorted);
+        Catalog {
+            types: Arc::clone(&self.types),
+            pools: self
+                .pools
+                .iter()
+                .map(|p| PoolState {
+                    pool: p.pool,
+                    types: p.types.clone(),
+                    zone_mask: p.zone_mask,
+                    capacity_types: p.capacity_types,
+                    budget: PoolBudget::new(p.pool, ids, covering(&scopes, p.pool)),
+                    claims: 0,
+                })
+                .collect(),
+            reservations: self
+                .reservations
+                .iter()
+                .map(|&capacity| Reservation { capacity, used: 0 })
+                .collect(),
+            by_price: Arc::clone(&self.by_price),
+        }
+    }
+}
+
+/// The scoped budgets of `scopes` that cover pool `p`.
+fn covering(
+    scopes: &[(Vec<String>, Rc<RefCell<ScopeBudget>>)],
+    p: &PoolSpec,
+) -> Vec<Rc<RefCell<ScopeBudget>>> {
+    scopes
+        .iter()
+        .filter(|(names, _)| names.contains(&p.name))
+        .map(|(_, s)| s.clone())
+        .collect()
+}
+
+/// A catalogue's parts as [`Catalog::build_types`] makes them.
+struct Built<'a> {
+    types: Vec<PoolType<'a>>,
     by_price: [Vec<usize>; 3],
+    pools: Vec<PoolState<'a>>,
+    reservations: Vec<Reservation>,
 }
 
 /// A daemonset's pod compiled once: its alternative node requirements and requests.
@@ -410,70 +513,7 @@ struct Daemon<'a> {
     requests: Vec<i64>,
 }
 
-impl<'a> Catalog<'a> {
-    pub(super) fn build(input: &'a SolveInput, ids: &Ids) -> Self {
-        let daemons: Vec<Daemon> = input
-            .daemonsets
-            .iter()
-            .map(|d| {
-                // A term pinning node names never holds on a node to buy (its name is not
-                // known, and cannot be chosen).
-                let terms = if d.pod.required_node_affinity.is_empty() {
-                    vec![compile_requirements(&d.pod.node_requirements(None))]
-                } else {
-                    (0..d.pod.required_node_affinity.len())
-                        .filter(|i| d.pod.required_node_affinity[*i].admits_unnamed_node())
-                        .map(|i| compile_requirements(&d.pod.node_requirements(Some(i))))
-                        .collect()
-                };
-                Daemon {
-                    pod: &d.pod,
-                    terms,
-                    requests: ids.quantities(&d.pod.requests),
-                }
-            })
-            .collect();
-        let mut catalog = Catalog {
-            types: Vec::new(),
-            pools: Vec::new(),
-            reservations: Vec::new(),
-            by_price: Default::default(),
-        };
-        let mut pools: Vec<&PoolSpec> = input.nodepools.iter().collect();
-        pools.sort_by(|a, b| b.weight.cmp(&a.weight).then_with(|| a.name.cmp(&b.name)));
-        let scopes = scope_budgets(&pools);
-        for p in pools {
-            let covering = scopes
-                .iter()
-                .filter(|(names, _)| names.contains(&p.name))
-                .map(|(_, s)| s.clone())
-                .collect();
-            catalog.add_pool(p, input, ids, &daemons, covering);
-        }
-        for (ct, order) in catalog.by_price.iter_mut().enumerate() {
-            let types = &catalog.types;
-            *order = (0..types.len()).collect();
-            order.sort_by(|a, b| {
-                let (pa, pb) = (
-                    types[*a].cheapest_by_capacity_type[ct],
-                    types[*b].cheapest_by_capacity_type[ct],
-                );
-                pa.total_cmp(&pb).then(a.cmp(b))
-            });
-        }
-        catalog
-    }
-
-    /// Every type index with its lowest price as capacity type `ct` in any zone, cheapest
-    /// first (then by index): a type's price in any zones is at least that, so a search for
-    /// the cheapest type that finds one at price `p` can stop at the first bound above `p`.
-    pub(super) fn by_price(&self, ct: CapacityType) -> impl Iterator<Item = (usize, f64)> + '_ {
-        let ci = capacity_type_index(ct);
-        self.by_price[ci]
-            .iter()
-            .map(move |&t| (t, self.types[t].cheapest_by_capacity_type[ci]))
-    }
-
+impl<'a> Built<'a> {
     fn add_pool(
         &mut self,
         p: &'a PoolSpec,
@@ -570,6 +610,71 @@ impl<'a> Catalog<'a> {
             });
         }
         out
+    }
+}
+
+impl<'a> Catalog<'a> {
+    pub(super) fn build(input: &'a SolveInput, ids: &Ids) -> Self {
+        SharedCatalog::new(input, ids).catalog(ids)
+    }
+
+    /// The types, pools (with budgets) and reservations of `input` over `ids`.
+    fn build_types(input: &'a SolveInput, ids: &Ids) -> Built<'a> {
+        let daemons: Vec<Daemon> = input
+            .daemonsets
+            .iter()
+            .map(|d| {
+                // A term pinning node names never holds on a node to buy (its name is not
+                // known, and cannot be chosen).
+                let terms = if d.pod.required_node_affinity.is_empty() {
+                    vec![compile_requirements(&d.pod.node_requirements(None))]
+                } else {
+                    (0..d.pod.required_node_affinity.len())
+                        .filter(|i| d.pod.required_node_affinity[*i].admits_unnamed_node())
+                        .map(|i| compile_requirements(&d.pod.node_requirements(Some(i))))
+                        .collect()
+                };
+                Daemon {
+                    pod: &d.pod,
+                    terms,
+                    requests: ids.quantities(&d.pod.requests),
+                }
+            })
+            .collect();
+        let mut catalog = Built {
+            types: Vec::new(),
+            pools: Vec::new(),
+            reservations: Vec::new(),
+            by_price: Default::default(),
+        };
+        let mut pools: Vec<&PoolSpec> = input.nodepools.iter().collect();
+        pools.sort_by(|a, b| b.weight.cmp(&a.weight).then_with(|| a.name.cmp(&b.name)));
+        let scopes = scope_budgets(&pools);
+        for p in pools {
+            catalog.add_pool(p, input, ids, &daemons, covering(&scopes, p));
+        }
+        for (ct, order) in catalog.by_price.iter_mut().enumerate() {
+            let types = &catalog.types;
+            *order = (0..types.len()).collect();
+            order.sort_by(|a, b| {
+                let (pa, pb) = (
+                    types[*a].cheapest_by_capacity_type[ct],
+                    types[*b].cheapest_by_capacity_type[ct],
+                );
+                pa.total_cmp(&pb).then(a.cmp(b))
+            });
+        }
+        catalog
+    }
+
+    /// Every type index with its lowest price as capacity type `ct` in any zone, cheapest
+    /// first (then by index): a type's price in any zones is at least that, so a search for
+    /// the cheapest type that finds one at price `p` can stop at the first bound above `p`.
+    pub(super) fn by_price(&self, ct: CapacityType) -> impl Iterator<Item = (usize, f64)> + '_ {
+        let ci = capacity_type_index(ct);
+        self.by_price[ci]
+            .iter()
+            .map(move |&t| (t, self.types[t].cheapest_by_capacity_type[ci]))
     }
 
     pub(super) fn any_prefer_taint(&self) -> bool {
