@@ -423,8 +423,30 @@ fn options(ctx: &Context) -> ConsolidationOptions {
             max_instance_types: ctx.settings.max_instance_types,
             ..SolveOptions::default()
         },
+        probe_threads: probe_threads(),
         ..ConsolidationOptions::default()
     }
+}
+
+/// The environment variable that sets how many threads a round's consolidation probes run on
+/// (`1`: one after another, on the loop's thread).
+pub const PROBE_THREADS_ENV: &str = "STOWAGE_PROBE_THREADS";
+
+/// Threads for a round's consolidation probes: [`PROBE_THREADS_ENV`] when set to a positive
+/// number, else the cores this process may use, at most 4. The decision is the same whatever
+/// the count (the solver reads the plans in its own order); the loop waits for the round
+/// either way.
+fn probe_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| {
+        std::env::var(PROBE_THREADS_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
+            })
+    })
 }
 
 /// One tick of the loop (see the module docs).

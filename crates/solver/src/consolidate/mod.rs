@@ -467,7 +467,8 @@ impl<'a> Search<'a> {
         // binary search's first prefix.
         let mut sets = vec![prefix(eligible.len())];
         if eligible.len() > 2 {
-            sets.push(prefix((1 + eligible.len()) / 2));
+            // (2 + (len - 1)) / 2: the first `mid` below.
+            sets.push(prefix(eligible.len().div_ceil(2)));
         }
         self.solve_ahead(&sets);
         if let Some(c) = self.command(Method::MultiNode, &eligible) {

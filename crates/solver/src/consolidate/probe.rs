@@ -90,7 +90,7 @@ impl<'a> Prepared<'a> {
         let mut free = Vec::with_capacity(all.len());
         for (i, n) in all.iter().enumerate() {
             let (mut node, plain) = if fold {
-                let node = fold_node(n, &keeps);
+                let node = fold_node(n, &keeps, &label_keys);
                 let plain = node.pods.iter().all(|p| !keeps(p));
                 (node, plain)
             } else {
@@ -296,8 +296,13 @@ impl Terms {
 }
 
 /// `n` with every pod `keeps` rejects folded into one aggregate pod. Unchanged when fewer
-/// than two pods fold or the node's pod slots would not survive it.
-fn fold_node(n: &ExistingNode, keeps: &impl Fn(&PodRequest) -> bool) -> ExistingNode {
+/// than two pods fold or the node's pod slots would not survive it. Folded, it keeps only the
+/// labels under `label_keys` (the caller cuts the others anyway; not copying them is cheaper).
+fn fold_node(
+    n: &ExistingNode,
+    keeps: &impl Fn(&PodRequest) -> bool,
+    label_keys: &HashSet<&str>,
+) -> ExistingNode {
     let folding = n.pods.iter().filter(|p| !keeps(p)).count();
     let slots = match n.allocatable.get(resource::PODS) {
         0 => DEFAULT_MAX_PODS,
@@ -323,7 +328,12 @@ fn fold_node(n: &ExistingNode, keeps: &impl Fn(&PodRequest) -> bool) -> Existing
     pods.push(Arc::new(aggregate));
     let mut out = ExistingNode {
         name: n.name.clone(),
-        labels: n.labels.clone(),
+        labels: n
+            .labels
+            .iter()
+            .filter(|(k, _)| label_keys.contains(k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         taints: n.taints.clone(),
         allocatable: n.allocatable.clone(),
         capacity: n.capacity.clone(),

@@ -261,6 +261,7 @@ impl Engine<'_> {
             }
             Some((b, map))
         });
+        self.nodes.reserve(existing.len());
         for (index, n) in existing.iter().enumerate() {
             let capacity = match &base {
                 Some((b, _)) => b.node(index).capacity.clone(),
