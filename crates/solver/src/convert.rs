@@ -211,8 +211,32 @@ fn quantities(
 /// Quantities keyed by the pod's own resource names while its requests are summed: no name is
 /// copied until the result (a `Resources` copies its key on every update; 40,000 pods are
 /// converted at once in a whole-cluster plan). The arithmetic is [`Resources`']: an absent name
-/// is zero, and no quantity is negative ([`quantities`] refuses them).
-type Tally<'a> = BTreeMap<&'a str, i64>;
+/// is zero, and no quantity is negative ([`quantities`] refuses them). Kept as a vector sorted by
+/// name: a pod names a handful of resources, and a map allocated a node per container and per
+/// sum.
+#[derive(Debug, Default)]
+struct Tally<'a>(Vec<(&'a str, i64)>);
+
+impl<'a> Tally<'a> {
+    /// The entry of `k`, made zero when absent (the order by name kept).
+    fn entry(&mut self, k: &'a str) -> &mut i64 {
+        let i = match self.0.binary_search_by(|(n, _)| (*n).cmp(k)) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (k, 0));
+                i
+            }
+        };
+        &mut self.0[i].1
+    }
+
+    /// `other`'s quantities replacing these, name by name.
+    fn overwrite(&mut self, other: Tally<'a>) {
+        for (k, v) in other.0 {
+            *self.entry(k) = v;
+        }
+    }
+}
 
 /// [`quantities`] as a [`Tally`] (the same checks, in the same order).
 fn tally<'a>(
@@ -220,28 +244,29 @@ fn tally<'a>(
     field: &dyn Fn() -> String,
     map: Option<&'a BTreeMap<String, Quantity>>,
 ) -> Result<Tally<'a>> {
-    let mut r = Tally::new();
+    let mut r = Tally::default();
     for (k, q) in map.into_iter().flatten() {
         let v = checked_quantity(object, field, k, q)?;
-        // As `Resources::set`: a zero is no entry (so a zero request leaves the limit).
+        // As `Resources::set`: a zero is no entry (so a zero request leaves the limit). The
+        // map is in name order, so pushing keeps the tally's.
         if v != 0 {
-            r.insert(k, v);
+            r.0.push((k, v));
         }
     }
     Ok(r)
 }
 
 fn tally_add<'a>(sum: &mut Tally<'a>, other: &Tally<'a>) {
-    for (k, v) in other {
-        let cur = sum.entry(k).or_insert(0);
-        *cur = cur.saturating_add(*v);
+    for &(k, v) in &other.0 {
+        let cur = sum.entry(k);
+        *cur = cur.saturating_add(v);
     }
 }
 
 fn tally_max<'a>(max: &mut Tally<'a>, other: &Tally<'a>) {
-    for (k, v) in other {
-        let cur = max.entry(k).or_insert(0);
-        *cur = (*cur).max(*v);
+    for &(k, v) in &other.0 {
+        let cur = max.entry(k);
+        *cur = (*cur).max(v);
     }
 }
 
@@ -262,7 +287,7 @@ fn container_requests<'a, C: ContainerView>(
         res.and_then(|r| r.requests.as_ref()),
     )?;
     // A request overrides the limit (the limit is the default request).
-    r.extend(req);
+    r.overwrite(req);
     Ok(r)
 }
 
@@ -273,15 +298,15 @@ pub fn pod_requests(object: &str, spec: &core::PodSpec) -> Result<Resources> {
 
 /// [`pod_requests`] of a borrowed spec.
 fn spec_requests<C: ContainerView>(object: &str, spec: &SpecView<'_, C>) -> Result<Resources> {
-    let mut sum = Tally::new();
+    let mut sum = Tally::default();
     for (i, c) in spec.containers.iter().enumerate() {
         tally_add(
             &mut sum,
             &container_requests(object, &|| format!("spec.containers[{i}]"), c)?,
         );
     }
-    let mut sidecars = Tally::new();
-    let mut init_max = Tally::new();
+    let mut sidecars = Tally::default();
+    let mut init_max = Tally::default();
     for (i, c) in spec.init_containers.iter().enumerate() {
         let r = container_requests(object, &|| format!("spec.initContainers[{i}]"), c)?;
         if c.restart_policy() == Some("Always") {
@@ -300,7 +325,8 @@ fn spec_requests<C: ContainerView>(object: &str, spec: &SpecView<'_, C>) -> Resu
         &tally(object, &|| "spec.overhead".to_string(), spec.overhead)?,
     );
     Ok(Resources(
-        sum.into_iter()
+        sum.0
+            .into_iter()
             .filter(|(_, v)| *v != 0)
             .map(|(k, v)| (k.to_string(), v))
             .collect(),

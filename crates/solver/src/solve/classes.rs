@@ -223,6 +223,45 @@ fn pod_facts(
     PodFacts { keys, facts, order }
 }
 
+/// The pods of `order` (by key) grouped into classes, each class's members in that order and
+/// the classes in the order of their first members: pods alike but for labels are one class
+/// when the same topology groups select them (the labels matter only through those; workflow
+/// steps labelled with their workflow's name, say, unless something selects them by it). With
+/// `half`, only the pods whose class hash has that top bit (one thread's share; the hash's
+/// multiply mixes into its high bits best).
+fn group_pods(
+    input: &SolveInput,
+    facts: &[(u64, Vec<usize>)],
+    order: &[usize],
+    split: bool,
+    half: Option<u64>,
+) -> Vec<Vec<usize>> {
+    let mut by_hash: FastMap<(u64, Option<String>, &[usize]), Vec<usize>> = FastMap::default();
+    let mut class_members: Vec<Vec<usize>> = Vec::new();
+    for &i in order {
+        let (hash, selected_by) = &facts[i];
+        if half.is_some_and(|b| hash >> 63 != b) {
+            continue;
+        }
+        let p = &input.pods[i];
+        let workload = split.then(|| super::blast::workload_key(p)).flatten();
+        let list = by_hash
+            .entry((*hash, workload, selected_by.as_slice()))
+            .or_default();
+        match list
+            .iter()
+            .find(|c| same_class(&input.pods[class_members[**c][0]], p))
+        {
+            Some(c) => class_members[*c].push(i),
+            None => {
+                list.push(class_members.len());
+                class_members.push(vec![i]);
+            }
+        }
+    }
+    class_members
+}
+
 /// Two index lists each sorted by key (stable), every index of `first` below those of
 /// `second`, merged into the order a stable sort of both by key gives.
 fn merge_by_key(first: &[usize], second: &[usize], keys: &[String]) -> Vec<usize> {
@@ -409,11 +448,7 @@ impl Engine<'_> {
     pub(super) fn build_classes(&mut self) {
         let input = self.input;
         let n = input.pods.len();
-        let PodFacts {
-            keys,
-            mut facts,
-            order,
-        } = if n < PARALLEL_PODS {
+        let PodFacts { keys, facts, order } = if n < PARALLEL_PODS {
             pod_facts(input, &self.topology, 0..n)
         } else {
             let topology = &self.topology;
@@ -433,28 +468,28 @@ impl Engine<'_> {
         self.pod_keys = keys;
         // Under a spot blast radius, pods of different workloads are counted apart.
         let split = self.blast.active;
-        // Pods alike but for labels are one class when the same topology groups select them
-        // (the labels matter only through those): workflow steps labelled with their
-        // workflow's name, say, unless something selects them by it.
-        let mut by_hash: FastMap<(u64, Option<String>, Vec<usize>), Vec<usize>> =
-            FastMap::default();
-        let mut class_members: Vec<Vec<usize>> = Vec::new();
-        for i in order {
-            let p = &input.pods[i];
-            let workload = split.then(|| super::blast::workload_key(p)).flatten();
-            let (hash, selected_by) = std::mem::take(&mut facts[i]);
-            let list = by_hash.entry((hash, workload, selected_by)).or_default();
-            match list
-                .iter()
-                .find(|c| same_class(&input.pods[class_members[**c][0]], p))
-            {
-                Some(c) => class_members[*c].push(i),
-                None => {
-                    list.push(class_members.len());
-                    class_members.push(vec![i]);
+        let class_members = if n < PARALLEL_PODS {
+            group_pods(input, &facts, &order, split, None)
+        } else {
+            // Two threads, each grouping the pods of half the class hashes (pods of one class
+            // share their hash); the classes are then put in the order of their first pods.
+            let grouped = std::thread::scope(|s| {
+                let (facts, order) = (&facts, &order);
+                let odd = s.spawn(move || group_pods(input, facts, order, split, Some(1)));
+                let even = group_pods(input, facts, order, split, Some(0));
+                match odd.join() {
+                    Ok(odd) => [even, odd],
+                    Err(panic) => std::panic::resume_unwind(panic),
                 }
+            });
+            let mut position = vec![0; n];
+            for (at, &i) in order.iter().enumerate() {
+                position[i] = at;
             }
-        }
+            let mut all: Vec<Vec<usize>> = grouped.into_iter().flatten().collect();
+            all.sort_unstable_by_key(|members| position[members[0]]);
+            all
+        };
         for members in class_members {
             let pod = PodRequest::clone(&input.pods[members[0]]);
             let c = self.make_class(pod, false, members);
