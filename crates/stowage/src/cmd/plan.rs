@@ -81,8 +81,8 @@ pub struct Args {
     /// created); PodDisruptionBudgets are not read.
     #[arg(long)]
     pub consolidate: bool,
-    /// Print how long each phase took (catalogue, read, parse, snapshot, solve, output) to
-    /// stderr.
+    /// Print how long each phase took (read, with the catalogue built alongside; parse,
+    /// snapshot, solve, output) to stderr.
     #[arg(long)]
     pub timings: bool,
     /// Also write the solver's input as JSON to this file (for `stowage-bench solve --input`).
@@ -178,26 +178,31 @@ pub const MAX_SYNTHETIC_TYPES: usize = 10_000;
 pub async fn run(args: Args) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut timings = Timings::new(args.timings);
-    let mut types = catalogue(&args).map_err(super::bad_input)?;
-    let adjusted = match &args.spot_interruption_rates {
-        Some(path) => apply_rates(
-            &mut types,
-            path,
-            args.spot_interruption_cost_weight,
-            jiff::Timestamp::now(),
-        )
-        .map_err(super::bad_input)?,
-        None => 0,
-    };
-    timings.phase("catalogue");
     if let Some(kubeconfig) = &args.kubeconfig {
+        let (types, _) = priced_catalogue(&args).map_err(super::bad_input)?;
+        timings.phase("catalogue");
         return run_live(&args, kubeconfig, types).await;
     }
-    let mut sources = Vec::new();
-    for f in &args.files {
-        sources.push((f.clone(), read_source(f).map_err(super::bad_input)?));
-    }
-    // JSON files are parsed while they are read: "read" includes their parsing.
+    // The catalogue needs none of the input: it is built on its own thread while the files
+    // are read (reading waits on the disk and the parsing threads, the catalogue on neither).
+    // Its errors still come first.
+    let (types, sources) = std::thread::scope(|s| {
+        let types = s.spawn(|| priced_catalogue(&args));
+        let sources: anyhow::Result<Vec<_>> = args
+            .files
+            .iter()
+            .map(|f| Ok((f.clone(), read_source(f)?)))
+            .collect();
+        let types = match types.join() {
+            Ok(types) => types,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        (types, sources)
+    });
+    let (types, adjusted) = types.map_err(super::bad_input)?;
+    let sources = sources.map_err(super::bad_input)?;
+    // JSON files are parsed while they are read: "read" includes their parsing, and the
+    // catalogue built alongside.
     timings.phase("read");
     let objects = parse_sources(sources).map_err(super::bad_input)?;
     timings.phase("parse");
@@ -422,6 +427,22 @@ fn read_source(path: &Path) -> anyhow::Result<Source> {
         return Ok(Source::Documents(docs));
     }
     Ok(Source::Text(read_input(path)?, Reader::Exact))
+}
+
+/// The catalogue with the learnt interruption rates applied (`--spot-interruption-rates`), and
+/// how many spot offerings they priced.
+fn priced_catalogue(args: &Args) -> anyhow::Result<(Vec<InstanceType>, usize)> {
+    let mut types = catalogue(args)?;
+    let adjusted = match &args.spot_interruption_rates {
+        Some(path) => apply_rates(
+            &mut types,
+            path,
+            args.spot_interruption_cost_weight,
+            jiff::Timestamp::now(),
+        )?,
+        None => 0,
+    };
+    Ok((types, adjusted))
 }
 
 fn catalogue(args: &Args) -> anyhow::Result<Vec<InstanceType>> {
@@ -749,7 +770,9 @@ fn parse_sources(files: Vec<(PathBuf, Source)>) -> anyhow::Result<Vec<Object>> {
 #[derive(Default)]
 struct Objects {
     objects: Vec<Object>,
-    seen: std::collections::HashMap<(&'static str, String), (Place, usize)>,
+    /// Hashed fast (a whole-cluster dump has 40,000 pods; an offline run of one user's
+    /// files has no adversary to fear collisions from).
+    seen: stowage_solver::hash::FastMap<(&'static str, String), (Place, usize)>,
 }
 
 impl Objects {
