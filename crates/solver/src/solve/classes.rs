@@ -223,6 +223,10 @@ fn pod_facts(
     PodFacts { keys, facts, order }
 }
 
+/// Pods that may be one class: their class hash, workload (under a spot blast radius) and the
+/// topology groups selecting them.
+type ClassBucket<'a> = (u64, Option<String>, &'a [usize]);
+
 /// The pods of `order` (by key) grouped into classes, each class's members in that order and
 /// the classes in the order of their first members: pods alike but for labels are one class
 /// when the same topology groups select them (the labels matter only through those; workflow
@@ -236,7 +240,7 @@ fn group_pods(
     split: bool,
     half: Option<u64>,
 ) -> Vec<Vec<usize>> {
-    let mut by_hash: FastMap<(u64, Option<String>, &[usize]), Vec<usize>> = FastMap::default();
+    let mut by_hash: FastMap<ClassBucket<'_>, Vec<usize>> = FastMap::default();
     let mut class_members: Vec<Vec<usize>> = Vec::new();
     for &i in order {
         let (hash, selected_by) = &facts[i];
