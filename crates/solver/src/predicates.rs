@@ -144,7 +144,9 @@ fn domain_of<'a>(node: &'a ExistingNode, key: &str) -> Option<&'a str> {
 /// (key, maxSkew, count per domain, global minimum, pod matches itself).
 type SpreadView = (String, i32, HashMap<String, u32>, u32, bool);
 
-struct PodView {
+/// A pod's view of the whole cluster ([`ClusterIndex::view_of`]): what checking it against one
+/// node needs beyond the node, computed once for many nodes. Valid until the index changes.
+pub struct PodView {
     spreads: Vec<SpreadView>,
     affinity: Vec<(String, BTreeSet<String>)>,
     affinity_free: bool,
@@ -317,7 +319,13 @@ impl ClusterIndex {
                     continue;
                 }
                 if let Some(d) = domain_of(&n.node, &s.topology_key) {
-                    *domains.entry(d.to_string()).or_insert(0) += counts[i];
+                    // A domain's name is allocated once, not once per node in it.
+                    match domains.get_mut(d) {
+                        Some(c) => *c += counts[i],
+                        None => {
+                            domains.insert(d.to_string(), counts[i]);
+                        }
+                    }
                 }
             }
             let mut min = domains.values().copied().min().unwrap_or(0);
@@ -426,6 +434,26 @@ impl ClusterIndex {
             }
         }
         Ok(())
+    }
+
+    /// `pod`'s view of the cluster as it is now, for [`ClusterIndex::check_view_of`] on many
+    /// nodes (a bind or any other change of the index makes it stale).
+    pub fn view_of(&mut self, pod: &PodRequest) -> PodView {
+        self.view(pod)
+    }
+
+    /// What [`ClusterIndex::check`] answers for node `name`, with `view` from
+    /// [`ClusterIndex::view_of`] for the same pod and the index unchanged since.
+    pub fn check_view_of(
+        &self,
+        pod: &PodRequest,
+        view: &PodView,
+        name: &str,
+    ) -> Result<(), Misfit> {
+        match self.by_name.get(name) {
+            Some(&i) => self.check_view(pod, view, i),
+            None => Err(Misfit::Unschedulable),
+        }
     }
 
     /// Whether `pod` fits on node `name` right now.
@@ -599,6 +627,52 @@ mod tests {
         hp2.name = "hp2".into();
         assert_eq!(idx.check(&hp2, "b"), Err(Misfit::HostPorts));
         assert_eq!(idx.requested("b").unwrap().pods(), 1);
+    }
+
+    #[test]
+    fn a_view_computed_once_checks_every_node_as_check_does() {
+        let mut idx = ClusterIndex::new(
+            (0..12)
+                .map(|i| node(&format!("n{i}"), 300 + 100 * i, &format!("z{}", i % 3)))
+                .collect(),
+        );
+        let p = |n: &str| {
+            PodRequest::new("default", n)
+                .cpu_millis(200)
+                .label("app", "web")
+                .spread(
+                    stowage_api::labels::ZONE,
+                    1,
+                    WhenUnsatisfiable::DoNotSchedule,
+                )
+        };
+        let names: Vec<String> = idx.node_names().map(str::to_string).collect();
+        let mut spread_refusals = 0;
+        for i in 0..30 {
+            let pod = p(&format!("w{i}"));
+            let view = idx.view_of(&pod);
+            let once: Vec<_> = names
+                .iter()
+                .map(|n| idx.check_view_of(&pod, &view, n))
+                .collect();
+            let each: Vec<_> = names.iter().map(|n| idx.check(&pod, n)).collect();
+            assert_eq!(once, each, "pod {i}");
+            spread_refusals += once
+                .iter()
+                .filter(|r| **r == Err(Misfit::TopologySpread))
+                .count();
+            let Ok(node) = idx.find_node(&pod) else { break };
+            idx.bind(pod, &node).unwrap();
+        }
+        assert!(
+            spread_refusals > 0,
+            "the spread refused some node on the way"
+        );
+        let view = idx.view_of(&p("x"));
+        assert_eq!(
+            idx.check_view_of(&p("x"), &view, "missing"),
+            Err(Misfit::Unschedulable)
+        );
     }
 
     #[test]

@@ -68,6 +68,17 @@ fn independent(pod: &PodRequest) -> bool {
 /// (preferred-affinity weight, then most requested cpu, then name).
 type Candidates = BinaryHeap<(i32, i64, Reverse<String>)>;
 
+/// For pods whose fit depends on other pods (topology spread, pod (anti-)affinity, host ports):
+/// per signature, within one cycle, the nodes not yet ruled out, by their score now (a bind
+/// pushes the bound node's new score, and an entry whose score is no longer the node's is
+/// dropped when it comes up). A node refused for resources, taints, affinity to nodes, host
+/// ports or anti-affinity stays refused for the rest of the cycle (binds only add pods); one
+/// refused for spread or pod affinity is kept, as a later bind may let it in.
+struct Dependent {
+    view: Arc<(PodRequest, u64)>,
+    nodes: Candidates,
+}
+
 impl Cluster {
     /// The solver's view of a pod and its signature, computed once per pod.
     fn scheduling_view(&mut self, key: &str) -> Option<Arc<(PodRequest, u64)>> {
@@ -114,6 +125,46 @@ impl Cluster {
         None
     }
 
+    /// Every node, scored for `pod` (see [`Dependent`]).
+    fn all_candidates(&self, pod: &PodRequest) -> Candidates {
+        self.index
+            .node_names()
+            .map(|n| {
+                let (p, c) = self.score(pod, n);
+                (p, c, Reverse(n.to_string()))
+            })
+            .collect()
+    }
+
+    /// The node `ClusterIndex::find_node` would choose for a dependent pod, from its signature's
+    /// candidates: the best-scored node that fits now, with the pod's view of the cluster
+    /// computed once instead of checking every node. `None`: no candidate fits.
+    fn pick_dependent(&mut self, pod: &PodRequest, nodes: &mut Candidates) -> Option<String> {
+        use stowage_solver::predicates::Misfit;
+        let view = self.index.view_of(pod);
+        let mut later = Vec::new();
+        let mut found = None;
+        while let Some((p, c, Reverse(name))) = nodes.pop() {
+            if self.score(pod, &name) != (p, c) {
+                // A newer entry of this node holds its score now.
+                continue;
+            }
+            match self.index.check_view_of(pod, &view, &name) {
+                Ok(()) => {
+                    found = Some(name.clone());
+                    later.push((p, c, Reverse(name)));
+                    break;
+                }
+                Err(Misfit::TopologySpread | Misfit::PodAffinity) => {
+                    later.push((p, c, Reverse(name)));
+                }
+                Err(_) => {}
+            }
+        }
+        nodes.extend(later);
+        found
+    }
+
     pub(crate) fn schedule_cycle(&mut self) {
         self.recorder.scheduling_cycles += 1;
         let retry_all = std::mem::take(&mut self.capacity_changed);
@@ -129,6 +180,7 @@ impl Cluster {
         let candidates = candidates.into_iter().map(|(_, k)| k);
         let mut failed: HashMap<u64, String> = HashMap::new();
         let mut heaps: HashMap<u64, Candidates> = HashMap::new();
+        let mut dependent: HashMap<u64, Dependent> = HashMap::new();
         for key in candidates {
             let Some(info) = self.pods.get(&key) else {
                 continue;
@@ -174,8 +226,27 @@ impl Cluster {
                     // Every node that fitted this signature is full now: say why, as a full pass would.
                     None => self.index.find_node(pod),
                 }
+            } else if let Some(d) = dependent.get_mut(&sig) {
+                match self.pick_dependent(pod, &mut d.nodes) {
+                    Some(n) => Ok(n),
+                    // Nothing fits: say why, as a full pass would.
+                    None => self.index.find_node(pod),
+                }
             } else {
-                self.index.find_node(pod)
+                // The first pod of its signature in this cycle: a full pass, and the
+                // candidates for the next ones if it found a node.
+                let found = self.index.find_node(pod);
+                if found.is_ok() {
+                    let nodes = self.all_candidates(pod);
+                    dependent.insert(
+                        sig,
+                        Dependent {
+                            view: view.clone(),
+                            nodes,
+                        },
+                    );
+                }
+                found
             };
             match chosen {
                 Ok(node) => {
@@ -185,6 +256,10 @@ impl Cluster {
                             let _ = self.index.bind(pod.clone(), &node);
                             self.recorder.binds += 1;
                             self.unschedulable_since.remove(&key);
+                            for d in dependent.values_mut() {
+                                let (p, c) = self.score(&d.view.0, &node);
+                                d.nodes.push((p, c, Reverse(node.clone())));
+                            }
                             if let Some(h) = heaps.get_mut(&sig) {
                                 let (p, c) = self.score(pod, &node);
                                 h.push((p, c, Reverse(node)));
