@@ -148,8 +148,12 @@ type SpreadView = (String, i32, HashMap<String, u32>, u32, bool);
 /// node needs beyond the node, computed once for many nodes. Valid until the index changes.
 pub struct PodView {
     spreads: Vec<SpreadView>,
+    /// Per entry of `spreads`: the pods it counts and its `minDomains`.
+    spread_groups: Vec<(GroupKey, Option<i32>)>,
     affinity: Vec<(String, BTreeSet<String>)>,
     affinity_free: bool,
+    /// Whether the pod matches every one of its own pod affinity terms.
+    self_matches_all: bool,
     anti: Vec<(String, BTreeSet<String>)>,
     existing_anti: Vec<(String, String)>,
 }
@@ -303,6 +307,7 @@ impl ClusterIndex {
 
     fn view(&mut self, pod: &PodRequest) -> PodView {
         let mut spreads = Vec::new();
+        let mut spread_groups = Vec::new();
         for s in &pod.topology_spread {
             if s.when_unsatisfiable != WhenUnsatisfiable::DoNotSchedule {
                 continue;
@@ -312,6 +317,13 @@ impl ClusterIndex {
             };
             let ns = Some(BTreeSet::from([pod.namespace.clone()]));
             let self_match = sel.matches(&pod.labels);
+            spread_groups.push((
+                GroupKey {
+                    namespaces: ns.clone(),
+                    selector: sel.clone(),
+                },
+                s.min_domains,
+            ));
             let counts = self.group_counts(ns, sel).clone();
             let mut domains: HashMap<String, u32> = HashMap::new();
             for (i, n) in self.nodes.iter().enumerate() {
@@ -359,8 +371,10 @@ impl ClusterIndex {
         }
         PodView {
             spreads,
+            spread_groups,
             affinity,
             affinity_free,
+            self_matches_all,
             anti,
             existing_anti,
         }
@@ -442,6 +456,66 @@ impl ClusterIndex {
         self.view(pod)
     }
 
+    /// Brings `view` (`pod`'s, from [`ClusterIndex::view_of`]) up to date after `bound` was
+    /// bound to node `name` ([`ClusterIndex::bind`]): to what `view_of` would compute afresh,
+    /// without its pass over every node (a bind changes only that node's domains' counts and
+    /// pod sets). Binds are the only change it follows: after a node or an unbind, take a new
+    /// view.
+    pub fn view_after_bind(
+        &self,
+        pod: &PodRequest,
+        view: &mut PodView,
+        bound: &PodRequest,
+        name: &str,
+    ) {
+        let Some(n) = self.by_name.get(name).map(|&i| &self.nodes[i]) else {
+            return;
+        };
+        if !n.alive {
+            return;
+        }
+        let node = &n.node;
+        for ((key, _, domains, min, _), (group, min_domains)) in
+            view.spreads.iter_mut().zip(&view.spread_groups)
+        {
+            if !group.selects(bound) || !Self::node_affinity_ok(pod, node) {
+                continue;
+            }
+            let Some(c) = domain_of(node, key).and_then(|d| domains.get_mut(d)) else {
+                continue;
+            };
+            *c += 1;
+            *min = domains.values().copied().min().unwrap_or(0);
+            if min_domains.is_some_and(|m| (domains.len() as i32) < m) {
+                *min = 0;
+            }
+        }
+        let terms = pod
+            .pod_affinity
+            .iter()
+            .zip(&mut view.affinity)
+            .chain(pod.pod_anti_affinity.iter().zip(&mut view.anti));
+        for (t, (key, doms)) in terms {
+            if t.selects(&bound.namespace, &bound.labels)
+                && let Some(d) = domain_of(node, key)
+                && !doms.contains(d)
+            {
+                doms.insert(d.to_string());
+            }
+        }
+        view.affinity_free = !pod.pod_affinity.is_empty()
+            && view.affinity.iter().all(|(_, doms)| doms.is_empty())
+            && view.self_matches_all;
+        for t in &bound.pod_anti_affinity {
+            if t.selects(&pod.namespace, &pod.labels)
+                && let Some(d) = domain_of(node, &t.topology_key)
+            {
+                view.existing_anti
+                    .push((t.topology_key.clone(), d.to_string()));
+            }
+        }
+    }
+
     /// What [`ClusterIndex::check`] answers for node `name`, with `view` from
     /// [`ClusterIndex::view_of`] for the same pod and the index unchanged since.
     pub fn check_view_of(
@@ -465,9 +539,38 @@ impl ClusterIndex {
         self.check_view(pod, &view, i)
     }
 
+    /// The indices (ascending) of the nodes the pod's required node affinity pins it to by
+    /// name, when every term pins (`matchFields` `metadata.name In [...]`): no other node
+    /// matches its node affinity.
+    fn pinned(&self, pod: &PodRequest) -> Option<Vec<usize>> {
+        if pod.required_node_affinity.is_empty() {
+            return None;
+        }
+        let mut found = Vec::new();
+        for t in &pod.required_node_affinity {
+            let names = t.pinned_names()?;
+            found.extend(names.iter().filter_map(|n| self.by_name.get(n).copied()));
+        }
+        found.sort_unstable();
+        found.dedup();
+        Some(found)
+    }
+
     /// Every node the pod fits on (insertion order), or why none.
     pub fn feasible(&mut self, pod: &PodRequest) -> Result<Vec<String>, FitError> {
         let view = self.view(pod);
+        // A pod pinned to nodes by name (a DaemonSet's) fits no other node: check only those,
+        // and pass over every node only to say why it fits none.
+        if let Some(pinned) = self.pinned(pod) {
+            let ok: Vec<String> = pinned
+                .into_iter()
+                .filter(|&i| self.nodes[i].alive && self.check_view(pod, &view, i).is_ok())
+                .map(|i| self.nodes[i].node.name.clone())
+                .collect();
+            if !ok.is_empty() {
+                return Ok(ok);
+            }
+        }
         let mut ok = Vec::new();
         let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
         let mut total = 0;
@@ -571,6 +674,13 @@ mod tests {
             .cpu_millis(100)
             .pin_to_node("b");
         assert_eq!(idx.feasible(&agent).unwrap(), vec!["b".to_string()]);
+        let elsewhere = PodRequest::new("kube-system", "agent-c")
+            .cpu_millis(100)
+            .pin_to_node("c");
+        assert_eq!(
+            idx.find_node(&elsewhere).unwrap_err().to_string(),
+            "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector."
+        );
         let big = PodRequest::new("kube-system", "big")
             .cpu_millis(1000)
             .pin_to_node("b");
@@ -673,6 +783,89 @@ mod tests {
             idx.check_view_of(&p("x"), &view, "missing"),
             Err(Misfit::Unschedulable)
         );
+    }
+
+    #[test]
+    fn a_view_kept_up_to_date_by_binds_checks_as_a_fresh_one() {
+        let mut idx = ClusterIndex::new(
+            (0..12)
+                .map(|i| {
+                    node(&format!("n{i}"), 4000, &format!("z{}", i % 3))
+                        .label("tier", if i % 4 == 0 { "a" } else { "b" })
+                })
+                .collect(),
+        );
+        let zone = stowage_api::labels::ZONE;
+        let hostname = stowage_api::labels::HOSTNAME;
+        // Zone spread; zone spread of the `tier: a` nodes only, needing 3 domains; zone
+        // affinity; hostname anti-affinity.
+        let kinds: Vec<Box<dyn Fn(&str) -> PodRequest>> = vec![
+            Box::new(|n| {
+                PodRequest::new("default", n)
+                    .cpu_millis(100)
+                    .label("app", "web")
+                    .spread(zone, 1, WhenUnsatisfiable::DoNotSchedule)
+            }),
+            Box::new(|n| {
+                let mut p = PodRequest::new("default", n)
+                    .cpu_millis(100)
+                    .label("app", "edge")
+                    .node_selector("tier", "a")
+                    .spread(zone, 1, WhenUnsatisfiable::DoNotSchedule);
+                p.topology_spread[0].min_domains = Some(3);
+                p
+            }),
+            Box::new(|n| {
+                PodRequest::new("default", n)
+                    .cpu_millis(100)
+                    .label("app", "cache")
+                    .self_affinity(zone)
+            }),
+            Box::new(|n| {
+                PodRequest::new("default", n)
+                    .cpu_millis(100)
+                    .label("app", "db")
+                    .self_anti_affinity(hostname)
+            }),
+        ];
+        let names: Vec<String> = idx.node_names().map(str::to_string).collect();
+        let probes: Vec<PodRequest> = kinds.iter().map(|k| k("probe")).collect();
+        let mut views: Vec<PodView> = probes.iter().map(|p| idx.view_of(p)).collect();
+        let mut refusals: BTreeMap<String, usize> = BTreeMap::new();
+        for i in 0..48 {
+            let pod = kinds[i % kinds.len()](&format!("p{i}"));
+            let Ok(node) = idx.find_node(&pod) else {
+                continue;
+            };
+            idx.bind(pod.clone(), &node).unwrap();
+            for (probe, view) in probes.iter().zip(&mut views) {
+                idx.view_after_bind(probe, view, &pod, &node);
+                let kept: Vec<_> = names
+                    .iter()
+                    .map(|n| idx.check_view_of(probe, view, n))
+                    .collect();
+                let fresh: Vec<_> = names.iter().map(|n| idx.check(probe, n)).collect();
+                assert_eq!(
+                    kept, fresh,
+                    "{} after {} on {node}",
+                    probe.labels["app"], pod.name
+                );
+                for r in kept.into_iter().filter_map(Result::err) {
+                    *refusals.entry(r.to_string()).or_insert(0) += 1;
+                }
+            }
+        }
+        for m in [
+            Misfit::TopologySpread,
+            Misfit::PodAffinity,
+            Misfit::PodAntiAffinity,
+            Misfit::NodeAffinity,
+        ] {
+            assert!(
+                refusals.contains_key(&m.to_string()),
+                "no {m:?} on the way: {refusals:?}"
+            );
+        }
     }
 
     #[test]

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use super::Cluster;
 use stowage_solver::PodRequest;
+use stowage_solver::predicates::PodView;
 
 fn fit_message(fit: &stowage_solver::predicates::FitError) -> String {
     if fit.nodes == 0 {
@@ -73,9 +74,12 @@ type Candidates = BinaryHeap<(i32, i64, Reverse<String>)>;
 /// pushes the bound node's new score, and an entry whose score is no longer the node's is
 /// dropped when it comes up). A node refused for resources, taints, affinity to nodes, host
 /// ports or anti-affinity stays refused for the rest of the cycle (binds only add pods); one
-/// refused for spread or pod affinity is kept, as a later bind may let it in.
+/// refused for spread or pod affinity is kept, as a later bind may let it in. The pod's view of
+/// the cluster (spread domains' counts, affinity domains) is computed once and kept up to date
+/// by each bind, instead of a pass over every node per pod.
 struct Dependent {
-    view: Arc<(PodRequest, u64)>,
+    pod: Arc<(PodRequest, u64)>,
+    view: PodView,
     nodes: Candidates,
 }
 
@@ -139,9 +143,9 @@ impl Cluster {
     /// The node `ClusterIndex::find_node` would choose for a dependent pod, from its signature's
     /// candidates: the best-scored node that fits now, with the pod's view of the cluster
     /// computed once instead of checking every node. `None`: no candidate fits.
-    fn pick_dependent(&mut self, pod: &PodRequest, nodes: &mut Candidates) -> Option<String> {
+    fn pick_dependent(&self, pod: &PodRequest, d: &mut Dependent) -> Option<String> {
         use stowage_solver::predicates::Misfit;
-        let view = self.index.view_of(pod);
+        let (view, nodes) = (&d.view, &mut d.nodes);
         let mut later = Vec::new();
         let mut found = None;
         while let Some((p, c, Reverse(name))) = nodes.pop() {
@@ -149,7 +153,7 @@ impl Cluster {
                 // A newer entry of this node holds its score now.
                 continue;
             }
-            match self.index.check_view_of(pod, &view, &name) {
+            match self.index.check_view_of(pod, view, &name) {
                 Ok(()) => {
                     found = Some(name.clone());
                     later.push((p, c, Reverse(name)));
@@ -227,7 +231,7 @@ impl Cluster {
                     None => self.index.find_node(pod),
                 }
             } else if let Some(d) = dependent.get_mut(&sig) {
-                match self.pick_dependent(pod, &mut d.nodes) {
+                match self.pick_dependent(pod, d) {
                     Some(n) => Ok(n),
                     // Nothing fits: say why, as a full pass would.
                     None => self.index.find_node(pod),
@@ -241,7 +245,8 @@ impl Cluster {
                     dependent.insert(
                         sig,
                         Dependent {
-                            view: view.clone(),
+                            pod: view.clone(),
+                            view: self.index.view_of(pod),
                             nodes,
                         },
                     );
@@ -253,11 +258,15 @@ impl Cluster {
                     let (ns, name) = key.split_once('/').unwrap_or_default();
                     match self.api.store().bind(self.k.pod, ns, name, &node) {
                         Ok(_) => {
-                            let _ = self.index.bind(pod.clone(), &node);
+                            let indexed = self.index.bind(pod.clone(), &node).is_ok();
                             self.recorder.binds += 1;
                             self.unschedulable_since.remove(&key);
                             for d in dependent.values_mut() {
-                                let (p, c) = self.score(&d.view.0, &node);
+                                if indexed {
+                                    self.index
+                                        .view_after_bind(&d.pod.0, &mut d.view, pod, &node);
+                                }
+                                let (p, c) = self.score(&d.pod.0, &node);
                                 d.nodes.push((p, c, Reverse(node.clone())));
                             }
                             if let Some(h) = heaps.get_mut(&sig) {
