@@ -9,7 +9,7 @@
 //! [`crate::validation`] mirrors them.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde_json::{Map, Value};
 
@@ -37,7 +37,7 @@ impl std::fmt::Display for SchemaViolation {
 /// errors: the API server prunes them.
 pub fn validate(schema: &Value, value: &Value) -> Vec<SchemaViolation> {
     let mut out = Vec::new();
-    check(schema, value, "", &mut out);
+    check(schema, value, &Path::Root, &mut out);
     out
 }
 
@@ -151,6 +151,34 @@ fn violation(out: &mut Vec<SchemaViolation>, path: &str, message: impl Into<Stri
     });
 }
 
+/// Where [`check`] is in the object, rendered (`spec.requirements[4].values`) only when a
+/// violation is reported: most writes are valid, and a path per field was most of the work.
+#[derive(Clone, Copy)]
+enum Path<'a> {
+    Root,
+    /// `parent.field` (`field` alone at the root).
+    Field(&'a Path<'a>, &'a str),
+    /// `parent[i]`.
+    Index(&'a Path<'a>, usize),
+    /// `parent[key]` (an `additionalProperties` entry).
+    Key(&'a Path<'a>, &'a str),
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Root => Ok(()),
+            Path::Field(parent, field) => f.write_str(&child_path(&parent.to_string(), field)),
+            Path::Index(parent, i) => write!(f, "{parent}[{i}]"),
+            Path::Key(parent, key) => write!(f, "{parent}[{key}]"),
+        }
+    }
+}
+
+fn at(out: &mut Vec<SchemaViolation>, path: &Path<'_>, message: impl Into<String>) {
+    violation(out, &path.to_string(), message);
+}
+
 fn child_path(path: &str, field: &str) -> String {
     if path.is_empty() {
         field.to_string()
@@ -171,20 +199,20 @@ fn type_name(value: &Value) -> &'static str {
     }
 }
 
-fn check(schema: &Value, value: &Value, path: &str, out: &mut Vec<SchemaViolation>) {
+fn check(schema: &Value, value: &Value, path: &Path<'_>, out: &mut Vec<SchemaViolation>) {
     let Some(schema) = schema.as_object() else {
         return;
     };
     if value.is_null() {
         if schema.get("nullable") != Some(&Value::Bool(true)) {
-            violation(out, path, "must not be null");
+            at(out, path, "must not be null");
         }
         return;
     }
     let int_or_string = schema.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true));
     if int_or_string {
         if !matches!(type_name(value), "integer" | "string") {
-            violation(
+            at(
                 out,
                 path,
                 format!("must be an integer or a string, got {}", type_name(value)),
@@ -195,7 +223,7 @@ fn check(schema: &Value, value: &Value, path: &str, out: &mut Vec<SchemaViolatio
         let have = type_name(value);
         let ok = have == want || (want == "number" && have == "integer");
         if !ok {
-            violation(out, path, format!("must be of type {want}, got {have}"));
+            at(out, path, format!("must be of type {want}, got {have}"));
             return;
         }
     }
@@ -213,14 +241,14 @@ fn check(schema: &Value, value: &Value, path: &str, out: &mut Vec<SchemaViolatio
 fn check_enum(
     schema: &Map<String, Value>,
     value: &Value,
-    path: &str,
+    path: &Path<'_>,
     out: &mut Vec<SchemaViolation>,
 ) {
     if let Some(Value::Array(allowed)) = schema.get("enum")
         && !allowed.contains(value)
     {
         let list: Vec<String> = allowed.iter().map(Value::to_string).collect();
-        violation(
+        at(
             out,
             path,
             format!(
@@ -234,7 +262,7 @@ fn check_enum(
 fn check_combinators(
     schema: &Map<String, Value>,
     value: &Value,
-    path: &str,
+    path: &Path<'_>,
     out: &mut Vec<SchemaViolation>,
 ) {
     let passes = |s: &Value| validate(s, value).is_empty();
@@ -246,24 +274,24 @@ fn check_combinators(
     if let Some(Value::Array(any)) = schema.get("anyOf")
         && !any.iter().any(passes)
     {
-        violation(out, path, "must match at least one schema in anyOf");
+        at(out, path, "must match at least one schema in anyOf");
     }
     if let Some(Value::Array(one)) = schema.get("oneOf")
         && one.iter().filter(|s| passes(s)).count() != 1
     {
-        violation(out, path, "must match exactly one schema in oneOf");
+        at(out, path, "must match exactly one schema in oneOf");
     }
     if let Some(not) = schema.get("not")
         && passes(not)
     {
-        violation(out, path, "must not match the schema in not");
+        at(out, path, "must not match the schema in not");
     }
 }
 
 fn check_number(
     schema: &Map<String, Value>,
     n: &serde_json::Number,
-    path: &str,
+    path: &Path<'_>,
     out: &mut Vec<SchemaViolation>,
 ) {
     let Some(x) = n.as_f64() else { return };
@@ -271,9 +299,9 @@ fn check_number(
     let exclusive = |key: &str| schema.get(key) == Some(&Value::Bool(true));
     if let Some(min) = bound("minimum") {
         if exclusive("exclusiveMinimum") && x <= min {
-            violation(out, path, format!("should be greater than {min}"));
+            at(out, path, format!("should be greater than {min}"));
         } else if x < min {
-            violation(
+            at(
                 out,
                 path,
                 format!("should be greater than or equal to {min}"),
@@ -282,9 +310,9 @@ fn check_number(
     }
     if let Some(max) = bound("maximum") {
         if exclusive("exclusiveMaximum") && x >= max {
-            violation(out, path, format!("should be less than {max}"));
+            at(out, path, format!("should be less than {max}"));
         } else if x > max {
-            violation(out, path, format!("should be less than or equal to {max}"));
+            at(out, path, format!("should be less than or equal to {max}"));
         }
     }
     let range = match schema.get("format").and_then(Value::as_str) {
@@ -294,67 +322,76 @@ fn check_number(
     if let Some((lo, hi)) = range
         && (x < lo || x > hi)
     {
-        violation(out, path, format!("{x} does not fit in int32"));
+        at(out, path, format!("{x} does not fit in int32"));
     }
 }
 
-fn check_string(schema: &Map<String, Value>, s: &str, path: &str, out: &mut Vec<SchemaViolation>) {
+fn check_string(
+    schema: &Map<String, Value>,
+    s: &str,
+    path: &Path<'_>,
+    out: &mut Vec<SchemaViolation>,
+) {
     let len = s.chars().count() as u64;
     let bound = |key: &str| schema.get(key).and_then(Value::as_u64);
     if let Some(min) = bound("minLength")
         && len < min
     {
-        violation(out, path, format!("should be at least {min} chars long"));
+        at(out, path, format!("should be at least {min} chars long"));
     }
     if let Some(max) = bound("maxLength")
         && len > max
     {
-        violation(out, path, format!("may not be more than {max} bytes"));
+        at(out, path, format!("may not be more than {max} bytes"));
     }
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
         match compiled(pattern) {
             Ok(re) if re.is_match(s) => {}
-            Ok(_) => violation(out, path, format!("{s:?} should match '{pattern}'")),
-            Err(e) => violation(out, path, format!("invalid pattern '{pattern}': {e}")),
+            Ok(_) => at(out, path, format!("{s:?} should match '{pattern}'")),
+            Err(e) => at(out, path, format!("invalid pattern '{pattern}': {e}")),
         }
     }
     match schema.get("format").and_then(Value::as_str) {
         Some("date-time") if s.parse::<jiff::Timestamp>().is_err() => {
-            violation(out, path, format!("{s:?} is not a valid date-time"));
+            at(out, path, format!("{s:?} is not a valid date-time"));
         }
         _ => {}
     }
 }
 
 /// `pattern` compiled once per process: a CRD has a few dozen patterns and the simulated API
-/// server checks every write against them.
-fn compiled(pattern: &str) -> Result<regex::Regex, regex::Error> {
-    static CACHE: OnceLock<Mutex<HashMap<String, Result<regex::Regex, regex::Error>>>> =
-        OnceLock::new();
+/// server checks every write against them. Shared, not cloned: a cloned `Regex` starts with an
+/// empty pool of search caches, and building one per match cost more than the match.
+fn compiled(pattern: &str) -> Result<Arc<regex::Regex>, regex::Error> {
+    type Compiled = Result<Arc<regex::Regex>, regex::Error>;
+    static CACHE: OnceLock<Mutex<HashMap<String, Compiled>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     let mut cache = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(re) = cache.get(pattern) {
+        return re.clone();
+    }
     cache
         .entry(pattern.to_string())
-        .or_insert_with(|| regex::Regex::new(pattern))
+        .or_insert_with(|| regex::Regex::new(pattern).map(Arc::new))
         .clone()
 }
 
 fn check_array(
     schema: &Map<String, Value>,
     items: &[Value],
-    path: &str,
+    path: &Path<'_>,
     out: &mut Vec<SchemaViolation>,
 ) {
     let n = items.len() as u64;
     if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
         && n < min
     {
-        violation(out, path, format!("should have at least {min} items"));
+        at(out, path, format!("should have at least {min} items"));
     }
     if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
         && n > max
     {
-        violation(
+        at(
             out,
             path,
             format!("Too many: {n}: must have at most {max} items"),
@@ -362,7 +399,7 @@ fn check_array(
     }
     if let Some(item_schema) = schema.get("items") {
         for (i, item) in items.iter().enumerate() {
-            check(item_schema, item, &format!("{path}[{i}]"), out);
+            check(item_schema, item, &Path::Index(path, i), out);
         }
     }
     match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
@@ -370,9 +407,9 @@ fn check_array(
             let mut seen = BTreeSet::new();
             for (i, item) in items.iter().enumerate() {
                 if !seen.insert(item.to_string()) {
-                    violation(
+                    at(
                         out,
-                        &format!("{path}[{i}]"),
+                        &Path::Index(path, i),
                         format!("Duplicate value: {item}"),
                     );
                 }
@@ -391,9 +428,9 @@ fn check_array(
                     .map(|k| item.get(k).map(Value::to_string).unwrap_or_default())
                     .collect();
                 if !seen.insert(key) {
-                    violation(
+                    at(
                         out,
-                        &format!("{path}[{i}]"),
+                        &Path::Index(path, i),
                         "Duplicate value: map key repeated",
                     );
                 }
@@ -406,24 +443,24 @@ fn check_array(
 fn check_object(
     schema: &Map<String, Value>,
     map: &Map<String, Value>,
-    path: &str,
+    path: &Path<'_>,
     out: &mut Vec<SchemaViolation>,
 ) {
     let n = map.len() as u64;
     if let Some(min) = schema.get("minProperties").and_then(Value::as_u64)
         && n < min
     {
-        violation(out, path, format!("should have at least {min} properties"));
+        at(out, path, format!("should have at least {min} properties"));
     }
     if let Some(max) = schema.get("maxProperties").and_then(Value::as_u64)
         && n > max
     {
-        violation(out, path, format!("should have at most {max} properties"));
+        at(out, path, format!("should have at most {max} properties"));
     }
     if let Some(Value::Array(required)) = schema.get("required") {
         for field in required.iter().filter_map(Value::as_str) {
             if !map.contains_key(field) {
-                violation(out, &child_path(path, field), "Required value");
+                at(out, &Path::Field(path, field), "Required value");
             }
         }
     }
@@ -434,9 +471,9 @@ fn check_object(
             .or_else(|| schema.get("additionalProperties").filter(|s| s.is_object()));
         if let Some(child_schema) = child_schema {
             let p = if props.is_some_and(|p| p.contains_key(name)) {
-                child_path(path, name)
+                Path::Field(path, name)
             } else {
-                format!("{path}[{name}]")
+                Path::Key(path, name)
             };
             check(child_schema, child, &p, out);
         }
