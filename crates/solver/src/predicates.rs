@@ -799,7 +799,8 @@ mod tests {
         let hostname = stowage_api::labels::HOSTNAME;
         // Zone spread; zone spread of the `tier: a` nodes only, needing 3 domains; zone
         // affinity; hostname anti-affinity.
-        let kinds: Vec<Box<dyn Fn(&str) -> PodRequest>> = vec![
+        type Kind = Box<dyn Fn(&str) -> PodRequest>;
+        let kinds: Vec<Kind> = vec![
             Box::new(|n| {
                 PodRequest::new("default", n)
                     .cpu_millis(100)
