@@ -812,20 +812,28 @@ fn reasons_name_the_real_obstacle() {
     );
 }
 
+/// A node's allocatable: 4 vCPU, 8 GiB, 20 pods.
+fn four_cpu_node() -> Resources {
+    Resources::new()
+        .with("cpu", 4000)
+        .with("memory", 8 << 30)
+        .with("pods", 20)
+}
+
+/// Node `a`: a 1-vCPU pod `default/w1` and a DaemonSet pod `kube-system/agent-a`.
+fn node_a_with_agent() -> ExistingNode {
+    let mut ds = PodRequest::new("kube-system", "agent-a").cpu_millis(100);
+    ds.owner = Some("DaemonSet/agent".into());
+    ExistingNode::new("a", four_cpu_node())
+        .with_pod(PodRequest::new("default", "w1").cpu_millis(1000))
+        .with_pod(ds)
+}
+
 #[test]
 fn simulate_without_replaces_removed_nodes() {
     let types = karpenter_shape(10);
-    let alloc = || {
-        Resources::new()
-            .with("cpu", 4000)
-            .with("memory", 8 << 30)
-            .with("pods", 20)
-    };
-    let mut ds = PodRequest::new("kube-system", "agent-a").cpu_millis(100);
-    ds.owner = Some("DaemonSet/agent".into());
-    let a = ExistingNode::new("a", alloc())
-        .with_pod(PodRequest::new("default", "w1").cpu_millis(1000))
-        .with_pod(ds);
+    let alloc = four_cpu_node;
+    let a = node_a_with_agent();
     let b =
         ExistingNode::new("b", alloc()).with_pod(PodRequest::new("default", "w2").cpu_millis(1000));
     let inp = SolveInput {
@@ -848,17 +856,8 @@ fn simulate_without_replaces_removed_nodes() {
 #[test]
 fn displace_takes_the_candidates_out_in_place_and_plans_as_simulate_without() {
     let types = karpenter_shape(10);
-    let alloc = || {
-        Resources::new()
-            .with("cpu", 4000)
-            .with("memory", 8 << 30)
-            .with("pods", 20)
-    };
-    let mut ds = PodRequest::new("kube-system", "agent-a").cpu_millis(100);
-    ds.owner = Some("DaemonSet/agent".into());
-    let a = ExistingNode::new("a", alloc())
-        .with_pod(PodRequest::new("default", "w1").cpu_millis(1000))
-        .with_pod(ds);
+    let alloc = four_cpu_node;
+    let a = node_a_with_agent();
     let b =
         ExistingNode::new("b", alloc()).with_pod(PodRequest::new("default", "w2").cpu_millis(3500));
     let c =
