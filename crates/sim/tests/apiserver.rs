@@ -514,25 +514,41 @@ async fn bound_pods_terminate_gracefully() {
     assert!(pods.get_opt("a").await.unwrap().is_none());
 }
 
+/// Pods `a` and `b` labelled `app: web` on `n1`, Running and Ready (owned by `rs` if given).
+async fn running_web_pods(pods: &Api<Pod>, rs: Option<&ReplicaSet>) {
+    for n in ["a", "b"] {
+        let mut p = pod(n).label("app", "web").node("n1");
+        if let Some(rs) = rs {
+            p = p.owner(rs);
+        }
+        pods.create(&PostParams::default(), &p.build())
+            .await
+            .unwrap();
+        run_pod(pods, n).await;
+    }
+}
+
+/// A PDB `name` in `default` selecting `app: <name>`, with `budget` (`minAvailable` or
+/// `maxUnavailable`) in its spec.
+async fn create_pdb(client: &kube::Client, name: &str, budget: serde_json::Value) {
+    let mut spec = json!({ "selector": { "matchLabels": { "app": name } } });
+    spec.as_object_mut()
+        .unwrap()
+        .extend(budget.as_object().unwrap().clone());
+    let pdb: PodDisruptionBudget =
+        serde_json::from_value(json!({ "metadata": { "name": name }, "spec": spec })).unwrap();
+    Api::<PodDisruptionBudget>::namespaced(client.clone(), "default")
+        .create(&PostParams::default(), &pdb)
+        .await
+        .unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn eviction_is_blocked_by_a_pdb() {
     let client = server().client();
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    for n in ["a", "b"] {
-        pods.create(
-            &PostParams::default(),
-            &pod(n).label("app", "web").node("n1").build(),
-        )
-        .await
-        .unwrap();
-        run_pod(&pods, n).await;
-    }
-    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
-    let pdb = serde_json::from_value(json!({
-        "metadata": { "name": "web" }, "spec": { "minAvailable": 2, "selector": { "matchLabels": { "app": "web" } } }
-    }))
-    .unwrap();
-    pdbs.create(&PostParams::default(), &pdb).await.unwrap();
+    running_web_pods(&pods, None).await;
+    create_pdb(&client, "web", json!({ "minAvailable": 2 })).await;
     let err = api_err(pods.evict("a", &EvictParams::default()).await.unwrap_err());
     assert_eq!((err.code, err.reason.as_str()), (429, "TooManyRequests"));
     assert_eq!(
@@ -582,21 +598,8 @@ async fn eviction_expects_the_controllers_replicas() {
     }))
     .unwrap();
     let rs = rss.create(&PostParams::default(), &rs).await.unwrap();
-    for n in ["a", "b"] {
-        pods.create(
-            &PostParams::default(),
-            &pod(n).label("app", "web").node("n1").owner(&rs).build(),
-        )
-        .await
-        .unwrap();
-        run_pod(&pods, n).await;
-    }
-    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
-    let pdb = serde_json::from_value(json!({
-        "metadata": { "name": "web" }, "spec": { "maxUnavailable": 1, "selector": { "matchLabels": { "app": "web" } } }
-    }))
-    .unwrap();
-    pdbs.create(&PostParams::default(), &pdb).await.unwrap();
+    running_web_pods(&pods, Some(&rs)).await;
+    create_pdb(&client, "web", json!({ "maxUnavailable": 1 })).await;
     // 3 expected, 1 may be unavailable: 2 desired, 2 healthy, none allowed (counting the 2
     // pods present would have allowed one).
     let err = api_err(pods.evict("a", &EvictParams::default()).await.unwrap_err());
@@ -640,11 +643,7 @@ async fn eviction_expects_the_controllers_replicas() {
     ]);
     pods.create(&PostParams::default(), &p).await.unwrap();
     run_pod(&pods, "etl-1").await;
-    let pdb = serde_json::from_value(json!({
-        "metadata": { "name": "etl" }, "spec": { "maxUnavailable": "50%", "selector": { "matchLabels": { "app": "etl" } } }
-    }))
-    .unwrap();
-    pdbs.create(&PostParams::default(), &pdb).await.unwrap();
+    create_pdb(&client, "etl", json!({ "maxUnavailable": "50%" })).await;
     let err = api_err(
         pods.evict("etl-1", &EvictParams::default())
             .await
