@@ -462,7 +462,7 @@ fn replacement(state: &ClusterState, old: bool) {
     // The provisioner's cache, as a pass leaves it (held in both cases).
     let mut cache = snapshot::NodeCache::default();
     let warm = snapshot::build_cached(state, &[], Default::default(), now, &mut cache);
-    cache.recycle(warm.input);
+    cache.recycle(warm.input, warm.lease);
     let cached = rss() - before_cache;
     let names: Vec<String> = state
         .nodes()
@@ -479,11 +479,11 @@ fn replacement(state: &ClusterState, old: bool) {
         let input = snapshot::build(state, &[], Default::default(), now).input;
         stowage_solver::simulate_without(&input, &refs, &options)
     } else {
-        let mut input =
-            snapshot::build_bound(state, &[], Default::default(), now, &mut cache).input;
+        let snap = snapshot::build_bound(state, &[], Default::default(), now, &mut cache);
+        let mut input = snap.input;
         drop(stowage_solver::displace(&mut input, &refs));
         let plan = stowage_solver::solve(&input, &options);
-        cache.recycle(input);
+        cache.recycle(input, snap.lease);
         plan
     };
     let cpu = cpu_seconds() - t0;

@@ -136,6 +136,8 @@ Optional settings whose empty value means "unset" are left out when empty.
   value: {{ $s.leaseName | quote }}
 - name: DRIFT_INTERVAL
   value: {{ $s.driftInterval | quote }}
+- name: PROBE_THREADS
+  value: {{ $s.probeThreads | toString | quote }}
 - name: POD_NAME
   valueFrom:
     fieldRef:

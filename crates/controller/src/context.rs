@@ -48,10 +48,15 @@ pub struct Context {
     rates: Mutex<crate::interruption::rates::RateBook>,
     /// The latest provisioning passes (what the simulator reports as solver figures).
     provision_log: Mutex<std::collections::VecDeque<crate::provisioning::PassRecord>>,
-    /// The registered Nodes as the solver reads them, shared by the provisioner's passes and the
-    /// interruption handler's replacement solves (see [`Context::solver_nodes`]).
+    /// The registered Nodes as the solver reads them, shared by the provisioner's passes, the
+    /// interruption handler's replacement solves and the disruption rounds (see
+    /// [`Context::solver_nodes`]).
     solver_nodes: tokio::sync::Mutex<crate::snapshot::NodeCache>,
 }
+
+/// The environment variable that sets [`Settings::probe_threads`] for the simulated cluster's
+/// controllers (`stowage simulate` and its example); `stowage run` has `--probe-threads`.
+pub const PROBE_THREADS_ENV: &str = "STOWAGE_PROBE_THREADS";
 
 impl std::fmt::Debug for Context {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -102,8 +107,9 @@ impl Context {
     }
 
     /// The context of the controllers in the simulated cluster (`stowage simulate`, its
-    /// SDK-free example, the simulator tests): default settings for a cluster named `sim`, and
-    /// spot interruption warnings from the fake cloud's queue, as `stowage run` gets them from SQS.
+    /// SDK-free example, the simulator tests): default settings for a cluster named `sim`
+    /// (the probe threads from [`PROBE_THREADS_ENV`] when set, to compare counts), and spot
+    /// interruption warnings from the fake cloud's queue, as `stowage run` gets them from SQS.
     pub fn simulated(
         client: Client,
         cloud: Arc<dyn CloudProvider>,
@@ -112,6 +118,10 @@ impl Context {
     ) -> Self {
         let settings = Settings {
             cluster_name: "sim".to_string(),
+            probe_threads: std::env::var(PROBE_THREADS_ENV)
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or_default(),
             ..Settings::default()
         };
         Self::new(client, cloud, clock, settings).with_interruption_source(interruptions)
@@ -173,7 +183,11 @@ impl Context {
     /// solve: one set of converted Nodes for both instead of a fresh conversion of every Node per
     /// interruption batch, and never two of these solves at once (each holds a working set the
     /// size of the cluster). A solve takes well under a second at `seed-full` scale, so the
-    /// other waits about that long at most.
+    /// other waits about that long at most. The disruption loop's rounds borrow the same nodes
+    /// (one cache for the cluster instead of a second one the size of the cluster): a round holds
+    /// the lock only while it is built and while its nodes are given back, not while it decides,
+    /// so a pass never waits for a round's consolidation; the nodes a round holds are built
+    /// afresh for a pass meanwhile (see [`crate::snapshot::NodeCache`]).
     pub async fn solver_nodes(&self) -> tokio::sync::MutexGuard<'_, crate::snapshot::NodeCache> {
         self.solver_nodes.lock().await
     }

@@ -228,9 +228,9 @@ pub async fn provision(ctx: &Context) -> Result<ProvisionResult> {
             let err = crate::error::Chain(err);
             tracing::warn!(%err, "object skipped by the provisioner (unreadable)");
         }
-        let (input, pod_objects) = (snap.input, snap.pending);
+        let (input, pod_objects, lease) = (snap.input, snap.pending, snap.lease);
         if input.pods.is_empty() {
-            cache.recycle(input);
+            cache.recycle(input, lease);
             return Ok(ProvisionResult::default());
         }
         let snapshot_seconds = pass_started.elapsed().as_secs_f64();
@@ -243,7 +243,7 @@ pub async fn provision(ctx: &Context) -> Result<ProvisionResult> {
         let solve_seconds = started.elapsed().as_secs_f64();
         let pods = input.pods.len();
         // The nodes go back before the claims are written: the next solve may start meanwhile.
-        cache.recycle(input);
+        cache.recycle(input, lease);
         (plan, pod_objects, pods, snapshot_seconds, solve_seconds)
     };
     ctx.metrics.solve_duration_seconds.observe(solve_seconds);

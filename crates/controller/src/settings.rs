@@ -74,6 +74,10 @@ pub struct Settings {
     /// How often every initialized NodeClaim is checked for drift (also at once when a NodePool
     /// or node class changes).
     pub drift_interval: Duration,
+    /// Threads a disruption round's consolidation probes are solved on (`1`: one after another,
+    /// on the loop's thread; `0`: the cores this process may use, at most 4; see
+    /// [`Settings::probe_threads`]). The decision is the same whatever the count.
+    pub probe_threads: usize,
 }
 
 impl Default for Settings {
@@ -103,11 +107,21 @@ impl Default for Settings {
             disruption_validation_delay: Duration::from_secs(15),
             disruption_replacement_timeout: Duration::from_secs(20 * 60),
             drift_interval: Duration::from_secs(5 * 60),
+            probe_threads: 0,
         }
     }
 }
 
 impl Settings {
+    /// The threads a round's consolidation probes run on: [`Settings::probe_threads`], or when
+    /// it is 0 the cores this process may use, at most 4.
+    pub fn probe_threads(&self) -> usize {
+        match self.probe_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4)),
+            n => n,
+        }
+    }
+
     /// Checks values that would make the controllers misbehave.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let invalid = |field, reason: &str| {

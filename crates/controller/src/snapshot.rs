@@ -35,7 +35,16 @@ pub struct Snapshot {
     /// Objects left out because the solver cannot read them, each naming the object and field.
     /// The controllers log them; `stowage plan` refuses its input.
     pub skipped: Vec<convert::Error>,
+    /// Which lending of a [`NodeCache`] the input's registered nodes came from (give it back
+    /// with them to [`NodeCache::recycle`]); the default when no cache was used.
+    pub lease: Lease,
 }
+
+/// One lending of a [`NodeCache`]'s nodes to an input: the cache takes back only the nodes it
+/// lent under the lease they come back with, so a node built from older objects is never
+/// filed under what a later snapshot built it from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lease(u64);
 
 /// The NodePools a solve may buy from: not being deleted and not `Ready=False`.
 pub fn pools(state: &ClusterState) -> Vec<Arc<NodePool>> {
@@ -90,16 +99,23 @@ pub fn build_cached(
     pods.fill(snap)
 }
 
-/// The registered Nodes of the last snapshots as the solver reads them, for a loop that
-/// snapshots the same cluster every few seconds (disruption): a Node whose object, bound and
-/// nominated pods (the state's conversions, compared by identity, else by value) and
+/// The registered Nodes of the last snapshots as the solver reads them, for loops that
+/// snapshot the same cluster every few seconds (provisioning, disruption): a Node whose object,
+/// bound and nominated pods (the state's conversions, compared by identity, else by value) and
 /// schedulability are what they were is moved back into the next input instead of being
 /// converted again and its pods copied (at 3,200 nodes and 40,000 pods the copies were most of
 /// a round). Nodes whose claim is not `Initialized` yet are always built afresh (their taints
 /// depend on the claim and its pool).
+///
+/// Several inputs may hold nodes of one cache at once (a disruption round's beside a
+/// provisioning pass's): a node lent to one input is built afresh for the next and lent again
+/// under the new [`Lease`]; when the first input comes back, its copy is dropped (it may have
+/// been built from older objects than the entry now describes).
 #[derive(Debug, Default)]
 pub struct NodeCache {
     nodes: std::collections::HashMap<String, CachedNode>,
+    /// The last lease handed out.
+    leases: u64,
 }
 
 #[derive(Debug)]
@@ -110,14 +126,19 @@ struct CachedNode {
     unschedulable: bool,
     /// The node as built, `None` while lent to an input (or never given back).
     built: Option<ExistingNode>,
+    /// The lending it was last lent under.
+    lease: Lease,
 }
 
 impl NodeCache {
-    /// Takes back the registered nodes of an input made by [`build_bound`] with this cache.
-    pub fn recycle(&mut self, input: SolveInput) {
+    /// Takes back the registered nodes of an input made by [`build_bound`] or [`build_cached`]
+    /// with this cache, under the snapshot's `lease`: a node lent again since (to a later
+    /// snapshot) is dropped.
+    pub fn recycle(&mut self, input: SolveInput, lease: Lease) {
         for mut n in input.nodes {
             if let Some(c) = self.nodes.get_mut(&n.name)
                 && c.built.is_none()
+                && c.lease == lease
             {
                 // The disruption round prices its candidates; the build leaves prices unset.
                 n.price_per_hour = None;
@@ -132,6 +153,7 @@ impl NodeCache {
         node: &Arc<Node>,
         pods: &[Arc<PodRequest>],
         unschedulable: bool,
+        lease: Lease,
     ) -> Option<ExistingNode> {
         let name = node.metadata.name.as_deref()?;
         let c = self.nodes.get_mut(name)?;
@@ -149,11 +171,18 @@ impl NodeCache {
         // Later comparisons by identity.
         c.node = node.clone();
         c.pods = pods.to_vec();
+        c.lease = lease;
         Some(built)
     }
 
     /// Records what a node lent to an input was built from.
-    fn lend(&mut self, node: &Arc<Node>, pods: &[Arc<PodRequest>], unschedulable: bool) {
+    fn lend(
+        &mut self,
+        node: &Arc<Node>,
+        pods: &[Arc<PodRequest>],
+        unschedulable: bool,
+        lease: Lease,
+    ) {
         let Some(name) = node.metadata.name.clone() else {
             return;
         };
@@ -164,8 +193,15 @@ impl NodeCache {
                 pods: pods.to_vec(),
                 unschedulable,
                 built: None,
+                lease,
             },
         );
+    }
+
+    /// A new lending, for one snapshot.
+    fn lease(&mut self) -> Lease {
+        self.leases += 1;
+        Lease(self.leases)
     }
 
     /// Forgets nodes that are gone.
@@ -237,7 +273,14 @@ fn build_shared(
     with_pending: bool,
     mut cache: Option<&mut NodeCache>,
 ) -> (Snapshot, SharedPods) {
-    let mut snap = Snapshot::default();
+    let lease = cache
+        .as_deref_mut()
+        .map(NodeCache::lease)
+        .unwrap_or_default();
+    let mut snap = Snapshot {
+        lease,
+        ..Snapshot::default()
+    };
     let mut shared = SharedPods {
         pending: Vec::new(),
         nodes: Vec::new(),
@@ -309,12 +352,12 @@ fn build_shared(
         let cache = cache.as_deref_mut().filter(|_| initialized);
         if let Some(cache) = cache {
             let unschedulable = unschedulable(arc_node);
-            if let Some(n) = cache.take(arc_node, &pods, unschedulable) {
+            if let Some(n) = cache.take(arc_node, &pods, unschedulable, lease) {
                 input.nodes.push(n);
                 shared.nodes.push(None);
                 continue;
             }
-            cache.lend(arc_node, &pods, unschedulable);
+            cache.lend(arc_node, &pods, unschedulable, lease);
         }
         let uninitialized;
         let node = match &claim {
@@ -742,7 +785,7 @@ mod tests {
             for n in &mut input.nodes {
                 n.price_per_hour = Some(1.0);
             }
-            cache.recycle(input);
+            cache.recycle(input, got.lease);
         };
         check(&s, &mut cache);
         check(&s, &mut cache);
@@ -771,5 +814,29 @@ mod tests {
         s.delete_node("n2");
         check(&s, &mut cache);
         assert_eq!(cache.nodes.len(), 1);
+    }
+
+    /// Two inputs holding one cache's nodes at once (a disruption round's and a provisioning
+    /// pass's): the node changes between the two snapshots and the older input comes back
+    /// while the later is still out; the cache keeps what the later snapshot built, not the
+    /// older copy.
+    #[test]
+    fn an_input_given_back_after_a_later_lending_does_not_replace_its_nodes() {
+        let now = ts("2026-01-01T00:02:00Z");
+        let mut s = state_with_registered_node(true);
+        s.apply_pod(bound(pending_pod("default", "a", "1"), "n1"));
+        let mut cache = NodeCache::default();
+        let first = build_bound(&s, &[], BTreeMap::new(), now, &mut cache);
+        // Meanwhile a pod is bound to n1 and a second snapshot is taken.
+        s.apply_pod(bound(pending_pod("default", "b", "500m"), "n1"));
+        let second = build_cached(&s, &[], BTreeMap::new(), now, &mut cache);
+        assert_ne!(first.lease, second.lease);
+        assert_ne!(first.input.nodes, second.input.nodes);
+        cache.recycle(first.input, first.lease);
+        cache.recycle(second.input, second.lease);
+        let mut want = build(&s, &[], BTreeMap::new(), now).input;
+        want.pods.clear();
+        let again = build_bound(&s, &[], BTreeMap::new(), now, &mut cache);
+        assert_eq!(again.input, want);
     }
 }

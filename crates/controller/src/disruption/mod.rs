@@ -66,6 +66,8 @@ pub struct Round {
     pub input: SolveInput,
     pub candidates: Candidates,
     pub budgets: Budgets,
+    /// The lending of the node cache `input`'s nodes came from (see [`prepare_with`]).
+    pub lease: snapshot::Lease,
 }
 
 /// Prepares a round at `now` with each pool's instance types.
@@ -77,9 +79,9 @@ pub fn prepare(
     prepare_with(state, types, now, &mut snapshot::NodeCache::default())
 }
 
-/// [`prepare`] reusing the nodes of earlier rounds given back to `cache`
-/// ([`snapshot::NodeCache::recycle`]): the same round, built without converting again the
-/// nodes (and copying the pods) that did not change.
+/// [`prepare`] reusing the nodes of earlier snapshots given back to `cache`
+/// ([`snapshot::NodeCache::recycle`], with the round's `lease`): the same round, built without
+/// converting again the nodes (and copying the pods) that did not change.
 pub fn prepare_with(
     state: &ClusterState,
     types: &BTreeMap<String, Arc<Vec<InstanceType>>>,
@@ -95,11 +97,13 @@ pub fn prepare_with(
             input: SolveInput::default(),
             candidates,
             budgets,
+            lease: snapshot::Lease::default(),
         };
     }
     let pools = snapshot::pools(state);
     // Without pending pods: they are provisioning's business.
     let snap = snapshot::build_bound(state, &pools, types.clone(), now, cache);
+    let lease = snap.lease;
     let mut input = snap.input;
     // A pool above its on-demand cap gives up on-demand nodes first.
     let over = over_on_demand_cap(&input);
@@ -123,6 +127,7 @@ pub fn prepare_with(
         input,
         candidates,
         budgets,
+        lease,
     }
 }
 
@@ -398,8 +403,6 @@ struct Memo {
     quiet: Option<(u64, tokio::time::Instant)>,
     /// When a node becomes eligible by time alone.
     next_change: Option<Timestamp>,
-    /// The registered nodes of the last rounds, as the solver reads them.
-    nodes: snapshot::NodeCache,
 }
 
 /// Runs the disruption loop while this replica is leader.
@@ -423,30 +426,9 @@ fn options(ctx: &Context) -> ConsolidationOptions {
             max_instance_types: ctx.settings.max_instance_types,
             ..SolveOptions::default()
         },
-        probe_threads: probe_threads(),
+        probe_threads: ctx.settings.probe_threads(),
         ..ConsolidationOptions::default()
     }
-}
-
-/// The environment variable that sets how many threads a round's consolidation probes run on
-/// (`1`: one after another, on the loop's thread).
-pub const PROBE_THREADS_ENV: &str = "STOWAGE_PROBE_THREADS";
-
-/// Threads for a round's consolidation probes: [`PROBE_THREADS_ENV`] when set to a positive
-/// number, else the cores this process may use, at most 4. The decision is the same whatever
-/// the count (the solver reads the plans in its own order); the loop waits for the round
-/// either way.
-fn probe_threads() -> usize {
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *THREADS.get_or_init(|| {
-        std::env::var(PROBE_THREADS_ENV)
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .filter(|n| *n > 0)
-            .unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4))
-            })
-    })
 }
 
 /// One tick of the loop (see the module docs).
@@ -471,7 +453,14 @@ async fn tick(ctx: &Context, memo: &mut Memo) -> Result<()> {
     let types = instance_types(ctx).await;
     let options = options(ctx);
     let started = std::time::Instant::now();
-    let round = prepare_with(&ctx.state(), &types, now, &mut memo.nodes);
+    // The registered nodes come from the provisioner's cache (`Context::solver_nodes`), held
+    // only while the round is built and while its nodes are given back: at 3,700 nodes a cache
+    // of the loop's own was ~20 MB beside the provisioner's, of the same nodes. A pass that
+    // snapshots while the round holds them builds those nodes afresh.
+    let round = {
+        let mut cache = ctx.solver_nodes().await;
+        prepare_with(&ctx.state(), &types, now, &mut cache)
+    };
     let choice = choose(&round, &options);
     ctx.metrics
         .disruption
@@ -479,7 +468,7 @@ async fn tick(ctx: &Context, memo: &mut Memo) -> Result<()> {
         .observe(started.elapsed().as_secs_f64());
     record_round(ctx, &round, now).await;
     memo.next_change = round.candidates.next_change;
-    memo.nodes.recycle(round.input);
+    ctx.solver_nodes().await.recycle(round.input, round.lease);
     let Some(plan) = choice.plan else {
         memo.quiet = Some((seq, tokio::time::Instant::now()));
         return Ok(());
@@ -495,9 +484,12 @@ async fn tick(ctx: &Context, memo: &mut Memo) -> Result<()> {
         if !ctx.is_leader() {
             return Ok(());
         }
-        let fresh = prepare_with(&ctx.state(), &types, ctx.clock.now(), &mut memo.nodes);
+        let fresh = {
+            let mut cache = ctx.solver_nodes().await;
+            prepare_with(&ctx.state(), &types, ctx.clock.now(), &mut cache)
+        };
         let valid = still_valid(&fresh, &plan, &options);
-        memo.nodes.recycle(fresh.input);
+        ctx.solver_nodes().await.recycle(fresh.input, fresh.lease);
         if !valid {
             tracing::debug!(method, "disruption command no longer valid; dropped");
             ctx.metrics.disruption.decision(method, "churn");

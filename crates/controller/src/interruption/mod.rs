@@ -549,7 +549,7 @@ async fn launch_replacements(
     let (plan, now) = {
         let mut cache = ctx.solver_nodes().await;
         let now = ctx.clock.now();
-        let input = {
+        let (input, lease) = {
             let state = ctx.state();
             let candidates: Vec<String> = claims
                 .iter()
@@ -560,13 +560,14 @@ async fn launch_replacements(
                 })
                 .collect();
             // Without the pending pods: they are the provisioner's.
-            let mut input = snapshot::build_bound(&state, &pools, types, now, &mut cache).input;
+            let snap = snapshot::build_bound(&state, &pools, types, now, &mut cache);
+            let mut input = snap.input;
             let refs: Vec<&str> = candidates.iter().map(String::as_str).collect();
             drop(stowage_solver::displace(&mut input, &refs));
-            input
+            (input, snap.lease)
         };
         let plan = stowage_solver::solve(&input, &options);
-        cache.recycle(input);
+        cache.recycle(input, lease);
         (plan, now)
     };
     let window = jiff::SignedDuration::try_from(ctx.settings.nomination_window)

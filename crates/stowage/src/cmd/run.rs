@@ -143,6 +143,10 @@ pub struct Args {
     /// seconds of a NodePool or node class change).
     #[arg(long, env = "DRIFT_INTERVAL", default_value = "5m")]
     pub drift_interval: stowage_api::Duration,
+    /// Threads a disruption round's consolidation probes are solved on (1: one after another;
+    /// 0: the cores the process may use, at most 4). The decision is the same whatever the count.
+    #[arg(long, env = "PROBE_THREADS", default_value_t = Settings::default().probe_threads)]
+    pub probe_threads: usize,
 }
 
 /// Installs the tracing subscriber (JSON or text).
@@ -199,6 +203,7 @@ fn settings(args: &Args, identity: &str) -> anyhow::Result<Settings> {
         disruption_validation_delay: args.disruption_validation_delay.0,
         disruption_replacement_timeout: args.disruption_replacement_timeout.0,
         drift_interval: args.drift_interval.0,
+        probe_threads: args.probe_threads,
         ..Settings::default()
     };
     s.validate()?;
@@ -441,6 +446,11 @@ mod tests {
         assert_eq!(s.drift_interval, Duration::from_secs(60));
         let err = settings(&args(&["--drift-interval", "0s"]), "r").unwrap_err();
         assert!(format!("{err:#}").contains("drift-interval"), "{err:#}");
+        let s = settings(&args(&[]), "r").unwrap();
+        assert_eq!(s.probe_threads, 0);
+        assert!((1..=4).contains(&s.probe_threads()));
+        let s = settings(&args(&["--probe-threads", "3"]), "r").unwrap();
+        assert_eq!((s.probe_threads, s.probe_threads()), (3, 3));
     }
 
     #[test]
