@@ -452,23 +452,25 @@ async fn tick(ctx: &Context, memo: &mut Memo) -> Result<()> {
     }
     let types = instance_types(ctx).await;
     let options = options(ctx);
-    let started = std::time::Instant::now();
     // The registered nodes come from the provisioner's cache (`Context::solver_nodes`), held
-    // only while the round is built and while its nodes are given back: at 3,700 nodes a cache
-    // of the loop's own was ~20 MB beside the provisioner's, of the same nodes. A pass that
-    // snapshots while the round holds them builds those nodes afresh.
-    let round = {
+    // from the round's snapshot to the end of its decision, as a provisioning pass holds it to
+    // the end of its solve: at 3,700 nodes a cache of the loop's own was ~20 MB beside the
+    // provisioner's, of the same nodes, and a pass and a round never hold their working sets
+    // at once (a pass waits at most one round's decision, ~0.5 s at `seed-full` scale).
+    let (round, choice) = {
         let mut cache = ctx.solver_nodes().await;
-        prepare_with(&ctx.state(), &types, now, &mut cache)
+        let started = std::time::Instant::now();
+        let mut round = prepare_with(&ctx.state(), &types, now, &mut cache);
+        let choice = choose(&round, &options);
+        ctx.metrics
+            .disruption
+            .evaluation_seconds
+            .observe(started.elapsed().as_secs_f64());
+        cache.recycle(std::mem::take(&mut round.input), round.lease);
+        (round, choice)
     };
-    let choice = choose(&round, &options);
-    ctx.metrics
-        .disruption
-        .evaluation_seconds
-        .observe(started.elapsed().as_secs_f64());
     record_round(ctx, &round, now).await;
     memo.next_change = round.candidates.next_change;
-    ctx.solver_nodes().await.recycle(round.input, round.lease);
     let Some(plan) = choice.plan else {
         memo.quiet = Some((seq, tokio::time::Instant::now()));
         return Ok(());
@@ -484,12 +486,13 @@ async fn tick(ctx: &Context, memo: &mut Memo) -> Result<()> {
         if !ctx.is_leader() {
             return Ok(());
         }
-        let fresh = {
+        let valid = {
             let mut cache = ctx.solver_nodes().await;
-            prepare_with(&ctx.state(), &types, ctx.clock.now(), &mut cache)
+            let fresh = prepare_with(&ctx.state(), &types, ctx.clock.now(), &mut cache);
+            let valid = still_valid(&fresh, &plan, &options);
+            cache.recycle(fresh.input, fresh.lease);
+            valid
         };
-        let valid = still_valid(&fresh, &plan, &options);
-        ctx.solver_nodes().await.recycle(fresh.input, fresh.lease);
         if !valid {
             tracing::debug!(method, "disruption command no longer valid; dropped");
             ctx.metrics.disruption.decision(method, "churn");
