@@ -230,7 +230,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         timings.total();
         return Ok(());
     }
-    let input = input_from(objects, types).map_err(super::bad_input)?;
+    let input = input_leaving_state(objects, types).map_err(super::bad_input)?;
     timings.phase("snapshot");
     if let Some(path) = &args.write_input {
         let file = std::fs::File::create(path)
@@ -243,12 +243,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         max_instance_types: args.max_instance_types,
         ..SolveOptions::default()
     };
-    let plan = stowage_solver::solve(&input, &options);
+    let mut plan = stowage_solver::solve(&input, &options);
     timings.phase("solve");
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.output {
         Output::Json => {
-            serde_json::to_writer_pretty(&mut out, &plan)?;
+            write_plan_json(&mut out, &mut plan)?;
             writeln!(out)?;
         }
         Output::Table => {
@@ -276,6 +276,79 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         bail!("{unschedulable} pod(s) cannot be scheduled (--fail-on-unschedulable)");
     }
     Ok(())
+}
+
+/// From this many new claims on, [`write_plan_json`] prints the claims on two threads.
+const PARALLEL_CLAIMS: usize = 256;
+
+/// Writes `plan` as `serde_json::to_writer_pretty` does, byte for byte. With many claims (a
+/// whole-cluster dump's plan is ~11 MB of JSON, ~30 ms of one core) the claims are printed on
+/// two threads, each half into its own buffer at the depth they stand at, and spliced into the
+/// plan printed without them. `plan.new_claims` is taken out for that and put back.
+fn write_plan_json(out: &mut impl std::io::Write, plan: &mut Plan) -> anyhow::Result<()> {
+    if plan.new_claims.len() < PARALLEL_CLAIMS {
+        serde_json::to_writer_pretty(out, plan)?;
+        return Ok(());
+    }
+    let claims = std::mem::take(&mut plan.new_claims);
+    let skeleton = serde_json::to_vec_pretty(&*plan);
+    plan.new_claims = claims;
+    // The claims stand in an array, the value of the plan's first key, where `[]` now stands.
+    const EMPTY: &[u8] = b"{\n  \"new_claims\": []";
+    let skeleton = skeleton?;
+    let Some(rest) = skeleton.strip_prefix(EMPTY) else {
+        serde_json::to_writer_pretty(out, plan)?;
+        return Ok(());
+    };
+    let claims = &plan.new_claims;
+    let (first, second) = claims.split_at(claims.len() / 2);
+    let (first, second) = std::thread::scope(|s| {
+        let later = s.spawn(|| claims_json(second, false));
+        let first = claims_json(first, true);
+        match later.join() {
+            Ok(second) => (first, second),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    });
+    out.write_all(b"{\n  \"new_claims\": [")?;
+    out.write_all(&first?)?;
+    out.write_all(&second?)?;
+    out.write_all(b"\n  ]")?;
+    out.write_all(rest)?;
+    Ok(())
+}
+
+/// Claims as `serde_json`'s pretty printer prints them as elements of an array two levels
+/// deep: each after `\n` (`,\n` but for the array's first), indented by four spaces more than
+/// alone. No raw newline is ever inside a JSON string, so every newline printed is one to indent
+/// after.
+fn claims_json(
+    claims: &[stowage_solver::NewClaim],
+    starts_array: bool,
+) -> serde_json::Result<Vec<u8>> {
+    const INDENT: &[u8] = b"    ";
+    let mut out = Vec::new();
+    let mut one = Vec::new();
+    for (i, claim) in claims.iter().enumerate() {
+        out.extend_from_slice(if starts_array && i == 0 {
+            b"\n"
+        } else {
+            b",\n"
+        });
+        out.extend_from_slice(INDENT);
+        one.clear();
+        serde_json::to_writer_pretty(&mut one, claim)?;
+        let mut lines = one.split(|b| *b == b'\n');
+        if let Some(line) = lines.next() {
+            out.extend_from_slice(line);
+        }
+        for line in lines {
+            out.push(b'\n');
+            out.extend_from_slice(INDENT);
+            out.extend_from_slice(line);
+        }
+    }
+    Ok(out)
 }
 
 /// `stowage plan --kubeconfig`.
@@ -859,6 +932,7 @@ fn load(objects: Vec<Object>) -> anyhow::Result<(ClusterState, Vec<String>)> {
 }
 
 /// The solve input from the objects, through the controllers' snapshot.
+#[cfg(test)]
 fn input_from(
     objects: Vec<Object>,
     instance_types: Vec<InstanceType>,
@@ -867,8 +941,8 @@ fn input_from(
     let pools = snapshot::pools(&state);
     let types = pool_types(&pools, instance_types);
     // The state is not needed afterwards: its pods move into the input, not copied.
-    let snap = snapshot::build_owned(state, &pools, types, stowage_clock::SystemClock.now());
-    checked(snap, &invalid)
+    let mut snap = snapshot::build_owned(state, &pools, types, stowage_clock::SystemClock.now());
+    checked(&mut snap, &invalid)
 }
 
 /// One catalogue shared by every pool (not a copy per pool).
@@ -883,20 +957,47 @@ fn pool_types(
         .collect()
 }
 
-/// [`input_from`], and the state it was built from.
+/// The solve input from the objects, through the controllers' snapshot, and the state it was
+/// built from.
 fn input_and_state(
     objects: Vec<Object>,
     instance_types: Vec<InstanceType>,
 ) -> anyhow::Result<(SolveInput, ClusterState)> {
+    let (input, state, _) = input_state_snapshot(objects, instance_types)?;
+    Ok((input, state))
+}
+
+/// The solve input from the objects, for a process that ends soon after: the state and the
+/// rest of the snapshot (the pending pods by key) are left allocated, not freed. Freeing them
+/// (40,000 pods' maps, keys and conversions' reference counts in a whole-cluster dump: ~10-15
+/// ms of one core, while the other waits) would only give the memory back to an allocator that
+/// is about to be discarded.
+fn input_leaving_state(
+    objects: Vec<Object>,
+    instance_types: Vec<InstanceType>,
+) -> anyhow::Result<SolveInput> {
+    let (input, state, snap) = input_state_snapshot(objects, instance_types)?;
+    std::mem::forget(state);
+    std::mem::forget(snap);
+    Ok(input)
+}
+
+/// The solve input, the state it was built from, and what else the snapshot holds.
+fn input_state_snapshot(
+    objects: Vec<Object>,
+    instance_types: Vec<InstanceType>,
+) -> anyhow::Result<(SolveInput, ClusterState, snapshot::Snapshot)> {
     let (state, invalid) = load(objects)?;
     let pools = snapshot::pools(&state);
     let types = pool_types(&pools, instance_types);
-    let snap = snapshot::build(&state, &pools, types, stowage_clock::SystemClock.now());
-    Ok((checked(snap, &invalid)?, state))
+    let mut snap = snapshot::build(&state, &pools, types, stowage_clock::SystemClock.now());
+    let input = checked(&mut snap, &invalid)?;
+    Ok((input, state, snap))
 }
 
-/// The snapshot's input, unless an object or NodePool is unusable or nothing could hold pods.
-fn checked(snap: snapshot::Snapshot, invalid: &[String]) -> anyhow::Result<SolveInput> {
+/// The snapshot's input (taken out of it), unless an object or NodePool is unusable or
+/// nothing could hold pods.
+fn checked(snap: &mut snapshot::Snapshot, invalid: &[String]) -> anyhow::Result<SolveInput> {
     if !snap.skipped.is_empty() {
         let errors: Vec<String> = snap
             .skipped
@@ -911,7 +1012,7 @@ fn checked(snap: snapshot::Snapshot, invalid: &[String]) -> anyhow::Result<Solve
     if snap.input.nodepools.is_empty() && snap.input.nodes.is_empty() {
         bail!("no NodePool and no Node in the input: nothing could hold the pods");
     }
-    Ok(snap.input)
+    Ok(std::mem::take(&mut snap.input))
 }
 
 /// What `--consolidate` prints.
@@ -1843,6 +1944,45 @@ status:
             format!("{err:#}").contains("l.json document 1 items[0]: field kind is missing"),
             "{err:#}"
         );
+    }
+
+    #[test]
+    fn many_claims_print_as_the_pretty_printer_prints_them() {
+        let claim = |i: usize| stowage_solver::NewClaim {
+            name: format!("spot-{i}"),
+            nodepool: "spot".into(),
+            requirements: Vec::new(),
+            instance_type_options: (0..i % 3).map(|t| format!("m{t}.large")).collect(),
+            pods: (0..i % 4)
+                .map(|p| format!("ns/pod-\"{i}\"\n-{p}"))
+                .collect(),
+            requests: Default::default(),
+            cheapest_price: i as f64 / 7.0,
+        };
+        for n in [
+            0,
+            1,
+            PARALLEL_CLAIMS - 1,
+            PARALLEL_CLAIMS,
+            PARALLEL_CLAIMS + 1,
+            1001,
+        ] {
+            let mut plan = Plan {
+                new_claims: (0..n).map(claim).collect(),
+                ..Plan::default()
+            };
+            plan.unschedulable
+                .insert("ns/x".into(), "no type fits\nat all".into());
+            let expected = serde_json::to_vec_pretty(&plan).unwrap();
+            let mut printed = Vec::new();
+            write_plan_json(&mut printed, &mut plan).unwrap();
+            assert_eq!(
+                String::from_utf8(printed).unwrap(),
+                String::from_utf8(expected).unwrap(),
+                "{n} claims"
+            );
+            assert_eq!(plan.new_claims.len(), n);
+        }
     }
 
     #[test]
