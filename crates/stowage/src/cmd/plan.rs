@@ -564,15 +564,17 @@ impl Object {
         }
     }
 
-    /// `namespace/name` (or the name of a cluster-scoped object).
-    fn key(&self) -> String {
+    /// `namespace/name` (or the name of a cluster-scoped object), borrowed where the object
+    /// holds it whole.
+    fn key(&self) -> std::borrow::Cow<'_, str> {
+        use std::borrow::Cow;
         match self {
-            Object::Pod(p) => stowage_api::key_of(p.as_ref()),
-            Object::Prepared(p) => p.pod.lean().key().to_string(),
-            Object::DaemonSet(d) => stowage_api::key_of(d.as_ref()),
-            Object::Node(n) => n.name_any(),
-            Object::NodePool(p) => p.name_any(),
-            Object::NodeClaim(c) => c.name_any(),
+            Object::Pod(p) => Cow::Owned(stowage_api::key_of(p.as_ref())),
+            Object::Prepared(p) => Cow::Borrowed(p.pod.lean().key()),
+            Object::DaemonSet(d) => Cow::Owned(stowage_api::key_of(d.as_ref())),
+            Object::Node(n) => Cow::Owned(n.name_any()),
+            Object::NodePool(p) => Cow::Owned(p.name_any()),
+            Object::NodeClaim(c) => Cow::Owned(c.name_any()),
         }
     }
 }
@@ -843,9 +845,12 @@ fn parse_sources(files: Vec<(PathBuf, Source)>) -> anyhow::Result<Vec<Object>> {
 #[derive(Default)]
 struct Objects {
     objects: Vec<Object>,
-    /// Hashed fast (a whole-cluster dump has 40,000 pods; an offline run of one user's
-    /// files has no adversary to fear collisions from).
-    seen: stowage_solver::hash::FastMap<(&'static str, String), (Place, usize)>,
+    /// By kind and the hash of the key (a whole-cluster dump has 40,000 pods: no key is
+    /// copied; an offline run of one user's files has no adversary to fear collisions from):
+    /// the first object seen with that hash.
+    seen: stowage_solver::hash::FastMap<(&'static str, u64), (Place, usize)>,
+    /// Objects whose key's hash was taken by another key (rare), by kind and key.
+    clashes: BTreeMap<(&'static str, String), (Place, usize)>,
 }
 
 impl Objects {
@@ -863,20 +868,43 @@ impl Objects {
             for (object, at) in found.drain(..) {
                 // The same object twice (a file given twice, overlapping dumps) would count its
                 // pods twice.
-                let id = (object.kind(), object.key());
-                match self.seen.entry(id) {
-                    std::collections::hash_map::Entry::Occupied(e) => {
-                        let (kind, key) = e.key();
-                        let (first, index) = e.get();
-                        bail!(
-                            "{}: {kind} {key} is also in {}",
-                            at.describe(&object),
-                            first.describe(&self.objects[*index])
-                        );
-                    }
+                let (kind, key) = (object.kind(), object.key());
+                let hash = {
+                    use std::hash::{Hash as _, Hasher as _};
+                    let mut h = stowage_solver::hash::FastHasher::default();
+                    key.hash(&mut h);
+                    h.finish()
+                };
+                let index = self.objects.len();
+                let first = match self.seen.entry((kind, hash)) {
                     std::collections::hash_map::Entry::Vacant(e) => {
-                        e.insert((at, self.objects.len()));
+                        e.insert((at, index));
+                        None
                     }
+                    std::collections::hash_map::Entry::Occupied(e) => {
+                        let (first, i) = e.get();
+                        if self.objects[*i].key() == key {
+                            Some((first.describe(&self.objects[*i]), at))
+                        } else {
+                            match self.clashes.entry((kind, key.into_owned())) {
+                                std::collections::btree_map::Entry::Vacant(e) => {
+                                    e.insert((at, index));
+                                    None
+                                }
+                                std::collections::btree_map::Entry::Occupied(e) => {
+                                    let (first, i) = e.get();
+                                    Some((first.describe(&self.objects[*i]), at))
+                                }
+                            }
+                        }
+                    }
+                };
+                if let Some((first, at)) = first {
+                    bail!(
+                        "{}: {kind} {} is also in {first}",
+                        at.describe(&object),
+                        object.key()
+                    );
                 }
                 self.objects.push(object);
                 if self.objects.len() > MAX_OBJECTS {
