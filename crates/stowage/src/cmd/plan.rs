@@ -243,12 +243,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         max_instance_types: args.max_instance_types,
         ..SolveOptions::default()
     };
-    let mut plan = stowage_solver::solve(&input, &options);
+    let plan = stowage_solver::solve(&input, &options);
     timings.phase("solve");
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     match args.output {
         Output::Json => {
-            write_plan_json(&mut out, &mut plan)?;
+            serde_json::to_writer_pretty(&mut out, &plan)?;
             writeln!(out)?;
         }
         Output::Table => {
@@ -276,79 +276,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         bail!("{unschedulable} pod(s) cannot be scheduled (--fail-on-unschedulable)");
     }
     Ok(())
-}
-
-/// From this many new claims on, [`write_plan_json`] prints the claims on two threads.
-const PARALLEL_CLAIMS: usize = 256;
-
-/// Writes `plan` as `serde_json::to_writer_pretty` does, byte for byte. With many claims (a
-/// whole-cluster dump's plan is ~11 MB of JSON, ~30 ms of one core) the claims are printed on
-/// two threads, each half into its own buffer at the depth they stand at, and spliced into the
-/// plan printed without them. `plan.new_claims` is taken out for that and put back.
-fn write_plan_json(out: &mut impl std::io::Write, plan: &mut Plan) -> anyhow::Result<()> {
-    if plan.new_claims.len() < PARALLEL_CLAIMS {
-        serde_json::to_writer_pretty(out, plan)?;
-        return Ok(());
-    }
-    let claims = std::mem::take(&mut plan.new_claims);
-    let skeleton = serde_json::to_vec_pretty(&*plan);
-    plan.new_claims = claims;
-    // The claims stand in an array, the value of the plan's first key, where `[]` now stands.
-    const EMPTY: &[u8] = b"{\n  \"new_claims\": []";
-    let skeleton = skeleton?;
-    let Some(rest) = skeleton.strip_prefix(EMPTY) else {
-        serde_json::to_writer_pretty(out, plan)?;
-        return Ok(());
-    };
-    let claims = &plan.new_claims;
-    let (first, second) = claims.split_at(claims.len() / 2);
-    let (first, second) = std::thread::scope(|s| {
-        let later = s.spawn(|| claims_json(second, false));
-        let first = claims_json(first, true);
-        match later.join() {
-            Ok(second) => (first, second),
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    });
-    out.write_all(b"{\n  \"new_claims\": [")?;
-    out.write_all(&first?)?;
-    out.write_all(&second?)?;
-    out.write_all(b"\n  ]")?;
-    out.write_all(rest)?;
-    Ok(())
-}
-
-/// Claims as `serde_json`'s pretty printer prints them as elements of an array two levels
-/// deep: each after `\n` (`,\n` but for the array's first), indented by four spaces more than
-/// alone. No raw newline is ever inside a JSON string, so every newline printed is one to indent
-/// after.
-fn claims_json(
-    claims: &[stowage_solver::NewClaim],
-    starts_array: bool,
-) -> serde_json::Result<Vec<u8>> {
-    const INDENT: &[u8] = b"    ";
-    let mut out = Vec::new();
-    let mut one = Vec::new();
-    for (i, claim) in claims.iter().enumerate() {
-        out.extend_from_slice(if starts_array && i == 0 {
-            b"\n"
-        } else {
-            b",\n"
-        });
-        out.extend_from_slice(INDENT);
-        one.clear();
-        serde_json::to_writer_pretty(&mut one, claim)?;
-        let mut lines = one.split(|b| *b == b'\n');
-        if let Some(line) = lines.next() {
-            out.extend_from_slice(line);
-        }
-        for line in lines {
-            out.push(b'\n');
-            out.extend_from_slice(INDENT);
-            out.extend_from_slice(line);
-        }
-    }
-    Ok(out)
 }
 
 /// `stowage plan --kubeconfig`.
@@ -1972,45 +1899,6 @@ status:
             format!("{err:#}").contains("l.json document 1 items[0]: field kind is missing"),
             "{err:#}"
         );
-    }
-
-    #[test]
-    fn many_claims_print_as_the_pretty_printer_prints_them() {
-        let claim = |i: usize| stowage_solver::NewClaim {
-            name: format!("spot-{i}"),
-            nodepool: "spot".into(),
-            requirements: Vec::new(),
-            instance_type_options: (0..i % 3).map(|t| format!("m{t}.large")).collect(),
-            pods: (0..i % 4)
-                .map(|p| format!("ns/pod-\"{i}\"\n-{p}"))
-                .collect(),
-            requests: Default::default(),
-            cheapest_price: i as f64 / 7.0,
-        };
-        for n in [
-            0,
-            1,
-            PARALLEL_CLAIMS - 1,
-            PARALLEL_CLAIMS,
-            PARALLEL_CLAIMS + 1,
-            1001,
-        ] {
-            let mut plan = Plan {
-                new_claims: (0..n).map(claim).collect(),
-                ..Plan::default()
-            };
-            plan.unschedulable
-                .insert("ns/x".into(), "no type fits\nat all".into());
-            let expected = serde_json::to_vec_pretty(&plan).unwrap();
-            let mut printed = Vec::new();
-            write_plan_json(&mut printed, &mut plan).unwrap();
-            assert_eq!(
-                String::from_utf8(printed).unwrap(),
-                String::from_utf8(expected).unwrap(),
-                "{n} claims"
-            );
-            assert_eq!(plan.new_claims.len(), n);
-        }
     }
 
     #[test]
