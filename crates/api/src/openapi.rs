@@ -86,7 +86,7 @@ pub fn prune(schema: &Value, value: &mut Value) -> Vec<String> {
             if let Some(s) = props.and_then(|p| p.get(name))
                 && !matches!(name.as_str(), "apiVersion" | "kind" | "metadata")
             {
-                prune_at(s, child, name, &mut removed);
+                prune_at(s, child, &Path::Field(&Path::Root, name), &mut removed);
             }
         }
         map.retain(|name, _| {
@@ -101,7 +101,8 @@ pub fn prune(schema: &Value, value: &mut Value) -> Vec<String> {
     removed
 }
 
-fn prune_at(schema: &Value, value: &mut Value, path: &str, removed: &mut Vec<String>) {
+/// Prunes below `path`, rendered only for the fields it removes (most writes remove none).
+fn prune_at(schema: &Value, value: &mut Value, path: &Path<'_>, removed: &mut Vec<String>) {
     if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
         return;
     }
@@ -112,20 +113,20 @@ fn prune_at(schema: &Value, value: &mut Value, path: &str, removed: &mut Vec<Str
             map.retain(|name, _| {
                 let known = props.is_some_and(|p| p.contains_key(name)) || extra.is_some();
                 if !known {
-                    removed.push(child_path(path, name));
+                    removed.push(Path::Field(path, name).to_string());
                 }
                 known
             });
             for (name, child) in map.iter_mut() {
                 if let Some(s) = props.and_then(|p| p.get(name)).or(extra) {
-                    prune_at(s, child, &child_path(path, name), removed);
+                    prune_at(s, child, &Path::Field(path, name), removed);
                 }
             }
         }
         Value::Array(items) => {
             if let Some(s) = schema.get("items") {
                 for (i, item) in items.iter_mut().enumerate() {
-                    prune_at(s, item, &format!("{path}[{i}]"), removed);
+                    prune_at(s, item, &Path::Index(path, i), removed);
                 }
             }
         }

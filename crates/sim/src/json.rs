@@ -35,6 +35,12 @@ impl JsonPointer for Value {
     }
 }
 
+/// `metadata.<map>.<key>` (`map`: `labels` or `annotations`) as a string: a label or annotation
+/// by its plain key, without building and unescaping a pointer for keys with a `/`.
+pub(crate) fn meta_str<'a>(obj: &'a Value, map: &str, key: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get(map)?.get(key)?.as_str()
+}
+
 fn index(token: &str) -> Option<usize> {
     if token.starts_with('+') || (token.len() > 1 && token.starts_with('0')) {
         return None;

@@ -426,12 +426,7 @@ fn pending_by_workload(cluster: &Cluster) -> Vec<crate::report::PendingGroup> {
         Default::default();
     for obj in cluster.pending_objects() {
         let ns = crate::apiserver::namespace_of(&obj);
-        let wl = obj
-            .ptr(&format!(
-                "/metadata/labels/{}",
-                crate::cluster::WORKLOAD_LABEL.replace('/', "~1")
-            ))
-            .and_then(serde_json::Value::as_str)
+        let wl = crate::json::meta_str(&obj, "labels", crate::cluster::WORKLOAD_LABEL)
             .map_or_else(|| "-".to_string(), |w| stowage_api::namespaced_key(ns, w));
         let message = obj
             .ptr("/status/conditions")

@@ -458,3 +458,48 @@ timeline:\n  - at: 0s\n    create: { name: web, replicas: 2, requests: { cpu: 50
     let now: BTreeSet<Option<String>> = after.iter().map(pinned_node).collect();
     assert_eq!(before, now, "on the same node");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_finished_spark_driver_takes_its_executors_with_it() {
+    let s = scenario(
+        "initialNodes:\n  - { instanceType: fake-it-3, count: 1 }\ntimeline:\n  - at: 0s\n    create: { name: etl, kind: SparkApplication, replicas: 3, runTime: 60s, requests: { cpu: 100m } }\n",
+    );
+    let outcome: Arc<Mutex<Vec<String>>> = Arc::default();
+    let out = outcome.clone();
+    Simulation::new(s, SimOptions::default())
+        .run(move |env: SimEnv| async move {
+            let pods: Api<Pod> = Api::namespaced(env.client.clone(), "default");
+            let roles = |items: Vec<Pod>| {
+                let mut v: Vec<String> = items
+                    .iter()
+                    .map(|p| {
+                        let role = p.metadata.labels.as_ref().unwrap()["spark-role"].clone();
+                        let phase = p.status.as_ref().unwrap().phase.clone().unwrap();
+                        let deleting = if p.metadata.deletion_timestamp.is_some() {
+                            " deleting"
+                        } else {
+                            ""
+                        };
+                        format!("{role} {phase}{deleting}")
+                    })
+                    .collect();
+                v.sort();
+                v.join(", ")
+            };
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            let items = pods.list(&ListParams::default()).await.unwrap().items;
+            out.lock().unwrap().push(roles(items));
+            tokio::time::sleep(Duration::from_secs(120)).await;
+            let items = pods.list(&ListParams::default()).await.unwrap().items;
+            out.lock().unwrap().push(roles(items));
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        *outcome.lock().unwrap(),
+        [
+            "driver Running, executor Running, executor Running, executor Running",
+            "driver Succeeded",
+        ]
+    );
+}

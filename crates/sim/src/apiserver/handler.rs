@@ -65,18 +65,22 @@ impl ListBody {
         if self.done {
             return None;
         }
-        let mut out = self.head.take().unwrap_or_default();
+        let mut out = self.head.take().unwrap_or_default().into_bytes();
         while out.len() < LIST_CHUNK_BYTES {
             let Some(item) = self.items.next() else {
-                out.push_str("]}");
+                out.extend_from_slice(b"]}");
                 self.done = true;
                 break;
             };
             if !self.first {
-                out.push(',');
+                out.push(b',');
             }
             self.first = false;
-            out.push_str(&serde_json::to_string(&*item).unwrap_or_default());
+            // Straight into the chunk (not into a string of its own, then copied).
+            let start = out.len();
+            if serde_json::to_writer(&mut out, &*item).is_err() {
+                out.truncate(start);
+            }
         }
         Some(Bytes::from(out))
     }

@@ -58,10 +58,18 @@ impl LineCache {
     pub fn line(&self, etype: EventType, obj: &Value) -> Bytes {
         self.0[etype.index()]
             .get_or_init(|| {
-                let mut s = format!("{{\"type\":\"{}\",\"object\":", etype.as_str());
-                s.push_str(&serde_json::to_string(obj).unwrap_or_else(|_| "null".into()));
-                s.push_str("}\n");
-                Bytes::from(s)
+                // Written into one buffer (not the object's JSON apart, then copied).
+                let mut buf = Vec::with_capacity(2048);
+                buf.extend_from_slice(b"{\"type\":\"");
+                buf.extend_from_slice(etype.as_str().as_bytes());
+                buf.extend_from_slice(b"\",\"object\":");
+                let start = buf.len();
+                if serde_json::to_writer(&mut buf, obj).is_err() {
+                    buf.truncate(start);
+                    buf.extend_from_slice(b"null");
+                }
+                buf.extend_from_slice(b"}\n");
+                Bytes::from(buf)
             })
             .clone()
     }
@@ -465,6 +473,15 @@ impl Store {
     ) {
         let info = &self.kinds[kind];
         if info.group.is_empty() && info.kind == "Pod" {
+            // Most pod writes change nothing a PDB counts (same labels, so the same PDBs; same
+            // health; same controller): skip them without a pass over the namespace's PDBs.
+            if let (Some(o), Some(n)) = (old, new)
+                && o.ptr("/metadata/labels") == n.ptr("/metadata/labels")
+                && o.ptr("/metadata/ownerReferences") == n.ptr("/metadata/ownerReferences")
+                && pod_is_healthy(o) == pod_is_healthy(n)
+            {
+                return;
+            }
             let ns = old
                 .or(new)
                 .and_then(|o| meta(o, "namespace"))
@@ -831,9 +848,18 @@ impl Store {
         };
         meta_mut(&mut obj).insert("resourceVersion".into(), Value::String(rv.to_string()));
         let obj = Arc::new(obj);
-        // Owner index.
-        let old_owners = old.as_deref().map(owner_uids).unwrap_or_default();
-        let new_owners = if etype == EventType::Deleted {
+        // Owner index (most writes leave the owner references as they were).
+        let same_refs = etype == EventType::Modified
+            && old
+                .as_deref()
+                .and_then(|o| o.ptr("/metadata/ownerReferences"))
+                == obj.ptr("/metadata/ownerReferences");
+        let old_owners = if same_refs {
+            Vec::new()
+        } else {
+            old.as_deref().map(owner_uids).unwrap_or_default()
+        };
+        let new_owners = if etype == EventType::Deleted || same_refs {
             Vec::new()
         } else {
             owner_uids(&obj)
@@ -1068,20 +1094,32 @@ impl Store {
         let has_status = info.has_subresource("status");
         let mut new = match sub {
             Sub::Status => {
-                let mut n = (*old).clone();
-                n["status"] = body.get("status").cloned().unwrap_or(Value::Null);
-                if n["status"].is_null()
-                    && let Some(o) = n.as_object_mut()
-                {
-                    o.remove("status");
+                // The stored object with the body's status: the body's other fields are put
+                // back to the stored ones where they differ (usually none: a status patch is
+                // applied to a copy of the stored object), rather than copying it once more.
+                let n = as_map(&mut body);
+                let status = n.remove("status").filter(|s| !s.is_null());
+                let stored = old.as_object();
+                n.retain(|k, _| stored.is_some_and(|o| o.contains_key(k)));
+                if let Some(o) = stored {
+                    for (k, v) in o.iter().filter(|(k, _)| k.as_str() != "status") {
+                        if n.get(k) != Some(v) {
+                            n.insert(k.clone(), v.clone());
+                        }
+                    }
                 }
-                n
+                if let Some(status) = status {
+                    n.insert("status".into(), status);
+                }
+                body
             }
             Sub::Main | Sub::All => {
                 body["kind"] = json!(info.kind);
                 body["apiVersion"] = json!(info.api_version());
                 if sub == Sub::Main && has_status {
                     match old.get("status") {
+                        // (A patched copy of the stored object usually has it already.)
+                        Some(s) if body.get("status") == Some(s) => {}
                         Some(s) => body["status"] = s.clone(),
                         None => {
                             if let Some(o) = body.as_object_mut() {
@@ -1090,7 +1128,7 @@ impl Store {
                         }
                     }
                 }
-                let old_meta = old.get("metadata").cloned().unwrap_or_default();
+                let old_meta = old.get("metadata");
                 let m = meta_mut(&mut body);
                 for k in [
                     "uid",
@@ -1100,7 +1138,7 @@ impl Store {
                     "namespace",
                     "generation",
                 ] {
-                    match old_meta.get(k) {
+                    match old_meta.and_then(|om| om.get(k)) {
                         Some(v) => m.insert(k.into(), v.clone()),
                         None => m.remove(k),
                     };
@@ -1577,15 +1615,19 @@ impl Store {
             return self.delete_locked(&mut inner, pod_kind, ns, name, opts);
         }
         if let Some(pdb_kind) = pdb_kind {
-            let pdbs: Vec<Arc<Value>> = inner.kinds[pdb_kind]
-                .objects
-                .range((ns.to_string(), String::new())..)
-                .take_while(|(k, _)| k.0 == ns)
-                .map(|(_, v)| v.clone())
-                .filter(|pdb| {
-                    pdb.ptr("/spec/selector")
-                        .and_then(LabelSelector::from_object)
-                        .is_some_and(|s| !s.is_empty() && s.matches(&pod))
+            // The namespace's PDBs with their selectors parsed once ([`PdbIndex`]).
+            let pdbs: Vec<Arc<Value>> = inner
+                .pdbs
+                .by_ns
+                .get(ns)
+                .into_iter()
+                .flatten()
+                .filter(|(_, sel)| sel.as_ref().is_some_and(|s| s.matches(&pod)))
+                .filter_map(|(n, _)| {
+                    inner.kinds[pdb_kind]
+                        .objects
+                        .get(&(ns.to_string(), n.clone()))
+                        .cloned()
                 })
                 .collect();
             if pdbs.len() > 1 {

@@ -220,13 +220,7 @@ impl Cluster {
             self.recorder.pending_to_running.push(secs);
             self.settle_interruption_debt(&p.obj, &node);
         }
-        if let Some(run) = p
-            .obj
-            .ptr(&format!(
-                "/metadata/annotations/{}",
-                RUN_SECONDS_ANNOTATION.replace('/', "~1")
-            ))
-            .and_then(Value::as_str)
+        if let Some(run) = crate::json::meta_str(&p.obj, "annotations", RUN_SECONDS_ANNOTATION)
             .and_then(|s| s.parse::<u64>().ok())
         {
             self.at(
@@ -354,11 +348,7 @@ pub(super) fn on_node(c: &mut Cluster, name: &str, obj: &Arc<Value>) {
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let label = |k: &str| {
-        obj.ptr(&format!("/metadata/labels/{}", k.replace('/', "~1")))
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
+    let label = |k: &str| crate::json::meta_str(obj, "labels", k).map(str::to_string);
     let capacity_type = label(labels::CAPACITY_TYPE).and_then(|v| v.parse().ok());
     let instance_type = label(labels::INSTANCE_TYPE).unwrap_or_default();
     let zone = label(labels::ZONE).unwrap_or_default();

@@ -613,9 +613,17 @@ impl Cluster {
             .and_then(Value::as_str)
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| self.now());
-        let prev = self.pods.get(&key).cloned();
+        // What the previous version left (not a copy of it all: this runs for every change).
+        let prev = self.pods.get_mut(&key).map(|p| {
+            (
+                p.seq,
+                p.start_queued,
+                p.stop_queued,
+                std::mem::take(&mut p.phase),
+            )
+        });
         let seq = match &prev {
-            Some(p) => p.seq,
+            Some(p) => p.0,
             None => {
                 self.pod_seq += 1;
                 self.pod_seq
@@ -628,8 +636,8 @@ impl Cluster {
             terminating,
             daemonset,
             created,
-            start_queued: prev.as_ref().is_some_and(|p| p.start_queued),
-            stop_queued: prev.as_ref().is_some_and(|p| p.stop_queued),
+            start_queued: prev.as_ref().is_some_and(|p| p.1),
+            stop_queued: prev.as_ref().is_some_and(|p| p.2),
             seq,
             priority: obj
                 .ptr("/spec/priority")
@@ -674,7 +682,7 @@ impl Cluster {
             self.capacity_changed = true;
         }
         self.pods.insert(key.clone(), info);
-        workloads::on_pod_changed(self, &key, prev.as_ref().map(|p| p.phase.as_str()));
+        workloads::on_pod_changed(self, &key, prev.as_ref().map(|p| p.3.as_str()));
         kubelet::on_pod(self, &key);
     }
 

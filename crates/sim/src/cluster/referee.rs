@@ -34,7 +34,7 @@ use crate::json::JsonPointer as _;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize as _, Serialize};
 use serde_json::Value;
 use stowage_api::nodepool::{Disruption, DisruptionReason};
 use stowage_api::{NodeClaim, NodePool, conditions, labels};
@@ -139,18 +139,20 @@ impl PodView {
                     .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
             })
             .is_none_or(|c| c.get("status").and_then(Value::as_str) == Some("True"));
-        let owners = obj
+        let controller_ref = obj
             .ptr("/metadata/ownerReferences")
             .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let controller_ref = owners
-            .iter()
-            .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true));
+            .and_then(|owners| {
+                owners
+                    .iter()
+                    .find(|o| o.get("controller").and_then(Value::as_bool) == Some(true))
+            });
         let daemon = controller_ref
             .is_some_and(|o| o.get("kind").and_then(Value::as_str) == Some("DaemonSet"));
         let mirror = obj
-            .ptr("/metadata/annotations/kubernetes.io~1config.mirror")
+            .get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .and_then(|a| a.get("kubernetes.io/config.mirror"))
             .is_some();
         Self {
             uid: s("/metadata/uid").unwrap_or_default(),
@@ -446,8 +448,22 @@ impl Referee {
     }
 
     fn replace_pod(&mut self, key: &str, prev: Option<&PodView>, next: Option<PodView>) {
+        // A change that leaves the pod's labels (so the PDBs covering it), health and
+        // controller as they were changes no PDB's counts (most changes: binds, starts).
+        let same_counts = match (prev, &next) {
+            (Some(p), Some(n)) => {
+                p.healthy_now() == n.healthy_now()
+                    && p.controller == n.controller
+                    && p.obj.ptr("/metadata/labels") == n.obj.ptr("/metadata/labels")
+            }
+            _ => false,
+        };
         let ns = key.split_once('/').map_or("", |(ns, _)| ns).to_string();
-        for pdb in self.pdbs_in(&ns) {
+        for pdb in if same_counts {
+            Vec::new()
+        } else {
+            self.pdbs_in(&ns)
+        } {
             if let Some(v) = self.pdbs.get_mut(&pdb) {
                 if let Some(p) = prev {
                     v.count(p, -1);
@@ -480,9 +496,10 @@ impl Referee {
     }
 
     fn pdbs_in(&self, ns: &str) -> Vec<String> {
+        let prefix = format!("{ns}/");
         self.pdbs
-            .range(format!("{ns}/")..)
-            .take_while(|(k, _)| k.starts_with(&format!("{ns}/")))
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
             .map(|(k, _)| k.clone())
             .collect()
     }
@@ -657,11 +674,7 @@ impl Referee {
 
     fn on_node(&mut self, etype: EventType, obj: &Value, now: jiff::Timestamp) {
         let name = name_of(obj).to_string();
-        let label = |k: &str| {
-            obj.ptr(&format!("/metadata/labels/{}", k.replace('/', "~1")))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
+        let label = |k: &str| crate::json::meta_str(obj, "labels", k).map(str::to_string);
         let claim = label(labels::NODECLAIM).or_else(|| {
             self.claims
                 .iter()
@@ -721,7 +734,7 @@ impl Referee {
             self.reevaluate(&name, now);
             return;
         }
-        let claim: NodeClaim = match serde_json::from_value(obj.clone()) {
+        let claim = match NodeClaim::deserialize(obj) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, claim = %name, "the referee cannot read a NodeClaim");
@@ -784,7 +797,7 @@ impl Referee {
             self.pools.remove(&name);
             return;
         }
-        match serde_json::from_value::<NodePool>(obj.clone()) {
+        match NodePool::deserialize(obj) {
             Ok(p) => {
                 self.pools.insert(name.clone(), p.spec.disruption.clone());
             }
