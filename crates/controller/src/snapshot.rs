@@ -169,8 +169,12 @@ impl NodeCache {
         }
         let built = c.built.take()?;
         // Later comparisons by identity.
-        c.node = node.clone();
-        c.pods = pods.to_vec();
+        if !Arc::ptr_eq(&c.node, node) {
+            c.node = node.clone();
+        }
+        if !c.pods.iter().zip(pods).all(|(a, b)| Arc::ptr_eq(a, b)) {
+            c.pods = pods.to_vec();
+        }
         c.lease = lease;
         Some(built)
     }
@@ -313,8 +317,7 @@ fn build_shared(
     // Pods nominated to each claim that are not bound yet.
     let nominated = |claim: &str| -> Vec<Arc<PodRequest>> {
         state
-            .nominated_to(claim)
-            .iter()
+            .nominated_to_iter(claim)
             .filter(|k| state.is_nominated(k, now))
             .filter_map(|k| state.pod(k))
             .filter(|p| p.node_name().is_none())
@@ -325,16 +328,15 @@ fn build_shared(
         cache.retain(state);
     }
     for arc_node in state.nodes() {
-        let name = arc_node.name_any();
+        let name = arc_node.metadata.name.as_deref().unwrap_or_default();
         let mut pods: Vec<Arc<PodRequest>> = state
-            .pod_keys_on_node(&name)
-            .filter_map(|k| state.pod(k))
+            .pods_on_node_iter(name)
             .filter(|p| !p.is_terminal())
-            .filter_map(|p| domain_pod(&p))
+            .filter_map(|p| domain_pod(p))
             .collect();
         let claim = state.claim_for_node(arc_node);
         if let Some(c) = &claim {
-            pods.extend(nominated(&c.name_any()));
+            pods.extend(nominated(c.metadata.name.as_deref().unwrap_or_default()));
         }
         let unschedulable = |node: &Node| {
             let disrupted = node

@@ -25,6 +25,7 @@ use stowage_api::namespaced_key;
 use stowage_api::{NodeClaim, NodePool, conditions, key_of};
 use stowage_solver::PodRequest;
 use stowage_solver::convert::{ContainerView, PodView};
+use stowage_solver::hash::FastMap;
 
 use crate::disruption::candidates::PdbCounts;
 use crate::lean::{Interner, LeanPod};
@@ -211,9 +212,12 @@ pub struct ClusterState {
     /// Shared copies of the strings and label sets pods repeat.
     interner: Interner,
     nodes: BTreeMap<String, Arc<Node>>,
-    node_by_provider: HashMap<String, String>,
+    /// Provider id -> the Node (the same `Arc` as in `nodes`): a lookup by provider id is
+    /// one hash, not a hash and a search by name.
+    node_by_provider: FastMap<String, Arc<Node>>,
     claims: BTreeMap<String, Arc<NodeClaim>>,
-    claim_by_provider: HashMap<String, String>,
+    /// Provider id -> the NodeClaim (the same `Arc` as in `claims`).
+    claim_by_provider: FastMap<String, Arc<NodeClaim>>,
     nodepools: BTreeMap<String, Arc<NodePool>>,
     nodeclasses: BTreeMap<String, Arc<DynamicObject>>,
     daemonsets: BTreeMap<String, Arc<DaemonSet>>,
@@ -556,9 +560,13 @@ impl ClusterState {
     }
 
     pub fn pods_on_node(&self, node: &str) -> Vec<Arc<LeanPod>> {
-        self.pod_keys_on_node(node)
-            .filter_map(|k| self.pods.get(k).cloned())
-            .collect()
+        self.pods_on_node_iter(node).cloned().collect()
+    }
+
+    /// The pods bound to `node` (any phase), in key order, borrowed: what
+    /// [`Self::pods_on_node`] collects, for loops over every node that need not keep them.
+    pub fn pods_on_node_iter(&self, node: &str) -> impl Iterator<Item = &Arc<LeanPod>> {
+        self.pod_keys_on_node(node).filter_map(|k| self.pods.get(k))
     }
 
     /// Provisionable pods that are not nominated to a live in-flight NodeClaim at `now`: the ones
@@ -692,6 +700,16 @@ impl ClusterState {
         self.nominations.pods_of(claim)
     }
 
+    /// [`Self::nominated_to`], borrowed.
+    pub fn nominated_to_iter(&self, claim: &str) -> impl Iterator<Item = &str> {
+        self.nominations
+            .by_claim
+            .get(claim)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+    }
+
     // --- nodes ----------------------------------------------------------------------------------
 
     pub fn apply_node(&mut self, node: Node) {
@@ -711,10 +729,11 @@ impl ClusterState {
         {
             self.node_by_provider.remove(pid);
         }
+        let node = Arc::new(node);
         if let Some(pid) = node.spec.as_ref().and_then(|s| s.provider_id.clone()) {
-            self.node_by_provider.insert(pid, name.clone());
+            self.node_by_provider.insert(pid, node.clone());
         }
-        self.nodes.insert(name, Arc::new(node));
+        self.nodes.insert(name, node);
     }
 
     pub fn delete_node(&mut self, name: &str) {
@@ -743,10 +762,7 @@ impl ClusterState {
     }
 
     pub fn node_by_provider_id(&self, provider_id: &str) -> Option<Arc<Node>> {
-        self.node_by_provider
-            .get(provider_id)
-            .and_then(|n| self.nodes.get(n))
-            .cloned()
+        self.node_by_provider.get(provider_id).cloned()
     }
 
     // --- nodeclaims -----------------------------------------------------------------------------
@@ -768,10 +784,12 @@ impl ClusterState {
         {
             self.claim_by_provider.remove(pid);
         }
+        let claim = Arc::new(claim);
         if let Some(pid) = claim.provider_id() {
-            self.claim_by_provider.insert(pid.to_string(), name.clone());
+            self.claim_by_provider
+                .insert(pid.to_string(), claim.clone());
         }
-        self.claims.insert(name, Arc::new(claim));
+        self.claims.insert(name, claim);
     }
 
     pub fn delete_claim(&mut self, name: &str) {
@@ -804,10 +822,7 @@ impl ClusterState {
     }
 
     pub fn claim_by_provider_id(&self, provider_id: &str) -> Option<Arc<NodeClaim>> {
-        self.claim_by_provider
-            .get(provider_id)
-            .and_then(|n| self.claims.get(n))
-            .cloned()
+        self.claim_by_provider.get(provider_id).cloned()
     }
 
     /// The claim a node belongs to (by provider id).

@@ -173,8 +173,7 @@ pub fn candidates(
         }
         // Capacity pods wait for is not taken away from them.
         if state
-            .nominated_to(&claim.name_any())
-            .iter()
+            .nominated_to_iter(claim.metadata.name.as_deref().unwrap_or_default())
             .any(|p| state.is_nominated(p, now))
         {
             continue;
@@ -213,21 +212,18 @@ pub fn candidates(
             1.0 - age / d.as_secs_f64().max(1.0)
         });
         let restore_spot = restore_spot_due(claim, &pool, now, &mut soon);
-        let pods = state.pods_on_node(&node.name_any());
+        let node_name = node.name_any();
+        let pods: Vec<&LeanPod> = state.pods_on_node_iter(&node_name).map(|p| &**p).collect();
         let blocked = blocked_by(claim, &node, &pods, &pdbs);
-        let costs: Vec<f64> = pods
-            .iter()
-            .filter(|p| p.is_reschedulable())
-            .map(|p| {
-                let priority = p.priority;
-                let deletion_cost = p
-                    .annotations
-                    .get(POD_DELETION_COST)
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0);
-                eviction_cost(priority, deletion_cost)
-            })
-            .collect();
+        let costs = pods.iter().filter(|p| p.is_reschedulable()).map(|p| {
+            let priority = p.priority;
+            let deletion_cost = p
+                .annotations
+                .get(POD_DELETION_COST)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            eviction_cost(priority, deletion_cost)
+        });
         let capacity_type = claim
             .label(labels::CAPACITY_TYPE)
             .and_then(|v| v.parse().ok())
@@ -244,7 +240,7 @@ pub fn candidates(
             .and_then(|v| usize::try_from(v).ok());
         out.eligible.push(Eligible {
             candidate: Candidate {
-                node: node.name_any(),
+                node: node_name,
                 nodepool: pool_name.to_string(),
                 price_per_hour: price.unwrap_or(0.0),
                 capacity_type,
@@ -316,7 +312,7 @@ fn restore_spot_due(
 fn blocked_by(
     claim: &NodeClaim,
     node: &Node,
-    pods: &[Arc<LeanPod>],
+    pods: &[&LeanPod],
     pdbs: &PdbIndex,
 ) -> Option<String> {
     if do_not_disrupt(claim.annotations()) {

@@ -13,8 +13,9 @@ use crate::nodeclaim::claim_capacity_type;
 
 /// Recomputes the per-nodepool fleet gauges (nodes, allocatable, requested, cost per hour).
 pub fn update_fleet_metrics(ctx: &Context) {
-    let mut samples: BTreeMap<(String, String), FleetSample> = BTreeMap::new();
     let state = ctx.state();
+    // Keyed by the state's strings while counting (no copies per claim).
+    let mut by_key: BTreeMap<(&str, &str), FleetSample> = BTreeMap::new();
     ctx.metrics
         .pending_pods
         .set(state.pending_pods(ctx.clock.now()).len() as i64);
@@ -25,10 +26,10 @@ pub fn update_fleet_metrics(ctx: &Context) {
         .claims()
         .filter(|c| c.metadata.deletion_timestamp.is_none())
     {
-        let pool = claim.nodepool_name().unwrap_or("").to_string();
+        let pool = claim.nodepool_name().unwrap_or("");
         let ct = claim_capacity_type(claim);
-        let key = (pool, ct.map(|c| c.as_str().to_string()).unwrap_or_default());
-        let sample = samples.entry(key).or_default();
+        let ct_name = ct.map_or("", |c| c.as_str());
+        let sample = by_key.entry((pool, ct_name)).or_default();
         let Some(node) = state.claim_node(claim) else {
             continue;
         };
@@ -41,18 +42,19 @@ pub fn update_fleet_metrics(ctx: &Context) {
             .flatten()
         {
             if let Ok(v) = parse_resource(k, &q.0) {
-                *sample.allocatable.entry(k.clone()).or_default() += scaled(k, v);
+                add(&mut sample.allocatable, k, scaled(k, v));
             }
         }
-        for key in state.pod_keys_on_node(&node.name_any()) {
-            if state.pod(key).is_none_or(|p| p.is_terminal()) {
+        let name = node.metadata.name.as_deref().unwrap_or_default();
+        for pod in state.pods_on_node_iter(name) {
+            if pod.is_terminal() {
                 continue;
             }
-            let Some(pod) = state.domain_pod(key) else {
+            let Some(pod) = pod.request() else {
                 continue;
             };
             for (k, v) in &pod.requests.0 {
-                *sample.requested.entry(k.clone()).or_default() += scaled(k, *v);
+                add(&mut sample.requested, k, scaled(k, *v));
             }
         }
         let it = claim.label(stowage_api::labels::INSTANCE_TYPE);
@@ -61,7 +63,11 @@ pub fn update_fleet_metrics(ctx: &Context) {
             sample.cost_per_hour += ctx.price(it, zone, ct).unwrap_or(0.0);
         }
     }
-    samples.retain(|_, s| s.nodes > 0);
+    let samples: BTreeMap<(String, String), FleetSample> = by_key
+        .into_iter()
+        .filter(|(_, s)| s.nodes > 0)
+        .map(|((pool, ct), s)| ((pool.to_string(), ct.to_string()), s))
+        .collect();
     ctx.metrics.set_fleet(&samples);
     let caps: Vec<(String, f64, i64)> = state
         .nodepools()
@@ -81,6 +87,16 @@ pub fn update_fleet_metrics(ctx: &Context) {
         .collect();
     ctx.metrics
         .set_on_demand_caps(caps.iter().map(|(p, b, pct)| (p.as_str(), *b, *pct)));
+}
+
+/// Adds `v` to `map[k]`, copying the name only the first time.
+fn add(map: &mut BTreeMap<String, f64>, k: &str, v: f64) {
+    match map.get_mut(k) {
+        Some(total) => *total += v,
+        None => {
+            map.insert(k.to_string(), v);
+        }
+    }
 }
 
 /// CPU in cores, the rest as is.

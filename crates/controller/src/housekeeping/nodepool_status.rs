@@ -136,18 +136,19 @@ pub async fn update_nodepool_status(ctx: &Context) -> Result<()> {
                 .collect(),
         )
     };
+    // Each pool's claims' resources and count, in one pass over the claims (not one per pool).
+    let mut per_pool: BTreeMap<&str, (Resources, i64)> = BTreeMap::new();
+    for c in &claims {
+        if let Some(pool) = c.nodepool_name() {
+            let (resources, nodes) = per_pool.entry(pool).or_default();
+            resources.add(&claim_resources(c));
+            *nodes += 1;
+        }
+    }
     let api: Api<NodePool> = Api::all(ctx.client.clone());
     for pool in &pools {
         let name = pool.name_any();
-        let mut resources = Resources::new();
-        let mut nodes = 0i64;
-        for c in claims
-            .iter()
-            .filter(|c| c.nodepool_name() == Some(name.as_str()))
-        {
-            resources.add(&claim_resources(c));
-            nodes += 1;
-        }
+        let (resources, nodes) = per_pool.remove(name.as_str()).unwrap_or_default();
         let mut status: NodePoolStatus = pool.status.clone().unwrap_or_default();
         status.resources = quantities(&resources);
         status.nodes = nodes;

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use stowage_api::labels;
 
 use crate::domain::{ExistingNode, Plan, PodRequest, SolveInput, SolveOptions, TaintEffect};
+use crate::hash::FastSet;
 use crate::model::{Resources, resource};
 use crate::predicates::GroupKey;
 use crate::solve::{Base, SharedCatalog, solve_on_base};
@@ -89,14 +90,11 @@ impl<'a> Prepared<'a> {
         let mut nodes = Vec::with_capacity(all.len());
         let mut free = Vec::with_capacity(all.len());
         for (i, n) in all.iter().enumerate() {
-            let (mut node, plain) = if fold {
-                let node = fold_node(n, &keeps, &label_keys);
-                let plain = node.pods.iter().all(|p| !keeps(p));
-                (node, plain)
+            let (node, plain) = if fold {
+                fold_node(n, &keeps, &label_keys)
             } else {
-                ((*n).clone(), false)
+                (copy_node(n, n.pods.clone(), &label_keys), false)
             };
-            node.labels.retain(|k, _| label_keys.contains(k.as_str()));
             let prunable = terms.hostname_only
                 && plain
                 && i < input.nodes.len()
@@ -206,8 +204,8 @@ fn probe_input(
 /// The node label keys a probe can read: those the movable pods' node selectors, node
 /// affinity (required and preferred) and topology terms name, and the well-known ones. A
 /// requirement on a key reads only that key, so the other labels cannot change a match.
-fn label_keys<'p>(movable: &[&'p PodRequest], terms: &'p Terms) -> HashSet<&'p str> {
-    let mut keys: HashSet<&str> = [
+fn label_keys<'p>(movable: &[&'p PodRequest], terms: &'p Terms) -> FastSet<&'p str> {
+    let mut keys: FastSet<&str> = [
         labels::HOSTNAME,
         labels::ZONE,
         labels::CAPACITY_TYPE,
@@ -241,7 +239,7 @@ struct Terms {
 impl Terms {
     /// Terms of the pods that may be placed and required anti-affinity of running pods.
     fn of(movable: &[&PodRequest], nodes: &[&ExistingNode]) -> Terms {
-        let mut groups: HashSet<GroupKey> = HashSet::new();
+        let mut groups: FastSet<GroupKey> = FastSet::default();
         let mut keys: HashSet<String> = HashSet::new();
         let mut add = |ns: Option<std::collections::BTreeSet<String>>,
                        selector: Option<&crate::domain::LabelSelector>,
@@ -295,28 +293,33 @@ impl Terms {
     }
 }
 
-/// `n` with every pod `keeps` rejects folded into one aggregate pod. Unchanged when fewer
-/// than two pods fold or the node's pod slots would not survive it. Folded, it keeps only the
-/// labels under `label_keys` (the caller cuts the others anyway; not copying them is cheaper).
+/// `n` with every pod `keeps` rejects folded into one aggregate pod. Unchanged but for its
+/// labels when fewer than two pods fold or the node's pod slots would not survive it. Either
+/// way it keeps only the labels under `label_keys`. Also whether no pod of the result is kept
+/// (`keeps` is asked once per pod: it matches the pod against every topology group).
 fn fold_node(
     n: &ExistingNode,
     keeps: &impl Fn(&PodRequest) -> bool,
-    label_keys: &HashSet<&str>,
-) -> ExistingNode {
-    let folding = n.pods.iter().filter(|p| !keeps(p)).count();
+    label_keys: &FastSet<&str>,
+) -> (ExistingNode, bool) {
+    let kept: Vec<bool> = n.pods.iter().map(|p| keeps(p)).collect();
+    let folding = kept.iter().filter(|k| !**k).count();
     let slots = match n.allocatable.get(resource::PODS) {
         0 => DEFAULT_MAX_PODS,
         s => s,
     };
     let slots_after = slots - (folding as i64 - 1);
     if folding < 2 || slots_after <= 0 {
-        return n.clone();
+        return (
+            copy_node(n, n.pods.clone(), label_keys),
+            folding == n.pods.len(),
+        );
     }
     let mut aggregate = PodRequest::new(AGGREGATE_NAMESPACE, &n.name);
     let mut requests = Resources::new();
     let mut pods = Vec::with_capacity(n.pods.len() - folding + 1);
-    for p in &n.pods {
-        if keeps(p) {
+    for (p, kept) in n.pods.iter().zip(&kept) {
+        if *kept {
             pods.push(p.clone());
         } else {
             requests.add(&p.requests);
@@ -325,8 +328,20 @@ fn fold_node(
     }
     requests.set(resource::PODS, 0);
     aggregate.requests = requests;
+    let plain = folding == n.pods.len() && !keeps(&aggregate);
     pods.push(Arc::new(aggregate));
-    let mut out = ExistingNode {
+    let mut out = copy_node(n, pods, label_keys);
+    out.allocatable.set(resource::PODS, slots_after);
+    (out, plain)
+}
+
+/// `n` with `pods`, its labels cut to `label_keys`.
+fn copy_node(
+    n: &ExistingNode,
+    pods: Vec<Arc<PodRequest>>,
+    label_keys: &FastSet<&str>,
+) -> ExistingNode {
+    ExistingNode {
         name: n.name.clone(),
         labels: n
             .labels
@@ -343,9 +358,7 @@ fn fold_node(
         instance_type: n.instance_type.clone(),
         price_per_hour: n.price_per_hour,
         unschedulable: n.unschedulable,
-    };
-    out.allocatable.set(resource::PODS, slots_after);
-    out
+    }
 }
 
 /// Free (cpu, memory, pod slots) of a node as the solve sees it.
