@@ -207,7 +207,9 @@ pub struct ClusterState {
     /// What is kept of each pod (its solver conversion included), by `namespace/name`; the
     /// indexes below share the key.
     pods: HashMap<Arc<str>, Arc<LeanPod>>,
-    pods_by_node: HashMap<Arc<str>, BTreeSet<Arc<str>>>,
+    /// Node name -> its bound pods by key (the same `Arc`s as in `pods`, replaced with them):
+    /// a loop over a node's pods needs no lookup per pod.
+    pods_by_node: HashMap<Arc<str>, BTreeMap<Arc<str>, Arc<LeanPod>>>,
     provisionable: BTreeSet<Arc<str>>,
     /// Shared copies of the strings and label sets pods repeat.
     interner: Interner,
@@ -464,11 +466,12 @@ impl ClusterState {
             self.pdb_counts.pod(old, -1);
         }
         self.pdb_counts.pod(&lean, 1);
+        let lean = Arc::new(lean);
         if let Some(node) = &lean.node_name {
             self.pods_by_node
                 .entry(node.clone())
                 .or_default()
-                .insert(key.clone());
+                .insert(key.clone(), lean.clone());
             self.nominations.remove_pod(&key);
             self.rejected.remove(&*key);
         }
@@ -479,7 +482,7 @@ impl ClusterState {
         } else {
             self.provisionable.remove(&*key);
         }
-        self.pods.insert(key, Arc::new(lean));
+        self.pods.insert(key, lean);
     }
 
     /// The pod as the solver reads it (`None` when absent or unreadable).
@@ -555,7 +558,7 @@ impl ClusterState {
         self.pods_by_node
             .get(node)
             .into_iter()
-            .flatten()
+            .flat_map(|m| m.keys())
             .map(|k| &**k)
     }
 
@@ -566,7 +569,10 @@ impl ClusterState {
     /// The pods bound to `node` (any phase), in key order, borrowed: what
     /// [`Self::pods_on_node`] collects, for loops over every node that need not keep them.
     pub fn pods_on_node_iter(&self, node: &str) -> impl Iterator<Item = &Arc<LeanPod>> {
-        self.pod_keys_on_node(node).filter_map(|k| self.pods.get(k))
+        self.pods_by_node
+            .get(node)
+            .into_iter()
+            .flat_map(|m| m.values())
     }
 
     /// Provisionable pods that are not nominated to a live in-flight NodeClaim at `now`: the ones

@@ -27,6 +27,7 @@ use stowage_api::{
 };
 use stowage_solver::InstanceType;
 use stowage_solver::consolidate::{Budgets, Candidate, Reason, disruption_cost, eviction_cost};
+use stowage_solver::hash::FastMap;
 
 use crate::lean::LeanPod;
 use crate::state::ClusterState;
@@ -128,6 +129,18 @@ pub fn candidates(
 ) -> Candidates {
     let mut out = Candidates::default();
     let pdbs = PdbIndex::new(state);
+    // Each pool's types by name (the first of a name, as a scan finds it): a claim's price is
+    // a lookup, not a scan of the catalogue.
+    let by_name: BTreeMap<&str, FastMap<&str, &InstanceType>> = types
+        .iter()
+        .map(|(pool, list)| {
+            let mut m: FastMap<&str, &InstanceType> = FastMap::default();
+            for t in list.iter() {
+                m.entry(t.name.as_str()).or_insert(t);
+            }
+            (pool.as_str(), m)
+        })
+        .collect();
     let mut next: Option<Timestamp> = None;
     let mut soon = |t: Timestamp| {
         if t > now {
@@ -228,7 +241,7 @@ pub fn candidates(
             .label(labels::CAPACITY_TYPE)
             .and_then(|v| v.parse().ok())
             .unwrap_or(CapacityType::OnDemand);
-        let price = claim_price(claim, types.get(pool_name).map(|t| &t[..]));
+        let price = claim_price_in(claim, by_name.get(pool_name));
         let min_instance_types = pool
             .spec
             .template
@@ -276,6 +289,20 @@ pub fn claim_price(claim: &NodeClaim, types: Option<&[InstanceType]>) -> Option<
     types?
         .iter()
         .find(|t| t.name == it)?
+        .offerings
+        .iter()
+        .filter(|o| o.capacity_type == ct && zone.is_none_or(|z| z == o.zone))
+        .map(|o| o.price_per_hour)
+        .reduce(f64::min)
+}
+
+/// [`claim_price`] with the pool's types indexed by name.
+fn claim_price_in(claim: &NodeClaim, types: Option<&FastMap<&str, &InstanceType>>) -> Option<f64> {
+    let it = claim.label(labels::INSTANCE_TYPE)?;
+    let zone = claim.label(labels::ZONE);
+    let ct: CapacityType = claim.label(labels::CAPACITY_TYPE)?.parse().ok()?;
+    types?
+        .get(it)?
         .offerings
         .iter()
         .filter(|o| o.capacity_type == ct && zone.is_none_or(|z| z == o.zone))

@@ -23,12 +23,15 @@
 //! anti-affinity (counts), and, with a spot blast radius, their workload; pods are folded only
 //! when none of these can tell. Tests compare with `simulate_without` on seeded random clusters.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use stowage_api::labels;
 
-use crate::domain::{ExistingNode, Plan, PodRequest, SolveInput, SolveOptions, TaintEffect};
+use crate::domain::{
+    ExistingNode, LabelSelector, Plan, PodAffinityTerm, PodRequest, SolveInput, SolveOptions,
+    TaintEffect,
+};
 use crate::hash::FastSet;
 use crate::model::{Resources, resource};
 use crate::predicates::GroupKey;
@@ -241,26 +244,44 @@ impl Terms {
     fn of(movable: &[&PodRequest], nodes: &[&ExistingNode]) -> Terms {
         let mut groups: FastSet<GroupKey> = FastSet::default();
         let mut keys: HashSet<String> = HashSet::new();
-        let mut add = |ns: Option<std::collections::BTreeSet<String>>,
-                       selector: Option<&crate::domain::LabelSelector>,
-                       key: &str| {
-            if !keys.contains(key) {
-                keys.insert(key.to_string());
-            }
-            if let Some(selector) = selector {
-                groups.insert(GroupKey {
-                    namespaces: ns,
-                    selector: selector.clone(),
-                });
-            }
-        };
+        let mut add =
+            |ns: Option<BTreeSet<String>>, selector: Option<&LabelSelector>, key: &str| {
+                if !keys.contains(key) {
+                    keys.insert(key.to_string());
+                }
+                if let Some(selector) = selector {
+                    groups.insert(GroupKey {
+                        namespaces: ns,
+                        selector: selector.clone(),
+                    });
+                }
+            };
+        // A term met before adds nothing (replicas repeat their terms): not built again.
+        type Seen<'p, N> = FastSet<(N, Option<&'p LabelSelector>, &'p str)>;
+        let mut seen_spreads: Seen<'_, &str> = FastSet::default();
+        let mut seen_terms: Seen<'_, Option<&BTreeSet<String>>> = FastSet::default();
+        fn term_key(
+            t: &PodAffinityTerm,
+        ) -> (Option<&BTreeSet<String>>, Option<&LabelSelector>, &str) {
+            (
+                t.namespaces.as_ref(),
+                t.label_selector.as_ref(),
+                t.topology_key.as_str(),
+            )
+        }
         for p in movable {
             for s in &p.topology_spread {
-                add(
-                    Some([p.namespace.clone()].into()),
+                if seen_spreads.insert((
+                    p.namespace.as_str(),
                     s.label_selector.as_ref(),
-                    &s.topology_key,
-                );
+                    s.topology_key.as_str(),
+                )) {
+                    add(
+                        Some([p.namespace.clone()].into()),
+                        s.label_selector.as_ref(),
+                        &s.topology_key,
+                    );
+                }
             }
             let terms = p
                 .pod_affinity
@@ -269,20 +290,24 @@ impl Terms {
                 .chain(p.preferred_pod_affinity.iter().map(|w| &w.term))
                 .chain(p.preferred_pod_anti_affinity.iter().map(|w| &w.term));
             for t in terms {
-                add(
-                    t.namespaces.clone(),
-                    t.label_selector.as_ref(),
-                    &t.topology_key,
-                );
+                if seen_terms.insert(term_key(t)) {
+                    add(
+                        t.namespaces.clone(),
+                        t.label_selector.as_ref(),
+                        &t.topology_key,
+                    );
+                }
             }
         }
         for p in nodes.iter().flat_map(|n| &n.pods) {
             for t in &p.pod_anti_affinity {
-                add(
-                    t.namespaces.clone(),
-                    t.label_selector.as_ref(),
-                    &t.topology_key,
-                );
+                if seen_terms.insert(term_key(t)) {
+                    add(
+                        t.namespaces.clone(),
+                        t.label_selector.as_ref(),
+                        &t.topology_key,
+                    );
+                }
             }
         }
         Terms {

@@ -14,8 +14,12 @@
 //! counts what adding them one by one would. A probe group the base does not know (none
 //! should exist) makes that probe count every pod again, as a fresh solve does.
 
-use crate::domain::{ExistingNode, HostPort, PodAffinityTerm, PodRequest, SolveInput};
-use crate::hash::FastMap;
+use std::collections::BTreeSet;
+
+use crate::domain::{
+    ExistingNode, HostPort, LabelSelector, PodAffinityTerm, PodRequest, SolveInput,
+};
+use crate::hash::{FastMap, FastSet};
 use crate::predicates::GroupKey;
 
 use super::interning::Ids;
@@ -59,6 +63,11 @@ impl Base {
         let refs: Vec<&ExistingNode> = nodes.iter().collect();
         let ids = Ids::for_input(input, &refs);
         let mut topology = Topology::default();
+        // Groups met before are not built again (replicas repeat their terms; interning is
+        // idempotent, so skipping a repeat keeps the ids and their first-use order).
+        let mut seen_spreads: FastSet<(&str, &LabelSelector)> = FastSet::default();
+        let mut seen_terms: FastSet<(Option<&BTreeSet<String>>, &LabelSelector)> =
+            FastSet::default();
         for p in input
             .pods
             .iter()
@@ -66,7 +75,9 @@ impl Base {
             .chain(movable.iter().copied())
         {
             for s in &p.topology_spread {
-                if let Some(sel) = &s.label_selector {
+                if let Some(sel) = &s.label_selector
+                    && seen_spreads.insert((p.namespace.as_str(), sel))
+                {
                     topology.intern(GroupKey {
                         namespaces: Some([p.namespace.clone()].into()),
                         selector: sel.clone(),
@@ -80,12 +91,20 @@ impl Base {
                 .chain(&p.pod_anti_affinity)
                 .chain(p.preferred_pod_anti_affinity.iter().map(|w| &w.term));
             for t in terms {
-                intern_term(&mut topology, t);
+                if let Some(sel) = &t.label_selector
+                    && seen_terms.insert((t.namespaces.as_ref(), sel))
+                {
+                    intern_term(&mut topology, t);
+                }
             }
         }
         for p in nodes.iter().flat_map(|n| &n.pods) {
             for t in &p.pod_anti_affinity {
-                intern_term(&mut topology, t);
+                if let Some(sel) = &t.label_selector
+                    && seen_terms.insert((t.namespaces.as_ref(), sel))
+                {
+                    intern_term(&mut topology, t);
+                }
             }
         }
         topology.index_groups();
