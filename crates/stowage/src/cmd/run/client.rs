@@ -154,13 +154,9 @@ mod tests {
         (url, open)
     }
 
-    #[tokio::test]
-    async fn a_burst_leaves_at_most_the_bound_of_idle_connections_open() {
-        let (url, open) = server().await;
-        let client = builder(kube::Config::new(url.parse().unwrap()))
-            .unwrap()
-            .build();
-        let burst = (0..100).map(|_| {
+    /// `n` GETs of `/version` at once; their answers.
+    async fn burst(client: &kube::Client, n: usize) -> Vec<String> {
+        let requests = (0..n).map(|_| {
             let client = client.clone();
             async move {
                 client
@@ -169,7 +165,16 @@ mod tests {
                     .unwrap()
             }
         });
-        futures::future::join_all(burst).await;
+        futures::future::join_all(requests).await
+    }
+
+    #[tokio::test]
+    async fn a_burst_leaves_at_most_the_bound_of_idle_connections_open() {
+        let (url, open) = server().await;
+        let client = builder(kube::Config::new(url.parse().unwrap()))
+            .unwrap()
+            .build();
+        burst(&client, 100).await;
         assert!(
             open.peak.load(Ordering::SeqCst) > MAX_IDLE_CONNECTIONS,
             "the burst opened a connection per request in flight"
@@ -190,16 +195,7 @@ mod tests {
         let client = builder(kube::Config::new(url.parse().unwrap()))
             .unwrap()
             .build();
-        let burst = (0..4 * MAX_IN_FLIGHT).map(|_| {
-            let client = client.clone();
-            async move {
-                client
-                    .request_text(http::Request::get("/version").body(Vec::new()).unwrap())
-                    .await
-                    .unwrap()
-            }
-        });
-        let answers = futures::future::join_all(burst).await;
+        let answers = burst(&client, 4 * MAX_IN_FLIGHT).await;
         assert_eq!(answers.len(), 4 * MAX_IN_FLIGHT, "every request answered");
         // Without the bound, one connection per request (256); with it, those in flight and a
         // few whose answer's body is still being read when the next request starts.
